@@ -1,0 +1,77 @@
+package broadcast
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkFanout writes 1 KiB frames (64 per group) to a track read by N
+// consumers concurrently. One op is one frame delivered to every consumer; the
+// per-consumer figures are reported as ns/frame/consumer and
+// allocs/frame/consumer.
+func BenchmarkFanout(b *testing.B) {
+	for _, consumers := range []int{1, 10, 1000} {
+		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) { benchFanout(b, consumers) })
+	}
+}
+
+func benchFanout(b *testing.B, consumers int) {
+	const framesPerGroup = 64
+	payload := make([]byte, 1024)
+	// A cache large enough that no consumer is evicted: this measures delivery.
+	tp := NewTrack(Track{Name: "bench"}, Limits{CacheMaxAge: time.Hour, CacheMaxBytes: 1 << 50})
+	ctx := context.Background()
+	var ready, wg sync.WaitGroup
+	start := make(chan struct{})
+	for range consumers {
+		c := tp.Consume()
+		ready.Add(1)
+		wg.Go(func() {
+			defer c.Close()
+			ready.Done()
+			<-start
+			read := 0
+			for read < b.N {
+				g, err := c.RecvGroup(ctx)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for {
+					if _, err := g.ReadFrame(ctx); err != nil {
+						break
+					}
+					read++
+				}
+			}
+		})
+	}
+	ready.Wait()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	close(start)
+	var g *GroupProducer
+	for i := range b.N {
+		if i%framesPerGroup == 0 {
+			if g != nil {
+				_ = g.Finish()
+			}
+			g, _ = tp.AppendGroup()
+		}
+		_ = g.WriteFrame(payload)
+	}
+	_ = g.Finish()
+	wg.Wait()
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	deliveries := float64(b.N) * float64(consumers)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/frame/consumer")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/deliveries, "allocs/frame/consumer")
+}

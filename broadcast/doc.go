@@ -1,0 +1,18 @@
+// Package broadcast is the in-memory media model of moq-lite: broadcasts made
+// of named tracks, tracks made of numbered groups, groups made of frames, and an
+// Origin that maps paths to the broadcasts announced there.
+//
+// Every level comes as a producer/consumer pair over shared state, as in the
+// Rust moq-lite model. A producer writes; any number of consumers read, each
+// with its own cursor. A frame's payload is stored once and handed to every
+// consumer as the same slice, so fan-out costs no copies and no allocations per
+// frame per consumer.
+//
+// Memory is bounded everywhere: a group caches at most Limits.GroupMaxBytes and
+// Limits.GroupMaxFrames (a consumer that falls behind the eviction point gets
+// ErrEvicted), and a track keeps its latest group plus older groups within
+// Limits.CacheMaxAge and Limits.CacheMaxBytes. A slow consumer therefore never
+// stalls a producer or other consumers.
+//
+// The package does no I/O. The session package moves this model over the wire.
+package broadcast

@@ -1,0 +1,160 @@
+package broadcast
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// group is the state shared by a GroupProducer and its consumers.
+type group struct {
+	seq uint64
+	lim *Limits // shared with the track; read-only
+
+	mu     sync.RWMutex
+	frames [][]byte // cached frames; frames[0] has index base
+	base   int
+	bytes  int64         // payload bytes in frames
+	acct   *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
+	done   bool          // finished or aborted
+	err    error         // nil after a clean finish
+	sig    signal
+}
+
+func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {
+	return &group{seq: seq, lim: lim, acct: acct, sig: newSignal()}
+}
+
+// GroupProducer writes the frames of one group. Its methods are safe for
+// concurrent use, though a group normally has a single writer.
+type GroupProducer struct{ g *group }
+
+// Sequence returns the group's sequence number within its track.
+func (p *GroupProducer) Sequence() uint64 { return p.g.seq }
+
+// WriteFrame appends one frame. The group keeps payload and shares it with
+// every consumer, so the caller must not modify it afterwards. Writing to a
+// finished or aborted group returns ErrClosed; a frame larger than the group's
+// byte limit returns ErrTooLarge.
+func (p *GroupProducer) WriteFrame(payload []byte) error {
+	g := p.g
+	size := int64(len(payload))
+	if size > g.lim.GroupMaxBytes {
+		return withReason(ErrTooLarge, "frame of %d bytes over the group limit of %d", size, g.lim.GroupMaxBytes)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return withReason(ErrClosed, "group %d: write after end", g.seq)
+	}
+	g.frames = append(g.frames, payload)
+	g.bytes += size
+	delta := size
+	// Evict the oldest frames beyond the cache bounds; readers behind them get ErrEvicted.
+	for len(g.frames) > 1 && (g.bytes > g.lim.GroupMaxBytes || len(g.frames) > g.lim.GroupMaxFrames) {
+		n := int64(len(g.frames[0]))
+		g.bytes -= n
+		delta -= n
+		g.frames[0] = nil
+		g.frames = g.frames[1:]
+		g.base++
+	}
+	if g.acct != nil {
+		g.acct.Add(delta)
+	}
+	g.sig.notify()
+	return nil
+}
+
+// Finish ends the group cleanly: consumers read the remaining frames and then
+// io.EOF. Finishing twice, or after Abort, returns ErrClosed.
+func (p *GroupProducer) Finish() error { return p.g.close(nil) }
+
+// Abort ends the group with err (ErrCancelled if nil). Consumers still read the
+// frames already written, then get err. Aborting an ended group does nothing.
+func (p *GroupProducer) Abort(err error) {
+	if err == nil {
+		err = ErrCancelled
+	}
+	_ = p.g.close(err)
+}
+
+// FrameCount returns the number of frames written so far.
+func (p *GroupProducer) FrameCount() int {
+	p.g.mu.RLock()
+	defer p.g.mu.RUnlock()
+	return p.g.base + len(p.g.frames)
+}
+
+// Consume returns a consumer that reads the group from its first frame.
+func (p *GroupProducer) Consume() *GroupConsumer { return &GroupConsumer{g: p.g} }
+
+func (g *group) close(err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return withReason(ErrClosed, "group %d already ended", g.seq)
+	}
+	g.done, g.err = true, err
+	g.sig.notify()
+	return nil
+}
+
+// evict detaches the group from its track's byte count.
+func (g *group) evict() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.acct != nil {
+		g.acct.Add(-g.bytes)
+		g.acct = nil
+	}
+}
+
+// GroupConsumer reads the frames of one group in order, with its own cursor.
+// A GroupConsumer is for one goroutine at a time.
+type GroupConsumer struct {
+	g    *group
+	next int // index of the next frame to read
+}
+
+// Sequence returns the group's sequence number within its track.
+func (c *GroupConsumer) Sequence() uint64 { return c.g.seq }
+
+// ReadFrame returns the next frame, waiting for it if needed. It returns io.EOF
+// after the last frame of a finished group, the abort error of an aborted one,
+// ErrEvicted if the frame was evicted before this consumer reached it, and
+// ctx.Err() if ctx ends first. The returned slice is shared with every other
+// consumer and must not be modified.
+func (c *GroupConsumer) ReadFrame(ctx context.Context) ([]byte, error) {
+	g := c.g
+	for {
+		g.mu.RLock()
+		if c.next < g.base {
+			g.mu.RUnlock()
+			return nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+		}
+		if i := c.next - g.base; i < len(g.frames) {
+			f := g.frames[i]
+			g.mu.RUnlock()
+			c.next++
+			return f, nil
+		}
+		if g.done {
+			err := g.err
+			g.mu.RUnlock()
+			if err == nil {
+				err = io.EOF
+			}
+			return nil, err
+		}
+		wake := g.sig.wait()
+		g.mu.RUnlock()
+		if err := sleep(ctx, wake); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Clone returns a consumer of the same group positioned at the same frame.
+func (c *GroupConsumer) Clone() *GroupConsumer { return &GroupConsumer{g: c.g, next: c.next} }

@@ -1,0 +1,49 @@
+package broadcast
+
+import "time"
+
+// Limits bound the memory a track and its groups may hold. The zero value of
+// any field means its default.
+type Limits struct {
+	// GroupMaxBytes caps the payload bytes cached per group; older frames are
+	// evicted beyond it, and a single frame larger than it is refused with
+	// ErrTooLarge. Default 32 MiB.
+	GroupMaxBytes int64
+	// GroupMaxFrames caps the frames cached per group. Default 1024.
+	GroupMaxFrames int
+	// CacheMaxAge is how long groups older than the latest stay cached for
+	// consumers that ask for them. Default 5 s (moq-lite's MAX_GROUP_AGE).
+	CacheMaxAge time.Duration
+	// CacheMaxBytes caps the bytes of a track's cached groups other than the
+	// latest one. Default 64 MiB.
+	CacheMaxBytes int64
+	// Now is the clock used for group ages; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Defaults for Limits.
+const (
+	DefaultGroupMaxBytes  = 32 << 20
+	DefaultGroupMaxFrames = 1024
+	DefaultCacheMaxAge    = 5 * time.Second
+	DefaultCacheMaxBytes  = 64 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.GroupMaxBytes <= 0 {
+		l.GroupMaxBytes = DefaultGroupMaxBytes
+	}
+	if l.GroupMaxFrames <= 0 {
+		l.GroupMaxFrames = DefaultGroupMaxFrames
+	}
+	if l.CacheMaxAge <= 0 {
+		l.CacheMaxAge = DefaultCacheMaxAge
+	}
+	if l.CacheMaxBytes <= 0 {
+		l.CacheMaxBytes = DefaultCacheMaxBytes
+	}
+	if l.Now == nil {
+		l.Now = time.Now
+	}
+	return l
+}

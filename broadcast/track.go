@@ -1,0 +1,356 @@
+package broadcast
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Track names a track within a broadcast and gives its priority: higher is more
+// important (moq-lite priorities are one byte).
+type Track struct {
+	Name     string
+	Priority uint8
+}
+
+// track is the state shared by a TrackProducer and its consumers.
+type track struct {
+	info  Track
+	lim   Limits
+	bytes atomic.Int64 // payload bytes of every cached group
+
+	mu        sync.RWMutex
+	entries   []*entry // groups in arrival order; nil = evicted; entries[0] has arrival index base
+	base      int
+	bySeq     map[uint64]*group // cached groups by sequence
+	latest    uint64            // highest sequence seen, valid when any
+	any       bool
+	finished  bool
+	final     uint64 // after Finish: sequences >= final are refused
+	err       error  // abort error; the track is over when set
+	sig       signal
+	consumers int
+	used      chan struct{} // closed when consumers goes from 0 to 1
+	unused    chan struct{} // closed when consumers goes from 1 to 0
+	onUnused  func()        // called (without locks) when the last consumer leaves
+}
+
+type entry struct {
+	g  *group
+	at time.Time
+}
+
+// closedChan is a channel that is always closed.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// NewTrack returns the producer of a new, empty track. Tracks are usually made
+// with Producer.CreateTrack, which applies the broadcast's limits.
+func NewTrack(info Track, lim Limits) *TrackProducer {
+	return &TrackProducer{t: &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}, sig: newSignal()}}
+}
+
+// TrackProducer writes the groups of one track. It is safe for concurrent use.
+type TrackProducer struct{ t *track }
+
+// Info returns the track's name and priority.
+func (p *TrackProducer) Info() Track { return p.t.info }
+
+// AppendGroup starts the next group: one past the highest sequence so far, or
+// 0 for the first.
+func (p *TrackProducer) AppendGroup() (*GroupProducer, error) { return p.t.create(0, true) }
+
+// CreateGroup starts the group with the given sequence. Groups may be created
+// out of order; a sequence that is still cached returns ErrDuplicate, and one at
+// or past the end of a finished track returns ErrClosed.
+func (p *TrackProducer) CreateGroup(seq uint64) (*GroupProducer, error) { return p.t.create(seq, false) }
+
+// WriteFrame writes a group holding the single frame payload and finishes it.
+func (p *TrackProducer) WriteFrame(payload []byte) error {
+	g, err := p.AppendGroup()
+	if err != nil {
+		return err
+	}
+	if err := g.WriteFrame(payload); err != nil {
+		g.Abort(err)
+		return err
+	}
+	return g.Finish()
+}
+
+// Finish ends the track after its current groups: no group with a sequence
+// past the highest so far may be created, and consumers get io.EOF once they
+// have read the cached groups. Groups already started keep going.
+func (p *TrackProducer) Finish() error {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.finished || t.err != nil {
+		return withReason(ErrClosed, "track %q already ended", t.info.Name)
+	}
+	t.finished = true
+	t.final = 0
+	if t.any {
+		t.final = t.latest + 1
+	}
+	t.sig.notify()
+	return nil
+}
+
+// Abort ends the track and every unfinished group with err (ErrCancelled if
+// nil). Consumers get err from their next call.
+func (p *TrackProducer) Abort(err error) { p.t.abort(err) }
+
+// Consume returns a consumer that starts at the latest group.
+func (p *TrackProducer) Consume() *TrackConsumer { return p.t.consume() }
+
+// Used returns a channel that is closed once the track has a consumer.
+func (p *TrackProducer) Used() <-chan struct{} {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.consumers > 0 {
+		return closedChan
+	}
+	if t.used == nil {
+		t.used = make(chan struct{})
+	}
+	return t.used
+}
+
+// Unused returns a channel that is closed once the track has no consumers: at
+// once if it has none now, else when the last one closes. A producer that fills
+// a track on demand stops when this fires.
+func (p *TrackProducer) Unused() <-chan struct{} {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.consumers == 0 {
+		return closedChan
+	}
+	if t.unused == nil {
+		t.unused = make(chan struct{})
+	}
+	return t.unused
+}
+
+func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return nil, t.err
+	}
+	if next && t.any {
+		seq = t.latest + 1
+	}
+	if t.finished && seq >= t.final {
+		return nil, withReason(ErrClosed, "track %q finished at group %d", t.info.Name, t.final)
+	}
+	if _, dup := t.bySeq[seq]; dup {
+		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
+	}
+	g := newGroup(seq, &t.lim, &t.bytes)
+	t.entries = append(t.entries, &entry{g: g, at: t.lim.Now()})
+	t.bySeq[seq] = g
+	if !t.any || seq > t.latest {
+		t.latest, t.any = seq, true
+	}
+	t.evict()
+	t.sig.notify()
+	return &GroupProducer{g: g}, nil
+}
+
+// evict drops cached groups, oldest first, that are older than CacheMaxAge or
+// over CacheMaxBytes. The latest group always stays. Caller holds t.mu.
+func (t *track) evict() {
+	now := t.lim.Now()
+	for i, e := range t.entries {
+		if e == nil || e.g.seq == t.latest {
+			continue
+		}
+		if now.Sub(e.at) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes {
+			break // arrival order is age order: the rest are younger
+		}
+		e.g.evict()
+		delete(t.bySeq, e.g.seq)
+		t.entries[i] = nil
+	}
+	for len(t.entries) > 0 && t.entries[0] == nil {
+		t.entries = t.entries[1:]
+		t.base++
+	}
+}
+
+func (t *track) abort(err error) {
+	if err == nil {
+		err = ErrCancelled
+	}
+	t.mu.Lock()
+	if t.err != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.err = err
+	groups := make([]*group, 0, len(t.bySeq))
+	for _, g := range t.bySeq {
+		groups = append(groups, g)
+	}
+	t.sig.notify()
+	t.mu.Unlock()
+	for _, g := range groups {
+		_ = g.close(err) // already-ended groups keep their outcome
+	}
+}
+
+func (t *track) consume() *TrackConsumer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := &TrackConsumer{t: t, next: t.base}
+	if t.any {
+		c.minSeq = t.latest // join at the live edge
+	}
+	t.consumers++
+	if t.consumers == 1 && t.used != nil {
+		close(t.used)
+		t.used = nil
+	}
+	return c
+}
+
+func (t *track) release() {
+	t.mu.Lock()
+	t.consumers--
+	last := t.consumers == 0
+	if last && t.unused != nil {
+		close(t.unused)
+		t.unused = nil
+	}
+	hook := t.onUnused
+	t.mu.Unlock()
+	if last && hook != nil {
+		hook()
+	}
+}
+
+// TrackConsumer reads the groups of a track with its own cursor. It starts at
+// the latest group that existed when it was made (or at StartAt). It is for one
+// goroutine at a time; Close may be called from any goroutine.
+type TrackConsumer struct {
+	t       *track
+	next    int    // arrival index of the next entry to look at
+	minSeq  uint64 // groups below this are skipped
+	last    uint64 // highest sequence returned by NextGroup
+	hasLast bool
+	closed  atomic.Bool
+}
+
+// Info returns the track's name and priority.
+func (c *TrackConsumer) Info() Track { return c.t.info }
+
+// StartAt repositions the consumer to deliver every cached or future group with
+// sequence >= seq, in arrival order.
+func (c *TrackConsumer) StartAt(seq uint64) {
+	c.t.mu.RLock()
+	defer c.t.mu.RUnlock()
+	c.next, c.minSeq = c.t.base, seq
+}
+
+// RecvGroup returns the next group in arrival order, each group once. It
+// returns io.EOF when a finished track has no more groups, the abort error of
+// an aborted track, and ctx.Err() if ctx ends first.
+func (c *TrackConsumer) RecvGroup(ctx context.Context) (*GroupConsumer, error) {
+	return c.recv(ctx, false)
+}
+
+// NextGroup is RecvGroup that only returns groups newer than every group it
+// returned before: a group that arrives late is skipped. Use it for live
+// playback, where an old group is useless.
+func (c *TrackConsumer) NextGroup(ctx context.Context) (*GroupConsumer, error) {
+	return c.recv(ctx, true)
+}
+
+func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsumer, error) {
+	t := c.t
+	for {
+		t.mu.RLock()
+		if t.err != nil {
+			err := t.err
+			t.mu.RUnlock()
+			return nil, err
+		}
+		c.next = max(c.next, t.base) // evicted groups are skipped, not errors: this is live media
+		for c.next-t.base < len(t.entries) {
+			e := t.entries[c.next-t.base]
+			c.next++
+			if e == nil || e.g.seq < c.minSeq || (increasing && c.hasLast && e.g.seq <= c.last) {
+				continue
+			}
+			t.mu.RUnlock()
+			if increasing {
+				c.last, c.hasLast = e.g.seq, true
+			}
+			return &GroupConsumer{g: e.g}, nil
+		}
+		if t.finished {
+			t.mu.RUnlock()
+			return nil, io.EOF
+		}
+		wake := t.sig.wait()
+		t.mu.RUnlock()
+		if err := sleep(ctx, wake); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// GetGroup returns the group with sequence seq: at once if it is cached,
+// after waiting if it is newer than any group so far, and ErrNotFound if it is
+// older than the latest group and no longer (or never) cached.
+func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsumer, error) {
+	t := c.t
+	for {
+		t.mu.RLock()
+		if g, ok := t.bySeq[seq]; ok {
+			t.mu.RUnlock()
+			return &GroupConsumer{g: g}, nil
+		}
+		switch {
+		case t.err != nil:
+			err := t.err
+			t.mu.RUnlock()
+			return nil, err
+		case (t.any && seq <= t.latest) || (t.finished && seq >= t.final):
+			t.mu.RUnlock()
+			return nil, withReason(ErrNotFound, "track %q: group %d", t.info.Name, seq)
+		}
+		wake := t.sig.wait()
+		t.mu.RUnlock()
+		if err := sleep(ctx, wake); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Latest returns the highest group sequence so far, and false if there is none.
+func (c *TrackConsumer) Latest() (uint64, bool) {
+	c.t.mu.RLock()
+	defer c.t.mu.RUnlock()
+	return c.t.latest, c.t.any
+}
+
+// Err returns the abort error of an aborted track, else nil.
+func (c *TrackConsumer) Err() error {
+	c.t.mu.RLock()
+	defer c.t.mu.RUnlock()
+	return c.t.err
+}
+
+// Close releases the consumer. When the last consumer of a track made on
+// demand closes, the track's producer sees Unused and the broadcast forgets
+// the track. Close is idempotent.
+func (c *TrackConsumer) Close() {
+	if c.closed.CompareAndSwap(false, true) {
+		c.t.release()
+	}
+}

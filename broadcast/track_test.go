@@ -1,0 +1,286 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+)
+
+// seqs drains up to n groups from next and returns their sequences.
+func seqs(t *testing.T, n int, next func(context.Context) (*GroupConsumer, error)) ([]uint64, error) {
+	t.Helper()
+	var out []uint64
+	for range n {
+		g, err := next(testCtx(t))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, g.Sequence())
+	}
+	return out, nil
+}
+
+func appendGroups(t *testing.T, tp *TrackProducer, n int) {
+	t.Helper()
+	for range n {
+		g, err := tp.AppendGroup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = g.WriteFrame([]byte(fmt.Sprint(g.Sequence())))
+		_ = g.Finish()
+	}
+}
+
+func TestTrackAppendNumbersFromZero(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	appendGroups(t, tp, 3)
+	got, err := seqs(t, 3, c.RecvGroup)
+	if err != nil || fmt.Sprint(got) != "[0 1 2]" {
+		t.Fatalf("got %v, %v; want [0 1 2]", got, err)
+	}
+	g, _ := tp.CreateGroup(10)
+	_ = g.Finish()
+	g, _ = tp.AppendGroup()
+	if g.Sequence() != 11 {
+		t.Fatalf("AppendGroup after 10 = %d, want 11 (max+1)", g.Sequence())
+	}
+}
+
+func TestTrackLateJoinStartsAtLatest(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	appendGroups(t, tp, 5) // 0..4 cached
+	c := tp.Consume()
+	defer c.Close()
+	appendGroups(t, tp, 2) // 5, 6
+	got, err := seqs(t, 3, c.RecvGroup)
+	if err != nil || fmt.Sprint(got) != "[4 5 6]" {
+		t.Fatalf("late joiner got %v, %v; want [4 5 6]", got, err)
+	}
+	// The latest group is delivered from its first frame.
+	g, _ := tp.Consume().GetGroup(testCtx(t), 4)
+	if f, err := g.ReadFrame(testCtx(t)); err != nil || string(f) != "4" {
+		t.Fatalf("first frame of latest group: %q, %v", f, err)
+	}
+}
+
+func TestTrackStartAt(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	appendGroups(t, tp, 5)
+	c := tp.Consume()
+	defer c.Close()
+	c.StartAt(2)
+	got, err := seqs(t, 3, c.RecvGroup)
+	if err != nil || fmt.Sprint(got) != "[2 3 4]" {
+		t.Fatalf("StartAt(2): got %v, %v; want [2 3 4]", got, err)
+	}
+}
+
+func TestTrackArrivalOrderVersusIncreasing(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	arrival, increasing := tp.Consume(), tp.Consume()
+	defer arrival.Close()
+	defer increasing.Close()
+	for _, s := range []uint64{5, 3, 7, 6, 8} {
+		if _, err := tp.CreateGroup(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = tp.Finish()
+	got, err := seqs(t, 10, arrival.RecvGroup)
+	if !errors.Is(err, io.EOF) || fmt.Sprint(got) != "[5 3 7 6 8]" {
+		t.Errorf("RecvGroup: %v, %v; want [5 3 7 6 8], EOF", got, err)
+	}
+	got, err = seqs(t, 10, increasing.NextGroup)
+	if !errors.Is(err, io.EOF) || fmt.Sprint(got) != "[5 7 8]" {
+		t.Errorf("NextGroup: %v, %v; want [5 7 8], EOF", got, err)
+	}
+}
+
+func TestTrackDuplicateGroup(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	_, _ = tp.CreateGroup(4)
+	if _, err := tp.CreateGroup(4); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate group: %v, want ErrDuplicate", err)
+	}
+}
+
+func TestTrackFinish(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	appendGroups(t, tp, 3)
+	if err := tp.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.AppendGroup(); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after finish: %v, want ErrClosed", err)
+	}
+	if err := tp.Finish(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second finish: %v, want ErrClosed", err)
+	}
+	got, err := seqs(t, 10, c.RecvGroup)
+	if !errors.Is(err, io.EOF) || fmt.Sprint(got) != "[0 1 2]" {
+		t.Fatalf("after finish: %v, %v; want [0 1 2], EOF", got, err)
+	}
+}
+
+func TestTrackFinishWakesWaiter(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() { _, err := c.RecvGroup(testCtx(t)); done <- err }()
+	time.Sleep(10 * time.Millisecond) // let it block; the outcome does not depend on it
+	_ = tp.Finish()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("blocked RecvGroup after Finish: %v, want EOF", err)
+	}
+}
+
+func TestTrackAbortPropagates(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	open, _ := tp.AppendGroup()
+	_ = open.WriteFrame([]byte("x"))
+	gc := open.Consume()
+	boom := withReason(ErrDropped, "publisher vanished")
+	tp.Abort(boom)
+	if _, err := c.RecvGroup(testCtx(t)); !errors.Is(err, ErrDropped) {
+		t.Errorf("RecvGroup after abort: %v, want ErrDropped", err)
+	}
+	if _, err := gc.ReadFrame(testCtx(t)); err != nil {
+		t.Errorf("written frame lost after abort: %v", err)
+	}
+	if _, err := gc.ReadFrame(testCtx(t)); !errors.Is(err, ErrDropped) {
+		t.Errorf("open group after track abort: %v, want ErrDropped", err)
+	}
+	if _, err := tp.AppendGroup(); !errors.Is(err, ErrDropped) {
+		t.Errorf("append after abort: %v, want the abort error", err)
+	}
+	if !errors.Is(c.Err(), ErrDropped) {
+		t.Errorf("Err() = %v", c.Err())
+	}
+}
+
+func TestTrackGetGroup(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	appendGroups(t, tp, 3)
+	if g, err := c.GetGroup(testCtx(t), 1); err != nil || g.Sequence() != 1 {
+		t.Errorf("cached group: %v, %v", g, err)
+	}
+	got := make(chan uint64, 1)
+	go func() {
+		g, err := c.GetGroup(testCtx(t), 5)
+		if err != nil {
+			got <- 999
+			return
+		}
+		got <- g.Sequence()
+	}()
+	_, _ = tp.CreateGroup(5)
+	if s := <-got; s != 5 {
+		t.Errorf("waited-for group: %d, want 5", s)
+	}
+	if _, err := c.GetGroup(testCtx(t), 4); !errors.Is(err, ErrNotFound) {
+		t.Errorf("never-created older group: %v, want ErrNotFound", err)
+	}
+	if l, ok := c.Latest(); !ok || l != 5 {
+		t.Errorf("Latest = %d, %v", l, ok)
+	}
+}
+
+func TestTrackCacheEvictsByAgeButKeepsLatest(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(0, 0)}
+	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxAge: time.Second, Now: clk.Now})
+	appendGroups(t, tp, 3) // 0,1,2 at t=0
+	clk.Advance(2 * time.Second)
+	c := tp.Consume()
+	defer c.Close()
+	if _, err := c.GetGroup(testCtx(t), 0); err != nil {
+		t.Fatalf("nothing is evicted until a new group arrives: %v", err)
+	}
+	appendGroups(t, tp, 1) // 3 arrives and becomes the latest: 0, 1 and 2 are too old
+	for s, want := range map[uint64]error{0: ErrNotFound, 1: ErrNotFound, 2: ErrNotFound, 3: nil} {
+		if _, err := c.GetGroup(testCtx(t), s); !errors.Is(err, want) {
+			t.Errorf("group %d: %v, want %v", s, err, want)
+		}
+	}
+	clk.Advance(10 * time.Second)
+	g, _ := tp.CreateGroup(1) // a late, lower sequence: group 3 is old but still the latest
+	_ = g.Finish()
+	for _, s := range []uint64{1, 3} {
+		if _, err := c.GetGroup(testCtx(t), s); err != nil {
+			t.Errorf("group %d: %v, want cached", s, err)
+		}
+	}
+}
+
+func TestTrackCacheEvictsByBytes(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxBytes: 2500})
+	for range 10 {
+		g, _ := tp.AppendGroup()
+		_ = g.WriteFrame(make([]byte, 1000))
+		_ = g.Finish()
+	}
+	if n := tp.t.bytes.Load(); n > 2500+1000 {
+		t.Fatalf("cache holds %d bytes, budget 2500 (+ latest)", n)
+	}
+	c := tp.Consume()
+	defer c.Close()
+	c.StartAt(0)
+	got, _ := seqs(t, 3, c.RecvGroup)
+	if fmt.Sprint(got) != "[7 8 9]" {
+		t.Fatalf("cached groups %v, want the newest [7 8 9]", got)
+	}
+}
+
+func TestTrackSlowConsumerDoesNotStallFast(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxBytes: 10_000})
+	slow, fast := tp.Consume(), tp.Consume()
+	defer slow.Close()
+	defer fast.Close()
+	for i := range 100 {
+		g, _ := tp.AppendGroup()
+		_ = g.WriteFrame(make([]byte, 1000))
+		_ = g.Finish()
+		if gc, err := fast.RecvGroup(testCtx(t)); err != nil || gc.Sequence() != uint64(i) {
+			t.Fatalf("fast consumer at %d: %v", i, err)
+		}
+	}
+	// The slow consumer skips what was evicted and continues at the cached tail.
+	g, err := slow.RecvGroup(testCtx(t))
+	if err != nil || g.Sequence() < 85 {
+		t.Fatalf("slow consumer resumed at %v, %v; want a recent group", g, err)
+	}
+}
+
+func TestTrackUsedAndUnused(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	select {
+	case <-tp.Unused():
+	default:
+		t.Fatal("a track with no consumers must be unused")
+	}
+	used := tp.Used()
+	c1, c2 := tp.Consume(), tp.Consume()
+	<-used
+	unused := tp.Unused()
+	c1.Close()
+	c1.Close() // idempotent: must not count twice
+	select {
+	case <-unused:
+		t.Fatal("unused fired with a consumer left")
+	default:
+	}
+	c2.Close()
+	<-unused
+}
