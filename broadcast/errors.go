@@ -27,6 +27,7 @@ const (
 	CodeProtocol         Code = 15
 	CodeUnexpectedMsg    Code = 16
 	CodeUnsupported      Code = 17
+	CodeEncode           Code = 18
 	CodeDropped          Code = 24
 	CodeClosed           Code = 25
 	CodeCacheFull        Code = 26
@@ -40,7 +41,7 @@ var codeNames = map[Code]string{
 	CodeUnexpectedStream: "unexpected stream", CodeBoundsExceeded: "bounds exceeded",
 	CodeDuplicate: "duplicate", CodeNotFound: "not found", CodeWrongSize: "wrong size",
 	CodeProtocol: "protocol violation", CodeUnexpectedMsg: "unexpected message",
-	CodeUnsupported: "unsupported", CodeDropped: "dropped", CodeClosed: "closed",
+	CodeUnsupported: "unsupported", CodeEncode: "encode error", CodeDropped: "dropped", CodeClosed: "closed",
 	CodeCacheFull: "evicted",
 }
 

@@ -127,33 +127,48 @@ func (c *GroupConsumer) Sequence() uint64 { return c.g.seq }
 // ctx.Err() if ctx ends first. The returned slice is shared with every other
 // consumer and must not be modified.
 func (c *GroupConsumer) ReadFrame(ctx context.Context) ([]byte, error) {
-	g := c.g
 	for {
-		g.mu.RLock()
-		if c.next < g.base {
-			g.mu.RUnlock()
-			return nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+		f, wake, err := c.poll(true)
+		if wake == nil {
+			return f, err
 		}
-		if i := c.next - g.base; i < len(g.frames) {
-			f := g.frames[i]
-			g.mu.RUnlock()
-			c.next++
-			return f, nil
-		}
-		if g.done {
-			err := g.err
-			g.mu.RUnlock()
-			if err == nil {
-				err = io.EOF
-			}
-			return nil, err
-		}
-		wake := g.sig.wait()
-		g.mu.RUnlock()
 		if err := sleep(ctx, wake); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// TryReadFrame is ReadFrame without waiting: ok is false when the next frame
+// has not been written yet. A writer uses it to batch the frames at hand and
+// flush before it would block.
+func (c *GroupConsumer) TryReadFrame() (frame []byte, ok bool, err error) {
+	f, wake, err := c.poll(false)
+	return f, wake == nil, err
+}
+
+// poll returns the next frame or the end, or (if nothing is ready) a channel
+// to wait on; it only arms the wake-up when asked to.
+func (c *GroupConsumer) poll(arm bool) ([]byte, <-chan struct{}, error) {
+	g := c.g
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if c.next < g.base {
+		return nil, nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+	}
+	if i := c.next - g.base; i < len(g.frames) {
+		c.next++
+		return g.frames[i], nil, nil
+	}
+	if g.done {
+		if g.err != nil {
+			return nil, nil, g.err
+		}
+		return nil, nil, io.EOF
+	}
+	if !arm {
+		return nil, closedChan, nil
+	}
+	return nil, g.sig.wait(), nil
 }
 
 // Clone returns a consumer of the same group positioned at the same frame.

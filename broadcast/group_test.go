@@ -182,3 +182,19 @@ func TestGroupCloneKeepsPosition(t *testing.T) {
 		t.Fatalf("got %v and %v, want [b c] twice", got1, got2)
 	}
 }
+
+func TestGroupTryReadFrame(t *testing.T) {
+	g := newTestGroup(Limits{})
+	c := g.Consume()
+	if _, ok, err := c.TryReadFrame(); ok || err != nil {
+		t.Fatalf("empty group: ok=%v err=%v, want not ready", ok, err)
+	}
+	_ = g.WriteFrame([]byte("a"))
+	if f, ok, err := c.TryReadFrame(); !ok || err != nil || string(f) != "a" {
+		t.Fatalf("got %q %v %v", f, ok, err)
+	}
+	_ = g.Finish()
+	if _, ok, err := c.TryReadFrame(); !ok || !errors.Is(err, io.EOF) {
+		t.Fatalf("finished group: ok=%v err=%v, want EOF", ok, err)
+	}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qumo-dev/gomoqt/moqt"
+)
+
+// endGrace: after the publisher's FIN on the SUBSCRIBE stream, group streams already in flight may
+// still arrive, so the track counts as ended once no group was active for this long. With -count,
+// reading also goes on for this long after the N-th frame, so that groups handed over late (gomoqt
+// hands groups over in arrival order, not sequence order) are not missed.
+const endGrace = 200 * time.Millisecond
+
+type receivedGroup struct {
+	seq    uint64
+	frames [][]byte
+}
+
+// collector keeps every received group and, at the end, hashes the payloads ordered by
+// (group sequence, frame index). gomoqt's AcceptGroup hands groups over in the order its
+// per-stream goroutines decode the GROUP headers, which can be far from sequence order (hundreds
+// of groups apart with one-frame groups), so groups are read concurrently and the order is fixed
+// afterwards. With a limit, only the first limit frames in that order count.
+type collector struct {
+	groups []receivedGroup
+}
+
+func (c *collector) result(limit uint64) *result {
+	sort.SliceStable(c.groups, func(a, b int) bool { return c.groups[a].seq < c.groups[b].seq })
+	h := sha256.New()
+	var r result
+	for _, g := range c.groups {
+		if limit > 0 && r.Frames >= limit {
+			break
+		}
+		for _, p := range g.frames {
+			if limit > 0 && r.Frames >= limit {
+				break
+			}
+			h.Write(p)
+			r.Frames++
+			r.Bytes += uint64(len(p))
+		}
+		r.Groups++
+	}
+	r.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return &r
+}
+
+type groupResult struct {
+	gr     *moqt.GroupReader
+	frames [][]byte
+	err    error // nil: the group ended cleanly (FIN)
+}
+
+// subscribe optionally waits for the broadcast's ANNOUNCE, subscribes and reads the track.
+func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, error) {
+	if o.announce {
+		ar, err := sess.AcceptAnnounce("/")
+		if err != nil {
+			return nil, fmt.Errorf("announce: %w", err)
+		}
+		defer ar.Close()
+		for {
+			ann, err := ar.ReceiveAnnouncement(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("waiting for ANNOUNCE of %s: %w", o.broadcast, err)
+			}
+			logf("ANNOUNCE %s active=%v", ann.BroadcastPath(), ann.IsActive())
+			if string(ann.BroadcastPath()) == o.broadcast && ann.IsActive() {
+				break
+			}
+		}
+	}
+	tr, err := sess.Subscribe(ctx, moqt.BroadcastPath(o.broadcast), moqt.TrackName(o.track), nil)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s %s: %w", o.broadcast, o.track, err)
+	}
+	defer tr.Close()
+	logf("subscribed %s %s", o.broadcast, o.track)
+
+	actx, stopAccept := context.WithCancel(ctx)
+	accepted := make(chan *moqt.GroupReader)
+	acceptErr := make(chan error, 1)
+	accepting := true
+	defer func() { // before tr.Close: gomoqt's TrackReader.Close races with a running AcceptGroup
+		stopAccept()
+		if accepting {
+			<-acceptErr
+		}
+	}()
+	go func() {
+		for {
+			gr, err := tr.AcceptGroup(actx)
+			if err != nil {
+				acceptErr <- err
+				return
+			}
+			select {
+			case accepted <- gr:
+			case <-actx.Done():
+				gr.CancelRead(moqt.SubscribeCanceledErrorCode)
+				acceptErr <- actx.Err()
+				return
+			}
+		}
+	}()
+
+	var col collector
+	results := make(chan groupResult)
+	reached := make(chan struct{})
+	var reachedOnce sync.Once
+	var received atomic.Uint64
+	readers := map[*moqt.GroupReader]bool{}
+	stopping, ended := false, false
+	var endErr error
+	var stopTimer <-chan time.Time
+	last := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(readers) > 0 || !(stopping || !accepting || (ended && time.Since(last) >= endGrace)) {
+		select {
+		case gr := <-accepted:
+			readers[gr], last = true, time.Now()
+			logf("group %d accepted", gr.GroupSequence())
+			go readGroup(gr, results, func() {
+				if n := received.Add(1); o.count > 0 && n >= o.count {
+					reachedOnce.Do(func() { close(reached) })
+				}
+			})
+			if stopping {
+				gr.CancelRead(moqt.SubscribeCanceledErrorCode)
+			}
+		case r := <-results:
+			delete(readers, r.gr)
+			last = time.Now()
+			if r.err != nil && !stopping {
+				logf("group %d ended after %d frames: %v", r.gr.GroupSequence(), len(r.frames), r.err)
+			}
+			col.groups = append(col.groups, receivedGroup{uint64(r.gr.GroupSequence()), r.frames})
+		case <-reached:
+			reached, stopTimer = nil, time.After(endGrace)
+		case <-stopTimer:
+			stopTimer, stopping = nil, true
+			stopAccept()
+			for gr := range readers {
+				gr.CancelRead(moqt.SubscribeCanceledErrorCode)
+			}
+		case err := <-acceptErr:
+			accepting = false
+			if endErr == nil && !stopping {
+				endErr = err
+			}
+			logf("no more groups: %v", err)
+		case err := <-subscribeEnded:
+			ended = true
+			if !errors.Is(err, io.EOF) && endErr == nil {
+				endErr = err
+			}
+			logf("SUBSCRIBE stream ended: %v", err)
+		case <-tick.C:
+		case <-ctx.Done():
+			return col.result(o.count), fmt.Errorf("timeout after %v (%d frames received)", o.timeout, received.Load())
+		}
+	}
+	res := col.result(o.count)
+	switch {
+	case o.count > 0 && res.Frames >= o.count:
+		return res, nil
+	case o.count > 0:
+		return res, fmt.Errorf("track ended after %d of %d frames: %v", res.Frames, o.count, endErr)
+	case endErr == nil || cleanClose(endErr):
+		return res, nil
+	default:
+		return res, fmt.Errorf("subscription ended: %w", endErr)
+	}
+}
+
+// readGroup reads one group to its end and reports its frames; onFrame runs after each frame.
+func readGroup(gr *moqt.GroupReader, out chan<- groupResult, onFrame func()) {
+	f := moqt.NewFrame(0)
+	var frames [][]byte
+	var err error
+	for {
+		if err = gr.ReadFrame(f); err != nil {
+			break
+		}
+		frames = append(frames, bytes.Clone(f.Body()))
+		onFrame()
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	out <- groupResult{gr, frames, err}
+}

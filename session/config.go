@@ -1,0 +1,82 @@
+package session
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+// Config configures a Session. The zero value is usable: it publishes nothing,
+// asks the peer for all of its announcements and applies default limits.
+type Config struct {
+	// Publish holds the broadcasts offered to the peer. Nil offers nothing.
+	Publish *broadcast.Origin
+	// Interest lists the path prefixes whose announcements to ask the peer
+	// for; nil means [""] (everything), and an empty non-nil slice asks for
+	// none.
+	Interest []string
+	// HopID identifies this node in hop lists. Zero means Publish's ID, or a
+	// random one without Publish.
+	HopID uint64
+	// Limits bound what the peer may make this session hold.
+	Limits Limits
+	// Logger receives protocol events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Limits bound a session's resources. Zero fields take the defaults.
+type Limits struct {
+	// MaxSubscriptions is how many of the peer's subscriptions are served at
+	// once; more are refused with BoundsExceeded. Default 1024.
+	MaxSubscriptions int
+	// MaxAnnounced is how many broadcasts the peer may have announced at
+	// once; more close the session with BoundsExceeded. Default 4096.
+	MaxAnnounced int
+	// MaxGroupsInFlight is how many groups of one subscription are sent at
+	// once; later groups wait in the track's cache. Default 64.
+	MaxGroupsInFlight int
+	// MaxFrameSize bounds one received frame. Default 16 MiB.
+	MaxFrameSize int
+	// MaxMessageSize bounds one control message. Default 64 KiB.
+	MaxMessageSize int
+	// Model bounds the caches of tracks received from the peer.
+	Model broadcast.Limits
+	// FinishGrace is how long a subscription whose publisher finished it
+	// waits for group streams still on their way before it reports the end.
+	// Default 100 ms.
+	FinishGrace time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxSubscriptions, 1024)
+	def(&l.MaxAnnounced, 4096)
+	def(&l.MaxGroupsInFlight, 64)
+	def(&l.MaxFrameSize, 16<<20)
+	def(&l.MaxMessageSize, 64<<10)
+	if l.FinishGrace <= 0 {
+		l.FinishGrace = 100 * time.Millisecond
+	}
+	return l
+}
+
+// SubscribeOptions shape one subscription. When several local subscribers
+// share a wire subscription, the first one's options apply.
+type SubscribeOptions struct {
+	// Priority: higher is delivered first when the link is congested.
+	Priority uint8
+	// Ordered asks the publisher for oldest-first delivery.
+	Ordered bool
+	// MaxLatency lets the publisher drop groups older than this; 0 = never.
+	MaxLatency time.Duration
+	// Start, if set, is the first group wanted instead of the latest. A
+	// subscription with Start or End gets a wire subscription of its own.
+	Start *uint64
+	// End, if set, is the last group wanted (inclusive).
+	End *uint64
+}

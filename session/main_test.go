@@ -1,0 +1,104 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("MOQ_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// conns returns a connected pair of raw QUIC connections on loopback: the
+// server's and the client's, both speaking alpn.
+func conns(t testing.TB, alpn string) (server, client transport.Conn) {
+	t.Helper()
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{alpn}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan transport.Conn, 1)
+	go func() {
+		c, err := ln.Accept(testCtx(t))
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	tc := cert.PinnedConfig(cert.Fingerprint(crt))
+	tc.NextProtos = []string{alpn}
+	client, err = rawquic.Dial(testCtx(t), ln.Addr().String(), tc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.FailNow()
+	}
+	return server, client
+}
+
+// pair is a publisher session and a subscriber session connected over QUIC.
+type pair struct {
+	origin   *broadcast.Origin // the publisher's
+	pub, sub *Session
+}
+
+var versions = []string{"moq-lite-03", "moq-lite-04"}
+
+// newPair connects a publishing server session to a subscribing client session.
+func newPair(t testing.TB, alpn string, pubCfg, subCfg Config) *pair {
+	t.Helper()
+	sc, cc := conns(t, alpn)
+	if pubCfg.Publish == nil {
+		pubCfg.Publish = broadcast.NewOrigin(0)
+	}
+	pubCfg.Logger, subCfg.Logger = testLogger(), testLogger()
+	pub, err := New(sc, pubCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := New(cc, subCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sub.Close(broadcast.CodeCancel, "test over")
+		_ = pub.Close(broadcast.CodeCancel, "test over")
+	})
+	return &pair{origin: pubCfg.Publish, pub: pub, sub: sub}
+}
+
+func forVersions(t *testing.T, f func(t *testing.T, alpn string)) {
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) { f(t, v) })
+	}
+}

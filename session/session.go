@@ -1,0 +1,265 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// ErrVersion is returned by New when the connection negotiated no moq-lite
+// version this package speaks.
+var ErrVersion = errors.New("session: no supported moq-lite version negotiated")
+
+// ErrClosed is returned by calls on a session that has ended.
+var ErrClosed = errors.New("session: closed")
+
+// Session is one moq-lite session with a peer. It is safe for concurrent use.
+type Session struct {
+	conn    transport.Conn
+	version wire.Version
+	lim     Limits
+	log     *slog.Logger
+	hop     uint64
+	publish *broadcast.Origin // what we offer; never nil
+	remote  *broadcast.Origin // what the peer announced to us
+
+	ctx    context.Context // done when the session ends
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	nextSubID atomic.Uint64
+	served    atomic.Int64 // peer subscriptions being served
+
+	mu        sync.Mutex
+	subs      map[uint64]*subscription // our wire subscriptions by ID
+	shared    map[trackKey]*subscription
+	remotes   map[string]*broadcast.Producer // the peer's broadcasts by path
+	announced int                            // paths the peer has active
+}
+
+type trackKey struct{ path, track string }
+
+// New starts a moq-lite session on conn; the version comes from
+// conn.Protocol(). It returns ErrVersion (after closing conn with code
+// Version) if that names no supported version.
+func New(conn transport.Conn, cfg Config) (*Session, error) {
+	v, ok := wire.VersionForALPN(conn.Protocol())
+	if !ok || (v != wire.Lite03 && v != wire.Lite04) {
+		_ = conn.CloseWithError(uint32(broadcast.CodeVersion), "unsupported protocol "+conn.Protocol())
+		return nil, fmt.Errorf("%w: %q", ErrVersion, conn.Protocol())
+	}
+	s := &Session{
+		conn:    conn,
+		version: v,
+		lim:     cfg.Limits.withDefaults(),
+		log:     cfg.Logger,
+		publish: cfg.Publish,
+		hop:     cfg.HopID,
+		subs:    map[uint64]*subscription{},
+		shared:  map[trackKey]*subscription{},
+		remotes: map[string]*broadcast.Producer{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.publish == nil {
+		s.publish = broadcast.NewOrigin(s.hop)
+		s.publish.Close() // offers nothing
+	}
+	if s.hop == 0 {
+		s.hop = s.publish.ID()
+	}
+	s.remote = broadcast.NewOrigin(s.hop)
+	s.log = s.log.With("remote", conn.RemoteAddr().String(), "version", v.String())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	context.AfterFunc(conn.Context(), func() { s.cancel(context.Cause(conn.Context())) })
+
+	interest := cfg.Interest
+	if interest == nil {
+		interest = []string{""}
+	}
+	s.spawn(s.acceptStreams)
+	s.spawn(s.acceptUniStreams)
+	for _, p := range interest {
+		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
+	}
+	s.spawn(func() {
+		<-s.ctx.Done()
+		s.remote.Close()
+		s.endRemotes()
+	})
+	return s, nil
+}
+
+// spawn runs f on a goroutine that Close waits for.
+func (s *Session) spawn(f func()) {
+	s.wg.Go(f)
+}
+
+// Version is the negotiated moq-lite version, e.g. "moq-lite-04".
+func (s *Session) Version() string { return s.version.String() }
+
+// Conn is the underlying connection.
+func (s *Session) Conn() transport.Conn { return s.conn }
+
+// Remote holds the broadcasts the peer announced. Its broadcasts are live:
+// subscribing to one of their tracks subscribes on the wire.
+func (s *Session) Remote() *broadcast.Origin { return s.remote }
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
+
+// Err is why the session ended (a *transport.ConnError when either side
+// closed it with a code), or nil while it runs.
+func (s *Session) Err() error {
+	if s.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(s.ctx)
+}
+
+// Close ends the session with a moq-lite code and reason, and waits for its
+// goroutines. Closing an ended session does nothing.
+func (s *Session) Close(code broadcast.Code, reason string) error {
+	if s.ctx.Err() == nil {
+		_ = s.conn.CloseWithError(uint32(code), reason)
+		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// fail closes the session because of the peer's protocol violation.
+func (s *Session) fail(code broadcast.Code, format string, args ...any) {
+	reason := fmt.Sprintf(format, args...)
+	s.log.Warn("closing session: peer violated the protocol", "code", code, "reason", reason)
+	_ = s.conn.CloseWithError(uint32(code), reason)
+	s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+}
+
+// reset abandons both directions of a bidi stream with code.
+func reset(st transport.Stream, code broadcast.Code) {
+	st.CancelWrite(uint32(code))
+	st.CancelRead(uint32(code))
+}
+
+// codeOfWire classifies a decode error: a message over a limit is
+// BoundsExceeded, anything else malformed is Decode.
+func codeOfWire(err error) broadcast.Code {
+	if errors.Is(err, wire.ErrTooLarge) {
+		return broadcast.CodeBoundsExceeded
+	}
+	return broadcast.CodeDecode
+}
+
+// remoteErr turns a transport error into a model error with the peer's code,
+// so consumers can match it with errors.Is.
+func remoteErr(err error) error {
+	var se *transport.StreamError
+	if errors.As(err, &se) {
+		return &broadcast.Error{Code: broadcast.Code(se.Code), Reason: "reset by peer"}
+	}
+	var ce *transport.ConnError
+	if errors.As(err, &ce) {
+		return &broadcast.Error{Code: broadcast.Code(ce.Code), Reason: "session closed: " + ce.Reason}
+	}
+	return err
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+func getReader(r interface{ Read([]byte) (int, error) }) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
+
+// acceptStreams dispatches the peer's bidi streams: the peer is subscribing
+// to us (announce interest, subscribe, probe) or says goodbye.
+func (s *Session) acceptStreams() {
+	for {
+		st, err := s.conn.AcceptStream(s.ctx)
+		if err != nil {
+			return
+		}
+		s.spawn(func() { s.handleStream(st) })
+	}
+}
+
+func (s *Session) handleStream(st transport.Stream) {
+	r := getReader(st)
+	defer putReader(r)
+	typ, err := wire.ReadStreamType(r, s.version)
+	if err != nil {
+		if errors.Is(err, wire.ErrUnknownStream) || errors.Is(err, wire.ErrUnsupported) {
+			s.log.Warn("refusing stream", "type", typ, "err", err)
+			reset(st, broadcast.CodeUnexpectedStream)
+			return
+		}
+		reset(st, broadcast.CodeCancel)
+		return
+	}
+	switch typ {
+	case wire.StreamAnnounce:
+		s.serveAnnounce(st, r)
+	case wire.StreamSubscribe:
+		s.serveSubscribe(st, r)
+	case wire.StreamProbe:
+		s.serveProbe(st, r)
+	case wire.StreamGoaway:
+		s.handleGoaway(st, r)
+	default: // fetch, and anything allowed by the codec but not served here
+		s.log.Debug("refusing stream", "type", typ)
+		reset(st, broadcast.CodeUnsupported)
+	}
+}
+
+// acceptUniStreams hands each of the peer's group streams to a reader.
+func (s *Session) acceptUniStreams() {
+	for {
+		rs, err := s.conn.AcceptUniStream(s.ctx)
+		if err != nil {
+			return
+		}
+		s.spawn(func() { s.recvGroup(rs) })
+	}
+}
+
+// serveProbe keeps the peer's probe stream open for the session's life. We
+// have no bandwidth estimate to report; JS peers treat any error on this
+// stream as fatal, so we neither reset it nor write to it.
+func (s *Session) serveProbe(st transport.Stream, r *bufio.Reader) {
+	stop := context.AfterFunc(s.ctx, func() { st.CancelRead(0) })
+	defer stop()
+	_, _ = r.WriteTo(discard{}) // until the peer or the session ends it
+	_ = st.Close()
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// handleGoaway logs the peer's GOAWAY (lite-04). The peer is about to close;
+// the URI of a replacement, if any, is for the application.
+func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader) {
+	var m wire.Goaway
+	if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+		reset(st, codeOfWire(err))
+		return
+	}
+	s.log.Info("peer sent GOAWAY", "uri", m.URI)
+	_ = st.Close()
+}

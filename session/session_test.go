@@ -1,0 +1,229 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+// waitAnnounced waits until the subscriber's Remote shows path active (or,
+// with want false, ended).
+func waitAnnounced(t *testing.T, s *Session, path string, want bool) *broadcast.Consumer {
+	t.Helper()
+	ctx := testCtx(t)
+	for p, b := range s.Remote().Announced(ctx, "") {
+		if p == path && (b != nil) == want {
+			return b
+		}
+	}
+	t.Fatalf("%s never became %v: %v", path, want, ctx.Err())
+	return nil
+}
+
+func readGroup(t *testing.T, g *broadcast.GroupConsumer) []string {
+	t.Helper()
+	var out []string
+	for {
+		f, err := g.ReadFrame(testCtx(t))
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("group %d: %v", g.Sequence(), err)
+		}
+		out = append(out, string(f))
+	}
+}
+
+func TestAnnounceAndUnannounce(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		a := broadcast.New(broadcast.Config{})
+		_, _ = p.origin.Publish("room/a", a.Consume())
+		b := waitAnnounced(t, p.sub, "room/a", true)
+		if hops := b.Hops(); len(hops) != 1 || (alpn == "moq-lite-04" && hops[0] != p.pub.hop) {
+			t.Errorf("hops %v: want the publisher's hop appended", hops)
+		}
+		c := broadcast.New(broadcast.Config{})
+		unpub, _ := p.origin.Publish("room/c", c.Consume()) // announced after the session started
+		waitAnnounced(t, p.sub, "room/c", true)
+		unpub()
+		waitAnnounced(t, p.sub, "room/c", false)
+		a.Finish()
+		waitAnnounced(t, p.sub, "room/a", false)
+	})
+}
+
+func TestSubscribeReceivesGroupsAndEnd(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{Priority: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		for gi := range 10 {
+			g, _ := tp.AppendGroup()
+			for fi := range 10 {
+				_ = g.WriteFrame(fmt.Appendf(nil, "%d.%d", gi, fi))
+			}
+			_ = g.Finish()
+		}
+		_ = tp.Finish()
+		for gi := range 10 {
+			g, err := tc.RecvGroup(testCtx(t))
+			if err != nil {
+				t.Fatalf("group %d: %v", gi, err)
+			}
+			got := readGroup(t, g)
+			if len(got) != 10 || got[0] != fmt.Sprintf("%d.0", g.Sequence()) || got[9] != fmt.Sprintf("%d.9", g.Sequence()) {
+				t.Fatalf("group %d: %v", g.Sequence(), got)
+			}
+		}
+		if _, err := tc.RecvGroup(testCtx(t)); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the publisher finished: %v, want EOF", err)
+		}
+	})
+}
+
+func TestLateJoinStartsAtLatestGroup(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		for range 5 { // groups 0..4 exist before anyone subscribes
+			_ = tp.WriteFrame([]byte("old"))
+		}
+		tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		g, err := tc.RecvGroup(testCtx(t))
+		if err != nil || g.Sequence() != 4 {
+			t.Fatalf("first group %v, %v; want the latest, 4", g, err)
+		}
+		_ = tp.WriteFrame([]byte("new"))
+		if g, err := tc.RecvGroup(testCtx(t)); err != nil || g.Sequence() != 5 {
+			t.Fatalf("next group %v, %v; want 5", g, err)
+		}
+	})
+}
+
+func TestSubscribeStartGroup(t *testing.T) {
+	p := newPair(t, "moq-lite-04", Config{}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	for range 5 {
+		_ = tp.WriteFrame([]byte("x"))
+	}
+	start, end := uint64(2), uint64(3)
+	tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{Start: &start, End: &end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	got := map[uint64]bool{}
+	for range 2 { // separate streams: either may arrive first
+		g, err := tc.RecvGroup(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[g.Sequence()] = true
+	}
+	if !got[2] || !got[3] {
+		t.Fatalf("got groups %v, want 2 and 3", got)
+	}
+}
+
+func TestSubscribeUnknownIsNotFound(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		if _, err := p.sub.Subscribe(testCtx(t), "nope", "video", SubscribeOptions{}); !errors.Is(err, broadcast.ErrNotFound) {
+			t.Fatalf("unknown broadcast: %v, want ErrNotFound", err)
+		}
+		b := broadcast.New(broadcast.Config{})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		if _, err := p.sub.Subscribe(testCtx(t), "cam", "nope", SubscribeOptions{}); !errors.Is(err, broadcast.ErrNotFound) {
+			t.Fatalf("unknown track: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// Local subscribers of one track share one wire subscription, and the wire
+// subscription ends (the publisher stops serving) when the last one leaves.
+func TestDuplicateSubscriptionsShareOneAndCancel(t *testing.T) {
+	p := newPair(t, "moq-lite-04", Config{}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	first, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-tp.Used()
+	if n := p.pub.served.Load(); n != 1 {
+		t.Fatalf("publisher serves %d subscriptions, want 1 shared", n)
+	}
+	_ = tp.WriteFrame([]byte("both"))
+	for _, c := range []*broadcast.TrackConsumer{first, second} {
+		g, err := c.RecvGroup(testCtx(t))
+		if err != nil || readGroup(t, g)[0] != "both" {
+			t.Fatalf("shared subscriber: %v", err)
+		}
+	}
+	first.Close()
+	second.Close()
+	select {
+	case <-tp.Unused(): // the publisher's consumer went away: unsubscribed on the wire
+	case <-time.After(5 * time.Second):
+		t.Fatal("the wire subscription outlived its last consumer")
+	}
+	eventually(t, func() bool { return p.pub.served.Load() == 0 })
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Unannouncing a broadcast ends subscriptions to it.
+func TestUnannounceEndsSubscription(t *testing.T) {
+	p := newPair(t, "moq-lite-04", Config{}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	waitAnnounced(t, p.sub, "cam", true)
+	tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	b.Finish()
+	_ = tp
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := tc.RecvGroup(ctx); !errors.Is(err, broadcast.ErrNotFound) {
+		t.Fatalf("after unannounce: %v, want the broadcast's end", err)
+	}
+}

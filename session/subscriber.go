@@ -1,0 +1,506 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// subscription is one wire subscription of ours: the SUBSCRIBE stream and the
+// track its groups are written into.
+type subscription struct {
+	id     uint64
+	path   string
+	track  *broadcast.TrackProducer
+	opts   SubscribeOptions
+	shared bool
+
+	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
+	err    error         // why it failed; read after ready is closed
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	receiving int       // group streams being read
+	lastGroup time.Time // when a group stream last arrived
+	idle      chan struct{}
+}
+
+// Subscribe subscribes to a track of the peer's broadcast at path and returns
+// a consumer starting at the latest group (or opts.Start). It waits until the
+// peer accepts the subscription, and returns the peer's refusal (for instance
+// an error matching broadcast.ErrNotFound) or ctx's error. Local subscribers
+// of one track share one wire subscription unless opts sets Start or End.
+// The broadcast need not have been announced. Close the consumer when done:
+// the wire subscription ends with its last consumer.
+func (s *Session) Subscribe(ctx context.Context, path, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	path = broadcast.CleanPath(path)
+	info := broadcast.Track{Name: track, Priority: opts.Priority}
+	var tc *broadcast.TrackConsumer
+	var sub *subscription
+	if opts.Start != nil || opts.End != nil {
+		tp := broadcast.NewTrack(info, s.lim.Model)
+		tc = tp.Consume()
+		sub = s.startSubscription(path, tp, opts, false)
+	} else {
+		var err error
+		if tc, err = s.remoteBroadcast(path, nil).Consume().SubscribeTrack(info); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		sub = s.shared[trackKey{path, track}]
+		s.mu.Unlock()
+	}
+	if sub == nil { // the shared subscription ended between the two steps
+		tc.Close()
+		return nil, ErrClosed
+	}
+	select {
+	case <-sub.ready:
+		if sub.err != nil {
+			tc.Close()
+			return nil, sub.err
+		}
+		return tc, nil
+	case <-ctx.Done():
+		tc.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// remoteBroadcast returns the producer standing for the peer's broadcast at
+// path, making it if needed. Its tracks are made on demand: the first local
+// subscriber of a track starts a wire subscription.
+func (s *Session) remoteBroadcast(path string, hops []uint64) *broadcast.Producer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.remotes[path]; ok && p.Consume().Err() == nil {
+		return p
+	}
+	return s.newRemoteLocked(path, hops)
+}
+
+func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
+	var p *broadcast.Producer
+	p = broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
+		s.startSubscription(path, tp, SubscribeOptions{Priority: tp.Info().Priority}, true)
+	}})
+	s.remotes[path] = p
+	return p
+}
+
+// startSubscription registers a wire subscription and starts it.
+func (s *Session) startSubscription(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
+	sub := &subscription{
+		id:     s.nextSubID.Add(1) - 1, // moq-lite peers count from 0
+		path:   path,
+		track:  tp,
+		opts:   opts,
+		shared: shared,
+		ready:  make(chan struct{}),
+	}
+	var ctx context.Context
+	ctx, sub.cancel = context.WithCancelCause(s.ctx)
+	s.mu.Lock()
+	s.subs[sub.id] = sub
+	if shared {
+		s.shared[trackKey{path, tp.Info().Name}] = sub
+	}
+	s.mu.Unlock()
+	s.spawn(func() { s.runSubscription(ctx, sub) })
+	return sub
+}
+
+func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
+	log := s.log.With("subscribe", sub.id, "broadcast", sub.path, "track", sub.track.Info().Name)
+	var once sync.Once
+	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
+	end := func(err error) { // abort the track and forget the subscription
+		settle(err)
+		sub.track.Abort(err)
+		sub.cancel(err)
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.subs, sub.id)
+		if sub.shared && s.shared[trackKey{sub.path, sub.track.Info().Name}] == sub {
+			delete(s.shared, trackKey{sub.path, sub.track.Info().Name})
+		}
+		s.mu.Unlock()
+	}()
+
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		end(remoteErr(err))
+		return
+	}
+	msg := wire.Subscribe{
+		ID: sub.id, Broadcast: wirePath(sub.path), Track: sub.track.Info().Name,
+		Priority: sub.opts.Priority, Ordered: sub.opts.Ordered, MaxLatency: sub.opts.MaxLatency,
+	}
+	if sub.opts.Start != nil {
+		msg.Start = wire.GroupAt(*sub.opts.Start)
+	}
+	if sub.opts.End != nil {
+		msg.End = wire.GroupAt(*sub.opts.End)
+	}
+	buf := wire.AppendStreamType(nil, wire.StreamSubscribe)
+	if buf, err = wire.AppendMessage(buf, s.version, &msg); err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		end(remoteErr(err))
+		return
+	}
+
+	// The reader settles the subscription on the peer's first reply and
+	// reports how the stream ended.
+	result := make(chan error, 1)
+	go func() { result <- s.readResponses(st, settle) }() // always joined below
+
+	select {
+	case err := <-result:
+		switch {
+		case errors.Is(err, io.EOF): // the publisher finished the track
+			_ = st.Close()
+			s.finishAfterGroups(ctx, sub)
+		default:
+			if ctx.Err() == nil {
+				log.Debug("subscription ended by peer", "err", err)
+			}
+			reset(st, broadcast.CodeCancel)
+			end(err)
+		}
+	case <-sub.track.Unused(): // the last local consumer left: unsubscribe
+		reset(st, broadcast.CodeCancel)
+		end(broadcast.ErrCancelled)
+		<-result
+	case <-ctx.Done(): // the session ended, or the broadcast was unannounced
+		reset(st, broadcast.CodeCancel)
+		end(remoteErr(context.Cause(ctx)))
+		<-result
+	}
+}
+
+// readResponses reads SUBSCRIBE_OK (the first reply must be one), then
+// anything else until the stream ends. It returns io.EOF for a clean finish.
+func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
+	r := getReader(st)
+	defer putReader(r)
+	first := true
+	for {
+		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
+		if err != nil {
+			if errors.Is(err, io.EOF) && first {
+				err = &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "subscribe stream ended before SUBSCRIBE_OK"}
+			} else if !errors.Is(err, io.EOF) {
+				var se *transport.StreamError
+				if !errors.As(err, &se) {
+					err = &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
+				}
+				err = remoteErr(err)
+			}
+			settle(err)
+			return err
+		}
+		switch m := m.(type) {
+		case *wire.SubscribeOK:
+			first = false
+			settle(nil)
+		case *wire.SubscribeDrop:
+			if first {
+				err := &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
+				settle(err)
+				return err
+			}
+			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
+		}
+	}
+}
+
+// finishAfterGroups ends the track once its group streams are done. The
+// publisher FINs the subscribe stream after writing every group, but the group
+// streams are separate and may still be in flight, so wait until none is being
+// read and none has arrived for FinishGrace.
+func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
+	finAt := time.Now()
+	for {
+		sub.mu.Lock()
+		last := finAt
+		if sub.lastGroup.After(last) {
+			last = sub.lastGroup
+		}
+		busy, since := sub.receiving > 0, time.Since(last)
+		var idle chan struct{}
+		if busy {
+			if sub.idle == nil {
+				sub.idle = make(chan struct{})
+			}
+			idle = sub.idle
+		}
+		sub.mu.Unlock()
+		if busy {
+			select {
+			case <-idle:
+				continue
+			case <-ctx.Done():
+				sub.track.Abort(remoteErr(context.Cause(ctx)))
+				return
+			}
+		}
+		if since >= s.lim.FinishGrace {
+			_ = sub.track.Finish()
+			sub.cancel(io.EOF)
+			return
+		}
+		select {
+		case <-time.After(s.lim.FinishGrace - since):
+		case <-ctx.Done():
+			sub.track.Abort(remoteErr(context.Cause(ctx)))
+			return
+		}
+	}
+}
+
+func (sub *subscription) groupStarted() {
+	sub.mu.Lock()
+	sub.receiving++
+	sub.lastGroup = time.Now()
+	sub.mu.Unlock()
+}
+
+func (sub *subscription) groupDone() {
+	sub.mu.Lock()
+	sub.receiving--
+	sub.lastGroup = time.Now()
+	if sub.receiving == 0 && sub.idle != nil {
+		close(sub.idle)
+		sub.idle = nil
+	}
+	sub.mu.Unlock()
+}
+
+// recvGroup reads one group stream into the subscription's track. Frames
+// already received stay in the group whatever happens later.
+func (s *Session) recvGroup(rs transport.ReceiveStream) {
+	r := getReader(rs)
+	defer putReader(r)
+	typ, err := wire.ReadUniStreamType(r, s.version)
+	if err != nil {
+		s.log.Warn("refusing uni stream", "type", typ, "err", err)
+		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
+		return
+	}
+	var hdr wire.Group
+	if err := wire.ReadMessage(r, s.version, &hdr, s.lim.MaxMessageSize); err != nil {
+		s.log.Warn("bad group header", "err", err)
+		rs.CancelRead(uint32(codeOfWire(err)))
+		return
+	}
+	s.mu.Lock()
+	sub := s.subs[hdr.SubscribeID]
+	s.mu.Unlock()
+	if sub == nil { // a subscription we ended: not an error (Rust stops it with 0)
+		rs.CancelRead(uint32(broadcast.CodeCancel))
+		return
+	}
+	sub.groupStarted()
+	defer sub.groupDone()
+	g, err := sub.track.CreateGroup(hdr.Sequence)
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		return
+	}
+	// Bytes of one group only matter while the subscription lives.
+	stop := context.AfterFunc(s.ctx, func() { rs.CancelRead(uint32(broadcast.CodeCancel)) })
+	defer stop()
+	if err := s.readFrames(r, g); err != nil {
+		g.Abort(err)
+		var se *transport.StreamError
+		if !errors.As(err, &se) { // our verdict on their bytes: tell them
+			rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		}
+		return
+	}
+	_ = g.Finish()
+}
+
+// readFrames reads `size || payload` frames until FIN at a frame boundary.
+func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+	for {
+		size, err := wire.ReadVarint(r)
+		switch {
+		case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+			return nil // FIN between frames: the group is complete
+		case err != nil:
+			return s.frameErr(err)
+		case size > uint64(s.lim.MaxFrameSize):
+			return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+		}
+		payload := make([]byte, size)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return s.frameErr(err)
+		}
+		if err := g.WriteFrame(payload); err != nil {
+			return err
+		}
+	}
+}
+
+// frameErr classifies a failed read inside a group: the peer's reset, or a
+// stream that ended inside a frame (WrongSize).
+func (s *Session) frameErr(err error) error {
+	var se *transport.StreamError
+	if errors.As(err, &se) {
+		return remoteErr(err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &broadcast.Error{Code: broadcast.CodeWrongSize, Reason: "group stream ended inside a frame"}
+	}
+	return err
+}
+
+// runInterest asks the peer for its broadcasts under prefix and mirrors them
+// into Remote until the stream or the session ends.
+func (s *Session) runInterest(prefix string) {
+	st, err := s.conn.OpenStream(s.ctx)
+	if err != nil {
+		return
+	}
+	please := wire.AnnouncePlease{Prefix: wirePrefix(prefix)}
+	if s.version == wire.Lite04 {
+		please.ExcludeHop = s.hop // don't echo back what we announced
+	}
+	buf := wire.AppendStreamType(nil, wire.StreamAnnounce)
+	if buf, err = wire.AppendMessage(buf, s.version, &please); err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return
+	}
+	stop := context.AfterFunc(s.ctx, func() { reset(st, broadcast.CodeCancel) })
+	defer stop()
+
+	r := getReader(st)
+	defer putReader(r)
+	active := map[string]*broadcast.Producer{} // what this stream announced
+	ignored := map[string]bool{}               // active announcements we refused (loops)
+	defer func() {
+		for path, p := range active { // a closed stream ends all it announced
+			s.endRemote(path, p)
+		}
+	}()
+	for {
+		var m wire.Announce
+		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+			var se *transport.StreamError
+			switch {
+			case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+				_ = st.Close()
+			case errors.As(err, &se) || s.ctx.Err() != nil:
+			default:
+				s.fail(codeOfWire(err), "announce: %v", err)
+			}
+			return
+		}
+		path := broadcast.JoinPath(prefix, m.Suffix)
+		switch {
+		case m.Active && (active[path] != nil || ignored[path]):
+			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
+			return
+		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
+			s.log.Debug("ignoring looped announcement", "path", path)
+			ignored[path] = true
+		case m.Active:
+			p, err := s.announceRemote(path, m.Hops)
+			if err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
+			active[path] = p
+		case active[path] != nil:
+			s.endRemote(path, active[path])
+			delete(active, path)
+		default: // ended for a path never active: tolerated, as moq-lite does
+			delete(ignored, path)
+		}
+	}
+}
+
+func containsNonZero(hops []uint64, id uint64) bool {
+	for _, h := range hops {
+		if h != 0 && h == id {
+			return true
+		}
+	}
+	return false
+}
+
+// announceRemote publishes the peer's broadcast at path into Remote.
+func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Producer, error) {
+	s.mu.Lock()
+	if s.announced >= s.lim.MaxAnnounced {
+		s.mu.Unlock()
+		return nil, &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+	}
+	s.announced++
+	p := s.newRemoteLocked(path, hops)
+	// Subscriptions made before the announcement keep serving new local
+	// subscribers: move their tracks into the announced broadcast.
+	for key, sub := range s.shared {
+		if key.path == path {
+			_ = p.InsertTrack(sub.track)
+		}
+	}
+	s.mu.Unlock()
+	if _, err := s.remote.Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
+		s.log.Debug("not publishing remote broadcast", "path", path, "err", err)
+	}
+	return p, nil
+}
+
+// endRemote ends the peer's broadcast: it leaves Remote, and every
+// subscription to it is cancelled.
+func (s *Session) endRemote(path string, p *broadcast.Producer) {
+	s.mu.Lock()
+	s.announced--
+	if s.remotes[path] == p {
+		delete(s.remotes, path)
+	}
+	var subs []*subscription
+	for _, sub := range s.subs {
+		if sub.path == path {
+			subs = append(subs, sub)
+		}
+	}
+	s.mu.Unlock()
+	err := &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
+	p.Abort(err)
+	for _, sub := range subs {
+		sub.cancel(err)
+	}
+}
+
+// endRemotes ends every remote broadcast when the session ends.
+func (s *Session) endRemotes() {
+	s.mu.Lock()
+	remotes := s.remotes
+	s.remotes = map[string]*broadcast.Producer{}
+	s.mu.Unlock()
+	err := remoteErr(context.Cause(s.ctx))
+	for _, p := range remotes {
+		p.Abort(err)
+	}
+}

@@ -1,0 +1,214 @@
+// Package rawquic runs moq-lite directly on QUIC (the `moql://` URL scheme):
+// the TLS ALPN selects the moq-lite version, with no HTTP/3 in between.
+package rawquic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// ALPNs are the protocols offered, most preferred first.
+var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03}
+
+// Config returns the QUIC settings moq-lite needs: moq-lite opens one
+// unidirectional stream per group, so the peer must be granted far more
+// concurrent uni streams than quic-go's default of 100, or group delivery
+// stalls on stream credit a round trip at a time.
+func Config() *quic.Config {
+	return &quic.Config{
+		MaxIncomingStreams:    1000,
+		MaxIncomingUniStreams: 10000,
+		MaxIdleTimeout:        30 * time.Second,
+		KeepAlivePeriod:       10 * time.Second,
+	}
+}
+
+// withALPN returns a copy of tc offering the moq-lite ALPNs if it names none.
+func withALPN(tc *tls.Config) *tls.Config {
+	tc = tc.Clone()
+	if len(tc.NextProtos) == 0 {
+		tc.NextProtos = slices.Clone(ALPNs)
+	}
+	return tc
+}
+
+// Listener accepts moq-lite QUIC connections.
+type Listener struct{ ln *quic.Listener }
+
+// Listen listens on a UDP address. tc must hold the server certificate; qc may
+// be nil for Config().
+func Listen(addr string, tc *tls.Config, qc *quic.Config) (*Listener, error) {
+	if qc == nil {
+		qc = Config()
+	}
+	ln, err := quic.ListenAddr(addr, withALPN(tc), qc)
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{ln: ln}, nil
+}
+
+// Accept waits for the next connection.
+func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
+	c, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}
+
+// Addr is the listening address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops listening; established connections stay open.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Dial connects to addr. tc decides how the server is verified (see
+// cert.PinnedConfig); qc may be nil for Config().
+func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (transport.Conn, error) {
+	if qc == nil {
+		qc = Config()
+	}
+	c, err := quic.DialAddr(ctx, addr, withALPN(tc), qc)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}
+
+// Wrap adapts an established QUIC connection.
+func Wrap(c *quic.Conn) transport.Conn {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	context.AfterFunc(c.Context(), func() { cancel(convert(context.Cause(c.Context()))) })
+	return &conn{c: c, ctx: ctx}
+}
+
+type conn struct {
+	c   *quic.Conn
+	ctx context.Context // c.Context() with the close cause in transport's terms
+}
+
+func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {
+	s, err := c.c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return &stream{sendStream{s: s}, receiveStream{s: s}}, nil
+}
+
+func (c *conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
+	s, err := c.c.AcceptStream(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return &stream{sendStream{s: s}, receiveStream{s: s}}, nil
+}
+
+func (c *conn) OpenUniStream(ctx context.Context) (transport.SendStream, error) {
+	s, err := c.c.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return &sendStream{s: s}, nil
+}
+
+func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, error) {
+	s, err := c.c.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return &receiveStream{s: s}, nil
+}
+
+// CloseWithError closes with the moq-lite code unmapped: on raw QUIC, moq-dev
+// maps only stream codes into the WebTransport space, not the connection's.
+func (c *conn) CloseWithError(code uint32, reason string) error {
+	return c.c.CloseWithError(quic.ApplicationErrorCode(code), reason)
+}
+
+func (c *conn) Context() context.Context { return c.ctx }
+func (c *conn) Protocol() string         { return c.c.ConnectionState().TLS.NegotiatedProtocol }
+func (c *conn) LocalAddr() net.Addr      { return c.c.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
+
+// QUIC returns the underlying connection, for statistics.
+func QUIC(c transport.Conn) (*quic.Conn, bool) {
+	qc, ok := c.(*conn)
+	if !ok {
+		return nil, false
+	}
+	return qc.c, true
+}
+
+// quicSend is what *quic.Stream and *quic.SendStream share.
+type quicSend interface {
+	Write([]byte) (int, error)
+	Close() error
+	CancelWrite(quic.StreamErrorCode)
+	SetPriority(urgency int8, incremental bool)
+}
+
+type quicReceive interface {
+	Read([]byte) (int, error)
+	CancelRead(quic.StreamErrorCode)
+}
+
+type sendStream struct{ s quicSend }
+
+func (s *sendStream) Write(p []byte) (int, error) {
+	n, err := s.s.Write(p)
+	return n, convert(err)
+}
+func (s *sendStream) Close() error { return convert(s.s.Close()) }
+func (s *sendStream) CancelWrite(code uint32) {
+	s.s.CancelWrite(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
+}
+
+// SetPriority keeps streams of one urgency incremental (round-robin), so groups
+// of equal importance share the link instead of going strictly by stream ID.
+func (s *sendStream) SetPriority(urgency int8) { s.s.SetPriority(urgency, true) }
+
+type receiveStream struct{ s quicReceive }
+
+func (s *receiveStream) Read(p []byte) (int, error) {
+	n, err := s.s.Read(p)
+	return n, convert(err)
+}
+func (s *receiveStream) CancelRead(code uint32) {
+	s.s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
+}
+
+type stream struct {
+	sendStream
+	receiveStream
+}
+
+// convert turns quic-go's errors into the transport package's, with stream
+// codes mapped back from the WebTransport space.
+func convert(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		code, ok := transport.FromWebTransportCode(uint64(se.ErrorCode))
+		if !ok {
+			code = 15 // protocol violation: a code we cannot interpret
+		}
+		return &transport.StreamError{Code: code, Remote: se.Remote}
+	}
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) {
+		return &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+	}
+	return err
+}

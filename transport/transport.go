@@ -1,0 +1,97 @@
+// Package transport defines the connection that moq-lite runs over: a
+// multiplexed set of bidirectional and unidirectional streams with per-stream
+// reset codes, as QUIC provides. The session package speaks moq-lite over any
+// Conn; the subpackages adapt real transports (raw QUIC in rawquic; libp2p,
+// WebTransport and WebSocket follow the same shape).
+//
+// Error codes in this package are moq-lite codes (broadcast.Code values).
+// Adapters translate them to whatever their wire uses, so the session never
+// sees a transport's own code space.
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+)
+
+// Conn is one connection to a peer.
+type Conn interface {
+	// OpenStream opens a bidirectional stream, waiting for stream credit.
+	OpenStream(ctx context.Context) (Stream, error)
+	// AcceptStream waits for the peer's next bidirectional stream.
+	AcceptStream(ctx context.Context) (Stream, error)
+	// OpenUniStream opens a unidirectional stream, waiting for stream credit.
+	OpenUniStream(ctx context.Context) (SendStream, error)
+	// AcceptUniStream waits for the peer's next unidirectional stream.
+	AcceptUniStream(ctx context.Context) (ReceiveStream, error)
+	// CloseWithError closes the connection with a moq-lite code and reason.
+	CloseWithError(code uint32, reason string) error
+	// Context is done when the connection is closed, by either side.
+	Context() context.Context
+	// Protocol is the negotiated application protocol (the ALPN, or the
+	// WebTransport/WebSocket subprotocol); it selects the moq-lite version.
+	Protocol() string
+	// LocalAddr and RemoteAddr are the connection's endpoints.
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+}
+
+// SendStream is the sending half of a stream.
+type SendStream interface {
+	io.Writer
+	// Close ends the stream cleanly (FIN) after the data already written.
+	Close() error
+	// CancelWrite abandons the stream with a moq-lite code (RESET_STREAM).
+	CancelWrite(code uint32)
+	// SetPriority orders this stream against the connection's other streams:
+	// urgency 0 is sent first, 7 last (RFC 9218). Transports without
+	// priorities ignore it.
+	SetPriority(urgency int8)
+}
+
+// ReceiveStream is the receiving half of a stream.
+type ReceiveStream interface {
+	io.Reader
+	// CancelRead asks the peer to stop sending, with a moq-lite code
+	// (STOP_SENDING).
+	CancelRead(code uint32)
+}
+
+// Stream is a bidirectional stream.
+type Stream interface {
+	SendStream
+	ReceiveStream
+}
+
+// StreamError is returned by a stream's Read or Write when the stream was
+// reset (by the peer, Remote, or locally).
+type StreamError struct {
+	Code   uint32
+	Remote bool
+}
+
+func (e *StreamError) Error() string {
+	side := "local"
+	if e.Remote {
+		side = "remote"
+	}
+	return fmt.Sprintf("stream reset by %s side with code %d", side, e.Code)
+}
+
+// ConnError is returned once the connection was closed with an application
+// code, by the peer (Remote) or locally.
+type ConnError struct {
+	Code   uint32
+	Reason string
+	Remote bool
+}
+
+func (e *ConnError) Error() string {
+	side := "local"
+	if e.Remote {
+		side = "remote"
+	}
+	return fmt.Sprintf("connection closed by %s side with code %d: %q", side, e.Code, e.Reason)
+}
