@@ -64,7 +64,9 @@ func (p *TrackProducer) AppendGroup() (*GroupProducer, error) { return p.t.creat
 // CreateGroup starts the group with the given sequence. Groups may be created
 // out of order; a sequence that is still cached returns ErrDuplicate, and one at
 // or past the end of a finished track returns ErrClosed.
-func (p *TrackProducer) CreateGroup(seq uint64) (*GroupProducer, error) { return p.t.create(seq, false) }
+func (p *TrackProducer) CreateGroup(seq uint64) (*GroupProducer, error) {
+	return p.t.create(seq, false)
+}
 
 // WriteFrame writes a group holding the single frame payload and finishes it.
 func (p *TrackProducer) WriteFrame(payload []byte) error {
