@@ -31,9 +31,11 @@ type Session struct {
 	publish *broadcast.Origin // what we offer; never nil
 	remote  *broadcast.Origin // what the peer announced to us
 
-	ctx    context.Context // done when the session ends
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
+	ctx     context.Context // done when the session ends
+	cancel  context.CancelCauseFunc
+	wg      sync.WaitGroup
+	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
+	closing bool
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
@@ -99,9 +101,14 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// spawn runs f on a goroutine that Close waits for.
+// spawn runs f on a goroutine that Close waits for; after Close it does
+// nothing (f's work would only find the session gone).
 func (s *Session) spawn(f func()) {
-	s.wg.Go(f)
+	s.spawnMu.RLock()
+	defer s.spawnMu.RUnlock()
+	if !s.closing {
+		s.wg.Go(f)
+	}
 }
 
 // Version is the negotiated moq-lite version, e.g. "moq-lite-04".
@@ -133,6 +140,9 @@ func (s *Session) Close(code broadcast.Code, reason string) error {
 		_ = s.conn.CloseWithError(uint32(code), reason)
 		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
 	}
+	s.spawnMu.Lock()
+	s.closing = true
+	s.spawnMu.Unlock()
 	s.wg.Wait()
 	return nil
 }

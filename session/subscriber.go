@@ -45,25 +45,44 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	}
 	path = broadcast.CleanPath(path)
 	info := broadcast.Track{Name: track, Priority: opts.Priority}
-	var tc *broadcast.TrackConsumer
-	var sub *subscription
-	if opts.Start != nil || opts.End != nil {
+	if opts.Start != nil || opts.End != nil { // a range is not shareable
 		tp := broadcast.NewTrack(info, s.lim.Model)
-		tc = tp.Consume()
-		sub = s.startSubscription(path, tp, opts, false)
-	} else {
-		var err error
-		if tc, err = s.remoteBroadcast(path, nil).Consume().SubscribeTrack(info); err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
-		sub = s.shared[trackKey{path, track}]
+		tc := tp.Consume()
+		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
+	}
+	s.mu.Lock()
+	if sub := s.shared[trackKey{path, track}]; sub != nil {
 		s.mu.Unlock()
+		return s.join(ctx, path, info, sub)
 	}
-	if sub == nil { // the shared subscription ended between the two steps
-		tc.Close()
-		return nil, ErrClosed
+	remote := s.remoteLocked(path)
+	tp := broadcast.NewTrack(info, s.lim.Model)
+	if err := remote.InsertTrack(tp); err != nil {
+		// A consumer of Remote made the track on demand an instant ago; its
+		// subscription registers itself momentarily. Join the track.
+		s.mu.Unlock()
+		return s.join(ctx, path, info, nil)
 	}
+	tc := tp.Consume()
+	sub := s.startSubscriptionLocked(path, tp, opts, true)
+	s.mu.Unlock()
+	return s.awaitReady(ctx, tc, sub)
+}
+
+// join adds a consumer to a shared track and waits for its subscription (if
+// known) to be accepted.
+func (s *Session) join(ctx context.Context, path string, info broadcast.Track, sub *subscription) (*broadcast.TrackConsumer, error) {
+	tc, err := s.remoteBroadcast(path).Consume().SubscribeTrack(info)
+	if err != nil {
+		return nil, err
+	}
+	if sub == nil {
+		return tc, nil
+	}
+	return s.awaitReady(ctx, tc, sub)
+}
+
+func (s *Session) awaitReady(ctx context.Context, tc *broadcast.TrackConsumer, sub *subscription) (*broadcast.TrackConsumer, error) {
 	select {
 	case <-sub.ready:
 		if sub.err != nil {
@@ -74,19 +93,31 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	case <-ctx.Done():
 		tc.Close()
 		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		select {
+		case <-sub.ready: // settled as the session ended: report that
+			return s.awaitReady(ctx, tc, sub)
+		default:
+		}
+		tc.Close()
+		return nil, ErrClosed
 	}
 }
 
 // remoteBroadcast returns the producer standing for the peer's broadcast at
 // path, making it if needed. Its tracks are made on demand: the first local
 // subscriber of a track starts a wire subscription.
-func (s *Session) remoteBroadcast(path string, hops []uint64) *broadcast.Producer {
+func (s *Session) remoteBroadcast(path string) *broadcast.Producer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.remoteLocked(path)
+}
+
+func (s *Session) remoteLocked(path string) *broadcast.Producer {
 	if p, ok := s.remotes[path]; ok && p.Consume().Err() == nil {
 		return p
 	}
-	return s.newRemoteLocked(path, hops)
+	return s.newRemoteLocked(path, nil)
 }
 
 func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
@@ -100,6 +131,12 @@ func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Produce
 
 // startSubscription registers a wire subscription and starts it.
 func (s *Session) startSubscription(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startSubscriptionLocked(path, tp, opts, shared)
+}
+
+func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
 	sub := &subscription{
 		id:     s.nextSubID.Add(1) - 1, // moq-lite peers count from 0
 		path:   path,
@@ -110,12 +147,10 @@ func (s *Session) startSubscription(path string, tp *broadcast.TrackProducer, op
 	}
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
-	s.mu.Lock()
 	s.subs[sub.id] = sub
 	if shared {
 		s.shared[trackKey{path, tp.Info().Name}] = sub
 	}
-	s.mu.Unlock()
 	s.spawn(func() { s.runSubscription(ctx, sub) })
 	return sub
 }
