@@ -3,7 +3,8 @@
 // are a contract shared with gomoqt-lite04:
 //
 //	peer -role server|client -mode pub|sub [-addr HOST:PORT] [-broadcast /PATH] [-track NAME]
-//	     [-groups G] [-frames K] [-size S] [-count N] [-announce] [-wait] [-timeout D] [-maxuni N] [-v]
+//	     [-groups G] [-frames K] [-size S] [-count N] [-announce] [-wait] [-timeout D] [-maxuni N]
+//	     [-linger D] [-v]
 //
 // A server prints "LISTEN HOST:PORT" once it listens. On exit both modes print one JSON line
 // {"frames":N,"groups":G,"bytes":B,"sha256":"..."} on stdout; errors go to stderr with exit code 1.
@@ -16,7 +17,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -35,7 +35,7 @@ type options struct {
 	groups, frames, size               int
 	count                              uint64
 	announce, wait, verbose            bool
-	timeout                            time.Duration
+	timeout, linger                    time.Duration
 	maxUni                             int64
 }
 
@@ -70,6 +70,7 @@ func main() {
 	flag.BoolVar(&o.wait, "wait", false, "publisher: write only once subscribed (always true: gomoqt calls the publisher per SUBSCRIBE)")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "overall deadline")
 	flag.Int64Var(&o.maxUni, "maxuni", 20000, "QUIC MaxIncomingUniStreams")
+	flag.DurationVar(&o.linger, "linger", 2*time.Second, "publisher (client): how long to wait for the subscriber to close the session after the track ended")
 	flag.BoolVar(&o.verbose, "v", false, "log to stderr")
 	flag.Parse()
 	verbose = o.verbose
@@ -234,27 +235,11 @@ func runClient(ctx context.Context, o options, mux *moqt.TrackMux, pub *publishe
 	case <-ctx.Done():
 		return pub.snapshot(), timeoutError(o)
 	}
-	// The track is closed (FIN) once written; give the subscriber up to 2 s to finish.
+	// The track is closed (FIN) once written; give the subscriber up to -linger to finish.
 	select {
 	case <-sess.Context().Done():
-	case <-time.After(2 * time.Second):
+	case <-time.After(o.linger):
 	case <-ctx.Done():
 	}
 	return pub.wait(ctx, o)
-}
-
-// cleanClose reports whether err says the peer closed the session with code 0.
-func cleanClose(err error) bool {
-	if errors.Is(err, io.EOF) {
-		return true
-	}
-	var appErr *quic.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Remote && appErr.ErrorCode == 0
-	}
-	var sessErr *moqt.SessionError
-	if errors.As(err, &sessErr) && sessErr.ApplicationError != nil {
-		return sessErr.Remote && sessErr.ErrorCode == 0
-	}
-	return false
 }

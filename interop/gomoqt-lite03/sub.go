@@ -125,13 +125,15 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 	var reachedOnce sync.Once
 	var received atomic.Uint64
 	readers := map[*moqt.GroupReader]bool{}
-	stopping, ended := false, false
-	var endErr error
+	stopping := false // -count reached: cancel what is still being read
+	fin := false      // the publisher closed the SUBSCRIBE stream cleanly: the end of the track
+	var endErr error  // why the subscription ended otherwise
+	var broken []error
 	var stopTimer <-chan time.Time
 	last := time.Now()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for len(readers) > 0 || !(stopping || !accepting || (ended && time.Since(last) >= endGrace)) {
+	for len(readers) > 0 || !(stopping || endErr != nil || (fin && time.Since(last) >= endGrace)) {
 		select {
 		case gr := <-accepted:
 			readers[gr], last = true, time.Now()
@@ -149,6 +151,7 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 			last = time.Now()
 			if r.err != nil && !stopping {
 				logf("group %d ended after %d frames: %v", r.gr.GroupSequence(), len(r.frames), r.err)
+				broken = append(broken, fmt.Errorf("group %d ended after %d frames: %w", r.gr.GroupSequence(), len(r.frames), r.err))
 			}
 			col.groups = append(col.groups, receivedGroup{uint64(r.gr.GroupSequence()), r.frames})
 		case <-reached:
@@ -166,8 +169,9 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 			}
 			logf("no more groups: %v", err)
 		case err := <-subscribeEnded:
-			ended = true
-			if !errors.Is(err, io.EOF) && endErr == nil {
+			if errors.Is(err, io.EOF) {
+				fin = true
+			} else if endErr == nil {
 				endErr = err
 			}
 			logf("SUBSCRIBE stream ended: %v", err)
@@ -181,12 +185,13 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 	case o.count > 0 && res.Frames >= o.count:
 		return res, nil
 	case o.count > 0:
-		return res, fmt.Errorf("track ended after %d of %d frames: %v", res.Frames, o.count, endErr)
-	case endErr == nil || cleanClose(endErr):
-		return res, nil
-	default:
-		return res, fmt.Errorf("subscription ended: %w", endErr)
+		return res, fmt.Errorf("got %d of %d frames (end of track: %v, error: %v)", res.Frames, o.count, fin, errors.Join(append(broken, endErr)...))
+	case !fin:
+		return res, fmt.Errorf("the subscription ended without the end of the track: %w", endErr)
+	case len(broken) > 0:
+		return res, fmt.Errorf("%d group(s) incomplete, first: %w", len(broken), broken[0])
 	}
+	return res, nil
 }
 
 // readGroup reads one group to its end and reports its frames; onFrame runs after each frame.
