@@ -121,8 +121,7 @@ func (s *Session) remoteLocked(path string) *broadcast.Producer {
 }
 
 func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
-	var p *broadcast.Producer
-	p = broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
+	p := broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
 		s.startSubscription(path, tp, SubscribeOptions{Priority: tp.Info().Priority}, true)
 	}})
 	s.remotes[path] = p
