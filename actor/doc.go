@@ -1,8 +1,10 @@
 // Package actor holds the goroutine that owns a moqp2p node's state: the
-// sessions by peer ID, the published broadcasts, the pending connects and the
-// queue of incoming sessions. Callers never touch that state; they send typed
-// messages on a channel and wait for replies, in the shape of etcd-io/raft's
-// node.run loop.
+// sessions by peer ID, the published broadcasts, the pending connects and
+// the shutdown. Callers never touch that state; they send typed requests on
+// channels and wait for replies, in the shape of etcd-io/raft's node.run
+// loop: one goroutine, one select, no mutex around the state.
 //
-// Not implemented yet: see issue 4.
+// Sessions and dials are tracked by IDs of their own, so a late "session
+// ended" for an old session can never remove a newer one (iroh-moq's bug B1),
+// and a dial that fails or panics always answers every waiter (B5).
 package actor

@@ -140,6 +140,17 @@ func (c *conn) Protocol() string         { return c.c.ConnectionState().TLS.Nego
 func (c *conn) LocalAddr() net.Addr      { return c.c.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
+// Stats reports quic-go's connection counters.
+func (c *conn) Stats() transport.Stats {
+	st := c.c.ConnectionStats()
+	return transport.Stats{
+		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
+		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
+		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
+		CongestionWindow: st.CongestionWindow,
+	}
+}
+
 // QUIC returns the underlying connection, for statistics.
 func QUIC(c transport.Conn) (*quic.Conn, bool) {
 	qc, ok := c.(*conn)

@@ -1,0 +1,383 @@
+package actor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+)
+
+// Actor owns a node's sessions, publications and pending connects. Its
+// methods are safe for concurrent use; they talk to one goroutine.
+type Actor struct {
+	cfg Config
+	log *slog.Logger
+
+	// Requests.
+	connectc   chan connectReq
+	registerc  chan registerReq
+	publishc   chan publishReq
+	unpublishc chan unpublishReq
+	queryc     chan queryReq
+	shutdownc  chan shutdownReq
+	// Events from the actor's own goroutines.
+	dialDonec  chan dialDone
+	endedc     chan sessionEnded
+	closedc    chan struct{} // a session closed (or gave up) during shutdown
+	pubEndedc  chan publicationEnded
+	shutting   chan struct{} // closed when Shutdown begins: requests are refused
+	stopped    chan struct{} // closed when run returns
+	lifetime   context.Context
+	endLife    context.CancelFunc
+	nextID     uint64 // session, dial and publication IDs (only run touches it)
+	shutdownAt []chan struct{}
+
+	// State, touched only by run.
+	sessions map[peer.ID][]*Session // per peer, in arrival order
+	byID     map[uint64]*Session
+	pending  map[peer.ID]*dial
+	pubs     map[string]*published
+	pubByID  map[uint64]*published
+	closing  int // sessions whose Close has not returned during shutdown
+}
+
+type dial struct {
+	id      uint64
+	waiters []chan sessionResult
+}
+
+// New starts an actor.
+func New(cfg Config) *Actor {
+	cfg = cfg.withDefaults()
+	a := &Actor{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		connectc:   make(chan connectReq),
+		registerc:  make(chan registerReq),
+		publishc:   make(chan publishReq),
+		unpublishc: make(chan unpublishReq),
+		queryc:     make(chan queryReq),
+		shutdownc:  make(chan shutdownReq),
+		dialDonec:  make(chan dialDone),
+		endedc:     make(chan sessionEnded),
+		closedc:    make(chan struct{}),
+		pubEndedc:  make(chan publicationEnded),
+		shutting:   make(chan struct{}),
+		stopped:    make(chan struct{}),
+		sessions:   map[peer.ID][]*Session{},
+		byID:       map[uint64]*Session{},
+		pending:    map[peer.ID]*dial{},
+		pubs:       map[string]*published{},
+		pubByID:    map[uint64]*published{},
+	}
+	a.lifetime, a.endLife = context.WithCancel(context.Background())
+	go a.run()
+	return a
+}
+
+// run is the actor: the only goroutine that reads or writes its state.
+func (a *Actor) run() {
+	defer close(a.stopped)
+	for {
+		select {
+		case r := <-a.connectc:
+			a.connect(r)
+		case r := <-a.registerc:
+			s, err := a.register(r.conn, r.dialed)
+			r.reply <- sessionResult{s, err}
+		case r := <-a.publishc:
+			p, err := a.publish(r.name, r.b)
+			r.reply <- publishResult{p, err}
+		case r := <-a.unpublishc:
+			a.unpublish(r.id)
+			close(r.reply)
+		case r := <-a.queryc:
+			r.reply <- a.snapshot()
+		case r := <-a.shutdownc:
+			a.shutdown(r)
+		case e := <-a.dialDonec:
+			a.dialFinished(e)
+		case e := <-a.endedc:
+			a.sessionEnded(e.id)
+		case <-a.closedc:
+			a.closing--
+		case e := <-a.pubEndedc:
+			a.unpublish(e.id)
+		}
+		if a.isShutting() && a.closing == 0 && len(a.pending) == 0 {
+			for _, c := range a.shutdownAt {
+				close(c)
+			}
+			a.endLife()
+			return
+		}
+	}
+}
+
+func (a *Actor) isShutting() bool {
+	select {
+	case <-a.shutting:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *Actor) id() uint64 {
+	a.nextID++
+	return a.nextID
+}
+
+// live returns the oldest session to p that is not closing: a connect must
+// never hand out a session that is already going away (B2), and when both
+// ends dialed at once, both sessions stay and the oldest is preferred.
+func (a *Actor) live(p peer.ID) *Session {
+	for _, s := range a.sessions[p] {
+		if s.live() {
+			return s
+		}
+	}
+	return nil
+}
+
+func (a *Actor) connect(r connectReq) {
+	if a.isShutting() {
+		r.reply <- sessionResult{err: ErrShutdown}
+		return
+	}
+	if s := a.live(r.addr.ID); s != nil {
+		r.reply <- sessionResult{s: s}
+		return
+	}
+	if d := a.pending[r.addr.ID]; d != nil { // coalesce: one dial per peer
+		d.waiters = append(d.waiters, r.reply)
+		return
+	}
+	d := &dial{id: a.id(), waiters: []chan sessionResult{r.reply}}
+	a.pending[r.addr.ID] = d
+	go a.runDial(d.id, r.addr)
+}
+
+// runDial dials on its own goroutine and always reports back, even if the
+// dial function panics (B5).
+func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
+	ev := dialDone{id: id, peer: addr.ID}
+	defer func() {
+		if p := recover(); p != nil {
+			ev.conn, ev.err = nil, fmt.Errorf("%w: %v", ErrDialPanic, p)
+		}
+		a.dialDonec <- ev // run waits for every dial before it returns
+	}()
+	ctx, cancel := context.WithTimeout(a.lifetime, a.cfg.DialTimeout)
+	defer cancel()
+	ev.conn, ev.err = a.cfg.Dial(ctx, addr)
+	if ev.err == nil && ev.conn.RemotePeer() != addr.ID {
+		_ = ev.conn.CloseWithError(uint32(broadcast.CodeUnauthorized), "unexpected peer")
+		ev.conn, ev.err = nil, fmt.Errorf("moq: dialed %s but reached %s", addr.ID, ev.conn.RemotePeer())
+	}
+}
+
+func (a *Actor) dialFinished(e dialDone) {
+	d := a.pending[e.peer]
+	if d == nil || d.id != e.id {
+		// Not ours any more (cannot happen with one dial per peer, but a
+		// finished dial must never answer someone else's waiters).
+		if e.conn != nil {
+			_ = e.conn.CloseWithError(uint32(broadcast.CodeCancel), "stale dial")
+		}
+		return
+	}
+	delete(a.pending, e.peer)
+	if e.err == nil && a.isShutting() {
+		_ = e.conn.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
+		e.err = ErrShutdown
+	}
+	res := sessionResult{err: e.err}
+	if e.err == nil {
+		if _, err := a.register(e.conn, true); err != nil {
+			res.err = err
+		} else {
+			res.s = a.live(e.peer) // the oldest live one, which may be an incoming session
+		}
+	}
+	for _, w := range d.waiters { // every waiter gets the same outcome (checklist 3)
+		w <- res
+	}
+}
+
+// register starts a session on conn and offers it every publication.
+func (a *Actor) register(conn Conn, dialed bool) (*Session, error) {
+	if a.isShutting() {
+		_ = conn.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
+		return nil, ErrShutdown
+	}
+	origin := broadcast.NewOrigin(a.cfg.HopID)
+	cfg := a.cfg.Session
+	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
+	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
+	ss, err := session.New(conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{Session: ss, id: a.id(), peer: conn.RemotePeer(), dialed: dialed, created: time.Now(), origin: origin}
+	for _, p := range a.pubs {
+		a.offer(p, s)
+	}
+	a.sessions[s.peer] = append(a.sessions[s.peer], s)
+	a.byID[s.id] = s
+	go func() {
+		<-s.Done()
+		select {
+		case a.endedc <- sessionEnded{id: s.id}:
+		case <-a.stopped:
+		}
+	}()
+	// An incoming session from a peer we are dialing answers those waiters now.
+	if d := a.pending[s.peer]; d != nil && !dialed {
+		for _, w := range d.waiters {
+			w <- sessionResult{s: a.live(s.peer)}
+		}
+		d.waiters = nil
+	}
+	return s, nil
+}
+
+// sessionEnded forgets a session by its ID, never a newer one of the same peer.
+func (a *Actor) sessionEnded(id uint64) {
+	s := a.byID[id]
+	if s == nil {
+		return
+	}
+	delete(a.byID, id)
+	list := slices.DeleteFunc(a.sessions[s.peer], func(x *Session) bool { return x.id == id })
+	if len(list) == 0 {
+		delete(a.sessions, s.peer)
+	} else {
+		a.sessions[s.peer] = list
+	}
+	for _, p := range a.pubs {
+		delete(p.stops, id)
+	}
+	s.origin.Close()
+}
+
+func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error) {
+	name = broadcast.CleanPath(name)
+	switch {
+	case a.isShutting():
+		return nil, ErrShutdown
+	case name == "":
+		return nil, broadcast.ErrInvalidPath
+	case a.pubs[name] != nil:
+		return nil, fmt.Errorf("%w: %q", ErrDuplicate, name)
+	}
+	if err := b.Err(); err != nil {
+		return nil, err
+	}
+	pub := &Publication{a: a, id: a.id(), name: name, b: b}
+	p := &published{pub: pub, stops: map[uint64]func(){}}
+	a.pubs[name], a.pubByID[pub.id] = p, p
+	for _, s := range a.byID {
+		a.offer(p, s)
+	}
+	// A broadcast that ends is unpublished and its name freed (B4).
+	ctx, cancel := context.WithCancel(a.lifetime)
+	p.watch = cancel
+	go func() {
+		select {
+		case <-b.Done():
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case a.pubEndedc <- publicationEnded{id: pub.id}:
+		case <-a.stopped:
+		}
+	}()
+	return pub, nil
+}
+
+func (a *Actor) offer(p *published, s *Session) {
+	stop, err := s.origin.Publish(p.pub.name, p.pub.b)
+	if err != nil {
+		a.log.Debug("not offering broadcast", "name", p.pub.name, "peer", s.peer, "err", err)
+		return
+	}
+	p.stops[s.id] = stop
+}
+
+// unpublish withdraws a publication by ID: an old publication's end can never
+// remove a newer one at the same name (B3).
+func (a *Actor) unpublish(id uint64) {
+	p := a.pubByID[id]
+	if p == nil {
+		return
+	}
+	delete(a.pubByID, id)
+	delete(a.pubs, p.pub.name)
+	p.watch()
+	for _, stop := range p.stops {
+		stop()
+	}
+}
+
+func (a *Actor) snapshot() snapshot {
+	var snap snapshot
+	for _, list := range a.sessions {
+		for _, s := range list {
+			if s.live() {
+				snap.sessions = append(snap.sessions, s)
+			}
+		}
+	}
+	slices.SortFunc(snap.sessions, func(x, y *Session) int { return int(x.id) - int(y.id) })
+	for name := range a.pubs {
+		snap.published = append(snap.published, name)
+	}
+	slices.Sort(snap.published)
+	return snap
+}
+
+// shutdown refuses new work, fails pending connects and closes every session.
+// The actor stops once they have all closed (or the grace ran out) and every
+// dial has reported back.
+func (a *Actor) shutdown(r shutdownReq) {
+	a.shutdownAt = append(a.shutdownAt, r.reply)
+	if a.isShutting() {
+		return
+	}
+	close(a.shutting)
+	for _, d := range a.pending {
+		for _, w := range d.waiters {
+			w <- sessionResult{err: ErrShutdown}
+		}
+		d.waiters = nil
+	}
+	for id := range a.pubByID {
+		a.unpublish(id)
+	}
+	a.closing = len(a.byID)
+	grace := a.cfg.ShutdownGrace
+	for _, s := range a.byID {
+		go func() {
+			done := make(chan struct{})
+			go func() {
+				_ = s.Close(broadcast.CodeCancel, "shutdown")
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(grace):
+				a.log.Warn("session did not close within the shutdown grace", "peer", s.peer)
+			}
+			a.closedc <- struct{}{} // run waits for every one of these
+		}()
+	}
+	a.endLife() // cancels dials in flight
+}

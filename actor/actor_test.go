@@ -1,0 +1,274 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+// Checklist 1: two sequential connects return the same session.
+func TestSequentialConnectsReuseSession(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	s1, s2 := a.connect(t, b), a.connect(t, b)
+	if s1 != s2 || a.dials.Load() != 1 {
+		t.Fatalf("got sessions %d and %d after %d dials; want one session, one dial", s1.ID(), s2.ID(), a.dials.Load())
+	}
+	if !s1.Dialed() {
+		t.Error("a dialed session must say so")
+	}
+}
+
+// Checklist 2: concurrent connects share one dial.
+func TestConcurrentConnectsShareOneDial(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	var wg sync.WaitGroup
+	got := make([]*Session, 50)
+	for i := range got {
+		wg.Go(func() { got[i] = a.connect(t, b) })
+	}
+	wg.Wait()
+	for _, s := range got {
+		if s != got[0] {
+			t.Fatal("concurrent connects returned different sessions")
+		}
+	}
+	if n := a.dials.Load(); n != 1 {
+		t.Fatalf("%d dials, want 1", n)
+	}
+}
+
+// Checklist 3: a failed dial fails every waiter with the same error, and the
+// next connect dials again.
+func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	boom := errors.New("unreachable")
+	release := make(chan struct{})
+	a.dialHook = func(ctx context.Context, _ peer.ID) error {
+		<-release
+		return boom
+	}
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id})
+			errs <- err
+		}()
+	}
+	eventually(t, "the dial to start", func() bool { return a.dials.Load() == 1 })
+	time.Sleep(20 * time.Millisecond) // let the other callers queue behind it; the outcome doesn't depend on it
+	close(release)
+	for range 10 {
+		if err := <-errs; !errors.Is(err, boom) {
+			t.Fatalf("waiter got %v, want the dial's error", err)
+		}
+	}
+	a.dialHook = nil
+	if s := a.connect(t, b); s == nil || a.dials.Load() < 2 {
+		t.Fatal("the next connect must dial again")
+	}
+}
+
+// Checklist 4 / B5: a dial that panics answers every waiter, and later
+// connects work.
+func TestPanickingDialAnswersWaiters(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	a.dialHook = func(context.Context, peer.ID) error { panic("dialer bug") }
+	if _, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id}); !errors.Is(err, ErrDialPanic) {
+		t.Fatalf("got %v, want ErrDialPanic", err)
+	}
+	a.dialHook = nil
+	a.connect(t, b)
+}
+
+// Checklist 5 / B2: a connect after a close never returns the closing session.
+func TestConnectAfterCloseDialsAnew(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	first := a.connect(t, b)
+	_ = first.Close(broadcast.CodeCancel, "bye")
+	second := a.connect(t, b) // immediately: the actor may not have seen the end yet
+	if second == first || !second.live() {
+		t.Fatal("connect handed out the closed session")
+	}
+}
+
+// Checklist 6 / B1: when both ends dial at once, both sessions are kept,
+// Connect returns the oldest live one, and when it ends the other takes over
+// without a new dial. A late end of the old session never removes the new.
+func TestSimultaneousDialKeepsBoth(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.connect(t, b) })
+	wg.Go(func() { b.connect(t, a) })
+	wg.Wait()
+	eventually(t, "two sessions on each side", func() bool {
+		return len(a.sessionsTo(t, b.id)) == 2 && len(b.sessionsTo(t, a.id)) == 2
+	})
+	both := a.sessionsTo(t, b.id)
+	oldest := both[0]
+	if got := a.connect(t, b); got != oldest {
+		t.Fatalf("Connect returned session %d, want the oldest %d", got.ID(), oldest.ID())
+	}
+	_ = oldest.Close(broadcast.CodeCancel, "one goes")
+	eventually(t, "the closed session to go", func() bool { return len(a.sessionsTo(t, b.id)) == 1 })
+	dials := a.dials.Load()
+	if got := a.connect(t, b); got != both[1] || a.dials.Load() != dials {
+		t.Fatal("the remaining live session must be handed out without a new dial")
+	}
+}
+
+// Checklist 7: an incoming session from X completes a pending connect to X.
+func TestIncomingSessionCompletesPendingConnect(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	hold := make(chan struct{})
+	defer close(hold)
+	a.dialHook = func(ctx context.Context, _ peer.ID) error {
+		select { // a's own dial hangs until the test ends
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return errors.New("gave up")
+	}
+	got := make(chan *Session, 1)
+	go func() {
+		s, _ := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id})
+		got <- s
+	}()
+	eventually(t, "a's dial to start", func() bool { return a.dials.Load() == 1 })
+	b.connect(t, a) // b reaches a first
+	select {
+	case s := <-got:
+		if s == nil || s.Dialed() || s.RemotePeer() != b.id {
+			t.Fatalf("pending connect got %v, want the incoming session from b", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the incoming session did not answer the pending connect")
+	}
+}
+
+// Checklist 11, 14, 15: a publication reaches sessions made before and after
+// it; unpublishing withdraws it; a broadcast that ends is unpublished and its
+// name freed (B4).
+func TestPublishReachesEverySession(t *testing.T) {
+	nw := newNetwork(t)
+	a, b, c := nw.add(t), nw.add(t), nw.add(t)
+	toA := b.connect(t, a) // session exists before the publish
+	cam := broadcast.New(broadcast.Config{})
+	pub, err := a.a.Publish(testCtx(t), "cam", cam.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromC := c.connect(t, a) // and one made after
+	for _, s := range []*Session{toA, fromC} {
+		eventually(t, "cam announced", func() bool { return announced(s, "cam") })
+	}
+	if names, _ := a.a.Published(testCtx(t)); len(names) != 1 || names[0] != "cam" {
+		t.Fatalf("Published = %v", names)
+	}
+	pub.Unpublish()
+	pub.Unpublish() // idempotent
+	for _, s := range []*Session{toA, fromC} {
+		eventually(t, "cam withdrawn", func() bool { return !announced(s, "cam") })
+	}
+	if cam.Consume().Err() != nil {
+		t.Fatal("unpublish must not end the broadcast")
+	}
+
+	mic := broadcast.New(broadcast.Config{})
+	if _, err := a.a.Publish(testCtx(t), "mic", mic.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mic announced", func() bool { return announced(toA, "mic") })
+	mic.Finish()
+	eventually(t, "mic unannounced after its end", func() bool { return !announced(toA, "mic") })
+	eventually(t, "the name mic freed", func() bool {
+		_, err := a.a.Publish(testCtx(t), "mic", broadcast.New(broadcast.Config{}).Consume())
+		return err == nil
+	})
+}
+
+// Checklist 13 / B3: one name holds one publication; the old publication's
+// end never removes a newer one.
+func TestDuplicatePublishAndRepublish(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	old := broadcast.New(broadcast.Config{})
+	oldPub, _ := a.a.Publish(testCtx(t), "cam", old.Consume())
+	if _, err := a.a.Publish(testCtx(t), "cam", broadcast.New(broadcast.Config{}).Consume()); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second publish: %v, want ErrDuplicate", err)
+	}
+	oldPub.Unpublish()
+	fresh := broadcast.New(broadcast.Config{})
+	if _, err := a.a.Publish(testCtx(t), "cam", fresh.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	old.Finish() // the old broadcast ends later: it must not take the new publication down
+	s := b.connect(t, a)
+	eventually(t, "the new cam announced", func() bool {
+		got := s.Remote().Get("cam")
+		return got != nil
+	})
+	time.Sleep(50 * time.Millisecond) // give a wrong removal the chance to happen
+	if names, _ := a.a.Published(testCtx(t)); len(names) != 1 {
+		t.Fatalf("published %v after the old broadcast ended, want [cam]", names)
+	}
+}
+
+// Checklist 10 / B6: shutdown closes sessions, fails pending connects,
+// refuses new work, is idempotent and leaves nothing behind.
+func TestShutdown(t *testing.T) {
+	nw := newNetwork(t)
+	a, b, c := nw.add(t), nw.add(t), nw.add(t)
+	s := a.connect(t, b)
+	hold := make(chan struct{})
+	a.dialHook = func(ctx context.Context, _ peer.ID) error {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	}
+	pending := make(chan error, 1)
+	go func() {
+		_, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: c.id})
+		pending <- err
+	}()
+	eventually(t, "the pending dial", func() bool { return a.dials.Load() == 2 })
+	if err := a.a.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	if err := <-pending; !errors.Is(err, ErrShutdown) {
+		t.Errorf("pending connect: %v, want ErrShutdown", err)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Error("a session outlived shutdown")
+	}
+	if _, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id}); !errors.Is(err, ErrShutdown) {
+		t.Errorf("connect after shutdown: %v", err)
+	}
+	if _, err := a.a.Publish(testCtx(t), "x", broadcast.New(broadcast.Config{}).Consume()); !errors.Is(err, ErrShutdown) {
+		t.Errorf("publish after shutdown: %v", err)
+	}
+	if got, _ := a.a.Sessions(testCtx(t)); len(got) != 0 {
+		t.Errorf("sessions after shutdown: %d", len(got))
+	}
+	if err := a.a.Shutdown(testCtx(t)); err != nil {
+		t.Errorf("second shutdown: %v", err)
+	}
+	<-a.a.Stopped()
+}

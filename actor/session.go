@@ -1,0 +1,49 @@
+package actor
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+)
+
+// Session is a moq-lite session registered with the actor.
+type Session struct {
+	*session.Session
+	id      uint64
+	peer    peer.ID
+	dialed  bool
+	created time.Time
+	// origin holds what this session offers the peer: every publication of
+	// the node, plus what was published on this session alone.
+	origin *broadcast.Origin
+}
+
+// ID is the session's identifier, unique within its actor.
+func (s *Session) ID() uint64 { return s.id }
+
+// RemotePeer is the authenticated peer at the other end.
+func (s *Session) RemotePeer() peer.ID { return s.peer }
+
+// Dialed reports whether this node opened the session (false: accepted).
+func (s *Session) Dialed() bool { return s.dialed }
+
+// Created is when the session was registered.
+func (s *Session) Created() time.Time { return s.created }
+
+// Offer publishes b to this session's peer only, at name. It does not go
+// through the actor: a session's origin is safe for concurrent use.
+func (s *Session) Offer(name string, b *broadcast.Consumer) (unpublish func(), err error) {
+	return s.origin.Publish(name, b)
+}
+
+func (s *Session) live() bool {
+	select {
+	case <-s.Done():
+		return false
+	default:
+		return true
+	}
+}
