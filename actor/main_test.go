@@ -42,7 +42,7 @@ func (c peerConn) RemotePeer() peer.ID { return c.remote }
 type node struct {
 	id    peer.ID
 	a     *Actor
-	ln    *rawquic.Listener
+	ln    *rawquic.Endpoint // listens, and dials from the same socket
 	dials atomic.Int32
 	// dialHook, if set, runs before each dial (to delay, fail or panic).
 	dialHook func(ctx context.Context, to peer.ID) error
@@ -130,7 +130,7 @@ func (nw *network) dial(ctx context.Context, from *node, to peer.ID) (Conn, erro
 	target := nw.nodes[to]
 	nw.mu.Unlock()
 	tc := &tls.Config{InsecureSkipVerify: true, ServerName: from.id.String()}
-	c, err := rawquic.Dial(ctx, target.ln.Addr().String(), tc, nil)
+	c, err := from.ln.Dial(ctx, target.ln.Addr().String(), tc)
 	if err != nil {
 		return nil, err
 	}

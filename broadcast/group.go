@@ -5,12 +5,14 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // group is the state shared by a GroupProducer and its consumers.
 type group struct {
-	seq uint64
-	lim *Limits // shared with the track; read-only
+	seq     uint64
+	lim     *Limits   // shared with the track; read-only
+	created time.Time // when the producer started it: a group's age is measured from here
 
 	mu     sync.RWMutex
 	frames [][]byte // cached frames; frames[0] has index base
@@ -23,7 +25,7 @@ type group struct {
 }
 
 func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {
-	return &group{seq: seq, lim: lim, acct: acct, sig: newSignal()}
+	return &group{seq: seq, lim: lim, created: lim.Now(), acct: acct, sig: newSignal()}
 }
 
 // GroupProducer writes the frames of one group. Its methods are safe for
@@ -120,6 +122,9 @@ type GroupConsumer struct {
 
 // Sequence returns the group's sequence number within its track.
 func (c *GroupConsumer) Sequence() uint64 { return c.g.seq }
+
+// Created returns when the producer started the group, by the track's clock.
+func (c *GroupConsumer) Created() time.Time { return c.g.created }
 
 // ReadFrame returns the next frame, waiting for it if needed. It returns io.EOF
 // after the last frame of a finished group, the abort error of an aborted one,

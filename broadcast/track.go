@@ -153,7 +153,7 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
 	}
 	g := newGroup(seq, &t.lim, &t.bytes)
-	t.entries = append(t.entries, &entry{g: g, at: t.lim.Now()})
+	t.entries = append(t.entries, &entry{g: g, at: g.created})
 	t.bySeq[seq] = g
 	if !t.any || seq > t.latest {
 		t.latest, t.any = seq, true

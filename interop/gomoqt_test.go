@@ -115,7 +115,7 @@ func receive(t *testing.T, s *session.Session) pattern.Summary {
 	return c.Summary(total)
 }
 
-func listen(t *testing.T, alpn string) *rawquic.Listener {
+func listen(t *testing.T, alpn string) *rawquic.Endpoint {
 	crt, err := cert.SelfSigned()
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,12 @@ func listen(t *testing.T, alpn string) *rawquic.Listener {
 }
 
 func dial(t *testing.T, addr string) transport.Conn {
-	conn, err := rawquic.Dial(ctxFor(t, 10*time.Second), addr, &tls.Config{InsecureSkipVerify: true}, nil)
+	ep, err := rawquic.NewEndpoint("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ep.Close() }) // after the session's cleanup, registered later
+	conn, err := ep.Dial(ctxFor(t, 10*time.Second), addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"go.uber.org/goleak"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -34,17 +35,27 @@ func testLogger() *slog.Logger {
 
 // conns returns a connected pair of raw QUIC connections on loopback: the
 // server's and the client's, both speaking alpn.
-func conns(t testing.TB, alpn string) (server, client transport.Conn) {
+func conns(t testing.TB, alpn string, qc ...*quic.Config) (server, client transport.Conn) {
 	t.Helper()
+	var cfg *quic.Config
+	if len(qc) > 0 {
+		cfg = qc[0]
+	}
 	crt, err := cert.SelfSigned()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{alpn}}, nil)
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{alpn}}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	dialer, err := rawquic.NewEndpoint("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered before any session's cleanup, so it runs after them: the
+	// sockets go only once the sessions have closed.
+	t.Cleanup(func() { _ = dialer.Close(); _ = ln.Close() })
 	accepted := make(chan transport.Conn, 1)
 	go func() {
 		c, err := ln.Accept(testCtx(t))
@@ -55,7 +66,7 @@ func conns(t testing.TB, alpn string) (server, client transport.Conn) {
 	}()
 	tc := cert.PinnedConfig(cert.Fingerprint(crt))
 	tc.NextProtos = []string{alpn}
-	client, err = rawquic.Dial(testCtx(t), ln.Addr().String(), tc, nil)
+	client, err = dialer.Dial(testCtx(t), ln.Addr().String(), tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +86,9 @@ type pair struct {
 var versions = []string{"moq-lite-03", "moq-lite-04"}
 
 // newPair connects a publishing server session to a subscribing client session.
-func newPair(t testing.TB, alpn string, pubCfg, subCfg Config) *pair {
+func newPair(t testing.TB, alpn string, pubCfg, subCfg Config, qc ...*quic.Config) *pair {
 	t.Helper()
-	sc, cc := conns(t, alpn)
+	sc, cc := conns(t, alpn, qc...)
 	if pubCfg.Publish == nil {
 		pubCfg.Publish = broadcast.NewOrigin(0)
 	}

@@ -1,12 +1,18 @@
 package session
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 func TestUrgencyMapping(t *testing.T) {
@@ -17,10 +23,13 @@ func TestUrgencyMapping(t *testing.T) {
 	}
 }
 
-// With both groups ready at once, the higher-priority subscription's group
-// finishes first even though the other one started earlier.
+// On a congested link the higher-priority subscription's group finishes
+// first even though the other one was queued earlier. The publisher's socket
+// is shaped to a fixed rate so that the link, not the CPU, is the bottleneck:
+// only then does the sender choose what goes next (on raw loopback most data
+// is on its way before the second group exists).
 func TestPriorityOrdersGroupsOnTheWire(t *testing.T) {
-	p := newPair(t, "moq-lite-04", Config{}, Config{})
+	p := newShapedPair(t, 8<<20) // 8 MB/s
 	b := broadcast.New(broadcast.Config{})
 	lo, _ := b.CreateTrack(broadcast.Track{Name: "lo"})
 	hi, _ := b.CreateTrack(broadcast.Track{Name: "hi"})
@@ -36,6 +45,11 @@ func TestPriorityOrdersGroupsOnTheWire(t *testing.T) {
 	}
 	defer hiC.Close()
 
+	// lo's drainer says when half of lo has arrived; only then does hi exist.
+	// From there, round-robin would finish lo's remaining half first, and
+	// strict urgency finishes hi's whole group first.
+	const frames = 16 // of 64 KiB: 1 MiB per group, 128 ms at 8 MB/s
+	halfway := make(chan struct{})
 	finished := make(chan string, 2)
 	drain := func(name string, c *broadcast.TrackConsumer) {
 		g, err := c.RecvGroup(testCtx(t))
@@ -44,13 +58,16 @@ func TestPriorityOrdersGroupsOnTheWire(t *testing.T) {
 			finished <- name + " failed"
 			return
 		}
-		for {
+		for n := 1; ; n++ {
 			if _, err := g.ReadFrame(testCtx(t)); err != nil {
 				if !errors.Is(err, io.EOF) {
 					t.Error(err)
 				}
 				finished <- name
 				return
+			}
+			if name == "lo" && n == frames/2 {
+				close(halfway)
 			}
 		}
 	}
@@ -60,12 +77,17 @@ func TestPriorityOrdersGroupsOnTheWire(t *testing.T) {
 	payload := make([]byte, 64<<10)
 	write := func(tp *broadcast.TrackProducer) {
 		g, _ := tp.AppendGroup()
-		for range 64 { // 4 MiB: far more than one flow-control window
+		for range frames {
 			_ = g.WriteFrame(payload)
 		}
 		_ = g.Finish()
 	}
-	write(lo) // the low-priority group is queued first
+	write(lo)
+	select {
+	case <-halfway:
+	case <-time.After(5 * time.Second):
+		t.Fatal("lo never got halfway")
+	}
 	write(hi)
 	first, second := <-finished, <-finished
 	if first != "hi" || second != "lo" {
@@ -106,4 +128,78 @@ func TestMaxLatencyResetsStaleGroup(t *testing.T) {
 			t.Fatalf("fresh group %v, %v", g1, err)
 		}
 	})
+}
+
+// newShapedPair is newPair with the publisher's socket limited to rate bytes
+// per second and flow-control windows too large to matter.
+func newShapedPair(t *testing.T, rate int) *pair {
+	qc := rawquic.Config()
+	qc.InitialStreamReceiveWindow, qc.MaxStreamReceiveWindow = 16<<20, 16<<20
+	qc.InitialConnectionReceiveWindow, qc.MaxConnectionReceiveWindow = 64<<20, 64<<20
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rawquic.NewEndpointConn(&shapedConn{PacketConn: uc, rate: rate}, qc)
+	if err := srv.Listen(&tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{"moq-lite-04"}}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := rawquic.NewEndpoint("127.0.0.1:0", qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	accepted := make(chan transport.Conn, 1)
+	go func() {
+		c, _ := srv.Accept(testCtx(t))
+		accepted <- c
+	}()
+	tc := cert.PinnedConfig(cert.Fingerprint(crt))
+	tc.NextProtos = []string{"moq-lite-04"}
+	cc, err := cli.Dial(testCtx(t), srv.Addr().String(), tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	origin := broadcast.NewOrigin(0)
+	pub, err := New(sc, Config{Publish: origin, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := New(cc, Config{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sub.Close(broadcast.CodeCancel, "")
+		_ = pub.Close(broadcast.CodeCancel, "")
+	})
+	return &pair{origin: origin, pub: pub, sub: sub}
+}
+
+// shapedConn sends at most rate bytes per second. It embeds only the
+// net.PacketConn interface, so quic-go cannot bypass WriteTo with batched
+// sends.
+type shapedConn struct {
+	net.PacketConn
+	rate int
+	mu   sync.Mutex
+	next time.Time
+}
+
+func (c *shapedConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.mu.Lock()
+	now := time.Now()
+	if c.next.Before(now) {
+		c.next = now
+	}
+	c.next = c.next.Add(time.Duration(len(p)) * time.Second / time.Duration(c.rate))
+	wait := c.next.Sub(now)
+	c.mu.Unlock()
+	time.Sleep(wait)
+	return c.PacketConn.WriteTo(p, addr)
 }

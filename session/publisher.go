@@ -232,7 +232,7 @@ type groupSender struct {
 
 type outGroup struct {
 	seq     uint64
-	started time.Time
+	created time.Time // when the publisher made the group: its age
 	cancel  context.CancelCauseFunc
 	stream  transport.SendStream // set once open
 }
@@ -242,10 +242,10 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 		return
 	}
 	gctx, cancel := context.WithCancelCause(ctx)
-	og := &outGroup{seq: g.Sequence(), started: time.Now(), cancel: cancel}
+	og := &outGroup{seq: g.Sequence(), created: g.Created(), cancel: cancel}
 	gs.mu.Lock()
 	for _, old := range gs.groups {
-		if gs.maxLatency > 0 && og.started.Sub(old.started) > gs.maxLatency {
+		if gs.maxLatency > 0 && og.created.Sub(old.created) > gs.maxLatency {
 			old.cancel(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
 		} else if old.stream != nil && old.seq < og.seq {
 			old.stream.SetPriority(min(gs.base+1, 7))
@@ -320,8 +320,15 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	st.SetPriority(gs.base)
 	gs.opened(og, st)
 	// A cancel must unblock a Write stuck on flow control: reset the stream.
-	stop := context.AfterFunc(ctx, func() { st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx)))) })
-	defer stop()
+	// AfterFunc fires after ctx.Done closes, so this writer may see the
+	// cancel first and return; when its stop prevents the reset, it resets.
+	resetWithCause := func() { st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx)))) }
+	stop := context.AfterFunc(ctx, resetWithCause)
+	defer func() {
+		if stop() && ctx.Err() != nil {
+			resetWithCause()
+		}
+	}()
 
 	w := writerPool.Get().(*bufio.Writer)
 	w.Reset(st)
@@ -348,6 +355,7 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 		if err != nil {
 			if errors.Is(err, io.EOF) && w.Flush() == nil {
 				_ = st.Close()
+				s.counters.groupsSent.Add(1)
 			} else if ctx.Err() == nil {
 				st.CancelWrite(uint32(broadcast.CodeOf(err)))
 			}
@@ -359,5 +367,7 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 		if _, err := w.Write(f); err != nil {
 			return
 		}
+		s.counters.framesSent.Add(1)
+		s.counters.bytesSent.Add(uint64(len(f)))
 	}
 }

@@ -39,6 +39,7 @@ type Session struct {
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
+	counters  counters
 
 	mu        sync.Mutex
 	subs      map[uint64]*subscription // our wire subscriptions by ID
@@ -120,6 +121,9 @@ func (s *Session) Conn() transport.Conn { return s.conn }
 // Remote holds the broadcasts the peer announced. Its broadcasts are live:
 // subscribing to one of their tracks subscribes on the wire.
 func (s *Session) Remote() *broadcast.Origin { return s.remote }
+
+// Context is done when the session has ended; its cause is Err.
+func (s *Session) Context() context.Context { return s.ctx }
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }

@@ -15,6 +15,10 @@ import (
 // with want false, ended).
 func waitAnnounced(t *testing.T, s *Session, path string, want bool) *broadcast.Consumer {
 	t.Helper()
+	if !want { // an end that happened before an iteration starts is never yielded by it: poll
+		eventually(t, func() bool { return s.Remote().Get(path) == nil })
+		return nil
+	}
 	ctx := testCtx(t)
 	for p, b := range s.Remote().Announced(ctx, "") {
 		if p == path && (b != nil) == want {
@@ -90,6 +94,11 @@ func TestSubscribeReceivesGroupsAndEnd(t *testing.T) {
 		}
 		if _, err := tc.RecvGroup(testCtx(t)); !errors.Is(err, io.EOF) {
 			t.Fatalf("after the publisher finished: %v, want EOF", err)
+		}
+		sent, recv := p.pub.Stats(), p.sub.Stats()
+		if sent.FramesSent != 100 || recv.FramesReceived != 100 || sent.GroupsSent != 10 || recv.GroupsReceived != 10 ||
+			sent.BytesSent != recv.BytesReceived || recv.BytesReceived == 0 {
+			t.Errorf("stats: sent %+v, received %+v", sent, recv)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,9 +52,9 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
 	}
 	s.mu.Lock()
-	if sub := s.shared[trackKey{path, track}]; sub != nil {
+	if s.shared[trackKey{path, track}] != nil {
 		s.mu.Unlock()
-		return s.join(ctx, path, info, sub)
+		return s.join(ctx, path, info)
 	}
 	remote := s.remoteLocked(path)
 	tp := broadcast.NewTrack(info, s.lim.Model)
@@ -61,7 +62,7 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 		// A consumer of Remote made the track on demand an instant ago; its
 		// subscription registers itself momentarily. Join the track.
 		s.mu.Unlock()
-		return s.join(ctx, path, info, nil)
+		return s.join(ctx, path, info)
 	}
 	tc := tp.Consume()
 	sub := s.startSubscriptionLocked(path, tp, opts, true)
@@ -69,14 +70,18 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	return s.awaitReady(ctx, tc, sub)
 }
 
-// join adds a consumer to a shared track and waits for its subscription (if
-// known) to be accepted.
-func (s *Session) join(ctx context.Context, path string, info broadcast.Track, sub *subscription) (*broadcast.TrackConsumer, error) {
+// join adds a consumer to a shared track and waits for the subscription
+// that owns the track it joined (looked up after joining, so a subscription
+// that ended in between is never waited on).
+func (s *Session) join(ctx context.Context, path string, info broadcast.Track) (*broadcast.TrackConsumer, error) {
 	tc, err := s.remoteBroadcast(path).Consume().SubscribeTrack(info)
 	if err != nil {
 		return nil, err
 	}
-	if sub == nil {
+	s.mu.Lock()
+	sub := s.shared[trackKey{path, info.Name}]
+	s.mu.Unlock()
+	if sub == nil { // it ended already: the consumer reports how
 		return tc, nil
 	}
 	return s.awaitReady(ctx, tc, sub)
@@ -158,19 +163,24 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	log := s.log.With("subscribe", sub.id, "broadcast", sub.path, "track", sub.track.Info().Name)
 	var once sync.Once
 	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
-	end := func(err error) { // abort the track and forget the subscription
-		settle(err)
-		sub.track.Abort(err)
-		sub.cancel(err)
-	}
-	defer func() {
+	forget := func() {
 		s.mu.Lock()
 		delete(s.subs, sub.id)
-		if sub.shared && s.shared[trackKey{sub.path, sub.track.Info().Name}] == sub {
-			delete(s.shared, trackKey{sub.path, sub.track.Info().Name})
+		if key := (trackKey{sub.path, sub.track.Info().Name}); sub.shared && s.shared[key] == sub {
+			delete(s.shared, key)
 		}
 		s.mu.Unlock()
-	}()
+	}
+	// end aborts the track first (so nobody can join it any more), then
+	// forgets the subscription, and only then tells waiters it failed: a
+	// caller that retries at once starts a new subscription.
+	end := func(err error) {
+		sub.track.Abort(err)
+		forget()
+		settle(err)
+		sub.cancel(err)
+	}
+	defer forget()
 
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
@@ -226,8 +236,9 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	}
 }
 
-// readResponses reads SUBSCRIBE_OK (the first reply must be one), then
-// anything else until the stream ends. It returns io.EOF for a clean finish.
+// readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
+// the subscription), then anything else until the stream ends. It returns
+// io.EOF for a clean finish; failures are settled by the caller.
 func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 	r := getReader(st)
 	defer putReader(r)
@@ -244,7 +255,6 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 				}
 				err = remoteErr(err)
 			}
-			settle(err)
 			return err
 		}
 		switch m := m.(type) {
@@ -253,9 +263,7 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 			settle(nil)
 		case *wire.SubscribeDrop:
 			if first {
-				err := &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
-				settle(err)
-				return err
+				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
 		}
@@ -368,6 +376,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream) {
 		return
 	}
 	_ = g.Finish()
+	s.counters.groupsReceived.Add(1)
 }
 
 // readFrames reads `size || payload` frames until FIN at a frame boundary.
@@ -382,14 +391,46 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 		case size > uint64(s.lim.MaxFrameSize):
 			return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 		}
-		payload := make([]byte, size)
-		if _, err := io.ReadFull(r, payload); err != nil {
+		payload, err := readPayload(r, size)
+		if err != nil {
 			return s.frameErr(err)
 		}
 		if err := g.WriteFrame(payload); err != nil {
 			return err
 		}
+		s.counters.framesReceived.Add(1)
+		s.counters.bytesReceived.Add(size)
 	}
+}
+
+// exactAlloc is the largest frame whose declared size is allocated up front.
+// Beyond it the buffer grows with the bytes that actually arrive, so a peer
+// cannot pin memory by declaring sizes it never sends.
+const exactAlloc = 64 << 10
+
+// readPayload reads exactly size bytes.
+func readPayload(r io.Reader, size uint64) ([]byte, error) {
+	if size <= exactAlloc {
+		p := make([]byte, size)
+		_, err := io.ReadFull(r, p)
+		return p, err
+	}
+	p := make([]byte, 0, exactAlloc)
+	for uint64(len(p)) < size {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, int(min(uint64(cap(p)), size-uint64(len(p)))))
+		}
+		n := int(min(uint64(cap(p)-len(p)), size-uint64(len(p))))
+		m, err := io.ReadFull(r, p[len(p):len(p)+n])
+		p = p[:len(p)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // frameErr classifies a failed read inside a group: the peer's reset, or a

@@ -20,13 +20,14 @@ import (
 var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
-// unidirectional stream per group, so the peer must be granted far more
+// unidirectional stream per group, so the peer must be granted more
 // concurrent uni streams than quic-go's default of 100, or group delivery
-// stalls on stream credit a round trip at a time.
+// stalls on stream credit a round trip at a time. The credit also bounds the
+// buffers a peer can make us hold, so it is not unlimited.
 func Config() *quic.Config {
 	return &quic.Config{
 		MaxIncomingStreams:    1000,
-		MaxIncomingUniStreams: 10000,
+		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
 	}
@@ -41,39 +42,101 @@ func withALPN(tc *tls.Config) *tls.Config {
 	return tc
 }
 
-// Listener accepts moq-lite QUIC connections.
-type Listener struct{ ln *quic.Listener }
+// Endpoint is one UDP socket that accepts and dials moq-lite connections.
+// Dialing from the listening socket keeps one NAT binding for both
+// directions, and Close tears down the socket and every connection at once
+// (a connection closed on its own lingers a few round trips, as QUIC wants).
+type Endpoint struct {
+	tr *quic.Transport
+	ln *quic.Listener // nil if not listening
+	qc *quic.Config
+}
 
-// Listen listens on a UDP address. tc must hold the server certificate; qc may
-// be nil for Config().
-func Listen(addr string, tc *tls.Config, qc *quic.Config) (*Listener, error) {
-	if qc == nil {
-		qc = Config()
-	}
-	ln, err := quic.ListenAddr(addr, withALPN(tc), qc)
+// NewEndpoint binds a UDP socket for dialing (and, with Listen, accepting).
+// qc may be nil for Config().
+func NewEndpoint(addr string, qc *quic.Config) (*Endpoint, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &Listener{ln: ln}, nil
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	return NewEndpointConn(uc, qc), nil
+}
+
+// NewEndpointConn makes an endpoint on a socket the caller opened, such as a
+// shaped or shared one. The endpoint owns it from then on.
+func NewEndpointConn(pc net.PacketConn, qc *quic.Config) *Endpoint {
+	if qc == nil {
+		qc = Config()
+	}
+	return &Endpoint{tr: &quic.Transport{Conn: pc}, qc: qc}
+}
+
+// Listen binds addr and accepts moq-lite connections on it. tc must hold the
+// server certificate; qc may be nil for Config().
+func Listen(addr string, tc *tls.Config, qc *quic.Config) (*Endpoint, error) {
+	e, err := NewEndpoint(addr, qc)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Listen(tc); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Listen starts accepting connections on the endpoint's socket.
+func (e *Endpoint) Listen(tc *tls.Config) error {
+	if e.ln != nil {
+		return errors.New("rawquic: endpoint already listening")
+	}
+	ln, err := e.tr.Listen(withALPN(tc), e.qc)
+	if err != nil {
+		return err
+	}
+	e.ln = ln
+	return nil
 }
 
 // Accept waits for the next connection.
-func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
-	c, err := l.ln.Accept(ctx)
+func (e *Endpoint) Accept(ctx context.Context) (transport.Conn, error) {
+	if e.ln == nil {
+		return nil, errors.New("rawquic: endpoint is not listening")
+	}
+	c, err := e.ln.Accept(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return Wrap(c), nil
 }
 
-// Addr is the listening address.
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+// Dial connects to addr from this endpoint's socket. tc decides how the
+// server is verified (see cert.PinnedConfig).
+func (e *Endpoint) Dial(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.tr.Dial(ctx, ua, withALPN(tc), e.qc)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}
 
-// Close stops listening; established connections stay open.
-func (l *Listener) Close() error { return l.ln.Close() }
+// Addr is the socket's address.
+func (e *Endpoint) Addr() net.Addr { return e.tr.Conn.LocalAddr() }
 
-// Dial connects to addr. tc decides how the server is verified (see
-// cert.PinnedConfig); qc may be nil for Config().
+// Close closes every connection of the endpoint and its socket.
+func (e *Endpoint) Close() error { return e.tr.Close() }
+
+// Dial connects to addr from a socket of its own, which closes some round
+// trips after the connection does. tc decides how the server is verified;
+// qc may be nil for Config().
 func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (transport.Conn, error) {
 	if qc == nil {
 		qc = Config()
