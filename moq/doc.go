@@ -1,6 +1,17 @@
-// Package moq is the handle applications hold: Publish broadcasts to every
-// peer, Connect to a peer by libp2p ID, iterate IncomingSessions, Subscribe
-// to a peer's broadcast and Shutdown.
+// Package moq is the handle applications hold to stream live media between
+// peers with no central server. A Moq runs over the application's own
+// go-libp2p host: Publish offers a broadcast to every peer, Connect opens (or
+// reuses) the session to a peer, IncomingSessions yields the sessions peers
+// open to us, and Subscribe on a session reads a track of the peer's
+// broadcast.
 //
-// Not implemented yet: see issue 4.
+// moq-lite runs on raw QUIC with ALPN moq-lite-04/03 on the host's own UDP
+// port when the host was built with a QUIC transport's Option (see
+// NewQUICTransport), so the remote peer ID is authenticated inside the QUIC
+// handshake and each group gets a real QUIC stream. Where no direct UDP path
+// exists (a TCP-only peer, a circuit-relayed connection) the same session
+// runs over libp2p streams (protocols /moq-lite/04 and /moq-lite/03).
+//
+// All state lives in one actor goroutine (package actor); Moq and Session are
+// handles that send it messages.
 package moq

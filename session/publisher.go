@@ -195,14 +195,13 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 	for {
 		var u wire.SubscribeUpdate
 		if err := wire.ReadMessage(r, s.version, &u, s.lim.MaxMessageSize); err != nil {
+			if isWireErr(err) {
+				return &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
+			}
 			if errors.Is(err, io.EOF) {
 				return err
 			}
-			var se *transport.StreamError
-			if errors.As(err, &se) {
-				return remoteErr(err)
-			}
-			return &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
+			return remoteErr(err)
 		}
 	}
 }

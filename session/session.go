@@ -153,6 +153,9 @@ func (s *Session) Close(code broadcast.Code, reason string) error {
 
 // fail closes the session because of the peer's protocol violation.
 func (s *Session) fail(code broadcast.Code, format string, args ...any) {
+	if s.ctx.Err() != nil || s.conn.Context().Err() != nil {
+		return // already over: keep the reason it ended with
+	}
 	reason := fmt.Sprintf(format, args...)
 	s.log.Warn("closing session: peer violated the protocol", "code", code, "reason", reason)
 	_ = s.conn.CloseWithError(uint32(code), reason)
@@ -163,6 +166,19 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 func reset(st transport.Stream, code broadcast.Code) {
 	st.CancelWrite(uint32(code))
 	st.CancelRead(uint32(code))
+}
+
+// isWireErr reports whether err is the codec's verdict on the peer's bytes
+// (a protocol violation), as opposed to the stream or connection failing.
+func isWireErr(err error) bool {
+	for _, e := range []error{wire.ErrShort, wire.ErrLong, wire.ErrTooLarge, wire.ErrInvalid, wire.ErrUnsupported, wire.ErrUnknownStream} {
+		if errors.Is(err, e) {
+			var se *transport.StreamError
+			var ce *transport.ConnError
+			return !errors.As(err, &se) && !errors.As(err, &ce)
+		}
+	}
+	return false
 }
 
 // codeOfWire classifies a decode error: a message over a limit is

@@ -246,13 +246,12 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 	for {
 		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
 		if err != nil {
-			if errors.Is(err, io.EOF) && first {
+			switch {
+			case isWireErr(err):
+				err = &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
+			case errors.Is(err, io.EOF) && first:
 				err = &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "subscribe stream ended before SUBSCRIBE_OK"}
-			} else if !errors.Is(err, io.EOF) {
-				var se *transport.StreamError
-				if !errors.As(err, &se) {
-					err = &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
-				}
+			case !errors.Is(err, io.EOF):
 				err = remoteErr(err)
 			}
 			return err
@@ -480,12 +479,10 @@ func (s *Session) runInterest(prefix string) {
 	for {
 		var m wire.Announce
 		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
-			var se *transport.StreamError
 			switch {
 			case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
 				_ = st.Close()
-			case errors.As(err, &se) || s.ctx.Err() != nil:
-			default:
+			case isWireErr(err):
 				s.fail(codeOfWire(err), "announce: %v", err)
 			}
 			return

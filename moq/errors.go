@@ -1,0 +1,18 @@
+package moq
+
+import (
+	"errors"
+
+	"github.com/moqp2p/moqp2p/actor"
+)
+
+// Errors. They match with errors.Is.
+var (
+	// ErrShutdown: the Moq is shut down (or shutting down).
+	ErrShutdown = actor.ErrShutdown
+	// ErrDuplicate: the broadcast name is already published.
+	ErrDuplicate = actor.ErrDuplicate
+	// ErrNotAnnounced: the session ended before the peer announced the
+	// broadcast that Subscribe was waiting for.
+	ErrNotAnnounced = errors.New("moq: broadcast not announced before the session ended")
+)

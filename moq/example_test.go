@@ -1,0 +1,107 @@
+package moq_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+)
+
+// Two peers on one machine: Alice publishes a broadcast, Bob connects to her
+// by peer ID and address, subscribes to a track and reads its frames.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	bob, bobHost := newPeer()
+	defer func() {
+		_ = alice.Shutdown(ctx)
+		_ = bob.Shutdown(ctx)
+		_ = aliceHost.Close()
+		_ = bobHost.Close()
+	}()
+
+	// Alice publishes a broadcast with one track.
+	b := broadcast.New(broadcast.Config{})
+	text, _ := b.CreateTrack(broadcast.Track{Name: "text"})
+	if _, err := alice.Publish(ctx, "greetings", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Bob connects and subscribes (Subscribe waits for Alice's announcement).
+	s, err := bob.Connect(ctx, peer.AddrInfo{ID: aliceHost.ID(), Addrs: aliceHost.Addrs()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sub, err := s.Subscribe(ctx, "greetings", "text")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Close()
+
+	// Alice writes a group of three frames; Bob reads them.
+	g, _ := text.AppendGroup()
+	for _, word := range []string{"hello", "from", "alice"} {
+		_ = g.WriteFrame([]byte(word))
+	}
+	_ = g.Finish()
+
+	grp, err := sub.NextGroup(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for range 3 {
+		frame, err := grp.ReadFrame(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(string(frame))
+	}
+	// Output:
+	// hello
+	// from
+	// alice
+}
+
+// newPeer starts a libp2p host whose QUIC socket moq-lite shares, and a Moq
+// on it. The host advertises loopback addresses only: this example stays on
+// this machine.
+func newPeer() (*moq.Moq, host.Host) {
+	q := p2pquic.New(p2pquic.Config{})
+	opts := append(moq.HostOptions(q),
+		libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"),
+		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			var local []ma.Multiaddr
+			for _, a := range addrs {
+				if manet.IsIPLoopback(a) {
+					local = append(local, a)
+				}
+			}
+			return local
+		}),
+	)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		panic(err)
+	}
+	m, err := moq.New(h, moq.WithQUIC(q))
+	if err != nil {
+		panic(err)
+	}
+	return m, h
+}

@@ -1,0 +1,107 @@
+package moq
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"go.uber.org/goleak"
+
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("MOQ_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// loopbackOnly keeps a host from advertising (and peers from dialing) any
+// address but loopback: tests never send traffic anywhere else.
+var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range addrs {
+		if manet.IsIPLoopback(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+})
+
+type node struct {
+	*Moq
+	h host.Host
+}
+
+// newNode is a QUIC host (moq-lite on raw QUIC over its socket).
+func newNode(t *testing.T, opts ...Option) *node {
+	t.Helper()
+	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
+	hopts := append(HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
+	return start(t, hopts, append([]Option{WithQUIC(q)}, opts...))
+}
+
+// newTCPNode is a TCP-only host: moq-lite runs over libp2p streams.
+func newTCPNode(t *testing.T, extra []libp2p.Option, opts ...Option) *node {
+	t.Helper()
+	hopts := append(HostOptions(nil), libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	return start(t, append(hopts, extra...), opts)
+}
+
+func start(t *testing.T, hopts []libp2p.Option, opts []Option) *node {
+	t.Helper()
+	h, err := libp2p.New(hopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(h, append([]Option{WithLogger(testLogger()), WithShutdownGrace(time.Second)}, opts...)...)
+	if err != nil {
+		_ = h.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = m.Shutdown(context.Background())
+		_ = h.Close()
+	})
+	return &node{Moq: m, h: h}
+}
+
+func (n *node) info() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()} }
+
+func (n *node) connect(t *testing.T, to *node) *Session {
+	t.Helper()
+	s, err := n.Connect(testCtx(t), to.info())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

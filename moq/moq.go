@@ -1,0 +1,243 @@
+package moq
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"iter"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+	"github.com/moqp2p/moqp2p/transport/p2pstream"
+)
+
+// Moq is a moqp2p node on a libp2p host. It is safe for concurrent use.
+type Moq struct {
+	h       host.Host
+	a       *actor.Actor
+	log     *slog.Logger
+	quic    *p2pquic.Transport
+	streams *p2pstream.Transport
+	admit   func(context.Context, peer.ID) error
+
+	incoming  chan *Session // admitted sessions waiting for IncomingSessions
+	listeners atomic.Int32  // IncomingSessions iterations running
+	admits    chan struct{} // bounds admissions in progress
+
+	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts a node on h. h keeps belonging to the caller: Shutdown does not
+// close it.
+func New(h host.Host, opts ...Option) (*Moq, error) {
+	o := options{incoming: 16, pendingAdmits: 64}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	m := &Moq{
+		h:        h,
+		log:      o.logger.With("node", h.ID().String()),
+		quic:     o.quic,
+		admit:    o.admit,
+		incoming: make(chan *Session, max(o.incoming, 1)),
+		admits:   make(chan struct{}, o.pendingAdmits),
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if m.quic != nil {
+		if err := m.quic.Listen(h); err != nil {
+			m.cancel()
+			return nil, err
+		}
+	}
+	m.streams = p2pstream.New(h, p2pstream.Config{Logger: m.log})
+	m.a = actor.New(actor.Config{
+		Dial:          m.dial,
+		Session:       session.Config{Limits: o.limits, Interest: o.interest},
+		HopID:         HopID(h.ID()),
+		DialTimeout:   o.dialTimeout,
+		ShutdownGrace: o.grace,
+		Logger:        m.log,
+	})
+	if m.quic != nil {
+		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })
+	}
+	m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.streams.Accept(ctx) }) })
+	return m, nil
+}
+
+// HopID is the node's ID in moq-lite hop lists: derived from its peer ID, so
+// it is stable across restarts, and below 2^53 so JavaScript peers can read it.
+func HopID(p peer.ID) uint64 {
+	sum := sha256.Sum256([]byte(p))
+	return max(binary.BigEndian.Uint64(sum[:8])&(broadcast.MaxHopID-1), 1)
+}
+
+// Host is the libp2p host the node runs on.
+func (m *Moq) Host() host.Host { return m.h }
+
+// Publish offers b at name to every current and future session until it is
+// unpublished or b ends; then the name is free again. A name already
+// published returns ErrDuplicate; after Shutdown, ErrShutdown.
+func (m *Moq) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
+	return m.a.Publish(ctx, name, b)
+}
+
+// Publication is a broadcast published to every session; Unpublish
+// withdraws it.
+type Publication = actor.Publication
+
+// PublishedBroadcasts lists the names published on every session.
+func (m *Moq) PublishedBroadcasts(ctx context.Context) ([]string, error) { return m.a.Published(ctx) }
+
+// Connect returns the session to a peer, dialing it if there is none. Give
+// addr.Addrs to dial addresses the host does not know yet; with only addr.ID
+// the host's peerstore (and its routing, if any) supplies them. Concurrent
+// calls for one peer share one dial; a closing session is never returned.
+func (m *Moq) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
+	s, err := m.a.Connect(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{s: s, m: m}, nil
+}
+
+// Sessions lists the live sessions, oldest first.
+func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
+	list, err := m.a.Sessions(ctx)
+	out := make([]*Session, len(list))
+	for i, s := range list {
+		out[i] = &Session{s: s, m: m}
+	}
+	return out, err
+}
+
+// IncomingSessions yields the sessions that peers open to this node, after
+// admission; sessions this node dialed are not included. While an iteration
+// runs, every admitted session is yielded: they wait in a bounded queue
+// (WithIncomingQueue) and when it is full, admitting new sessions pauses
+// rather than dropping one. Sessions admitted while no iteration runs are not
+// queued (Sessions lists them), so a node that never asks is never stalled.
+// Iteration ends at Shutdown.
+func (m *Moq) IncomingSessions() iter.Seq[*Session] {
+	return func(yield func(*Session) bool) {
+		m.listeners.Add(1)
+		defer m.listeners.Add(-1)
+		for {
+			select {
+			case s := <-m.incoming:
+				if !yield(s) {
+					return
+				}
+			case <-m.a.ShuttingDown():
+				return
+			}
+		}
+	}
+}
+
+// Shutdown refuses new connects and publishes with ErrShutdown, fails
+// pending connects, closes every session (waiting up to the grace period)
+// and ends IncomingSessions. It is idempotent. The host stays open.
+func (m *Moq) Shutdown(ctx context.Context) error {
+	err := m.a.Shutdown(ctx)
+	m.once.Do(func() {
+		m.cancel()
+		if m.quic != nil {
+			_ = m.quic.Close()
+		}
+		_ = m.streams.Close()
+	})
+	m.wg.Wait()
+	return err
+}
+
+// dial reaches a peer: over raw QUIC on a direct (unrelayed) QUIC path when
+// there is one, else over libp2p streams on whatever connection libp2p makes.
+func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
+	if len(addr.Addrs) > 0 {
+		m.h.Peerstore().AddAddrs(addr.ID, addr.Addrs, peerstore.TempAddrTTL)
+	}
+	if err := m.h.Connect(ctx, peer.AddrInfo{ID: addr.ID}); err != nil {
+		return nil, err
+	}
+	if m.quic != nil {
+		for _, c := range m.h.Network().ConnsToPeer(addr.ID) {
+			if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) {
+				continue
+			}
+			qc, err := m.quic.Dial(ctx, addr.ID, c.RemoteMultiaddr())
+			if err == nil {
+				return qc, nil
+			}
+			m.log.Debug("raw QUIC dial failed; trying libp2p streams", "peer", addr.ID, "err", err)
+		}
+	}
+	return m.streams.Dial(ctx, addr.ID)
+}
+
+func isQUIC(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+	return err == nil
+}
+
+// acceptLoop admits and registers a transport's incoming connections.
+func (m *Moq) acceptLoop(accept func(context.Context) (actor.Conn, error)) {
+	for {
+		c, err := accept(m.ctx)
+		if err != nil {
+			return
+		}
+		select {
+		case m.admits <- struct{}{}:
+		case <-m.ctx.Done():
+			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
+			return
+		}
+		m.wg.Go(func() {
+			defer func() { <-m.admits }()
+			m.admitAndRegister(c)
+		})
+	}
+}
+
+// admitAndRegister runs admission before the session exists, so nothing is
+// offered to a peer that is then turned away (iroh-moq's B8).
+func (m *Moq) admitAndRegister(c actor.Conn) {
+	if m.admit != nil {
+		if err := m.admit(m.ctx, c.RemotePeer()); err != nil {
+			code := broadcast.CodeUnauthorized
+			var e *broadcast.Error
+			if errors.As(err, &e) {
+				code = e.Code
+			}
+			m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", err)
+			_ = c.CloseWithError(uint32(code), err.Error())
+			return
+		}
+	}
+	s, err := m.a.Register(m.ctx, c, false)
+	if err != nil || m.listeners.Load() == 0 {
+		return
+	}
+	select {
+	case m.incoming <- &Session{s: s, m: m}:
+	case <-m.ctx.Done():
+	}
+}

@@ -1,0 +1,306 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+	"github.com/moqp2p/moqp2p/transport/p2pstream"
+)
+
+// media is a published broadcast with one track, "video".
+type media struct {
+	b     *broadcast.Producer
+	track *broadcast.TrackProducer
+	pub   *Publication
+}
+
+func publish(t *testing.T, n *node, name string) *media {
+	t.Helper()
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	pub, err := n.Publish(testCtx(t), name, b.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &media{b: b, track: tp, pub: pub}
+}
+
+// stream writes one frame per group, each naming its index, until ctx ends.
+func (m *media) stream(ctx context.Context) {
+	for i := 0; ctx.Err() == nil; i++ {
+		_ = m.track.WriteFrame([]byte(fmt.Sprint(i)))
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// receive reads n frames from the session's subscription to name/video.
+func receive(t *testing.T, s *Session, name string, n int) {
+	t.Helper()
+	tc, err := s.Subscribe(testCtx(t), name, "video")
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", name, err)
+	}
+	defer tc.Close()
+	for got := 0; got < n; {
+		g, err := tc.NextGroup(testCtx(t))
+		if err != nil {
+			t.Fatalf("%s after %d frames: %v", name, got, err)
+		}
+		if _, err := g.ReadFrame(testCtx(t)); err != nil {
+			t.Fatalf("%s frame: %v", name, err)
+		}
+		got++
+	}
+}
+
+func live(t *testing.T, m *media) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.stream(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Checklist 11: a publication reaches sessions made before and after it,
+// over raw QUIC on the hosts' own sockets.
+func TestPublishBeforeAndAfterSession(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	cam := publish(t, a, "cam")
+	live(t, cam)
+	s := b.connect(t, a)
+	if _, ok := s.s.Conn().(*p2pquic.Conn); !ok {
+		t.Fatalf("session over %T, want raw QUIC (p2pquic)", s.s.Conn())
+	}
+	receive(t, s, "cam", 5)
+	mic := publish(t, a, "mic") // after the session exists
+	live(t, mic)
+	receive(t, s, "mic", 5)
+	if names, _ := a.PublishedBroadcasts(testCtx(t)); fmt.Sprint(names) != "[cam mic]" {
+		t.Fatalf("PublishedBroadcasts = %v", names)
+	}
+	st := s.Stats()
+	if st.RTT <= 0 || st.Media.FramesReceived < 10 || st.Link.BytesReceived == 0 {
+		t.Errorf("stats %+v: want an RTT and counters", st)
+	}
+}
+
+// Checklist 16: Subscribe waits for the announcement, honours its context
+// and reports a session that ends first.
+func TestSubscribeWaitsForAnnounce(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	s := b.connect(t, a)
+	got := make(chan error, 1)
+	go func() {
+		tc, err := s.Subscribe(testCtx(t), "later", "video")
+		if err == nil {
+			tc.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // subscribe first; the outcome does not depend on it
+	later := publish(t, a, "later")
+	live(t, later)
+	if err := <-got; err != nil {
+		t.Fatalf("subscribe waiting for the announcement: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Subscribe(ctx, "never", "video"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); _ = s.Close(broadcast.CodeCancel, "bye") }()
+	if _, err := s.Subscribe(testCtx(t), "never", "video"); !errors.Is(err, ErrNotAnnounced) {
+		t.Fatalf("session ended first: %v, want ErrNotAnnounced", err)
+	}
+}
+
+// Checklists 13–15: one name holds one publication; unpublish withdraws it
+// from the peer; a broadcast that ends frees its name.
+func TestUnpublishAndBroadcastEnd(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	cam := publish(t, a, "cam")
+	if _, err := a.Publish(testCtx(t), "cam", broadcast.New(broadcast.Config{}).Consume()); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second publish: %v, want ErrDuplicate", err)
+	}
+	s := b.connect(t, a)
+	eventually(t, "cam announced", func() bool { return s.s.Remote().Get("cam") != nil })
+	cam.pub.Unpublish()
+	eventually(t, "cam withdrawn", func() bool { return s.s.Remote().Get("cam") == nil })
+
+	mic := publish(t, a, "mic")
+	eventually(t, "mic announced", func() bool { return s.s.Remote().Get("mic") != nil })
+	mic.b.Finish()
+	eventually(t, "mic withdrawn after its end", func() bool { return s.s.Remote().Get("mic") == nil })
+	eventually(t, "the name mic freed", func() bool {
+		p, err := a.Publish(testCtx(t), "mic", broadcast.New(broadcast.Config{}).Consume())
+		if err == nil {
+			p.Unpublish()
+		}
+		return err == nil
+	})
+}
+
+// Checklists 1, 2, 8: concurrent connects share one dial and one session;
+// the acceptor sees it in IncomingSessions with Dialed() false.
+func TestConnectDedupAndIncomingSessions(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	incoming := make(chan *Session, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for s := range a.IncomingSessions() {
+			incoming <- s
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	sessions := make([]*Session, 20)
+	for i := range sessions {
+		wg.Go(func() { sessions[i] = b.connect(t, a) })
+	}
+	wg.Wait()
+	for _, s := range sessions {
+		if s.s != sessions[0].s {
+			t.Fatal("concurrent connects produced different sessions")
+		}
+	}
+	if !sessions[0].Dialed() || sessions[0].RemotePeer() != a.h.ID() {
+		t.Fatal("dialer's view of the session")
+	}
+	select {
+	case s := <-incoming:
+		if s.Dialed() || s.RemotePeer() != b.h.ID() {
+			t.Fatalf("incoming session: dialed=%v peer=%s", s.Dialed(), s.RemotePeer())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no incoming session")
+	}
+	if list, _ := a.Sessions(testCtx(t)); len(list) != 1 {
+		t.Fatalf("a has %d sessions, want exactly one handshake's worth", len(list))
+	}
+	select {
+	case s := <-incoming:
+		t.Fatalf("a second incoming session from %s", s.RemotePeer())
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// Checklist 18 / B8: admission runs before anything is offered; a rejected
+// peer's session closes with the chosen code and never sees a broadcast.
+func TestAdmission(t *testing.T) {
+	var mu sync.Mutex
+	allowed := map[peer.ID]bool{}
+	a := newNode(t, WithAdmission(func(_ context.Context, p peer.ID) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if allowed[p] {
+			return nil
+		}
+		return broadcast.AppError(7, "not on the list")
+	}))
+	publish(t, a, "secret")
+	friend, stranger := newNode(t), newNode(t)
+	mu.Lock()
+	allowed[friend.h.ID()] = true
+	mu.Unlock()
+
+	s, err := stranger.Connect(testCtx(t), a.info())
+	if err == nil {
+		select {
+		case <-s.Closed():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a rejected session stayed open")
+		}
+		var ce *transport.ConnError
+		if !errors.As(s.Err(), &ce) || ce.Code != uint32(broadcast.CodeApp+7) {
+			t.Fatalf("rejection: %v, want code %d", s.Err(), broadcast.CodeApp+7)
+		}
+		if s.s.Remote().Get("secret") != nil {
+			t.Fatal("a rejected peer saw a broadcast")
+		}
+	}
+	fs := friend.connect(t, a)
+	eventually(t, "the friend sees the broadcast", func() bool { return fs.s.Remote().Get("secret") != nil })
+}
+
+// Checklist 10 / B6: shutdown closes sessions, refuses new work, ends
+// IncomingSessions and is idempotent; the host stays usable.
+func TestShutdown(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	s := b.connect(t, a)
+	ended := make(chan struct{})
+	go func() {
+		for range a.IncomingSessions() {
+		}
+		close(ended)
+	}()
+	if err := a.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("IncomingSessions did not end")
+	}
+	select {
+	case <-s.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer's session outlived the shutdown")
+	}
+	if _, err := a.Connect(testCtx(t), b.info()); !errors.Is(err, ErrShutdown) {
+		t.Errorf("connect after shutdown: %v", err)
+	}
+	if _, err := a.Publish(testCtx(t), "x", broadcast.New(broadcast.Config{}).Consume()); !errors.Is(err, ErrShutdown) {
+		t.Errorf("publish after shutdown: %v", err)
+	}
+	if err := a.Shutdown(testCtx(t)); err != nil {
+		t.Errorf("second shutdown: %v", err)
+	}
+	if list, _ := a.Sessions(testCtx(t)); len(list) != 0 {
+		t.Errorf("%d sessions after shutdown", len(list))
+	}
+}
+
+// A TCP-only peer is reached over libp2p streams.
+func TestTCPPeerUsesStreams(t *testing.T) {
+	a, b := newTCPNode(t, nil), newTCPNode(t, nil)
+	cam := publish(t, a, "cam")
+	live(t, cam)
+	s := b.connect(t, a)
+	if _, ok := s.s.Conn().(*p2pstream.Conn); !ok {
+		t.Fatalf("session over %T, want libp2p streams", s.s.Conn())
+	}
+	receive(t, s, "cam", 5)
+}
+
+// Per-session publish offers a broadcast to one peer only.
+func TestPerSessionPublish(t *testing.T) {
+	a, b, c := newNode(t), newNode(t), newNode(t)
+	toB, toC := a.connect(t, b), a.connect(t, c)
+	call := broadcast.New(broadcast.Config{})
+	unpublish, err := toB.Publish("call", call.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What b and c see of a.
+	bs, cs := b.connect(t, a), c.connect(t, a)
+	eventually(t, "b sees the call", func() bool { return bs.s.Remote().Get("call") != nil })
+	time.Sleep(50 * time.Millisecond)
+	if cs.s.Remote().Get("call") != nil {
+		t.Fatal("c saw a broadcast offered to b alone")
+	}
+	unpublish()
+	eventually(t, "the call withdrawn", func() bool { return bs.s.Remote().Get("call") == nil })
+	_ = toC
+}

@@ -1,0 +1,125 @@
+package moq
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// Session is a moq-lite session with one peer. It is a cheap handle: copies
+// refer to the same session, and dropping it closes nothing.
+type Session struct {
+	s *actor.Session
+	m *Moq
+}
+
+// RemotePeer is the authenticated peer at the other end.
+func (s *Session) RemotePeer() peer.ID { return s.s.RemotePeer() }
+
+// Dialed reports whether this node opened the session.
+func (s *Session) Dialed() bool { return s.s.Dialed() }
+
+// Version is the negotiated moq-lite version, e.g. "moq-lite-04".
+func (s *Session) Version() string { return s.s.Version() }
+
+// Announced yields the peer's broadcasts under prefix, as
+// broadcast.Origin.Announced does, until ctx ends or the session does.
+func (s *Session) Announced(ctx context.Context, prefix string) func(func(string, *broadcast.Consumer) bool) {
+	return s.s.Remote().Announced(ctx, prefix)
+}
+
+// Subscribe reads a track of the peer's broadcast. It returns at once if the
+// peer announced the broadcast, else waits for the announcement: it returns
+// ErrNotAnnounced if the session ends first and ctx's error if ctx does. The
+// broadcast's end is reported by the consumer (its reads fail with an error
+// matching broadcast.ErrNotFound once the peer unannounces it). Close the
+// consumer when done.
+func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
+	return s.SubscribeWith(ctx, name, track, session.SubscribeOptions{})
+}
+
+// SubscribeWith is Subscribe with options (priority, latency budget, range).
+func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	name = broadcast.CleanPath(name)
+	if err := s.waitAnnounced(ctx, name); err != nil {
+		return nil, err
+	}
+	tc, err := s.s.Subscribe(ctx, name, track, opts)
+	if err == session.ErrClosed {
+		return nil, ErrNotAnnounced
+	}
+	return tc, err
+}
+
+func (s *Session) waitAnnounced(ctx context.Context, name string) error {
+	if s.s.Remote().Get(name) != nil {
+		return nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.s.Context(), cancel)
+	defer stop()
+	for path, b := range s.s.Remote().Announced(wctx, name) {
+		if path == name && b != nil {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ErrNotAnnounced
+}
+
+// Publish offers b at name to this session's peer only, until unpublish is
+// called or b ends. A node-wide publication at the same name takes turns with
+// it as moq-lite origins do (fewer hops first, the newer one on ties).
+func (s *Session) Publish(name string, b *broadcast.Consumer) (unpublish func(), err error) {
+	return s.s.Offer(name, b)
+}
+
+// Close ends the session with a moq-lite code and reason.
+func (s *Session) Close(code broadcast.Code, reason string) error { return s.s.Close(code, reason) }
+
+// Closed is closed when the session has ended.
+func (s *Session) Closed() <-chan struct{} { return s.s.Done() }
+
+// Err is why the session ended (nil while it runs): a *transport.ConnError
+// carries the code and reason either side closed it with.
+func (s *Session) Err() error { return s.s.Err() }
+
+// Stats describe a session's link and media.
+type Stats struct {
+	// RTT is the smoothed round-trip time; on libp2p-stream sessions it is
+	// the host's latency estimate for the peer. 0 if unknown.
+	RTT time.Duration
+	// Link counters (bytes on the wire), when the transport has them.
+	Link transport.Stats
+	// Media counters (payload bytes, frames, groups).
+	Media session.Stats
+	// Since is how long the session has existed; SendRate and RecvRate are
+	// the average payload bit rates over it.
+	Since              time.Duration
+	SendRate, RecvRate float64 // bits per second
+}
+
+// Stats returns the session's statistics.
+func (s *Session) Stats() Stats {
+	st := Stats{Media: s.s.Stats(), Since: time.Since(s.s.Created())}
+	if sc, ok := s.s.Conn().(transport.StatsConn); ok {
+		st.Link = sc.Stats()
+		st.RTT = st.Link.RTT
+	} else {
+		st.RTT = s.m.h.Peerstore().LatencyEWMA(s.RemotePeer())
+	}
+	if secs := st.Since.Seconds(); secs > 0 {
+		st.SendRate = float64(st.Media.BytesSent) * 8 / secs
+		st.RecvRate = float64(st.Media.BytesReceived) * 8 / secs
+	}
+	return st
+}
