@@ -52,7 +52,7 @@ type node struct {
 }
 
 // newNode is a QUIC host (moq-lite on raw QUIC over its socket).
-func newNode(t *testing.T, opts ...Option) *node {
+func newNode(t testing.TB, opts ...Option) *node {
 	t.Helper()
 	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
 	hopts := append(HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
@@ -60,13 +60,13 @@ func newNode(t *testing.T, opts ...Option) *node {
 }
 
 // newTCPNode is a TCP-only host: moq-lite runs over libp2p streams.
-func newTCPNode(t *testing.T, extra []libp2p.Option, opts ...Option) *node {
+func newTCPNode(t testing.TB, extra []libp2p.Option, opts ...Option) *node {
 	t.Helper()
 	hopts := append(HostOptions(nil), libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 	return start(t, append(hopts, extra...), opts)
 }
 
-func start(t *testing.T, hopts []libp2p.Option, opts []Option) *node {
+func start(t testing.TB, hopts []libp2p.Option, opts []Option) *node {
 	t.Helper()
 	h, err := libp2p.New(hopts...)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/loadtest"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
@@ -51,39 +52,9 @@ func benchMoq(b *testing.B, size, perGroup int) {
 		b.Fatal(err)
 	}
 	defer tc.Close()
-	payload := make([]byte, size)
-	credit := make(chan struct{}, window)
-	for range window {
-		credit <- struct{}{}
-	}
 	b.ResetTimer()
-	go func() {
-		for written := 0; written < b.N; {
-			<-credit
-			g, _ := tp.AppendGroup()
-			for i := 0; i < perGroup && written < b.N; i++ {
-				_ = g.WriteFrame(payload)
-				written++
-			}
-			_ = g.Finish()
-		}
-	}()
-	for read := 0; read < b.N; {
-		g, err := tc.RecvGroup(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			f, err := g.ReadFrame(ctx)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil || len(f) != size {
-				b.Fatal(err)
-			}
-			read++
-		}
-		credit <- struct{}{}
+	if err := loadtest.Pump(ctx, tp, tc, make([]byte, size), b.N, perGroup, window); err != nil {
+		b.Fatal(err)
 	}
 	b.StopTimer()
 	report(b, size)

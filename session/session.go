@@ -204,17 +204,30 @@ func remoteErr(err error) error {
 	return err
 }
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+// Readers are pooled by size: group streams carry media and get a large
+// buffer; control streams (announce, subscribe) live as long as the session
+// but carry a few small messages, so they get a small one: an idle session
+// holds only small buffers. A message larger than the buffer is still read
+// whole (the codec allocates its body).
+var (
+	groupReaders   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	controlReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 512) }}
+)
 
-func getReader(r interface{ Read([]byte) (int, error) }) *bufio.Reader {
-	br := readerPool.Get().(*bufio.Reader)
+type source interface{ Read([]byte) (int, error) }
+
+func getReader(r source) *bufio.Reader      { return get(&controlReaders, r) }
+func getGroupReader(r source) *bufio.Reader { return get(&groupReaders, r) }
+func putReader(br *bufio.Reader)            { put(&controlReaders, br) }
+func putGroupReader(br *bufio.Reader)       { put(&groupReaders, br) }
+func get(p *sync.Pool, r source) *bufio.Reader {
+	br := p.Get().(*bufio.Reader)
 	br.Reset(r)
 	return br
 }
-
-func putReader(br *bufio.Reader) {
+func put(p *sync.Pool, br *bufio.Reader) {
 	br.Reset(nil)
-	readerPool.Put(br)
+	p.Put(br)
 }
 
 // acceptStreams dispatches the peer's bidi streams: the peer is subscribing

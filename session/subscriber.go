@@ -334,8 +334,8 @@ func (sub *subscription) groupDone() {
 // recvGroup reads one group stream into the subscription's track. Frames
 // already received stay in the group whatever happens later.
 func (s *Session) recvGroup(rs transport.ReceiveStream) {
-	r := getReader(rs)
-	defer putReader(r)
+	r := getGroupReader(rs)
+	defer putGroupReader(r)
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
 		s.log.Warn("refusing uni stream", "type", typ, "err", err)
