@@ -116,6 +116,14 @@ func TestSimultaneousDialKeepsBoth(t *testing.T) {
 		return len(a.sessionsTo(t, b.id)) == 2 && len(b.sessionsTo(t, a.id)) == 2
 	})
 	both := a.sessionsTo(t, b.id)
+	// B9: a publication made now reaches both sessions; neither replaced the other.
+	cam := broadcast.New(broadcast.Config{})
+	if _, err := a.a.Publish(testCtx(t), "cam", cam.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range b.sessionsTo(t, a.id) {
+		eventually(t, "cam on both of b's sessions", func() bool { return announced(s, "cam") })
+	}
 	oldest := both[0]
 	if got := a.connect(t, b); got != oldest {
 		t.Fatalf("Connect returned session %d, want the oldest %d", got.ID(), oldest.ID())

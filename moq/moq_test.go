@@ -304,3 +304,41 @@ func TestPerSessionPublish(t *testing.T) {
 	eventually(t, "the call withdrawn", func() bool { return bs.s.Remote().Get("call") == nil })
 	_ = toC
 }
+
+// Checklist 9 / B7: a slow IncomingSessions reader with a tiny queue gets
+// every session; admitting waits for it instead of dropping one.
+func TestIncomingSessionsNeverDrop(t *testing.T) {
+	a := newNode(t, WithIncomingQueue(2))
+	const peers = 8
+	got := make(chan peer.ID, peers)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for s := range a.IncomingSessions() {
+			time.Sleep(20 * time.Millisecond) // a slow application
+			got <- s.RemotePeer()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	want := map[peer.ID]bool{}
+	var wg sync.WaitGroup
+	for range peers {
+		c := newNode(t)
+		want[c.h.ID()] = true
+		wg.Go(func() { c.connect(t, a) })
+	}
+	wg.Wait()
+	for range peers {
+		select {
+		case p := <-got:
+			if !want[p] {
+				t.Fatalf("unexpected or repeated peer %s", p)
+			}
+			delete(want, p)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d sessions never reached IncomingSessions", len(want))
+		}
+	}
+}
