@@ -3,7 +3,6 @@ package actor
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -23,11 +23,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testutil.Context(t, 10*time.Second) }
 
 // peerConn is a real QUIC connection labelled with the peer at its other end.
 type peerConn struct {
@@ -74,7 +70,7 @@ func newPeerID(t *testing.T) peer.ID {
 	return id
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testutil.Logger() }
 
 func (nw *network) add(t *testing.T) *node {
 	n := &node{id: newPeerID(t)}
@@ -146,17 +142,7 @@ func (n *node) connect(t *testing.T, to *node) *Session {
 	return s
 }
 
-// eventually polls cond for up to five seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var eventually = testutil.Eventually
 
 // sessionsTo returns n's live sessions with p.
 func (n *node) sessionsTo(t *testing.T, p peer.ID) []*Session {

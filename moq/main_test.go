@@ -2,9 +2,7 @@ package moq
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -16,23 +14,15 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/goleak"
 
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testutil.Context(t, 15*time.Second) }
 
-func testLogger() *slog.Logger {
-	if os.Getenv("MOQ_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger() *slog.Logger { return testutil.Logger() }
 
 // loopbackOnly keeps a host from advertising (and peers from dialing) any
 // address but loopback: tests never send traffic anywhere else.
@@ -95,13 +85,4 @@ func (n *node) connect(t *testing.T, to *node) *Session {
 	return s
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var eventually = testutil.Eventually

@@ -3,9 +3,7 @@ package session
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
@@ -20,18 +19,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testutil.Context(t, 10*time.Second) }
 
-func testLogger() *slog.Logger {
-	if os.Getenv("MOQ_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger() *slog.Logger { return testutil.Logger() }
 
 // conns returns a connected pair of raw QUIC connections on loopback: the
 // server's and the client's, both speaking alpn.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 // waitAnnounced waits until the subscriber's Remote shows path active (or,
@@ -207,13 +208,7 @@ func TestDuplicateSubscriptionsShareOneAndCancel(t *testing.T) {
 
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, "the condition", cond)
 }
 
 // Unannouncing a broadcast ends subscriptions to it.
