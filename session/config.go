@@ -44,7 +44,7 @@ type Limits struct {
 	Model broadcast.Limits
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
-	// Default 100 ms.
+	// Default 250 ms.
 	FinishGrace time.Duration
 }
 
@@ -60,7 +60,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
 	if l.FinishGrace <= 0 {
-		l.FinishGrace = 100 * time.Millisecond
+		l.FinishGrace = 250 * time.Millisecond
 	}
 	return l
 }

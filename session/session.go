@@ -39,6 +39,7 @@ type Session struct {
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
+	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	counters  counters
 
 	mu        sync.Mutex
@@ -277,6 +278,7 @@ func (s *Session) acceptUniStreams() {
 		if err != nil {
 			return
 		}
+		s.unsorted.Add(1) // until recvGroup knows its subscription
 		s.spawn(func() { s.recvGroup(rs) })
 	}
 }

@@ -271,8 +271,10 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 
 // finishAfterGroups ends the track once its group streams are done. The
 // publisher FINs the subscribe stream after writing every group, but the group
-// streams are separate and may still be in flight, so wait until none is being
-// read and none has arrived for FinishGrace.
+// streams are separate (lite-03/04 have no "last group" message) and may
+// still be on their way, so wait until none of this subscription's is being
+// read, no accepted group stream is still unsorted, and none has arrived for
+// FinishGrace.
 func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 	finAt := time.Now()
 	for {
@@ -283,6 +285,16 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		}
 		busy, since := sub.receiving > 0, time.Since(last)
 		var idle chan struct{}
+		if !busy && s.unsorted.Load() > 0 { // may be one of ours: look again shortly
+			sub.mu.Unlock()
+			select {
+			case <-time.After(5 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				sub.track.Abort(remoteErr(context.Cause(ctx)))
+				return
+			}
+		}
 		if busy {
 			if sub.idle == nil {
 				sub.idle = make(chan struct{})
@@ -334,6 +346,12 @@ func (sub *subscription) groupDone() {
 // recvGroup reads one group stream into the subscription's track. Frames
 // already received stay in the group whatever happens later.
 func (s *Session) recvGroup(rs transport.ReceiveStream) {
+	sorted := false
+	defer func() {
+		if !sorted {
+			s.unsorted.Add(-1)
+		}
+	}()
 	r := getGroupReader(rs)
 	defer putGroupReader(r)
 	typ, err := wire.ReadUniStreamType(r, s.version)
@@ -357,6 +375,8 @@ func (s *Session) recvGroup(rs transport.ReceiveStream) {
 	}
 	sub.groupStarted()
 	defer sub.groupDone()
+	s.unsorted.Add(-1) // counted in its subscription from here on
+	sorted = true
 	g, err := sub.track.CreateGroup(hdr.Sequence)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)

@@ -84,14 +84,22 @@
 // for QUIC stream credit); when the peer's is, the peer resets the stream
 // and the sender sees BoundsExceeded (11).
 //
+// Over yamux (TCP and relayed connections) every open stream also holds
+// 256 KiB of the peer's and the system's resource-manager memory; when that
+// runs out, yamux drops the whole connection, not just the stream
+// (TestYamuxMemoryEndsConnection). Limits
+// raises the peer's memory limit to match the stream limits; the system
+// limit (1/8 of RAM by default) still caps all peers together, at about 4
+// concurrent yamux streams per MiB.
+//
 // Over libp2p's QUIC transport a second cap applies: libp2p grants each
 // peer 256 concurrent bidirectional QUIC streams per connection, for all
 // protocols together (a fixed quic-go setting in quicreuse), so a session
 // has at most about 250 streams open per direction; OpenStream then waits
 // for credit, as on raw QUIC. yamux (TCP, relays) has no such cap, but it
 // resets a new stream when 256 others are still waiting for libp2p to
-// accept them (go-yamux's AcceptBacklog; read in the source, not observed
-// here): the session layer's default of 64 groups in flight per
+// accept them (go-yamux's AcceptBacklog; from reading its source, not
+// observed here): the session layer's default of 64 groups in flight per
 // subscription stays far below it, but many subscriptions starting groups
 // at the same instant could reach it.
 //

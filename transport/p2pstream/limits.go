@@ -9,9 +9,13 @@ import (
 
 // DefaultStreamsPerPeer is the per-peer stream allowance Limits grants when
 // given zero: far above what one session keeps open (the session layer
-// sends at most 64 groups of a subscription at once, by default) so that a
-// few busy subscriptions never wait for the resource manager.
-const DefaultStreamsPerPeer = 4096
+// sends at most 64 groups of a subscription at once, by default), so that
+// a dozen busy subscriptions never wait for the resource manager.
+const DefaultStreamsPerPeer = 1024
+
+// yamuxStreamMemory is what go-yamux reserves from the peer's resource
+// scope for every stream while it is open (its initial receive window).
+const yamuxStreamMemory = 256 << 10
 
 // Limits raises libp2p resource-manager limits in cfg for moq-lite, which
 // opens one stream per group. With libp2p's defaults a peer may keep only
@@ -26,8 +30,15 @@ const DefaultStreamsPerPeer = 4096
 // inbound and outbound (a fixed value, not scaled) and the all-peers limit
 // to at least 8× that; it adds streamsPerPeer to the peer, system and
 // transient scopes (transient holds inbound streams until multistream-select
-// names their protocol, so bursts of new group streams count there). Zero
-// means DefaultStreamsPerPeer. Call it once per config: the additions
+// names their protocol, so bursts of new group streams count there). It
+// also adds streamsPerPeer × 256 KiB to the peer's memory limit: over yamux
+// (TCP, relays) every open stream reserves 256 KiB there, and a stream
+// whose reservation fails makes yamux drop the whole connection, so the
+// stream limits must bind before the memory limit does. The system memory
+// limit is left alone; on a small machine it caps the streams of all peers
+// together the same way (each yamux stream holds 256 KiB of it).
+//
+// Zero means DefaultStreamsPerPeer. Call it once per config: the additions
 // accumulate. cfg's maps are copied before they are changed, so passing a
 // copy of rcmgr.DefaultLimits leaves the global alone.
 func Limits(cfg *rcmgr.ScalingLimitConfig, streamsPerPeer int) {
@@ -53,6 +64,7 @@ func Limits(cfg *rcmgr.ScalingLimitConfig, streamsPerPeer int) {
 		l.StreamsOutbound += n
 		l.Streams += 2 * n
 	}
+	cfg.PeerBaseLimit.Memory += int64(n) * yamuxStreamMemory
 }
 
 // ResourceManager is a libp2p option installing the resource manager

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 
 	"github.com/moqp2p/moqp2p/transport"
@@ -108,7 +109,44 @@ func TestLimitsLeavesDefaultsAlone(t *testing.T) {
 	if pp.StreamsInbound != 1000 || pp.StreamsOutbound != 1000 {
 		t.Errorf("per-peer limit for %s: %+v", ProtocolLite04, pp)
 	}
-	if peer := conc.ToPartialLimitConfig().PeerDefault; int(peer.StreamsInbound) < 1000 {
-		t.Errorf("peer inbound streams %v, want at least 1000", peer.StreamsInbound)
+	if peer := conc.ToPartialLimitConfig().PeerDefault; int(peer.StreamsInbound) < 1000 || int64(peer.Memory) < 1000*yamuxStreamMemory {
+		t.Errorf("peer limits %+v, want at least 1000 inbound streams and their yamux memory", peer)
+	}
+}
+
+// TestYamuxMemoryEndsConnection documents why Limits raises the peer's
+// memory limit: over yamux each open stream holds 256 KiB of it, and when a
+// new stream's reservation fails yamux drops the whole connection (here the
+// listener allows 8 MiB, 32 streams), which ends the session with
+// ErrConnLost instead of refusing one stream.
+func TestYamuxMemoryEndsConnection(t *testing.T) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	Limits(&limits, 0)
+	limits.PeerBaseLimit.Memory, limits.PeerLimitIncrease.Memory = 8<<20, 0
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb := newStockHost(t, "tcp", libp2p.ResourceManager(rm))
+	ha := newHost(t, "tcp")
+	connect(t, ha, hb)
+	d, a := dialPair(t, newTransport(t, ha), newTransport(t, hb))
+	for range 40 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		st, err := d.OpenUniStream(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		_, _ = st.Write([]byte{1})
+	}
+	select {
+	case <-a.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session survived: yamux no longer drops the connection on a failed stream reservation")
+	}
+	if err := context.Cause(a.Context()); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("cause %v, want ErrConnLost", err)
 	}
 }
