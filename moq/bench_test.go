@@ -41,7 +41,15 @@ func BenchmarkConnect1000(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
-			list, _ := a.Sessions(ctx)
+			// The acceptor registers its side asynchronously: let it settle,
+			// then count what it accepted.
+			var list []*Session
+			for deadline := time.Now().Add(2 * time.Second); len(list) == 0 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+				list, _ = a.Sessions(ctx)
+			}
+			time.Sleep(20 * time.Millisecond)
+			list, _ = a.Sessions(ctx)
 			handshakes += float64(len(list))
 			cancel()
 			b.StartTimer()
