@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/gologshim"
+
+	"github.com/moqp2p/moqp2p/transport/cert"
+)
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// netFlags are the flags every networked subcommand shares: where to listen
+// and connect, how to trust a moql:// server, and logging.
+type netFlags struct {
+	listen      stringList
+	connect     stringList
+	fingerprint string
+	insecure    bool
+	timeout     time.Duration
+	identity    string
+	verbose     bool
+}
+
+func (f *netFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.listen, "listen", "`URL` to accept sessions on: moql://host:port or a multiaddr (repeatable)")
+	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port or a multiaddr with /p2p/<peer-id>")
+	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// --connect: accept the server certificate with this SHA-256 `HEX`")
+	fs.BoolVar(&f.insecure, "insecure", false, "moql:// --connect: accept any server certificate")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect peer to answer (and, over libp2p, to announce the broadcast)")
+	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
+	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")
+}
+
+// endpoints parses and checks the flags; maxConnect bounds --connect.
+func (f *netFlags) endpoints(maxConnect int) (listens, connects []endpoint, err error) {
+	for _, s := range f.listen {
+		e, err := parseEndpoint(s, true)
+		if err != nil {
+			return nil, nil, &usageError{msg: err.Error()}
+		}
+		listens = append(listens, e)
+	}
+	for _, s := range f.connect {
+		e, err := parseEndpoint(s, false)
+		if err != nil {
+			return nil, nil, &usageError{msg: err.Error()}
+		}
+		connects = append(connects, e)
+	}
+	if maxConnect >= 0 && len(connects) > maxConnect {
+		return nil, nil, usagef("--connect may be given at most %d time(s)", maxConnect)
+	}
+	if f.fingerprint != "" {
+		if _, err := cert.ParseFingerprint(f.fingerprint); err != nil {
+			return nil, nil, usagef("--fingerprint: must be 64 hex digits (a SHA-256)")
+		}
+		if f.insecure {
+			return nil, nil, usagef("--fingerprint and --insecure exclude each other")
+		}
+	}
+	if f.timeout <= 0 {
+		return nil, nil, usagef("--timeout must be positive")
+	}
+	return listens, connects, nil
+}
+
+// logger is the process's logger: warnings and errors on stderr, everything
+// with -v. libp2p's own logs go to the same place one level quieter.
+func (f *netFlags) logger(stderr io.Writer) *slog.Logger {
+	level, p2pLevel := slog.LevelWarn, slog.LevelError
+	if f.verbose {
+		level, p2pLevel = slog.LevelDebug, slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// The standard log package (quic-go's buffer-size notice) goes through
+	// slog at Info: hidden unless -v.
+	slog.SetDefault(log)
+	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: p2pLevel}))
+	return log
+}
+
+// parseFlags parses args; -h prints usage to stdout and returns errHelp,
+// other flag errors become one-line usage errors.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return errHelp
+	case err != nil:
+		return usagef("%s: %v (see moq %s -h)", fs.Name(), err, fs.Name())
+	case fs.NArg() > 0:
+		return usagef("%s: unexpected argument %q (see moq %s -h)", fs.Name(), fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
+var errHelp = errors.New("help shown")
+
+// setUsage makes fs print synopsis and then its flags, GNU style.
+func setUsage(fs *flag.FlagSet, synopsis string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "%s\n\nFlags:\n", strings.TrimSpace(synopsis))
+		printFlags(w, fs)
+	}
+}
+
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if len(f.Name) == 1 {
+			line = "  -" + f.Name
+		}
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}

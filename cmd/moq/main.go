@@ -1,0 +1,105 @@
+// Command moq publishes and subscribes to moq-lite broadcasts, peer to peer:
+// over raw QUIC (moql://host:port) or over libp2p (multiaddrs with
+// /p2p/<peer-id>). Run `moq help` for the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `moq: Media over QUIC, peer to peer (moq-lite-04 and moq-lite-03)
+
+usage: moq <command> [flags]
+
+commands:
+  pub     publish a broadcast of generated frames or of stdin
+  sub     subscribe to a track and write what arrives
+  node    print this node's peer ID and addresses, and serve until interrupted
+  clock   clock pub|sub: a broadcast of the time, one group per second
+  chat    exchange lines with other peers
+  help    show this text, or a command's: moq help <command>
+
+Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
+the self-signed certificate's SHA-256, --connect takes it as --fingerprint HEX
+or skips the check with --insecure), or a libp2p multiaddr
+(/ip4/0.0.0.0/udp/4001/quic-v1 to listen, /ip4/…/udp/…/quic-v1/p2p/<peer-id>
+to connect). ws:// and https:// (WebSocket, WebTransport) are not supported yet.
+
+Examples, on one machine (the listener prints what the other side needs):
+  moq pub --broadcast demo --listen moql://127.0.0.1:4443 --wait
+  moq sub --broadcast demo --connect moql://127.0.0.1:4443 --fingerprint <hex>
+
+  moq pub --broadcast demo --listen /ip4/127.0.0.1/udp/4001/quic-v1 --wait
+  moq sub --broadcast demo --connect /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>
+
+Errors are one line on stderr and a non-zero exit status (2: bad usage).
+`
+
+// stdio is where a command reads and writes.
+type stdio struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+type command func(ctx context.Context, std stdio, args []string) error
+
+var commands = map[string]command{
+	"pub":   runPub,
+	"sub":   runSub,
+	"node":  runNode,
+	"clock": runClock,
+	"chat":  runChat,
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], stdio{os.Stdin, os.Stdout, os.Stderr}))
+}
+
+// run dispatches to a command and turns its error into one line and an exit
+// status. SIGINT and SIGTERM cancel the command's context, which ends it
+// gracefully; a second signal kills the process.
+func run(args []string, std stdio) int {
+	if len(args) == 0 {
+		fmt.Fprint(std.stderr, usage)
+		return 2
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 && commands[args[0]] != nil {
+			return run([]string{args[0], "-h"}, std)
+		}
+		fmt.Fprint(std.stdout, usage)
+		return 0
+	}
+	cmd := commands[name]
+	if cmd == nil {
+		fmt.Fprintf(std.stderr, "moq: unknown command %q (see moq help)\n", name)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // the next signal gets the default: exit
+
+	err := cmd(ctx, std, args)
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return 0
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return 0 // interrupted while connecting or waiting: not a failure
+	case errors.As(err, &ue):
+		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(err.Error()))
+		return 2
+	default:
+		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(strings.TrimSpace(err.Error())))
+		return 1
+	}
+}

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+)
+
+// p2pNode is the libp2p side of a node: a host with the p2pquic transport
+// and a moq.Moq on it.
+type p2pNode struct {
+	h      host.Host
+	m      *moq.Moq
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the incoming-session loop has ended
+}
+
+// newP2P builds the libp2p host. p2pquic shares the host's QUIC sockets and
+// can only do so on unspecified IPs, so a QUIC listen address with a
+// specific IP is bound on the unspecified IP of its family (same port) and
+// only the requested IP is advertised; if every such IP is a loopback one, a
+// connection gater refuses QUIC connections from anywhere else. A node that
+// only dials listens on an ephemeral unspecified port (raw QUIC dials leave
+// from the host's socket) and refuses every inbound connection.
+func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pNode, error) {
+	plan, err := planListen(cfg.listens, cfg.connects)
+	if err != nil {
+		return nil, err
+	}
+	if plan.widened {
+		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "bind", plan.bind)
+	}
+	key, err := loadIdentity(cfg.net.identity)
+	if err != nil {
+		return nil, err
+	}
+	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(plan.bind...),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ConnectionGater(plan.gate),
+		libp2p.AddrsFactory(plan.advertise),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("moqp2p-cli"),
+	}
+	if plan.quic {
+		opts = append(opts, tr.Option())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	mopts := []moq.Option{
+		moq.WithLogger(cfg.log),
+		moq.WithDialTimeout(cfg.net.timeout),
+		moq.WithShutdownGrace(2 * time.Second),
+		moq.WithLimits(sessionLimits()),
+	}
+	if cfg.interest != nil {
+		mopts = append(mopts, moq.WithInterest(cfg.interest...))
+	}
+	if plan.quic {
+		mopts = append(mopts, moq.WithQUIC(tr))
+	}
+	m, err := moq.New(h, mopts...)
+	if err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("moq node: %w", err)
+	}
+	p := &p2pNode{h: h, m: m, done: make(chan struct{})}
+	var lctx context.Context
+	lctx, p.cancel = context.WithCancel(ctx)
+	if cfg.incoming && !plan.gate.refuseAll {
+		go p.acceptLoop(lctx, offer)
+	} else {
+		close(p.done)
+	}
+	return p, nil
+}
+
+// acceptLoop offers every session a peer opens to us. Sessions admitted
+// before the IncomingSessions iteration started are not queued for it, so
+// the live list is also read now and then, deduplicated.
+func (p *p2pNode) acceptLoop(ctx context.Context, offer func(peerSession)) {
+	defer close(p.done)
+	var mu sync.Mutex
+	seen := map[moq.Session]bool{}
+	offerOnce := func(s *moq.Session) {
+		mu.Lock()
+		fresh := !seen[*s]
+		seen[*s] = true
+		mu.Unlock()
+		if fresh {
+			offer(&p2pSession{s: s})
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			list, _ := p.m.Sessions(ctx)
+			for _, s := range list {
+				if !s.Dialed() {
+					offerOnce(s)
+				}
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	for s := range p.m.IncomingSessions() { // ends at Shutdown
+		offerOnce(s)
+	}
+	wg.Wait()
+}
+
+func (p *p2pNode) connect(ctx context.Context, e endpoint) (peerSession, error) {
+	s, err := p.m.Connect(ctx, e.addrInfo())
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, context.DeadlineExceeded
+		}
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	return &p2pSession{s: s}, nil
+}
+
+func (p *p2pNode) sessions(ctx context.Context) []peerSession {
+	list, _ := p.m.Sessions(ctx)
+	out := make([]peerSession, len(list))
+	for i, s := range list {
+		out[i] = &p2pSession{s: s}
+	}
+	return out
+}
+
+// addrs are the node's advertised addresses with /p2p/<id>.
+func (p *p2pNode) addrs() []string {
+	var out []string
+	for _, a := range p.h.Addrs() {
+		out = append(out, a.String()+"/p2p/"+p.h.ID().String())
+	}
+	return out
+}
+
+func (p *p2pNode) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.m.Shutdown(ctx)
+	p.cancel()
+	<-p.done
+	_ = p.h.Close()
+}
+
+// p2pSession is a session over libp2p.
+type p2pSession struct{ s *moq.Session }
+
+func (p *p2pSession) Peer() string { return p.s.RemotePeer().String() }
+
+func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
+	return p.s.Announced(ctx, prefix)
+}
+
+func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
+	tc, err := p.s.Subscribe(ctx, name, track)
+	if errors.Is(err, moq.ErrNotAnnounced) {
+		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
+	}
+	return tc, err
+}
+
+func (p *p2pSession) Done() <-chan struct{} { return p.s.Closed() }
+func (p *p2pSession) Err() error            { return p.s.Err() }
+func (p *p2pSession) Close(reason string)   { _ = p.s.Close(broadcast.CodeCancel, reason) }
+func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
+
+// Via tells the two libp2p paths apart: only raw QUIC connections (p2pquic)
+// count link bytes; sessions over libp2p streams (relayed, TCP) do not.
+func (p *p2pSession) Via() string {
+	if p.s.Stats().Link.BytesSent > 0 {
+		return "raw QUIC (p2pquic)"
+	}
+	return "libp2p streams (p2pstream)"
+}
+
+// listenPlan is how a host listens for the requested multiaddrs.
+type listenPlan struct {
+	bind    []ma.Multiaddr
+	quic    bool // some QUIC listen address: use p2pquic
+	widened bool // a specific non-loopback IP was bound as unspecified
+	gate    *gate
+	// shown: IPs whose addresses are advertised; anyFamily: families with an
+	// unspecified listen address, all of whose addresses are advertised.
+	shown     []net.IP
+	anyFamily map[int]bool
+}
+
+func planListen(listens, connects []endpoint) (*listenPlan, error) {
+	p := &listenPlan{gate: &gate{}, anyFamily: map[int]bool{}}
+	allLoopback, specific := true, false
+	for _, e := range listens {
+		if e.kind != kindP2P {
+			continue
+		}
+		a := e.maddr
+		ip, err := manet.ToIP(a)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %s: %w", e, err)
+		}
+		family := a[0].Code()
+		switch {
+		case ip.IsUnspecified():
+			p.anyFamily[family] = true
+			allLoopback = false
+		case isQUICAddr(a):
+			// Bind the unspecified IP with the same port (see newP2P).
+			specific = true
+			p.shown = append(p.shown, ip)
+			allLoopback = allLoopback && ip.IsLoopback()
+			unspec := "/ip4/0.0.0.0"
+			if family == ma.P_IP6 {
+				unspec = "/ip6/::"
+			}
+			a = ma.StringCast(unspec).Encapsulate(a[1:])
+		default: // TCP on a specific IP binds exactly that
+			p.shown = append(p.shown, ip)
+		}
+		p.quic = p.quic || isQUICAddr(a)
+		p.bind = append(p.bind, a)
+	}
+	if len(p.bind) > 0 {
+		p.gate.loopbackOnly = specific && allLoopback
+		p.widened = specific && !allLoopback
+		return p, nil
+	}
+	// Dial only: a QUIC socket per family we dial, accepting nothing.
+	p.gate.refuseAll = true
+	families := map[string]bool{}
+	for _, e := range connects {
+		if e.kind == kindP2P {
+			if len(e.maddr) > 0 && (e.maddr[0].Code() == ma.P_IP6 || e.maddr[0].Code() == ma.P_DNS6) {
+				families["/ip6/::/udp/0/quic-v1"] = true
+			} else {
+				families["/ip4/0.0.0.0/udp/0/quic-v1"] = true
+			}
+		}
+	}
+	for f := range families {
+		p.bind = append(p.bind, ma.StringCast(f))
+	}
+	p.quic = true
+	return p, nil
+}
+
+// advertise keeps the addresses a peer may dial: those on requested IPs.
+func (p *listenPlan) advertise(addrs []ma.Multiaddr) []ma.Multiaddr {
+	if p.gate.refuseAll {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, a := range addrs {
+		ip, err := manet.ToIP(a)
+		if err != nil || len(a) == 0 {
+			continue
+		}
+		if p.anyFamily[a[0].Code()] || containsIP(p.shown, ip) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func containsIP(list []net.IP, ip net.IP) bool {
+	for _, x := range list {
+		if x.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// gate is the host's connection gater: it refuses inbound connections a
+// node must not take (see newP2P).
+type gate struct {
+	refuseAll    bool
+	loopbackOnly bool
+}
+
+func (g *gate) InterceptPeerDial(peer.ID) bool               { return true }
+func (g *gate) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *gate) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+
+func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+func (g *gate) InterceptAccept(c network.ConnMultiaddrs) bool {
+	switch {
+	case g.refuseAll:
+		return false
+	case g.loopbackOnly:
+		return manet.IsIPLoopback(c.RemoteMultiaddr())
+	}
+	return true
+}
+
+// loadIdentity reads the libp2p key in file, creating it if missing; an
+// empty name means a new key for this run.
+func loadIdentity(file string) (crypto.PrivKey, error) {
+	if file == "" {
+		k, _, err := crypto.GenerateEd25519Key(nil)
+		return k, err
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		k, err := crypto.UnmarshalPrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("--identity %s: %w", file, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--identity: %w", err)
+	}
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, err
+	}
+	b, err = crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return nil, fmt.Errorf("--identity: %w", err)
+	}
+	return k, nil
+}
+
+// oneLine folds a multi-line error text (libp2p's dial errors list every
+// address tried) into one line.
+func oneLine(s string) string {
+	fields := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, f := range fields {
+		fields[i] = strings.TrimSpace(f)
+	}
+	return strings.Join(fields, "; ")
+}

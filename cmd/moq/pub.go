@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/pattern"
+)
+
+const pubUsage = `
+usage: moq pub --broadcast NAME [--track NAME] [--listen URL]... [--connect URL]
+               [--frames N] [--size BYTES] [--group-frames K] [--rate HZ]
+               [--wait] [--stdin] [--linger D]
+
+Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
+the deterministic test payload of --size bytes that the interop peers also
+generate; with --stdin, each read of up to --size bytes from stdin is one
+frame instead, until end of input. After the last frame the track is
+finished, and pub serves until its subscribers are done (or --linger), then
+prints {"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout.
+
+URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
+prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
+(/ip4/0.0.0.0/udp/4001/quic-v1 to listen, …/p2p/<peer-id> to connect). Each
+listening address is printed on stderr as "listening: <url>".
+`
+
+// pubOptions are what the producing loop needs.
+type pubOptions struct {
+	frames uint64
+	size   int
+	k      int
+	rate   float64
+	stdin  io.Reader // nil: generated payloads
+}
+
+// runPub is `moq pub`.
+func runPub(ctx context.Context, std stdio, args []string) error {
+	fs := flag.NewFlagSet("pub", flag.ContinueOnError)
+	setUsage(fs, pubUsage)
+	var nf netFlags
+	nf.register(fs)
+	name := fs.String("broadcast", "", "broadcast `NAME` (path) to publish (required)")
+	track := fs.String("track", "data", "track `NAME`")
+	frames := fs.Uint64("frames", 1000, "send `N` generated frames (0: until interrupted)")
+	size := fs.Int("size", 1024, "frame size in `BYTES` (with --stdin: the largest frame)")
+	k := fs.Int("group-frames", 30, "frames per group (`K`)")
+	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
+	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame")
+	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
+	linger := fs.Duration("linger", 5*time.Second, "after the last frame, wait up to `D` for subscribers to disconnect")
+	if err := parseFlags(fs, args, std.stdout); err != nil {
+		return err
+	}
+	listens, connects, err := nf.endpoints(1)
+	switch {
+	case err != nil:
+		return err
+	case *name == "":
+		return usagef("pub: --broadcast is required")
+	case len(listens)+len(connects) == 0:
+		return usagef("pub: give --listen URL and/or --connect URL")
+	case *size <= 0 || *size > 16<<20:
+		return usagef("pub: --size must be between 1 and %d", 16<<20)
+	case *k <= 0 || *k > maxGroupFrames:
+		return usagef("pub: --group-frames must be between 1 and %d", maxGroupFrames)
+	case *rate < 0:
+		return usagef("pub: --rate must not be negative")
+	}
+	log := nf.logger(std.stderr)
+	opts := pubOptions{frames: *frames, size: *size, k: *k, rate: *rate}
+	if *stdin {
+		opts.stdin = std.stdin
+	}
+
+	n, err := newNode(nodeConfig{listens: listens, connects: connects, interest: []string{}, net: &nf, log: log})
+	if err != nil {
+		return err
+	}
+	defer n.close()
+
+	prod := broadcast.New(broadcast.Config{Limits: broadcast.Limits{GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames)}})
+	defer prod.Finish()
+	tp, err := prod.CreateTrack(broadcast.Track{Name: *track})
+	if err != nil {
+		return err
+	}
+	if err := n.publish(ctx, *name, prod.Consume()); err != nil {
+		return err
+	}
+	// A dialed session is the only way to the subscriber: its end is fatal.
+	var peerGone <-chan struct{}
+	var dialed peerSession
+	if len(connects) > 0 {
+		if dialed, err = n.connect(ctx, connects[0]); err != nil {
+			return err
+		}
+		peerGone = dialed.Done()
+	}
+	n.printListening(std.stderr)
+
+	var col pattern.Collector
+	if *wait {
+		log.Debug("waiting for a subscriber")
+		select {
+		case <-tp.Used():
+		case <-peerGone:
+			return sessionEnded(dialed)
+		case <-ctx.Done():
+			printSummary(std.stdout, col.Summary(0)) // interrupted: nothing sent
+			return nil
+		}
+	}
+
+	rtt := func() time.Duration {
+		for _, s := range n.sessions(ctx) {
+			return s.RTT()
+		}
+		return 0
+	}
+	prog := startProgress(std.stderr, "sent", rtt)
+	err = produce(ctx, tp, opts, &col, prog, peerGone)
+	_ = tp.Finish()
+	prog.close()
+	if err != nil {
+		printSummary(std.stdout, col.Summary(0))
+		switch {
+		case !errors.Is(err, errPeerGone):
+			return err
+		case hungUp(dialed): // the subscriber had enough (sub --count)
+			return nil
+		}
+		return sessionEnded(dialed)
+	}
+
+	// Serve until the subscribers have read the end of the track (the
+	// session stops consuming it then), and give them a moment to hang up:
+	// closing first could cut groups still in flight.
+	if ctx.Err() == nil {
+		select {
+		case <-tp.Unused():
+		case <-peerGone:
+		case <-ctx.Done():
+		}
+		n.waitSessionsDone(ctx, *linger)
+	}
+	printSummary(std.stdout, col.Summary(0))
+	return nil
+}
+
+var errPeerGone = errors.New("peer gone")
+
+// produce writes the frames into the track, K per group, at the given rate.
+// An interrupt (ctx) ends it early without error.
+func produce(ctx context.Context, tp *broadcast.TrackProducer, o pubOptions, col *pattern.Collector,
+	prog *progress, peerGone <-chan struct{}) error {
+	var next func() ([]byte, error)
+	if o.stdin != nil {
+		next = stdinFrames(ctx, o.stdin, o.size)
+	} else {
+		var i uint64
+		next = func() ([]byte, error) {
+			if o.frames > 0 && i == o.frames {
+				return nil, io.EOF
+			}
+			i++
+			return pattern.Payload(i-1, o.size), nil
+		}
+	}
+	var g *broadcast.GroupProducer
+	defer func() {
+		if g != nil {
+			_ = g.Finish()
+		}
+	}()
+	start := time.Now()
+	var timer *time.Timer
+	for i := uint64(0); ; i++ {
+		if o.rate > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / o.rate * float64(time.Second)))); d > 0 {
+				if timer == nil {
+					timer = time.NewTimer(d)
+					defer timer.Stop()
+				} else {
+					timer.Reset(d)
+				}
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					return nil
+				case <-peerGone:
+					return errPeerGone
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-peerGone:
+			return errPeerGone
+		default:
+		}
+		f, err := next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if i%uint64(o.k) == 0 {
+			if g != nil {
+				_ = g.Finish()
+			}
+			if g, err = tp.AppendGroup(); err != nil {
+				return err
+			}
+		}
+		if err := g.WriteFrame(f); err != nil {
+			return err
+		}
+		col.Add(g.Sequence(), f)
+		prog.add(len(f))
+	}
+}
+
+// stdinFrames returns a source of frames read from r, one per read of up to
+// size bytes. Reading happens on its own goroutine so that an interrupt is
+// not stuck behind a blocked read; the goroutine ends with the input (the
+// process exits soon after an interrupt anyway).
+func stdinFrames(ctx context.Context, r io.Reader, size int) func() ([]byte, error) {
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan chunk, 16)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, size)
+			n, err := r.Read(buf)
+			if n > 0 {
+				select {
+				case ch <- chunk{b: buf[:n:n]}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					select {
+					case ch <- chunk{err: fmt.Errorf("stdin: %w", err)}:
+					case <-ctx.Done():
+					}
+				}
+				return
+			}
+		}
+	}()
+	return func() ([]byte, error) {
+		select {
+		case c, ok := <-ch:
+			if !ok {
+				return nil, io.EOF
+			}
+			return c.b, c.err
+		case <-ctx.Done():
+			return nil, io.EOF
+		}
+	}
+}

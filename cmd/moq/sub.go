@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/pattern"
+)
+
+const subUsage = `
+usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL)
+               [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
+
+Subscribes to a track of a peer's broadcast and writes the payloads to --out
+(- is stdout) in group order, each group's frames in arrival order. Exits
+after --count frames or when the publisher ends the track, printing
+{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout (on stderr when
+--out is -); the digest covers the payloads ordered by (group, frame), so two
+runs compare equal whatever order groups arrived in.
+
+With --listen, it waits for a peer to connect and announce the broadcast.
+`
+
+// runSub is `moq sub`.
+func runSub(ctx context.Context, std stdio, args []string) error {
+	fs := flag.NewFlagSet("sub", flag.ContinueOnError)
+	setUsage(fs, subUsage)
+	var nf netFlags
+	nf.register(fs)
+	name := fs.String("broadcast", "", "broadcast `NAME` (path) to subscribe to (required)")
+	track := fs.String("track", "data", "track `NAME`")
+	count := fs.Uint64("count", 0, "exit after `N` frames (0: when the track ends)")
+	out := fs.String("out", "", "write payloads to `FILE` (- for stdout)")
+	if err := parseFlags(fs, args, std.stdout); err != nil {
+		return err
+	}
+	listens, connects, err := nf.endpoints(1)
+	switch {
+	case err != nil:
+		return err
+	case *name == "":
+		return usagef("sub: --broadcast is required")
+	case len(connects)+len(listens) == 0:
+		return usagef("sub: give --connect URL or --listen URL")
+	case len(connects) > 0 && len(listens) > 0:
+		return usagef("sub: give --connect or --listen, not both")
+	}
+	log := nf.logger(std.stderr)
+
+	summaryTo := std.stdout
+	var w io.Writer
+	switch *out {
+	case "":
+	case "-":
+		w, summaryTo = std.stdout, std.stderr
+	default:
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+
+	n, err := newNode(nodeConfig{listens: listens, connects: connects, interest: interestFor(*name),
+		incoming: len(listens) > 0, net: &nf, log: log})
+	if err != nil {
+		return err
+	}
+	defer n.close()
+
+	var s peerSession
+	var tc *broadcast.TrackConsumer
+	if len(connects) > 0 {
+		if s, err = n.connect(ctx, connects[0]); err != nil {
+			return err
+		}
+		tc, err = subscribeWithin(ctx, s, *name, *track, nf.timeout)
+	} else {
+		n.printListening(std.stderr)
+		s, tc, err = awaitAndSubscribe(ctx, n, *name, *track)
+	}
+	if err != nil {
+		return err
+	}
+	defer s.Close("done")
+
+	r := &receiver{count: *count, log: log, prog: startProgress(std.stderr, "received", s.RTT)}
+	if w != nil {
+		r.out = bufio.NewWriterSize(w, 64<<10)
+	}
+	err = r.run(ctx, tc)
+	tc.Close()
+	r.prog.close()
+	printSummary(summaryTo, r.col.Summary(0))
+	switch {
+	case err != nil:
+		return err
+	case r.outErr != nil:
+		return fmt.Errorf("--out: %w", r.outErr)
+	}
+	return nil
+}
+
+// subscribeWithin subscribes on a session we dialed: the peer should
+// answer (or announce the broadcast, over libp2p) within d.
+func subscribeWithin(ctx context.Context, s peerSession, name, track string, d time.Duration) (*broadcast.TrackConsumer, error) {
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	tc, err := s.Subscribe(sctx, name, track)
+	return tc, subscribeError(ctx, s, name, d, err)
+}
+
+// awaitAndSubscribe waits for a peer to connect and announce the broadcast,
+// then subscribes to it on that session.
+func awaitAndSubscribe(ctx context.Context, n *node, name, track string) (peerSession, *broadcast.TrackConsumer, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, which ends the watchers
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan peerSession, 1)
+	watch := func(s peerSession) {
+		wg.Go(func() {
+			for path, b := range s.Announced(wctx, name) {
+				if b != nil && path == broadcast.CleanPath(name) {
+					select {
+					case found <- s:
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	for {
+		select {
+		case s := <-n.incoming:
+			n.log.Debug("session accepted; waiting for the broadcast", "peer", s.Peer(), "via", s.Via())
+			watch(s)
+		case s := <-found:
+			cancel()
+			tc, err := s.Subscribe(ctx, name, track)
+			if err != nil {
+				return nil, nil, subscribeError(ctx, s, name, 0, err)
+			}
+			return s, tc, nil
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// subscribeError turns a failed subscription into one clear sentence.
+func subscribeError(ctx context.Context, s peerSession, name string, waited time.Duration, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, broadcast.ErrNotFound):
+		return fmt.Errorf("unknown broadcast %q: %s does not publish it", name, s.Peer())
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("unknown broadcast %q: %s did not announce it within %s", name, s.Peer(), waited)
+	}
+	return fmt.Errorf("subscribe to %q at %s: %w", name, s.Peer(), err)
+}
+
+// receiver reads a track. Frames pass through a reorder stage, so the
+// digest, the output and --count all see the same frames in the same order:
+// by group sequence, each group's frames as they came.
+type receiver struct {
+	count uint64 // stop after this many frames; 0: at the track's end
+	log   *slog.Logger
+	out   *bufio.Writer // nil: no --out
+	prog  *progress
+
+	// Used by the reorder stage's goroutine only, until run returns.
+	col     pattern.Collector
+	emitted uint64
+	outErr  error
+	enough  context.CancelFunc
+}
+
+// run receives until the track ends, count frames have arrived, or ctx
+// ends (an interrupt: not an error).
+func (r *receiver) run(ctx context.Context, tc *broadcast.TrackConsumer) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.enough = cancel
+	stage := newReorder(r.log, r.emit, r.flush)
+	defer stage.close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		g, err := tc.RecvGroup(rctx)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case rctx.Err() != nil:
+			return nil // enough frames, or interrupted
+		case err != nil:
+			return fmt.Errorf("subscription ended: %w", err)
+		}
+		wg.Go(func() { readGroup(rctx, g, stage) })
+	}
+}
+
+// readGroup reads one group's frames into the stage as they arrive.
+func readGroup(ctx context.Context, g *broadcast.GroupConsumer, stage *reorder) {
+	seq := g.Sequence()
+	defer stage.groupDone(seq)
+	for {
+		f, err := g.ReadFrame(ctx)
+		if err != nil {
+			return // the end of the group, an aborted or evicted one, or enough
+		}
+		stage.frame(seq, f)
+	}
+}
+
+// emit takes the next frame in order.
+func (r *receiver) emit(seq uint64, f []byte) bool {
+	r.col.Add(seq, f)
+	r.prog.add(len(f))
+	r.emitted++
+	if r.out != nil && r.outErr == nil {
+		_, r.outErr = r.out.Write(f)
+	}
+	if r.outErr != nil || (r.count > 0 && r.emitted == r.count) {
+		r.enough()
+		return false
+	}
+	return true
+}
+
+// flush pushes written frames out while the stage waits for more.
+func (r *receiver) flush() {
+	if r.out != nil && r.outErr == nil {
+		r.outErr = r.out.Flush()
+	}
+}

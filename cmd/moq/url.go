@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// kind is how an endpoint is reached.
+type kind int
+
+const (
+	kindMoQL kind = iota + 1 // moql://host:port: moq-lite on raw QUIC, X.509
+	kindP2P                  // a libp2p multiaddr: the moq package's P2P path
+)
+
+// endpoint is a parsed --listen or --connect value.
+type endpoint struct {
+	raw  string
+	kind kind
+	// hostport is the UDP address of a moql:// endpoint ("" host: every
+	// interface, for --listen).
+	hostport string
+	// maddr is the transport part of a multiaddr (no /p2p).
+	maddr ma.Multiaddr
+	// peer is the /p2p/ part of a --connect multiaddr.
+	peer peer.ID
+}
+
+func (e endpoint) String() string { return e.raw }
+
+// addrInfo is what moq.Connect dials for a --connect multiaddr.
+func (e endpoint) addrInfo() peer.AddrInfo {
+	return peer.AddrInfo{ID: e.peer, Addrs: []ma.Multiaddr{e.maddr}}
+}
+
+const urlForms = "moql://host:port or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
+
+// parseEndpoint reads a --listen (listen true) or --connect value.
+func parseEndpoint(s string, listen bool) (endpoint, error) {
+	flagName := "--connect"
+	if listen {
+		flagName = "--listen"
+	}
+	e, err := parseEndpointRaw(s, listen)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("%s %s: %w", flagName, s, err)
+	}
+	return e, nil
+}
+
+func parseEndpointRaw(s string, listen bool) (endpoint, error) {
+	if strings.HasPrefix(s, "/") {
+		return parseMultiaddr(s, listen)
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return endpoint{}, fmt.Errorf("not a URL or multiaddr; want %s", urlForms)
+	}
+	switch strings.ToLower(scheme) {
+	case "moql":
+		return parseMoQL(s, listen)
+	case "ws", "wss":
+		return endpoint{}, errors.New("WebSocket (ws://, wss://) is not supported yet")
+	case "https":
+		return endpoint{}, errors.New("WebTransport (https://) is not supported yet")
+	default:
+		return endpoint{}, fmt.Errorf("unsupported scheme %q; want %s", scheme, urlForms)
+	}
+}
+
+func parseMoQL(s string, listen bool) (endpoint, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return endpoint{}, errors.New("malformed moql:// URL")
+	}
+	switch {
+	case u.User != nil:
+		return endpoint{}, errors.New("moql:// URLs take no user info")
+	case u.Path != "" && u.Path != "/":
+		return endpoint{}, errors.New("moql:// URLs take no path (name the broadcast with --broadcast)")
+	case u.RawQuery != "" || u.Fragment != "":
+		return endpoint{}, errors.New("moql:// URLs take no query or fragment")
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return endpoint{}, errors.New("moql:// needs host:port")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("bad port %q", port)
+	}
+	if !listen && (host == "" || p == 0) {
+		return endpoint{}, errors.New("--connect needs a host and a non-zero port")
+	}
+	return endpoint{raw: s, kind: kindMoQL, hostport: net.JoinHostPort(host, port)}, nil
+}
+
+func parseMultiaddr(s string, listen bool) (endpoint, error) {
+	m, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("malformed multiaddr: %v", err)
+	}
+	tpt, id := peer.SplitAddr(m)
+	e := endpoint{raw: s, kind: kindP2P, maddr: tpt, peer: id}
+	if listen {
+		if id != "" {
+			return endpoint{}, errors.New("a listen multiaddr takes no /p2p/ part (this node's peer ID is its own)")
+		}
+		if !isQUICAddr(tpt) && !isTCPAddr(tpt) {
+			return endpoint{}, errors.New("can listen on /ip4|ip6/<ip>/udp/<port>/quic-v1 or /ip4|ip6/<ip>/tcp/<port> only")
+		}
+		return e, nil
+	}
+	if id == "" {
+		return endpoint{}, errors.New("the multiaddr needs a /p2p/<peer-id> part to say which peer to dial")
+	}
+	if tpt == nil {
+		return endpoint{}, errors.New("the multiaddr needs an address before /p2p/<peer-id>")
+	}
+	return e, nil
+}
+
+// isQUICAddr reports whether a is /ip4|ip6/<ip>/udp/<port>/quic-v1.
+func isQUICAddr(a ma.Multiaddr) bool {
+	return len(a) == 3 && isIP(a[0]) && a[1].Code() == ma.P_UDP && a[2].Code() == ma.P_QUIC_V1
+}
+
+// isTCPAddr reports whether a is /ip4|ip6/<ip>/tcp/<port>.
+func isTCPAddr(a ma.Multiaddr) bool {
+	return len(a) == 2 && isIP(a[0]) && a[1].Code() == ma.P_TCP
+}
+
+func isIP(c ma.Component) bool { return c.Code() == ma.P_IP4 || c.Code() == ma.P_IP6 }

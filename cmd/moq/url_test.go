@@ -1,0 +1,109 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	const id = "12D3KooWQKek73nvLcpRcUUWyFz8dC3m1DTNnKpkyirxaPoo7ygQ"
+	for _, c := range []struct {
+		in     string
+		listen bool
+		kind   kind
+		host   string // hostport for moql, transport multiaddr for p2p
+		err    string
+	}{
+		{in: "moql://127.0.0.1:4443", kind: kindMoQL, host: "127.0.0.1:4443"},
+		{in: "moql://[::1]:4443/", kind: kindMoQL, host: "[::1]:4443"},
+		{in: "MOQL://localhost:1", kind: kindMoQL, host: "localhost:1"},
+		{in: "moql://:4443", listen: true, kind: kindMoQL, host: ":4443"},
+		{in: "moql://127.0.0.1:0", listen: true, kind: kindMoQL, host: "127.0.0.1:0"},
+		{in: "moql://:4443", err: "needs a host and a non-zero port"},
+		{in: "moql://127.0.0.1:0", err: "needs a host and a non-zero port"},
+		{in: "moql://127.0.0.1", err: "needs host:port"},
+		{in: "moql://127.0.0.1:99999", err: "bad port"},
+		{in: "moql://127.0.0.1:1/bench", err: "no path"},
+		{in: "moql://127.0.0.1:1?x=1", err: "no query"},
+		{in: "moql://u@127.0.0.1:1", err: "no user info"},
+		{in: "ws://127.0.0.1:1/moq", err: "not supported yet"},
+		{in: "wss://127.0.0.1:1/moq", err: "not supported yet"},
+		{in: "https://127.0.0.1:1/moq", listen: true, err: "not supported yet"},
+		{in: "http://127.0.0.1:1", err: `unsupported scheme "http"`},
+		{in: "127.0.0.1:4443", err: "not a URL or multiaddr"},
+		{in: "", err: "not a URL or multiaddr"},
+		{in: "/ip4/127.0.0.1/udp/1/quic-v1/p2p/" + id, kind: kindP2P, host: "/ip4/127.0.0.1/udp/1/quic-v1"},
+		{in: "/ip4/127.0.0.1/tcp/1/p2p/" + id, kind: kindP2P, host: "/ip4/127.0.0.1/tcp/1"},
+		{in: "/ip4/127.0.0.1/udp/1/quic-v1", err: "needs a /p2p/<peer-id>"},
+		{in: "/p2p/" + id, err: "needs an address before"},
+		{in: "/ip4/1.2.3/udp", err: "malformed multiaddr"},
+		{in: "/ip4/0.0.0.0/udp/0/quic-v1", listen: true, kind: kindP2P, host: "/ip4/0.0.0.0/udp/0/quic-v1"},
+		{in: "/ip6/::1/tcp/0", listen: true, kind: kindP2P, host: "/ip6/::1/tcp/0"},
+		{in: "/ip4/127.0.0.1/udp/0/quic-v1/p2p/" + id, listen: true, err: "takes no /p2p/"},
+		{in: "/ip4/127.0.0.1/udp/0/quic-v1/webtransport", listen: true, err: "can listen on"},
+		{in: "/dns4/localhost/udp/1/quic-v1", listen: true, err: "can listen on"},
+	} {
+		e, err := parseEndpoint(c.in, c.listen)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseEndpoint(%q, listen=%v) = %v; want an error containing %q", c.in, c.listen, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parseEndpoint(%q, listen=%v): %v", c.in, c.listen, err)
+			continue
+		}
+		host := e.hostport
+		if e.kind == kindP2P {
+			host = e.maddr.String()
+			if !c.listen && e.peer.String() != id {
+				t.Errorf("parseEndpoint(%q): peer %s", c.in, e.peer)
+			}
+		}
+		if e.kind != c.kind || host != c.host {
+			t.Errorf("parseEndpoint(%q, listen=%v) = kind %d %q; want kind %d %q", c.in, c.listen, e.kind, host, c.kind, c.host)
+		}
+	}
+}
+
+func TestPlanListen(t *testing.T) {
+	must := func(s string, listen bool) endpoint {
+		e, err := parseEndpoint(s, listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// A loopback QUIC address is bound on the wildcard (p2pquic needs it),
+	// advertised on loopback only, and other sources are refused.
+	p, err := planListen([]endpoint{must("/ip4/127.0.0.1/udp/0/quic-v1", true)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/0.0.0.0/udp/0/quic-v1" || !p.quic || !p.gate.loopbackOnly || p.widened {
+		t.Errorf("loopback plan: bind %v quic %v gate %+v widened %v", p.bind, p.quic, p.gate, p.widened)
+	}
+	adv := p.advertise([]ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/udp/5/quic-v1"), ma.StringCast("/ip4/192.0.2.1/udp/5/quic-v1")})
+	if len(adv) != 1 || adv[0].String() != "/ip4/127.0.0.1/udp/5/quic-v1" {
+		t.Errorf("loopback plan advertises %v", adv)
+	}
+	// TCP on a specific IP is bound as given; no gate.
+	p, err = planListen([]endpoint{must("/ip4/127.0.0.1/tcp/0", true)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/127.0.0.1/tcp/0" || p.quic || p.gate.loopbackOnly {
+		t.Errorf("tcp plan: bind %v quic %v gate %+v", p.bind, p.quic, p.gate)
+	}
+	// Dialing only: an ephemeral wildcard QUIC socket that accepts nothing.
+	p, err = planListen(nil, []endpoint{must("/ip6/::1/udp/1/quic-v1/p2p/12D3KooWQKek73nvLcpRcUUWyFz8dC3m1DTNnKpkyirxaPoo7ygQ", false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip6/::/udp/0/quic-v1" || !p.gate.refuseAll || p.advertise(p.bind) != nil {
+		t.Errorf("dial plan: bind %v gate %+v", p.bind, p.gate)
+	}
+}
