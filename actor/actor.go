@@ -200,10 +200,14 @@ func (a *Actor) dialFinished(e dialDone) {
 	}
 	res := sessionResult{err: e.err}
 	if e.err == nil {
-		if _, err := a.register(e.conn, true); err != nil {
+		s, err := a.register(e.conn, true)
+		switch {
+		case err != nil:
 			res.err = err
-		} else {
+		case a.live(e.peer) != nil:
 			res.s = a.live(e.peer) // the oldest live one, which may be an incoming session
+		default: // the peer closed it as it started (for instance, refused it)
+			res.err = fmt.Errorf("moq: session closed as it started: %w", context.Cause(s.Context()))
 		}
 	}
 	for _, w := range d.waiters { // every waiter gets the same outcome (checklist 3)
@@ -240,10 +244,12 @@ func (a *Actor) register(conn Conn, dialed bool) (*Session, error) {
 	}()
 	// An incoming session from a peer we are dialing answers those waiters now.
 	if d := a.pending[s.peer]; d != nil && !dialed {
-		for _, w := range d.waiters {
-			w <- sessionResult{s: a.live(s.peer)}
+		if l := a.live(s.peer); l != nil {
+			for _, w := range d.waiters {
+				w <- sessionResult{s: l}
+			}
+			d.waiters = nil
 		}
-		d.waiters = nil
 	}
 	return s, nil
 }

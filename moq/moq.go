@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -35,8 +36,12 @@ type Moq struct {
 	listeners atomic.Int32  // IncomingSessions iterations running
 	admits    chan struct{} // bounds admissions in progress
 
+	disc        discoverer    // DHT, providing, mDNS (discovery.go)
+	dialTimeout time.Duration // bounds connects the node makes by itself
+
 	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
 	cancel context.CancelFunc
+	mu     sync.Mutex // orders m.wg.Go after New against Shutdown's cancel
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -58,6 +63,11 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		admit:    o.admit,
 		incoming: make(chan *Session, max(o.incoming, 1)),
 		admits:   make(chan struct{}, o.pendingAdmits),
+
+		dialTimeout: o.dialTimeout,
+	}
+	if m.dialTimeout <= 0 {
+		m.dialTimeout = 30 * time.Second
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if m.quic != nil {
@@ -79,6 +89,10 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })
 	}
 	m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.streams.Accept(ctx) }) })
+	if err := m.startDiscovery(o.discovery); err != nil {
+		_ = m.Shutdown(context.Background())
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -93,15 +107,13 @@ func HopID(p peer.ID) uint64 {
 func (m *Moq) Host() host.Host { return m.h }
 
 // Publish offers b at name to every current and future session until it is
-// unpublished or b ends; then the name is free again. A name already
-// published returns ErrDuplicate; after Shutdown, ErrShutdown.
+// unpublished or b ends; then the name is free again. With WithDHT (unless
+// WithProvide(false)) the name is also provided in the DHT, now and every
+// provide interval until then. A name already published returns
+// ErrDuplicate; after Shutdown, ErrShutdown.
 func (m *Moq) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
-	return m.a.Publish(ctx, name, b)
+	return m.publish(ctx, name, b)
 }
-
-// Publication is a broadcast published to every session; Unpublish
-// withdraws it.
-type Publication = actor.Publication
 
 // PublishedBroadcasts lists the names published on every session.
 func (m *Moq) PublishedBroadcasts(ctx context.Context) ([]string, error) { return m.a.Published(ctx) }
@@ -153,12 +165,17 @@ func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 }
 
 // Shutdown refuses new connects and publishes with ErrShutdown, fails
-// pending connects, closes every session (waiting up to the grace period)
-// and ends IncomingSessions. It is idempotent. The host stays open.
+// pending connects, closes every session (waiting up to the grace period),
+// ends IncomingSessions, stops mDNS and re-providing. It is idempotent. The
+// host (and the DHT) stay open.
 func (m *Moq) Shutdown(ctx context.Context) error {
+	m.stopDiscovery()
 	err := m.a.Shutdown(ctx)
 	m.once.Do(func() {
+		m.mu.Lock()
 		m.cancel()
+		m.mu.Unlock()
+		m.stopProviding()
 		if m.quic != nil {
 			_ = m.quic.Close()
 		}
@@ -173,6 +190,8 @@ func (m *Moq) Shutdown(ctx context.Context) error {
 func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
 	if len(addr.Addrs) > 0 {
 		m.h.Peerstore().AddAddrs(addr.ID, addr.Addrs, peerstore.TempAddrTTL)
+	} else {
+		m.findAddrs(ctx, addr.ID)
 	}
 	if err := m.h.Connect(ctx, peer.AddrInfo{ID: addr.ID}); err != nil {
 		return nil, err
@@ -222,13 +241,13 @@ func (m *Moq) acceptLoop(accept func(context.Context) (actor.Conn, error)) {
 func (m *Moq) admitAndRegister(c actor.Conn) {
 	if m.admit != nil {
 		if err := m.admit(m.ctx, c.RemotePeer()); err != nil {
-			code := broadcast.CodeUnauthorized
+			code, reason := broadcast.CodeUnauthorized, err.Error()
 			var e *broadcast.Error
 			if errors.As(err, &e) {
-				code = e.Code
+				code, reason = e.Code, e.Reason // the code travels on its own
 			}
-			m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", err)
-			_ = c.CloseWithError(uint32(code), err.Error())
+			m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
+			_ = c.CloseWithError(uint32(code), reason)
 			return
 		}
 	}

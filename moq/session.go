@@ -2,6 +2,7 @@ package moq
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -72,6 +73,9 @@ func (s *Session) waitAnnounced(ctx context.Context, name string) error {
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if cause := s.s.Err(); cause != nil {
+		return fmt.Errorf("%w: %w", ErrNotAnnounced, cause) // why the session ended
 	}
 	return ErrNotAnnounced
 }

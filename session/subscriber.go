@@ -216,8 +216,10 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	case err := <-result:
 		switch {
 		case errors.Is(err, io.EOF): // the publisher finished the track
-			_ = st.Close()
+			// Answer its FIN only once the groups in flight have landed, so
+			// that our FIN tells the publisher we have everything.
 			s.finishAfterGroups(ctx, sub)
+			_ = st.Close()
 		default:
 			if ctx.Err() == nil {
 				log.Debug("subscription ended by peer", "err", err)
