@@ -1,0 +1,23 @@
+// Package examples holds small programs that show moqp2p at work, each a
+// package main that runs with go run from the module root:
+//
+//   - clock: a peer publishes the time, one group per second; another
+//     subscribes and prints each tick (go run ./examples/clock -n 3).
+//   - chat: peers exchange lines, each publishing its own broadcast
+//     chat/<peer-id> and subscribing to the others' it sees announced
+//     (go run ./examples/chat).
+//   - stream: a file or stdin cut into frames and groups, streamed to a
+//     subscriber that writes it out; both print its SHA-256
+//     (go run ./examples/stream).
+//   - admission: a gate admits allow-listed peers only (moq.WithAdmission)
+//     and ranges over IncomingSessions; a rejected peer sees its session
+//     closed with an application code (go run ./examples/admission).
+//
+// Run without flags, each runs all its peers in one process and finishes by
+// itself (clock after -n ticks); with -role, its peers run in separate
+// processes (see each program's doc comment). The examples stay on this
+// machine: their peers advertise and accept loopback addresses only.
+//
+// The test in this directory builds every example and runs it as a user
+// would.
+package examples

@@ -1,0 +1,175 @@
+// Package peers builds the moqp2p nodes the examples run: a libp2p host with
+// the QUIC transport whose socket moq-lite shares, and a moq.Moq on it.
+//
+// The examples stay on this machine: a host listens on the unspecified
+// address (p2pquic can only share a socket bound there) but advertises only
+// its loopback addresses, and its connection gater refuses to dial or accept
+// anything else.
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+)
+
+// Config describes a peer. The zero value is a peer with a fresh identity on
+// a free UDP port.
+type Config struct {
+	// Port is the UDP port to listen on; 0 picks a free one.
+	Port int
+	// KeyFile, if set, holds the peer's private key, so that its peer ID
+	// survives restarts; a missing file is created with a new key.
+	KeyFile string
+}
+
+// Peer is a moqp2p node on its own loopback-only libp2p host. It embeds the
+// *moq.Moq, so p.Publish, p.Connect and p.IncomingSessions are the node's.
+type Peer struct {
+	*moq.Moq
+	Host host.Host
+
+	closeOnce sync.Once
+}
+
+// New starts a peer. opts go to moq.New after the peer's defaults (a logger
+// that only reports warnings), so they can override them.
+func New(cfg Config, opts ...moq.Option) (*Peer, error) {
+	key, err := identity(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	q := p2pquic.New(p2pquic.Config{})
+	h, err := libp2p.New(append(moq.HostOptions(q),
+		libp2p.Identity(key),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", cfg.Port)),
+		libp2p.AddrsFactory(loopbackOnly),
+		libp2p.ConnectionGater(loopbackGater{}),
+		libp2p.DisableMetrics(),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m, err := moq.New(h, append([]moq.Option{moq.WithQUIC(q), moq.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return &Peer{Moq: m, Host: h}, nil
+}
+
+// ID is the peer's ID.
+func (p *Peer) ID() peer.ID { return p.Host.ID() }
+
+// Info is what another peer passes to Connect to reach this one.
+func (p *Peer) Info() peer.AddrInfo {
+	return peer.AddrInfo{ID: p.Host.ID(), Addrs: p.Host.Addrs()}
+}
+
+// Addr is the peer's first address with its ID, e.g.
+// /ip4/127.0.0.1/udp/4242/quic-v1/p2p/12D3KooW…, for another process's -peer
+// flag.
+func (p *Peer) Addr() string {
+	info := p.Info()
+	addrs, err := peer.AddrInfoToP2pAddrs(&info)
+	if err != nil || len(addrs) == 0 {
+		return "/p2p/" + p.ID().String()
+	}
+	return addrs[0].String()
+}
+
+// Dial connects to the peer at a multiaddr ending in /p2p/<peer-id>.
+func (p *Peer) Dial(ctx context.Context, addr string) (*moq.Session, error) {
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return nil, fmt.Errorf("bad peer address %q: %w", addr, err)
+	}
+	return p.Connect(ctx, *info)
+}
+
+// Close shuts the node down, then closes its host. Calls after the first do
+// nothing.
+func (p *Peer) Close() {
+	p.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+		_ = p.Host.Close()
+	})
+}
+
+// Short abbreviates a peer ID for display: its last six characters (the
+// first ones are the same for every Ed25519 key).
+func Short(id peer.ID) string {
+	s := id.String()
+	return "…" + s[max(len(s)-6, 0):]
+}
+
+// identity loads the key in file, creating the file with a new key if it
+// does not exist; with no file it returns a new key.
+func identity(file string) (crypto.PrivKey, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err == nil {
+			return crypto.UnmarshalPrivateKey(b)
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil || file == "" {
+		return key, err
+	}
+	b, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return key, os.WriteFile(file, b, 0o600)
+}
+
+func loopbackOnly(addrs []ma.Multiaddr) []ma.Multiaddr {
+	var local []ma.Multiaddr
+	for _, a := range addrs {
+		if manet.IsIPLoopback(a) {
+			local = append(local, a)
+		}
+	}
+	return local
+}
+
+// loopbackGater lets the host dial and accept loopback addresses only.
+type loopbackGater struct{}
+
+func (loopbackGater) InterceptPeerDial(peer.ID) bool { return true }
+func (loopbackGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+	return manet.IsIPLoopback(a)
+}
+func (loopbackGater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return manet.IsIPLoopback(c.RemoteMultiaddr())
+}
+func (loopbackGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (loopbackGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
