@@ -12,6 +12,13 @@
 // exists (a TCP-only peer, a circuit-relayed connection) the same session
 // runs over libp2p streams (protocols /moq-lite/04 and /moq-lite/03).
 //
+// Broadcasts can also be found by name, with no address in hand (package
+// discovery): with WithDHT, Publish provides each broadcast's name in a
+// Kademlia DHT and Moq.Subscribe resolves a name through the sessions that
+// announce it, then the DHT's providers; WithMDNS opens sessions to peers
+// on the local network; tickets (Moq.Ticket, Resolve, SubscribeTicket)
+// name a broadcast and its publisher in one copy-pasteable word.
+//
 // All state lives in one actor goroutine (package actor); Moq and Session are
 // handles that send it messages.
 package moq

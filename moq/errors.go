@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/discovery"
 )
 
 // Errors. They match with errors.Is.
@@ -15,4 +16,7 @@ var (
 	// ErrNotAnnounced: the session ended before the peer announced the
 	// broadcast that Subscribe was waiting for.
 	ErrNotAnnounced = errors.New("moq: broadcast not announced before the session ended")
+	// ErrNoProviders: Subscribe found no session or DHT provider that served
+	// the broadcast before its context ended.
+	ErrNoProviders = discovery.ErrNoProviders
 )

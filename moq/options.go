@@ -24,6 +24,7 @@ type options struct {
 	pendingAdmits int
 	grace         time.Duration
 	dialTimeout   time.Duration
+	discovery     discoveryOptions // discovery.go
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
