@@ -1,0 +1,151 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+)
+
+const (
+	// announceWait bounds how long a fresh session to a provider may take
+	// to announce the broadcast before Subscribe asks the provider directly
+	// (which a stale provider answers with NotFound).
+	announceWait = time.Second
+	// providerStagger is how long an attempt on one provider runs alone
+	// before the next provider is tried alongside it (as Happy Eyeballs
+	// does), so a dead provider costs this much rather than a dial timeout.
+	providerStagger = 500 * time.Millisecond
+)
+
+// attempt is the outcome of subscribing through one provider.
+type attempt struct {
+	peer peer.ID
+	tc   *broadcast.TrackConsumer
+	err  error
+}
+
+// subscribeAnyProvider subscribes through the providers the DHT finds: in
+// the order found, each attempt starting when the previous one failed or
+// after providerStagger, whichever comes first; the first success wins and
+// the other attempts are cancelled. Providers in tried are skipped, and the
+// ones that fail are added. It returns the last failure, or nil, nil if
+// there was no provider to try.
+func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts session.SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, last error) {
+	ctx, cancel := context.WithCancel(ctx)
+	found := make(chan peer.AddrInfo)
+	go func() {
+		defer close(found)
+		for info := range m.Find(ctx, name) {
+			select {
+			case found <- info:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	results := make(chan attempt)
+	running := 0
+	var winner *broadcast.TrackConsumer
+	defer func() { // stop the lookup and the other attempts; keep one consumer
+		cancel()
+		for range found {
+		}
+		for ; running > 0; running-- {
+			if r := <-results; r.tc != nil && r.tc != winner {
+				r.tc.Close()
+			}
+		}
+	}()
+
+	var queue []peer.AddrInfo
+	var stagger <-chan time.Time
+	staggered := false // the running attempts have had providerStagger alone
+	start := func() {
+		info := queue[0]
+		queue = queue[1:]
+		tried[info.ID] = true
+		running++
+		m.log.Debug("trying provider", "broadcast", name, "peer", info.ID)
+		stagger, staggered = time.After(providerStagger), false
+		go func() {
+			tc, err := m.subscribeProvider(ctx, info, name, track, opts)
+			results <- attempt{peer: info.ID, tc: tc, err: err}
+		}()
+	}
+	lookup := (<-chan peer.AddrInfo)(found) // nil once the lookup ended
+	for {
+		if len(queue) > 0 && (running == 0 || staggered) {
+			start()
+		}
+		if running == 0 && lookup == nil {
+			return nil, last
+		}
+		select {
+		case info, ok := <-lookup:
+			if !ok {
+				lookup = nil
+				continue
+			}
+			if !tried[info.ID] && info.ID != "" {
+				queue = append(queue, info)
+			}
+		case <-stagger:
+			stagger, staggered = nil, true
+		case r := <-results:
+			running--
+			if r.err == nil {
+				winner = r.tc
+				return r.tc, nil
+			}
+			m.log.Debug("provider failed", "broadcast", name, "peer", r.peer, "err", r.err)
+			last = fmt.Errorf("provider %s: %w", r.peer, r.err)
+			if errors.Is(r.err, ErrShutdown) {
+				return nil, r.err
+			}
+		case <-ctx.Done():
+			return nil, last
+		}
+	}
+}
+
+// subscribeProvider connects to one provider and subscribes there, within
+// the provider timeout.
+func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.disc.providerTimeout)
+	defer cancel()
+	s, err := m.Connect(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	return s.subscribeProvided(ctx, name, track, opts)
+}
+
+// subscribeProvided subscribes to a broadcast the peer is believed to
+// publish: once announced, as Subscribe does; if no announcement comes
+// within announceWait (the record may be stale, or the node's interest may
+// not cover the name), by asking directly, which the peer answers with
+// NotFound if it does not publish it.
+func (s *Session) subscribeProvided(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	actx, cancel := context.WithTimeout(ctx, announceWait)
+	err := s.waitAnnounced(actx, name)
+	cancel()
+	switch {
+	case err == nil:
+		return s.SubscribeWith(ctx, name, track, opts)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, ErrNotAnnounced):
+		return nil, err
+	}
+	tc, err := s.s.Subscribe(ctx, name, track, opts)
+	if errors.Is(err, session.ErrClosed) {
+		return nil, ErrNotAnnounced
+	}
+	return tc, err
+}

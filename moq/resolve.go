@@ -1,0 +1,156 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/session"
+)
+
+// Find yields the peers other than this node that provide the broadcast
+// name in the DHT, each once, as the lookup finds them; nothing without
+// WithDHT. Provider records cannot be withdrawn, so some may be stale. See
+// discovery.Find.
+func (m *Moq) Find(ctx context.Context, name string) iter.Seq[peer.AddrInfo] {
+	return func(yield func(peer.AddrInfo) bool) {
+		if m.disc.router == nil {
+			return
+		}
+		for info := range discovery.Find(ctx, m.disc.router, name) {
+			if info.ID == m.h.ID() {
+				continue
+			}
+			if !yield(info) {
+				return
+			}
+		}
+	}
+}
+
+// Subscribe reads a track of the broadcast called name, wherever it is
+// published, with no address in hand. It tries a session whose peer
+// announces name first, then the providers the DHT finds (WithDHT) in the
+// order the lookup finds them: the next provider is tried when an attempt
+// fails or has run for half a second without success, each attempt is
+// bounded by WithProviderTimeout, and the first that delivers wins, so an
+// unreachable or stale provider (records cannot be withdrawn) costs little.
+// While nothing serves name it looks again until ctx ends (give ctx a
+// deadline): at the sessions (those opened meanwhile, e.g. by mDNS, count)
+// with pauses growing to a second, in the DHT with pauses growing to five
+// seconds. It then fails with an error matching both
+// ErrNoProviders and ctx's error. Close the consumer when done.
+func (m *Moq) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
+	return m.SubscribeWith(ctx, name, track, session.SubscribeOptions{})
+}
+
+// SubscribeWith is Subscribe with options (priority, latency budget, range).
+func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	name = broadcast.CleanPath(name)
+	if name == "" {
+		return nil, broadcast.ErrInvalidPath
+	}
+	tried := map[peer.ID]bool{} // providers that failed: not tried again
+	var last error
+	pause := 50 * time.Millisecond // between looks at the sessions
+	var lookupPause time.Duration  // between DHT lookups
+	nextLookup := time.Now()
+	for {
+		lookup := !time.Now().Before(nextLookup)
+		if lookup {
+			nextLookup = time.Now().Add(lookupPause)
+			lookupPause = min(max(2*lookupPause, 250*time.Millisecond), maxLookupPause)
+		}
+		tc, err := m.resolveOnce(ctx, name, track, opts, tried, lookup)
+		if tc != nil {
+			return tc, nil
+		}
+		if err != nil {
+			last = err
+		}
+		if errors.Is(err, ErrShutdown) {
+			return nil, err
+		}
+		select {
+		case <-time.After(pause):
+			pause = min(2*pause, time.Second)
+			continue
+		case <-ctx.Done():
+		}
+		if last != nil {
+			return nil, fmt.Errorf("%w: %q: %w (last attempt: %w)", ErrNoProviders, name, ctx.Err(), last)
+		}
+		return nil, fmt.Errorf("%w: %q: %w", ErrNoProviders, name, ctx.Err())
+	}
+}
+
+// maxLookupPause bounds the pause between the DHT lookups of one Subscribe
+// while nothing serves the name.
+const maxLookupPause = 5 * time.Second
+
+// resolveOnce makes one pass over the sessions, then, if lookup, over the
+// DHT's providers.
+func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts session.SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, error) {
+	select {
+	case <-m.a.ShuttingDown():
+		return nil, ErrShutdown
+	default:
+	}
+	sessions, err := m.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for _, s := range sessions {
+		if s.s.Remote().Get(name) == nil {
+			continue
+		}
+		tc, err := s.SubscribeWith(ctx, name, track, opts)
+		if err == nil {
+			return tc, nil
+		}
+		last = fmt.Errorf("session with %s: %w", s.RemotePeer(), err)
+	}
+	if !lookup {
+		return nil, last
+	}
+	tc, err := m.subscribeAnyProvider(ctx, name, track, opts, tried)
+	if tc != nil || err != nil {
+		return tc, err
+	}
+	return nil, last
+}
+
+// Ticket is a ticket for the broadcast name published by this node, with the
+// host's current addresses; Ticket(name).Short() is the short form that
+// subscribers resolve through the DHT.
+func (m *Moq) Ticket(name string) discovery.Ticket {
+	return discovery.Ticket{Peer: m.h.ID(), Broadcast: broadcast.CleanPath(name), Addrs: m.h.Addrs()}
+}
+
+// Resolve returns the session to a ticket's peer, connecting with the
+// ticket's addresses, or, for a short ticket, those the host knows or the
+// DHT's peer routing finds.
+func (m *Moq) Resolve(ctx context.Context, t discovery.Ticket) (*Session, error) {
+	if t.Peer == "" {
+		return nil, fmt.Errorf("%w: no peer", discovery.ErrInvalidTicket)
+	}
+	return m.Connect(ctx, t.AddrInfo())
+}
+
+// SubscribeTicket resolves a ticket (Resolve) and subscribes to a track of
+// its broadcast on that session (Session.Subscribe: it waits for the
+// announcement until ctx ends).
+func (m *Moq) SubscribeTicket(ctx context.Context, t discovery.Ticket, track string) (*broadcast.TrackConsumer, error) {
+	s, err := m.Resolve(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return s.Subscribe(ctx, t.Broadcast, track)
+}

@@ -1,0 +1,171 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/discovery"
+)
+
+// fakeRouter is an in-memory content router: it counts provides per key
+// and answers lookups with the providers a test set.
+type fakeRouter struct {
+	mu        sync.Mutex
+	provides  map[cid.Cid]int
+	providers map[cid.Cid][]peer.AddrInfo
+}
+
+func newFakeRouter() *fakeRouter {
+	return &fakeRouter{provides: map[cid.Cid]int{}, providers: map[cid.Cid][]peer.AddrInfo{}}
+}
+
+func (f *fakeRouter) Provide(_ context.Context, c cid.Cid, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.provides[c]++
+	return nil
+}
+
+func (f *fakeRouter) count(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.provides[discovery.Key(name)]
+}
+
+func (f *fakeRouter) set(name string, infos ...peer.AddrInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.providers[discovery.Key(name)] = infos
+}
+
+func (f *fakeRouter) FindProvidersAsync(ctx context.Context, c cid.Cid, _ int) <-chan peer.AddrInfo {
+	f.mu.Lock()
+	infos := f.providers[c]
+	f.mu.Unlock()
+	out := make(chan peer.AddrInfo)
+	go func() {
+		defer close(out)
+		for _, info := range infos {
+			select {
+			case out <- info:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// stays reports whether the router's provide count for name stays put.
+func stays(r *fakeRouter, name string) bool {
+	n := r.count(name)
+	time.Sleep(100 * time.Millisecond)
+	return r.count(name) == n
+}
+
+// Publishing provides the name and re-provides it until Unpublish, the
+// broadcast's end or Shutdown; WithProvide(false) keeps it off the DHT.
+func TestPublishProvides(t *testing.T) {
+	r := newFakeRouter()
+	a := newNode(t, WithDHT(r), WithProvideInterval(20*time.Millisecond))
+	cam := publish(t, a, "cam")
+	eventually(t, "cam re-provided", func() bool { return r.count("cam") >= 3 })
+	cam.pub.Unpublish()
+	if !stays(r, "cam") {
+		t.Error("cam still provided after Unpublish")
+	}
+	mic := publish(t, a, "mic")
+	eventually(t, "mic provided", func() bool { return r.count("mic") >= 1 })
+	mic.b.Finish()
+	eventually(t, "mic no longer provided after its end", func() bool { return stays(r, "mic") })
+	talk := publish(t, a, "talk")
+	eventually(t, "talk provided", func() bool { return r.count("talk") >= 1 })
+	if err := a.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if !stays(r, "talk") {
+		t.Error("talk still provided after Shutdown")
+	}
+	talk.pub.Unpublish() // after Shutdown: harmless
+
+	quiet := newNode(t, WithDHT(r), WithProvide(false))
+	publish(t, quiet, "secret")
+	time.Sleep(50 * time.Millisecond)
+	if r.count("secret") != 0 {
+		t.Error("provided with WithProvide(false)")
+	}
+}
+
+// Subscribe by name uses a session that announces the broadcast, waits for
+// one that will, and gives up at the deadline with ErrNoProviders; no DHT
+// is needed for that.
+func TestSubscribeByNameThroughSessions(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	b.connect(t, a)
+	got := make(chan error, 1)
+	go func() {
+		tc, err := b.Subscribe(testCtx(t), "/cam/", "video")
+		if err == nil {
+			_, err = tc.NextGroup(testCtx(t))
+			tc.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // Subscribe is looking already
+	cam := publish(t, a, "cam")
+	live(t, cam)
+	if err := <-got; err != nil {
+		t.Fatalf("subscribe by name over an existing session: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := b.Subscribe(ctx, "nobody", "video")
+	if !errors.Is(err, ErrNoProviders) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unknown name: %v, want ErrNoProviders and DeadlineExceeded", err)
+	}
+	if _, err := b.Subscribe(testCtx(t), "/", "video"); !errors.Is(err, broadcast.ErrInvalidPath) {
+		t.Fatalf("empty name: %v", err)
+	}
+}
+
+// A stale provider that is alive but no longer publishes the name is
+// asked once, answers NotFound, and is not asked again; a live provider
+// found after it serves the broadcast.
+func TestSubscribeSkipsStaleProvider(t *testing.T) {
+	r := newFakeRouter()
+	stale, live1 := newNode(t), newNode(t)
+	sub := newNode(t, WithDHT(r))
+	r.set("cam", stale.info())
+
+	ctx, cancel := context.WithTimeout(context.Background(), announceWait+time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := sub.Subscribe(ctx, "cam", "video")
+	if !errors.Is(err, ErrNoProviders) || !errors.Is(err, broadcast.ErrNotFound) {
+		t.Fatalf("only a stale provider: %v, want ErrNoProviders and the provider's NotFound", err)
+	}
+	t.Logf("stale provider given up after %v: %v", time.Since(start), err)
+
+	cam := publish(t, live1, "cam")
+	live(t, cam)
+	r.set("cam", stale.info(), live1.info())
+	tc, err := sub.Subscribe(testCtx(t), "cam", "video")
+	if err != nil {
+		t.Fatalf("stale, then live provider: %v", err)
+	}
+	defer tc.Close()
+	if _, err := tc.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if !sessionTo(t, sub, live1.h.ID()) {
+		t.Fatal("no session to the live provider")
+	}
+}
