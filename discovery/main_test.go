@@ -24,7 +24,6 @@ type fakeRouter struct {
 	provides map[cid.Cid][]time.Time
 	fail     int // fail this many provides first
 	found    []peer.AddrInfo
-	lookups  int
 	stopped  chan struct{} // closed when a lookup goroutine ends
 }
 
@@ -50,9 +49,6 @@ func (f *fakeRouter) count(c cid.Cid) int {
 }
 
 func (f *fakeRouter) FindProvidersAsync(ctx context.Context, _ cid.Cid, _ int) <-chan peer.AddrInfo {
-	f.mu.Lock()
-	f.lookups++
-	f.mu.Unlock()
 	out := make(chan peer.AddrInfo)
 	go func() {
 		defer func() { f.stopped <- struct{}{} }()

@@ -28,7 +28,10 @@ type ProviderConfig struct {
 	// ±10% jitter. A failed provide is retried sooner, backing off from one
 	// second (or Interval, if shorter) up to Interval.
 	Interval time.Duration
-	// Timeout bounds one provide (DefaultProvideTimeout, at most Interval).
+	// Timeout bounds one provide (DefaultProvideTimeout). It is not tied to
+	// Interval: a provide that takes longer just delays the next one. (A
+	// tight bound makes kad-dht store the record at whichever peers it has
+	// found by then, which may not be the closest.)
 	Timeout time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -55,7 +58,6 @@ func NewProvider(r routing.ContentRouting, cfg ProviderConfig) *Provider {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultProvideTimeout
 	}
-	cfg.Timeout = min(cfg.Timeout, cfg.Interval)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -44,7 +44,8 @@ type Ticket struct {
 	Addrs []ma.Multiaddr
 }
 
-// Ticket limits: ParseTicket refuses longer text and more addresses.
+// Ticket limits: ParseTicket refuses longer text (given, or as String would
+// print it) and more addresses.
 const (
 	MaxTicketLen   = 4096
 	MaxTicketAddrs = 32
@@ -175,7 +176,13 @@ func newTicket(p peer.ID, name string, addrs []ma.Multiaddr) (Ticket, error) {
 	if name == "" {
 		return Ticket{}, fmt.Errorf("%w: empty broadcast name", ErrInvalidTicket)
 	}
-	return Ticket{Peer: p, Broadcast: name, Addrs: addrs}, nil
+	t := Ticket{Peer: p, Broadcast: name, Addrs: addrs}
+	// Percent-encoding can triple a name (found by FuzzParseTicket): what
+	// parses must print within the limit too.
+	if n := len(t.String()); n > MaxTicketLen {
+		return Ticket{}, fmt.Errorf("%w: %d bytes as text, more than %d", ErrInvalidTicket, n, MaxTicketLen)
+	}
+	return t, nil
 }
 
 // escapeName percent-encodes every byte of a broadcast name but the URL

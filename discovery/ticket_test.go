@@ -129,6 +129,7 @@ func TestParseTicketErrors(t *testing.T) {
 		"moqae",           // version 1
 		"moq" + "aaaaaaa", // zero-length fields
 		long.String(),
+		id + "/" + strings.Repeat("\xb2", 1400), // short, but 4200 bytes once percent-encoded
 	} {
 		if tk, err := discovery.ParseTicket(s); !errors.Is(err, discovery.ErrInvalidTicket) {
 			t.Errorf("ParseTicket(%.60q) = %+v, %v; want ErrInvalidTicket", s, tk, err)
@@ -144,6 +145,7 @@ func FuzzParseTicket(f *testing.F) {
 	f.Add(id.String() + "/room/a%20b")
 	f.Add(discovery.Ticket{Peer: id, Broadcast: "cam", Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/udp/1/quic-v1")}}.String())
 	f.Add("moqaaaa")
+	f.Add(id.String() + "/" + strings.Repeat("\xb2", 1400))
 	f.Add("12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/x")
 	f.Fuzz(func(t *testing.T, s string) {
 		tk, err := discovery.ParseTicket(s)
