@@ -104,7 +104,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 	n.printListening(std.stderr)
 
-	var col pattern.Collector
+	var col pattern.Digest
 	if *wait {
 		log.Debug("waiting for a subscriber")
 		select {
@@ -112,7 +112,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		case <-peerGone:
 			return sessionEnded(dialed)
 		case <-ctx.Done():
-			printSummary(std.stdout, col.Summary(0)) // interrupted: nothing sent
+			printSummary(std.stdout, col.Summary()) // interrupted: nothing sent
 			return nil
 		}
 	}
@@ -128,7 +128,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	_ = tp.Finish()
 	prog.close()
 	if err != nil {
-		printSummary(std.stdout, col.Summary(0))
+		printSummary(std.stdout, col.Summary())
 		switch {
 		case !errors.Is(err, errPeerGone):
 			return err
@@ -149,7 +149,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		}
 		n.waitSessionsDone(ctx, *linger)
 	}
-	printSummary(std.stdout, col.Summary(0))
+	printSummary(std.stdout, col.Summary())
 	return nil
 }
 
@@ -157,7 +157,7 @@ var errPeerGone = errors.New("peer gone")
 
 // produce writes the frames into the track, K per group, at the given rate.
 // An interrupt (ctx) ends it early without error.
-func produce(ctx context.Context, tp *broadcast.TrackProducer, o pubOptions, col *pattern.Collector,
+func produce(ctx context.Context, tp *broadcast.TrackProducer, o pubOptions, col *pattern.Digest,
 	prog *progress, peerGone <-chan struct{}) error {
 	var next func() ([]byte, error)
 	if o.stdin != nil {

@@ -101,7 +101,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	err = r.run(ctx, tc)
 	tc.Close()
 	r.prog.close()
-	printSummary(summaryTo, r.col.Summary(0))
+	printSummary(summaryTo, r.col.Summary())
 	switch {
 	case err != nil:
 		return err
@@ -184,7 +184,7 @@ type receiver struct {
 	prog  *progress
 
 	// Used by the reorder stage's goroutine only, until run returns.
-	col     pattern.Collector
+	col     pattern.Digest
 	emitted uint64
 	outErr  error
 	enough  context.CancelFunc

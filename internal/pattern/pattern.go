@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"slices"
 	"sync"
 )
@@ -103,5 +104,38 @@ func (c *Collector) Summary(limit uint64) Summary {
 		}
 	}
 	s.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return s
+}
+
+// Digest is Collector for frames that arrive already in (group, frame)
+// order: it hashes as it goes and keeps nothing, so a long stream costs
+// constant memory. Its Summary equals a Collector's for the same frames.
+type Digest struct {
+	h       hash.Hash
+	s       Summary
+	lastSeq uint64
+}
+
+// Add hashes the next frame, which belongs to group seq (groups in order).
+func (d *Digest) Add(seq uint64, payload []byte) {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	if d.s.Frames == 0 || seq != d.lastSeq {
+		d.s.Groups++
+		d.lastSeq = seq
+	}
+	d.h.Write(payload)
+	d.s.Frames++
+	d.s.Bytes += uint64(len(payload))
+}
+
+// Summary returns the counts and the digest of the frames so far.
+func (d *Digest) Summary() Summary {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	s := d.s
+	s.SHA256 = hex.EncodeToString(d.h.Sum(nil))
 	return s
 }

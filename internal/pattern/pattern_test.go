@@ -39,3 +39,25 @@ func TestCollectorOrdersGroups(t *testing.T) {
 		t.Fatalf("limit: %+v", s)
 	}
 }
+
+// A Digest fed in order reports what a Collector reports, without keeping
+// the frames.
+func TestDigestMatchesCollector(t *testing.T) {
+	var c Collector
+	var d Digest
+	for g := range 5 {
+		for f := range 3 {
+			p := Payload(uint64(g*3+f), 100)
+			c.Add(uint64(g+1), p)
+			d.Add(uint64(g+1), p)
+		}
+	}
+	if d.Summary() != c.Summary(0) {
+		t.Fatalf("digest %+v, collector %+v", d.Summary(), c.Summary(0))
+	}
+	var empty Digest
+	var none Collector
+	if empty.Summary() != none.Summary(0) {
+		t.Fatal("empty digests differ")
+	}
+}
