@@ -75,18 +75,10 @@ func clockPub(ctx context.Context, std stdio, n *node, name, track string, conne
 	if err != nil {
 		return err
 	}
-	if err := n.publish(ctx, name, prod.Consume()); err != nil {
+	dialed, peerGone, err := n.publishAndDial(ctx, name, prod.Consume(), connects, std.stderr)
+	if err != nil {
 		return err
 	}
-	var peerGone <-chan struct{}
-	var dialed peerSession
-	if len(connects) > 0 {
-		if dialed, err = n.connect(ctx, connects[0]); err != nil {
-			return err
-		}
-		peerGone = dialed.Done()
-	}
-	n.printListening(std.stderr)
 	defer func() { _ = tp.Finish() }()
 	for {
 		now := time.Now()

@@ -248,6 +248,24 @@ func (n *node) track(s *session.Session, peer string) *moqlSession {
 }
 
 // publish offers b at name on every session, current and future.
+// publishAndDial publishes b at name, dials the first of connects (if any)
+// and prints the listening lines: what pub and clock pub both do before they
+// produce. A dialed session is then the only way to the subscriber, so its
+// end (peerGone, nil without connects) ends the command.
+func (n *node) publishAndDial(ctx context.Context, name string, b *broadcast.Consumer, connects []endpoint, w io.Writer) (dialed peerSession, peerGone <-chan struct{}, err error) {
+	if err := n.publish(ctx, name, b); err != nil {
+		return nil, nil, err
+	}
+	if len(connects) > 0 {
+		if dialed, err = n.connect(ctx, connects[0]); err != nil {
+			return nil, nil, err
+		}
+		peerGone = dialed.Done()
+	}
+	n.printListening(w)
+	return dialed, peerGone, nil
+}
+
 func (n *node) publish(ctx context.Context, name string, b *broadcast.Consumer) error {
 	if _, err := n.origin.Publish(name, b); err != nil {
 		return err

@@ -90,19 +90,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := n.publish(ctx, *name, prod.Consume()); err != nil {
+	dialed, peerGone, err := n.publishAndDial(ctx, *name, prod.Consume(), connects, std.stderr)
+	if err != nil {
 		return err
 	}
-	// A dialed session is the only way to the subscriber: its end is fatal.
-	var peerGone <-chan struct{}
-	var dialed peerSession
-	if len(connects) > 0 {
-		if dialed, err = n.connect(ctx, connects[0]); err != nil {
-			return err
-		}
-		peerGone = dialed.Done()
-	}
-	n.printListening(std.stderr)
 
 	var col pattern.Digest
 	if *wait {
