@@ -89,7 +89,7 @@ func (a *Actor) run() {
 		case r := <-a.connectc:
 			a.connect(r)
 		case r := <-a.registerc:
-			s, err := a.register(r.conn, r.dialed)
+			s, err := a.register(r.conn, r.opts)
 			r.reply <- sessionResult{s, err}
 		case r := <-a.publishc:
 			p, err := a.publish(r.name, r.b)
@@ -200,7 +200,7 @@ func (a *Actor) dialFinished(e dialDone) {
 	}
 	res := sessionResult{err: e.err}
 	if e.err == nil {
-		s, err := a.register(e.conn, true)
+		s, err := a.register(e.conn, RegisterOptions{Dialed: true})
 		switch {
 		case err != nil:
 			res.err = err
@@ -216,7 +216,8 @@ func (a *Actor) dialFinished(e dialDone) {
 }
 
 // register starts a session on conn and offers it every publication.
-func (a *Actor) register(conn Conn, dialed bool) (*Session, error) {
+func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
+	dialed := opts.Dialed
 	if a.isShutting() {
 		_ = conn.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
 		return nil, ErrShutdown
@@ -225,11 +226,12 @@ func (a *Actor) register(conn Conn, dialed bool) (*Session, error) {
 	cfg := a.cfg.Session
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
+	cfg.Client = opts.Client
 	ss, err := session.New(conn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{Session: ss, id: a.id(), peer: conn.RemotePeer(), dialed: dialed, created: time.Now(), origin: origin}
+	s := &Session{Session: ss, id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
 	for _, p := range a.pubs {
 		a.offer(p, s)
 	}
@@ -310,7 +312,11 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 }
 
 func (a *Actor) offer(p *published, s *Session) {
-	stop, err := s.origin.Publish(p.pub.name, p.pub.b)
+	name, ok := broadcast.StripPrefix(p.pub.name, s.scope)
+	if !ok || name == "" {
+		return // outside the session's scope
+	}
+	stop, err := s.origin.Publish(name, p.pub.b)
 	if err != nil {
 		a.log.Debug("not offering broadcast", "name", p.pub.name, "peer", s.peer, "err", err)
 		return

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"sync"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 // Checklist 1: two sequential connects return the same session.
@@ -279,4 +282,60 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("second shutdown: %v", err)
 	}
 	<-a.a.Stopped()
+}
+
+// Sessions without a libp2p identity (browsers) may be confined to a scope:
+// they see only the publications under it, named relative to it, and several
+// of them live side by side.
+func TestScopedAnonymousSessions(t *testing.T) {
+	nw := newNetwork(t)
+	a := nw.add(t)
+	for _, name := range []string{"room/a", "room/b/c", "room", "other"} {
+		if _, err := a.a.Publish(testCtx(t), name, broadcast.New(broadcast.Config{}).Consume()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{nw.cert}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	client := func(scope string) *session.Session {
+		cc, err := a.ln.Dial(testCtx(t), ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.a.RegisterWith(testCtx(t), peerConn{sc, ""}, RegisterOptions{Scope: scope}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := session.New(cc, session.Config{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close(0, "") })
+		return s
+	}
+	scoped, whole := client("/room/"), client("")
+	eventually(t, "scoped view", func() bool {
+		return scoped.Remote().Get("a") != nil && scoped.Remote().Get("b/c") != nil
+	})
+	eventually(t, "whole view", func() bool { return whole.Remote().Get("other") != nil && whole.Remote().Get("room") != nil })
+	for _, p := range []string{"room/a", "room", "other", ""} {
+		if scoped.Remote().Get(p) != nil {
+			t.Errorf("scoped session sees %q", p)
+		}
+	}
+	anon := a.sessionsTo(t, "")
+	if len(anon) != 2 || anon[0].Scope() != "room" || anon[1].Scope() != "" {
+		t.Fatalf("anonymous sessions %v", anon)
+	}
+	// A publication made later reaches the scoped session too.
+	if _, err := a.a.Publish(testCtx(t), "room/late", broadcast.New(broadcast.Config{}).Consume()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "late publication in scope", func() bool { return scoped.Remote().Get("late") != nil })
 }

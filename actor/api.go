@@ -64,8 +64,27 @@ func (a *Actor) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, erro
 // Register starts a session on an accepted (dialed = false) or otherwise
 // established connection and offers it every publication.
 func (a *Actor) Register(ctx context.Context, conn Conn, dialed bool) (*Session, error) {
+	return a.RegisterWith(ctx, conn, RegisterOptions{Dialed: dialed})
+}
+
+// RegisterOptions describe a session being registered.
+type RegisterOptions struct {
+	// Dialed: this node opened the connection.
+	Dialed bool
+	// Scope, if set, confines the session to the publications under this
+	// path, offered relative to it (a browser session accepted at URL path
+	// /room sees room/clock as clock), as moq-relay scopes by URL path.
+	Scope string
+	// Client: this node is the connection's client, which matters only for
+	// the compat SETUP (see session.Config.Client).
+	Client bool
+}
+
+// RegisterWith is Register with options.
+func (a *Actor) RegisterWith(ctx context.Context, conn Conn, opts RegisterOptions) (*Session, error) {
+	opts.Scope = broadcast.CleanPath(opts.Scope)
 	reply := make(chan sessionResult, 1)
-	if err := send(ctx, a, a.registerc, registerReq{conn: conn, dialed: dialed, reply: reply}); err != nil {
+	if err := send(ctx, a, a.registerc, registerReq{conn: conn, opts: opts, reply: reply}); err != nil {
 		_ = conn.CloseWithError(uint32(broadcast.CodeCancel), "not registered")
 		return nil, err
 	}

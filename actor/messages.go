@@ -15,9 +15,9 @@ type connectReq struct {
 }
 
 type registerReq struct {
-	conn   Conn
-	dialed bool
-	reply  chan sessionResult
+	conn  Conn
+	opts  RegisterOptions
+	reply chan sessionResult
 }
 
 type publishReq struct {

@@ -15,6 +15,7 @@ type Session struct {
 	id      uint64
 	peer    peer.ID
 	dialed  bool
+	scope   string // only publications under this path, relative to it
 	created time.Time
 	// origin holds what this session offers the peer: every publication of
 	// the node, plus what was published on this session alone.
@@ -24,8 +25,12 @@ type Session struct {
 // ID is the session's identifier, unique within its actor.
 func (s *Session) ID() uint64 { return s.id }
 
-// RemotePeer is the authenticated peer at the other end.
+// RemotePeer is the authenticated peer at the other end; empty for
+// sessions without a libp2p identity (browsers, moql:// clients).
 func (s *Session) RemotePeer() peer.ID { return s.peer }
+
+// Scope is the path the session is confined to ("" for everything).
+func (s *Session) Scope() string { return s.scope }
 
 // Dialed reports whether this node opened the session (false: accepted).
 func (s *Session) Dialed() bool { return s.dialed }

@@ -175,9 +175,30 @@ func (o *Origin) Close() {
 // the number of paths. Iteration stops when ctx ends, the origin closes, or
 // the loop breaks.
 func (o *Origin) Announced(ctx context.Context, prefix string) iter.Seq2[string, *Consumer] {
+	return o.AnnouncedSince(ctx, prefix, nil)
+}
+
+// Active returns the broadcasts under prefix that are active now, by path.
+func (o *Origin) Active(prefix string) map[string]*Consumer {
+	prefix = CleanPath(prefix)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]*Consumer{}
+	for path, s := range o.paths {
+		if s.active != nil && HasPrefix(path, prefix) {
+			out[path] = s.active.c
+		}
+	}
+	return out
+}
+
+// AnnouncedSince is Announced for a listener that already knows seen (for
+// instance a snapshot from Active, sent as one batch): it yields only what
+// differs from seen, then every change. Announced is AnnouncedSince with nil.
+func (o *Origin) AnnouncedSince(ctx context.Context, prefix string, seen map[string]*Consumer) iter.Seq2[string, *Consumer] {
 	prefix = CleanPath(prefix)
 	return func(yield func(string, *Consumer) bool) {
-		l := o.listen(prefix)
+		l := o.listen(prefix, seen)
 		defer o.unlisten(l)
 		for {
 			path, b, ok := o.nextChange(l)
@@ -208,10 +229,16 @@ type listener struct {
 	kick     chan struct{} // capacity 1: "something changed"
 }
 
-func (o *Origin) listen(prefix string) *listener {
+func (o *Origin) listen(prefix string, seen map[string]*Consumer) *listener {
 	l := &listener{prefix: prefix, queued: map[string]bool{}, reported: map[string]*Consumer{}, kick: make(chan struct{}, 1)}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for path, b := range seen { // reported already: only a difference is news
+		if b != nil && HasPrefix(path, prefix) {
+			l.reported[path] = b
+			l.mark(path)
+		}
+	}
 	for path, s := range o.paths {
 		if s.active != nil && HasPrefix(path, prefix) {
 			l.mark(path)

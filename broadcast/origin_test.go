@@ -245,3 +245,39 @@ func TestNewHopIDRange(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// A listener that sent a snapshot (lite-01/02 ANNOUNCE_INIT) hears only what
+// changed since it, including changes between the snapshot and the iteration.
+func TestOriginAnnouncedSinceSnapshot(t *testing.T) {
+	o := NewOrigin(1)
+	a, b, c := bc(), bc(), bc()
+	unpubA, _ := o.Publish("room/a", a.Consume())
+	_, _ = o.Publish("room/b", b.Consume())
+	_, _ = o.Publish("other/x", bc().Consume())
+	snap := o.Active("room")
+	if len(snap) != 2 || snap["room/a"] == nil || snap["room/b"] == nil {
+		t.Fatalf("Active(room) = %v", snap)
+	}
+	unpubA()                                 // ended after the snapshot
+	_, _ = o.Publish("room/c", c.Consume())  // new after the snapshot
+	b2 := bc()                               // room/b replaced after the snapshot
+	_, _ = o.Publish("room/b", b2.Consume()) // a newcomer wins ties
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan event, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p, x := range o.AnnouncedSince(ctx, "room", snap) {
+			ch <- event{p, x}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	got := expect(t, ch, "-room/a", "-room/b", "+room/b", "+room/c")
+	if !got[2].b.Same(b2.Consume()) {
+		t.Fatal("replacement not reported")
+	}
+	expectNothing(t, ch)
+	d := bc()
+	_, _ = o.Publish("room/d", d.Consume())
+	expect(t, ch, "+room/d")
+}

@@ -482,7 +482,7 @@ func waitRemote(t *testing.T, s *Session, path string) {
 // Bidi streams the session must refuse. They all go to one session, which
 // must keep serving after each.
 func TestBadInputBidiStreams(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 100}}, false)
 		sub := rawVarint(uint64(wire.StreamSubscribe))
 		annType := rawVarint(uint64(wire.StreamAnnounce))
@@ -541,7 +541,7 @@ func TestBadInputBidiStreams(t *testing.T) {
 
 // Uni streams the session must refuse with STOP_SENDING.
 func TestBadInputUniStreams(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 100}}, false)
 		uniGroup := rawVarint(uint64(wire.UniGroup))
 		hdr := p.msg(t, &wire.Group{SubscribeID: 5, Sequence: 1})
@@ -576,7 +576,7 @@ func TestBadInputUniStreams(t *testing.T) {
 // Peer subscriptions beyond Limits.MaxSubscriptions are refused one by one
 // with BoundsExceeded; a slot freed by the peer can be used again.
 func TestBadInputTooManySubscriptions(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{MaxSubscriptions: 2}}, false)
 		ctx := testCtx(t)
 		_, first := p.subscribe(t, ctx, "/cam", "video")
@@ -598,7 +598,7 @@ func TestBadInputTooManySubscriptions(t *testing.T) {
 // The session as subscriber: a group stream that ends inside a frame is
 // WrongSize, and the frames before it stay readable.
 func TestBadInputGroupEndsInsideFrame(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		for _, c := range []struct {
 			name string
 			tail []byte
@@ -651,7 +651,7 @@ func TestBadInputGroupEndsInsideFrame(t *testing.T) {
 // A frame over Limits.MaxFrameSize ends the group with BoundsExceeded and
 // stops the stream with that code; smaller frames before it are kept.
 func TestBadInputFrameTooLarge(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{MaxFrameSize: 16}}, true)
 		ctx := testCtx(t)
 		tc, _, sub := p.sessionSubscribe(t, ctx)
@@ -678,7 +678,7 @@ func TestBadInputFrameTooLarge(t *testing.T) {
 // Group streams for a subscription the session does not have are stopped
 // with code 0 also while it has others, which keep working.
 func TestBadInputGroupForUnknownSubscription(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
 		ctx := testCtx(t)
 		tc, _, sub := p.sessionSubscribe(t, ctx)
@@ -703,7 +703,7 @@ func TestBadInputGroupForUnknownSubscription(t *testing.T) {
 // The first response on a subscribe stream must be SUBSCRIBE_OK; a bad
 // response fails the Subscribe call (only), with the code naming the problem.
 func TestBadInputSubscribeResponse(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		v, _ := wire.VersionForALPN(alpn)
 		ok, err := wire.AppendSubscribeResponse(nil, v, &wire.SubscribeOK{})
 		if err != nil {
@@ -772,7 +772,7 @@ func TestBadInputSubscribeResponse(t *testing.T) {
 
 // A SUBSCRIBE_DROP after SUBSCRIBE_OK is tolerated.
 func TestBadInputDropAfterOK(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
 		ctx := testCtx(t)
 		tc, st, sub := p.sessionSubscribe(t, ctx)
@@ -797,7 +797,7 @@ func TestBadInputDropAfterOK(t *testing.T) {
 // Announce violations by the publisher close the whole session.
 func TestBadInputAnnounce(t *testing.T) {
 	const hop = 0x5eed
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		startWith := func(t *testing.T, lim Limits) (*rawPeer, context.Context, transport.Stream) {
 			p := newRawPeer(t, alpn, Config{HopID: hop, Limits: lim}, true)
 			ctx := testCtx(t)
@@ -937,7 +937,7 @@ func TestBadInputAnnounce(t *testing.T) {
 // The subscriber of an announce stream must send nothing after its interest;
 // a stray byte is UnexpectedMessage on that stream only.
 func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, false)
 		please := rawCat(rawVarint(uint64(wire.StreamAnnounce)), p.msg(t, &wire.AnnouncePlease{Prefix: "/"}))
 		active := p.msg(t, &wire.Announce{Active: true, Suffix: "cam", Hops: []uint64{p.sess.hop}})
@@ -980,7 +980,7 @@ func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
 // Random bytes on many bidi and uni streams: the session answers each with
 // a reset, STOP_SENDING or FIN, never crashes, and serves afterwards.
 func TestBadInputRandomStreams(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, false)
 		ctx := testCtx(t)
 		// The session also subscribes, so that group streams with a valid
@@ -1074,7 +1074,7 @@ func TestBadInputRandomStreams(t *testing.T) {
 // After SUBSCRIBE the subscriber may send SUBSCRIBE_UPDATE (accepted and
 // ignored); anything malformed resets the subscription with Decode.
 func TestBadInputSubscribeUpdate(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, false)
 		update := p.msg(t, &wire.SubscribeUpdate{Priority: 3, Ordered: true, End: wire.GroupAt(1 << 20)})
 		for _, c := range []struct {
@@ -1133,7 +1133,7 @@ func TestBadInputSubscribeUpdate(t *testing.T) {
 // A second group stream with a sequence the subscription already has is
 // refused; the first copy of the group is not disturbed.
 func TestBadInputDuplicateGroup(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
 		ctx := testCtx(t)
 		tc, _, sub := p.sessionSubscribe(t, ctx)
@@ -1158,7 +1158,7 @@ func TestBadInputDuplicateGroup(t *testing.T) {
 // Group streams may arrive before SUBSCRIBE_OK (they are separate streams);
 // their frames are kept.
 func TestBadInputGroupBeforeSubscribeOK(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
 		ctx := testCtx(t)
 		res := p.subscribeAsync(ctx, "cam", "video")
@@ -1247,7 +1247,7 @@ func TestBadInputDeclaredFrameSizeIsNotAllocated(t *testing.T) {
 // previous refusal. (The window is short: the retry races the clean-up of
 // the refused subscription, so the test makes many attempts.)
 func TestBadInputSubscribeRetryAfterRefusal(t *testing.T) {
-	forVersions(t, func(t *testing.T, alpn string) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
 		for i := range 100 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -23,6 +23,10 @@ type Config struct {
 	Limits Limits
 	// Logger receives protocol events; nil means slog.Default().
 	Logger *slog.Logger
+	// Client marks the side that opened the connection. It matters only
+	// when the protocol leaves the version to the compat SETUP ("moql" or
+	// none, as @moq/lite over WebSocket): the client sends CLIENT_SETUP.
+	Client bool
 }
 
 // Limits bound a session's resources. Zero fields take the defaults.
@@ -46,6 +50,8 @@ type Limits struct {
 	// waits for group streams still on their way before it reports the end.
 	// Default 250 ms.
 	FinishGrace time.Duration
+	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
+	SetupTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -61,6 +67,9 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxMessageSize, 64<<10)
 	if l.FinishGrace <= 0 {
 		l.FinishGrace = 250 * time.Millisecond
+	}
+	if l.SetupTimeout <= 0 {
+		l.SetupTimeout = 10 * time.Second
 	}
 	return l
 }

@@ -39,13 +39,41 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader) {
 
 	sent := map[string]bool{}
 	var buf []byte
-	for path, b := range s.publish.Announced(ctx, prefix) {
+	// offer says whether b goes to this peer: not too far, not its own.
+	offer := func(b *broadcast.Consumer) ([]uint64, bool) {
+		hops, ok := sendHops(b.Hops(), s.hop)
+		return hops, ok && (please.ExcludeHop == 0 || !slices.Contains(b.Hops(), please.ExcludeHop))
+	}
+	var seen map[string]*broadcast.Consumer
+	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set first, in one message
+		seen = s.publish.Active(prefix)
+		var init wire.AnnounceInit
+		for path, b := range seen {
+			if _, ok := offer(b); ok {
+				suffix, _ := broadcast.StripPrefix(path, prefix)
+				init.Suffixes = append(init.Suffixes, suffix)
+				sent[path] = true
+			}
+		}
+		slices.Sort(init.Suffixes)
+		var err error
+		if buf, err = wire.AppendMessage(buf, s.version, &init); err == nil {
+			_, err = st.Write(buf)
+		}
+		if err != nil {
+			cancel(err)
+		}
+	}
+	for path, b := range s.publish.AnnouncedSince(ctx, prefix, seen) {
 		msg := wire.Announce{Active: b != nil}
 		msg.Suffix, _ = broadcast.StripPrefix(path, prefix)
 		if b != nil {
-			hops, ok := sendHops(b.Hops(), s.hop)
-			if !ok || (please.ExcludeHop != 0 && slices.Contains(b.Hops(), please.ExcludeHop)) {
+			hops, ok := offer(b)
+			if !ok {
 				continue // too far, or the peer's own: it must not come back to it
+			}
+			if sent[path] { // never active twice in a row: fatal to moq-dev subscribers
+				continue
 			}
 			msg.Hops = hops
 			sent[path] = true

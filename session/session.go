@@ -24,7 +24,9 @@ var ErrClosed = errors.New("session: closed")
 // Session is one moq-lite session with a peer. It is safe for concurrent use.
 type Session struct {
 	conn    transport.Conn
-	version wire.Version
+	version wire.Version  // fixed before negotiated is closed
+	client  bool          // we opened the connection (sends CLIENT_SETUP)
+	ready   chan struct{} // closed once the version is known
 	lim     Limits
 	log     *slog.Logger
 	hop     uint64
@@ -52,17 +54,23 @@ type Session struct {
 type trackKey struct{ path, track string }
 
 // New starts a moq-lite session on conn; the version comes from
-// conn.Protocol(). It returns ErrVersion (after closing conn with code
-// Version) if that names no supported version.
+// conn.Protocol(): moq-lite-04 and moq-lite-03 fix it, while "moql" or no
+// protocol at all leave it to the compat SETUP exchange (lite-01/02), which
+// runs in the background (cfg.Client says which side sends CLIENT_SETUP).
+// It returns ErrVersion (after closing conn with code Version) for any other
+// protocol.
 func New(conn transport.Conn, cfg Config) (*Session, error) {
 	v, ok := wire.VersionForALPN(conn.Protocol())
-	if !ok || (v != wire.Lite03 && v != wire.Lite04) {
+	setup := wire.NeedsSetup(conn.Protocol())
+	if !setup && (!ok || (v != wire.Lite03 && v != wire.Lite04)) {
 		_ = conn.CloseWithError(uint32(broadcast.CodeVersion), "unsupported protocol "+conn.Protocol())
 		return nil, fmt.Errorf("%w: %q", ErrVersion, conn.Protocol())
 	}
 	s := &Session{
 		conn:    conn,
 		version: v,
+		client:  cfg.Client,
+		ready:   make(chan struct{}),
 		lim:     cfg.Limits.withDefaults(),
 		log:     cfg.Logger,
 		publish: cfg.Publish,
@@ -82,7 +90,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.hop = s.publish.ID()
 	}
 	s.remote = broadcast.NewOrigin(s.hop)
-	s.log = s.log.With("remote", conn.RemoteAddr().String(), "version", v.String())
+	s.log = s.log.With("remote", conn.RemoteAddr().String())
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	context.AfterFunc(conn.Context(), func() { s.cancel(context.Cause(conn.Context())) })
 
@@ -90,17 +98,40 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if interest == nil {
 		interest = []string{""}
 	}
-	s.spawn(s.acceptStreams)
-	s.spawn(s.acceptUniStreams)
-	for _, p := range interest {
-		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
-	}
 	s.spawn(func() {
 		<-s.ctx.Done()
 		s.remote.Close()
 		s.endRemotes()
 	})
+	if setup {
+		s.spawn(func() { s.runSetup(interest) })
+	} else {
+		s.log = s.log.With("version", v.String())
+		s.start(interest)
+	}
 	return s, nil
+}
+
+// start runs the session once its version is known.
+func (s *Session) start(interest []string) {
+	close(s.ready)
+	s.spawn(s.acceptStreams)
+	s.spawn(s.acceptUniStreams)
+	for _, p := range interest {
+		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
+	}
+}
+
+// awaitVersion waits until the version is negotiated; false if ctx or the
+// session ended first.
+func (s *Session) awaitVersion(ctx context.Context) bool {
+	select {
+	case <-s.ready:
+		return true
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	return false
 }
 
 // spawn runs f on a goroutine that Close waits for; after Close it does
@@ -113,8 +144,20 @@ func (s *Session) spawn(f func()) {
 	}
 }
 
-// Version is the negotiated moq-lite version, e.g. "moq-lite-04".
-func (s *Session) Version() string { return s.version.String() }
+// Version is the negotiated moq-lite version, e.g. "moq-lite-04", or ""
+// while the compat SETUP is still under way.
+func (s *Session) Version() string {
+	select {
+	case <-s.ready:
+		return s.version.String()
+	default:
+		return ""
+	}
+}
+
+// Ready is closed once the version is negotiated: at once for moq-lite-03/04,
+// after the compat SETUP exchange otherwise.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
 
 // Conn is the underlying connection.
 func (s *Session) Conn() transport.Conn { return s.conn }
@@ -141,15 +184,23 @@ func (s *Session) Err() error {
 // Close ends the session with a moq-lite code and reason, and waits for its
 // goroutines. Closing an ended session does nothing.
 func (s *Session) Close(code broadcast.Code, reason string) error {
-	if s.ctx.Err() == nil {
-		_ = s.conn.CloseWithError(uint32(code), reason)
-		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
-	}
+	s.end(code, reason)
 	s.spawnMu.Lock()
 	s.closing = true
 	s.spawnMu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// end closes the session without waiting for its goroutines (so that they
+// may call it).
+func (s *Session) end(code broadcast.Code, reason string) {
+	if s.ctx.Err() == nil {
+		// Cancel first: goroutines that see the connection die then find the
+		// session already ended with this reason.
+		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+		_ = s.conn.CloseWithError(uint32(code), reason)
+	}
 }
 
 // fail closes the session because of the peer's protocol violation.
@@ -159,8 +210,8 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 	}
 	reason := fmt.Sprintf(format, args...)
 	s.log.Warn("closing session: peer violated the protocol", "code", code, "reason", reason)
-	_ = s.conn.CloseWithError(uint32(code), reason)
 	s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+	_ = s.conn.CloseWithError(uint32(code), reason)
 }
 
 // reset abandons both directions of a bidi stream with code.

@@ -182,6 +182,10 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	}
 	defer forget()
 
+	if !s.awaitVersion(ctx) { // a compat SETUP is still under way
+		end(remoteErr(context.Cause(ctx)))
+		return
+	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))
@@ -498,6 +502,28 @@ func (s *Session) runInterest(prefix string) {
 			s.endRemote(path, p)
 		}
 	}()
+	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set comes first
+		var init wire.AnnounceInit
+		if err := wire.ReadMessage(r, s.version, &init, s.lim.MaxMessageSize); err != nil {
+			if isWireErr(err) {
+				s.fail(codeOfWire(err), "announce init: %v", err)
+			}
+			return
+		}
+		for _, suffix := range init.Suffixes {
+			path := broadcast.JoinPath(prefix, suffix)
+			if active[path] != nil {
+				s.fail(broadcast.CodeDuplicate, "announce init: %q listed twice", path)
+				return
+			}
+			p, err := s.announceRemote(path, nil)
+			if err != nil {
+				s.fail(broadcast.CodeOf(err), "announce init: %v", err)
+				return
+			}
+			active[path] = p
+		}
+	}
 	for {
 		var m wire.Announce
 		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
