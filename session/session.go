@@ -27,11 +27,15 @@ type Session struct {
 	version wire.Version  // fixed before negotiated is closed
 	client  bool          // we opened the connection (sends CLIENT_SETUP)
 	ready   chan struct{} // closed once the version is known
-	lim     Limits
-	log     *slog.Logger
-	hop     uint64
-	publish *broadcast.Origin // what we offer; never nil
-	remote  *broadcast.Origin // what the peer announced to us
+
+	goaway     chan struct{} // closed when the peer sent GOAWAY
+	goawayURI  string        // set before goaway is closed
+	goawayOnce sync.Once
+	lim        Limits
+	log        *slog.Logger
+	hop        uint64
+	publish    *broadcast.Origin // what we offer; never nil
+	remote     *broadcast.Origin // what the peer announced to us
 
 	ctx     context.Context // done when the session ends
 	cancel  context.CancelCauseFunc
@@ -71,6 +75,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		version: v,
 		client:  cfg.Client,
 		ready:   make(chan struct{}),
+		goaway:  make(chan struct{}),
 		lim:     cfg.Limits.withDefaults(),
 		log:     cfg.Logger,
 		publish: cfg.Publish,
@@ -357,5 +362,57 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader) {
 		return
 	}
 	s.log.Info("peer sent GOAWAY", "uri", m.URI)
+	s.goawayOnce.Do(func() {
+		s.goawayURI = m.URI
+		close(s.goaway)
+	})
 	_ = st.Close()
+}
+
+// GoingAway is closed once the peer sent GOAWAY (lite-04): it is about to
+// close the session. GoawayURI then says where it asked us to reconnect.
+func (s *Session) GoingAway() <-chan struct{} { return s.goaway }
+
+// GoawayURI is the URI of the peer's GOAWAY ("" for none, or before one).
+func (s *Session) GoawayURI() string {
+	select {
+	case <-s.goaway:
+		return s.goawayURI
+	default:
+		return ""
+	}
+}
+
+// ErrNoGoaway is returned by Goaway on versions without a GOAWAY message
+// (before lite-04).
+var ErrNoGoaway = errors.New("session: this moq-lite version has no GOAWAY")
+
+// Goaway tells the peer that this session is about to end and, if uri is
+// set, where to reconnect (lite-04 GOAWAY). The session keeps working; close
+// it once the peer had time to leave.
+func (s *Session) Goaway(ctx context.Context, uri string) error {
+	if !s.awaitVersion(ctx) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrClosed
+	}
+	msg := wire.Goaway{URI: uri}
+	if !wire.Supported(s.version, &msg) {
+		return ErrNoGoaway
+	}
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		return remoteErr(err)
+	}
+	buf := wire.AppendStreamType(nil, wire.StreamGoaway)
+	if buf, err = wire.AppendMessage(buf, s.version, &msg); err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return remoteErr(err)
+	}
+	st.CancelRead(0) // nothing comes back
+	return st.Close()
 }

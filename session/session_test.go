@@ -233,3 +233,31 @@ func TestUnannounceEndsSubscription(t *testing.T) {
 		t.Fatalf("after unannounce: %v, want the broadcast's end", err)
 	}
 }
+
+// GOAWAY (lite-04) reaches the peer with its URI; older versions have none.
+func TestGoaway(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		err := p.pub.Goaway(testCtx(t), "https://example.test/next")
+		if alpn != "moq-lite-04" {
+			if !errors.Is(err, ErrNoGoaway) {
+				t.Fatalf("Goaway over %s: %v, want ErrNoGoaway", alpn, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.sub.GoingAway():
+		case <-testCtx(t).Done():
+			t.Fatal("GOAWAY never arrived")
+		}
+		if u := p.sub.GoawayURI(); u != "https://example.test/next" {
+			t.Fatalf("uri %q", u)
+		}
+		if p.sub.Err() != nil || p.pub.Err() != nil {
+			t.Fatal("GOAWAY must not end the session by itself")
+		}
+	})
+}
