@@ -12,11 +12,13 @@
 //   - admission: a gate admits allow-listed peers only (moq.WithAdmission)
 //     and ranges over IncomingSessions; a rejected peer sees its session
 //     closed with an application code (go run ./examples/admission).
+//   - discovery: peers form a DHT; one publishes a clock and another, with
+//     no address for it, subscribes by name (go run ./examples/discovery).
 //
 // Run without flags, each runs all its peers in one process and finishes by
-// itself (clock after -n ticks); with -role, its peers run in separate
-// processes (see each program's doc comment). The examples stay on this
-// machine: their peers advertise and accept loopback addresses only.
+// itself (clock and discovery after -n ticks); with -role, its peers run in
+// separate processes (see each program's doc comment). The examples stay on
+// this machine: their peers advertise and accept loopback addresses only.
 //
 // The test in this directory builds every example and runs it as a user
 // would.

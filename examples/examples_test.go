@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -51,7 +52,7 @@ func testMain(m *testing.M) int {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "./clock", "./chat", "./stream", "./admission")
+	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -289,6 +290,55 @@ func TestAdmissionGate(t *testing.T) {
 	if !strings.Contains(out, "visitor's peer ID: "+id[1]) || !strings.Contains(out, "visitor: admitted") {
 		t.Fatalf("the listed visitor (same key) was not admitted:\n%s", out)
 	}
+}
+
+// A subscriber finds the clock by name in a DHT of six peers, at the peer
+// that published it.
+func TestDiscovery(t *testing.T) {
+	t.Parallel()
+	out := run(t, nil, "discovery", "-n", "3")
+	checkTicks(t, out, 3)
+	checkFoundByName(t, out)
+}
+
+// Three processes that know only the bootstrap peer's address.
+func TestDiscoveryThreeProcesses(t *testing.T) {
+	t.Parallel()
+	boot := start(t, nil, "discovery", "-role", "boot")
+	addr := boot.waitFor(t, `-bootstrap (\S+)`)[1]
+	pub := start(t, nil, "discovery", "-role", "pub", "-bootstrap", addr)
+	pub.waitFor(t, `^publisher …\S+: publishing "clock"`)
+	out := run(t, nil, "discovery", "-role", "sub", "-bootstrap", addr, "-n", "2")
+	checkTicks(t, out, 2)
+	found := checkFoundByName(t, out)
+	pub.interrupt()
+	if pubOut := pub.wait(t); !strings.Contains(pubOut, "publisher "+found+": ") {
+		t.Errorf("the clock was found at %s, not at the publisher:\n%s", found, pubOut)
+	}
+	boot.interrupt()
+	boot.wait(t)
+}
+
+// checkFoundByName checks that out tells of a subscription by name, found
+// at the publisher it names, and returns that publisher.
+func checkFoundByName(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^subscriber (…\S+): found "clock" at (…\S+) in \S+; subscribed over moq-lite-0[34]$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no line telling where the clock was found:\n%s", out)
+	}
+	if m[1] == m[2] {
+		t.Errorf("the subscriber found the clock at itself:\n%s", out)
+	}
+	if pub := regexp.MustCompile(`(?m)^publisher (…\S+): publishing "clock", provided in the DHT under (\S+)$`).FindStringSubmatch(out); pub != nil {
+		if pub[1] != m[2] {
+			t.Errorf("the clock was found at %s, not at its publisher %s:\n%s", m[2], pub[1], out)
+		}
+		if want := discovery.Key("clock").String(); pub[2] != want {
+			t.Errorf("provided under %s, want discovery.Key(\"clock\") = %s", pub[2], want)
+		}
+	}
+	return m[2]
 }
 
 // proc is a running example.

@@ -6,16 +6,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/discovery"
 )
 
 const chatUsage = `
 usage: moq chat [--name NICK] [--room NAME] [--listen URL]... [--connect URL]...
+                [--bootstrap ADDR]... [--mdns]
 
 Exchanges lines with the peers this one is connected to: each line of stdin
 is sent to them, and their lines are printed on stdout as "<nick>: <line>";
@@ -24,6 +29,12 @@ lines as the broadcast chat/<room>/<nick> (one group per line) and subscribes
 to the others' it sees announced. Lines are not forwarded between peers, so
 connect every pair (with moql://, one peer listens and the others connect to
 it: they all talk to the listener). Ends at the end of stdin or on interrupt.
+
+With --bootstrap, the peers of a room find each other in the DHT: each
+provides chat/<room> there and opens a session to every other provider it
+finds (looking again now and then). With --mdns, it opens a session to every
+chat peer on the local network. Either way it listens on
+/ip4/0.0.0.0/udp/0/quic-v1 unless --listen gives a multiaddr.
 `
 
 const chatTrack = "messages"
@@ -44,8 +55,8 @@ func runChat(ctx context.Context, std stdio, args []string) error {
 	switch {
 	case err != nil:
 		return err
-	case len(listens)+len(connects) == 0:
-		return usagef("chat: give --listen URL and/or --connect URL")
+	case len(listens)+len(connects) == 0 && !nf.discovers():
+		return usagef("chat: give --listen URL, --connect URL and/or --bootstrap ADDR")
 	case *nick == "" || strings.Contains(*nick, "/"):
 		return usagef("chat: --name must be non-empty and without '/'")
 	case *room == "" || strings.Contains(*room, "/"):
@@ -55,7 +66,8 @@ func runChat(ctx context.Context, std stdio, args []string) error {
 	prefix := broadcast.JoinPath("chat", *room)
 	own := broadcast.JoinPath(prefix, *nick)
 
-	n, err := newNode(nodeConfig{listens: listens, connects: connects, interest: []string{prefix},
+	listens = nf.reachable(listens)
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{prefix},
 		incoming: len(listens) > 0, net: &nf, log: log})
 	if err != nil {
 		return err
@@ -71,7 +83,7 @@ func runChat(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 
-	c := &chatRoom{io: std, prefix: prefix, own: own}
+	c := &chatRoom{io: std, log: log, prefix: prefix, own: own, watching: map[string]bool{}}
 	cctx, cancel := context.WithCancel(ctx)
 	defer c.wg.Wait()
 	defer cancel()
@@ -94,6 +106,13 @@ func runChat(ctx context.Context, std stdio, args []string) error {
 				}
 			}
 		})
+	}
+	if nf.discovers() {
+		// Sessions that discovery opens, either way: watch them all.
+		c.wg.Go(func() { c.watchAll(cctx, n) })
+	}
+	if n.p2p != nil && n.p2p.d != nil {
+		c.wg.Go(func() { c.meet(cctx, n.p2p) })
 	}
 
 	lines := make(chan string)
@@ -131,14 +150,36 @@ func readLines(r io.Reader, out chan<- string) {
 // chatRoom follows the peers' chat broadcasts on every session.
 type chatRoom struct {
 	io     stdio
+	log    *slog.Logger
 	prefix string
 	own    string
 	mu     sync.Mutex // serialises output lines
 	wg     sync.WaitGroup
+
+	wmu      sync.Mutex
+	watching map[string]bool // peers with a watched session
 }
 
-// watch subscribes to every chat broadcast s announces, other than ours.
+// watch subscribes to every chat broadcast s announces, other than ours,
+// unless a session with the same peer is watched already (two peers that
+// find each other may both dial).
 func (c *chatRoom) watch(ctx context.Context, s peerSession) {
+	c.wmu.Lock()
+	dup := c.watching[s.Peer()]
+	c.watching[s.Peer()] = true
+	c.wmu.Unlock()
+	if dup {
+		return
+	}
+	c.wg.Go(func() {
+		select {
+		case <-s.Done():
+		case <-ctx.Done():
+		}
+		c.wmu.Lock()
+		delete(c.watching, s.Peer())
+		c.wmu.Unlock()
+	})
 	c.wg.Go(func() {
 		following := map[string]bool{}
 		for path, b := range s.Announced(ctx, c.prefix) {
@@ -189,4 +230,60 @@ func (c *chatRoom) printf(w io.Writer, format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fmt.Fprintf(w, format, args...)
+}
+
+// watchAll watches every session the node has, now and then: those that
+// discovery opens (to the peers meet finds, or mDNS).
+func (c *chatRoom) watchAll(ctx context.Context, n *node) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, s := range n.sessions(ctx) {
+			c.watch(ctx, s)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// meet provides the room (its prefix, chat/<room>) in the DHT and opens a
+// session to every other peer that provides it, looking again with pauses
+// growing to maxMeetPause.
+func (c *chatRoom) meet(ctx context.Context, p *p2pNode) {
+	prov := discovery.NewProvider(p.d, discovery.ProviderConfig{Logger: c.log})
+	defer prov.Close()
+	prov.Provide(ctx, c.prefix)
+	pause := 250 * time.Millisecond
+	for {
+		var wg sync.WaitGroup
+		for info := range discovery.Find(ctx, p.d, c.prefix) {
+			if info.ID == p.h.ID() || p.h.Network().Connectedness(info.ID) == network.Connected && c.watched(info.ID.String()) {
+				continue
+			}
+			wg.Go(func() {
+				if _, err := p.m.Connect(ctx, info); err != nil && ctx.Err() == nil {
+					c.log.Debug("chat peer: no session", "peer", info.ID, "err", err)
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case <-time.After(pause):
+			pause = min(2*pause, maxMeetPause)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// maxMeetPause bounds the pause between a chat peer's DHT lookups.
+const maxMeetPause = 5 * time.Second
+
+func (c *chatRoom) watched(peer string) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.watching[peer]
 }

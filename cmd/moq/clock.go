@@ -12,14 +12,18 @@ import (
 )
 
 const clockUsage = `
-usage: moq clock pub [--broadcast NAME] [--track NAME] (--listen URL... | --connect URL)
-       moq clock sub [--broadcast NAME] [--track NAME] (--connect URL | --listen URL) [--count N]
+usage: moq clock pub [--broadcast NAME] [--track NAME] (--listen URL... | --connect URL | --bootstrap ADDR...)
+       moq clock sub [--broadcast NAME] [--track NAME] (--connect URL | --listen URL | --bootstrap ADDR...) [--count N]
+       moq clock sub --ticket TICKET [--bootstrap ADDR...] [--count N]
 
 A clock broadcast, as moq-dev's moq-clock: the publisher starts a group each
 second holding one frame, the local time as text ("2006-01-02 15:04:05"); the
 subscriber prints each frame it gets as a line, the newest only (a late group
 is skipped, as live media does). Both run until interrupted; sub also stops
 after --count lines or when the publisher ends.
+
+With --bootstrap, pub provides the broadcast in the DHT and sub, without
+--connect, finds it there by name (see moq pub -h and moq sub -h).
 `
 
 // runClock is `moq clock pub|sub`.
@@ -31,6 +35,7 @@ func runClock(ctx context.Context, std stdio, args []string) error {
 	name := fs.String("broadcast", "clock", "broadcast `NAME`")
 	track := fs.String("track", "seconds", "track `NAME`")
 	count := fs.Int("count", 0, "sub: exit after `N` lines (0: run until interrupted)")
+	ticket := fs.String("ticket", "", "sub: subscribe to the clock at the peer this `TICKET` names (clock pub prints it)")
 	role := ""
 	if len(args) > 0 && (args[0] == "pub" || args[0] == "sub") {
 		role, args = args[0], args[1:]
@@ -42,22 +47,32 @@ func runClock(ctx context.Context, std stdio, args []string) error {
 		return usagef("clock: want clock pub or clock sub (see moq clock -h)")
 	}
 	listens, connects, err := nf.endpoints(1)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case len(listens)+len(connects) == 0:
-		return usagef("clock %s: give --listen URL or --connect URL", role)
-	case role == "sub" && len(listens) > 0 && len(connects) > 0:
-		return usagef("clock sub: give --connect or --listen, not both")
 	}
-	log := nf.logger(std.stderr)
-	cfg := nodeConfig{listens: listens, connects: connects, net: &nf, log: log}
+	cfg := nodeConfig{listens: listens, connects: connects, net: &nf}
+	var src source
 	if role == "pub" {
-		cfg.interest = []string{}
+		switch {
+		case *ticket != "":
+			return usagef("clock pub: --ticket is for clock sub")
+		case len(listens)+len(connects) == 0 && !nf.discovers():
+			return usagef("clock pub: give --listen URL, --connect URL or --bootstrap ADDR")
+		}
+		cfg.listens, cfg.interest = nf.reachable(listens), []string{}
 	} else {
-		cfg.interest, cfg.incoming = interestFor(*name), len(listens) > 0
+		bname := *name
+		if *ticket != "" && !setFlag(fs, "broadcast") {
+			bname = "" // the ticket names it
+		}
+		if src, err = parseSource("clock sub", &nf, listens, connects, bname, *ticket); err != nil {
+			return err
+		}
+		src.track = *track
+		cfg.interest, cfg.incoming, cfg.dials = interestFor(src.name), len(listens) > 0 && !src.byName, src.dials()
 	}
-	n, err := newNode(cfg)
+	cfg.log = nf.logger(std.stderr)
+	n, err := newNode(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -65,7 +80,7 @@ func runClock(ctx context.Context, std stdio, args []string) error {
 	if role == "pub" {
 		return clockPub(ctx, std, n, *name, *track, connects)
 	}
-	return clockSub(ctx, std, n, *name, *track, *count, connects)
+	return clockSub(ctx, std, n, src, *count)
 }
 
 func clockPub(ctx context.Context, std stdio, n *node, name, track string, connects []endpoint) error {
@@ -98,23 +113,14 @@ func clockPub(ctx context.Context, std stdio, n *node, name, track string, conne
 	}
 }
 
-func clockSub(ctx context.Context, std stdio, n *node, name, track string, count int, connects []endpoint) error {
-	var s peerSession
-	var tc *broadcast.TrackConsumer
-	var err error
-	if len(connects) > 0 {
-		if s, err = n.connect(ctx, connects[0]); err != nil {
-			return err
-		}
-		tc, err = subscribeWithin(ctx, s, name, track, n.cfg.net.timeout)
-	} else {
-		n.printListening(std.stderr)
-		s, tc, err = awaitAndSubscribe(ctx, n, name, track)
-	}
+func clockSub(ctx context.Context, std stdio, n *node, src source, count int) error {
+	s, tc, _, err := n.subscribe(ctx, std.stderr, src)
 	if err != nil {
 		return err
 	}
-	defer s.Close("done")
+	if s != nil {
+		defer s.Close("done")
+	}
 	defer tc.Close()
 	for lines := 0; count == 0 || lines < count; {
 		g, err := tc.NextGroup(ctx)

@@ -50,8 +50,14 @@ type nodeConfig struct {
 	interest []string
 	// incoming delivers accepted sessions on node.incoming.
 	incoming bool
-	net      *netFlags
-	log      *slog.Logger
+	// dhtServer runs the DHT as a server even without --bootstrap (moq
+	// node); with --bootstrap every node runs it.
+	dhtServer bool
+	// dials are other libp2p peers the node will dial (a ticket's), for
+	// choosing its sockets.
+	dials []endpoint
+	net   *netFlags
+	log   *slog.Logger
 }
 
 // interestFor is the announce prefix to ask a peer for so as to learn of
@@ -95,8 +101,10 @@ type node struct {
 	moqls map[*moqlSession]struct{} // live moql:// sessions
 }
 
-// newNode opens the listeners (nothing is printed yet: see printListening).
-func newNode(cfg nodeConfig) (n *node, err error) {
+// newNode opens the listeners and joins the DHT through the --bootstrap
+// peers (within --timeout; ctx interrupts). Nothing is printed yet: see
+// printListening.
+func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n = &node{
 		cfg:      cfg,
 		log:      cfg.log,
@@ -133,11 +141,17 @@ func newNode(cfg nodeConfig) (n *node, err error) {
 			return n, err
 		}
 		n.listening = append(n.listening, n.p2p.addrs()...)
+		if err := n.p2p.join(ctx, cfg.net.boot, cfg.net.timeout); err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }
 
 func needsP2P(cfg nodeConfig) bool {
+	if cfg.dhtServer || cfg.net.discovers() || len(cfg.dials) > 0 {
+		return true
+	}
 	for _, e := range slices.Concat(cfg.listens, cfg.connects) {
 		if e.kind == kindP2P {
 			return true
@@ -263,7 +277,24 @@ func (n *node) publishAndDial(ctx context.Context, name string, b *broadcast.Con
 		peerGone = dialed.Done()
 	}
 	n.printListening(w)
+	n.printTickets(w, name)
 	return dialed, peerGone, nil
+}
+
+// printTickets writes the tickets for broadcast name that subscribers can
+// pass to sub --ticket: with this node's libp2p addresses if it has any,
+// and, in a DHT, the short form whose addresses the DHT finds.
+func (n *node) printTickets(w io.Writer, name string) {
+	if n.p2p == nil {
+		return
+	}
+	t := n.p2p.m.Ticket(name)
+	if len(t.Addrs) > 0 {
+		fmt.Fprintf(w, "ticket: %s\n", t)
+	}
+	if n.p2p.d != nil {
+		fmt.Fprintf(w, "ticket: %s\n", t.Short())
+	}
 }
 
 func (n *node) publish(ctx context.Context, name string, b *broadcast.Consumer) error {

@@ -30,23 +30,30 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 // netFlags are the flags every networked subcommand shares: where to listen
-// and connect, how to trust a moql:// server, and logging.
+// and connect, how to trust a moql:// server, discovery, and logging.
 type netFlags struct {
 	listen      stringList
 	connect     stringList
+	bootstrap   stringList
+	mdns        bool
 	fingerprint string
 	insecure    bool
 	timeout     time.Duration
 	identity    string
 	verbose     bool
+
+	// boot are the parsed --bootstrap peers (set by endpoints).
+	boot []endpoint
 }
 
 func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "`URL` to accept sessions on: moql://host:port or a multiaddr (repeatable)")
 	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port or a multiaddr with /p2p/<peer-id>")
+	fs.Var(&f.bootstrap, "bootstrap", "join moqp2p's DHT through the peer at `ADDR`, a multiaddr with /p2p/<peer-id> (repeatable):\npublished broadcasts are provided there, and broadcasts are found there by name")
+	fs.BoolVar(&f.mdns, "mdns", false, "find peers on the local network with mDNS (and open a session to each)")
 	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// --connect: accept the server certificate with this SHA-256 `HEX`")
 	fs.BoolVar(&f.insecure, "insecure", false, "moql:// --connect: accept any server certificate")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect peer to answer (and, over libp2p, to announce the broadcast)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect or --bootstrap peer to answer (and, over libp2p, to announce\nthe broadcast, or for the broadcast to be found by name)")
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")
 }
@@ -67,6 +74,16 @@ func (f *netFlags) endpoints(maxConnect int) (listens, connects []endpoint, err 
 		}
 		connects = append(connects, e)
 	}
+	for _, s := range f.bootstrap {
+		e, err := parseEndpointRaw(s, false)
+		if err == nil && e.kind != kindP2P {
+			err = errors.New("want a libp2p multiaddr with /p2p/<peer-id>")
+		}
+		if err != nil {
+			return nil, nil, usagef("--bootstrap %s: %v", s, err)
+		}
+		f.boot = append(f.boot, e)
+	}
 	if maxConnect >= 0 && len(connects) > maxConnect {
 		return nil, nil, usagef("--connect may be given at most %d time(s)", maxConnect)
 	}
@@ -82,6 +99,29 @@ func (f *netFlags) endpoints(maxConnect int) (listens, connects []endpoint, err 
 		return nil, nil, usagef("--timeout must be positive")
 	}
 	return listens, connects, nil
+}
+
+// discovers reports whether the node finds peers by itself: through a DHT
+// (--bootstrap) or mDNS.
+func (f *netFlags) discovers() bool { return len(f.boot) > 0 || f.mdns }
+
+// defaultP2PListen is where a node listens when it must be reachable over
+// libp2p and no --listen multiaddr says where.
+const defaultP2PListen = "/ip4/0.0.0.0/udp/0/quic-v1"
+
+// reachable adds defaultP2PListen to listens if the node discovers peers
+// (they must be able to dial it) and no listen address is a multiaddr.
+func (f *netFlags) reachable(listens []endpoint) []endpoint {
+	if !f.discovers() {
+		return listens
+	}
+	for _, e := range listens {
+		if e.kind == kindP2P {
+			return listens
+		}
+	}
+	e, _ := parseEndpoint(defaultP2PListen, true)
+	return append(listens, e)
 }
 
 // logger is the process's logger: warnings and errors on stderr, everything

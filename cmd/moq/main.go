@@ -21,7 +21,8 @@ usage: moq <command> [flags]
 commands:
   pub     publish a broadcast of generated frames or of stdin
   sub     subscribe to a track and write what arrives
-  node    print this node's peer ID and addresses, and serve until interrupted
+  node    print this node's peer ID and addresses, and serve (sessions and the
+          DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
   chat    exchange lines with other peers
   help    show this text, or a command's: moq help <command>
@@ -32,12 +33,22 @@ or skips the check with --insecure), or a libp2p multiaddr
 (/ip4/0.0.0.0/udp/4001/quic-v1 to listen, /ip4/…/udp/…/quic-v1/p2p/<peer-id>
 to connect). ws:// and https:// (WebSocket, WebTransport) are not supported yet.
 
+With no address in hand, find a broadcast by name: join moqp2p's DHT with
+--bootstrap <multiaddr>/p2p/<peer-id> (moq node prints one); pub provides the
+name there and sub, given --bootstrap and no --connect, looks it up. --mdns
+finds peers on the local network instead. pub also prints tickets
+(ticket: …) that sub --ticket takes.
+
 Examples, on one machine (the listener prints what the other side needs):
   moq pub --broadcast demo --listen moql://127.0.0.1:4443 --wait
   moq sub --broadcast demo --connect moql://127.0.0.1:4443 --fingerprint <hex>
 
   moq pub --broadcast demo --listen /ip4/127.0.0.1/udp/4001/quic-v1 --wait
   moq sub --broadcast demo --connect /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>
+
+  moq node --listen /ip4/127.0.0.1/udp/4001/quic-v1        # prints its address
+  moq pub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
+  moq sub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
 
 Errors are one line on stderr and a non-zero exit status (2: bad usage).
 `

@@ -4,15 +4,25 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 )
 
 const nodeUsage = `
-usage: moq node [--listen URL]... [--connect URL]... [--identity FILE]
+usage: moq node [--listen URL]... [--connect URL]... [--bootstrap ADDR]...
+                [--mdns] [--identity FILE]
 
 Starts a node, prints its peer ID ("peer: <id>") and one "listening: <addr>"
-line per address (multiaddrs end in /p2p/<id>, ready for --connect) on
-stdout, and serves sessions until interrupted (SIGINT or SIGTERM), then shuts
-down gracefully. Without --listen it listens on /ip4/0.0.0.0/udp/0/quic-v1.
+line per address (multiaddrs end in /p2p/<id>, ready for --connect and
+--bootstrap) on stdout, and serves sessions until interrupted (SIGINT or
+SIGTERM), then shuts down gracefully. Without --listen it listens on
+/ip4/0.0.0.0/udp/0/quic-v1.
+
+Over libp2p the node is a server of moqp2p's DHT (protocol /moq/kad/1.0.0):
+a rendezvous where publishers (moq pub --bootstrap ADDR) record the names
+of their broadcasts and subscribers (moq sub --bootstrap ADDR --broadcast
+NAME) look them up. With --bootstrap it joins an existing DHT through those
+peers; without, it starts one that others join through it. With
+--identity and a fixed port its address survives restarts.
 `
 
 // runNode is `moq node`.
@@ -25,14 +35,18 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	if len(nf.listen) == 0 {
-		nf.listen = stringList{"/ip4/0.0.0.0/udp/0/quic-v1"}
+		nf.listen = stringList{defaultP2PListen}
 	}
 	listens, connects, err := nf.endpoints(-1)
 	if err != nil {
 		return err
 	}
+	listens = nf.reachable(listens)
 	log := nf.logger(std.stderr)
-	n, err := newNode(nodeConfig{listens: listens, connects: connects, incoming: true, net: &nf, log: log})
+	// A node listening for libp2p serves the DHT; one on moql:// only has
+	// no libp2p host at all.
+	server := slices.ContainsFunc(listens, func(e endpoint) bool { return e.kind == kindP2P })
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, net: &nf, log: log})
 	if err != nil {
 		return err
 	}

@@ -5,24 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -32,6 +37,8 @@ import (
 type p2pNode struct {
 	h      host.Host
 	m      *moq.Moq
+	d      *dht.IpfsDHT // nil without a DHT
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the incoming-session loop has ended
 }
@@ -43,8 +50,13 @@ type p2pNode struct {
 // connection gater refuses QUIC connections from anywhere else. A node that
 // only dials listens on an ephemeral unspecified port (raw QUIC dials leave
 // from the host's socket) and refuses every inbound connection.
+//
+// With --bootstrap (or as moq node) the host runs moqp2p's DHT: as a server
+// for moq node, as a client when it accepts no connections, else as
+// discovery.NewDHT decides (a server unless the host learns it is
+// unreachable). Joining it is join's job.
 func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pNode, error) {
-	plan, err := planListen(cfg.listens, cfg.connects)
+	plan, err := planListen(cfg.listens, slices.Concat(cfg.connects, cfg.net.boot, cfg.dials))
 	if err != nil {
 		return nil, err
 	}
@@ -85,12 +97,33 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.quic {
 		mopts = append(mopts, moq.WithQUIC(tr))
 	}
+	var d *dht.IpfsDHT
+	if cfg.dhtServer || len(cfg.net.boot) > 0 {
+		var dopts []dht.Option
+		switch {
+		case cfg.dhtServer:
+			dopts = append(dopts, dht.Mode(dht.ModeServer))
+		case plan.gate.refuseAll:
+			dopts = append(dopts, dht.Mode(dht.ModeClient))
+		}
+		if d, err = discovery.NewDHT(h, dopts...); err != nil {
+			_ = h.Close()
+			return nil, fmt.Errorf("DHT: %w", err)
+		}
+		mopts = append(mopts, moq.WithDHT(d), moq.WithProviderTimeout(cfg.net.timeout))
+	}
+	if cfg.net.mdns {
+		mopts = append(mopts, moq.WithMDNS(""))
+	}
 	m, err := moq.New(h, mopts...)
 	if err != nil {
+		if d != nil {
+			_ = d.Close()
+		}
 		_ = h.Close()
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
-	p := &p2pNode{h: h, m: m, done: make(chan struct{})}
+	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{})}
 	var lctx context.Context
 	lctx, p.cancel = context.WithCancel(ctx)
 	if cfg.incoming && !plan.gate.refuseAll {
@@ -176,7 +209,102 @@ func (p *p2pNode) close() {
 	_ = p.m.Shutdown(ctx)
 	p.cancel()
 	<-p.done
+	if p.d != nil {
+		_ = p.d.Close()
+	}
 	_ = p.h.Close()
+}
+
+// dhtProtocol is the protocol of moqp2p's DHT (see discovery.NewDHT).
+const dhtProtocol = protocol.ID(discovery.ProtocolPrefix + "/kad/1.0.0")
+
+// join connects the host to the bootstrap peers, all at once, within d. It
+// fails if none answers; one that does not is only logged. Then it waits,
+// within what is left of d, until the DHT's routing table holds a peer (if
+// a bootstrap peer runs the DHT), so that the first provide or lookup has
+// someone to ask, and has the DHT refresh its table in the background.
+func (p *p2pNode) join(ctx context.Context, boot []endpoint, d time.Duration) error {
+	if len(boot) == 0 || p.d == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	peers, names := addrInfos(boot)
+	errs := make([]error, len(peers))
+	var wg sync.WaitGroup
+	for i, info := range peers {
+		wg.Go(func() { errs[i] = p.h.Connect(ctx, info) })
+	}
+	wg.Wait()
+	var reached []peer.ID
+	var failures []error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			reached = append(reached, peers[i].ID)
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+			failures = append(failures, fmt.Errorf("bootstrap %s: no answer within %s", names[i], d))
+		default:
+			failures = append(failures, fmt.Errorf("bootstrap %s: %s", names[i], oneLine(err.Error())))
+		}
+	}
+	switch {
+	case len(reached) == 0 && errors.Is(ctx.Err(), context.Canceled):
+		return ctx.Err() // interrupted
+	case len(reached) == 0:
+		return failures[0]
+	}
+	for _, err := range failures {
+		p.log.Warn("bootstrap peer unreachable", "err", err)
+	}
+	dhtPeers := 0
+	for _, id := range reached {
+		if ok, _ := p.h.Peerstore().SupportsProtocols(id, dhtProtocol); len(ok) > 0 {
+			dhtPeers++
+		}
+	}
+	if dhtPeers == 0 {
+		p.log.Warn("no bootstrap peer runs the DHT", "protocol", dhtProtocol)
+	} else if err := p.waitRoutingTable(ctx, d); err != nil {
+		return err
+	}
+	return p.d.Bootstrap(ctx)
+}
+
+// waitRoutingTable waits until the DHT's routing table holds a peer, or ctx
+// ends: an interrupt is an error, the deadline only a warning.
+func (p *p2pNode) waitRoutingTable(ctx context.Context, d time.Duration) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.d.RoutingTable().Size() == 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}
+			p.log.Warn("the DHT's routing table is still empty", "after", d)
+			return nil
+		}
+	}
+	return nil
+}
+
+// addrInfos groups endpoints by peer; names are the first endpoint of each,
+// for messages.
+func addrInfos(eps []endpoint) (infos []peer.AddrInfo, names []string) {
+	at := map[peer.ID]int{}
+	for _, e := range eps {
+		i, ok := at[e.peer]
+		if !ok {
+			i = len(infos)
+			at[e.peer] = i
+			infos = append(infos, peer.AddrInfo{ID: e.peer})
+			names = append(names, e.raw)
+		}
+		infos[i].Addrs = append(infos[i].Addrs, e.maddr)
+	}
+	return infos, names
 }
 
 // p2pSession is a session over libp2p.
@@ -222,7 +350,9 @@ type listenPlan struct {
 	anyFamily map[int]bool
 }
 
-func planListen(listens, connects []endpoint) (*listenPlan, error) {
+// planListen plans for the listen endpoints; dials are the libp2p peers the
+// node will dial (--connect, --bootstrap, a ticket's addresses).
+func planListen(listens, dials []endpoint) (*listenPlan, error) {
 	p := &listenPlan{gate: &gate{}, anyFamily: map[int]bool{}}
 	allLoopback, specific := true, false
 	for _, e := range listens {
@@ -263,7 +393,7 @@ func planListen(listens, connects []endpoint) (*listenPlan, error) {
 	// Dial only: a QUIC socket per family we dial, accepting nothing.
 	p.gate.refuseAll = true
 	families := map[string]bool{}
-	for _, e := range connects {
+	for _, e := range dials {
 		if e.kind == kindP2P {
 			if len(e.maddr) > 0 && (e.maddr[0].Code() == ma.P_IP6 || e.maddr[0].Code() == ma.P_DNS6) {
 				families["/ip6/::/udp/0/quic-v1"] = true
@@ -271,6 +401,9 @@ func planListen(listens, connects []endpoint) (*listenPlan, error) {
 				families["/ip4/0.0.0.0/udp/0/quic-v1"] = true
 			}
 		}
+	}
+	if len(families) == 0 { // found by discovery: IPv4 is the likelier
+		families["/ip4/0.0.0.0/udp/0/quic-v1"] = true
 	}
 	for f := range families {
 		p.bind = append(p.bind, ma.StringCast(f))

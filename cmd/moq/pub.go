@@ -14,8 +14,8 @@ import (
 
 const pubUsage = `
 usage: moq pub --broadcast NAME [--track NAME] [--listen URL]... [--connect URL]
-               [--frames N] [--size BYTES] [--group-frames K] [--rate HZ]
-               [--wait] [--stdin] [--linger D]
+               [--bootstrap ADDR]... [--mdns] [--frames N] [--size BYTES]
+               [--group-frames K] [--rate HZ] [--wait] [--stdin] [--linger D]
 
 Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
 the deterministic test payload of --size bytes that the interop peers also
@@ -28,6 +28,15 @@ URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
 (/ip4/0.0.0.0/udp/4001/quic-v1 to listen, …/p2p/<peer-id> to connect). Each
 listening address is printed on stderr as "listening: <url>".
+
+With --bootstrap ADDR (a multiaddr with /p2p/<peer-id>, such as the one moq
+node prints) it joins the DHT through that peer and provides NAME there,
+so that moq sub --bootstrap … --broadcast NAME finds it with no address in
+hand. --mdns instead lets subscribers on the local network find it. With
+either and no --listen multiaddr, it listens on /ip4/0.0.0.0/udp/0/quic-v1.
+Listening on libp2p, it also prints tickets
+for the broadcast, for moq sub --ticket: "ticket: moq…" with its addresses
+and, in a DHT, the short "ticket: <peer-id>/NAME".
 `
 
 // pubOptions are what the producing loop needs.
@@ -63,8 +72,8 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return err
 	case *name == "":
 		return usagef("pub: --broadcast is required")
-	case len(listens)+len(connects) == 0:
-		return usagef("pub: give --listen URL and/or --connect URL")
+	case len(listens)+len(connects) == 0 && !nf.discovers():
+		return usagef("pub: give --listen URL, --connect URL and/or --bootstrap ADDR")
 	case *size <= 0 || *size > 16<<20:
 		return usagef("pub: --size must be between 1 and %d", 16<<20)
 	case *k <= 0 || *k > maxGroupFrames:
@@ -78,7 +87,8 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		opts.stdin = std.stdin
 	}
 
-	n, err := newNode(nodeConfig{listens: listens, connects: connects, interest: []string{}, net: &nf, log: log})
+	listens = nf.reachable(listens)
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{}, net: &nf, log: log})
 	if err != nil {
 		return err
 	}

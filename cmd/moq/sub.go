@@ -17,8 +17,9 @@ import (
 )
 
 const subUsage = `
-usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL)
+usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | --bootstrap ADDR...)
                [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
+       moq sub --ticket TICKET [--track NAME] [--bootstrap ADDR...] [--count N] [--out FILE|-]
 
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
@@ -28,6 +29,13 @@ after --count frames or when the publisher ends the track, printing
 runs compare equal whatever order groups arrived in.
 
 With --listen, it waits for a peer to connect and announce the broadcast.
+With --bootstrap (or --mdns) and no --connect, it finds the broadcast by
+name: it joins the DHT through the bootstrap peers (moq node prints an
+address for them), looks up who provides NAME (moq pub --bootstrap does)
+and subscribes there, giving up after --timeout. With --ticket, it
+subscribes to the broadcast at the peer the ticket names (moq pub prints
+tickets): the long form (moq…) holds the peer's addresses, the short one
+(<peer-id>/<broadcast>) needs --bootstrap to find them.
 `
 
 // runSub is `moq sub`.
@@ -36,7 +44,8 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	setUsage(fs, subUsage)
 	var nf netFlags
 	nf.register(fs)
-	name := fs.String("broadcast", "", "broadcast `NAME` (path) to subscribe to (required)")
+	name := fs.String("broadcast", "", "broadcast `NAME` (path) to subscribe to (required unless --ticket)")
+	ticket := fs.String("ticket", "", "subscribe to the broadcast and peer this `TICKET` names (moq pub prints it)")
 	track := fs.String("track", "data", "track `NAME`")
 	count := fs.Uint64("count", 0, "exit after `N` frames (0: when the track ends)")
 	out := fs.String("out", "", "write payloads to `FILE` (- for stdout)")
@@ -44,16 +53,14 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	listens, connects, err := nf.endpoints(1)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case *name == "":
-		return usagef("sub: --broadcast is required")
-	case len(connects)+len(listens) == 0:
-		return usagef("sub: give --connect URL or --listen URL")
-	case len(connects) > 0 && len(listens) > 0:
-		return usagef("sub: give --connect or --listen, not both")
 	}
+	src, err := parseSource("sub", &nf, listens, connects, *name, *ticket)
+	if err != nil {
+		return err
+	}
+	src.track = *track
 	log := nf.logger(std.stderr)
 
 	summaryTo := std.stdout
@@ -71,30 +78,22 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		w = f
 	}
 
-	n, err := newNode(nodeConfig{listens: listens, connects: connects, interest: interestFor(*name),
-		incoming: len(listens) > 0, net: &nf, log: log})
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, dials: src.dials(),
+		interest: interestFor(src.name), incoming: len(listens) > 0 && !src.byName, net: &nf, log: log})
 	if err != nil {
 		return err
 	}
 	defer n.close()
 
-	var s peerSession
-	var tc *broadcast.TrackConsumer
-	if len(connects) > 0 {
-		if s, err = n.connect(ctx, connects[0]); err != nil {
-			return err
-		}
-		tc, err = subscribeWithin(ctx, s, *name, *track, nf.timeout)
-	} else {
-		n.printListening(std.stderr)
-		s, tc, err = awaitAndSubscribe(ctx, n, *name, *track)
-	}
+	s, tc, rtt, err := n.subscribe(ctx, std.stderr, src)
 	if err != nil {
 		return err
 	}
-	defer s.Close("done")
+	if s != nil {
+		defer s.Close("done")
+	}
 
-	r := &receiver{count: *count, log: log, prog: startProgress(std.stderr, "received", s.RTT)}
+	r := &receiver{count: *count, log: log, prog: startProgress(std.stderr, "received", rtt)}
 	if w != nil {
 		r.out = bufio.NewWriterSize(w, 64<<10)
 	}

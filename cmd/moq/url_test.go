@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -105,5 +106,48 @@ func TestPlanListen(t *testing.T) {
 	}
 	if len(p.bind) != 1 || p.bind[0].String() != "/ip6/::/udp/0/quic-v1" || !p.gate.refuseAll || p.advertise(p.bind) != nil {
 		t.Errorf("dial plan: bind %v gate %+v", p.bind, p.gate)
+	}
+	// Nobody to dial yet (sub --mdns finds its peers later): IPv4.
+	p, err = planListen(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/0.0.0.0/udp/0/quic-v1" || !p.gate.refuseAll {
+		t.Errorf("discovery-only plan: bind %v gate %+v", p.bind, p.gate)
+	}
+}
+
+// TestBootstrapFlag: --bootstrap takes multiaddrs with /p2p/, grouped by
+// peer, and makes a node that must be dialable listen by default.
+func TestBootstrapFlag(t *testing.T) {
+	const a, b = "12D3KooWQKek73nvLcpRcUUWyFz8dC3m1DTNnKpkyirxaPoo7ygQ", "12D3KooWKBQbiYbJ8ohhRDjc3C8xfeRioPpzugXnB6jF8v3Qrkh9"
+	nf := netFlags{timeout: time.Second, bootstrap: stringList{
+		"/ip4/127.0.0.1/udp/1/quic-v1/p2p/" + a, "/ip6/::1/udp/1/quic-v1/p2p/" + a, "/ip4/127.0.0.1/tcp/2/p2p/" + b,
+	}}
+	if _, _, err := nf.endpoints(1); err != nil {
+		t.Fatal(err)
+	}
+	infos, names := addrInfos(nf.boot)
+	if len(infos) != 2 || infos[0].ID.String() != a || len(infos[0].Addrs) != 2 || infos[1].ID.String() != b ||
+		names[0] != nf.bootstrap[0] || names[1] != nf.bootstrap[2] {
+		t.Errorf("bootstrap peers %v, names %v", infos, names)
+	}
+	if !nf.discovers() {
+		t.Error("--bootstrap given, but the node does not discover")
+	}
+	listens := nf.reachable(nil)
+	if len(listens) != 1 || listens[0].raw != defaultP2PListen {
+		t.Errorf("reachable(nil) = %v; want %s", listens, defaultP2PListen)
+	}
+	moql, _ := parseEndpoint("moql://127.0.0.1:0", true)
+	if got := nf.reachable([]endpoint{moql}); len(got) != 2 {
+		t.Errorf("reachable(moql only) = %v; want a libp2p address added", got)
+	}
+	quic, _ := parseEndpoint("/ip4/127.0.0.1/udp/0/quic-v1", true)
+	if got := nf.reachable([]endpoint{quic}); len(got) != 1 {
+		t.Errorf("reachable(a multiaddr) = %v; want it alone", got)
+	}
+	if got := (&netFlags{}).reachable(nil); got != nil {
+		t.Errorf("without discovery, reachable(nil) = %v; want nothing", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -26,6 +27,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -38,6 +40,11 @@ type Config struct {
 	// KeyFile, if set, holds the peer's private key, so that its peer ID
 	// survives restarts; a missing file is created with a new key.
 	KeyFile string
+	// DHT runs moqp2p's DHT (discovery.NewDHT) on the peer's host, as a
+	// server, and gives it to the node (moq.WithDHT): the node provides the
+	// broadcasts it publishes there and finds others' by name. Pass
+	// moq.WithBootstrap to New to join other peers' DHT.
+	DHT bool
 }
 
 // Peer is a moqp2p node on its own loopback-only libp2p host. It embeds the
@@ -45,6 +52,7 @@ type Config struct {
 type Peer struct {
 	*moq.Moq
 	Host host.Host
+	DHT  *dht.IpfsDHT // nil unless Config.DHT
 
 	closeOnce sync.Once
 }
@@ -69,12 +77,26 @@ func New(cfg Config, opts ...moq.Option) (*Peer, error) {
 		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m, err := moq.New(h, append([]moq.Option{moq.WithQUIC(q), moq.WithLogger(quiet)}, opts...)...)
+	defaults := []moq.Option{moq.WithQUIC(q), moq.WithLogger(quiet)}
+	var d *dht.IpfsDHT
+	if cfg.DHT {
+		// A server whatever the host learns of its reachability: on
+		// loopback every peer must answer DHT queries.
+		if d, err = discovery.NewDHT(h, dht.Mode(dht.ModeServer)); err != nil {
+			_ = h.Close()
+			return nil, err
+		}
+		defaults = append(defaults, moq.WithDHT(d))
+	}
+	m, err := moq.New(h, append(defaults, opts...)...)
 	if err != nil {
+		if d != nil {
+			_ = d.Close()
+		}
 		_ = h.Close()
 		return nil, err
 	}
-	return &Peer{Moq: m, Host: h}, nil
+	return &Peer{Moq: m, Host: h, DHT: d}, nil
 }
 
 // ID is the peer's ID.
@@ -106,13 +128,16 @@ func (p *Peer) Dial(ctx context.Context, addr string) (*moq.Session, error) {
 	return p.Connect(ctx, *info)
 }
 
-// Close shuts the node down, then closes its host. Calls after the first do
-// nothing.
+// Close shuts the node down, then closes its DHT and its host. Calls after
+// the first do nothing.
 func (p *Peer) Close() {
 	p.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = p.Shutdown(ctx)
+		if p.DHT != nil {
+			_ = p.DHT.Close()
+		}
 		_ = p.Host.Close()
 	})
 }
