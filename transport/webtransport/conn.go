@@ -1,0 +1,191 @@
+package webtransport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// Conn is a WebTransport session seen as a transport.Conn. It also
+// implements transport.StatsConn.
+type Conn struct {
+	sess     *webtransport.Session
+	qconn    *quic.Conn      // carries sess; nil if unknown
+	protocol string          // negotiated application protocol, fixed
+	ctx      context.Context // sess.Context() with the close cause in transport's terms
+}
+
+var (
+	_ transport.Conn      = (*Conn)(nil)
+	_ transport.StatsConn = (*Conn)(nil)
+)
+
+// Wrap adapts an established WebTransport session. qconn is the QUIC
+// connection carrying it, for Stats; it may be nil, and it is not closed
+// when the session ends (other sessions may share it).
+func Wrap(sess *webtransport.Session, qconn *quic.Conn) *Conn {
+	return wrap(sess, qconn, false)
+}
+
+// wrap adapts sess; with owned, qconn belongs to this session alone and is
+// closed once the session has ended.
+func wrap(sess *webtransport.Session, qconn *quic.Conn, owned bool) *Conn {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &Conn{
+		sess:     sess,
+		qconn:    qconn,
+		protocol: sess.SessionState().ApplicationProtocol,
+		ctx:      ctx,
+	}
+	context.AfterFunc(sess.Context(), func() {
+		cause := c.closeCause()
+		cancel(cause)
+		if owned && qconn != nil {
+			releaseQUIC(qconn, cause)
+		}
+	})
+	return c
+}
+
+// closeCause is why the ended session closed. webtransport-go records the
+// reason before it cancels the session's context and returns it from every
+// later Open call, which then neither blocks nor opens anything.
+func (c *Conn) closeCause() error {
+	st, err := c.sess.OpenUniStream()
+	if err == nil { // not expected: the session ended without a reason
+		st.CancelWrite(webtransport.StreamErrorCode(codeCancel))
+		return &transport.ConnError{Code: codeTransport, Reason: "webtransport session ended"}
+	}
+	if _, ok := errors.AsType[*webtransport.SessionError](err); !ok && c.qconn != nil {
+		// No WT_CLOSE_SESSION: the CONNECT stream broke, and webtransport-go
+		// keeps only the text of why. If the QUIC connection closed (it
+		// cancels its context just after failing its streams), its error
+		// carries the code.
+		t := time.NewTimer(connCloseWait)
+		select {
+		case <-c.qconn.Context().Done():
+			err = context.Cause(c.qconn.Context())
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return convert(err)
+}
+
+// connCloseWait bounds how long closeCause waits for the QUIC connection to
+// report its close after the session's CONNECT stream failed.
+const connCloseWait = 50 * time.Millisecond
+
+// sessionErr converts the error of an Open or Accept call. Once the session
+// has ended, that is its close cause, so that every call and Context agree.
+func (c *Conn) sessionErr(ctx context.Context, err error) error {
+	e := convert(err)
+	if _, ok := errors.AsType[*transport.ConnError](e); !ok {
+		return e
+	}
+	select {
+	case <-c.ctx.Done(): // soon: the session has recorded its end
+		return context.Cause(c.ctx)
+	case <-ctx.Done():
+		return e
+	}
+}
+
+// releaseQUIC closes a dialed session's QUIC connection. After a local close
+// it first lingers a few round trips, so that the WT_CLOSE_SESSION capsule
+// (possibly retransmitted) reaches the peer before CONNECTION_CLOSE, which
+// would discard it; the peer does not close the connection itself.
+func releaseQUIC(qconn *quic.Conn, cause error) {
+	if ce, ok := errors.AsType[*transport.ConnError](cause); ok && !ce.Remote {
+		linger := min(max(4*qconn.ConnectionStats().SmoothedRTT, 50*time.Millisecond), time.Second)
+		t := time.NewTimer(linger)
+		select {
+		case <-t.C:
+		case <-qconn.Context().Done():
+		}
+		t.Stop()
+	}
+	_ = qconn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+}
+
+// OpenStream opens a bidirectional stream, waiting for stream credit.
+func (c *Conn) OpenStream(ctx context.Context) (transport.Stream, error) {
+	s, err := c.sess.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, c.sessionErr(ctx, err)
+	}
+	return newStream(s), nil
+}
+
+// AcceptStream waits for the peer's next bidirectional stream.
+func (c *Conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
+	s, err := c.sess.AcceptStream(ctx)
+	if err != nil {
+		return nil, c.sessionErr(ctx, err)
+	}
+	return newStream(s), nil
+}
+
+// OpenUniStream opens a unidirectional stream, waiting for stream credit.
+func (c *Conn) OpenUniStream(ctx context.Context) (transport.SendStream, error) {
+	s, err := c.sess.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, c.sessionErr(ctx, err)
+	}
+	return &sendStream{s: s}, nil
+}
+
+// AcceptUniStream waits for the peer's next unidirectional stream.
+func (c *Conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, error) {
+	s, err := c.sess.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, c.sessionErr(ctx, err)
+	}
+	return &receiveStream{s: s}, nil
+}
+
+// CloseWithError closes the session with a moq-lite code and reason (at most
+// 1024 bytes; longer ones are cut), sent unmapped in a WT_CLOSE_SESSION
+// capsule. It returns once the session is closed locally.
+func (c *Conn) CloseWithError(code uint32, reason string) error {
+	return c.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
+}
+
+// Context is done when the session has ended, by either side; its cause is a
+// *transport.ConnError when the session was closed with a code.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Protocol is the negotiated WebTransport application protocol
+// ("moq-lite-04", "moq-lite-03", "moql"), or "" when none was agreed.
+func (c *Conn) Protocol() string { return c.protocol }
+
+// LocalAddr is the local UDP address.
+func (c *Conn) LocalAddr() net.Addr { return c.sess.LocalAddr() }
+
+// RemoteAddr is the peer's UDP address.
+func (c *Conn) RemoteAddr() net.Addr { return c.sess.RemoteAddr() }
+
+// Session returns the underlying WebTransport session.
+func (c *Conn) Session() *webtransport.Session { return c.sess }
+
+// Stats reports the QUIC connection's counters (shared by every session on
+// it); zero when the connection is unknown.
+func (c *Conn) Stats() transport.Stats {
+	if c.qconn == nil {
+		return transport.Stats{}
+	}
+	st := c.qconn.ConnectionStats()
+	return transport.Stats{
+		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
+		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
+		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
+		CongestionWindow: st.CongestionWindow,
+	}
+}

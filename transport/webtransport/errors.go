@@ -1,0 +1,89 @@
+package webtransport
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// Sentinel errors of this package; compare with errors.Is.
+var (
+	// ErrServerClosed is returned by Serve and Accept once Close was called.
+	ErrServerClosed = errors.New("webtransport: server closed")
+	// ErrAlreadyServing is returned by a second Serve on one Server.
+	ErrAlreadyServing = errors.New("webtransport: server is already serving")
+	// ErrAcceptQueueFull is why a session was refused because Accept is not
+	// keeping up: WebTransport requests get HTTP 503, raw-QUIC connections
+	// are closed with code BoundsExceeded and this text as the reason.
+	ErrAcceptQueueFull = errors.New("webtransport: accept queue full")
+	// ErrRejected matches a *RejectedError: the server answered the CONNECT
+	// request with a status other than 2xx.
+	ErrRejected = errors.New("webtransport: session rejected by the server")
+	// ErrURL is returned by Dial for a URL it cannot dial (not https).
+	ErrURL = errors.New("webtransport: URL must be https://host[:port]/path")
+	// ErrCertificate matches the errors of CheckCertificate.
+	ErrCertificate = errors.New("webtransport: certificate unusable with serverCertificateHashes")
+)
+
+// RejectedError is returned by Dial when the server refused the session with
+// an HTTP status, such as 403 for a disallowed Origin or 503 for a full
+// accept queue. It matches ErrRejected.
+type RejectedError struct {
+	StatusCode int
+}
+
+// Error reports the status.
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("webtransport: session rejected by the server with HTTP status %d", e.StatusCode)
+}
+
+// Is reports whether target is ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
+
+// moq-lite codes this package produces itself (moq-lite-wire.md §3.6). The
+// transport package must not import broadcast, so they are repeated here.
+const (
+	codeCancel         uint32 = 0
+	codeTransport      uint32 = 4
+	codeBoundsExceeded uint32 = 11
+)
+
+// convert turns webtransport-go's errors into the transport package's.
+// webtransport-go has already mapped stream codes back out of the HTTP/3
+// space, so StreamError codes are moq-lite codes as they are.
+func convert(err error) error {
+	if err == nil {
+		return nil
+	}
+	if se, ok := errors.AsType[*webtransport.StreamError](err); ok {
+		return &transport.StreamError{Code: uint32(se.ErrorCode), Remote: se.Remote}
+	}
+	if se, ok := errors.AsType[*webtransport.SessionError](err); ok {
+		return &transport.ConnError{Code: uint32(se.ErrorCode), Reason: se.Message, Remote: se.Remote}
+	}
+	// The session ended without a WT_CLOSE_SESSION capsule: the CONNECT
+	// stream or the whole QUIC connection failed, with an HTTP/3 code.
+	if he, ok := errors.AsType[*http3.Error](err); ok {
+		return h3Closed(uint64(he.ErrorCode), err, he.Remote)
+	}
+	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
+		return h3Closed(uint64(ae.ErrorCode), err, ae.Remote)
+	}
+	return err
+}
+
+// h3Closed reports a session ended by an HTTP/3 code, which is no moq-lite
+// code: H3_NO_ERROR reads as a clean close (Cancel), anything else as a
+// transport failure, with the HTTP/3 error as the reason.
+func h3Closed(code uint64, err error, remote bool) *transport.ConnError {
+	moq := codeTransport
+	if code == uint64(http3.ErrCodeNoError) {
+		moq = codeCancel
+	}
+	return &transport.ConnError{Code: moq, Reason: err.Error(), Remote: remote}
+}
