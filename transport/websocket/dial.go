@@ -1,0 +1,53 @@
+package websocket
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptrace"
+	"slices"
+	"sync"
+
+	"github.com/coder/websocket"
+)
+
+// Dial opens a WebSocket moq-lite connection to url (ws:, wss:, http: or
+// https:). Like @moq/qmux it offers every allowed framing bare, then
+// framing.protocol for each of cfg's app protocols, and speaks what the
+// server selects: no Sec-WebSocket-Protocol in the answer means the legacy
+// framing without an app protocol. ctx bounds the handshake only.
+func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
+	cc := cfg.withDefaults()
+	// The TCP endpoints are only visible while the HTTP client has the
+	// connection, so catch them with a trace.
+	var mu sync.Mutex
+	var local, remote net.Addr
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		mu.Lock()
+		local, remote = info.Conn.LocalAddr(), info.Conn.RemoteAddr()
+		mu.Unlock()
+	}}
+	ws, _, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), url, &websocket.DialOptions{
+		HTTPClient:   cc.HTTPClient,
+		HTTPHeader:   cc.HTTPHeader,
+		Subprotocols: clientOffers(cc.framings, cc.protocols),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("websocket: dial %s: %w", url, err)
+	}
+	sp := ws.Subprotocol()
+	o, ok := parseOffer(sp)
+	if sp == "" {
+		o, ok = offer{framing: FramingLegacy}, true
+	}
+	if !ok || !slices.Contains(cc.framings, o.framing) || (o.app != "" && !slices.Contains(cc.protocols, o.app)) {
+		_ = ws.Close(websocket.StatusProtocolError, "unsupported subprotocol")
+		return nil, fmt.Errorf("%w: server selected %q", ErrNoProtocol, sp)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if local == nil {
+		local, remote = addr(""), addr(url)
+	}
+	return newConn(ws, o, sp, false, cc, local, remote), nil
+}
