@@ -252,7 +252,15 @@ func (m *Moq) admitAndRegister(c actor.Conn) {
 		}
 	}
 	s, err := m.a.Register(m.ctx, c, false)
-	if err != nil || m.listeners.Load() == 0 {
+	if err != nil {
+		return
+	}
+	m.deliver(s)
+}
+
+// deliver hands an accepted session to IncomingSessions, if iterated.
+func (m *Moq) deliver(s *actor.Session) {
+	if m.listeners.Load() == 0 {
 		return
 	}
 	select {

@@ -3,6 +3,7 @@ package moq
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -20,8 +21,16 @@ type Session struct {
 	m *Moq
 }
 
-// RemotePeer is the authenticated peer at the other end.
+// RemotePeer is the authenticated peer at the other end; empty for a
+// client of a Server (browser, Node, moql://), which has no libp2p identity.
 func (s *Session) RemotePeer() peer.ID { return s.s.RemotePeer() }
+
+// Scope is the path a Server session is confined to ("" for everything):
+// names on it are relative to the scope.
+func (s *Session) Scope() string { return s.s.Scope() }
+
+// RemoteAddr is the transport address of the other end.
+func (s *Session) RemoteAddr() net.Addr { return s.s.Conn().RemoteAddr() }
 
 // Dialed reports whether this node opened the session.
 func (s *Session) Dialed() bool { return s.s.Dialed() }

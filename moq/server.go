@@ -1,0 +1,421 @@
+package moq
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/quic-go/quic-go"
+
+	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/websocket"
+	"github.com/moqp2p/moqp2p/transport/webtransport"
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Close or
+// Shutdown.
+var ErrServerClosed = errors.New("moq: server closed")
+
+// CertificatePath is where a Server publishes the SHA-256 of its certificate
+// (hex), the moq-relay convention that lets a browser given an http:// URL
+// fetch the hash for WebTransport's serverCertificateHashes.
+const CertificatePath = "/certificate.sha256"
+
+// Server accepts clients without a libp2p identity — browsers and Node over
+// WebTransport or WebSocket, and raw-QUIC moql:// clients — as ordinary
+// sessions of a Moq node: they are offered the node's publications, appear in
+// IncomingSessions and Sessions, and what they publish is read through their
+// Session. WebTransport and raw QUIC share one UDP port; WebSocket and plain
+// HTTP use the TCP port of the same number.
+//
+// The URL path of a WebTransport or WebSocket request scopes its session, as
+// moq-relay does: a client connected at /room sees the node's room/clock as
+// clock. Fill the fields, then call ListenAndServe or Serve; the fields must
+// not change afterwards.
+type Server struct {
+	// Moq is the node the sessions belong to. Required.
+	Moq *Moq
+	// Addr is "host:port" for ListenAndServe: UDP for WebTransport and raw
+	// QUIC, TCP for WebSocket. Port 0 picks a free UDP port and the same
+	// number on TCP.
+	Addr string
+	// TLSConfig holds the certificate. Nil means a fresh self-signed
+	// development certificate (ECDSA P-256, valid 10 days) that browsers
+	// accept through serverCertificateHashes; the TCP side then speaks
+	// plain HTTP (ws://), as moq-relay's development mode does. With a
+	// TLSConfig the TCP side speaks TLS too (wss://).
+	TLSConfig *tls.Config
+	// QUICConfig tunes the QUIC listener; nil means webtransport.QUICConfig().
+	QUICConfig *quic.Config
+	// CheckOrigin decides whether a browser's Origin may connect, over
+	// WebTransport and WebSocket alike. Nil allows requests without an
+	// Origin and same-origin requests; see webtransport.AllowOrigins.
+	CheckOrigin func(r *http.Request) bool
+	// Route admits a WebTransport or WebSocket request and names the scope
+	// of its session (a broadcast path prefix; "" for everything). An error
+	// refuses the session, with its code if it is a *broadcast.Error
+	// (Unauthorized otherwise). Nil scopes each session to its URL path.
+	// Raw QUIC sessions carry no request and see everything.
+	Route func(r *http.Request) (scope string, err error)
+	// Handler serves the plain HTTP requests (a page, say), over TCP and
+	// HTTP/3. Nil answers 404, except for CertificatePath.
+	Handler http.Handler
+	// WebSocket tunes the WebSocket transport (framings, windows). Its
+	// CheckOrigin is replaced by the Server's.
+	WebSocket websocket.Config
+	// Logger; nil means the node's.
+	Logger *slog.Logger
+
+	once    sync.Once
+	initErr error
+	log     *slog.Logger
+	tc      *tls.Config
+	hash    string
+	wt      *webtransport.Server
+	hs      *http.Server
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[*actor.Session]struct{}
+	tcp      net.Listener
+	udp      net.PacketConn
+	draining bool // Shutdown began: refuse new sessions
+	closed   bool
+}
+
+func (s *Server) init() error {
+	s.once.Do(func() {
+		if s.Moq == nil {
+			s.initErr = errors.New("moq: Server.Moq is nil")
+			return
+		}
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = s.Moq.log
+		}
+		s.tc = s.TLSConfig
+		if s.tc == nil {
+			crt, err := cert.SelfSigned("localhost", "127.0.0.1", "::1")
+			if err != nil {
+				s.initErr = err
+				return
+			}
+			s.tc = &tls.Config{Certificates: []tls.Certificate{crt}}
+		}
+		if len(s.tc.Certificates) > 0 {
+			s.hash = webtransport.CertificateHash(s.tc.Certificates[0])
+		}
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.sessions = map[*actor.Session]struct{}{}
+		h := http.HandlerFunc(s.serveHTTP)
+		s.wt = webtransport.NewServer(s.tc, s.QUICConfig, webtransport.Config{
+			CheckOrigin: s.CheckOrigin,
+			Handler:     h,
+			Logger:      s.log,
+		})
+		s.hs = &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	})
+	return s.initErr
+}
+
+// CertificateHash is the hex SHA-256 of the server's certificate, for
+// WebTransport's serverCertificateHashes; also served at CertificatePath.
+func (s *Server) CertificateHash() string {
+	if s.init() != nil {
+		return ""
+	}
+	return s.hash
+}
+
+// ListenAndServe listens on Addr (UDP and TCP) and serves until Close or
+// Shutdown, then returns ErrServerClosed.
+func (s *Server) ListenAndServe() error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	addr := s.Addr
+	if addr == "" {
+		addr = ":443"
+	}
+	udp, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		_ = udp.Close()
+		return fmt.Errorf("moq: TCP port %d for WebSocket: %w", port, err)
+	}
+	return s.Serve(udp, tcp)
+}
+
+// Serve serves WebTransport and raw QUIC on udp and WebSocket and HTTP on
+// tcp (either may be nil) until Close or Shutdown, then returns
+// ErrServerClosed. The server owns both from the call on.
+func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed || s.udp != nil || s.tcp != nil {
+		closed := s.closed
+		s.mu.Unlock()
+		closeAll(udp, tcp)
+		if closed {
+			return ErrServerClosed
+		}
+		return errors.New("moq: Server.Serve called twice")
+	}
+	s.udp, s.tcp = udp, tcp
+	if tcp != nil && s.TLSConfig != nil {
+		s.tcp = tls.NewListener(tcp, s.tc)
+	}
+	s.mu.Unlock()
+
+	errc := make(chan error, 2)
+	if udp != nil {
+		s.wg.Go(func() { errc <- s.wt.Serve(udp) })
+		s.wg.Go(s.acceptQUIC)
+	}
+	if tcp != nil {
+		s.wg.Go(func() { errc <- s.hs.Serve(s.tcp) })
+	}
+	select {
+	case err := <-errc:
+		if s.ctx.Err() == nil {
+			_ = s.Close()
+			return err
+		}
+	case <-s.ctx.Done():
+	}
+	return ErrServerClosed
+}
+
+func closeAll(udp net.PacketConn, tcp net.Listener) {
+	if udp != nil {
+		_ = udp.Close()
+	}
+	if tcp != nil {
+		_ = tcp.Close()
+	}
+}
+
+// UDPAddr is the address of the QUIC socket, or nil before Serve.
+func (s *Server) UDPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.udp == nil {
+		return nil
+	}
+	return s.udp.LocalAddr()
+}
+
+// TCPAddr is the address of the WebSocket listener, or nil before Serve.
+func (s *Server) TCPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// serveHTTP answers plain HTTP (over TCP or HTTP/3) and WebSocket upgrades.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case websocket.IsUpgradeRequest(r):
+		s.serveWebSocket(w, r)
+	case r.URL.Path == CertificatePath && s.hash != "":
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Access-Control-Allow-Origin", "*") // fetched by pages of any origin
+		_, _ = w.Write([]byte(s.hash))
+	case s.Handler != nil:
+		s.Handler.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	scope, err := s.route(r)
+	if err != nil {
+		code := http.StatusForbidden
+		if s.isDraining() {
+			code = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	cfg := s.WebSocket
+	cfg.CheckOrigin = s.CheckOrigin
+	if cfg.Logger == nil {
+		cfg.Logger = s.log
+	}
+	c, err := websocket.Accept(w, r, &cfg)
+	if err != nil {
+		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s.register(c, scope)
+}
+
+// acceptQUIC registers the WebTransport and raw QUIC sessions.
+func (s *Server) acceptQUIC() {
+	for {
+		c, req, err := s.wt.Accept(s.ctx)
+		if err != nil {
+			return
+		}
+		scope := ""
+		if req != nil {
+			if scope, err = s.route(req); err != nil {
+				code, reason := refusal(err)
+				_ = c.CloseWithError(uint32(code), reason)
+				continue
+			}
+		}
+		s.wg.Go(func() { s.register(c, scope) })
+	}
+}
+
+// route admits a request and returns its session's scope.
+func (s *Server) route(r *http.Request) (string, error) {
+	if s.isDraining() {
+		return "", &broadcast.Error{Code: broadcast.CodeCancel, Reason: "server shutting down"}
+	}
+	if s.Route == nil {
+		return broadcast.CleanPath(r.URL.Path), nil
+	}
+	return s.Route(r)
+}
+
+func refusal(err error) (broadcast.Code, string) {
+	var e *broadcast.Error
+	if errors.As(err, &e) {
+		return e.Code, e.Reason
+	}
+	return broadcast.CodeUnauthorized, err.Error()
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining || s.closed
+}
+
+// register makes c a session of the node and tracks it for Shutdown.
+func (s *Server) register(c transport.Conn, scope string) {
+	if s.isDraining() {
+		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
+		return
+	}
+	as, err := s.Moq.a.RegisterWith(s.ctx, anonConn{c}, actor.RegisterOptions{Scope: scope})
+	if err != nil {
+		s.log.Debug("session not registered", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = as.Close(broadcast.CodeCancel, "server closed")
+		return
+	}
+	s.sessions[as] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		<-as.Done()
+		s.mu.Lock()
+		delete(s.sessions, as)
+		s.mu.Unlock()
+	})
+	s.log.Debug("session accepted", "remote", c.RemoteAddr(), "protocol", c.Protocol(), "scope", scope)
+	s.Moq.deliver(as)
+}
+
+// Close stops the server at once: listeners, and every session it accepted.
+func (s *Server) Close() error {
+	if s.init() != nil {
+		return nil
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	sessions := s.sessions
+	s.sessions = map[*actor.Session]struct{}{}
+	s.mu.Unlock()
+	s.cancel()
+	for as := range sessions {
+		_ = as.Close(broadcast.CodeCancel, "server closed")
+	}
+	_ = s.hs.Close()
+	_ = s.wt.Close()
+	s.mu.Lock()
+	tcp := s.tcp
+	s.mu.Unlock()
+	if tcp != nil {
+		_ = tcp.Close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown stops taking sessions, sends GOAWAY to every session that
+// speaks lite-04, and waits for the clients to leave; when ctx ends first it
+// closes what is left (Close) and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.init() != nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.draining = true
+	live := make([]*actor.Session, 0, len(s.sessions))
+	for as := range s.sessions {
+		live = append(live, as)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, as := range live {
+		wg.Go(func() {
+			if err := as.Goaway(ctx, ""); err != nil {
+				s.log.Debug("no GOAWAY sent", "version", as.Version(), "err", err)
+			}
+			select {
+			case <-as.Done():
+			case <-ctx.Done():
+			}
+		})
+	}
+	wg.Wait()
+	_ = s.Close()
+	return ctx.Err()
+}
+
+// anonConn is a connection from a client without a libp2p identity.
+type anonConn struct{ transport.Conn }
+
+func (anonConn) RemotePeer() peer.ID { return "" }
+
+// Stats forwards the transport's counters (zero where it has none).
+func (c anonConn) Stats() transport.Stats {
+	if sc, ok := c.Conn.(transport.StatsConn); ok {
+		return sc.Stats()
+	}
+	return transport.Stats{}
+}
