@@ -83,10 +83,11 @@ type node struct {
 	listening   []string // dialable addresses, for "listening:" lines
 	fingerprint string   // of the moql:// certificate, if listening on moql://
 
-	eps     []*rawquic.Endpoint // moql:// listeners
-	dialMu  sync.Mutex
-	dialEPs map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
-	p2p     *p2pNode                     // nil without multiaddrs
+	eps        []*rawquic.Endpoint // moql:// listeners
+	webClosers []io.Closer         // ws:// and https:// servers
+	dialMu     sync.Mutex
+	dialEPs    map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
+	p2p        *p2pNode                     // nil without multiaddrs
 
 	// incoming carries accepted sessions when cfg.incoming is set. It is
 	// never closed; sends never block (a full queue drops the notice, not
@@ -120,13 +121,25 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}()
 	var tc *tls.Config
 	for _, e := range cfg.listens {
-		if e.kind != kindMoQL {
+		if e.kind == kindWS {
+			if err := n.listenWS(e); err != nil {
+				return n, fmt.Errorf("--listen %s: %w", e, err)
+			}
+			continue
+		}
+		if e.kind != kindMoQL && e.kind != kindWT {
 			continue
 		}
 		if tc == nil {
 			if tc, err = n.serverTLS(cfg.listens); err != nil {
 				return n, err
 			}
+		}
+		if e.kind == kindWT {
+			if err := n.listenWT(e, tc); err != nil {
+				return n, fmt.Errorf("--listen %s: %w", e, err)
+			}
+			continue
 		}
 		ep, err := rawquic.Listen(e.hostport, tc, nil)
 		if err != nil {
@@ -164,7 +177,7 @@ func needsP2P(cfg nodeConfig) bool {
 func (n *node) serverTLS(listens []endpoint) (*tls.Config, error) {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	for _, e := range listens {
-		if h, _, _ := net.SplitHostPort(e.hostport); e.kind == kindMoQL && h != "" && !slices.Contains(hosts, h) {
+		if h, _, _ := net.SplitHostPort(e.hostport); (e.kind == kindMoQL || e.kind == kindWT) && h != "" && !slices.Contains(hosts, h) {
 			hosts = append(hosts, h)
 		}
 	}
@@ -320,6 +333,8 @@ func (n *node) connect(ctx context.Context, e endpoint) (peerSession, error) {
 		s, err = n.dialMoQL(ctx, e)
 	case kindP2P:
 		s, err = n.p2p.connect(ctx, e)
+	case kindWS, kindWT:
+		s, err = n.dialWeb(ctx, e)
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -435,6 +450,9 @@ func (n *node) close() {
 	wg.Wait()
 	for _, ep := range n.eps {
 		_ = ep.Close()
+	}
+	for _, c := range n.webClosers {
+		_ = c.Close()
 	}
 	n.dialMu.Lock()
 	for _, ep := range n.dialEPs {

@@ -44,11 +44,12 @@ func listenFor(t *testing.T, role, url string, insecure bool, args ...string) (*
 	t.Helper()
 	p := start(t, role+" --listen", nil, append([]string{role, "--listen", url}, args...)...)
 	prefix := "listening: /"
-	if strings.HasPrefix(url, "moql://") {
-		prefix = "listening: moql://"
+	scheme, _, _ := strings.Cut(url, "://")
+	if scheme != url {
+		prefix = "listening: " + scheme + "://"
 	}
 	connect := []string{"--connect", field(p.stderr.await(t, p.name, prefix, 20*time.Second))}
-	if strings.HasPrefix(url, "moql://") {
+	if scheme == "moql" || scheme == "https" {
 		fp := field(p.stderr.await(t, p.name, "fingerprint: ", time.Second))
 		if insecure {
 			connect = append(connect, "--insecure")
@@ -101,6 +102,26 @@ func TestTransferMoQL(t *testing.T) {
 				transfer(t, listener, "moql://127.0.0.1:0", insecure)
 			})
 		}
+	}
+}
+
+// WebSocket and WebTransport, the transports browsers use, carry the same
+// transfer between two CLI processes.
+func TestTransferWeb(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, listener, url string
+		insecure            bool
+	}{
+		{"pub-listens/ws", "pub", "ws://127.0.0.1:0/moq", false},
+		{"sub-listens/ws", "sub", "ws://127.0.0.1:0/", false},
+		{"pub-listens/webtransport", "pub", "https://127.0.0.1:0/moq", false},
+		{"sub-listens/webtransport-insecure", "sub", "https://127.0.0.1:0/", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			transfer(t, c.listener, c.url, c.insecure)
+		})
 	}
 }
 
@@ -190,8 +211,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"scheme", `unsupported scheme "foo"`, []string{"sub", "--broadcast", "x", "--connect", "foo://127.0.0.1:1"}},
 		{"no-scheme", "not a URL or multiaddr", []string{"sub", "--broadcast", "x", "--connect", "127.0.0.1:4443"}},
-		{"ws", "WebSocket (ws://, wss://) is not supported yet", []string{"sub", "--broadcast", "x", "--connect", "ws://127.0.0.1:1/moq"}},
-		{"https", "WebTransport (https://) is not supported yet", []string{"pub", "--broadcast", "x", "--listen", "https://127.0.0.1:1/moq"}},
+		{"wss-listen", "cannot listen on wss://", []string{"pub", "--broadcast", "x", "--listen", "wss://127.0.0.1:0/moq"}},
 		{"no-port", "needs host:port", []string{"sub", "--broadcast", "x", "--connect", "moql://127.0.0.1"}},
 		{"no-peer-id", "needs a /p2p/<peer-id>", []string{"sub", "--broadcast", "x", "--connect", "/ip4/127.0.0.1/udp/1/quic-v1"}},
 		{"bad-multiaddr", "malformed multiaddr", []string{"sub", "--broadcast", "x", "--connect", "/ip4/1.2.3/udp"}},

@@ -47,12 +47,12 @@ type netFlags struct {
 }
 
 func (f *netFlags) register(fs *flag.FlagSet) {
-	fs.Var(&f.listen, "listen", "`URL` to accept sessions on: moql://host:port or a multiaddr (repeatable)")
-	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port or a multiaddr with /p2p/<peer-id>")
+	fs.Var(&f.listen, "listen", "`URL` to accept sessions on: moql://host:port, ws://host:port/path, https://host:port/path or a multiaddr (repeatable)")
+	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port, ws[s]://host:port/path, https://host:port/path or a multiaddr with /p2p/<peer-id>")
 	fs.Var(&f.bootstrap, "bootstrap", "join moqp2p's DHT through the peer at `ADDR`, a multiaddr with /p2p/<peer-id> (repeatable):\npublished broadcasts are provided there, and broadcasts are found there by name")
 	fs.BoolVar(&f.mdns, "mdns", false, "find peers on the local network with mDNS (and open a session to each)")
-	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// --connect: accept the server certificate with this SHA-256 `HEX`")
-	fs.BoolVar(&f.insecure, "insecure", false, "moql:// --connect: accept any server certificate")
+	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// and https:// --connect: accept the server certificate with this SHA-256 `HEX`")
+	fs.BoolVar(&f.insecure, "insecure", false, "moql://, https:// and wss:// --connect: accept any server certificate")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect or --bootstrap peer to answer (and, over libp2p, to announce\nthe broadcast, or for the broadcast to be found by name)")
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")

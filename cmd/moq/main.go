@@ -1,6 +1,7 @@
 // Command moq publishes and subscribes to moq-lite broadcasts, peer to peer:
-// over raw QUIC (moql://host:port) or over libp2p (multiaddrs with
-// /p2p/<peer-id>). Run `moq help` for the subcommands.
+// over raw QUIC (moql://host:port), WebTransport (https://), WebSocket
+// (ws://) or libp2p (multiaddrs with /p2p/<peer-id>). Run `moq help` for the
+// subcommands.
 package main
 
 import (
@@ -31,7 +32,10 @@ Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
 the self-signed certificate's SHA-256, --connect takes it as --fingerprint HEX
 or skips the check with --insecure), or a libp2p multiaddr
 (/ip4/0.0.0.0/udp/4001/quic-v1 to listen, /ip4/…/udp/…/quic-v1/p2p/<peer-id>
-to connect). ws:// and https:// (WebSocket, WebTransport) are not supported yet.
+to connect). Browsers and @moq/lite reach a node listening on
+ws://host:port/path (WebSocket, both framings) or https://host:port/path
+(WebTransport, with the same certificate rules as moql://, whose port also
+accepts moql://); --connect takes ws://, wss:// and https:// too.
 
 With no address in hand, find a broadcast by name: join moqp2p's DHT with
 --bootstrap <multiaddr>/p2p/<peer-id> (moq node prints one); pub provides the

@@ -18,15 +18,19 @@ type kind int
 const (
 	kindMoQL kind = iota + 1 // moql://host:port: moq-lite on raw QUIC, X.509
 	kindP2P                  // a libp2p multiaddr: the moq package's P2P path
+	kindWS                   // ws://host:port/path (wss:// to connect): WebSocket
+	kindWT                   // https://host:port/path: WebTransport (and raw QUIC on the same port)
 )
 
 // endpoint is a parsed --listen or --connect value.
 type endpoint struct {
 	raw  string
 	kind kind
-	// hostport is the UDP address of a moql:// endpoint ("" host: every
-	// interface, for --listen).
+	// hostport is the address of a moql://, ws:// or https:// endpoint (""
+	// host: every interface, for --listen).
 	hostport string
+	// url is a ws://, wss:// or https:// endpoint as given (path included).
+	url string
 	// maddr is the transport part of a multiaddr (no /p2p).
 	maddr ma.Multiaddr
 	// peer is the /p2p/ part of a --connect multiaddr.
@@ -40,7 +44,7 @@ func (e endpoint) addrInfo() peer.AddrInfo {
 	return peer.AddrInfo{ID: e.peer, Addrs: []ma.Multiaddr{e.maddr}}
 }
 
-const urlForms = "moql://host:port or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
+const urlForms = "moql://host:port, ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
 
 // parseEndpoint reads a --listen (listen true) or --connect value.
 func parseEndpoint(s string, listen bool) (endpoint, error) {
@@ -66,10 +70,8 @@ func parseEndpointRaw(s string, listen bool) (endpoint, error) {
 	switch strings.ToLower(scheme) {
 	case "moql":
 		return parseMoQL(s, listen)
-	case "ws", "wss":
-		return endpoint{}, errors.New("WebSocket (ws://, wss://) is not supported yet")
-	case "https":
-		return endpoint{}, errors.New("WebTransport (https://) is not supported yet")
+	case "ws", "wss", "https":
+		return parseWeb(s, listen)
 	default:
 		return endpoint{}, fmt.Errorf("unsupported scheme %q; want %s", scheme, urlForms)
 	}
@@ -100,6 +102,40 @@ func parseMoQL(s string, listen bool) (endpoint, error) {
 		return endpoint{}, errors.New("--connect needs a host and a non-zero port")
 	}
 	return endpoint{raw: s, kind: kindMoQL, hostport: net.JoinHostPort(host, port)}, nil
+}
+
+// parseWeb reads ws://, wss:// (connect only: a listener has no trusted
+// certificate to offer) and https:// (WebTransport) URLs.
+func parseWeb(s string, listen bool) (endpoint, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("malformed %s URL", strings.SplitN(s, ":", 2)[0])
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case u.User != nil:
+		return endpoint{}, fmt.Errorf("%s:// URLs take no user info", scheme)
+	case u.Fragment != "":
+		return endpoint{}, fmt.Errorf("%s:// URLs take no fragment", scheme)
+	case listen && scheme == "wss":
+		return endpoint{}, errors.New("cannot listen on wss:// (the development certificate is for WebTransport); listen on ws:// or https://")
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("%s:// needs host:port", scheme)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("bad port %q", port)
+	}
+	if !listen && (host == "" || p == 0) {
+		return endpoint{}, errors.New("--connect needs a host and a non-zero port")
+	}
+	k := kindWS
+	if scheme == "https" {
+		k = kindWT
+	}
+	return endpoint{raw: s, kind: k, hostport: net.JoinHostPort(host, port), url: s}, nil
 }
 
 func parseMultiaddr(s string, listen bool) (endpoint, error) {
