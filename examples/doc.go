@@ -14,6 +14,9 @@
 //     closed with an application code (go run ./examples/admission).
 //   - discovery: peers form a DHT; one publishes a clock and another, with
 //     no address for it, subscribes by name (go run ./examples/discovery).
+//   - browser: a node publishes the clock and serves a page that shows it
+//     live, using @moq/lite over WebTransport (go run ./examples/browser,
+//     after npm ci in interop/jspeer).
 //
 // Run without flags, each runs all its peers in one process and finishes by
 // itself (clock and discovery after -n ticks); with -role, its peers run in

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/jspeer"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -52,7 +54,7 @@ func testMain(m *testing.M) int {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery")
+	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery", "./browser")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -119,6 +121,44 @@ func checkTicks(t *testing.T, out string, n int) {
 		}
 		last = at
 	}
+}
+
+// The browser example's page, loaded in headless Chromium, shows the Go
+// node's clock ticking.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	jspeer.RequireChromium(t)
+	srv := start(t, nil, "browser", "-addr", "127.0.0.1:0", "-modules", filepath.Join(jspeer.Dir(), "node_modules"))
+	url := srv.waitFor(t, `open (http://\S+/)`)[1]
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	body, err := jspeer.RunPage(ctx, url+"?n=3", jspeer.ChromiumOptions{})
+	if err != nil {
+		t.Fatalf("page: %v", err)
+	}
+	var shown struct {
+		OK      bool     `json:"ok"`
+		Error   string   `json:"error"`
+		Version string   `json:"version"`
+		Shown   []string `json:"shown"`
+		Text    string   `json:"text"`
+	}
+	if err := json.Unmarshal(body, &shown); err != nil {
+		t.Fatalf("page result %s: %v", body, err)
+	}
+	if !shown.OK || len(shown.Shown) != 3 || shown.Text != shown.Shown[2] {
+		t.Fatalf("the page shows %+v", shown)
+	}
+	var ticks strings.Builder
+	for i, at := range shown.Shown {
+		fmt.Fprintf(&ticks, "tick %d: %s\n", i+1, at)
+	}
+	checkTicks(t, ticks.String(), 3)
+	if shown.Version != "moq-lite-04" {
+		t.Errorf("the page connected over %q, want moq-lite-04 (WebTransport)", shown.Version)
+	}
+	srv.interrupt()
+	srv.wait(t)
 }
 
 func TestChat(t *testing.T) {
