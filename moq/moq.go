@@ -239,23 +239,34 @@ func (m *Moq) acceptLoop(accept func(context.Context) (actor.Conn, error)) {
 // admitAndRegister runs admission before the session exists, so nothing is
 // offered to a peer that is then turned away (iroh-moq's B8).
 func (m *Moq) admitAndRegister(c actor.Conn) {
-	if m.admit != nil {
-		if err := m.admit(m.ctx, c.RemotePeer()); err != nil {
-			code, reason := broadcast.CodeUnauthorized, err.Error()
-			var e *broadcast.Error
-			if errors.As(err, &e) {
-				code, reason = e.Code, e.Reason // the code travels on its own
-			}
-			m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
-			_ = c.CloseWithError(uint32(code), reason)
-			return
-		}
+	if !m.admitted(c) {
+		return
 	}
 	s, err := m.a.Register(m.ctx, c, false)
 	if err != nil {
 		return
 	}
 	m.deliver(s)
+}
+
+// admitted runs admission (WithAdmission) on an incoming connection and
+// closes it, with the refusal's code, if it is turned away.
+func (m *Moq) admitted(c actor.Conn) bool {
+	if m.admit == nil {
+		return true
+	}
+	err := m.admit(m.ctx, c.RemotePeer())
+	if err == nil {
+		return true
+	}
+	code, reason := broadcast.CodeUnauthorized, err.Error()
+	var e *broadcast.Error
+	if errors.As(err, &e) {
+		code, reason = e.Code, e.Reason // the code travels on its own
+	}
+	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
+	_ = c.CloseWithError(uint32(code), reason)
+	return false
 }
 
 // deliver hands an accepted session to IncomingSessions, if iterated.

@@ -39,7 +39,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // offered to the peer. Returning nil admits it; returning an error rejects it
 // and closes the connection with that error's moq-lite code (see
 // broadcast.CodeOf; errors without a code close with Unauthorized) and its
-// text as the reason.
+// text as the reason. Sessions accepted by a Server (browsers, moql://
+// clients) come with an empty peer ID.
 func WithAdmission(f func(ctx context.Context, p peer.ID) error) Option {
 	return func(o *options) { o.admit = f }
 }

@@ -35,8 +35,9 @@ const CertificatePath = "/certificate.sha256"
 // WebTransport or WebSocket, and raw-QUIC moql:// clients — as ordinary
 // sessions of a Moq node: they are offered the node's publications, appear in
 // IncomingSessions and Sessions, and what they publish is read through their
-// Session. WebTransport and raw QUIC share one UDP port; WebSocket and plain
-// HTTP use the TCP port of the same number.
+// Session. They pass the node's admission (WithAdmission) like P2P sessions,
+// with an empty peer ID, after Route. WebTransport and raw QUIC share one UDP
+// port; WebSocket and plain HTTP use the TCP port of the same number.
 //
 // The URL path of a WebTransport or WebSocket request scopes its session, as
 // moq-relay does: a client connected at /room sees the node's room/clock as
@@ -321,6 +322,9 @@ func (s *Server) isDraining() bool {
 func (s *Server) register(c transport.Conn, scope string) {
 	if s.isDraining() {
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
+		return
+	}
+	if !s.Moq.admitted(anonConn{c}) {
 		return
 	}
 	as, err := s.Moq.a.RegisterWith(s.ctx, anonConn{c}, actor.RegisterOptions{Scope: scope})

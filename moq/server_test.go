@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
@@ -267,6 +269,32 @@ func TestServerRefusals(t *testing.T) {
 	}
 	if all, _ := n.Sessions(testCtx(t)); len(all) != 0 {
 		t.Fatalf("%d sessions registered", len(all))
+	}
+}
+
+// The node's admission applies to Server sessions too, with no peer ID.
+func TestServerUsesNodeAdmission(t *testing.T) {
+	asked := make(chan string, 4)
+	n := newNode(t, WithAdmission(func(_ context.Context, p peer.ID) error {
+		asked <- p.String()
+		return &broadcast.Error{Code: broadcast.CodeUnauthorized, Reason: "members only"}
+	}))
+	srv := serve(t, n, nil)
+	c, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Context().Done():
+	case <-testCtx(t).Done():
+		t.Fatal("refused session stays open")
+	}
+	var ce *transport.ConnError
+	if err := context.Cause(c.Context()); !errors.As(err, &ce) || ce.Code != uint32(broadcast.CodeUnauthorized) || ce.Reason != "members only" {
+		t.Fatalf("closed with %v, want Unauthorized: members only", err)
+	}
+	if p := <-asked; p != "" {
+		t.Fatalf("admission asked about %q, want the empty peer ID", p)
 	}
 }
 
