@@ -14,6 +14,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/netns"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
@@ -27,7 +28,7 @@ import (
 // does; else the test is skipped, saying why. It returns whether to run the
 // test body in this process.
 func mdnsOnLoopback(t *testing.T) bool {
-	child, err := inPrivateNetns(t)
+	child, err := netns.Private(t)
 	if child || err == nil {
 		if child {
 			requireLoopbackMulticast(t)

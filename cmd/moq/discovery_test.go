@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/internal/netns"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -210,7 +211,7 @@ func TestNotFoundByName(t *testing.T) {
 // interface is loopback, or not at all.
 func TestSubscribeMDNS(t *testing.T) {
 	t.Parallel()
-	child, err := inPrivateNetns(t)
+	child, err := netns.Private(t, binEnv+"="+moqBin)
 	switch {
 	case err != nil:
 		t.Skipf("mDNS test skipped: no private network namespace to keep multicast on loopback: %v", err)

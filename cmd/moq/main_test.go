@@ -17,13 +17,17 @@ import (
 	"go.uber.org/goleak"
 )
 
+// binEnv hands a test rerun in a private network namespace the moq binary
+// its parent built.
+const binEnv = "MOQP2P_TEST_MOQ_BIN"
+
 // moqBin is the moq binary the end-to-end tests run, built once by TestMain
 // (with -race when the tests run with it).
 var moqBin string
 
 func TestMain(m *testing.M) {
 	if moqBin = os.Getenv(binEnv); moqBin != "" {
-		// A child in a private network namespace (inPrivateNetns): the
+		// A child in a private network namespace (netns.Private): the
 		// parent built the binary.
 		os.Exit(m.Run())
 	}

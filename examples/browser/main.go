@@ -105,15 +105,5 @@ func publishClock(ctx context.Context, p *peers.Peer) error {
 	if _, err := p.Publish(ctx, "clock", b.Consume()); err != nil {
 		return err
 	}
-	for {
-		now := time.Now()
-		if err := seconds.WriteFrame([]byte(now.Format(time.DateTime))); err != nil {
-			return err
-		}
-		select {
-		case <-time.After(time.Until(now.Truncate(time.Second).Add(time.Second))):
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	return peers.RunClock(ctx, seconds)
 }

@@ -21,11 +21,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -108,18 +106,7 @@ func publish(ctx context.Context, p *peers.Peer) error {
 	}
 	fmt.Printf("publisher %s: publishing broadcast \"clock\", track \"seconds\"\n", peers.Short(p.ID()))
 	defer func() { _ = seconds.Finish() }()
-	for {
-		now := time.Now()
-		// WriteFrame makes a group holding this one frame and finishes it.
-		if err := seconds.WriteFrame([]byte(now.Format(time.DateTime))); err != nil {
-			return err
-		}
-		select {
-		case <-time.After(time.Until(now.Truncate(time.Second).Add(time.Second))):
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	return peers.RunClock(ctx, seconds)
 }
 
 // subscribe connects to the publisher and prints its ticks: n of them, or
@@ -138,25 +125,5 @@ func subscribe(ctx context.Context, p *peers.Peer, publisher peer.AddrInfo, n in
 	fmt.Printf("subscriber %s: subscribed to %s's clock over %s\n",
 		peers.Short(p.ID()), peers.Short(s.RemotePeer()), s.Version())
 
-	for printed := 0; n == 0 || printed < n; {
-		// NextGroup returns the newest group; a group that arrives late is
-		// skipped, as live media does.
-		g, err := ticks.NextGroup(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, io.EOF), errors.Is(err, broadcast.ErrNotFound):
-			fmt.Println("the clock stopped")
-			return nil
-		case err != nil:
-			return err
-		}
-		frame, err := g.ReadFrame(ctx)
-		if err != nil {
-			continue // a group that was cut short: wait for the next second
-		}
-		printed++
-		fmt.Printf("tick %d: %s\n", printed, frame)
-	}
-	return nil
+	return peers.PrintTicks(ctx, ticks, n)
 }

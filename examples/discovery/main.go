@@ -26,7 +26,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -150,17 +149,7 @@ func publish(ctx context.Context, p *peers.Peer, ready chan<- struct{}) error {
 		close(ready)
 	}
 	defer func() { _ = seconds.Finish() }()
-	for {
-		now := time.Now()
-		if err := seconds.WriteFrame([]byte(now.Format(time.DateTime))); err != nil {
-			return err
-		}
-		select {
-		case <-time.After(time.Until(now.Truncate(time.Second).Add(time.Second))):
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	return peers.RunClock(ctx, seconds)
 }
 
 // subscribe finds the clock by name and prints its ticks: n of them, or
@@ -186,23 +175,5 @@ func subscribe(ctx context.Context, p *peers.Peer, n int) error {
 			peers.Short(s.RemotePeer()), time.Since(start).Round(time.Millisecond), s.Version())
 	}
 
-	for printed := 0; n == 0 || printed < n; {
-		g, err := ticks.NextGroup(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, io.EOF), errors.Is(err, broadcast.ErrNotFound):
-			fmt.Println("the clock stopped")
-			return nil
-		case err != nil:
-			return err
-		}
-		frame, err := g.ReadFrame(ctx)
-		if err != nil {
-			continue // a group that was cut short: wait for the next second
-		}
-		printed++
-		fmt.Printf("tick %d: %s\n", printed, frame)
-	}
-	return nil
+	return peers.PrintTicks(ctx, ticks, n)
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package discovery_test
+package netns
 
 import (
 	"context"
@@ -16,19 +16,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netnsEnv marks the child process that runs a test inside private
-// namespaces.
-const netnsEnv = "MOQP2P_TEST_PRIVATE_NETNS"
+// Env marks the child process that runs a test inside private namespaces.
+const Env = "MOQP2P_TEST_PRIVATE_NETNS"
 
-// inPrivateNetns runs the calling test again in a child process inside new
-// user and network namespaces: there the only interface is a loopback that
-// the child brings up with multicast on, so multicast (mDNS) cannot leave
-// loopback and the host's network configuration is untouched. In the child
-// it configures lo and returns true (run the test). In the parent it runs
-// the child, relays its output and verdict, and returns false; if the
-// namespaces cannot be created it returns false and an error.
-func inPrivateNetns(t *testing.T) (child bool, err error) {
-	if os.Getenv(netnsEnv) != "" {
+// InChild reports whether this process is such a child.
+func InChild() bool { return os.Getenv(Env) != "" }
+
+// Private runs the calling test again in a child process inside new user and
+// network namespaces: there the only interface is a loopback that the child
+// brings up with multicast on, so multicast (mDNS) cannot leave loopback and
+// the host's network configuration is untouched. env is added to the child's
+// environment. In the child it configures lo and returns true (run the
+// test). In the parent it runs the child, relays its output and verdict, and
+// returns false; if the namespaces cannot be created it returns false and an
+// error.
+func Private(t *testing.T, env ...string) (child bool, err error) {
+	if InChild() {
 		if err := loopbackUpWithMulticast(); err != nil {
 			t.Fatalf("configuring lo in the private network namespace: %v", err)
 		}
@@ -41,7 +44,7 @@ func inPrivateNetns(t *testing.T) (child bool, err error) {
 		args = append(args, "-test.v")
 	}
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	cmd.Env = append(append(os.Environ(), Env+"=1"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
