@@ -361,7 +361,9 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (peerSession, error) {
 		}
 		return nil, err
 	}
-	s, err := session.New(conn, n.sessionConfig())
+	cfg := n.sessionConfig()
+	cfg.Client = true // a server that picks moql expects our CLIENT_SETUP
+	s, err := session.New(conn, cfg)
 	if err != nil {
 		return nil, err
 	}

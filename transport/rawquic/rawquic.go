@@ -16,8 +16,12 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// ALPNs are the protocols offered, most preferred first.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03}
+// ALPNs are the protocols offered, most preferred first. "moql" (the version
+// by compat SETUP) comes last: moq-dev clients that offer only it still get
+// a session, while any peer that speaks lite-04 or lite-03 gets that. A
+// session on a moql connection needs session.Config.Client on the dialing
+// side.
+var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more
@@ -48,6 +52,7 @@ func withALPN(tc *tls.Config) *tls.Config {
 // (a connection closed on its own lingers a few round trips, as QUIC wants).
 type Endpoint struct {
 	tr *quic.Transport
+	pc net.PacketConn // the socket: quic.Transport.Close leaves it open
 	ln *quic.Listener // nil if not listening
 	qc *quic.Config
 }
@@ -72,7 +77,7 @@ func NewEndpointConn(pc net.PacketConn, qc *quic.Config) *Endpoint {
 	if qc == nil {
 		qc = Config()
 	}
-	return &Endpoint{tr: &quic.Transport{Conn: pc}, qc: qc}
+	return &Endpoint{tr: &quic.Transport{Conn: pc}, pc: pc, qc: qc}
 }
 
 // Listen binds addr and accepts moq-lite connections on it. tc must hold the
@@ -132,7 +137,13 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, tc *tls.Config) (trans
 func (e *Endpoint) Addr() net.Addr { return e.tr.Conn.LocalAddr() }
 
 // Close closes every connection of the endpoint and its socket.
-func (e *Endpoint) Close() error { return e.tr.Close() }
+func (e *Endpoint) Close() error {
+	err := e.tr.Close()
+	if cerr := e.pc.Close(); err == nil && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
 
 // Dial connects to addr from a socket of its own, which closes some round
 // trips after the connection does. tc decides how the server is verified;

@@ -1,0 +1,77 @@
+package rawquic
+
+import (
+	"context"
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/moqp2p/moqp2p/transport/cert"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The server's order picks the protocol: lite-04 when both sides speak it,
+// "moql" (compat SETUP) only with a peer that offers nothing else.
+func TestALPNSelection(t *testing.T) {
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name           string
+		server, client []string
+		want           string
+	}{
+		{"both default", nil, nil, "moq-lite-04"},
+		{"client offers only moql", nil, []string{"moql"}, "moql"},
+		{"server offers only moql", []string{"moql"}, nil, "moql"},
+		{"server offers only lite-03", []string{"moq-lite-03"}, nil, "moq-lite-03"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ln, err := Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: c.server}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ep, err := NewEndpoint("127.0.0.1:0", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ep.Close()
+			cc, err := ep.Dial(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: c.client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := ln.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.Protocol() != c.want || sc.Protocol() != c.want {
+				t.Fatalf("negotiated %q (client) / %q (server), want %q", cc.Protocol(), sc.Protocol(), c.want)
+			}
+			_ = cc.CloseWithError(0, "")
+		})
+	}
+}
+
+// Close releases the socket: its port can be bound again at once.
+func TestCloseReleasesSocket(t *testing.T) {
+	ep, err := NewEndpoint("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ep.Addr().String()
+	if err := ep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewEndpoint(addr, nil)
+	if err != nil {
+		t.Fatalf("port still bound after Close: %v", err)
+	}
+	_ = again.Close()
+}
