@@ -51,7 +51,7 @@ type Server struct {
 	// number on TCP.
 	Addr string
 	// TLSConfig holds the certificate. Nil means a fresh self-signed
-	// development certificate (ECDSA P-256, valid 10 days) that browsers
+	// development certificate (ECDSA P-256, valid 13 days) that browsers
 	// accept through serverCertificateHashes; the TCP side then speaks
 	// plain HTTP (ws://), as moq-relay's development mode does. With a
 	// TLSConfig the TCP side speaks TLS too (wss://).
