@@ -87,6 +87,9 @@ type Server struct {
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// registering counts register calls past the draining check; Shutdown
+	// waits for them so that no session escapes its GOAWAY.
+	registering sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*actor.Session]struct{}
@@ -320,10 +323,15 @@ func (s *Server) isDraining() bool {
 
 // register makes c a session of the node and tracks it for Shutdown.
 func (s *Server) register(c transport.Conn, scope string) {
-	if s.isDraining() {
+	s.mu.Lock()
+	if s.draining || s.closed {
+		s.mu.Unlock()
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 		return
 	}
+	s.registering.Add(1) // Shutdown waits for this one before it looks
+	s.mu.Unlock()
+	defer s.registering.Done()
 	if !s.Moq.admitted(anonConn{c}) {
 		return
 	}
@@ -389,6 +397,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.draining = true
+	s.mu.Unlock()
+	s.registering.Wait()
+	s.mu.Lock()
 	live := make([]*actor.Session, 0, len(s.sessions))
 	for as := range s.sessions {
 		live = append(live, as)
