@@ -23,7 +23,7 @@ func benchFanout(b *testing.B, consumers int) {
 	const framesPerGroup = 64
 	payload := make([]byte, 1024)
 	// A cache large enough that no consumer is evicted: this measures delivery.
-	tp := NewTrack(Track{Name: "bench"}, Limits{CacheMaxAge: time.Hour, CacheMaxBytes: 1 << 50})
+	tp := NewTrack(Track{Name: "bench"}, Limits{CacheMaxAge: time.Hour, CacheMaxBytes: 1 << 50, CacheMaxGroups: 1 << 30})
 	ctx := context.Background()
 	var ready, wg sync.WaitGroup
 	start := make(chan struct{})

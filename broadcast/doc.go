@@ -11,8 +11,8 @@
 // Memory is bounded everywhere: a group caches at most Limits.GroupMaxBytes and
 // Limits.GroupMaxFrames (a consumer that falls behind the eviction point gets
 // ErrEvicted), and a track keeps its latest group plus older groups within
-// Limits.CacheMaxAge and Limits.CacheMaxBytes. A slow consumer therefore never
-// stalls a producer or other consumers.
+// Limits.CacheMaxAge, Limits.CacheMaxBytes and Limits.CacheMaxGroups. A slow
+// consumer therefore never stalls a producer or other consumers.
 //
 // The package does no I/O. The session package moves this model over the wire.
 package broadcast

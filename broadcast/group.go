@@ -22,10 +22,16 @@ type group struct {
 	done   bool          // finished or aborted
 	err    error         // nil after a clean finish
 	sig    signal
+
+	prod  GroupProducer // the group's one producer handle, allocated with it
+	first [2][]byte     // frames' first backing array: small groups need no other
 }
 
 func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {
-	return &group{seq: seq, lim: lim, created: lim.Now(), acct: acct, sig: newSignal()}
+	g := &group{seq: seq, lim: lim, created: lim.Now(), acct: acct}
+	g.prod.g = g
+	g.frames = g.first[:0]
+	return g
 }
 
 // GroupProducer writes the frames of one group. Its methods are safe for
@@ -40,17 +46,36 @@ func (p *GroupProducer) Sequence() uint64 { return p.g.seq }
 // finished or aborted group returns ErrClosed; a frame larger than the group's
 // byte limit returns ErrTooLarge.
 func (p *GroupProducer) WriteFrame(payload []byte) error {
+	return p.WriteFrames(payload)
+}
+
+// WriteFrames appends frames in order, as WriteFrame does one by one, but
+// wakes the group's consumers once for all of them: a reader that received
+// a burst of frames hands it over at the cost of one frame. A frame over
+// the group's byte limit is refused with ErrTooLarge, after the frames
+// before it were written.
+func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	g := p.g
-	size := int64(len(payload))
-	if size > g.lim.GroupMaxBytes {
-		return withReason(ErrTooLarge, "frame of %d bytes over the group limit of %d", size, g.lim.GroupMaxBytes)
+	var size int64
+	var tooLarge error
+	for i, f := range frames {
+		n := int64(len(f))
+		if n > g.lim.GroupMaxBytes {
+			frames = frames[:i]
+			tooLarge = withReason(ErrTooLarge, "frame of %d bytes over the group limit of %d", n, g.lim.GroupMaxBytes)
+			break
+		}
+		size += n
+	}
+	if len(frames) == 0 && tooLarge != nil {
+		return tooLarge
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.done {
 		return withReason(ErrClosed, "group %d: write after end", g.seq)
 	}
-	g.frames = append(g.frames, payload)
+	g.frames = append(g.frames, frames...)
 	g.bytes += size
 	delta := size
 	// Evict the oldest frames beyond the cache bounds; readers behind them get ErrEvicted.
@@ -66,12 +91,17 @@ func (p *GroupProducer) WriteFrame(payload []byte) error {
 		g.acct.Add(delta)
 	}
 	g.sig.notify()
-	return nil
+	return tooLarge
 }
 
 // Finish ends the group cleanly: consumers read the remaining frames and then
 // io.EOF. Finishing twice, or after Abort, returns ErrClosed.
-func (p *GroupProducer) Finish() error { return p.g.close(nil) }
+func (p *GroupProducer) Finish() error {
+	if !p.g.close(nil) {
+		return withReason(ErrClosed, "group %d already ended", p.g.seq)
+	}
+	return nil
+}
 
 // Abort ends the group with err (ErrCancelled if nil). Consumers still read the
 // frames already written, then get err. Aborting an ended group does nothing.
@@ -79,7 +109,7 @@ func (p *GroupProducer) Abort(err error) {
 	if err == nil {
 		err = ErrCancelled
 	}
-	_ = p.g.close(err)
+	p.g.close(err)
 }
 
 // FrameCount returns the number of frames written so far.
@@ -92,15 +122,16 @@ func (p *GroupProducer) FrameCount() int {
 // Consume returns a consumer that reads the group from its first frame.
 func (p *GroupProducer) Consume() *GroupConsumer { return &GroupConsumer{g: p.g} }
 
-func (g *group) close(err error) error {
+// close ends the group with err (nil: cleanly); false if it had ended.
+func (g *group) close(err error) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.done {
-		return withReason(ErrClosed, "group %d already ended", g.seq)
+		return false
 	}
 	g.done, g.err = true, err
 	g.sig.notify()
-	return nil
+	return true
 }
 
 // evict detaches the group from its track's byte count.
@@ -149,6 +180,56 @@ func (c *GroupConsumer) ReadFrame(ctx context.Context) ([]byte, error) {
 func (c *GroupConsumer) TryReadFrame() (frame []byte, ok bool, err error) {
 	f, wake, err := c.poll(false)
 	return f, wake == nil, err
+}
+
+// TryReadFrames is TryReadFrame for every frame at hand: it appends to dst,
+// under one lock, the frames that are ready (at most max of them), and
+// returns the extended slice. When none is ready it returns dst and the
+// end of the group (io.EOF, the abort error, ErrEvicted), or a nil error if
+// the next frame has not been written yet.
+func (c *GroupConsumer) TryReadFrames(dst [][]byte, max int) ([][]byte, error) {
+	g := c.g
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if c.next < g.base {
+		return dst, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+	}
+	if i := c.next - g.base; i < len(g.frames) {
+		n := min(len(g.frames)-i, max)
+		c.next += n
+		return append(dst, g.frames[i:i+n]...), nil
+	}
+	if g.done {
+		if g.err != nil {
+			return dst, g.err
+		}
+		return dst, io.EOF
+	}
+	return dst, nil
+}
+
+// Remaining reports whether the rest of the group is at hand: every frame
+// this consumer has not read yet is written and the group finished cleanly
+// after them. It also returns their number and payload bytes, and gives up
+// (false) as soon as those exceed maxFrames or maxBytes. A writer uses it to
+// send a small finished group in one go.
+func (c *GroupConsumer) Remaining(maxFrames int, maxBytes int64) (frames int, bytes int64, complete bool) {
+	g := c.g
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if !g.done || g.err != nil || c.next < g.base {
+		return 0, 0, false
+	}
+	rest := g.frames[c.next-g.base:]
+	if len(rest) > maxFrames {
+		return 0, 0, false
+	}
+	for _, f := range rest {
+		if bytes += int64(len(f)); bytes > maxBytes {
+			return 0, 0, false
+		}
+	}
+	return len(rest), bytes, true
 }
 
 // poll returns the next frame or the end, or (if nothing is ready) a channel

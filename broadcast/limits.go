@@ -17,6 +17,11 @@ type Limits struct {
 	// CacheMaxBytes caps the bytes of a track's cached groups other than the
 	// latest one. Default 64 MiB.
 	CacheMaxBytes int64
+	// CacheMaxGroups caps the number of groups a track caches, the latest
+	// included: a group costs memory beyond its payload, so a burst of tiny
+	// groups must not pile up for CacheMaxAge. Default 1024 (34 s of 30
+	// groups/s).
+	CacheMaxGroups int
 	// Now is the clock used for group ages; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -27,6 +32,7 @@ const (
 	DefaultGroupMaxFrames = 1024
 	DefaultCacheMaxAge    = 5 * time.Second
 	DefaultCacheMaxBytes  = 64 << 20
+	DefaultCacheMaxGroups = 1024
 )
 
 func (l Limits) withDefaults() Limits {
@@ -41,6 +47,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.CacheMaxBytes <= 0 {
 		l.CacheMaxBytes = DefaultCacheMaxBytes
+	}
+	if l.CacheMaxGroups <= 0 {
+		l.CacheMaxGroups = DefaultCacheMaxGroups
 	}
 	if l.Now == nil {
 		l.Now = time.Now

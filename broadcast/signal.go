@@ -2,34 +2,42 @@ package broadcast
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 )
 
-// signal wakes every goroutine waiting for a state change. The channel is only
-// replaced when somebody actually waited, so a producer that outruns its
-// consumers allocates nothing per write.
+// signal wakes every goroutine waiting for a state change. Its channel is
+// made only when somebody waits, and replaced only after a waiter was woken,
+// so a producer that outruns its consumers allocates nothing per write, and
+// a group or track nobody ever waits on never allocates a channel at all.
 //
 // Protocol: a waiter holds at least a read lock on the owner's mutex while it
-// calls wait; a notifier holds the write lock while it calls notify. The
-// waiting flag is atomic because waiters may share a read lock.
+// calls wait; a notifier holds the write lock while it calls notify. Waiters
+// may share a read lock, so they make the channel under mu; notify needs no
+// lock beyond the owner's, as no waiter can run meanwhile.
 type signal struct {
-	ch      chan struct{}
 	waiting atomic.Bool
+	mu      sync.Mutex // orders waiters that share the owner's read lock
+	ch      chan struct{}
 }
-
-func newSignal() signal { return signal{ch: make(chan struct{})} }
 
 // wait returns a channel that is closed by the next notify.
 func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
 	s.waiting.Store(true)
 	return s.ch
 }
 
 // notify wakes the current waiters.
 func (s *signal) notify() {
-	if s.waiting.Swap(false) {
+	if s.waiting.Load() {
+		s.waiting.Store(false)
 		close(s.ch)
-		s.ch = make(chan struct{})
+		s.ch = nil
 	}
 }
 

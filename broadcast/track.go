@@ -22,7 +22,7 @@ type track struct {
 	bytes atomic.Int64 // payload bytes of every cached group
 
 	mu        sync.RWMutex
-	entries   []*entry // groups in arrival order; nil = evicted; entries[0] has arrival index base
+	entries   []entry // groups in arrival order; g nil = evicted; entries[0] has arrival index base
 	base      int
 	bySeq     map[uint64]*group // cached groups by sequence
 	latest    uint64            // highest sequence seen, valid when any
@@ -48,7 +48,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // NewTrack returns the producer of a new, empty track. Tracks are usually made
 // with Producer.CreateTrack, which applies the broadcast's limits.
 func NewTrack(info Track, lim Limits) *TrackProducer {
-	return &TrackProducer{t: &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}, sig: newSignal()}}
+	return &TrackProducer{t: &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}}}
 }
 
 // TrackProducer writes the groups of one track. It is safe for concurrent use.
@@ -153,32 +153,33 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
 	}
 	g := newGroup(seq, &t.lim, &t.bytes)
-	t.entries = append(t.entries, &entry{g: g, at: g.created})
+	t.entries = append(t.entries, entry{g: g, at: g.created})
 	t.bySeq[seq] = g
 	if !t.any || seq > t.latest {
 		t.latest, t.any = seq, true
 	}
 	t.evict()
 	t.sig.notify()
-	return &GroupProducer{g: g}, nil
+	return &g.prod, nil
 }
 
 // evict drops cached groups, oldest first, that are older than CacheMaxAge or
-// over CacheMaxBytes. The latest group always stays. Caller holds t.mu.
+// over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
+// Caller holds t.mu.
 func (t *track) evict() {
 	now := t.lim.Now()
 	for i, e := range t.entries {
-		if e == nil || e.g.seq == t.latest {
+		if e.g == nil || e.g.seq == t.latest {
 			continue
 		}
-		if now.Sub(e.at) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes {
+		if now.Sub(e.at) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
 		e.g.evict()
 		delete(t.bySeq, e.g.seq)
-		t.entries[i] = nil
+		t.entries[i] = entry{}
 	}
-	for len(t.entries) > 0 && t.entries[0] == nil {
+	for len(t.entries) > 0 && t.entries[0].g == nil {
 		t.entries = t.entries[1:]
 		t.base++
 	}
@@ -201,7 +202,7 @@ func (t *track) abort(err error) {
 	t.sig.notify()
 	t.mu.Unlock()
 	for _, g := range groups {
-		_ = g.close(err) // already-ended groups keep their outcome
+		g.close(err) // already-ended groups keep their outcome
 	}
 }
 
@@ -285,7 +286,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 		for c.next-t.base < len(t.entries) {
 			e := t.entries[c.next-t.base]
 			c.next++
-			if e == nil || e.g.seq < c.minSeq || (increasing && c.hasLast && e.g.seq <= c.last) {
+			if e.g == nil || e.g.seq < c.minSeq || (increasing && c.hasLast && e.g.seq <= c.last) {
 				continue
 			}
 			t.mu.RUnlock()

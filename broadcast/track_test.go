@@ -243,6 +243,25 @@ func TestTrackCacheEvictsByBytes(t *testing.T) {
 	}
 }
 
+func TestTrackCacheEvictsByGroupCount(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxGroups: 3})
+	for range 10 {
+		g, _ := tp.AppendGroup()
+		_ = g.WriteFrame([]byte{1})
+		_ = g.Finish()
+	}
+	c := tp.Consume()
+	defer c.Close()
+	c.StartAt(0)
+	got, _ := seqs(t, 3, c.RecvGroup)
+	if fmt.Sprint(got) != "[7 8 9]" {
+		t.Fatalf("cached groups %v, want the newest [7 8 9]", got)
+	}
+	if n := len(tp.t.bySeq); n != 3 {
+		t.Fatalf("cache holds %d groups, want 3", n)
+	}
+}
+
 func TestTrackSlowConsumerDoesNotStallFast(t *testing.T) {
 	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxBytes: 10_000})
 	slow, fast := tp.Consume(), tp.Consume()

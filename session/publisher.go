@@ -152,6 +152,10 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 
 	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), maxLatency: sub.MaxLatency}
 	defer gs.wait()
+	// However the subscription ends, its groups in flight end with it: their
+	// streams are reset, which also frees a writer stuck on flow control.
+	stopAborting := context.AfterFunc(ctx, func() { gs.cancelAll(broadcast.CodeOf(context.Cause(ctx))) })
+	defer stopAborting()
 	for {
 		g, err := tc.RecvGroup(ctx)
 		switch {
@@ -245,11 +249,18 @@ func urgency(priority uint8) int8 { return 6 - int8(int(priority)*7/256) }
 // queueing forever. At most MaxGroupsInFlight groups are sent at once; more
 // wait, leaving the rest in the track's bounded cache (a consumer that falls
 // behind it skips evicted groups), so a slow subscriber costs bounded memory.
+//
+// A group that is small and already finished when it arrives is written by
+// the subscription's goroutine itself, in one stream write (see
+// writeSmallGroup); every other group gets a goroutine that writes its
+// frames as they come.
 type groupSender struct {
 	s          *Session
 	id         uint64
 	base       int8
 	maxLatency time.Duration
+	buf        []byte     // writeSmallGroup's buffer; only send's goroutine uses it
+	hdr        wire.Group // writeSmallGroup's header (kept here: no allocation per group)
 
 	mu     sync.Mutex
 	groups []*outGroup   // in flight, oldest first
@@ -260,24 +271,55 @@ type groupSender struct {
 type outGroup struct {
 	seq     uint64
 	created time.Time // when the publisher made the group: its age
+	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	stream  transport.SendStream // set once open
+	// stream is set while the group's stream is open and may be reset:
+	// from opened until the writer closes it or a cancel resets it.
+	stream  transport.SendStream
+	demoted bool       // its urgency was lowered for a newer group
+	hdr     wire.Group // the GROUP header, encoded by the writer
 }
+
+// abortLocked cancels the group with cause and resets its stream if it is
+// open, which also ends a write stuck on flow control. gs.mu is held.
+func (og *outGroup) abortLocked(cause error) {
+	og.cancel(cause)
+	if og.stream != nil {
+		og.stream.CancelWrite(uint32(broadcast.CodeOf(cause)))
+		og.stream = nil
+	}
+}
+
+// A finished group of at most inlineFrames frames and inlineBytes of payload
+// is written inline: its encoding stays below a QUIC packet, so quic-go
+// copies the write and returns at once.
+const (
+	inlineFrames = 32
+	inlineBytes  = 1024
+)
 
 func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	if !gs.waitSlot(ctx) {
 		return
 	}
-	gctx, cancel := context.WithCancelCause(ctx)
-	og := &outGroup{seq: g.Sequence(), created: g.Created(), cancel: cancel}
+	seq, created := g.Sequence(), g.Created()
+	_, _, small := g.Remaining(inlineFrames, inlineBytes)
 	gs.mu.Lock()
 	for _, old := range gs.groups {
-		if gs.maxLatency > 0 && og.created.Sub(old.created) > gs.maxLatency {
-			old.cancel(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
-		} else if old.stream != nil && old.seq < og.seq {
+		if gs.maxLatency > 0 && created.Sub(old.created) > gs.maxLatency {
+			old.abortLocked(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
+		} else if old.stream != nil && old.seq < seq && !old.demoted {
 			old.stream.SetPriority(min(gs.base+1, 7))
+			old.demoted = true
 		}
 	}
+	if small {
+		gs.mu.Unlock()
+		gs.s.writeSmallGroup(ctx, gs, seq, g)
+		return
+	}
+	gctx, cancel := context.WithCancelCause(ctx)
+	og := &outGroup{seq: seq, created: created, ctx: gctx, cancel: cancel}
 	gs.groups = append(gs.groups, og)
 	gs.mu.Unlock()
 	gs.wg.Go(func() {
@@ -307,9 +349,16 @@ func (gs *groupSender) waitSlot(ctx context.Context) bool {
 	}
 }
 
+// remove forgets a group whose writer returned. A writer that left because
+// the group was cancelled, with its stream neither closed nor reset yet,
+// has it reset here with the cancel's code.
 func (gs *groupSender) remove(og *outGroup) {
-	og.cancel(nil)
 	gs.mu.Lock()
+	if og.stream != nil && og.ctx.Err() != nil {
+		og.stream.CancelWrite(uint32(broadcast.CodeOf(context.Cause(og.ctx))))
+	}
+	og.stream = nil
+	og.cancel(nil)
 	gs.groups = slices.DeleteFunc(gs.groups, func(x *outGroup) bool { return x == og })
 	if gs.freed != nil {
 		close(gs.freed)
@@ -318,23 +367,88 @@ func (gs *groupSender) remove(og *outGroup) {
 	gs.mu.Unlock()
 }
 
-func (gs *groupSender) opened(og *outGroup, st transport.SendStream) {
+// opened records the group's open stream, so that a cancel resets it; false
+// if the group was cancelled meanwhile (the writer then resets it).
+func (gs *groupSender) opened(og *outGroup, ctx context.Context, st transport.SendStream) bool {
 	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if ctx.Err() != nil {
+		return false
+	}
 	og.stream = st
-	gs.mu.Unlock()
+	return true
+}
+
+// closing takes the group's stream out of reach of cancels before the writer
+// closes it; false if a cancel reset it already.
+func (gs *groupSender) closing(og *outGroup) bool {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if og.stream == nil {
+		return false
+	}
+	og.stream = nil
+	return true
 }
 
 func (gs *groupSender) cancelAll(code broadcast.Code) {
 	gs.mu.Lock()
 	for _, og := range gs.groups {
-		og.cancel(&broadcast.Error{Code: code})
+		og.abortLocked(&broadcast.Error{Code: code})
 	}
 	gs.mu.Unlock()
 }
 
 func (gs *groupSender) wait() { gs.wg.Wait() }
 
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+// groupWriter is a group writer's reusable state: the stream's write buffer
+// and a batch of frames read from the group under one lock.
+type groupWriter struct {
+	w      *bufio.Writer
+	frames [][]byte
+}
+
+var groupWriters = sync.Pool{New: func() any {
+	return &groupWriter{w: bufio.NewWriterSize(nil, 32<<10), frames: make([][]byte, 0, 64)}
+}}
+
+// writeSmallGroup sends a finished group whose frames are all at hand
+// (groupSender.send checked it is small) in one stream write and FIN. It
+// needs no goroutine: the write does not wait, so small groups arriving
+// back to back leave in shared packets rather than one packet each.
+func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, g *broadcast.GroupConsumer) {
+	st, err := s.conn.OpenUniStream(ctx)
+	if err != nil {
+		return
+	}
+	st.SetPriority(gs.base)
+	b := wire.AppendUniStreamType(gs.buf[:0], wire.UniGroup)
+	gs.hdr = wire.Group{SubscribeID: gs.id, Sequence: seq}
+	if b, err = wire.AppendMessage(b, s.version, &gs.hdr); err != nil {
+		st.CancelWrite(uint32(broadcast.CodeEncode))
+		return
+	}
+	var frames, bytes uint64
+	for {
+		f, ok, err := g.TryReadFrame()
+		if !ok || err != nil {
+			break // the end: the group finished after these frames
+		}
+		b = wire.AppendFrameHeader(b, uint64(len(f)))
+		b = append(b, f...)
+		frames++
+		bytes += uint64(len(f))
+	}
+	gs.buf = b
+	if _, err := st.Write(b); err != nil {
+		return
+	}
+	if st.Close() == nil {
+		s.counters.groupsSent.Add(1)
+		s.counters.framesSent.Add(frames)
+		s.counters.bytesSent.Add(bytes)
+	}
+}
 
 // writeGroup sends one group: GROUP header, frames, FIN. It batches the
 // frames at hand into one write and flushes before it would wait, so small
@@ -345,25 +459,24 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 		return
 	}
 	st.SetPriority(gs.base)
-	gs.opened(og, st)
-	// A cancel must unblock a Write stuck on flow control: reset the stream.
-	// AfterFunc fires after ctx.Done closes, so this writer may see the
-	// cancel first and return; when its stop prevents the reset, it resets.
-	resetWithCause := func() { st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx)))) }
-	stop := context.AfterFunc(ctx, resetWithCause)
-	defer func() {
-		if stop() && ctx.Err() != nil {
-			resetWithCause()
-		}
-	}()
-
-	w := writerPool.Get().(*bufio.Writer)
+	if !gs.opened(og, ctx, st) { // cancelled while opening
+		st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx))))
+		return
+	}
+	gw := groupWriters.Get().(*groupWriter)
+	w := gw.w
 	w.Reset(st)
-	defer func() { w.Reset(nil); writerPool.Put(w) }()
+	defer func() { w.Reset(nil); groupWriters.Put(gw) }()
+	var frames, bytes uint64
+	defer func() {
+		s.counters.framesSent.Add(frames)
+		s.counters.bytesSent.Add(bytes)
+	}()
 
 	var hdr [16]byte
 	b := wire.AppendUniStreamType(hdr[:0], wire.UniGroup)
-	b, err = wire.AppendMessage(b, s.version, &wire.Group{SubscribeID: gs.id, Sequence: og.seq})
+	og.hdr = wire.Group{SubscribeID: gs.id, Sequence: og.seq}
+	b, err = wire.AppendMessage(b, s.version, &og.hdr)
 	if err != nil {
 		st.CancelWrite(uint32(broadcast.CodeEncode))
 		return
@@ -371,30 +484,45 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	if _, err := w.Write(b); err != nil {
 		return
 	}
+	write := func(f []byte) error {
+		if _, err := w.Write(wire.AppendFrameHeader(hdr[:0], uint64(len(f)))); err != nil {
+			return err
+		}
+		_, err := w.Write(f)
+		frames++
+		bytes += uint64(len(f))
+		return err
+	}
 	for {
-		f, ok, err := g.TryReadFrame()
-		if !ok {
+		batch, err := g.TryReadFrames(gw.frames[:0], cap(gw.frames))
+		for _, f := range batch {
+			if write(f) != nil {
+				clear(batch)
+				return
+			}
+		}
+		clear(batch)
+		if len(batch) > 0 {
+			continue
+		}
+		if err == nil { // nothing at hand: send what we have, then wait
 			if w.Flush() != nil {
 				return
 			}
-			f, err = g.ReadFrame(ctx)
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) && w.Flush() == nil {
-				_ = st.Close()
-				s.counters.groupsSent.Add(1)
-			} else if ctx.Err() == nil {
-				st.CancelWrite(uint32(broadcast.CodeOf(err)))
+			var f []byte
+			if f, err = g.ReadFrame(ctx); err == nil {
+				if write(f) != nil {
+					return
+				}
+				continue
 			}
-			return
 		}
-		if _, err := w.Write(wire.AppendFrameHeader(hdr[:0], uint64(len(f)))); err != nil {
-			return
+		if errors.Is(err, io.EOF) && w.Flush() == nil && gs.closing(og) {
+			_ = st.Close()
+			s.counters.groupsSent.Add(1)
+		} else if ctx.Err() == nil {
+			st.CancelWrite(uint32(broadcast.CodeOf(err)))
 		}
-		if _, err := w.Write(f); err != nil {
-			return
-		}
-		s.counters.framesSent.Add(1)
-		s.counters.bytesSent.Add(uint64(len(f)))
+		return
 	}
 }

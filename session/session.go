@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -103,8 +106,12 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if interest == nil {
 		interest = []string{""}
 	}
-	s.spawn(func() {
-		<-s.ctx.Done()
+	// When the session ends, so do the peer's broadcasts: a hook on the
+	// session's context rather than a goroutine waiting for it (an idle
+	// session holds no goroutine it does not need). Close waits for it.
+	s.wg.Add(1)
+	context.AfterFunc(s.ctx, func() {
+		defer s.wg.Done()
 		s.remote.Close()
 		s.endRemotes()
 	})
@@ -267,16 +274,86 @@ func remoteErr(err error) error {
 // holds only small buffers. A message larger than the buffer is still read
 // whole (the codec allocates its body).
 var (
-	groupReaders   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	groupReaders   = sync.Pool{New: func() any { return newGroupReader() }}
 	controlReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 512) }}
 )
 
 type source interface{ Read([]byte) (int, error) }
 
-func getReader(r source) *bufio.Reader      { return get(&controlReaders, r) }
-func getGroupReader(r source) *bufio.Reader { return get(&groupReaders, r) }
-func putReader(br *bufio.Reader)            { put(&controlReaders, br) }
-func putGroupReader(br *bufio.Reader)       { put(&groupReaders, br) }
+func getReader(r source) *bufio.Reader { return get(&controlReaders, r) }
+func putReader(br *bufio.Reader)       { put(&controlReaders, br) }
+
+// groupReader reads a group stream through a 16 KiB buffer and notes when
+// the stream ended (FIN) behind what is buffered.
+type groupReader struct {
+	*bufio.Reader
+	hdr wire.Group // the stream's GROUP header, decoded by recvGroup
+	src struct {
+		rs  transport.ReceiveStream
+		eof bool
+	}
+}
+
+func newGroupReader() *groupReader {
+	gr := &groupReader{}
+	gr.Reader = bufio.NewReaderSize((*eofSource)(gr), 16<<10)
+	return gr
+}
+
+// eofSource is a groupReader's view of its stream for the bufio.Reader.
+type eofSource groupReader
+
+func (e *eofSource) Read(p []byte) (int, error) {
+	n, err := e.src.rs.Read(p)
+	switch {
+	case err == io.EOF:
+		e.src.eof = true
+	case n > 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		// arrived's deadline passed in the middle of a read that got data:
+		// keep the data, drop the error (bufio would hold it for later).
+		err = nil
+	}
+	return n, err
+}
+
+func getGroupReader(rs transport.ReceiveStream) *groupReader {
+	gr := groupReaders.Get().(*groupReader)
+	gr.src.rs, gr.src.eof = rs, false
+	return gr
+}
+
+func putGroupReader(gr *groupReader) {
+	gr.Reset((*eofSource)(gr)) // drops what is buffered
+	gr.src.rs = nil
+	groupReaders.Put(gr)
+}
+
+// deadliner is a receive stream whose reads can be bounded in time
+// (rawquic's).
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// arrivalWait bounds the one read that tells whether a group stream has
+// fully arrived. A stream is usually accepted once its first bytes are in,
+// and the read returns at once; it waits only for a stream that is open
+// but empty (its bytes are late, or a later stream's opened it), which then
+// gets a goroutine. A read that the deadline cuts short (the goroutine was
+// descheduled) only sends the stream the goroutine way too.
+const arrivalWait = 50 * time.Microsecond
+
+// arrived reads what has arrived of a group stream without waiting (past
+// arrivalWait) and reports whether that is all of it, FIN included, so
+// that the stream can be read to its end without blocking. Streams of
+// transports without read deadlines report false.
+func (gr *groupReader) arrived() bool {
+	d, ok := gr.src.rs.(deadliner)
+	if !ok || d.SetReadDeadline(time.Now().Add(arrivalWait)) != nil {
+		return false
+	}
+	_, err := gr.Peek(1)
+	_ = d.SetReadDeadline(time.Time{})
+	return gr.src.eof && (err == nil || err == io.EOF)
+}
+
 func get(p *sync.Pool, r source) *bufio.Reader {
 	br := p.Get().(*bufio.Reader)
 	br.Reset(r)
@@ -327,7 +404,10 @@ func (s *Session) handleStream(st transport.Stream) {
 	}
 }
 
-// acceptUniStreams hands each of the peer's group streams to a reader.
+// acceptUniStreams hands each of the peer's group streams to a reader: a
+// stream that has fully arrived (a small group, sent in one go) is read
+// right here, any other on a goroutine of its own, so that a group still
+// arriving never holds up the next.
 func (s *Session) acceptUniStreams() {
 	for {
 		rs, err := s.conn.AcceptUniStream(s.ctx)
@@ -335,7 +415,12 @@ func (s *Session) acceptUniStreams() {
 			return
 		}
 		s.unsorted.Add(1) // until recvGroup knows its subscription
-		s.spawn(func() { s.recvGroup(rs) })
+		gr := getGroupReader(rs)
+		if gr.arrived() {
+			s.recvGroup(rs, gr)
+			continue
+		}
+		s.spawn(func() { s.recvGroup(rs, gr) })
 	}
 }
 

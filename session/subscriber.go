@@ -349,25 +349,26 @@ func (sub *subscription) groupDone() {
 	sub.mu.Unlock()
 }
 
-// recvGroup reads one group stream into the subscription's track. Frames
-// already received stay in the group whatever happens later.
-func (s *Session) recvGroup(rs transport.ReceiveStream) {
+// recvGroup reads one group stream, through gr, into the subscription's
+// track; it returns gr to its pool. Frames already received stay in the
+// group whatever happens later.
+func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	sorted := false
 	defer func() {
 		if !sorted {
 			s.unsorted.Add(-1)
 		}
 	}()
-	r := getGroupReader(rs)
-	defer putGroupReader(r)
+	defer putGroupReader(gr)
+	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
 		s.log.Warn("refusing uni stream", "type", typ, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return
 	}
-	var hdr wire.Group
-	if err := wire.ReadMessage(r, s.version, &hdr, s.lim.MaxMessageSize); err != nil {
+	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
+	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad group header", "err", err)
 		rs.CancelRead(uint32(codeOfWire(err)))
 		return
@@ -389,9 +390,8 @@ func (s *Session) recvGroup(rs transport.ReceiveStream) {
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return
 	}
-	// Bytes of one group only matter while the subscription lives.
-	stop := context.AfterFunc(s.ctx, func() { rs.CancelRead(uint32(broadcast.CodeCancel)) })
-	defer stop()
+	// No per-stream hook on the session's end is needed: the session ends
+	// only with its connection, whose close ends every stream's read.
 	if err := s.readFrames(r, g); err != nil {
 		g.Abort(err)
 		var se *transport.StreamError
@@ -404,28 +404,89 @@ func (s *Session) recvGroup(rs transport.ReceiveStream) {
 	s.counters.groupsReceived.Add(1)
 }
 
+// maxBatch is the most frames readFrames hands to the group at once.
+const maxBatch = 64
+
 // readFrames reads `size || payload` frames until FIN at a frame boundary.
+// The frames that lie complete in r's buffer go to the group together, in
+// one allocation and with one wake-up of its consumers (bufferedFrames); a
+// frame that does not is read on its own. No frame is held back while
+// waiting for the stream.
 func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+	var arr [maxBatch][]byte
+	var frames, bytes uint64
+	defer func() {
+		s.counters.framesReceived.Add(frames)
+		s.counters.bytesReceived.Add(bytes)
+	}()
 	for {
-		size, err := wire.ReadVarint(r)
-		switch {
-		case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
-			return nil // FIN between frames: the group is complete
-		case err != nil:
-			return s.frameErr(err)
-		case size > uint64(s.lim.MaxFrameSize):
-			return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil // FIN between frames: the group is complete
+				}
+				return s.frameErr(err)
+			}
 		}
-		payload, err := readPayload(r, size)
+		batch, size := s.bufferedFrames(r, arr[:0])
+		if len(batch) == 0 { // the next frame is not all here yet
+			n, err := wire.ReadVarint(r)
+			switch {
+			case err != nil:
+				return s.frameErr(err)
+			case n > uint64(s.lim.MaxFrameSize):
+				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+			}
+			payload, err := readPayload(r, n)
+			if err != nil {
+				return s.frameErr(err)
+			}
+			batch, size = append(batch, payload), n
+		}
+		err := g.WriteFrames(batch...)
+		clear(batch)
 		if err != nil {
-			return s.frameErr(err)
-		}
-		if err := g.WriteFrame(payload); err != nil {
 			return err
 		}
-		s.counters.framesReceived.Add(1)
-		s.counters.bytesReceived.Add(size)
+		frames += uint64(len(batch))
+		bytes += size
 	}
+}
+
+// bufferedFrames takes the frames that lie complete in r's buffer (at most
+// cap(dst)), copies their payloads into one new allocation and appends them
+// to dst; it also returns their total size. It stops at a frame that is not
+// all buffered or is over the size limit (the caller then reads it alone and
+// reports the error). The frames share their allocation, which lives while
+// any of them is referenced: at most one buffer's worth per batch.
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte) ([][]byte, uint64) {
+	buf, _ := r.Peek(r.Buffered())
+	off, count, total := 0, 0, 0
+	for count < cap(dst)-len(dst) {
+		size, n, err := wire.ParseVarint(buf[off:])
+		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-off-n) {
+			break
+		}
+		off += n + int(size)
+		total += int(size)
+		count++
+	}
+	if count == 0 {
+		return dst, 0
+	}
+	slab := make([]byte, total)
+	off, pos := 0, 0
+	for range count {
+		size, n, _ := wire.ParseVarint(buf[off:])
+		off += n
+		end := pos + int(size)
+		copy(slab[pos:end], buf[off:off+int(size)])
+		dst = append(dst, slab[pos:end:end])
+		off += int(size)
+		pos = end
+	}
+	_, _ = r.Discard(off)
+	return dst, uint64(total)
 }
 
 // exactAlloc is the largest frame whose declared size is allocated up front.

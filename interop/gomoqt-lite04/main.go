@@ -4,10 +4,15 @@
 //
 //	peer -role server|client -mode pub|sub [-addr HOST:PORT] [-broadcast /PATH] [-track NAME]
 //	     [-groups G] [-frames K] [-size S] [-count N] [-announce] [-wait] [-timeout D] [-maxuni N]
-//	     [-linger D] [-v]
+//	     [-linger D] [-bench] [-v]
 //
 // A server prints "LISTEN HOST:PORT" once it listens. On exit both modes print one JSON line
 // {"frames":N,"groups":G,"bytes":B,"sha256":"..."} on stdout; errors go to stderr with exit code 1.
+//
+// -bench is for moqp2p's benchmark command (go run ./bench): the publisher sends one payload for
+// every frame and hashes nothing, the subscriber counts frames without keeping or hashing them
+// (sha256 is then empty), and the subscriber's JSON line adds "elapsed_ns": the time from
+// SUBSCRIBE to the -count-th frame (or to the end of the track).
 package main
 
 import (
@@ -34,7 +39,7 @@ type options struct {
 	role, mode, addr, broadcast, track string
 	groups, frames, size               int
 	count                              uint64
-	announce, wait, verbose            bool
+	announce, wait, verbose, bench     bool
 	timeout, linger                    time.Duration
 	maxUni                             int64
 }
@@ -45,6 +50,8 @@ type result struct {
 	Groups uint64 `json:"groups"`
 	Bytes  uint64 `json:"bytes"`
 	SHA256 string `json:"sha256"`
+	// ElapsedNS is set by a -bench subscriber: SUBSCRIBE to the last counted frame.
+	ElapsedNS int64 `json:"elapsed_ns,omitempty"`
 }
 
 var verbose bool
@@ -71,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "overall deadline")
 	flag.Int64Var(&o.maxUni, "maxuni", 20000, "QUIC MaxIncomingUniStreams")
 	flag.DurationVar(&o.linger, "linger", 2*time.Second, "publisher (client): how long to wait for the subscriber to close the session after the track ended")
+	flag.BoolVar(&o.bench, "bench", false, "benchmark mode: one payload for every frame, nothing kept or hashed, elapsed_ns in the subscriber's JSON")
 	flag.BoolVar(&o.verbose, "v", false, "log to stderr")
 	flag.Parse()
 	verbose = o.verbose

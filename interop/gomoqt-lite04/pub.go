@@ -86,13 +86,20 @@ func (p *publisher) serve(tw *moqt.TrackWriter) {
 
 func (p *publisher) write(tw *moqt.TrackWriter, primary bool) error {
 	frame := moqt.NewFrame(p.o.size)
+	var fixed []byte // -bench: the one payload of every frame
+	if p.o.bench {
+		fixed = payload(0, p.o.size)
+	}
 	for g := 0; g < p.o.groups; g++ {
 		gw, err := tw.OpenGroup(tw.Context())
 		if err != nil {
 			return fmt.Errorf("open group %d: %w", g, err)
 		}
 		for f := 0; f < p.o.frames; f++ {
-			body := payload(uint64(g)*uint64(p.o.frames)+uint64(f), p.o.size)
+			body := fixed
+			if body == nil {
+				body = payload(uint64(g)*uint64(p.o.frames)+uint64(f), p.o.size)
+			}
 			frame.Reset()
 			_, _ = frame.Write(body)
 			if err := gw.WriteFrame(frame); err != nil {
@@ -101,7 +108,9 @@ func (p *publisher) write(tw *moqt.TrackWriter, primary bool) error {
 			}
 			if primary {
 				p.mu.Lock()
-				p.h.Write(body)
+				if !p.o.bench {
+					p.h.Write(body)
+				}
 				p.res.Frames++
 				p.res.Bytes += uint64(len(body))
 				p.mu.Unlock()

@@ -23,8 +23,9 @@ import (
 const endGrace = 200 * time.Millisecond
 
 type receivedGroup struct {
-	seq    uint64
-	frames [][]byte
+	seq      uint64
+	frames   [][]byte
+	n, bytes uint64 // -bench: frames counted, not kept
 }
 
 // collector keeps every received group and, at the end, hashes the payloads ordered by
@@ -44,6 +45,16 @@ func (c *collector) result(limit uint64) *result {
 		if limit > 0 && r.Frames >= limit {
 			break
 		}
+		if g.frames == nil && g.n > 0 { // -bench: counted only
+			take := g.n
+			if limit > 0 {
+				take = min(take, limit-r.Frames)
+			}
+			r.Frames += take
+			r.Bytes += g.bytes / g.n * take
+			r.Groups++
+			continue
+		}
 		for _, p := range g.frames {
 			if limit > 0 && r.Frames >= limit {
 				break
@@ -59,9 +70,10 @@ func (c *collector) result(limit uint64) *result {
 }
 
 type groupResult struct {
-	gr     *moqt.GroupReader
-	frames [][]byte
-	err    error // nil: the group ended cleanly (FIN)
+	gr       *moqt.GroupReader
+	frames   [][]byte
+	n, bytes uint64 // frames and bytes read
+	err      error  // nil: the group ended cleanly (FIN)
 }
 
 // subscribe optionally waits for the broadcast's ANNOUNCE, subscribes and reads the track.
@@ -83,6 +95,8 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 			}
 		}
 	}
+	start := time.Now()
+	var lastFrame atomic.Int64 // -bench: when the last counted frame arrived (UnixNano)
 	tr, err := sess.Subscribe(ctx, moqt.BroadcastPath(o.broadcast), moqt.TrackName(o.track), nil)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s %s: %w", o.broadcast, o.track, err)
@@ -136,8 +150,12 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 		case gr := <-accepted:
 			readers[gr], last = true, time.Now()
 			logf("group %d accepted", gr.GroupSequence())
-			go readGroup(gr, results, func() {
-				if n := received.Add(1); o.count > 0 && n >= o.count {
+			go readGroup(gr, results, !o.bench, func() {
+				n := received.Add(1)
+				if o.bench && (n == o.count || o.count == 0) {
+					lastFrame.Store(time.Now().UnixNano())
+				}
+				if o.count > 0 && n >= o.count {
 					reachedOnce.Do(func() { close(reached) })
 				}
 			})
@@ -148,10 +166,10 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 			delete(readers, r.gr)
 			last = time.Now()
 			if r.err != nil && !stopping {
-				logf("group %d ended after %d frames: %v", r.gr.GroupSequence(), len(r.frames), r.err)
-				broken = append(broken, fmt.Errorf("group %d ended after %d frames: %w", r.gr.GroupSequence(), len(r.frames), r.err))
+				logf("group %d ended after %d frames: %v", r.gr.GroupSequence(), r.n, r.err)
+				broken = append(broken, fmt.Errorf("group %d ended after %d frames: %w", r.gr.GroupSequence(), r.n, r.err))
 			}
-			col.groups = append(col.groups, receivedGroup{uint64(r.gr.GroupSequence()), r.frames})
+			col.groups = append(col.groups, receivedGroup{uint64(r.gr.GroupSequence()), r.frames, r.n, r.bytes})
 		case <-reached:
 			reached, stopTimer = nil, time.After(endGrace)
 		case <-stopTimer:
@@ -179,6 +197,12 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 		}
 	}
 	res := col.result(o.count)
+	if o.bench {
+		res.SHA256 = ""
+		if t := lastFrame.Load(); t > 0 {
+			res.ElapsedNS = t - start.UnixNano()
+		}
+	}
 	switch {
 	case o.count > 0 && res.Frames >= o.count:
 		return res, nil
@@ -192,20 +216,26 @@ func subscribe(ctx context.Context, sess *moqt.Session, o options) (*result, err
 	return res, nil
 }
 
-// readGroup reads one group to its end and reports its frames; onFrame runs after each frame.
-func readGroup(gr *moqt.GroupReader, out chan<- groupResult, onFrame func()) {
+// readGroup reads one group to its end and reports its frames (copies of them if keep, else
+// only their count); onFrame runs after each frame.
+func readGroup(gr *moqt.GroupReader, out chan<- groupResult, keep bool, onFrame func()) {
 	f := moqt.NewFrame(0)
-	var frames [][]byte
+	res := groupResult{gr: gr}
 	var err error
 	for {
 		if err = gr.ReadFrame(f); err != nil {
 			break
 		}
-		frames = append(frames, bytes.Clone(f.Body()))
+		if keep {
+			res.frames = append(res.frames, bytes.Clone(f.Body()))
+		}
+		res.n++
+		res.bytes += uint64(len(f.Body()))
 		onFrame()
 	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	out <- groupResult{gr, frames, err}
+	res.err = err
+	out <- res
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"time"
@@ -245,6 +246,7 @@ type quicSend interface {
 type quicReceive interface {
 	Read([]byte) (int, error)
 	CancelRead(quic.StreamErrorCode)
+	SetReadDeadline(time.Time) error
 }
 
 type sendStream struct{ s quicSend }
@@ -272,27 +274,32 @@ func (s *receiveStream) CancelRead(code uint32) {
 	s.s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
 }
 
+// SetReadDeadline bounds Read as net.Conn's does (the zero time: no bound);
+// a Read past it fails with an error matching os.ErrDeadlineExceeded. The
+// session uses it to take in a group stream that has fully arrived without
+// a goroutine of its own.
+func (s *receiveStream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline(t) }
+
 type stream struct {
 	sendStream
 	receiveStream
 }
 
 // convert turns quic-go's errors into the transport package's, with stream
-// codes mapped back from the WebTransport space.
+// codes mapped back from the WebTransport space. io.EOF, which ends every
+// group stream, passes through without allocating.
 func convert(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || err == io.EOF {
+		return err
 	}
-	var se *quic.StreamError
-	if errors.As(err, &se) {
+	if se, ok := errors.AsType[*quic.StreamError](err); ok {
 		code, ok := transport.FromWebTransportCode(uint64(se.ErrorCode))
 		if !ok {
 			code = 15 // protocol violation: a code we cannot interpret
 		}
 		return &transport.StreamError{Code: code, Remote: se.Remote}
 	}
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) {
+	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
 		return &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
 	}
 	return err

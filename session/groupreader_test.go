@@ -1,0 +1,143 @@
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/internal/wire"
+)
+
+// chunkStream is a receive stream whose reads return the given chunks in
+// turn, with deadlines (as rawquic's streams have).
+type chunkStream struct {
+	chunks   []chunk
+	deadline time.Time
+}
+
+type chunk struct {
+	data string
+	err  error
+}
+
+func (s *chunkStream) Read(p []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	return copy(p, c.data), c.err
+}
+func (s *chunkStream) CancelRead(uint32)                 {}
+func (s *chunkStream) SetReadDeadline(t time.Time) error { s.deadline = t; return nil }
+
+func readRest(t *testing.T, gr *groupReader) string {
+	t.Helper()
+	b, err := io.ReadAll(gr)
+	if err != nil {
+		t.Fatalf("reading on: %v", err)
+	}
+	return string(b)
+}
+
+func TestGroupReaderArrived(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		chunks  []chunk
+		arrived bool
+	}{
+		{"whole stream in one read", []chunk{{"hello", io.EOF}}, true},
+		{"empty stream", []chunk{{"", io.EOF}}, true},
+		{"more to come", []chunk{{"hel", nil}, {"lo", io.EOF}}, false},
+		// The deadline cut a read that got data: the data counts, the
+		// error must not surface later.
+		{"deadline after data", []chunk{{"hel", os.ErrDeadlineExceeded}, {"lo", io.EOF}}, false},
+		{"deadline before data", []chunk{{"", os.ErrDeadlineExceeded}, {"hello", io.EOF}}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &chunkStream{chunks: c.chunks}
+			gr := getGroupReader(st)
+			defer putGroupReader(gr)
+			if got := gr.arrived(); got != c.arrived {
+				t.Fatalf("arrived() = %v, want %v", got, c.arrived)
+			}
+			if !st.deadline.IsZero() {
+				t.Fatal("arrived left a read deadline set")
+			}
+			want := "hello"
+			if c.name == "empty stream" {
+				want = ""
+			}
+			if got := readRest(t, gr); got != want {
+				t.Fatalf("read %q, want %q", got, want)
+			}
+		})
+	}
+	t.Run("no deadlines", func(t *testing.T) {
+		gr := getGroupReader(&chunkStreamNoDeadline{&chunkStream{chunks: []chunk{{"hello", io.EOF}}}})
+		defer putGroupReader(gr)
+		if gr.arrived() {
+			t.Fatal("a stream without deadlines cannot be known to have arrived")
+		}
+		if got := readRest(t, gr); got != "hello" {
+			t.Fatalf("read %q", got)
+		}
+	})
+}
+
+// chunkStreamNoDeadline hides chunkStream's SetReadDeadline.
+type chunkStreamNoDeadline struct{ s *chunkStream }
+
+func (s *chunkStreamNoDeadline) Read(p []byte) (int, error) { return s.s.Read(p) }
+func (s *chunkStreamNoDeadline) CancelRead(uint32)          {}
+
+func frames(payloads ...string) []byte {
+	var b []byte
+	for _, p := range payloads {
+		b = wire.AppendFrameHeader(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+func TestBufferedFrames(t *testing.T) {
+	s := &Session{lim: Limits{MaxFrameSize: 8}.withDefaults()}
+	data := append(frames("a", "", "bcd"), frames("0123456789")...) // the last is over MaxFrameSize
+	r := bufio.NewReaderSize(bytes.NewReader(append(data, frames("tail")...)), 64)
+	_, _ = r.Peek(1)
+	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8))
+	if fmt.Sprintf("%q", strs(batch)) != `["a" "" "bcd"]` || size != 4 {
+		t.Fatalf("got %q (%d bytes), want [a  bcd] (4 bytes)", strs(batch), size)
+	}
+	if cap(batch[0]) != 1 {
+		t.Fatal("a frame's capacity reaches into the next one: an append would overwrite it")
+	}
+	// It stops at the oversized frame, which readFrames then reports.
+	if batch, _ := s.bufferedFrames(r, nil); len(batch) != 0 {
+		t.Fatalf("got %q past an oversized frame", strs(batch))
+	}
+	// At most cap(dst) frames; an incomplete frame is left in the buffer.
+	r = bufio.NewReaderSize(bytes.NewReader(append(frames("x", "y", "z"), 5, 'p')), 64)
+	_, _ = r.Peek(1)
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2)); fmt.Sprint(strs(batch)) != "[x y]" {
+		t.Fatalf("got %q, want [x y]", strs(batch))
+	}
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2)); fmt.Sprint(strs(batch)) != "[z]" {
+		t.Fatalf("got %q, want [z]", strs(batch))
+	}
+	if r.Buffered() != 2 {
+		t.Fatalf("%d bytes left, want the 2 of the incomplete frame", r.Buffered())
+	}
+}
+
+func strs(frames [][]byte) []string {
+	out := make([]string, len(frames))
+	for i, f := range frames {
+		out[i] = string(f)
+	}
+	return out
+}
