@@ -365,8 +365,9 @@ func testProviderDownNextUsed(t *testing.T, nodes []*dhtNode) {
 	waitProvided(t, observer, "news", first, second)
 
 	// A subscriber whose lookups yield the first publisher first.
+	firstInfo := peer.AddrInfo{ID: first.h.ID(), Addrs: first.h.Addrs()}
 	tries := &triesLog{}
-	sub := addDHTNode(t, nodes[0], func(d *dht.IpfsDHT) routing.ContentRouting { return preferFirst{d, first.h.ID()} },
+	sub := addDHTNode(t, nodes[0], func(d *dht.IpfsDHT) routing.ContentRouting { return preferFirst{d, firstInfo} },
 		WithLogger(slog.New(tries)))
 	first.down()
 	t0 := time.Now()
@@ -426,12 +427,15 @@ func (l *triesLog) peers() []string {
 	return slices.Clone(l.tried)
 }
 
-// preferFirst is a DHT whose provider lookups yield one peer first once
-// found (the rest in lookup order), so a test can choose which provider a
-// subscriber tries first.
+// preferFirst is a DHT whose provider lookups yield one peer first (the
+// rest in lookup order, without it), so a test can choose which provider a
+// subscriber tries first. The first is yielded up front rather than when
+// the lookup reaches it: a provider that is down answers no queries, and
+// whether the lookup still returns its record in time is up to the DHT
+// (waitProvided has already checked that the record is there).
 type preferFirst struct {
 	*dht.IpfsDHT
-	first peer.ID
+	first peer.AddrInfo
 }
 
 func (p preferFirst) FindProvidersAsync(ctx context.Context, key cid.Cid, count int) <-chan peer.AddrInfo {
@@ -443,35 +447,20 @@ func (p preferFirst) FindProvidersAsync(ctx context.Context, key cid.Cid, count 
 			for range in {
 			}
 		}()
-		var held []peer.AddrInfo
-		released := false
-		send := func(infos ...peer.AddrInfo) bool {
-			for _, info := range infos {
-				select {
-				case out <- info:
-				case <-ctx.Done():
-					return false
-				}
-			}
-			return true
+		select {
+		case out <- p.first:
+		case <-ctx.Done():
+			return
 		}
 		for info := range in {
-			switch {
-			case released:
-				if !send(info) {
-					return
-				}
-			case info.ID == p.first:
-				released = true
-				if !send(append([]peer.AddrInfo{info}, held...)...) {
-					return
-				}
-			default:
-				held = append(held, info)
+			if info.ID == p.first.ID {
+				continue
 			}
-		}
-		if !released {
-			send(held...)
+			select {
+			case out <- info:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return out
