@@ -82,6 +82,10 @@ func (s *Session) join(ctx context.Context, path string, info broadcast.Track) (
 	sub := s.shared[trackKey{path, info.Name}]
 	s.mu.Unlock()
 	if sub == nil { // it ended already: the consumer reports how
+		if s.ctx.Err() != nil { // with the session: nothing will ever arrive
+			tc.Close()
+			return nil, ErrClosed
+		}
 		return tc, nil
 	}
 	return s.awaitReady(ctx, tc, sub)
