@@ -95,8 +95,15 @@ func receive(t *testing.T, s *session.Session) pattern.Summary {
 		time.Sleep(20 * time.Millisecond)
 	}
 	defer tc.Close()
+	return collect(t, ctx, tc, total)
+}
+
+// collect reads want frames from tc, groups in arrival order, and summarises
+// them as the peers do.
+func collect(t *testing.T, ctx context.Context, tc *broadcast.TrackConsumer, want uint64) pattern.Summary {
+	t.Helper()
 	var c pattern.Collector
-	for c.Frames() < total {
+	for c.Frames() < want {
 		g, err := tc.RecvGroup(ctx)
 		if err != nil {
 			t.Fatalf("after %d frames: %v", c.Frames(), err)
@@ -112,7 +119,7 @@ func receive(t *testing.T, s *session.Session) pattern.Summary {
 			c.Add(g.Sequence(), f)
 		}
 	}
-	return c.Summary(total)
+	return c.Summary(want)
 }
 
 func listen(t *testing.T, alpn string) *rawquic.Endpoint {

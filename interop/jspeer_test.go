@@ -7,9 +7,7 @@ package interop
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -126,25 +124,7 @@ func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) 
 		t.Fatalf("subscribe to the JS broadcast: %v", err)
 	}
 	defer tc.Close()
-	want := uint64(sc.Groups * sc.Frames)
-	var c pattern.Collector
-	for c.Frames() < want {
-		g, err := tc.RecvGroup(ctx)
-		if err != nil {
-			t.Fatalf("after %d frames: %v", c.Frames(), err)
-		}
-		for {
-			f, err := g.ReadFrame(ctx)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("group %d after %d frames: %v", g.Sequence(), c.Frames(), err)
-			}
-			c.Add(g.Sequence(), f)
-		}
-	}
-	return c.Summary(want)
+	return collect(t, ctx, tc, uint64(sc.Groups*sc.Frames))
 }
 
 // jsCase is one run of the JS peer against a fresh node.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"iter"
 	"log/slog"
 	"sync"
@@ -259,11 +258,7 @@ func (m *Moq) admitted(c actor.Conn) bool {
 	if err == nil {
 		return true
 	}
-	code, reason := broadcast.CodeUnauthorized, err.Error()
-	var e *broadcast.Error
-	if errors.As(err, &e) {
-		code, reason = e.Code, e.Reason // the code travels on its own
-	}
+	code, reason := refusal(err)
 	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
 	_ = c.CloseWithError(uint32(code), reason)
 	return false

@@ -307,6 +307,9 @@ func (s *Server) route(r *http.Request) (string, error) {
 	return s.Route(r)
 }
 
+// refusal is the close code and reason for an admission or route error: a
+// *broadcast.Error's own (the code travels on its own), else Unauthorized
+// with the error's text.
 func refusal(err error) (broadcast.Code, string) {
 	var e *broadcast.Error
 	if errors.As(err, &e) {

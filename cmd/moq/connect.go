@@ -190,18 +190,24 @@ func (n *node) serverTLS(listens []endpoint) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{c}}, nil
 }
 
-// listenAddr is what to print for a moql:// listener: the host as given
+// listenAddr is what to print for a listener (UDP or TCP): the host as given
 // (the bound address if none) with the bound port.
 func listenAddr(hostport string, bound net.Addr) string {
 	host, _, _ := net.SplitHostPort(hostport)
-	ua, ok := bound.(*net.UDPAddr)
-	if !ok {
+	var ip net.IP
+	var port int
+	switch a := bound.(type) {
+	case *net.UDPAddr:
+		ip, port = a.IP, a.Port
+	case *net.TCPAddr:
+		ip, port = a.IP, a.Port
+	default:
 		return bound.String()
 	}
 	if host == "" {
-		host = ua.IP.String()
+		host = ip.String()
 	}
-	return net.JoinHostPort(host, fmt.Sprint(ua.Port))
+	return net.JoinHostPort(host, fmt.Sprint(port))
 }
 
 // printListening writes the certificate fingerprint (if any) and one

@@ -40,7 +40,7 @@ func (n *node) listenWS(e endpoint) error {
 	})}
 	n.webClosers = append(n.webClosers, srv)
 	n.wg.Go(func() { _ = srv.Serve(ln) })
-	n.listening = append(n.listening, "ws://"+listenAddrTCP(e.hostport, ln.Addr())+pathOf(e.url))
+	n.listening = append(n.listening, "ws://"+listenAddr(e.hostport, ln.Addr())+pathOf(e.url))
 	return nil
 }
 
@@ -125,19 +125,6 @@ func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
 		return nil, err
 	}
 	return n.track(s, e.raw), nil
-}
-
-// listenAddrTCP is listenAddr for a TCP listener.
-func listenAddrTCP(hostport string, bound net.Addr) string {
-	host, _, _ := net.SplitHostPort(hostport)
-	ta, ok := bound.(*net.TCPAddr)
-	if !ok {
-		return bound.String()
-	}
-	if host == "" {
-		host = ta.IP.String()
-	}
-	return net.JoinHostPort(host, fmt.Sprint(ta.Port))
 }
 
 // pathOf is the path of a URL as given, "/" if none.
