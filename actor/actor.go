@@ -237,13 +237,13 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	}
 	a.sessions[s.peer] = append(a.sessions[s.peer], s)
 	a.byID[s.id] = s
-	go func() {
-		<-s.Done()
+	// A hook, not a goroutine parked per session: idle sessions are cheap.
+	context.AfterFunc(s.Context(), func() {
 		select {
 		case a.endedc <- sessionEnded{id: s.id}:
 		case <-a.stopped:
 		}
-	}()
+	})
 	// An incoming session from a peer we are dialing answers those waiters now.
 	if d := a.pending[s.peer]; d != nil && !dialed {
 		if l := a.live(s.peer); l != nil {

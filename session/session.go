@@ -99,8 +99,9 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	}
 	s.remote = broadcast.NewOrigin(s.hop)
 	s.log = s.log.With("remote", conn.RemoteAddr().String())
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	context.AfterFunc(conn.Context(), func() { s.cancel(context.Cause(conn.Context())) })
+	// A child of the connection's context: it ends with the connection, with
+	// the connection's cause, and end/fail can end it first with theirs.
+	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
 
 	interest := cfg.Interest
 	if interest == nil {
@@ -268,6 +269,11 @@ func remoteErr(err error) error {
 	return err
 }
 
+// controlBuffer is the read buffer of a control stream: control messages
+// are tens of bytes, and an idle session parks one on each of its
+// announce streams.
+const controlBuffer = 128
+
 // Readers are pooled by size: group streams carry media and get a large
 // buffer; control streams (announce, subscribe) live as long as the session
 // but carry a few small messages, so they get a small one: an idle session
@@ -275,7 +281,7 @@ func remoteErr(err error) error {
 // whole (the codec allocates its body).
 var (
 	groupReaders   = sync.Pool{New: func() any { return newGroupReader() }}
-	controlReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 512) }}
+	controlReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, controlBuffer) }}
 )
 
 type source interface{ Read([]byte) (int, error) }
