@@ -22,7 +22,7 @@ type track struct {
 	bytes atomic.Int64 // payload bytes of every cached group
 
 	mu        sync.RWMutex
-	entries   []entry // groups in arrival order; g nil = evicted; entries[0] has arrival index base
+	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
 	base      int
 	bySeq     map[uint64]*group // cached groups by sequence
 	latest    uint64            // highest sequence seen, valid when any
@@ -35,11 +35,6 @@ type track struct {
 	used      chan struct{} // closed when consumers goes from 0 to 1
 	unused    chan struct{} // closed when consumers goes from 1 to 0
 	onUnused  func()        // called (without locks) when the last consumer leaves
-}
-
-type entry struct {
-	g  *group
-	at time.Time
 }
 
 // closedChan is a channel that is always closed.
@@ -149,16 +144,16 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 	if t.finished && seq >= t.final {
 		return nil, withReason(ErrClosed, "track %q finished at group %d", t.info.Name, t.final)
 	}
-	if _, dup := t.bySeq[seq]; dup {
+	if dup := t.any && seq <= t.latest && t.bySeq[seq] != nil; dup { // newer than latest: new
 		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
 	}
 	g := newGroup(seq, &t.lim, &t.bytes)
-	t.entries = append(t.entries, entry{g: g, at: g.created})
+	t.entries.push(g)
 	t.bySeq[seq] = g
 	if !t.any || seq > t.latest {
 		t.latest, t.any = seq, true
 	}
-	t.evict()
+	t.evict(g.created)
 	t.sig.notify()
 	return &g.prod, nil
 }
@@ -166,21 +161,21 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 // evict drops cached groups, oldest first, that are older than CacheMaxAge or
 // over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
 // Caller holds t.mu.
-func (t *track) evict() {
-	now := t.lim.Now()
-	for i, e := range t.entries {
-		if e.g == nil || e.g.seq == t.latest {
+func (t *track) evict(now time.Time) {
+	for i := range t.entries.len() {
+		g := t.entries.at(i)
+		if g == nil || g.seq == t.latest {
 			continue
 		}
-		if now.Sub(e.at) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
+		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
-		e.g.evict()
-		delete(t.bySeq, e.g.seq)
-		t.entries[i] = entry{}
+		g.evict()
+		delete(t.bySeq, g.seq)
+		t.entries.clear(i)
 	}
-	for len(t.entries) > 0 && t.entries[0].g == nil {
-		t.entries = t.entries[1:]
+	for t.entries.len() > 0 && t.entries.at(0) == nil {
+		t.entries.pop()
 		t.base++
 	}
 }
@@ -283,17 +278,17 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 			return nil, err
 		}
 		c.next = max(c.next, t.base) // evicted groups are skipped, not errors: this is live media
-		for c.next-t.base < len(t.entries) {
-			e := t.entries[c.next-t.base]
+		for c.next-t.base < t.entries.len() {
+			g := t.entries.at(c.next - t.base)
 			c.next++
-			if e.g == nil || e.g.seq < c.minSeq || (increasing && c.hasLast && e.g.seq <= c.last) {
+			if g == nil || g.seq < c.minSeq || (increasing && c.hasLast && g.seq <= c.last) {
 				continue
 			}
 			t.mu.RUnlock()
 			if increasing {
-				c.last, c.hasLast = e.g.seq, true
+				c.last, c.hasLast = g.seq, true
 			}
-			return &GroupConsumer{g: e.g}, nil
+			return &GroupConsumer{g: g}, nil
 		}
 		if t.finished {
 			t.mu.RUnlock()

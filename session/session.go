@@ -356,8 +356,11 @@ func (gr *groupReader) arrived() bool {
 		return false
 	}
 	_, err := gr.Peek(1)
-	_ = d.SetReadDeadline(time.Time{})
-	return gr.src.eof && (err == nil || err == io.EOF)
+	all := gr.src.eof && (err == nil || err == io.EOF)
+	if !all { // it will be read with waits: lift the bound (all read: nothing left to bound)
+		_ = d.SetReadDeadline(time.Time{})
+	}
+	return all
 }
 
 func get(p *sync.Pool, r source) *bufio.Reader {

@@ -177,7 +177,7 @@ func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {
 	if err != nil {
 		return nil, convert(err)
 	}
-	return &stream{sendStream{s: s}, receiveStream{s: s}}, nil
+	return (*stream)(s), nil
 }
 
 func (c *conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
@@ -185,7 +185,7 @@ func (c *conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
 	if err != nil {
 		return nil, convert(err)
 	}
-	return &stream{sendStream{s: s}, receiveStream{s: s}}, nil
+	return (*stream)(s), nil
 }
 
 func (c *conn) OpenUniStream(ctx context.Context) (transport.SendStream, error) {
@@ -193,7 +193,7 @@ func (c *conn) OpenUniStream(ctx context.Context) (transport.SendStream, error) 
 	if err != nil {
 		return nil, convert(err)
 	}
-	return &sendStream{s: s}, nil
+	return (*sendStream)(s), nil
 }
 
 func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, error) {
@@ -201,7 +201,7 @@ func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 	if err != nil {
 		return nil, convert(err)
 	}
-	return &receiveStream{s: s}, nil
+	return (*receiveStream)(s), nil
 }
 
 // CloseWithError closes with the moq-lite code unmapped: on raw QUIC, moq-dev
@@ -235,6 +235,15 @@ func QUIC(c transport.Conn) (*quic.Conn, bool) {
 	return qc.c, true
 }
 
+// The stream types are quic-go's own under another name: converting a
+// *quic.SendStream to a *sendStream costs nothing, where a wrapper struct
+// would cost an allocation per group stream.
+type (
+	sendStream    quic.SendStream
+	receiveStream quic.ReceiveStream
+	stream        quic.Stream
+)
+
 // quicSend is what *quic.Stream and *quic.SendStream share.
 type quicSend interface {
 	Write([]byte) (int, error)
@@ -243,47 +252,58 @@ type quicSend interface {
 	SetPriority(urgency int8, incremental bool)
 }
 
+// quicReceive is what *quic.Stream and *quic.ReceiveStream share.
 type quicReceive interface {
 	Read([]byte) (int, error)
 	CancelRead(quic.StreamErrorCode)
 	SetReadDeadline(time.Time) error
 }
 
-type sendStream struct{ s quicSend }
-
-func (s *sendStream) Write(p []byte) (int, error) {
-	n, err := s.s.Write(p)
+func write(s quicSend, p []byte) (int, error) {
+	n, err := s.Write(p)
 	return n, convert(err)
 }
-func (s *sendStream) Close() error { return convert(s.s.Close()) }
-func (s *sendStream) CancelWrite(code uint32) {
-	s.s.CancelWrite(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
+
+func cancelWrite(s quicSend, code uint32) {
+	s.CancelWrite(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
 }
 
-// SetPriority keeps streams of one urgency incremental (round-robin), so groups
-// of equal importance share the link instead of going strictly by stream ID.
-func (s *sendStream) SetPriority(urgency int8) { s.s.SetPriority(urgency, true) }
+// setPriority keeps streams of one urgency incremental (round-robin), so
+// groups of equal importance share the link instead of going strictly by
+// stream ID.
+func setPriority(s quicSend, urgency int8) { s.SetPriority(urgency, true) }
 
-type receiveStream struct{ s quicReceive }
-
-func (s *receiveStream) Read(p []byte) (int, error) {
-	n, err := s.s.Read(p)
+func read(s quicReceive, p []byte) (int, error) {
+	n, err := s.Read(p)
 	return n, convert(err)
 }
-func (s *receiveStream) CancelRead(code uint32) {
-	s.s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
+
+func cancelRead(s quicReceive, code uint32) {
+	s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
 }
+
+func (s *sendStream) quic() *quic.SendStream        { return (*quic.SendStream)(s) }
+func (s *sendStream) Write(p []byte) (int, error)   { return write(s.quic(), p) }
+func (s *sendStream) Close() error                  { return convert(s.quic().Close()) }
+func (s *sendStream) CancelWrite(code uint32)       { cancelWrite(s.quic(), code) }
+func (s *sendStream) SetPriority(urgency int8)      { setPriority(s.quic(), urgency) }
+func (s *receiveStream) quic() *quic.ReceiveStream  { return (*quic.ReceiveStream)(s) }
+func (s *receiveStream) Read(p []byte) (int, error) { return read(s.quic(), p) }
+func (s *receiveStream) CancelRead(code uint32)     { cancelRead(s.quic(), code) }
+func (s *stream) quic() *quic.Stream                { return (*quic.Stream)(s) }
+func (s *stream) Write(p []byte) (int, error)       { return write(s.quic(), p) }
+func (s *stream) Close() error                      { return convert(s.quic().Close()) }
+func (s *stream) CancelWrite(code uint32)           { cancelWrite(s.quic(), code) }
+func (s *stream) SetPriority(urgency int8)          { setPriority(s.quic(), urgency) }
+func (s *stream) Read(p []byte) (int, error)        { return read(s.quic(), p) }
+func (s *stream) CancelRead(code uint32)            { cancelRead(s.quic(), code) }
+func (s *stream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
 
 // SetReadDeadline bounds Read as net.Conn's does (the zero time: no bound);
 // a Read past it fails with an error matching os.ErrDeadlineExceeded. The
 // session uses it to take in a group stream that has fully arrived without
 // a goroutine of its own.
-func (s *receiveStream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline(t) }
-
-type stream struct {
-	sendStream
-	receiveStream
-}
+func (s *receiveStream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
 
 // convert turns quic-go's errors into the transport package's, with stream
 // codes mapped back from the WebTransport space. io.EOF, which ends every
