@@ -92,6 +92,7 @@ func allocProfile(name string) {
 	if profDir == "" {
 		return
 	}
+	runtime.GC() // the profile is as of the last collection: make that now
 	if f, err := os.Create(filepath.Join(profDir, name)); err == nil {
 		_ = pprof.Lookup("allocs").WriteTo(f, 0)
 		_ = f.Close()

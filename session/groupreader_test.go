@@ -112,7 +112,7 @@ func TestBufferedFrames(t *testing.T) {
 	data := append(frames("a", "", "bcd"), frames("0123456789")...) // the last is over MaxFrameSize
 	r := bufio.NewReaderSize(bytes.NewReader(append(data, frames("tail")...)), 64)
 	_, _ = r.Peek(1)
-	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8))
+	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{})
 	if fmt.Sprintf("%q", strs(batch)) != `["a" "" "bcd"]` || size != 4 {
 		t.Fatalf("got %q (%d bytes), want [a  bcd] (4 bytes)", strs(batch), size)
 	}
@@ -120,16 +120,16 @@ func TestBufferedFrames(t *testing.T) {
 		t.Fatal("a frame's capacity reaches into the next one: an append would overwrite it")
 	}
 	// It stops at the oversized frame, which readFrames then reports.
-	if batch, _ := s.bufferedFrames(r, nil); len(batch) != 0 {
+	if batch, _ := s.bufferedFrames(r, nil, &slab{}); len(batch) != 0 {
 		t.Fatalf("got %q past an oversized frame", strs(batch))
 	}
 	// At most cap(dst) frames; an incomplete frame is left in the buffer.
 	r = bufio.NewReaderSize(bytes.NewReader(append(frames("x", "y", "z"), 5, 'p')), 64)
 	_, _ = r.Peek(1)
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2)); fmt.Sprint(strs(batch)) != "[x y]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[x y]" {
 		t.Fatalf("got %q, want [x y]", strs(batch))
 	}
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2)); fmt.Sprint(strs(batch)) != "[z]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[z]" {
 		t.Fatalf("got %q, want [z]", strs(batch))
 	}
 	if r.Buffered() != 2 {
@@ -143,4 +143,37 @@ func strs(frames [][]byte) []string {
 		out[i] = string(f)
 	}
 	return out
+}
+
+// TestSlab checks that frames carved from one slab never reach into each
+// other (an append to one must not overwrite the next), that the first
+// allocation is exact, and that slabs grow only up to slabMax.
+func TestSlab(t *testing.T) {
+	var m slab
+	a := m.take(3)
+	if len(a) != 3 || cap(a) != 3 {
+		t.Fatalf("first take: len %d cap %d, want 3 3", len(a), cap(a))
+	}
+	copy(a, "abc")
+	b := m.take(2) // a new slab of 6: room for the next takes
+	c := m.take(4)
+	copy(b, "de")
+	copy(c, "fghi")
+	_ = append(b, 'X') // must reallocate, not write into c
+	if string(a) != "abc" || string(b) != "de" || string(c) != "fghi" {
+		t.Fatalf("frames overlap: %q %q %q", a, b, c)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		var m slab
+		for range 64 {
+			m.take(1024)
+		}
+	})
+	// 1 KiB, 2 KiB, 4 KiB, 8 KiB, then 16 KiB slabs: 64 KiB in 8 allocations.
+	if allocs > 8 {
+		t.Fatalf("%.0f allocations for 64 frames of 1 KiB, want at most 8", allocs)
+	}
+	if big := m.take(slabMax); len(big) != slabMax || cap(big) != slabMax {
+		t.Fatalf("large take: len %d cap %d", len(big), cap(big))
+	}
 }

@@ -418,6 +418,7 @@ const maxBatch = 64
 // waiting for the stream.
 func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
 	var arr [maxBatch][]byte
+	var mem slab
 	var frames, bytes uint64
 	defer func() {
 		s.counters.framesReceived.Add(frames)
@@ -432,7 +433,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 				return s.frameErr(err)
 			}
 		}
-		batch, size := s.bufferedFrames(r, arr[:0])
+		batch, size := s.bufferedFrames(r, arr[:0], &mem)
 		if len(batch) == 0 { // the next frame is not all here yet
 			n, err := wire.ReadVarint(r)
 			switch {
@@ -441,7 +442,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 			case n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 			}
-			payload, err := readPayload(r, n)
+			payload, err := readPayload(r, n, &mem)
 			if err != nil {
 				return s.frameErr(err)
 			}
@@ -457,13 +458,42 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	}
 }
 
+// slab hands out the payload memory of one group's frames: a frame's bytes
+// are carved from a shared allocation rather than allocated each. Slabs
+// double from the first batch's size up to slabMax, so a group that
+// arrives whole (one batch) costs one exact allocation, and one that
+// trickles in a frame or two per read (a subscriber among many, or a slow
+// link) costs a few allocations instead of one per batch. A slab lives
+// while any frame carved from it is referenced; the unused tail of the
+// last one is at most half the group's bytes and below slabMax.
+type slab struct {
+	free []byte
+	next int // size of the next slab
+}
+
+const slabMax = 16 << 10
+
+// take returns n bytes (capacity n) of fresh payload memory.
+func (m *slab) take(n int) []byte {
+	if n > len(m.free) {
+		if n >= slabMax {
+			return make([]byte, n) // a large frame: its own allocation
+		}
+		size := max(n, m.next)
+		m.free = make([]byte, size)
+		m.next = min(2*size, slabMax)
+	}
+	p := m.free[:n:n]
+	m.free = m.free[n:]
+	return p
+}
+
 // bufferedFrames takes the frames that lie complete in r's buffer (at most
-// cap(dst)), copies their payloads into one new allocation and appends them
-// to dst; it also returns their total size. It stops at a frame that is not
+// cap(dst)), copies their payloads into memory from mem and appends them to
+// dst; it also returns their total size. It stops at a frame that is not
 // all buffered or is over the size limit (the caller then reads it alone and
-// reports the error). The frames share their allocation, which lives while
-// any of them is referenced: at most one buffer's worth per batch.
-func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte) ([][]byte, uint64) {
+// reports the error).
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
 	buf, _ := r.Peek(r.Buffered())
 	off, count, total := 0, 0, 0
 	for count < cap(dst)-len(dst) {
@@ -478,14 +508,14 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte) ([][]byte, uint6
 	if count == 0 {
 		return dst, 0
 	}
-	slab := make([]byte, total)
+	payloads := mem.take(total)
 	off, pos := 0, 0
 	for range count {
 		size, n, _ := wire.ParseVarint(buf[off:])
 		off += n
 		end := pos + int(size)
-		copy(slab[pos:end], buf[off:off+int(size)])
-		dst = append(dst, slab[pos:end:end])
+		copy(payloads[pos:end], buf[off:off+int(size)])
+		dst = append(dst, payloads[pos:end:end])
 		off += int(size)
 		pos = end
 	}
@@ -498,10 +528,11 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte) ([][]byte, uint6
 // cannot pin memory by declaring sizes it never sends.
 const exactAlloc = 64 << 10
 
-// readPayload reads exactly size bytes.
-func readPayload(r io.Reader, size uint64) ([]byte, error) {
+// readPayload reads exactly size bytes, into memory from mem when the size
+// is allocated up front.
+func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
 	if size <= exactAlloc {
-		p := make([]byte, size)
+		p := mem.take(int(size))
 		_, err := io.ReadFull(r, p)
 		return p, err
 	}
