@@ -56,17 +56,7 @@ func (p *GroupProducer) WriteFrame(payload []byte) error {
 // before it were written.
 func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	g := p.g
-	var size int64
-	var tooLarge error
-	for i, f := range frames {
-		n := int64(len(f))
-		if n > g.lim.GroupMaxBytes {
-			frames = frames[:i]
-			tooLarge = withReason(ErrTooLarge, "frame of %d bytes over the group limit of %d", n, g.lim.GroupMaxBytes)
-			break
-		}
-		size += n
-	}
+	frames, size, tooLarge := g.fit(frames)
 	if len(frames) == 0 && tooLarge != nil {
 		return tooLarge
 	}
@@ -75,6 +65,28 @@ func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	if g.done {
 		return withReason(ErrClosed, "group %d: write after end", g.seq)
 	}
+	g.appendLocked(frames, size)
+	g.sig.notify()
+	return tooLarge
+}
+
+// fit returns the frames up to the first one over the group's byte limit,
+// their size, and ErrTooLarge if it cut one.
+func (g *group) fit(frames [][]byte) ([][]byte, int64, error) {
+	var size int64
+	for i, f := range frames {
+		n := int64(len(f))
+		if n > g.lim.GroupMaxBytes {
+			return frames[:i], size, withReason(ErrTooLarge, "frame of %d bytes over the group limit of %d", n, g.lim.GroupMaxBytes)
+		}
+		size += n
+	}
+	return frames, size, nil
+}
+
+// appendLocked adds frames of size bytes, evicting the oldest beyond the
+// group's bounds. g.mu is held, or g is not shared yet.
+func (g *group) appendLocked(frames [][]byte, size int64) {
 	g.frames = append(g.frames, frames...)
 	g.bytes += size
 	delta := size
@@ -90,8 +102,6 @@ func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	if g.acct != nil {
 		g.acct.Add(delta)
 	}
-	g.sig.notify()
-	return tooLarge
 }
 
 // Finish ends the group cleanly: consumers read the remaining frames and then

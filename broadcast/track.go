@@ -63,17 +63,30 @@ func (p *TrackProducer) CreateGroup(seq uint64) (*GroupProducer, error) {
 	return p.t.create(seq, false)
 }
 
-// WriteFrame writes a group holding the single frame payload and finishes it.
+// WriteFrame appends a group holding the single frame payload, finished.
 func (p *TrackProducer) WriteFrame(payload []byte) error {
-	g, err := p.AppendGroup()
+	return p.t.writeGroup(0, true, [][]byte{payload})
+}
+
+// WriteGroup creates group seq holding frames, already finished: consumers
+// find it whole and are woken once, where CreateGroup, WriteFrames and
+// Finish would wake them for each step. It fails as CreateGroup does, and
+// with ErrTooLarge, creating nothing, if a frame is over the group limit.
+func (p *TrackProducer) WriteGroup(seq uint64, frames ...[]byte) error {
+	return p.t.writeGroup(seq, false, frames)
+}
+
+// writeGroup fills a group before the track has it, then inserts it.
+func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
+	g := newGroup(seq, &t.lim, nil) // no cache account until inserted
+	frames, size, err := g.fit(frames)
 	if err != nil {
 		return err
 	}
-	if err := g.WriteFrame(payload); err != nil {
-		g.Abort(err)
-		return err
-	}
-	return g.Finish()
+	g.appendLocked(frames, size) // not shared yet: no lock, nobody to wake
+	g.done = true
+	_, err = t.insert(seq, next, g)
+	return err
 }
 
 // Finish ends the track after its current groups: no group with a sequence
@@ -133,6 +146,16 @@ func (p *TrackProducer) Unused() <-chan struct{} {
 }
 
 func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
+	g, err := t.insert(seq, next, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &g.prod, nil
+}
+
+// insert adds group seq (the next one if next): filled, a group written
+// before anyone could see it, or else a new empty one.
+func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.err != nil {
@@ -147,7 +170,13 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 	if dup := t.any && seq <= t.latest && t.bySeq[seq] != nil; dup { // newer than latest: new
 		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
 	}
-	g := newGroup(seq, &t.lim, &t.bytes)
+	g := filled
+	if g == nil {
+		g = newGroup(seq, &t.lim, &t.bytes)
+	} else { // not yet shared: no lock needed
+		g.seq, g.acct = seq, &t.bytes
+		t.bytes.Add(g.bytes)
+	}
 	t.entries.push(g)
 	t.bySeq[seq] = g
 	if !t.any || seq > t.latest {
@@ -155,7 +184,7 @@ func (t *track) create(seq uint64, next bool) (*GroupProducer, error) {
 	}
 	t.evict(g.created)
 	t.sig.notify()
-	return &g.prod, nil
+	return g, nil
 }
 
 // evict drops cached groups, oldest first, that are older than CacheMaxAge or

@@ -303,3 +303,65 @@ func TestTrackUsedAndUnused(t *testing.T) {
 	c2.Close()
 	<-unused
 }
+
+// TestTrackWriteGroup: a group written whole is found finished with its
+// frames, counts in the cache budget, refuses duplicates, and creates
+// nothing when a frame is over the group limit.
+func TestTrackWriteGroup(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{GroupMaxBytes: 100, CacheMaxBytes: 250})
+	c := tp.Consume()
+	defer c.Close()
+	if err := tp.WriteGroup(5, []byte("a"), []byte("bc")); err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.RecvGroup(testCtx(t))
+	if err != nil || g.Sequence() != 5 {
+		t.Fatalf("got group %v, %v; want 5", g, err)
+	}
+	var got []string
+	for {
+		f, ok, err := g.TryReadFrame()
+		if !ok {
+			t.Fatal("a written group must be readable to its end without waiting")
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		got = append(got, string(f))
+	}
+	if fmt.Sprint(got) != "[a bc]" {
+		t.Fatalf("frames %v, want [a bc]", got)
+	}
+	if n := tp.t.bytes.Load(); n != 3 {
+		t.Fatalf("cache counts %d bytes, want 3", n)
+	}
+	if err := tp.WriteGroup(5, []byte("x")); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second group 5: %v, want ErrDuplicate", err)
+	}
+	if err := tp.WriteGroup(6, []byte("ok"), make([]byte, 101)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized frame: %v, want ErrTooLarge", err)
+	}
+	if err := tp.WriteGroup(6); err != nil { // 6 was not created: free, and empty groups are fine
+		t.Fatalf("group 6 after the refused write: %v", err)
+	}
+	for seq := uint64(7); seq < 10; seq++ { // 3 × 100 bytes: the budget evicts the oldest
+		if err := tp.WriteGroup(seq, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := tp.t.bytes.Load(); n > 250+100 {
+		t.Fatalf("cache holds %d bytes, budget 250 (+ latest)", n)
+	}
+	if err := tp.WriteFrame([]byte("next")); err != nil { // appends after the latest
+		t.Fatal(err)
+	}
+	for {
+		g, err := c.RecvGroup(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Sequence() == 10 {
+			break
+		}
+	}
+}

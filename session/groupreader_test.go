@@ -177,3 +177,23 @@ func TestSlab(t *testing.T) {
 		t.Fatalf("large take: len %d cap %d", len(big), cap(big))
 	}
 }
+
+func TestWholeFrames(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		buf  []byte
+		want bool
+	}{
+		{"no frames", nil, true},
+		{"two frames", frames("ab", ""), true},
+		{"a frame cut short", frames("abc")[:3], false},
+		{"a size cut short", []byte{0x40}, false},
+		{"over the size limit", frames("0123456789"), false},
+		{"more than max frames", frames("a", "b", "c", "d"), false},
+		{"exactly max frames", frames("a", "b", "c"), true},
+	} {
+		if got := wholeFrames(c.buf, 3, 8); got != c.want {
+			t.Errorf("%s: wholeFrames = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
