@@ -29,6 +29,13 @@ func Pump(ctx context.Context, tp *broadcast.TrackProducer, tc *broadcast.TrackC
 			case <-ctx.Done():
 				return
 			}
+			if perGroup == 1 { // a one-frame group (audio, say) is written whole
+				if tp.WriteFrame(payload) != nil {
+					return
+				}
+				written++
+				continue
+			}
 			g, err := tp.AppendGroup()
 			if err != nil {
 				return
