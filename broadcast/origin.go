@@ -164,6 +164,11 @@ func (o *Origin) Close() {
 	if !o.closed {
 		o.closed = true
 		close(o.done)
+		for l := range o.listeners {
+			if l.notify != nil {
+				l.notify()
+			}
+		}
 	}
 }
 
@@ -198,7 +203,7 @@ func (o *Origin) Active(prefix string) map[string]*Consumer {
 func (o *Origin) AnnouncedSince(ctx context.Context, prefix string, seen map[string]*Consumer) iter.Seq2[string, *Consumer] {
 	prefix = CleanPath(prefix)
 	return func(yield func(string, *Consumer) bool) {
-		l := o.listen(prefix, seen)
+		l := o.listen(prefix, seen, nil)
 		defer o.unlisten(l)
 		for {
 			path, b, ok := o.nextChange(l)
@@ -219,18 +224,60 @@ func (o *Origin) AnnouncedSince(ctx context.Context, prefix string, seen map[str
 	}
 }
 
-// listener is one Announced iteration: the paths whose state changed since it
-// last looked, and what it has reported for each.
+// Watch follows the broadcasts under a prefix as Announced does, without a
+// goroutine of its own: the origin calls back when something may have
+// changed, and the watcher takes the changes with Next when it suits it. A
+// session serving a peer's announce interest uses it, so that an idle
+// session parks no goroutine on its origin.
+type Watch struct {
+	o *Origin
+	l *listener
+}
+
+// WatchSince starts a Watch of prefix for a watcher that already knows seen
+// (see AnnouncedSince). changed is called once at the start, whenever Next
+// may have something new, and when the origin closes; it may be called with
+// the origin's lock held, so it must return at once and must not call the
+// origin.
+func (o *Origin) WatchSince(prefix string, seen map[string]*Consumer, changed func()) *Watch {
+	l := o.listen(CleanPath(prefix), seen, changed)
+	changed()
+	return &Watch{o: o, l: l}
+}
+
+// Next returns the next change, as Announced yields them: (path, b) when b
+// became active at path, (path, nil) when path ended. ok is false when there
+// is none for now (or the origin closed: see Closed).
+func (w *Watch) Next() (path string, b *Consumer, ok bool) { return w.o.nextChange(w.l) }
+
+// Closed reports whether the origin closed: no more changes will come.
+func (w *Watch) Closed() bool { return w.o.isClosed() }
+
+// Stop ends the watch: changed is not called after Stop returns.
+func (w *Watch) Stop() { w.o.unlisten(w.l) }
+
+func (o *Origin) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
+
+// listener is one Announced iteration or Watch: the paths whose state
+// changed since it last looked, and what it has reported for each.
 type listener struct {
 	prefix   string
 	queue    []string
 	queued   map[string]bool
 	reported map[string]*Consumer
-	kick     chan struct{} // capacity 1: "something changed"
+	kick     chan struct{} // capacity 1: "something changed" (Announced)
+	notify   func()        // or this is called (Watch)
 }
 
-func (o *Origin) listen(prefix string, seen map[string]*Consumer) *listener {
-	l := &listener{prefix: prefix, queued: map[string]bool{}, reported: map[string]*Consumer{}, kick: make(chan struct{}, 1)}
+func (o *Origin) listen(prefix string, seen map[string]*Consumer, notify func()) *listener {
+	l := &listener{prefix: prefix, queued: map[string]bool{}, reported: map[string]*Consumer{}, notify: notify}
+	if notify == nil {
+		l.kick = make(chan struct{}, 1)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for path, b := range seen { // reported already: only a difference is news
@@ -260,6 +307,7 @@ func (o *Origin) changed(path string) {
 	for l := range o.listeners {
 		if HasPrefix(path, l.prefix) {
 			l.mark(path)
+			l.wake()
 		}
 	}
 }
@@ -268,6 +316,13 @@ func (l *listener) mark(path string) {
 	if !l.queued[path] {
 		l.queued[path] = true
 		l.queue = append(l.queue, path)
+	}
+}
+
+func (l *listener) wake() {
+	if l.notify != nil {
+		l.notify()
+		return
 	}
 	select {
 	case l.kick <- struct{}{}:

@@ -281,3 +281,71 @@ func TestOriginAnnouncedSinceSnapshot(t *testing.T) {
 	_, _ = o.Publish("room/d", d.Consume())
 	expect(t, ch, "+room/d")
 }
+
+// TestOriginWatch: a Watch reports what Announced would, pulled with Next
+// after each callback; the callback fires at the start, on changes and on
+// close, and not after Stop.
+func TestOriginWatch(t *testing.T) {
+	o := NewOrigin(1)
+	_, _ = o.Publish("room/a", bc().Consume())
+	_, _ = o.Publish("other/x", bc().Consume())
+	kicks := make(chan struct{}, 100)
+	w := o.WatchSince("room", nil, func() { kicks <- struct{}{} })
+	drain := func() []string {
+		var got []string
+		for {
+			p, b, ok := w.Next()
+			if !ok {
+				return got
+			}
+			if b == nil {
+				got = append(got, "-"+p)
+			} else {
+				got = append(got, "+"+p)
+			}
+		}
+	}
+	kicked := func() bool {
+		select {
+		case <-kicks:
+			return true
+		default:
+			return false
+		}
+	}
+	if !kicked() {
+		t.Fatal("no callback at the start")
+	}
+	if got := drain(); fmt.Sprint(got) != "[+room/a]" {
+		t.Fatalf("initial changes %v, want [+room/a]", got)
+	}
+	unpub, _ := o.Publish("room/b", bc().Consume())
+	_, _ = o.Publish("other/y", bc().Consume()) // outside the prefix: no callback needed
+	if !kicked() {
+		t.Fatal("no callback for room/b")
+	}
+	unpub()
+	// The net change is nothing: room/b came and went before it was read.
+	for kicked() {
+	}
+	if got := drain(); len(got) != 0 {
+		t.Fatalf("changes %v, want none", got)
+	}
+	if w.Closed() {
+		t.Fatal("closed before Close")
+	}
+	o.Close()
+	if !kicked() || !w.Closed() {
+		t.Fatal("Close did not call back, or Closed is false after it")
+	}
+	w.Stop()
+	o2 := NewOrigin(2)
+	w2 := o2.WatchSince("", nil, func() { kicks <- struct{}{} })
+	for kicked() {
+	}
+	w2.Stop()
+	_, _ = o2.Publish("late", bc().Consume())
+	if kicked() {
+		t.Fatal("callback after Stop")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,4 +261,67 @@ func TestGoaway(t *testing.T) {
 			t.Fatal("GOAWAY must not end the session by itself")
 		}
 	})
+}
+
+// TestAnnounceChurn publishes and unpublishes many broadcasts from several
+// goroutines while the session serves the peer's interest: the announcer
+// runs only while there are changes, so this races its starts and stops
+// against the origin's callbacks. The peer must end with exactly the set
+// that is active at the end.
+func TestAnnounceChurn(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		const workers, paths = 4, 25
+		done := make(chan map[string]bool, workers)
+		for w := range workers {
+			go func() {
+				keep := map[string]bool{}
+				for i := range paths {
+					path := fmt.Sprintf("churn/%d/%d", w, i)
+					b := broadcast.New(broadcast.Config{})
+					unpub, err := p.origin.Publish(path, b.Consume())
+					if err != nil {
+						t.Error(err)
+					}
+					if i%3 == 0 {
+						unpub()
+					} else {
+						keep[path] = true
+					}
+				}
+				done <- keep
+			}()
+		}
+		want := map[string]bool{}
+		for range workers {
+			for path := range <-done {
+				want[path] = true
+			}
+		}
+		eventually(t, func() bool {
+			got := p.sub.Remote().Active("churn")
+			if len(got) != len(want) {
+				return false
+			}
+			for path := range got {
+				if !want[path] {
+					return false
+				}
+			}
+			return true
+		})
+	})
+}
+
+// TestAnnounceKickDuringRun: a change made just as the announcer found
+// nothing more to send (its run is ending) must still be sent.
+func TestAnnounceKickDuringRun(t *testing.T) {
+	origin := broadcast.NewOrigin(0)
+	var once sync.Once
+	announcerDrained = func() {
+		once.Do(func() { _, _ = origin.Publish("late", broadcast.New(broadcast.Config{}).Consume()) })
+	}
+	t.Cleanup(func() { announcerDrained = func() {} }) // after the pair's cleanup: its sessions are gone
+	p := newPair(t, "moq-lite-04", Config{Publish: origin}, Config{})
+	waitAnnounced(t, p.sub, "late", true)
 }
