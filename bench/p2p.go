@@ -42,10 +42,16 @@ var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr
 	return out
 })
 
-func newNode() (*node, error) {
+// newHost is a libp2p QUIC host with p2pquic, as moq.HostOptions sets it up.
+func newHost() (host.Host, *p2pquic.Transport, error) {
 	q := p2pquic.New(p2pquic.Config{Logger: quietLogger()})
 	hopts := append(moq.HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
 	h, err := libp2p.New(hopts...)
+	return h, q, err
+}
+
+func newNode() (*node, error) {
+	h, q, err := newHost()
 	if err != nil {
 		return nil, err
 	}
@@ -192,9 +198,7 @@ func idleP2PConns(ctx context.Context, n int) (idleResult, error) {
 		q *p2pquic.Transport
 	}
 	open := func() (host2, error) {
-		q := p2pquic.New(p2pquic.Config{Logger: quietLogger()})
-		hopts := append(moq.HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
-		h, err := libp2p.New(hopts...)
+		h, q, err := newHost()
 		if err != nil {
 			return host2{}, err
 		}

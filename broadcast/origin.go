@@ -235,14 +235,12 @@ type Watch struct {
 }
 
 // WatchSince starts a Watch of prefix for a watcher that already knows seen
-// (see AnnouncedSince). changed is called once at the start, whenever Next
-// may have something new, and when the origin closes; it may be called with
-// the origin's lock held, so it must return at once and must not call the
-// origin.
+// (see AnnouncedSince): Next has the initial differences at once. changed
+// is called whenever Next may have something new, and when the origin
+// closes; it may run before WatchSince returns, and with the origin's lock
+// held, so it must return at once and must not call the origin.
 func (o *Origin) WatchSince(prefix string, seen map[string]*Consumer, changed func()) *Watch {
-	l := o.listen(CleanPath(prefix), seen, changed)
-	changed()
-	return &Watch{o: o, l: l}
+	return &Watch{o: o, l: o.listen(CleanPath(prefix), seen, changed)}
 }
 
 // Next returns the next change, as Announced yields them: (path, b) when b

@@ -283,8 +283,8 @@ func TestOriginAnnouncedSinceSnapshot(t *testing.T) {
 }
 
 // TestOriginWatch: a Watch reports what Announced would, pulled with Next
-// after each callback; the callback fires at the start, on changes and on
-// close, and not after Stop.
+// (at once for the initial set, then after each callback); the callback
+// fires on changes and on close, and not after Stop.
 func TestOriginWatch(t *testing.T) {
 	o := NewOrigin(1)
 	_, _ = o.Publish("room/a", bc().Consume())
@@ -312,9 +312,6 @@ func TestOriginWatch(t *testing.T) {
 		default:
 			return false
 		}
-	}
-	if !kicked() {
-		t.Fatal("no callback at the start")
 	}
 	if got := drain(); fmt.Sprint(got) != "[+room/a]" {
 		t.Fatalf("initial changes %v, want [+room/a]", got)

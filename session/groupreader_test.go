@@ -178,22 +178,27 @@ func TestSlab(t *testing.T) {
 	}
 }
 
-func TestWholeFrames(t *testing.T) {
+// TestCompleteFrames: where the complete frames of a buffer end tells
+// whether a fully-arrived group stream is exactly whole frames.
+func TestCompleteFrames(t *testing.T) {
+	s := &Session{lim: Limits{MaxFrameSize: 8}.withDefaults()}
 	for _, c := range []struct {
-		name string
-		buf  []byte
-		want bool
+		name  string
+		buf   []byte
+		count int
+		whole bool
 	}{
-		{"no frames", nil, true},
-		{"two frames", frames("ab", ""), true},
-		{"a frame cut short", frames("abc")[:3], false},
-		{"a size cut short", []byte{0x40}, false},
-		{"over the size limit", frames("0123456789"), false},
-		{"more than max frames", frames("a", "b", "c", "d"), false},
-		{"exactly max frames", frames("a", "b", "c"), true},
+		{"no frames", nil, 0, true},
+		{"two frames", frames("ab", ""), 2, true},
+		{"a frame cut short", frames("a", "bcd")[:5], 1, false},
+		{"a size cut short", []byte{0x40}, 0, false},
+		{"over the size limit", frames("0123456789"), 0, false},
+		{"more than max frames", frames("a", "b", "c", "d"), 3, false},
+		{"exactly max frames", frames("a", "b", "c"), 3, true},
 	} {
-		if got := wholeFrames(c.buf, 3, 8); got != c.want {
-			t.Errorf("%s: wholeFrames = %v, want %v", c.name, got, c.want)
+		count, _, end := s.completeFrames(c.buf, 3)
+		if count != c.count || (end == len(c.buf)) != c.whole {
+			t.Errorf("%s: %d frames ending at %d of %d, want %d frames, whole %v", c.name, count, end, len(c.buf), c.count, c.whole)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func (a *announcer) kick() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stopped || a.watch == nil {
-		return // a.watch nil: WatchSince's own first call; serveAnnounce kicks again
+		return // a change before serveAnnounce has the watch: it kicks once it does
 	}
 	if a.running {
 		a.again = true

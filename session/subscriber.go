@@ -422,7 +422,7 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	var arr [maxBatch][]byte
 	var mem slab
 	buf, _ := gr.Peek(gr.Buffered())
-	if !wholeFrames(buf, len(arr), s.lim.MaxFrameSize) {
+	if _, _, end := s.completeFrames(buf, len(arr)); end != len(buf) {
 		return false // more frames than a batch, or a bad one: read as a stream
 	}
 	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem)
@@ -437,19 +437,6 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	s.counters.framesReceived.Add(uint64(frames))
 	s.counters.bytesReceived.Add(size)
 	s.counters.groupsReceived.Add(1)
-	return true
-}
-
-// wholeFrames reports whether buf is exactly a sequence of at most max
-// complete frames, each within maxSize.
-func wholeFrames(buf []byte, max, maxSize int) bool {
-	for n := 0; len(buf) > 0; n++ {
-		size, k, err := wire.ParseVarint(buf)
-		if n == max || err != nil || size > uint64(maxSize) || size > uint64(len(buf)-k) {
-			return false
-		}
-		buf = buf[k+int(size):]
-	}
 	return true
 }
 
@@ -540,16 +527,7 @@ func (m *slab) take(n int) []byte {
 // reports the error).
 func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
 	buf, _ := r.Peek(r.Buffered())
-	off, count, total := 0, 0, 0
-	for count < cap(dst)-len(dst) {
-		size, n, err := wire.ParseVarint(buf[off:])
-		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-off-n) {
-			break
-		}
-		off += n + int(size)
-		total += int(size)
-		count++
-	}
+	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst))
 	if count == 0 {
 		return dst, 0
 	}
@@ -566,6 +544,22 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 	}
 	_, _ = r.Discard(off)
 	return dst, uint64(total)
+}
+
+// completeFrames scans buf for `size || payload` frames that lie complete
+// in it, at most max of them, each within MaxFrameSize: their count, their
+// payload bytes, and where the last one ends.
+func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
+	for count < max {
+		size, n, err := wire.ParseVarint(buf[end:])
+		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+			break
+		}
+		end += n + int(size)
+		total += int(size)
+		count++
+	}
+	return count, total, end
 }
 
 // exactAlloc is the largest frame whose declared size is allocated up front.

@@ -244,19 +244,19 @@ type (
 	stream        quic.Stream
 )
 
-// quicSend is what *quic.Stream and *quic.SendStream share.
+// quicSend is what *quic.Stream and *quic.SendStream share and the helpers
+// below use.
 type quicSend interface {
 	Write([]byte) (int, error)
-	Close() error
 	CancelWrite(quic.StreamErrorCode)
 	SetPriority(urgency int8, incremental bool)
 }
 
-// quicReceive is what *quic.Stream and *quic.ReceiveStream share.
+// quicReceive is what *quic.Stream and *quic.ReceiveStream share and the
+// helpers below use.
 type quicReceive interface {
 	Read([]byte) (int, error)
 	CancelRead(quic.StreamErrorCode)
-	SetReadDeadline(time.Time) error
 }
 
 func write(s quicSend, p []byte) (int, error) {
