@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
@@ -55,11 +57,11 @@ func loopbackAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 // newDHTNode starts a host, a DHT server on it (private /moq protocol,
 // loopback addresses only, short record lifetimes) and a moq node using it.
 // wrap, if not nil, changes the router the node is given.
-func newDHTNode(t testing.TB, wrap func(*dht.IpfsDHT) routing.ContentRouting, opts ...Option) *dhtNode {
+func newDHTNode(t testing.TB, wrap func(*dht.IpfsDHT) routing.ContentRouting, hostOpts []libp2p.Option, opts ...Option) *dhtNode {
 	t.Helper()
 	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
 	hopts := append(HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
-	h, err := libp2p.New(hopts...)
+	h, err := libp2p.New(append(hopts, hostOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func newDHTNet(t testing.TB, n int, opts ...Option) []*dhtNode {
 	t.Helper()
 	nodes := make([]*dhtNode, n)
 	for i := range nodes {
-		nodes[i] = newDHTNode(t, nil, opts...)
+		nodes[i] = newDHTNode(t, nil, nil, opts...)
 	}
 	for _, nd := range nodes[1:] {
 		if err := nd.h.Connect(testCtx(t), nodes[0].info()); err != nil {
@@ -119,9 +121,9 @@ func newDHTNet(t testing.TB, n int, opts ...Option) []*dhtNode {
 }
 
 // addDHTNode starts one more DHT node and joins it through boot.
-func addDHTNode(t testing.TB, boot *dhtNode, wrap func(*dht.IpfsDHT) routing.ContentRouting, opts ...Option) *dhtNode {
+func addDHTNode(t testing.TB, boot *dhtNode, wrap func(*dht.IpfsDHT) routing.ContentRouting, hostOpts []libp2p.Option, opts ...Option) *dhtNode {
 	t.Helper()
-	n := newDHTNode(t, wrap, opts...)
+	n := newDHTNode(t, wrap, hostOpts, opts...)
 	if err := n.h.Connect(testCtx(t), boot.info()); err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +311,11 @@ func testShortTicket(t *testing.T, nodes []*dhtNode) {
 	mic := publish(t, pub.node, "mic")
 	live(t, mic)
 	var finds atomic.Int32
-	sub := addDHTNode(t, nodes[0], func(d *dht.IpfsDHT) routing.ContentRouting { return countFindPeer{d, &finds} })
+	// The publisher must not reach the subscriber by itself (its providing
+	// dials the peers closest to the name, and identify would then hand the
+	// subscriber its addresses): only the subscriber's own lookup may.
+	sub := addDHTNode(t, nodes[0], func(d *dht.IpfsDHT) routing.ContentRouting { return countFindPeer{d, &finds} },
+		[]libp2p.Option{libp2p.ConnectionGater(refuseInbound{pub.h.ID()})})
 	sub.h.Peerstore().ClearAddrs(pub.h.ID())
 	_ = sub.h.Network().ClosePeer(pub.h.ID())
 
@@ -331,6 +337,20 @@ func testShortTicket(t *testing.T, nodes []*dhtNode) {
 	if finds.Load() == 0 {
 		t.Error("the ticket resolved without peer routing")
 	}
+}
+
+// refuseInbound is a connection gater that refuses connections one peer
+// opens to us; we may still dial it.
+type refuseInbound struct{ from peer.ID }
+
+func (refuseInbound) InterceptPeerDial(peer.ID) bool               { return true }
+func (refuseInbound) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (refuseInbound) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+func (refuseInbound) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+func (g refuseInbound) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return dir != network.DirInbound || p != g.from
 }
 
 // countFindPeer counts the DHT's peer-routing lookups.
@@ -368,7 +388,7 @@ func testProviderDownNextUsed(t *testing.T, nodes []*dhtNode) {
 	firstInfo := peer.AddrInfo{ID: first.h.ID(), Addrs: first.h.Addrs()}
 	tries := &triesLog{}
 	sub := addDHTNode(t, nodes[0], func(d *dht.IpfsDHT) routing.ContentRouting { return preferFirst{d, firstInfo} },
-		WithLogger(slog.New(tries)))
+		nil, WithLogger(slog.New(tries)))
 	first.down()
 	t0 := time.Now()
 	frames := firstFrames(t, sub, "news", 3)
@@ -389,8 +409,8 @@ func testProviderDownNextUsed(t *testing.T, nodes []*dhtNode) {
 // WithBootstrap connects the host to the bootstrap peers when the node
 // starts, and the DHT learns them.
 func TestBootstrapOption(t *testing.T) {
-	a, b := newDHTNode(t, nil), newDHTNode(t, nil)
-	c := newDHTNode(t, nil, WithBootstrap(a.info(), b.info()))
+	a, b := newDHTNode(t, nil, nil), newDHTNode(t, nil, nil)
+	c := newDHTNode(t, nil, nil, WithBootstrap(a.info(), b.info()))
 	eventually(t, "connected to both bootstrap peers", func() bool {
 		return len(c.h.Network().ConnsToPeer(a.h.ID())) > 0 && len(c.h.Network().ConnsToPeer(b.h.ID())) > 0
 	})
