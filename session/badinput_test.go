@@ -895,18 +895,34 @@ func TestBadInputAnnounce(t *testing.T) {
 			p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
 		})
 		if alpn == "moq-lite-04" {
-			// An ignored announcement holds nothing: not even a place
-			// under MaxAnnounced.
-			t.Run("own hop is not counted", func(t *testing.T) {
-				p, _, st := startWith(t, Limits{MaxAnnounced: 1})
-				rawWrite(t, st, rawCat(p.announce(t, true, "loop", hop), p.announce(t, true, "other", 9)))
+			// A looped announcement is refused, but remembered until it
+			// ends: it takes a place under MaxAnnounced like any other,
+			// and ending it frees the place.
+			t.Run("own hop is counted", func(t *testing.T) {
+				p, ctx, st := startWith(t, Limits{MaxAnnounced: 1})
+				rawWrite(t, st, rawCat(p.announce(t, true, "loop", hop), p.announce(t, false, "loop"), p.announce(t, true, "other", 9)))
 				waitRemote(t, p.sess, "other")
 				if p.sess.Remote().Get("loop") != nil {
 					t.Fatal("looped announcement in Remote")
 				}
 				p.wantUp(t)
+				rawWrite(t, st, p.announce(t, true, "loop", hop))
+				p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+			})
+			t.Run("own hop twice", func(t *testing.T) {
+				p, ctx, st := start(t)
+				rawWrite(t, st, rawCat(p.announce(t, true, "loop", hop), p.announce(t, true, "loop", hop)))
+				p.wantConnClosed(t, ctx, broadcast.CodeDuplicate)
 			})
 		}
+		t.Run("over MaxAnnouncedBytes", func(t *testing.T) {
+			p, ctx, st := startWith(t, Limits{MaxAnnouncedBytes: 10})
+			rawWrite(t, st, rawCat(p.announce(t, true, "abcd", 7), p.announce(t, true, "efgh", 7)))
+			waitRemote(t, p.sess, "efgh") // 8 bytes of paths: within
+			p.wantUp(t)
+			rawWrite(t, st, p.announce(t, true, "ijk", 7)) // 11 bytes
+			p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+		})
 		// The publisher may end its announce stream: what it announced
 		// ends, and the session goes on.
 		for _, end := range []string{"fin", "reset"} {

@@ -29,26 +29,58 @@ type Config struct {
 	Client bool
 }
 
-// Limits bound a session's resources. Zero fields take the defaults.
+// Limits bound what a peer can make a session hold. Zero fields take the
+// defaults. Each field's comment states the worst case one hostile peer can
+// cause through it with the defaults; docs/limits.md sums them up.
 type Limits struct {
 	// MaxSubscriptions is how many of the peer's subscriptions are served at
-	// once; more are refused with BoundsExceeded. Default 1024.
+	// once; more are refused with BoundsExceeded (that stream only). Default
+	// 1024. Each costs two goroutines, the SUBSCRIBE message, one control
+	// buffer and up to MaxGroupsInFlight group streams: about 1024 x 10 KiB
+	// (10 MiB) and 2048 goroutines before any group is sent.
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
-	// once; more close the session with BoundsExceeded. Default 4096.
+	// once, counting announcements refused as loops (they are remembered
+	// until ended); more close the session with BoundsExceeded. Default
+	// 4096: about 4096 x 2 KiB (8 MiB) of broadcast state, plus the paths
+	// (MaxAnnouncedBytes).
 	MaxAnnounced int
+	// MaxAnnouncedBytes bounds the total length of the paths the peer has
+	// announced at once, looped ones included; more closes the session with
+	// BoundsExceeded. Default 1 MiB.
+	MaxAnnouncedBytes int
+	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
+	// the peer may hold open at once; more are refused with BoundsExceeded
+	// (that stream only). Each holds a goroutine, its prefix (up to
+	// MaxMessageSize) and a watch of the published origin that queues one
+	// entry per changed broadcast. Default 16: 16 goroutines and 16 x (64
+	// KiB + about 100 B per published broadcast).
+	MaxAnnounceInterests int
+	// MaxProbes is how many probe streams the peer may hold open at once
+	// (moq-lite peers open one per session); more are refused with
+	// BoundsExceeded (that stream only). Default 4: 4 goroutines, 4 KiB.
+	MaxProbes int
+	// HeaderTimeout bounds how long a stream the peer opened may take to
+	// deliver its type and first message (a group stream: its GROUP
+	// header); a stream still waiting is reset with Timeout. Default 10 s.
+	// Until then such a stream holds a goroutine and a read buffer, within
+	// the transport's stream credit (1000 bidi and 1000 uni streams for
+	// rawquic).
+	HeaderTimeout time.Duration
 	// MaxGroupsInFlight is how many groups of one subscription are sent at
 	// once; later groups wait in the track's cache. Default 64.
 	MaxGroupsInFlight int
 	// MaxFrameSize bounds one received frame. Default 16 MiB.
 	MaxFrameSize int
-	// MaxMessageSize bounds one control message. Default 64 KiB.
+	// MaxMessageSize bounds one control message. Default 64 KiB. A message
+	// still arriving holds at most twice the bytes received of it.
 	MaxMessageSize int
 	// Model bounds the caches of tracks received from the peer.
 	Model broadcast.Limits
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
-	// Default 250 ms.
+	// Default 250 ms. Group streams whose header has not arrived delay the
+	// end by at most FinishGrace as well.
 	FinishGrace time.Duration
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration
@@ -62,6 +94,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.MaxSubscriptions, 1024)
 	def(&l.MaxAnnounced, 4096)
+	def(&l.MaxAnnouncedBytes, 1<<20)
+	def(&l.MaxAnnounceInterests, 16)
+	def(&l.MaxProbes, 4)
 	def(&l.MaxGroupsInFlight, 64)
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
@@ -70,6 +105,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.SetupTimeout <= 0 {
 		l.SetupTimeout = 10 * time.Second
+	}
+	if l.HeaderTimeout <= 0 {
+		l.HeaderTimeout = 10 * time.Second
 	}
 	return l
 }

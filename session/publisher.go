@@ -21,11 +21,14 @@ import (
 // protocol violation); the announcements are written by an announcer that
 // runs only while there are changes to send, so an idle session parks one
 // goroutine here, not two.
-func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader) {
+func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var please wire.AnnouncePlease
 	if err := wire.ReadMessage(r, s.version, &please, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad announce interest", "err", err)
 		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() {
 		return
 	}
 	a := &announcer{s: s, st: st, please: please, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
@@ -205,11 +208,14 @@ func (a *announcer) stop() error {
 
 // serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK, sends each
 // group on its own uni stream and finishes when the track does.
-func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
+func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var sub wire.Subscribe
 	if err := wire.ReadMessage(r, s.version, &sub, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad subscribe", "err", err)
 		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() {
 		return
 	}
 	if s.served.Add(1) > int64(s.lim.MaxSubscriptions) {
