@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -1221,13 +1220,7 @@ func TestBadInputDeclaredFrameSizeIsNotAllocated(t *testing.T) {
 	s := p.sess.subs[sub.ID]
 	p.sess.mu.Unlock()
 
-	heap := func() int64 {
-		var ms runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc)
-	}
-	before := heap()
+	before := heapBytes()
 	const streams = 8
 	size := uint64(p.sess.lim.MaxFrameSize) // the largest size allowed
 	var open []transport.SendStream
@@ -1249,7 +1242,7 @@ func TestBadInputDeclaredFrameSizeIsNotAllocated(t *testing.T) {
 	var grew int64
 	for range 20 { // give the readers time to get to the payload
 		time.Sleep(10 * time.Millisecond)
-		grew = heap() - before
+		grew = heapBytes() - before
 	}
 	sent := streams * (len(rawVarint(size)) + 1)
 	if limit := int64(8 << 20); grew > limit {

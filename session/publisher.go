@@ -31,7 +31,9 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 	if !hdr.done() {
 		return
 	}
-	a := &announcer{s: s, st: st, please: please, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
+	// Only the clean prefix and the hop are kept: the prefix may be as long
+	// as a message, and one copy of it is enough.
+	a := &announcer{s: s, st: st, exclude: please.ExcludeHop, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
 	var seen map[string]*broadcast.Consumer
 	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set first, in one message
 		seen = s.publish.Active(a.prefix)
@@ -64,11 +66,11 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 // Watch calls kick on changes; kick starts a goroutine that sends what
 // changed and ends when nothing is left.
 type announcer struct {
-	s      *Session
-	st     transport.Stream
-	please wire.AnnouncePlease
-	prefix string
-	watch  *broadcast.Watch // set before the first kick can start a run
+	s       *Session
+	st      transport.Stream
+	exclude uint64 // the peer's hop: what it announced is not sent back
+	prefix  string
+	watch   *broadcast.Watch // set before the first kick can start a run
 
 	mu      sync.Mutex
 	running bool  // a run is under way
@@ -132,7 +134,7 @@ func (a *announcer) run() {
 // offer says whether b goes to this peer: not too far, not its own.
 func (a *announcer) offer(b *broadcast.Consumer) ([]uint64, bool) {
 	hops, ok := sendHops(b.Hops(), a.s.hop)
-	return hops, ok && (a.please.ExcludeHop == 0 || !slices.Contains(b.Hops(), a.please.ExcludeHop))
+	return hops, ok && (a.exclude == 0 || !slices.Contains(b.Hops(), a.exclude))
 }
 
 // init sends lite-01/02's ANNOUNCE_INIT: the active set in one message.
