@@ -321,15 +321,19 @@ func TestBoundsStalledHeaders(t *testing.T) {
 
 // Served subscriptions are bounded by MaxSubscriptions; each costs two
 // goroutines and a few KiB (its doc comment's budget) while it waits for
-// groups, and the rest are refused with BoundsExceeded.
+// groups, however long the peer spelled the broadcast path, and the rest
+// are refused with BoundsExceeded.
 func TestBoundsSubscriptions(t *testing.T) {
 	const limit = 64
 	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: Limits{MaxSubscriptions: limit}}, false)
 	ctx := testCtx(t)
 	base, g0 := heapBytes(), runtime.NumGoroutine()
+	// The broadcast path spelled as long as a message allows: it names
+	// "cam" all the same.
+	padded := strings.Repeat("/", p.sess.lim.MaxMessageSize-32) + "cam"
 	var open []transport.Stream
 	for range limit {
-		_, st := p.subscribe(t, ctx, "/cam", "video")
+		_, st := p.subscribe(t, ctx, padded, "video")
 		open = append(open, st)
 	}
 	eventually(t, func() bool { return p.sess.served.Load() == limit })

@@ -228,6 +228,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	}
 	defer s.served.Add(-1)
 	path := broadcast.CleanPath(sub.Broadcast)
+	// The peer's spelling may be padded with slashes up to MaxMessageSize;
+	// sub lives as long as the subscription, so keep only the clean path.
+	sub.Broadcast = ""
 	log := s.log.With("subscribe", sub.ID, "broadcast", path, "track", sub.Track)
 	b := s.publish.Get(path)
 	if b == nil {
