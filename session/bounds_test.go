@@ -266,9 +266,9 @@ func TestBoundsStalledGroupHeaderDoesNotHoldFinish(t *testing.T) {
 // serves on.
 func TestBoundsStalledHeaders(t *testing.T) {
 	forEach(t, lite0304, func(t *testing.T, alpn string) {
-		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{HeaderTimeout: 300 * time.Millisecond}}, false)
+		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{HeaderTimeout: time.Second}}, false)
 		ctx := testCtx(t)
-		g0 := runtime.NumGoroutine()
+		base, g0 := heapBytes(), runtime.NumGoroutine()
 		sub := rawVarint(uint64(wire.StreamSubscribe))
 		cases := [][]byte{
 			sub,                                 // a type and nothing else
@@ -292,22 +292,31 @@ func TestBoundsStalledHeaders(t *testing.T) {
 		for range p.sess.lim.MaxAnnounceInterests / 2 {
 			streams = append(streams, p.openStream(t, ctx, annType, false), p.openStream(t, ctx, rawCat(annType, rawVarint(1000)), false))
 		}
-		// A group stream cut after its type, and one whose header trickles
+		// Group streams cut after their type, and one whose header trickles
 		// in a byte at a time.
-		stalled, err := p.raw.OpenUniStream(ctx)
-		if err != nil {
-			t.Fatal(err)
+		const stalledUni = 100
+		for range stalledUni {
+			us, err := p.raw.OpenUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawWrite(t, us, rawVarint(uint64(wire.UniGroup)))
+			defer us.CancelWrite(0)
 		}
-		rawWrite(t, stalled, rawVarint(uint64(wire.UniGroup)))
-		defer stalled.CancelWrite(0)
 		trickle, err := p.raw.OpenUniStream(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rawWrite(t, trickle, rawCat(rawVarint(uint64(wire.UniGroup)), rawVarint(60000)))
 
-		eventually(t, func() bool { return p.sess.unsorted.Load() == 2 })
-		wantGoroutinesWithin(t, "streams waiting for their header", g0, len(streams)+2)
+		eventually(t, func() bool { return p.sess.unsorted.Load() == stalledUni+1 })
+		// A waiting bidi stream holds a goroutine and a control buffer, a
+		// waiting group stream a goroutine and a group reader (16 KiB);
+		// the transport's state of each stream comes on top (4 KiB: both
+		// ends are in this process).
+		wantHeapWithin(t, fmt.Sprintf("%d bidi and %d uni streams waiting for their header", len(streams), stalledUni+1),
+			base, int64(len(streams))*(5<<10)+(stalledUni+1)*(21<<10))
+		wantGoroutinesWithin(t, "streams waiting for their header", g0, len(streams)+stalledUni+1)
 		for _, st := range streams {
 			wantReset(t, ctx, st, broadcast.CodeTimeout)
 			reset(st, broadcast.CodeCancel)
