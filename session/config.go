@@ -31,49 +31,53 @@ type Config struct {
 
 // Limits bound what a peer can make a session hold. Zero fields take the
 // defaults. Each field's comment states the worst case one hostile peer can
-// cause through it with the defaults; docs/limits.md sums them up.
+// cause through it with the defaults (heap as measured by the TestBounds
+// tests, goroutines besides); docs/limits.md sums them up.
 type Limits struct {
 	// MaxSubscriptions is how many of the peer's subscriptions are served at
 	// once; more are refused with BoundsExceeded (that stream only). Default
-	// 1024. Each costs two goroutines, the SUBSCRIBE message, one control
-	// buffer and up to MaxGroupsInFlight group streams: about 1024 x 10 KiB
-	// (10 MiB) and 2048 goroutines before any group is sent.
+	// 1024. Each costs about 10 KiB and two goroutines before any group is
+	// sent (10 MiB and 2048 goroutines), plus its groups in flight
+	// (MaxGroupsInFlight).
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
 	// once, counting announcements refused as loops (they are remembered
-	// until ended); more close the session with BoundsExceeded. Default
-	// 4096: about 4096 x 2 KiB (8 MiB) of broadcast state, plus the paths
-	// (MaxAnnouncedBytes).
+	// until they end); more close the session with BoundsExceeded. Default
+	// 4096: under 2 KiB each besides the path, 8 MiB.
 	MaxAnnounced int
 	// MaxAnnouncedBytes bounds the total length of the paths the peer has
 	// announced at once, looped ones included; more closes the session with
 	// BoundsExceeded. Default 1 MiB.
 	MaxAnnouncedBytes int
 	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
-	// the peer may hold open at once; more are refused with BoundsExceeded
-	// (that stream only). Each holds a goroutine, its prefix (up to
-	// MaxMessageSize) and a watch of the published origin that queues one
-	// entry per changed broadcast. Default 16: 16 goroutines and 16 x (64
-	// KiB + about 100 B per published broadcast).
+	// the peer may hold open at once, counted from their stream type; more
+	// are refused with BoundsExceeded (that stream only). Default 16. Each
+	// holds its prefix (up to MaxMessageSize), a goroutine (two while
+	// changes are written) and a watch of the published origin, about 100 B
+	// per broadcast published under the prefix: 16 x 72 KiB (1.1 MiB) and
+	// 32 goroutines besides the watches.
 	MaxAnnounceInterests int
 	// MaxProbes is how many probe streams the peer may hold open at once
 	// (moq-lite peers open one per session); more are refused with
-	// BoundsExceeded (that stream only). Default 4: 4 goroutines, 4 KiB.
+	// BoundsExceeded (that stream only). Default 4: 4 goroutines.
 	MaxProbes int
 	// HeaderTimeout bounds how long a stream the peer opened may take to
 	// deliver its type and first message (a group stream: its GROUP
-	// header); a stream still waiting is reset with Timeout. Default 10 s.
-	// Until then such a stream holds a goroutine and a read buffer, within
-	// the transport's stream credit (1000 bidi and 1000 uni streams for
-	// rawquic).
+	// header); a stream still waiting is reset (bidi) or stopped (uni) with
+	// Timeout. Default 10 s. Until then such a stream holds a goroutine and
+	// 5 KiB (bidi) or 21 KiB (uni), as many as the transport's stream
+	// credit allows (rawquic: 1000 of each, so 26 MiB and 2000 goroutines).
 	HeaderTimeout time.Duration
 	// MaxGroupsInFlight is how many groups of one subscription are sent at
-	// once; later groups wait in the track's cache. Default 64.
+	// once; later groups wait in the track's cache. Default 64. Each is a
+	// goroutine and a 32 KiB write buffer while the peer's flow control
+	// holds it; it is a bound per subscription, not per session.
 	MaxGroupsInFlight int
-	// MaxFrameSize bounds one received frame. Default 16 MiB.
+	// MaxFrameSize bounds one received frame. Default 16 MiB. Sizes over
+	// 64 KiB are not allocated up front: memory follows the bytes received.
 	MaxFrameSize int
 	// MaxMessageSize bounds one control message. Default 64 KiB. A message
-	// still arriving holds at most twice the bytes received of it.
+	// still arriving holds at most about twice the bytes received of it.
 	MaxMessageSize int
 	// Model bounds the caches of tracks received from the peer.
 	Model broadcast.Limits
