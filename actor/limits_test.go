@@ -360,6 +360,9 @@ func TestStalledCloseDoesNotBlockActor(t *testing.T) {
 	hold := make(chan struct{})
 	d.dialHook = func(ctx context.Context, _ peer.ID) error { <-hold; return nil }
 	d.wrapDialed = func(c Conn) Conn {
+		if c.RemotePeer() != b.id {
+			return c
+		}
 		sc := newStallConn(c)
 		dialedc <- sc
 		return sc
