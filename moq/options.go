@@ -24,6 +24,7 @@ type options struct {
 	pendingAdmits int
 	grace         time.Duration
 	dialTimeout   time.Duration
+	peerLimits    PeerLimits
 	discovery     discoveryOptions // discovery.go
 }
 
@@ -62,3 +63,27 @@ func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.gra
 
 // WithDialTimeout bounds one dial (default 30 s).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// PeerLimits bound what one remote peer ID can make the node hold. Zero
+// fields take the defaults named.
+type PeerLimits struct {
+	// Sessions: live sessions with one peer ID over every transport, whoever
+	// dialed (actor.Config.MaxSessionsPerPeer, default 4); one more is
+	// closed with BoundsExceeded. Sessions of a Server's clients (no peer
+	// ID) are not counted here.
+	Sessions int
+	// StreamSessions: sessions one peer may open over libp2p streams,
+	// including those not yet admitted (p2pstream.Config.MaxSessionsPerPeer,
+	// default 8); one more is refused before it starts.
+	StreamSessions int
+	// StreamsPerSession: streams a peer holds open in one libp2p-streams
+	// session (p2pstream.Config.MaxStreamsPerSession, default 1024).
+	StreamsPerSession int
+	// PendingDials: dials in flight to distinct peers, which discovery can
+	// start for peers anyone may advertise (actor.Config.MaxPendingDials,
+	// default 64); a connect needing one more fails with ErrTooManyDials.
+	PendingDials int
+}
+
+// WithPeerLimits sets the per-peer bounds (see PeerLimits).
+func WithPeerLimits(l PeerLimits) Option { return func(o *options) { o.peerLimits = l } }
