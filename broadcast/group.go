@@ -144,6 +144,13 @@ func (g *group) close(err error) bool {
 	return true
 }
 
+// cachedBytes returns the payload bytes the group holds.
+func (g *group) cachedBytes() int64 {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.bytes
+}
+
 // evict detaches the group from its track's byte count.
 func (g *group) evict() {
 	g.mu.Lock()

@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,11 @@ type track struct {
 	err       error  // abort error; the track is over when set
 	sig       signal
 	consumers int
-	used      chan struct{} // closed when consumers goes from 0 to 1
-	unused    chan struct{} // closed when consumers goes from 1 to 0
-	onUnused  func()        // called (without locks) when the last consumer leaves
+	cursors   []*TrackConsumer // open consumers, kept only under Backpressure
+	room      signal           // wakes WaitRoom when a consumer moved on or left
+	used      chan struct{}    // closed when consumers goes from 0 to 1
+	unused    chan struct{}    // closed when consumers goes from 1 to 0
+	onUnused  func()           // called (without locks) when the last consumer leaves
 }
 
 // closedChan is a channel that is always closed.
@@ -105,6 +108,7 @@ func (p *TrackProducer) Finish() error {
 		t.final = t.latest + 1
 	}
 	t.sig.notify()
+	t.room.notify()
 	return nil
 }
 
@@ -187,6 +191,93 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	return g, nil
 }
 
+// WaitRoom waits until the track has room for one more group: until
+// appending it would evict no group that an open consumer has not received
+// yet. Under Limits.Backpressure a producer calls it before each group, so
+// that it goes at the pace of its slowest consumer; without Backpressure,
+// or without consumers, there is always room. It returns the abort error
+// of an aborted track, ErrClosed for a finished one, and ctx.Err() if ctx
+// ends first.
+func (p *TrackProducer) WaitRoom(ctx context.Context) error {
+	t := p.t
+	for {
+		t.mu.Lock() // the write lock: consumers move their cursors under the read lock
+		switch {
+		case t.err != nil:
+			err := t.err
+			t.mu.Unlock()
+			return err
+		case t.finished:
+			t.mu.Unlock()
+			return withReason(ErrClosed, "track %q finished", t.info.Name)
+		case t.roomLocked():
+			t.mu.Unlock()
+			return nil
+		}
+		wake := t.room.wait()
+		t.mu.Unlock()
+		if err := sleep(ctx, wake); err != nil {
+			return err
+		}
+	}
+}
+
+// HasRoom reports whether WaitRoom would return at once.
+func (p *TrackProducer) HasRoom() bool {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err == nil && !t.finished && t.roomLocked()
+}
+
+// roomLocked tells whether one more group would leave every group some
+// consumer still needs in the cache: it counts what evict would drop to
+// make room by the count and byte bounds (age is no reason to wait: it
+// only ever makes room scarcer). Caller holds t.mu for writing.
+func (t *track) roomLocked() bool {
+	if !t.lim.Backpressure || len(t.cursors) == 0 {
+		return true
+	}
+	n, bytes := len(t.bySeq)+1, t.bytes.Load()
+	for i := range t.entries.len() {
+		if n <= t.lim.CacheMaxGroups && bytes <= t.lim.CacheMaxBytes {
+			return true
+		}
+		g := t.entries.at(i)
+		if g == nil {
+			continue
+		}
+		if t.neededLocked(i, g) {
+			return false
+		}
+		n--
+		bytes -= g.cachedBytes()
+	}
+	return true
+}
+
+// neededLocked tells whether an open consumer has yet to receive g, entry i.
+// Caller holds t.mu.
+func (t *track) neededLocked(i int, g *group) bool {
+	idx := t.base + i
+	for _, c := range t.cursors {
+		if idx >= c.next && g.seq >= c.minSeq {
+			return true
+		}
+	}
+	return false
+}
+
+// moved wakes a producer waiting in WaitRoom after a consumer moved its
+// cursor; it costs an atomic load unless somebody waits.
+func (t *track) moved() {
+	if t.lim.Backpressure && t.room.waiting.Load() {
+		t.mu.Lock()
+		t.room.notify()
+		t.mu.Unlock()
+	}
+}
+
 // evict drops cached groups, oldest first, that are older than CacheMaxAge or
 // over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
 // Caller holds t.mu.
@@ -198,6 +289,9 @@ func (t *track) evict(now time.Time) {
 		}
 		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
+		}
+		if t.lim.Backpressure && t.neededLocked(i, g) {
+			break // a consumer still needs it, and most likely the ones after it
 		}
 		g.evict()
 		delete(t.bySeq, g.seq)
@@ -224,6 +318,7 @@ func (t *track) abort(err error) {
 		groups = append(groups, g)
 	}
 	t.sig.notify()
+	t.room.notify()
 	t.mu.Unlock()
 	for _, g := range groups {
 		g.close(err) // already-ended groups keep their outcome
@@ -238,6 +333,9 @@ func (t *track) consume() *TrackConsumer {
 		c.minSeq = t.latest // join at the live edge
 	}
 	t.consumers++
+	if t.lim.Backpressure {
+		t.cursors = append(t.cursors, c)
+	}
 	if t.consumers == 1 && t.used != nil {
 		close(t.used)
 		t.used = nil
@@ -245,9 +343,15 @@ func (t *track) consume() *TrackConsumer {
 	return c
 }
 
-func (t *track) release() {
+func (t *track) release(c *TrackConsumer) {
 	t.mu.Lock()
 	t.consumers--
+	if t.lim.Backpressure {
+		if i := slices.Index(t.cursors, c); i >= 0 {
+			t.cursors = slices.Delete(t.cursors, i, i+1)
+		}
+		t.room.notify()
+	}
 	last := t.consumers == 0
 	if last && t.unused != nil {
 		close(t.unused)
@@ -317,6 +421,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 			if increasing {
 				c.last, c.hasLast = g.seq, true
 			}
+			t.moved()
 			return &GroupConsumer{g: g}, nil
 		}
 		if t.finished {
@@ -325,6 +430,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 		}
 		wake := t.sig.wait()
 		t.mu.RUnlock()
+		t.moved()
 		if err := sleep(ctx, wake); err != nil {
 			return nil, err
 		}
@@ -378,6 +484,6 @@ func (c *TrackConsumer) Err() error {
 // the track. Close is idempotent.
 func (c *TrackConsumer) Close() {
 	if c.closed.CompareAndSwap(false, true) {
-		c.t.release()
+		c.t.release(c)
 	}
 }

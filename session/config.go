@@ -88,4 +88,17 @@ type SubscribeOptions struct {
 	Start *uint64
 	// End, if set, is the last group wanted (inclusive).
 	End *uint64
+	// Backpressure makes the subscription lossless, for finite transfers: the
+	// returned consumer's track keeps every group it has not received (see
+	// broadcast.Limits.Backpressure), and a group stream is not read until
+	// that track has room for its group. The publisher is then held back by
+	// QUIC flow control and stream credit, which stops its session's
+	// consumer of the track after MaxGroupsInFlight groups, which stops a
+	// publishing application waiting in TrackProducer.WaitRoom. A subscription
+	// with Backpressure gets a wire subscription of its own. Each group
+	// stream waiting for room holds a goroutine and a 16 KiB read buffer,
+	// so the worst case is the connection's incoming uni-stream limit (1000
+	// for rawquic) times that, plus what the transport buffers (its
+	// connection flow-control window).
+	Backpressure bool
 }
