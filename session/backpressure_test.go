@@ -47,7 +47,7 @@ func TestBackpressureFiniteTransfer(t *testing.T) {
 		pubErr := make(chan error, 1)
 		go func() {
 			ctx := testutil.Context(t, 2*time.Minute) // the whole transfer, under -race too
-			select { // the publisher's session consumes the track: the transfer can start
+			select {                                  // the publisher's session consumes the track: the transfer can start
 			case <-tp.Used():
 			case <-ctx.Done():
 				pubErr <- ctx.Err()
