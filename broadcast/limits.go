@@ -31,6 +31,10 @@ type Limits struct {
 	// groups. The cache then exceeds its bounds only by the groups a producer
 	// appends without waiting.
 	Backpressure bool
+	// Budget, if set, bounds the bytes held by the groups of every track
+	// made with these limits, together: see Budget. Nil means only the
+	// bounds above apply.
+	Budget *Budget
 	// Now is the clock used for group ages; nil means time.Now. For tests.
 	Now func() time.Time
 }

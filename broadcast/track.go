@@ -35,6 +35,7 @@ type track struct {
 	consumers int
 	cursors   []*TrackConsumer // open consumers, kept only under Backpressure
 	room      signal           // wakes WaitRoom when a consumer moved on or left
+	budgeted  bool             // registered with lim.Budget: from its first group until drained
 	used      chan struct{}    // closed when consumers goes from 0 to 1
 	unused    chan struct{}    // closed when consumers goes from 1 to 0
 	onUnused  func()           // called (without locks) when the last consumer leaves
@@ -86,9 +87,14 @@ func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
 	if err != nil {
 		return err
 	}
+	if !g.reserve(size) {
+		return withReason(ErrBudget, "group %d: %d bytes over the budget", seq, size)
+	}
 	g.appendLocked(frames, size) // not shared yet: no lock, nobody to wake
 	g.done = true
-	_, err = t.insert(seq, next, g)
+	if _, err = t.insert(seq, next, g); err != nil {
+		g.uncharge()
+	}
 	return err
 }
 
@@ -98,7 +104,13 @@ func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
 func (p *TrackProducer) Finish() error {
 	t := p.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer func() {
+		unused := t.consumers == 0
+		t.mu.Unlock()
+		if unused {
+			t.drain() // no consumer to read the cache: a budget gets it back
+		}
+	}()
 	if t.finished || t.err != nil {
 		return withReason(ErrClosed, "track %q already ended", t.info.Name)
 	}
@@ -180,6 +192,11 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	} else { // not yet shared: no lock needed
 		g.seq, g.acct = seq, &t.bytes
 		t.bytes.Add(g.bytes)
+	}
+	g.t = t
+	if t.lim.Budget != nil && !t.budgeted {
+		t.lim.Budget.register(t) // its cache can be evicted for the budget's sake
+		t.budgeted = true
 	}
 	t.entries.push(g)
 	t.bySeq[seq] = g
@@ -282,24 +299,88 @@ func (t *track) moved() {
 // over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
 // Caller holds t.mu.
 func (t *track) evict(now time.Time) {
+	var latest int64 // the latest group's bytes: CacheMaxBytes bounds the others
+	if g := t.bySeq[t.latest]; g != nil {
+		latest = g.cachedBytes()
+	}
 	for i := range t.entries.len() {
 		g := t.entries.at(i)
 		if g == nil || g.seq == t.latest {
 			continue
 		}
-		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
+		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load()-latest <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
 		if t.lim.Backpressure && t.neededLocked(i, g) {
 			break // a consumer still needs it, and most likely the ones after it
 		}
-		g.evict()
-		delete(t.bySeq, g.seq)
-		t.entries.clear(i)
+		t.dropLocked(i, g)
 	}
+	t.compactLocked()
+}
+
+// dropLocked evicts g, entry i. Caller holds t.mu.
+func (t *track) dropLocked(i int, g *group) {
+	g.evict()
+	delete(t.bySeq, g.seq)
+	t.entries.clear(i)
+}
+
+// compactLocked pops the evicted entries at the front. Caller holds t.mu.
+func (t *track) compactLocked() {
 	for t.entries.len() > 0 && t.entries.at(0) == nil {
 		t.entries.pop()
 		t.base++
+	}
+}
+
+// trim applies the cache bounds after a group grew.
+func (t *track) trim() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.evict(t.lim.Now())
+}
+
+// shed evicts finished cached groups, oldest first, until enough says so:
+// never the latest one, nor one a consumer still needs (Backpressure).
+func (t *track) shed(enough func() bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.entries.len() {
+		if enough() {
+			break
+		}
+		g := t.entries.at(i)
+		if g == nil || g.seq == t.latest || !g.finished() {
+			continue
+		}
+		if t.lim.Backpressure && t.neededLocked(i, g) {
+			break
+		}
+		t.dropLocked(i, g)
+	}
+	t.compactLocked()
+}
+
+// drain gives a budgeted track's cache back to its budget once nobody can
+// read it any more: the track was aborted, or it finished and its last
+// consumer left.
+func (t *track) drain() {
+	if t.lim.Budget == nil {
+		return
+	}
+	t.mu.Lock()
+	for i := range t.entries.len() {
+		if g := t.entries.at(i); g != nil {
+			t.dropLocked(i, g)
+		}
+	}
+	t.compactLocked()
+	registered := t.budgeted
+	t.budgeted = false
+	t.mu.Unlock()
+	if registered {
+		t.lim.Budget.unregister(t)
 	}
 }
 
@@ -323,6 +404,7 @@ func (t *track) abort(err error) {
 	for _, g := range groups {
 		g.close(err) // already-ended groups keep their outcome
 	}
+	t.drain()
 }
 
 func (t *track) consume() *TrackConsumer {
@@ -358,7 +440,11 @@ func (t *track) release(c *TrackConsumer) {
 		t.unused = nil
 	}
 	hook := t.onUnused
+	ended := t.finished && t.err == nil
 	t.mu.Unlock()
+	if last && ended {
+		t.drain()
+	}
 	if last && hook != nil {
 		hook()
 	}

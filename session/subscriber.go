@@ -564,6 +564,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
+	budget := s.lim.Model.Budget
 	defer func() {
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
@@ -586,10 +587,11 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 			case n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 			}
-			payload, err := readPayload(r, n, &mem)
+			payload, held, err := readPayload(r, n, &mem, budget)
 			if err != nil {
 				return s.frameErr(err)
 			}
+			budget.Release(held) // the group charges it now
 			batch, size = append(batch, payload), n
 		}
 		err := g.WriteFrames(batch...)
@@ -680,17 +682,43 @@ func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
 const exactAlloc = 64 << 10
 
 // readPayload reads exactly size bytes, into memory from mem when the size
-// is allocated up front.
-func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
+// is allocated up front. The memory is charged to b as it is allocated, so
+// that frames still arriving count against the receive budget: it returns
+// what it charged, for the caller to release when the frame goes to its
+// group, and releases it itself on failure.
+func readPayload(r io.Reader, size uint64, mem *slab, b *broadcast.Budget) (p []byte, held int64, err error) {
+	defer func() {
+		if err != nil {
+			b.Release(held)
+			held = 0
+		}
+	}()
+	grow := func(n int) error {
+		if !b.Reserve(int64(n)) {
+			return broadcast.ErrBudget
+		}
+		held += int64(n)
+		return nil
+	}
 	if size <= exactAlloc {
+		if err := grow(int(size)); err != nil {
+			return nil, held, err
+		}
 		p := mem.take(int(size))
 		_, err := io.ReadFull(r, p)
-		return p, err
+		return p, held, err
 	}
-	p := make([]byte, 0, exactAlloc)
+	if err := grow(exactAlloc); err != nil {
+		return nil, held, err
+	}
+	p = make([]byte, 0, exactAlloc)
 	for uint64(len(p)) < size {
 		if len(p) == cap(p) {
-			p = slices.Grow(p, int(min(uint64(cap(p)), size-uint64(len(p)))))
+			n := int(min(uint64(cap(p)), size-uint64(len(p))))
+			if err := grow(n); err != nil {
+				return nil, held, err
+			}
+			p = slices.Grow(p, n)
 		}
 		n := int(min(uint64(cap(p)-len(p)), size-uint64(len(p))))
 		m, err := io.ReadFull(r, p[len(p):len(p)+n])
@@ -699,10 +727,10 @@ func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, held, err
 		}
 	}
-	return p, nil
+	return p, held, nil
 }
 
 // frameErr classifies a failed read inside a group: the peer's reset, or a
