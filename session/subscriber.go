@@ -305,7 +305,10 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		}
 		busy, since := sub.receiving > 0, time.Since(last)
 		var idle chan struct{}
-		if !busy && s.unsorted.Load() > 0 { // may be one of ours: look again shortly
+		// An unsorted stream may be one of ours: look again shortly, but
+		// not past FinishGrace (a stream whose header never comes must not
+		// hold the end up).
+		if !busy && s.unsorted.Load() > 0 && time.Since(finAt) < s.lim.FinishGrace {
 			sub.mu.Unlock()
 			select {
 			case <-time.After(5 * time.Millisecond):
@@ -390,6 +393,9 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad group header", "err", err)
 		rs.CancelRead(uint32(codeOfWire(err)))
+		return
+	}
+	if !gr.headerRead() {
 		return
 	}
 	s.mu.Lock()
@@ -771,10 +777,15 @@ func (s *Session) runInterest(prefix string) {
 	r := getReader(st)
 	defer putReader(r)
 	active := map[string]*broadcast.Producer{} // what this stream announced
-	ignored := map[string]bool{}               // active announcements we refused (loops)
+	// Active announcements we refused as loops: remembered (to tell a
+	// duplicate and to match their end), so counted like active ones.
+	ignored := map[string]bool{}
 	defer func() {
 		for path, p := range active { // a closed stream ends all it announced
 			s.endRemote(path, p)
+		}
+		for path := range ignored {
+			s.release(path)
 		}
 	}()
 	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set comes first
@@ -817,6 +828,10 @@ func (s *Session) runInterest(prefix string) {
 			return
 		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
 			s.log.Debug("ignoring looped announcement", "path", path)
+			if err := s.hold(path); err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
 			ignored[path] = true
 		case m.Active:
 			p, err := s.announceRemote(path, m.Hops)
@@ -828,8 +843,10 @@ func (s *Session) runInterest(prefix string) {
 		case active[path] != nil:
 			s.endRemote(path, active[path])
 			delete(active, path)
-		default: // ended for a path never active: tolerated, as moq-lite does
+		case ignored[path]:
+			s.release(path)
 			delete(ignored, path)
+		default: // ended for a path never active: tolerated, as moq-lite does
 		}
 	}
 }
@@ -843,14 +860,52 @@ func containsNonZero(hops []uint64, id uint64) bool {
 	return false
 }
 
+// errTooManyAnnounced and errAnnouncedBytes are the peer's announcements
+// over MaxAnnounced and MaxAnnouncedBytes.
+var (
+	errTooManyAnnounced = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+	errAnnouncedBytes   = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "announced paths too long in total"}
+)
+
+// hold counts one more announcement of the peer's, at path, against
+// MaxAnnounced and MaxAnnouncedBytes.
+func (s *Session) hold(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holdLocked(path)
+}
+
+func (s *Session) holdLocked(path string) error {
+	switch {
+	case s.announced >= s.lim.MaxAnnounced:
+		return errTooManyAnnounced
+	case s.announcedBytes+len(path) > s.lim.MaxAnnouncedBytes:
+		return errAnnouncedBytes
+	}
+	s.announced++
+	s.announcedBytes += len(path)
+	return nil
+}
+
+// release undoes hold.
+func (s *Session) release(path string) {
+	s.mu.Lock()
+	s.releaseLocked(path)
+	s.mu.Unlock()
+}
+
+func (s *Session) releaseLocked(path string) {
+	s.announced--
+	s.announcedBytes -= len(path)
+}
+
 // announceRemote publishes the peer's broadcast at path into Remote.
 func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Producer, error) {
 	s.mu.Lock()
-	if s.announced >= s.lim.MaxAnnounced {
+	if err := s.holdLocked(path); err != nil {
 		s.mu.Unlock()
-		return nil, &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+		return nil, err
 	}
-	s.announced++
 	p := s.newRemoteLocked(path, hops)
 	// Subscriptions made before the announcement keep serving new local
 	// subscribers: move their tracks into the announced broadcast.
@@ -870,7 +925,7 @@ func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Produce
 // subscription to it is cancelled.
 func (s *Session) endRemote(path string, p *broadcast.Producer) {
 	s.mu.Lock()
-	s.announced--
+	s.releaseLocked(path)
 	if s.remotes[path] == p {
 		delete(s.remotes, path)
 	}
