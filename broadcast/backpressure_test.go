@@ -160,3 +160,24 @@ func TestBackpressureLateJoinerAndLive(t *testing.T) {
 		t.Fatal("a live track waits for its consumers")
 	}
 }
+
+// SkipEvicted lets a reader go on from the oldest frame a group still holds.
+func TestGroupSkipEvicted(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{GroupMaxFrames: 2})
+	g, _ := tp.AppendGroup()
+	_ = g.WriteFrames([]byte("0"), []byte("1"), []byte("2"), []byte("3"))
+	_ = g.Finish()
+	c := g.Consume()
+	if _, err := c.ReadFrame(testCtx(t)); !errors.Is(err, ErrEvicted) {
+		t.Fatalf("first frame: %v, want ErrEvicted", err)
+	}
+	if n := c.SkipEvicted(); n != 2 {
+		t.Fatalf("skipped %d, want 2", n)
+	}
+	if f, err := c.ReadFrame(testCtx(t)); err != nil || string(f) != "2" {
+		t.Fatalf("after skipping: %q, %v", f, err)
+	}
+	if n := c.SkipEvicted(); n != 0 {
+		t.Fatalf("skipped %d more, want 0", n)
+	}
+}

@@ -326,5 +326,16 @@ func (c *GroupConsumer) poll(arm bool) ([]byte, <-chan struct{}, error) {
 	return nil, g.sig.wait(), nil
 }
 
+// SkipEvicted moves the consumer past the frames the group evicted before
+// it read them, so that it reads on from the oldest frame still held
+// instead of getting ErrEvicted; it returns how many it skipped.
+func (c *GroupConsumer) SkipEvicted() int {
+	c.g.mu.RLock()
+	defer c.g.mu.RUnlock()
+	n := max(c.g.base-c.next, 0)
+	c.next += n
+	return n
+}
+
 // Clone returns a consumer of the same group positioned at the same frame.
 func (c *GroupConsumer) Clone() *GroupConsumer { return &GroupConsumer{g: c.g, next: c.next} }

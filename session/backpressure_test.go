@@ -20,17 +20,28 @@ func heapInUse() uint64 {
 }
 
 // A finite transfer with back-pressure end to end: the publisher writes
-// 10 000 groups as fast as WaitRoom lets it, the subscriber reads the first
-// 200 slowly; every frame arrives, and neither side buffers the transfer.
+// groups as fast as WaitRoom lets it, the subscriber reads the first ones
+// slowly; every frame arrives, and neither side buffers the transfer: at
+// most, on each side, a cache and MaxGroupsInFlight groups (in flight, or
+// read ahead), plus the transport's windows.
 func TestBackpressureFiniteTransfer(t *testing.T) {
+	const cache = 64
+	for _, tt := range []struct {
+		name               string
+		groups, size, slow int
+		maxHeap            int64
+	}{
+		// Over the inline size: group streams of their own. Measured 6-8 MiB.
+		{"small groups", 10000, 4000, 200, 12 << 20}, // 40 MB sent
+		// Groups much larger than a waiting stream's read buffer. Measured ~60 MiB.
+		{"200 kB groups", 800, 200000, 400, 4*cache*200000 + 16<<20}, // 160 MB sent
+	} {
+		t.Run(tt.name, func(t *testing.T) { testFiniteTransfer(t, tt.groups, tt.size, tt.slow, cache, tt.maxHeap) })
+	}
+}
+
+func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int64) {
 	forEach(t, []string{"moq-lite-04"}, func(t *testing.T, alpn string) { // the wire version plays no part
-		const (
-			groups  = 10000
-			size    = 4000 // over the inline size: group streams of their own, MaxGroupsInFlight of them
-			slow    = 200
-			cache   = 64
-			maxHeap = 12 << 20 // versus 40 MB for the whole transfer; measured 6-8 MiB (both sessions, QUIC buffers, 64 waiting streams)
-		)
 		lim := broadcast.Limits{CacheMaxGroups: cache}
 		p := newPair(t, alpn, Config{}, Config{Limits: Limits{Model: lim}})
 		lim.Backpressure = true
@@ -84,7 +95,7 @@ func TestBackpressureFiniteTransfer(t *testing.T) {
 				}
 			}
 			f, err := g.ReadFrame(testCtx(t))
-			if err != nil || len(f) != size || binary.BigEndian.Uint64(f) != g.Sequence() || g.Sequence() >= groups {
+			if err != nil || len(f) != size || binary.BigEndian.Uint64(f) != g.Sequence() || g.Sequence() >= uint64(groups) {
 				t.Fatalf("group %d: %d bytes, %v", g.Sequence(), len(f), err)
 			}
 			if seen[g.Sequence()] {

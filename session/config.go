@@ -156,15 +156,18 @@ type SubscribeOptions struct {
 	End *uint64
 	// Backpressure makes the subscription lossless, for finite transfers: the
 	// returned consumer's track keeps every group it has not received (see
-	// broadcast.Limits.Backpressure), and a group stream is not read until
-	// that track has room for its group. The publisher is then held back by
-	// QUIC flow control and stream credit, which stops its session's
-	// consumer of the track after MaxGroupsInFlight groups, which stops a
-	// publishing application waiting in TrackProducer.WaitRoom. A subscription
-	// with Backpressure gets a wire subscription of its own. Each group
-	// stream waiting for room holds a goroutine and a 16 KiB read buffer,
-	// so the worst case is the connection's incoming uni-stream limit (1000
-	// for rawquic) times that, plus what the transport buffers (its
-	// connection flow-control window).
+	// broadcast.Limits.Backpressure), and a group enters it, whole, only
+	// when it has room. Meanwhile up to MaxGroupsInFlight groups are read
+	// ahead (charged to the receive budget) and the next group stream waits
+	// unread, stopping the acceptance of group streams: QUIC stream credit
+	// and flow control then hold the publisher back, which stops its
+	// session's consumer of the track, which stops a publishing application
+	// waiting in TrackProducer.WaitRoom. Worst case per subscription, beyond
+	// the track's cache: MaxGroupsInFlight groups read ahead, plus for group
+	// streams that did not arrive whole one goroutine and a 16 KiB buffer
+	// each (up to the transport's stream credit). A back-pressured
+	// subscription whose reader stops also stops the session's other group
+	// streams once the connection's flow-control window is full. It gets a
+	// wire subscription of its own.
 	Backpressure bool
 }

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -30,8 +30,8 @@ type subscription struct {
 	cancel context.CancelCauseFunc
 	// room is held by the one group stream that waits for room in the track
 	// and then creates its group (Backpressure): one room, one group.
-	room    chan struct{}
-	waiting atomic.Int64 // group streams waiting for room on goroutines of their own
+	room  chan struct{}
+	ahead chan struct{} // a place for each group being read ahead (recvAhead)
 
 	mu        sync.Mutex
 	receiving int       // group streams being read
@@ -161,6 +161,7 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		shared: shared,
 		ready:  make(chan struct{}),
 		room:   make(chan struct{}, 1),
+		ahead:  make(chan struct{}, s.lim.MaxGroupsInFlight),
 	}
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
@@ -408,60 +409,100 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	sub.groupStarted()
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	sorted = true
-	if sub.opts.Backpressure && !sub.tryRoom() {
-		// The group waits for room. Its stream's first bytes are in gr's
-		// buffer (all of a small group's): waiting on a goroutine of its
-		// own lets this one (maybe the accept loop) go on with the other
-		// streams, whose data would otherwise fill the connection's
-		// flow-control window and starve the groups being read. Past
-		// MaxGroupsInFlight such waiters the group waits right here, so
-		// that the waiters' buffers stay bounded and the publisher runs out
-		// of stream credit.
-		if sub.waiting.Add(1) <= int64(s.lim.MaxGroupsInFlight) {
+	if sub.opts.Backpressure {
+		// The group is read to its end first, then waits for room (see
+		// recvAhead). At most MaxGroupsInFlight groups of a subscription
+		// are read ahead at once, each on a goroutine of its own so that
+		// this one (maybe the accept loop) goes on with other streams; past
+		// that, the stream waits unread right here for a turn (the accept
+		// loop then stops and the publisher runs out of stream credit).
+		select {
+		case sub.ahead <- struct{}{}:
 			handed = true
 			s.spawnOr(func() {
 				defer putGroupReader(gr)
 				defer sub.groupDone()
-				err := sub.awaitRoom()
-				sub.waiting.Add(-1)
-				if err != nil {
-					rs.CancelRead(uint32(broadcast.CodeOf(err)))
-					return
-				}
-				s.recvInto(rs, gr, sub)
+				defer func() { <-sub.ahead }()
+				s.recvAhead(rs, gr, sub)
 			}, func() {
-				sub.waiting.Add(-1)
+				<-sub.ahead
 				putGroupReader(gr)
 				sub.groupDone()
 			})
 			return
+		default:
 		}
-		defer sub.waiting.Add(-1)
 		defer sub.groupDone()
-		if err := sub.awaitRoom(); err != nil {
-			rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		select {
+		case sub.ahead <- struct{}{}:
+		case <-sub.ctx.Done():
+			rs.CancelRead(uint32(broadcast.CodeOf(remoteErr(context.Cause(sub.ctx)))))
 			return
 		}
-		s.recvInto(rs, gr, sub)
+		defer func() { <-sub.ahead }()
+		s.recvAhead(rs, gr, sub)
 		return
 	}
 	defer sub.groupDone()
 	s.recvInto(rs, gr, sub)
 }
 
-// tryRoom takes the subscription's room if it is free and the track has
-// room for a group now; the taker creates its group, then frees the room.
-func (sub *subscription) tryRoom() bool {
-	select {
-	case sub.room <- struct{}{}:
-	default:
-		return false
+// recvAhead receives a group of a back-pressured subscription: it reads the
+// stream to its end into a group of its own
+// (charged to the receive budget like any other), then waits for room and
+// hands the frames to the track. Reading ahead rather than leaving the
+// stream unread matters: unread data fills the connection's flow-control
+// window, and a group the reader is waiting for, still arriving, could
+// then never complete. The group goes into the track whole, so that the
+// reader never waits on a group whose data is stuck behind others'.
+func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	seq := gr.hdr.Sequence
+	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
+	defer hold.Abort(nil) // gives its charges back, if not done below
+	g, _ := hold.CreateGroup(seq)
+	rerr := s.readFrames(gr.Reader, g)
+	if rerr != nil {
+		g.Abort(rerr)
+		var se *transport.StreamError
+		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
+			rs.CancelRead(uint32(broadcast.CodeOf(rerr)))
+		}
+	} else {
+		_ = g.Finish()
 	}
-	if sub.track.HasRoom() {
-		return true
+	if err := sub.awaitRoom(); err != nil {
+		if rerr == nil {
+			rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		}
+		return
 	}
-	<-sub.room
-	return false
+	defer func() { <-sub.room }()
+	var frames [][]byte
+	gc := g.Consume()
+	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
+	for {
+		var end error
+		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+			break
+		}
+	}
+	hold.Abort(nil) // its charges go back before the track charges the frames
+	var err error
+	if rerr == nil {
+		err = sub.track.WriteGroup(seq, frames...)
+	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
+		err = pg.WriteFrames(frames...)
+		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
+	} else {
+		err = cerr
+	}
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", seq, "err", err)
+		return
+	}
+	if rerr == nil {
+		s.counters.groupsReceived.Add(1)
+	}
 }
 
 // spawnOr runs f on a goroutine of the session's, or orElse right here if
@@ -495,21 +536,13 @@ func (sub *subscription) awaitRoom() error {
 }
 
 // recvInto reads the rest of a group stream, whose header named sub, into
-// sub's track. Under Backpressure the caller holds sub's room, which is
-// freed once the group exists.
+// sub's track.
 func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
 	hdr, r := &gr.hdr, gr.Reader
-	freeRoom := func() {
-		if sub.opts.Backpressure {
-			<-sub.room
-		}
-	}
 	if s.recvWhole(rs, gr, sub) {
-		freeRoom()
 		return
 	}
 	g, err := sub.track.CreateGroup(hdr.Sequence)
-	freeRoom()
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
