@@ -207,9 +207,13 @@ func TestBadInputBackpressureBlockedStreams(t *testing.T) {
 	p.sess.mu.Lock()
 	s := p.sess.subs[sub.ID]
 	p.sess.mu.Unlock()
-	// 4 groups in the track, inFlight read ahead on goroutines, one waiting
-	// unread in the accept loop.
-	eventually(t, func() bool { return len(s.ahead) == inFlight && p.sess.unsorted.Load() == 0 })
+	// 4 groups in the track, inFlight read ahead waiting for room on
+	// goroutines, one stream waiting unread in the accept loop.
+	eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.ahead == inFlight && s.turn != nil && p.sess.unsorted.Load() == 0
+	})
 	grew := int64(heapInUse()) - int64(before)
 	g := runtime.NumGoroutine() - goroutines
 	t.Logf("%d streams of %d KiB unread: heap +%d KiB, goroutines +%d", streams, frame>>10, grew>>10, g)

@@ -156,18 +156,21 @@ type SubscribeOptions struct {
 	End *uint64
 	// Backpressure makes the subscription lossless, for finite transfers: the
 	// returned consumer's track keeps every group it has not received (see
-	// broadcast.Limits.Backpressure), and a group enters it, whole, only
-	// when it has room. Meanwhile up to MaxGroupsInFlight groups are read
-	// ahead (charged to the receive budget) and the next group stream waits
-	// unread, stopping the acceptance of group streams: QUIC stream credit
-	// and flow control then hold the publisher back, which stops its
-	// session's consumer of the track, which stops a publishing application
-	// waiting in TrackProducer.WaitRoom. Worst case per subscription, beyond
-	// the track's cache: MaxGroupsInFlight groups read ahead, plus for group
-	// streams that did not arrive whole one goroutine and a 16 KiB buffer
-	// each (up to the transport's stream credit). A back-pressured
-	// subscription whose reader stops also stops the session's other group
-	// streams once the connection's flow-control window is full. It gets a
+	// broadcast.Limits.Backpressure), and a group enters it whole, once it
+	// has room; its cache is held to half of MaxReceiveBytes. Group streams
+	// are read to their end meanwhile, but once MaxGroupsInFlight groups
+	// read ahead wait for room, further group streams wait unread (and the
+	// accept loop with them): QUIC stream credit and flow control then hold
+	// the publisher back, which stops its session's consumer of the track,
+	// which stops a publishing application waiting in
+	// TrackProducer.WaitRoom. Worst case per subscription, beyond the
+	// cache: MaxGroupsInFlight groups read ahead, the groups whose streams
+	// are being read (what the publisher has in flight), all charged to the
+	// receive budget (a group past it is refused with BoundsExceeded: keep
+	// (cache + 2 × MaxGroupsInFlight) × group size within MaxReceiveBytes),
+	// plus a goroutine and a 16 KiB buffer per stream waiting unread (up to
+	// the transport's stream credit). A back-pressured subscription whose
+	// reader stops also stops the session's other group streams. It gets a
 	// wire subscription of its own.
 	Backpressure bool
 }

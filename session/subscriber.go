@@ -30,13 +30,14 @@ type subscription struct {
 	cancel context.CancelCauseFunc
 	// room is held by the one group stream that waits for room in the track
 	// and then creates its group (Backpressure): one room, one group.
-	room  chan struct{}
-	ahead chan struct{} // a place for each group being read ahead (recvAhead)
+	room chan struct{}
 
 	mu        sync.Mutex
 	receiving int       // group streams being read
 	lastGroup time.Time // when a group stream last arrived
 	idle      chan struct{}
+	ahead     int           // groups read ahead, waiting for room (Backpressure)
+	turn      chan struct{} // closed when ahead goes down, if someone waits
 }
 
 // Subscribe subscribes to a track of the peer's broadcast at path and returns
@@ -54,7 +55,14 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	info := broadcast.Track{Name: track, Priority: opts.Priority}
 	if opts.Start != nil || opts.End != nil || opts.Backpressure { // a range, or a pace, is not shareable
 		lim := s.lim.Model
-		lim.Backpressure = opts.Backpressure
+		if lim.Backpressure = opts.Backpressure; lim.Backpressure {
+			// Its cache is not evicted for the budget's sake: leave the
+			// other half of the budget to the groups read ahead.
+			if lim.CacheMaxBytes <= 0 {
+				lim.CacheMaxBytes = broadcast.DefaultCacheMaxBytes
+			}
+			lim.CacheMaxBytes = min(lim.CacheMaxBytes, max(s.lim.MaxReceiveBytes/2, 1))
+		}
 		tp := broadcast.NewTrack(info, lim)
 		tc := tp.Consume()
 		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
@@ -161,7 +169,6 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		shared: shared,
 		ready:  make(chan struct{}),
 		room:   make(chan struct{}, 1),
-		ahead:  make(chan struct{}, s.lim.MaxGroupsInFlight),
 	}
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
@@ -410,36 +417,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	sorted = true
 	if sub.opts.Backpressure {
-		// The group is read to its end first, then waits for room (see
-		// recvAhead). At most MaxGroupsInFlight groups of a subscription
-		// are read ahead at once, each on a goroutine of its own so that
-		// this one (maybe the accept loop) goes on with other streams; past
-		// that, the stream waits unread right here for a turn (the accept
-		// loop then stops and the publisher runs out of stream credit).
-		select {
-		case sub.ahead <- struct{}{}:
-			handed = true
-			s.spawnOr(func() {
-				defer putGroupReader(gr)
-				defer sub.groupDone()
-				defer func() { <-sub.ahead }()
-				s.recvAhead(rs, gr, sub)
-			}, func() {
-				<-sub.ahead
-				putGroupReader(gr)
-				sub.groupDone()
-			})
-			return
-		default:
-		}
-		defer sub.groupDone()
-		select {
-		case sub.ahead <- struct{}{}:
-		case <-sub.ctx.Done():
-			rs.CancelRead(uint32(broadcast.CodeOf(remoteErr(context.Cause(sub.ctx)))))
-			return
-		}
-		defer func() { <-sub.ahead }()
+		handed = true // recvAhead returns gr
 		s.recvAhead(rs, gr, sub)
 		return
 	}
@@ -447,18 +425,27 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	s.recvInto(rs, gr, sub)
 }
 
-// recvAhead receives a group of a back-pressured subscription: it reads the
-// stream to its end into a group of its own
-// (charged to the receive budget like any other), then waits for room and
-// hands the frames to the track. Reading ahead rather than leaving the
-// stream unread matters: unread data fills the connection's flow-control
-// window, and a group the reader is waiting for, still arriving, could
-// then never complete. The group goes into the track whole, so that the
-// reader never waits on a group whose data is stuck behind others'.
+// recvAhead receives a group of a back-pressured subscription: it reads
+// the stream to its end into a group of its own (charged to the receive
+// budget like any other), then, on a goroutine of its own, waits for room
+// and hands the frames to the track, whole, so that the reader never waits
+// on a group still arriving. Reading a group only starts while fewer than
+// MaxGroupsInFlight groups of the subscription have been read and wait for
+// room; past that the stream waits unread right here (in the accept loop,
+// for a group that arrived whole), so that QUIC flow control and stream
+// credit hold the publisher back. This cannot stall: such groups wait
+// only while the track has no room, that is while its reader has groups to
+// read; and while fewer wait, every group stream is read, so none holds
+// the connection's flow-control window that a group being read needs.
 func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
 	seq := gr.hdr.Sequence
+	done := func() { putGroupReader(gr); sub.groupDone() }
+	if err := sub.awaitTurn(s.lim.MaxGroupsInFlight); err != nil {
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		done()
+		return
+	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
-	defer hold.Abort(nil) // gives its charges back, if not done below
 	g, _ := hold.CreateGroup(seq)
 	rerr := s.readFrames(gr.Reader, g)
 	if rerr != nil {
@@ -470,10 +457,25 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	} else {
 		_ = g.Finish()
 	}
+	putGroupReader(gr)
+	sub.readAhead(1)
+	s.spawnOr(func() {
+		defer sub.groupDone()
+		defer sub.readAhead(-1)
+		defer hold.Abort(nil) // gives its charges back, if not done below
+		s.insertAhead(sub, hold, g, rerr)
+	}, func() {
+		hold.Abort(nil)
+		sub.readAhead(-1)
+		sub.groupDone()
+	})
+}
+
+// insertAhead waits for room in sub's track and puts the group read ahead
+// into it.
+func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, g *broadcast.GroupProducer, rerr error) {
+	seq := g.Sequence()
 	if err := sub.awaitRoom(); err != nil {
-		if rerr == nil {
-			rs.CancelRead(uint32(broadcast.CodeOf(err)))
-		}
 		return
 	}
 	defer func() { <-sub.room }()
@@ -497,12 +499,44 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 		err = cerr
 	}
 	if err != nil {
-		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", seq, "err", err)
+		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
 		return
 	}
 	if rerr == nil {
 		s.counters.groupsReceived.Add(1)
 	}
+}
+
+// awaitTurn waits until fewer than max groups read ahead wait for room.
+func (sub *subscription) awaitTurn(max int) error {
+	for {
+		sub.mu.Lock()
+		if sub.ahead < max {
+			sub.mu.Unlock()
+			return nil
+		}
+		if sub.turn == nil {
+			sub.turn = make(chan struct{})
+		}
+		turn := sub.turn
+		sub.mu.Unlock()
+		select {
+		case <-turn:
+		case <-sub.ctx.Done():
+			return remoteErr(context.Cause(sub.ctx))
+		}
+	}
+}
+
+// readAhead counts groups read ahead that wait for room (d = 1 or -1).
+func (sub *subscription) readAhead(d int) {
+	sub.mu.Lock()
+	sub.ahead += d
+	if d < 0 && sub.turn != nil {
+		close(sub.turn)
+		sub.turn = nil
+	}
+	sub.mu.Unlock()
 }
 
 // spawnOr runs f on a goroutine of the session's, or orElse right here if
