@@ -79,8 +79,24 @@ type Limits struct {
 	// MaxMessageSize bounds one control message. Default 64 KiB. A message
 	// still arriving holds at most about twice the bytes received of it.
 	MaxMessageSize int
-	// Model bounds the caches of tracks received from the peer.
+	// Model bounds the caches of tracks received from the peer. Its Budget
+	// is the session's own (MaxReceiveBytes): a value set here is replaced.
 	Model broadcast.Limits
+	// MaxReceiveBytes bounds the payload bytes of everything received from
+	// the peer that the session holds: frames of groups still arriving (a
+	// frame being read counts as its memory is allocated) and of groups
+	// the tracks cache. Beyond it, finished cached groups are evicted,
+	// oldest first in each track, and a group stream that still does not fit
+	// is stopped with BoundsExceeded (frames it delivered before stay). What
+	// it does not cover: per group stream, a 16 KiB read buffer and its
+	// goroutine, so that the worst case for the peer's open group streams is
+	// MaxReceiveBytes + the connection's incoming uni-stream limit (1000 for
+	// rawquic) × ~24 KiB. Default 64 MiB.
+	MaxReceiveBytes int64
+	// ReceiveBudget, if set, is a budget shared with other sessions (of one
+	// node, say) that also bounds what this session receives: a frame must
+	// fit in both. Nil means the session's own bound only.
+	ReceiveBudget *broadcast.Budget
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
 	// Default 250 ms. Group streams whose header has not arrived delay the
@@ -89,6 +105,9 @@ type Limits struct {
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration
 }
+
+// DefaultMaxReceiveBytes is the default of Limits.MaxReceiveBytes.
+const DefaultMaxReceiveBytes = 64 << 20
 
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
@@ -104,6 +123,11 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxGroupsInFlight, 64)
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
+	if l.MaxReceiveBytes <= 0 {
+		l.MaxReceiveBytes = DefaultMaxReceiveBytes
+	}
+	// Called once per session: this is the session's budget.
+	l.Model.Budget = broadcast.NewBudget(l.MaxReceiveBytes, l.ReceiveBudget)
 	if l.FinishGrace <= 0 {
 		l.FinishGrace = 250 * time.Millisecond
 	}
@@ -130,4 +154,23 @@ type SubscribeOptions struct {
 	Start *uint64
 	// End, if set, is the last group wanted (inclusive).
 	End *uint64
+	// Backpressure makes the subscription lossless, for finite transfers: the
+	// returned consumer's track keeps every group it has not received (see
+	// broadcast.Limits.Backpressure), and a group enters it whole, once it
+	// has room; its cache is held to half of MaxReceiveBytes. Group streams
+	// are read to their end meanwhile, but once MaxGroupsInFlight groups
+	// read ahead wait for room, further group streams wait unread (and the
+	// accept loop with them): QUIC stream credit and flow control then hold
+	// the publisher back, which stops its session's consumer of the track,
+	// which stops a publishing application waiting in
+	// TrackProducer.WaitRoom. Worst case per subscription, beyond the
+	// cache: MaxGroupsInFlight groups read ahead, the groups whose streams
+	// are being read (what the publisher has in flight), all charged to the
+	// receive budget (a group past it is refused with BoundsExceeded: keep
+	// (cache + 2 × MaxGroupsInFlight) × group size within MaxReceiveBytes),
+	// plus a goroutine and a 16 KiB buffer per stream waiting unread (up to
+	// the transport's stream credit). A back-pressured subscription whose
+	// reader stops also stops the session's other group streams. It gets a
+	// wire subscription of its own.
+	Backpressure bool
 }
