@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -21,8 +22,13 @@ Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
 the deterministic test payload of --size bytes that the interop peers also
 generate; with --stdin, each read of up to --size bytes from stdin is one
 frame instead, until end of input. After the last frame the track is
-finished, and pub serves until its subscribers are done (or --linger), then
-prints {"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout.
+finished, and pub serves until its subscribers are done, then prints
+{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","delivered_groups":…,
+"delivered_frames":…,"delivered_bytes":…} on stdout: what it produced, and
+what its subscriber sessions were handed whole (for the one that got the
+least). When a subscriber got less than was produced, it also says so on
+stderr. A subscriber that stops responding (no acknowledgement or read for
+--linger) is given up on.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
@@ -62,7 +68,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
 	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame")
 	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
-	linger := fs.Duration("linger", 5*time.Second, "after the last frame, wait up to `D` for subscribers to disconnect")
+	linger := fs.Duration("linger", 5*time.Second, "after the last frame, give up on a subscriber that has made no progress for `D`,\nand wait up to D for subscribers to disconnect")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -78,8 +84,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return usagef("pub: --size must be between 1 and %d", 16<<20)
 	case *k <= 0 || *k > maxGroupFrames:
 		return usagef("pub: --group-frames must be between 1 and %d", maxGroupFrames)
-	case *rate < 0:
-		return usagef("pub: --rate must not be negative")
+	case math.IsNaN(*rate) || math.IsInf(*rate, 0) || *rate < 0 || (*rate > 0 && *rate < minRate):
+		return usagef("pub: --rate must be 0 (as fast as possible) or a number of frames per second from %g, not %v", minRate, *rate)
+	case *linger < 0:
+		return usagef("pub: --linger must not be negative")
 	}
 	log := nf.logger(std.stderr)
 	opts := pubOptions{frames: *frames, size: *size, k: *k, rate: *rate}
@@ -88,11 +96,13 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 
 	listens = nf.reachable(listens)
-	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{}, net: &nf, log: log})
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{}, incoming: true, net: &nf, log: log})
 	if err != nil {
 		return err
 	}
 	defer n.close()
+	subs := watchSessions(n)
+	defer subs.stop()
 
 	prod := broadcast.New(broadcast.Config{Limits: broadcast.Limits{GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames)}})
 	defer prod.Finish()
@@ -104,6 +114,9 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
+	if dialed != nil {
+		subs.add(dialed)
+	}
 
 	var col pattern.Digest
 	if *wait {
@@ -113,7 +126,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		case <-peerGone:
 			return sessionEnded(dialed)
 		case <-ctx.Done():
-			printSummary(std.stdout, col.Summary()) // interrupted: nothing sent
+			printSummary(std.stdout, subs.summary(col.Summary())) // interrupted: nothing sent
 			return nil
 		}
 	}
@@ -129,7 +142,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	_ = tp.Finish()
 	prog.close()
 	if err != nil {
-		printSummary(std.stdout, col.Summary())
+		printSummary(std.stdout, subs.summary(col.Summary()))
 		switch {
 		case !errors.Is(err, errPeerGone):
 			return err
@@ -141,18 +154,23 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 
 	// Serve until the subscribers have read the end of the track (the
 	// session stops consuming it then), and give them a moment to hang up:
-	// closing first could cut groups still in flight.
-	if ctx.Err() == nil {
-		select {
-		case <-tp.Unused():
-		case <-peerGone:
-		case <-ctx.Done():
-		}
+	// closing first could cut groups still in flight. A subscriber that
+	// vanished would hold this until its connection timed out: give up on
+	// it once it has made no progress for --linger.
+	if ctx.Err() == nil && subs.waitServed(ctx, tp.Unused(), peerGone, *linger) {
 		n.waitSessionsDone(ctx, *linger)
 	}
-	printSummary(std.stdout, col.Summary())
+	sum := subs.summary(col.Summary())
+	printSummary(std.stdout, sum)
+	if ctx.Err() == nil && sum.DeliveredGroups < sum.Groups {
+		log.Warn(fmt.Sprintf("delivered %d of %d groups (%d of %d frames) to the subscriber that got the least",
+			sum.DeliveredGroups, sum.Groups, sum.DeliveredFrames, sum.Frames))
+	}
 	return nil
 }
+
+// minRate is the slowest --rate: one frame every 1000 s.
+const minRate = 0.001
 
 var errPeerGone = errors.New("peer gone")
 
