@@ -157,8 +157,12 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	// closing first could cut groups still in flight. A subscriber that
 	// vanished would hold this until its connection timed out: give up on
 	// it once it has made no progress for --linger.
-	if ctx.Err() == nil && subs.waitServed(ctx, tp.Unused(), peerGone, *linger) {
-		n.waitSessionsDone(ctx, *linger)
+	if ctx.Err() == nil {
+		if subs.waitServed(ctx, tp.Unused(), peerGone, *linger) {
+			n.waitSessionsDone(ctx, *linger)
+		} else {
+			log.Warn(fmt.Sprintf("gave up on the subscribers: no progress for %s (--linger)", *linger))
+		}
 	}
 	sum := subs.summary(col.Summary())
 	printSummary(std.stdout, sum)
