@@ -78,7 +78,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	m.streams = p2pstream.New(h, p2pstream.Config{Logger: m.log})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,
-		Session:       session.Config{Limits: o.limits, Interest: o.interest},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -19,6 +20,7 @@ type options struct {
 	logger        *slog.Logger
 	admit         func(context.Context, peer.ID) error
 	limits        session.Limits
+	receiveBudget int64
 	interest      []string
 	incoming      int
 	pendingAdmits int
@@ -47,6 +49,30 @@ func WithAdmission(f func(ctx context.Context, p peer.ID) error) Option {
 
 // WithLimits bounds what each peer may make a session hold.
 func WithLimits(l session.Limits) Option { return func(o *options) { o.limits = l } }
+
+// WithReceiveBudget bounds the payload bytes that all of the node's
+// sessions together hold of what peers sent them (groups arriving or
+// cached), on top of each session's own Limits.MaxReceiveBytes; frames past
+// it are refused after evicting cached groups (see broadcast.Budget).
+// Default DefaultReceiveBudget.
+func WithReceiveBudget(bytes int64) Option { return func(o *options) { o.receiveBudget = bytes } }
+
+// DefaultReceiveBudget is the node-wide receive budget without
+// WithReceiveBudget.
+const DefaultReceiveBudget = 512 << 20
+
+// sessionLimits returns the limits of the node's sessions, sharing one
+// receive budget (made here: New calls it once).
+func (o *options) sessionLimits() session.Limits {
+	l := o.limits
+	if l.ReceiveBudget == nil {
+		if o.receiveBudget <= 0 {
+			o.receiveBudget = DefaultReceiveBudget
+		}
+		l.ReceiveBudget = broadcast.NewBudget(o.receiveBudget, nil)
+	}
+	return l
+}
 
 // WithInterest sets the path prefixes whose announcements to ask each peer
 // for (default: everything).

@@ -44,8 +44,24 @@ type Limits struct {
 	MaxFrameSize int
 	// MaxMessageSize bounds one control message. Default 64 KiB.
 	MaxMessageSize int
-	// Model bounds the caches of tracks received from the peer.
+	// Model bounds the caches of tracks received from the peer. Its Budget
+	// is the session's own (MaxReceiveBytes): a value set here is replaced.
 	Model broadcast.Limits
+	// MaxReceiveBytes bounds the payload bytes of everything received from
+	// the peer that the session holds: frames of groups still arriving (a
+	// frame being read counts as its memory is allocated) and of groups
+	// the tracks cache. Beyond it, finished cached groups are evicted,
+	// oldest first in each track, and a group stream that still does not fit
+	// is stopped with BoundsExceeded (frames it delivered before stay). What
+	// it does not cover: per group stream, a 16 KiB read buffer and its
+	// goroutine, so that the worst case for the peer's open group streams is
+	// MaxReceiveBytes + the connection's incoming uni-stream limit (1000 for
+	// rawquic) × ~24 KiB. Default 64 MiB.
+	MaxReceiveBytes int64
+	// ReceiveBudget, if set, is a budget shared with other sessions (of one
+	// node, say) that also bounds what this session receives: a frame must
+	// fit in both. Nil means the session's own bound only.
+	ReceiveBudget *broadcast.Budget
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
 	// Default 250 ms.
@@ -53,6 +69,9 @@ type Limits struct {
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration
 }
+
+// DefaultMaxReceiveBytes is the default of Limits.MaxReceiveBytes.
+const DefaultMaxReceiveBytes = 64 << 20
 
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
@@ -65,6 +84,11 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxGroupsInFlight, 64)
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
+	if l.MaxReceiveBytes <= 0 {
+		l.MaxReceiveBytes = DefaultMaxReceiveBytes
+	}
+	// Called once per session: this is the session's budget.
+	l.Model.Budget = broadcast.NewBudget(l.MaxReceiveBytes, l.ReceiveBudget)
 	if l.FinishGrace <= 0 {
 		l.FinishGrace = 250 * time.Millisecond
 	}
@@ -88,4 +112,17 @@ type SubscribeOptions struct {
 	Start *uint64
 	// End, if set, is the last group wanted (inclusive).
 	End *uint64
+	// Backpressure makes the subscription lossless, for finite transfers: the
+	// returned consumer's track keeps every group it has not received (see
+	// broadcast.Limits.Backpressure), and a group stream is not read until
+	// that track has room for its group. The publisher is then held back by
+	// QUIC flow control and stream credit, which stops its session's
+	// consumer of the track after MaxGroupsInFlight groups, which stops a
+	// publishing application waiting in TrackProducer.WaitRoom. A subscription
+	// with Backpressure gets a wire subscription of its own. Each group
+	// stream waiting for room holds a goroutine and a 16 KiB read buffer,
+	// so the worst case is the connection's incoming uni-stream limit (1000
+	// for rawquic) times that, plus what the transport buffers (its
+	// connection flow-control window).
+	Backpressure bool
 }

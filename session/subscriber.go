@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -25,7 +26,12 @@ type subscription struct {
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
+	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// room is held by the one group stream that waits for room in the track
+	// and then creates its group (Backpressure): one room, one group.
+	room    chan struct{}
+	waiting atomic.Int64 // group streams waiting for room on goroutines of their own
 
 	mu        sync.Mutex
 	receiving int       // group streams being read
@@ -46,8 +52,10 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	}
 	path = broadcast.CleanPath(path)
 	info := broadcast.Track{Name: track, Priority: opts.Priority}
-	if opts.Start != nil || opts.End != nil { // a range is not shareable
-		tp := broadcast.NewTrack(info, s.lim.Model)
+	if opts.Start != nil || opts.End != nil || opts.Backpressure { // a range, or a pace, is not shareable
+		lim := s.lim.Model
+		lim.Backpressure = opts.Backpressure
+		tp := broadcast.NewTrack(info, lim)
 		tc := tp.Consume()
 		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
 	}
@@ -152,9 +160,11 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		opts:   opts,
 		shared: shared,
 		ready:  make(chan struct{}),
+		room:   make(chan struct{}, 1),
 	}
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
+	sub.ctx = ctx
 	s.subs[sub.id] = sub
 	if shared {
 		s.shared[trackKey{path, tp.Info().Name}] = sub
@@ -363,7 +373,12 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 			s.unsorted.Add(-1)
 		}
 	}()
-	defer putGroupReader(gr)
+	handed := false // to a goroutine waiting for room, with gr
+	defer func() {
+		if !handed {
+			putGroupReader(gr)
+		}
+	}()
 	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
@@ -385,13 +400,110 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 		return
 	}
 	sub.groupStarted()
-	defer sub.groupDone()
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	sorted = true
+	if sub.opts.Backpressure && !sub.tryRoom() {
+		// The group waits for room. Its stream's first bytes are in gr's
+		// buffer (all of a small group's): waiting on a goroutine of its
+		// own lets this one (maybe the accept loop) go on with the other
+		// streams, whose data would otherwise fill the connection's
+		// flow-control window and starve the groups being read. Past
+		// MaxGroupsInFlight such waiters the group waits right here, so
+		// that the waiters' buffers stay bounded and the publisher runs out
+		// of stream credit.
+		if sub.waiting.Add(1) <= int64(s.lim.MaxGroupsInFlight) {
+			handed = true
+			s.spawnOr(func() {
+				defer putGroupReader(gr)
+				defer sub.groupDone()
+				err := sub.awaitRoom()
+				sub.waiting.Add(-1)
+				if err != nil {
+					rs.CancelRead(uint32(broadcast.CodeOf(err)))
+					return
+				}
+				s.recvInto(rs, gr, sub)
+			}, func() {
+				sub.waiting.Add(-1)
+				putGroupReader(gr)
+				sub.groupDone()
+			})
+			return
+		}
+		defer sub.waiting.Add(-1)
+		defer sub.groupDone()
+		if err := sub.awaitRoom(); err != nil {
+			rs.CancelRead(uint32(broadcast.CodeOf(err)))
+			return
+		}
+		s.recvInto(rs, gr, sub)
+		return
+	}
+	defer sub.groupDone()
+	s.recvInto(rs, gr, sub)
+}
+
+// tryRoom takes the subscription's room if it is free and the track has
+// room for a group now; the taker creates its group, then frees the room.
+func (sub *subscription) tryRoom() bool {
+	select {
+	case sub.room <- struct{}{}:
+	default:
+		return false
+	}
+	if sub.track.HasRoom() {
+		return true
+	}
+	<-sub.room
+	return false
+}
+
+// spawnOr runs f on a goroutine of the session's, or orElse right here if
+// the session is closing.
+func (s *Session) spawnOr(f, orElse func()) {
+	s.spawnMu.RLock()
+	defer s.spawnMu.RUnlock()
+	if !s.closing {
+		s.wg.Go(f)
+		return
+	}
+	orElse()
+}
+
+// awaitRoom takes the subscription's room once the track has room for a
+// group, or fails when the subscription ends.
+func (sub *subscription) awaitRoom() error {
+	select {
+	case sub.room <- struct{}{}:
+	case <-sub.ctx.Done():
+		return remoteErr(context.Cause(sub.ctx))
+	}
+	if err := sub.track.WaitRoom(sub.ctx); err != nil {
+		<-sub.room
+		if sub.ctx.Err() != nil {
+			return remoteErr(context.Cause(sub.ctx))
+		}
+		return err
+	}
+	return nil
+}
+
+// recvInto reads the rest of a group stream, whose header named sub, into
+// sub's track. Under Backpressure the caller holds sub's room, which is
+// freed once the group exists.
+func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	hdr, r := &gr.hdr, gr.Reader
+	freeRoom := func() {
+		if sub.opts.Backpressure {
+			<-sub.room
+		}
+	}
 	if s.recvWhole(rs, gr, sub) {
+		freeRoom()
 		return
 	}
 	g, err := sub.track.CreateGroup(hdr.Sequence)
+	freeRoom()
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
@@ -452,6 +564,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
+	budget := s.lim.Model.Budget
 	defer func() {
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
@@ -474,10 +587,11 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 			case n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 			}
-			payload, err := readPayload(r, n, &mem)
+			payload, held, err := readPayload(r, n, &mem, budget)
 			if err != nil {
 				return s.frameErr(err)
 			}
+			budget.Release(held) // the group charges it now
 			batch, size = append(batch, payload), n
 		}
 		err := g.WriteFrames(batch...)
@@ -568,17 +682,43 @@ func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
 const exactAlloc = 64 << 10
 
 // readPayload reads exactly size bytes, into memory from mem when the size
-// is allocated up front.
-func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
+// is allocated up front. The memory is charged to b as it is allocated, so
+// that frames still arriving count against the receive budget: it returns
+// what it charged, for the caller to release when the frame goes to its
+// group, and releases it itself on failure.
+func readPayload(r io.Reader, size uint64, mem *slab, b *broadcast.Budget) (p []byte, held int64, err error) {
+	defer func() {
+		if err != nil {
+			b.Release(held)
+			held = 0
+		}
+	}()
+	grow := func(n int) error {
+		if !b.Reserve(int64(n)) {
+			return broadcast.ErrBudget
+		}
+		held += int64(n)
+		return nil
+	}
 	if size <= exactAlloc {
+		if err := grow(int(size)); err != nil {
+			return nil, held, err
+		}
 		p := mem.take(int(size))
 		_, err := io.ReadFull(r, p)
-		return p, err
+		return p, held, err
 	}
-	p := make([]byte, 0, exactAlloc)
+	if err := grow(exactAlloc); err != nil {
+		return nil, held, err
+	}
+	p = make([]byte, 0, exactAlloc)
 	for uint64(len(p)) < size {
 		if len(p) == cap(p) {
-			p = slices.Grow(p, int(min(uint64(cap(p)), size-uint64(len(p)))))
+			n := int(min(uint64(cap(p)), size-uint64(len(p))))
+			if err := grow(n); err != nil {
+				return nil, held, err
+			}
+			p = slices.Grow(p, n)
 		}
 		n := int(min(uint64(cap(p)-len(p)), size-uint64(len(p))))
 		m, err := io.ReadFull(r, p[len(p):len(p)+n])
@@ -587,10 +727,10 @@ func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, held, err
 		}
 	}
-	return p, nil
+	return p, held, nil
 }
 
 // frameErr classifies a failed read inside a group: the peer's reset, or a
