@@ -52,6 +52,9 @@ type pubOptions struct {
 	k      int
 	rate   float64
 	stdin  io.Reader // nil: generated payloads
+	// room, if set, waits until the track has room for another group (the
+	// slowest subscriber has caught up enough).
+	room func(context.Context) error
 }
 
 // runPub is `moq pub`.
@@ -104,7 +107,17 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	subs := watchSessions(n)
 	defer subs.stop()
 
-	prod := broadcast.New(broadcast.Config{Limits: broadcast.Limits{GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames)}})
+	// A finite transfer (--frames N, --stdin) goes at the pace of its
+	// slowest subscriber, so that it gets every frame; a live one (--frames
+	// 0) keeps going and its cache drops old groups for a subscriber that
+	// falls behind. Either way a group holds all its frames.
+	finite := *stdin || *frames > 0
+	lim := broadcast.Limits{
+		GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames),
+		GroupMaxBytes:  max(int64(*k)*int64(*size), broadcast.DefaultGroupMaxBytes),
+		Backpressure:   finite,
+	}
+	prod := broadcast.New(broadcast.Config{Limits: lim})
 	defer prod.Finish()
 	tp, err := prod.CreateTrack(broadcast.Track{Name: *track})
 	if err != nil {
@@ -138,12 +151,17 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return 0
 	}
 	prog := startProgress(std.stderr, "sent", rtt)
+	if finite {
+		opts.room = func(ctx context.Context) error { return subs.waitRoom(ctx, tp, *linger) }
+	}
 	err = produce(ctx, tp, opts, &col, prog, peerGone)
 	_ = tp.Finish()
 	prog.close()
 	if err != nil {
 		printSummary(std.stdout, subs.summary(col.Summary()))
 		switch {
+		case errors.Is(err, errStalled):
+			return fmt.Errorf("gave up after %d of the frames: the subscribers made no progress for %s (--linger)", col.Summary().Frames, *linger)
 		case !errors.Is(err, errPeerGone):
 			return err
 		case hungUp(dialed): // the subscriber had enough (sub --count)
@@ -237,6 +255,14 @@ func produce(ctx context.Context, tp *broadcast.TrackProducer, o pubOptions, col
 		if i%uint64(o.k) == 0 {
 			if g != nil {
 				_ = g.Finish()
+			}
+			if o.room != nil {
+				if err := o.room(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil // interrupted
+					}
+					return err
+				}
 			}
 			if g, err = tp.AppendGroup(); err != nil {
 				return err

@@ -26,8 +26,13 @@ const reorderWait = 500 * time.Millisecond
 // received track's groups (nothing is copied), so these bound the memory a
 // publisher can make a subscriber hold on top of the session's own caches.
 const (
-	// maxAhead is how many groups may wait behind a missing one.
-	maxAhead = 256
+	// maxAhead is how many groups may wait behind a missing one: more than
+	// can overtake a group that is still coming (a session has at most
+	// about 1000 incoming group streams open and its track caches at most
+	// broadcast.DefaultCacheMaxGroups), so that tiny groups racing each
+	// other are not taken for lost. Each costs a few hundred bytes besides
+	// its payload.
+	maxAhead = 4096
 	// maxAheadBytes is how many payload bytes of complete groups may wait
 	// behind a missing one. A group still arriving counts when it completes;
 	// until then the session's group limit (broadcast.Limits.GroupMaxBytes)
@@ -67,6 +72,8 @@ type inOrder struct {
 
 	mu      sync.Mutex
 	ahead   map[uint64]*broadcast.GroupConsumer // arrived, not yet read
+	growing map[uint64]bool                     // the groups in ahead still arriving
+	bytes   int64                               // payload of the complete groups in ahead
 	started bool                                // next is known
 	next    uint64                              // the group at the head
 	firstAt time.Time                           // when the first group arrived
@@ -87,6 +94,7 @@ func newInOrder(strict bool, log *slog.Logger, emit func(uint64, []byte) bool, i
 		emit:     emit,
 		idle:     idle,
 		ahead:    map[uint64]*broadcast.GroupConsumer{},
+		growing:  map[uint64]bool{},
 		wake:     make(chan struct{}, 1),
 		room:     make(chan struct{}, 1),
 	}
@@ -137,6 +145,7 @@ func (o *inOrder) receive(ctx context.Context, tc *broadcast.TrackConsumer) {
 			// A duplicate sequence cannot come out of one track.
 		default:
 			o.ahead[seq] = g
+			o.growing[seq] = true
 			if o.firstAt.IsZero() {
 				o.firstAt = time.Now()
 			}
@@ -151,15 +160,13 @@ func (o *inOrder) full() bool {
 	if len(o.ahead) >= maxAhead {
 		return true
 	}
-	var bytes int64
-	for _, g := range o.ahead {
-		if _, b, complete := g.Remaining(maxGroupFrames, maxAheadBytes); complete {
-			if bytes += b; bytes >= maxAheadBytes {
-				return true
-			}
+	for seq := range o.growing {
+		if _, b, complete := o.ahead[seq].Remaining(maxGroupFrames, maxAheadBytes); complete {
+			o.bytes += b
+			delete(o.growing, seq)
 		}
 	}
-	return false
+	return o.bytes >= maxAheadBytes
 }
 
 // waitRoom waits until another group may be taken off the track.
@@ -223,8 +230,8 @@ func (o *inOrder) head() (g *broadcast.GroupConsumer, wait time.Duration, end er
 		if len(o.ahead) == 0 {
 			return nil, 0, o.ended
 		}
-		first := slices.Min(slices.Collect(maps.Keys(o.ahead)))
 		if !o.started {
+			first := o.first()
 			// The first group to arrive may not be the first sent: wait a
 			// moment for an earlier one, unless this is group 0.
 			if first != 0 && o.ended == nil && !o.full() {
@@ -238,10 +245,11 @@ func (o *inOrder) head() (g *broadcast.GroupConsumer, wait time.Duration, end er
 			}
 		}
 		if g := o.ahead[o.next]; g != nil {
-			delete(o.ahead, o.next)
+			o.take(o.next)
 			o.gapAt = time.Time{}
 			return g, 0, nil
 		}
+		first := o.first()
 		// o.next is missing and later groups wait.
 		if o.gapAt.IsZero() {
 			o.gapAt = time.Now()
@@ -262,9 +270,22 @@ func (o *inOrder) head() (g *broadcast.GroupConsumer, wait time.Duration, end er
 			}
 		}
 		o.missed.add(o.next, first-1)
-		o.log.Debug("giving up missing groups", "from", o.next, "to", first-1)
+		o.log.Debug("giving up missing groups", "from", o.next, "to", first-1, "ahead", len(o.ahead), "waited", time.Since(o.gapAt))
 		o.next, o.gapAt = first, time.Time{}
 	}
+}
+
+// first is the lowest group waiting. o.mu is held.
+func (o *inOrder) first() uint64 { return slices.Min(slices.Collect(maps.Keys(o.ahead))) }
+
+// take removes group seq from those waiting. o.mu is held.
+func (o *inOrder) take(seq uint64) {
+	if o.growing[seq] {
+		delete(o.growing, seq)
+	} else if _, b, complete := o.ahead[seq].Remaining(maxGroupFrames, maxAheadBytes); complete {
+		o.bytes -= b
+	}
+	delete(o.ahead, seq)
 }
 
 // deliverGroup hands on the frames of the head group as they arrive.

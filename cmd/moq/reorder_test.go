@@ -76,7 +76,8 @@ type stage struct {
 
 func startStage(t *testing.T, strict bool, max int, tune func(*inOrder)) *stage {
 	t.Helper()
-	tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{})
+	// Lossless, so that writing thousands of groups at once evicts none.
+	tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Backpressure: true})
 	tc := tp.Consume()
 	c := newCollect(max)
 	s := &stage{tp: tp, o: newInOrder(strict, quiet(), c.emit, func() {}), c: c, done: make(chan error, 1)}

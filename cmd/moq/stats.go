@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
@@ -125,6 +127,42 @@ func (w *sessionWatch) waitServed(ctx context.Context, served, gone <-chan struc
 				last, since = a, now
 			} else if now.Sub(since) >= linger {
 				return false
+			}
+		}
+	}
+}
+
+// errStalled is a subscriber that made no progress for --linger while the
+// publisher waited for it.
+var errStalled = errors.New("no progress")
+
+// waitRoom waits until tp has room for another group, like
+// TrackProducer.WaitRoom, but gives up (errStalled) once the sessions have
+// made no progress for linger: a subscriber that vanished would otherwise
+// hold the producer until its connection timed out.
+func (w *sessionWatch) waitRoom(ctx context.Context, tp *broadcast.TrackProducer, linger time.Duration) error {
+	if tp.HasRoom() {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan error, 1)
+	go func() { done <- tp.WaitRoom(ctx) }()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	last, since := w.activity(), time.Now()
+	for {
+		select {
+		case err := <-done:
+			if errors.Is(context.Cause(ctx), errStalled) {
+				return errStalled
+			}
+			return err
+		case now := <-tick.C:
+			if a := w.activity(); a != last {
+				last, since = a, now
+			} else if now.Sub(since) >= linger {
+				cancel(errStalled)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/session"
 )
 
 const subUsage = `
@@ -111,6 +112,14 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	}
 	return nil
 }
+
+// subscribeOptions are those of every subscription the CLI makes: with
+// back-pressure, a group stream is left unread while the received track is
+// full, so a reader slower than the network holds the publisher back
+// (through QUIC flow control) instead of losing groups here. What the
+// publisher then does is its choice: pub paces a finite transfer to it, a
+// live track drops old groups, and sub reports the gaps.
+var subscribeOptions = session.SubscribeOptions{Backpressure: true}
 
 // subscribeWithin subscribes on a session we dialed: the peer should
 // answer (or announce the broadcast, over libp2p) within d.
