@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,6 +84,9 @@ func TestImpairedFileTransfer(t *testing.T) {
 					return link.Command(ctx, link.B, moqBin, args...)
 				})
 				code := sub.wait(t, budget)
+				if code != 0 {
+					pub.interrupt(t) // with no subscriber left it would wait for one
+				}
 				pub.wait(t, 30*time.Second)
 				passed, dropped := link.Counts()
 				t.Logf("%s: sub exit %d after %s; link forwarded %d packets, dropped %d",
@@ -275,5 +279,53 @@ func waitOutput(t *testing.T, p *proc) {
 		case <-deadline.C:
 			t.Fatalf("%s wrote nothing within 20 s", p.name)
 		}
+	}
+}
+
+// TestTinyGroupBurst: 10 000 one-byte frames, one per group, produced as
+// fast as possible: a finite transfer goes at the subscriber's pace, so
+// sub gets every frame (it used to get a fifth), over moql:// and libp2p,
+// and pub reports them all delivered.
+func TestTinyGroupBurst(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, url string }{
+		{"moql", "moql://127.0.0.1:0"},
+		{"libp2p", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			pub, connect := listenFor(t, "pub", c.url, true, "--broadcast", "tiny", "--frames", "10000",
+				"--size", "1", "--group-frames", "1", "--wait")
+			sub := start(t, "sub", nil, append(append([]string{"sub"}, connect...), "--broadcast", "tiny")...)
+			sub.mustSucceed(t, 45*time.Second)
+			pub.mustSucceed(t, 45*time.Second)
+			want := pattern.Expect(10000, 1, 1)
+			var s subSummary
+			jsonLine(t, "sub", sub.stdout.all(), &s)
+			if s.Summary != want || s.SkippedGroups != 0 {
+				t.Errorf("sub summary %+v, want %+v and no skipped groups", s, want)
+			}
+			var p pubSummary
+			jsonLine(t, "pub", pub.stdout.all(), &p)
+			if p.Summary != want || p.DeliveredGroups != 10000 || p.DeliveredFrames != 10000 {
+				t.Errorf("pub summary %+v, want %+v, all delivered", p, want)
+			}
+			for _, p := range []*proc{pub, sub} {
+				if s := string(p.stderr.bytes()); strings.Contains(s, "level=") {
+					t.Errorf("%s logged:\n%s", p.name, s)
+				}
+			}
+		})
+	}
+}
+
+// jsonLine parses the last line of out into v.
+func jsonLine(t *testing.T, who string, out []string, v any) {
+	t.Helper()
+	if len(out) == 0 {
+		t.Fatalf("%s printed no summary", who)
+	}
+	if err := json.Unmarshal([]byte(out[len(out)-1]), v); err != nil {
+		t.Fatalf("%s: summary %q: %v", who, out[len(out)-1], err)
 	}
 }

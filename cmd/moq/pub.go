@@ -21,7 +21,10 @@ usage: moq pub --broadcast NAME [--track NAME] [--listen URL]... [--connect URL]
 Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
 the deterministic test payload of --size bytes that the interop peers also
 generate; with --stdin, each read of up to --size bytes from stdin is one
-frame instead, until end of input. After the last frame the track is
+frame instead, until end of input. A finite transfer (--frames N or --stdin)
+goes at the pace of its slowest subscriber, so that each gets every frame
+(with --wait, from the first); with --frames 0 the track is live and a
+subscriber that falls behind misses old groups. After the last frame the track is
 finished, and pub serves until its subscribers are done, then prints
 {"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","delivered_groups":…,
 "delivered_frames":…,"delivered_bytes":…} on stdout: what it produced, and
@@ -69,7 +72,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	size := fs.Int("size", 1024, "frame size in `BYTES` (with --stdin: the largest frame)")
 	k := fs.Int("group-frames", 30, "frames per group (`K`)")
 	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
-	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame")
+	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame from the first")
 	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
 	linger := fs.Duration("linger", 5*time.Second, "after the last frame, give up on a subscriber that has made no progress for `D`,\nand wait up to D for subscribers to disconnect")
 	if err := parseFlags(fs, args, std.stdout); err != nil {

@@ -54,7 +54,8 @@ const lostWait = 10 * time.Second
 // A group that never comes is handled by mode. A live stage (strict false)
 // skips it after reorderWait, or at once when maxAhead groups wait behind
 // it; a group that arrives after it was skipped is dropped. A strict stage
-// (a file transfer) never skips: it stops taking groups while maxAhead wait
+// (a file transfer) starts at group 0 and never skips: it stops taking
+// groups while maxAhead wait
 // (the session's flow control then pushes back), and a group counts as lost
 // only when the track ends without it, when it ends with an error, or when
 // it is still missing lostWait after the stage filled up. Either way
@@ -86,7 +87,10 @@ type inOrder struct {
 }
 
 func newInOrder(strict bool, log *slog.Logger, emit func(uint64, []byte) bool, idle func()) *inOrder {
+	// A complete transfer starts at group 0, whenever it arrives; a live
+	// subscriber starts where the track is when it joins.
 	return &inOrder{
+		started:  strict,
 		strict:   strict,
 		wait:     reorderWait,
 		lostWait: lostWait,
@@ -240,9 +244,6 @@ func (o *inOrder) head() (g *broadcast.GroupConsumer, wait time.Duration, end er
 				}
 			}
 			o.started, o.next = true, first
-			if first != 0 && o.strict {
-				o.log.Warn("the output starts at group "+fmt.Sprint(first)+": earlier groups were sent before this subscription", "group", first)
-			}
 		}
 		if g := o.ahead[o.next]; g != nil {
 			o.take(o.next)

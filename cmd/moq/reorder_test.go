@@ -340,3 +340,25 @@ func TestReceiverInterruptWhileBlocked(t *testing.T) {
 	pr.Close() // unblocks the stuck write, which ends the emitting goroutine
 	_ = g.Finish()
 }
+
+// A strict stage starts at group 0 even when later groups arrive well
+// before it; a live one starts where the track is.
+func TestInOrderStartsAtZeroWhenStrict(t *testing.T) {
+	for _, strict := range []bool{true, false} {
+		t.Run(fmt.Sprint("strict=", strict), func(t *testing.T) {
+			const wait = 10 * time.Millisecond
+			s := startStage(t, strict, 0, func(o *inOrder) { o.wait = wait })
+			s.group(t, 1, "b")
+			s.c.waitFor(t, map[bool]int{true: 0, false: 1}[strict])
+			time.Sleep(10 * wait) // long past the live stage's patience
+			s.group(t, 0, "a")
+			if err := s.end(t); err != nil {
+				t.Fatal(err)
+			}
+			want := map[bool][]string{true: {"0:a", "1:b"}, false: {"1:b"}}[strict]
+			if got := s.c.snapshot(); !slices.Equal(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -25,9 +25,17 @@ usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | -
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
 after --count frames or when the publisher ends the track, printing
-{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout (on stderr when
---out is -); the digest covers the payloads ordered by (group, frame), so two
-runs compare equal whatever order groups arrived in.
+{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","skipped_groups":S} on
+stdout (on stderr when --out is -); the digest covers the payloads ordered by
+(group, frame), so two runs compare equal whatever order groups arrived in.
+
+A subscriber slower than the network holds the publisher back (QUIC flow
+control) rather than dropping data; pub paces a finite transfer to it. A
+live publisher may drop old groups instead: without --out (or with --count)
+sub skips a group missing for 500 ms, counts it in skipped_groups and warns
+on stderr. With --out and no --count, the output is the whole track from
+group 0 or an error: sub waits for late groups, and if the track ends
+without some (or one is reset) it exits non-zero naming them.
 
 With --listen, it waits for a peer to connect and announce the broadcast.
 With --bootstrap (or --mdns) and no --connect, it finds the broadcast by
@@ -94,9 +102,11 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		defer s.Close("done")
 	}
 
-	// Writing a file, every group must arrive whole: the stage waits for a
-	// late group instead of skipping it, and a lost one is an error.
-	r := &receiver{count: *count, strict: w != nil, log: log, prog: startProgress(std.stderr, "received", rtt)}
+	// Writing a whole track to a file, every group from 0 must arrive
+	// whole: the stage waits for a late group instead of skipping it, and
+	// a lost one is an error. With --count it takes what comes, like a
+	// live subscriber.
+	r := &receiver{count: *count, strict: w != nil && *count == 0, log: log, prog: startProgress(std.stderr, "received", rtt)}
 	if w != nil {
 		r.out = bufio.NewWriterSize(w, 64<<10)
 	}

@@ -188,33 +188,27 @@ func newLink(imp Impairment) (l *Link, err error) {
 	return l, nil
 }
 
-// openTUN creates the TUN device name (no packet information header).
+// openTUN creates the TUN device name (no packet information header). The
+// device is attached before the file joins Go's poller: polled unattached,
+// it reports an error that would end every read.
 func openTUN(name string) (*os.File, error) {
-	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
 	if err != nil {
-		f.Close()
-		return nil, err
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUN device %s: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	var ioErr error
-	if err := rc.Control(func(fd uintptr) { ioErr = unix.IoctlIfreq(int(fd), unix.TUNSETIFF, ifr) }); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if ioErr != nil {
-		f.Close()
-		return nil, fmt.Errorf("TUNSETIFF: %w", ioErr)
-	}
-	return f, nil
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
 }
 
 // read takes packets off the TUN device, drops some and queues the rest.
