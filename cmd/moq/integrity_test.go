@@ -200,14 +200,6 @@ func TestSlowReaderBounded(t *testing.T) {
 	pub.mustSucceed(t, 10*time.Second)
 }
 
-func mib(bs []uint64) []uint64 {
-	out := make([]uint64, len(bs))
-	for i, b := range bs {
-		out[i] = b >> 20
-	}
-	return out
-}
-
 // TestPubFlagLimits: --rate must be a finite, non-negative number and
 // --linger must not be negative.
 func TestPubFlagLimits(t *testing.T) {

@@ -209,7 +209,6 @@ type receiver struct {
 	emitted uint64
 	outErr  error
 	missed  groupSet
-	late    uint64
 }
 
 // errLost is a file transfer that arrived incomplete.
@@ -236,15 +235,17 @@ func (r *receiver) run(ctx context.Context, tc *broadcast.TrackConsumer) error {
 		// Wait for the stage only as long as it takes to notice: a write
 		// blocked on a full pipe does not hold up the exit.
 		select {
-		case err = <-done:
+		case <-done:
 		case <-time.After(interruptGrace):
 		}
-		return nil
 	}
 	missed, late := stage.result()
 	r.mu.Lock()
-	r.missed, r.late = missed, late
+	r.missed = missed
 	r.mu.Unlock()
+	if late > 0 {
+		r.log.Debug("groups arrived after they were skipped", "count", late)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return nil // interrupted
