@@ -484,7 +484,7 @@ func (m *moqlSession) Announced(ctx context.Context, prefix string) iter.Seq2[st
 }
 
 func (m *moqlSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	tc, err := m.s.Subscribe(ctx, name, track, session.SubscribeOptions{})
+	tc, err := m.s.Subscribe(ctx, name, track, subscribeOptions)
 	if errors.Is(err, session.ErrClosed) {
 		return nil, sessionEnded(m)
 	}

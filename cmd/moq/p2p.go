@@ -317,7 +317,7 @@ func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[str
 }
 
 func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	tc, err := p.s.Subscribe(ctx, name, track)
+	tc, err := p.s.SubscribeWith(ctx, name, track, subscribeOptions)
 	if errors.Is(err, moq.ErrNotAnnounced) {
 		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
 	}
