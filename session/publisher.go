@@ -262,7 +262,12 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 		g, err := tc.RecvGroup(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
-			gs.wait() // every group written before the FIN that says "no more"
+			gs.wait() // every group written and closed,
+			gs.flushed(ctx) // out of the transport's queues,
+			s.finLinger(ctx) // and given time to land (see finLingerBase)
+			if s.ctx.Err() != nil {
+				return
+			}
 			_ = st.Close()
 			reading.await(finTimeout) // the subscriber answers our FIN with its own
 			return
@@ -285,6 +290,69 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 // finTimeout bounds how long a finished subscription waits for the
 // subscriber's FIN before it stops reading.
 const finTimeout = 5 * time.Second
+
+// A finished track's subscribe stream is FINed only after its last group
+// streams had time to land, because lite-03/04 have no end-of-track message
+// and a subscriber may act on the FIN at once: @moq/lite (0.2.2, and its
+// upstream moq-dev/moq js/lite subscriber) closes the track and forgets the
+// subscription there, so a group stream it has not accepted yet is ignored
+// and one it has not read to the end is cut at its next chunk.
+//
+// What can be observed is used: every group stream written and closed;
+// on the WebSocket transport, whose writes only queue, every group stream's
+// FIN written to the socket and then a WebSocket ping answered, which a
+// peer's WebSocket layer does in order with the messages ahead of it (for
+// Node that means the data has reached @moq/lite's stream buffers, and its
+// reading of them is done before a later message is handled). Nothing says
+// when a QUIC peer's application has read a stream (quic-go does not
+// expose acknowledgements; browsers answer WebSocket pings below the page),
+// so a time remains: finLingerBase plus finLingerRTTs round trips.
+//
+// Why it suffices: quic-go's Write returns once the data is packed into
+// packets (all but a final short piece), so what is still on the way is
+// at most a congestion window, which lands within a round trip, a lost
+// packet within about three more (a probe timeout); finLingerBase covers
+// the receiving page's work. Measured with the interop tests (6-frame and
+// 10 000-frame tracks, 20 subscriptions each, lite-02/03/04, Chromium over
+// WebTransport on loopback): without the wait, lite-02's 10 000-frame
+// tracks lose groups; with 250 ms, none of 120 tracks lost a frame. If it
+// is too short for a peer (a busier page, a longer loss burst), such a
+// subscriber misses the track's last frames, as it did without the wait;
+// moqp2p's own subscribers do not depend on it (after the FIN they keep
+// reading group streams until none arrived for Limits.FinishGrace). The
+// wait is bounded by finTimeout, and ends early if the subscriber leaves.
+const (
+	finLingerBase = 250 * time.Millisecond
+	finLingerRTTs = 4
+)
+
+// finLinger waits, before a finished subscription's FIN, finLingerBase
+// plus finLingerRTTs round trips (at most finTimeout), or until ctx ends:
+// the subscriber left or the session ended.
+func (s *Session) finLinger(ctx context.Context) {
+	d := finLingerBase
+	if sc, ok := s.conn.(transport.StatsConn); ok {
+		d += finLingerRTTs * sc.Stats().RTT
+	}
+	t := time.NewTimer(min(d, finTimeout))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// flusher is a send stream whose Write and Close only queue (the WebSocket
+// transport's): Flushed is closed once its FIN has been written to the
+// connection, behind all its data, or the stream was reset, or the
+// connection ended; Ping then returns once the peer has taken in
+// everything written before it (a WebSocket ping is answered in order with
+// the messages ahead of it). quic-go's streams are not flushers: their Write
+// returns once the data is packed into packets.
+type flusher interface {
+	Flushed() <-chan struct{}
+	Ping(ctx context.Context) error
+}
 
 // reader is a goroutine reading the peer's side of a stream, joined before
 // the stream's buffered reader is reused.
@@ -368,6 +436,56 @@ type groupSender struct {
 	groups []*outGroup   // in flight, oldest first
 	freed  chan struct{} // closed when a group leaves, if someone waits
 	wg     sync.WaitGroup
+	// unflushed are the Flushed channels of closed group streams that may
+	// still sit in the transport's queues (flusher streams only), waited
+	// for before the subscription's FIN. Settled ones are dropped as more
+	// are added, so the list is bounded by what the transport holds.
+	unflushed []<-chan struct{}
+	flusher   flusher // the last flusher group stream, for its Ping
+}
+
+// closedStream notes a group stream that was just closed, if its transport
+// queues what is written.
+func (gs *groupSender) closedStream(st transport.SendStream) {
+	f, ok := st.(flusher)
+	if !ok {
+		return
+	}
+	ch := f.Flushed()
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	gs.flusher = f
+	if len(gs.unflushed) == cap(gs.unflushed) { // before it grows: drop the settled ones
+		gs.unflushed = slices.DeleteFunc(gs.unflushed, func(ch <-chan struct{}) bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+	gs.unflushed = append(gs.unflushed, ch)
+}
+
+// flushed waits until every closed group stream has left the transport's
+// queues and, if they were flushers, until the peer has taken them in
+// (Ping), or until ctx ends.
+func (gs *groupSender) flushed(ctx context.Context) {
+	gs.mu.Lock()
+	pending, f := gs.unflushed, gs.flusher
+	gs.unflushed, gs.flusher = nil, nil
+	gs.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if f != nil {
+		_ = f.Ping(ctx) // an error ends the wait too: the session or the subscription is ending
+	}
 }
 
 type outGroup struct {
@@ -546,6 +664,7 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 		return
 	}
 	if st.Close() == nil {
+		gs.closedStream(st)
 		s.counters.groupsSent.Add(1)
 		s.counters.framesSent.Add(frames)
 		s.counters.bytesSent.Add(bytes)
@@ -620,7 +739,9 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 			}
 		}
 		if errors.Is(err, io.EOF) && w.Flush() == nil && gs.closing(og) {
-			_ = st.Close()
+			if st.Close() == nil {
+				gs.closedStream(st)
+			}
 			s.counters.groupsSent.Add(1)
 		} else if ctx.Err() == nil {
 			st.CancelWrite(uint32(broadcast.CodeOf(err)))
