@@ -262,8 +262,8 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 		g, err := tc.RecvGroup(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
-			gs.wait() // every group written and closed,
-			gs.flushed(ctx) // out of the transport's queues,
+			gs.wait()        // every group written and closed,
+			gs.flushed(ctx)  // out of the transport's queues,
 			s.finLinger(ctx) // and given time to land (see finLingerBase)
 			if s.ctx.Err() != nil {
 				return
