@@ -252,7 +252,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 	reading := goRead(st, func() { cancel(s.readUpdates(r)) })
 	defer reading.stop()
 
-	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), maxLatency: sub.MaxLatency}
+	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency}
 	defer gs.wait()
 	// However the subscription ends, its groups in flight end with it: their
 	// streams are reset, which also frees a writer stuck on flow control.
@@ -412,9 +412,13 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 // urgencies 0 (first) to 6, keeping 7 for groups demoted as stale.
 func urgency(priority uint8) int8 { return 6 - int8(int(priority)*7/256) }
 
-// groupSender runs the group streams of one subscription: the newest group
-// gets the subscription's urgency and older ones in flight are demoted one
-// step, so a congested link carries the newest group first. Groups older
+// groupSender runs the group streams of one subscription. By default the
+// newest group gets the subscription's urgency and older ones in flight are
+// demoted one step, so a congested link carries the newest group first (what
+// live media wants). A subscriber that asked for ordered delivery (moq-lite's
+// SUBSCRIBE "ordered": oldest group first) gets the reverse: the oldest group
+// in flight has the subscription's urgency, newer ones wait a step below
+// until they become the oldest. Groups older
 // than the subscriber's max latency are reset with code Old instead of
 // queueing forever. At most MaxGroupsInFlight groups are sent at once; more
 // wait, leaving the rest in the track's bounded cache (a consumer that falls
@@ -428,6 +432,7 @@ type groupSender struct {
 	s          *Session
 	id         uint64
 	base       int8
+	ordered    bool // oldest group first
 	maxLatency time.Duration
 	buf        []byte     // writeSmallGroup's buffer; only send's goroutine uses it
 	hdr        wire.Group // writeSmallGroup's header (kept here: no allocation per group)
@@ -496,7 +501,7 @@ type outGroup struct {
 	// stream is set while the group's stream is open and may be reset:
 	// from opened until the writer closes it or a cancel resets it.
 	stream  transport.SendStream
-	demoted bool       // its urgency was lowered for a newer group
+	urgency int8       // its stream's urgency, set when it opens and when it changes
 	hdr     wire.Group // the GROUP header, encoded by the writer
 }
 
@@ -525,27 +530,52 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	seq, created := g.Sequence(), g.Created()
 	_, _, small := g.Remaining(inlineFrames, inlineBytes)
 	gs.mu.Lock()
+	older := false // an older group is still in flight
 	for _, old := range gs.groups {
 		if gs.maxLatency > 0 && created.Sub(old.created) > gs.maxLatency {
 			old.abortLocked(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
-		} else if old.stream != nil && old.seq < seq && !old.demoted {
-			old.stream.SetPriority(min(gs.base+1, 7))
-			old.demoted = true
+			continue
 		}
+		if old.seq < seq {
+			older = true
+			if !gs.ordered {
+				gs.setUrgencyLocked(old, gs.demoted())
+			}
+		}
+	}
+	u := gs.base
+	if gs.ordered && older {
+		u = gs.demoted()
 	}
 	if small {
 		gs.mu.Unlock()
-		gs.s.writeSmallGroup(ctx, gs, seq, g)
+		gs.s.writeSmallGroup(ctx, gs, seq, u, g)
 		return
 	}
 	gctx, cancel := context.WithCancelCause(ctx)
-	og := &outGroup{seq: seq, created: created, ctx: gctx, cancel: cancel}
+	og := &outGroup{seq: seq, created: created, ctx: gctx, cancel: cancel, urgency: u}
 	gs.groups = append(gs.groups, og)
 	gs.mu.Unlock()
 	gs.wg.Go(func() {
 		defer gs.remove(og)
 		gs.s.writeGroup(gctx, gs, og, g)
 	})
+}
+
+// demoted is the urgency of a group that waits for another of the same
+// subscription: one step below the subscription's.
+func (gs *groupSender) demoted() int8 { return min(gs.base+1, 7) }
+
+// setUrgencyLocked changes og's urgency, and its stream's if it is open.
+// gs.mu is held.
+func (gs *groupSender) setUrgencyLocked(og *outGroup, u int8) {
+	if og.urgency == u {
+		return
+	}
+	og.urgency = u
+	if og.stream != nil {
+		og.stream.SetPriority(u)
+	}
 }
 
 // waitSlot waits until fewer than MaxGroupsInFlight groups are in flight.
@@ -580,6 +610,17 @@ func (gs *groupSender) remove(og *outGroup) {
 	og.stream = nil
 	og.cancel(nil)
 	gs.groups = slices.DeleteFunc(gs.groups, func(x *outGroup) bool { return x == og })
+	if gs.ordered { // the oldest group left in flight goes first now
+		var oldest *outGroup
+		for _, x := range gs.groups {
+			if oldest == nil || x.seq < oldest.seq {
+				oldest = x
+			}
+		}
+		if oldest != nil {
+			gs.setUrgencyLocked(oldest, gs.base)
+		}
+	}
 	if gs.freed != nil {
 		close(gs.freed)
 		gs.freed = nil
@@ -596,6 +637,7 @@ func (gs *groupSender) opened(og *outGroup, ctx context.Context, st transport.Se
 		return false
 	}
 	og.stream = st
+	st.SetPriority(og.urgency) // as of now: it may have changed while opening
 	return true
 }
 
@@ -636,12 +678,12 @@ var groupWriters = sync.Pool{New: func() any {
 // (groupSender.send checked it is small) in one stream write and FIN. It
 // needs no goroutine: the write does not wait, so small groups arriving
 // back to back leave in shared packets rather than one packet each.
-func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, g *broadcast.GroupConsumer) {
+func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, urgency int8, g *broadcast.GroupConsumer) {
 	st, err := s.conn.OpenUniStream(ctx)
 	if err != nil {
 		return
 	}
-	st.SetPriority(gs.base)
+	st.SetPriority(urgency)
 	b := wire.AppendUniStreamType(gs.buf[:0], wire.UniGroup)
 	gs.hdr = wire.Group{SubscribeID: gs.id, Sequence: seq}
 	if b, err = wire.AppendMessage(b, s.version, &gs.hdr); err != nil {
@@ -679,7 +721,6 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	if err != nil {
 		return
 	}
-	st.SetPriority(gs.base)
 	if !gs.opened(og, ctx, st) { // cancelled while opening
 		st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx))))
 		return
