@@ -172,6 +172,12 @@ func (c *Conn) nextDataLocked(b []byte) []byte {
 
 func (c *Conn) takeDataLocked(b []byte, s *stream, n int, fin bool) []byte {
 	f := frame{kind: kindStream, id: s.id, data: s.sbuf[s.shead : s.shead+n], fin: fin}
+	if c.qmux() && s.sent > 0 {
+		// As QUIC does: a frame without OFF carries offset 0, so every
+		// later one says where its data goes. (The legacy framing has no
+		// offset field.)
+		f.hasOffset, f.offset = true, s.sent
+	}
 	msg := c.encodeLocked(b, &f)
 	s.shead += n
 	s.sent += uint64(n)
