@@ -380,6 +380,7 @@ func TestJSNodeFinishedTrack(t *testing.T) {
 			for _, c := range finishedCases {
 				name := fmt.Sprintf("%s/%s/%dx%d", f, jsCase{protocol: p}.version(), c.groups, c.frames)
 				t.Run(name, func(t *testing.T) {
+					t.Parallel() // most of a case is waiting: each FIN lingers
 					n := newJSNode(t, websocket.Config{Framings: []websocket.Framing{f}})
 					sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 90 * time.Second}
 					n.publishFinished(t, sc)
