@@ -262,8 +262,12 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 		g, err := tc.RecvGroup(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
-			gs.wait()        // every group written and closed,
-			gs.flushed(ctx)  // out of the transport's queues,
+			gs.wait() // every group written and closed,
+			// out of the transport's queues (a peer that withholds credit
+			// or pongs holds the FIN back for finTimeout at most),
+			fctx, fcancel := context.WithTimeout(ctx, finTimeout)
+			gs.flushed(fctx)
+			fcancel()
 			s.finLinger(ctx) // and given time to land (see finLingerBase)
 			if s.ctx.Err() != nil {
 				return
