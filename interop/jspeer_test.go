@@ -300,3 +300,119 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// publishFinished publishes sc.Repeat tracks sc.Track-0, sc.Track-1, … at
+// sc.Broadcast; each, once subscribed, gets sc's groups and is finished
+// right after them, as `moq pub --frames N` ends its track.
+func (n *jsNode) publishFinished(t *testing.T, sc jspeer.Scenario) {
+	t.Helper()
+	b := broadcast.New(broadcast.Config{})
+	var tracks []*broadcast.TrackProducer
+	for i := range sc.Repeat {
+		tp, err := b.CreateTrack(broadcast.Track{Name: fmt.Sprintf("%s-%d", sc.Track, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracks = append(tracks, tp)
+	}
+	if _, err := n.m.Publish(ctxFor(t, 10*time.Second), sc.Broadcast, b.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, tp := range tracks {
+			select {
+			case <-tp.Used():
+			case <-stop:
+				return
+			}
+			for g := range sc.Groups {
+				gp, err := tp.AppendGroup()
+				if err != nil {
+					return
+				}
+				for f := range sc.Frames {
+					_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
+				}
+				_ = gp.Finish()
+			}
+			_ = tp.Finish()
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done; b.Finish() })
+}
+
+// finishedCases are the finished tracks a JS subscriber must get whole: one
+// short group (all of it used to go missing) and 10 000 frames in 100 groups.
+var finishedCases = []struct{ groups, frames, size int }{{1, 6, 100}, {100, 100, 64}}
+
+// finishedReps is how many finished tracks each case subscribes to in turn,
+// in one JS process or page.
+const finishedReps = 20
+
+// checkFinished checks a Scenario.Repeat run: every subscription got the
+// whole track before it ended.
+func checkFinished(t *testing.T, sc jspeer.Scenario, res jspeer.Result, err error) {
+	t.Helper()
+	reps := res.All("rep")
+	for _, r := range reps {
+		if !r.OK || r.Summary != sc.Expect() {
+			t.Errorf("subscription %d got %+v before the track ended, want %+v (%s)", r.Rep, r.Summary, sc.Expect(), r.Error)
+		}
+	}
+	if err != nil {
+		t.Fatalf("JS subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+	}
+	if len(reps) != sc.Repeat {
+		t.Fatalf("%d subscriptions reported, want %d", len(reps), sc.Repeat)
+	}
+}
+
+// TestJSNodeFinishedTrack: a track we finish reaches @moq/lite whole. It
+// forgets a subscription when we FIN its subscribe stream, dropping group
+// streams still arriving, so the FIN must wait for them.
+func TestJSNodeFinishedTrack(t *testing.T) {
+	jspeer.RequireNode(t)
+	for _, f := range []websocket.Framing{websocket.FramingQmux, websocket.FramingLegacy} {
+		for _, p := range []string{"", "moq-lite-03", "moq-lite-04"} {
+			for _, c := range finishedCases {
+				name := fmt.Sprintf("%s/%s/%dx%d", f, jsCase{protocol: p}.version(), c.groups, c.frames)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel() // most of a case is waiting: each FIN lingers
+					n := newJSNode(t, websocket.Config{Framings: []websocket.Framing{f}})
+					sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 90 * time.Second}
+					n.publishFinished(t, sc)
+					res, err := jspeer.RunNode(ctxFor(t, 120*time.Second), jspeer.Options{URL: "http://" + n.srv.TCPAddr().String() + "/", Protocol: p, Scenario: sc})
+					checkFinished(t, sc, res, err)
+				})
+			}
+		}
+	}
+}
+
+// TestJSChromiumFinishedTrack is TestJSNodeFinishedTrack in Chromium over
+// WebTransport.
+func TestJSChromiumFinishedTrack(t *testing.T) {
+	jspeer.RequireChromium(t)
+	for _, protocols := range [][]string{{"moq-lite-04"}, {"moq-lite-03"}, {}} {
+		version := "moq-lite-02"
+		if len(protocols) > 0 {
+			version = protocols[0]
+		}
+		for _, c := range finishedCases {
+			t.Run(fmt.Sprintf("%s/%dx%d", version, c.groups, c.frames), func(t *testing.T) {
+				n := newJSNode(t, websocket.Config{})
+				fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+				if err != nil {
+					t.Fatal(err)
+				}
+				sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 90 * time.Second}
+				n.publishFinished(t, sc)
+				res, err := jspeer.Chromium(ctxFor(t, 120*time.Second), jspeer.BrowserOptions{Scenario: sc, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:], Protocols: protocols})
+				checkFinished(t, sc, res, err)
+			})
+		}
+	}
+}

@@ -203,3 +203,77 @@ func (c *shapedConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	time.Sleep(wait)
 	return c.PacketConn.WriteTo(p, addr)
 }
+
+// A subscriber's ordered flag decides which of two groups in flight a
+// congested link carries first: by default the newer one, with ordered the
+// older one (moq-lite's "ordered": oldest group first). As in
+// TestPriorityOrdersGroupsOnTheWire, the second group starts once half of
+// the first has arrived.
+func TestOrderedFlagOrdersGroups(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		name := map[bool]string{false: "newest first", true: "ordered"}[ordered]
+		t.Run(name, func(t *testing.T) {
+			p := newShapedPair(t, 8<<20) // 8 MB/s
+			b := broadcast.New(broadcast.Config{})
+			tp, _ := b.CreateTrack(broadcast.Track{Name: "v"})
+			_, _ = p.origin.Publish("cam", b.Consume())
+			tc, err := p.sub.Subscribe(testCtx(t), "cam", "v", SubscribeOptions{Ordered: ordered})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+
+			const frames = 16 // of 64 KiB: 1 MiB per group, 128 ms at 8 MB/s
+			halfway := make(chan struct{})
+			finished := make(chan uint64, 2)
+			drain := func(g *broadcast.GroupConsumer) {
+				for n := 1; ; n++ {
+					if _, err := g.ReadFrame(testCtx(t)); err != nil {
+						if !errors.Is(err, io.EOF) {
+							t.Error(err)
+						}
+						finished <- g.Sequence()
+						return
+					}
+					if g.Sequence() == 0 && n == frames/2 {
+						close(halfway)
+					}
+				}
+			}
+			go func() {
+				for range 2 {
+					g, err := tc.RecvGroup(testCtx(t))
+					if err != nil {
+						t.Error(err)
+						finished <- 99
+						return
+					}
+					go drain(g)
+				}
+			}()
+			payload := make([]byte, 64<<10)
+			write := func() {
+				g, _ := tp.AppendGroup()
+				for range frames {
+					_ = g.WriteFrame(payload)
+				}
+				_ = g.Finish()
+			}
+			write()
+			select {
+			case <-halfway:
+			case <-time.After(5 * time.Second):
+				t.Fatal("group 0 never got halfway")
+			}
+			write()
+			first, second := <-finished, <-finished
+			want := []uint64{1, 0}
+			if ordered {
+				want = []uint64{0, 1}
+			}
+			if first != want[0] || second != want[1] {
+				t.Fatalf("completion order %d, %d; want %d, %d", first, second, want[0], want[1])
+			}
+		})
+	}
+}

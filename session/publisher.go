@@ -263,7 +263,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	reading := goRead(st, func() { cancel(s.readUpdates(r)) })
 	defer reading.stop()
 
-	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), maxLatency: sub.MaxLatency}
+	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency}
 	defer gs.wait()
 	// However the subscription ends, its groups in flight end with it: their
 	// streams are reset, which also frees a writer stuck on flow control.
@@ -273,7 +273,16 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		g, err := tc.RecvGroup(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
-			gs.wait() // every group written before the FIN that says "no more"
+			gs.wait() // every group written and closed,
+			// out of the transport's queues (a peer that withholds credit
+			// or pongs holds the FIN back for finTimeout at most),
+			fctx, fcancel := context.WithTimeout(ctx, finTimeout)
+			gs.flushed(fctx)
+			fcancel()
+			s.finLinger(ctx) // and given time to land (see finLingerBase)
+			if s.ctx.Err() != nil {
+				return
+			}
 			_ = st.Close()
 			reading.await(finTimeout) // the subscriber answers our FIN with its own
 			return
@@ -296,6 +305,72 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 // finTimeout bounds how long a finished subscription waits for the
 // subscriber's FIN before it stops reading.
 const finTimeout = 5 * time.Second
+
+// A finished track's subscribe stream is FINed only after its last group
+// streams had time to land, because lite-03/04 have no end-of-track message
+// and a subscriber may act on the FIN at once: @moq/lite (0.2.2, and its
+// upstream moq-dev/moq js/lite subscriber) closes the track and forgets the
+// subscription there, so a group stream it has not accepted yet is ignored
+// and one it has not read to the end is cut at its next chunk.
+//
+// What can be observed is used: every group stream written and closed;
+// on the WebSocket transport, whose writes only queue, every group stream's
+// FIN written to the socket and then a WebSocket ping answered, which a
+// peer's WebSocket layer does in order with the messages ahead of it (for
+// Node that means the data has reached @moq/lite's stream buffers, and its
+// reading of them is done before a later message is handled). Nothing says
+// when a QUIC peer's application has read a stream (quic-go does not
+// expose acknowledgements; browsers answer WebSocket pings below the page),
+// so a time remains: finLingerBase plus finLingerRTTs round trips.
+//
+// Why it suffices: quic-go's Write returns once the data is packed into
+// packets (all but a final short piece), so what is still on the way is
+// at most a congestion window, which lands within a round trip, a lost
+// packet within about three more (a probe timeout); finLingerBase covers
+// the receiving page's work. Measured with the interop tests (6-frame and
+// 10 000-frame tracks, 20 subscriptions each, lite-02/03/04, Chromium over
+// WebTransport on loopback): without the wait, lite-02's 10 000-frame
+// tracks lose groups; with 250 ms, none of 120 tracks lost a frame when
+// the interop tests ran alone, but under the whole race-enabled suite on
+// two shared cores a cold page's first 10 000-frame track lost 68 of 100
+// groups; hence twice that. If it
+// is too short for a peer (a busier page, a longer loss burst), such a
+// subscriber misses the track's last frames, as it did without the wait;
+// moqp2p's own subscribers do not depend on it (after the FIN they keep
+// reading group streams until none arrived for Limits.FinishGrace). The
+// wait is bounded by finTimeout, and ends early if the subscriber leaves.
+const (
+	finLingerBase = 500 * time.Millisecond
+	finLingerRTTs = 4
+)
+
+// finLinger waits, before a finished subscription's FIN, finLingerBase
+// plus finLingerRTTs round trips (at most finTimeout), or until ctx ends:
+// the subscriber left or the session ended.
+func (s *Session) finLinger(ctx context.Context) {
+	d := finLingerBase
+	if sc, ok := s.conn.(transport.StatsConn); ok {
+		d += finLingerRTTs * sc.Stats().RTT
+	}
+	t := time.NewTimer(min(d, finTimeout))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// flusher is a send stream whose Write and Close only queue (the WebSocket
+// transport's): Flushed is closed once its FIN has been written to the
+// connection, behind all its data, or the stream was reset, or the
+// connection ended; Ping then returns once the peer has taken in
+// everything written before it (a WebSocket ping is answered in order with
+// the messages ahead of it). quic-go's streams are not flushers: their Write
+// returns once the data is packed into packets.
+type flusher interface {
+	Flushed() <-chan struct{}
+	Ping(ctx context.Context) error
+}
 
 // reader is a goroutine reading the peer's side of a stream, joined before
 // the stream's buffered reader is reused.
@@ -355,9 +430,13 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 // urgencies 0 (first) to 6, keeping 7 for groups demoted as stale.
 func urgency(priority uint8) int8 { return 6 - int8(int(priority)*7/256) }
 
-// groupSender runs the group streams of one subscription: the newest group
-// gets the subscription's urgency and older ones in flight are demoted one
-// step, so a congested link carries the newest group first. Groups older
+// groupSender runs the group streams of one subscription. By default the
+// newest group gets the subscription's urgency and older ones in flight are
+// demoted one step, so a congested link carries the newest group first (what
+// live media wants). A subscriber that asked for ordered delivery (moq-lite's
+// SUBSCRIBE "ordered": oldest group first) gets the reverse: the oldest group
+// in flight has the subscription's urgency, newer ones wait a step below
+// until they become the oldest. Groups older
 // than the subscriber's max latency are reset with code Old instead of
 // queueing forever. At most MaxGroupsInFlight groups are sent at once; more
 // wait, leaving the rest in the track's bounded cache (a consumer that falls
@@ -371,6 +450,7 @@ type groupSender struct {
 	s          *Session
 	id         uint64
 	base       int8
+	ordered    bool // oldest group first
 	maxLatency time.Duration
 	buf        []byte     // writeSmallGroup's buffer; only send's goroutine uses it
 	hdr        wire.Group // writeSmallGroup's header (kept here: no allocation per group)
@@ -379,6 +459,56 @@ type groupSender struct {
 	groups []*outGroup   // in flight, oldest first
 	freed  chan struct{} // closed when a group leaves, if someone waits
 	wg     sync.WaitGroup
+	// unflushed are the Flushed channels of closed group streams that may
+	// still sit in the transport's queues (flusher streams only), waited
+	// for before the subscription's FIN. Settled ones are dropped as more
+	// are added, so the list is bounded by what the transport holds.
+	unflushed []<-chan struct{}
+	flusher   flusher // the last flusher group stream, for its Ping
+}
+
+// closedStream notes a group stream that was just closed, if its transport
+// queues what is written.
+func (gs *groupSender) closedStream(st transport.SendStream) {
+	f, ok := st.(flusher)
+	if !ok {
+		return
+	}
+	ch := f.Flushed()
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	gs.flusher = f
+	if len(gs.unflushed) == cap(gs.unflushed) { // before it grows: drop the settled ones
+		gs.unflushed = slices.DeleteFunc(gs.unflushed, func(ch <-chan struct{}) bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+	gs.unflushed = append(gs.unflushed, ch)
+}
+
+// flushed waits until every closed group stream has left the transport's
+// queues and, if they were flushers, until the peer has taken them in
+// (Ping), or until ctx ends.
+func (gs *groupSender) flushed(ctx context.Context) {
+	gs.mu.Lock()
+	pending, f := gs.unflushed, gs.flusher
+	gs.unflushed, gs.flusher = nil, nil
+	gs.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if f != nil {
+		_ = f.Ping(ctx) // an error ends the wait too: the session or the subscription is ending
+	}
 }
 
 type outGroup struct {
@@ -389,7 +519,7 @@ type outGroup struct {
 	// stream is set while the group's stream is open and may be reset:
 	// from opened until the writer closes it or a cancel resets it.
 	stream  transport.SendStream
-	demoted bool       // its urgency was lowered for a newer group
+	urgency int8       // its stream's urgency, set when it opens and when it changes
 	hdr     wire.Group // the GROUP header, encoded by the writer
 }
 
@@ -418,27 +548,52 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	seq, created := g.Sequence(), g.Created()
 	_, _, small := g.Remaining(inlineFrames, inlineBytes)
 	gs.mu.Lock()
+	older := false // an older group is still in flight
 	for _, old := range gs.groups {
 		if gs.maxLatency > 0 && created.Sub(old.created) > gs.maxLatency {
 			old.abortLocked(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
-		} else if old.stream != nil && old.seq < seq && !old.demoted {
-			old.stream.SetPriority(min(gs.base+1, 7))
-			old.demoted = true
+			continue
 		}
+		if old.seq < seq {
+			older = true
+			if !gs.ordered {
+				gs.setUrgencyLocked(old, gs.demoted())
+			}
+		}
+	}
+	u := gs.base
+	if gs.ordered && older {
+		u = gs.demoted()
 	}
 	if small {
 		gs.mu.Unlock()
-		gs.s.writeSmallGroup(ctx, gs, seq, g)
+		gs.s.writeSmallGroup(ctx, gs, seq, u, g)
 		return
 	}
 	gctx, cancel := context.WithCancelCause(ctx)
-	og := &outGroup{seq: seq, created: created, ctx: gctx, cancel: cancel}
+	og := &outGroup{seq: seq, created: created, ctx: gctx, cancel: cancel, urgency: u}
 	gs.groups = append(gs.groups, og)
 	gs.mu.Unlock()
 	gs.wg.Go(func() {
 		defer gs.remove(og)
 		gs.s.writeGroup(gctx, gs, og, g)
 	})
+}
+
+// demoted is the urgency of a group that waits for another of the same
+// subscription: one step below the subscription's.
+func (gs *groupSender) demoted() int8 { return min(gs.base+1, 7) }
+
+// setUrgencyLocked changes og's urgency, and its stream's if it is open.
+// gs.mu is held.
+func (gs *groupSender) setUrgencyLocked(og *outGroup, u int8) {
+	if og.urgency == u {
+		return
+	}
+	og.urgency = u
+	if og.stream != nil {
+		og.stream.SetPriority(u)
+	}
 }
 
 // waitSlot waits until fewer than MaxGroupsInFlight groups are in flight.
@@ -473,6 +628,17 @@ func (gs *groupSender) remove(og *outGroup) {
 	og.stream = nil
 	og.cancel(nil)
 	gs.groups = slices.DeleteFunc(gs.groups, func(x *outGroup) bool { return x == og })
+	if gs.ordered { // the oldest group left in flight goes first now
+		var oldest *outGroup
+		for _, x := range gs.groups {
+			if oldest == nil || x.seq < oldest.seq {
+				oldest = x
+			}
+		}
+		if oldest != nil {
+			gs.setUrgencyLocked(oldest, gs.base)
+		}
+	}
 	if gs.freed != nil {
 		close(gs.freed)
 		gs.freed = nil
@@ -489,6 +655,7 @@ func (gs *groupSender) opened(og *outGroup, ctx context.Context, st transport.Se
 		return false
 	}
 	og.stream = st
+	st.SetPriority(og.urgency) // as of now: it may have changed while opening
 	return true
 }
 
@@ -529,12 +696,12 @@ var groupWriters = sync.Pool{New: func() any {
 // (groupSender.send checked it is small) in one stream write and FIN. It
 // needs no goroutine: the write does not wait, so small groups arriving
 // back to back leave in shared packets rather than one packet each.
-func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, g *broadcast.GroupConsumer) {
+func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, urgency int8, g *broadcast.GroupConsumer) {
 	st, err := s.conn.OpenUniStream(ctx)
 	if err != nil {
 		return
 	}
-	st.SetPriority(gs.base)
+	st.SetPriority(urgency)
 	b := wire.AppendUniStreamType(gs.buf[:0], wire.UniGroup)
 	gs.hdr = wire.Group{SubscribeID: gs.id, Sequence: seq}
 	if b, err = wire.AppendMessage(b, s.version, &gs.hdr); err != nil {
@@ -557,6 +724,7 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 		return
 	}
 	if st.Close() == nil {
+		gs.closedStream(st)
 		s.counters.groupsSent.Add(1)
 		s.counters.framesSent.Add(frames)
 		s.counters.bytesSent.Add(bytes)
@@ -571,7 +739,6 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	if err != nil {
 		return
 	}
-	st.SetPriority(gs.base)
 	if !gs.opened(og, ctx, st) { // cancelled while opening
 		st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx))))
 		return
@@ -631,7 +798,9 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 			}
 		}
 		if errors.Is(err, io.EOF) && w.Flush() == nil && gs.closing(og) {
-			_ = st.Close()
+			if st.Close() == nil {
+				gs.closedStream(st)
+			}
 			s.counters.groupsSent.Add(1)
 		} else if ctx.Err() == nil {
 			st.CancelWrite(uint32(broadcast.CodeOf(err)))

@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
+// needChromium is RequireChromium: under CI (RequireChromiumEnv set) a
+// missing browser fails these tests instead of skipping them.
 func needChromium(t *testing.T) {
 	t.Helper()
-	if _, err := chromiumPath(""); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
+	RequireChromium(t)
 }
 
 // A page that reports its user agent to wherever it is told to POST.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -380,4 +381,30 @@ func TestLockFileExcludes(t *testing.T) {
 		t.Fatal(err)
 	}
 	u3()
+}
+
+// TestRequireOutcome: a missing peer skips unless required; anything else
+// (npm ci failing with node present) always fails.
+func TestRequireOutcome(t *testing.T) {
+	npmFailed := fmt.Errorf("jspeer: npm ci in /x: exit status 1")
+	noNode := fmt.Errorf("%w: node is not runnable", ErrNoNode)
+	for _, c := range []struct {
+		name     string
+		err      error
+		required bool
+		skip     bool
+		fail     bool
+	}{
+		{"present", nil, false, false, false},
+		{"present, required", nil, true, false, false},
+		{"no node", noNode, false, true, false},
+		{"no node, required", noNode, true, false, true},
+		{"npm ci failed", npmFailed, false, false, true},
+		{"npm ci failed, required", npmFailed, true, false, true},
+	} {
+		skip, msg := outcome(c.err, ErrNoNode, c.required)
+		if skip != c.skip || (msg != "" && !skip) != c.fail {
+			t.Errorf("%s: skip=%v msg=%q, want skip=%v fail=%v", c.name, skip, msg, c.skip, c.fail)
+		}
+	}
 }

@@ -61,6 +61,12 @@ type Scenario struct {
 	Linger time.Duration
 	// GroupInterval paces a publisher's groups (default: all at once).
 	GroupInterval time.Duration
+	// Repeat, for a subscriber, subscribes Repeat times in turn to the
+	// tracks Track-0, Track-1, …, which the publisher finishes after
+	// Groups×Frames: each subscription reads until the track ends and must
+	// have every frame by then. Each reports a "rep" event; the "done"
+	// event fails if any was incomplete.
+	Repeat int
 	// Timeout bounds the whole JS run (default DefaultTimeout); the JS side
 	// then reports an error and exits non-zero.
 	Timeout time.Duration
@@ -129,6 +135,7 @@ func (s Scenario) params() [][2]string {
 	num("subscriptions", s.Subscriptions)
 	dur("linger", s.Linger)
 	dur("group-interval", s.GroupInterval)
+	num("repeat", s.Repeat)
 	add("timeout", strconv.FormatInt(s.timeout().Milliseconds(), 10)+"ms")
 	return p
 }
@@ -195,7 +202,8 @@ func (o Options) args() []string {
 // Active), "subscribed" (Broadcast, Track), "recv" (Group, Frame, Len, Match,
 // and SHA256 of that frame), "published" (Broadcast), "served" and "done"
 // (the Summary; done also Role, OK, Expected, Mismatched, Subscriptions,
-// EndedBy, ElapsedMS, and Error when not OK), "error" (Error), "selftest".
+// EndedBy, ElapsedMS, and Error when not OK), "rep" (Rep, Track, the Summary
+// and OK of one Scenario.Repeat subscription), "error" (Error), "selftest".
 type Event struct {
 	Event string `json:"event"`
 
@@ -212,6 +220,7 @@ type Event struct {
 	Frame uint64 `json:"frame,omitempty"`
 	Len   int    `json:"len,omitempty"`
 	Match bool   `json:"match,omitempty"`
+	Rep   int    `json:"rep,omitempty"`
 
 	pattern.Summary
 	Role          string           `json:"role,omitempty"`

@@ -2,6 +2,7 @@ package jspeer
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -16,15 +17,14 @@ const (
 )
 
 // RequireNode makes sure node, npm and the pinned packages are present. If
-// they are not, the test is skipped with the reason, or fails when
-// RequireNodeEnv is set.
+// node or npm is missing, the test is skipped with the reason, or fails when
+// RequireNodeEnv is set; any other failure (npm ci could not install the
+// pinned packages) fails the test: the peer is there, so the test can run.
 func RequireNode(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := Ensure(ctx); err != nil {
-		missing(t, RequireNodeEnv, err)
-	}
+	require(t, Ensure(ctx), ErrNoNode, RequireNodeEnv)
 }
 
 // RequireChromium makes sure the browser binary is present, skipping or
@@ -33,15 +33,28 @@ func RequireNode(t testing.TB) {
 func RequireChromium(t testing.TB) {
 	t.Helper()
 	RequireNode(t)
-	if _, err := chromiumPath(""); err != nil {
-		missing(t, RequireChromiumEnv, err)
+	_, err := chromiumPath("")
+	require(t, err, ErrNoChromium, RequireChromiumEnv)
+}
+
+// require skips t when err says the peer is absent (absent) and env is not
+// set, and fails it on any other error, or when env is set.
+func require(t testing.TB, err, absent error, env string) {
+	t.Helper()
+	switch skip, msg := outcome(err, absent, os.Getenv(env) != ""); {
+	case msg == "":
+	case skip:
+		t.Skipf("skipping: %s (set %s=1 to fail instead)", msg, env)
+	default:
+		t.Fatalf("%s (%s=%s)", msg, env, os.Getenv(env))
 	}
 }
 
-func missing(t testing.TB, env string, err error) {
-	t.Helper()
-	if os.Getenv(env) != "" {
-		t.Fatalf("%v (required: %s is set)", err, env)
+// outcome decides what require does with err: nothing (msg ""), skip, or
+// fail.
+func outcome(err, absent error, required bool) (skip bool, msg string) {
+	if err == nil {
+		return false, ""
 	}
-	t.Skipf("skipping: %v (set %s=1 to fail instead)", err, env)
+	return errors.Is(err, absent) && !required, err.Error()
 }

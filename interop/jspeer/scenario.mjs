@@ -20,6 +20,7 @@ export const OPTION_NAMES = [
 	"subscriptions",
 	"linger",
 	"group-interval",
+	"repeat",
 	"timeout",
 ];
 
@@ -65,6 +66,7 @@ export function parseOptions(get) {
 		subscriptions: parseCount(str("subscriptions", "1"), "subscriptions"),
 		lingerMs: parseDuration(str("linger", "0"), "linger"),
 		groupIntervalMs: parseDuration(str("group-interval", "0"), "group-interval"),
+		repeat: parseCount(str("repeat", "0"), "repeat"),
 		timeoutMs: parseDuration(str("timeout", "30"), "timeout"),
 	};
 	if (o.role !== "sub" && o.role !== "pub") throw new Error(`--role: want sub or pub, got ${JSON.stringify(o.role)}`);
@@ -103,24 +105,97 @@ async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 	}
 
 	const broadcast = conn.consume(want);
+	if (opts.repeat > 0) return subscribeFinished({ broadcast, opts, emit, newHasher, lost, started });
 	const track = broadcast.subscribe(opts.track, opts.priority);
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 
 	const total = opts.groups * opts.frames;
+	const r = await receive(track, opts, total, emit, newHasher, lost);
+	track.close();
+
+	const got = await r.col.summary(total);
+	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
+	const ok = sameSummary(got, want_);
+	const done = {
+		event: "done",
+		role: "sub",
+		...got,
+		ok,
+		expected: want_,
+		mismatched: r.mismatched,
+		first_mismatch: r.firstMismatch,
+		elapsed_ms: Date.now() - started,
+	};
+	if (!ok) {
+		done.error = r.ended
+			? `track ended after ${r.col.frames} of ${total} frames`
+			: `received data differs from the pattern (${r.mismatched} frames mismatched)`;
+	}
+	return done;
+}
+
+const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && a.bytes === b.bytes && a.sha256 === b.sha256;
+
+/**
+ * subscribeFinished subscribes opts.repeat times, one after the other, to the
+ * tracks <track>-0, <track>-1, …, each of which the publisher finishes after
+ * groups×frames: every subscription reads until the track ends (what the
+ * publisher's FIN of the subscribe stream means) and must have every frame
+ * by then. One "rep" event each; "done" carries the first incomplete rep's
+ * summary (else the last one's) and fails if any rep was incomplete.
+ */
+async function subscribeFinished({ broadcast, opts, emit, newHasher, lost, started }) {
+	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
+	let bad;
+	let last;
+	for (let i = 0; i < opts.repeat; i++) {
+		const name = `${opts.track}-${i}`;
+		const track = broadcast.subscribe(name, opts.priority);
+		const r = await receive(track, opts, 0, () => {}, newHasher, lost);
+		track.close();
+		const got = await r.col.summary();
+		const ok = r.ended && sameSummary(got, want_) && r.mismatched === 0;
+		const rep = { event: "rep", rep: i, track: name, ...got, ok };
+		if (!ok) {
+			// Which groups were missing or cut short, for the failure message.
+			const short = [];
+			for (let g = 0; g < opts.groups && short.length < 20; g++) {
+				const n = r.seen.get(g) ?? -1;
+				if (n !== opts.frames) short.push(`${g}:${n < 0 ? "missing" : n}`);
+			}
+			rep.error = `incomplete groups ${short.join(" ")}`;
+		}
+		emit(rep);
+		last = got;
+		if (!ok && !bad) bad = { rep: i, got, mismatched: r.mismatched };
+	}
+	const done = { event: "done", role: "sub", ...(bad ? bad.got : last), ok: !bad, expected: want_, reps: opts.repeat, elapsed_ms: Date.now() - started };
+	if (bad) done.error = `rep ${bad.rep}: the track ended after ${bad.got.frames} of ${want_.frames} frames (${bad.mismatched} mismatched)`;
+	return done;
+}
+
+/**
+ * receive reads track's groups until total frames arrived (total 0: until
+ * the track ends), checking each against the pattern.
+ */
+async function receive(track, opts, total, emit, newHasher, lost) {
 	const col = new Collector(newHasher);
+	const seen = new Map(); // group sequence → frames received
 	let mismatched = 0;
 	let firstMismatch;
 	let ended = false;
-	while (col.frames < total) {
+	while (total === 0 || col.frames < total) {
 		const group = await Promise.race([track.recvGroup(), lost]);
 		if (!group) {
 			ended = true;
 			break;
 		}
+		seen.set(group.sequence, 0);
 		for (let f = 0; ; f++) {
 			const data = await Promise.race([group.readFrame(), lost]);
 			if (!data) break;
 			col.add(group.sequence, data);
+			seen.set(group.sequence, f + 1);
 			// Assumes group sequences count from 0, as @moq/lite and moqp2p publishers do.
 			const good = equalBytes(data, payload(BigInt(group.sequence) * BigInt(opts.frames) + BigInt(f), opts.size));
 			if (!good) {
@@ -134,27 +209,7 @@ async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 			}
 		}
 	}
-	track.close();
-
-	const got = await col.summary(total);
-	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
-	const ok = got.frames === want_.frames && got.groups === want_.groups && got.bytes === want_.bytes && got.sha256 === want_.sha256;
-	const done = {
-		event: "done",
-		role: "sub",
-		...got,
-		ok,
-		expected: want_,
-		mismatched,
-		first_mismatch: firstMismatch,
-		elapsed_ms: Date.now() - started,
-	};
-	if (!ok) {
-		done.error = ended
-			? `track ended after ${col.frames} of ${total} frames`
-			: `received data differs from the pattern (${mismatched} frames mismatched)`;
-	}
-	return done;
+	return { col, seen, mismatched, firstMismatch, ended };
 }
 
 async function publish({ Moq, conn, opts, emit, newHasher }) {

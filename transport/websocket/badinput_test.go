@@ -78,6 +78,7 @@ func TestBadInput(t *testing.T) {
 		{name: "qmux stream limit", framing: FramingQmux, cfg: Config{MaxIncomingUniStreams: 2},
 			steps: []step{{msg: "0a 02 01 61"}, {msg: "0a 06 01 61"}, {msg: "0a 0a 01 61"}}, want: ErrStreamLimit},
 		{name: "qmux offset gap", framing: FramingQmux, steps: []step{{msg: "0e 02 05 01 61"}}, want: ErrOffset},
+		{name: "qmux offset wrong after continuations without OFF", framing: FramingQmux, steps: []step{{msg: "0a 02 01 61"}, {msg: "0a 02 01 62"}, {msg: "0e 02 05 01 63"}}, want: ErrOffset},
 		{name: "qmux offset repeat", framing: FramingQmux, steps: []step{{msg: "0e 02 00 01 61"}, {msg: "0e 02 00 01 61"}}, want: ErrOffset},
 		{name: "qmux data after FIN", framing: FramingQmux, steps: []step{{msg: "0b 02 01 61"}, {msg: "0e 02 01 01 62"}}, want: ErrFinalSize},
 		{name: "qmux reset final size below data", framing: FramingQmux, steps: []step{{msg: "0a 02 03 616263"}, {msg: "04 02 00 02"}}, want: ErrFinalSize},

@@ -77,6 +77,8 @@ type Conn struct {
 	maxStreamsDirty [2]bool
 	buffered        int // legacy: bytes held in receive buffers
 
+	finWriting *stream // the stream whose FIN is in the message being written
+
 	sched  scheduler // streams with data to send, by urgency
 	ctrlQ  []*stream // streams with control frames to send
 	writer notify    // something to send, or closing
@@ -219,6 +221,26 @@ func (c *Conn) Stats() transport.Stats {
 	return transport.Stats{BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
 }
 
+// Ping sends a WebSocket ping and waits for the pong, or for ctx or the
+// connection to end. A WebSocket carries messages in order and a peer
+// answers a ping when its WebSocket layer reaches it, so the pong means
+// the peer has taken in every message written before the ping (with
+// stream Flushed: every frame of those streams). Browsers answer pings
+// below the page, so there it says the data reached the browser.
+func (c *Conn) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	if err := c.ws.Ping(ctx); err != nil {
+		if cause := context.Cause(c.ctx); cause != nil {
+			return cause
+		}
+		return err
+	}
+	return nil
+}
+
 // terminateLocked starts closing the connection once: it records the
 // cause, ends Context (waking every waiter) and hands closeFrame and the
 // WebSocket status to the writer. Later calls change nothing.
@@ -227,6 +249,9 @@ func (c *Conn) terminateLocked(cause error, closeFrame *frame, status websocket.
 		return
 	}
 	c.cause = cause
+	for _, s := range c.streams {
+		s.settleSendLocked() // nothing more will be sent
+	}
 	c.closeFrame = closeFrame
 	c.wsStatus = status
 	c.wsReason = wsReason

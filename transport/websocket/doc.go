@@ -33,9 +33,16 @@
 // moq-lite code 15 and WebSocket status 1002; the Conn's Context cause
 // matches ErrProtocol and a precise sentinel. Unlike @moq/qmux we refuse
 // unknown qmux frame types; PADDING, PING, DATAGRAM and *_BLOCKED are
-// accepted and ignored, as are text messages. Two @moq/qmux quirks are
-// tolerated: RESET_STREAM with final size 0 (it never states one) and a
-// frame-type field in 0x1d closes (which it also sends).
+// accepted and ignored, as are text messages. Three @moq/qmux quirks are
+// tolerated: RESET_STREAM with final size 0 (it never states one), a
+// frame-type field in 0x1d closes (which it also sends), and STREAM frames
+// without an offset after a stream's first (it never sends one; we send
+// the offset on every frame after the first, as QUIC does).
+//
+// Write and Close only queue. A send stream's Flushed channel (on the
+// concrete type, not transport.SendStream) closes once its FIN is written
+// to the socket; Conn.Ping then says the peer has taken in everything
+// written before it.
 //
 // Stream IDs follow QUIC (bit 0: server-initiated, bit 1: unidirectional);
 // a frame on a new peer stream ID opens it. Error codes are moq-lite codes

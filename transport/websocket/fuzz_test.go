@@ -16,6 +16,7 @@ func seedFuzz(f *testing.F, fr Framing) {
 	for _, fm := range []frame{
 		{kind: kindStream, id: 2, data: []byte("hello"), fin: true},
 		{kind: kindStream, id: 1<<40 + 3, data: make([]byte, 300)},
+		{kind: kindStream, id: 6, hasOffset: true, offset: 16360, data: []byte("continued"), fin: true}, // as we send continuations
 		{kind: kindResetStream, id: 5, code: 1 << 33, finalSize: 70000},
 		{kind: kindStopSending, id: 9, code: 64},
 		{kind: kindClose, code: 12, reason: "bye"},

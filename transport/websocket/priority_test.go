@@ -145,3 +145,44 @@ func TestPriorityOnTheWire(t *testing.T) {
 	}
 	t.Logf("frame order: %v", seq)
 }
+
+// TestQmuxStreamOffsets: qmux-00 STREAM frames carry their offset as QUIC
+// does: the first frame of a stream none (offset 0), every later one the
+// number of bytes sent on that stream before it, streams interleaved.
+func TestQmuxStreamOffsets(t *testing.T) {
+	c := bareConn(FramingQmux)
+	c.sendMaxData = 1 << 40
+	var streams []*stream
+	for range 2 {
+		c.mu.Lock()
+		s := c.newStreamLocked(streamID(c.nextLocal[1], false, true))
+		c.nextLocal[1]++
+		s.smax = 1 << 40
+		c.mu.Unlock()
+		if _, err := s.write(bytes.Repeat([]byte{byte(s.id)}, 3*maxStreamPayload+5)); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.closeSend()
+		streams = append(streams, s)
+	}
+	sent := map[uint64]uint64{}
+	frames := takeStreamFrames(t, c)
+	if len(frames) != 8 {
+		t.Fatalf("%d frames, want 8", len(frames))
+	}
+	for i, f := range frames {
+		off := uint64(0)
+		if f.hasOffset {
+			off = f.offset
+		}
+		if off != sent[f.id] || (sent[f.id] > 0) != f.hasOffset {
+			t.Fatalf("frame %d (stream %d): offset %d (OFF %v), want %d", i, f.id, off, f.hasOffset, sent[f.id])
+		}
+		sent[f.id] += uint64(len(f.data))
+	}
+	for _, s := range streams {
+		if sent[s.id] != 3*maxStreamPayload+5 {
+			t.Errorf("stream %d: %d bytes", s.id, sent[s.id])
+		}
+	}
+}

@@ -221,6 +221,10 @@ func (c *Conn) onStreamLocked(f *frame) error {
 	if s.resetRcvd {
 		return nil // QUIC ignores data after a reset
 	}
+	// Over one WebSocket nothing is reordered or repeated, so a frame's
+	// offset must be exactly what arrived before it. A frame without OFF
+	// is QUIC's offset 0, but @moq/qmux (0.0.6) sends every frame that
+	// way, so one after data is taken as the continuation it is.
 	if f.hasOffset && f.offset != s.rcvd {
 		return violationf(ErrOffset, "stream %d: offset %d, %d bytes received", s.id, f.offset, s.rcvd)
 	}

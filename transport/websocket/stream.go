@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"context"
 	"io"
 
 	"github.com/moqp2p/moqp2p/transport"
@@ -45,6 +46,11 @@ type stream struct {
 	writeErr     error // why writes fail (a reset), nil while they can succeed
 	wsig         notify
 	urgency      int8
+	// flushed is closed (once flushDone) when nothing more of the send half
+	// will be written: its FIN written to the WebSocket, the stream reset,
+	// or the connection ended. Made on demand by Flushed.
+	flushed   chan struct{}
+	flushDone bool
 
 	// Scheduler links (sched.go); bucket < 0 when not queued.
 	prev, next *stream
@@ -88,6 +94,33 @@ func (s *stream) recvDone() bool {
 }
 
 func (s *stream) sendDone() bool { return s.finSent || s.resetSent }
+
+// settleSendLocked marks the send half as flushed: see stream.flushed.
+func (s *stream) settleSendLocked() {
+	if s.flushDone {
+		return
+	}
+	s.flushDone = true
+	if s.flushed != nil {
+		close(s.flushed)
+	}
+}
+
+// flushedCh returns the channel closed once the send half settled.
+func (s *stream) flushedCh() <-chan struct{} {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.flushed == nil {
+		s.flushed = make(chan struct{})
+		if s.flushDone {
+			close(s.flushed)
+		} else if c.cause != nil || s.writeErr != nil || s.finSent && c.finWriting != s {
+			s.settleSendLocked()
+		}
+	}
+	return s.flushed
+}
 
 // maybeDoneLocked forgets a stream that is finished in every direction it
 // has (and was accepted, so it no longer sits in an accept queue), giving
@@ -186,6 +219,7 @@ func (s *stream) cancelWrite(code uint32) {
 // resetLocked drops the queued data and schedules RESET_STREAM; writes fail
 // with werr from now on.
 func (c *Conn) resetLocked(s *stream, code uint64, werr error) {
+	s.settleSendLocked()
 	s.writeErr = werr
 	s.resetCode = code
 	s.resetPending = true
@@ -287,6 +321,18 @@ func (w *sendStream) Write(p []byte) (int, error) { return w.s.write(p) }
 
 // Close sends FIN after the data written so far; it does not wait for it.
 func (w *sendStream) Close() error { return w.s.closeSend() }
+
+// Flushed returns a channel that is closed once the stream's FIN has been
+// written to the WebSocket, behind all of the stream's data, or once the
+// stream was reset or the connection ended. Write and Close only queue, so
+// this is how a caller puts something on the wire after a stream's end:
+// the session holds a finished track's subscribe FIN until its group
+// streams have gone (then Ping tells when the peer has read them).
+func (w *sendStream) Flushed() <-chan struct{} { return w.s.flushedCh() }
+
+// Ping is the stream's connection's Ping, for callers that hold the stream
+// but not the Conn (which may sit behind a wrapper).
+func (w *sendStream) Ping(ctx context.Context) error { return w.s.c.Ping(ctx) }
 
 // CancelWrite drops unsent data and sends RESET_STREAM with code.
 func (w *sendStream) CancelWrite(code uint32) { w.s.cancelWrite(code) }

@@ -36,12 +36,18 @@ func (c *Conn) writeLoopRun() {
 			return
 		}
 		c.mu.Unlock()
-		if err := c.ws.Write(c.wctx, websocket.MessageBinary, msg); err != nil {
-			c.mu.Lock()
+		err := c.ws.Write(c.wctx, websocket.MessageBinary, msg)
+		c.mu.Lock()
+		if s := c.finWriting; s != nil {
+			c.finWriting = nil
+			s.settleSendLocked()
+		}
+		if err != nil {
 			c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusNormalClosure, "")
 			c.mu.Unlock()
 			continue
 		}
+		c.mu.Unlock()
 		c.bytesSent.Add(uint64(len(msg)))
 		buf = msg
 	}
@@ -166,6 +172,12 @@ func (c *Conn) nextDataLocked(b []byte) []byte {
 
 func (c *Conn) takeDataLocked(b []byte, s *stream, n int, fin bool) []byte {
 	f := frame{kind: kindStream, id: s.id, data: s.sbuf[s.shead : s.shead+n], fin: fin}
+	if c.qmux() && s.sent > 0 {
+		// As QUIC does: a frame without OFF carries offset 0, so every
+		// later one says where its data goes. (The legacy framing has no
+		// offset field.)
+		f.hasOffset, f.offset = true, s.sent
+	}
 	msg := c.encodeLocked(b, &f)
 	s.shead += n
 	s.sent += uint64(n)
@@ -176,6 +188,7 @@ func (c *Conn) takeDataLocked(b []byte, s *stream, n int, fin bool) []byte {
 	s.wsig.wake()
 	if fin {
 		s.finSent = true
+		c.finWriting = s // settled once the message is written
 		c.sched.remove(s)
 		c.maybeDoneLocked(s)
 	} else if s.queued() > 0 {
