@@ -58,6 +58,11 @@ type Server struct {
 	// plain HTTP (ws://), as moq-relay's development mode does. With a
 	// TLSConfig the TCP side speaks TLS too (wss://).
 	TLSConfig *tls.Config
+	// PlainHTTP keeps the TCP side on plain HTTP (ws://) even with a
+	// TLSConfig: for a development certificate of the caller's (one
+	// fingerprint across listeners or restarts) that browsers accept only
+	// through serverCertificateHashes.
+	PlainHTTP bool
 	// QUICConfig tunes the QUIC listener; nil means webtransport.QUICConfig().
 	QUICConfig *quic.Config
 	// CheckOrigin decides whether a browser's Origin may connect, over
@@ -211,7 +216,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		return errors.New("moq: Server.Serve called twice")
 	}
 	s.udp, s.tcp = udp, tcp
-	if tcp != nil && s.TLSConfig != nil {
+	if tcp != nil && s.TLSConfig != nil && !s.PlainHTTP {
 		s.tcp = tls.NewListener(tcp, s.tc)
 	}
 	s.mu.Unlock()
@@ -609,7 +614,23 @@ func speaksGoaway(as *actor.Session) bool {
 // noGoaway are the versions before GOAWAY existed.
 var noGoaway = []string{"moq-lite-01", "moq-lite-02", "moq-lite-03"}
 
-// anonConn is a connection from a client without a libp2p identity.
+// Open runs a moq-lite session over a connection this node dialed to a
+// server without a libp2p identity: moql:// (rawquic.Dial), WebTransport
+// (webtransport.Dial) or WebSocket (websocket.Dial). The session is the
+// node's like Connect's: offered every publication, listed by Sessions,
+// with an empty peer ID, and it never answers a Connect. This node is the
+// client of the compat SETUP if the connection needs one. The node owns c
+// from the call on: it is closed if the session cannot start.
+func (m *Moq) Open(ctx context.Context, c transport.Conn) (*Session, error) {
+	s, err := m.a.RegisterWith(ctx, anonConn{c}, actor.RegisterOptions{Dialed: true, Client: true})
+	if err != nil {
+		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
+		return nil, err
+	}
+	return &Session{s: s, m: m}, nil
+}
+
+// anonConn is a connection to or from a peer without a libp2p identity.
 type anonConn struct{ transport.Conn }
 
 func (anonConn) RemotePeer() peer.ID { return "" }

@@ -41,6 +41,7 @@ type netFlags struct {
 	timeout     time.Duration
 	identity    string
 	verbose     bool
+	allowOrigin stringList
 
 	// boot are the parsed --bootstrap peers (set by endpoints).
 	boot []endpoint
@@ -55,6 +56,7 @@ func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.insecure, "insecure", false, "moql://, https:// and wss:// --connect: accept any server certificate")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect or --bootstrap peer to answer (and, over libp2p, to announce\nthe broadcast, or for the broadcast to be found by name)")
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
+	fs.Var(&f.allowOrigin, "allow-origin", "ws:// and https:// --listen: let web pages from `ORIGIN` (e.g. http://localhost:8080) connect,\nbesides same-origin ones; * lets any page you visit connect (repeatable)")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")
 }
 

@@ -126,7 +126,8 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{})}
 	var lctx context.Context
 	lctx, p.cancel = context.WithCancel(ctx)
-	if cfg.incoming && !plan.gate.refuseAll {
+	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
+	if cfg.incoming && (!plan.gate.refuseAll || serving) {
 		go p.acceptLoop(lctx, offer)
 	} else {
 		close(p.done)
@@ -307,10 +308,24 @@ func addrInfos(eps []endpoint) (infos []peer.AddrInfo, names []string) {
 	return infos, names
 }
 
-// p2pSession is a session over libp2p.
-type p2pSession struct{ s *moq.Session }
+// p2pSession is a session of the node: over libp2p, or with a client or
+// server without a libp2p identity (moql://, WebTransport, WebSocket).
+type p2pSession struct {
+	s *moq.Session
+	// name and via, if set, say what Peer and Via say: the URL dialed
+	// and its transport.
+	name, via string
+}
 
-func (p *p2pSession) Peer() string { return p.s.RemotePeer().String() }
+func (p *p2pSession) Peer() string {
+	switch {
+	case p.name != "":
+		return p.name
+	case p.s.RemotePeer() != "":
+		return p.s.RemotePeer().String()
+	}
+	return "client " + p.s.RemoteAddr().String() // of a --listen URL
+}
 
 func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
 	return p.s.Announced(ctx, prefix)
@@ -319,6 +334,10 @@ func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[str
 func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
 	tc, err := p.s.Subscribe(ctx, name, track)
 	if errors.Is(err, moq.ErrNotAnnounced) {
+		// The session ended under us: that is the news, not the broadcast.
+		if p.s.Err() != nil {
+			return nil, sessionEnded(p)
+		}
 		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
 	}
 	return tc, err
@@ -332,7 +351,14 @@ func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 // Via tells the two libp2p paths apart: only raw QUIC connections (p2pquic)
 // count link bytes; sessions over libp2p streams (relayed, TCP) do not.
 func (p *p2pSession) Via() string {
-	if p.s.Stats().Link.BytesSent > 0 {
+	switch {
+	case p.via != "":
+		return p.via
+	case p.s.RemotePeer() == "" && p.s.RemoteAddr().Network() == "tcp":
+		return "WebSocket"
+	case p.s.RemotePeer() == "":
+		return "raw QUIC or WebTransport"
+	case p.s.Stats().Link.BytesSent > 0:
 		return "raw QUIC (p2pquic)"
 	}
 	return "libp2p streams (p2pstream)"
