@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -81,8 +82,14 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.quic {
 		opts = append(opts, tr.Option())
 	}
+	if err := checkPortsFree(cfg.listens); err != nil {
+		return nil, err
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("--listen: an address is already in use (%s)", listenList(cfg.listens))
+		}
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	mopts := []moq.Option{
@@ -340,6 +347,12 @@ func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadc
 		}
 		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
 	}
+	if errors.Is(err, broadcast.ErrNotFound) && p.s.Err() == nil {
+		// Subscribe waited for the announcement, so the broadcast is there:
+		// what the peer does not have is the track. Not wrapped: callers
+		// read ErrNotFound as a missing broadcast.
+		return nil, fmt.Errorf("unknown track %q: %s publishes broadcast %q but not this track (%v)", track, p.Peer(), name, err)
+	}
 	return tc, err
 }
 
@@ -362,6 +375,50 @@ func (p *p2pSession) Via() string {
 		return "raw QUIC (p2pquic)"
 	}
 	return "libp2p streams (p2pstream)"
+}
+
+// checkPortsFree fails with one line naming the --listen multiaddr whose
+// fixed UDP port is taken, before libp2p would fail on it with an error from
+// deep inside its dependency injection naming the address it widened to.
+// (Losing a race with another process leaves libp2p's own error, folded
+// into one line by newP2P.) TCP listens share ports (SO_REUSEPORT).
+func checkPortsFree(listens []endpoint) error {
+	for _, e := range listens {
+		if e.kind != kindP2P || !isQUICAddr(e.maddr) || e.maddr[1].Value() == "0" {
+			continue
+		}
+		ip, err := manet.ToIP(e.maddr)
+		if err != nil {
+			continue
+		}
+		if !ip.IsUnspecified() { // p2pquic binds the unspecified IP (see newP2P)
+			if ip.To4() != nil {
+				ip = net.IPv4zero
+			} else {
+				ip = net.IPv6unspecified
+			}
+		}
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip.String(), e.maddr[1].Value()))
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("--listen %s: address already in use", e)
+			}
+			return fmt.Errorf("--listen %s: %v", e, err)
+		}
+		_ = pc.Close()
+	}
+	return nil
+}
+
+// listenList names the --listen multiaddrs, for messages.
+func listenList(listens []endpoint) string {
+	var out []string
+	for _, e := range listens {
+		if e.kind == kindP2P {
+			out = append(out, e.raw)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // listenPlan is how a host listens for the requested multiaddrs.
