@@ -1,9 +1,12 @@
 package moq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,4 +306,25 @@ func TestPendingAdmissionsPerPeer(t *testing.T) {
 		t.Fatalf("%d admissions running, want 2", r)
 	}
 	close(adm.release)
+}
+
+// An idle Server session costs the Server no goroutine of its own: its end
+// is a callback, not a goroutine parked on it.
+func TestServerParksNoGoroutinePerSession(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, nil)
+	const sessions = 5
+	for range sessions {
+		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientSession(t, c)
+	}
+	eventually(t, "sessions registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == sessions })
+	eventually(t, "no Server goroutine left per session", func() bool {
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+		return !strings.Contains(buf.String(), "moq.(*Server).register")
+	})
 }
