@@ -26,15 +26,17 @@ import (
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
 
-// peerSession is a moq-lite session with one peer, over moql:// or libp2p.
+// peerSession is a moq-lite session with one peer, over libp2p, moql://,
+// WebTransport or WebSocket.
 type peerSession interface {
 	// Peer names the other end: moql://addr or a peer ID.
 	Peer() string
 	// Announced yields the peer's broadcasts under prefix, then changes.
 	Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer]
-	// Subscribe reads a track of the peer's broadcast. Over moql:// it asks
-	// at once (an unknown broadcast is broadcast.ErrNotFound); over libp2p
-	// it first waits for the announcement.
+	// Subscribe reads a track of the peer's broadcast, once the peer has
+	// announced it (until ctx ends). A track the announced broadcast lacks
+	// is an error that does not match broadcast.ErrNotFound, which callers
+	// read as a missing broadcast.
 	Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error)
 	Done() <-chan struct{}
 	Err() error
