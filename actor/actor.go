@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -49,7 +50,7 @@ type Actor struct {
 
 type dial struct {
 	id      uint64
-	waiters []chan sessionResult
+	waiters []*waiter
 }
 
 // New starts an actor.
@@ -89,11 +90,16 @@ func (a *Actor) run() {
 		case r := <-a.connectc:
 			a.connect(r)
 		case r := <-a.registerc:
-			s, err := a.register(r.conn, r.opts)
-			r.reply <- sessionResult{s, err}
+			// A caller that gave up before this point closes conn itself.
+			if r.w.take() {
+				s, err := a.register(r.conn, r.opts)
+				r.w.reply <- sessionResult{s, err}
+			}
 		case r := <-a.publishc:
-			p, err := a.publish(r.name, r.b)
-			r.reply <- publishResult{p, err}
+			if r.cl.take() { // else the caller gave up: publish nothing
+				p, err := a.publish(r.name, r.b)
+				r.reply <- publishResult{p, err}
+			}
 		case r := <-a.unpublishc:
 			a.unpublish(r.id)
 			close(r.reply)
@@ -146,33 +152,58 @@ func (a *Actor) live(p peer.ID) *Session {
 	return nil
 }
 
+// liveCount is how many of p's sessions are not closing.
+func (a *Actor) liveCount(p peer.ID) int {
+	n := 0
+	for _, s := range a.sessions[p] {
+		if s.live() {
+			n++
+		}
+	}
+	return n
+}
+
 func (a *Actor) connect(r connectReq) {
 	if a.isShutting() {
-		r.reply <- sessionResult{err: ErrShutdown}
+		r.w.answer(sessionResult{err: ErrShutdown})
 		return
 	}
 	if s := a.live(r.addr.ID); s != nil {
-		r.reply <- sessionResult{s: s}
+		r.w.answer(sessionResult{s: s})
 		return
 	}
 	if d := a.pending[r.addr.ID]; d != nil { // coalesce: one dial per peer
-		d.waiters = append(d.waiters, r.reply)
+		// Forget callers that gave up, so a caller retrying with short
+		// contexts cannot grow the list: it holds at most the live ones.
+		d.waiters = slices.DeleteFunc(d.waiters, func(w *waiter) bool { return w.abandoned() })
+		d.waiters = append(d.waiters, r.w)
 		return
 	}
-	d := &dial{id: a.id(), waiters: []chan sessionResult{r.reply}}
+	if len(a.pending) >= a.cfg.MaxPendingDials {
+		r.w.answer(sessionResult{err: fmt.Errorf("%w (%d in flight)", ErrTooManyDials, len(a.pending))})
+		return
+	}
+	d := &dial{id: a.id(), waiters: []*waiter{r.w}}
 	a.pending[r.addr.ID] = d
 	go a.runDial(d.id, r.addr)
 }
 
 // runDial dials on its own goroutine and always reports back, even if the
-// dial function panics (B5).
+// dial function panics (B5). If the actor does not keep the connection, this
+// goroutine closes it: closing is network I/O, which never runs on run's
+// goroutine.
 func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
-	ev := dialDone{id: id, peer: addr.ID}
+	ev := dialDone{id: id, peer: addr.ID, verdict: make(chan error, 1)}
 	defer func() {
 		if p := recover(); p != nil {
 			ev.conn, ev.err = nil, fmt.Errorf("%w: %v", ErrDialPanic, p)
 		}
 		a.dialDonec <- ev // run waits for every dial before it returns
+		if ev.conn != nil {
+			if err := <-ev.verdict; err != nil { // run answers at once
+				refuse(ev.conn, err)
+			}
+		}
 	}()
 	ctx, cancel := context.WithTimeout(a.lifetime, a.cfg.DialTimeout)
 	defer cancel()
@@ -189,38 +220,44 @@ func (a *Actor) dialFinished(e dialDone) {
 		// Not ours any more (cannot happen with one dial per peer, but a
 		// finished dial must never answer someone else's waiters).
 		if e.conn != nil {
-			_ = e.conn.CloseWithError(uint32(broadcast.CodeCancel), "stale dial")
+			e.verdict <- errStaleDial
 		}
 		return
 	}
 	delete(a.pending, e.peer)
-	if e.err == nil && a.isShutting() {
-		_ = e.conn.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
-		e.err = ErrShutdown
-	}
 	res := sessionResult{err: e.err}
 	if e.err == nil {
 		s, err := a.register(e.conn, RegisterOptions{Dialed: true})
+		e.verdict <- err    // the dial's goroutine closes a refused connection
+		l := a.live(e.peer) // the oldest live one, which may be an incoming session
 		switch {
+		case l != nil && (err == nil || errors.Is(err, ErrTooManySessions)):
+			res.s = l
 		case err != nil:
 			res.err = err
-		case a.live(e.peer) != nil:
-			res.s = a.live(e.peer) // the oldest live one, which may be an incoming session
 		default: // the peer closed it as it started (for instance, refused it)
 			res.err = fmt.Errorf("moq: session closed as it started: %w", context.Cause(s.Context()))
 		}
 	}
 	for _, w := range d.waiters { // every waiter gets the same outcome (checklist 3)
-		w <- res
+		w.answer(res)
 	}
 }
 
-// register starts a session on conn and offers it every publication.
+// register starts a session on conn and offers it every publication. It
+// never closes conn: a refused connection is closed by whoever asked, off
+// the actor's goroutine.
 func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	dialed := opts.Dialed
 	if a.isShutting() {
-		_ = conn.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
 		return nil, ErrShutdown
+	}
+	// Anonymous sessions (empty peer ID) are bounded by whoever accepts
+	// them (a moq.Server), not per peer: they share one key.
+	if p := conn.RemotePeer(); p != "" {
+		if n := a.liveCount(p); n >= a.cfg.MaxSessionsPerPeer {
+			return nil, fmt.Errorf("%w: %s already has %d", ErrTooManySessions, p, n)
+		}
 	}
 	origin := broadcast.NewOrigin(a.cfg.HopID)
 	cfg := a.cfg.Session
@@ -248,7 +285,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	if d := a.pending[s.peer]; d != nil && !dialed {
 		if l := a.live(s.peer); l != nil {
 			for _, w := range d.waiters {
-				w <- sessionResult{s: l}
+				w.answer(sessionResult{s: l})
 			}
 			d.waiters = nil
 		}
@@ -353,6 +390,10 @@ func (a *Actor) snapshot() snapshot {
 		snap.published = append(snap.published, name)
 	}
 	slices.Sort(snap.published)
+	snap.pending = len(a.pending)
+	for _, d := range a.pending {
+		snap.waiters += len(d.waiters)
+	}
 	return snap
 }
 
@@ -367,7 +408,7 @@ func (a *Actor) shutdown(r shutdownReq) {
 	close(a.shutting)
 	for _, d := range a.pending {
 		for _, w := range d.waiters {
-			w <- sessionResult{err: ErrShutdown}
+			w.answer(sessionResult{err: ErrShutdown})
 		}
 		d.waiters = nil
 	}

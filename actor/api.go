@@ -2,10 +2,13 @@ package actor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // send delivers a request to run, or fails with ErrShutdown once the actor is
@@ -26,35 +29,42 @@ func send[T any](ctx context.Context, a *Actor, c chan<- T, req T) error {
 	}
 }
 
-// await waits for run's reply.
-func await[T any](ctx context.Context, a *Actor, reply <-chan T) (T, error) {
+// await waits for run's reply to a request guarded by cl. If ctx ends (or
+// the actor stops) first, the caller abandons the request; when the actor
+// took it first, the request was applied and its reply is on its way, so
+// await returns that instead of an error that would orphan the result.
+func await[T any](ctx context.Context, a *Actor, cl *claim, reply <-chan T) (T, error) {
+	var zero T
 	select {
 	case r := <-reply:
 		return r, nil
 	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
-	case <-a.stopped:
-		select {
-		case r := <-reply: // answered as the actor stopped
-			return r, nil
-		default:
+		if cl.abandon() {
+			return zero, ctx.Err()
 		}
-		var zero T
-		return zero, ErrShutdown
+	case <-a.stopped:
+		if cl.abandon() {
+			return zero, ErrShutdown
+		}
 	}
+	return <-reply, nil // taken: run sends right after taking
 }
 
 // Connect returns the session to addr.ID: the oldest live one if any,
 // otherwise the outcome of one dial that every concurrent caller shares. A
 // failed dial fails every waiter with the same error, and the next call dials
-// again. An incoming session from the peer answers a pending connect.
+// again. An incoming session from the peer answers a pending connect. When
+// Config.MaxPendingDials dials to other peers are in flight, a connect that
+// needs a new dial fails at once with ErrTooManyDials.
+//
+// A caller whose ctx ends stops waiting; the dial goes on (other callers may
+// share it) and its session, if any, is kept like any other.
 func (a *Actor) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
-	reply := make(chan sessionResult, 1)
-	if err := send(ctx, a, a.connectc, connectReq{addr: addr, reply: reply}); err != nil {
+	w := newWaiter()
+	if err := send(ctx, a, a.connectc, connectReq{addr: addr, w: w}); err != nil {
 		return nil, err
 	}
-	r, err := await(ctx, a, reply)
+	r, err := await(ctx, a, &w.claim, w.reply)
 	if err != nil {
 		return nil, err
 	}
@@ -80,29 +90,73 @@ type RegisterOptions struct {
 	Client bool
 }
 
-// RegisterWith is Register with options.
+// RegisterWith is Register with options. The actor owns conn from the call
+// on: whenever RegisterWith returns an error, conn has been closed (with
+// BoundsExceeded when the peer already holds Config.MaxSessionsPerPeer
+// sessions, wrapping ErrTooManySessions), and whenever it returns a
+// session, the actor tracks it and closes it at Shutdown, even if ctx ended
+// meanwhile. The close runs on the caller's goroutine, never the actor's:
+// a peer that stalls its close delays only this call.
 func (a *Actor) RegisterWith(ctx context.Context, conn Conn, opts RegisterOptions) (*Session, error) {
 	opts.Scope = broadcast.CleanPath(opts.Scope)
-	reply := make(chan sessionResult, 1)
-	if err := send(ctx, a, a.registerc, registerReq{conn: conn, opts: opts, reply: reply}); err != nil {
-		_ = conn.CloseWithError(uint32(broadcast.CodeCancel), "not registered")
+	if err := checkProtocol(conn.Protocol()); err != nil {
+		refuse(conn, err)
 		return nil, err
 	}
-	r, err := await(ctx, a, reply)
-	if err != nil {
-		return nil, err // the actor closes the session itself at shutdown
+	w := newWaiter()
+	if err := send(ctx, a, a.registerc, registerReq{conn: conn, opts: opts, w: w}); err != nil {
+		refuse(conn, err)
+		return nil, err
 	}
-	return r.s, r.err
+	r, err := await(ctx, a, &w.claim, w.reply)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		refuse(conn, err)
+		return nil, err
+	}
+	return r.s, nil
+}
+
+// checkProtocol refuses, before the actor sees it, a connection whose
+// protocol no session can speak (session.New would close it itself, which
+// is network I/O the actor must not do).
+func checkProtocol(alpn string) error {
+	if wire.NeedsSetup(alpn) {
+		return nil
+	}
+	if v, ok := wire.VersionForALPN(alpn); ok && (v == wire.Lite03 || v == wire.Lite04) {
+		return nil
+	}
+	return fmt.Errorf("moq: unsupported protocol %q", alpn)
+}
+
+// refuse closes a connection the actor did not register, with a code that
+// says why.
+func refuse(conn Conn, err error) {
+	code, reason := broadcast.CodeCancel, "not registered"
+	switch {
+	case errors.Is(err, ErrTooManySessions):
+		code, reason = broadcast.CodeBoundsExceeded, "too many sessions"
+	case errors.Is(err, ErrShutdown):
+		reason = "shutting down"
+	case checkProtocol(conn.Protocol()) != nil:
+		code, reason = broadcast.CodeVersion, "unsupported protocol"
+	}
+	_ = conn.CloseWithError(uint32(code), reason)
 }
 
 // Publish offers b at name to every current and future session until it is
-// unpublished or b ends. A name that is taken returns ErrDuplicate.
+// unpublished or b ends. A name that is taken returns ErrDuplicate. If ctx
+// ends as the actor publishes, Publish returns the publication all the
+// same: it never returns an error for a broadcast it published.
 func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
-	reply := make(chan publishResult, 1)
-	if err := send(ctx, a, a.publishc, publishReq{name: name, b: b, reply: reply}); err != nil {
+	req := publishReq{cl: new(claim), name: name, b: b, reply: make(chan publishResult, 1)}
+	if err := send(ctx, a, a.publishc, req); err != nil {
 		return nil, err
 	}
-	r, err := await(ctx, a, reply)
+	r, err := await(ctx, a, req.cl, req.reply)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +183,9 @@ func (a *Actor) query(ctx context.Context) (snapshot, error) {
 		}
 		return snapshot{}, err
 	}
-	return await(ctx, a, reply)
+	// A query changes nothing: the actor never takes its claim, so giving
+	// up always succeeds.
+	return await(ctx, a, new(claim), reply)
 }
 
 // Shutdown refuses new connects and publishes (ErrShutdown), fails pending

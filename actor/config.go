@@ -32,9 +32,31 @@ type Config struct {
 	// ShutdownGrace bounds how long Shutdown waits for sessions to close.
 	// Default 3 s.
 	ShutdownGrace time.Duration
+	// MaxSessionsPerPeer bounds the live sessions one peer ID may hold with
+	// this node, whoever dialed them; a session beyond it is refused
+	// (ErrTooManySessions) and its connection closed with BoundsExceeded.
+	// Default 4: simultaneous dials keep two, and a reconnect may briefly
+	// overlap an old session. Anonymous sessions (empty peer ID, a
+	// moq.Server's clients) are not counted here. Worst case for one
+	// hostile peer ID: this many sessions, each held to its session.Limits.
+	MaxSessionsPerPeer int
+	// MaxPendingDials bounds the dials in flight to distinct peers (each a
+	// goroutine and a connection attempt, up to DialTimeout); a connect
+	// that needs one more fails at once with ErrTooManyDials. Connects to a
+	// peer already being dialed share its dial and are not counted. Peers
+	// met through discovery (DHT provider records anyone can write) are
+	// dialed through here. Default 64. Worst case: this many dial
+	// goroutines, whatever the DHT returns.
+	MaxPendingDials int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Defaults of the Config limits.
+const (
+	DefaultMaxSessionsPerPeer = 4
+	DefaultMaxPendingDials    = 64
+)
 
 func (c Config) withDefaults() Config {
 	if c.DialTimeout <= 0 {
@@ -42,6 +64,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 3 * time.Second
+	}
+	if c.MaxSessionsPerPeer <= 0 {
+		c.MaxSessionsPerPeer = DefaultMaxSessionsPerPeer
+	}
+	if c.MaxPendingDials <= 0 {
+		c.MaxPendingDials = DefaultMaxPendingDials
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

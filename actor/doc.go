@@ -7,4 +7,10 @@
 // Sessions and dials are tracked by IDs of their own, so a late "session
 // ended" for an old session can never remove a newer one (iroh-moq's bug B1),
 // and a dial that fails or panics always answers every waiter (B5).
+//
+// A caller whose context ends as the actor applies its request gets the
+// result rather than an error, and a request the caller gave up on first is
+// never applied: nothing is published or registered without a caller that
+// holds it. The actor's goroutine does no network I/O; connections it
+// refuses are closed by the goroutine that brought them.
 package actor

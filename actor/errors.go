@@ -13,3 +13,14 @@ var ErrDuplicate = errors.New("moq: broadcast name already published")
 // ErrDialPanic wraps a panic in a dial, reported to every waiter instead of
 // leaving them hanging.
 var ErrDialPanic = errors.New("moq: dial panicked")
+
+// ErrTooManySessions refuses a session from a peer that already holds
+// Config.MaxSessionsPerPeer live sessions with this node.
+var ErrTooManySessions = errors.New("moq: too many sessions with this peer")
+
+// ErrTooManyDials fails a connect that needs a new dial while
+// Config.MaxPendingDials dials are in flight.
+var ErrTooManyDials = errors.New("moq: too many dials in flight")
+
+// errStaleDial refuses a dial's connection the actor no longer waits for.
+var errStaleDial = errors.New("moq: stale dial")

@@ -42,6 +42,8 @@ type node struct {
 	dials atomic.Int32
 	// dialHook, if set, runs before each dial (to delay, fail or panic).
 	dialHook func(ctx context.Context, to peer.ID) error
+	// wrapDialed, if set, wraps each dialed connection.
+	wrapDialed func(Conn) Conn
 }
 
 type network struct {
@@ -72,20 +74,27 @@ func newPeerID(t *testing.T) peer.ID {
 
 func quiet() *slog.Logger { return testutil.Logger() }
 
-func (nw *network) add(t *testing.T) *node {
+func (nw *network) add(t *testing.T) *node { return nw.addWith(t, nil) }
+
+// addWith adds a node whose Config tune may change first.
+func (nw *network) addWith(t *testing.T, tune func(*Config)) *node {
 	n := &node{id: newPeerID(t)}
 	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{nw.cert}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.ln = ln
-	n.a = New(Config{
+	cfg := Config{
 		Dial:          func(ctx context.Context, addr peer.AddrInfo) (Conn, error) { return nw.dial(ctx, n, addr.ID) },
 		Session:       session.Config{Logger: quiet()},
 		HopID:         broadcast.NewHopID(),
 		ShutdownGrace: time.Second,
 		Logger:        quiet(),
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	n.a = New(cfg)
 	nw.mu.Lock()
 	nw.nodes[n.id] = n
 	nw.mu.Unlock()
@@ -130,7 +139,11 @@ func (nw *network) dial(ctx context.Context, from *node, to peer.ID) (Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	return peerConn{c, to}, nil
+	var conn Conn = peerConn{c, to}
+	if from.wrapDialed != nil {
+		conn = from.wrapDialed(conn)
+	}
+	return conn, nil
 }
 
 func (n *node) connect(t *testing.T, to *node) *Session {

@@ -1,26 +1,72 @@
 package actor
 
 import (
+	"sync/atomic"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
 // Requests from callers. Each carries a buffered reply channel, so the actor
-// never blocks on a caller that gave up.
+// never blocks on a caller that gave up, and a claim that settles who owns
+// the outcome when the caller's context ends as the actor answers.
+
+// claim decides, once, whether a request is applied. The actor takes it
+// before it applies the request and then always replies; a caller whose
+// context ended abandons it. Whoever loses learns the other's decision: a
+// caller that fails to abandon waits for the reply (it is on its way) and
+// returns it, and the actor skips a request it fails to take. So a request
+// is never applied behind the back of a caller that reported failure: no
+// publication without a handle, no session the caller thinks it closed.
+type claim struct{ v atomic.Int32 }
+
+const (
+	claimOpen int32 = iota
+	claimTaken
+	claimAbandoned
+)
+
+// take is the actor's side: true means apply the request and reply.
+func (c *claim) take() bool { return c.v.CompareAndSwap(claimOpen, claimTaken) }
+
+// abandon is the caller's side: true means the request will not be applied.
+func (c *claim) abandon() bool { return c.v.CompareAndSwap(claimOpen, claimAbandoned) }
+
+// abandoned reports whether the caller gave up (the actor may then forget
+// the request's reply channel).
+func (c *claim) abandoned() bool { return c.v.Load() == claimAbandoned }
+
+// waiter is a caller waiting for a session (a connect or a register).
+type waiter struct {
+	claim
+	reply chan sessionResult
+}
+
+func newWaiter() *waiter { return &waiter{reply: make(chan sessionResult, 1)} }
+
+// answer delivers res unless the caller gave up; false if it had.
+func (w *waiter) answer(res sessionResult) bool {
+	if !w.take() {
+		return false
+	}
+	w.reply <- res
+	return true
+}
 
 type connectReq struct {
-	addr  peer.AddrInfo
-	reply chan sessionResult
+	addr peer.AddrInfo
+	w    *waiter
 }
 
 type registerReq struct {
-	conn  Conn
-	opts  RegisterOptions
-	reply chan sessionResult
+	conn Conn
+	opts RegisterOptions
+	w    *waiter
 }
 
 type publishReq struct {
+	cl    *claim
 	name  string
 	b     *broadcast.Consumer
 	reply chan publishResult
@@ -52,6 +98,8 @@ type publishResult struct {
 type snapshot struct {
 	sessions  []*Session
 	published []string
+	pending   int // dials in flight
+	waiters   int // connect callers waiting for them
 }
 
 // Events from the actor's own goroutines.
@@ -61,6 +109,9 @@ type dialDone struct {
 	peer peer.ID
 	conn Conn
 	err  error
+	// verdict says whether the actor kept conn: nil, or why the dial's
+	// goroutine must close it (closing is network I/O, never done by run).
+	verdict chan error
 }
 
 type sessionEnded struct{ id uint64 }

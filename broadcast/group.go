@@ -20,15 +20,20 @@ type group struct {
 	bytes  int64         // payload bytes in frames
 	acct   *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
 	done   bool          // finished or aborted
-	err    error         // nil after a clean finish
-	sig    signal
+	// charged is what the group holds of its budget: its bytes while it is
+	// cached or still being written, then nothing.
+	charged int64
+	budget  *Budget // lim.Budget; read-only
+	t       *track  // the track, once the group is in it; read-only from then
+	err     error   // nil after a clean finish
+	sig     signal
 
 	prod  GroupProducer // the group's one producer handle, allocated with it
 	first [2][]byte     // frames' first backing array: small groups need no other
 }
 
 func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {
-	g := &group{seq: seq, lim: lim, created: lim.Now(), acct: acct}
+	g := &group{seq: seq, lim: lim, created: lim.Now(), acct: acct, budget: lim.Budget}
 	g.prod.g = g
 	g.frames = g.first[:0]
 	return g
@@ -60,14 +65,34 @@ func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	if len(frames) == 0 && tooLarge != nil {
 		return tooLarge
 	}
+	if !g.reserve(size) {
+		return withReason(ErrBudget, "group %d: %d bytes over the budget", g.seq, size)
+	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.done {
+		g.mu.Unlock()
+		g.unreserve(size)
 		return withReason(ErrClosed, "group %d: write after end", g.seq)
 	}
 	g.appendLocked(frames, size)
 	g.sig.notify()
+	g.mu.Unlock()
+	if t := g.t; t != nil && t.bytes.Load() > t.lim.CacheMaxBytes {
+		t.trim() // evict on append too: a growing group must not take the cache past its bound
+	}
 	return tooLarge
+}
+
+// reserve charges size bytes about to be appended to the group's budget.
+// No lock may be held: it may evict groups of other tracks.
+func (g *group) reserve(size int64) bool {
+	return g.budget == nil || size == 0 || g.budget.reserve(size)
+}
+
+func (g *group) unreserve(size int64) {
+	if g.budget != nil {
+		g.budget.release(size)
+	}
 }
 
 // fit returns the frames up to the first one over the group's byte limit,
@@ -101,6 +126,10 @@ func (g *group) appendLocked(frames [][]byte, size int64) {
 	}
 	if g.acct != nil {
 		g.acct.Add(delta)
+	}
+	if g.budget != nil { // size was reserved; the evicted frames' bytes go back
+		g.charged += delta
+		g.budget.release(size - delta)
 	}
 }
 
@@ -140,11 +169,31 @@ func (g *group) close(err error) bool {
 		return false
 	}
 	g.done, g.err = true, err
+	if g.acct == nil { // evicted while being written: it holds nothing more
+		g.uncharge()
+	}
 	g.sig.notify()
 	return true
 }
 
-// evict detaches the group from its track's byte count.
+// uncharge gives the group's bytes back to its budget. g.mu is held, or g
+// is not shared.
+func (g *group) uncharge() {
+	if g.budget != nil {
+		g.budget.release(g.charged)
+		g.charged = 0
+	}
+}
+
+// cachedBytes returns the payload bytes the group holds.
+func (g *group) cachedBytes() int64 {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.bytes
+}
+
+// evict detaches the group from its track's byte count, and from its
+// budget once it has ended.
 func (g *group) evict() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -152,6 +201,16 @@ func (g *group) evict() {
 		g.acct.Add(-g.bytes)
 		g.acct = nil
 	}
+	if g.done { // else it stays charged until its end
+		g.uncharge()
+	}
+}
+
+// finished tells whether the group has ended.
+func (g *group) finished() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.done
 }
 
 // GroupConsumer reads the frames of one group in order, with its own cursor.
@@ -265,6 +324,17 @@ func (c *GroupConsumer) poll(arm bool) ([]byte, <-chan struct{}, error) {
 		return nil, closedChan, nil
 	}
 	return nil, g.sig.wait(), nil
+}
+
+// SkipEvicted moves the consumer past the frames the group evicted before
+// it read them, so that it reads on from the oldest frame still held
+// instead of getting ErrEvicted; it returns how many it skipped.
+func (c *GroupConsumer) SkipEvicted() int {
+	c.g.mu.RLock()
+	defer c.g.mu.RUnlock()
+	n := max(c.g.base-c.next, 0)
+	c.next += n
+	return n
 }
 
 // Clone returns a consumer of the same group positioned at the same frame.

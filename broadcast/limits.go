@@ -22,6 +22,19 @@ type Limits struct {
 	// groups must not pile up for CacheMaxAge. Default 1024 (34 s of 30
 	// groups/s).
 	CacheMaxGroups int
+	// Backpressure makes the track lossless for its consumers: a group that
+	// some open consumer has not received yet (RecvGroup has not returned it
+	// or skipped past it) is never evicted, whatever the bounds above say, and
+	// the producer is expected to call TrackProducer.WaitRoom before each new
+	// group, so that the slowest consumer paces it instead of losing groups.
+	// Use it for finite transfers; live media leaves it off and drops old
+	// groups. The cache then exceeds its bounds only by the groups a producer
+	// appends without waiting.
+	Backpressure bool
+	// Budget, if set, bounds the bytes held by the groups of every track
+	// made with these limits, together: see Budget. Nil means only the
+	// bounds above apply.
+	Budget *Budget
 	// Now is the clock used for group ages; nil means time.Now. For tests.
 	Now func() time.Time
 }

@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,12 @@ type track struct {
 	err       error  // abort error; the track is over when set
 	sig       signal
 	consumers int
-	used      chan struct{} // closed when consumers goes from 0 to 1
-	unused    chan struct{} // closed when consumers goes from 1 to 0
-	onUnused  func()        // called (without locks) when the last consumer leaves
+	cursors   []*TrackConsumer // open consumers, kept only under Backpressure
+	room      signal           // wakes WaitRoom when a consumer moved on or left
+	budgeted  bool             // registered with lim.Budget: from its first group until drained
+	used      chan struct{}    // closed when consumers goes from 0 to 1
+	unused    chan struct{}    // closed when consumers goes from 1 to 0
+	onUnused  func()           // called (without locks) when the last consumer leaves
 }
 
 // closedChan is a channel that is always closed.
@@ -83,9 +87,14 @@ func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
 	if err != nil {
 		return err
 	}
+	if !g.reserve(size) {
+		return withReason(ErrBudget, "group %d: %d bytes over the budget", seq, size)
+	}
 	g.appendLocked(frames, size) // not shared yet: no lock, nobody to wake
 	g.done = true
-	_, err = t.insert(seq, next, g)
+	if _, err = t.insert(seq, next, g); err != nil {
+		g.uncharge()
+	}
 	return err
 }
 
@@ -95,7 +104,13 @@ func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
 func (p *TrackProducer) Finish() error {
 	t := p.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer func() {
+		unused := t.consumers == 0
+		t.mu.Unlock()
+		if unused {
+			t.drain() // no consumer to read the cache: a budget gets it back
+		}
+	}()
 	if t.finished || t.err != nil {
 		return withReason(ErrClosed, "track %q already ended", t.info.Name)
 	}
@@ -105,6 +120,7 @@ func (p *TrackProducer) Finish() error {
 		t.final = t.latest + 1
 	}
 	t.sig.notify()
+	t.room.notify()
 	return nil
 }
 
@@ -177,6 +193,11 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 		g.seq, g.acct = seq, &t.bytes
 		t.bytes.Add(g.bytes)
 	}
+	g.t = t
+	if t.lim.Budget != nil && !t.budgeted {
+		t.lim.Budget.register(t) // its cache can be evicted for the budget's sake
+		t.budgeted = true
+	}
 	t.entries.push(g)
 	t.bySeq[seq] = g
 	if !t.any || seq > t.latest {
@@ -187,25 +208,179 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	return g, nil
 }
 
+// WaitRoom waits until the track has room for one more group: until
+// appending it would evict no group that an open consumer has not received
+// yet. Under Limits.Backpressure a producer calls it before each group, so
+// that it goes at the pace of its slowest consumer; without Backpressure,
+// or without consumers, there is always room. It returns the abort error
+// of an aborted track, ErrClosed for a finished one, and ctx.Err() if ctx
+// ends first.
+func (p *TrackProducer) WaitRoom(ctx context.Context) error {
+	t := p.t
+	for {
+		t.mu.Lock() // the write lock: consumers move their cursors under the read lock
+		switch {
+		case t.err != nil:
+			err := t.err
+			t.mu.Unlock()
+			return err
+		case t.finished:
+			t.mu.Unlock()
+			return withReason(ErrClosed, "track %q finished", t.info.Name)
+		case t.roomLocked():
+			t.mu.Unlock()
+			return nil
+		}
+		wake := t.room.wait()
+		t.mu.Unlock()
+		if err := sleep(ctx, wake); err != nil {
+			return err
+		}
+	}
+}
+
+// HasRoom reports whether WaitRoom would return at once.
+func (p *TrackProducer) HasRoom() bool {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err == nil && !t.finished && t.roomLocked()
+}
+
+// roomLocked tells whether one more group would leave every group some
+// consumer still needs in the cache: it counts what evict would drop to
+// make room by the count and byte bounds (age is no reason to wait: it
+// only ever makes room scarcer). Caller holds t.mu for writing.
+func (t *track) roomLocked() bool {
+	if !t.lim.Backpressure || len(t.cursors) == 0 {
+		return true
+	}
+	n, bytes := len(t.bySeq)+1, t.bytes.Load()
+	for i := range t.entries.len() {
+		if n <= t.lim.CacheMaxGroups && bytes <= t.lim.CacheMaxBytes {
+			return true
+		}
+		g := t.entries.at(i)
+		if g == nil {
+			continue
+		}
+		if t.neededLocked(i, g) {
+			return false
+		}
+		n--
+		bytes -= g.cachedBytes()
+	}
+	return true
+}
+
+// neededLocked tells whether an open consumer has yet to receive g, entry i.
+// Caller holds t.mu.
+func (t *track) neededLocked(i int, g *group) bool {
+	idx := t.base + i
+	for _, c := range t.cursors {
+		if idx >= c.next && g.seq >= c.minSeq {
+			return true
+		}
+	}
+	return false
+}
+
+// moved wakes a producer waiting in WaitRoom after a consumer moved its
+// cursor; it costs an atomic load unless somebody waits.
+func (t *track) moved() {
+	if t.lim.Backpressure && t.room.waiting.Load() {
+		t.mu.Lock()
+		t.room.notify()
+		t.mu.Unlock()
+	}
+}
+
 // evict drops cached groups, oldest first, that are older than CacheMaxAge or
 // over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
 // Caller holds t.mu.
 func (t *track) evict(now time.Time) {
+	var latest int64 // the latest group's bytes: CacheMaxBytes bounds the others
+	if g := t.bySeq[t.latest]; g != nil {
+		latest = g.cachedBytes()
+	}
 	for i := range t.entries.len() {
 		g := t.entries.at(i)
 		if g == nil || g.seq == t.latest {
 			continue
 		}
-		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load() <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
+		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load()-latest <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
-		g.evict()
-		delete(t.bySeq, g.seq)
-		t.entries.clear(i)
+		if t.lim.Backpressure && t.neededLocked(i, g) {
+			break // a consumer still needs it, and most likely the ones after it
+		}
+		t.dropLocked(i, g)
 	}
+	t.compactLocked()
+}
+
+// dropLocked evicts g, entry i. Caller holds t.mu.
+func (t *track) dropLocked(i int, g *group) {
+	g.evict()
+	delete(t.bySeq, g.seq)
+	t.entries.clear(i)
+}
+
+// compactLocked pops the evicted entries at the front. Caller holds t.mu.
+func (t *track) compactLocked() {
 	for t.entries.len() > 0 && t.entries.at(0) == nil {
 		t.entries.pop()
 		t.base++
+	}
+}
+
+// trim applies the cache bounds after a group grew.
+func (t *track) trim() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.evict(t.lim.Now())
+}
+
+// shed evicts finished cached groups, oldest first, until enough says so:
+// never the latest one, nor one a consumer still needs (Backpressure).
+func (t *track) shed(enough func() bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.entries.len() {
+		if enough() {
+			break
+		}
+		g := t.entries.at(i)
+		if g == nil || g.seq == t.latest || !g.finished() {
+			continue
+		}
+		if t.lim.Backpressure && t.neededLocked(i, g) {
+			break
+		}
+		t.dropLocked(i, g)
+	}
+	t.compactLocked()
+}
+
+// drain gives a budgeted track's cache back to its budget once nobody can
+// read it any more: the track was aborted, or it finished and its last
+// consumer left.
+func (t *track) drain() {
+	if t.lim.Budget == nil {
+		return
+	}
+	t.mu.Lock()
+	for i := range t.entries.len() {
+		if g := t.entries.at(i); g != nil {
+			t.dropLocked(i, g)
+		}
+	}
+	t.compactLocked()
+	registered := t.budgeted
+	t.budgeted = false
+	t.mu.Unlock()
+	if registered {
+		t.lim.Budget.unregister(t)
 	}
 }
 
@@ -224,10 +399,12 @@ func (t *track) abort(err error) {
 		groups = append(groups, g)
 	}
 	t.sig.notify()
+	t.room.notify()
 	t.mu.Unlock()
 	for _, g := range groups {
 		g.close(err) // already-ended groups keep their outcome
 	}
+	t.drain()
 }
 
 func (t *track) consume() *TrackConsumer {
@@ -238,6 +415,9 @@ func (t *track) consume() *TrackConsumer {
 		c.minSeq = t.latest // join at the live edge
 	}
 	t.consumers++
+	if t.lim.Backpressure {
+		t.cursors = append(t.cursors, c)
+	}
 	if t.consumers == 1 && t.used != nil {
 		close(t.used)
 		t.used = nil
@@ -245,16 +425,26 @@ func (t *track) consume() *TrackConsumer {
 	return c
 }
 
-func (t *track) release() {
+func (t *track) release(c *TrackConsumer) {
 	t.mu.Lock()
 	t.consumers--
+	if t.lim.Backpressure {
+		if i := slices.Index(t.cursors, c); i >= 0 {
+			t.cursors = slices.Delete(t.cursors, i, i+1)
+		}
+		t.room.notify()
+	}
 	last := t.consumers == 0
 	if last && t.unused != nil {
 		close(t.unused)
 		t.unused = nil
 	}
 	hook := t.onUnused
+	ended := t.finished && t.err == nil
 	t.mu.Unlock()
+	if last && ended {
+		t.drain()
+	}
 	if last && hook != nil {
 		hook()
 	}
@@ -317,6 +507,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 			if increasing {
 				c.last, c.hasLast = g.seq, true
 			}
+			t.moved()
 			return &GroupConsumer{g: g}, nil
 		}
 		if t.finished {
@@ -325,6 +516,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 		}
 		wake := t.sig.wait()
 		t.mu.RUnlock()
+		t.moved()
 		if err := sleep(ctx, wake); err != nil {
 			return nil, err
 		}
@@ -378,6 +570,6 @@ func (c *TrackConsumer) Err() error {
 // the track. Close is idempotent.
 func (c *TrackConsumer) Close() {
 	if c.closed.CompareAndSwap(false, true) {
-		c.t.release()
+		c.t.release(c)
 	}
 }

@@ -37,10 +37,10 @@ func mdnsOnLoopback(t *testing.T) bool {
 	}
 	lo, lerr := loopback()
 	if lerr != nil || lo.Flags&net.FlagMulticast == 0 {
-		t.Skipf("mDNS test skipped: the kernel has no multicast on lo (%v), and no private network namespace could be made to enable it there: %v", flagsOrErr(lo, lerr), err)
+		netns.Unavailable(t, "mDNS test: the kernel has no multicast on lo (%v), and no private network namespace could be made to enable it there: %v", flagsOrErr(lo, lerr), err)
 	}
 	if others := otherMulticastInterfaces(); len(others) > 0 {
-		t.Skipf("mDNS test skipped: no private network namespace could be made (%v), and here mDNS would also multicast on %v, off loopback", err, others)
+		netns.Unavailable(t, "mDNS test: no private network namespace could be made (%v), and here mDNS would also multicast on %v, off loopback", err, others)
 	}
 	requireLoopbackMulticast(t)
 	return true
@@ -82,11 +82,11 @@ func otherMulticastInterfaces() []string {
 func requireLoopbackMulticast(t *testing.T) {
 	lo, err := loopback()
 	if err != nil || lo.Flags&net.FlagMulticast == 0 || lo.Flags&net.FlagUp == 0 {
-		t.Skipf("mDNS test skipped: the kernel has no multicast on lo (%s)", flagsOrErr(lo, err))
+		netns.Unavailable(t, "mDNS test: the kernel has no multicast on lo (%s)", flagsOrErr(lo, err))
 	}
 	c, err := net.ListenMulticastUDP("udp4", lo, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353})
 	if err != nil {
-		t.Skipf("mDNS test skipped: the kernel has no multicast on lo: joining 224.0.0.251 on %s failed: %v", lo.Name, err)
+		netns.Unavailable(t, "mDNS test: the kernel has no multicast on lo: joining 224.0.0.251 on %s failed: %v", lo.Name, err)
 	}
 	_ = c.Close()
 }

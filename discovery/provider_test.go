@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/goleak"
 
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/testutil"
@@ -14,6 +15,7 @@ import (
 // A Provider provides at once, again every interval, retries failures
 // sooner, and stops on stop, on ctx's end and on Close.
 func TestProviderReprovidesUntilStopped(t *testing.T) {
+	before := goleak.IgnoreCurrent()
 	r := newFakeRouter()
 	r.fail = 1 // the first provide fails (e.g. an empty routing table)
 	p := discovery.NewProvider(r, discovery.ProviderConfig{Interval: 40 * time.Millisecond, Logger: testutil.Logger()})
@@ -23,10 +25,10 @@ func TestProviderReprovidesUntilStopped(t *testing.T) {
 	stop := p.Provide(context.Background(), "/cam/")
 	testutil.Eventually(t, "three provides of cam", func() bool { return r.count(key) >= 3 })
 	stop()
-	n := r.count(key)
-	time.Sleep(120 * time.Millisecond)
-	if r.count(key) != n {
-		t.Fatalf("provided %d times after stop", r.count(key)-n)
+	// A loop that has ended cannot provide again: stop must not return
+	// before cam's loop is gone.
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("cam's provide loop outlived stop: %v", err)
 	}
 	stop() // idempotent
 
@@ -39,10 +41,8 @@ func TestProviderReprovidesUntilStopped(t *testing.T) {
 	p.Provide(context.Background(), "talk")
 	testutil.Eventually(t, "talk provided", func() bool { return r.count(discovery.Key("talk")) >= 1 })
 	p.Close() // stops talk
-	n = r.count(discovery.Key("talk"))
-	time.Sleep(120 * time.Millisecond)
-	if r.count(discovery.Key("talk")) != n {
-		t.Fatal("provided after Close")
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("a provide loop outlived Close: %v", err)
 	}
 	p.Provide(context.Background(), "late")() // after Close: nothing
 	if r.count(discovery.Key("late")) != 0 {

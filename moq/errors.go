@@ -13,6 +13,9 @@ var (
 	ErrShutdown = actor.ErrShutdown
 	// ErrDuplicate: the broadcast name is already published.
 	ErrDuplicate = actor.ErrDuplicate
+	// ErrTooManyDials: a connect needed a new dial while PeerLimits.PendingDials
+	// dials were in flight.
+	ErrTooManyDials = actor.ErrTooManyDials
 	// ErrNotAnnounced: the session ended before the peer announced the
 	// broadcast that Subscribe was waiting for.
 	ErrNotAnnounced = errors.New("moq: broadcast not announced before the session ended")

@@ -82,14 +82,21 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 			return nil, err
 		}
 	}
-	m.streams = p2pstream.New(h, p2pstream.Config{Logger: m.log})
+	m.streams = p2pstream.New(h, p2pstream.Config{
+		Logger:               m.log,
+		MaxSessionsPerPeer:   o.peerLimits.StreamSessions,
+		MaxStreamsPerSession: o.peerLimits.StreamsPerSession,
+	})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,
-		Session:       session.Config{Limits: o.limits, Interest: o.interest},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,
 		Logger:        m.log,
+
+		MaxSessionsPerPeer: o.peerLimits.Sessions,
+		MaxPendingDials:    o.peerLimits.PendingDials,
 	})
 	if m.quic != nil {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })

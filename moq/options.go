@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -19,12 +20,14 @@ type options struct {
 	logger         *slog.Logger
 	admit          func(context.Context, peer.ID) error
 	limits         session.Limits
+	receiveBudget  int64
 	interest       []string
 	incoming       int
 	pendingAdmits  int
 	pendingPerPeer int
 	grace          time.Duration
 	dialTimeout    time.Duration
+	peerLimits     PeerLimits
 	discovery      discoveryOptions // discovery.go
 }
 
@@ -48,6 +51,30 @@ func WithAdmission(f func(ctx context.Context, p peer.ID) error) Option {
 
 // WithLimits bounds what each peer may make a session hold.
 func WithLimits(l session.Limits) Option { return func(o *options) { o.limits = l } }
+
+// WithReceiveBudget bounds the payload bytes that all of the node's
+// sessions together hold of what peers sent them (groups arriving or
+// cached), on top of each session's own Limits.MaxReceiveBytes; frames past
+// it are refused after evicting cached groups (see broadcast.Budget).
+// Default DefaultReceiveBudget.
+func WithReceiveBudget(bytes int64) Option { return func(o *options) { o.receiveBudget = bytes } }
+
+// DefaultReceiveBudget is the node-wide receive budget without
+// WithReceiveBudget.
+const DefaultReceiveBudget = 512 << 20
+
+// sessionLimits returns the limits of the node's sessions, sharing one
+// receive budget (made here: New calls it once).
+func (o *options) sessionLimits() session.Limits {
+	l := o.limits
+	if l.ReceiveBudget == nil {
+		if o.receiveBudget <= 0 {
+			o.receiveBudget = DefaultReceiveBudget
+		}
+		l.ReceiveBudget = broadcast.NewBudget(o.receiveBudget, nil)
+	}
+	return l
+}
 
 // WithInterest sets the path prefixes whose announcements to ask each peer
 // for (default: everything).
@@ -83,3 +110,27 @@ const (
 func WithPendingAdmissions(node, perPeer int) Option {
 	return func(o *options) { o.pendingAdmits, o.pendingPerPeer = node, perPeer }
 }
+
+// PeerLimits bound what one remote peer ID can make the node hold. Zero
+// fields take the defaults named.
+type PeerLimits struct {
+	// Sessions: live sessions with one peer ID over every transport, whoever
+	// dialed (actor.Config.MaxSessionsPerPeer, default 4); one more is
+	// closed with BoundsExceeded. Sessions of a Server's clients (no peer
+	// ID) are not counted here.
+	Sessions int
+	// StreamSessions: sessions one peer may open over libp2p streams,
+	// including those not yet admitted (p2pstream.Config.MaxSessionsPerPeer,
+	// default 8); one more is refused before it starts.
+	StreamSessions int
+	// StreamsPerSession: streams a peer holds open in one libp2p-streams
+	// session (p2pstream.Config.MaxStreamsPerSession, default 1024).
+	StreamsPerSession int
+	// PendingDials: dials in flight to distinct peers, which discovery can
+	// start for peers anyone may advertise (actor.Config.MaxPendingDials,
+	// default 64); a connect needing one more fails with ErrTooManyDials.
+	PendingDials int
+}
+
+// WithPeerLimits sets the per-peer bounds (see PeerLimits).
+func WithPeerLimits(l PeerLimits) Option { return func(o *options) { o.peerLimits = l } }

@@ -29,30 +29,85 @@ type Config struct {
 	Client bool
 }
 
-// Limits bound a session's resources. Zero fields take the defaults.
+// Limits bound what a peer can make a session hold. Zero fields take the
+// defaults. Each field's comment states the worst case one hostile peer can
+// cause through it with the defaults (heap as measured by the TestBounds
+// tests, goroutines besides); docs/limits.md sums them up.
 type Limits struct {
 	// MaxSubscriptions is how many of the peer's subscriptions are served at
-	// once; more are refused with BoundsExceeded. Default 1024.
+	// once; more are refused with BoundsExceeded (that stream only). Default
+	// 1024. Each costs about 10 KiB and two goroutines before any group is
+	// sent (10 MiB and 2048 goroutines), plus its groups in flight
+	// (MaxGroupsInFlight).
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
-	// once; more close the session with BoundsExceeded. Default 4096.
+	// once, counting announcements refused as loops (they are remembered
+	// until they end); more close the session with BoundsExceeded. Default
+	// 4096: under 2 KiB each besides the path, 8 MiB.
 	MaxAnnounced int
+	// MaxAnnouncedBytes bounds the total length of the paths the peer has
+	// announced at once, looped ones included; more closes the session with
+	// BoundsExceeded. Default 1 MiB.
+	MaxAnnouncedBytes int
+	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
+	// the peer may hold open at once, counted from their stream type; more
+	// are refused with BoundsExceeded (that stream only). Default 16. Each
+	// holds its prefix (up to MaxMessageSize), a goroutine (two while
+	// changes are written) and a watch of the published origin, about 100 B
+	// per broadcast published under the prefix: 16 x 72 KiB (1.1 MiB) and
+	// 32 goroutines besides the watches.
+	MaxAnnounceInterests int
+	// MaxProbes is how many probe streams the peer may hold open at once
+	// (moq-lite peers open one per session); more are refused with
+	// BoundsExceeded (that stream only). Default 4: 4 goroutines.
+	MaxProbes int
+	// HeaderTimeout bounds how long a stream the peer opened may take to
+	// deliver its type and first message (a group stream: its GROUP
+	// header); a stream still waiting is reset (bidi) or stopped (uni) with
+	// Timeout. Default 10 s. Until then such a stream holds a goroutine and
+	// 5 KiB (bidi) or 21 KiB (uni), as many as the transport's stream
+	// credit allows (rawquic: 1000 of each, so 26 MiB and 2000 goroutines).
+	HeaderTimeout time.Duration
 	// MaxGroupsInFlight is how many groups of one subscription are sent at
-	// once; later groups wait in the track's cache. Default 64.
+	// once; later groups wait in the track's cache. Default 64. Each is a
+	// goroutine and a 32 KiB write buffer while the peer's flow control
+	// holds it; it is a bound per subscription, not per session.
 	MaxGroupsInFlight int
-	// MaxFrameSize bounds one received frame. Default 16 MiB.
+	// MaxFrameSize bounds one received frame. Default 16 MiB. Sizes over
+	// 64 KiB are not allocated up front: memory follows the bytes received.
 	MaxFrameSize int
-	// MaxMessageSize bounds one control message. Default 64 KiB.
+	// MaxMessageSize bounds one control message. Default 64 KiB. A message
+	// still arriving holds at most about twice the bytes received of it.
 	MaxMessageSize int
-	// Model bounds the caches of tracks received from the peer.
+	// Model bounds the caches of tracks received from the peer. Its Budget
+	// is the session's own (MaxReceiveBytes): a value set here is replaced.
 	Model broadcast.Limits
+	// MaxReceiveBytes bounds the payload bytes of everything received from
+	// the peer that the session holds: frames of groups still arriving (a
+	// frame being read counts as its memory is allocated) and of groups
+	// the tracks cache. Beyond it, finished cached groups are evicted,
+	// oldest first in each track, and a group stream that still does not fit
+	// is stopped with BoundsExceeded (frames it delivered before stay). What
+	// it does not cover: per group stream, a 16 KiB read buffer and its
+	// goroutine, so that the worst case for the peer's open group streams is
+	// MaxReceiveBytes + the connection's incoming uni-stream limit (1000 for
+	// rawquic) × ~24 KiB. Default 64 MiB.
+	MaxReceiveBytes int64
+	// ReceiveBudget, if set, is a budget shared with other sessions (of one
+	// node, say) that also bounds what this session receives: a frame must
+	// fit in both. Nil means the session's own bound only.
+	ReceiveBudget *broadcast.Budget
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
-	// Default 250 ms.
+	// Default 250 ms. Group streams whose header has not arrived delay the
+	// end by at most FinishGrace as well.
 	FinishGrace time.Duration
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration
 }
+
+// DefaultMaxReceiveBytes is the default of Limits.MaxReceiveBytes.
+const DefaultMaxReceiveBytes = 64 << 20
 
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
@@ -62,14 +117,25 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.MaxSubscriptions, 1024)
 	def(&l.MaxAnnounced, 4096)
+	def(&l.MaxAnnouncedBytes, 1<<20)
+	def(&l.MaxAnnounceInterests, 16)
+	def(&l.MaxProbes, 4)
 	def(&l.MaxGroupsInFlight, 64)
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
+	if l.MaxReceiveBytes <= 0 {
+		l.MaxReceiveBytes = DefaultMaxReceiveBytes
+	}
+	// Called once per session: this is the session's budget.
+	l.Model.Budget = broadcast.NewBudget(l.MaxReceiveBytes, l.ReceiveBudget)
 	if l.FinishGrace <= 0 {
 		l.FinishGrace = 250 * time.Millisecond
 	}
 	if l.SetupTimeout <= 0 {
 		l.SetupTimeout = 10 * time.Second
+	}
+	if l.HeaderTimeout <= 0 {
+		l.HeaderTimeout = 10 * time.Second
 	}
 	return l
 }
@@ -88,4 +154,23 @@ type SubscribeOptions struct {
 	Start *uint64
 	// End, if set, is the last group wanted (inclusive).
 	End *uint64
+	// Backpressure makes the subscription lossless, for finite transfers: the
+	// returned consumer's track keeps every group it has not received (see
+	// broadcast.Limits.Backpressure), and a group enters it whole, once it
+	// has room; its cache is held to half of MaxReceiveBytes. Group streams
+	// are read to their end meanwhile, but once MaxGroupsInFlight groups
+	// read ahead wait for room, further group streams wait unread (and the
+	// accept loop with them): QUIC stream credit and flow control then hold
+	// the publisher back, which stops its session's consumer of the track,
+	// which stops a publishing application waiting in
+	// TrackProducer.WaitRoom. Worst case per subscription, beyond the
+	// cache: MaxGroupsInFlight groups read ahead, the groups whose streams
+	// are being read (what the publisher has in flight), all charged to the
+	// receive budget (a group past it is refused with BoundsExceeded: keep
+	// (cache + 2 × MaxGroupsInFlight) × group size within MaxReceiveBytes),
+	// plus a goroutine and a 16 KiB buffer per stream waiting unread (up to
+	// the transport's stream credit). A back-pressured subscription whose
+	// reader stops also stops the session's other group streams. It gets a
+	// wire subscription of its own.
+	Backpressure bool
 }

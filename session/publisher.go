@@ -21,14 +21,19 @@ import (
 // protocol violation); the announcements are written by an announcer that
 // runs only while there are changes to send, so an idle session parks one
 // goroutine here, not two.
-func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader) {
+func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var please wire.AnnouncePlease
 	if err := wire.ReadMessage(r, s.version, &please, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad announce interest", "err", err)
 		reset(st, codeOfWire(err))
 		return
 	}
-	a := &announcer{s: s, st: st, please: please, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
+	if !hdr.done() {
+		return
+	}
+	// Only the clean prefix and the hop are kept: the prefix may be as long
+	// as a message, and one copy of it is enough.
+	a := &announcer{s: s, st: st, exclude: please.ExcludeHop, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
 	var seen map[string]*broadcast.Consumer
 	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set first, in one message
 		seen = s.publish.Active(a.prefix)
@@ -61,11 +66,11 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader) {
 // Watch calls kick on changes; kick starts a goroutine that sends what
 // changed and ends when nothing is left.
 type announcer struct {
-	s      *Session
-	st     transport.Stream
-	please wire.AnnouncePlease
-	prefix string
-	watch  *broadcast.Watch // set before the first kick can start a run
+	s       *Session
+	st      transport.Stream
+	exclude uint64 // the peer's hop: what it announced is not sent back
+	prefix  string
+	watch   *broadcast.Watch // set before the first kick can start a run
 
 	mu      sync.Mutex
 	running bool  // a run is under way
@@ -129,7 +134,7 @@ func (a *announcer) run() {
 // offer says whether b goes to this peer: not too far, not its own.
 func (a *announcer) offer(b *broadcast.Consumer) ([]uint64, bool) {
 	hops, ok := sendHops(b.Hops(), a.s.hop)
-	return hops, ok && (a.please.ExcludeHop == 0 || !slices.Contains(b.Hops(), a.please.ExcludeHop))
+	return hops, ok && (a.exclude == 0 || !slices.Contains(b.Hops(), a.exclude))
 }
 
 // init sends lite-01/02's ANNOUNCE_INIT: the active set in one message.
@@ -205,11 +210,14 @@ func (a *announcer) stop() error {
 
 // serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK, sends each
 // group on its own uni stream and finishes when the track does.
-func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
+func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var sub wire.Subscribe
 	if err := wire.ReadMessage(r, s.version, &sub, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad subscribe", "err", err)
 		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() {
 		return
 	}
 	if s.served.Add(1) > int64(s.lim.MaxSubscriptions) {
@@ -220,6 +228,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader) {
 	}
 	defer s.served.Add(-1)
 	path := broadcast.CleanPath(sub.Broadcast)
+	// The peer's spelling may be padded with slashes up to MaxMessageSize;
+	// sub lives as long as the subscription, so keep only the clean path.
+	sub.Broadcast = ""
 	log := s.log.With("subscribe", sub.ID, "broadcast", path, "track", sub.Track)
 	b := s.publish.Get(path)
 	if b == nil {

@@ -48,14 +48,17 @@ type Session struct {
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
+	interests atomic.Int64 // peer announce streams being served
+	probes    atomic.Int64 // peer probe streams held open
 	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	counters  counters
 
-	mu        sync.Mutex
-	subs      map[uint64]*subscription // our wire subscriptions by ID
-	shared    map[trackKey]*subscription
-	remotes   map[string]*broadcast.Producer // the peer's broadcasts by path
-	announced int                            // paths the peer has active
+	mu             sync.Mutex
+	subs           map[uint64]*subscription // our wire subscriptions by ID
+	shared         map[trackKey]*subscription
+	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
+	announced      int                            // paths the peer has active, or refused as loops
+	announcedBytes int                            // their total length
 }
 
 type trackKey struct{ path, track string }
@@ -304,7 +307,10 @@ func putReader(br *bufio.Reader)       { put(&controlReaders, br) }
 type groupReader struct {
 	*bufio.Reader
 	hdr wire.Group // the stream's GROUP header, decoded by recvGroup
-	src struct {
+	// hdrTimer is the deadline for the header of a stream read on a
+	// goroutine of its own (zero for one that arrived whole).
+	hdrTimer headerTimer
+	src      struct {
 		rs  transport.ReceiveStream
 		eof bool
 	}
@@ -338,7 +344,17 @@ func getGroupReader(rs transport.ReceiveStream) *groupReader {
 	return gr
 }
 
+// headerRead stops the header deadline once the GROUP header is in; false
+// if it passed first (the stream was stopped with Timeout).
+func (gr *groupReader) headerRead() bool {
+	ok := gr.hdrTimer.done()
+	gr.hdrTimer = headerTimer{}
+	return ok
+}
+
 func putGroupReader(gr *groupReader) {
+	gr.hdrTimer.stop()
+	gr.hdrTimer = headerTimer{}
 	gr.Reset((*eofSource)(gr)) // drops what is buffered
 	gr.src.rs = nil
 	groupReaders.Put(gr)
@@ -396,6 +412,8 @@ func (s *Session) acceptStreams() {
 }
 
 func (s *Session) handleStream(st transport.Stream) {
+	hdr := s.awaitHeader(func() { reset(st, broadcast.CodeTimeout) })
+	defer hdr.stop()
 	r := getReader(st)
 	defer putReader(r)
 	typ, err := wire.ReadStreamType(r, s.version)
@@ -410,23 +428,69 @@ func (s *Session) handleStream(st transport.Stream) {
 	}
 	switch typ {
 	case wire.StreamAnnounce:
-		s.serveAnnounce(st, r)
+		if !s.admit(&s.interests, s.lim.MaxAnnounceInterests, st, "announce interest") {
+			return
+		}
+		defer s.interests.Add(-1)
+		s.serveAnnounce(st, r, hdr)
 	case wire.StreamSubscribe:
-		s.serveSubscribe(st, r)
+		s.serveSubscribe(st, r, hdr)
 	case wire.StreamProbe:
+		if !hdr.done() || !s.admit(&s.probes, s.lim.MaxProbes, st, "probe") {
+			return // a probe's header is its type alone
+		}
+		defer s.probes.Add(-1)
 		s.serveProbe(st, r)
 	case wire.StreamGoaway:
-		s.handleGoaway(st, r)
+		s.handleGoaway(st, r, hdr)
 	default: // fetch, and anything allowed by the codec but not served here
 		s.log.Debug("refusing stream", "type", typ)
 		reset(st, broadcast.CodeUnsupported)
 	}
 }
 
+// admit counts one more of the peer's streams of a kind in n, or refuses st
+// with BoundsExceeded if limit of them are open already.
+func (s *Session) admit(n *atomic.Int64, limit int, st transport.Stream, what string) bool {
+	if n.Add(1) > int64(limit) {
+		n.Add(-1)
+		s.log.Warn("refusing stream: too many", "kind", what, "limit", limit)
+		reset(st, broadcast.CodeBoundsExceeded)
+		return false
+	}
+	return true
+}
+
+// headerTimer is a stream's deadline for its header (the type and first
+// message): a peer that opens streams and never completes them would
+// otherwise hold their goroutines and buffers, and hold up the end of
+// finished subscriptions (finishAfterGroups waits for unsorted streams).
+// A timer rather than a read deadline: not every transport has those.
+type headerTimer struct{ t *time.Timer }
+
+// awaitHeader starts a stream's header deadline; expire abandons the stream.
+func (s *Session) awaitHeader(expire func()) headerTimer {
+	return headerTimer{time.AfterFunc(s.lim.HeaderTimeout, func() {
+		s.log.Debug("stream header timed out", "after", s.lim.HeaderTimeout)
+		expire()
+	})}
+}
+
+// done stops the deadline once the header is in; false if it passed first
+// (the stream was abandoned: the caller drops it).
+func (h headerTimer) done() bool { return h.t == nil || h.t.Stop() }
+
+// stop ends the deadline whatever happened to the header.
+func (h headerTimer) stop() {
+	if h.t != nil {
+		h.t.Stop()
+	}
+}
+
 // acceptUniStreams hands each of the peer's group streams to a reader: a
 // stream that has fully arrived (a small group, sent in one go) is read
 // right here, any other on a goroutine of its own, so that a group still
-// arriving never holds up the next.
+// arriving never holds up the next. The latter get a header deadline.
 func (s *Session) acceptUniStreams() {
 	for {
 		rs, err := s.conn.AcceptUniStream(s.ctx)
@@ -439,6 +503,7 @@ func (s *Session) acceptUniStreams() {
 			s.recvGroup(rs, gr)
 			continue
 		}
+		gr.hdrTimer = s.awaitHeader(func() { rs.CancelRead(uint32(broadcast.CodeTimeout)) })
 		s.spawn(func() { s.recvGroup(rs, gr) })
 	}
 }
@@ -457,19 +522,29 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// handleGoaway logs the peer's GOAWAY (lite-04). The peer is about to close;
-// the URI of a replacement, if any, is for the application.
-func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader) {
+// handleGoaway notes the peer's GOAWAY (lite-04). The peer is about to
+// close; the URI of a replacement, if any, is for the application. Only the
+// first counts: repeats hold nothing and are dropped quietly.
+func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var m wire.Goaway
 	if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
 		reset(st, codeOfWire(err))
 		return
 	}
-	s.log.Info("peer sent GOAWAY", "uri", m.URI)
+	if !hdr.done() {
+		return
+	}
+	first := false
 	s.goawayOnce.Do(func() {
+		first = true
 		s.goawayURI = m.URI
 		close(s.goaway)
 	})
+	if first {
+		s.log.Info("peer sent GOAWAY", "uri", m.URI)
+	} else {
+		s.log.Debug("peer repeated GOAWAY", "uri", m.URI)
+	}
 	_ = st.Close()
 }
 

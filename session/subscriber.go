@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -25,12 +26,18 @@ type subscription struct {
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
+	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// room is held by the one group stream that waits for room in the track
+	// and then creates its group (Backpressure): one room, one group.
+	room chan struct{}
 
 	mu        sync.Mutex
 	receiving int       // group streams being read
 	lastGroup time.Time // when a group stream last arrived
 	idle      chan struct{}
+	ahead     int           // groups read ahead, waiting for room (Backpressure)
+	turn      chan struct{} // closed when ahead goes down, if someone waits
 }
 
 // Subscribe subscribes to a track of the peer's broadcast at path and returns
@@ -46,8 +53,17 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	}
 	path = broadcast.CleanPath(path)
 	info := broadcast.Track{Name: track, Priority: opts.Priority}
-	if opts.Start != nil || opts.End != nil { // a range is not shareable
-		tp := broadcast.NewTrack(info, s.lim.Model)
+	if opts.Start != nil || opts.End != nil || opts.Backpressure { // a range, or a pace, is not shareable
+		lim := s.lim.Model
+		if lim.Backpressure = opts.Backpressure; lim.Backpressure {
+			// Its cache is not evicted for the budget's sake: leave the
+			// other half of the budget to the groups read ahead.
+			if lim.CacheMaxBytes <= 0 {
+				lim.CacheMaxBytes = broadcast.DefaultCacheMaxBytes
+			}
+			lim.CacheMaxBytes = min(lim.CacheMaxBytes, max(s.lim.MaxReceiveBytes/2, 1))
+		}
+		tp := broadcast.NewTrack(info, lim)
 		tc := tp.Consume()
 		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
 	}
@@ -152,9 +168,11 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		opts:   opts,
 		shared: shared,
 		ready:  make(chan struct{}),
+		room:   make(chan struct{}, 1),
 	}
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
+	sub.ctx = ctx
 	s.subs[sub.id] = sub
 	if shared {
 		s.shared[trackKey{path, tp.Info().Name}] = sub
@@ -295,7 +313,10 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		}
 		busy, since := sub.receiving > 0, time.Since(last)
 		var idle chan struct{}
-		if !busy && s.unsorted.Load() > 0 { // may be one of ours: look again shortly
+		// An unsorted stream may be one of ours: look again shortly, but
+		// not past FinishGrace (a stream whose header never comes must not
+		// hold the end up).
+		if !busy && s.unsorted.Load() > 0 && time.Since(finAt) < s.lim.FinishGrace {
 			sub.mu.Unlock()
 			select {
 			case <-time.After(5 * time.Millisecond):
@@ -363,7 +384,12 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 			s.unsorted.Add(-1)
 		}
 	}()
-	defer putGroupReader(gr)
+	handed := false // to a goroutine waiting for room, with gr
+	defer func() {
+		if !handed {
+			putGroupReader(gr)
+		}
+	}()
 	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
@@ -377,6 +403,9 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 		rs.CancelRead(uint32(codeOfWire(err)))
 		return
 	}
+	if !gr.headerRead() {
+		return
+	}
 	s.mu.Lock()
 	sub := s.subs[hdr.SubscribeID]
 	s.mu.Unlock()
@@ -385,9 +414,165 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 		return
 	}
 	sub.groupStarted()
-	defer sub.groupDone()
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	sorted = true
+	if sub.opts.Backpressure {
+		handed = true // recvAhead returns gr
+		s.recvAhead(rs, gr, sub)
+		return
+	}
+	defer sub.groupDone()
+	s.recvInto(rs, gr, sub)
+}
+
+// recvAhead receives a group of a back-pressured subscription: it reads
+// the stream to its end into a group of its own (charged to the receive
+// budget like any other), then, on a goroutine of its own, waits for room
+// and hands the frames to the track, whole, so that the reader never waits
+// on a group still arriving. Reading a group only starts while fewer than
+// MaxGroupsInFlight groups of the subscription have been read and wait for
+// room; past that the stream waits unread right here (in the accept loop,
+// for a group that arrived whole), so that QUIC flow control and stream
+// credit hold the publisher back. This cannot stall: such groups wait
+// only while the track has no room, that is while its reader has groups to
+// read; and while fewer wait, every group stream is read, so none holds
+// the connection's flow-control window that a group being read needs.
+func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	seq := gr.hdr.Sequence
+	done := func() { putGroupReader(gr); sub.groupDone() }
+	if err := sub.awaitTurn(s.lim.MaxGroupsInFlight); err != nil {
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		done()
+		return
+	}
+	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
+	g, _ := hold.CreateGroup(seq)
+	rerr := s.readFrames(gr.Reader, g)
+	if rerr != nil {
+		g.Abort(rerr)
+		var se *transport.StreamError
+		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
+			rs.CancelRead(uint32(broadcast.CodeOf(rerr)))
+		}
+	} else {
+		_ = g.Finish()
+	}
+	putGroupReader(gr)
+	sub.readAhead(1)
+	s.spawnOr(func() {
+		defer sub.groupDone()
+		defer sub.readAhead(-1)
+		defer hold.Abort(nil) // gives its charges back, if not done below
+		s.insertAhead(sub, hold, g, rerr)
+	}, func() {
+		hold.Abort(nil)
+		sub.readAhead(-1)
+		sub.groupDone()
+	})
+}
+
+// insertAhead waits for room in sub's track and puts the group read ahead
+// into it.
+func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, g *broadcast.GroupProducer, rerr error) {
+	seq := g.Sequence()
+	if err := sub.awaitRoom(); err != nil {
+		return
+	}
+	defer func() { <-sub.room }()
+	var frames [][]byte
+	gc := g.Consume()
+	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
+	for {
+		var end error
+		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+			break
+		}
+	}
+	hold.Abort(nil) // its charges go back before the track charges the frames
+	var err error
+	if rerr == nil {
+		err = sub.track.WriteGroup(seq, frames...)
+	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
+		err = pg.WriteFrames(frames...)
+		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
+	} else {
+		err = cerr
+	}
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
+		return
+	}
+	if rerr == nil {
+		s.counters.groupsReceived.Add(1)
+	}
+}
+
+// awaitTurn waits until fewer than max groups read ahead wait for room.
+func (sub *subscription) awaitTurn(max int) error {
+	for {
+		sub.mu.Lock()
+		if sub.ahead < max {
+			sub.mu.Unlock()
+			return nil
+		}
+		if sub.turn == nil {
+			sub.turn = make(chan struct{})
+		}
+		turn := sub.turn
+		sub.mu.Unlock()
+		select {
+		case <-turn:
+		case <-sub.ctx.Done():
+			return remoteErr(context.Cause(sub.ctx))
+		}
+	}
+}
+
+// readAhead counts groups read ahead that wait for room (d = 1 or -1).
+func (sub *subscription) readAhead(d int) {
+	sub.mu.Lock()
+	sub.ahead += d
+	if d < 0 && sub.turn != nil {
+		close(sub.turn)
+		sub.turn = nil
+	}
+	sub.mu.Unlock()
+}
+
+// spawnOr runs f on a goroutine of the session's, or orElse right here if
+// the session is closing.
+func (s *Session) spawnOr(f, orElse func()) {
+	s.spawnMu.RLock()
+	defer s.spawnMu.RUnlock()
+	if !s.closing {
+		s.wg.Go(f)
+		return
+	}
+	orElse()
+}
+
+// awaitRoom takes the subscription's room once the track has room for a
+// group, or fails when the subscription ends.
+func (sub *subscription) awaitRoom() error {
+	select {
+	case sub.room <- struct{}{}:
+	case <-sub.ctx.Done():
+		return remoteErr(context.Cause(sub.ctx))
+	}
+	if err := sub.track.WaitRoom(sub.ctx); err != nil {
+		<-sub.room
+		if sub.ctx.Err() != nil {
+			return remoteErr(context.Cause(sub.ctx))
+		}
+		return err
+	}
+	return nil
+}
+
+// recvInto reads the rest of a group stream, whose header named sub, into
+// sub's track.
+func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	hdr, r := &gr.hdr, gr.Reader
 	if s.recvWhole(rs, gr, sub) {
 		return
 	}
@@ -452,6 +637,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
+	budget := s.lim.Model.Budget
 	defer func() {
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
@@ -474,10 +660,11 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 			case n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 			}
-			payload, err := readPayload(r, n, &mem)
+			payload, held, err := readPayload(r, n, &mem, budget)
 			if err != nil {
 				return s.frameErr(err)
 			}
+			budget.Release(held) // the group charges it now
 			batch, size = append(batch, payload), n
 		}
 		err := g.WriteFrames(batch...)
@@ -568,17 +755,43 @@ func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
 const exactAlloc = 64 << 10
 
 // readPayload reads exactly size bytes, into memory from mem when the size
-// is allocated up front.
-func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
+// is allocated up front. The memory is charged to b as it is allocated, so
+// that frames still arriving count against the receive budget: it returns
+// what it charged, for the caller to release when the frame goes to its
+// group, and releases it itself on failure.
+func readPayload(r io.Reader, size uint64, mem *slab, b *broadcast.Budget) (p []byte, held int64, err error) {
+	defer func() {
+		if err != nil {
+			b.Release(held)
+			held = 0
+		}
+	}()
+	grow := func(n int) error {
+		if !b.Reserve(int64(n)) {
+			return broadcast.ErrBudget
+		}
+		held += int64(n)
+		return nil
+	}
 	if size <= exactAlloc {
+		if err := grow(int(size)); err != nil {
+			return nil, held, err
+		}
 		p := mem.take(int(size))
 		_, err := io.ReadFull(r, p)
-		return p, err
+		return p, held, err
 	}
-	p := make([]byte, 0, exactAlloc)
+	if err := grow(exactAlloc); err != nil {
+		return nil, held, err
+	}
+	p = make([]byte, 0, exactAlloc)
 	for uint64(len(p)) < size {
 		if len(p) == cap(p) {
-			p = slices.Grow(p, int(min(uint64(cap(p)), size-uint64(len(p)))))
+			n := int(min(uint64(cap(p)), size-uint64(len(p))))
+			if err := grow(n); err != nil {
+				return nil, held, err
+			}
+			p = slices.Grow(p, n)
 		}
 		n := int(min(uint64(cap(p)-len(p)), size-uint64(len(p))))
 		m, err := io.ReadFull(r, p[len(p):len(p)+n])
@@ -587,10 +800,10 @@ func readPayload(r io.Reader, size uint64, mem *slab) ([]byte, error) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, held, err
 		}
 	}
-	return p, nil
+	return p, held, nil
 }
 
 // frameErr classifies a failed read inside a group: the peer's reset, or a
@@ -631,7 +844,9 @@ func (s *Session) runInterest(prefix string) {
 	r := getReader(st)
 	defer putReader(r)
 	active := map[string]*broadcast.Producer{} // what this stream announced
-	ignored := map[string]bool{}               // active announcements we refused (loops)
+	// Active announcements we refused as loops: remembered (to tell a
+	// duplicate and to match their end), so counted like active ones.
+	ignored := map[string]bool{}
 	var readErr error
 	defer func() {
 		// A closed stream ends all it announced; a lost connection is
@@ -639,6 +854,9 @@ func (s *Session) runInterest(prefix string) {
 		cause := s.connLost(readErr)
 		for path, p := range active {
 			s.endRemoteWith(path, p, cause)
+		}
+		for path := range ignored {
+			s.release(path)
 		}
 	}()
 	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set comes first
@@ -683,6 +901,10 @@ func (s *Session) runInterest(prefix string) {
 			return
 		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
 			s.log.Debug("ignoring looped announcement", "path", path)
+			if err := s.hold(path); err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
 			ignored[path] = true
 		case m.Active:
 			p, err := s.announceRemote(path, m.Hops)
@@ -694,8 +916,10 @@ func (s *Session) runInterest(prefix string) {
 		case active[path] != nil:
 			s.endRemote(path, active[path])
 			delete(active, path)
-		default: // ended for a path never active: tolerated, as moq-lite does
+		case ignored[path]:
+			s.release(path)
 			delete(ignored, path)
+		default: // ended for a path never active: tolerated, as moq-lite does
 		}
 	}
 }
@@ -709,14 +933,52 @@ func containsNonZero(hops []uint64, id uint64) bool {
 	return false
 }
 
+// errTooManyAnnounced and errAnnouncedBytes are the peer's announcements
+// over MaxAnnounced and MaxAnnouncedBytes.
+var (
+	errTooManyAnnounced = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+	errAnnouncedBytes   = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "announced paths too long in total"}
+)
+
+// hold counts one more announcement of the peer's, at path, against
+// MaxAnnounced and MaxAnnouncedBytes.
+func (s *Session) hold(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holdLocked(path)
+}
+
+func (s *Session) holdLocked(path string) error {
+	switch {
+	case s.announced >= s.lim.MaxAnnounced:
+		return errTooManyAnnounced
+	case s.announcedBytes+len(path) > s.lim.MaxAnnouncedBytes:
+		return errAnnouncedBytes
+	}
+	s.announced++
+	s.announcedBytes += len(path)
+	return nil
+}
+
+// release undoes hold.
+func (s *Session) release(path string) {
+	s.mu.Lock()
+	s.releaseLocked(path)
+	s.mu.Unlock()
+}
+
+func (s *Session) releaseLocked(path string) {
+	s.announced--
+	s.announcedBytes -= len(path)
+}
+
 // announceRemote publishes the peer's broadcast at path into Remote.
 func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Producer, error) {
 	s.mu.Lock()
-	if s.announced >= s.lim.MaxAnnounced {
+	if err := s.holdLocked(path); err != nil {
 		s.mu.Unlock()
-		return nil, &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+		return nil, err
 	}
-	s.announced++
 	p := s.newRemoteLocked(path, hops)
 	// Subscriptions made before the announcement keep serving new local
 	// subscribers: move their tracks into the announced broadcast.
@@ -755,7 +1017,7 @@ func (s *Session) connLost(readErr error) error {
 // err, or NotFound ("broadcast unannounced") if err is nil.
 func (s *Session) endRemoteWith(path string, p *broadcast.Producer, err error) {
 	s.mu.Lock()
-	s.announced--
+	s.releaseLocked(path)
 	if s.remotes[path] == p {
 		delete(s.remotes, path)
 	}

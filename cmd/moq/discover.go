@@ -131,7 +131,7 @@ func (n *node) subscribeByName(ctx context.Context, name, track string) (*broadc
 	sctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	n.log.Debug("looking the broadcast up", "broadcast", name, "key", discovery.Key(name).String())
-	tc, err := n.p2p.m.Subscribe(sctx, name, track)
+	tc, err := n.p2p.m.SubscribeWith(sctx, name, track, subscribeOptions)
 	switch {
 	case err == nil:
 		return tc, nil

@@ -131,11 +131,22 @@ type proc struct {
 // outlives the test's budget or the test.
 func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return startCmd(t, name, stdin, 60*time.Second, func(ctx context.Context) *exec.Cmd {
+		return exec.CommandContext(ctx, moqBin, args...)
+	})
+}
+
+// startCmd is start for the command mk makes (moq run some other way),
+// killed after budget.
+func startCmd(t *testing.T, name string, stdin io.Reader, budget time.Duration, mk func(context.Context) *exec.Cmd) *proc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	p := &proc{name: name, stdout: newLines(), stderr: newLines(), done: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, moqBin, args...)
+	p.cmd = mk(ctx)
 	p.cmd.Stdin = stdin
-	p.cmd.Stdout = p.stdout
+	if p.cmd.Stdout == nil { // mk may direct it elsewhere
+		p.cmd.Stdout = p.stdout
+	}
 	p.cmd.Stderr = p.stderr
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {

@@ -339,7 +339,7 @@ func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[str
 }
 
 func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	tc, err := p.s.Subscribe(ctx, name, track)
+	tc, err := p.s.SubscribeWith(ctx, name, track, subscribeOptions)
 	if errors.Is(err, moq.ErrNotAnnounced) {
 		// The session ended under us: that is the news, not the broadcast.
 		if p.s.Err() != nil {

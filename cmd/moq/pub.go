@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -20,9 +21,17 @@ usage: moq pub --broadcast NAME [--track NAME] [--listen URL]... [--connect URL]
 Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
 the deterministic test payload of --size bytes that the interop peers also
 generate; with --stdin, each read of up to --size bytes from stdin is one
-frame instead, until end of input. After the last frame the track is
-finished, and pub serves until its subscribers are done (or --linger), then
-prints {"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout.
+frame instead, until end of input. A finite transfer (--frames N or --stdin)
+goes at the pace of its slowest subscriber, so that each gets every frame
+(with --wait, from the first); with --frames 0 the track is live and a
+subscriber that falls behind misses old groups. After the last frame the track is
+finished, and pub serves until its subscribers are done, then prints
+{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","delivered_groups":…,
+"delivered_frames":…,"delivered_bytes":…} on stdout: what it produced, and
+what its subscriber sessions were handed whole (for the one that got the
+least). When a subscriber got less than was produced, it also says so on
+stderr. A subscriber that stops responding (no acknowledgement or read for
+--linger) is given up on.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
@@ -46,6 +55,9 @@ type pubOptions struct {
 	k      int
 	rate   float64
 	stdin  io.Reader // nil: generated payloads
+	// room, if set, waits until the track has room for another group (the
+	// slowest subscriber has caught up enough).
+	room func(context.Context) error
 }
 
 // runPub is `moq pub`.
@@ -60,9 +72,9 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	size := fs.Int("size", 1024, "frame size in `BYTES` (with --stdin: the largest frame)")
 	k := fs.Int("group-frames", 30, "frames per group (`K`)")
 	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
-	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame")
+	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame from the first")
 	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
-	linger := fs.Duration("linger", 5*time.Second, "after the last frame, wait up to `D` for subscribers to disconnect")
+	linger := fs.Duration("linger", 5*time.Second, "after the last frame, give up on a subscriber that has made no progress for `D`,\nand wait up to D for subscribers to disconnect")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -78,8 +90,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return usagef("pub: --size must be between 1 and %d", 16<<20)
 	case *k <= 0 || *k > maxGroupFrames:
 		return usagef("pub: --group-frames must be between 1 and %d", maxGroupFrames)
-	case *rate < 0:
-		return usagef("pub: --rate must not be negative")
+	case math.IsNaN(*rate) || math.IsInf(*rate, 0) || *rate < 0 || (*rate > 0 && *rate < minRate):
+		return usagef("pub: --rate must be 0 (as fast as possible) or a number of frames per second from %g, not %v", minRate, *rate)
+	case *linger < 0:
+		return usagef("pub: --linger must not be negative")
 	}
 	log := nf.logger(std.stderr)
 	opts := pubOptions{frames: *frames, size: *size, k: *k, rate: *rate}
@@ -88,13 +102,25 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 
 	listens = nf.reachable(listens)
-	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{}, net: &nf, log: log})
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, interest: []string{}, incoming: true, net: &nf, log: log})
 	if err != nil {
 		return err
 	}
 	defer n.close()
+	subs := watchSessions(n)
+	defer subs.stop()
 
-	prod := broadcast.New(broadcast.Config{Limits: broadcast.Limits{GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames)}})
+	// A finite transfer (--frames N, --stdin) goes at the pace of its
+	// slowest subscriber, so that it gets every frame; a live one (--frames
+	// 0) keeps going and its cache drops old groups for a subscriber that
+	// falls behind. Either way a group holds all its frames.
+	finite := *stdin || *frames > 0
+	lim := broadcast.Limits{
+		GroupMaxFrames: max(*k, broadcast.DefaultGroupMaxFrames),
+		GroupMaxBytes:  max(int64(*k)*int64(*size), broadcast.DefaultGroupMaxBytes),
+		Backpressure:   finite,
+	}
+	prod := broadcast.New(broadcast.Config{Limits: lim})
 	defer prod.Finish()
 	tp, err := prod.CreateTrack(broadcast.Track{Name: *track})
 	if err != nil {
@@ -103,6 +129,9 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	dialed, peerGone, err := n.publishAndDial(ctx, *name, prod.Consume(), connects, std.stderr)
 	if err != nil {
 		return err
+	}
+	if dialed != nil {
+		subs.add(dialed)
 	}
 
 	var col pattern.Digest
@@ -113,7 +142,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		case <-peerGone:
 			return sessionEnded(dialed)
 		case <-ctx.Done():
-			printSummary(std.stdout, col.Summary()) // interrupted: nothing sent
+			printSummary(std.stdout, subs.summary(col.Summary())) // interrupted: nothing sent
 			return nil
 		}
 	}
@@ -125,12 +154,17 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return 0
 	}
 	prog := startProgress(std.stderr, "sent", rtt)
+	if finite {
+		opts.room = func(ctx context.Context) error { return subs.waitRoom(ctx, tp, *linger) }
+	}
 	err = produce(ctx, tp, opts, &col, prog, peerGone)
 	_ = tp.Finish()
 	prog.close()
 	if err != nil {
-		printSummary(std.stdout, col.Summary())
+		printSummary(std.stdout, subs.summary(col.Summary()))
 		switch {
+		case errors.Is(err, errStalled):
+			return fmt.Errorf("gave up after %d of the frames: the subscribers made no progress for %s (--linger)", col.Summary().Frames, *linger)
 		case !errors.Is(err, errPeerGone):
 			return err
 		case hungUp(dialed): // the subscriber had enough (sub --count)
@@ -141,18 +175,27 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 
 	// Serve until the subscribers have read the end of the track (the
 	// session stops consuming it then), and give them a moment to hang up:
-	// closing first could cut groups still in flight.
+	// closing first could cut groups still in flight. A subscriber that
+	// vanished would hold this until its connection timed out: give up on
+	// it once it has made no progress for --linger.
 	if ctx.Err() == nil {
-		select {
-		case <-tp.Unused():
-		case <-peerGone:
-		case <-ctx.Done():
+		if subs.waitServed(ctx, tp.Unused(), peerGone, *linger) {
+			n.waitSessionsDone(ctx, *linger)
+		} else {
+			log.Warn(fmt.Sprintf("gave up on the subscribers: no progress for %s (--linger)", *linger))
 		}
-		n.waitSessionsDone(ctx, *linger)
 	}
-	printSummary(std.stdout, col.Summary())
+	sum := subs.summary(col.Summary())
+	printSummary(std.stdout, sum)
+	if ctx.Err() == nil && sum.DeliveredGroups < sum.Groups {
+		log.Warn(fmt.Sprintf("delivered %d of %d groups (%d of %d frames) to the subscriber that got the least",
+			sum.DeliveredGroups, sum.Groups, sum.DeliveredFrames, sum.Frames))
+	}
 	return nil
 }
+
+// minRate is the slowest --rate: one frame every 1000 s.
+const minRate = 0.001
 
 var errPeerGone = errors.New("peer gone")
 
@@ -215,6 +258,14 @@ func produce(ctx context.Context, tp *broadcast.TrackProducer, o pubOptions, col
 		if i%uint64(o.k) == 0 {
 			if g != nil {
 				_ = g.Finish()
+			}
+			if o.room != nil {
+				if err := o.room(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil // interrupted
+					}
+					return err
+				}
 			}
 			if g, err = tp.AppendGroup(); err != nil {
 				return err

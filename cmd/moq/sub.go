@@ -14,6 +14,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/session"
 )
 
 const subUsage = `
@@ -24,9 +25,17 @@ usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | -
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
 after --count frames or when the publisher ends the track, printing
-{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>"} on stdout (on stderr when
---out is -); the digest covers the payloads ordered by (group, frame), so two
-runs compare equal whatever order groups arrived in.
+{"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","skipped_groups":S} on
+stdout (on stderr when --out is -); the digest covers the payloads ordered by
+(group, frame), so two runs compare equal whatever order groups arrived in.
+
+A subscriber slower than the network holds the publisher back (QUIC flow
+control) rather than dropping data; pub paces a finite transfer to it. A
+live publisher may drop old groups instead: without --out (or with --count)
+sub skips a group missing for 500 ms, counts it in skipped_groups and warns
+on stderr. With --out and no --count, the output is the whole track from
+group 0 or an error: sub waits for late groups, and if the track ends
+without some (or one is reset) it exits non-zero naming them.
 
 With --listen, it waits for a peer to connect and announce the broadcast.
 With --bootstrap (or --mdns) and no --connect, it finds the broadcast by
@@ -93,22 +102,34 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		defer s.Close("done")
 	}
 
-	r := &receiver{count: *count, log: log, prog: startProgress(std.stderr, "received", rtt)}
+	// Writing a whole track to a file, every group from 0 must arrive
+	// whole: the stage waits for a late group instead of skipping it, and
+	// a lost one is an error. With --count it takes what comes, like a
+	// live subscriber.
+	r := &receiver{count: *count, strict: w != nil && *count == 0, log: log, prog: startProgress(std.stderr, "received", rtt)}
 	if w != nil {
 		r.out = bufio.NewWriterSize(w, 64<<10)
 	}
 	err = r.run(ctx, tc)
 	tc.Close()
 	r.prog.close()
-	printSummary(summaryTo, r.col.Summary())
+	printSummary(summaryTo, r.summary())
 	switch {
 	case err != nil:
 		return err
-	case r.outErr != nil:
-		return fmt.Errorf("--out: %w", r.outErr)
+	case r.writeErr() != nil:
+		return fmt.Errorf("--out: %w", r.writeErr())
 	}
 	return nil
 }
+
+// subscribeOptions are those of every subscription the CLI makes: with
+// back-pressure, a group stream is left unread while the received track is
+// full, so a reader slower than the network holds the publisher back
+// (through QUIC flow control) instead of losing groups here. What the
+// publisher then does is its choice: pub paces a finite transfer to it, a
+// live track drops old groups, and sub reports the gaps.
+var subscribeOptions = session.SubscribeOptions{Backpressure: true}
 
 // subscribeWithin subscribes on a session we dialed: the peer should
 // answer (or announce the broadcast, over libp2p) within d.
@@ -173,77 +194,123 @@ func subscribeError(ctx context.Context, s peerSession, name string, waited time
 	return fmt.Errorf("subscribe to %q at %s: %w", name, s.Peer(), err)
 }
 
-// receiver reads a track. Frames pass through a reorder stage, so the
-// digest, the output and --count all see the same frames in the same order:
-// by group sequence, each group's frames as they came.
+// receiver reads a track through the in-order stage, so the digest, the
+// output and --count all see the same frames in the same order: by group
+// sequence, each group's frames as they came.
 type receiver struct {
-	count uint64 // stop after this many frames; 0: at the track's end
-	log   *slog.Logger
-	out   *bufio.Writer // nil: no --out
-	prog  *progress
+	count  uint64 // stop after this many frames; 0: at the track's end
+	strict bool   // a file transfer: every group or an error
+	log    *slog.Logger
+	out    *bufio.Writer // nil: no --out
+	prog   *progress
 
-	// Used by the reorder stage's goroutine only, until run returns.
+	mu      sync.Mutex // the emitting goroutine against summary
 	col     pattern.Digest
 	emitted uint64
 	outErr  error
-	enough  context.CancelFunc
+	missed  groupSet
 }
 
-// run receives until the track ends, count frames have arrived, or ctx
-// ends (an interrupt: not an error).
+// errLost is a file transfer that arrived incomplete.
+var errLost = errors.New("groups lost")
+
+// run receives until the track ends, count frames have arrived, or ctx ends
+// (an interrupt: not an error). An interrupt returns at once, even while
+// the output is blocked on a slow reader; the emitting goroutine then ends
+// with the process.
 func (r *receiver) run(ctx context.Context, tc *broadcast.TrackConsumer) error {
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r.enough = cancel
-	stage := newReorder(r.log, r.emit, r.flush)
-	defer stage.close()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		g, err := tc.RecvGroup(rctx)
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil
-		case rctx.Err() != nil:
-			return nil // enough frames, or interrupted
-		case err != nil:
-			return fmt.Errorf("subscription ended: %w", err)
+	stage := newInOrder(r.strict, r.log, r.emit, r.flush)
+	done := make(chan error, 1)
+	go func() {
+		err := stage.run(ctx, tc)
+		if ctx.Err() == nil {
+			r.flush()
 		}
-		wg.Go(func() { readGroup(rctx, g, stage) })
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Wait for the stage only as long as it takes to notice: a write
+		// blocked on a full pipe does not hold up the exit.
+		select {
+		case <-done:
+		case <-time.After(interruptGrace):
+		}
 	}
+	missed, late := stage.result()
+	r.mu.Lock()
+	r.missed = missed
+	r.mu.Unlock()
+	if late > 0 {
+		r.log.Debug("groups arrived after they were skipped", "count", late)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return nil // interrupted
+	case err != nil && !errors.Is(err, io.EOF):
+		return fmt.Errorf("subscription ended: %w", err)
+	case missed.count() > 0 && r.strict:
+		return fmt.Errorf("%w: %d group(s) did not arrive whole: %s; the output is incomplete", errLost, missed.count(), missed)
+	case missed.count() > 0:
+		r.log.Warn("skipped groups that did not arrive in time", "count", missed.count(), "groups", missed.String())
+	}
+	return nil
 }
 
-// readGroup reads one group's frames into the stage as they arrive.
-func readGroup(ctx context.Context, g *broadcast.GroupConsumer, stage *reorder) {
-	seq := g.Sequence()
-	defer stage.groupDone(seq)
-	for {
-		f, err := g.ReadFrame(ctx)
-		if err != nil {
-			return // the end of the group, an aborted or evicted one, or enough
-		}
-		stage.frame(seq, f)
-	}
-}
+// interruptGrace is how long an interrupted sub waits for its output to
+// settle before it exits anyway.
+const interruptGrace = 200 * time.Millisecond
 
 // emit takes the next frame in order.
 func (r *receiver) emit(seq uint64, f []byte) bool {
+	r.mu.Lock()
 	r.col.Add(seq, f)
-	r.prog.add(len(f))
 	r.emitted++
-	if r.out != nil && r.outErr == nil {
-		_, r.outErr = r.out.Write(f)
+	emitted, outErr := r.emitted, r.outErr
+	r.mu.Unlock()
+	r.prog.add(len(f))
+	if r.out != nil && outErr == nil {
+		_, outErr = r.out.Write(f)
+		r.setOutErr(outErr)
 	}
-	if r.outErr != nil || (r.count > 0 && r.emitted == r.count) {
-		r.enough()
-		return false
-	}
-	return true
+	return outErr == nil && (r.count == 0 || emitted < r.count)
 }
 
 // flush pushes written frames out while the stage waits for more.
 func (r *receiver) flush() {
-	if r.out != nil && r.outErr == nil {
-		r.outErr = r.out.Flush()
+	if r.out == nil {
+		return
 	}
+	r.mu.Lock()
+	failed := r.outErr != nil
+	r.mu.Unlock()
+	if !failed {
+		r.setOutErr(r.out.Flush())
+	}
+}
+
+func (r *receiver) setOutErr(err error) {
+	if err != nil {
+		r.mu.Lock()
+		if r.outErr == nil {
+			r.outErr = err
+		}
+		r.mu.Unlock()
+	}
+}
+
+// summary is what sub prints at the end.
+func (r *receiver) summary() subSummary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return subSummary{Summary: r.col.Summary(), SkippedGroups: r.missed.count()}
+}
+
+// writeErr is the first error writing --out.
+func (r *receiver) writeErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.outErr
 }

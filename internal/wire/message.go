@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Message is a length-prefixed moq-lite message. It is implemented only by
@@ -145,13 +146,26 @@ func readBody(r Reader, n int, what string, decode func([]byte) error) error {
 		}
 		return derr
 	}
-	// No peeker, or larger than its buffer: copy. n is bounded by maxLen.
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return wrap(what, readErr(err))
+	// No peeker, or larger than its buffer: copy. n is bounded by maxLen,
+	// but it is the peer's claim: the copy grows with the bytes that
+	// arrive, so a message that stalls part way holds at most about twice
+	// what was received of it.
+	body := make([]byte, 0, min(n, bodyChunk))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, min(len(body), n-len(body)))
+		}
+		m, err := io.ReadFull(r, body[len(body):min(cap(body), n)])
+		body = body[:len(body)+m]
+		if err != nil {
+			return wrap(what, readErr(err))
+		}
 	}
 	return decode(body)
 }
+
+// bodyChunk is the first allocation for a message body that is copied.
+const bodyChunk = 4 << 10
 
 // readErr maps end of stream inside a message to ErrShort and passes other
 // (transport) errors through.

@@ -22,6 +22,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
@@ -519,14 +520,17 @@ func TestCloseDuringHandshakes(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			var wg sync.WaitGroup
-			var dialed atomic.Int64
+			var dialed, failed atomic.Int64
 			for range 8 {
 				wg.Go(func() {
 					for ctx.Err() == nil {
-						if c, err := a.t.Dial(ctx, b.id(), baddr); err == nil {
-							dialed.Add(1)
-							_ = c.CloseWithError(0, "")
+						c, err := a.t.Dial(ctx, b.id(), baddr)
+						if err != nil {
+							failed.Add(1)
+							continue
 						}
+						dialed.Add(1)
+						_ = c.CloseWithError(0, "")
 					}
 				})
 			}
@@ -539,18 +543,21 @@ func TestCloseDuringHandshakes(t *testing.T) {
 					_ = c.CloseWithError(0, "")
 				}
 			})
-			time.Sleep(100 * time.Millisecond)
+			// Close while the dialers are in full swing: some handshakes done,
+			// the next ones under way.
+			testutil.Eventually(t, "8 connections", func() bool { return dialed.Load() >= 8 })
 			if err := b.t.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if err := b.t.Close(); err != nil { // idempotent
 				t.Fatal(err)
 			}
-			before := dialed.Load()
-			time.Sleep(50 * time.Millisecond) // dials keep hitting the closed transport
+			before, failedBefore := dialed.Load(), failed.Load()
+			// Dials keep hitting the closed transport before the dialers stop.
+			testutil.Eventually(t, "16 dials refused after Close", func() bool { return failed.Load() >= failedBefore+16 })
 			cancel()
 			wg.Wait()
-			t.Logf("%d connections before Close, %d during the 50 ms after", before, dialed.Load()-before)
+			t.Logf("%d connections before Close, %d after", before, dialed.Load()-before)
 			if _, err := b.t.Accept(testCtx(t)); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Accept after Close: %v", err)
 			}

@@ -64,9 +64,14 @@ type Conn struct {
 	// whose Close would wait for the negotiation: it is reset instead.
 	ready atomic.Bool
 
+	// accepted: the peer opened this session; pending: it waits for Accept.
+	// Both are guarded by the Transport's mu.
+	accepted, pending bool
+
 	mu      sync.Mutex
 	closed  bool
 	streams map[*stream]struct{} // live streams, reset when the session ends
+	inbound int                  // of those, opened by the peer
 }
 
 func newConn(t *Transport, ctl network.Stream, id uint64) *Conn {
@@ -241,8 +246,14 @@ func (c *Conn) deliver(kind uint64, s network.Stream) {
 		st.writeDone = true
 		q = c.uni
 	}
-	if !c.track(st) {
+	st.inbound = true
+	switch ok, full := c.trackInbound(st); {
+	case !ok:
 		_ = s.ResetWithError(codeSessionGone)
+		return
+	case full:
+		c.log.Warn("refusing stream: too many open in the session", "limit", c.t.cfg.MaxStreamsPerSession)
+		_ = s.ResetWithError(network.StreamErrorCode(codeBoundsExceeded))
 		return
 	}
 	select {
@@ -263,8 +274,27 @@ func (c *Conn) track(st *stream) bool {
 	return true
 }
 
+// trackInbound tracks a stream the peer opened, unless the session ended
+// (ok false) or already holds MaxStreamsPerSession of those (full).
+func (c *Conn) trackInbound(st *stream) (ok, full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false, false
+	}
+	if c.inbound >= c.t.cfg.MaxStreamsPerSession {
+		return true, true
+	}
+	c.inbound++
+	c.streams[st] = struct{}{}
+	return true, false
+}
+
 func (c *Conn) untrack(st *stream) {
 	c.mu.Lock()
+	if _, ok := c.streams[st]; ok && st.inbound {
+		c.inbound--
+	}
 	delete(c.streams, st)
 	c.mu.Unlock()
 }

@@ -433,7 +433,9 @@ func TestTransportClose(t *testing.T) {
 func TestAcceptBackPressure(t *testing.T) {
 	ha, hb := newHost(t, "tcp"), newHost(t, "tcp")
 	connect(t, ha, hb)
-	ta, tb := newTransport(t, ha), newTransport(t, hb)
+	ta := newTransport(t, ha)
+	tb := New(hb, Config{Logger: testLogger(), MaxSessionsPerPeer: acceptBacklog + 2})
+	t.Cleanup(func() { _ = tb.Close() })
 	for i := range acceptBacklog {
 		if _, err := ta.Dial(testCtx(t), hb.ID()); err != nil {
 			t.Fatalf("dial %d: %v", i, err)

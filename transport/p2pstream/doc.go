@@ -29,9 +29,10 @@
 //	CLOSE  (2)  either way, last: code varint (a moq-lite code, 32 bits),
 //	            reason length varint (at most 1024), reason bytes; then FIN
 //
-// A listener that refuses a session (transport closing, duplicate ID)
-// answers CLOSE instead of ACCEPT, and Dial returns it as a
-// *transport.ConnError. A listener sends ACCEPT only when its Accept queue
+// A listener that refuses a session (transport closing, duplicate ID, or
+// BoundsExceeded when the peer already holds Config.MaxSessionsPerPeer
+// sessions, counting those still waiting for Accept) answers CLOSE instead
+// of ACCEPT, and Dial returns it as a *transport.ConnError. A listener sends ACCEPT only when its Accept queue
 // has room, so a slow acceptor slows dialers down rather than dropping them.
 //
 // A session ends when either side sends CLOSE (the other side's Context
@@ -47,8 +48,8 @@
 // an unknown kind with 10 (UnexpectedStream), an unknown session with
 // 0x6d6f7100 (there is no grace period: the ACCEPT handshake makes early
 // streams impossible), a protocol ID different from the session's with 15,
-// and a stream beyond Config.MaxPendingStreams not yet accepted with 11
-// (BoundsExceeded).
+// and with 11 (BoundsExceeded) a stream beyond Config.MaxPendingStreams not
+// yet accepted or beyond Config.MaxStreamsPerSession open at once.
 //
 // A unidirectional stream is a libp2p stream of which only one direction is
 // used: the opener calls CloseRead at once, the receiver CloseWrite.

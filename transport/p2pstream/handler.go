@@ -48,11 +48,15 @@ func (t *Transport) handle(s network.Stream) {
 // waits for room in the Accept queue before it sends ACCEPT, so a listener
 // that does not accept slows dialers down instead of dropping sessions.
 func (t *Transport) acceptSession(s network.Stream, id uint64) {
-	c, err := t.register(s.Conn().RemotePeer(), id, func(id uint64) *Conn { return newConn(t, s, id) })
+	c, err := t.register(s.Conn().RemotePeer(), id, true, func(id uint64) *Conn { return newConn(t, s, id) })
 	if err != nil {
 		code := codeCancel
-		if errors.Is(err, errDuplicate) {
+		switch {
+		case errors.Is(err, errDuplicate):
 			code = codeDuplicate
+		case errors.Is(err, errTooManySessions):
+			code = codeBoundsExceeded
+			t.log.Debug("refusing session", "peer", s.Conn().RemotePeer().String(), "err", err)
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(ctlWriteTimeout))
 		if _, err := s.Write(appendClose(nil, code, err.Error())); err != nil {

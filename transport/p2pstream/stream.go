@@ -22,6 +22,8 @@ type stream struct {
 	s network.Stream
 	r io.Reader // s, or the lazy multistream-select wrapper on streams we opened
 	w io.Writer
+	// inbound: the peer opened it (counted against MaxStreamsPerSession).
+	inbound bool
 
 	mu        sync.Mutex
 	readDone  bool

@@ -44,6 +44,10 @@ func alpnOf(p protocol.ID) string {
 const (
 	// DefaultMaxPendingStreams is Config.MaxPendingStreams when zero.
 	DefaultMaxPendingStreams = 1024
+	// DefaultMaxSessionsPerPeer is Config.MaxSessionsPerPeer when zero.
+	DefaultMaxSessionsPerPeer = 8
+	// DefaultMaxStreamsPerSession is Config.MaxStreamsPerSession when zero.
+	DefaultMaxStreamsPerSession = DefaultStreamsPerPeer
 	// acceptBacklog is how many incoming sessions wait for Accept before
 	// further dialers wait for their ACCEPT (back-pressure, never a drop).
 	acceptBacklog = 16
@@ -59,7 +63,39 @@ type Config struct {
 	// MaxPendingStreams bounds, per session and per direction kind, the
 	// streams that arrived but were not yet accepted. A stream beyond it is
 	// reset with BoundsExceeded (11). Zero means DefaultMaxPendingStreams.
+	// Each session allocates room for that many up front (2 × 8 bytes each:
+	// 16 KiB per session by default).
 	MaxPendingStreams int
+	// MaxSessionsPerPeer bounds the sessions one remote peer has opened to
+	// this host at once, both the accepted ones and those still waiting for
+	// Accept (each of which holds a libp2p handler goroutine while the
+	// accept queue is full). A control stream beyond it is answered with
+	// CLOSE BoundsExceeded (11) instead of ACCEPT. Sessions this host
+	// dialed are not counted. Zero means DefaultMaxSessionsPerPeer (8).
+	// Worst case for one hostile peer: this many sessions, each holding a
+	// control-reader goroutine (plus a handler goroutine while it waits),
+	// about 20 KiB of its own, and up to MaxStreamsPerSession streams.
+	MaxSessionsPerPeer int
+	// MaxStreamsPerSession bounds the streams the peer has opened in one
+	// session that are open at once (accepted or not yet); a stream beyond
+	// it is reset with BoundsExceeded (11). libp2p's resource manager, with
+	// Limits applied, also caps a peer's inbound streams of these protocols
+	// at DefaultStreamsPerPeer across its sessions, and usually binds first;
+	// this limit holds on hosts without it. Zero means
+	// DefaultMaxStreamsPerSession (1024).
+	MaxStreamsPerSession int
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxPendingStreams, DefaultMaxPendingStreams)
+	def(&c.MaxSessionsPerPeer, DefaultMaxSessionsPerPeer)
+	def(&c.MaxStreamsPerSession, DefaultMaxStreamsPerSession)
+	return c
 }
 
 // Transport carries moq-lite sessions over libp2p streams of one host.
@@ -74,16 +110,21 @@ type Transport struct {
 	mu       sync.Mutex
 	closed   bool
 	sessions map[sessionKey]*Conn
-	wg       sync.WaitGroup // one per registered session: its control reader
+	peers    map[peer.ID]*peerCount // sessions each remote peer opened to us
+	wg       sync.WaitGroup         // one per registered session: its control reader
+}
+
+// peerCount is what one remote peer holds of a Transport.
+type peerCount struct {
+	sessions int // sessions it opened, still registered
+	pending  int // of those, not yet returned by Accept
 }
 
 // New registers stream handlers for Protocols on h and returns the
 // Transport that serves them. Only one Transport per host: a second one
 // replaces the first one's handlers.
 func New(h host.Host, cfg Config) *Transport {
-	if cfg.MaxPendingStreams <= 0 {
-		cfg.MaxPendingStreams = DefaultMaxPendingStreams
-	}
+	cfg = cfg.withDefaults()
 	t := &Transport{
 		h:        h,
 		cfg:      cfg,
@@ -91,6 +132,7 @@ func New(h host.Host, cfg Config) *Transport {
 		incoming: make(chan *Conn, acceptBacklog),
 		done:     make(chan struct{}),
 		sessions: map[sessionKey]*Conn{},
+		peers:    map[peer.ID]*peerCount{},
 	}
 	if t.log == nil {
 		t.log = slog.Default()
@@ -107,6 +149,7 @@ func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
 	for {
 		select {
 		case c := <-t.incoming:
+			t.unpend(c)
 			if c.ctx.Err() == nil {
 				return c, nil
 			}
@@ -130,7 +173,7 @@ func (t *Transport) Dial(ctx context.Context, p peer.ID) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := t.register(s.Conn().RemotePeer(), 0, func(id uint64) *Conn { return newConn(t, s, id) })
+	c, err := t.register(s.Conn().RemotePeer(), 0, false, func(id uint64) *Conn { return newConn(t, s, id) })
 	if err != nil {
 		_ = s.ResetWithError(network.StreamErrorCode(codeCancel))
 		return nil, err
@@ -211,10 +254,14 @@ func (t *Transport) isClosed() bool {
 // errDuplicate refuses a listener's session whose ID the peer already uses.
 var errDuplicate = errors.New("p2pstream: duplicate session ID")
 
+// errTooManySessions refuses a listener's session beyond the peer's limits.
+var errTooManySessions = errors.New("p2pstream: too many sessions from this peer")
+
 // register adds the session mk builds for peer p. A dialer passes id 0 to
-// get a fresh random ID; a listener passes the dialer's. Each registered
-// session owes one t.wg.Done, from its control reader.
-func (t *Transport) register(p peer.ID, id uint64, mk func(id uint64) *Conn) (*Conn, error) {
+// get a fresh random ID; a listener passes the dialer's and accepted, which
+// counts the session against the peer's limits. Each registered session owes
+// one t.wg.Done, from its control reader.
+func (t *Transport) register(p peer.ID, id uint64, accepted bool, mk func(id uint64) *Conn) (*Conn, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -227,10 +274,33 @@ func (t *Transport) register(p peer.ID, id uint64, mk func(id uint64) *Conn) (*C
 	} else if t.sessions[sessionKey{p, id}] != nil {
 		return nil, errDuplicate
 	}
+	if accepted {
+		pc := t.peers[p]
+		if pc == nil {
+			pc = &peerCount{}
+			t.peers[p] = pc
+		}
+		if pc.sessions >= t.cfg.MaxSessionsPerPeer {
+			return nil, fmt.Errorf("%w: %d open, %d of them waiting for Accept", errTooManySessions, pc.sessions, pc.pending)
+		}
+		pc.sessions++
+		pc.pending++
+	}
 	c := mk(id)
+	c.accepted, c.pending = accepted, accepted
 	t.sessions[c.key] = c
 	t.wg.Add(1)
 	return c, nil
+}
+
+// unpend records that Accept took c off the queue.
+func (t *Transport) unpend(c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.pending {
+		c.pending = false
+		t.peers[c.key.peer].pending--
+	}
 }
 
 func (t *Transport) lookup(k sessionKey) *Conn {
@@ -242,7 +312,20 @@ func (t *Transport) lookup(k sessionKey) *Conn {
 func (t *Transport) forget(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.sessions[c.key] == c {
-		delete(t.sessions, c.key)
+	if t.sessions[c.key] != c {
+		return
+	}
+	delete(t.sessions, c.key)
+	if !c.accepted {
+		return
+	}
+	pc := t.peers[c.key.peer]
+	pc.sessions--
+	if c.pending {
+		c.pending = false
+		pc.pending--
+	}
+	if pc.sessions == 0 {
+		delete(t.peers, c.key.peer)
 	}
 }

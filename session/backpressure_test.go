@@ -1,0 +1,127 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
+)
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// A finite transfer with back-pressure end to end: the publisher writes
+// groups as fast as WaitRoom lets it, the subscriber reads the first ones
+// slowly; every frame arrives, and neither side buffers the transfer: at
+// most, on each side, a cache and MaxGroupsInFlight groups (in flight, or
+// read ahead), plus the transport's windows.
+func TestBackpressureFiniteTransfer(t *testing.T) {
+	const cache = 64
+	for _, tt := range []struct {
+		name               string
+		groups, size, slow int
+		maxHeap            int64
+	}{
+		// Over the inline size: group streams of their own. Measured 6-8 MiB.
+		{"small groups", 10000, 4000, 200, 12 << 20}, // 40 MB sent
+		// Groups much larger than a stream's read buffer. Bound: on each side
+		// a cache and MaxGroupsInFlight groups in flight, plus the groups
+		// read ahead, plus the transport's windows. Measured 55-75 MB.
+		{"200 kB groups", 800, 200000, 400, 5*cache*200000 + 16<<20}, // 160 MB sent
+	} {
+		t.Run(tt.name, func(t *testing.T) { testFiniteTransfer(t, tt.groups, tt.size, tt.slow, cache, tt.maxHeap) })
+	}
+}
+
+func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int64) {
+	forEach(t, []string{"moq-lite-04"}, func(t *testing.T, alpn string) { // the wire version plays no part
+		lim := broadcast.Limits{CacheMaxGroups: cache}
+		p := newPair(t, alpn, Config{}, Config{Limits: Limits{Model: lim}})
+		lim.Backpressure = true
+		b := broadcast.New(broadcast.Config{Limits: lim})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "file"})
+		_, _ = p.origin.Publish("f", b.Consume())
+		base := heapInUse()
+
+		tc, err := p.sub.Subscribe(testCtx(t), "f", "file", SubscribeOptions{Backpressure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		pubErr := make(chan error, 1)
+		go func() {
+			ctx := testutil.Context(t, 2*time.Minute) // the whole transfer, under -race too
+			select {                                  // the publisher's session consumes the track: the transfer can start
+			case <-tp.Used():
+			case <-ctx.Done():
+				pubErr <- ctx.Err()
+				return
+			}
+			for i := range groups {
+				if err := tp.WaitRoom(ctx); err != nil {
+					pubErr <- err
+					return
+				}
+				payload := make([]byte, size)
+				binary.BigEndian.PutUint64(payload, uint64(i))
+				if err := tp.WriteFrame(payload); err != nil {
+					pubErr <- err
+					return
+				}
+			}
+			pubErr <- tp.Finish()
+		}()
+
+		seen := make([]bool, groups)
+		var peak uint64
+		for n := 0; ; n++ {
+			g, err := tc.RecvGroup(testCtx(t))
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				select {
+				case perr := <-pubErr:
+					t.Fatalf("after %d groups: %v (publisher: %v)", n, err, perr)
+				default:
+					t.Fatalf("after %d groups: %v", n, err)
+				}
+			}
+			f, err := g.ReadFrame(testCtx(t))
+			if err != nil || len(f) != size || binary.BigEndian.Uint64(f) != g.Sequence() || g.Sequence() >= uint64(groups) {
+				t.Fatalf("group %d: %d bytes, %v", g.Sequence(), len(f), err)
+			}
+			if seen[g.Sequence()] {
+				t.Fatalf("group %d twice", g.Sequence())
+			}
+			seen[g.Sequence()] = true
+			if n < slow {
+				time.Sleep(2 * time.Millisecond) // a slow reader: the publisher must wait for it
+			}
+			if n == slow/2 || n == slow-1 { // the publisher has been held back for a while
+				peak = max(peak, heapInUse())
+			}
+		}
+		if err := <-pubErr; err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+		for i, ok := range seen {
+			if !ok {
+				t.Fatalf("group %d never arrived", i)
+			}
+		}
+		if grow := int64(peak) - int64(base); grow > maxHeap {
+			t.Fatalf("heap grew %d bytes while the reader was slow, over %d", grow, maxHeap)
+		}
+		t.Logf("heap growth while slow: %d KiB", (int64(peak)-int64(base))>>10)
+	})
+}
