@@ -33,7 +33,11 @@ type Moq struct {
 
 	incoming  chan *Session // admitted sessions waiting for IncomingSessions
 	listeners atomic.Int32  // IncomingSessions iterations running
-	admits    chan struct{} // bounds admissions in progress
+	admits    chan struct{} // bounds admissions in progress, node-wide
+
+	pendingMu      sync.Mutex
+	pendingPerPeer map[peer.ID]int // admissions in progress by peer
+	maxPendingPeer int
 
 	disc        discoverer    // DHT, providing, mDNS (discovery.go)
 	dialTimeout time.Duration // bounds connects the node makes by itself
@@ -48,7 +52,7 @@ type Moq struct {
 // New starts a node on h. h keeps belonging to the caller: Shutdown does not
 // close it.
 func New(h host.Host, opts ...Option) (*Moq, error) {
-	o := options{incoming: 16, pendingAdmits: 64}
+	o := options{incoming: 16, pendingAdmits: DefaultPendingAdmissions, pendingPerPeer: DefaultPendingPerPeer}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -61,7 +65,10 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		quic:     o.quic,
 		admit:    o.admit,
 		incoming: make(chan *Session, max(o.incoming, 1)),
-		admits:   make(chan struct{}, o.pendingAdmits),
+		admits:   make(chan struct{}, max(o.pendingAdmits, 1)),
+
+		pendingPerPeer: map[peer.ID]int{},
+		maxPendingPeer: max(o.pendingPerPeer, 1),
 
 		dialTimeout: o.dialTimeout,
 	}
@@ -222,30 +229,73 @@ func isQUIC(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// acceptLoop admits and registers a transport's incoming connections.
+// acceptLoop admits and registers a transport's incoming connections. It
+// waits for an admission slot before it accepts the next connection, so a
+// flood waits in the transport's bounded accept queue, not in goroutines.
 func (m *Moq) acceptLoop(accept func(context.Context) (actor.Conn, error)) {
 	for {
 		c, err := accept(m.ctx)
 		if err != nil {
 			return
 		}
-		select {
-		case m.admits <- struct{}{}:
-		case <-m.ctx.Done():
+		p := c.RemotePeer()
+		if !m.reservePeer(p) {
+			m.log.Debug("session refused: too many pending admissions", "peer", p)
+			_ = c.CloseWithError(uint32(ErrTooManyPending.Code), ErrTooManyPending.Reason)
+			continue
+		}
+		if err := m.acquireAdmission(m.ctx); err != nil {
+			m.releasePeer(p)
 			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "shutting down")
 			return
 		}
 		m.wg.Go(func() {
-			defer func() { <-m.admits }()
 			m.admitAndRegister(c)
 		})
 	}
 }
 
+// acquireAdmission takes one of the node's admission slots.
+func (m *Moq) acquireAdmission(ctx context.Context) error {
+	select {
+	case m.admits <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.ctx.Done():
+		return ErrShutdown
+	}
+}
+
+func (m *Moq) releaseAdmission() { <-m.admits }
+
+// reservePeer counts an admission of p, unless p has the most it may have.
+func (m *Moq) reservePeer(p peer.ID) bool {
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
+	if m.pendingPerPeer[p] >= m.maxPendingPeer {
+		return false
+	}
+	m.pendingPerPeer[p]++
+	return true
+}
+
+func (m *Moq) releasePeer(p peer.ID) {
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
+	if m.pendingPerPeer[p]--; m.pendingPerPeer[p] <= 0 {
+		delete(m.pendingPerPeer, p)
+	}
+}
+
 // admitAndRegister runs admission before the session exists, so nothing is
-// offered to a peer that is then turned away (iroh-moq's B8).
+// offered to a peer that is then turned away. It holds an admission slot
+// and p's reservation until admission is over.
 func (m *Moq) admitAndRegister(c actor.Conn) {
-	if !m.admitted(c) {
+	ok := m.admitted(m.ctx, c)
+	m.releaseAdmission()
+	m.releasePeer(c.RemotePeer())
+	if !ok {
 		return
 	}
 	s, err := m.a.Register(m.ctx, c, false)
@@ -256,12 +306,16 @@ func (m *Moq) admitAndRegister(c actor.Conn) {
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and
-// closes it, with the refusal's code, if it is turned away.
-func (m *Moq) admitted(c actor.Conn) bool {
+// closes it, with the refusal's code, if it is turned away. An admission
+// still running when ctx ends is a refusal.
+func (m *Moq) admitted(ctx context.Context, c actor.Conn) bool {
 	if m.admit == nil {
 		return true
 	}
-	err := m.admit(m.ctx, c.RemotePeer())
+	err := m.admit(ctx, c.RemotePeer())
+	if ctx.Err() != nil { // whatever admission made of it: we are going away
+		err = &broadcast.Error{Code: broadcast.CodeCancel, Reason: "shutting down"}
+	}
 	if err == nil {
 		return true
 	}

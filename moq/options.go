@@ -16,18 +16,19 @@ import (
 type Option func(*options)
 
 type options struct {
-	quic          *p2pquic.Transport
-	logger        *slog.Logger
-	admit         func(context.Context, peer.ID) error
-	limits        session.Limits
-	receiveBudget int64
-	interest      []string
-	incoming      int
-	pendingAdmits int
-	grace         time.Duration
-	dialTimeout   time.Duration
-	peerLimits    PeerLimits
-	discovery     discoveryOptions // discovery.go
+	quic           *p2pquic.Transport
+	logger         *slog.Logger
+	admit          func(context.Context, peer.ID) error
+	limits         session.Limits
+	receiveBudget  int64
+	interest       []string
+	incoming       int
+	pendingAdmits  int
+	pendingPerPeer int
+	grace          time.Duration
+	dialTimeout    time.Duration
+	peerLimits     PeerLimits
+	discovery      discoveryOptions // discovery.go
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
@@ -89,6 +90,26 @@ func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.gra
 
 // WithDialTimeout bounds one dial (default 30 s).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// Defaults of WithPendingAdmissions.
+const (
+	DefaultPendingAdmissions = 64
+	DefaultPendingPerPeer    = 4
+)
+
+// WithPendingAdmissions bounds the incoming sessions waiting for admission
+// (WithAdmission) at once: node-wide (default 64, shared with every Server
+// of the node) and per peer ID (default 4; a Server bounds its clients per
+// address instead, see Server.MaxPendingPerIP). A peer over its bound is
+// refused with BoundsExceeded; when the node-wide bound is reached, accepting
+// pauses and connections wait in the transports' bounded accept queues.
+// Values below 1 mean 1. Worst case: the node-wide bound in goroutines and
+// handshaken connections; one hostile peer ID holds at most its per-peer
+// bound of them (but peer IDs cost nothing to make, which is what the
+// node-wide bound is for).
+func WithPendingAdmissions(node, perPeer int) Option {
+	return func(o *options) { o.pendingAdmits, o.pendingPerPeer = node, perPeer }
+}
 
 // PeerLimits bound what one remote peer ID can make the node hold. Zero
 // fields take the defaults named.

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -56,6 +58,11 @@ type Server struct {
 	// plain HTTP (ws://), as moq-relay's development mode does. With a
 	// TLSConfig the TCP side speaks TLS too (wss://).
 	TLSConfig *tls.Config
+	// PlainHTTP keeps the TCP side on plain HTTP (ws://) even with a
+	// TLSConfig: for a development certificate of the caller's (one
+	// fingerprint across listeners or restarts) that browsers accept only
+	// through serverCertificateHashes.
+	PlainHTTP bool
 	// QUICConfig tunes the QUIC listener; nil means webtransport.QUICConfig().
 	QUICConfig *quic.Config
 	// CheckOrigin decides whether a browser's Origin may connect, over
@@ -77,6 +84,23 @@ type Server struct {
 	// Logger; nil means the node's.
 	Logger *slog.Logger
 
+	// MaxSessionsPerIP bounds the sessions one source IP address holds at
+	// once, admitted or still in admission; a client over it is refused with
+	// BoundsExceeded (HTTP 429 for WebSocket). Zero means
+	// DefaultMaxSessionsPerIP, negative no bound. Worst case for one address:
+	// that many sessions, each with the per-session bounds of
+	// session.Limits (groups, subscriptions, announcements) and its
+	// transport's buffers (QUIC's receive windows, WebSocket's). Clients
+	// behind one NAT or proxy share an address, so size it for them.
+	MaxSessionsPerIP int
+	// MaxPendingPerIP bounds the sessions of one source IP address that wait
+	// for admission (WithAdmission) at once; over it a client is refused
+	// like above. Zero means DefaultMaxPendingPerIP, negative no bound. The
+	// node-wide bound (WithPendingAdmissions) applies too: a hostile address
+	// holds at most this many of the node's admission slots, one goroutine
+	// and one connection each.
+	MaxPendingPerIP int
+
 	once    sync.Once
 	initErr error
 	log     *slog.Logger
@@ -86,13 +110,18 @@ type Server struct {
 	hs      *http.Server
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// drainCtx ends at Shutdown or Close: it bounds pending admissions,
+	// which a draining server would refuse anyway.
+	drainCtx    context.Context
+	drainCancel context.CancelFunc
+	wg          sync.WaitGroup
 	// registering counts register calls past the draining check; Shutdown
 	// waits for them so that no session escapes its GOAWAY.
 	registering sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*actor.Session]struct{}
+	perIP    map[netip.Addr]*ipLoad // sessions and admissions by source address
 	tcp      net.Listener
 	udp      net.PacketConn
 	draining bool // Shutdown began: refuse new sessions
@@ -122,7 +151,9 @@ func (s *Server) init() error {
 			s.hash = webtransport.CertificateHash(s.tc.Certificates[0])
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.drainCtx, s.drainCancel = context.WithCancel(s.ctx)
 		s.sessions = map[*actor.Session]struct{}{}
+		s.perIP = map[netip.Addr]*ipLoad{}
 		h := http.HandlerFunc(s.serveHTTP)
 		s.wt = webtransport.NewServer(s.tc, s.QUICConfig, webtransport.Config{
 			CheckOrigin: s.CheckOrigin,
@@ -185,7 +216,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		return errors.New("moq: Server.Serve called twice")
 	}
 	s.udp, s.tcp = udp, tcp
-	if tcp != nil && s.TLSConfig != nil {
+	if tcp != nil && s.TLSConfig != nil && !s.PlainHTTP {
 		s.tcp = tls.NewListener(tcp, s.tc)
 	}
 	s.mu.Unlock()
@@ -264,6 +295,19 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
+	ip := remoteIP(r.RemoteAddr)
+	if err := s.reserve(ip); err != nil {
+		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
+	// Waiting for an admission slot before the upgrade leaves the client
+	// waiting for its answer: back-pressure rather than a refusal.
+	if err := s.Moq.acquireAdmission(s.drainCtx); err != nil {
+		s.release(ip, true)
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	cfg := s.WebSocket
 	cfg.CheckOrigin = s.CheckOrigin
 	if cfg.Logger == nil {
@@ -271,13 +315,17 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := websocket.Accept(w, r, &cfg)
 	if err != nil {
+		s.Moq.releaseAdmission()
+		s.release(ip, true)
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.register(c, scope)
+	s.register(c, scope, ip)
 }
 
-// acceptQUIC registers the WebTransport and raw QUIC sessions.
+// acceptQUIC registers the WebTransport and raw QUIC sessions. It waits
+// for a node-wide admission slot before it accepts the next connection, so
+// a flood waits in the QUIC listener's bounded queue, not in goroutines.
 func (s *Server) acceptQUIC() {
 	for {
 		c, req, err := s.wt.Accept(s.ctx)
@@ -292,7 +340,19 @@ func (s *Server) acceptQUIC() {
 				continue
 			}
 		}
-		s.wg.Go(func() { s.register(c, scope) })
+		ip := remoteIP(c.RemoteAddr().String())
+		if err := s.reserve(ip); err != nil {
+			code, reason := refusal(err)
+			s.log.Debug("session refused", "remote", c.RemoteAddr(), "err", err)
+			_ = c.CloseWithError(uint32(code), reason)
+			continue
+		}
+		if err := s.Moq.acquireAdmission(s.drainCtx); err != nil {
+			s.release(ip, true)
+			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
+			continue
+		}
+		s.wg.Go(func() { s.register(c, scope, ip) })
 	}
 }
 
@@ -324,44 +384,143 @@ func (s *Server) isDraining() bool {
 	return s.draining || s.closed
 }
 
-// register makes c a session of the node and tracks it for Shutdown.
-func (s *Server) register(c transport.Conn, scope string) {
+// Defaults of the Server's per-address bounds.
+const (
+	DefaultMaxSessionsPerIP = 32
+	DefaultMaxPendingPerIP  = 4
+)
+
+// Errors refusing a client over a per-address bound; the code travels to
+// the client as the close code.
+var (
+	ErrTooManySessions = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many sessions from this address"}
+	ErrTooManyPending  = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many sessions waiting for admission"}
+)
+
+// ipLoad is what one source address holds.
+type ipLoad struct{ sessions, pending int }
+
+func bound(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return int(^uint(0) >> 1)
+	}
+	return v
+}
+
+// remoteIP is the IP of a "host:port" address (the zero Addr if it has none,
+// which then counts as one address).
+func remoteIP(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// reserve counts a new session and admission of ip, or refuses it.
+func (s *Server) reserve(ip netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.perIP[ip]
+	if l == nil {
+		l = &ipLoad{}
+	}
+	switch {
+	case l.sessions >= bound(s.MaxSessionsPerIP, DefaultMaxSessionsPerIP):
+		return ErrTooManySessions
+	case l.pending >= bound(s.MaxPendingPerIP, DefaultMaxPendingPerIP):
+		return ErrTooManyPending
+	}
+	l.sessions++
+	l.pending++
+	s.perIP[ip] = l
+	return nil
+}
+
+// admissionDone uncounts ip's admission; release(ip, true) uncounts a
+// session that never got past it, release(ip, false) one that ended.
+func (s *Server) admissionDone(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.perIP[ip]; l != nil {
+		l.pending--
+	}
+}
+
+func (s *Server) release(ip netip.Addr, pending bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.perIP[ip]
+	if l == nil {
+		return
+	}
+	if pending {
+		l.pending--
+	}
+	if l.sessions--; l.sessions <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// register admits c, makes it a session of the node and tracks it for
+// Shutdown. The caller holds a node admission slot and ip's reservation.
+func (s *Server) register(c transport.Conn, scope string, ip netip.Addr) {
 	s.mu.Lock()
 	if s.draining || s.closed {
 		s.mu.Unlock()
+		s.Moq.releaseAdmission()
+		s.release(ip, true)
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 		return
 	}
 	s.registering.Add(1) // Shutdown waits for this one before it looks
 	s.mu.Unlock()
 	defer s.registering.Done()
-	if !s.Moq.admitted(anonConn{c}) {
+
+	// Admission ends with the server's draining or the node's shutdown,
+	// whichever is first, so neither waits for a slow admission.
+	actx, cancel := context.WithCancel(s.drainCtx)
+	stop := context.AfterFunc(s.Moq.ctx, cancel)
+	ok := s.Moq.admitted(actx, anonConn{c})
+	stop()
+	cancel()
+	s.Moq.releaseAdmission()
+	s.admissionDone(ip)
+	if !ok {
+		s.release(ip, false)
 		return
 	}
 	as, err := s.Moq.a.RegisterWith(s.ctx, anonConn{c}, actor.RegisterOptions{Scope: scope})
 	if err != nil {
+		s.release(ip, false)
 		s.log.Debug("session not registered", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
-		_ = as.Close(broadcast.CodeCancel, "server closed")
+		_ = as.Close(broadcast.CodeCancel, "server shutting down")
+		s.release(ip, false)
 		return
 	}
 	s.sessions[as] = struct{}{}
 	s.mu.Unlock()
-	s.wg.Go(func() {
-		<-as.Done()
+	// A callback at the session's end, not a goroutine parked per session.
+	context.AfterFunc(as.Context(), func() {
 		s.mu.Lock()
 		delete(s.sessions, as)
 		s.mu.Unlock()
+		s.release(ip, false)
 	})
 	s.log.Debug("session accepted", "remote", c.RemoteAddr(), "protocol", c.Protocol(), "scope", scope)
 	s.Moq.deliver(as)
 }
 
-// Close stops the server at once: listeners, and every session it accepted.
+// Close stops the server at once: listeners, pending admissions, and every
+// session it accepted.
 func (s *Server) Close() error {
 	if s.init() != nil {
 		return nil
@@ -391,9 +550,12 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown stops taking sessions, sends GOAWAY to every session that
-// speaks lite-04, and waits for the clients to leave; when ctx ends first it
-// closes what is left (Close) and returns ctx's error.
+// Shutdown stops taking sessions and ends pending admissions; it sends
+// GOAWAY to every session that speaks lite-04 and waits for those clients to
+// leave. Sessions on versions without GOAWAY (lite-03, the compat SETUP's
+// lite-01/02, or one whose SETUP has not finished) have nothing to be told,
+// so they are closed at once with code 0. When ctx ends first it closes what
+// is left (Close) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.init() != nil {
 		return nil
@@ -401,7 +563,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
-	s.registering.Wait()
+	s.drainCancel()
+	registered := make(chan struct{})
+	go func() { // ends once admissions, which drainCtx ended, return
+		s.registering.Wait()
+		close(registered)
+	}()
+	select {
+	case <-registered:
+	case <-ctx.Done():
+		_ = s.Close()
+		return ctx.Err()
+	}
 	s.mu.Lock()
 	live := make([]*actor.Session, 0, len(s.sessions))
 	for as := range s.sessions {
@@ -410,22 +583,54 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, as := range live {
+		if !speaksGoaway(as) {
+			wg.Go(func() { _ = as.Close(broadcast.CodeCancel, "server shutting down") })
+			continue
+		}
 		wg.Go(func() {
 			if err := as.Goaway(ctx, ""); err != nil {
 				s.log.Debug("no GOAWAY sent", "version", as.Version(), "err", err)
-			}
-			select {
-			case <-as.Done():
-			case <-ctx.Done():
+				_ = as.Close(broadcast.CodeCancel, "server shutting down")
 			}
 		})
 	}
 	wg.Wait()
+	for _, as := range live {
+		select {
+		case <-as.Done():
+		case <-ctx.Done():
+		}
+	}
 	_ = s.Close()
 	return ctx.Err()
 }
 
-// anonConn is a connection from a client without a libp2p identity.
+// speaksGoaway reports whether a session's version has GOAWAY (lite-04 on).
+func speaksGoaway(as *actor.Session) bool {
+	v := as.Version()
+	return v != "" && !slices.Contains(noGoaway, v)
+}
+
+// noGoaway are the versions before GOAWAY existed.
+var noGoaway = []string{"moq-lite-01", "moq-lite-02", "moq-lite-03"}
+
+// Open runs a moq-lite session over a connection this node dialed to a
+// server without a libp2p identity: moql:// (rawquic.Dial), WebTransport
+// (webtransport.Dial) or WebSocket (websocket.Dial). The session is the
+// node's like Connect's: offered every publication, listed by Sessions,
+// with an empty peer ID, and it never answers a Connect. This node is the
+// client of the compat SETUP if the connection needs one. The node owns c
+// from the call on: it is closed if the session cannot start.
+func (m *Moq) Open(ctx context.Context, c transport.Conn) (*Session, error) {
+	s, err := m.a.RegisterWith(ctx, anonConn{c}, actor.RegisterOptions{Dialed: true, Client: true})
+	if err != nil {
+		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
+		return nil, err
+	}
+	return &Session{s: s, m: m}, nil
+}
+
+// anonConn is a connection to or from a peer without a libp2p identity.
 type anonConn struct{ transport.Conn }
 
 func (anonConn) RemotePeer() peer.ID { return "" }

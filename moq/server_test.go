@@ -308,19 +308,7 @@ func TestServerShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	s4 := clientSession(t, c4)
-	c3, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), &websocket.Config{Protocols: []string{"moq-lite-03"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s3 := clientSession(t, c3)
-	eventually(t, "both registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 2 })
-	go func() { // the lite-04 client leaves when asked to
-		select {
-		case <-s4.GoingAway():
-			_ = s4.Close(broadcast.CodeCancel, "bye")
-		case <-time.After(10 * time.Second):
-		}
-	}()
+	eventually(t, "registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -331,16 +319,62 @@ func TestServerShutdown(t *testing.T) {
 		t.Fatal("Shutdown did not force the close at its deadline")
 	}
 	select {
-	case <-s3.Done():
-	case <-testCtx(t).Done():
-		t.Fatal("the staying client was never closed")
-	}
-	select {
 	case <-s4.GoingAway():
 	default:
 		t.Fatal("the lite-04 client got no GOAWAY")
 	}
+	select {
+	case <-s4.Done():
+	case <-testCtx(t).Done():
+		t.Fatal("the staying client was never closed")
+	}
 	if _, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), nil); err == nil {
 		t.Fatal("a closed server accepted a WebSocket")
+	}
+}
+
+// Sessions on versions without GOAWAY (lite-03, the compat SETUP's lite-02)
+// are closed at once with code 0 rather than waited for: Shutdown returns
+// as soon as the lite-04 client has left, long before its deadline.
+func TestServerShutdownClosesSessionsWithoutGoaway(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, nil)
+	dial := func(protocols ...string) *session.Session {
+		t.Helper()
+		c, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), &websocket.Config{Protocols: protocols})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return clientSession(t, c)
+	}
+	s4, s3, s2 := dial("moq-lite-04"), dial("moq-lite-03"), dial("moql")
+	select {
+	case <-s2.Ready():
+	case <-testCtx(t).Done():
+		t.Fatal("compat SETUP never finished")
+	}
+	eventually(t, "all registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 3 })
+	go func() { // the lite-04 client leaves when asked to
+		select {
+		case <-s4.GoingAway():
+			_ = s4.Close(broadcast.CodeCancel, "bye")
+		case <-s4.Done():
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown waited for clients that were never told to leave: %v", err)
+	}
+	for name, s := range map[string]*session.Session{"lite-03": s3, "lite-02": s2} {
+		select {
+		case <-s.Done():
+		case <-testCtx(t).Done():
+			t.Fatalf("the %s client was not closed", name)
+		}
+		var ce *transport.ConnError
+		if err := s.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Code != 0 {
+			t.Fatalf("the %s client ended with %v, want the server's clean close", name, err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -1307,4 +1308,29 @@ func TestBadInputSubscribeRetryAfterRefusal(t *testing.T) {
 		}
 		p.wantUp(t)
 	})
+}
+
+// A peer whose connection goes away is reported as a lost session, not as
+// the unannouncement of its broadcasts; a peer's reset carries its number
+// next to our name for it.
+func TestLostPeerIsNotUnannounce(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite04, Config{}, false)
+	st, _ := p.acceptInterest(t, ctx)
+	rawWrite(t, st, p.announce(t, true, "live"))
+	waitRemote(t, p.sess, "live")
+	b := p.sess.Remote().Get("live")
+	_ = p.raw.CloseWithError(uint32(broadcast.CodeApp+3), "power cut")
+	select {
+	case <-b.Done():
+	case <-ctx.Done():
+		t.Fatal("the lost peer's broadcast never ended")
+	}
+	err := b.Err()
+	if strings.Contains(err.Error(), "unannounced") || !strings.Contains(err.Error(), "code 67") || !strings.Contains(err.Error(), "power cut") {
+		t.Fatalf("broadcast of a lost peer ended with %q, want the session's end with its code", err)
+	}
+	if got := remoteErr(&transport.StreamError{Code: 13, Remote: true}).Error(); !strings.Contains(got, "not found") || !strings.Contains(got, "13") {
+		t.Fatalf("a peer's NotFound reset reads %q, want our name and its number", got)
+	}
 }

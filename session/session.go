@@ -262,12 +262,22 @@ func codeOfWire(err error) broadcast.Code {
 // so consumers can match it with errors.Is.
 func remoteErr(err error) error {
 	var se *transport.StreamError
+	// The number goes next to our name for the code: a peer's code we have
+	// no name for, or name differently, is still recognisable.
 	if errors.As(err, &se) {
-		return &broadcast.Error{Code: broadcast.Code(se.Code), Reason: "reset by peer"}
+		return &broadcast.Error{Code: broadcast.Code(se.Code), Reason: fmt.Sprintf("stream reset by peer with code %d", se.Code)}
 	}
 	var ce *transport.ConnError
 	if errors.As(err, &ce) {
-		return &broadcast.Error{Code: broadcast.Code(ce.Code), Reason: "session closed: " + ce.Reason}
+		by := "session closed"
+		if ce.Remote {
+			by += " by peer"
+		}
+		reason := fmt.Sprintf("%s with code %d", by, ce.Code)
+		if ce.Reason != "" {
+			reason += ": " + ce.Reason
+		}
+		return &broadcast.Error{Code: broadcast.Code(ce.Code), Reason: reason}
 	}
 	return err
 }

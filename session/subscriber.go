@@ -847,9 +847,13 @@ func (s *Session) runInterest(prefix string) {
 	// Active announcements we refused as loops: remembered (to tell a
 	// duplicate and to match their end), so counted like active ones.
 	ignored := map[string]bool{}
+	var readErr error
 	defer func() {
-		for path, p := range active { // a closed stream ends all it announced
-			s.endRemote(path, p)
+		// A closed stream ends all it announced; a lost connection is
+		// reported as what it is, not as the broadcasts' unannouncement.
+		cause := s.connLost(readErr)
+		for path, p := range active {
+			s.endRemoteWith(path, p, cause)
 		}
 		for path := range ignored {
 			s.release(path)
@@ -858,6 +862,7 @@ func (s *Session) runInterest(prefix string) {
 	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set comes first
 		var init wire.AnnounceInit
 		if err := wire.ReadMessage(r, s.version, &init, s.lim.MaxMessageSize); err != nil {
+			readErr = err
 			if isWireErr(err) {
 				s.fail(codeOfWire(err), "announce init: %v", err)
 			}
@@ -880,6 +885,7 @@ func (s *Session) runInterest(prefix string) {
 	for {
 		var m wire.Announce
 		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+			readErr = err
 			switch {
 			case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
 				_ = st.Close()
@@ -991,6 +997,25 @@ func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Produce
 // endRemote ends the peer's broadcast: it leaves Remote, and every
 // subscription to it is cancelled.
 func (s *Session) endRemote(path string, p *broadcast.Producer) {
+	s.endRemoteWith(path, p, nil)
+}
+
+// connLost is why the session's connection is gone, if a failed read
+// (readErr, possibly nil) or the session's end says it is; else nil.
+func (s *Session) connLost(readErr error) error {
+	var ce *transport.ConnError
+	switch {
+	case errors.As(readErr, &ce):
+		return remoteErr(readErr)
+	case s.ctx.Err() != nil:
+		return remoteErr(context.Cause(s.ctx))
+	}
+	return nil
+}
+
+// endRemoteWith is endRemote with the error the broadcast's readers get:
+// err, or NotFound ("broadcast unannounced") if err is nil.
+func (s *Session) endRemoteWith(path string, p *broadcast.Producer, err error) {
 	s.mu.Lock()
 	s.releaseLocked(path)
 	if s.remotes[path] == p {
@@ -1003,7 +1028,9 @@ func (s *Session) endRemote(path string, p *broadcast.Producer) {
 		}
 	}
 	s.mu.Unlock()
-	err := &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
+	if err == nil {
+		err = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
+	}
 	p.Abort(err)
 	for _, sub := range subs {
 		sub.cancel(err)

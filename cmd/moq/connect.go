@@ -10,27 +10,33 @@ import (
 	"iter"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
+	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
 
-// peerSession is a moq-lite session with one peer, over moql:// or libp2p.
+// peerSession is a moq-lite session with one peer, over libp2p, moql://,
+// WebTransport or WebSocket.
 type peerSession interface {
 	// Peer names the other end: moql://addr or a peer ID.
 	Peer() string
 	// Announced yields the peer's broadcasts under prefix, then changes.
 	Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer]
-	// Subscribe reads a track of the peer's broadcast. Over moql:// it asks
-	// at once (an unknown broadcast is broadcast.ErrNotFound); over libp2p
-	// it first waits for the announcement.
+	// Subscribe reads a track of the peer's broadcast, once the peer has
+	// announced it (until ctx ends). A track the announced broadcast lacks
+	// is an error that does not match broadcast.ErrNotFound, which callers
+	// read as a missing broadcast.
 	Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error)
 	Done() <-chan struct{}
 	Err() error
@@ -72,34 +78,28 @@ func interestFor(name string) []string {
 	return []string{name[:i]}
 }
 
-// node is this process on the network: its listeners, the broadcasts it
-// publishes and its sessions, over moql:// and libp2p alike. Every
-// subcommand opens and accepts sessions through it.
+// node is this process on the network: a moq node (libp2p host, moq.Moq)
+// with a moq.Server per moql://, https:// or ws:// listener, so every
+// session, accepted or dialed, over any transport, is one of the node's
+// and passes its admission and limits. Every subcommand opens and accepts
+// sessions through it.
 type node struct {
-	cfg    nodeConfig
-	log    *slog.Logger
-	origin *broadcast.Origin // what moql:// sessions are offered
+	cfg nodeConfig
+	log *slog.Logger
 
 	listening   []string // dialable addresses, for "listening:" lines
-	fingerprint string   // of the moql:// certificate, if listening on moql://
+	fingerprint string   // of the certificate of the moql:// and https:// listeners
 
-	eps        []*rawquic.Endpoint // moql:// listeners
-	webClosers []io.Closer         // ws:// and https:// servers
-	dialMu     sync.Mutex
-	dialEPs    map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
-	p2p        *p2pNode                     // nil without multiaddrs
+	servers  []*moq.Server
+	serveErr chan error // Serve's results, one per server
+	dialMu   sync.Mutex
+	dialEPs  map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
+	p2p      *p2pNode
 
 	// incoming carries accepted sessions when cfg.incoming is set. It is
 	// never closed; sends never block (a full queue drops the notice, not
 	// the session).
 	incoming chan peerSession
-
-	ctx    context.Context // ends at close: stops the accept loops
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	moqls map[*moqlSession]struct{} // live moql:// sessions
 }
 
 // newNode opens the listeners and joins the DHT through the --bootstrap
@@ -109,25 +109,20 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n = &node{
 		cfg:      cfg,
 		log:      cfg.log,
-		origin:   broadcast.NewOrigin(0),
 		incoming: make(chan peerSession, 64),
-		moqls:    map[*moqlSession]struct{}{},
+		serveErr: make(chan error, len(cfg.listens)),
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			n.close()
 		}
 	}()
+	if n.p2p, err = newP2P(ctx, cfg, n.offer); err != nil {
+		return n, err
+	}
 	var tc *tls.Config
 	for _, e := range cfg.listens {
-		if e.kind == kindWS {
-			if err := n.listenWS(e); err != nil {
-				return n, fmt.Errorf("--listen %s: %w", e, err)
-			}
-			continue
-		}
-		if e.kind != kindMoQL && e.kind != kindWT {
+		if e.kind == kindP2P {
 			continue
 		}
 		if tc == nil {
@@ -135,45 +130,71 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 				return n, err
 			}
 		}
-		if e.kind == kindWT {
-			if err := n.listenWT(e, tc); err != nil {
-				return n, fmt.Errorf("--listen %s: %w", e, err)
-			}
-			continue
-		}
-		ep, err := rawquic.Listen(e.hostport, tc, nil)
-		if err != nil {
+		if err := n.listen(e, tc); err != nil {
 			return n, fmt.Errorf("--listen %s: %w", e, err)
 		}
-		n.eps = append(n.eps, ep)
-		n.listening = append(n.listening, "moql://"+listenAddr(e.hostport, ep.Addr()))
-		n.wg.Go(func() { n.acceptMoQL(ep) })
 	}
-	if needsP2P(cfg) {
-		if n.p2p, err = newP2P(n.ctx, cfg, n.offer); err != nil {
-			return n, err
-		}
-		n.listening = append(n.listening, n.p2p.addrs()...)
-		if err := n.p2p.join(ctx, cfg.net.boot, cfg.net.timeout); err != nil {
-			return n, err
-		}
+	n.listening = append(n.listening, n.p2p.addrs()...)
+	if err := n.p2p.join(ctx, cfg.net.boot, cfg.net.timeout); err != nil {
+		return n, err
 	}
 	return n, nil
 }
 
-func needsP2P(cfg nodeConfig) bool {
-	if cfg.dhtServer || cfg.net.discovers() || len(cfg.dials) > 0 {
-		return true
+// listen serves e with a moq.Server of the node: raw QUIC (moql://) and
+// WebTransport (https://) share a UDP socket, WebSocket (ws://) is on TCP.
+// Every session sees all the node's broadcasts, whatever the URL path.
+func (n *node) listen(e endpoint, tc *tls.Config) error {
+	srv := &moq.Server{
+		Moq:         n.p2p.m,
+		TLSConfig:   tc,
+		PlainHTTP:   true,
+		CheckOrigin: n.cfg.net.checkOrigin(),
+		Route:       func(*http.Request) (string, error) { return "", nil },
+		Logger:      n.log,
 	}
-	for _, e := range slices.Concat(cfg.listens, cfg.connects) {
-		if e.kind == kindP2P {
-			return true
+	var udp net.PacketConn
+	var tcp net.Listener
+	var err error
+	if e.kind == kindWS {
+		if tcp, err = net.Listen("tcp", e.hostport); err != nil {
+			return err
 		}
+		n.listening = append(n.listening, "ws://"+listenAddr(e.hostport, tcp.Addr())+pathOf(e.url))
+	} else {
+		if udp, err = net.ListenPacket("udp", e.hostport); err != nil {
+			return err
+		}
+		addr := listenAddr(e.hostport, udp.LocalAddr())
+		if e.kind == kindWT {
+			n.listening = append(n.listening, "https://"+addr+pathOf(e.url))
+		}
+		n.listening = append(n.listening, "moql://"+addr)
 	}
-	return false
+	n.servers = append(n.servers, srv)
+	go func() { n.serveErr <- srv.Serve(udp, tcp) }()
+	return nil
 }
 
-// serverTLS makes the self-signed certificate all moql:// listeners share.
+// checkOrigin is the browsers' origin check of the ws:// and https://
+// listeners: same-origin pages (and clients that send no Origin, which are
+// not browsers) unless --allow-origin names more, or "*" for any page.
+func (f *netFlags) checkOrigin() func(*http.Request) bool {
+	if len(f.allowOrigin) == 0 {
+		return nil // moq.Server's default: same origin
+	}
+	allowed := webtransport.AllowOrigins(f.allowOrigin...)
+	return func(r *http.Request) bool {
+		if allowed(r) {
+			return true
+		}
+		u, err := url.Parse(r.Header.Get("Origin"))
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+}
+
+// serverTLS makes the self-signed certificate all moql:// and https://
+// listeners share.
 func (n *node) serverTLS(listens []endpoint) (*tls.Config, error) {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	for _, e := range listens {
@@ -222,11 +243,6 @@ func (n *node) printListening(w io.Writer) {
 	}
 }
 
-// sessionConfig is the moq-lite configuration of every moql:// session.
-func (n *node) sessionConfig() session.Config {
-	return session.Config{Publish: n.origin, Interest: n.cfg.interest, Logger: n.log, Limits: sessionLimits()}
-}
-
 // sessionLimits lets a received group hold as many frames as a publisher
 // may put in one (--group-frames), so a reader that is a moment behind is
 // not handed ErrEvicted.
@@ -236,23 +252,6 @@ func sessionLimits() session.Limits {
 
 // maxGroupFrames bounds --group-frames and the frames a received group caches.
 const maxGroupFrames = 1 << 16
-
-func (n *node) acceptMoQL(ep *rawquic.Endpoint) {
-	for {
-		conn, err := ep.Accept(n.ctx)
-		if err != nil {
-			return
-		}
-		s, err := session.New(conn, n.sessionConfig())
-		if err != nil {
-			n.log.Warn("refused a moql:// session", "remote", conn.RemoteAddr(), "err", err)
-			continue
-		}
-		ms := n.track(s, "moql://"+conn.RemoteAddr().String())
-		n.log.Debug("session accepted", "peer", ms.Peer(), "version", s.Version())
-		n.offer(ms)
-	}
-}
 
 // offer hands an accepted session to the subcommand, if it wants them.
 func (n *node) offer(s peerSession) {
@@ -264,20 +263,6 @@ func (n *node) offer(s peerSession) {
 	default:
 		n.log.Debug("incoming session not queued: nobody is reading", "peer", s.Peer())
 	}
-}
-
-// track registers a moql:// session until it ends.
-func (n *node) track(s *session.Session, peer string) *moqlSession {
-	ms := &moqlSession{s: s, peer: peer}
-	n.mu.Lock()
-	n.moqls[ms] = struct{}{}
-	n.mu.Unlock()
-	context.AfterFunc(s.Context(), func() {
-		n.mu.Lock()
-		delete(n.moqls, ms)
-		n.mu.Unlock()
-	})
-	return ms
 }
 
 // publish offers b at name on every session, current and future.
@@ -317,15 +302,8 @@ func (n *node) printTickets(w io.Writer, name string) {
 }
 
 func (n *node) publish(ctx context.Context, name string, b *broadcast.Consumer) error {
-	if _, err := n.origin.Publish(name, b); err != nil {
-		return err
-	}
-	if n.p2p != nil {
-		if _, err := n.p2p.m.Publish(ctx, name, b); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := n.p2p.m.Publish(ctx, name, b)
+	return err
 }
 
 // connect opens a session to e, giving up after --timeout.
@@ -367,22 +345,21 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (peerSession, error) {
 		}
 		return nil, err
 	}
-	cfg := n.sessionConfig()
-	cfg.Client = true // a server that picks moql expects our CLIENT_SETUP
-	s, err := session.New(conn, cfg)
+	return n.open(ctx, conn, e, "raw QUIC (moql)")
+}
+
+// open makes a connection this node dialed one of its sessions.
+func (n *node) open(ctx context.Context, c transport.Conn, e endpoint, via string) (peerSession, error) {
+	s, err := n.p2p.m.Open(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return n.track(s, e.raw), nil
+	return &p2pSession{s: s, name: e.raw, via: via}, nil
 }
 
-// dialEndpoint is the socket moql:// dials leave from: a listener's if there
-// is one (one NAT binding both ways), else one of its own, on loopback for
-// a loopback peer.
+// dialEndpoint is the socket moql:// dials leave from, on loopback for a
+// loopback peer.
 func (n *node) dialEndpoint(e endpoint) (*rawquic.Endpoint, error) {
-	if len(n.eps) > 0 {
-		return n.eps[0], nil
-	}
 	bind := ":0"
 	if host, _, _ := net.SplitHostPort(e.hostport); net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback() {
 		bind = net.JoinHostPort(host, "0")
@@ -418,16 +395,10 @@ func (n *node) clientTLS(e endpoint) *tls.Config {
 
 // sessions lists the live sessions, accepted and dialed.
 func (n *node) sessions(ctx context.Context) []peerSession {
-	n.mu.Lock()
-	out := make([]peerSession, 0, len(n.moqls))
-	for s := range n.moqls {
-		out = append(out, s)
+	if n.p2p == nil {
+		return nil
 	}
-	n.mu.Unlock()
-	if n.p2p != nil {
-		out = append(out, n.p2p.sessions(ctx)...)
-	}
-	return out
+	return n.p2p.sessions(ctx)
 }
 
 // waitSessionsDone waits until every live session has ended, at most d.
@@ -447,61 +418,18 @@ func (n *node) waitSessionsDone(ctx context.Context, d time.Duration) {
 
 // close ends every session and listener, and waits for them.
 func (n *node) close() {
-	n.cancel()
+	for _, srv := range n.servers {
+		_ = srv.Close()
+		<-n.serveErr
+	}
 	if n.p2p != nil {
 		n.p2p.close()
-	}
-	var wg sync.WaitGroup
-	for _, s := range n.sessions(context.Background()) {
-		wg.Go(func() { s.Close("bye") })
-	}
-	wg.Wait()
-	for _, ep := range n.eps {
-		_ = ep.Close()
-	}
-	for _, c := range n.webClosers {
-		_ = c.Close()
 	}
 	n.dialMu.Lock()
 	for _, ep := range n.dialEPs {
 		_ = ep.Close()
 	}
 	n.dialMu.Unlock()
-	n.wg.Wait()
-	n.origin.Close()
-}
-
-// moqlSession is a session over moql://.
-type moqlSession struct {
-	s    *session.Session
-	peer string
-}
-
-func (m *moqlSession) Peer() string { return m.peer }
-
-func (m *moqlSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
-	return m.s.Remote().Announced(ctx, prefix)
-}
-
-func (m *moqlSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	tc, err := m.s.Subscribe(ctx, name, track, subscribeOptions)
-	if errors.Is(err, session.ErrClosed) {
-		return nil, sessionEnded(m)
-	}
-	return tc, err
-}
-
-func (m *moqlSession) Done() <-chan struct{} { return m.s.Done() }
-func (m *moqlSession) Err() error            { return m.s.Err() }
-func (m *moqlSession) Close(reason string)   { _ = m.s.Close(broadcast.CodeCancel, reason) }
-
-func (m *moqlSession) Via() string { return "raw QUIC (moql)" }
-
-func (m *moqlSession) RTT() time.Duration {
-	if qc, ok := rawquic.QUIC(m.s.Conn()); ok {
-		return qc.ConnectionStats().SmoothedRTT
-	}
-	return 0
 }
 
 // hungUp reports whether the peer closed the session normally (code 0), as

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +43,7 @@ type netFlags struct {
 	timeout     time.Duration
 	identity    string
 	verbose     bool
+	allowOrigin stringList
 
 	// boot are the parsed --bootstrap peers (set by endpoints).
 	boot []endpoint
@@ -55,6 +58,7 @@ func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.insecure, "insecure", false, "moql://, https:// and wss:// --connect: accept any server certificate")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect or --bootstrap peer to answer (and, over libp2p, to announce\nthe broadcast, or for the broadcast to be found by name)")
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
+	fs.Var(&f.allowOrigin, "allow-origin", "ws:// and https:// --listen: let web pages from `ORIGIN` (e.g. http://localhost:8080) connect,\nbesides same-origin ones; * lets any page you visit connect (repeatable)")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")
 }
 
@@ -135,8 +139,43 @@ func (f *netFlags) logger(stderr io.Writer) *slog.Logger {
 	// The standard log package (quic-go's buffer-size notice) goes through
 	// slog at Info: hidden unless -v.
 	slog.SetDefault(log)
-	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: p2pLevel}))
+	var p2p slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: p2pLevel})
+	if !f.verbose {
+		p2p = dropFx{Handler: p2p}
+	}
+	gologshim.SetDefaultHandler(p2p)
 	return log
+}
+
+// dropFx drops libp2p's dependency-injection (fx) log records: a host that
+// fails to start logs its error there three times over, with stack frames,
+// and then returns it, and the CLI prints what it returns as one line.
+type dropFx struct {
+	slog.Handler
+	fx bool // the logger's attributes say system=fx
+}
+
+func isFx(a slog.Attr) bool { return a.Key == "system" && a.Value.String() == "fx" }
+
+func (h dropFx) Enabled(ctx context.Context, l slog.Level) bool {
+	return !h.fx && h.Handler.Enabled(ctx, l)
+}
+
+func (h dropFx) Handle(ctx context.Context, r slog.Record) error {
+	fx := h.fx
+	r.Attrs(func(a slog.Attr) bool { fx = fx || isFx(a); return !fx })
+	if fx {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h dropFx) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropFx{Handler: h.Handler.WithAttrs(as), fx: h.fx || slices.ContainsFunc(as, isFx)}
+}
+
+func (h dropFx) WithGroup(name string) slog.Handler {
+	return dropFx{Handler: h.Handler.WithGroup(name), fx: h.fx}
 }
 
 // parseFlags parses args; -h prints usage to stdout and returns errHelp,

@@ -35,7 +35,11 @@ or skips the check with --insecure), or a libp2p multiaddr
 to connect). Browsers and @moq/lite reach a node listening on
 ws://host:port/path (WebSocket, both framings) or https://host:port/path
 (WebTransport, with the same certificate rules as moql://, whose port also
-accepts moql://); --connect takes ws://, wss:// and https:// too.
+accepts moql://); --connect takes ws://, wss:// and https:// too. Web pages
+reach those listeners only from the same origin (a page served by the same
+host:port) unless --allow-origin ORIGIN names another (repeatable), or
+--allow-origin '*' lets any page you visit connect. Every listener admits at
+most 32 sessions per client IP address, 4 of them still being set up.
 
 With no address in hand, find a broadcast by name: join moqp2p's DHT with
 --bootstrap <multiaddr>/p2p/<peer-id> (moq node prints one); pub provides the

@@ -44,14 +44,14 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	listens = nf.reachable(listens)
 	log := nf.logger(std.stderr)
 	// A node listening for libp2p serves the DHT; one on moql:// only has
-	// no libp2p host at all.
+	// a host that accepts nothing, whose peer ID would mislead.
 	server := slices.ContainsFunc(listens, func(e endpoint) bool { return e.kind == kindP2P })
 	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, net: &nf, log: log})
 	if err != nil {
 		return err
 	}
 	defer n.close()
-	if n.p2p != nil {
+	if server {
 		fmt.Fprintf(std.stdout, "peer: %s\n", n.p2p.h.ID())
 	}
 	n.printListening(std.stdout)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -81,8 +82,14 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.quic {
 		opts = append(opts, tr.Option())
 	}
+	if err := checkPortsFree(cfg.listens); err != nil {
+		return nil, err
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("--listen: an address is already in use (%s)", listenList(cfg.listens))
+		}
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	mopts := []moq.Option{
@@ -126,7 +133,8 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{})}
 	var lctx context.Context
 	lctx, p.cancel = context.WithCancel(ctx)
-	if cfg.incoming && !plan.gate.refuseAll {
+	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
+	if cfg.incoming && (!plan.gate.refuseAll || serving) {
 		go p.acceptLoop(lctx, offer)
 	} else {
 		close(p.done)
@@ -307,10 +315,24 @@ func addrInfos(eps []endpoint) (infos []peer.AddrInfo, names []string) {
 	return infos, names
 }
 
-// p2pSession is a session over libp2p.
-type p2pSession struct{ s *moq.Session }
+// p2pSession is a session of the node: over libp2p, or with a client or
+// server without a libp2p identity (moql://, WebTransport, WebSocket).
+type p2pSession struct {
+	s *moq.Session
+	// name and via, if set, say what Peer and Via say: the URL dialed
+	// and its transport.
+	name, via string
+}
 
-func (p *p2pSession) Peer() string { return p.s.RemotePeer().String() }
+func (p *p2pSession) Peer() string {
+	switch {
+	case p.name != "":
+		return p.name
+	case p.s.RemotePeer() != "":
+		return p.s.RemotePeer().String()
+	}
+	return "client " + p.s.RemoteAddr().String() // of a --listen URL
+}
 
 func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
 	return p.s.Announced(ctx, prefix)
@@ -319,7 +341,17 @@ func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[str
 func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
 	tc, err := p.s.SubscribeWith(ctx, name, track, subscribeOptions)
 	if errors.Is(err, moq.ErrNotAnnounced) {
+		// The session ended under us: that is the news, not the broadcast.
+		if p.s.Err() != nil {
+			return nil, sessionEnded(p)
+		}
 		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
+	}
+	if errors.Is(err, broadcast.ErrNotFound) && p.s.Err() == nil {
+		// Subscribe waited for the announcement, so the broadcast is there:
+		// what the peer does not have is the track. Not wrapped: callers
+		// read ErrNotFound as a missing broadcast.
+		return nil, fmt.Errorf("unknown track %q: %s publishes broadcast %q but not this track (%v)", track, p.Peer(), name, err)
 	}
 	return tc, err
 }
@@ -332,10 +364,61 @@ func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 // Via tells the two libp2p paths apart: only raw QUIC connections (p2pquic)
 // count link bytes; sessions over libp2p streams (relayed, TCP) do not.
 func (p *p2pSession) Via() string {
-	if p.s.Stats().Link.BytesSent > 0 {
+	switch {
+	case p.via != "":
+		return p.via
+	case p.s.RemotePeer() == "" && p.s.RemoteAddr().Network() == "tcp":
+		return "WebSocket"
+	case p.s.RemotePeer() == "":
+		return "raw QUIC or WebTransport"
+	case p.s.Stats().Link.BytesSent > 0:
 		return "raw QUIC (p2pquic)"
 	}
 	return "libp2p streams (p2pstream)"
+}
+
+// checkPortsFree fails with one line naming the --listen multiaddr whose
+// fixed UDP port is taken, before libp2p would fail on it with an error from
+// deep inside its dependency injection naming the address it widened to.
+// (Losing a race with another process leaves libp2p's own error, folded
+// into one line by newP2P.) TCP listens share ports (SO_REUSEPORT).
+func checkPortsFree(listens []endpoint) error {
+	for _, e := range listens {
+		if e.kind != kindP2P || !isQUICAddr(e.maddr) || e.maddr[1].Value() == "0" {
+			continue
+		}
+		ip, err := manet.ToIP(e.maddr)
+		if err != nil {
+			continue
+		}
+		if !ip.IsUnspecified() { // p2pquic binds the unspecified IP (see newP2P)
+			if ip.To4() != nil {
+				ip = net.IPv4zero
+			} else {
+				ip = net.IPv6unspecified
+			}
+		}
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip.String(), e.maddr[1].Value()))
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("--listen %s: address already in use", e)
+			}
+			return fmt.Errorf("--listen %s: %v", e, err)
+		}
+		_ = pc.Close()
+	}
+	return nil
+}
+
+// listenList names the --listen multiaddrs, for messages.
+func listenList(listens []endpoint) string {
+	var out []string
+	for _, e := range listens {
+		if e.kind == kindP2P {
+			out = append(out, e.raw)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // listenPlan is how a host listens for the requested multiaddrs.

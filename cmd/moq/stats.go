@@ -10,7 +10,6 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/session"
-	"github.com/moqp2p/moqp2p/transport"
 )
 
 // sessionCounters returns a session's media counters and the bytes it has
@@ -18,13 +17,7 @@ import (
 // keeps it moving; 0 when the transport has no counters). They stay
 // readable after the session ended.
 func sessionCounters(s peerSession) (media session.Stats, wireIn uint64) {
-	switch s := s.(type) {
-	case *moqlSession:
-		media = s.s.Stats()
-		if sc, ok := s.s.Conn().(transport.StatsConn); ok {
-			wireIn = sc.Stats().BytesReceived
-		}
-	case *p2pSession:
+	if s, ok := s.(*p2pSession); ok {
 		st := s.s.Stats()
 		media, wireIn = st.Media, st.Link.BytesReceived
 	}

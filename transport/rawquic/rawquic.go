@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"time"
@@ -100,7 +101,7 @@ func (e *Endpoint) Listen(tc *tls.Config) error {
 	if e.ln != nil {
 		return errors.New("rawquic: endpoint already listening")
 	}
-	ln, err := e.tr.Listen(withALPN(tc), e.qc)
+	ln, err := e.tr.Listen(LogALPNMismatch(withALPN(tc), slog.Default()), e.qc)
 	if err != nil {
 		return err
 	}
@@ -127,9 +128,10 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, tc *tls.Config) (trans
 	if err != nil {
 		return nil, err
 	}
-	c, err := e.tr.Dial(ctx, ua, withALPN(tc), e.qc)
+	tc = withALPN(tc)
+	c, err := e.tr.Dial(ctx, ua, tc, e.qc)
 	if err != nil {
-		return nil, err
+		return nil, explainDial(err, tc.NextProtos)
 	}
 	return Wrap(c), nil
 }
@@ -153,9 +155,10 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (tr
 	if qc == nil {
 		qc = Config()
 	}
-	c, err := quic.DialAddr(ctx, addr, withALPN(tc), qc)
+	tc = withALPN(tc)
+	c, err := quic.DialAddr(ctx, addr, tc, qc)
 	if err != nil {
-		return nil, err
+		return nil, explainDial(err, tc.NextProtos)
 	}
 	return Wrap(c), nil
 }

@@ -1,11 +1,19 @@
 package rawquic
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"go.uber.org/goleak"
 
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -74,4 +82,52 @@ func TestCloseReleasesSocket(t *testing.T) {
 		t.Fatalf("port still bound after Close: %v", err)
 	}
 	_ = again.Close()
+}
+
+// A handshake without a common protocol fails with ErrNoCommonProtocol
+// naming what the client offered, and the server logs both sides' lists.
+func TestALPNMismatchNamesProtocols(t *testing.T) {
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: pc}
+	defer pc.Close()
+	defer tr.Close()
+	stc := LogALPNMismatch(&tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{"moq-00"}}, log)
+	ln, err := tr.Listen(stc, Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = Dial(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
+	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-03, moql") {
+		t.Fatalf("dial error %v, want ErrNoCommonProtocol naming our protocols", err)
+	}
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
+		t.Fatalf("server log %q, want both sides' protocols", got)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

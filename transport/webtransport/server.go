@@ -59,7 +59,6 @@ func NewServer(tc *tls.Config, qc *quic.Config, cfg Config) *Server {
 		log:       cfg.Logger,
 		conns:     map[*quic.Conn]struct{}{},
 	}
-	s.tc = serverTLS(tc, s.protocols)
 	s.qc = withWebTransport(qc)
 	if s.handler == nil {
 		s.handler = http.NotFoundHandler()
@@ -70,6 +69,7 @@ func NewServer(tc *tls.Config, qc *quic.Config, cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.tc = rawquic.LogALPNMismatch(serverTLS(tc, s.protocols), s.log)
 	size := cfg.AcceptQueue
 	if size <= 0 {
 		size = DefaultAcceptQueue
