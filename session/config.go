@@ -38,7 +38,7 @@ type Limits struct {
 	// once; more are refused with BoundsExceeded (that stream only). Default
 	// 1024. Each costs about 10 KiB and two goroutines before any group is
 	// sent (10 MiB and 2048 goroutines), plus its groups in flight
-	// (MaxGroupsInFlight).
+	// (MaxGroupsInFlight, MaxSessionGroupsInFlight for them all).
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
 	// once, counting announcements refused as loops (they are remembered
