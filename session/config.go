@@ -84,7 +84,11 @@ type Limits struct {
 	// stream credit and reads nothing, about 48 KiB each (12 MiB) and 256
 	// goroutines, instead of MaxSubscriptions × MaxGroupsInFlight of them.
 	// Small finished groups (up to 32 frames and 1 KiB), written by the
-	// subscription's own goroutine, need none.
+	// subscription's own goroutine, need none. Keep it above
+	// MaxGroupsInFlight, so that no one subscription (one whose subscriber
+	// stopped reading, say) can hold every token; a peer subscribed to more
+	// live tracks than this, each with a group open, gets their groups in
+	// turn as groups end.
 	MaxSessionGroupsInFlight int
 	// MaxFrameSize bounds one received frame. Default 16 MiB. Sizes over
 	// 64 KiB are not allocated up front: memory follows the bytes received.
