@@ -38,7 +38,7 @@ type Limits struct {
 	// once; more are refused with BoundsExceeded (that stream only). Default
 	// 1024. Each costs about 10 KiB and two goroutines before any group is
 	// sent (10 MiB and 2048 goroutines), plus its groups in flight
-	// (MaxGroupsInFlight).
+	// (MaxGroupsInFlight, MaxSessionGroupsInFlight for them all).
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
 	// once, counting announcements refused as loops (they are remembered
@@ -71,8 +71,25 @@ type Limits struct {
 	// MaxGroupsInFlight is how many groups of one subscription are sent at
 	// once; later groups wait in the track's cache. Default 64. Each is a
 	// goroutine and a 32 KiB write buffer while the peer's flow control
-	// holds it; it is a bound per subscription, not per session.
+	// holds it; MaxSessionGroupsInFlight bounds them for the whole session.
 	MaxGroupsInFlight int
+	// MaxSessionGroupsInFlight is how many groups of all the peer's
+	// subscriptions together are sent at once; a subscription's next group
+	// waits for one to end (in the order subscriptions asked, so none
+	// starves), its later groups in the track's cache. Default 256: four
+	// subscriptions with MaxGroupsInFlight each, far more than live tracks
+	// use (a group in flight longer than the link needs is a backlog). Each
+	// is a goroutine and a 32 KiB write buffer with the transport's stream
+	// state: for a peer that subscribes up to MaxSubscriptions times, grants
+	// stream credit and reads nothing, about 48 KiB each (12 MiB) and 256
+	// goroutines, instead of MaxSubscriptions × MaxGroupsInFlight of them.
+	// Small finished groups (up to 32 frames and 1 KiB), written by the
+	// subscription's own goroutine, need none. Keep it above
+	// MaxGroupsInFlight, so that no one subscription (one whose subscriber
+	// stopped reading, say) can hold every token; a peer subscribed to more
+	// live tracks than this, each with a group open, gets their groups in
+	// turn as groups end.
+	MaxSessionGroupsInFlight int
 	// MaxFrameSize bounds one received frame. Default 16 MiB. Sizes over
 	// 64 KiB are not allocated up front: memory follows the bytes received.
 	MaxFrameSize int
@@ -121,6 +138,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxAnnounceInterests, 16)
 	def(&l.MaxProbes, 4)
 	def(&l.MaxGroupsInFlight, 64)
+	def(&l.MaxSessionGroupsInFlight, 256)
 	def(&l.MaxFrameSize, 16<<20)
 	def(&l.MaxMessageSize, 64<<10)
 	if l.MaxReceiveBytes <= 0 {

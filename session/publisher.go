@@ -438,14 +438,16 @@ func urgency(priority uint8) int8 { return 6 - int8(int(priority)*7/256) }
 // in flight has the subscription's urgency, newer ones wait a step below
 // until they become the oldest. Groups older
 // than the subscriber's max latency are reset with code Old instead of
-// queueing forever. At most MaxGroupsInFlight groups are sent at once; more
-// wait, leaving the rest in the track's bounded cache (a consumer that falls
-// behind it skips evicted groups), so a slow subscriber costs bounded memory.
+// queueing forever. At most MaxGroupsInFlight groups of the subscription,
+// and MaxSessionGroupsInFlight of the whole session (see groupTokens), are
+// sent at once; more wait, leaving the rest in the track's bounded cache (a
+// consumer that falls behind it skips evicted groups), so a slow subscriber
+// costs bounded memory.
 //
 // A group that is small and already finished when it arrives is written by
 // the subscription's goroutine itself, in one stream write (see
 // writeSmallGroup); every other group gets a goroutine that writes its
-// frames as they come.
+// frames as they come, holding one of the session's tokens.
 type groupSender struct {
 	s          *Session
 	id         uint64
@@ -547,6 +549,13 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	}
 	seq, created := g.Sequence(), g.Created()
 	_, _, small := g.Remaining(inlineFrames, inlineBytes)
+	// The subscription's slot comes first, so that a subscription waits for
+	// at most one session token at a time (see groupTokens). A small group
+	// takes none: it is written on this goroutine and holds nothing once
+	// written (see writeSmallGroup).
+	if !small && !gs.s.inFlight.acquire(ctx, gs.s.lim.MaxSessionGroupsInFlight) {
+		return
+	}
 	gs.mu.Lock()
 	older := false // an older group is still in flight
 	for _, old := range gs.groups {
@@ -575,6 +584,7 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	gs.groups = append(gs.groups, og)
 	gs.mu.Unlock()
 	gs.wg.Go(func() {
+		defer gs.s.inFlight.release()
 		defer gs.remove(og)
 		gs.s.writeGroup(gctx, gs, og, g)
 	})
@@ -615,6 +625,75 @@ func (gs *groupSender) waitSlot(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// groupTokens bounds the group writers of a whole session (Limits.
+// MaxSessionGroupsInFlight), on top of each subscription's
+// MaxGroupsInFlight: without it a peer that subscribes MaxSubscriptions
+// times, grants stream credit and reads nothing would hold MaxSubscriptions
+// × MaxGroupsInFlight writers. Its zero value is ready to use.
+//
+// Fairness: tokens go to waiters in the order they asked (FIFO), and a
+// subscription asks for one token at a time (after its own slot, from its
+// one sending goroutine), so a subscription waiting for a token gets one
+// after at most one release per other waiting subscription: none starves,
+// however many tokens the others hold. With the defaults (64 per
+// subscription, 256 per session) no subscription can hold more than a
+// quarter of the tokens, so at least four make progress at once.
+type groupTokens struct {
+	mu      sync.Mutex
+	used    int
+	waiters []chan struct{} // oldest first; closed when given a token
+}
+
+// acquire takes a token, waiting in line while limit are in use; false if ctx
+// ended first (then it holds none).
+func (p *groupTokens) acquire(ctx context.Context, limit int) bool {
+	p.mu.Lock()
+	if p.used < limit && len(p.waiters) == 0 {
+		p.used++
+		p.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	select {
+	case <-ch: // given a token meanwhile: pass it on
+		p.mu.Unlock()
+		p.release()
+		return false
+	default:
+	}
+	p.waiters = slices.DeleteFunc(p.waiters, func(w chan struct{}) bool { return w == ch })
+	p.mu.Unlock()
+	return false
+}
+
+// release returns a token: to the oldest waiter if there is one.
+func (p *groupTokens) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.waiters) > 0 {
+		close(p.waiters[0]) // the token changes hands: used stays
+		p.waiters[0] = nil
+		p.waiters = p.waiters[1:]
+		return
+	}
+	p.used--
+}
+
+// inUse is how many tokens are held.
+func (p *groupTokens) inUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.used
 }
 
 // remove forgets a group whose writer returned. A writer that left because
@@ -695,7 +774,12 @@ var groupWriters = sync.Pool{New: func() any {
 // writeSmallGroup sends a finished group whose frames are all at hand
 // (groupSender.send checked it is small) in one stream write and FIN. It
 // needs no goroutine: the write does not wait, so small groups arriving
-// back to back leave in shared packets rather than one packet each.
+// back to back leave in shared packets rather than one packet each. It
+// takes no session token either: it holds neither a goroutine nor a write
+// buffer of its own after it returns (the subscription's buffer is reused),
+// only the transport's copy of under a packet of data, for as many streams
+// as the peer's stream credit lets us open; and while it waits for that
+// credit in OpenUniStream, its subscription sends nothing else.
 func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, urgency int8, g *broadcast.GroupConsumer) {
 	st, err := s.conn.OpenUniStream(ctx)
 	if err != nil {

@@ -52,6 +52,7 @@ type Session struct {
 	probes    atomic.Int64 // peer probe streams held open
 	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	counters  counters
+	inFlight  groupTokens // the session's groups in flight on the publish path
 
 	mu             sync.Mutex
 	subs           map[uint64]*subscription // our wire subscriptions by ID
