@@ -367,7 +367,12 @@ func TestIncomingSessionsNeverDrop(t *testing.T) {
 
 // parkedIn counts the goroutines blocked in a select or channel operation
 // (parked, not running) with fn on their stack.
-func parkedIn(fn string) int {
+func parkedIn(fn string) int { return countGoroutines(fn, true) }
+
+// runningIn counts the goroutines, parked or not, with fn on their stack.
+func runningIn(fn string) int { return countGoroutines(fn, false) }
+
+func countGoroutines(fn string, parkedOnly bool) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -381,7 +386,7 @@ func parkedIn(fn string) int {
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
 		header, _, _ := strings.Cut(g, "\n")
 		parked := strings.Contains(header, "[select") || strings.Contains(header, "[chan ")
-		if parked && strings.Contains(g, fn) {
+		if (parked || !parkedOnly) && strings.Contains(g, fn) {
 			count++
 		}
 	}
