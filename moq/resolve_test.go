@@ -74,6 +74,9 @@ func TestPublishProvides(t *testing.T) {
 	a := newNode(t, WithDHT(r), WithProvideInterval(20*time.Millisecond))
 	cam := publish(t, a, "cam")
 	eventually(t, "cam re-provided", func() bool { return r.count("cam") >= 3 })
+	if n := provideLoops(); n != 1 { // else the checks for none below prove nothing
+		t.Fatalf("%d re-provide loops for one publication, want 1", n)
+	}
 	cam.pub.Unpublish()
 	eventually(t, "cam no longer provided after Unpublish", func() bool { return provideLoops() == 0 })
 	mic := publish(t, a, "mic")
