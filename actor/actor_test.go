@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +69,10 @@ func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
 		}()
 	}
 	eventually(t, "the dial to start", func() bool { return a.dials.Load() == 1 })
-	time.Sleep(20 * time.Millisecond) // let the other callers queue behind it; the outcome doesn't depend on it
+	eventually(t, "all ten callers queued on the one dial", func() bool {
+		snap, err := a.a.query(testCtx(t))
+		return err == nil && snap.pending == 1 && snap.waiters == 10
+	})
 	close(release)
 	for range 10 {
 		if err := <-errs; !errors.Is(err, boom) {
@@ -231,7 +236,11 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 		got := s.Remote().Get("cam")
 		return got != nil
 	})
-	time.Sleep(50 * time.Millisecond) // give a wrong removal the chance to happen
+	// The old broadcast's watcher either stopped at Unpublish or, if it
+	// wrongly still watched, handed its end to the actor on an unbuffered
+	// channel before exiting. Once it is gone the actor has handled that end,
+	// so the query below is answered after any wrong removal.
+	eventually(t, "the old publication's watcher gone", func() bool { return publicationWatchers() == 1 })
 	if names, _ := a.a.Published(testCtx(t)); len(names) != 1 {
 		t.Fatalf("published %v after the old broadcast ended, want [cam]", names)
 	}
@@ -338,4 +347,16 @@ func TestScopedAnonymousSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "late publication in scope", func() bool { return scoped.Remote().Get("late") != nil })
+}
+
+// publicationWatchers counts the goroutines watching a publication's end.
+func publicationWatchers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "actor.(*Actor).publish.func")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }

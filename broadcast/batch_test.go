@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
-	"time"
+
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 func strs(frames [][]byte) []string {
@@ -61,9 +62,7 @@ func TestGroupWriteFramesWakesReader(t *testing.T) {
 		f, _ := c.ReadFrame(testCtx(t))
 		got <- f
 	}()
-	for !g.g.sig.waiting.Load() { // the reader is parked
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, "the reader to park", g.g.sig.waiting.Load)
 	_ = g.WriteFrames([]byte("x"), []byte("y"))
 	if f := <-got; string(f) != "x" {
 		t.Fatalf("woke with %q, want x", f)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 // seqs drains up to n groups from next and returns their sequences.
@@ -136,7 +138,7 @@ func TestTrackFinishWakesWaiter(t *testing.T) {
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() { _, err := c.RecvGroup(testCtx(t)); done <- err }()
-	time.Sleep(10 * time.Millisecond) // let it block; the outcome does not depend on it
+	testutil.Eventually(t, "RecvGroup to park", tp.t.sig.waiting.Load)
 	_ = tp.Finish()
 	if err := <-done; !errors.Is(err, io.EOF) {
 		t.Fatalf("blocked RecvGroup after Finish: %v, want EOF", err)

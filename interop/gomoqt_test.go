@@ -47,6 +47,22 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// until is testutil.Eventually bounded by ctx instead of five seconds: an
+// external peer (a gomoqt process, Node, Chromium) may take longer than that
+// to start on a loaded machine.
+func until(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 // publish serves the interop workload at "bench", track "data", written once
 // the first subscriber arrives (as `moq pub --wait` does).
 func publish(t *testing.T) *broadcast.Origin {
@@ -84,16 +100,13 @@ func publish(t *testing.T) *broadcast.Origin {
 func receive(t *testing.T, s *session.Session) pattern.Summary {
 	ctx := ctxFor(t, 60*time.Second)
 	var tc *broadcast.TrackConsumer
-	for { // the peer may not serve the broadcast the instant the session is up
+	// The peer may not serve the broadcast the instant the session is up, and
+	// without announce interest there is nothing to wait for but a yes.
+	until(t, ctx, "a subscription to /bench accepted", func() bool {
 		var err error
-		if tc, err = s.Subscribe(ctx, "/bench", "data", session.SubscribeOptions{}); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("subscribe: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		tc, err = s.Subscribe(ctx, "/bench", "data", session.SubscribeOptions{})
+		return err == nil
+	})
 	defer tc.Close()
 	return collect(t, ctx, tc, total)
 }

@@ -55,9 +55,7 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(udp, tcp) }()
-	for srv.UDPAddr() == nil || srv.TCPAddr() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	until(t, ctxFor(t, 10*time.Second), "the server to listen", func() bool { return srv.UDPAddr() != nil && srv.TCPAddr() != nil })
 	t.Cleanup(func() {
 		_ = srv.Close()
 		<-served
@@ -105,17 +103,16 @@ func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) 
 	t.Helper()
 	ctx := ctxFor(t, 60*time.Second)
 	var s *moq.Session
-	for s == nil {
+	until(t, ctx, "the JS client's session", func() bool {
 		all, err := n.m.Sessions(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(all) > 0 {
 			s = all[0]
-		} else {
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return s != nil
+	})
 	if hangUp {
 		defer func() { _ = s.Close(broadcast.CodeCancel, "test done") }()
 	}

@@ -271,7 +271,9 @@ func testSubscribeByNameAndExpiry(t *testing.T, nodes []*dhtNode) {
 		t.Fatal("no session to the publisher after subscribing by name")
 	}
 
-	// Found again after twice the record's lifetime: re-provided.
+	// Found again after twice the record's lifetime: re-provided. The sleep
+	// is the behaviour under test (records expire with time); any length
+	// past one lifetime would do, and twice leaves room for a slow provide.
 	time.Sleep(2 * recordTTL)
 	waitProvided(t, observer, "cam", pub)
 	cam.pub.Unpublish()
@@ -376,7 +378,7 @@ func testProviderDownNextUsed(t *testing.T, nodes []*dhtNode) {
 			defer close(done)
 			for j := 0; ctx.Err() == nil; j++ {
 				_ = m.track.WriteFrame(fmt.Appendf(nil, "%d-%d", i, j))
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // a frame rate, not a wait: readers wait for frames
 			}
 		}()
 		t.Cleanup(func() { cancel(); <-done })

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ func publish(t *testing.T, n *node, name string) *media {
 func (m *media) stream(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
 		_ = m.track.WriteFrame([]byte(fmt.Sprint(i)))
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // a frame rate, not a wait: receivers wait for the frames they need
 	}
 }
 
@@ -105,7 +107,7 @@ func TestSubscribeWaitsForAnnounce(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // subscribe first; the outcome does not depend on it
+	eventually(t, "Subscribe waiting for the announcement", func() bool { return parkedIn("moq.(*Session).waitAnnounced") == 1 })
 	later := publish(t, a, "later")
 	live(t, later)
 	if err := <-got; err != nil {
@@ -117,7 +119,12 @@ func TestSubscribeWaitsForAnnounce(t *testing.T) {
 	if _, err := s.Subscribe(ctx, "never", "video"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
 	}
-	go func() { time.Sleep(50 * time.Millisecond); _ = s.Close(broadcast.CodeCancel, "bye") }()
+	go func() {
+		got <- nil // Subscribe below takes the other turn
+		eventually(t, "Subscribe waiting for the announcement", func() bool { return parkedIn("moq.(*Session).waitAnnounced") == 1 })
+		_ = s.Close(broadcast.CodeCancel, "bye")
+	}()
+	<-got
 	if _, err := s.Subscribe(testCtx(t), "never", "video"); !errors.Is(err, ErrNotAnnounced) {
 		t.Fatalf("session ended first: %v, want ErrNotAnnounced", err)
 	}
@@ -299,7 +306,19 @@ func TestPerSessionPublish(t *testing.T) {
 	// What b and c see of a.
 	bs, cs := b.connect(t, a), c.connect(t, a)
 	eventually(t, "b sees the call", func() bool { return bs.s.Remote().Get("call") != nil })
-	time.Sleep(50 * time.Millisecond)
+	// Announcements to c travel in order on one stream, but one batch may
+	// hold several: a second marker, offered once c has the first, comes in
+	// a later batch than a wrong offer of the call could have. The markers
+	// are offered node-wide: c may hold a second session with a, from its own
+	// dial, and cs is either.
+	for _, marker := range []string{"marker1", "marker2"} {
+		pub, err := a.Publish(testCtx(t), marker, broadcast.New(broadcast.Config{}).Consume())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Unpublish()
+		eventually(t, "c sees "+marker, func() bool { return cs.s.Remote().Get(marker) != nil })
+	}
 	if cs.s.Remote().Get("call") != nil {
 		t.Fatal("c saw a broadcast offered to b alone")
 	}
@@ -344,4 +363,32 @@ func TestIncomingSessionsNeverDrop(t *testing.T) {
 			t.Fatalf("%d sessions never reached IncomingSessions", len(want))
 		}
 	}
+}
+
+// parkedIn counts the goroutines blocked in a select or channel operation
+// (parked, not running) with fn on their stack.
+func parkedIn(fn string) int { return countGoroutines(fn, true) }
+
+// runningIn counts the goroutines, parked or not, with fn on their stack.
+func runningIn(fn string) int { return countGoroutines(fn, false) }
+
+func countGoroutines(fn string, parkedOnly bool) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		parked := strings.Contains(header, "[select") || strings.Contains(header, "[chan ")
+		if (parked || !parkedOnly) && strings.Contains(g, fn) {
+			count++
+		}
+	}
+	return count
 }

@@ -63,12 +63,9 @@ func (f *fakeRouter) FindProvidersAsync(ctx context.Context, c cid.Cid, _ int) <
 	return out
 }
 
-// stays reports whether the router's provide count for name stays put.
-func stays(r *fakeRouter, name string) bool {
-	n := r.count(name)
-	time.Sleep(100 * time.Millisecond)
-	return r.count(name) == n
-}
+// provideLoops counts the node-wide re-provide loops still running: once
+// none runs, no name can be provided again.
+func provideLoops() int { return runningIn("discovery.(*Provider).loop") }
 
 // Publishing provides the name and re-provides it until Unpublish, the
 // broadcast's end or Shutdown; WithProvide(false) keeps it off the DHT.
@@ -77,29 +74,30 @@ func TestPublishProvides(t *testing.T) {
 	a := newNode(t, WithDHT(r), WithProvideInterval(20*time.Millisecond))
 	cam := publish(t, a, "cam")
 	eventually(t, "cam re-provided", func() bool { return r.count("cam") >= 3 })
-	cam.pub.Unpublish()
-	if !stays(r, "cam") {
-		t.Error("cam still provided after Unpublish")
+	if n := provideLoops(); n != 1 { // else the checks for none below prove nothing
+		t.Fatalf("%d re-provide loops for one publication, want 1", n)
 	}
+	cam.pub.Unpublish()
+	eventually(t, "cam no longer provided after Unpublish", func() bool { return provideLoops() == 0 })
 	mic := publish(t, a, "mic")
 	eventually(t, "mic provided", func() bool { return r.count("mic") >= 1 })
 	mic.b.Finish()
-	eventually(t, "mic no longer provided after its end", func() bool { return stays(r, "mic") })
+	eventually(t, "mic no longer provided after its end", func() bool { return provideLoops() == 0 })
 	talk := publish(t, a, "talk")
 	eventually(t, "talk provided", func() bool { return r.count("talk") >= 1 })
 	if err := a.Shutdown(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if !stays(r, "talk") {
-		t.Error("talk still provided after Shutdown")
+	if n := provideLoops(); n != 0 {
+		t.Errorf("talk still provided after Shutdown (%d loops)", n)
 	}
 	talk.pub.Unpublish() // after Shutdown: harmless
 
 	quiet := newNode(t, WithDHT(r), WithProvide(false))
 	publish(t, quiet, "secret")
-	time.Sleep(50 * time.Millisecond)
-	if r.count("secret") != 0 {
-		t.Error("provided with WithProvide(false)")
+	// A provider would have started its loop before Publish returned.
+	if n := provideLoops(); n != 0 || r.count("secret") != 0 {
+		t.Errorf("provided with WithProvide(false) (%d loops)", n)
 	}
 }
 
@@ -118,7 +116,7 @@ func TestSubscribeByNameThroughSessions(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // Subscribe is looking already
+	eventually(t, "Subscribe to look and wait", func() bool { return parkedIn("moq.(*Moq).SubscribeWith") == 1 })
 	cam := publish(t, a, "cam")
 	live(t, cam)
 	if err := <-got; err != nil {

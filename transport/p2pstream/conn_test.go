@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -90,19 +91,11 @@ func TestBidiEcho(t *testing.T) {
 // freed (their libp2p streams closed) without the session ending.
 func waitStreams(t *testing.T, c *Conn, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, fmt.Sprintf("%d streams tracked", n), func() bool {
 		c.mu.Lock()
-		got := len(c.streams)
-		c.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d streams still tracked, want %d", got, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer c.mu.Unlock()
+		return len(c.streams) == n
+	})
 }
 
 func TestUniDelivery(t *testing.T) {
@@ -369,7 +362,29 @@ func TestConcurrentSessionsStayApart(t *testing.T) {
 			<-p[1].Context().Done()
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		// A stream each way over every other session, after the close has
+		// reached the far end: if that close took the shared libp2p
+		// connection or its siblings down, these fail.
+		for id, p := range byID {
+			if id == closed {
+				continue
+			}
+			for _, ends := range [][2]*Conn{{p[0], p[1]}, {p[1], p[0]}} {
+				st, err := ends[0].OpenUniStream(testCtx(t))
+				if err != nil {
+					t.Fatalf("session %d after another closed: %v", id, err)
+				}
+				_, _ = st.Write([]byte("after"))
+				_ = st.Close()
+				rs, err := ends[1].AcceptUniStream(testCtx(t))
+				if err != nil {
+					t.Fatalf("session %d after another closed: %v", id, err)
+				}
+				if got, err := io.ReadAll(rs); string(got) != "after" {
+					t.Fatalf("session %d after another closed: %q, %v", id, got, err)
+				}
+			}
+		}
 		for id, p := range byID {
 			if id != closed && (p[0].Context().Err() != nil || p[1].Context().Err() != nil) {
 				t.Errorf("session %d ended with another", id)
@@ -446,29 +461,35 @@ func TestAcceptBackPressure(t *testing.T) {
 	if _, err := ta.Dial(ctx, hb.ID()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("dial beyond the backlog: %v, want to wait until the deadline", err)
 	}
+	listenerSessions := func(n int) func() bool {
+		return func() bool {
+			tb.mu.Lock()
+			defer tb.mu.Unlock()
+			return len(tb.sessions) == n
+		}
+	}
+	// The abandoned dial leaves nothing behind.
+	testutil.Eventually(t, "the abandoned dial forgotten", listenerSessions(acceptBacklog))
 	waiting := make(chan error, 1)
 	go func() {
 		_, err := ta.Dial(testCtx(t), hb.ID())
 		waiting <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// The next dial is registered and held at the handshake, not refused.
+	testutil.Eventually(t, "the next dial held", listenerSessions(acceptBacklog+1))
+	select {
+	case err := <-waiting:
+		t.Fatalf("dial beyond the backlog returned before an Accept: %v", err)
+	default:
+	}
 	if _, err := tb.Accept(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-waiting; err != nil {
 		t.Fatalf("dial after room was made: %v", err)
 	}
-	// The abandoned dial leaves nothing behind.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		tb.mu.Lock()
-		n := len(tb.sessions)
-		tb.mu.Unlock()
-		if n == acceptBacklog+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listener holds %d sessions, want %d", n, acceptBacklog+1)
-		}
+	if !listenerSessions(acceptBacklog + 1)() {
+		t.Fatalf("listener lost a session as it accepted")
 	}
 }
 
@@ -491,22 +512,18 @@ func TestPendingStreamsBound(t *testing.T) {
 		sts = append(sts, st)
 	}
 	// Handlers run concurrently, so any one of the three may be the extra.
-	refused := -1
-	for deadline := time.Now().Add(5 * time.Second); refused < 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	testutil.Eventually(t, "a stream refused", func() bool {
 		for i, st := range sts {
 			if _, err := st.Write([]byte("y")); err != nil {
 				var se *transport.StreamError
 				if !errors.As(err, &se) || se.Code != codeBoundsExceeded || !se.Remote {
 					t.Fatalf("stream %d: %v, want remote BoundsExceeded", i, err)
 				}
-				refused = i
-				break
+				return true
 			}
 		}
-	}
-	if refused < 0 {
-		t.Fatal("no stream refused")
-	}
+		return false
+	})
 	for range 2 { // the other two wait, intact
 		rs, err := a.AcceptUniStream(testCtx(t))
 		if err != nil {

@@ -10,8 +10,10 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
+	"go.uber.org/goleak"
+
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -114,16 +116,7 @@ func TestStreamsBothWays(t *testing.T) {
 	})
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var eventually = testutil.Eventually
 
 // TestLargeTransfer sends 10 MB each way at once, in 100 KB writes, and
 // checks the bytes with SHA-256.
@@ -220,20 +213,19 @@ func TestResetAndStopSending(t *testing.T) {
 		if _, err := peer.Read(make([]byte, 1)); !errors.As(err, &se) || *se != (transport.StreamError{Code: 9}) {
 			t.Fatalf("local read after CancelRead: %v", err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, "STOP_SENDING to reach the writer", func() bool {
 			_, err := bs.Write([]byte("more"))
 			if errors.As(err, &se) {
 				if *se != (transport.StreamError{Code: 9, Remote: true}) {
 					t.Fatalf("write after STOP_SENDING: %v", err)
 				}
-				break
+				return true
 			}
-			if err != nil || time.Now().After(deadline) {
+			if err != nil {
 				t.Fatalf("write after STOP_SENDING: %v", err)
 			}
-			time.Sleep(time.Millisecond)
-		}
+			return false
+		})
 		mustWrite(t, peer, []byte("still here"))
 		_ = peer.Close()
 		if got := mustReadAll(t, bs); string(got) != "still here" {
@@ -345,8 +337,13 @@ func TestDialContextOnlyBoundsHandshake(t *testing.T) {
 	}
 	defer c.CloseWithError(0, "")
 	s := ts.next(t)
+	// Whatever the cancel starts (context.AfterFunc callbacks run on fresh
+	// goroutines) must have finished before the checks below.
+	before := goleak.IgnoreCurrent()
 	cancel()
-	time.Sleep(50 * time.Millisecond)
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("cancelling Dial's context left work running: %v", err)
+	}
 	st, err := c.OpenUniStream(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -359,5 +356,8 @@ func TestDialContextOnlyBoundsHandshake(t *testing.T) {
 	}
 	if got := mustReadAll(t, rs); !bytes.Equal(got, []byte("alive")) {
 		t.Fatalf("got %q", got)
+	}
+	if err := context.Cause(c.Context()); err != nil {
+		t.Fatalf("the connection ended after Dial's context was cancelled: %v", err)
 	}
 }
