@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
@@ -226,14 +227,6 @@ func hostileClient(t *testing.T, nw *network, to *node, id peer.ID, n int) []tra
 	return out
 }
 
-func heapAlloc() int64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC() // a second cycle frees what the first one's finalizers released
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
-
 // One peer ID holds at most MaxSessionsPerPeer sessions: the rest are closed
 // with BoundsExceeded, and what the node holds for the peer stays within the
 // budget of that many sessions.
@@ -241,7 +234,7 @@ func TestMaxSessionsPerPeer(t *testing.T) {
 	nw := newNetwork(t)
 	a := nw.add(t) // the default limit
 	hostile := newPeerID(t)
-	goroutines, heap := runtime.NumGoroutine(), heapAlloc()
+	goroutines, heap := runtime.NumGoroutine(), testutil.HeapAlloc()
 	const n = 40
 	conns := hostileClient(t, nw, a, hostile, n)
 	eventually(t, "every extra connection refused", func() bool {
@@ -270,7 +263,7 @@ func TestMaxSessionsPerPeer(t *testing.T) {
 	// this process too): a dozen goroutines (the session's accept loops,
 	// quic-go's) and 512 KiB; about 125 KiB are measured. Without the
 	// limit, 40 sessions would be ten times that.
-	dg, dh := runtime.NumGoroutine()-goroutines, heapAlloc()-heap
+	dg, dh := runtime.NumGoroutine()-goroutines, testutil.HeapAlloc()-heap
 	t.Logf("%d connections from one peer ID: %d sessions kept, +%d goroutines, %+d KiB heap", n, DefaultMaxSessionsPerPeer, dg, dh>>10)
 	if maxG := DefaultMaxSessionsPerPeer * 12; dg > maxG {
 		t.Errorf("+%d goroutines, budget %d", dg, maxG)

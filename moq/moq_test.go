@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
@@ -367,28 +366,7 @@ func TestIncomingSessionsNeverDrop(t *testing.T) {
 
 // parkedIn counts the goroutines blocked in a select or channel operation
 // (parked, not running) with fn on their stack.
-func parkedIn(fn string) int { return countGoroutines(fn, true) }
+func parkedIn(fn string) int { return testutil.Goroutines(fn, true) }
 
 // runningIn counts the goroutines, parked or not, with fn on their stack.
-func runningIn(fn string) int { return countGoroutines(fn, false) }
-
-func countGoroutines(fn string, parkedOnly bool) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		header, _, _ := strings.Cut(g, "\n")
-		parked := strings.Contains(header, "[select") || strings.Contains(header, "[chan ")
-		if (parked || !parkedOnly) && strings.Contains(g, fn) {
-			count++
-		}
-	}
-	return count
-}
+func runningIn(fn string) int { return testutil.Goroutines(fn, false) }

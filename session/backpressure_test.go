@@ -4,20 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 )
-
-func heapInUse() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // A finite transfer with back-pressure end to end: the publisher writes
 // groups as fast as WaitRoom lets it, the subscriber reads the first ones
@@ -50,7 +42,7 @@ func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int
 		b := broadcast.New(broadcast.Config{Limits: lim})
 		tp, _ := b.CreateTrack(broadcast.Track{Name: "file"})
 		_, _ = p.origin.Publish("f", b.Consume())
-		base := heapInUse()
+		base := testutil.HeapAlloc()
 
 		tc, err := p.sub.Subscribe(testCtx(t), "f", "file", SubscribeOptions{Backpressure: true})
 		if err != nil {
@@ -82,7 +74,7 @@ func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int
 		}()
 
 		seen := make([]bool, groups)
-		var peak uint64
+		var peak int64
 		for n := 0; ; n++ {
 			g, err := tc.RecvGroup(testCtx(t))
 			if errors.Is(err, io.EOF) {
@@ -108,7 +100,7 @@ func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int
 				time.Sleep(2 * time.Millisecond) // a slow reader: the publisher must wait for it
 			}
 			if n == slow/2 || n == slow-1 { // the publisher has been held back for a while
-				peak = max(peak, heapInUse())
+				peak = max(peak, testutil.HeapAlloc())
 			}
 		}
 		if err := <-pubErr; err != nil {
@@ -119,9 +111,9 @@ func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int
 				t.Fatalf("group %d never arrived", i)
 			}
 		}
-		if grow := int64(peak) - int64(base); grow > maxHeap {
+		if grow := peak - base; grow > maxHeap {
 			t.Fatalf("heap grew %d bytes while the reader was slow, over %d", grow, maxHeap)
 		}
-		t.Logf("heap growth while slow: %d KiB", (int64(peak)-int64(base))>>10)
+		t.Logf("heap growth while slow: %d KiB", (peak-base)>>10)
 	})
 }

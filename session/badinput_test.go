@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
@@ -1223,7 +1224,7 @@ func TestBadInputDeclaredFrameSizeIsNotAllocated(t *testing.T) {
 	s := p.sess.subs[sub.ID]
 	p.sess.mu.Unlock()
 
-	before := heapBytes()
+	before := testutil.HeapAlloc()
 	const streams = 8
 	size := uint64(p.sess.lim.MaxFrameSize) // the largest size allowed
 	var open []transport.SendStream
@@ -1245,7 +1246,7 @@ func TestBadInputDeclaredFrameSizeIsNotAllocated(t *testing.T) {
 	var grew int64
 	for range 20 { // give the readers time to get to the payload
 		time.Sleep(10 * time.Millisecond)
-		grew = heapBytes() - before
+		grew = testutil.HeapAlloc() - before
 	}
 	sent := streams * (len(rawVarint(size)) + 1)
 	if limit := int64(8 << 20); grew > limit {

@@ -17,20 +17,10 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
-
-// heapBytes is the live heap after a full collection. Two, in fact: the
-// first only moves what sync.Pools hold to their victim caches, the second
-// frees it, so pooled buffers do not count as held.
-func heapBytes() int64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
 
 // heapSlack absorbs what the heap does on its own between two readings
 // (QUIC buffers, the race detector, the runtime's own bookkeeping).
@@ -39,7 +29,7 @@ const heapSlack = 1 << 20
 // wantHeapWithin fails if the heap grew past budget since base.
 func wantHeapWithin(t *testing.T, what string, base, budget int64) int64 {
 	t.Helper()
-	grew := heapBytes() - base
+	grew := testutil.HeapAlloc() - base
 	t.Logf("%s: heap grew %d KiB (budget %d KiB + %d KiB slack)", what, grew>>10, budget>>10, heapSlack>>10)
 	if grew > budget+heapSlack {
 		t.Errorf("%s: heap grew %d KiB, over the budget of %d KiB", what, grew>>10, (budget+heapSlack)>>10)
@@ -69,27 +59,6 @@ func goroutinesBackTo(t *testing.T, base int) {
 	eventually(t, func() bool { return runtime.NumGoroutine() <= base+goroutineSlack })
 }
 
-// goroutinesIn counts the goroutines with fn (a qualified function name)
-// on their stack: a test waits for them to reach a blocking read.
-func goroutinesIn(fn string) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, fn+"(") {
-			count++
-		}
-	}
-	return count
-}
-
 // loopPath is a distinct 4 KiB broadcast suffix.
 func loopPath(i int) string {
 	s := fmt.Sprintf("loop%06d-", i)
@@ -111,7 +80,7 @@ func TestBoundsLoopedAnnouncementFlood(t *testing.T) {
 		t.Fatalf("ANNOUNCE_PLEASE excludes hop %d, want the session's %d", hop, p.sess.hop)
 	}
 	lim := p.sess.lim
-	base, g0 := heapBytes(), runtime.NumGoroutine()
+	base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 
 	fit := lim.MaxAnnouncedBytes/len(loopPath(0)) - 1 // and room for the marker
 	var burst []byte
@@ -161,7 +130,7 @@ func TestBoundsLoopedAnnouncementCount(t *testing.T) {
 	ctx := testCtx(t)
 	st, please := p.acceptInterest(t, ctx)
 	hop := please.ExcludeHop
-	base := heapBytes()
+	base := testutil.HeapAlloc()
 
 	// Churn: 500 loops announced and ended, four at a time.
 	for i := 0; i < 500; i += 4 {
@@ -193,7 +162,7 @@ func TestBoundsAnnouncedHeap(t *testing.T) {
 	p := newRawPeer(t, "moq-lite-04", Config{Limits: Limits{MaxAnnounced: n}}, true)
 	ctx := testCtx(t)
 	st, _ := p.acceptInterest(t, ctx)
-	base, g0 := heapBytes(), runtime.NumGoroutine()
+	base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 	var b []byte
 	for i := range n - 1 {
 		b = append(b, p.announce(t, true, fmt.Sprintf("b%04d", i), 7)...)
@@ -271,7 +240,7 @@ func TestBoundsStalledHeaders(t *testing.T) {
 	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{HeaderTimeout: time.Second}}, false)
 		ctx := testCtx(t)
-		base, g0 := heapBytes(), runtime.NumGoroutine()
+		base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 		sub := rawVarint(uint64(wire.StreamSubscribe))
 		cases := [][]byte{
 			sub,                                 // a type and nothing else
@@ -339,7 +308,7 @@ func TestBoundsSubscriptions(t *testing.T) {
 	const limit = 64
 	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: Limits{MaxSubscriptions: limit}}, false)
 	ctx := testCtx(t)
-	base, g0 := heapBytes(), runtime.NumGoroutine()
+	base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 	// The broadcast path spelled as long as a message allows: it names
 	// "cam" all the same.
 	padded := strings.Repeat("/", p.sess.lim.MaxMessageSize-32) + "cam"
@@ -374,7 +343,7 @@ func TestBoundsSubscribeUpdates(t *testing.T) {
 	ctx := testCtx(t)
 	update := p.msg(t, &wire.SubscribeUpdate{Priority: 3})
 
-	base := heapBytes()
+	base := testutil.HeapAlloc()
 	_, st := p.subscribe(t, ctx, "/cam", "video")
 	flood := make([]byte, 0, 20000*len(update))
 	for range 20000 {
@@ -389,7 +358,7 @@ func TestBoundsSubscribeUpdates(t *testing.T) {
 	wantHeapWithin(t, "20 000 updates read", base, 0)
 
 	const subs = 64
-	base = heapBytes()
+	base = testutil.HeapAlloc()
 	var open []transport.Stream
 	for range subs {
 		_, st := p.subscribe(t, ctx, "/cam", "video")
@@ -402,7 +371,7 @@ func TestBoundsSubscribeUpdates(t *testing.T) {
 		}
 	}()
 	// Wait until each subscription's reader is inside the stalled body.
-	eventually(t, func() bool { return goroutinesIn("internal/wire.readBody") == subs })
+	eventually(t, func() bool { return testutil.Goroutines("internal/wire.readBody", false) == subs })
 	wantHeapWithin(t, fmt.Sprintf("%d subscriptions each inside a stalled 60 000-byte update", subs), base, subs*(10<<10+8<<10))
 	p.checkServing(t)
 }
@@ -416,7 +385,7 @@ func TestBoundsAnnounceInterests(t *testing.T) {
 		ctx := testCtx(t)
 		limit := p.sess.lim.MaxAnnounceInterests
 		annType := rawVarint(uint64(wire.StreamAnnounce))
-		base, g0 := heapBytes(), runtime.NumGoroutine()
+		base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 		// The longest prefixes a message may carry, matching nothing.
 		long := "/" + strings.Repeat("p", p.sess.lim.MaxMessageSize-16) + "/"
 		var open []transport.Stream
@@ -486,7 +455,7 @@ func TestBoundsProbes(t *testing.T) {
 func TestBoundsGoawayRepeats(t *testing.T) {
 	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}}, false)
 	ctx := testCtx(t)
-	g0, base := runtime.NumGoroutine(), heapBytes()
+	g0, base := runtime.NumGoroutine(), testutil.HeapAlloc()
 	goaway := rawVarint(uint64(wire.StreamGoaway))
 	for i := range 500 {
 		st := p.openStream(t, ctx, rawCat(goaway, p.msg(t, &wire.Goaway{URI: fmt.Sprintf("moq://elsewhere/%d", i)})), true)

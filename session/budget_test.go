@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
@@ -42,7 +43,7 @@ func TestBadInputReceiveBudget(t *testing.T) {
 	ctx := testCtx(t)
 	_, _, sub := p.sessionSubscribe(t, ctx)
 	b := p.sess.lim.Model.Budget
-	before, goroutines := heapInUse(), runtime.NumGoroutine()
+	before, goroutines := testutil.HeapAlloc(), runtime.NumGoroutine()
 
 	data := rawFrames(60, 16<<10)
 	if len(data) < perStr {
@@ -75,7 +76,7 @@ func TestBadInputReceiveBudget(t *testing.T) {
 	}()
 	// Every byte sent on the open streams is in the session (or it stopped them).
 	eventually(t, func() bool { return b.Used() >= int64(len(open))*int64(perStr)-int64(streams)*(16<<10) })
-	grew := int64(heapInUse()) - int64(before)
+	grew := testutil.HeapAlloc() - before
 	g := runtime.NumGoroutine() - goroutines
 	t.Logf("%d streams of %d KiB: %d stopped, budget used %d KiB, heap +%d KiB, goroutines +%d",
 		streams, perStr>>10, stopped, b.Used()>>10, grew>>10, g)
@@ -171,7 +172,7 @@ func TestBadInputBackpressureBlockedStreams(t *testing.T) {
 	if r := waitSub(t, ctx, res); r.err != nil {
 		t.Fatal(r.err)
 	}
-	before, goroutines := heapInUse(), runtime.NumGoroutine()
+	before, goroutines := testutil.HeapAlloc(), runtime.NumGoroutine()
 	data := rawFrames(1, frame)
 	// One writer: a write the connection's flow control holds up blocks it,
 	// until the end of the test resets every stream.
@@ -214,7 +215,7 @@ func TestBadInputBackpressureBlockedStreams(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.ahead == inFlight && s.turn != nil && p.sess.unsorted.Load() == 0
 	})
-	grew := int64(heapInUse()) - int64(before)
+	grew := testutil.HeapAlloc() - before
 	g := runtime.NumGoroutine() - goroutines
 	t.Logf("%d streams of %d KiB unread: heap +%d KiB, goroutines +%d", streams, frame>>10, grew>>10, g)
 	if g > inFlight+5 { // and the writer

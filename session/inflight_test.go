@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -53,7 +54,7 @@ func TestBadInputSessionGroupsInFlight(t *testing.T) {
 	for i := range streams {
 		_, streams[i] = p.subscribe(t, ctx, "/cam", "video")
 	}
-	before, goroutines := heapInUse(), runtime.NumGoroutine()
+	before, goroutines := testutil.HeapAlloc(), runtime.NumGoroutine()
 	frame := bytes.Repeat([]byte{'x'}, frameSize)
 	for range groups {
 		if err := p.track.WriteFrame(frame); err != nil {
@@ -67,7 +68,7 @@ func TestBadInputSessionGroupsInFlight(t *testing.T) {
 		return p.sess.inFlight.inUse() == limit && p.sess.inFlight.waiting() > 0 ||
 			runtime.NumGoroutine()-goroutines > limit+8
 	})
-	grew := int64(heapInUse()) - int64(before)
+	grew := testutil.HeapAlloc() - before
 	g := runtime.NumGoroutine() - goroutines
 	t.Logf("%d subscriptions, %d groups of %d KiB unread: %d tokens held, heap +%d KiB (%d B per writer), goroutines +%d",
 		subs, groups, frameSize>>10, p.sess.inFlight.inUse(), grew>>10, grew/int64(limit), g)

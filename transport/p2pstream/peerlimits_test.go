@@ -12,14 +12,6 @@ import (
 	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
-func heapAlloc() int64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC() // a second cycle frees what the first one's finalizers released
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
-
 // controlAnswer reads the listener's first control message on a raw control
 // stream: msgAccept, or the CLOSE code.
 func controlAnswer(t *testing.T, s network.Stream) (typ uint64, code uint32) {
@@ -49,7 +41,7 @@ func TestMaxSessionsPerPeer(t *testing.T) {
 		connect(t, a, b)
 		connect(t, c, b)
 		tb := newTransport(t, b)
-		goroutines, heap := runtime.NumGoroutine(), heapAlloc()
+		goroutines, heap := runtime.NumGoroutine(), testutil.HeapAlloc()
 		const n = 100
 		var kept []network.Stream
 		refused := 0
@@ -91,7 +83,7 @@ func TestMaxSessionsPerPeer(t *testing.T) {
 		// streams' leftovers. Uncapped, the peer could hold a session per
 		// stream libp2p allows it (1024 with Limits), each with a waiting
 		// handler goroutine.
-		dg, dh := runtime.NumGoroutine()-goroutines, heapAlloc()-heap
+		dg, dh := runtime.NumGoroutine()-goroutines, testutil.HeapAlloc()-heap
 		t.Logf("%d sessions opened by one peer: %d kept, +%d goroutines, %+d KiB heap", n, len(kept), dg, dh>>10)
 		if maxG := DefaultMaxSessionsPerPeer * 6; dg > maxG {
 			t.Errorf("+%d goroutines, budget %d", dg, maxG)
