@@ -82,16 +82,7 @@ func (n *jsNode) publishWorkload(t *testing.T, sc jspeer.Scenario) {
 		case <-time.After(60 * time.Second):
 			return
 		}
-		for g := range sc.Groups {
-			gp, err := tp.AppendGroup()
-			if err != nil {
-				return
-			}
-			for f := range sc.Frames {
-				_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
-			}
-			_ = gp.Finish()
-		}
+		writePattern(tp, sc)
 	}()
 	t.Cleanup(func() { b.Finish(); <-done })
 }
@@ -325,16 +316,7 @@ func (n *jsNode) publishFinished(t *testing.T, sc jspeer.Scenario) {
 			case <-stop:
 				return
 			}
-			for g := range sc.Groups {
-				gp, err := tp.AppendGroup()
-				if err != nil {
-					return
-				}
-				for f := range sc.Frames {
-					_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
-				}
-				_ = gp.Finish()
-			}
+			writePattern(tp, sc)
 			_ = tp.Finish()
 		}
 	}()
@@ -411,5 +393,19 @@ func TestJSChromiumFinishedTrack(t *testing.T) {
 				checkFinished(t, sc, res, err)
 			})
 		}
+	}
+}
+
+// writePattern writes the scenario's groups of test-pattern frames into tp.
+func writePattern(tp *broadcast.TrackProducer, sc jspeer.Scenario) {
+	for g := range sc.Groups {
+		gp, err := tp.AppendGroup()
+		if err != nil {
+			return
+		}
+		for f := range sc.Frames {
+			_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
+		}
+		_ = gp.Finish()
 	}
 }
