@@ -15,6 +15,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -45,22 +46,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// until is testutil.Eventually bounded by ctx instead of five seconds: an
-// external peer (a gomoqt process, Node, Chromium) may take longer than that
-// to start on a loaded machine.
-func until(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // publish serves the interop workload at "bench", track "data", written once
@@ -102,7 +87,7 @@ func receive(t *testing.T, s *session.Session) pattern.Summary {
 	var tc *broadcast.TrackConsumer
 	// The peer may not serve the broadcast the instant the session is up, and
 	// without announce interest there is nothing to wait for but a yes.
-	until(t, ctx, "a subscription to /bench accepted", func() bool {
+	testutil.Until(t, ctx, "a subscription to /bench accepted", func() bool {
 		var err error
 		tc, err = s.Subscribe(ctx, "/bench", "data", session.SubscribeOptions{})
 		return err == nil

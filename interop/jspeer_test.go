@@ -18,6 +18,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/jspeer"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
@@ -55,7 +56,7 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(udp, tcp) }()
-	until(t, ctxFor(t, 10*time.Second), "the server to listen", func() bool { return srv.UDPAddr() != nil && srv.TCPAddr() != nil })
+	testutil.Until(t, ctxFor(t, 10*time.Second), "the server to listen", func() bool { return srv.UDPAddr() != nil && srv.TCPAddr() != nil })
 	t.Cleanup(func() {
 		_ = srv.Close()
 		<-served
@@ -94,7 +95,7 @@ func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) 
 	t.Helper()
 	ctx := ctxFor(t, 60*time.Second)
 	var s *moq.Session
-	until(t, ctx, "the JS client's session", func() bool {
+	testutil.Until(t, ctx, "the JS client's session", func() bool {
 		all, err := n.m.Sessions(ctx)
 		if err != nil {
 			t.Fatal(err)

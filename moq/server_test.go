@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -73,12 +74,7 @@ func clientSession(t *testing.T, c transport.Conn) *session.Session {
 func readFrames(t *testing.T, s *session.Session, name string, n int) {
 	t.Helper()
 	ctx := testCtx(t)
-	for s.Remote().Get(name) == nil {
-		if ctx.Err() != nil {
-			t.Fatalf("%s never announced (have %v)", name, s.Remote().Active(""))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Until(t, ctx, name+" announced", func() bool { return s.Remote().Get(name) != nil })
 	tc, err := s.Subscribe(ctx, name, "video", session.SubscribeOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -32,11 +32,23 @@ func Logger() *slog.Logger {
 // fails the test if it never holds.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	Until(t, ctx, what, cond)
+}
+
+// Until polls cond every few milliseconds until it holds, and fails the
+// test if ctx ends first: Eventually for waits whose bound is not five
+// seconds (a browser starting, a DHT lookup).
+func Until(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
