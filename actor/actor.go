@@ -21,12 +21,14 @@ type Actor struct {
 	log *slog.Logger
 
 	// Requests.
-	connectc   chan connectReq
-	registerc  chan registerReq
-	publishc   chan publishReq
-	unpublishc chan unpublishReq
-	queryc     chan queryReq
-	shutdownc  chan shutdownReq
+	connectc     chan connectReq
+	registerc    chan registerReq
+	publishc     chan publishReq
+	unpublishc   chan unpublishReq
+	queryc       chan queryReq
+	shutdownc    chan shutdownReq
+	subscribec   chan *Incoming // an incoming-session subscriber starts
+	unsubscribec chan *Incoming // and ends
 	// Events from the actor's own goroutines.
 	dialDonec  chan dialDone
 	endedc     chan sessionEnded
@@ -46,6 +48,9 @@ type Actor struct {
 	pubs     map[string]*published
 	pubByID  map[uint64]*published
 	closing  int // sessions whose Close has not returned during shutdown
+	// subscribers receive every accepted session registered while they
+	// are here (Incoming).
+	subscribers map[*Incoming]struct{}
 }
 
 type dial struct {
@@ -57,25 +62,28 @@ type dial struct {
 func New(cfg Config) *Actor {
 	cfg = cfg.withDefaults()
 	a := &Actor{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		connectc:   make(chan connectReq),
-		registerc:  make(chan registerReq),
-		publishc:   make(chan publishReq),
-		unpublishc: make(chan unpublishReq),
-		queryc:     make(chan queryReq),
-		shutdownc:  make(chan shutdownReq),
-		dialDonec:  make(chan dialDone),
-		endedc:     make(chan sessionEnded),
-		closedc:    make(chan struct{}),
-		pubEndedc:  make(chan publicationEnded),
-		shutting:   make(chan struct{}),
-		stopped:    make(chan struct{}),
-		sessions:   map[peer.ID][]*Session{},
-		byID:       map[uint64]*Session{},
-		pending:    map[peer.ID]*dial{},
-		pubs:       map[string]*published{},
-		pubByID:    map[uint64]*published{},
+		cfg:          cfg,
+		log:          cfg.Logger,
+		connectc:     make(chan connectReq),
+		registerc:    make(chan registerReq),
+		publishc:     make(chan publishReq),
+		unpublishc:   make(chan unpublishReq),
+		queryc:       make(chan queryReq),
+		shutdownc:    make(chan shutdownReq),
+		subscribec:   make(chan *Incoming),
+		unsubscribec: make(chan *Incoming),
+		subscribers:  map[*Incoming]struct{}{},
+		dialDonec:    make(chan dialDone),
+		endedc:       make(chan sessionEnded),
+		closedc:      make(chan struct{}),
+		pubEndedc:    make(chan publicationEnded),
+		shutting:     make(chan struct{}),
+		stopped:      make(chan struct{}),
+		sessions:     map[peer.ID][]*Session{},
+		byID:         map[uint64]*Session{},
+		pending:      map[peer.ID]*dial{},
+		pubs:         map[string]*published{},
+		pubByID:      map[uint64]*published{},
 	}
 	a.lifetime, a.endLife = context.WithCancel(context.Background())
 	go a.run()
@@ -93,7 +101,11 @@ func (a *Actor) run() {
 			// A caller that gave up before this point closes conn itself.
 			if r.w.take() {
 				s, err := a.register(r.conn, r.opts)
-				r.w.reply <- sessionResult{s, err}
+				res := sessionResult{s: s, err: err}
+				if err == nil && !r.opts.Dialed {
+					res.subs = a.subscriberList() // the caller announces s to them
+				}
+				r.w.reply <- res
 			}
 		case r := <-a.publishc:
 			if r.cl.take() { // else the caller gave up: publish nothing
@@ -107,6 +119,10 @@ func (a *Actor) run() {
 			r.reply <- a.snapshot()
 		case r := <-a.shutdownc:
 			a.shutdown(r)
+		case in := <-a.subscribec:
+			a.subscribers[in] = struct{}{}
+		case in := <-a.unsubscribec:
+			delete(a.subscribers, in)
 		case e := <-a.dialDonec:
 			a.dialFinished(e)
 		case e := <-a.endedc:
@@ -391,6 +407,7 @@ func (a *Actor) snapshot() snapshot {
 	}
 	slices.Sort(snap.published)
 	snap.pending = len(a.pending)
+	snap.subscribers = len(a.subscribers)
 	for _, d := range a.pending {
 		snap.waiters += len(d.waiters)
 	}

@@ -97,6 +97,13 @@ type RegisterOptions struct {
 // session, the actor tracks it and closes it at Shutdown, even if ctx ended
 // meanwhile. The close runs on the caller's goroutine, never the actor's:
 // a peer that stalls its close delays only this call.
+//
+// An accepted session (opts.Dialed false) is handed to every Incoming
+// subscriber there was when it was registered before RegisterWith returns:
+// with a subscriber's queue full, it waits for room, for that subscriber to
+// close, for Shutdown, or for ctx to end (then the subscribers still
+// waiting miss this session, which stays registered all the same). With no
+// subscriber it never waits.
 func (a *Actor) RegisterWith(ctx context.Context, conn Conn, opts RegisterOptions) (*Session, error) {
 	opts.Scope = broadcast.CleanPath(opts.Scope)
 	if err := checkProtocol(conn.Protocol()); err != nil {
@@ -115,6 +122,9 @@ func (a *Actor) RegisterWith(ctx context.Context, conn Conn, opts RegisterOption
 	if err != nil {
 		refuse(conn, err)
 		return nil, err
+	}
+	if len(r.subs) > 0 {
+		a.announce(ctx, r.s, r.subs)
 	}
 	return r.s, nil
 }

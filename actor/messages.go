@@ -88,6 +88,9 @@ type shutdownReq struct {
 type sessionResult struct {
 	s   *Session
 	err error
+	// subs are the incoming-session subscribers when an accepted session
+	// was registered: RegisterWith's caller hands it to each.
+	subs []*Incoming
 }
 
 type publishResult struct {
@@ -100,6 +103,8 @@ type snapshot struct {
 	published []string
 	pending   int // dials in flight
 	waiters   int // connect callers waiting for them
+
+	subscribers int // incoming-session subscribers
 }
 
 // Events from the actor's own goroutines.
