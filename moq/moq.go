@@ -31,8 +31,8 @@ type Moq struct {
 	streams *p2pstream.Transport
 	admit   func(context.Context, peer.ID) error
 
-	incoming  chan *Session // admitted sessions waiting for IncomingSessions
-	listeners atomic.Int32  // IncomingSessions iterations running
+	incoming  int           // queue of each IncomingSessions iteration
+	listeners atomic.Int32  // IncomingSessions iterations subscribed with the actor
 	admits    chan struct{} // bounds admissions in progress, node-wide
 
 	pendingMu      sync.Mutex
@@ -64,7 +64,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		log:      o.logger.With("node", h.ID().String()),
 		quic:     o.quic,
 		admit:    o.admit,
-		incoming: make(chan *Session, max(o.incoming, 1)),
+		incoming: max(o.incoming, 1),
 		admits:   make(chan struct{}, max(o.pendingAdmits, 1)),
 
 		pendingPerPeer: map[peer.ID]int{},
@@ -154,23 +154,33 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 }
 
 // IncomingSessions yields the sessions that peers open to this node, after
-// admission; sessions this node dialed are not included. While an iteration
-// runs, every admitted session is yielded: they wait in a bounded queue
-// (WithIncomingQueue) and when it is full, admitting new sessions pauses
-// rather than dropping one. Sessions admitted while no iteration runs are not
-// queued (Sessions lists them), so a node that never asks is never stalled.
-// Iteration ends at Shutdown.
+// admission (through Server too); sessions this node dialed or opened are
+// not included. Every iteration sees every session admitted while it runs,
+// whatever other iterations run at the same time: each has its own queue
+// of WithIncomingQueue sessions. None is dropped: when an iteration's queue
+// is full, the admission waits for room until that iteration reads again or
+// ends, or the node (for a Server's session, the server) shuts down; other
+// iterations receive the session meanwhile. A libp2p admission waits
+// holding one of the node's WithPendingAdmissions slots, so once an
+// iteration that stopped reading holds them all, accepting pauses. An
+// iteration that ended (break, or Shutdown) holds up nothing, and sessions
+// admitted while no iteration runs are not queued (Sessions lists them), so
+// a node that never iterates is never stalled. Iteration ends at Shutdown.
 func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 	return func(yield func(*Session) bool) {
+		in, err := m.a.Incoming(m.ctx, m.incoming)
+		if err != nil { // shutting down
+			return
+		}
+		defer in.Close() // unsubscribes, however the iteration ends
 		m.listeners.Add(1)
 		defer m.listeners.Add(-1)
 		for {
-			select {
-			case s := <-m.incoming:
-				if !yield(s) {
-					return
-				}
-			case <-m.a.ShuttingDown():
+			s, err := in.Next(m.ctx)
+			if err != nil {
+				return
+			}
+			if !yield(&Session{s: s, m: m}) {
 				return
 			}
 		}
@@ -289,20 +299,18 @@ func (m *Moq) releasePeer(p peer.ID) {
 }
 
 // admitAndRegister runs admission before the session exists, so nothing is
-// offered to a peer that is then turned away. It holds an admission slot
-// and p's reservation until admission is over.
+// offered to a peer that is then turned away. It holds p's reservation
+// until admission is over, and the admission slot until the session has
+// also reached every IncomingSessions iteration: an iteration that does not
+// read holds up at most the node's slots, then accepting pauses.
 func (m *Moq) admitAndRegister(c actor.Conn) {
+	defer m.releaseAdmission()
 	ok := m.admitted(m.ctx, c)
-	m.releaseAdmission()
 	m.releasePeer(c.RemotePeer())
 	if !ok {
 		return
 	}
-	s, err := m.a.Register(m.ctx, c, false)
-	if err != nil {
-		return
-	}
-	m.deliver(s)
+	_, _ = m.a.Register(m.ctx, c, false) // a refused connection is closed
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and
@@ -323,15 +331,4 @@ func (m *Moq) admitted(ctx context.Context, c actor.Conn) bool {
 	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
 	_ = c.CloseWithError(uint32(code), reason)
 	return false
-}
-
-// deliver hands an accepted session to IncomingSessions, if iterated.
-func (m *Moq) deliver(s *actor.Session) {
-	if m.listeners.Load() == 0 {
-		return
-	}
-	select {
-	case m.incoming <- &Session{s: s, m: m}:
-	case <-m.ctx.Done():
-	}
 }

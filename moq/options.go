@@ -80,8 +80,8 @@ func (o *options) sessionLimits() session.Limits {
 // for (default: everything).
 func WithInterest(prefixes ...string) Option { return func(o *options) { o.interest = prefixes } }
 
-// WithIncomingQueue sets how many admitted sessions may wait for an
-// IncomingSessions reader before accepting pauses (default 16).
+// WithIncomingQueue sets how many admitted sessions may wait for each
+// IncomingSessions iteration before admitting pauses for it (default 16).
 func WithIncomingQueue(n int) Option { return func(o *options) { o.incoming = n } }
 
 // WithShutdownGrace bounds how long Shutdown waits for sessions to close

@@ -516,7 +516,6 @@ func (s *Server) register(c transport.Conn, scope string, ip netip.Addr) {
 		s.release(ip, false)
 	})
 	s.log.Debug("session accepted", "remote", c.RemoteAddr(), "protocol", c.Protocol(), "scope", scope)
-	s.Moq.deliver(as)
 }
 
 // Close stops the server at once: listeners, pending admissions, and every
