@@ -1,0 +1,133 @@
+package moq
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/transport/rawquic"
+)
+
+// iterate ranges over n.IncomingSessions on its own goroutine, sending each
+// peer on the result, until stop is closed (checked after each session).
+func iterate(n *node, stop <-chan struct{}) <-chan peer.ID {
+	out := make(chan peer.ID, 16)
+	go func() {
+		defer close(out)
+		for s := range n.IncomingSessions() {
+			out <- s.RemotePeer()
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	return out
+}
+
+// Concurrent iterations each see every session admitted while they run;
+// they do not share them out.
+func TestIncomingSessionsEveryIteration(t *testing.T) {
+	for _, iterations := range []int{2, 10} {
+		t.Run(fmt.Sprint(iterations), func(t *testing.T) {
+			a := newNode(t, WithIncomingQueue(1))
+			stop := make(chan struct{})
+			var got []<-chan peer.ID
+			for range iterations {
+				got = append(got, iterate(a, stop))
+			}
+			eventually(t, "iterations subscribed", func() bool { return a.listeners.Load() == int32(iterations) })
+			const peers = 3
+			want := map[peer.ID]bool{}
+			var wg sync.WaitGroup
+			for range peers {
+				c := newNode(t)
+				want[c.h.ID()] = true
+				wg.Go(func() { c.connect(t, a) })
+			}
+			wg.Wait()
+			close(stop) // each iteration ends after its next session
+			for i, c := range got {
+				seen := map[peer.ID]bool{}
+				for range peers {
+					select {
+					case p := <-c:
+						if !want[p] || seen[p] {
+							t.Fatalf("iteration %d: unexpected or repeated peer %s", i, p)
+						}
+						seen[p] = true
+					case <-testCtx(t).Done():
+						t.Fatalf("iteration %d saw %d of %d sessions", i, len(seen), peers)
+					}
+				}
+				for p := range c { // ended by break: nothing more
+					t.Fatalf("iteration %d: a fourth session from %s", i, p)
+				}
+			}
+			eventually(t, "iterations unsubscribed", func() bool { return a.listeners.Load() == 0 })
+		})
+	}
+}
+
+// An iteration that stops reading holds up the admissions that find its
+// queue full, each holding one admission slot, while another iteration
+// receives them at once; when it ends (break), the waiting admission
+// completes and later ones never wait: with no iteration left, nothing is
+// queued.
+func TestIncomingSessionsStalledIteration(t *testing.T) {
+	a := newNode(t, WithIncomingQueue(1))
+	release := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for range a.IncomingSessions() {
+			<-release // the application stops reading
+			break
+		}
+	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	reader := iterate(a, stop)
+	eventually(t, "iterations subscribed", func() bool { return a.listeners.Load() == 2 })
+
+	for i := range 3 { // yielded to the stalled one, queued for it, waiting
+		c := newNode(t)
+		c.connect(t, a)
+		if p := <-reader; p != c.h.ID() {
+			t.Fatalf("reader got %s, want peer %d", p, i)
+		}
+	}
+	eventually(t, "the third admission waiting, holding a slot", func() bool { return len(a.admits) == 1 })
+	close(release)
+	<-ended
+	eventually(t, "the waiting admission completed", func() bool { return len(a.admits) == 0 && a.listeners.Load() == 1 })
+
+	d := newNode(t)
+	d.connect(t, a)
+	if p := <-reader; p != d.h.ID() {
+		t.Fatalf("reader got %s, want the fourth peer", p)
+	}
+	eventually(t, "all four sessions", func() bool { l, _ := a.Sessions(testCtx(t)); return len(l) == 4 })
+}
+
+// A node that never iterates admits 100 sessions (moql:// clients of its
+// Server) without anything waiting.
+func TestIncomingSessionsNeverIterated(t *testing.T) {
+	const clients = 100
+	n := newNode(t)
+	srv := serve(t, n, func(s *Server) { s.MaxSessionsPerIP = clients })
+	for range clients {
+		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientSession(t, c)
+	}
+	eventually(t, "every session admitted", func() bool { l, _ := n.Sessions(testCtx(t)); return len(l) == clients })
+	if k := len(n.admits); k != 0 {
+		t.Fatalf("%d admissions still hold a slot", k)
+	}
+}
