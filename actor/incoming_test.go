@@ -79,6 +79,18 @@ func drain(in *Incoming) <-chan uint64 {
 	return out
 }
 
+// recv receives from c, failing the test if nothing comes in time.
+func recv[T any](t *testing.T, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-testCtx(t).Done():
+		t.Fatal("nothing received")
+		panic("unreachable")
+	}
+}
+
 func subscribers(t *testing.T, a *Actor) int {
 	snap, err := a.query(testCtx(t))
 	if err != nil {
@@ -143,7 +155,7 @@ func TestIncomingStalledSubscriber(t *testing.T) {
 	reader := drain(subscribe(t, n.a, 1))
 
 	s1 := register(t, n.a, w.accepted(t)) // fills stalled's queue
-	if id := <-reader; id != s1.ID() {
+	if id := recv(t, reader); id != s1.ID() {
 		t.Fatalf("reader got session %d, want %d", id, s1.ID())
 	}
 
@@ -153,7 +165,7 @@ func TestIncomingStalledSubscriber(t *testing.T) {
 		s, _ := n.a.Register(context.Background(), c2, false)
 		returned <- s
 	}()
-	id2 := <-reader // the reader is not held up by the stalled subscriber
+	id2 := recv(t, reader) // the reader is not held up by the stalled subscriber
 	select {
 	case <-returned:
 		t.Fatal("registration returned although a subscriber's queue is full")
@@ -161,14 +173,14 @@ func TestIncomingStalledSubscriber(t *testing.T) {
 	}
 
 	stalled.Close()
-	if s2 := <-returned; s2 == nil || s2.ID() != id2 {
+	if s2 := recv(t, returned); s2 == nil || s2.ID() != id2 {
 		t.Fatalf("held registration returned %v, want session %d", s2, id2)
 	}
 	if _, err := stalled.Next(testCtx(t)); !errors.Is(err, ErrIncomingClosed) {
 		t.Fatalf("Next after Close: %v, want ErrIncomingClosed", err)
 	}
 	s3 := register(t, n.a, w.accepted(t)) // nothing waits for the closed one
-	if id := <-reader; id != s3.ID() {
+	if id := recv(t, reader); id != s3.ID() {
 		t.Fatalf("reader got session %d, want %d", id, s3.ID())
 	}
 }
@@ -191,7 +203,7 @@ func TestIncomingRegistrationContextEnds(t *testing.T) {
 	}()
 	eventually(t, "the second session registered", func() bool { l, _ := n.a.Sessions(testCtx(t)); return len(l) == 2 })
 	cancel()
-	if err := <-returned; err != nil {
+	if err := recv(t, returned); err != nil {
 		t.Fatalf("Register after its context ended while announcing: %v, want the session", err)
 	}
 	if l, _ := n.a.Sessions(testCtx(t)); len(l) != 2 {
@@ -236,7 +248,7 @@ func TestIncomingShutdown(t *testing.T) {
 	if err := n.a.Shutdown(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	<-returned
+	recv(t, returned)
 	if _, err := in.Next(testCtx(t)); !errors.Is(err, ErrShutdown) {
 		t.Fatalf("Next at shutdown: %v, want ErrShutdown", err)
 	}

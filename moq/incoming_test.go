@@ -11,21 +11,33 @@ import (
 )
 
 // iterate ranges over n.IncomingSessions on its own goroutine, sending each
-// peer on the result, until stop is closed (checked after each session).
-func iterate(n *node, stop <-chan struct{}) <-chan peer.ID {
+// peer on the result, and breaks after limit sessions (0: at Shutdown).
+func iterate(n *node, limit int) <-chan peer.ID {
 	out := make(chan peer.ID, 16)
 	go func() {
 		defer close(out)
+		seen := 0
 		for s := range n.IncomingSessions() {
 			out <- s.RemotePeer()
-			select {
-			case <-stop:
-				return
-			default:
+			if seen++; seen == limit {
+				break
 			}
 		}
 	}()
 	return out
+}
+
+// recv receives from c, failing the test if nothing comes (or c does not
+// close) in time; ok is false when c closed.
+func recv[T any](t *testing.T, c <-chan T) (v T, ok bool) {
+	t.Helper()
+	select {
+	case v, ok = <-c:
+		return v, ok
+	case <-testCtx(t).Done():
+		t.Fatal("nothing received")
+		return v, false
+	}
 }
 
 // Concurrent iterations each see every session admitted while they run;
@@ -34,13 +46,12 @@ func TestIncomingSessionsEveryIteration(t *testing.T) {
 	for _, iterations := range []int{2, 10} {
 		t.Run(fmt.Sprint(iterations), func(t *testing.T) {
 			a := newNode(t, WithIncomingQueue(1))
-			stop := make(chan struct{})
+			const peers = 3
 			var got []<-chan peer.ID
 			for range iterations {
-				got = append(got, iterate(a, stop))
+				got = append(got, iterate(a, peers))
 			}
 			eventually(t, "iterations subscribed", func() bool { return a.listeners.Load() == int32(iterations) })
-			const peers = 3
 			want := map[peer.ID]bool{}
 			var wg sync.WaitGroup
 			for range peers {
@@ -49,7 +60,6 @@ func TestIncomingSessionsEveryIteration(t *testing.T) {
 				wg.Go(func() { c.connect(t, a) })
 			}
 			wg.Wait()
-			close(stop) // each iteration ends after its next session
 			for i, c := range got {
 				seen := map[peer.ID]bool{}
 				for range peers {
@@ -63,7 +73,7 @@ func TestIncomingSessionsEveryIteration(t *testing.T) {
 						t.Fatalf("iteration %d saw %d of %d sessions", i, len(seen), peers)
 					}
 				}
-				for p := range c { // ended by break: nothing more
+				if p, ok := recv(t, c); ok { // the iteration broke
 					t.Fatalf("iteration %d: a fourth session from %s", i, p)
 				}
 			}
@@ -88,26 +98,24 @@ func TestIncomingSessionsStalledIteration(t *testing.T) {
 			break
 		}
 	}()
-	stop := make(chan struct{})
-	defer close(stop)
-	reader := iterate(a, stop)
+	reader := iterate(a, 0)
 	eventually(t, "iterations subscribed", func() bool { return a.listeners.Load() == 2 })
 
 	for i := range 3 { // yielded to the stalled one, queued for it, waiting
 		c := newNode(t)
 		c.connect(t, a)
-		if p := <-reader; p != c.h.ID() {
+		if p, _ := recv(t, reader); p != c.h.ID() {
 			t.Fatalf("reader got %s, want peer %d", p, i)
 		}
 	}
 	eventually(t, "the third admission waiting, holding a slot", func() bool { return len(a.admits) == 1 })
 	close(release)
-	<-ended
+	recv(t, ended)
 	eventually(t, "the waiting admission completed", func() bool { return len(a.admits) == 0 && a.listeners.Load() == 1 })
 
 	d := newNode(t)
 	d.connect(t, a)
-	if p := <-reader; p != d.h.ID() {
+	if p, _ := recv(t, reader); p != d.h.ID() {
 		t.Fatalf("reader got %s, want the fourth peer", p)
 	}
 	eventually(t, "all four sessions", func() bool { l, _ := a.Sessions(testCtx(t)); return len(l) == 4 })
