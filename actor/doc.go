@@ -1,6 +1,7 @@
 // Package actor holds the goroutine that owns a moqp2p node's state: the
-// sessions by peer ID, the published broadcasts, the pending connects and
-// the shutdown. Callers never touch that state; they send typed requests on
+// sessions by peer ID, the published broadcasts, the pending connects, the
+// incoming-session subscribers (Incoming: each sees every accepted session)
+// and the shutdown. Callers never touch that state; they send typed requests on
 // channels and wait for replies, in the shape of etcd-io/raft's node.run
 // loop: one goroutine, one select, no mutex around the state.
 //
