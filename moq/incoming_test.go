@@ -121,6 +121,45 @@ func TestIncomingSessionsStalledIteration(t *testing.T) {
 	eventually(t, "all four sessions", func() bool { l, _ := a.Sessions(testCtx(t)); return len(l) == 4 })
 }
 
+// An iteration that stops reading holds up at most the node's admission
+// slots: with 2 slots and a queue of 1, six peers connecting leave exactly
+// four sessions registered (one yielded, one queued, two admissions waiting,
+// each a goroutine) and the rest in the transport's accept queue. When the
+// iteration ends, every peer is admitted.
+func TestIncomingSessionsStalledIterationBounded(t *testing.T) {
+	a := newNode(t, WithIncomingQueue(1), WithPendingAdmissions(2, 4))
+	release := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for range a.IncomingSessions() {
+			<-release
+			break
+		}
+	}()
+	eventually(t, "iteration subscribed", func() bool { return a.listeners.Load() == 1 })
+	const peers = 6
+	var wg sync.WaitGroup
+	for range peers {
+		c := newNode(t)
+		wg.Go(func() { _, _ = c.Connect(testCtx(t), a.info()) })
+	}
+	const announce = "actor.(*Actor).announce"
+	eventually(t, "both slots held by admissions waiting for the iteration", func() bool {
+		return len(a.admits) == 2 && parkedIn(announce) == 2
+	})
+	if l, _ := a.Sessions(testCtx(t)); len(l) != 4 {
+		t.Fatalf("%d sessions registered while the iteration stalls; want 4 (yielded, queued, two waiting)", len(l))
+	}
+	close(release)
+	recv(t, ended)
+	wg.Wait()
+	eventually(t, "every peer admitted, nothing waiting", func() bool {
+		l, _ := a.Sessions(testCtx(t))
+		return len(l) == peers && len(a.admits) == 0 && runningIn(announce) == 0
+	})
+}
+
 // A node that never iterates admits 100 sessions (moql:// clients of its
 // Server) without anything waiting.
 func TestIncomingSessionsNeverIterated(t *testing.T) {
