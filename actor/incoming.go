@@ -45,9 +45,12 @@ func (a *Actor) Incoming(ctx context.Context, queue int) (*Incoming, error) {
 // Next returns the next session, or ErrShutdown once Shutdown has begun,
 // ErrIncomingClosed after Close, or ctx's error.
 func (in *Incoming) Next(ctx context.Context) (*Session, error) {
+	// Shutdown and Close end the iteration whatever is still queued.
 	select {
-	case <-in.a.shutting: // the iteration ends at shutdown, queued or not
+	case <-in.a.shutting:
 		return nil, ErrShutdown
+	case <-in.done:
+		return nil, ErrIncomingClosed
 	default:
 	}
 	select {
