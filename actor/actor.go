@@ -141,8 +141,9 @@ func (a *Actor) id() uint64 {
 }
 
 // live returns the oldest session to p that is not closing: a connect must
-// never hand out a session that is already going away (B2), and when both
-// ends dialed at once, both sessions stay and the oldest is preferred.
+// never hand out a session that is already going away (an upstream actor
+// did; docs/interop.md#iroh-live), and when both ends dialed at once, both
+// sessions stay and the oldest is preferred.
 func (a *Actor) live(p peer.ID) *Session {
 	for _, s := range a.sessions[p] {
 		if s.live() {
@@ -189,7 +190,8 @@ func (a *Actor) connect(r connectReq) {
 }
 
 // runDial dials on its own goroutine and always reports back, even if the
-// dial function panics (B5). If the actor does not keep the connection, this
+// dial function panics, so no waiter hangs (an upstream hazard; see
+// docs/interop.md#iroh-live). If the actor does not keep the connection, this
 // goroutine closes it: closing is network I/O, which never runs on run's
 // goroutine.
 func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
@@ -239,7 +241,7 @@ func (a *Actor) dialFinished(e dialDone) {
 			res.err = fmt.Errorf("moq: session closed as it started: %w", context.Cause(s.Context()))
 		}
 	}
-	for _, w := range d.waiters { // every waiter gets the same outcome (checklist 3)
+	for _, w := range d.waiters { // every waiter gets the same outcome, failure included
 		w.answer(res)
 	}
 }
@@ -331,7 +333,8 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 	for _, s := range a.byID {
 		a.offer(p, s)
 	}
-	// A broadcast that ends is unpublished and its name freed (B4).
+	// A broadcast that ends is unpublished and its name freed (an upstream
+	// actor kept such broadcasts published; docs/interop.md#iroh-live).
 	ctx, cancel := context.WithCancel(a.lifetime)
 	p.watch = cancel
 	go func() {
@@ -362,7 +365,7 @@ func (a *Actor) offer(p *published, s *Session) {
 }
 
 // unpublish withdraws a publication by ID: an old publication's end can never
-// remove a newer one at the same name (B3).
+// remove a newer one at the same name (docs/interop.md#iroh-live).
 func (a *Actor) unpublish(id uint64) {
 	p := a.pubByID[id]
 	if p == nil {

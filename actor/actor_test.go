@@ -85,8 +85,7 @@ func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
 	}
 }
 
-// Checklist 4 / B5: a dial that panics answers every waiter, and later
-// connects work.
+// A dial that panics answers every waiter, and later connects work.
 func TestPanickingDialAnswersWaiters(t *testing.T) {
 	nw := newNetwork(t)
 	a, b := nw.add(t), nw.add(t)
@@ -98,7 +97,7 @@ func TestPanickingDialAnswersWaiters(t *testing.T) {
 	a.connect(t, b)
 }
 
-// Checklist 5 / B2: a connect after a close never returns the closing session.
+// A connect after a close never returns the closing session.
 func TestConnectAfterCloseDialsAnew(t *testing.T) {
 	nw := newNetwork(t)
 	a, b := nw.add(t), nw.add(t)
@@ -110,7 +109,7 @@ func TestConnectAfterCloseDialsAnew(t *testing.T) {
 	}
 }
 
-// Checklist 6 / B1: when both ends dial at once, both sessions are kept,
+// When both ends dial at once, both sessions are kept,
 // Connect returns the oldest live one, and when it ends the other takes over
 // without a new dial. A late end of the old session never removes the new.
 func TestSimultaneousDialKeepsBoth(t *testing.T) {
@@ -124,7 +123,7 @@ func TestSimultaneousDialKeepsBoth(t *testing.T) {
 		return len(a.sessionsTo(t, b.id)) == 2 && len(b.sessionsTo(t, a.id)) == 2
 	})
 	both := a.sessionsTo(t, b.id)
-	// B9: a publication made now reaches both sessions; neither replaced the other.
+	// A publication made now reaches both sessions; neither replaced the other.
 	cam := broadcast.New(broadcast.Config{})
 	if _, err := a.a.Publish(testCtx(t), "cam", cam.Consume()); err != nil {
 		t.Fatal(err)
@@ -174,9 +173,8 @@ func TestIncomingSessionCompletesPendingConnect(t *testing.T) {
 	}
 }
 
-// Checklist 11, 14, 15: a publication reaches sessions made before and after
-// it; unpublishing withdraws it; a broadcast that ends is unpublished and its
-// name freed (B4).
+// A publication reaches sessions made before and after it; unpublishing
+// withdraws it; a broadcast that ends is unpublished and its name freed.
 func TestPublishReachesEverySession(t *testing.T) {
 	nw := newNetwork(t)
 	a, b, c := nw.add(t), nw.add(t), nw.add(t)
@@ -215,7 +213,7 @@ func TestPublishReachesEverySession(t *testing.T) {
 	})
 }
 
-// Checklist 13 / B3: one name holds one publication; the old publication's
+// One name holds one publication; the old publication's
 // end never removes a newer one.
 func TestDuplicatePublishAndRepublish(t *testing.T) {
 	nw := newNetwork(t)
@@ -246,7 +244,7 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 	}
 }
 
-// Checklist 10 / B6: shutdown closes sessions, fails pending connects,
+// Shutdown closes sessions, fails pending connects,
 // refuses new work, is idempotent and leaves nothing behind.
 func TestShutdown(t *testing.T) {
 	nw := newNetwork(t)

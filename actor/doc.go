@@ -5,8 +5,9 @@
 // loop: one goroutine, one select, no mutex around the state.
 //
 // Sessions and dials are tracked by IDs of their own, so a late "session
-// ended" for an old session can never remove a newer one (iroh-moq's bug B1),
-// and a dial that fails or panics always answers every waiter (B5).
+// ended" for an old session can never remove a newer one, and a dial that
+// fails or panics always answers every waiter: two hazards of the upstream
+// actor this one replaces (docs/interop.md#iroh-live).
 //
 // A caller whose context ends as the actor applies its request gets the
 // result rather than an error, and a request the caller gave up on first is

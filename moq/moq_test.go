@@ -202,7 +202,7 @@ func TestConnectDedupAndIncomingSessions(t *testing.T) {
 	}
 }
 
-// Checklist 18 / B8: admission runs before anything is offered; a rejected
+// Admission runs before anything is offered; a rejected
 // peer's session closes with the chosen code and never sees a broadcast.
 func TestAdmission(t *testing.T) {
 	var mu sync.Mutex
@@ -243,7 +243,7 @@ func TestAdmission(t *testing.T) {
 	eventually(t, "the friend sees the broadcast", func() bool { return fs.s.Remote().Get("secret") != nil })
 }
 
-// Checklist 10 / B6: shutdown closes sessions, refuses new work, ends
+// Shutdown closes sessions, refuses new work, ends
 // IncomingSessions and is idempotent; the host stays usable.
 func TestShutdown(t *testing.T) {
 	a, b := newNode(t), newNode(t)
@@ -326,7 +326,7 @@ func TestPerSessionPublish(t *testing.T) {
 	_ = toC
 }
 
-// Checklist 9 / B7: a slow IncomingSessions reader with a tiny queue gets
+// A slow IncomingSessions reader with a tiny queue gets
 // every session; admitting waits for it instead of dropping one.
 func TestIncomingSessionsNeverDrop(t *testing.T) {
 	a := newNode(t, WithIncomingQueue(2))
