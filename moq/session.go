@@ -2,7 +2,9 @@ package moq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"time"
 
@@ -38,9 +40,16 @@ func (s *Session) Dialed() bool { return s.s.Dialed() }
 // Version is the negotiated moq-lite version, e.g. "moq-lite-04".
 func (s *Session) Version() string { return s.s.Version() }
 
-// Announced yields the peer's broadcasts under prefix, as
-// broadcast.Origin.Announced does, until ctx ends or the session does.
-func (s *Session) Announced(ctx context.Context, prefix string) func(func(string, *broadcast.Consumer) bool) {
+// Announced yields the broadcasts the peer announces under prefix, as
+// broadcast.Origin.Announced does: first (path, b) for each one announced
+// now, then every change as it happens, (path, b) when the peer announces
+// path and (path, nil) when it withdraws it (a replacement comes as the
+// two in a row). The second value is the broadcast to read tracks from, or
+// nil for a withdrawal; it is never an error. A loop that falls behind
+// sees only the net change per path. The iteration ends when ctx ends, the
+// session ends (see Err for why) or the loop breaks; it reports no error of
+// its own.
+func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
 	return s.s.Remote().Announced(ctx, prefix)
 }
 
@@ -61,7 +70,7 @@ func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts se
 		return nil, err
 	}
 	tc, err := s.s.Subscribe(ctx, name, track, opts)
-	if err == session.ErrClosed {
+	if errors.Is(err, session.ErrClosed) {
 		return nil, ErrNotAnnounced
 	}
 	return tc, err
