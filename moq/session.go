@@ -53,18 +53,23 @@ func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string
 	return s.s.Remote().Announced(ctx, prefix)
 }
 
-// Subscribe reads a track of the peer's broadcast. It returns at once if the
-// peer announced the broadcast, else waits for the announcement: it returns
-// ErrNotAnnounced if the session ends first and ctx's error if ctx does. The
+// Subscribe reads a track of the peer's broadcast called name, on this
+// session only (see the package doc for the other ways to subscribe). It
+// subscribes at once if the peer announced the broadcast, else waits for the
+// announcement: it returns ErrNotAnnounced, wrapping why the session ended,
+// if the session ends first, and ctx's error if ctx does. It returns once
+// the peer accepted the subscription, or with the peer's refusal (an error
+// matching broadcast.ErrNotFound for a track the broadcast lacks). The
 // broadcast's end is reported by the consumer (its reads fail with an error
 // matching broadcast.ErrNotFound once the peer unannounces it). Close the
 // consumer when done.
 func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	return s.SubscribeWith(ctx, name, track, session.SubscribeOptions{})
+	return s.SubscribeWith(ctx, name, track, SubscribeOptions{})
 }
 
-// SubscribeWith is Subscribe with options (priority, latency budget, range).
-func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+// SubscribeWith is Subscribe with options (priority, ordering, latency
+// budget, group range, back-pressure).
+func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	name = broadcast.CleanPath(name)
 	if err := s.waitAnnounced(ctx, name); err != nil {
 		return nil, err
