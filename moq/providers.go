@@ -145,7 +145,7 @@ func (s *Session) subscribeProvided(ctx context.Context, name, track string, opt
 	}
 	tc, err := s.s.Subscribe(ctx, name, track, opts)
 	if errors.Is(err, session.ErrClosed) {
-		return nil, ErrNotAnnounced
+		return nil, s.notAnnounced()
 	}
 	return tc, err
 }

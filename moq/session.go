@@ -76,7 +76,7 @@ func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts Su
 	}
 	tc, err := s.s.Subscribe(ctx, name, track, opts)
 	if errors.Is(err, session.ErrClosed) {
-		return nil, ErrNotAnnounced
+		return nil, s.notAnnounced()
 	}
 	return tc, err
 }
@@ -97,8 +97,14 @@ func (s *Session) waitAnnounced(ctx context.Context, name string) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	return s.notAnnounced()
+}
+
+// notAnnounced is ErrNotAnnounced for a session that ended, wrapping why it
+// ended when that is known.
+func (s *Session) notAnnounced() error {
 	if cause := s.s.Err(); cause != nil {
-		return fmt.Errorf("%w: %w", ErrNotAnnounced, cause) // why the session ended
+		return fmt.Errorf("%w: %w", ErrNotAnnounced, cause)
 	}
 	return ErrNotAnnounced
 }
