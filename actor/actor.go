@@ -266,14 +266,25 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
 	cfg.Client = opts.Client
-	ss, err := session.New(conn, cfg)
-	if err != nil {
-		return nil, err
-	}
-	s := &Session{Session: ss, id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	// Offer first, start serving after: a peer that subscribes the moment
+	// the session is up, without waiting for an announcement (gomoqt does),
+	// must find every publication already there.
 	for _, p := range a.pubs {
 		a.offer(p, s)
 	}
+	ss, err := session.New(conn, cfg)
+	if err != nil {
+		for _, p := range a.pubs {
+			if stop := p.stops[s.id]; stop != nil {
+				stop()
+				delete(p.stops, s.id)
+			}
+		}
+		origin.Close()
+		return nil, err
+	}
+	s.Session = ss
 	a.sessions[s.peer] = append(a.sessions[s.peer], s)
 	a.byID[s.id] = s
 	// A hook, not a goroutine parked per session: idle sessions are cheap.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -356,5 +357,64 @@ func publicationWatchers() int {
 			return strings.Count(string(buf[:n]), "actor.(*Actor).publish.func")
 		}
 		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// A peer that subscribes the moment its session is up, without waiting for
+// an announcement (gomoqt does), finds every publication: the actor offers
+// them before the session starts serving.
+func TestSubscribeAtOnceFindsPublications(t *testing.T) {
+	nw := newNetwork(t)
+	a := nw.add(t)
+	b := broadcast.New(broadcast.Config{})
+	if _, err := b.CreateTrack(broadcast.Track{Name: "video"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.a.Publish(testCtx(t), "cam", b.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	// Many other publications make offering take a while, and cam is offered
+	// at a random place among them (map order).
+	for i := range 2000 {
+		if _, err := a.a.Publish(testCtx(t), fmt.Sprint("other/", i), broadcast.New(broadcast.Config{}).Consume()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{nw.cert}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	for round := range 10 {
+		cc, err := a.ln.Dial(testCtx(t), ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := session.New(cc, session.Config{Logger: quiet(), Interest: []string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The SUBSCRIBE is on its way before the server side is registered.
+		subscribed := make(chan error, 1)
+		go func() {
+			tc, err := client.Subscribe(testCtx(t), "cam", "video", session.SubscribeOptions{})
+			if err == nil {
+				tc.Close()
+			}
+			subscribed <- err
+		}()
+		s, err := a.a.RegisterWith(testCtx(t), peerConn{sc, ""}, RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-subscribed; err != nil {
+			t.Fatalf("round %d: a subscription sent at once: %v", round, err)
+		}
+		_ = client.Close(0, "")
+		<-s.Context().Done()
 	}
 }
