@@ -157,8 +157,9 @@ func (a *Actor) id() uint64 {
 }
 
 // live returns the oldest session to p that is not closing: a connect must
-// never hand out a session that is already going away (B2), and when both
-// ends dialed at once, both sessions stay and the oldest is preferred.
+// never hand out a session that is already going away (an upstream actor
+// did; docs/interop.md#iroh-live), and when both ends dialed at once, both
+// sessions stay and the oldest is preferred.
 func (a *Actor) live(p peer.ID) *Session {
 	for _, s := range a.sessions[p] {
 		if s.live() {
@@ -205,7 +206,8 @@ func (a *Actor) connect(r connectReq) {
 }
 
 // runDial dials on its own goroutine and always reports back, even if the
-// dial function panics (B5). If the actor does not keep the connection, this
+// dial function panics, so no waiter hangs (an upstream hazard; see
+// docs/interop.md#iroh-live). If the actor does not keep the connection, this
 // goroutine closes it: closing is network I/O, which never runs on run's
 // goroutine.
 func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
@@ -255,7 +257,7 @@ func (a *Actor) dialFinished(e dialDone) {
 			res.err = fmt.Errorf("moq: session closed as it started: %w", context.Cause(s.Context()))
 		}
 	}
-	for _, w := range d.waiters { // every waiter gets the same outcome (checklist 3)
+	for _, w := range d.waiters { // every waiter gets the same outcome, failure included
 		w.answer(res)
 	}
 }
@@ -280,14 +282,25 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
 	cfg.Client = opts.Client
-	ss, err := session.New(conn, cfg)
-	if err != nil {
-		return nil, err
-	}
-	s := &Session{Session: ss, id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	// Offer first, start serving after: a peer that subscribes the moment
+	// the session is up, without waiting for an announcement (gomoqt does),
+	// must find every publication already there.
 	for _, p := range a.pubs {
 		a.offer(p, s)
 	}
+	ss, err := session.New(conn, cfg)
+	if err != nil {
+		for _, p := range a.pubs {
+			if stop := p.stops[s.id]; stop != nil {
+				stop()
+				delete(p.stops, s.id)
+			}
+		}
+		origin.Close()
+		return nil, err
+	}
+	s.Session = ss
 	a.sessions[s.peer] = append(a.sessions[s.peer], s)
 	a.byID[s.id] = s
 	// A hook, not a goroutine parked per session: idle sessions are cheap.
@@ -347,7 +360,8 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 	for _, s := range a.byID {
 		a.offer(p, s)
 	}
-	// A broadcast that ends is unpublished and its name freed (B4).
+	// A broadcast that ends is unpublished and its name freed (an upstream
+	// actor kept such broadcasts published; docs/interop.md#iroh-live).
 	ctx, cancel := context.WithCancel(a.lifetime)
 	p.watch = cancel
 	go func() {
@@ -378,7 +392,7 @@ func (a *Actor) offer(p *published, s *Session) {
 }
 
 // unpublish withdraws a publication by ID: an old publication's end can never
-// remove a newer one at the same name (B3).
+// remove a newer one at the same name (docs/interop.md#iroh-live).
 func (a *Actor) unpublish(id uint64) {
 	p := a.pubByID[id]
 	if p == nil {

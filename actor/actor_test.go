@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -85,8 +86,7 @@ func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
 	}
 }
 
-// Checklist 4 / B5: a dial that panics answers every waiter, and later
-// connects work.
+// A dial that panics answers every waiter, and later connects work.
 func TestPanickingDialAnswersWaiters(t *testing.T) {
 	nw := newNetwork(t)
 	a, b := nw.add(t), nw.add(t)
@@ -98,7 +98,7 @@ func TestPanickingDialAnswersWaiters(t *testing.T) {
 	a.connect(t, b)
 }
 
-// Checklist 5 / B2: a connect after a close never returns the closing session.
+// A connect after a close never returns the closing session.
 func TestConnectAfterCloseDialsAnew(t *testing.T) {
 	nw := newNetwork(t)
 	a, b := nw.add(t), nw.add(t)
@@ -110,7 +110,7 @@ func TestConnectAfterCloseDialsAnew(t *testing.T) {
 	}
 }
 
-// Checklist 6 / B1: when both ends dial at once, both sessions are kept,
+// When both ends dial at once, both sessions are kept,
 // Connect returns the oldest live one, and when it ends the other takes over
 // without a new dial. A late end of the old session never removes the new.
 func TestSimultaneousDialKeepsBoth(t *testing.T) {
@@ -124,7 +124,7 @@ func TestSimultaneousDialKeepsBoth(t *testing.T) {
 		return len(a.sessionsTo(t, b.id)) == 2 && len(b.sessionsTo(t, a.id)) == 2
 	})
 	both := a.sessionsTo(t, b.id)
-	// B9: a publication made now reaches both sessions; neither replaced the other.
+	// A publication made now reaches both sessions; neither replaced the other.
 	cam := broadcast.New(broadcast.Config{})
 	if _, err := a.a.Publish(testCtx(t), "cam", cam.Consume()); err != nil {
 		t.Fatal(err)
@@ -174,9 +174,8 @@ func TestIncomingSessionCompletesPendingConnect(t *testing.T) {
 	}
 }
 
-// Checklist 11, 14, 15: a publication reaches sessions made before and after
-// it; unpublishing withdraws it; a broadcast that ends is unpublished and its
-// name freed (B4).
+// A publication reaches sessions made before and after it; unpublishing
+// withdraws it; a broadcast that ends is unpublished and its name freed.
 func TestPublishReachesEverySession(t *testing.T) {
 	nw := newNetwork(t)
 	a, b, c := nw.add(t), nw.add(t), nw.add(t)
@@ -215,7 +214,7 @@ func TestPublishReachesEverySession(t *testing.T) {
 	})
 }
 
-// Checklist 13 / B3: one name holds one publication; the old publication's
+// One name holds one publication; the old publication's
 // end never removes a newer one.
 func TestDuplicatePublishAndRepublish(t *testing.T) {
 	nw := newNetwork(t)
@@ -246,7 +245,7 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 	}
 }
 
-// Checklist 10 / B6: shutdown closes sessions, fails pending connects,
+// Shutdown closes sessions, fails pending connects,
 // refuses new work, is idempotent and leaves nothing behind.
 func TestShutdown(t *testing.T) {
 	nw := newNetwork(t)
@@ -358,5 +357,64 @@ func publicationWatchers() int {
 			return strings.Count(string(buf[:n]), "actor.(*Actor).publish.func")
 		}
 		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// A peer that subscribes the moment its session is up, without waiting for
+// an announcement (gomoqt does), finds every publication: the actor offers
+// them before the session starts serving.
+func TestSubscribeAtOnceFindsPublications(t *testing.T) {
+	nw := newNetwork(t)
+	a := nw.add(t)
+	b := broadcast.New(broadcast.Config{})
+	if _, err := b.CreateTrack(broadcast.Track{Name: "video"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.a.Publish(testCtx(t), "cam", b.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	// Many other publications make offering take a while, and cam is offered
+	// at a random place among them (map order).
+	for i := range 2000 {
+		if _, err := a.a.Publish(testCtx(t), fmt.Sprint("other/", i), broadcast.New(broadcast.Config{}).Consume()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{nw.cert}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	for round := range 10 {
+		cc, err := a.ln.Dial(testCtx(t), ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := session.New(cc, session.Config{Logger: quiet(), Interest: []string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The SUBSCRIBE is on its way before the server side is registered.
+		subscribed := make(chan error, 1)
+		go func() {
+			tc, err := client.Subscribe(testCtx(t), "cam", "video", session.SubscribeOptions{})
+			if err == nil {
+				tc.Close()
+			}
+			subscribed <- err
+		}()
+		s, err := a.a.RegisterWith(testCtx(t), peerConn{sc, ""}, RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-subscribed; err != nil {
+			t.Fatalf("round %d: a subscription sent at once: %v", round, err)
+		}
+		_ = client.Close(0, "")
+		<-s.Context().Done()
 	}
 }

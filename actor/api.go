@@ -188,7 +188,7 @@ func (a *Actor) Sessions(ctx context.Context) ([]*Session, error) {
 func (a *Actor) query(ctx context.Context) (snapshot, error) {
 	reply := make(chan snapshot, 1)
 	if err := send(ctx, a, a.queryc, queryReq{reply: reply}); err != nil {
-		if err == ErrShutdown {
+		if errors.Is(err, ErrShutdown) {
 			return snapshot{}, nil // nothing is published and no session lives
 		}
 		return snapshot{}, err

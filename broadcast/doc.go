@@ -14,5 +14,15 @@
 // Limits.CacheMaxAge, Limits.CacheMaxBytes and Limits.CacheMaxGroups. A slow
 // consumer therefore never stalls a producer or other consumers.
 //
-// The package does no I/O. The session package moves this model over the wire.
+// Where to start: a publisher makes a broadcast with New, adds tracks with
+// Producer.CreateTrack, and writes each group with TrackProducer.AppendGroup,
+// GroupProducer.WriteFrame and GroupProducer.Finish; Producer.Consume is the
+// read side it hands to moq's Publish. A subscriber gets a TrackConsumer
+// (from moq's Subscribe, or Consumer.SubscribeTrack locally) and reads
+// groups with TrackConsumer.NextGroup and their frames with
+// GroupConsumer.ReadFrame. Errors carry moq-lite codes (Error, Code, CodeOf)
+// and match the package's sentinels with errors.Is.
+//
+// The package does no I/O. The session package moves this model over the
+// wire; applications reach peers through package moq.
 package broadcast

@@ -10,7 +10,8 @@ import (
 // sent to a peer unchanged and a peer's code can be surfaced as an *Error.
 type Code uint32
 
-// moq-lite error codes (moq-lite-wire.md §3.6).
+// moq-lite error codes, as the Rust moq-lite crate numbers them (its
+// error.rs); docs/wire.md#error-codes.
 const (
 	CodeCancel           Code = 0
 	CodeOld              Code = 2

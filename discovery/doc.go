@@ -2,6 +2,12 @@
 // hand: through a Kademlia DHT (github.com/libp2p/go-libp2p-kad-dht), through
 // mDNS on the local network, and through tickets.
 //
+// Applications usually reach it through package moq: moq.WithDHT with a DHT
+// from NewDHT (then Publish provides names and Moq.Subscribe looks them
+// up), moq.WithMDNS, and moq's tickets (Moq.Ticket, moq.ParseTicket,
+// Moq.SubscribeTicket). The pieces here (Key, Find, Provider, StartMDNS,
+// Ticket) are for using them without a moq node.
+//
 // # DHT records
 //
 // A publisher announces that it serves a broadcast by putting a provider

@@ -91,7 +91,7 @@ func requireLoopbackMulticast(t *testing.T) {
 	_ = c.Close()
 }
 
-// Issue 7: peers find each other on the local network with mDNS, and a
+// Peers find each other on the local network with mDNS, and a
 // subscriber reaches a broadcast by name with no address, no DHT and no
 // Connect.
 func TestMDNS(t *testing.T) {

@@ -236,8 +236,9 @@ func sessionTo(t testing.TB, n *node, p peer.ID) bool {
 	return false
 }
 
-// Issue 7, on 20 hosts that form a DHT on loopback (one DHT for the
-// subtests, which use different names; the last one takes a host down).
+// Finding a broadcast by name with no address, on 20 hosts that form a DHT
+// on loopback (one DHT for the subtests, which use different names; the
+// last one takes a host down).
 func TestDHT20(t *testing.T) {
 	start := time.Now()
 	nodes := newDHTNet(t, 20)

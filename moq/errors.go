@@ -17,9 +17,11 @@ var (
 	// dials were in flight.
 	ErrTooManyDials = actor.ErrTooManyDials
 	// ErrNotAnnounced: the session ended before the peer announced the
-	// broadcast that Subscribe was waiting for.
+	// broadcast that Session.Subscribe (or SubscribeTicket) was waiting for;
+	// the error returned wraps why the session ended when that is known.
 	ErrNotAnnounced = errors.New("moq: broadcast not announced before the session ended")
-	// ErrNoProviders: Subscribe found no session or DHT provider that served
-	// the broadcast before its context ended.
+	// ErrNoProviders: Moq.Subscribe found no session or DHT provider that
+	// served the broadcast before its context ended; the error returned
+	// matches ctx's error too.
 	ErrNoProviders = discovery.ErrNoProviders
 )

@@ -13,7 +13,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
 // Two peers on one machine: Alice publishes a broadcast, Bob connects to her
@@ -78,11 +77,67 @@ func Example() {
 	// alice
 }
 
+// Subscribing by name: Bob knows neither Alice's peer ID nor her address,
+// only the broadcast's name. Alice opens a session to him (as mDNS or a
+// bootstrap list would), and Moq.Subscribe finds the broadcast among the
+// sessions whose peer announces it. With WithDHT it would look up the
+// name's providers in the DHT as well.
+func ExampleMoq_Subscribe() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	bob, bobHost := newPeer()
+	defer func() {
+		_ = alice.Shutdown(ctx)
+		_ = bob.Shutdown(ctx)
+		_ = aliceHost.Close()
+		_ = bobHost.Close()
+	}()
+
+	b := broadcast.New(broadcast.Config{})
+	text, _ := b.CreateTrack(broadcast.Track{Name: "text"})
+	if _, err := alice.Publish(ctx, "room/greetings", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := alice.Connect(ctx, peer.AddrInfo{ID: bobHost.ID(), Addrs: bobHost.Addrs()}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Bob asks for the name; ctx bounds the search.
+	sub, err := bob.Subscribe(ctx, "room/greetings", "text")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Close()
+
+	g, _ := text.AppendGroup()
+	_ = g.WriteFrame([]byte("found by name"))
+	_ = g.Finish()
+
+	grp, err := sub.NextGroup(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame, err := grp.ReadFrame(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(frame))
+	// Output:
+	// found by name
+}
+
 // newPeer starts a libp2p host whose QUIC socket moq-lite shares, and a Moq
 // on it. The host advertises loopback addresses only: this example stays on
 // this machine.
 func newPeer() (*moq.Moq, host.Host) {
-	q := p2pquic.New(p2pquic.Config{})
+	q := moq.NewQUICTransport(moq.QUICConfig{})
 	opts := append(moq.HostOptions(q),
 		libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"),
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {

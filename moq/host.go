@@ -3,7 +3,6 @@ package moq
 import (
 	"github.com/libp2p/go-libp2p"
 
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
 )
 
@@ -14,7 +13,7 @@ import (
 // must listen for QUIC on an unspecified address (/ip4/0.0.0.0/udp/P/quic-v1)
 // for q to share its socket. Pass the result to libp2p.New with your own
 // options, then give q to New with WithQUIC.
-func HostOptions(q *p2pquic.Transport) []libp2p.Option {
+func HostOptions(q *QUICTransport) []libp2p.Option {
 	opts := []libp2p.Option{p2pstream.ResourceManager(0)}
 	if q != nil {
 		opts = append(opts, q.Option())

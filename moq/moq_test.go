@@ -124,8 +124,57 @@ func TestSubscribeWaitsForAnnounce(t *testing.T) {
 		_ = s.Close(broadcast.CodeCancel, "bye")
 	}()
 	<-got
-	if _, err := s.Subscribe(testCtx(t), "never", "video"); !errors.Is(err, ErrNotAnnounced) {
+	_, err := s.Subscribe(testCtx(t), "never", "video")
+	if !errors.Is(err, ErrNotAnnounced) {
 		t.Fatalf("session ended first: %v, want ErrNotAnnounced", err)
+	}
+	// The error says why the session ended: the close above, with its code.
+	if ce, ok := errors.AsType[*transport.ConnError](err); !ok || ce.Code != uint32(broadcast.CodeCancel) {
+		t.Fatalf("session ended first: %v, want it to wrap the close with code Cancel", err)
+	}
+}
+
+// Session.Announced yields what the peer announces, then (path, nil) when
+// the peer withdraws it, and ends by itself when the session ends.
+func TestSessionAnnounced(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	cam := publish(t, a, "room/cam")
+	s := b.connect(t, a)
+
+	type change struct {
+		path string
+		live bool
+	}
+	changes := make(chan change, 8)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for path, bc := range s.Announced(context.Background(), "room") {
+			changes <- change{path, bc != nil}
+		}
+	}()
+	next := func() change {
+		t.Helper()
+		select {
+		case c := <-changes:
+			return c
+		case <-testCtx(t).Done():
+			t.Fatal("no announcement")
+			return change{}
+		}
+	}
+	if c := next(); c != (change{"room/cam", true}) {
+		t.Fatalf("first: %+v, want room/cam announced", c)
+	}
+	cam.pub.Unpublish()
+	if c := next(); c != (change{"room/cam", false}) {
+		t.Fatalf("after unpublish: %+v, want room/cam withdrawn (nil broadcast)", c)
+	}
+	_ = s.Close(broadcast.CodeCancel, "bye")
+	select {
+	case <-ended:
+	case <-testCtx(t).Done():
+		t.Fatal("Announced went on after the session ended")
 	}
 }
 
@@ -202,7 +251,7 @@ func TestConnectDedupAndIncomingSessions(t *testing.T) {
 	}
 }
 
-// Checklist 18 / B8: admission runs before anything is offered; a rejected
+// Admission runs before anything is offered; a rejected
 // peer's session closes with the chosen code and never sees a broadcast.
 func TestAdmission(t *testing.T) {
 	var mu sync.Mutex
@@ -243,7 +292,7 @@ func TestAdmission(t *testing.T) {
 	eventually(t, "the friend sees the broadcast", func() bool { return fs.s.Remote().Get("secret") != nil })
 }
 
-// Checklist 10 / B6: shutdown closes sessions, refuses new work, ends
+// Shutdown closes sessions, refuses new work, ends
 // IncomingSessions and is idempotent; the host stays usable.
 func TestShutdown(t *testing.T) {
 	a, b := newNode(t), newNode(t)
@@ -326,7 +375,7 @@ func TestPerSessionPublish(t *testing.T) {
 	_ = toC
 }
 
-// Checklist 9 / B7: a slow IncomingSessions reader with a tiny queue gets
+// A slow IncomingSessions reader with a tiny queue gets
 // every session; admitting waits for it instead of dropping one.
 func TestIncomingSessionsNeverDrop(t *testing.T) {
 	a := newNode(t, WithIncomingQueue(2))

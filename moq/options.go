@@ -34,7 +34,7 @@ type options struct {
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
 // must have been built with t.Option(). Without it, sessions run over libp2p
 // streams only.
-func WithQUIC(t *p2pquic.Transport) Option { return func(o *options) { o.quic = t } }
+func WithQUIC(t *QUICTransport) Option { return func(o *options) { o.quic = t } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -50,7 +50,7 @@ func WithAdmission(f func(ctx context.Context, p peer.ID) error) Option {
 }
 
 // WithLimits bounds what each peer may make a session hold.
-func WithLimits(l session.Limits) Option { return func(o *options) { o.limits = l } }
+func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
 
 // WithReceiveBudget bounds the payload bytes that all of the node's
 // sessions together hold of what peers sent them (groups arriving or

@@ -36,7 +36,7 @@ type attempt struct {
 // the other attempts are cancelled. Providers in tried are skipped, and the
 // ones that fail are added. It returns the last failure, or nil, nil if
 // there was no provider to try.
-func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts session.SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, last error) {
+func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, last error) {
 	ctx, cancel := context.WithCancel(ctx)
 	found := make(chan peer.AddrInfo)
 	go func() {
@@ -116,7 +116,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 
 // subscribeProvider connects to one provider and subscribes there, within
 // the provider timeout.
-func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.disc.providerTimeout)
 	defer cancel()
 	s, err := m.Connect(ctx, info)
@@ -131,7 +131,7 @@ func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, t
 // within announceWait (the record may be stale, or the node's interest may
 // not cover the name), by asking directly, which the peer answers with
 // NotFound if it does not publish it.
-func (s *Session) subscribeProvided(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+func (s *Session) subscribeProvided(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	actx, cancel := context.WithTimeout(ctx, announceWait)
 	err := s.waitAnnounced(actx, name)
 	cancel()
@@ -145,7 +145,7 @@ func (s *Session) subscribeProvided(ctx context.Context, name, track string, opt
 	}
 	tc, err := s.s.Subscribe(ctx, name, track, opts)
 	if errors.Is(err, session.ErrClosed) {
-		return nil, ErrNotAnnounced
+		return nil, s.notAnnounced()
 	}
 	return tc, err
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
-	"github.com/moqp2p/moqp2p/discovery"
 )
 
 // Publication is a broadcast published to every session (and, with a DHT,
@@ -35,7 +34,7 @@ func (p *Publication) Unpublish() {
 
 // Ticket is a ticket for the publication with the host's current
 // addresses; Ticket().Short() leaves them out.
-func (p *Publication) Ticket() discovery.Ticket { return p.m.Ticket(p.Name()) }
+func (p *Publication) Ticket() Ticket { return p.m.Ticket(p.Name()) }
 
 // publish publishes through the actor, then provides the name in the DHT
 // until the publication is unpublished, its broadcast ends or the node

@@ -11,7 +11,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
-	"github.com/moqp2p/moqp2p/session"
 )
 
 // Find yields the peers other than this node that provide the broadcast
@@ -35,23 +34,27 @@ func (m *Moq) Find(ctx context.Context, name string) iter.Seq[peer.AddrInfo] {
 }
 
 // Subscribe reads a track of the broadcast called name, wherever it is
-// published, with no address in hand. It tries a session whose peer
-// announces name first, then the providers the DHT finds (WithDHT) in the
-// order the lookup finds them: the next provider is tried when an attempt
-// fails or has run for half a second without success, each attempt is
-// bounded by WithProviderTimeout, and the first that delivers wins, so an
-// unreachable or stale provider (records cannot be withdrawn) costs little.
-// While nothing serves name it looks again until ctx ends (give ctx a
-// deadline): at the sessions (those opened meanwhile, e.g. by mDNS, count)
-// with pauses growing to a second, in the DHT with pauses growing to five
-// seconds. It then fails with an error matching both
-// ErrNoProviders and ctx's error. Close the consumer when done.
+// published, with no address in hand (see the package doc for the other
+// ways to subscribe). It tries a session whose peer announces name first,
+// then the providers the DHT finds (WithDHT) in the order the lookup finds
+// them: the next provider is tried when an attempt fails or has run for half
+// a second without success, each attempt is bounded by WithProviderTimeout,
+// and the first that delivers wins, so an unreachable or stale provider
+// (records cannot be withdrawn) costs little. While nothing serves name it
+// looks again until ctx ends (give ctx a deadline): at the sessions (those
+// opened meanwhile, e.g. by mDNS or Connect, count) with pauses growing to a
+// second, in the DHT with pauses growing to five seconds. It then fails with
+// an error matching both ErrNoProviders and ctx's error, and wrapping the
+// last attempt's error if there was one. Without WithDHT only the sessions
+// are looked at. An empty name fails with broadcast.ErrInvalidPath; a node
+// shut down, with ErrShutdown. Close the consumer when done.
 func (m *Moq) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	return m.SubscribeWith(ctx, name, track, session.SubscribeOptions{})
+	return m.SubscribeWith(ctx, name, track, SubscribeOptions{})
 }
 
-// SubscribeWith is Subscribe with options (priority, latency budget, range).
-func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+// SubscribeWith is Subscribe with options (priority, ordering, latency
+// budget, group range, back-pressure).
+func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
 		return nil, broadcast.ErrInvalidPath
@@ -96,7 +99,7 @@ const maxLookupPause = 5 * time.Second
 
 // resolveOnce makes one pass over the sessions, then, if lookup, over the
 // DHT's providers.
-func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts session.SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, error) {
+func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, error) {
 	select {
 	case <-m.a.ShuttingDown():
 		return nil, ErrShutdown
@@ -130,24 +133,26 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts session.
 // Ticket is a ticket for the broadcast name published by this node, with the
 // host's current addresses; Ticket(name).Short() is the short form that
 // subscribers resolve through the DHT.
-func (m *Moq) Ticket(name string) discovery.Ticket {
-	return discovery.Ticket{Peer: m.h.ID(), Broadcast: broadcast.CleanPath(name), Addrs: m.h.Addrs()}
+func (m *Moq) Ticket(name string) Ticket {
+	return Ticket{Peer: m.h.ID(), Broadcast: broadcast.CleanPath(name), Addrs: m.h.Addrs()}
 }
 
 // Resolve returns the session to a ticket's peer, connecting with the
 // ticket's addresses, or, for a short ticket, those the host knows or the
 // DHT's peer routing finds.
-func (m *Moq) Resolve(ctx context.Context, t discovery.Ticket) (*Session, error) {
+func (m *Moq) Resolve(ctx context.Context, t Ticket) (*Session, error) {
 	if t.Peer == "" {
 		return nil, fmt.Errorf("%w: no peer", discovery.ErrInvalidTicket)
 	}
 	return m.Connect(ctx, t.AddrInfo())
 }
 
-// SubscribeTicket resolves a ticket (Resolve) and subscribes to a track of
-// its broadcast on that session (Session.Subscribe: it waits for the
-// announcement until ctx ends).
-func (m *Moq) SubscribeTicket(ctx context.Context, t discovery.Ticket, track string) (*broadcast.TrackConsumer, error) {
+// SubscribeTicket subscribes to a track of a ticket's broadcast at the
+// ticket's peer: it connects (Resolve; its error is returned as is), then
+// subscribes on that session as Session.Subscribe does, waiting for the
+// announcement until ctx or the session ends. For options, Resolve and call
+// Session.SubscribeWith.
+func (m *Moq) SubscribeTicket(ctx context.Context, t Ticket, track string) (*broadcast.TrackConsumer, error) {
 	s, err := m.Resolve(ctx, t)
 	if err != nil {
 		return nil, err

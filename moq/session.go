@@ -2,7 +2,9 @@ package moq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"time"
 
@@ -38,31 +40,43 @@ func (s *Session) Dialed() bool { return s.s.Dialed() }
 // Version is the negotiated moq-lite version, e.g. "moq-lite-04".
 func (s *Session) Version() string { return s.s.Version() }
 
-// Announced yields the peer's broadcasts under prefix, as
-// broadcast.Origin.Announced does, until ctx ends or the session does.
-func (s *Session) Announced(ctx context.Context, prefix string) func(func(string, *broadcast.Consumer) bool) {
+// Announced yields the broadcasts the peer announces under prefix, as
+// broadcast.Origin.Announced does: first (path, b) for each one announced
+// now, then every change as it happens, (path, b) when the peer announces
+// path and (path, nil) when it withdraws it (a replacement comes as the
+// two in a row). The second value is the broadcast to read tracks from, or
+// nil for a withdrawal; it is never an error. A loop that falls behind
+// sees only the net change per path. The iteration ends when ctx ends, the
+// session ends (see Err for why) or the loop breaks; it reports no error of
+// its own.
+func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
 	return s.s.Remote().Announced(ctx, prefix)
 }
 
-// Subscribe reads a track of the peer's broadcast. It returns at once if the
-// peer announced the broadcast, else waits for the announcement: it returns
-// ErrNotAnnounced if the session ends first and ctx's error if ctx does. The
+// Subscribe reads a track of the peer's broadcast called name, on this
+// session only (see the package doc for the other ways to subscribe). It
+// subscribes at once if the peer announced the broadcast, else waits for the
+// announcement: it returns ErrNotAnnounced, wrapping why the session ended,
+// if the session ends first, and ctx's error if ctx does. It returns once
+// the peer accepted the subscription, or with the peer's refusal (an error
+// matching broadcast.ErrNotFound for a track the broadcast lacks). The
 // broadcast's end is reported by the consumer (its reads fail with an error
 // matching broadcast.ErrNotFound once the peer unannounces it). Close the
 // consumer when done.
 func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
-	return s.SubscribeWith(ctx, name, track, session.SubscribeOptions{})
+	return s.SubscribeWith(ctx, name, track, SubscribeOptions{})
 }
 
-// SubscribeWith is Subscribe with options (priority, latency budget, range).
-func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts session.SubscribeOptions) (*broadcast.TrackConsumer, error) {
+// SubscribeWith is Subscribe with options (priority, ordering, latency
+// budget, group range, back-pressure).
+func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	name = broadcast.CleanPath(name)
 	if err := s.waitAnnounced(ctx, name); err != nil {
 		return nil, err
 	}
 	tc, err := s.s.Subscribe(ctx, name, track, opts)
-	if err == session.ErrClosed {
-		return nil, ErrNotAnnounced
+	if errors.Is(err, session.ErrClosed) {
+		return nil, s.notAnnounced()
 	}
 	return tc, err
 }
@@ -83,8 +97,14 @@ func (s *Session) waitAnnounced(ctx context.Context, name string) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	return s.notAnnounced()
+}
+
+// notAnnounced is ErrNotAnnounced for a session that ended, wrapping why it
+// ended when that is known.
+func (s *Session) notAnnounced() error {
 	if cause := s.s.Err(); cause != nil {
-		return fmt.Errorf("%w: %w", ErrNotAnnounced, cause) // why the session ended
+		return fmt.Errorf("%w: %w", ErrNotAnnounced, cause)
 	}
 	return ErrNotAnnounced
 }

@@ -8,6 +8,14 @@
 // Remote) and turns Subscribe calls into wire subscriptions, deduplicated so
 // that any number of local consumers of one track share one SUBSCRIBE.
 //
+// Where to start: New runs a session over a connection from one of the
+// transport packages, with a Config that names what to publish (an Origin)
+// and bounds what the peer may make it hold (Limits); Remote is what the
+// peer announces, Subscribe reads a track of it, Close ends the session.
+// Applications on a libp2p host use package moq instead, which makes and
+// tracks sessions for them; this package is for running moq-lite over a
+// connection of one's own (a moql:// client, a relay, a test).
+//
 // Bad input from the network never panics: a malformed or unexpected message
 // resets the stream it came on, or closes the session for violations of the
 // announce protocol, always with the moq-lite code that names the problem.

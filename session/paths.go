@@ -4,7 +4,7 @@ import "github.com/moqp2p/moqp2p/broadcast"
 
 // moq-dev strips leading and trailing slashes from paths, while gomoqt requires
 // a leading one on every path and prefixes that end in one. Sending rooted
-// forms and cleaning whatever arrives satisfies both (peers.md §2.11).
+// forms and cleaning whatever arrives satisfies both (docs/wire.md#paths).
 
 // wirePath is how a clean broadcast path is sent.
 func wirePath(p string) string { return "/" + p }

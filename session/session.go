@@ -329,7 +329,7 @@ type eofSource groupReader
 func (e *eofSource) Read(p []byte) (int, error) {
 	n, err := e.src.rs.Read(p)
 	switch {
-	case err == io.EOF:
+	case err == io.EOF: // bare only: the FIN; a wrapped EOF (a dead connection) is no end of the group
 		e.src.eof = true
 	case n > 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		// arrived's deadline passed in the middle of a read that got data:

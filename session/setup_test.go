@@ -56,7 +56,7 @@ func readFull(r transport.ReceiveStream, b []byte) (int, error) {
 func TestSetupServerSpeaksLite02(t *testing.T) {
 	p := newRawPeer(t, "moql", Config{Interest: []string{}}, false)
 	ctx := testCtx(t)
-	// moq-lite-wire.md §7.1: CLIENT_SETUP as sent by JS.
+	// CLIENT_SETUP as @moq/lite 0.2.2 sends it (docs/wire.md#vectors).
 	setup := p.openStream(t, ctx, unhex(t, "20 00 2c 03 c0 00 00 00 ff 0d ad 02 c0 00 00 00 ff 0d ad 01 c0 00 00 00 ff 00 00 0e 02 02 80 00 a4 55 07 0b 6d 6f 71 2d 6c 69 74 65 2d 6a 73"), false)
 	if got, want := readExactly(t, setup, 12), unhex(t, "21 00 09 c0 00 00 00 ff 0d ad 02 00"); !bytes.Equal(got, want) {
 		t.Fatalf("SERVER_SETUP % x, want % x", got, want)

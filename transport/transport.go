@@ -1,8 +1,19 @@
 // Package transport defines the connection that moq-lite runs over: a
 // multiplexed set of bidirectional and unidirectional streams with per-stream
 // reset codes, as QUIC provides. The session package speaks moq-lite over any
-// Conn; the subpackages adapt real transports (raw QUIC in rawquic; libp2p,
-// WebTransport and WebSocket follow the same shape).
+// Conn; the subpackages adapt real transports:
+//
+//   - rawquic: moq-lite directly on QUIC (moql://), dialing and listening.
+//   - p2pquic: raw QUIC sharing a go-libp2p host's UDP socket and identity.
+//   - p2pstream: libp2p streams, for peers with no direct QUIC path.
+//   - webtransport: WebTransport for browsers, plus raw QUIC on one socket.
+//   - websocket: a WebSocket, for browsers and Node without WebTransport.
+//   - cert: development certificates and fingerprint-pinned TLS configs.
+//
+// Applications on a libp2p host need none of them directly: package moq
+// runs p2pquic and p2pstream, and its Server runs webtransport and
+// websocket. A program of its own with a moql:// server in hand starts
+// with rawquic.Dial and session.New.
 //
 // Error codes in this package are moq-lite codes (broadcast.Code values).
 // Adapters translate them to whatever their wire uses, so the session never

@@ -3,7 +3,7 @@ package transport
 // WebTransport carries application error codes inside the HTTP/3 error space,
 // skipping the reserved codepoints (0x1f*N + 0x21). moq-dev's Rust stack applies
 // this mapping to stream resets even on raw QUIC, so every QUIC-based adapter
-// here uses it for stream codes (moq-lite-wire.md §3.6).
+// here uses it for stream codes (docs/transports.md#error-code-mapping).
 const (
 	wtFirst uint64 = 0x52e4a40fa8db
 	wtLast  uint64 = 0x52e5ac983162

@@ -2,7 +2,7 @@ package transport
 
 import "testing"
 
-// Vectors from moq-lite-wire.md §7.3.
+// Vectors of docs/transports.md#error-code-mapping.
 func TestWebTransportCodeVectors(t *testing.T) {
 	for code, wire := range map[uint32]uint64{0: 0x52e4a40fa8db, 5: 0x52e4a40fa8e0, 12: 0x52e4a40fa8e7, 13: 0x52e4a40fa8e8, 14: 0x52e4a40fa8e9, 64: 0x52e4a40fa91d} {
 		if got := ToWebTransportCode(code); got != wire {

@@ -229,7 +229,7 @@ func publish(ctx context.Context, s *moq.Session, in io.Reader, o options) (summ
 				return sum, err
 			}
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
 			break
 		}
 		if rerr != nil {

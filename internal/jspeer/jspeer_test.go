@@ -39,8 +39,8 @@ func ensure(t *testing.T) {
 	}
 }
 
-// The lockfile pins exactly the packages and integrity hashes recorded in
-// the peers reference (§3.1).
+// The lockfile pins exactly the packages and integrity hashes we tested
+// against (docs/interop.md#javascript-client).
 func TestLockfilePins(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(Dir(), "package-lock.json"))
 	if err != nil {

@@ -109,7 +109,7 @@ func ReadMessage(r Reader, v Version, m Message, maxLen int) error {
 	}
 	size, err := ReadVarint(r)
 	if err != nil {
-		if err == io.EOF {
+		if err == io.EOF { // bare only: a wrapped EOF (yamux's dead connection) is no clean end
 			return io.EOF
 		}
 		return wrap(m.messageName(), err)

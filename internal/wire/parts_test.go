@@ -159,7 +159,7 @@ func (p framePart) read(r Reader, _ Version) (any, error) {
 func (p framePart) want() any { return p }
 
 // unhex parses a vector: hex with optional spaces and '|' separators, and
-// "quoted" ASCII runs as used in peers.md.
+// "quoted" ASCII runs as used in docs/wire.md#vectors.
 func unhex(t testing.TB, s string) []byte {
 	t.Helper()
 	var out []byte

@@ -260,7 +260,7 @@ func ReadSubscribeResponse(r Reader, v Version, maxLen int) (Message, error) {
 	if v.typedSubscribeResponse() {
 		var err error
 		if typ, err = ReadVarint(r); err != nil {
-			if err == io.EOF {
+			if err == io.EOF { // bare only, as in ReadMessage
 				return nil, io.EOF
 			}
 			return nil, wrap("subscribe response", err)
@@ -271,7 +271,7 @@ func ReadSubscribeResponse(r Reader, v Version, maxLen int) (Message, error) {
 		return nil, err
 	}
 	if err := ReadMessage(r, v, m, maxLen); err != nil {
-		if err == io.EOF && v.typedSubscribeResponse() {
+		if err == io.EOF && v.typedSubscribeResponse() { // ReadMessage's clean end, which is bare
 			// The type was read, so the stream ended inside the response.
 			return nil, wrap(m.messageName(), ErrShort)
 		}

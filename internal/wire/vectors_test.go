@@ -46,10 +46,11 @@ func jsSetup() *ClientSetup {
 // recorded there; any 8 bytes do).
 var frames8 = []byte("01234567")
 
-// vectors pins every moq-lite row of moq-lite-wire.md §7.1 and §7.2 and the
-// gomoqt capture of peers.md §2.7.
+// vectors pins the byte vectors of docs/wire.md#vectors: the encoder
+// vectors, the @moq/lite 0.2.2 captures (V2-V9) and the gomoqt capture.
+// Case names are the labels used there.
 var vectors = []vector{
-	// §7.1, common to all versions.
+	// Encoder vectors, common to all versions.
 	{"uni group stream type 0 + GROUP{0,0}", all, "00 02 00 00",
 		[]part{uniPart(UniGroup), msg(&Group{})}},
 	{"GROUP{1,1234}", all, "03 01 44 d2",
@@ -63,7 +64,7 @@ var vectors = []vector{
 	{"SUBSCRIBE bbb audio prio 200 (u8 c8)", v0102, "0c 01 03 62 62 62 05 61 75 64 69 6f c8",
 		[]part{msg(&Subscribe{ID: 1, Broadcast: "bbb", Track: "audio", Priority: 200})}},
 
-	// §7.1 lite-01/02.
+	// Encoder vectors, lite-01/02.
 	{"ANNOUNCE_INIT bbb alice", v0102, "0b 02 03 62 62 62 05 61 6c 69 63 65",
 		[]part{msg(&AnnounceInit{Suffixes: []string{"bbb", "alice"}})}},
 	{"ANNOUNCE active bbb (01/02)", v0102, "05 01 03 62 62 62",
@@ -88,7 +89,7 @@ var vectors = []vector{
 	{"SERVER_SETUP lite-02 no params", all, "21 00 09 c0 00 00 00 ff 0d ad 02 00",
 		[]part{serverSetupPart{&ServerSetup{Version: Lite02}}}},
 
-	// §7.1 lite-03 (and lite-04 where 04 lists no difference).
+	// Encoder vectors, lite-03 (and lite-04 where 04 is the same).
 	{"ANNOUNCE active bbb hop count 0", v0304, "06 01 03 62 62 62 00",
 		[]part{msg(&Announce{Active: true, Suffix: "bbb"})}},
 	{"ANNOUNCE active bbb hop count 2 (03: IDs unknown)", only03, "06 01 03 62 62 62 02",
@@ -111,7 +112,7 @@ var vectors = []vector{
 		[]part{bidiPart(StreamFetch), msg(&Fetch{Broadcast: "bbb", Track: "video", Priority: 1, Group: 42})}},
 	{"PROBE 1e6 (03)", only03, "04 80 0f 42 40", []part{msg(&Probe{Bitrate: 1000000})}},
 
-	// §7.1 lite-04.
+	// Encoder vectors, lite-04.
 	{"type 1 + ANNOUNCE_PLEASE demo exclude 0", only04, "01 06 04 64 65 6d 6f 00",
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{Prefix: "demo"})}},
 	{"ANNOUNCE_PLEASE demo exclude 12345", only04, "07 04 64 65 6d 6f 70 39",
@@ -129,7 +130,8 @@ var vectors = []vector{
 	{"type 5 + GOAWAY empty", only04, "05 01 00",
 		[]part{bidiPart(StreamGoaway), msg(&Goaway{})}},
 
-	// §7.2 captures (JS <-> Go), stream bytes with transport framing removed.
+	// JS captures (@moq/lite 0.2.2 <-> a Go peer), stream bytes with the
+	// WebSocket framing removed.
 	{"V2 CLIENT_SETUP stream bytes", all,
 		"20 | 002c | 03 | c0000000ff0dad02 c0000000ff0dad01 c0000000ff00000e | 02 | 02 8000a455 | 07 0b 6d6f712d6c6974652d6a73",
 		[]part{clientSetupPart{jsSetup()}}},
@@ -159,7 +161,7 @@ var vectors = []vector{
 	{"V9 GROUP Go->JS", all, "00 02 00 00 08 676f2d67302d6630 08 676f2d67302d6631",
 		[]part{uniPart(UniGroup), msg(&Group{}), framePart("go-g0-f0"), framePart("go-g0-f1")}},
 
-	// peers.md §2.7: gomoqt <-> gomoqt, lite-03 (and the lite-04 deltas).
+	// gomoqt capture: gomoqt <-> gomoqt, lite-03 (and the lite-04 deltas).
 	{"gomoqt SUBSCRIBE", v0304, `02 | 12 01 06 "/bench" 04 "data" 00 00 00 00 00`,
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{ID: 1, Broadcast: "/bench", Track: "data"})}},
 	{"gomoqt SUBSCRIBE_OK start 1", v0304, "00 05 00 00 00 02 00",

@@ -3,6 +3,10 @@
 // path to a peer exists: a TCP-only peer, or a connection through a circuit
 // relay. It works over any libp2p connection, at the costs listed below.
 //
+// Package moq runs it for every node; a program of its own starts with New
+// on its host, then Transport.Dial and Transport.Accept, and gives the hosts
+// ResourceManager (or Limits) so that a session may open a stream per group.
+//
 // # Wire design
 //
 // Protocol IDs are /moq-lite/04 and /moq-lite/03 (ProtocolLite04,

@@ -1,5 +1,12 @@
 // Package rawquic runs moq-lite directly on QUIC (the `moql://` URL scheme):
 // the TLS ALPN selects the moq-lite version, with no HTTP/3 in between.
+//
+// Where to start: a client calls Dial with the server's "host:port" and a
+// tls.Config that verifies it (cert.PinnedConfig for a development
+// certificate); a server calls Listen and takes connections with
+// Endpoint.Accept. Either way the transport.Conn goes to session.New. An
+// Endpoint (NewEndpoint, NewEndpointConn) dials and accepts on one socket;
+// Wrap adapts a quic.Conn made elsewhere.
 package rawquic
 
 import (

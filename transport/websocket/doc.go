@@ -4,6 +4,10 @@
 // A Conn implements transport.Conn, multiplexing QUIC-like streams over one
 // WebSocket, one frame per binary message.
 //
+// moq.Server runs it for a node, next to WebTransport. On its own: Accept
+// upgrades an HTTP request (IsUpgradeRequest tells one apart) and Dial is
+// the client side; either Conn goes to session.New.
+//
 // # Framings
 //
 // Two wire formats exist, both from moq-dev's JavaScript stack:

@@ -19,8 +19,9 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// Hex vectors of moq-lite-wire.md §7.2 (V1-V11), as whole WebSocket
-// messages. "derived" ones wrap captured stream bytes in the framing.
+// The @moq/lite 0.2.2 captures V1-V11 (docs/wire.md#js-captures; and
+// docs/transports.md#qmux-00), as whole WebSocket messages. "derived" ones
+// wrap captured stream bytes in a framing they were not captured in.
 const (
 	v1JSParams     = "ff5153300d0a0d0a 20 04 04 80100000 05 04 80040000 06 04 80040000 07 04 80040000 08 02 4064 09 02 4064"
 	v1ServerParams = "ff5153300d0a0d0a 24 04 08 c000000040000000 05 04 81000000 06 04 81000000 07 04 81000000 08 02 43e8 09 02 43e8"

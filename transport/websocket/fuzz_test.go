@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// seedFuzz adds every §7.2 vector of the framing plus our encoder's output
+// seedFuzz adds every captured vector of the framing plus our encoder's output
 // for a spread of frames.
 func seedFuzz(f *testing.F, fr Framing) {
 	for _, v := range vectors() {

@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// TestJSShapedExchange replays what @moq/lite 0.2.2 sends (moq-lite-wire.md
-// §7.2) from a raw client and checks the server's bytes on the wire: our
-// transport parameters come first (qmux-00), the CLIENT_SETUP arriving in
-// three frames reads as one byte stream, and SERVER_SETUP goes out in the
-// captured shape (V3).
+// TestJSShapedExchange replays what @moq/lite 0.2.2 sends
+// (docs/wire.md#js-captures) from a raw client and checks the server's
+// bytes on the wire: our transport parameters come first (qmux-00), the
+// CLIENT_SETUP arriving in three frames reads as one byte stream, and
+// SERVER_SETUP goes out in the captured shape (V3).
 func TestJSShapedExchange(t *testing.T) {
 	for _, c := range []struct {
 		framing   Framing

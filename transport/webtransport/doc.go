@@ -2,6 +2,10 @@
 // browser reaches a moq server, and serves raw-QUIC moq-lite on the same UDP
 // socket.
 //
+// moq.Server runs one for a node. On its own: NewServer, then Server.Serve
+// (or Server.ListenAndServe), and Server.Accept for the connections, each a
+// transport.Conn for session.New; Dial is the client side.
+//
 // A Server listens once and routes every QUIC connection by its TLS ALPN:
 // "h3" goes to an HTTP/3 server whose WebTransport CONNECT requests become
 // sessions (other requests go to Config.Handler), while the moq-lite ALPNs

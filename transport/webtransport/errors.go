@@ -45,7 +45,7 @@ func (e *RejectedError) Error() string {
 // Is reports whether target is ErrRejected.
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
-// moq-lite codes this package produces itself (moq-lite-wire.md §3.6). The
+// moq-lite codes this package produces itself (docs/wire.md#error-codes). The
 // transport package must not import broadcast, so they are repeated here.
 const (
 	codeCancel         uint32 = 0

@@ -29,7 +29,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
 // Config describes a peer. The zero value is a peer with a fresh identity on
@@ -64,7 +63,7 @@ func New(cfg Config, opts ...moq.Option) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := p2pquic.New(p2pquic.Config{})
+	q := moq.NewQUICTransport(moq.QUICConfig{})
 	h, err := libp2p.New(append(moq.HostOptions(q),
 		libp2p.Identity(key),
 		libp2p.Transport(libp2pquic.NewTransport),

@@ -1,0 +1,245 @@
+// The peer's announcements: an ANNOUNCE_PLEASE stream of ours mirrors the
+// broadcasts the peer announces into Remote, within MaxAnnounced and
+// MaxAnnouncedBytes.
+
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// runInterest asks the peer for its broadcasts under prefix and mirrors them
+// into Remote until the stream or the session ends.
+func (s *Session) runInterest(prefix string) {
+	st, err := s.conn.OpenStream(s.ctx)
+	if err != nil {
+		return
+	}
+	please := wire.AnnouncePlease{Prefix: wirePrefix(prefix)}
+	if s.version == wire.Lite04 {
+		please.ExcludeHop = s.hop // don't echo back what we announced
+	}
+	buf := wire.AppendStreamType(nil, wire.StreamAnnounce)
+	if buf, err = wire.AppendMessage(buf, s.version, &please); err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return
+	}
+	stop := context.AfterFunc(s.ctx, func() { reset(st, broadcast.CodeCancel) })
+	defer stop()
+
+	r := getReader(st)
+	defer putReader(r)
+	active := map[string]*broadcast.Producer{} // what this stream announced
+	// Active announcements we refused as loops: remembered (to tell a
+	// duplicate and to match their end), so counted like active ones.
+	ignored := map[string]bool{}
+	var readErr error
+	defer func() {
+		// A closed stream ends all it announced; a lost connection is
+		// reported as what it is, not as the broadcasts' unannouncement.
+		cause := s.connLost(readErr)
+		for path, p := range active {
+			s.endRemoteWith(path, p, cause)
+		}
+		for path := range ignored {
+			s.release(path)
+		}
+	}()
+	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set comes first
+		var init wire.AnnounceInit
+		if err := wire.ReadMessage(r, s.version, &init, s.lim.MaxMessageSize); err != nil {
+			readErr = err
+			if isWireErr(err) {
+				s.fail(codeOfWire(err), "announce init: %v", err)
+			}
+			return
+		}
+		for _, suffix := range init.Suffixes {
+			path := broadcast.JoinPath(prefix, suffix)
+			if active[path] != nil {
+				s.fail(broadcast.CodeDuplicate, "announce init: %q listed twice", path)
+				return
+			}
+			p, err := s.announceRemote(path, nil)
+			if err != nil {
+				s.fail(broadcast.CodeOf(err), "announce init: %v", err)
+				return
+			}
+			active[path] = p
+		}
+	}
+	for {
+		var m wire.Announce
+		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+			readErr = err
+			switch {
+			case errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+				_ = st.Close()
+			case isWireErr(err):
+				s.fail(codeOfWire(err), "announce: %v", err)
+			}
+			return
+		}
+		path := broadcast.JoinPath(prefix, m.Suffix)
+		switch {
+		case m.Active && (active[path] != nil || ignored[path]):
+			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
+			return
+		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
+			s.log.Debug("ignoring looped announcement", "path", path)
+			if err := s.hold(path); err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
+			ignored[path] = true
+		case m.Active:
+			p, err := s.announceRemote(path, m.Hops)
+			if err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
+			active[path] = p
+		case active[path] != nil:
+			s.endRemote(path, active[path])
+			delete(active, path)
+		case ignored[path]:
+			s.release(path)
+			delete(ignored, path)
+		default: // ended for a path never active: tolerated, as moq-lite does
+		}
+	}
+}
+
+func containsNonZero(hops []uint64, id uint64) bool {
+	for _, h := range hops {
+		if h != 0 && h == id {
+			return true
+		}
+	}
+	return false
+}
+
+// errTooManyAnnounced and errAnnouncedBytes are the peer's announcements
+// over MaxAnnounced and MaxAnnouncedBytes.
+var (
+	errTooManyAnnounced = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many announced broadcasts"}
+	errAnnouncedBytes   = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "announced paths too long in total"}
+)
+
+// hold counts one more announcement of the peer's, at path, against
+// MaxAnnounced and MaxAnnouncedBytes.
+func (s *Session) hold(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holdLocked(path)
+}
+
+func (s *Session) holdLocked(path string) error {
+	switch {
+	case s.announced >= s.lim.MaxAnnounced:
+		return errTooManyAnnounced
+	case s.announcedBytes+len(path) > s.lim.MaxAnnouncedBytes:
+		return errAnnouncedBytes
+	}
+	s.announced++
+	s.announcedBytes += len(path)
+	return nil
+}
+
+// release undoes hold.
+func (s *Session) release(path string) {
+	s.mu.Lock()
+	s.releaseLocked(path)
+	s.mu.Unlock()
+}
+
+func (s *Session) releaseLocked(path string) {
+	s.announced--
+	s.announcedBytes -= len(path)
+}
+
+// announceRemote publishes the peer's broadcast at path into Remote.
+func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Producer, error) {
+	s.mu.Lock()
+	if err := s.holdLocked(path); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	p := s.newRemoteLocked(path, hops)
+	// Subscriptions made before the announcement keep serving new local
+	// subscribers: move their tracks into the announced broadcast.
+	for key, sub := range s.shared {
+		if key.path == path {
+			_ = p.InsertTrack(sub.track)
+		}
+	}
+	s.mu.Unlock()
+	if _, err := s.remote.Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
+		s.log.Debug("not publishing remote broadcast", "path", path, "err", err)
+	}
+	return p, nil
+}
+
+// endRemote ends the peer's broadcast: it leaves Remote, and every
+// subscription to it is cancelled.
+func (s *Session) endRemote(path string, p *broadcast.Producer) {
+	s.endRemoteWith(path, p, nil)
+}
+
+// connLost is why the session's connection is gone, if a failed read
+// (readErr, possibly nil) or the session's end says it is; else nil.
+func (s *Session) connLost(readErr error) error {
+	var ce *transport.ConnError
+	switch {
+	case errors.As(readErr, &ce):
+		return remoteErr(readErr)
+	case s.ctx.Err() != nil:
+		return remoteErr(context.Cause(s.ctx))
+	}
+	return nil
+}
+
+// endRemoteWith is endRemote with the error the broadcast's readers get:
+// err, or NotFound ("broadcast unannounced") if err is nil.
+func (s *Session) endRemoteWith(path string, p *broadcast.Producer, err error) {
+	s.mu.Lock()
+	s.releaseLocked(path)
+	if s.remotes[path] == p {
+		delete(s.remotes, path)
+	}
+	var subs []*subscription
+	for _, sub := range s.subs {
+		if sub.path == path {
+			subs = append(subs, sub)
+		}
+	}
+	s.mu.Unlock()
+	if err == nil {
+		err = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
+	}
+	p.Abort(err)
+	for _, sub := range subs {
+		sub.cancel(err)
+	}
+}
+
+// endRemotes ends every remote broadcast when the session ends.
+func (s *Session) endRemotes() {
+	s.mu.Lock()
+	remotes := s.remotes
+	s.remotes = map[string]*broadcast.Producer{}
+	s.mu.Unlock()
+	err := remoteErr(context.Cause(s.ctx))
+	for _, p := range remotes {
+		p.Abort(err)
+	}
+}

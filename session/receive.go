@@ -1,0 +1,394 @@
+// The receive path: group streams read into their subscription's track, whole,
+// in batches of buffered frames, or read ahead for a back-pressured
+// subscription.
+
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+func (sub *subscription) groupStarted() {
+	sub.mu.Lock()
+	sub.receiving++
+	sub.lastGroup = time.Now()
+	sub.mu.Unlock()
+}
+
+func (sub *subscription) groupDone() {
+	sub.mu.Lock()
+	sub.receiving--
+	sub.lastGroup = time.Now()
+	if sub.receiving == 0 && sub.idle != nil {
+		close(sub.idle)
+		sub.idle = nil
+	}
+	sub.mu.Unlock()
+}
+
+// recvGroup reads one group stream, through gr, into the subscription's
+// track; it returns gr to its pool. Frames already received stay in the
+// group whatever happens later.
+func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
+	sorted := false
+	defer func() {
+		if !sorted {
+			s.unsorted.Add(-1)
+		}
+	}()
+	handed := false // to a goroutine waiting for room, with gr
+	defer func() {
+		if !handed {
+			putGroupReader(gr)
+		}
+	}()
+	r := gr.Reader
+	typ, err := wire.ReadUniStreamType(r, s.version)
+	if err != nil {
+		s.log.Warn("refusing uni stream", "type", typ, "err", err)
+		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
+		return
+	}
+	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
+	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
+		s.log.Warn("bad group header", "err", err)
+		rs.CancelRead(uint32(codeOfWire(err)))
+		return
+	}
+	if !gr.headerRead() {
+		return
+	}
+	s.mu.Lock()
+	sub := s.subs[hdr.SubscribeID]
+	s.mu.Unlock()
+	if sub == nil { // a subscription we ended: not an error (moq-dev/moq's Rust implementation stops it with 0)
+		rs.CancelRead(uint32(broadcast.CodeCancel))
+		return
+	}
+	sub.groupStarted()
+	s.unsorted.Add(-1) // counted in its subscription from here on
+	sorted = true
+	if sub.opts.Backpressure {
+		handed = true // recvAhead returns gr
+		s.recvAhead(rs, gr, sub)
+		return
+	}
+	defer sub.groupDone()
+	s.recvInto(rs, gr, sub)
+}
+
+// recvAhead receives a group of a back-pressured subscription: it reads
+// the stream to its end into a group of its own (charged to the receive
+// budget like any other), then, on a goroutine of its own, waits for room
+// and hands the frames to the track, whole, so that the reader never waits
+// on a group still arriving. Reading a group only starts while fewer than
+// MaxGroupsInFlight groups of the subscription have been read and wait for
+// room; past that the stream waits unread right here (in the accept loop,
+// for a group that arrived whole), so that QUIC flow control and stream
+// credit hold the publisher back. This cannot stall: such groups wait
+// only while the track has no room, that is while its reader has groups to
+// read; and while fewer wait, every group stream is read, so none holds
+// the connection's flow-control window that a group being read needs.
+func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	seq := gr.hdr.Sequence
+	done := func() { putGroupReader(gr); sub.groupDone() }
+	if err := sub.awaitTurn(s.lim.MaxGroupsInFlight); err != nil {
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		done()
+		return
+	}
+	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
+	g, _ := hold.CreateGroup(seq)
+	rerr := s.readFrames(gr.Reader, g)
+	if rerr != nil {
+		g.Abort(rerr)
+		var se *transport.StreamError
+		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
+			rs.CancelRead(uint32(broadcast.CodeOf(rerr)))
+		}
+	} else {
+		_ = g.Finish()
+	}
+	putGroupReader(gr)
+	sub.readAhead(1)
+	s.spawnOr(func() {
+		defer sub.groupDone()
+		defer sub.readAhead(-1)
+		defer hold.Abort(nil) // gives its charges back, if not done below
+		s.insertAhead(sub, hold, g, rerr)
+	}, func() {
+		hold.Abort(nil)
+		sub.readAhead(-1)
+		sub.groupDone()
+	})
+}
+
+// insertAhead waits for room in sub's track and puts the group read ahead
+// into it.
+func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, g *broadcast.GroupProducer, rerr error) {
+	seq := g.Sequence()
+	if err := sub.awaitRoom(); err != nil {
+		return
+	}
+	defer func() { <-sub.room }()
+	var frames [][]byte
+	gc := g.Consume()
+	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
+	for {
+		var end error
+		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+			break
+		}
+	}
+	hold.Abort(nil) // its charges go back before the track charges the frames
+	var err error
+	if rerr == nil {
+		err = sub.track.WriteGroup(seq, frames...)
+	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
+		err = pg.WriteFrames(frames...)
+		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
+	} else {
+		err = cerr
+	}
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
+		return
+	}
+	if rerr == nil {
+		s.counters.groupsReceived.Add(1)
+	}
+}
+
+// awaitTurn waits until fewer than max groups read ahead wait for room.
+func (sub *subscription) awaitTurn(max int) error {
+	for {
+		sub.mu.Lock()
+		if sub.ahead < max {
+			sub.mu.Unlock()
+			return nil
+		}
+		if sub.turn == nil {
+			sub.turn = make(chan struct{})
+		}
+		turn := sub.turn
+		sub.mu.Unlock()
+		select {
+		case <-turn:
+		case <-sub.ctx.Done():
+			return remoteErr(context.Cause(sub.ctx))
+		}
+	}
+}
+
+// readAhead counts groups read ahead that wait for room (d = 1 or -1).
+func (sub *subscription) readAhead(d int) {
+	sub.mu.Lock()
+	sub.ahead += d
+	if d < 0 && sub.turn != nil {
+		close(sub.turn)
+		sub.turn = nil
+	}
+	sub.mu.Unlock()
+}
+
+// spawnOr runs f on a goroutine of the session's, or orElse right here if
+// the session is closing.
+func (s *Session) spawnOr(f, orElse func()) {
+	s.spawnMu.RLock()
+	defer s.spawnMu.RUnlock()
+	if !s.closing {
+		s.wg.Go(f)
+		return
+	}
+	orElse()
+}
+
+// awaitRoom takes the subscription's room once the track has room for a
+// group, or fails when the subscription ends.
+func (sub *subscription) awaitRoom() error {
+	select {
+	case sub.room <- struct{}{}:
+	case <-sub.ctx.Done():
+		return remoteErr(context.Cause(sub.ctx))
+	}
+	if err := sub.track.WaitRoom(sub.ctx); err != nil {
+		<-sub.room
+		if sub.ctx.Err() != nil {
+			return remoteErr(context.Cause(sub.ctx))
+		}
+		return err
+	}
+	return nil
+}
+
+// recvInto reads the rest of a group stream, whose header named sub, into
+// sub's track.
+func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+	hdr, r := &gr.hdr, gr.Reader
+	if s.recvWhole(rs, gr, sub) {
+		return
+	}
+	g, err := sub.track.CreateGroup(hdr.Sequence)
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		return
+	}
+	// No per-stream hook on the session's end is needed: the session ends
+	// only with its connection, whose close ends every stream's read.
+	if err := s.readFrames(r, g); err != nil {
+		g.Abort(err)
+		var se *transport.StreamError
+		if !errors.As(err, &se) { // our verdict on their bytes: tell them
+			rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		}
+		return
+	}
+	_ = g.Finish()
+	s.counters.groupsReceived.Add(1)
+}
+
+// recvWhole takes in a group whose stream lies whole in gr's buffer, FIN
+// included (a small group, sent in one go): it goes into the track
+// finished, waking its consumers once rather than at its creation, its
+// frames and its end. False, with nothing read, for any other group.
+func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *subscription) bool {
+	if !gr.src.eof {
+		return false
+	}
+	var arr [maxBatch][]byte
+	var mem slab
+	buf, _ := gr.Peek(gr.Buffered())
+	if _, _, end := s.completeFrames(buf, len(arr)); end != len(buf) {
+		return false // more frames than a batch, or a bad one: read as a stream
+	}
+	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem)
+	frames := len(batch)
+	err := sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	clear(batch)
+	if err != nil {
+		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
+		rs.CancelRead(uint32(broadcast.CodeOf(err)))
+		return true
+	}
+	s.counters.framesReceived.Add(uint64(frames))
+	s.counters.bytesReceived.Add(size)
+	s.counters.groupsReceived.Add(1)
+	return true
+}
+
+// maxBatch is the most frames readFrames hands to the group at once.
+const maxBatch = 64
+
+// readFrames reads `size || payload` frames until FIN at a frame boundary.
+// The frames that lie complete in r's buffer go to the group together, in
+// one allocation and with one wake-up of its consumers (bufferedFrames); a
+// frame that does not is read on its own. No frame is held back while
+// waiting for the stream.
+func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+	var arr [maxBatch][]byte
+	var mem slab
+	var frames, bytes uint64
+	budget := s.lim.Model.Budget
+	defer func() {
+		s.counters.framesReceived.Add(frames)
+		s.counters.bytesReceived.Add(bytes)
+	}()
+	for {
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil // FIN between frames: the group is complete
+				}
+				return s.frameErr(err)
+			}
+		}
+		batch, size := s.bufferedFrames(r, arr[:0], &mem)
+		if len(batch) == 0 { // the next frame is not all here yet
+			n, err := wire.ReadVarint(r)
+			switch {
+			case err != nil:
+				return s.frameErr(err)
+			case n > uint64(s.lim.MaxFrameSize):
+				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+			}
+			payload, held, err := readPayload(r, n, &mem, budget)
+			if err != nil {
+				return s.frameErr(err)
+			}
+			budget.Release(held) // the group charges it now
+			batch, size = append(batch, payload), n
+		}
+		err := g.WriteFrames(batch...)
+		clear(batch)
+		if err != nil {
+			return err
+		}
+		frames += uint64(len(batch))
+		bytes += size
+	}
+}
+
+// bufferedFrames takes the frames that lie complete in r's buffer (at most
+// cap(dst)), copies their payloads into memory from mem and appends them to
+// dst; it also returns their total size. It stops at a frame that is not
+// all buffered or is over the size limit (the caller then reads it alone and
+// reports the error).
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
+	buf, _ := r.Peek(r.Buffered())
+	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst))
+	if count == 0 {
+		return dst, 0
+	}
+	payloads := mem.take(total)
+	off, pos := 0, 0
+	for range count {
+		size, n, _ := wire.ParseVarint(buf[off:])
+		off += n
+		end := pos + int(size)
+		copy(payloads[pos:end], buf[off:off+int(size)])
+		dst = append(dst, payloads[pos:end:end])
+		off += int(size)
+		pos = end
+	}
+	_, _ = r.Discard(off)
+	return dst, uint64(total)
+}
+
+// completeFrames scans buf for `size || payload` frames that lie complete
+// in it, at most max of them, each within MaxFrameSize: their count, their
+// payload bytes, and where the last one ends.
+func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
+	for count < max {
+		size, n, err := wire.ParseVarint(buf[end:])
+		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+			break
+		}
+		end += n + int(size)
+		total += int(size)
+		count++
+	}
+	return count, total, end
+}
+
+// frameErr classifies a failed read inside a group: the peer's reset, or a
+// stream that ended inside a frame (WrongSize).
+func (s *Session) frameErr(err error) error {
+	var se *transport.StreamError
+	if errors.As(err, &se) {
+		return remoteErr(err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &broadcast.Error{Code: broadcast.CodeWrongSize, Reason: "group stream ended inside a frame"}
+	}
+	return err
+}

@@ -1,0 +1,358 @@
+// Our subscriptions: a SUBSCRIBE stream each, shared by the local consumers
+// of one track unless they ask for a range or a pace, and the end of a track
+// the publisher finished.
+
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// subscription is one wire subscription of ours: the SUBSCRIBE stream and the
+// track its groups are written into.
+type subscription struct {
+	id     uint64
+	path   string
+	track  *broadcast.TrackProducer
+	opts   SubscribeOptions
+	shared bool
+
+	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
+	err    error         // why it failed; read after ready is closed
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// room is held by the one group stream that waits for room in the track
+	// and then creates its group (Backpressure): one room, one group.
+	room chan struct{}
+
+	mu        sync.Mutex
+	receiving int       // group streams being read
+	lastGroup time.Time // when a group stream last arrived
+	idle      chan struct{}
+	ahead     int           // groups read ahead, waiting for room (Backpressure)
+	turn      chan struct{} // closed when ahead goes down, if someone waits
+}
+
+// Subscribe subscribes to a track of the peer's broadcast at path and returns
+// a consumer starting at the latest group (or opts.Start). It waits until the
+// peer accepts the subscription, and returns the peer's refusal (for instance
+// an error matching broadcast.ErrNotFound) or ctx's error. Local subscribers
+// of one track share one wire subscription unless opts sets Start or End.
+// The broadcast need not have been announced. Close the consumer when done:
+// the wire subscription ends with its last consumer.
+func (s *Session) Subscribe(ctx context.Context, path, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	path = broadcast.CleanPath(path)
+	info := broadcast.Track{Name: track, Priority: opts.Priority}
+	if opts.Start != nil || opts.End != nil || opts.Backpressure { // a range, or a pace, is not shareable
+		lim := s.lim.Model
+		if lim.Backpressure = opts.Backpressure; lim.Backpressure {
+			// Its cache is not evicted for the budget's sake: leave the
+			// other half of the budget to the groups read ahead.
+			if lim.CacheMaxBytes <= 0 {
+				lim.CacheMaxBytes = broadcast.DefaultCacheMaxBytes
+			}
+			lim.CacheMaxBytes = min(lim.CacheMaxBytes, max(s.lim.MaxReceiveBytes/2, 1))
+		}
+		tp := broadcast.NewTrack(info, lim)
+		tc := tp.Consume()
+		return s.awaitReady(ctx, tc, s.startSubscription(path, tp, opts, false))
+	}
+	s.mu.Lock()
+	if s.shared[trackKey{path, track}] != nil {
+		s.mu.Unlock()
+		return s.join(ctx, path, info)
+	}
+	remote := s.remoteLocked(path)
+	tp := broadcast.NewTrack(info, s.lim.Model)
+	if err := remote.InsertTrack(tp); err != nil {
+		// A consumer of Remote made the track on demand an instant ago; its
+		// subscription registers itself momentarily. Join the track.
+		s.mu.Unlock()
+		return s.join(ctx, path, info)
+	}
+	tc := tp.Consume()
+	sub := s.startSubscriptionLocked(path, tp, opts, true)
+	s.mu.Unlock()
+	return s.awaitReady(ctx, tc, sub)
+}
+
+// join adds a consumer to a shared track and waits for the subscription
+// that owns the track it joined (looked up after joining, so a subscription
+// that ended in between is never waited on).
+func (s *Session) join(ctx context.Context, path string, info broadcast.Track) (*broadcast.TrackConsumer, error) {
+	tc, err := s.remoteBroadcast(path).Consume().SubscribeTrack(info)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	sub := s.shared[trackKey{path, info.Name}]
+	s.mu.Unlock()
+	if sub == nil { // it ended already: the consumer reports how
+		if s.ctx.Err() != nil { // with the session: nothing will ever arrive
+			tc.Close()
+			return nil, ErrClosed
+		}
+		return tc, nil
+	}
+	return s.awaitReady(ctx, tc, sub)
+}
+
+func (s *Session) awaitReady(ctx context.Context, tc *broadcast.TrackConsumer, sub *subscription) (*broadcast.TrackConsumer, error) {
+	select {
+	case <-sub.ready:
+		if sub.err != nil {
+			tc.Close()
+			return nil, sub.err
+		}
+		return tc, nil
+	case <-ctx.Done():
+		tc.Close()
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		select {
+		case <-sub.ready: // settled as the session ended: report that
+			return s.awaitReady(ctx, tc, sub)
+		default:
+		}
+		tc.Close()
+		return nil, ErrClosed
+	}
+}
+
+// remoteBroadcast returns the producer standing for the peer's broadcast at
+// path, making it if needed. Its tracks are made on demand: the first local
+// subscriber of a track starts a wire subscription.
+func (s *Session) remoteBroadcast(path string) *broadcast.Producer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remoteLocked(path)
+}
+
+func (s *Session) remoteLocked(path string) *broadcast.Producer {
+	if p, ok := s.remotes[path]; ok && p.Consume().Err() == nil {
+		return p
+	}
+	return s.newRemoteLocked(path, nil)
+}
+
+func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
+	p := broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
+		s.startSubscription(path, tp, SubscribeOptions{Priority: tp.Info().Priority}, true)
+	}})
+	s.remotes[path] = p
+	return p
+}
+
+// startSubscription registers a wire subscription and starts it.
+func (s *Session) startSubscription(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startSubscriptionLocked(path, tp, opts, shared)
+}
+
+func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
+	sub := &subscription{
+		id:     s.nextSubID.Add(1) - 1, // moq-lite peers count from 0
+		path:   path,
+		track:  tp,
+		opts:   opts,
+		shared: shared,
+		ready:  make(chan struct{}),
+		room:   make(chan struct{}, 1),
+	}
+	var ctx context.Context
+	ctx, sub.cancel = context.WithCancelCause(s.ctx)
+	sub.ctx = ctx
+	s.subs[sub.id] = sub
+	if shared {
+		s.shared[trackKey{path, tp.Info().Name}] = sub
+	}
+	s.spawn(func() { s.runSubscription(ctx, sub) })
+	return sub
+}
+
+func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
+	log := s.log.With("subscribe", sub.id, "broadcast", sub.path, "track", sub.track.Info().Name)
+	var once sync.Once
+	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
+	forget := func() {
+		s.mu.Lock()
+		delete(s.subs, sub.id)
+		if key := (trackKey{sub.path, sub.track.Info().Name}); sub.shared && s.shared[key] == sub {
+			delete(s.shared, key)
+		}
+		s.mu.Unlock()
+	}
+	// end aborts the track first (so nobody can join it any more), then
+	// forgets the subscription, and only then tells waiters it failed: a
+	// caller that retries at once starts a new subscription.
+	end := func(err error) {
+		sub.track.Abort(err)
+		forget()
+		settle(err)
+		sub.cancel(err)
+	}
+	defer forget()
+
+	if !s.awaitVersion(ctx) { // a compat SETUP is still under way
+		end(remoteErr(context.Cause(ctx)))
+		return
+	}
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		end(remoteErr(err))
+		return
+	}
+	msg := wire.Subscribe{
+		ID: sub.id, Broadcast: wirePath(sub.path), Track: sub.track.Info().Name,
+		Priority: sub.opts.Priority, Ordered: sub.opts.Ordered, MaxLatency: sub.opts.MaxLatency,
+	}
+	if sub.opts.Start != nil {
+		msg.Start = wire.GroupAt(*sub.opts.Start)
+	}
+	if sub.opts.End != nil {
+		msg.End = wire.GroupAt(*sub.opts.End)
+	}
+	buf := wire.AppendStreamType(nil, wire.StreamSubscribe)
+	if buf, err = wire.AppendMessage(buf, s.version, &msg); err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		end(remoteErr(err))
+		return
+	}
+
+	// The reader settles the subscription on the peer's first reply and
+	// reports how the stream ended.
+	result := make(chan error, 1)
+	go func() { result <- s.readResponses(st, settle) }() // always joined below
+
+	select {
+	case err := <-result:
+		switch {
+		case errors.Is(err, io.EOF): // the publisher finished the track
+			// Answer its FIN only once the groups in flight have landed, so
+			// that our FIN tells the publisher we have everything.
+			s.finishAfterGroups(ctx, sub)
+			_ = st.Close()
+		default:
+			if ctx.Err() == nil {
+				log.Debug("subscription ended by peer", "err", err)
+			}
+			reset(st, broadcast.CodeCancel)
+			end(err)
+		}
+	case <-sub.track.Unused(): // the last local consumer left: unsubscribe
+		reset(st, broadcast.CodeCancel)
+		end(broadcast.ErrCancelled)
+		<-result
+	case <-ctx.Done(): // the session ended, or the broadcast was unannounced
+		reset(st, broadcast.CodeCancel)
+		end(remoteErr(context.Cause(ctx)))
+		<-result
+	}
+}
+
+// readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
+// the subscription), then anything else until the stream ends. It returns
+// io.EOF for a clean finish; failures are settled by the caller.
+func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
+	r := getReader(st)
+	defer putReader(r)
+	first := true
+	for {
+		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
+		if err != nil {
+			switch {
+			case isWireErr(err):
+				err = &broadcast.Error{Code: codeOfWire(err), Reason: err.Error()}
+			case errors.Is(err, io.EOF) && first:
+				err = &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "subscribe stream ended before SUBSCRIBE_OK"}
+			case !errors.Is(err, io.EOF):
+				err = remoteErr(err)
+			}
+			return err
+		}
+		switch m := m.(type) {
+		case *wire.SubscribeOK:
+			first = false
+			settle(nil)
+		case *wire.SubscribeDrop:
+			if first {
+				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
+			}
+			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
+		}
+	}
+}
+
+// finishAfterGroups ends the track once its group streams are done. The
+// publisher FINs the subscribe stream after writing every group, but the group
+// streams are separate (lite-03/04 have no "last group" message) and may
+// still be on their way, so wait until none of this subscription's is being
+// read, no accepted group stream is still unsorted, and none has arrived for
+// FinishGrace.
+func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
+	finAt := time.Now()
+	for {
+		sub.mu.Lock()
+		last := finAt
+		if sub.lastGroup.After(last) {
+			last = sub.lastGroup
+		}
+		busy, since := sub.receiving > 0, time.Since(last)
+		var idle chan struct{}
+		// An unsorted stream may be one of ours: look again shortly, but
+		// not past FinishGrace (a stream whose header never comes must not
+		// hold the end up).
+		if !busy && s.unsorted.Load() > 0 && time.Since(finAt) < s.lim.FinishGrace {
+			sub.mu.Unlock()
+			select {
+			case <-time.After(5 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				sub.track.Abort(remoteErr(context.Cause(ctx)))
+				return
+			}
+		}
+		if busy {
+			if sub.idle == nil {
+				sub.idle = make(chan struct{})
+			}
+			idle = sub.idle
+		}
+		sub.mu.Unlock()
+		if busy {
+			select {
+			case <-idle:
+				continue
+			case <-ctx.Done():
+				sub.track.Abort(remoteErr(context.Cause(ctx)))
+				return
+			}
+		}
+		if since >= s.lim.FinishGrace {
+			_ = sub.track.Finish()
+			sub.cancel(io.EOF)
+			return
+		}
+		select {
+		case <-time.After(s.lim.FinishGrace - since):
+		case <-ctx.Done():
+			sub.track.Abort(remoteErr(context.Cause(ctx)))
+			return
+		}
+	}
+}

@@ -1,0 +1,276 @@
+// Package p2pquic runs moq-lite on raw QUIC connections that share a go-libp2p
+// host's UDP socket and identity: the connection negotiates a moq-lite ALPN
+// (not libp2p's), is demultiplexed from the host's own QUIC traffic by that
+// ALPN, and authenticates both ends with libp2p's TLS certificates, so the
+// remote peer ID is proven inside the handshake.
+//
+// Sharing the socket means a moq-lite dial leaves from the host's listening
+// port: the NAT binding (or hole punch) that libp2p opened for a peer carries
+// moq-lite too.
+//
+// Constraints, all from go-libp2p v0.51.0's quicreuse package:
+//
+//   - The host must be built with [Transport.Option] and must listen for QUIC
+//     on unspecified addresses (/ip4/0.0.0.0/udp/P/quic-v1, /ip6/::/udp/P/quic-v1).
+//     libp2p serves every ALPN on a socket with one server quic.Config that
+//     grants 5 concurrent uni streams, far too few for moq-lite's stream per
+//     group; the only way around it is to own the socket and lend it to
+//     libp2p, and quicreuse accepts lent sockets only on unspecified IPs.
+//   - On the accepting side only the stream limits of [Config.QUIC] apply;
+//     the other settings are libp2p's, shared with its own connections (which
+//     get the raised stream limits too).
+//   - moq-lite connections count against the host's resource manager like
+//     libp2p's own (by default at most 8 connections per peer, libp2p's and
+//     moq-lite's together), and the host's connection gater applies to them.
+package p2pquic
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	p2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/quic-go/quic-go"
+
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
+)
+
+// alpns are offered when dialing and served when listening, most preferred
+// first (a TLS server picks by its own order).
+var alpns = []string{wire.ALPNLite04, wire.ALPNLite03}
+
+// moq-lite codes this package closes connections with (connection close codes
+// go on the wire unmapped, as in rawquic).
+const (
+	codeUnauthorized   = 6  // the connection gater refused the peer
+	codeBoundsExceeded = 11 // the resource manager refused the connection
+	codeProtocol       = 15 // the peer's certificate names no peer ID
+	codeClosed         = 25 // the transport or its host is shutting down
+)
+
+// ErrClosed is returned by Accept, Dial and Listen once the transport, or the
+// host it is bound to, has been closed.
+var ErrClosed = errors.New("p2pquic: transport closed")
+
+// errNotBound is returned when the host was not built with this transport's
+// Option, so there is no ConnManager or identity to use.
+var errNotBound = errors.New("p2pquic: host was not built with this Transport's Option()")
+
+// Config configures a Transport.
+type Config struct {
+	// QUIC is used for dialed connections; nil means rawquic.Config(). Its
+	// MaxIncomingStreams and MaxIncomingUniStreams also raise the limits of
+	// the host's shared listening sockets (never lower them).
+	QUIC *quic.Config
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Transport accepts and dials moq-lite connections over one libp2p host's
+// QUIC sockets. It is bound to the host by Option and is safe for concurrent
+// use.
+type Transport struct {
+	qconf *quic.Config
+	log   *slog.Logger
+
+	done     chan struct{} // closed by Close
+	incoming chan *Conn    // authenticated connections waiting for Accept
+	acceptWG sync.WaitGroup
+
+	hostCtx    context.Context // cancelled when the host shuts down, to end dials
+	hostCancel context.CancelFunc
+	dialWG     sync.WaitGroup
+
+	mu         sync.Mutex
+	b          *binding // set by the QUICReuse constructor during libp2p.New
+	listening  bool
+	closed     bool
+	hostClosed bool
+	conns      map[*Conn]struct{} // live connections, closed with the host
+}
+
+// New returns a transport to bind to a host with Option.
+func New(cfg Config) *Transport {
+	qc := cfg.QUIC
+	if qc == nil {
+		qc = rawquic.Config()
+	} else {
+		qc = qc.Clone()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	hostCtx, hostCancel := context.WithCancel(context.Background())
+	return &Transport{
+		qconf:      qc,
+		log:        log.With("transport", "p2pquic"),
+		done:       make(chan struct{}),
+		incoming:   make(chan *Conn, 16),
+		hostCtx:    hostCtx,
+		hostCancel: hostCancel,
+		conns:      map[*Conn]struct{}{},
+	}
+}
+
+// register wraps qc and keeps it until it closes, so that the host's shutdown
+// can close it with a code instead of silently dropping its socket. It
+// returns nil, having closed qc, once the host is shutting down.
+func (t *Transport) register(qc *quic.Conn, p peer.ID) *Conn {
+	c := &Conn{Conn: rawquic.Wrap(qc), qc: qc, peer: p}
+	t.mu.Lock()
+	if t.hostClosed {
+		t.mu.Unlock()
+		_ = qc.CloseWithError(codeClosed, "host closing")
+		return nil
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	context.AfterFunc(qc.Context(), func() {
+		t.mu.Lock()
+		delete(t.conns, c)
+		t.mu.Unlock()
+	})
+	return c
+}
+
+// Accept waits for the next authenticated incoming connection.
+func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
+	for {
+		select {
+		case <-t.done:
+			return nil, ErrClosed
+		case <-t.hostCtx.Done():
+			return nil, ErrClosed
+		default:
+		}
+		select {
+		case c := <-t.incoming:
+			if c.qc.Context().Err() != nil {
+				continue // closed while queued (by the peer, or the host's shutdown)
+			}
+			return c, nil
+		case <-t.done:
+			return nil, ErrClosed
+		case <-t.hostCtx.Done():
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// remotePeer is the peer ID in the certificate the handshake verified. The
+// key the TLS config's check extracted comes on keyCh; re-deriving it from
+// the certificate chain (the fallback) costs another signature verification.
+func remotePeer(qc *quic.Conn, keyCh <-chan crypto.PubKey) (peer.ID, error) {
+	select {
+	case pub, ok := <-keyCh:
+		if ok && pub != nil {
+			return peer.IDFromPublicKey(pub)
+		}
+	default:
+	}
+	pub, err := p2ptls.PubKeyFromCertChain(qc.ConnectionState().TLS.PeerCertificates)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPublicKey(pub)
+}
+
+// maddrs gives the connection gater a connection's endpoints.
+type maddrs struct{ local, remote ma.Multiaddr }
+
+func (m maddrs) LocalMultiaddr() ma.Multiaddr  { return m.local }
+func (m maddrs) RemoteMultiaddr() ma.Multiaddr { return m.remote }
+
+func connAddrs(qc *quic.Conn) maddrs {
+	l, _ := quicreuse.ToQuicMultiaddr(qc.LocalAddr(), quic.Version1)
+	r, _ := quicreuse.ToQuicMultiaddr(qc.RemoteAddr(), quic.Version1)
+	return maddrs{local: l, remote: r}
+}
+
+// Close stops accepting: new moq-lite handshakes fail, and connections whose
+// handshake was already under way are closed on arrival. Established
+// connections stay open (they close with the host). Calling it again does
+// nothing.
+//
+// The moq-lite ALPNs stay registered on the host's sockets until the host
+// closes, refusing. Removing them would race with handshakes in flight: when
+// a connection completes for an ALPN no longer registered, quicreuse stops
+// the whole shared listener, and the host silently stops accepting libp2p's
+// QUIC connections too.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.done)
+	t.mu.Unlock()
+	t.drainIncoming()
+	return nil
+}
+
+// drainIncoming closes the connections nobody will accept.
+func (t *Transport) drainIncoming() {
+	for {
+		select {
+		case c := <-t.incoming:
+			_ = c.qc.CloseWithError(codeClosed, "not accepting")
+		default:
+			return
+		}
+	}
+}
+
+// hostStopped runs when the host shuts down, after its swarm: it closes the
+// moq-lite connections with a code (closing the sockets would drop them
+// silently, leaving the peer to time out), then the ConnManager and finally
+// the lent sockets, which the ConnManager has given back by then.
+func (t *Transport) hostStopped(b *binding) error {
+	t.mu.Lock()
+	t.hostClosed = true
+	conns := make([]*Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	t.hostCancel()
+	t.dialWG.Wait()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { _ = c.qc.CloseWithError(codeClosed, "host closing") })
+	}
+	wg.Wait()
+	err := b.cm.Close()
+	closeSockets(b.sockets)
+	t.acceptWG.Wait() // the accept loops end with the sockets' listeners
+	return err
+}
+
+// Conn is a moq-lite connection to an authenticated peer.
+type Conn struct {
+	transport.Conn
+	qc   *quic.Conn
+	peer peer.ID
+}
+
+// Stats reports the QUIC connection's counters (see transport.StatsConn).
+func (c *Conn) Stats() transport.Stats {
+	if sc, ok := c.Conn.(transport.StatsConn); ok {
+		return sc.Stats()
+	}
+	return transport.Stats{}
+}
+
+// RemotePeer is the peer at the other end, proven by its TLS certificate.
+func (c *Conn) RemotePeer() peer.ID { return c.peer }
