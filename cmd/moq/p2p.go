@@ -144,7 +144,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 
 // acceptLoop offers every session a peer opens to us. Sessions admitted
 // before the IncomingSessions iteration started are not queued for it, so
-// the live list is also read now and then, deduplicated.
+// the live list is also read now and then, deduplicated: every 250 ms, which
+// is how late such a session (admitted in the moment before the iteration
+// began) is served at worst.
 func (p *p2pNode) acceptLoop(ctx context.Context, offer func(peerSession)) {
 	defer close(p.done)
 	var mu sync.Mutex
@@ -280,7 +282,9 @@ func (p *p2pNode) join(ctx context.Context, boot []endpoint, d time.Duration) er
 }
 
 // waitRoutingTable waits until the DHT's routing table holds a peer, or ctx
-// ends: an interrupt is an error, the deadline only a warning.
+// ends: an interrupt is an error, the deadline only a warning. The DHT has
+// no event for a first peer (its table's hooks are its own), so it looks
+// every 10 ms: bootstrap starts at most that late.
 func (p *p2pNode) waitRoutingTable(ctx context.Context, d time.Duration) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

@@ -66,6 +66,8 @@ func run(ctx context.Context, addr, modules string) error {
 	srv := &moq.Server{Moq: node.Moq, Addr: addr, Handler: mux}
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe() }()
+	// The server has no "listening" event: look every millisecond until it
+	// has an address (a few looks), or ListenAndServe fails.
 	for srv.TCPAddr() == nil {
 		select {
 		case err := <-served:

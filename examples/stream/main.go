@@ -253,7 +253,8 @@ func publish(ctx context.Context, s *moq.Session, in io.Reader, o options) (summ
 
 // keepUp waits until the session has sent all but window bytes of the
 // written ones. A live source would not wait: its subscriber would skip what
-// it cannot keep up with.
+// it cannot keep up with. The session's counters have no event, so it looks
+// every millisecond: a late look only lets the writer idle that much longer.
 func keepUp(ctx context.Context, s *moq.Session, written, window uint64) error {
 	for written > s.Stats().Media.BytesSent+window {
 		select {
