@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -64,9 +63,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.widened {
 		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "bind", plan.bind)
 	}
-	key, err := loadIdentity(cfg.net.identity)
+	key, err := identity.Load(cfg.net.identity)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--identity: %w", err)
 	}
 	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
 	opts := []libp2p.Option{
@@ -549,38 +548,6 @@ func (g *gate) InterceptAccept(c network.ConnMultiaddrs) bool {
 		return manet.IsIPLoopback(c.RemoteMultiaddr())
 	}
 	return true
-}
-
-// loadIdentity reads the libp2p key in file, creating it if missing; an
-// empty name means a new key for this run.
-func loadIdentity(file string) (crypto.PrivKey, error) {
-	if file == "" {
-		k, _, err := crypto.GenerateEd25519Key(nil)
-		return k, err
-	}
-	b, err := os.ReadFile(file)
-	if err == nil {
-		k, err := crypto.UnmarshalPrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("--identity %s: %w", file, err)
-		}
-		return k, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("--identity: %w", err)
-	}
-	k, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		return nil, err
-	}
-	b, err = crypto.MarshalPrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return nil, fmt.Errorf("--identity: %w", err)
-	}
-	return k, nil
 }
 
 // oneLine folds a multi-line error text (libp2p's dial errors list every

@@ -9,7 +9,6 @@ package peers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,6 +26,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
 )
 
@@ -59,7 +58,7 @@ type Peer struct {
 // New starts a peer. opts go to moq.New after the peer's defaults (a logger
 // that only reports warnings), so they can override them.
 func New(cfg Config, opts ...moq.Option) (*Peer, error) {
-	key, err := identity(cfg.KeyFile)
+	key, err := identity.Load(cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -146,29 +145,6 @@ func (p *Peer) Close() {
 func Short(id peer.ID) string {
 	s := id.String()
 	return "…" + s[max(len(s)-6, 0):]
-}
-
-// identity loads the key in file, creating the file with a new key if it
-// does not exist; with no file it returns a new key.
-func identity(file string) (crypto.PrivKey, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err == nil {
-			return crypto.UnmarshalPrivateKey(b)
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil || file == "" {
-		return key, err
-	}
-	b, err := crypto.MarshalPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return key, os.WriteFile(file, b, 0o600)
 }
 
 func loopbackOnly(addrs []ma.Multiaddr) []ma.Multiaddr {
