@@ -21,9 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -39,12 +37,7 @@ func main() {
 	modules := flag.String("modules", filepath.Join("interop", "jspeer", "node_modules"), "`dir`ectory holding @moq/lite and its dependencies")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *addr, *modules); err != nil {
-		fmt.Fprintln(os.Stderr, "browser:", err)
-		os.Exit(1)
-	}
+	peers.Main("browser", func(ctx context.Context) error { return run(ctx, *addr, *modules) })
 }
 
 func run(ctx context.Context, addr, modules string) error {

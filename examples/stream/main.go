@@ -31,8 +31,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -63,12 +61,7 @@ func main() {
 	flag.Uint64Var(&o.window, "window", 8<<20, "pub: bytes the publisher may be ahead of its session")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *role, *addr, *port, *size, o); err != nil {
-		fmt.Fprintln(os.Stderr, "stream:", err)
-		os.Exit(1)
-	}
+	peers.Main("stream", func(ctx context.Context) error { return run(ctx, *role, *addr, *port, *size, o) })
 }
 
 func run(ctx context.Context, role, addr string, port, size int, o options) error {

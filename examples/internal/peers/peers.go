@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -172,4 +174,17 @@ func (loopbackGater) InterceptSecured(network.Direction, peer.ID, network.ConnMu
 }
 func (loopbackGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
+}
+
+// Main runs an example's run until it returns or the process is
+// interrupted (SIGINT, SIGTERM: run's ctx ends), and exits with status 1
+// and the error, prefixed with name, if it failed.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
