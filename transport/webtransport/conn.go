@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -188,11 +189,5 @@ func (c *Conn) Stats() transport.Stats {
 	if c.qconn == nil {
 		return transport.Stats{}
 	}
-	st := c.qconn.ConnectionStats()
-	return transport.Stats{
-		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
-		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
-		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
-		CongestionWindow: st.CongestionWindow,
-	}
+	return quicstats.Of(c.qconn.ConnectionStats())
 }
