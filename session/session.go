@@ -404,12 +404,16 @@ type deadliner interface{ SetReadDeadline(time.Time) error }
 // and the read returns at once; it waits only for a stream that is open
 // but empty (its bytes are late, or a later stream's opened it), which then
 // gets a goroutine. A read that the deadline cuts short (the goroutine was
-// descheduled) only sends the stream the goroutine way too. Either way is
-// correct: the number trades at most 50 µs of the accept loop per such
-// stream against a goroutine. An event would be better, but quic-go's
-// stream tells neither how many bytes are buffered nor whether all up to
-// the FIN are (Peek checks the deadline first; the final size may be known
-// with bytes still missing).
+// descheduled) only sends the stream the goroutine way too. For plain
+// subscriptions either way is correct: the number trades at most 50 µs of
+// the accept loop per such stream against a goroutine. Not so for a
+// back-pressured one: a whole group past MaxGroupsInFlight is meant to wait
+// in the accept loop, but misjudged it waits on a goroutine, and the accept
+// loop goes on; with the wait forced to 1 ns,
+// TestBadInputBackpressureBlockedStreams sees 133 goroutines, not 16. No
+// event can replace the number: quic-go's stream tells neither how many
+// bytes are buffered nor whether all up to the FIN are (Peek checks the
+// deadline first; the final size may be known with bytes still missing).
 const arrivalWait = 50 * time.Microsecond
 
 // arrived reads what has arrived of a group stream without waiting (past
