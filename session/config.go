@@ -117,7 +117,12 @@ type Limits struct {
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.
 	// Default 250 ms. Group streams whose header has not arrived delay the
-	// end by at most FinishGrace as well.
+	// end by at most FinishGrace as well. The publisher opened every group
+	// stream before its FIN, so they trail it by reordering or a lost
+	// packet's recovery: a round trip plus a probe timeout, well under
+	// 250 ms on paths up to ~50 ms RTT. If it is too short, a group stream
+	// arriving later is refused and its frames are missing from the track's
+	// end; if too long, the end is reported that much later.
 	FinishGrace time.Duration
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration

@@ -43,6 +43,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	defer func() {
 		if !sorted {
 			s.unsorted.Add(-1)
+			s.sorted.notify()
 		}
 	}()
 	handed := false // to a goroutine waiting for room, with gr
@@ -76,6 +77,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	}
 	sub.groupStarted()
 	s.unsorted.Add(-1) // counted in its subscription from here on
+	s.sorted.notify()
 	sorted = true
 	if sub.opts.Backpressure {
 		handed = true // recvAhead returns gr

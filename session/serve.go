@@ -110,7 +110,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 }
 
 // finTimeout bounds how long a finished subscription waits for the
-// subscriber's FIN before it stops reading.
+// subscriber's FIN before it stops reading. A live subscriber answers
+// within a round trip; the bound only frees the stream and goroutine of one
+// that never does (stopped with Cancel; nothing it was sent is lost).
 const finTimeout = 5 * time.Second
 
 // A finished track's subscribe stream is FINed only after its last group

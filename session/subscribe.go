@@ -314,15 +314,25 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		}
 		busy, since := sub.receiving > 0, time.Since(last)
 		var idle chan struct{}
-		// An unsorted stream may be one of ours: look again shortly, but
-		// not past FinishGrace (a stream whose header never comes must not
-		// hold the end up).
-		if !busy && s.unsorted.Load() > 0 && time.Since(finAt) < s.lim.FinishGrace {
+		// An unsorted stream may be one of ours: look again once one is
+		// sorted, but not past FinishGrace (a stream whose header never
+		// comes must not hold the end up). The count is read again after
+		// taking the channel, so a stream sorted in between still wakes us.
+		if left := s.lim.FinishGrace - time.Since(finAt); !busy && left > 0 && s.unsorted.Load() > 0 {
 			sub.mu.Unlock()
+			sorted := s.sorted.wait()
+			if s.unsorted.Load() == 0 {
+				continue
+			}
+			t := time.NewTimer(left)
 			select {
-			case <-time.After(5 * time.Millisecond):
+			case <-sorted:
+				t.Stop()
+				continue
+			case <-t.C:
 				continue
 			case <-ctx.Done():
+				t.Stop()
 				sub.track.Abort(remoteErr(context.Cause(ctx)))
 				return
 			}

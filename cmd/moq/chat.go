@@ -121,7 +121,9 @@ func runChat(ctx context.Context, std stdio, args []string) error {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				// Let peers read the end of our track before hanging up.
+				// Let peers read the end of our track before hanging up: until
+				// every subscriber has left, at most 2 s (a subscriber that
+				// stopped reading must not hold the exit up; it misses the end).
 				_ = tp.Finish()
 				select {
 				case <-tp.Unused():
@@ -233,7 +235,9 @@ func (c *chatRoom) printf(w io.Writer, format string, args ...any) {
 }
 
 // watchAll watches every session the node has, now and then: those that
-// discovery opens (to the peers meet finds, or mDNS).
+// discovery opens (to the peers meet finds, or mDNS). There is no event for
+// a dialed session, so it looks every 250 ms: a new peer's lines start to
+// show at most that late (watch keeps them from then on).
 func (c *chatRoom) watchAll(ctx context.Context, n *node) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -256,6 +260,9 @@ func (c *chatRoom) meet(ctx context.Context, p *p2pNode) {
 	prov := discovery.NewProvider(p.d, discovery.ProviderConfig{Logger: c.log})
 	defer prov.Close()
 	prov.Provide(ctx, c.prefix)
+	// The DHT tells nobody of a new provider: look again, at first soon
+	// (peers that start together), then less often so that an idle room
+	// costs one lookup per maxMeetPause.
 	pause := 250 * time.Millisecond
 	for {
 		var wg sync.WaitGroup

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -64,9 +63,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.widened {
 		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "bind", plan.bind)
 	}
-	key, err := loadIdentity(cfg.net.identity)
+	key, err := identity.Load(cfg.net.identity)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--identity: %w", err)
 	}
 	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
 	opts := []libp2p.Option{
@@ -144,7 +143,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 
 // acceptLoop offers every session a peer opens to us. Sessions admitted
 // before the IncomingSessions iteration started are not queued for it, so
-// the live list is also read now and then, deduplicated.
+// the live list is also read now and then, deduplicated: every 250 ms, which
+// is how late such a session (admitted in the moment before the iteration
+// began) is served at worst.
 func (p *p2pNode) acceptLoop(ctx context.Context, offer func(peerSession)) {
 	defer close(p.done)
 	var mu sync.Mutex
@@ -280,7 +281,9 @@ func (p *p2pNode) join(ctx context.Context, boot []endpoint, d time.Duration) er
 }
 
 // waitRoutingTable waits until the DHT's routing table holds a peer, or ctx
-// ends: an interrupt is an error, the deadline only a warning.
+// ends: an interrupt is an error, the deadline only a warning. The DHT has
+// no event for a first peer (its table's hooks are its own), so it looks
+// every 10 ms: bootstrap starts at most that late.
 func (p *p2pNode) waitRoutingTable(ctx context.Context, d time.Duration) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -545,38 +548,6 @@ func (g *gate) InterceptAccept(c network.ConnMultiaddrs) bool {
 		return manet.IsIPLoopback(c.RemoteMultiaddr())
 	}
 	return true
-}
-
-// loadIdentity reads the libp2p key in file, creating it if missing; an
-// empty name means a new key for this run.
-func loadIdentity(file string) (crypto.PrivKey, error) {
-	if file == "" {
-		k, _, err := crypto.GenerateEd25519Key(nil)
-		return k, err
-	}
-	b, err := os.ReadFile(file)
-	if err == nil {
-		k, err := crypto.UnmarshalPrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("--identity %s: %w", file, err)
-		}
-		return k, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("--identity: %w", err)
-	}
-	k, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		return nil, err
-	}
-	b, err = crypto.MarshalPrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return nil, fmt.Errorf("--identity: %w", err)
-	}
-	return k, nil
 }
 
 // oneLine folds a multi-line error text (libp2p's dial errors list every

@@ -18,7 +18,10 @@ import (
 // reorderWait is how long a live subscriber waits for a missing group
 // before skipping it: groups travel on streams of their own and a later one
 // often lands first, but a group that was dropped never comes. It is also
-// how long the first group to arrive waits for an earlier one.
+// how long the first group to arrive waits for an earlier one. Half a
+// second covers reordering and a loss recovery on any usable path; too short
+// skips groups that were merely late (a gap the viewer sees), too long
+// stalls the output that much at each dropped group.
 const reorderWait = 500 * time.Millisecond
 
 // Bounds on what the in-order stage holds besides the group it is reading:

@@ -97,7 +97,9 @@ func (w *sessionWatch) activity() uint64 {
 	return a
 }
 
-// progressEvery is how often waitServed samples the sessions' progress.
+// progressEvery is how often waitServed samples the sessions' progress
+// (the counters have no event). It only sets how precisely linger is kept:
+// a stalled subscriber is given up on at most 100 ms later.
 const progressEvery = 100 * time.Millisecond
 
 // waitServed waits until served or gone fires, or ctx ends (true), or the

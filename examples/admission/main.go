@@ -24,11 +24,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -50,23 +47,17 @@ func main() {
 	key := flag.String("key", "", "gate, visitor: `FILE` holding the node's key (made if missing), for a stable peer ID")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch *role {
-	case "demo":
-		err = demo(ctx)
-	case "gate":
-		err = serveGate(ctx, *allow, *port, *key)
-	case "visitor":
-		err = runVisitor(ctx, *addr, *key)
-	default:
-		err = fmt.Errorf("-role %q: want demo, gate or visitor", *role)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "admission:", err)
-		os.Exit(1)
-	}
+	peers.Main("admission", func(ctx context.Context) error {
+		switch *role {
+		case "demo":
+			return demo(ctx)
+		case "gate":
+			return serveGate(ctx, *allow, *port, *key)
+		case "visitor":
+			return runVisitor(ctx, *addr, *key)
+		}
+		return fmt.Errorf("-role %q: want demo, gate or visitor", *role)
+	})
 }
 
 func demo(ctx context.Context) error {

@@ -21,9 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -39,12 +37,7 @@ func main() {
 	modules := flag.String("modules", filepath.Join("interop", "jspeer", "node_modules"), "`dir`ectory holding @moq/lite and its dependencies")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *addr, *modules); err != nil {
-		fmt.Fprintln(os.Stderr, "browser:", err)
-		os.Exit(1)
-	}
+	peers.Main("browser", func(ctx context.Context) error { return run(ctx, *addr, *modules) })
 }
 
 func run(ctx context.Context, addr, modules string) error {
@@ -66,6 +59,8 @@ func run(ctx context.Context, addr, modules string) error {
 	srv := &moq.Server{Moq: node.Moq, Addr: addr, Handler: mux}
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe() }()
+	// The server has no "listening" event: look every millisecond until it
+	// has an address (a few looks), or ListenAndServe fails.
 	for srv.TCPAddr() == nil {
 		select {
 		case err := <-served:

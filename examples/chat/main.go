@@ -29,11 +29,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -54,23 +52,17 @@ func main() {
 	n := flag.Int("n", 0, "listen, join: before leaving, wait until `N` lines were heard")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch {
-	case *role == "demo":
-		err = demo(ctx)
-	case *role == "listen" || *role == "join" && len(join) > 0:
-		err = interactive(ctx, *port, join, *n)
-	case *role == "join":
-		err = errors.New("-role join needs -peer ADDR")
-	default:
-		err = fmt.Errorf("-role %q: want demo, listen or join", *role)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chat:", err)
-		os.Exit(1)
-	}
+	peers.Main("chat", func(ctx context.Context) error {
+		switch {
+		case *role == "demo":
+			return demo(ctx)
+		case *role == "listen" || *role == "join" && len(join) > 0:
+			return interactive(ctx, *port, join, *n)
+		case *role == "join":
+			return errors.New("-role join needs -peer ADDR")
+		}
+		return fmt.Errorf("-role %q: want demo, listen or join", *role)
+	})
 }
 
 // demo runs two peers, alice and bob, through a short scripted conversation.

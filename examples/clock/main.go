@@ -21,9 +21,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -39,12 +36,7 @@ func main() {
 	n := flag.Int("n", 0, "sub: stop after `N` ticks (0: run until interrupted)")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *role, *addr, *port, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "clock:", err)
-		os.Exit(1)
-	}
+	peers.Main("clock", func(ctx context.Context) error { return run(ctx, *role, *addr, *port, *n) })
 }
 
 func run(ctx context.Context, role, addr string, port, n int) error {

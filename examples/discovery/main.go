@@ -26,9 +26,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -53,12 +50,7 @@ func main() {
 	n := flag.Int("n", 0, "demo, sub: stop after `N` ticks (0: run until interrupted)")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *role, *boot, *port, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "discovery:", err)
-		os.Exit(1)
-	}
+	peers.Main("discovery", func(ctx context.Context) error { return run(ctx, *role, *boot, *port, *n) })
 }
 
 func run(ctx context.Context, role, boot string, port, n int) error {

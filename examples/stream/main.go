@@ -31,8 +31,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -63,12 +61,7 @@ func main() {
 	flag.Uint64Var(&o.window, "window", 8<<20, "pub: bytes the publisher may be ahead of its session")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *role, *addr, *port, *size, o); err != nil {
-		fmt.Fprintln(os.Stderr, "stream:", err)
-		os.Exit(1)
-	}
+	peers.Main("stream", func(ctx context.Context) error { return run(ctx, *role, *addr, *port, *size, o) })
 }
 
 func run(ctx context.Context, role, addr string, port, size int, o options) error {
@@ -253,7 +246,8 @@ func publish(ctx context.Context, s *moq.Session, in io.Reader, o options) (summ
 
 // keepUp waits until the session has sent all but window bytes of the
 // written ones. A live source would not wait: its subscriber would skip what
-// it cannot keep up with.
+// it cannot keep up with. The session's counters have no event, so it looks
+// every millisecond: a late look only lets the writer idle that much longer.
 func keepUp(ctx context.Context, s *moq.Session, written, window uint64) error {
 	for written > s.Stats().Media.BytesSent+window {
 		select {

@@ -143,7 +143,8 @@ func (b *Browser) Close() error {
 		_ = killProcess(b.cmd) // the whole group, even if the main process is gone
 		b.cancel()
 		<-b.done
-		// Helpers may still be flushing into the profile for a moment.
+		// Helpers may still be flushing into the profile for a moment:
+		// retry for up to a second; after that the error says what is left.
 		for range 20 {
 			if err = os.RemoveAll(b.dataDir); err == nil {
 				break
@@ -269,7 +270,8 @@ func RunPage(ctx context.Context, pageURL string, o ChromiumOptions) ([]byte, er
 	go func() {
 		select {
 		case <-b.Done():
-			// Give a POST that raced the exit a moment to land.
+			// Give a POST that raced the exit a moment to land (it is on
+			// loopback, already sent); too short only loses that result.
 			select {
 			case <-time.After(500 * time.Millisecond):
 				cancel()

@@ -188,7 +188,7 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 		case <-ctx.Done():
 			_ = f.Close()
 			return nil, fmt.Errorf("jspeer: waiting for %s: %w", path, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond): // flock has no wait that takes a ctx: look again
 		}
 	}
 }

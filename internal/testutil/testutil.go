@@ -37,9 +37,10 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 	Until(t, ctx, what, cond)
 }
 
-// Until polls cond every few milliseconds until it holds, and fails the
+// Until polls cond every 5 ms until it holds, and fails the
 // test if ctx ends first: Eventually for waits whose bound is not five
-// seconds (a browser starting, a DHT lookup).
+// seconds (a browser starting, a DHT lookup). For tests only: the poll sets
+// how soon a test notices, never what it asserts.
 func Until(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)

@@ -107,13 +107,8 @@ func dialAddr(addr ma.Multiaddr, p peer.ID) (ma.Multiaddr, *net.UDPAddr, string,
 	if len(tpt) != 3 || tpt[1].Code() != ma.P_UDP || tpt[2].Code() != ma.P_QUIC_V1 {
 		return nil, nil, "", fmt.Errorf("p2pquic: %s is not an /ip4|ip6/…/udp/…/quic-v1 address", addr)
 	}
-	var netw string
-	switch tpt[0].Code() {
-	case ma.P_IP4:
-		netw = "udp4"
-	case ma.P_IP6:
-		netw = "udp6"
-	default:
+	netw := udpNetwork(tpt)
+	if netw == "" {
 		return nil, nil, "", fmt.Errorf("p2pquic: %s: resolve the host name first", addr)
 	}
 	ua, _, err := quicreuse.FromQuicMultiaddr(tpt)

@@ -109,10 +109,7 @@ func (b *binding) lent(a ma.Multiaddr) bool {
 	if err != nil || !ua.IP.IsUnspecified() {
 		return false
 	}
-	netw := "udp6"
-	if a[0].Code() == ma.P_IP4 {
-		netw = "udp4"
-	}
+	netw := udpNetwork(a)
 	return slices.ContainsFunc(b.sockets, func(s *socket) bool { return s.netw == netw && s.port == ua.Port })
 }
 

@@ -29,6 +29,21 @@ type listenSlot struct {
 	port int
 }
 
+// udpNetwork is "udp4" or "udp6" for an address that starts
+// /ip4|ip6/…/udp/…/quic-v1, and "" for any other (a host name among them).
+func udpNetwork(a ma.Multiaddr) string {
+	if len(a) < 3 || a[1].Code() != ma.P_UDP || a[2].Code() != ma.P_QUIC_V1 {
+		return ""
+	}
+	switch a[0].Code() {
+	case ma.P_IP4:
+		return "udp4"
+	case ma.P_IP6:
+		return "udp6"
+	}
+	return ""
+}
+
 // lendable lists the sockets to lend: one per unspecified-IP UDP address
 // that QUIC will listen on (/quic-v1, and /quic-v1/webtransport, which listens
 // first and would otherwise take the /quic-v1 address's socket). Explicit
@@ -37,16 +52,8 @@ type listenSlot struct {
 func lendable(addrs []ma.Multiaddr) []listenSlot {
 	var out []listenSlot
 	for _, a := range addrs {
-		if len(a) < 3 || a[1].Code() != ma.P_UDP || a[2].Code() != ma.P_QUIC_V1 {
-			continue
-		}
-		var netw string
-		switch a[0].Code() {
-		case ma.P_IP4:
-			netw = "udp4"
-		case ma.P_IP6:
-			netw = "udp6"
-		default:
+		netw := udpNetwork(a)
+		if netw == "" {
 			continue
 		}
 		if ip := net.ParseIP(a[0].Value()); ip == nil || !ip.IsUnspecified() {

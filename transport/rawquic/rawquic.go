@@ -21,6 +21,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
@@ -227,13 +228,7 @@ func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
-	st := c.c.ConnectionStats()
-	return transport.Stats{
-		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
-		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
-		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
-		CongestionWindow: st.CongestionWindow,
-	}
+	return quicstats.Of(c.c.ConnectionStats())
 }
 
 // QUIC returns the underlying connection, for statistics.

@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -80,7 +81,11 @@ func (c *Conn) closeCause() error {
 }
 
 // connCloseWait bounds how long closeCause waits for the QUIC connection to
-// report its close after the session's CONNECT stream failed.
+// report its close after the session's CONNECT stream failed. The close is
+// already in hand then (quic-go fails the streams, then cancels the
+// connection's context), so the wait is a scheduling gap, not a round trip;
+// if it is too short the error says "webtransport session ended" with the
+// Transport code instead of the peer's code.
 const connCloseWait = 50 * time.Millisecond
 
 // sessionErr converts the error of an Open or Accept call. Once the session
@@ -104,6 +109,9 @@ func (c *Conn) sessionErr(ctx context.Context, err error) error {
 // would discard it; the peer does not close the connection itself.
 func releaseQUIC(qconn *quic.Conn, cause error) {
 	if ce, ok := errors.AsType[*transport.ConnError](cause); ok && !ce.Remote {
+		// Four round trips let a lost capsule be retransmitted once; the
+		// floor covers an RTT not yet measured, the cap a dead peer. Too
+		// short: the peer sees a transport close, not our code and reason.
 		linger := min(max(4*qconn.ConnectionStats().SmoothedRTT, 50*time.Millisecond), time.Second)
 		t := time.NewTimer(linger)
 		select {
@@ -181,11 +189,5 @@ func (c *Conn) Stats() transport.Stats {
 	if c.qconn == nil {
 		return transport.Stats{}
 	}
-	st := c.qconn.ConnectionStats()
-	return transport.Stats{
-		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
-		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
-		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
-		CongestionWindow: st.CongestionWindow,
-	}
+	return quicstats.Of(c.qconn.ConnectionStats())
 }

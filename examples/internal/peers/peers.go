@@ -9,17 +9,17 @@ package peers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,6 +28,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
 )
 
@@ -59,7 +60,7 @@ type Peer struct {
 // New starts a peer. opts go to moq.New after the peer's defaults (a logger
 // that only reports warnings), so they can override them.
 func New(cfg Config, opts ...moq.Option) (*Peer, error) {
-	key, err := identity(cfg.KeyFile)
+	key, err := identity.Load(cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -148,29 +149,6 @@ func Short(id peer.ID) string {
 	return "…" + s[max(len(s)-6, 0):]
 }
 
-// identity loads the key in file, creating the file with a new key if it
-// does not exist; with no file it returns a new key.
-func identity(file string) (crypto.PrivKey, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err == nil {
-			return crypto.UnmarshalPrivateKey(b)
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil || file == "" {
-		return key, err
-	}
-	b, err := crypto.MarshalPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return key, os.WriteFile(file, b, 0o600)
-}
-
 func loopbackOnly(addrs []ma.Multiaddr) []ma.Multiaddr {
 	var local []ma.Multiaddr
 	for _, a := range addrs {
@@ -196,4 +174,17 @@ func (loopbackGater) InterceptSecured(network.Direction, peer.ID, network.ConnMu
 }
 func (loopbackGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
+}
+
+// Main runs an example's run until it returns or the process is
+// interrupted (SIGINT, SIGTERM: run's ctx ends), and exits with status 1
+// and the error, prefixed with name, if it failed.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
