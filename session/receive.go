@@ -38,7 +38,7 @@ func (sub *subscription) groupDone() {
 // recvGroup reads one group stream, through gr, into the subscription's
 // track; it returns gr to its pool. Frames already received stay in the
 // group whatever happens later.
-func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
+func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline bool) {
 	sorted := false
 	defer func() {
 		if !sorted {
@@ -81,7 +81,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 	sorted = true
 	if sub.opts.Backpressure {
 		handed = true // recvAhead returns gr
-		s.recvAhead(rs, gr, sub)
+		s.recvAhead(rs, gr, sub, inline)
 		return
 	}
 	defer sub.groupDone()
@@ -100,10 +100,21 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader) {
 // only while the track has no room, that is while its reader has groups to
 // read; and while fewer wait, every group stream is read, so none holds
 // the connection's flow-control window that a group being read needs.
-func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
+func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription, inline bool) {
 	seq := gr.hdr.Sequence
 	done := func() { putGroupReader(gr); sub.groupDone() }
-	if err := sub.awaitTurn(s.lim.MaxGroupsInFlight); err != nil {
+	var gate func(bool)
+	if !inline {
+		// While this waits for its turn, the accept loop waits too
+		// (acceptUniStreams), as it would have with the group in hand: a
+		// stream that went the goroutine way (its bytes were late, or
+		// arrivalWait misjudged it) must not let in more streams than
+		// back-pressure allows. Only the wait for a turn holds it: a
+		// group being read needs the connection's flow-control window,
+		// which streams left unaccepted would fill.
+		gate = s.holdAccept
+	}
+	if err := sub.awaitTurn(s.lim.MaxGroupsInFlight, gate); err != nil {
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		done()
 		return
@@ -171,7 +182,15 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 }
 
 // awaitTurn waits until fewer than max groups read ahead wait for room.
-func (sub *subscription) awaitTurn(max int) error {
+// hold, if not nil, is told when it starts to wait (true) and when it stops
+// (false).
+func (sub *subscription) awaitTurn(max int, hold func(bool)) error {
+	held := false
+	defer func() {
+		if held {
+			hold(false)
+		}
+	}()
 	for {
 		sub.mu.Lock()
 		if sub.ahead < max {
@@ -183,6 +202,10 @@ func (sub *subscription) awaitTurn(max int) error {
 		}
 		turn := sub.turn
 		sub.mu.Unlock()
+		if hold != nil && !held {
+			hold(true)
+			held = true
+		}
 		select {
 		case <-turn:
 		case <-sub.ctx.Done():
@@ -393,4 +416,15 @@ func (s *Session) frameErr(err error) error {
 		return &broadcast.Error{Code: broadcast.CodeWrongSize, Reason: "group stream ended inside a frame"}
 	}
 	return err
+}
+
+// holdAccept counts a back-pressured group waiting for its turn on a
+// goroutine (true) or done waiting (false); acceptUniStreams takes no
+// stream while any waits.
+func (s *Session) holdAccept(waiting bool) {
+	if waiting {
+		s.turnWaiters.Add(1)
+	} else if s.turnWaiters.Add(-1) == 0 {
+		s.turnFree.notify()
+	}
 }
