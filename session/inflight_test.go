@@ -101,22 +101,28 @@ func TestBadInputSessionGroupsInFlight(t *testing.T) {
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		for {
 			rs, err := p.raw.AcceptUniStream(dctx)
 			if err != nil {
 				return
 			}
-			data, err := io.ReadAll(rs)
-			if err != nil {
-				continue // a group of an unsubscribed subscription, reset
-			}
-			if g, err := p.parseGroup(data); err == nil {
-				select {
-				case got <- g:
-				case <-dctx.Done():
-					return
+			// Each stream on its own: one that is slow to end must not keep
+			// the others, and the connection window they hold, unread.
+			wg.Go(func() {
+				defer context.AfterFunc(dctx, func() { rs.CancelRead(0) })()
+				data, err := io.ReadAll(rs)
+				if err != nil {
+					return // a group of an unsubscribed subscription, reset
 				}
-			}
+				if g, err := p.parseGroup(data); err == nil {
+					select {
+					case got <- g:
+					case <-dctx.Done():
+					}
+				}
+			})
 		}
 	}()
 	defer func() { stop(); <-drained }()

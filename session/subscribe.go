@@ -76,9 +76,14 @@ func (s *Session) Subscribe(ctx context.Context, path, track string, opts Subscr
 	remote := s.remoteLocked(path)
 	tp := broadcast.NewTrack(info, s.lim.Model)
 	if err := remote.InsertTrack(tp); err != nil {
+		s.mu.Unlock()
+		if !errors.Is(err, broadcast.ErrDuplicate) {
+			// The peer's broadcast has ended (with the session, say): a
+			// track of it would never get a group.
+			return nil, err
+		}
 		// A consumer of Remote made the track on demand an instant ago; its
 		// subscription registers itself momentarily. Join the track.
-		s.mu.Unlock()
 		return s.join(ctx, path, info)
 	}
 	tc := tp.Consume()
