@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,12 @@ const loopbackQUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
 // multiaddr with /p2p/, for --bootstrap.
 func bootstrapNode(t *testing.T) (*proc, string) {
 	t.Helper()
-	n := start(t, "node", nil, "node", "--listen", loopbackQUIC)
+	// It lives as long as the test, whose parallel subtests may wait a
+	// while for a slot on a loaded machine: a budget longer than start's
+	// (a node killed at its budget fails the test's cleanup).
+	n := startCmd(t, "node", nil, 5*time.Minute, func(ctx context.Context) *exec.Cmd {
+		return exec.CommandContext(ctx, moqBin, "node", "--listen", loopbackQUIC)
+	})
 	addr := field(n.stdout.await(t, n.name, "listening: ", 20*time.Second))
 	if !strings.Contains(addr, "/p2p/") {
 		t.Fatalf("node printed %q; want a multiaddr with /p2p/", addr)

@@ -131,7 +131,7 @@ type proc struct {
 // outlives the test's budget or the test.
 func start(t *testing.T, name string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
-	return startCmd(t, name, stdin, 60*time.Second, func(ctx context.Context) *exec.Cmd {
+	return startCmd(t, name, stdin, 3*time.Minute, func(ctx context.Context) *exec.Cmd {
 		return exec.CommandContext(ctx, moqBin, args...)
 	})
 }
@@ -181,6 +181,11 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 // interrupt sends SIGINT.
 func (p *proc) interrupt(t *testing.T) {
 	t.Helper()
+	select {
+	case <-p.done: // killed at its budget, or it ended by itself: say so
+		t.Fatalf("%s exited before the interrupt: %v\nstderr:\n%s", p.name, p.err, p.stderr.bytes())
+	default:
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
