@@ -52,14 +52,7 @@ func TestIncomingSessionsEveryIteration(t *testing.T) {
 				got = append(got, iterate(a, peers))
 			}
 			eventually(t, "iterations subscribed", func() bool { return a.listeners.Load() == int32(iterations) })
-			want := map[peer.ID]bool{}
-			var wg sync.WaitGroup
-			for range peers {
-				c := newNode(t)
-				want[c.h.ID()] = true
-				wg.Go(func() { c.connect(t, a) })
-			}
-			wg.Wait()
+			want := connectPeers(t, a, peers)
 			for i, c := range got {
 				seen := map[peer.ID]bool{}
 				for range peers {

@@ -392,14 +392,7 @@ func TestIncomingSessionsNeverDrop(t *testing.T) {
 			}
 		}
 	}()
-	want := map[peer.ID]bool{}
-	var wg sync.WaitGroup
-	for range peers {
-		c := newNode(t)
-		want[c.h.ID()] = true
-		wg.Go(func() { c.connect(t, a) })
-	}
-	wg.Wait()
+	want := connectPeers(t, a, peers)
 	for range peers {
 		select {
 		case p := <-got:
@@ -419,3 +412,17 @@ func parkedIn(fn string) int { return testutil.Goroutines(fn, true) }
 
 // runningIn counts the goroutines, parked or not, with fn on their stack.
 func runningIn(fn string) int { return testutil.Goroutines(fn, false) }
+
+// connectPeers connects n new nodes to a at once and returns their IDs.
+func connectPeers(t *testing.T, a *node, n int) map[peer.ID]bool {
+	t.Helper()
+	ids := map[peer.ID]bool{}
+	var wg sync.WaitGroup
+	for range n {
+		c := newNode(t)
+		ids[c.h.ID()] = true
+		wg.Go(func() { c.connect(t, a) })
+	}
+	wg.Wait()
+	return ids
+}
