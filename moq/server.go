@@ -500,7 +500,10 @@ func (s *Server) register(c transport.Conn, scope string, ip netip.Addr) {
 		return
 	}
 	s.mu.Lock()
-	if s.closed || s.draining {
+	// A session registered while Shutdown drains is still tracked: Shutdown
+	// waits for this call before it looks, and then tells it to go away as
+	// it tells the others (closing it here would skip the GOAWAY).
+	if s.closed {
 		s.mu.Unlock()
 		_ = as.Close(broadcast.CodeCancel, "server shutting down")
 		s.release(ip, false)
