@@ -103,6 +103,7 @@ type snapshot struct {
 	published []string
 	pending   int // dials in flight
 	waiters   int // connect callers waiting for them
+	held      int // entries in the dials' waiter lists, callers that gave up included
 
 	subscribers int // incoming-session subscribers
 }
