@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -51,6 +52,10 @@ type Actor struct {
 	// subscribers receive every accepted session registered while they
 	// are here (Incoming).
 	subscribers map[*Incoming]struct{}
+
+	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
+	// run, use them. An entry lives until its request is answered.
+	flights sync.Map
 }
 
 type dial struct {
