@@ -20,7 +20,7 @@ import (
 // what lies beyond its own bound, which sequential dials rarely reach: the
 // actor frees its slots quickly). Other peers are not affected.
 func TestPeerSessionLimit(t *testing.T) {
-	n := newTCPNode(t, nil)
+	n := newTCPNode(t)
 	hostile, err := libp2p.New(append(HostOptions(nil), libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())...)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestPeerSessionLimit(t *testing.T) {
 	if refusedAtOnce+closedByActor != dials-actor.DefaultMaxSessionsPerPeer {
 		t.Errorf("%d of %d sessions refused, want %d", refusedAtOnce+closedByActor, dials, dials-actor.DefaultMaxSessionsPerPeer)
 	}
-	other := newTCPNode(t, nil)
+	other := newTCPNode(t)
 	other.connect(t, n)
 }
 
