@@ -154,12 +154,12 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 }
 
 // IncomingSessions yields the sessions that peers open to this node, after
-// admission (through Server too); sessions this node dialed or opened are
+// admission (through a server.Server too); sessions this node dialed or opened are
 // not included. Every iteration sees every session admitted while it runs,
 // whatever other iterations run at the same time: each has its own queue
 // of WithIncomingQueue sessions. None is dropped: when an iteration's queue
 // is full, the admission waits for room until that iteration reads again or
-// ends, or the node (for a Server's session, the server) shuts down; other
+// ends, or the node (for a server.Server's session, the server) shuts down; other
 // iterations receive the session meanwhile. A libp2p admission waits
 // holding one of the node's WithPendingAdmissions slots, so once an
 // iteration that stopped reading holds them all, accepting pauses. An
@@ -305,30 +305,30 @@ func (m *Moq) releasePeer(p peer.ID) {
 // read holds up at most the node's slots, then accepting pauses.
 func (m *Moq) admitAndRegister(c actor.Conn) {
 	defer m.releaseAdmission()
-	ok := m.admitted(m.ctx, c)
+	err := m.admitted(m.ctx, c)
 	m.releasePeer(c.RemotePeer())
-	if !ok {
+	if err != nil {
 		return
 	}
 	_, _ = m.a.Register(m.ctx, c, false) // a refused connection is closed
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and
-// closes it, with the refusal's code, if it is turned away. An admission
-// still running when ctx ends is a refusal.
-func (m *Moq) admitted(ctx context.Context, c actor.Conn) bool {
+// closes it, with the refusal's code, if it is turned away (returning the
+// refusal). An admission still running when ctx ends is a refusal.
+func (m *Moq) admitted(ctx context.Context, c actor.Conn) error {
 	if m.admit == nil {
-		return true
+		return nil
 	}
 	err := m.admit(ctx, c.RemotePeer())
 	if ctx.Err() != nil { // whatever admission made of it: we are going away
 		err = &broadcast.Error{Code: broadcast.CodeCancel, Reason: "shutting down"}
 	}
 	if err == nil {
-		return true
+		return nil
 	}
 	code, reason := refusal(err)
 	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
 	_ = c.CloseWithError(uint32(code), reason)
-	return false
+	return err
 }
