@@ -40,8 +40,8 @@ const CertificatePath = "/certificate.sha256"
 // Server accepts clients without a libp2p identity — browsers and Node over
 // WebTransport or WebSocket, and raw-QUIC moql:// clients — as ordinary
 // sessions of a moq node: they are offered the node's publications, appear
-// in IncomingSessions and Sessions, and what they publish is read through
-// their moq.Session. They pass the node's admission (moq.WithAdmission)
+// in the node's IncomingSessions and Sessions, and what they publish is
+// read through their moq.Session. They pass the node's admission (moq.WithAdmission)
 // like P2P sessions, with an empty peer ID, after Route, and share the
 // node's admission slots (moq.WithPendingAdmissions). WebTransport and raw
 // QUIC share one UDP port; WebSocket and plain HTTP use the TCP port of the
@@ -100,7 +100,7 @@ type Server struct {
 	// behind one NAT or proxy share an address, so size it for them.
 	MaxSessionsPerIP int
 	// MaxPendingPerIP bounds the sessions of one source IP address that wait
-	// for admission (WithAdmission) at once; over it a client is refused
+	// for admission (moq.WithAdmission) at once; over it a client is refused
 	// like above, and the wait counts until the session has reached every
 	// IncomingSessions iteration. Zero means DefaultMaxPendingPerIP,
 	// negative no bound. The node-wide bound (moq.WithPendingAdmissions)
