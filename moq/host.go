@@ -165,8 +165,15 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 			return fail(err)
 		}
 	}
+	// A host whose listening fails is not built, but its swarm (made
+	// before it listens) is left running: keep hold of it to close it.
+	var sw *swarm.Swarm
+	c.UserFxOptions = append(c.UserFxOptions, fx.Invoke(func(s *swarm.Swarm) { sw = s }))
 	h, err := c.NewNode()
 	if err != nil {
+		if sw != nil {
+			_ = sw.Close()
+		}
 		return fail(err)
 	}
 	return h, nil
