@@ -32,8 +32,8 @@ type options struct {
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
-// must have been built with t.Option(). Without it, sessions run over libp2p
-// streams only.
+// must have been built with t (HostConfig.QUIC, HostOptions or t.Option()).
+// Without it, sessions run over libp2p streams only.
 func WithQUIC(t *QUICTransport) Option { return func(o *options) { o.quic = t } }
 
 // WithLogger sets the logger (default slog.Default()).
