@@ -41,11 +41,11 @@ const CertificatePath = "/certificate.sha256"
 // WebTransport or WebSocket, and raw-QUIC moql:// clients — as ordinary
 // sessions of a moq node: they are offered the node's publications, appear
 // in the node's IncomingSessions and Sessions, and what they publish is
-// read through their moq.Session. They pass the node's admission (moq.WithAdmission)
-// like P2P sessions, with an empty peer ID, after Route, and share the
-// node's admission slots (moq.WithPendingAdmissions). WebTransport and raw
-// QUIC share one UDP port; WebSocket and plain HTTP use the TCP port of the
-// same number.
+// read through their moq.Session. They pass the node's admission
+// (moq.WithAdmission) like P2P sessions, with an empty peer ID, after
+// Route, and share the node's admission slots (moq.WithPendingAdmissions,
+// through moq.Admission). WebTransport and raw QUIC share one UDP port;
+// WebSocket and plain HTTP use the TCP port of the same number.
 //
 // The URL path of a WebTransport or WebSocket request scopes its session, as
 // moq-relay does: a client connected at /room sees the node's room/clock as
