@@ -24,6 +24,15 @@ var heavy = []string{
 	"github.com/moqp2p/moqp2p/transport/websocket",
 }
 
+// libp2pRoot are go-libp2p's root package and the libp2p transports only it
+// links: no moqp2p program needs them, browser-facing or not (moq.NewHost
+// builds hosts without them).
+var libp2pRoot = []string{
+	"github.com/libp2p/go-libp2p",
+	"github.com/libp2p/go-libp2p/p2p/transport/webtransport",
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket",
+}
+
 // deps lists the non-standard packages pkg links (go list -deps).
 func deps(t *testing.T, pkg string) []string {
 	t.Helper()
@@ -45,7 +54,8 @@ func isHeavy(p string) bool {
 
 // Package moq and a P2P example program link none of the heavy packages,
 // while moq/server (which needs them) does: the check sees what it looks
-// for. The counts are logged for ARCHITECTURE.md's dependency weight.
+// for. The CLI links no part of go-libp2p's root. The counts are logged
+// for ARCHITECTURE.md's dependency weight.
 func TestDependencyWeight(t *testing.T) {
 	for _, pkg := range []string{".", "../examples/clock"} {
 		list := deps(t, pkg)
@@ -64,5 +74,14 @@ func TestDependencyWeight(t *testing.T) {
 	}
 	if found == 0 {
 		t.Fatal("moq/server links none of the heavy packages: the check is blind")
+	}
+	// The CLI serves browsers, so it links their transports, but not
+	// go-libp2p's root.
+	for _, p := range deps(t, "../cmd/moq") {
+		for _, r := range libp2pRoot {
+			if p == r {
+				t.Errorf("cmd/moq links %s", p)
+			}
+		}
 	}
 }
