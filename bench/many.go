@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	p2pconfig "github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
@@ -208,11 +208,13 @@ func manyOurs(ctx context.Context, n int) (manyResult, error) {
 	if err != nil {
 		return manyResult{}, err
 	}
-	// moq.HostOptions with this resource manager instead of its own.
+	defer rm.Close() // after the host's Close (closing it twice is harmless)
+	// newHost's host with this resource manager instead of its own.
 	q := p2pquic.New(p2pquic.Config{Logger: quietLogger()})
-	h, err := libp2p.New(q.Option(), libp2p.ResourceManager(rm), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
+	h, err := moq.NewHost(moq.HostConfig{QUIC: q, AddrsFactory: loopbackOnly, Options: []p2pconfig.Option{
+		func(c *p2pconfig.Config) error { c.ResourceManager = rm; return nil },
+	}})
 	if err != nil {
-		_ = rm.Close()
 		return manyResult{}, err
 	}
 	defer h.Close()
