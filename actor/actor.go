@@ -260,6 +260,11 @@ func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
 	ctx, cancel := context.WithTimeout(a.lifetime, a.cfg.DialTimeout)
 	defer cancel()
 	ev.conn, ev.err = a.cfg.Dial(ctx, addr)
+	if ev.err != nil {
+		// A failed dial has no connection, whatever it returned beside
+		// the error (a typed nil, say): run answers no verdict for it.
+		ev.conn = nil
+	}
 	if ev.err == nil && ev.conn.RemotePeer() != addr.ID {
 		_ = ev.conn.CloseWithError(uint32(broadcast.CodeUnauthorized), "unexpected peer")
 		ev.conn, ev.err = nil, fmt.Errorf("moq: dialed %s but reached %s", addr.ID, ev.conn.RemotePeer())

@@ -126,6 +126,30 @@ func TestConnectFlightOutlivesItsFirstCaller(t *testing.T) {
 	}
 }
 
+// A dial that fails returning a typed nil connection beside its error is a
+// failed dial: its callers get the error and its goroutine ends (it used to
+// wait for a verdict on that "connection" forever).
+func TestFailedDialWithTypedNilConn(t *testing.T) {
+	nw := newNetwork(t)
+	var a *node
+	boom := errors.New("unreachable")
+	a = nw.addWith(t, func(c *Config) {
+		c.Dial = func(context.Context, peer.AddrInfo) (Conn, error) {
+			var none *peerConnPtr
+			return none, boom
+		}
+	})
+	b := nw.add(t)
+	g0 := runtime.NumGoroutine()
+	if _, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id}); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the dial's error", err)
+	}
+	eventually(t, "the dial's goroutine to end", func() bool { return runtime.NumGoroutine() <= g0 })
+}
+
+// peerConnPtr is a Conn with pointer methods, for a typed nil.
+type peerConnPtr struct{ peerConn }
+
 // A dial that panics answers every waiter, and later connects work.
 func TestPanickingDialAnswersWaiters(t *testing.T) {
 	nw := newNetwork(t)

@@ -248,7 +248,11 @@ func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) 
 			m.log.Debug("raw QUIC dial failed; trying libp2p streams", "peer", addr.ID, "err", err)
 		}
 	}
-	return m.streams.Dial(ctx, addr.ID)
+	c, err := m.streams.Dial(ctx, addr.ID)
+	if err != nil {
+		return nil, err // not c: a nil *p2pstream.Conn is no nil actor.Conn
+	}
+	return c, nil
 }
 
 // directHeadStart bounds the direct QUIC dial to the addresses a caller
