@@ -228,7 +228,7 @@ func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
-	return quicstats.Of(c.c.ConnectionStats())
+	return quicstats.Named("quic", c.c.ConnectionStats())
 }
 
 // QUIC returns the underlying connection, for statistics.
