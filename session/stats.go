@@ -276,7 +276,9 @@ func (o *observer) ended() {
 
 // track starts counting a subscription; untrack it when it ends.
 func (o *observer) track(served bool, id uint64, path, track string) *subStats {
-	st := &subStats{id: id, path: path, track: track, served: served}
+	// Copies: a peer's path may be cut from a message padded up to
+	// MaxMessageSize, which must not live as long as the subscription.
+	st := &subStats{id: id, path: strings.Clone(path), track: strings.Clone(track), served: served}
 	if served {
 		st.dir = Sent
 	}
