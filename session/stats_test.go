@@ -143,9 +143,10 @@ func TestStatsSkippedAndReset(t *testing.T) {
 	eventually(t, func() bool { return len(p.sub.Subscriptions()) == 0 && len(p.pub.Subscriptions()) == 0 })
 }
 
-// impairedPair connects sessions over raw QUIC on loopback whose client
-// delays every packet it sends by delay: the round trip grows by it.
-func impairedPair(t *testing.T, delay time.Duration) (pub, sub *Session) {
+// impairedPair connects sessions over raw QUIC on loopback whose ends
+// impair what they send as pubLink (the publisher, the server) and subLink
+// say.
+func impairedPair(t *testing.T, pubLink, subLink impair.Config) (pub, sub *Session) {
 	t.Helper()
 	crt, err := cert.SelfSigned()
 	if err != nil {
@@ -159,11 +160,11 @@ func impairedPair(t *testing.T, delay time.Duration) (pub, sub *Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := rawquic.NewEndpointConn(spc, rawquic.Config())
+	ln := rawquic.NewEndpointConn(impair.New(spc, pubLink), rawquic.Config())
 	if err := ln.Listen(&tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{"moq-lite-04"}}); err != nil {
 		t.Fatal(err)
 	}
-	dialer := rawquic.NewEndpointConn(impair.New(cpc, impair.Config{Delay: delay}), rawquic.Config())
+	dialer := rawquic.NewEndpointConn(impair.New(cpc, subLink), rawquic.Config())
 	t.Cleanup(func() { _ = dialer.Close(); _ = ln.Close() })
 	accepted := make(chan transport.Conn, 1)
 	go func() {
@@ -196,7 +197,7 @@ func impairedPair(t *testing.T, delay time.Duration) (pub, sub *Session) {
 // 50 ms added to the path shows in the RTT both ends measure, within 20 %.
 func TestStatsRTTReflectsDelay(t *testing.T) {
 	const delay = 50 * time.Millisecond
-	pub, sub := impairedPair(t, delay)
+	pub, sub := impairedPair(t, impair.Config{}, impair.Config{Delay: delay})
 	b := broadcast.New(broadcast.Config{})
 	tp, _ := b.CreateTrack(broadcast.Track{Name: "t"})
 	_, _ = pub.publish.Publish("b", b.Consume())
@@ -224,5 +225,40 @@ func TestStatsRTTReflectsDelay(t *testing.T) {
 		if st.RTT < lo || st.RTT > hi || st.MinRTT < lo || st.MinRTT > hi {
 			t.Errorf("%s: RTT %v, min %v with %v added: want within 20 %%", name, st.RTT, st.MinRTT, delay)
 		}
+	}
+}
+
+// Packets the link drops show as the loss rate over the window they fell
+// in.
+func TestStatsLossRate(t *testing.T) {
+	pub, sub := impairedPair(t, impair.Config{DropEvery: 20}, impair.Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "t"})
+	_, _ = pub.publish.Publish("b", b.Consume())
+	tc, err := sub.Subscribe(testCtx(t), "b", "t", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	link := pub.conn.(transport.StatsConn)
+	before := link.Stats()
+	for range 50 {
+		g, _ := tp.AppendGroup()
+		_ = g.WriteFrame(make([]byte, 20000))
+		_ = g.Finish()
+		rg, err := tc.RecvGroup(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readGroup(t, rg)
+	}
+	after := link.Stats()
+	rate := transport.LossRate(before, after)
+	t.Logf("%d packets sent, %d declared lost: %.3f", after.PacketsSent-before.PacketsSent, after.PacketsLost-before.PacketsLost, rate)
+	if rate < 0.03 || rate > 0.08 {
+		t.Errorf("loss rate %.3f with every 20th packet dropped, want about 0.05", rate)
+	}
+	if transport.LossRate(after, after) != 0 {
+		t.Error("loss over an empty window")
 	}
 }
