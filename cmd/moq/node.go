@@ -56,7 +56,7 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	}
 	n.printListening(std.stdout)
 	t := newTally(n)
-	prog := startProgress(std.stderr, nf.quiet, "node", func() status {
+	prog := startProgress(std.stderr, nf.quiet, "node", func(uint64) status {
 		lt := t.read(ctx, true)
 		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
 	})
