@@ -271,7 +271,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 		return nil, ErrShutdown
 	}
 	// Anonymous sessions (empty peer ID) are bounded by whoever accepts
-	// them (a moq.Server), not per peer: they share one key.
+	// them (a server.Server), not per peer: they share one key.
 	if p := conn.RemotePeer(); p != "" {
 		if n := a.liveCount(p); n >= a.cfg.MaxSessionsPerPeer {
 			return nil, fmt.Errorf("%w: %s already has %d", ErrTooManySessions, p, n)

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -25,14 +24,14 @@ import (
 )
 
 // node is a libp2p QUIC host running moqp2p, as applications build it
-// (moq.HostOptions, p2pquic). p2pquic needs the host to listen on 0.0.0.0;
+// (moq.NewHost, p2pquic). p2pquic needs the host to listen on 0.0.0.0;
 // the host advertises, and so is dialed on, loopback only.
 type node struct {
 	*moq.Moq
 	h host.Host
 }
 
-var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+func loopbackOnly(addrs []ma.Multiaddr) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	for _, a := range addrs {
 		if manet.IsIPLoopback(a) {
@@ -40,13 +39,13 @@ var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr
 		}
 	}
 	return out
-})
+}
 
-// newHost is a libp2p QUIC host with p2pquic, as moq.HostOptions sets it up.
+// newHost is a libp2p QUIC host with p2pquic, as moq.NewHost sets it up
+// (on /ip4/0.0.0.0/udp/0/quic-v1).
 func newHost() (host.Host, *p2pquic.Transport, error) {
 	q := p2pquic.New(p2pquic.Config{Logger: quietLogger()})
-	hopts := append(moq.HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
-	h, err := libp2p.New(hopts...)
+	h, err := moq.NewHost(moq.HostConfig{QUIC: q, AddrsFactory: loopbackOnly})
 	return h, q, err
 }
 

@@ -154,18 +154,20 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 }
 
 // IncomingSessions yields the sessions that peers open to this node, after
-// admission (through Server too); sessions this node dialed or opened are
-// not included. Every iteration sees every session admitted while it runs,
-// whatever other iterations run at the same time: each has its own queue
-// of WithIncomingQueue sessions. None is dropped: when an iteration's queue
-// is full, the admission waits for room until that iteration reads again or
-// ends, or the node (for a Server's session, the server) shuts down; other
-// iterations receive the session meanwhile. A libp2p admission waits
-// holding one of the node's WithPendingAdmissions slots, so once an
-// iteration that stopped reading holds them all, accepting pauses. An
-// iteration that ended (break, or Shutdown) holds up nothing, and sessions
-// admitted while no iteration runs are not queued (Sessions lists them), so
-// a node that never iterates is never stalled. Iteration ends at Shutdown.
+// admission (a server.Server's clients, and sessions accepted through
+// Admission, too); sessions this node dialed or opened are not included.
+// Every iteration sees every session admitted while it runs, whatever
+// other iterations run at the same time: each has its own queue of
+// WithIncomingQueue sessions. None is dropped: when an iteration's queue
+// is full, the admission waits for room until that iteration reads again
+// or ends, or the node (for a server.Server's session, the server) shuts
+// down; other iterations receive the session meanwhile. The admission
+// waits holding one of the node's WithPendingAdmissions slots, so once an
+// iteration that stopped reading holds them all, accepting pauses (on the
+// libp2p transports and on every server.Server alike). An iteration that
+// ended (break, or Shutdown) holds up nothing, and sessions admitted while
+// no iteration runs are not queued (Sessions lists them), so a node that
+// never iterates is never stalled. Iteration ends at Shutdown.
 func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 	return func(yield func(*Session) bool) {
 		in, err := m.a.Incoming(m.ctx, m.incoming)
@@ -305,30 +307,30 @@ func (m *Moq) releasePeer(p peer.ID) {
 // read holds up at most the node's slots, then accepting pauses.
 func (m *Moq) admitAndRegister(c actor.Conn) {
 	defer m.releaseAdmission()
-	ok := m.admitted(m.ctx, c)
+	err := m.admitted(m.ctx, c)
 	m.releasePeer(c.RemotePeer())
-	if !ok {
+	if err != nil {
 		return
 	}
 	_, _ = m.a.Register(m.ctx, c, false) // a refused connection is closed
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and
-// closes it, with the refusal's code, if it is turned away. An admission
-// still running when ctx ends is a refusal.
-func (m *Moq) admitted(ctx context.Context, c actor.Conn) bool {
+// closes it, with the refusal's code, if it is turned away (returning the
+// refusal). An admission still running when ctx ends is a refusal.
+func (m *Moq) admitted(ctx context.Context, c actor.Conn) error {
 	if m.admit == nil {
-		return true
+		return nil
 	}
 	err := m.admit(ctx, c.RemotePeer())
 	if ctx.Err() != nil { // whatever admission made of it: we are going away
 		err = &broadcast.Error{Code: broadcast.CodeCancel, Reason: "shutting down"}
 	}
 	if err == nil {
-		return true
+		return nil
 	}
 	code, reason := refusal(err)
 	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
 	_ = c.CloseWithError(uint32(code), reason)
-	return false
+	return err
 }

@@ -332,7 +332,7 @@ func TestShutdown(t *testing.T) {
 
 // A TCP-only peer is reached over libp2p streams.
 func TestTCPPeerUsesStreams(t *testing.T) {
-	a, b := newTCPNode(t, nil), newTCPNode(t, nil)
+	a, b := newTCPNode(t), newTCPNode(t)
 	cam := publish(t, a, "cam")
 	live(t, cam)
 	s := b.connect(t, a)
