@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"time"
 
@@ -35,6 +36,17 @@ func (sub *subscription) groupDone() {
 	sub.mu.Unlock()
 }
 
+// readFailLevel is how loudly to log a group stream that failed before its
+// header was read: a warning for what the peer sent, a debug message when
+// the connection ended under it (closed by either side: nobody's fault).
+func readFailLevel(err error) slog.Level {
+	var ce *transport.ConnError
+	if errors.As(err, &ce) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
 // recvGroup reads one group stream, through gr, into the subscription's
 // track; it returns gr to its pool. Frames already received stay in the
 // group whatever happens later.
@@ -55,13 +67,13 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
-		s.log.Warn("refusing uni stream", "type", typ, "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "refusing uni stream", "type", typ, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return
 	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
-		s.log.Warn("bad group header", "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "bad group header", "err", err)
 		rs.CancelRead(uint32(codeOfWire(err)))
 		return
 	}
