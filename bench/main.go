@@ -65,6 +65,8 @@ type config struct {
 	p6Groups    int
 	p7Connects  int
 	p11Sessions int
+	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
+	metricsOverhead bool
 }
 
 func main() {
@@ -95,6 +97,7 @@ func main() {
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
 	flag.IntVar(&cfg.p11Sessions, "p11-sessions", 10_000, "P11: idle sessions on one node (-quick: 1000)")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
+	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
 	memRate := flag.Int("memprofilerate", 0, "with -profile: runtime.MemProfileRate (1 records every allocation; 0 keeps the default)")
 	flag.Parse()
@@ -173,6 +176,9 @@ func run(cfg config) ([]*line, error) {
 				}
 			}
 		}()
+	}
+	if cfg.metricsOverhead {
+		return runMetricsOverhead(ctx, cfg), nil
 	}
 	var lines []*line
 	if want("P1") || want("P2") {

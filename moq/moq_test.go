@@ -345,6 +345,10 @@ func TestTCPPeerUsesStreams(t *testing.T) {
 		t.Fatalf("session over %T, want libp2p streams", s.s.Conn())
 	}
 	receive(t, s, "cam", 5)
+	// TCP hides the link's counters: only the transport's name, and media.
+	if st := s.Stats(); st.Link.Transport != "p2pstream" || st.Link.BytesReceived != 0 || st.Media.FramesReceived < 5 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 // Connect to a peer the host is not connected to, with its QUIC address:

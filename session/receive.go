@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"time"
 
@@ -35,6 +36,17 @@ func (sub *subscription) groupDone() {
 	sub.mu.Unlock()
 }
 
+// readFailLevel is how loudly to log a group stream that failed before its
+// header was read: a warning for what the peer sent, a debug message when
+// the connection ended under it (closed by either side: nobody's fault).
+func readFailLevel(err error) slog.Level {
+	var ce *transport.ConnError
+	if errors.As(err, &ce) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
 // recvGroup reads one group stream, through gr, into the subscription's
 // track; it returns gr to its pool. Frames already received stay in the
 // group whatever happens later.
@@ -55,13 +67,13 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
-		s.log.Warn("refusing uni stream", "type", typ, "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "refusing uni stream", "type", typ, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return
 	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
-		s.log.Warn("bad group header", "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "bad group header", "err", err)
 		rs.CancelRead(uint32(codeOfWire(err)))
 		return
 	}
@@ -76,6 +88,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 		return
 	}
 	sub.groupStarted()
+	sub.stats.groupStarted(hdr.Sequence, time.Time{})
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	s.sorted.notify()
 	sorted = true
@@ -121,8 +134,9 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr.Reader, g)
+	rerr := s.readFrames(gr.Reader, g, sub.stats)
 	if rerr != nil {
+		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
 		var se *transport.StreamError
 		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
@@ -174,10 +188,12 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		return
 	}
 	if rerr == nil {
 		s.counters.groupsReceived.Add(1)
+		sub.stats.groupDone()
 	}
 }
 
@@ -265,12 +281,14 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	g, err := sub.track.CreateGroup(hdr.Sequence)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(r, g); err != nil {
+	if err := s.readFrames(r, g, sub.stats); err != nil {
+		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -280,6 +298,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	_ = g.Finish()
 	s.counters.groupsReceived.Add(1)
+	sub.stats.groupDone()
 }
 
 // recvWhole takes in a group whose stream lies whole in gr's buffer, FIN
@@ -302,12 +321,15 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	clear(batch)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return true
 	}
 	s.counters.framesReceived.Add(uint64(frames))
 	s.counters.bytesReceived.Add(size)
 	s.counters.groupsReceived.Add(1)
+	sub.stats.media(uint64(frames), size)
+	sub.stats.groupDone()
 	return true
 }
 
@@ -319,7 +341,7 @@ const maxBatch = 64
 // one allocation and with one wake-up of its consumers (bufferedFrames); a
 // frame that does not is read on its own. No frame is held back while
 // waiting for the stream.
-func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer, st *subStats) error {
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
@@ -327,6 +349,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	defer func() {
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
+		st.media(frames, bytes)
 	}()
 	for {
 		if r.Buffered() == 0 {
