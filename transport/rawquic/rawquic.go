@@ -215,6 +215,24 @@ func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 	return (*receiveStream)(s), nil
 }
 
+// doneCtx is an ended context: quic-go's AcceptUniStream given it returns a
+// stream that is ready and fails at once otherwise.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// TryAcceptUniStream returns the peer's next uni stream if it is already
+// there, without waiting.
+func (c *conn) TryAcceptUniStream() (transport.ReceiveStream, bool) {
+	s, err := c.c.AcceptUniStream(doneCtx)
+	if err != nil {
+		return nil, false
+	}
+	return (*receiveStream)(s), true
+}
+
 // CloseWithError closes with the moq-lite code unmapped: on raw QUIC, moq-dev
 // maps only stream codes into the WebTransport space, not the connection's.
 func (c *conn) CloseWithError(code uint32, reason string) error {
