@@ -311,6 +311,15 @@ func (s *sendStream) Close() error                  { return convert(s.quic().Cl
 func (s *sendStream) CancelWrite(code uint32)       { cancelWrite(s.quic(), code) }
 func (s *sendStream) SetPriority(urgency int8)      { setPriority(s.quic(), urgency) }
 func (s *receiveStream) quic() *quic.ReceiveStream  { return (*quic.ReceiveStream)(s) }
+
+// SetSchedule sets the stream's urgency and whether it shares the link
+// round-robin with the other incremental streams of that urgency
+// (SetPriority's way) or, not incremental, sends what it has before the
+// non-incremental streams opened after it (see session's groupSender).
+func (s *sendStream) SetSchedule(urgency int8, incremental bool) {
+	s.quic().SetPriority(urgency, incremental)
+}
+
 func (s *receiveStream) Read(p []byte) (int, error) { return read(s.quic(), p) }
 func (s *receiveStream) CancelRead(code uint32)     { cancelRead(s.quic(), code) }
 func (s *stream) quic() *quic.Stream                { return (*quic.Stream)(s) }
