@@ -305,20 +305,12 @@ func cancelRead(s quicReceive, code uint32) {
 	s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
 }
 
-func (s *sendStream) quic() *quic.SendStream        { return (*quic.SendStream)(s) }
-func (s *sendStream) Write(p []byte) (int, error)   { return write(s.quic(), p) }
-func (s *sendStream) Close() error                  { return convert(s.quic().Close()) }
-func (s *sendStream) CancelWrite(code uint32)       { cancelWrite(s.quic(), code) }
-func (s *sendStream) SetPriority(urgency int8)      { setPriority(s.quic(), urgency) }
-func (s *receiveStream) quic() *quic.ReceiveStream  { return (*quic.ReceiveStream)(s) }
-
-// SetSchedule sets the stream's urgency and whether it shares the link
-// round-robin with the other incremental streams of that urgency
-// (SetPriority's way) or, not incremental, sends what it has before the
-// non-incremental streams opened after it (see session's groupSender).
-func (s *sendStream) SetSchedule(urgency int8, incremental bool) {
-	s.quic().SetPriority(urgency, incremental)
-}
+func (s *sendStream) quic() *quic.SendStream       { return (*quic.SendStream)(s) }
+func (s *sendStream) Write(p []byte) (int, error)  { return write(s.quic(), p) }
+func (s *sendStream) Close() error                 { return convert(s.quic().Close()) }
+func (s *sendStream) CancelWrite(code uint32)      { cancelWrite(s.quic(), code) }
+func (s *sendStream) SetPriority(urgency int8)     { setPriority(s.quic(), urgency) }
+func (s *receiveStream) quic() *quic.ReceiveStream { return (*quic.ReceiveStream)(s) }
 
 func (s *receiveStream) Read(p []byte) (int, error) { return read(s.quic(), p) }
 func (s *receiveStream) CancelRead(code uint32)     { cancelRead(s.quic(), code) }
@@ -330,6 +322,14 @@ func (s *stream) SetPriority(urgency int8)          { setPriority(s.quic(), urge
 func (s *stream) Read(p []byte) (int, error)        { return read(s.quic(), p) }
 func (s *stream) CancelRead(code uint32)            { cancelRead(s.quic(), code) }
 func (s *stream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
+
+// SetSchedule sets the stream's urgency and whether it shares the link
+// round-robin with the other incremental streams of that urgency
+// (SetPriority's way) or, not incremental, sends what it has before the
+// non-incremental streams opened after it (see session's groupSender).
+func (s *sendStream) SetSchedule(urgency int8, incremental bool) {
+	s.quic().SetPriority(urgency, incremental)
+}
 
 // SetReadDeadline bounds Read as net.Conn's does (the zero time: no bound);
 // a Read past it fails with an error matching os.ErrDeadlineExceeded. The
