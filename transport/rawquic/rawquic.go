@@ -305,13 +305,12 @@ func cancelRead(s quicReceive, code uint32) {
 	s.CancelRead(quic.StreamErrorCode(transport.ToWebTransportCode(code)))
 }
 
-func (s *sendStream) quic() *quic.SendStream       { return (*quic.SendStream)(s) }
-func (s *sendStream) Write(p []byte) (int, error)  { return write(s.quic(), p) }
-func (s *sendStream) Close() error                 { return convert(s.quic().Close()) }
-func (s *sendStream) CancelWrite(code uint32)      { cancelWrite(s.quic(), code) }
-func (s *sendStream) SetPriority(urgency int8)     { setPriority(s.quic(), urgency) }
-func (s *receiveStream) quic() *quic.ReceiveStream { return (*quic.ReceiveStream)(s) }
-
+func (s *sendStream) quic() *quic.SendStream        { return (*quic.SendStream)(s) }
+func (s *sendStream) Write(p []byte) (int, error)   { return write(s.quic(), p) }
+func (s *sendStream) Close() error                  { return convert(s.quic().Close()) }
+func (s *sendStream) CancelWrite(code uint32)       { cancelWrite(s.quic(), code) }
+func (s *sendStream) SetPriority(urgency int8)      { setPriority(s.quic(), urgency) }
+func (s *receiveStream) quic() *quic.ReceiveStream  { return (*quic.ReceiveStream)(s) }
 func (s *receiveStream) Read(p []byte) (int, error) { return read(s.quic(), p) }
 func (s *receiveStream) CancelRead(code uint32)     { cancelRead(s.quic(), code) }
 func (s *stream) quic() *quic.Stream                { return (*quic.Stream)(s) }
