@@ -206,7 +206,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr.Reader, g)
+	rerr := s.readFrames(gr, g)
 	if rerr != nil {
 		g.Abort(rerr)
 		var se *transport.StreamError
@@ -343,7 +343,7 @@ func (sub *subscription) awaitRoom() error {
 // recvInto reads the rest of a group stream, whose header named sub, into
 // sub's track.
 func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
-	hdr, r := &gr.hdr, gr.Reader
+	hdr := &gr.hdr
 	if s.recvWhole(rs, gr, sub) {
 		return
 	}
@@ -355,7 +355,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(r, g); err != nil {
+	if err := s.readFrames(gr, g); err != nil {
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -399,47 +399,66 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads `size || payload` frames until FIN at a frame boundary.
-// The frames that lie complete in r's buffer go to the group together, in
-// one allocation and with one wake-up of its consumers (bufferedFrames); a
-// frame that does not is read on its own. No frame is held back while
-// waiting for the stream.
-func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+// readFrames reads the rest of gr's stream, `size || payload` frames until
+// FIN at a frame boundary, straight into payload memory (chunks): the
+// frames that lie complete in it go to the group together, with one
+// wake-up of its consumers, and a large frame is read on its own. No frame
+// is held back while waiting for the stream.
+func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer) error {
 	var arr [maxBatch][]byte
-	var mem slab
 	var frames, bytes uint64
 	budget := s.lim.Model.Budget
+	// held is what a frame still arriving holds of the budget: charged
+	// from the moment it is known to be coming, as readPayload charges a
+	// large one, until the group charges it.
+	var held int64
 	defer func() {
+		budget.Release(held)
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
 	}()
+	c := chunks{src: (*eofSource)(gr)}
+	c.start(gr.Reader)
 	for {
-		if r.Buffered() == 0 {
-			if _, err := r.Peek(1); err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil // FIN between frames: the group is complete
-				}
-				return s.frameErr(err)
-			}
-		}
-		batch, size := s.bufferedFrames(r, arr[:0], &mem)
+		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize)
 		if len(batch) == 0 { // the next frame is not all here yet
-			n, err := wire.ReadVarint(r)
+			n, hlen, err := wire.ParseVarint(c.buf[c.lo:c.hi])
+			need := c.hi - c.lo + 1 // its size is not all here either
 			switch {
-			case err != nil:
-				return s.frameErr(err)
-			case n > uint64(s.lim.MaxFrameSize):
+			case err == nil && n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+			case err == nil && n >= slabMax: // a large frame: memory of its own, charged as it arrives
+				c.lo += hlen
+				var own slab // slabMax or more: readPayload allocates it alone
+				payload, held, err := readPayload(&c, n, &own, budget)
+				if err != nil {
+					return s.frameErr(err)
+				}
+				budget.Release(held) // the group charges it now
+				batch, size = append(batch, payload), n
+			case err == nil:
+				need = hlen + int(n)
+				if held == 0 && n > 0 {
+					if !budget.Reserve(int64(n)) {
+						return broadcast.ErrBudget
+					}
+					held = int64(n)
+				}
 			}
-			payload, held, err := readPayload(r, n, &mem, budget)
-			if err != nil {
-				return s.frameErr(err)
+			if len(batch) == 0 {
+				if err := c.read(need); err != nil {
+					if errors.Is(err, io.EOF) && c.lo == c.hi {
+						return nil // FIN between frames: the group is complete
+					}
+					return s.frameErr(err)
+				}
+				continue
 			}
-			budget.Release(held) // the group charges it now
-			batch, size = append(batch, payload), n
 		}
 		err := g.WriteFrames(batch...)
 		clear(batch)
+		budget.Release(held) // the frame it was for is in the batch: the group charges it now
+		held = 0
 		if err != nil {
 			return err
 		}
