@@ -426,6 +426,7 @@ func runFanout(ctx context.Context, cfg config) []*line {
 		l3 := &line{Row: "P3", Metric: "allocs/delivered frame", Note: fmt.Sprintf("%d subscribers, both ends", n), Ours: allocs[0], Raw: allocs[1]}
 		if last {
 			l1.Target, l1.Check = "≥ 0.7× raw", atLeast((*line).vsRaw, 0.7)
+			l2.Target, l2.Check = "≤ 1.1× raw", atMost((*line).vsRaw, 1.1)
 			if len(allocs10) > 0 {
 				base := allocs10.median()
 				l3.Target = fmt.Sprintf("not growing with subscribers (%s at %d)", fmtNum(base), cfg.p3Subs[0])
