@@ -1195,7 +1195,7 @@ func TestBadInputGroupBeforeSubscribeOK(t *testing.T) {
 		eventually(t, func() bool {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			return !s.lastGroup.IsZero() && s.receiving == 0
+			return s.receiving == 0 && p.sess.Stats().GroupsReceived > 0
 		})
 		rawWrite(t, st, p.response(t, &wire.SubscribeOK{}))
 		r := waitSub(t, ctx, res)

@@ -559,11 +559,10 @@ func (s *Session) acceptGroups() {
 	}
 }
 
-// acceptUniStreams hands each of the peer's group streams to a reader: a
-// stream that has fully arrived (a small group, sent in one go) is read
-// right here, any other on a goroutine of its own, so that a group still
-// arriving never holds up the next. The latter get a header deadline.
+// acceptUniStreams hands each of the peer's group streams to a reader (see
+// takeGroupStreams).
 func (s *Session) acceptUniStreams() {
+	var batch arrivedBatch
 	for {
 		for s.turnWaiters.Load() > 0 { // back-pressure holds the publisher here
 			free := s.turnFree.wait()
@@ -580,14 +579,7 @@ func (s *Session) acceptUniStreams() {
 		if err != nil {
 			return
 		}
-		s.unsorted.Add(1) // until recvGroup knows its subscription
-		gr := getGroupReader(rs)
-		if gr.arrived() {
-			s.recvGroup(rs, gr, true)
-			continue
-		}
-		gr.hdrTimer = s.awaitHeader(func() { rs.CancelRead(uint32(broadcast.CodeTimeout)) })
-		s.spawn(func() { s.recvGroup(rs, gr, false) })
+		s.takeGroupStreams(rs, &batch)
 	}
 }
 

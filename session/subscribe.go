@@ -35,8 +35,12 @@ type subscription struct {
 	room chan struct{}
 
 	mu        sync.Mutex
-	receiving int       // group streams being read
-	lastGroup time.Time // when a group stream last arrived
+	receiving int // group streams being read
+	// lastGroup is when a group stream last arrived or ended, noted only
+	// once the publisher's FIN is in (finAt set): finishAfterGroups needs
+	// no earlier time, and a clock read per group is not free.
+	lastGroup time.Time
+	finAt     time.Time // when finishAfterGroups started
 	idle      chan struct{}
 	ahead     int           // groups read ahead, waiting for room (Backpressure)
 	turn      chan struct{} // closed when ahead goes down, if someone waits
@@ -314,7 +318,10 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 // read, no accepted group stream is still unsorted, and none has arrived for
 // FinishGrace.
 func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
-	finAt := time.Now()
+	sub.mu.Lock()
+	sub.finAt = time.Now() // from here on groups note their times
+	finAt := sub.finAt
+	sub.mu.Unlock()
 	for {
 		sub.mu.Lock()
 		last := finAt
