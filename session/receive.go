@@ -59,6 +59,10 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return
 	}
+	if typ == wire.UniSetup {
+		s.recvSetup(rs, gr)
+		return
+	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad group header", "err", err)
@@ -314,7 +318,7 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads `size || payload` frames until FIN at a frame boundary.
+// readFrames reads `size || payload` frames (lite-05: `timestamp || size || payload`) until FIN at a frame boundary.
 // The frames that lie complete in r's buffer go to the group together, in
 // one allocation and with one wake-up of its consumers (bufferedFrames); a
 // frame that does not is read on its own. No frame is held back while
@@ -339,7 +343,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 		}
 		batch, size := s.bufferedFrames(r, arr[:0], &mem)
 		if len(batch) == 0 { // the next frame is not all here yet
-			n, err := wire.ReadVarint(r)
+			n, err := s.readFrameStart(r)
 			switch {
 			case err != nil:
 				return s.frameErr(err)
@@ -377,7 +381,7 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 	payloads := mem.take(total)
 	off, pos := 0, 0
 	for range count {
-		size, n, _ := wire.ParseVarint(buf[off:])
+		size, n, _ := s.frameStart(buf[off:])
 		off += n
 		end := pos + int(size)
 		copy(payloads[pos:end], buf[off:off+int(size)])
@@ -394,8 +398,8 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 // payload bytes, and where the last one ends.
 func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
 	for count < max {
-		size, n, err := wire.ParseVarint(buf[end:])
-		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+		size, n, ok := s.frameStart(buf[end:])
+		if !ok || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
 			break
 		}
 		end += n + int(size)

@@ -402,7 +402,7 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 		if !ok || err != nil {
 			break // the end: the group finished after these frames
 		}
-		b = wire.AppendFrameHeader(b, uint64(len(f)))
+		b = s.appendFrameHeader(b, len(f))
 		b = append(b, f...)
 		frames++
 		bytes += uint64(len(f))
@@ -453,7 +453,7 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 		return
 	}
 	write := func(f []byte) error {
-		if _, err := w.Write(wire.AppendFrameHeader(hdr[:0], uint64(len(f)))); err != nil {
+		if _, err := w.Write(s.appendFrameHeader(hdr[:0], len(f))); err != nil {
 			return err
 		}
 		_, err := w.Write(f)
