@@ -31,7 +31,7 @@ import (
 // a session, while any peer that speaks lite-04 or lite-03 gets that. A
 // session on a moql connection needs session.Config.Client on the dialing
 // side.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+var ALPNs = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more
