@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -90,10 +89,6 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path)
 }
 
-// trackInfoLinger is how long a track looked up for TRACK_INFO is held:
-// the subscriber's SUBSCRIBE follows within a round trip.
-const trackInfoLinger = 2 * time.Second
-
 // serveTrack answers the peer's TRACK with TRACK_INFO and FIN, or resets
 // the stream with the code of the track's refusal (NotFound). Every track
 // of ours has a millisecond timescale and the cache's max age as its max
@@ -112,15 +107,15 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 		reset(st, broadcast.CodeNotFound)
 		return
 	}
-	tc, err := b.SubscribeTrack(broadcast.Track{Name: m.Track})
+	// Not a subscription: a track's first subscriber is what starts a
+	// publisher (and joins at the latest group), and TRACK precedes the
+	// SUBSCRIBE that is one.
+	tr, err := b.TrackInfo(m.Track)
 	if err != nil {
 		reset(st, broadcast.CodeOf(err))
 		return
 	}
-	// The SUBSCRIBE that follows joins this track: keep it a moment so a
-	// track made on demand (a relay's) is not ended and started again.
-	time.AfterFunc(trackInfoLinger, tc.Close)
-	info := wire.TrackInfo{Priority: tc.Info().Priority, MaxLatency: s.lim.Model.CacheMaxAge, Timescale: DefaultTimescale}
+	info := wire.TrackInfo{Priority: tr.Priority, MaxLatency: s.lim.Model.CacheMaxAge, Timescale: DefaultTimescale}
 	if info.MaxLatency <= 0 {
 		info.MaxLatency = broadcast.DefaultCacheMaxAge
 	}

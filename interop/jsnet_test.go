@@ -1,0 +1,156 @@
+package interop
+
+// moqp2p's Server against @moq/net 0.3.4 (moq-lite-05, the version moq-dev's
+// stack now prefers): in Node over WebSocket (QMux) and in headless Chromium
+// over native WebTransport, publishing to it and subscribing from it, every
+// byte checked against internal/pattern, lite-05 asserted on both sides.
+
+import (
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/internal/jspeer"
+	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/websocket"
+)
+
+// netRun is 10 000 frames: 100 groups of 100 frames of 64 bytes.
+var netRun = jspeer.Scenario{Broadcast: "bench", Track: "data", Groups: 100, Frames: 100, Size: 64, Timeout: 60 * time.Second}
+
+// sessionVersion waits for the node's session (the JS client's) to have
+// negotiated its version and returns it.
+func (n *jsNode) sessionVersion(t *testing.T) string {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	var v string
+	testutil.Until(t, ctx, "the JS client's session", func() bool {
+		all, err := n.m.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) > 0 {
+			v = all[0].Version()
+		}
+		return v != ""
+	})
+	return v
+}
+
+// TestJSNetNode runs @moq/net in Node over WebSocket: its own offers
+// (qmux-02/01/00 × moq-lite-05, -04, …) against the default Server, and
+// qmux-01 and qmux-00 forced on our side.
+func TestJSNetNode(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		framing []websocket.Framing // nil: the default (qmux-02 first)
+	}{
+		{"qmux-02", nil},
+		{"qmux-01", []websocket.Framing{websocket.FramingQmux01}},
+		{"qmux-00", []websocket.Framing{websocket.FramingQmux}},
+	} {
+		for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
+			t.Run(c.name+"/js-"+string(role), func(t *testing.T) {
+				n := newJSNode(t, websocket.Config{Framings: c.framing})
+				sc := netRun
+				sc.Role = role
+				url := "http://" + n.srv.TCPAddr().String() + "/"
+				if role == jspeer.RoleSub {
+					n.publishWorkload(t, sc)
+					res, err := jspeer.RunNode(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: url, Scenario: sc})
+					if err != nil {
+						t.Fatalf("@moq/net subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+					}
+					if res.Version != "moq-lite-05" {
+						t.Fatalf("negotiated %s, want moq-lite-05", res.Version)
+					}
+					if got, want := res.Summary(), sc.Expect(); got != want {
+						t.Fatalf("@moq/net received %+v, want %+v", got, want)
+					}
+					return
+				}
+				sc.Broadcast = "js/bcast"
+				node, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: url, Scenario: sc})
+				if err != nil {
+					t.Fatal(err)
+				}
+				v := n.sessionVersion(t)
+				got := n.receiveWorkload(t, sc, true)
+				res, err := node.Wait(ctxFor(t, 30*time.Second))
+				if err != nil {
+					t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
+				}
+				if res.Version != "moq-lite-05" || v != "moq-lite-05" {
+					t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", res.Version, v)
+				}
+				if want := sc.Expect(); got != want {
+					t.Fatalf("we received %+v, want %+v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestJSNetChromium runs @moq/net in headless Chromium over native
+// WebTransport.
+func TestJSNetChromium(t *testing.T) {
+	jspeer.RequireChromium(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
+		t.Run("js-"+string(role), func(t *testing.T) {
+			n := newJSNode(t, websocket.Config{})
+			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := netRun
+			sc.Role = role
+			opts := jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]}
+			if role == jspeer.RoleSub {
+				n.publishWorkload(t, sc)
+				opts.Scenario = sc
+				res, err := jspeer.Chromium(ctxFor(t, 90*time.Second), opts)
+				if err != nil {
+					t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+				}
+				if res.Version != "moq-lite-05" {
+					t.Fatalf("negotiated %s, want moq-lite-05", res.Version)
+				}
+				if got, want := res.Summary(), sc.Expect(); got != want {
+					t.Fatalf("Chromium received %+v, want %+v", got, want)
+				}
+				return
+			}
+			sc.Broadcast = "js/bcast"
+			sc.Linger = 3 * time.Second // see TestJSChromium; 10 000 frames take longer to land
+			opts.Scenario = sc
+			type result struct {
+				res jspeer.Result
+				err error
+			}
+			ch := make(chan result, 1)
+			go func() {
+				res, err := jspeer.Chromium(ctxFor(t, 90*time.Second), opts)
+				ch <- result{res, err}
+			}()
+			v := n.sessionVersion(t)
+			got := n.receiveWorkload(t, sc, false)
+			r := <-ch
+			if r.err != nil {
+				t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
+			}
+			if r.res.Version != "moq-lite-05" || v != "moq-lite-05" {
+				t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", r.res.Version, v)
+			}
+			if want := sc.Expect(); got != want {
+				t.Fatalf("we received %+v, want %+v", got, want)
+			}
+		})
+	}
+}
