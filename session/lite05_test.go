@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
@@ -320,4 +322,48 @@ func TestLite05Announce(t *testing.T) {
 	rawWrite(t, ist, p.announce(t, true, "loop", 8))          // no longer looped: announced
 	waitRemote(t, p.sess, "loop")
 	p.wantUp(t)
+}
+
+// A peer that opens TRACK streams and never reads the answers holds
+// nothing: each is answered and closed at once (no goroutine stays), and
+// no track is subscribed for it.
+func TestBoundsLite05TrackFlood(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+	msg := rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: "/cam", Track: "video"}))
+	runtime.GC()
+	baseHeap, baseG := testutil.HeapAlloc(), runtime.NumGoroutine()
+	const n = 500
+	streams := make([]transport.Stream, 0, n)
+	for range n {
+		streams = append(streams, p.openStream(t, ctx, msg, true))
+	}
+	// Every stream was answered: wait for the last answer, unread by the others.
+	if data, err := readStream(t, ctx, streams[n-1]); err != nil || len(data) == 0 {
+		t.Fatalf("last TRACK: %v (% x)", err, data)
+	}
+	goroutinesBackTo(t, baseG)
+	wantGoroutinesWithin(t, "500 TRACK streams, answers unread", baseG, 0)
+	wantHeapWithin(t, "500 TRACK streams, answers unread", baseHeap, 4<<20) // the transport's per-stream state
+	select {
+	case <-p.track.Used():
+		t.Fatal("TRACK subscribed to the track")
+	default:
+	}
+	for _, st := range streams {
+		reset(st, broadcast.CodeCancel)
+	}
+	p.wantUp(t)
+}
+
+// A SETUP over MaxMessageSize closes the session before its body is read.
+func TestBoundsLite05SetupTooLarge(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 1 << 10}}, false)
+	st, err := p.raw.OpenUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawWrite(t, st, rawCat([]byte{byte(wire.UniSetup)}, rawVarint(1<<20), []byte{1}))
+	p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
 }

@@ -98,3 +98,30 @@ func TestDialBareAppProtocol(t *testing.T) {
 	}
 	_ = c.CloseWithError(0, "")
 }
+
+// A flood of QX_PING requests costs one pending response: requests in one
+// record are answered once, with the latest sequence.
+func TestRecordPingFlood(t *testing.T) {
+	ts := newTestServer(t, nil)
+	rc := dialRaw(t, ts.url(), "qmux-02.moq-lite-05")
+	s := ts.next(t)
+	if f, err := rc.recvQmux(testCtx(t)); err != nil || f.kind != kindTransportParams {
+		t.Fatalf("first frame %v %v", f.kind, err)
+	}
+	rec := unhex(t, v1JSParams)
+	for i := range 1000 {
+		rec = wire.AppendVarint(rec, qxPingRequest)
+		rec = wire.AppendVarint(rec, uint64(i))
+	}
+	rc.send(rec)
+	f, err := rc.recvQmux(testCtx(t))
+	if err != nil || f.kind != kindQxPing || !f.response || f.seq != 999 {
+		t.Fatalf("got %+v %v, want one QX_PING response, 999", f, err)
+	}
+	s.mu.Lock()
+	due := s.pongDue
+	s.mu.Unlock()
+	if due {
+		t.Fatal("a response still pending after the one sent")
+	}
+}
