@@ -6,17 +6,82 @@ package interop
 // byte checked against internal/pattern, lite-05 asserted on both sides.
 
 import (
+	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/jspeer"
+	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 )
 
 // netRun is 10 000 frames: 100 groups of 100 frames of 64 bytes.
-var netRun = jspeer.Scenario{Broadcast: "bench", Track: "data", Groups: 100, Frames: 100, Size: 64, Timeout: 60 * time.Second}
+// Every frame carries a timestamp (frame i at i×33 ms, in milliseconds),
+// checked on the receiving side either way.
+var netRun = jspeer.Scenario{Broadcast: "bench", Track: "data", Groups: 100, Frames: 100, Size: 64, Timeout: 60 * time.Second, Timestamps: true}
+
+// collectStamped is collect that also checks every frame's timestamp is
+// i×stampStep ms; it returns how many were not.
+func collectStamped(t *testing.T, ctx context.Context, tc *broadcast.TrackConsumer, frames int) (pattern.Summary, int) {
+	t.Helper()
+	var c pattern.Collector
+	bad := 0
+	for c.Frames() < uint64(frames*netRun.Groups) {
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatalf("after %d frames: %v", c.Frames(), err)
+		}
+		for f := uint64(0); ; f++ {
+			p, ts, err := g.ReadFrameAt(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("group %d after %d frames: %v", g.Sequence(), c.Frames(), err)
+			}
+			if ts != (g.Sequence()*uint64(frames)+f)*stampStep {
+				bad++
+			}
+			c.Add(g.Sequence(), p)
+		}
+	}
+	if tc.Info().Scale() != broadcast.DefaultTimescale {
+		t.Fatalf("track timescale %d", tc.Info().Scale())
+	}
+	return c.Summary(uint64(frames * netRun.Groups)), bad
+}
+
+// receiveStamped is receiveWorkload with collectStamped.
+func (n *jsNode) receiveStamped(t *testing.T, sc jspeer.Scenario, hangUp bool) (pattern.Summary, int) {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	var s *moq.Session
+	testutil.Until(t, ctx, "the JS client's session", func() bool {
+		all, err := n.m.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) > 0 {
+			s = all[0]
+		}
+		return s != nil
+	})
+	if hangUp {
+		defer func() { _ = s.Close(broadcast.CodeCancel, "test done") }()
+	}
+	tc, err := s.Subscribe(ctx, sc.Broadcast, sc.Track)
+	if err != nil {
+		t.Fatalf("subscribe to the JS broadcast: %v", err)
+	}
+	defer tc.Close()
+	return collectStamped(t, ctx, tc, sc.Frames)
+}
 
 // sessionVersion waits for the node's session (the JS client's) to have
 // negotiated its version and returns it.
@@ -79,7 +144,7 @@ func TestJSNetNode(t *testing.T) {
 					t.Fatal(err)
 				}
 				v := n.sessionVersion(t)
-				got := n.receiveWorkload(t, sc, true)
+				got, bad := n.receiveStamped(t, sc, true)
 				res, err := node.Wait(ctxFor(t, 30*time.Second))
 				if err != nil {
 					t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
@@ -87,8 +152,8 @@ func TestJSNetNode(t *testing.T) {
 				if res.Version != "moq-lite-05" || v != "moq-lite-05" {
 					t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", res.Version, v)
 				}
-				if want := sc.Expect(); got != want {
-					t.Fatalf("we received %+v, want %+v", got, want)
+				if want := sc.Expect(); got != want || bad != 0 {
+					t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
 				}
 			})
 		}
@@ -140,7 +205,7 @@ func TestJSNetChromium(t *testing.T) {
 				ch <- result{res, err}
 			}()
 			v := n.sessionVersion(t)
-			got := n.receiveWorkload(t, sc, false)
+			got, bad := n.receiveStamped(t, sc, false)
 			r := <-ch
 			if r.err != nil {
 				t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
@@ -148,8 +213,8 @@ func TestJSNetChromium(t *testing.T) {
 			if r.res.Version != "moq-lite-05" || v != "moq-lite-05" {
 				t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", r.res.Version, v)
 			}
-			if want := sc.Expect(); got != want {
-				t.Fatalf("we received %+v, want %+v", got, want)
+			if want := sc.Expect(); got != want || bad != 0 {
+				t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
 			}
 		})
 	}

@@ -397,6 +397,10 @@ func TestJSChromiumFinishedTrack(t *testing.T) {
 	}
 }
 
+// stampStep is the timestamp step between frames of a stamped run, in
+// milliseconds (interop/jsnet/scenario.mjs's TS_STEP).
+const stampStep = 33
+
 // writePattern writes the scenario's groups of test-pattern frames into tp.
 func writePattern(tp *broadcast.TrackProducer, sc jspeer.Scenario) {
 	for g := range sc.Groups {
@@ -405,7 +409,12 @@ func writePattern(tp *broadcast.TrackProducer, sc jspeer.Scenario) {
 			return
 		}
 		for f := range sc.Frames {
-			_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
+			i := uint64(g*sc.Frames + f)
+			if sc.Timestamps { // what a stamping JS subscriber (jsnet) checks: frame i at i×33 ms
+				_ = gp.WriteFrameAt(i*stampStep, pattern.Payload(i, sc.Size))
+				continue
+			}
+			_ = gp.WriteFrame(pattern.Payload(i, sc.Size))
 		}
 		_ = gp.Finish()
 	}

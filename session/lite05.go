@@ -8,16 +8,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/bits"
 	"sync/atomic"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
-
-// DefaultTimescale is the timescale (units per second) a lite-05 track is
-// announced with in TRACK_INFO: milliseconds, moq-net's default.
-const DefaultTimescale = 1000
 
 // peerSetup is what the peer's lite-05 SETUP said; set once.
 type peerSetup struct {
@@ -115,7 +112,7 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 		reset(st, broadcast.CodeOf(err))
 		return
 	}
-	info := wire.TrackInfo{Priority: tr.Priority, MaxLatency: s.lim.Model.CacheMaxAge, Timescale: DefaultTimescale}
+	info := wire.TrackInfo{Priority: tr.Priority, MaxLatency: s.lim.Model.CacheMaxAge, Timescale: tr.Scale()}
 	if info.MaxLatency <= 0 {
 		info.MaxLatency = broadcast.DefaultCacheMaxAge
 	}
@@ -171,41 +168,89 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 	return info, nil
 }
 
-// appendFrameHeader appends what precedes a frame's payload on a group
-// stream: on lite-05 the timestamp delta (frames carry no timestamp in the
-// model yet, so every frame says 0: a delta of 0), then the size.
-func (s *Session) appendFrameHeader(b []byte, size int) []byte {
+// appendFrameHeader appends what precedes a frame's payload on a group or
+// fetch stream: on lite-05 the timestamp delta from *prev (the previous
+// frame's timestamp in the group, 0 before the first), which it advances,
+// then the size. Timestamps are the model's, in the track's timescale,
+// which is what our TRACK_INFO announces. A jump no zigzag varint holds
+// (over 2^61) repeats the previous timestamp instead.
+func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int) []byte {
 	if s.version.HasFrameTimestamps() {
-		b = append(b, 0) // zigzag(0 - 0)
+		out, err := wire.AppendTimestamp(b, *prev, ts)
+		if err != nil {
+			out, ts = append(b, 0), *prev // zigzag(0)
+		}
+		b, *prev = out, ts
 	}
 	return wire.AppendFrameHeader(b, uint64(size))
 }
 
-// frameStart parses the header of the frame at the start of buf: the
-// timestamp delta (lite-05; parsed and dropped, see appendFrameHeader)
-// and the size. n is the header's length; ok is false if buf does not
-// hold the whole header.
-func (s *Session) frameStart(buf []byte) (size uint64, n int, ok bool) {
-	if s.version.HasFrameTimestamps() {
-		_, k, err := wire.ParseVarint(buf)
-		if err != nil {
-			return 0, 0, false
+// frameStamps follows the timestamps of one group stream's frames
+// (lite-05). The wire carries each as a delta from the previous frame's,
+// in the timescale of the publisher's TRACK_INFO; the track holds them in
+// its own (Track.Scale), converted when the two differ.
+type frameStamps struct {
+	on       bool     // the version carries timestamps
+	prev     uint64   // the previous frame's timestamp, wire units
+	mul, div uint64   // wire units to track units
+	batch    []uint64 // the current batch's timestamps, track units
+}
+
+// newFrameStamps returns the stamps of a group stream of sub.
+func (s *Session) newFrameStamps(sub *subscription) frameStamps {
+	st := frameStamps{on: s.version.HasFrameTimestamps(), mul: 1, div: 1}
+	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); st.on && w != 0 && w != t {
+		st.mul, st.div = t, w
+	}
+	return st
+}
+
+// add records the next frame's timestamp ts (wire units) in the batch.
+func (st *frameStamps) add(ts uint64) {
+	st.prev = ts
+	if st.mul != st.div {
+		hi, lo := bits.Mul64(ts, st.mul)
+		if hi >= st.div { // beyond 64 bits: saturate
+			ts = wire.MaxTimestamp
+		} else {
+			ts, _ = bits.Div64(hi, lo, st.div)
+			ts = min(ts, wire.MaxTimestamp)
 		}
-		n = k
+	}
+	st.batch = append(st.batch, ts)
+}
+
+// frameStart parses the header of the frame at the start of buf: the
+// timestamp delta (lite-05, checked against prev: it returns the frame's
+// timestamp) and the size. n is the header's length; ok is false if buf
+// does not hold the whole header, or the timestamp is out of range.
+func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, ok bool) {
+	if s.version.HasFrameTimestamps() {
+		t, k, err := wire.ParseTimestamp(buf, prev)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		ts, n = t, k
 	}
 	size, k, err := wire.ParseVarint(buf[n:])
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return size, n + k, true
+	return ts, size, n + k, true
 }
 
-// readFrameStart reads the header of the next frame from r, as frameStart.
-func (s *Session) readFrameStart(r io.ByteReader) (uint64, error) {
-	if s.version.HasFrameTimestamps() {
-		if _, err := wire.ReadVarint(r); err != nil {
+// readFrameStart reads the header of the next frame from r, as frameStart,
+// recording its timestamp in st.
+func (s *Session) readFrameStart(r io.ByteReader, st *frameStamps) (uint64, error) {
+	if st.on {
+		ts, err := wire.ReadTimestamp(r, st.prev)
+		if err != nil {
+			if isWireErr(err) {
+				return 0, &broadcast.Error{Code: broadcast.CodeDecode, Reason: err.Error()}
+			}
 			return 0, err
 		}
+		st.add(ts)
 	}
 	return wire.ReadVarint(r)
 }

@@ -186,7 +186,7 @@ func TestLite05ServeSubscribe(t *testing.T) {
 	}
 	var info wire.TrackInfo
 	if n, err := wire.DecodeMessage(data, p.v, &info); err != nil || n != len(data) ||
-		info.Timescale != DefaultTimescale || info.MaxLatency != broadcast.DefaultCacheMaxAge {
+		info.Timescale != broadcast.DefaultTimescale || info.MaxLatency != broadcast.DefaultCacheMaxAge {
 		t.Fatalf("TRACK_INFO %+v %v (% x)", info, err, data)
 	}
 	for _, tr := range [][2]string{{"/nope", "video"}, {"/cam", "nope"}} {
@@ -263,8 +263,10 @@ func TestLite05Subscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if frames, err := groupFrames(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"x", "y"}) {
-		t.Fatalf("frames %q %v", frames, err)
+	// The publisher's microseconds become the track's milliseconds.
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"x", "y"}) ||
+		!slices.Equal(stamps, []uint64{1, 0}) {
+		t.Fatalf("frames %q at %v, %v; want x, y at 1, 0 ms", frames, stamps, err)
 	}
 	gs = p.openGroup(t, ctx, s.ID, 1)
 	rawWrite(t, gs, rawCat(ts(0, 5), rawFrame("z"), ts(5, 6)))
@@ -366,4 +368,68 @@ func TestBoundsLite05SetupTooLarge(t *testing.T) {
 	}
 	rawWrite(t, st, rawCat([]byte{byte(wire.UniSetup)}, rawVarint(1<<20), []byte{1}))
 	p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+}
+
+// groupFramesAt is groupFrames with the frames' timestamps.
+func groupFramesAt(ctx context.Context, g *broadcast.GroupConsumer) ([]string, []uint64, error) {
+	var out []string
+	var stamps []uint64
+	for {
+		f, ts, err := g.ReadFrameAt(ctx)
+		if err != nil {
+			return out, stamps, err
+		}
+		out = append(out, string(f))
+		stamps = append(stamps, ts)
+	}
+}
+
+// Frame timestamps cross a lite-05 session as they were written (small
+// groups written whole and frames streamed alike), converted from the
+// publisher track's timescale to the subscriber track's (both the default
+// here; TestLite05Subscribe converts); lite-03/04 carry none, so they
+// arrive as 0.
+func TestFrameTimestampsRoundTrip(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		awaitServed(t, p.pub, 1)
+		want := [][]uint64{{3000, 6000, 4500}, {9000}} // a backward step, and a small group written whole
+		big := make([]byte, 40<<10)                   // too big to go whole: streamed
+		for gi, stamps := range want {
+			g, _ := tp.AppendGroup()
+			for i, ts := range stamps {
+				payload := []byte(fmt.Sprint(gi, i))
+				if gi == 0 && i == 1 {
+					payload = big
+				}
+				_ = g.WriteFrameAt(ts, payload)
+			}
+			_ = g.Finish()
+		}
+		for range want {
+			g, err := tc.RecvGroup(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, stamps, err := groupFramesAt(testCtx(t), g)
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			exp := want[g.Sequence()]
+			if alpn != wire.ALPNLite05 {
+				exp = make([]uint64, len(exp))
+			}
+			if !slices.Equal(stamps, exp) {
+				t.Fatalf("group %d: timestamps %v, want %v", g.Sequence(), stamps, exp)
+			}
+		}
+	})
 }

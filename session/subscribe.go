@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -24,6 +25,9 @@ type subscription struct {
 	track  *broadcast.TrackProducer
 	opts   SubscribeOptions
 	shared bool
+	// wireScale is the timescale of the publisher's TRACK_INFO (lite-05;
+	// 0 before it, and on other versions): frames arrive in it.
+	wireScale atomic.Uint64
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
@@ -217,10 +221,12 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	if s.version.HasFrameTimestamps() {
 		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO is the peer's yes
 		// (moq-dev's subscribers ask for it first too).
-		if _, err := s.trackInfo(ctx, sub.path, sub.track.Info().Name); err != nil {
+		info, err := s.trackInfo(ctx, sub.path, sub.track.Info().Name)
+		if err != nil {
 			end(err)
 			return
 		}
+		sub.wireScale.Store(info.Timescale)
 		settle(nil)
 	}
 	st, err := s.conn.OpenStream(ctx)
