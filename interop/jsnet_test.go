@@ -125,6 +125,7 @@ func TestJSNetNode(t *testing.T) {
 				sc.Role = role
 				url := "http://" + n.srv.TCPAddr().String() + "/"
 				if role == jspeer.RoleSub {
+					sc.Fetch = true // and FETCH group 0 again afterwards
 					n.publishWorkload(t, sc)
 					res, err := jspeer.RunNode(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: url, Scenario: sc})
 					if err != nil {
@@ -135,6 +136,9 @@ func TestJSNetNode(t *testing.T) {
 					}
 					if got, want := res.Summary(), sc.Expect(); got != want {
 						t.Fatalf("@moq/net received %+v, want %+v", got, want)
+					}
+					if e, ok := res.Event("fetched"); !ok || !e.OK {
+						t.Fatalf("@moq/net FETCH of group 0: %s", e.Raw)
 					}
 					return
 				}
@@ -178,6 +182,7 @@ func TestJSNetChromium(t *testing.T) {
 			sc.Role = role
 			opts := jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]}
 			if role == jspeer.RoleSub {
+				sc.Fetch = true // and FETCH group 0 again afterwards
 				n.publishWorkload(t, sc)
 				opts.Scenario = sc
 				res, err := jspeer.Chromium(ctxFor(t, 90*time.Second), opts)
@@ -189,6 +194,9 @@ func TestJSNetChromium(t *testing.T) {
 				}
 				if got, want := res.Summary(), sc.Expect(); got != want {
 					t.Fatalf("Chromium received %+v, want %+v", got, want)
+				}
+				if e, ok := res.Event("fetched"); !ok || !e.OK {
+					t.Fatalf("Chromium FETCH of group 0: %s", e.Raw)
 				}
 				return
 			}

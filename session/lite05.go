@@ -254,3 +254,133 @@ func (s *Session) readFrameStart(r io.ByteReader, st *frameStamps) (uint64, erro
 	}
 	return wire.ReadVarint(r)
 }
+
+// serveFetch answers the peer's FETCH (lite-05): the group's frames, each
+// with its timestamp delta, then FIN; a group the track no longer (or never)
+// has is refused with NotFound. A fetch counts as one of the peer's
+// subscriptions (MaxSubscriptions), and waits at most HeaderTimeout for a
+// group not produced yet.
+func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
+	var m wire.Fetch
+	if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() || !s.admit(&s.served, s.lim.MaxSubscriptions, st, "fetch") {
+		return
+	}
+	defer s.served.Add(-1)
+	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	if b == nil {
+		reset(st, broadcast.CodeNotFound)
+		return
+	}
+	tc, err := b.SubscribeTrack(broadcast.Track{Name: m.Track, Priority: m.Priority})
+	if err != nil {
+		reset(st, broadcast.CodeOf(err))
+		return
+	}
+	defer tc.Close()
+	st.SetPriority(urgency(m.Priority))
+	ctx, cancel := context.WithTimeout(s.ctx, s.lim.HeaderTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { st.CancelWrite(uint32(broadcast.CodeCancel)) })
+	defer stop()
+	g, err := tc.GetGroup(ctx, m.Group)
+	if err != nil {
+		st.CancelWrite(uint32(broadcast.CodeOf(err)))
+		st.CancelRead(0)
+		return
+	}
+	w := bufio.NewWriterSize(st, 16<<10)
+	var prev uint64
+	var hdrBuf [24]byte
+	for {
+		f, ts, err := g.ReadFrameAt(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = w.Write(s.appendFrameHeader(hdrBuf[:0], &prev, ts, len(f)))
+		}
+		if err == nil {
+			_, err = w.Write(f)
+		}
+		if err != nil {
+			st.CancelWrite(uint32(broadcast.CodeOf(err)))
+			st.CancelRead(0)
+			return
+		}
+	}
+	if w.Flush() != nil {
+		return
+	}
+	st.CancelRead(0) // nothing more comes
+	_ = st.Close()
+}
+
+// ErrNoFetch is returned by Fetch on versions before lite-05, whose
+// publishers do not serve FETCH.
+var ErrNoFetch = errors.New("session: this moq-lite version serves no FETCH")
+
+// Fetch asks the peer for one group of a track (lite-05 FETCH) and returns
+// it once it has arrived whole, finished, its frames' timestamps in the
+// track's default timescale. It fails with the peer's refusal (matching
+// broadcast.ErrNotFound for an unknown broadcast, track or group),
+// ErrNoFetch before lite-05, or ctx's error. The group's bytes count
+// against MaxReceiveBytes while the group is held, and a frame over
+// MaxFrameSize ends it with BoundsExceeded.
+func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (*broadcast.GroupConsumer, error) {
+	if !s.awaitVersion(ctx) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, ErrClosed
+	}
+	if !s.version.HasFrameTimestamps() {
+		return nil, ErrNoFetch
+	}
+	path = broadcast.CleanPath(path)
+	info, err := s.trackInfo(ctx, path, track)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		return nil, remoteErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { reset(st, broadcast.CodeCancel) })
+	defer stop()
+	b := wire.AppendStreamType(nil, wire.StreamFetch)
+	if b, err = wire.AppendMessage(b, s.version, &wire.Fetch{Broadcast: wirePath(path), Track: track, Group: group}); err == nil {
+		_, err = st.Write(b)
+	}
+	if err == nil {
+		err = st.Close()
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return nil, remoteErr(err)
+	}
+	tp := broadcast.NewTrack(broadcast.Track{Name: track}, s.lim.Model)
+	g, err := tp.CreateGroup(group)
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return nil, err
+	}
+	fs := frameStamps{on: true, mul: 1, div: 1}
+	if info.Timescale != broadcast.DefaultTimescale {
+		fs.mul, fs.div = broadcast.DefaultTimescale, info.Timescale
+	}
+	r := bufio.NewReaderSize(st, 16<<10)
+	if err := s.readFrames(r, g, &fs); err != nil {
+		st.CancelRead(uint32(broadcast.CodeCancel))
+		g.Abort(err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	_ = g.Finish()
+	return g.Consume(), nil
+}

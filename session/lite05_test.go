@@ -433,3 +433,55 @@ func TestFrameTimestampsRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// FETCH (lite-05): one group of a track, its frames and timestamps, from
+// the publisher's cache; an unknown group, track or broadcast is NotFound;
+// versions without FETCH say so.
+func TestFetch(t *testing.T) {
+	forEach(t, []string{wire.ALPNLite05, wire.ALPNLite04}, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		for gi := range 3 {
+			g, _ := tp.AppendGroup()
+			for fi := range 4 {
+				_ = g.WriteFrameAt(uint64(gi*100+fi), []byte(fmt.Sprint(gi, ".", fi)))
+			}
+			_ = g.Finish()
+		}
+		ctx := testCtx(t)
+		g, err := p.sub.Fetch(ctx, "cam", "video", 1)
+		if alpn != wire.ALPNLite05 {
+			if !errors.Is(err, ErrNoFetch) {
+				t.Fatalf("Fetch over %s: %v, want ErrNoFetch", alpn, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames, stamps, err := groupFramesAt(ctx, g)
+		if !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"1.0", "1.1", "1.2", "1.3"}) ||
+			!slices.Equal(stamps, []uint64{100, 101, 102, 103}) || g.Sequence() != 1 {
+			t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+		}
+		for _, c := range []struct {
+			path, track string
+			group       uint64
+		}{{"cam", "nope", 0}, {"nope", "video", 0}} {
+			if _, err := p.sub.Fetch(ctx, c.path, c.track, c.group); !errors.Is(err, broadcast.ErrNotFound) {
+				t.Errorf("Fetch %s/%s/%d: %v, want NotFound", c.path, c.track, c.group, err)
+			}
+		}
+		// A group older than the latest and not cached: NotFound at once.
+		tp2, _ := b.CreateTrack(broadcast.Track{Name: "sparse"})
+		_ = tp2.WriteGroup(5, []byte("x"))
+		if _, err := p.sub.Fetch(ctx, "cam", "sparse", 2); !errors.Is(err, broadcast.ErrNotFound) {
+			t.Errorf("Fetch of a never-cached older group: %v, want NotFound", err)
+		}
+		if err := p.sub.Err(); err != nil { // the session is still up
+			t.Fatal(err)
+		}
+	})
+}

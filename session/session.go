@@ -499,6 +499,12 @@ func (s *Session) handleStream(st transport.Stream) {
 		s.handleGoaway(st, r, hdr)
 	case wire.StreamTrack:
 		s.serveTrack(st, r, hdr)
+	case wire.StreamFetch:
+		if !s.version.HasFrameTimestamps() { // lite-03/04 publishers serve no FETCH
+			reset(st, broadcast.CodeUnsupported)
+			return
+		}
+		s.serveFetch(st, r, hdr)
 	default: // fetch, and anything allowed by the codec but not served here
 		s.log.Debug("refusing stream", "type", typ)
 		reset(st, broadcast.CodeUnsupported)

@@ -74,6 +74,10 @@ type Scenario struct {
 	// timestamp to be frame number × 33 ms, as a LibNet publisher stamps
 	// them (the "done" event reports the timestamps it saw either way).
 	Timestamps bool
+	// Fetch (LibNet) makes a subscriber, once its run is in, fetch group 0
+	// again (lite-05 FETCH) and check it ("fetched" event; "done" fails
+	// if it is not whole).
+	Fetch bool
 }
 
 // Expect returns the summary a complete run of s produces (the "done"
@@ -142,6 +146,9 @@ func (s Scenario) params() [][2]string {
 	num("repeat", s.Repeat)
 	if s.Timestamps {
 		add("timestamps", "")
+	}
+	if s.Fetch {
+		add("fetch", "")
 	}
 	add("timeout", strconv.FormatInt(s.timeout().Milliseconds(), 10)+"ms")
 	return p

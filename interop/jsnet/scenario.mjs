@@ -20,13 +20,13 @@ const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && 
  * run executes the scenario on conn (an established @moq/net connection)
  * and returns the final "done" event; it throws on failure.
  */
-export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps }) {
+export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch }) {
 	return opts.role === "sub"
-		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps })
+		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch })
 		: publish({ Moq, conn, opts, emit, newHasher });
 }
 
-async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps }) {
+async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch }) {
 	const started = Date.now();
 	const want = Moq.Path.from(opts.broadcast);
 	const lost = conn.closed.then(() => {
@@ -86,7 +86,9 @@ async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps }) 
 	track.close();
 	const got = await col.summary(total);
 	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
-	const ok = sameSummary(got, want_) && (!checkTimestamps || badStamps === 0);
+	let fetched = true;
+	if (fetch) fetched = await fetchFirst(broadcast, opts, emit, checkTimestamps, lost);
+	const ok = sameSummary(got, want_) && (!checkTimestamps || badStamps === 0) && fetched;
 	const done = {
 		event: "done",
 		role: "sub",
@@ -99,13 +101,37 @@ async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps }) 
 		elapsed_ms: Date.now() - started,
 	};
 	if (!ok) {
-		done.error = ended
+		done.error = !fetched
+			? "FETCH of group 0 did not return its frames"
+			: ended
 			? `track ended after ${col.frames} of ${total} frames`
 			: badStamps > 0 && mismatched === 0
 				? `${badStamps} frames with a timestamp other than frame*${TS_STEP} ms`
 				: `received data differs from the pattern (${mismatched} frames mismatched)`;
 	}
 	return done;
+}
+
+/**
+ * fetchFirst fetches group 0 again (lite-05 FETCH) after the run and checks
+ * its frames (and, with checkTimestamps, their timestamps); it reports a
+ * "fetched" event and returns whether the group was whole and right.
+ */
+async function fetchFirst(broadcast, opts, emit, checkTimestamps, lost) {
+	const group = await Promise.race([broadcast.fetchGroup(opts.track, 0), lost]);
+	let frames = 0;
+	let bad = 0;
+	for (;;) {
+		const frame = await Promise.race([group.readFrame(), lost]);
+		if (!frame) break;
+		const good = equalBytes(frame.payload, payload(BigInt(frames), opts.size));
+		const stamped = frame.timestamp.as(TIMESCALE) === frames * TS_STEP;
+		if (!good || (checkTimestamps && !stamped)) bad++;
+		frames++;
+	}
+	const ok = frames === opts.frames && bad === 0;
+	emit({ event: "fetched", group: 0, frames, mismatched: bad, ok });
+	return ok;
 }
 
 async function publish({ Moq, conn, opts, emit, newHasher }) {
