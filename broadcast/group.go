@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +141,9 @@ func (g *group) fit(frames [][]byte) ([][]byte, int64, error) {
 // none), evicting the oldest beyond the group's bounds. g.mu is held, or g
 // is not shared yet.
 func (g *group) appendLocked(frames [][]byte, ts []uint64, size int64) {
+	if g.ts == nil && !slices.ContainsFunc(ts, nonZero) {
+		ts = nil // all 0 so far: nothing to store
+	}
 	if ts != nil || g.ts != nil {
 		if g.ts == nil { // the first timestamps: the frames before had none
 			g.ts = make([]uint64, len(g.frames), len(g.frames)+len(frames))
@@ -173,6 +177,8 @@ func (g *group) appendLocked(frames [][]byte, ts []uint64, size int64) {
 		g.budget.release(size - delta)
 	}
 }
+
+func nonZero(ts uint64) bool { return ts != 0 }
 
 // Finish ends the group cleanly: consumers read the remaining frames and then
 // io.EOF. Finishing twice, or after Abort, returns ErrClosed.

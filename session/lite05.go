@@ -194,11 +194,14 @@ type frameStamps struct {
 	prev     uint64   // the previous frame's timestamp, wire units
 	mul, div uint64   // wire units to track units
 	batch    []uint64 // the current batch's timestamps, track units
+	arr      [maxBatch]uint64
 }
 
-// newFrameStamps returns the stamps of a group stream of sub.
-func (s *Session) newFrameStamps(sub *subscription) frameStamps {
-	st := frameStamps{on: s.version.HasFrameTimestamps(), mul: 1, div: 1}
+// stampsFor readies gr's frame stamps for a group stream of sub: they live
+// in the pooled reader, so reading a group allocates nothing for them.
+func (s *Session) stampsFor(gr *groupReader, sub *subscription) *frameStamps {
+	st := &gr.stamps
+	st.on, st.prev, st.mul, st.div, st.batch = s.version.HasFrameTimestamps(), 0, 1, 1, st.arr[:0]
 	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); st.on && w != 0 && w != t {
 		st.mul, st.div = t, w
 	}
@@ -369,6 +372,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 		return nil, err
 	}
 	fs := frameStamps{on: true, mul: 1, div: 1}
+	fs.batch = fs.arr[:0]
 	if info.Timescale != broadcast.DefaultTimescale {
 		fs.mul, fs.div = broadcast.DefaultTimescale, info.Timescale
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/loadtest"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
@@ -402,7 +403,7 @@ func TestFrameTimestampsRoundTrip(t *testing.T) {
 		defer tc.Close()
 		awaitServed(t, p.pub, 1)
 		want := [][]uint64{{3000, 6000, 4500}, {9000}} // a backward step, and a small group written whole
-		big := make([]byte, 40<<10)                   // too big to go whole: streamed
+		big := make([]byte, 40<<10)                    // too big to go whole: streamed
 		for gi, stamps := range want {
 			g, _ := tp.AppendGroup()
 			for i, ts := range stamps {
@@ -484,4 +485,30 @@ func TestFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkGroupChurnVersions moves one-frame groups (64 bytes) through a
+// session pair per version: what lite-05's timestamps and subscribe
+// responses cost next to lite-04 (allocs/op is per group, both ends).
+func BenchmarkGroupChurnVersions(b *testing.B) {
+	for _, alpn := range []string{wire.ALPNLite04, wire.ALPNLite05} {
+		b.Run(alpn, func(b *testing.B) {
+			p := newPair(b, alpn, Config{}, Config{})
+			bc := broadcast.New(broadcast.Config{})
+			tp, _ := bc.CreateTrack(broadcast.Track{Name: "t"})
+			_, _ = p.origin.Publish("bench", bc.Consume())
+			ctx := context.Background()
+			tc, err := p.sub.Subscribe(ctx, "bench", "t", SubscribeOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tc.Close()
+			awaitServed(b, p.pub, 1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := loadtest.Pump(ctx, tp, tc, make([]byte, 64), b.N, 1, window); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }

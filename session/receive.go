@@ -125,8 +125,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	st := s.newFrameStamps(sub)
-	rerr := s.readFrames(gr.Reader, g, &st)
+	rerr := s.readFrames(gr.Reader, g, s.stampsFor(gr, sub))
 	if rerr != nil {
 		g.Abort(rerr)
 		var se *transport.StreamError
@@ -276,8 +275,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	st := s.newFrameStamps(sub)
-	if err := s.readFrames(r, g, &st); err != nil {
+	if err := s.readFrames(r, g, s.stampsFor(gr, sub)); err != nil {
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -303,8 +301,8 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	if _, _, end := s.completeFrames(buf, len(arr), 0); end != len(buf) {
 		return false // more frames than a batch, or a bad one: read as a stream
 	}
-	st := s.newFrameStamps(sub)
-	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, &st)
+	st := s.stampsFor(gr, sub)
+	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, st)
 	frames := len(batch)
 	var err error
 	if st.on {

@@ -316,7 +316,8 @@ func putReader(br *bufio.Reader)       { put(&controlReaders, br) }
 // the stream ended (FIN) behind what is buffered.
 type groupReader struct {
 	*bufio.Reader
-	hdr wire.Group // the stream's GROUP header, decoded by recvGroup
+	hdr    wire.Group  // the stream's GROUP header, decoded by recvGroup
+	stamps frameStamps // its frames' timestamps (lite-05)
 	// hdrTimer is the deadline for the header of a stream read on a
 	// goroutine of its own (zero for one that arrived whole).
 	hdrTimer headerTimer

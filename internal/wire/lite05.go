@@ -347,11 +347,15 @@ func applyDelta(prev, z uint64) (uint64, error) {
 func ParseTimestamp(b []byte, prev uint64) (uint64, int, error) {
 	z, n, err := ParseVarint(b)
 	if err != nil {
-		return 0, 0, wrap("frame timestamp", ErrShort)
+		return 0, 0, errTimestampShort
 	}
 	ts, err := applyDelta(prev, z)
 	return ts, n, err
 }
+
+// errTimestampShort is made once: a reader scanning a buffer for complete
+// frames meets it at the end of every buffer.
+var errTimestampShort = wrap("frame timestamp", ErrShort)
 
 // ReadTimestamp reads a frame's timestamp field from r, as ParseTimestamp.
 // It returns io.EOF, unwrapped, if r ends before the first byte: that is
