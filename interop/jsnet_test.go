@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -225,5 +226,56 @@ func TestJSNetChromium(t *testing.T) {
 				t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
 			}
 		})
+	}
+}
+
+// A mixed-version path through one node: @moq/net publishes over
+// WebSocket on lite-05, the node republishes that broadcast, and a gomoqt
+// v0.12.2 subscriber (lite-03, raw QUIC) receives all 10 000 frames
+// byte-exact (lite-03 carries no timestamps: they are left behind).
+func TestMixedVersionRelay(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	bin := peerBinary(t, "gomoqt-lite03")
+	n := newJSNode(t, websocket.Config{})
+	sc := netRun
+	sc.Role, sc.Broadcast = jspeer.RolePub, "js/bcast"
+	node, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: "http://" + n.srv.TCPAddr().String() + "/", Scenario: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := n.sessionVersion(t); v != "moq-lite-05" {
+		t.Fatalf("the JS publisher negotiated %s, want moq-lite-05", v)
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	all, err := n.m.Sessions(ctx)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("sessions %d %v", len(all), err)
+	}
+	js := all[0]
+	var b *broadcast.Consumer
+	for path, c := range js.Announced(ctx, "") {
+		if path == sc.Broadcast && c != nil {
+			b = c
+			break
+		}
+	}
+	if b == nil {
+		t.Fatal("the JS broadcast was never announced")
+	}
+	if _, err := n.m.Publish(ctx, "relay", b); err != nil {
+		t.Fatal(err)
+	}
+	client := startPeer(t, bin, "-role", "client", "-mode", "sub", "-addr", n.srv.UDPAddr().String(),
+		"-broadcast", "/relay", "-track", sc.Track, "-announce", "-count", strconv.Itoa(sc.Groups*sc.Frames))
+	got := client.summary(t)
+	if want := sc.Expect(); got.Frames != want.Frames || got.Bytes != want.Bytes || got.SHA256 != want.SHA256 {
+		t.Fatalf("gomoqt (lite-03) received %+v through the node, want %+v", got, want)
+	}
+	_ = js.Close(broadcast.CodeCancel, "test done")
+	if res, err := node.Wait(ctxFor(t, 30*time.Second)); err != nil {
+		t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
 	}
 }
