@@ -143,13 +143,14 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 	if b, err = wire.AppendMessage(b, s.version, &wire.Track{Broadcast: wirePath(path), Track: track}); err == nil {
 		_, err = st.Write(b)
 	}
-	if err == nil {
-		err = st.Close()
-	}
 	if err != nil {
 		reset(st, broadcast.CodeCancel)
 		return info, remoteErr(err)
 	}
+	// The request is written. Close can still fail if the publisher, done
+	// reading, already stopped our side (STOP_SENDING, as ours does): the
+	// answer is what matters.
+	_ = st.Close()
 	r := getReader(st)
 	defer putReader(r)
 	if err := wire.ReadMessage(r, s.version, &info, s.lim.MaxMessageSize); err != nil {
@@ -358,13 +359,11 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	if b, err = wire.AppendMessage(b, s.version, &wire.Fetch{Broadcast: wirePath(path), Track: track, Group: group}); err == nil {
 		_, err = st.Write(b)
 	}
-	if err == nil {
-		err = st.Close()
-	}
 	if err != nil {
 		reset(st, broadcast.CodeCancel)
 		return nil, remoteErr(err)
 	}
+	_ = st.Close() // as in trackInfo: a STOP_SENDING after the request is no failure
 	tp := broadcast.NewTrack(broadcast.Track{Name: track}, s.lim.Model)
 	g, err := tp.CreateGroup(group)
 	if err != nil {
