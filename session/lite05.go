@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/bits"
 	"sync/atomic"
+	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -124,8 +125,20 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 		reset(st, broadcast.CodeCancel)
 		return
 	}
-	st.CancelRead(0) // nothing more comes
 	_ = st.Close()
+	s.awaitFin(st, r)
+}
+
+// awaitFin waits (at most HeaderTimeout) for the peer to finish its side of
+// a stream we answered, rather than stopping it: moq-dev's clients close
+// their side after reading the answer, and fail the request if that close
+// fails (it would, once our STOP_SENDING arrived).
+func (s *Session) awaitFin(st transport.Stream, r *bufio.Reader) {
+	t := time.AfterFunc(s.lim.HeaderTimeout, func() { st.CancelRead(0) })
+	defer t.Stop()
+	if _, err := r.ReadByte(); err == nil {
+		st.CancelRead(uint32(broadcast.CodeUnexpectedMsg)) // nothing may follow the request
+	}
 }
 
 // trackInfo asks the peer for a track's TRACK_INFO (lite-05), as moq-dev's
@@ -319,8 +332,9 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 	if w.Flush() != nil {
 		return
 	}
-	st.CancelRead(0) // nothing more comes
+	stop() // the answer is complete: the deadline must not reset it now
 	_ = st.Close()
+	s.awaitFin(st, r)
 }
 
 // ErrNoFetch is returned by Fetch on versions before lite-05, whose
