@@ -20,11 +20,11 @@ type group struct {
 	// ts holds the frames' timestamps (in the track's Timescale), parallel
 	// to frames; nil while no frame of the group has one (all read as 0),
 	// so groups without timestamps cost nothing more.
-	ts     []uint64
-	base   int
-	bytes  int64         // payload bytes in frames
-	acct   *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
-	done   bool          // finished or aborted
+	ts    []uint64
+	base  int
+	bytes int64         // payload bytes in frames
+	acct  *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
+	done  bool          // finished or aborted
 	// charged is what the group holds of its budget: its bytes while it is
 	// cached or still being written, then nothing.
 	charged int64

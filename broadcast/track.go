@@ -19,6 +19,12 @@ type Track struct {
 	// carries timestamps (as deltas) and the timescale (TRACK_INFO);
 	// lite-01..04 frames have none, so they arrive with timestamp 0.
 	Timescale uint64
+	// Datagrams asks for the track's single-frame groups to travel as
+	// datagrams where the wire allows it (moq-lite-05 over QUIC or
+	// WebTransport, the group finished and at most 1200 bytes encoded),
+	// instead of a stream each: lower latency, no retransmission. A
+	// subscriber takes whichever of a datagram and a stream arrives first.
+	Datagrams bool
 }
 
 // DefaultTimescale is the timescale of a track that names none:

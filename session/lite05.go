@@ -401,3 +401,81 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	_ = g.Finish()
 	return g.Consume(), nil
 }
+
+// sendDatagram sends group g of subscription id as one datagram (lite-05)
+// if the track asks for it (broadcast.Track.Datagrams), the connection
+// carries datagrams, and g is finished with a single frame that fits
+// wire.MaxDatagram encoded. It reports whether it did; otherwise the group
+// goes on a stream as usual. A datagram the network loses is not resent.
+func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer) bool {
+	dc, ok := s.conn.(transport.DatagramConn)
+	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
+		return false
+	}
+	if n, size, complete := g.Remaining(1, wire.MaxDatagram); !complete || n != 1 || size > wire.MaxDatagram {
+		return false
+	}
+	f, ts, ok, err := g.Clone().TryReadFrameAt()
+	if !ok || err != nil {
+		return false
+	}
+	b, err := wire.AppendDatagram(nil, s.version, &wire.Datagram{SubscribeID: id, Sequence: g.Sequence(), Timestamp: ts, Payload: f})
+	if err != nil || dc.SendDatagram(b) != nil {
+		return false
+	}
+	s.counters.groupsSent.Add(1)
+	s.counters.framesSent.Add(1)
+	s.counters.bytesSent.Add(uint64(len(f)))
+	s.counters.datagramsSent.Add(1)
+	return true
+}
+
+// startDatagrams starts the datagram reader of a lite-05 session whose
+// connection carries datagrams; it runs from the first subscription to the
+// session's end (an idle session has none).
+func (s *Session) startDatagrams() {
+	dc, ok := s.conn.(transport.DatagramConn)
+	if !ok || !s.version.HasDatagrams() {
+		return
+	}
+	s.spawn(func() { s.recvDatagrams(dc) })
+}
+
+// recvDatagrams turns each datagram into a single-frame group of its
+// subscription's track. One for a subscription we do not have, a malformed
+// one, or one whose group arrived by stream already (or that no longer
+// fits the receive budget) is dropped: datagrams are best effort, and a
+// group stream arriving after the datagram is refused the same way.
+func (s *Session) recvDatagrams(dc transport.DatagramConn) {
+	for {
+		p, err := dc.ReceiveDatagram(s.ctx)
+		if err != nil {
+			return
+		}
+		var d wire.Datagram
+		if err := wire.DecodeDatagram(p, s.version, &d); err != nil {
+			s.log.Debug("dropping a malformed datagram", "err", err)
+			continue
+		}
+		s.mu.Lock()
+		sub := s.subs[d.SubscribeID]
+		s.mu.Unlock()
+		if sub == nil {
+			continue
+		}
+		st := frameStamps{on: true, mul: 1, div: 1}
+		st.batch = st.arr[:0]
+		if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); w != 0 && w != t {
+			st.mul, st.div = t, w
+		}
+		st.add(d.Timestamp)
+		if err := sub.track.WriteGroupAt(d.Sequence, st.batch, d.Payload); err != nil {
+			s.log.Debug("dropping datagram", "subscribe", d.SubscribeID, "group", d.Sequence, "err", err)
+			continue
+		}
+		s.counters.groupsReceived.Add(1)
+		s.counters.framesReceived.Add(1)
+		s.counters.bytesReceived.Add(uint64(len(d.Payload)))
+		s.counters.datagramsReceived.Add(1)
+	}
+}

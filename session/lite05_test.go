@@ -512,3 +512,100 @@ func BenchmarkGroupChurnVersions(b *testing.B) {
 		})
 	}
 }
+
+// Datagrams (lite-05): a track that asks for them has its finished
+// single-frame groups sent as datagrams; larger ones still go on streams.
+func TestLite05Datagrams(t *testing.T) {
+	p := newPair(t, wire.ALPNLite05, Config{}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "audio", Datagrams: true})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	ctx := testCtx(t)
+	tc, err := p.sub.Subscribe(ctx, "cam", "audio", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	awaitServed(t, p.pub, 1)
+	for i := range 20 { // one at a time: nothing for a datagram queue to drop
+		if err := tp.WriteGroupAt(uint64(i), []uint64{uint64(i * 20)}, []byte(fmt.Sprint("frame ", i))); err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames, stamps, err := groupFramesAt(ctx, g)
+		if !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{fmt.Sprint("frame ", i)}) || !slices.Equal(stamps, []uint64{uint64(i * 20)}) {
+			t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+		}
+	}
+	// Two frames, and one frame over 1200 bytes: streams.
+	_ = tp.WriteGroup(20, []byte("a"), []byte("b"))
+	_ = tp.WriteGroup(21, make([]byte, 1300))
+	for range 2 {
+		if _, err := tc.RecvGroup(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ps, ss := p.pub.Stats(), p.sub.Stats(); ps.DatagramsSent != 20 || ss.DatagramsReceived != 20 || ss.GroupsReceived != 22 {
+		t.Fatalf("publisher %+v, subscriber %+v: want 20 datagrams of 22 groups", ps, ss)
+	}
+}
+
+// A datagram and a stream for the same group: the first to arrive wins, the
+// other is refused. Datagrams for no subscription, or malformed, are
+// dropped without ending the session.
+func TestLite05DatagramDedup(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	dc, ok := p.raw.(transport.DatagramConn)
+	if !ok || !dc.DatagramsSupported() {
+		t.Fatal("raw QUIC carries no datagrams")
+	}
+	res := p.subscribeAsync(ctx, "cam", "video")
+	st, err := p.raw.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(st); err != nil { // the TRACK request, to its FIN
+		t.Fatal(err)
+	}
+	rawWrite(t, st, p.msg(t, &wire.TrackInfo{Timescale: 1000}))
+	_ = st.Close()
+	sub := waitSub(t, ctx, res)
+	if sub.err != nil {
+		t.Fatal(sub.err)
+	}
+	_, s := p.acceptSubscribe(t, ctx)
+	send := func(d wire.Datagram) {
+		b, err := wire.AppendDatagram(nil, wire.Lite05, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dc.SendDatagram(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 3, Timestamp: 7, Payload: []byte("dg")})
+	g, err := sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || g.Sequence() != 3 ||
+		!slices.Equal(frames, []string{"dg"}) || !slices.Equal(stamps, []uint64{7}) {
+		t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+	}
+	gs := p.openGroup(t, ctx, s.ID, 3) // the same group by stream: refused
+	rawWrite(t, gs, rawCat([]byte{0}, rawFrame("stream")))
+	wantStopSending(t, ctx, gs, broadcast.CodeDuplicate)
+	send(wire.Datagram{SubscribeID: 99, Sequence: 4, Payload: []byte("nobody")})
+	if err := dc.SendDatagram([]byte{0x40}); err != nil { // a truncated varint
+		t.Fatal(err)
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 5, Payload: []byte("still")})
+	if g, err := sub.tc.RecvGroup(ctx); err != nil || g.Sequence() != 5 {
+		t.Fatalf("next group: %v %v, want 5", g, err)
+	}
+	p.wantUp(t)
+}

@@ -124,6 +124,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 			st.CancelWrite(uint32(broadcast.CodeCancel))
 			return
 		}
+		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g) {
+			continue
+		}
 		gs.send(ctx, g)
 	}
 }

@@ -53,6 +53,7 @@ type Session struct {
 	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	sorted    signal       // a stream left unsorted (its header was read, or it was dropped)
 	peerSetup peerSetup    // the peer's lite-05 SETUP
+	dgOnce    sync.Once    // starts the datagram reader (lite-05, first subscription)
 	// back-pressured groups on goroutines waiting for their turn to be
 	// read; the accept loop takes no stream while there are any
 	turnWaiters atomic.Int64

@@ -227,6 +227,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 			return
 		}
 		sub.wireScale.Store(info.Timescale)
+		s.dgOnce.Do(s.startDatagrams)
 		settle(nil)
 	}
 	st, err := s.conn.OpenStream(ctx)

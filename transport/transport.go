@@ -49,6 +49,21 @@ type Conn interface {
 	RemoteAddr() net.Addr
 }
 
+// DatagramConn is a Conn that also carries unreliable datagrams (QUIC
+// DATAGRAM frames, RFC 9221): raw QUIC and WebTransport connections
+// implement it; WebSocket and libp2p streams do not.
+type DatagramConn interface {
+	Conn
+	// DatagramsSupported reports whether the peer accepts datagrams.
+	DatagramsSupported() bool
+	// SendDatagram queues p for sending. Delivery is not guaranteed; it
+	// fails if datagrams are not supported or p is over the path's limit.
+	SendDatagram(p []byte) error
+	// ReceiveDatagram waits for the peer's next datagram, until ctx or the
+	// connection ends.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
+}
+
 // SendStream is the sending half of a stream.
 type SendStream interface {
 	io.Writer

@@ -44,6 +44,7 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		EnableDatagrams:       true, // moq-lite-05 may send single-frame groups as datagrams
 	}
 }
 
@@ -181,6 +182,21 @@ func Wrap(c *quic.Conn) transport.Conn {
 type conn struct {
 	c   *quic.Conn
 	ctx context.Context // c.Context() with the close cause in transport's terms
+}
+
+// DatagramsSupported implements transport.DatagramConn.
+func (c *conn) DatagramsSupported() bool { return c.c.ConnectionState().SupportsDatagrams.Remote }
+
+// SendDatagram implements transport.DatagramConn.
+func (c *conn) SendDatagram(p []byte) error { return convert(c.c.SendDatagram(p)) }
+
+// ReceiveDatagram implements transport.DatagramConn.
+func (c *conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	p, err := c.c.ReceiveDatagram(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return p, nil
 }
 
 func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {
