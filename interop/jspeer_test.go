@@ -71,7 +71,7 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 func (n *jsNode) publishWorkload(t *testing.T, sc jspeer.Scenario) {
 	t.Helper()
 	b := broadcast.New(broadcast.Config{})
-	tp, _ := b.CreateTrack(broadcast.Track{Name: sc.Track})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: sc.Track, Datagrams: sc.Datagrams})
 	if _, err := n.m.Publish(ctxFor(t, 10*time.Second), sc.Broadcast, b.Consume()); err != nil {
 		t.Fatal(err)
 	}
@@ -404,6 +404,13 @@ const stampStep = 33
 // writePattern writes the scenario's groups of test-pattern frames into tp.
 func writePattern(tp *broadcast.TrackProducer, sc jspeer.Scenario) {
 	for g := range sc.Groups {
+		if sc.Datagrams { // whole single-frame groups, finished when seen, paced: datagram-sized
+			if g > 0 {
+				time.Sleep(2 * time.Millisecond)
+			}
+			_ = tp.WriteGroupAt(uint64(g), []uint64{uint64(g) * stampStep}, pattern.Payload(uint64(g), sc.Size))
+			continue
+		}
 		gp, err := tp.AppendGroup()
 		if err != nil {
 			return

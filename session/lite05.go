@@ -408,7 +408,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 // wire.MaxDatagram encoded. It reports whether it did; otherwise the group
 // goes on a stream as usual. A datagram the network loses is not resent.
 func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer) bool {
-	dc, ok := s.conn.(transport.DatagramConn)
+	dc, ok := transport.AsDatagramConn(s.conn)
 	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
 		return false
 	}
@@ -420,7 +420,11 @@ func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.Gro
 		return false
 	}
 	b, err := wire.AppendDatagram(nil, s.version, &wire.Datagram{SubscribeID: id, Sequence: g.Sequence(), Timestamp: ts, Payload: f})
-	if err != nil || dc.SendDatagram(b) != nil {
+	if err == nil {
+		err = dc.SendDatagram(b)
+	}
+	if err != nil {
+		s.log.Debug("group not sent as a datagram", "group", g.Sequence(), "err", err)
 		return false
 	}
 	s.counters.groupsSent.Add(1)
@@ -434,7 +438,7 @@ func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.Gro
 // connection carries datagrams; it runs from the first subscription to the
 // session's end (an idle session has none).
 func (s *Session) startDatagrams() {
-	dc, ok := s.conn.(transport.DatagramConn)
+	dc, ok := transport.AsDatagramConn(s.conn)
 	if !ok || !s.version.HasDatagrams() {
 		return
 	}

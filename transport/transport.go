@@ -64,6 +64,28 @@ type DatagramConn interface {
 	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
 
+// Unwrapper is a Conn that wraps another (to add an identity, say).
+// Optional interfaces such as DatagramConn are looked up through it.
+type Unwrapper interface {
+	Unwrap() Conn
+}
+
+// AsDatagramConn returns c, or a connection c wraps (Unwrapper, a few
+// levels deep at most), as a DatagramConn.
+func AsDatagramConn(c Conn) (DatagramConn, bool) {
+	for range 8 {
+		if dc, ok := c.(DatagramConn); ok {
+			return dc, true
+		}
+		u, ok := c.(Unwrapper)
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
+	return nil, false
+}
+
 // SendStream is the sending half of a stream.
 type SendStream interface {
 	io.Writer

@@ -78,6 +78,10 @@ type Scenario struct {
 	// again (lite-05 FETCH) and check it ("fetched" event; "done" fails
 	// if it is not whole).
 	Fetch bool
+	// Datagrams (LibNet) makes the run Groups single-frame groups sent as
+	// datagrams (a publisher appends datagrams; a subscriber reads them,
+	// failing unless all arrive).
+	Datagrams bool
 }
 
 // Expect returns the summary a complete run of s produces (the "done"
@@ -149,6 +153,9 @@ func (s Scenario) params() [][2]string {
 	}
 	if s.Fetch {
 		add("fetch", "")
+	}
+	if s.Datagrams {
+		add("datagrams", "")
 	}
 	add("timeout", strconv.FormatInt(s.timeout().Milliseconds(), 10)+"ms")
 	return p

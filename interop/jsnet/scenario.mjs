@@ -20,13 +20,13 @@ const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && 
  * run executes the scenario on conn (an established @moq/net connection)
  * and returns the final "done" event; it throws on failure.
  */
-export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch }) {
+export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
 	return opts.role === "sub"
-		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch })
-		: publish({ Moq, conn, opts, emit, newHasher });
+		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams })
+		: publish({ Moq, conn, opts, emit, newHasher, datagrams });
 }
 
-async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch }) {
+async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
 	const started = Date.now();
 	const want = Moq.Path.from(opts.broadcast);
 	const lost = conn.closed.then(() => {
@@ -48,6 +48,7 @@ async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fe
 	const track = broadcast.subscribe(opts.track, { priority: opts.priority });
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 
+	if (datagrams) return receiveDatagrams({ track, opts, emit, newHasher, lost, started });
 	const total = opts.groups * opts.frames;
 	const col = new Collector(newHasher);
 	let mismatched = 0;
@@ -134,7 +135,36 @@ async function fetchFirst(broadcast, opts, emit, checkTimestamps, lost) {
 	return ok;
 }
 
-async function publish({ Moq, conn, opts, emit, newHasher }) {
+/**
+ * receiveDatagrams reads a datagram run: opts.groups single-frame groups,
+ * each a datagram (frame i = group i, stamped i*TS_STEP). Datagrams may be
+ * lost, so it stops once all arrived or none came for 3 s after the first;
+ * "done" is ok only if every one arrived, right.
+ */
+async function receiveDatagrams({ track, opts, emit, newHasher, lost, started }) {
+	const col = new Collector(newHasher);
+	const seen = new Set();
+	let bad = 0;
+	while (seen.size < opts.groups) {
+		const idle = sleep(seen.size === 0 ? opts.timeoutMs : 3000).then(() => "idle");
+		const dg = await Promise.race([track.recvDatagram(), lost, idle]);
+		if (dg === "idle" || !dg) break;
+		if (seen.has(dg.sequence)) continue;
+		seen.add(dg.sequence);
+		col.add(dg.sequence, dg.payload);
+		const good = equalBytes(dg.payload, payload(BigInt(dg.sequence), opts.size)) && dg.timestamp.as(TIMESCALE) === dg.sequence * TS_STEP;
+		if (!good) bad++;
+	}
+	track.close();
+	const got = await col.summary(opts.groups);
+	const want_ = await expect(opts.groups, 1, opts.size, newHasher);
+	const ok = sameSummary(got, want_) && bad === 0;
+	const done = { event: "done", role: "sub", ...got, ok, expected: want_, mismatched: bad, datagrams: seen.size, elapsed_ms: Date.now() - started };
+	if (!ok) done.error = `${seen.size} of ${opts.groups} datagrams arrived, ${bad} wrong`;
+	return done;
+}
+
+async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
 	const started = Date.now();
 	const path = Moq.Path.from(opts.broadcast);
 	const broadcast = new Moq.Broadcast.Producer();
@@ -157,7 +187,7 @@ async function publish({ Moq, conn, opts, emit, newHasher }) {
 		await sleep(0);
 		if (track.closed.peek() !== undefined) continue;
 		emit({ event: "subscribed", broadcast: path, track: req.name, priority: req.priority });
-		serving.push(serveTrack(Moq, track, opts));
+		serving.push(datagrams ? serveDatagrams(Moq, track, opts) : serveTrack(Moq, track, opts));
 	}
 	await Promise.all(serving);
 	const sent = await expect(opts.groups, opts.frames, opts.size, newHasher);
@@ -174,6 +204,16 @@ async function publish({ Moq, conn, opts, emit, newHasher }) {
 		ended_by: waited,
 		elapsed_ms: Date.now() - started,
 	};
+}
+
+/** serveDatagrams sends opts.groups single-frame groups as datagrams, paced. */
+async function serveDatagrams(Moq, track, opts) {
+	for (let g = 0; g < opts.groups; g++) {
+		if (g > 0) await sleep(Math.max(opts.groupIntervalMs, 2));
+		track.appendDatagram(new Moq.Time.Timestamp(g * TS_STEP, TIMESCALE), payload(g, opts.size));
+	}
+	await sleep(100); // the last datagrams leave before the track ends
+	track.close();
 }
 
 async function serveTrack(Moq, track, opts) {

@@ -124,7 +124,7 @@ async function main() {
 	const scen = net ? await import("../jsnet/scenario.mjs") : scenario;
 	const conn = await connect(Moq, url);
 	emit({ event: "connected", version: conn.version, transport: get("transport") ?? "webtransport", lib: net ? "@moq/net" : "@moq/lite", url: url.toString() });
-	const done = await scen.run({ Moq, conn, opts, emit, newHasher: pattern.webCryptoHasher, checkTimestamps: get("timestamps") !== undefined, fetch: get("fetch") !== undefined });
+	const done = await scen.run({ Moq, conn, opts, emit, newHasher: pattern.webCryptoHasher, checkTimestamps: get("timestamps") !== undefined, fetch: get("fetch") !== undefined, datagrams: get("datagrams") !== undefined });
 	emit(done);
 	conn.close();
 	await finish(done.ok, done.error);

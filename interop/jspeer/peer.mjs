@@ -42,7 +42,7 @@ process.on("uncaughtException", (err) => fail(err, { uncaught: true }));
 
 // ---- options ---------------------------------------------------------------
 
-const BOOLEAN = new Set(["no-announce", "frame-events", "selftest", "tap", "debug", "help", "timestamps", "fetch"]);
+const BOOLEAN = new Set(["no-announce", "frame-events", "selftest", "tap", "debug", "help", "timestamps", "fetch", "datagrams"]);
 const PEER_OPTIONS = ["url", "protocol", "payloads", "expect", "lib", ...BOOLEAN];
 const KNOWN = new Set([...scenario.OPTION_NAMES, ...PEER_OPTIONS]);
 
@@ -226,7 +226,7 @@ async function main() {
 		url: url.toString(),
 	});
 
-	const done = await scen.run({ Moq, conn, opts, emit, newHasher: nodeHasher, checkTimestamps: isSet("timestamps"), fetch: isSet("fetch") });
+	const done = await scen.run({ Moq, conn, opts, emit, newHasher: nodeHasher, checkTimestamps: isSet("timestamps"), fetch: isSet("fetch"), datagrams: isSet("datagrams") });
 	emit(done);
 	conn.close();
 	// close() sends the close frame and shuts the socket 100 ms later; give it that.
