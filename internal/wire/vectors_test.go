@@ -21,7 +21,6 @@ var (
 	only01  = []Version{Lite01}
 	only02  = []Version{Lite02}
 	only03  = []Version{Lite03}
-	only04  = []Version{Lite04}
 	only05  = []Version{Lite05}
 )
 
