@@ -8,6 +8,7 @@
 //	P5  memory per idle session, next to a raw quic-go connection
 //	P6  group churn: one uni stream per group, next to raw quic-go stream churn
 //	P7  1000 concurrent Connect to one peer: handshakes and time
+//	P11 10 000 idle sessions on one node: heap, goroutines, file descriptors per session, accept rate
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
 //
@@ -26,7 +27,9 @@
 // stack of a row runs once per round, rounds repeat -runs times, and a cell
 // shows the median and the spread (min–max); ratios are taken run by run
 // (the runs of one round saw the same machine load) and then summarised.
-// Only loopback is used, and every load loop is bounded in count and time.
+// P11's peers run in a helper process too (-helper-many), so that the
+// node's figures are its own. Only loopback is used, and every load loop is
+// bounded in count and time.
 package main
 
 import (
@@ -46,21 +49,22 @@ import (
 var profDir string
 
 type config struct {
-	rows       []string
-	runs       int
-	quick      bool
-	contention bool
-	profDir    string
-	gomoqtBin  string
-	p1Frames   int
-	p2Frames   int
-	p3Subs     []int
-	p3Bytes    int
-	p4Subs     int
-	p4Duration time.Duration
-	p5Sessions int
-	p6Groups   int
-	p7Connects int
+	rows        []string
+	runs        int
+	quick       bool
+	contention  bool
+	profDir     string
+	gomoqtBin   string
+	p1Frames    int
+	p2Frames    int
+	p3Subs      []int
+	p3Bytes     int
+	p4Subs      int
+	p4Duration  time.Duration
+	p5Sessions  int
+	p6Groups    int
+	p7Connects  int
+	p11Sessions int
 }
 
 func main() {
@@ -68,8 +72,12 @@ func main() {
 		helperMain(os.Args[1:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-helper-many" {
+		manyHelperMain(os.Args[2:])
+		return
+	}
 	var cfg config
-	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7", "rows to run, comma-separated")
+	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P11", "rows to run, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 5, "rounds per row (median and spread are reported)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smaller loads (a smoke test; numbers are rougher)")
 	jsonOut := flag.Bool("json", false, "print the results as JSON instead of a table")
@@ -85,6 +93,7 @@ func main() {
 	flag.IntVar(&cfg.p5Sessions, "p5-sessions", 20, "P5: idle sessions per run")
 	flag.IntVar(&cfg.p6Groups, "p6-groups", 100_000, "P6: groups per run")
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
+	flag.IntVar(&cfg.p11Sessions, "p11-sessions", 10_000, "P11: idle sessions on one node (-quick: 1000)")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
 	memRate := flag.Int("memprofilerate", 0, "with -profile: runtime.MemProfileRate (1 records every allocation; 0 keeps the default)")
@@ -103,6 +112,7 @@ func main() {
 	if cfg.quick {
 		cfg.p1Frames, cfg.p2Frames, cfg.p3Bytes = 50_000, 1_500, 128
 		cfg.p4Duration, cfg.p6Groups = 2*time.Second, 20_000
+		cfg.p11Sessions = min(cfg.p11Sessions, 1_000)
 	}
 	cfg.runs = max(cfg.runs, 1)
 	profDir = cfg.profDir
@@ -199,6 +209,9 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P7") {
 		lines = append(lines, runConnect(ctx, cfg)...)
+	}
+	if want("P11") {
+		lines = append(lines, runMany(ctx, cfg)...)
 	}
 	return lines, nil
 }

@@ -7,10 +7,8 @@ package interop
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -20,10 +18,8 @@ import (
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
-	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
 
 // netRun is 10 000 frames: 100 groups of 100 frames of 64 bytes.
@@ -284,138 +280,65 @@ func TestMixedVersionRelay(t *testing.T) {
 	}
 }
 
-// wtSession is a moq-lite session on a bare WebTransport server (no
-// moq.Server: its connection wrapper does not pass datagrams through yet).
-type wtSession struct {
-	url      string
-	certHash []byte
-	sess     chan *session.Session
-}
-
-// newWTSession serves WebTransport on 127.0.0.1 and runs a session
-// publishing origin on the first connection.
-func newWTSession(t *testing.T, origin *broadcast.Origin) *wtSession {
-	t.Helper()
-	crt, err := cert.SelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := webtransport.NewServer(&tls.Config{Certificates: []tls.Certificate{crt}}, nil,
-		webtransport.Config{Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(pc) }()
-	w := &wtSession{url: "https://" + pc.LocalAddr().String() + "/", sess: make(chan *session.Session, 1)}
-	fp := cert.Fingerprint(crt)
-	w.certHash = fp[:]
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		conn, _, err := srv.Accept(ctxFor(t, 60*time.Second))
-		if err != nil {
-			return
-		}
-		s, err := session.New(conn, session.Config{Publish: origin, Logger: logger()})
-		if err != nil {
-			return
-		}
-		w.sess <- s
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-served
-		<-accepted
-		select {
-		case s := <-w.sess:
-			_ = s.Close(broadcast.CodeCancel, "test over")
-		default:
-		}
-	})
-	return w
-}
-
 // TestJSNetChromiumDatagrams: a datagram track both ways with @moq/net in
-// Chromium over WebTransport: 200 single-frame groups of 100 bytes, each a
-// QUIC datagram (paced, on loopback: none is expected to be lost).
+// Chromium over WebTransport, through moq.Server: 200 single-frame groups
+// of 100 bytes, each a QUIC datagram (paced, on loopback: none is expected
+// to be lost).
 func TestJSNetChromiumDatagrams(t *testing.T) {
 	jspeer.RequireChromium(t)
 	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
 		t.Fatal(err)
 	}
-	dg := jspeer.Scenario{Track: "audio", Groups: 200, Frames: 1, Size: 100, Timeout: 30 * time.Second, Datagrams: true}
-	t.Run("js-sub", func(t *testing.T) {
-		sc := dg
-		sc.Role, sc.Broadcast = jspeer.RoleSub, "bench"
-		origin := broadcast.NewOrigin(0)
-		b := broadcast.New(broadcast.Config{})
-		tp, _ := b.CreateTrack(broadcast.Track{Name: sc.Track, Datagrams: true})
-		if _, err := origin.Publish(sc.Broadcast, b.Consume()); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			select {
-			case <-tp.Used():
-				writePattern(tp, sc)
-			case <-time.After(60 * time.Second):
+	dg := jspeer.Scenario{Broadcast: "bench", Track: "audio", Groups: 200, Frames: 1, Size: 100, Timeout: 30 * time.Second, Datagrams: true}
+	for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
+		t.Run("js-"+string(role), func(t *testing.T) {
+			n := newJSNode(t, websocket.Config{})
+			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-		t.Cleanup(func() { b.Finish(); <-done })
-		w := newWTSession(t, origin)
-		res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: w.url, CertHash: w.certHash, Scenario: sc})
-		if err != nil {
-			t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
-		}
-		if got, want := res.Summary(), sc.Expect(); got != want {
-			t.Fatalf("Chromium received %+v, want %+v", got, want)
-		}
-		s := <-w.sess
-		w.sess <- s
-		if st := s.Stats(); st.DatagramsSent != uint64(sc.Groups) {
-			t.Fatalf("%d of %d groups went as datagrams", st.DatagramsSent, sc.Groups)
-		}
-	})
-	t.Run("js-pub", func(t *testing.T) {
-		sc := dg
-		sc.Role, sc.Broadcast, sc.Linger = jspeer.RolePub, "js/bcast", 2*time.Second
-		w := newWTSession(t, nil)
-		type result struct {
-			res jspeer.Result
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: w.url, CertHash: w.certHash, Scenario: sc})
-			ch <- result{res, err}
-		}()
-		var s *session.Session
-		select {
-		case s = <-w.sess:
-			w.sess <- s
-		case <-ctxFor(t, 30*time.Second).Done():
-			t.Fatal("no session")
-		}
-		ctx := ctxFor(t, 30*time.Second)
-		testutil.Until(t, ctx, "the JS broadcast", func() bool { return s.Remote().Get(sc.Broadcast) != nil })
-		tc, err := s.Subscribe(ctx, sc.Broadcast, sc.Track, session.SubscribeOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, bad := collectStamped(t, ctx, tc, sc.Groups, sc.Frames)
-		tc.Close()
-		r := <-ch
-		if r.err != nil {
-			t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
-		}
-		if want := sc.Expect(); got != want || bad != 0 {
-			t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
-		}
-		if st := s.Stats(); st.DatagramsReceived != uint64(sc.Groups) {
-			t.Fatalf("%d of %d groups came as datagrams", st.DatagramsReceived, sc.Groups)
-		}
-	})
+			sc := dg
+			sc.Role = role
+			opts := jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]}
+			if role == jspeer.RoleSub {
+				n.publishWorkload(t, sc)
+				opts.Scenario = sc
+				res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
+				if err != nil {
+					t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+				}
+				if got, want := res.Summary(), sc.Expect(); got != want {
+					t.Fatalf("Chromium received %+v, want %+v", got, want)
+				}
+				return
+			}
+			sc.Broadcast, sc.Linger = "js/bcast", 2*time.Second
+			opts.Scenario = sc
+			type result struct {
+				res jspeer.Result
+				err error
+			}
+			ch := make(chan result, 1)
+			go func() {
+				res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
+				ch <- result{res, err}
+			}()
+			n.sessionVersion(t)
+			all, err := n.m.Sessions(ctxFor(t, 10*time.Second))
+			if err != nil || len(all) == 0 {
+				t.Fatal("no session")
+			}
+			got, bad := n.receiveStamped(t, sc, false)
+			r := <-ch
+			if r.err != nil {
+				t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
+			}
+			if want := sc.Expect(); got != want || bad != 0 {
+				t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
+			}
+			if st := all[0].Stats().Media; st.DatagramsReceived != uint64(sc.Groups) {
+				t.Fatalf("%d of %d groups came as datagrams", st.DatagramsReceived, sc.Groups)
+			}
+		})
+	}
 }

@@ -24,10 +24,10 @@ type Session struct {
 }
 
 // RemotePeer is the authenticated peer at the other end; empty for a
-// client of a Server (browser, Node, moql://), which has no libp2p identity.
+// client of a server.Server (browser, Node, moql://), which has no libp2p identity.
 func (s *Session) RemotePeer() peer.ID { return s.s.RemotePeer() }
 
-// Scope is the path a Server session is confined to ("" for everything):
+// Scope is the path a server.Server session is confined to ("" for everything):
 // names on it are relative to the scope.
 func (s *Session) Scope() string { return s.s.Scope() }
 
@@ -118,6 +118,17 @@ func (s *Session) Publish(name string, b *broadcast.Consumer) (unpublish func(),
 
 // Close ends the session with a moq-lite code and reason.
 func (s *Session) Close(code broadcast.Code, reason string) error { return s.s.Close(code, reason) }
+
+// Goaway tells the peer that this session is about to end and, if uri is
+// set, where to reconnect (lite-04's GOAWAY). The session keeps working;
+// close it once the peer had time to leave. It waits for the session's
+// version (a compat SETUP still running) until ctx ends; versions before
+// lite-04 have no GOAWAY, for which it returns ErrNoGoaway.
+func (s *Session) Goaway(ctx context.Context, uri string) error { return s.s.Goaway(ctx, uri) }
+
+// Context ends when the session does, with Err's error as its cause: for
+// context.AfterFunc, or to bound work done for the session.
+func (s *Session) Context() context.Context { return s.s.Context() }
 
 // Closed is closed when the session has ended.
 func (s *Session) Closed() <-chan struct{} { return s.s.Done() }

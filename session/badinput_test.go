@@ -551,6 +551,7 @@ func TestBadInputBidiStreams(t *testing.T) {
 func TestBadInputUniStreams(t *testing.T) {
 	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 100}}, false)
+		p.sess.acceptGroups() // as our first subscription would
 		uniGroup := rawVarint(uint64(wire.UniGroup))
 		hdr := p.msg(t, &wire.Group{SubscribeID: 5, Sequence: 1})
 		cases := []struct {

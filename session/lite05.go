@@ -57,7 +57,10 @@ func (s *Session) sendSetup() {
 }
 
 // recvSetup reads the peer's SETUP stream (its type already read): one
-// SETUP message, then FIN. A second SETUP stream, a malformed SETUP or
+// SETUP message, then FIN. It is read with the peer's group streams, whose
+// accept loop our first subscription starts (acceptGroups): nothing here
+// depends on the peer's capabilities, and an idle session parks no
+// goroutine for it. A second SETUP stream, a malformed SETUP or
 // bytes after it violate the protocol and close the session.
 func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 	if s.peerSetup.seen.Swap(true) {

@@ -62,6 +62,7 @@ func TestLite05SetupSentAtOnce(t *testing.T) {
 		t.Run(fmt.Sprint("session dials ", sessDials), func(t *testing.T) {
 			ctx := testCtx(t)
 			p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, sessDials)
+			p.sess.acceptGroups() // the peer's SETUP is read with its group streams, which a subscription starts
 			rs, err := p.raw.AcceptUniStream(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -119,6 +120,7 @@ func TestLite05BadSetup(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
 			p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+			p.sess.acceptGroups()
 			st, err := p.raw.OpenUniStream(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -363,6 +365,7 @@ func TestBoundsLite05TrackFlood(t *testing.T) {
 func TestBoundsLite05SetupTooLarge(t *testing.T) {
 	ctx := testCtx(t)
 	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 1 << 10}}, false)
+	p.sess.acceptGroups()
 	st, err := p.raw.OpenUniStream(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,11 @@ type Session struct {
 	wg      sync.WaitGroup
 	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
 	closing bool
+	// uniAccepting: the accept loop for the peer's group streams runs. It
+	// starts with our first subscription (acceptGroups): until then the
+	// peer has no reason to open one, and an idle session parks no
+	// goroutine for them.
+	uniAccepting atomic.Bool
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
@@ -143,7 +148,6 @@ func (s *Session) start(interest []string) {
 		s.spawn(s.sendSetup)
 	}
 	s.spawn(s.acceptStreams)
-	s.spawn(s.acceptUniStreams)
 	for _, p := range interest {
 		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
 	}
@@ -548,6 +552,18 @@ func (h headerTimer) done() bool { return h.t == nil || h.t.Stop() }
 func (h headerTimer) stop() {
 	if h.t != nil {
 		h.t.Stop()
+	}
+}
+
+// acceptGroups starts the accept loop for the peer's group streams, once;
+// our subscriptions call it before they send SUBSCRIBE, so no group stream
+// of theirs can arrive before it runs. Until then group streams the peer
+// opens unasked wait unread in the transport, bounded by its stream credit
+// and flow-control windows (rawquic: 1000 streams, the connection's
+// receive window); the loop then refuses those that match no subscription.
+func (s *Session) acceptGroups() {
+	if !s.uniAccepting.Load() && s.uniAccepting.CompareAndSwap(false, true) {
+		s.spawn(s.acceptUniStreams)
 	}
 }
 

@@ -230,6 +230,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		s.dgOnce.Do(s.startDatagrams)
 		settle(nil)
 	}
+	s.acceptGroups() // before SUBSCRIBE: its groups must find the loop running
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
-	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -79,7 +79,7 @@ func interestFor(name string) []string {
 }
 
 // node is this process on the network: a moq node (libp2p host, moq.Moq)
-// with a moq.Server per moql://, https:// or ws:// listener, so every
+// with a server.Server per moql://, https:// or ws:// listener, so every
 // session, accepted or dialed, over any transport, is one of the node's
 // and passes its admission and limits. Every subcommand opens and accepts
 // sessions through it.
@@ -90,7 +90,7 @@ type node struct {
 	listening   []string // dialable addresses, for "listening:" lines
 	fingerprint string   // of the certificate of the moql:// and https:// listeners
 
-	servers  []*moq.Server
+	servers  []*server.Server
 	serveErr chan error // Serve's results, one per server
 	dialMu   sync.Mutex
 	dialEPs  map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
@@ -141,11 +141,11 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	return n, nil
 }
 
-// listen serves e with a moq.Server of the node: raw QUIC (moql://) and
+// listen serves e with a server.Server of the node: raw QUIC (moql://) and
 // WebTransport (https://) share a UDP socket, WebSocket (ws://) is on TCP.
 // Every session sees all the node's broadcasts, whatever the URL path.
 func (n *node) listen(e endpoint, tc *tls.Config) error {
-	srv := &moq.Server{
+	srv := &server.Server{
 		Moq:         n.p2p.m,
 		TLSConfig:   tc,
 		PlainHTTP:   true,
@@ -181,7 +181,7 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 // not browsers) unless --allow-origin names more, or "*" for any page.
 func (f *netFlags) checkOrigin() func(*http.Request) bool {
 	if len(f.allowOrigin) == 0 {
-		return nil // moq.Server's default: same origin
+		return nil // server.Server's default: same origin
 	}
 	allowed := webtransport.AllowOrigins(f.allowOrigin...)
 	return func(r *http.Request) bool {

@@ -13,15 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -68,23 +65,24 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		return nil, fmt.Errorf("--identity: %w", err)
 	}
 	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
-		libp2p.ListenAddrs(plan.bind...),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ConnectionGater(plan.gate),
-		libp2p.AddrsFactory(plan.advertise),
-		libp2p.DisableMetrics(),
-		libp2p.UserAgent("moqp2p-cli"),
+	// moq.NewHost: QUIC, TCP and circuit relays (what libp2p.New would give
+	// this host, with moqp2p's stream limits) without linking libp2p's
+	// WebTransport, WebSocket and WebRTC transports.
+	hc := moq.HostConfig{
+		Key:             key,
+		ListenAddrs:     append([]ma.Multiaddr{}, plan.bind...),
+		Relay:           true,
+		AddrsFactory:    plan.advertise,
+		ConnectionGater: plan.gate,
+		UserAgent:       "moqp2p-cli",
 	}
 	if plan.quic {
-		opts = append(opts, tr.Option())
+		hc.QUIC = tr
 	}
 	if err := checkPortsFree(cfg.listens); err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(opts...)
+	h, err := moq.NewHost(hc)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
 			return nil, fmt.Errorf("--listen: an address is already in use (%s)", listenList(cfg.listens))
