@@ -88,7 +88,7 @@ func TestDialBareAppProtocol(t *testing.T) {
 	if !ok || o.framing != FramingQmux01 || o.app != "moq-lite-05" {
 		t.Fatalf("bare answer read as %+v %v", o, ok)
 	}
-	c, err := Dial(testCtx(t), ts.url(), &Config{Framings: []Framing{FramingQmux01}})
+	c, err := Dial(testCtx(t), ts.url(), &Config{Framings: []Framing{FramingQmux01}, Protocols: []string{"moq-lite-05"}})
 	if err != nil {
 		t.Fatal(err)
 	}
