@@ -153,6 +153,10 @@ func (s *Session) sortGroup(rs transport.ReceiveStream, gr *groupReader) (sub *s
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return nil
 	}
+	if typ == wire.UniSetup {
+		s.recvSetup(rs, gr)
+		return
+	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
 		s.log.Log(context.Background(), readFailLevel(err), "bad group header", "err", err)
@@ -219,7 +223,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr, g, sub.stats)
+	rerr := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub))
 	if rerr != nil {
 		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
@@ -253,20 +257,21 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 	defer func() { <-sub.room }()
 	var frames [][]byte
+	var stamps []uint64
 	gc := g.Consume()
 	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
 	for {
 		var end error
-		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+		if frames, stamps, end = gc.TryReadFramesAt(frames, stamps, math.MaxInt); end != nil {
 			break
 		}
 	}
 	hold.Abort(nil) // its charges go back before the track charges the frames
 	var err error
 	if rerr == nil {
-		err = sub.track.WriteGroup(seq, frames...)
+		err = sub.track.WriteGroupAt(seq, stamps, frames...)
 	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
-		err = pg.WriteFrames(frames...)
+		err = pg.WriteFramesAt(stamps, frames...)
 		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
 	} else {
 		err = cerr
@@ -372,7 +377,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(gr, g, sub.stats); err != nil {
+	if err := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub)); err != nil {
 		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError
@@ -397,12 +402,18 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	var arr [maxBatch][]byte
 	var mem slab
 	buf, _ := gr.Peek(gr.Buffered())
-	if _, _, end := s.completeFrames(buf, len(arr)); end != len(buf) {
+	if _, _, end := s.completeFrames(buf, len(arr), 0); end != len(buf) {
 		return false // more frames than a batch, or a bad one: read as a stream
 	}
-	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem)
+	st := s.stampsFor(gr, sub)
+	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, st)
 	frames := len(batch)
-	err := sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	var err error
+	if st.on {
+		err = sub.track.WriteGroupAt(gr.hdr.Sequence, st.batch, batch...)
+	} else {
+		err = sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	}
 	clear(batch)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
@@ -421,12 +432,13 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads the rest of gr's stream, `size || payload` frames until
+// readFrames reads the rest of gr's stream, `size || payload` frames
+// (lite-05: `timestamp || size || payload`, ts following them) until
 // FIN at a frame boundary, straight into payload memory (chunks): the
 // frames that lie complete in it go to the group together, with one
 // wake-up of its consumers, and a large frame is read on its own. No frame
 // is held back while waiting for the stream.
-func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *subStats) error {
+func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *subStats, ts *frameStamps) error {
 	var arr [maxBatch][]byte
 	var frames, bytes uint64
 	budget := s.lim.Model.Budget
@@ -443,15 +455,20 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 	c := chunks{src: (*eofSource)(gr)}
 	c.start(gr.Reader)
 	for {
-		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize)
+		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize, ts)
 		if len(batch) == 0 { // the next frame is not all here yet
-			n, hlen, err := wire.ParseVarint(c.buf[c.lo:c.hi])
+			stamp, n, hlen, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
 			need := c.hi - c.lo + 1 // its size is not all here either
 			switch {
+			case err != nil && !errors.Is(err, wire.ErrShort): // a timestamp out of range
+				return s.frameErr(err)
 			case err == nil && n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
 			case err == nil && n >= slabMax: // a large frame: memory of its own, charged as it arrives
 				c.lo += hlen
+				if ts.on {
+					ts.add(stamp)
+				}
 				var own slab // slabMax or more: readPayload allocates it alone
 				payload, held, err := readPayload(&c, n, &own, budget)
 				if err != nil {
@@ -478,7 +495,12 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 				continue
 			}
 		}
-		err := g.WriteFrames(batch...)
+		var err error
+		if ts.on {
+			err = g.WriteFramesAt(ts.batch, batch...)
+		} else {
+			err = g.WriteFrames(batch...)
+		}
 		clear(batch)
 		budget.Release(held) // the frame it was for is in the batch: the group charges it now
 		held = 0
@@ -495,16 +517,20 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 // dst; it also returns their total size. It stops at a frame that is not
 // all buffered or is over the size limit (the caller then reads it alone and
 // reports the error).
-func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab, st *frameStamps) ([][]byte, uint64) {
+	st.batch = st.batch[:0]
 	buf, _ := r.Peek(r.Buffered())
-	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst))
+	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst), st.prev)
 	if count == 0 {
 		return dst, 0
 	}
 	payloads := mem.take(total)
 	off, pos := 0, 0
 	for range count {
-		size, n, _ := wire.ParseVarint(buf[off:])
+		ts, size, n, _ := s.frameStart(buf[off:], st.prev)
+		if st.on {
+			st.add(ts)
+		}
 		off += n
 		end := pos + int(size)
 		copy(payloads[pos:end], buf[off:off+int(size)])
@@ -517,12 +543,14 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 }
 
 // completeFrames scans buf for `size || payload` frames that lie complete
-// in it, at most max of them, each within MaxFrameSize: their count, their
-// payload bytes, and where the last one ends.
-func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
+// in it, at most max of them, each within MaxFrameSize (and on lite-05 with
+// a timestamp in range, the first one's delta taken from prev): their
+// count, their payload bytes, and where the last one ends.
+func (s *Session) completeFrames(buf []byte, max int, prev uint64) (count, total, end int) {
 	for count < max {
-		size, n, err := wire.ParseVarint(buf[end:])
-		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+		ts, size, n, ok := s.frameStart(buf[end:], prev)
+		prev = ts
+		if !ok || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
 			break
 		}
 		end += n + int(size)

@@ -10,7 +10,6 @@ import (
 	"slices"
 
 	"github.com/moqp2p/moqp2p/broadcast"
-	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // slab hands out the payload memory of one group's frames: a frame's bytes
@@ -81,14 +80,18 @@ func (c *chunks) start(r *bufio.Reader) {
 
 // frames appends to dst the frames that lie complete in the chunk (at most
 // cap(dst)), each a slice of it capped at its end, and returns them with
-// their total size. It stops at a frame that is not all here or is over
-// maxSize.
-func (c *chunks) frames(dst [][]byte, maxSize int) ([][]byte, uint64) {
+// their total size, and their timestamps to ts (lite-05). It stops at a
+// frame that is not all here or is over maxSize.
+func (c *chunks) frames(dst [][]byte, maxSize int, ts *frameStamps) ([][]byte, uint64) {
 	var total uint64
+	ts.batch = ts.batch[:0]
 	for len(dst) < cap(dst) {
-		size, n, err := wire.ParseVarint(c.buf[c.lo:c.hi])
+		stamp, size, n, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
 		if err != nil || size > uint64(maxSize) || size > uint64(c.hi-c.lo-n) {
 			break
+		}
+		if ts.on {
+			ts.add(stamp)
 		}
 		start := c.lo + n
 		end := start + int(size)

@@ -22,12 +22,17 @@ type Stats struct {
 	FramesReceived uint64 `json:"frames_received"`
 	BytesSent      uint64 `json:"bytes_sent"`
 	BytesReceived  uint64 `json:"bytes_received"`
+	// DatagramsSent and DatagramsReceived count the groups among the above
+	// that travelled as datagrams (moq-lite-05).
+	DatagramsSent     uint64 `json:"datagrams_sent"`
+	DatagramsReceived uint64 `json:"datagrams_received"`
 }
 
 type counters struct {
-	groupsSent, groupsReceived atomic.Uint64
-	framesSent, framesReceived atomic.Uint64
-	bytesSent, bytesReceived   atomic.Uint64
+	groupsSent, groupsReceived       atomic.Uint64
+	framesSent, framesReceived       atomic.Uint64
+	bytesSent, bytesReceived         atomic.Uint64
+	datagramsSent, datagramsReceived atomic.Uint64
 }
 
 // Stats returns the session's counters so far.
@@ -37,6 +42,7 @@ func (s *Session) Stats() Stats {
 		GroupsSent: c.groupsSent.Load(), GroupsReceived: c.groupsReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
+		DatagramsSent: c.datagramsSent.Load(), DatagramsReceived: c.datagramsReceived.Load(),
 	}
 }
 

@@ -27,12 +27,16 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// ALPNs are the protocols offered, most preferred first. "moql" (the version
-// by compat SETUP) comes last: moq-dev clients that offer only it still get
-// a session, while any peer that speaks lite-04 or lite-03 gets that. A
-// session on a moql connection needs session.Config.Client on the dialing
-// side.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+// ALPNs are the protocols offered, most preferred first. A listener takes
+// the client's preference among them (ClientPreference), as moq-dev's
+// servers do, so clients that prefer moq-lite-05 (moq-net, @moq/net) get it;
+// our own dialers put lite-04 first, because between two moqp2p peers
+// Subscribe relies on lite-04's SUBSCRIBE_OK (lite-05 has none: a
+// subscription it starts may miss the groups its publisher writes before
+// the SUBSCRIBE arrives). "moql" (the version by compat SETUP) comes last:
+// moq-dev clients that offer only it still get a session. A session on a
+// moql connection needs session.Config.Client on the dialing side.
+var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more
@@ -45,6 +49,7 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		EnableDatagrams:       true, // moq-lite-05 may send single-frame groups as datagrams
 		// qlog, opt-in: with the QLOGDIR environment variable set, every
 		// connection writes <odcid>_<client|server>.sqlog there (quic-go's
 		// qlog package; the libp2p host's QUIC transport does the same).
@@ -114,7 +119,7 @@ func (e *Endpoint) Listen(tc *tls.Config) error {
 	if e.ln != nil {
 		return errors.New("rawquic: endpoint already listening")
 	}
-	ln, err := e.tr.Listen(LogALPNMismatch(withALPN(tc), slog.Default()), e.qc)
+	ln, err := e.tr.Listen(LogALPNMismatch(ClientPreference(withALPN(tc)), slog.Default()), e.qc)
 	if err != nil {
 		return err
 	}
@@ -186,6 +191,21 @@ func Wrap(c *quic.Conn) transport.Conn {
 type conn struct {
 	c   *quic.Conn
 	ctx context.Context // c.Context() with the close cause in transport's terms
+}
+
+// DatagramsSupported implements transport.DatagramConn.
+func (c *conn) DatagramsSupported() bool { return c.c.ConnectionState().SupportsDatagrams.Remote }
+
+// SendDatagram implements transport.DatagramConn.
+func (c *conn) SendDatagram(p []byte) error { return convert(c.c.SendDatagram(p)) }
+
+// ReceiveDatagram implements transport.DatagramConn.
+func (c *conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	p, err := c.c.ReceiveDatagram(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return p, nil
 }
 
 func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {
