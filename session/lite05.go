@@ -418,7 +418,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 // carries datagrams, and g is finished with a single frame that fits
 // wire.MaxDatagram encoded. It reports whether it did; otherwise the group
 // goes on a stream as usual. A datagram the network loses is not resent.
-func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer) bool {
+func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer, stats *subStats) bool {
 	dc, ok := transport.AsDatagramConn(s.conn)
 	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
 		return false
@@ -442,6 +442,8 @@ func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.Gro
 	s.counters.framesSent.Add(1)
 	s.counters.bytesSent.Add(uint64(len(f)))
 	s.counters.datagramsSent.Add(1)
+	stats.media(1, uint64(len(f)))
+	stats.groupDone()
 	return true
 }
 
@@ -492,5 +494,8 @@ func (s *Session) recvDatagrams(dc transport.DatagramConn) {
 		s.counters.framesReceived.Add(1)
 		s.counters.bytesReceived.Add(uint64(len(d.Payload)))
 		s.counters.datagramsReceived.Add(1)
+		sub.stats.groupStarted(d.Sequence, time.Time{})
+		sub.stats.media(1, uint64(len(d.Payload)))
+		sub.stats.groupDone()
 	}
 }

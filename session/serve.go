@@ -127,7 +127,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 			return
 		}
 		stats.groupStarted(g.Sequence(), g.Created())
-		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g) {
+		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g, stats) {
 			continue
 		}
 		gs.send(ctx, g)
