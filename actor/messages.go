@@ -105,6 +105,7 @@ type snapshot struct {
 	waiters   int // connect callers waiting for them
 
 	subscribers int // incoming-session subscribers
+	forward     ForwardStats
 }
 
 // Events from the actor's own goroutines.
