@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 func newRelay(t testing.TB, f Forwarding) *node { return newNode(t, WithForwarding(f)) }
@@ -350,3 +352,255 @@ func TestForwardFailover(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// mesh builds n forwarding nodes joined by the given links (i dials j).
+func mesh(t *testing.T, n int, links [][2]int) []*node {
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = newRelay(t, Forwarding{})
+	}
+	var wg sync.WaitGroup
+	for _, l := range links {
+		wg.Go(func() { nodes[l[0]].connect(t, nodes[l[1]]) })
+	}
+	wg.Wait()
+	return nodes
+}
+
+// distances are the hop counts from node 0 over links.
+func distances(n int, links [][2]int) []int {
+	d := make([]int, n)
+	for i := range d {
+		d[i] = -1
+	}
+	d[0] = 0
+	for changed := true; changed; {
+		changed = false
+		for _, l := range links {
+			for _, e := range [][2]int{l, {l[1], l[0]}} {
+				if d[e[0]] >= 0 && (d[e[1]] < 0 || d[e[0]]+1 < d[e[1]]) {
+					d[e[1]] = d[e[0]] + 1
+					changed = true
+				}
+			}
+		}
+	}
+	return d
+}
+
+// converged waits until every node but the publisher (0) forwards name
+// over a shortest route (node i's relay broadcast carries d[i] hops).
+func converged(t *testing.T, nodes []*node, d []int, name string) {
+	t.Helper()
+	for i, n := range nodes[1:] {
+		eventually(t, fmt.Sprintf("node %d forwarding %s over %d hops", i+1, name, d[i+1]), func() bool {
+			b := n.Forwarded().Get(name)
+			return b != nil && len(b.Hops()) == d[i+1]
+		})
+	}
+}
+
+func offers(t *testing.T, nodes []*node) (sum uint64, paths, routes int) {
+	for _, n := range nodes {
+		st, err := n.ForwardStats(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += st.Offers
+		paths += st.Paths
+		routes += st.Routes
+	}
+	return sum, paths, routes
+}
+
+// TestForwardNoStorm: in a triangle, a full mesh of six and a chain of six
+// forwarding nodes, an announcement reaches every node over a shortest
+// route, each link carries it a bounded number of times, a later
+// announcement costs no more than the first (the first has settled), and
+// when the publisher leaves no node keeps a route that only its neighbours'
+// echoes held up.
+func TestForwardNoStorm(t *testing.T) {
+	full := func(n int) (links [][2]int) {
+		for i := range n {
+			for j := i + 1; j < n; j++ {
+				links = append(links, [2]int{j, i})
+			}
+		}
+		return links
+	}
+	chain := func(n int) (links [][2]int) {
+		for i := 1; i < n; i++ {
+			links = append(links, [2]int{i, i - 1})
+		}
+		return links
+	}
+	for _, tc := range []struct {
+		name  string
+		n     int
+		links [][2]int
+	}{
+		{"triangle", 3, full(3)},
+		{"mesh of 6", 6, full(6)},
+		{"chain of 6", 6, chain(6)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := mesh(t, tc.n, tc.links)
+			d := distances(tc.n, tc.links)
+			b := broadcast.New(broadcast.Config{})
+			pub, err := nodes[0].Publish(testCtx(t), "x", b.Consume())
+			if err != nil {
+				t.Fatal(err)
+			}
+			converged(t, nodes, d, "x")
+			ox, _, _ := offers(t, nodes)
+			// Each node offers its relay broadcast once per session but
+			// the one it comes from, plus a re-announcement per improvement
+			// of its route: a bounded number per directed link.
+			if bound := uint64(3 * 2 * len(tc.links)); ox > bound {
+				t.Fatalf("%d offers for one broadcast over %d links (bound %d)", ox, len(tc.links), bound)
+			}
+			y := broadcast.New(broadcast.Config{})
+			if _, err := nodes[0].Publish(testCtx(t), "y", y.Consume()); err != nil {
+				t.Fatal(err)
+			}
+			converged(t, nodes, d, "y")
+			oxy, paths, routes := offers(t, nodes)
+			t.Logf("offers: x %d, then y %d; %d paths, %d routes", ox, oxy-ox, paths, routes)
+			if oxy-ox > ox {
+				t.Fatalf("y cost %d offers, x %d: x's are still going", oxy-ox, ox)
+			}
+			pub.Unpublish()
+			y.Finish()
+			for i, n := range nodes[1:] {
+				eventually(t, fmt.Sprintf("node %d forgetting every route", i+1), func() bool {
+					st, _ := n.ForwardStats(testCtx(t))
+					return st.Paths == 0 && st.Routes == 0
+				})
+			}
+			end, _, _ := offers(t, nodes)
+			t.Logf("offers while the routes died: %d", end-oxy)
+			// Withdrawal explores the longer routes the neighbours still
+			// offer until each meets its own hop ID: bounded by the
+			// number of loop-free paths, small in these topologies.
+			if bound := uint64(16 * 2 * len(tc.links)); end-oxy > bound {
+				t.Fatalf("%d offers while the routes died (bound %d)", end-oxy, bound)
+			}
+		})
+	}
+}
+
+// TestForwardTree: one publisher feeds relay A, relays B and C feed from A,
+// and twenty subscribers sit on each relay: the publisher's uplink carries
+// each group once (its session's byte counter), and every subscriber gets
+// every frame.
+func TestForwardTree(t *testing.T) {
+	pub := newNode(t)
+	a, b, c := newRelay(t, Forwarding{}), newRelay(t, Forwarding{}), newRelay(t, Forwarding{})
+	a.connect(t, pub)
+	b.connect(t, a)
+	c.connect(t, a)
+	const frames, size, groups = 2, 600, 40
+	f := newFeed(t, pub, "tree", frames, size)
+	var subs []*broadcast.TrackConsumer
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 6) // a few hosts starting at once: two shared cores
+	for _, r := range []*node{a, b, c} {
+		forwarded(t, r, "tree")
+		for range 20 {
+			wg.Go(func() {
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				s := newNode(t)
+				s.connect(t, r)
+				tc, err := s.Subscribe(testCtx(t), "tree", "video")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				subs = append(subs, tc)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	defer func() {
+		for _, tc := range subs {
+			tc.Close()
+		}
+	}()
+	sessions, err := pub.Sessions(testCtx(t))
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("publisher sessions %d (%v)", len(sessions), err)
+	}
+	up := sessions[0].s
+	before := up.Stats()
+	for range groups {
+		f.group()
+	}
+	for _, tc := range subs {
+		wg.Go(func() { f.read(t, tc, groups, false) })
+	}
+	wg.Wait()
+	st := up.Stats()
+	if g, by := st.GroupsSent-before.GroupsSent, st.BytesSent-before.BytesSent; g != groups || by != groups*frames*size {
+		t.Fatalf("the publisher sent %d groups, %d payload bytes, for %d groups of %d bytes to 60 subscribers", g, by, groups, frames*size)
+	}
+}
+
+// TestForwardLeak forwards many small groups through a relay: the heap and
+// the goroutine count stay flat (each group's state goes with it).
+func TestForwardLeak(t *testing.T) {
+	total := 100_000
+	if testing.Short() {
+		total = 20_000
+	}
+	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
+	relay.connect(t, pub)
+	sub.connect(t, relay)
+	f := newFeed(t, pub, "leak", 1, 16)
+	forwarded(t, relay, "leak")
+	tc, err := sub.Subscribe(testCtx(t), "leak", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx := testutil.Context(t, 5*time.Minute)
+	// Write in batches, each after the subscriber saw the last one's end,
+	// so the test measures what forwarding holds, not a backlog.
+	batch := func(n int) {
+		for range n {
+			f.group()
+		}
+		want := f.next - 1
+		for {
+			g, err := tc.RecvGroup(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Sequence() == want {
+				return
+			}
+		}
+	}
+	batch(total / 10)
+	heap0, gr0 := testutil.HeapAlloc(), runtime.NumGoroutine()
+	for range 9 {
+		batch(total / 10)
+	}
+	heap1, gr1 := testutil.HeapAlloc(), runtime.NumGoroutine()
+	t.Logf("%d groups: heap %+d KiB over the last %d, goroutines %d → %d", total, (heap1-heap0)>>10, total*9/10, gr0, gr1)
+	// Caches hold at most 1024 groups per track (about 0.5 KiB each here,
+	// on three tracks: publisher, session, relay); anything per group
+	// beyond that would show as tens of MiB.
+	if heap1-heap0 > 8<<20 {
+		t.Fatalf("heap grew %d KiB over %d groups", (heap1-heap0)>>10, total*9/10)
+	}
+	if gr1 > gr0+10 {
+		t.Fatalf("goroutines %d → %d", gr0, gr1)
+	}
+}
