@@ -604,3 +604,68 @@ func TestForwardLeak(t *testing.T) {
 		t.Fatalf("goroutines %d → %d", gr0, gr1)
 	}
 }
+
+// TestForwardBounds: a peer announcing more paths than MaxPaths gets only
+// MaxPaths forwarded, within the documented heap per path, and
+// subscriptions to more tracks than MaxUpstream are refused with
+// BoundsExceeded, each pump a goroutine.
+func TestForwardBounds(t *testing.T) {
+	const maxPaths, announced = 500, 1500
+	hostile := newNode(t)
+	relay := newRelay(t, Forwarding{MaxPaths: maxPaths, MaxUpstream: 2})
+	down := newNode(t)
+	relay.connect(t, hostile)
+	ds := down.connect(t, relay)
+	heap0 := testutil.HeapAlloc()
+	var bs []*broadcast.Producer
+	for i := range announced {
+		b := broadcast.New(broadcast.Config{OnTrack: func(tp *broadcast.TrackProducer) {}})
+		bs = append(bs, b)
+		if _, err := hostile.Publish(testCtx(t), fmt.Sprintf("room/%04d", i), b.Consume()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the refusals", func() bool {
+		st, _ := relay.ForwardStats(testCtx(t))
+		return st.Paths == maxPaths && st.Refused == announced-maxPaths
+	})
+	eventually(t, "the downstream announcements", func() bool { return len(ds.s.Remote().Active("")) == maxPaths })
+	heap1 := testutil.HeapAlloc()
+	// Everything in this process: the publisher's broadcasts and origin,
+	// the relay's mirror of its announcements (measured 3.8 KiB per path
+	// together, none of it forwarding's), then per forwarded path the
+	// route, the relay broadcast, its offer and the downstream mirror
+	// (measured 2.5 KiB). Budget: 5 KiB per announced path plus 3 KiB per
+	// forwarded one.
+	if got, budget := heap1-heap0, int64(announced*5<<10+maxPaths*3<<10); got > budget {
+		t.Fatalf("heap +%d KiB, budget %d KiB", got>>10, budget>>10)
+	}
+	t.Logf("heap +%d KiB for %d announced, %d forwarded and mirrored downstream", (heap1-heap0)>>10, announced, maxPaths)
+
+	path := slices.Sorted(func(yield func(string) bool) {
+		for p := range ds.s.Remote().Active("") {
+			if !yield(p) {
+				return
+			}
+		}
+	})[0]
+	var tcs []*broadcast.TrackConsumer
+	for i := range 2 {
+		tc, err := ds.Subscribe(testCtx(t), path, fmt.Sprint("t", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		tcs = append(tcs, tc)
+	}
+	_, err := ds.Subscribe(testCtx(t), path, "t2")
+	if !errors.Is(err, &broadcast.Error{Code: broadcast.CodeBoundsExceeded}) {
+		t.Fatalf("third forwarded track: %v, want BoundsExceeded", err)
+	}
+	if n := testutil.Goroutines("actor.(*forwarder).pump", false); n != 2 {
+		t.Fatalf("%d pumps for 2 forwarded tracks", n)
+	}
+	for _, b := range bs {
+		b.Finish()
+	}
+}
