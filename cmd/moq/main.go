@@ -26,6 +26,7 @@ commands:
           DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
   chat    exchange lines with other peers
+  relay   forward broadcasts between sessions and other relays (like moq-relay)
   help    show this text, or a command's: moq help <command>
 
 Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
@@ -75,6 +76,7 @@ var commands = map[string]command{
 	"node":  runNode,
 	"clock": runClock,
 	"chat":  runChat,
+	"relay": runRelay,
 }
 
 func main() {
