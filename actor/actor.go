@@ -426,6 +426,9 @@ func (a *Actor) unpublish(id uint64) {
 	for _, stop := range p.stops {
 		stop()
 	}
+	if a.fwd != nil && !a.isShutting() {
+		a.fwd.unpublished(p.pub.name)
+	}
 }
 
 func (a *Actor) snapshot() snapshot {

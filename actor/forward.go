@@ -500,6 +500,20 @@ func (f *forwarder) published(path string) {
 	f.endPath(p)
 }
 
+// unpublished takes up again the routes to a path no longer published
+// here.
+func (f *forwarder) unpublished(path string) {
+	for _, fw := range f.watches {
+		rel, ok := broadcast.StripPrefix(path, fw.s.scope)
+		if !ok || rel == "" || fw.routes[path] != nil {
+			continue
+		}
+		if b := fw.s.Remote().Get(rel); b != nil {
+			f.change(fw, rel, b)
+		}
+	}
+}
+
 // stop ends forwarding at shutdown.
 func (f *forwarder) stop() {
 	for _, fw := range f.watches {

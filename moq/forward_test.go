@@ -669,3 +669,52 @@ func TestForwardBounds(t *testing.T) {
 		b.Finish()
 	}
 }
+
+// TestForwardRefusesOwnHop: a broadcast whose hop list already holds this
+// node's ID is not taken as a route (it would be a loop), while the same
+// peer's other broadcasts are; and a path published here again after a
+// local publication ends is forwarded from the peer.
+func TestForwardRefusesOwnHop(t *testing.T) {
+	relay, peerNode := newRelay(t, Forwarding{}), newNode(t)
+	relay.connect(t, peerNode)
+	looped := broadcast.New(broadcast.Config{Hops: []uint64{HopID(relay.h.ID())}})
+	if _, err := peerNode.Publish(testCtx(t), "looped", looped.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	plain := broadcast.New(broadcast.Config{})
+	if _, err := peerNode.Publish(testCtx(t), "plain", plain.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	forwarded(t, relay, "plain")
+	if relay.Forwarded().Get("looped") != nil {
+		t.Fatal("a broadcast that passed through this node was forwarded")
+	}
+	st, _ := relay.ForwardStats(testCtx(t))
+	if st.Routes != 1 {
+		t.Fatalf("%d routes, want 1", st.Routes)
+	}
+
+	// A local publication at a path wins over the peer's route; when it
+	// ends, the peer's route is taken up again.
+	mine := broadcast.New(broadcast.Config{})
+	pub, err := relay.Publish(testCtx(t), "shared", mine.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := broadcast.New(broadcast.Config{})
+	if _, err := peerNode.Publish(testCtx(t), "shared", other.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	// Announced after shared on the same stream, and taken in that order:
+	// once shared2 is forwarded, shared has been considered.
+	theirs := broadcast.New(broadcast.Config{})
+	if _, err := peerNode.Publish(testCtx(t), "shared2", theirs.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	forwarded(t, relay, "shared2")
+	if relay.Forwarded().Get("shared") != nil {
+		t.Fatal("a path published here is forwarded from a peer")
+	}
+	pub.Unpublish()
+	forwarded(t, relay, "shared")
+}
