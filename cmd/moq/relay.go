@@ -217,6 +217,11 @@ type relayAuth struct {
 	byAddr map[string]addrPerms // by the client's remote address, set by route
 }
 
+// maxGrants bounds the clients whose token grants the relay remembers:
+// one per session, plus requests admitted in the last minute that did not
+// become sessions. Worst case about 200 B each.
+const maxGrants = 16384
+
 type addrPerms struct {
 	perms
 	at time.Time
@@ -246,8 +251,13 @@ func (a *relayAuth) route(r *http.Request) (string, error) {
 		p = a.publicPerms()
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.byAddr) >= maxGrants {
+		// Requests that passed here but never became sessions (refused
+		// later, or a flood of upgrades) are forgotten after a minute.
+		return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+	}
 	a.byAddr[r.RemoteAddr] = addrPerms{perms: p, at: time.Now()}
-	a.mu.Unlock()
 	return path, nil
 }
 
