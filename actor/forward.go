@@ -263,6 +263,13 @@ func (f *forwarder) added(s *Session) {
 	for _, p := range f.paths {
 		f.offerTo(p, s)
 	}
+	f.dirtyMu.Lock()
+	f.dirty[id] = true // anything the peer announced already
+	f.dirtyMu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
 
 // removed forgets an ended session: its routes and its offers.
@@ -277,7 +284,12 @@ func (f *forwarder) removed(s *Session) {
 		f.dropRoute(path, r)
 	}
 	for _, p := range f.paths {
-		delete(p.stops, s.id) // its origin closes with it
+		// Its origin closes with it, but the relay broadcast would keep
+		// the publication's end hook until the broadcast ends.
+		if stop := p.stops[s.id]; stop != nil {
+			stop()
+			delete(p.stops, s.id)
+		}
 	}
 }
 

@@ -649,14 +649,12 @@ func TestForwardBounds(t *testing.T) {
 			}
 		}
 	})[0]
-	var tcs []*broadcast.TrackConsumer
 	for i := range 2 {
 		tc, err := ds.Subscribe(testCtx(t), path, fmt.Sprint("t", i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tc.Close()
-		tcs = append(tcs, tc)
 	}
 	_, err := ds.Subscribe(testCtx(t), path, "t2")
 	if !errors.Is(err, &broadcast.Error{Code: broadcast.CodeBoundsExceeded}) {

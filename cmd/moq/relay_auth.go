@@ -86,9 +86,9 @@ func parseKey(s string) (*verifier, error) {
 		}
 		v.key = secret
 	case "EC":
-		curve, alg := elliptic.P256(), "ES256"
+		curve, alg, size := elliptic.P256(), "ES256", 32
 		if k.Crv == "P-384" {
-			curve, alg = elliptic.P384(), "ES384"
+			curve, alg, size = elliptic.P384(), "ES384", 48
 		} else if k.Crv != "P-256" {
 			return nil, fmt.Errorf("EC curve %q", k.Crv)
 		}
@@ -97,12 +97,13 @@ func parseKey(s string) (*verifier, error) {
 		}
 		x, err1 := b64(k.X)
 		y, err2 := b64(k.Y)
-		if err1 != nil || err2 != nil {
+		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
 			return nil, errors.New("EC key coordinates")
 		}
-		pub := &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !curve.IsOnCurve(pub.X, pub.Y) { //nolint:staticcheck // the JWK gives raw coordinates
-			return nil, errors.New("EC point not on the curve")
+		// The uncompressed point form; parsing it checks the point is on the curve.
+		pub, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("EC key: %v", err)
 		}
 		v.key = pub
 	case "OKP":

@@ -96,8 +96,8 @@ func TestRelayTokens(t *testing.T) {
 // Public-key tokens, with keys as JSON JWKs.
 func TestRelayTokensPublicKey(t *testing.T) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ecJWK, _ := json.Marshal(map[string]any{"alg": "ES256", "kty": "EC", "crv": "P-256",
-		"x": enc(ec.X.FillBytes(make([]byte, 32))), "y": enc(ec.Y.FillBytes(make([]byte, 32)))})
+	point, _ := ec.PublicKey.Bytes() // 0x04 || X || Y
+	ecJWK, _ := json.Marshal(map[string]any{"alg": "ES256", "kty": "EC", "crv": "P-256", "x": enc(point[1:33]), "y": enc(point[33:])})
 	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	edJWK, _ := json.Marshal(map[string]any{"alg": "EdDSA", "kty": "OKP", "crv": "Ed25519", "x": enc(edPub)})
 	claims := map[string]any{"root": "", "get": "live", "exp": future()}
