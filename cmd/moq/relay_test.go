@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,4 +107,35 @@ func TestRelayAuth(t *testing.T) {
 	}
 	t.Logf("put-only: %s", strings.Join(denied.stderr.all(), " | "))
 	pub.mustSucceed(t, 30*time.Second)
+}
+
+// TestRelayGomoqt: gomoqt v0.16 (moq-lite-04) publishes into relay A, and
+// gomoqt v0.12 (moq-lite-03) subscribes at relay C, through A → B → C
+// (libp2p links): every frame arrives.
+func TestRelayGomoqt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gomoqt peers")
+	}
+	t.Parallel()
+	pubBin, subBin := buildGomoqt(t, "gomoqt-lite04"), buildGomoqt(t, "gomoqt-lite03")
+	_, a := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	_, b := startRelay(t, "relay B", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--connect", a["p2p"])
+	_, c := startRelay(t, "relay C", "--listen", "moql://127.0.0.1:0", "--connect", b["p2p"])
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	pub := exec.CommandContext(ctx, pubBin, "-role", "client", "-mode", "pub", "-addr", strings.TrimPrefix(a["moql"], "moql://"), "-timeout", "60s", "-linger", "10s")
+	pubOut := newLines()
+	pub.Stdout, pub.Stderr = pubOut, pubOut
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Kill(); _ = pub.Wait() }()
+	sub := exec.CommandContext(ctx, subBin, "-role", "client", "-mode", "sub", "-announce", "-addr", strings.TrimPrefix(c["moql"], "moql://"), "-timeout", "60s")
+	out, err := sub.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gomoqt lite-03 subscriber: %v\n%s\npublisher:\n%s", err, out, pubOut.bytes())
+	}
+	if got, want := lastSummary(t, "gomoqt-lite03", strings.Split(strings.TrimSpace(string(out)), "\n")), pattern.Expect(100, 100, 1024); got != want {
+		t.Fatalf("subscriber got %+v, want %+v", got, want)
+	}
 }
