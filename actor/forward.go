@@ -31,7 +31,7 @@ const (
 	DefaultMaxUpstream     = 4096
 	// DefaultMaxGroupCopiers bounds the groups of one forwarded track
 	// copied at once while they are still arriving.
-	DefaultMaxGroupCopiers = 8
+	DefaultMaxGroupCopiers = 64
 )
 
 // Forward configures forwarding (Config.Forward). With it, every broadcast a
