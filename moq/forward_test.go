@@ -351,7 +351,7 @@ func TestForwardFailover(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
+
 
 // mesh builds n forwarding nodes joined by the given links (i dials j).
 func mesh(t *testing.T, n int, links [][2]int) []*node {
@@ -715,4 +715,52 @@ func TestForwardRefusesOwnHop(t *testing.T) {
 	}
 	pub.Unpublish()
 	forwarded(t, relay, "shared")
+}
+
+// TestForwardNoSpliceAcrossPublishers: two publishers announce the same
+// name; when the one in use goes, the relay's track ends (NotFound) rather
+// than splicing the other's unrelated group numbers into it, and a new
+// subscription reads the other publisher.
+func TestForwardNoSpliceAcrossPublishers(t *testing.T) {
+	p1, p2, relay := newNode(t), newNode(t), newRelay(t, Forwarding{})
+	relay.connect(t, p1)
+	f1 := newFeed(t, p1, "same", 1, 64)
+	forwarded(t, relay, "same")
+	relay.connect(t, p2) // the second route: a backup of equal rank
+	f2 := newFeed(t, p2, "same", 1, 64)
+	f2.next = 1_000_000 // another publisher's numbering
+	eventually(t, "two routes", func() bool { st, _ := relay.ForwardStats(testCtx(t)); return st.Routes == 2 })
+	sub := newNode(t)
+	sub.connect(t, relay)
+	tc, err := sub.Subscribe(testCtx(t), "same", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	go f1.run(ctx, 5*time.Millisecond)
+	go f2.run(ctx, 5*time.Millisecond)
+	f1.read(t, tc, 5, true)
+	_ = p1.Shutdown(context.Background())
+	for {
+		g, err := tc.RecvGroup(testCtx(t))
+		if err != nil {
+			if !errors.Is(err, broadcast.ErrNotFound) {
+				t.Fatalf("track ended with %v, want NotFound", err)
+			}
+			break
+		}
+		if g.Sequence() >= 1_000_000 {
+			t.Fatalf("group %d of the other publisher spliced in", g.Sequence())
+		}
+	}
+	tc2, err := sub.Subscribe(testCtx(t), "same", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc2.Close()
+	if g, err := tc2.RecvGroup(testCtx(t)); err != nil || g.Sequence() < 1_000_000 {
+		t.Fatalf("new subscription: %v, %v", g, err)
+	}
 }
