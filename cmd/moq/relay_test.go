@@ -139,3 +139,19 @@ func TestRelayGomoqt(t *testing.T) {
 		t.Fatalf("subscriber got %+v, want %+v", got, want)
 	}
 }
+
+func TestRelayHelp(t *testing.T) {
+	t.Parallel()
+	p := start(t, "moq relay --help", nil, "relay", "--help")
+	p.mustSucceed(t, 10*time.Second)
+	out := string(p.stdout.bytes())
+	for _, want := range []string{"usage: moq relay", "--auth-key", "--public", "?cost=N", "/announced/PREFIX"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("moq relay --help does not mention %q:\n%s", want, out)
+		}
+	}
+	p = start(t, "moq relay", nil, "relay")
+	if code := p.wait(t, 10*time.Second); code != 2 {
+		t.Errorf("moq relay without --listen: exit %d, want 2", code)
+	}
+}
