@@ -139,9 +139,13 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 	floor, skip := *last, *forwarded // the splice point
 	sem := make(chan struct{}, f.cfg.MaxGroupCopiers)
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	gctx, stop := context.WithCancel(ctx)
-	defer stop() // copiers of a route that failed end with it
+	defer stop()
+	// Copiers end with their group: at its end upstream (a finished track's
+	// last groups are still arriving when its end is known, so they are
+	// waited for, not cut), when the route fails (its groups are aborted),
+	// or with ctx.
+	defer wg.Wait()
 	for {
 		g, err := up.RecvGroup(ctx)
 		if err != nil {

@@ -46,13 +46,17 @@ func TestRelayCluster(t *testing.T) {
 	a, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
 	_, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["p2p"]+"?cost=10")
 	_ = a
-	sub := start(t, "sub at B", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure"}, transferArgs["sub"]...)...)
+	// A file transfer (--out): every group, in order, however late. Two
+	// hops, each sending the newest group first, can hold the oldest back
+	// longer than a live subscriber waits for it on a loaded machine.
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure", "--out", out}, transferArgs["sub"]...)...)
 	pub := start(t, "pub at A", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"}, transferArgs["pub"]...)...)
 	sub.mustSucceed(t, 60*time.Second)
 	pub.interrupt(t)
 	want := pattern.Expect(100, 100, 256)
 	if got := lastSummary(t, "sub", sub.stdout.all()); got != want {
-		t.Fatalf("sub summary %+v, want %+v", got, want)
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s\n%s\npub: %s", got, want, sub.stdout.bytes(), sub.stderr.bytes(), pub.stderr.bytes())
 	}
 }
 
@@ -97,7 +101,7 @@ func TestRelayAuth(t *testing.T) {
 	pub := start(t, "pub", nil, append(append([]string{"pub"}, at("ws", put)...), transferArgs["pub"]...)...)
 	// Publishing only: the broadcast is never offered to this session.
 	denied := start(t, "sub put-only", nil, append([]string{"sub", "--broadcast", "e2e", "--timeout", "3s"}, at("ws", put)...)...)
-	sub := start(t, "sub", nil, append(append([]string{"sub"}, at("https", get)...), transferArgs["sub"]...)...)
+	sub := start(t, "sub", nil, append(append([]string{"sub", "--out", filepath.Join(t.TempDir(), "out")}, at("https", get)...), transferArgs["sub"]...)...)
 	sub.mustSucceed(t, 60*time.Second)
 	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
 		t.Fatalf("sub summary %+v, want %+v", got, want)
