@@ -351,8 +351,6 @@ func TestForwardFailover(t *testing.T) {
 	}
 }
 
-
-
 // mesh builds n forwarding nodes joined by the given links (i dials j).
 func mesh(t *testing.T, n int, links [][2]int) []*node {
 	nodes := make([]*node, n)
