@@ -132,6 +132,7 @@ type forwarder struct {
 	local   *broadcast.Origin
 	watches map[uint64]*fwdWatch // by session ID
 	paths   map[string]*fwdPath
+	touched map[string]bool // paths whose routes changed, until settle
 	routes  int
 	seq     uint64
 	stats   ForwardStats
@@ -231,6 +232,7 @@ func newForwarder(a *Actor, cfg Forward) *forwarder {
 		local:   broadcast.NewOrigin(a.cfg.HopID),
 		watches: map[uint64]*fwdWatch{},
 		paths:   map[string]*fwdPath{},
+		touched: map[string]bool{},
 		kick:    make(chan struct{}, 1),
 		dirty:   map[uint64]bool{},
 	}
@@ -282,7 +284,9 @@ func (f *forwarder) removed(s *Session) {
 	fw.w.Stop()
 	for path, r := range fw.routes {
 		f.dropRoute(path, r)
+		f.touched[path] = true
 	}
+	f.settle()
 	for _, p := range f.paths {
 		// Its origin closes with it, but the relay broadcast would keep
 		// the publication's end hook until the broadcast ends.
@@ -312,6 +316,23 @@ func (f *forwarder) drain() {
 			f.change(fw, p, b)
 		}
 	}
+	f.settle()
+}
+
+// settle chooses the route of every path whose routes changed. It runs
+// after a whole batch of changes, so that a broadcast replaced at once
+// (moq-lite announces a replacement as ended, then active) moves the path
+// to its new route, pumps and all, rather than ending it and starting
+// another: the next hop downstream then sees no change at all when the
+// new route has the same hops, and continues at the next group when it
+// comes from the same publisher.
+func (f *forwarder) settle() {
+	for path := range f.touched {
+		delete(f.touched, path)
+		if p := f.paths[path]; p != nil {
+			f.choose(p)
+		}
+	}
 }
 
 // change applies one announcement change of a session's peer: b announced
@@ -321,6 +342,7 @@ func (f *forwarder) change(fw *fwdWatch, p string, b *broadcast.Consumer) {
 	if old := fw.routes[path]; old != nil {
 		delete(fw.routes, path)
 		f.dropRoute(path, old)
+		f.touched[path] = true
 	}
 	if b == nil || !f.forwarded(path) || (f.cfg.Accept != nil && !f.cfg.Accept(fw.s, path)) {
 		return
@@ -349,7 +371,7 @@ func (f *forwarder) change(fw *fwdWatch, p string, b *broadcast.Consumer) {
 		f.paths[path] = p0
 	}
 	p0.routes = append(p0.routes, r)
-	f.choose(p0)
+	f.touched[path] = true
 }
 
 func (f *forwarder) dropRoute(path string, r *route) {
@@ -360,7 +382,6 @@ func (f *forwarder) dropRoute(path string, r *route) {
 	n := len(p.routes)
 	p.routes = slices.DeleteFunc(p.routes, func(x *route) bool { return x == r })
 	f.routes -= n - len(p.routes)
-	f.choose(p)
 }
 
 // better ranks routes: live first, then lower cost, then fewer hops, then
@@ -524,6 +545,7 @@ func (f *forwarder) unpublished(path string) {
 			f.change(fw, rel, b)
 		}
 	}
+	f.settle()
 }
 
 // stop ends forwarding at shutdown.

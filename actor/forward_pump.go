@@ -101,7 +101,7 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			f.lingerClose(up)
 			f.endPump(tp, context.Cause(ctx))
 			return
-		case r.b.Err() == nil && !errors.Is(err, broadcast.ErrEvicted):
+		case r.b.Err() == nil && !f.routeGoing(ctx, r, changed, err):
 			// The track failed, not the route: pass it on.
 			up.Close()
 			tp.Abort(err)
@@ -109,6 +109,34 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		}
 		up.Close()
 		f.a.log.Debug("forwarded track lost its route", "path", path, "track", info.Name, "err", err)
+	}
+}
+
+// routeGrace is how long a pump whose upstream track failed waits to learn
+// whether its route is going: a node shutting down, or losing its own
+// route, resets its subscriptions (Cancel, NotFound) a moment before its
+// session or its announcement ends. A track that failed for good reaches
+// the subscribers that much later.
+const routeGrace = 500 * time.Millisecond
+
+// routeGoing reports whether the route's broadcast ended or the path's
+// route changed, waiting up to routeGrace for it after the upstream track
+// failed with err.
+func (f *forwarder) routeGoing(ctx context.Context, r *route, changed <-chan struct{}, err error) bool {
+	if errors.Is(err, broadcast.ErrEvicted) {
+		return true // not an end: read on
+	}
+	t := time.NewTimer(routeGrace)
+	defer t.Stop()
+	select {
+	case <-r.b.Done():
+		return true
+	case <-changed:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return true // the loop ends the pump
 	}
 }
 

@@ -764,3 +764,44 @@ func TestForwardNoSpliceAcrossPublishers(t *testing.T) {
 		t.Fatalf("new subscription: %v, %v", g, err)
 	}
 }
+
+// TestForwardFailoverTwoHops: the relay that fails over is not the
+// subscriber's own: a middle relay switches from one upstream relay to the
+// other and announces the new hop list downstream (ended, then active); the
+// forwarding subscriber behind it takes that as one change of route and its
+// track carries on at the next group.
+func TestForwardFailoverTwoHops(t *testing.T) {
+	pub := newNode(t)
+	r1, r2, mid := newRelay(t, Forwarding{}), newRelay(t, Forwarding{}), newRelay(t, Forwarding{})
+	sub := newRelay(t, Forwarding{})
+	r1.connect(t, pub)
+	r2.connect(t, pub)
+	f := newFeed(t, pub, "fo2", 2, 500)
+	forwarded(t, r1, "fo2")
+	forwarded(t, r2, "fo2")
+	mid.connect(t, r1)
+	forwarded(t, mid, "fo2")
+	mid.connect(t, r2)
+	eventually(t, "two routes at the middle relay", func() bool { st, _ := mid.ForwardStats(testCtx(t)); return st.Routes == 2 })
+	sub.connect(t, mid)
+	forwarded(t, sub, "fo2")
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	go f.run(ctx, 10*time.Millisecond)
+	tc, err := sub.Subscribe(testCtx(t), "fo2", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	before := f.read(t, tc, 30, false)
+	_ = r1.Shutdown(context.Background())
+	after := f.read(t, tc, 30, true)
+	gap := after.at[0].Sub(before.at[len(before.at)-1])
+	if slices.Min(after.seqs) <= before.max() {
+		t.Fatalf("group %d again after %d", slices.Min(after.seqs), before.max())
+	}
+	t.Logf("failover two hops up: gap %v, resumed at group %d after %d", gap, slices.Min(after.seqs), before.max())
+	if gap > 500*time.Millisecond {
+		t.Fatalf("failover gap %v, want at most 500 ms", gap)
+	}
+}
