@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -52,12 +53,30 @@ type Actor struct {
 	// are here (Incoming).
 	subscribers map[*Incoming]struct{}
 	fwd         *forwarder // nil without Config.Forward (forward.go)
+
+	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
+	// run, use them. An entry lives until its request is answered.
+	flights sync.Map
 }
 
 type dial struct {
 	id      uint64
 	waiters []*waiter
+	// compactAt is the length of waiters at which callers that gave up are
+	// dropped: twice what was left the last time, so a burst of joins
+	// costs amortized O(1) each and the list holds at most about twice the
+	// callers still waiting.
+	compactAt int
 }
+
+// connectBatch is how many connect requests wait in their channel, and how
+// many run takes in a row: callers hand theirs over without waiting for
+// run, which takes a burst without a full select per request.
+const connectBatch = 64
+
+// minCompact is the shortest waiter list that is scanned for callers that
+// gave up.
+const minCompact = 16
 
 // New starts an actor.
 func New(cfg Config) *Actor {
@@ -65,7 +84,7 @@ func New(cfg Config) *Actor {
 	a := &Actor{
 		cfg:          cfg,
 		log:          cfg.Logger,
-		connectc:     make(chan connectReq),
+		connectc:     make(chan connectReq, connectBatch),
 		registerc:    make(chan registerReq),
 		publishc:     make(chan publishReq),
 		unpublishc:   make(chan unpublishReq),
@@ -103,6 +122,17 @@ func (a *Actor) run(fwdKick <-chan struct{}) {
 		select {
 		case r := <-a.connectc:
 			a.connect(r)
+			// A burst of connects (many callers asking for one peer at
+			// once) is taken without a full select per request.
+			for range connectBatch {
+				select {
+				case r := <-a.connectc:
+					a.connect(r)
+					continue
+				default:
+				}
+				break
+			}
 		case r := <-a.registerc:
 			// A caller that gave up before this point closes conn itself.
 			if r.w.take() {
@@ -201,8 +231,12 @@ func (a *Actor) connect(r connectReq) {
 	}
 	if d := a.pending[r.addr.ID]; d != nil { // coalesce: one dial per peer
 		// Forget callers that gave up, so a caller retrying with short
-		// contexts cannot grow the list: it holds at most the live ones.
-		d.waiters = slices.DeleteFunc(d.waiters, func(w *waiter) bool { return w.abandoned() })
+		// contexts cannot grow the list: it holds at most about twice the
+		// live ones.
+		if len(d.waiters) >= d.compactAt {
+			d.waiters = slices.DeleteFunc(d.waiters, func(w *waiter) bool { return w.abandoned() })
+			d.compactAt = 2*len(d.waiters) + minCompact
+		}
 		d.waiters = append(d.waiters, r.w)
 		return
 	}
@@ -210,7 +244,7 @@ func (a *Actor) connect(r connectReq) {
 		r.w.answer(sessionResult{err: fmt.Errorf("%w (%d in flight)", ErrTooManyDials, len(a.pending))})
 		return
 	}
-	d := &dial{id: a.id(), waiters: []*waiter{r.w}}
+	d := &dial{id: a.id(), waiters: []*waiter{r.w}, compactAt: minCompact}
 	a.pending[r.addr.ID] = d
 	go a.runDial(d.id, r.addr)
 }
@@ -236,6 +270,11 @@ func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
 	ctx, cancel := context.WithTimeout(a.lifetime, a.cfg.DialTimeout)
 	defer cancel()
 	ev.conn, ev.err = a.cfg.Dial(ctx, addr)
+	if ev.err != nil {
+		// A failed dial has no connection, whatever it returned beside
+		// the error (a typed nil, say): run answers no verdict for it.
+		ev.conn = nil
+	}
 	if ev.err == nil && ev.conn.RemotePeer() != addr.ID {
 		_ = ev.conn.CloseWithError(uint32(broadcast.CodeUnauthorized), "unexpected peer")
 		ev.conn, ev.err = nil, fmt.Errorf("moq: dialed %s but reached %s", addr.ID, ev.conn.RemotePeer())
@@ -281,7 +320,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 		return nil, ErrShutdown
 	}
 	// Anonymous sessions (empty peer ID) are bounded by whoever accepts
-	// them (a moq.Server), not per peer: they share one key.
+	// them (a server.Server), not per peer: they share one key.
 	if p := conn.RemotePeer(); p != "" {
 		if n := a.liveCount(p); n >= a.cfg.MaxSessionsPerPeer {
 			return nil, fmt.Errorf("%w: %s already has %d", ErrTooManySessions, p, n)
@@ -291,7 +330,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg := a.cfg.Session
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
-	cfg.Client = opts.Client
+	cfg.Client = opts.Client || dialed // the side that opened the connection (metrics label it outbound)
 	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin, cost: opts.Cost}
 	if s.cost <= 0 {
 		s.cost = DefaultLinkCost
@@ -451,7 +490,12 @@ func (a *Actor) snapshot() snapshot {
 		snap.forward = a.fwd.snapshot()
 	}
 	for _, d := range a.pending {
-		snap.waiters += len(d.waiters)
+		snap.held += len(d.waiters)
+		for _, w := range d.waiters {
+			if !w.abandoned() {
+				snap.waiters++
+			}
+		}
 	}
 	return snap
 }

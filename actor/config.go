@@ -37,7 +37,7 @@ type Config struct {
 	// (ErrTooManySessions) and its connection closed with BoundsExceeded.
 	// Default 4: simultaneous dials keep two, and a reconnect may briefly
 	// overlap an old session. Anonymous sessions (empty peer ID, a
-	// moq.Server's clients) are not counted here. Worst case for one
+	// server.Server's clients) are not counted here. Worst case for one
 	// hostile peer ID: this many sessions, each held to its session.Limits.
 	MaxSessionsPerPeer int
 	// MaxPendingDials bounds the dials in flight to distinct peers (each a

@@ -20,6 +20,7 @@ import (
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
@@ -28,7 +29,7 @@ import (
 // jsNode is a moqp2p node serving JS clients on loopback.
 type jsNode struct {
 	m   *moq.Moq
-	srv *moq.Server
+	srv *server.Server
 }
 
 // newJSNode starts a node (a libp2p host without listeners: only the
@@ -45,7 +46,7 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 		t.Fatal(err)
 	}
 	// The test pages come from the harness's own HTTP server, another origin.
-	srv := &moq.Server{Moq: m, WebSocket: ws, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
+	srv := &server.Server{Moq: m, WebSocket: ws, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

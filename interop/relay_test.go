@@ -18,6 +18,7 @@ import (
 	"github.com/moqp2p/moqp2p/internal/jspeer"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
@@ -36,7 +37,7 @@ var loopbackAddrsOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Mult
 
 // newRelayNode is a forwarding node on a loopback libp2p host, serving JS
 // clients with a Server.
-func newRelayNode(t *testing.T) (*moq.Moq, *moq.Server) {
+func newRelayNode(t *testing.T) (*moq.Moq, *server.Server) {
 	t.Helper()
 	q := moq.NewQUICTransport(moq.QUICConfig{Logger: logger()})
 	h, err := libp2p.New(append(moq.HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackAddrsOnly, libp2p.DisableMetrics())...)
@@ -48,7 +49,7 @@ func newRelayNode(t *testing.T) (*moq.Moq, *moq.Server) {
 		_ = h.Close()
 		t.Fatal(err)
 	}
-	srv := &moq.Server{Moq: m, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
+	srv := &server.Server{Moq: m, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,12 +15,12 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
@@ -44,24 +44,13 @@ type dhtNode struct {
 	down func() // shuts the node, its DHT and its host down; idempotent
 }
 
-func loopbackAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, a := range addrs {
-		if manet.IsIPLoopback(a) {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // newDHTNode starts a host, a DHT server on it (private /moq protocol,
 // loopback addresses only, short record lifetimes) and a moq node using it.
 // wrap, if not nil, changes the router the node is given.
-func newDHTNode(t testing.TB, wrap func(*dht.IpfsDHT) routing.ContentRouting, hostOpts []libp2p.Option, opts ...Option) *dhtNode {
+func newDHTNode(t testing.TB, wrap func(*dht.IpfsDHT) routing.ContentRouting, hostOpts []config.Option, opts ...Option) *dhtNode {
 	t.Helper()
 	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
-	hopts := append(HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
-	h, err := libp2p.New(append(hopts, hostOpts...)...)
+	h, err := NewHost(HostConfig{QUIC: q, AddrsFactory: loopbackAddrs, Options: hostOpts})
 	if err != nil {
 		t.Fatal(err)
 	}

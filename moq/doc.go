@@ -4,9 +4,17 @@
 // peer, Connect opens (or reuses) the session to a peer, IncomingSessions
 // yields the sessions peers open to us, and Subscribe reads a track of a
 // broadcast, on one session or wherever it is published. The media itself
-// (broadcasts, tracks, groups, frames) is package broadcast's; Server
-// accepts browsers and other clients without a libp2p identity; the Example
-// shows two peers end to end.
+// (broadcasts, tracks, groups, frames) is package broadcast's; package
+// moq/server's Server accepts browsers and other clients without a libp2p
+// identity (a package of its own, so that a P2P-only program does not link
+// WebTransport and WebSocket); the Example shows two peers end to end.
+//
+// # Hosts
+//
+// NewHost builds a libp2p host with what moqp2p needs (QUIC, TCP, optional
+// circuit relay) from go-libp2p's config package; libp2p.New with
+// HostOptions works too, but go-libp2p's root package links every
+// transport it has (WebTransport, WebSocket, WebRTC).
 //
 // # Transports
 //
@@ -56,11 +64,10 @@
 //
 // SubscribeOptions, Limits, Ticket, QUICTransport and QUICConfig are the
 // lower packages' types under moq's name, so that using a node takes only
-// moq, broadcast (the media) and go-libp2p (the host), plus discovery's
+// moq, broadcast (the media) and go-libp2p's core (the host), plus discovery's
 // NewDHT for a node with a DHT. What remains of other packages in moq's API
 // is for reading or tuning, never required: Stats' Link and Media counters
-// (transport.Stats, session.Stats), and the Server's QUICConfig (quic-go)
-// and WebSocket (websocket.Config) fields.
+// (transport.Stats, session.Stats), and HostConfig's libp2p types.
 //
 // All state lives in one actor goroutine (package actor); Moq and Session
 // are handles that send it messages.

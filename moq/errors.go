@@ -5,6 +5,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/session"
 )
 
 // Errors. They match with errors.Is.
@@ -24,4 +25,7 @@ var (
 	// served the broadcast before its context ended; the error returned
 	// matches ctx's error too.
 	ErrNoProviders = discovery.ErrNoProviders
+	// ErrNoGoaway: Session.Goaway on a moq-lite version without GOAWAY
+	// (before lite-04).
+	ErrNoGoaway = session.ErrNoGoaway
 )

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -138,9 +137,9 @@ func ExampleMoq_Subscribe() {
 // this machine.
 func newPeer() (*moq.Moq, host.Host) {
 	q := moq.NewQUICTransport(moq.QUICConfig{})
-	opts := append(moq.HostOptions(q),
-		libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"),
-		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+	h, err := moq.NewHost(moq.HostConfig{
+		QUIC: q, // listening on /ip4/0.0.0.0/udp/0/quic-v1
+		AddrsFactory: func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			var local []ma.Multiaddr
 			for _, a := range addrs {
 				if manet.IsIPLoopback(a) {
@@ -148,9 +147,8 @@ func newPeer() (*moq.Moq, host.Host) {
 				}
 			}
 			return local
-		}),
-	)
-	h, err := libp2p.New(opts...)
+		},
+	})
 	if err != nil {
 		panic(err)
 	}

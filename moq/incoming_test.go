@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 // iterate ranges over n.IncomingSessions on its own goroutine, sending each
@@ -151,23 +149,4 @@ func TestIncomingSessionsStalledIterationBounded(t *testing.T) {
 		l, _ := a.Sessions(testCtx(t))
 		return len(l) == peers && len(a.admits) == 0 && runningIn(announce) == 0
 	})
-}
-
-// A node that never iterates admits 100 sessions (moql:// clients of its
-// Server) without anything waiting.
-func TestIncomingSessionsNeverIterated(t *testing.T) {
-	const clients = 100
-	n := newNode(t)
-	srv := serve(t, n, func(s *Server) { s.MaxSessionsPerIP = clients })
-	for range clients {
-		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clientSession(t, c)
-	}
-	eventually(t, "every session admitted", func() bool { l, _ := n.Sessions(testCtx(t)); return len(l) == clients })
-	if k := len(n.admits); k != 0 {
-		t.Fatalf("%d admissions still hold a slot", k)
-	}
 }

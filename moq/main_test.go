@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/goleak"
@@ -24,9 +22,9 @@ func testCtx(t testing.TB) context.Context { return testutil.Context(t, 15*time.
 
 func testLogger() *slog.Logger { return testutil.Logger() }
 
-// loopbackOnly keeps a host from advertising (and peers from dialing) any
+// loopbackAddrs keeps a host from advertising (and peers from dialing) any
 // address but loopback: tests never send traffic anywhere else.
-var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+func loopbackAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	for _, a := range addrs {
 		if manet.IsIPLoopback(a) {
@@ -34,31 +32,30 @@ var loopbackOnly = libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr
 		}
 	}
 	return out
-})
+}
 
 type node struct {
 	*Moq
 	h host.Host
 }
 
-// newNode is a QUIC host (moq-lite on raw QUIC over its socket).
+// newNode is a QUIC host (moq-lite on raw QUIC over its socket), built by
+// NewHost.
 func newNode(t testing.TB, opts ...Option) *node {
 	t.Helper()
 	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
-	hopts := append(HostOptions(q), libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"), loopbackOnly, libp2p.DisableMetrics())
-	return start(t, hopts, append([]Option{WithQUIC(q)}, opts...))
+	return start(t, HostConfig{QUIC: q, AddrsFactory: loopbackAddrs}, append([]Option{WithQUIC(q)}, opts...))
 }
 
 // newTCPNode is a TCP-only host: moq-lite runs over libp2p streams.
-func newTCPNode(t testing.TB, extra []libp2p.Option, opts ...Option) *node {
+func newTCPNode(t testing.TB, opts ...Option) *node {
 	t.Helper()
-	hopts := append(HostOptions(nil), libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
-	return start(t, append(hopts, extra...), opts)
+	return start(t, HostConfig{ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}}, opts)
 }
 
-func start(t testing.TB, hopts []libp2p.Option, opts []Option) *node {
+func start(t testing.TB, hc HostConfig, opts []Option) *node {
 	t.Helper()
-	h, err := libp2p.New(hopts...)
+	h, err := NewHost(hc)
 	if err != nil {
 		t.Fatal(err)
 	}

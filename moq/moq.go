@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
@@ -41,6 +42,9 @@ type Moq struct {
 
 	disc        discoverer    // DHT, providing, mDNS (discovery.go)
 	dialTimeout time.Duration // bounds connects the node makes by itself
+	// hostConnects bounds the host connects that follow direct dials
+	hostConnects chan struct{}
+	directDials  atomic.Int64 // sessions dialed by dialDirect (tests read it)
 
 	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
 	cancel context.CancelFunc
@@ -70,7 +74,8 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		pendingPerPeer: map[peer.ID]int{},
 		maxPendingPeer: max(o.pendingPerPeer, 1),
 
-		dialTimeout: o.dialTimeout,
+		dialTimeout:  o.dialTimeout,
+		hostConnects: make(chan struct{}, maxHostConnects),
 	}
 	if m.dialTimeout <= 0 {
 		m.dialTimeout = 30 * time.Second
@@ -89,7 +94,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,
-		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,
@@ -134,8 +139,13 @@ func (m *Moq) PublishedBroadcasts(ctx context.Context) ([]string, error) { retur
 
 // Connect returns the session to a peer, dialing it if there is none. Give
 // addr.Addrs to dial addresses the host does not know yet; with only addr.ID
-// the host's peerstore (and its routing, if any) supplies them. Concurrent
-// calls for one peer share one dial; a closing session is never returned.
+// the host's peerstore (and its routing, if any) supplies them. When the
+// host has no connection to the peer, the QUIC addresses in addr.Addrs are
+// dialed directly first (one handshake; the host connects to the peer in
+// the background afterwards); if none answers within half a second, the
+// host connects and the session takes the path that connection proves.
+// Concurrent calls for one peer share one dial; a closing session is never
+// returned.
 func (m *Moq) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
 	s, err := m.a.Connect(ctx, addr)
 	if err != nil {
@@ -155,18 +165,20 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 }
 
 // IncomingSessions yields the sessions that peers open to this node, after
-// admission (through Server too); sessions this node dialed or opened are
-// not included. Every iteration sees every session admitted while it runs,
-// whatever other iterations run at the same time: each has its own queue
-// of WithIncomingQueue sessions. None is dropped: when an iteration's queue
-// is full, the admission waits for room until that iteration reads again or
-// ends, or the node (for a Server's session, the server) shuts down; other
-// iterations receive the session meanwhile. A libp2p admission waits
-// holding one of the node's WithPendingAdmissions slots, so once an
-// iteration that stopped reading holds them all, accepting pauses. An
-// iteration that ended (break, or Shutdown) holds up nothing, and sessions
-// admitted while no iteration runs are not queued (Sessions lists them), so
-// a node that never iterates is never stalled. Iteration ends at Shutdown.
+// admission (a server.Server's clients, and sessions accepted through
+// Admission, too); sessions this node dialed or opened are not included.
+// Every iteration sees every session admitted while it runs, whatever
+// other iterations run at the same time: each has its own queue of
+// WithIncomingQueue sessions. None is dropped: when an iteration's queue
+// is full, the admission waits for room until that iteration reads again
+// or ends, or the node (for a server.Server's session, the server) shuts
+// down; other iterations receive the session meanwhile. The admission
+// waits holding one of the node's WithPendingAdmissions slots, so once an
+// iteration that stopped reading holds them all, accepting pauses (on the
+// libp2p transports and on every server.Server alike). An iteration that
+// ended (break, or Shutdown) holds up nothing, and sessions admitted while
+// no iteration runs are not queued (Sessions lists them), so a node that
+// never iterates is never stalled. Iteration ends at Shutdown.
 func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 	return func(yield func(*Session) bool) {
 		in, err := m.a.Incoming(m.ctx, m.incoming)
@@ -209,11 +221,16 @@ func (m *Moq) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// dial reaches a peer: over raw QUIC on a direct (unrelayed) QUIC path when
-// there is one, else over libp2p streams on whatever connection libp2p makes.
+// dial reaches a peer: over raw QUIC straight to the QUIC addresses the
+// caller gave (dialDirect), else over raw QUIC on the direct (unrelayed)
+// QUIC path of the host's connection, else over libp2p streams on whatever
+// connection libp2p makes.
 func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
 	if len(addr.Addrs) > 0 {
 		m.h.Peerstore().AddAddrs(addr.ID, addr.Addrs, peerstore.TempAddrTTL)
+		if c := m.dialDirect(ctx, addr); c != nil {
+			return c, nil
+		}
 	} else {
 		m.findAddrs(ctx, addr.ID)
 	}
@@ -232,7 +249,107 @@ func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) 
 			m.log.Debug("raw QUIC dial failed; trying libp2p streams", "peer", addr.ID, "err", err)
 		}
 	}
-	return m.streams.Dial(ctx, addr.ID)
+	c, err := m.streams.Dial(ctx, addr.ID)
+	if err != nil {
+		return nil, err // not c: a nil *p2pstream.Conn is no nil actor.Conn
+	}
+	return c, nil
+}
+
+// directHeadStart bounds the direct QUIC dial to the addresses a caller
+// gave before the libp2p path takes over: a reachable QUIC address answers
+// within a few round trips, and one that does not (stale, behind a NAT)
+// delays the connect by this much at most.
+const directHeadStart = 500 * time.Millisecond
+
+// maxDirectAddrs bounds the addresses dialed at once by dialDirect.
+const maxDirectAddrs = 8
+
+// dialDirect dials raw QUIC straight to the QUIC addresses in addr, all at
+// once, when the host has no connection to the peer yet: one handshake
+// instead of libp2p's (handshake and identify) followed by ours. The first
+// connection wins and the others are closed; nil if none succeeded within
+// directHeadStart (the caller then takes the libp2p path). The host still
+// connects to the peer, in the background, as it would have before the
+// session: discovery and the DHT see the peer as they did.
+func (m *Moq) dialDirect(ctx context.Context, addr peer.AddrInfo) actor.Conn {
+	if m.quic == nil || m.h.Network().Connectedness(addr.ID) == network.Connected {
+		return nil // connected: the libp2p path costs nothing more, and its address is proven
+	}
+	var cands []ma.Multiaddr
+	for _, a := range addr.Addrs {
+		if isQUIC(a) && !isRelayed(a) && len(cands) < maxDirectAddrs {
+			cands = append(cands, a)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, directHeadStart)
+	defer cancel()
+	type result struct {
+		c   *p2pquic.Conn
+		err error
+	}
+	results := make(chan result, len(cands))
+	for _, a := range cands {
+		go func() {
+			c, err := m.quic.Dial(ctx, addr.ID, a)
+			results <- result{c, err}
+		}()
+	}
+	var won *p2pquic.Conn
+	for range cands { // every dial returns: the losers are cancelled or closed
+		r := <-results
+		switch {
+		case r.err != nil:
+			m.log.Debug("direct QUIC dial failed", "peer", addr.ID, "err", r.err)
+		case won == nil:
+			won = r.c
+			cancel()
+		default:
+			_ = r.c.CloseWithError(uint32(broadcast.CodeCancel), "duplicate dial")
+		}
+	}
+	if won == nil {
+		return nil
+	}
+	m.directDials.Add(1)
+	m.connectHost(addr.ID)
+	return won
+}
+
+// maxHostConnects bounds the background host connects of dialDirect.
+const maxHostConnects = 16
+
+// connectHost connects the host to p in the background, if fewer than
+// maxHostConnects such connects are under way (it is a convenience: the
+// session does not need it).
+func (m *Moq) connectHost(p peer.ID) {
+	select {
+	case m.hostConnects <- struct{}{}:
+	default:
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		<-m.hostConnects
+		return
+	}
+	m.wg.Go(func() {
+		defer func() { <-m.hostConnects }()
+		ctx, cancel := context.WithTimeout(m.ctx, m.dialTimeout)
+		defer cancel()
+		if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			m.log.Debug("host connect after a direct dial failed", "peer", p, "err", err)
+		}
+	})
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
 }
 
 func isQUIC(a ma.Multiaddr) bool {
@@ -306,30 +423,30 @@ func (m *Moq) releasePeer(p peer.ID) {
 // read holds up at most the node's slots, then accepting pauses.
 func (m *Moq) admitAndRegister(c actor.Conn) {
 	defer m.releaseAdmission()
-	ok := m.admitted(m.ctx, c)
+	err := m.admitted(m.ctx, c)
 	m.releasePeer(c.RemotePeer())
-	if !ok {
+	if err != nil {
 		return
 	}
 	_, _ = m.a.Register(m.ctx, c, false) // a refused connection is closed
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and
-// closes it, with the refusal's code, if it is turned away. An admission
-// still running when ctx ends is a refusal.
-func (m *Moq) admitted(ctx context.Context, c actor.Conn) bool {
+// closes it, with the refusal's code, if it is turned away (returning the
+// refusal). An admission still running when ctx ends is a refusal.
+func (m *Moq) admitted(ctx context.Context, c actor.Conn) error {
 	if m.admit == nil {
-		return true
+		return nil
 	}
 	err := m.admit(ctx, c.RemotePeer())
 	if ctx.Err() != nil { // whatever admission made of it: we are going away
 		err = &broadcast.Error{Code: broadcast.CodeCancel, Reason: "shutting down"}
 	}
 	if err == nil {
-		return true
+		return nil
 	}
 	code, reason := refusal(err)
 	m.log.Info("session rejected", "peer", c.RemotePeer(), "code", code, "reason", reason)
 	_ = c.CloseWithError(uint32(code), reason)
-	return false
+	return err
 }

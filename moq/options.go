@@ -29,13 +29,14 @@ type options struct {
 	grace          time.Duration
 	dialTimeout    time.Duration
 	peerLimits     PeerLimits
-	discovery      discoveryOptions // discovery.go
-	forward        *Forwarding      // forward.go
+	discovery      discoveryOptions      // discovery.go
+	metrics        session.MetricsTracer // stats.go
+	forward        *Forwarding           // forward.go
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
-// must have been built with t.Option(). Without it, sessions run over libp2p
-// streams only.
+// must have been built with t (HostConfig.QUIC, HostOptions or t.Option()).
+// Without it, sessions run over libp2p streams only.
 func WithQUIC(t *QUICTransport) Option { return func(o *options) { o.quic = t } }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -45,7 +46,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // offered to the peer. Returning nil admits it; returning an error rejects it
 // and closes the connection with that error's moq-lite code (see
 // broadcast.CodeOf; errors without a code close with Unauthorized) and its
-// text as the reason. Sessions accepted by a Server (browsers, moql://
+// text as the reason. Sessions accepted by a server.Server (browsers, moql://
 // clients) come with an empty peer ID.
 func WithAdmission(f func(ctx context.Context, p peer.ID) error) Option {
 	return func(o *options) { o.admit = f }
@@ -100,9 +101,10 @@ const (
 )
 
 // WithPendingAdmissions bounds the incoming sessions waiting for admission
-// (WithAdmission) at once: node-wide (default 64, shared with every Server
-// of the node) and per peer ID (default 4; a Server bounds its clients per
-// address instead, see Server.MaxPendingPerIP). A peer over its bound is
+// (WithAdmission) at once: node-wide (default 64, shared with every
+// server.Server and Admission of the node) and per peer ID (default 4; a
+// server.Server bounds its clients per address instead, see its
+// MaxPendingPerIP). A peer over its bound is
 // refused with BoundsExceeded; when the node-wide bound is reached, accepting
 // pauses and connections wait in the transports' bounded accept queues.
 // Values below 1 mean 1. Worst case: the node-wide bound in goroutines and
@@ -118,7 +120,7 @@ func WithPendingAdmissions(node, perPeer int) Option {
 type PeerLimits struct {
 	// Sessions: live sessions with one peer ID over every transport, whoever
 	// dialed (actor.Config.MaxSessionsPerPeer, default 4); one more is
-	// closed with BoundsExceeded. Sessions of a Server's clients (no peer
+	// closed with BoundsExceeded. Sessions of a server.Server's clients (no peer
 	// ID) are not counted here.
 	Sessions int
 	// StreamSessions: sessions one peer may open over libp2p streams,

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
 )
 
@@ -20,8 +21,8 @@ import (
 // what lies beyond its own bound, which sequential dials rarely reach: the
 // actor frees its slots quickly). Other peers are not affected.
 func TestPeerSessionLimit(t *testing.T) {
-	n := newTCPNode(t, nil)
-	hostile, err := libp2p.New(append(HostOptions(nil), libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())...)
+	n := newTCPNode(t)
+	hostile, err := NewHost(HostConfig{ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestPeerSessionLimit(t *testing.T) {
 	if refusedAtOnce+closedByActor != dials-actor.DefaultMaxSessionsPerPeer {
 		t.Errorf("%d of %d sessions refused, want %d", refusedAtOnce+closedByActor, dials, dials-actor.DefaultMaxSessionsPerPeer)
 	}
-	other := newTCPNode(t, nil)
+	other := newTCPNode(t)
 	other.connect(t, n)
 }
 
@@ -86,4 +87,58 @@ func sessionsWith(t *testing.T, n *node, p string) []*Session {
 		}
 	}
 	return out
+}
+
+// A P2P peer may hold WithPendingAdmissions' per-peer bound of pending
+// admissions; its next connection is refused with BoundsExceeded.
+func TestPendingAdmissionsPerPeer(t *testing.T) {
+	adm := testutil.NewBlockingAdmission()
+	a := newNode(t, WithAdmission(adm.Admit), WithPendingAdmissions(64, 2))
+	b := newNode(t)
+	if err := b.h.Connect(testCtx(t), a.info()); err != nil {
+		t.Fatal(err)
+	}
+	conns := b.h.Network().ConnsToPeer(a.h.ID())
+	if len(conns) == 0 {
+		t.Fatal("no libp2p connection")
+	}
+	raddr := conns[0].RemoteMultiaddr()
+	var open []*p2pquic.Conn
+	defer func() {
+		for _, c := range open {
+			_ = c.CloseWithError(0, "")
+		}
+	}()
+	for range 2 {
+		c, err := b.quic.Dial(testCtx(t), a.h.ID(), raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	adm.WaitEntered(t, testCtx(t), 2)
+	c, err := b.quic.Dial(testCtx(t), a.h.ID(), raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open = append(open, c)
+	closedWith(t, c, broadcast.CodeBoundsExceeded)
+	if r := adm.Running.Load(); r != 2 {
+		t.Fatalf("%d admissions running, want 2", r)
+	}
+	close(adm.Release)
+}
+
+// closedWith waits for c to be closed and checks the close code.
+func closedWith(t *testing.T, c transport.Conn, code broadcast.Code) {
+	t.Helper()
+	select {
+	case <-c.Context().Done():
+	case <-testCtx(t).Done():
+		t.Fatal("refused connection stays open")
+	}
+	var ce *transport.ConnError
+	if err := context.Cause(c.Context()); !errors.As(err, &ce) || ce.Code != uint32(code) {
+		t.Fatalf("closed with %v, want code %d", err, code)
+	}
 }

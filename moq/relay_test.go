@@ -4,11 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
@@ -18,16 +16,16 @@ import (
 // circuit relay on a third host; the session runs over libp2p streams on the
 // limited, relayed connection.
 func TestRelayFallback(t *testing.T) {
-	r := newTCPNode(t, nil)
+	r := newTCPNode(t)
 	relay, err := relayv2.New(r.h, relayv2.WithLimit(&relayv2.RelayLimit{Duration: 10 * time.Minute, Data: 64 << 20}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
 
-	unreachable := []libp2p.Option{libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.Transport(tcp.NewTCPTransport)}
-	a := start(t, append(HostOptions(nil), append(unreachable, libp2p.DisableMetrics())...), []Option{})
-	b := start(t, append(HostOptions(nil), append(unreachable, libp2p.DisableMetrics())...), []Option{})
+	unreachable := HostConfig{ListenAddrs: []ma.Multiaddr{}, Relay: true}
+	a := start(t, unreachable, nil)
+	b := start(t, unreachable, nil)
 	rInfo := r.info()
 	if err := b.h.Connect(testCtx(t), rInfo); err != nil {
 		t.Fatal(err)

@@ -24,10 +24,10 @@ type Session struct {
 }
 
 // RemotePeer is the authenticated peer at the other end; empty for a
-// client of a Server (browser, Node, moql://), which has no libp2p identity.
+// client of a server.Server (browser, Node, moql://), which has no libp2p identity.
 func (s *Session) RemotePeer() peer.ID { return s.s.RemotePeer() }
 
-// Scope is the path a Server session is confined to ("" for everything):
+// Scope is the path a server.Server session is confined to ("" for everything):
 // names on it are relative to the scope.
 func (s *Session) Scope() string { return s.s.Scope() }
 
@@ -119,6 +119,17 @@ func (s *Session) Publish(name string, b *broadcast.Consumer) (unpublish func(),
 // Close ends the session with a moq-lite code and reason.
 func (s *Session) Close(code broadcast.Code, reason string) error { return s.s.Close(code, reason) }
 
+// Goaway tells the peer that this session is about to end and, if uri is
+// set, where to reconnect (lite-04's GOAWAY). The session keeps working;
+// close it once the peer had time to leave. It waits for the session's
+// version (a compat SETUP still running) until ctx ends; versions before
+// lite-04 have no GOAWAY, for which it returns ErrNoGoaway.
+func (s *Session) Goaway(ctx context.Context, uri string) error { return s.s.Goaway(ctx, uri) }
+
+// Context ends when the session does, with Err's error as its cause: for
+// context.AfterFunc, or to bound work done for the session.
+func (s *Session) Context() context.Context { return s.s.Context() }
+
 // Closed is closed when the session has ended.
 func (s *Session) Closed() <-chan struct{} { return s.s.Done() }
 
@@ -128,13 +139,18 @@ func (s *Session) Err() error { return s.s.Err() }
 
 // Stats describe a session's link and media.
 type Stats struct {
-	// RTT is the smoothed round-trip time; on libp2p-stream sessions it is
-	// the host's latency estimate for the peer. 0 if unknown.
+	// RTT is the smoothed round-trip time; where the transport knows none
+	// (libp2p streams over TCP or a relay) it is the host's latency
+	// estimate for the peer. 0 if unknown.
 	RTT time.Duration
-	// Link counters (bytes on the wire), when the transport has them.
+	// Link counters (bytes and packets on the wire, losses, congestion
+	// window), as far as the transport has them (see transport.Stats).
 	Link transport.Stats
 	// Media counters (payload bytes, frames, groups).
 	Media session.Stats
+	// Subscriptions are the live subscriptions' counters, ours and those
+	// we serve (see session.SubscriptionStats).
+	Subscriptions []session.SubscriptionStats
 	// Since is how long the session has existed; SendRate and RecvRate are
 	// the average payload bit rates over it.
 	Since              time.Duration
@@ -143,11 +159,12 @@ type Stats struct {
 
 // Stats returns the session's statistics.
 func (s *Session) Stats() Stats {
-	st := Stats{Media: s.s.Stats(), Since: time.Since(s.s.Created())}
+	st := Stats{Media: s.s.Stats(), Since: time.Since(s.s.Created()), Subscriptions: s.s.Subscriptions()}
 	if sc, ok := s.s.Conn().(transport.StatsConn); ok {
 		st.Link = sc.Stats()
 		st.RTT = st.Link.RTT
-	} else {
+	}
+	if st.RTT == 0 && s.RemotePeer() != "" {
 		st.RTT = s.m.h.Peerstore().LatencyEWMA(s.RemotePeer())
 	}
 	if secs := st.Since.Seconds(); secs > 0 {

@@ -8,7 +8,7 @@ import (
 
 // The names below are the lower packages' types under moq's name, so that
 // an application configures a node, subscribes and passes tickets around
-// importing moq (plus broadcast for the media, and go-libp2p for the host)
+// importing moq (plus broadcast for the media, and go-libp2p's core types)
 // without reaching into session, discovery or the transports. They are
 // aliases: values mix freely with the originals.
 
@@ -35,8 +35,9 @@ type Ticket = discovery.Ticket
 func ParseTicket(s string) (Ticket, error) { return discovery.ParseTicket(s) }
 
 // QUICTransport runs moq-lite on raw QUIC over a libp2p host's own UDP
-// sockets. Make one with NewQUICTransport, build the host with
-// HostOptions(t), then pass it to New with WithQUIC(t).
+// sockets. Make one with NewQUICTransport, build the host with it
+// (HostConfig.QUIC for NewHost, or HostOptions(t) for libp2p.New), then
+// pass it to New with WithQUIC(t).
 type QUICTransport = p2pquic.Transport
 
 // QUICConfig configures NewQUICTransport; the zero value is ready to use.
@@ -44,5 +45,6 @@ type QUICTransport = p2pquic.Transport
 type QUICConfig = p2pquic.Config
 
 // NewQUICTransport makes a QUICTransport. It does nothing until the host
-// is built with HostOptions (or its Option) and the node with WithQUIC.
+// is built with it (NewHost, HostOptions or its Option) and the node with
+// WithQUIC.
 func NewQUICTransport(cfg QUICConfig) *QUICTransport { return p2pquic.New(cfg) }

@@ -24,6 +24,7 @@ type subscription struct {
 	track  *broadcast.TrackProducer
 	opts   SubscribeOptions
 	shared bool
+	stats  *subStats // its counters (stats.go)
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
@@ -34,8 +35,12 @@ type subscription struct {
 	room chan struct{}
 
 	mu        sync.Mutex
-	receiving int       // group streams being read
-	lastGroup time.Time // when a group stream last arrived
+	receiving int // group streams being read
+	// lastGroup is when a group stream last arrived or ended, noted only
+	// once the publisher's FIN is in (finAt set): finishAfterGroups needs
+	// no earlier time, and a clock read per group is not free.
+	lastGroup time.Time
+	finAt     time.Time // when finishAfterGroups started
 	idle      chan struct{}
 	ahead     int           // groups read ahead, waiting for room (Backpressure)
 	turn      chan struct{} // closed when ahead goes down, if someone waits
@@ -176,6 +181,7 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		ready:  make(chan struct{}),
 		room:   make(chan struct{}, 1),
 	}
+	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
 	sub.ctx = ctx
@@ -192,6 +198,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	var once sync.Once
 	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
 	forget := func() {
+		s.obs.untrack(sub.stats)
 		s.mu.Lock()
 		delete(s.subs, sub.id)
 		if key := (trackKey{sub.path, sub.track.Info().Name}); sub.shared && s.shared[key] == sub {
@@ -214,6 +221,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		end(remoteErr(context.Cause(ctx)))
 		return
 	}
+	s.acceptGroups() // before SUBSCRIBE: its groups must find the loop running
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))
@@ -310,7 +318,10 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 // read, no accepted group stream is still unsorted, and none has arrived for
 // FinishGrace.
 func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
-	finAt := time.Now()
+	sub.mu.Lock()
+	sub.finAt = time.Now() // from here on groups note their times
+	finAt := sub.finAt
+	sub.mu.Unlock()
 	for {
 		sub.mu.Lock()
 		last := finAt

@@ -19,6 +19,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -85,7 +86,7 @@ func interestFor(name string) []string {
 }
 
 // node is this process on the network: a moq node (libp2p host, moq.Moq)
-// with a moq.Server per moql://, https:// or ws:// listener, so every
+// with a server.Server per moql://, https:// or ws:// listener, so every
 // session, accepted or dialed, over any transport, is one of the node's
 // and passes its admission and limits. Every subcommand opens and accepts
 // sessions through it.
@@ -96,7 +97,7 @@ type node struct {
 	listening   []string // dialable addresses, for "listening:" lines
 	fingerprint string   // of the certificate of the moql:// and https:// listeners
 
-	servers  []*moq.Server
+	servers  []*server.Server
 	serveErr chan error // Serve's results, one per server
 	dialMu   sync.Mutex
 	dialEPs  map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
@@ -106,6 +107,7 @@ type node struct {
 	// never closed; sends never block (a full queue drops the notice, not
 	// the session).
 	incoming chan peerSession
+	observe  *observeServer // --metrics (observe.go); nil without
 }
 
 // newNode opens the listeners and joins the DHT through the --bootstrap
@@ -124,6 +126,9 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		}
 	}()
 	if n.p2p, err = newP2P(ctx, cfg, n.offer); err != nil {
+		return n, err
+	}
+	if n.observe, err = startObserve(n); err != nil {
 		return n, err
 	}
 	var tc *tls.Config
@@ -147,11 +152,11 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	return n, nil
 }
 
-// listen serves e with a moq.Server of the node: raw QUIC (moql://) and
+// listen serves e with a server.Server of the node: raw QUIC (moql://) and
 // WebTransport (https://) share a UDP socket, WebSocket (ws://) is on TCP.
 // Every session sees all the node's broadcasts, whatever the URL path.
 func (n *node) listen(e endpoint, tc *tls.Config) error {
-	srv := &moq.Server{
+	srv := &server.Server{
 		Moq:         n.p2p.m,
 		TLSConfig:   tc,
 		PlainHTTP:   true,
@@ -191,7 +196,7 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 // not browsers) unless --allow-origin names more, or "*" for any page.
 func (f *netFlags) checkOrigin() func(*http.Request) bool {
 	if len(f.allowOrigin) == 0 {
-		return nil // moq.Server's default: same origin
+		return nil // server.Server's default: same origin
 	}
 	allowed := webtransport.AllowOrigins(f.allowOrigin...)
 	return func(r *http.Request) bool {
@@ -250,6 +255,9 @@ func (n *node) printListening(w io.Writer) {
 	}
 	for _, a := range n.listening {
 		fmt.Fprintf(w, "listening: %s\n", a)
+	}
+	if n.observe != nil {
+		fmt.Fprintf(w, "metrics: http://%s/metrics\n", n.observe.addr)
 	}
 }
 
@@ -428,6 +436,7 @@ func (n *node) waitSessionsDone(ctx context.Context, d time.Duration) {
 
 // close ends every session and listener, and waits for them.
 func (n *node) close() {
+	n.observe.close()
 	for _, srv := range n.servers {
 		_ = srv.Close()
 		<-n.serveErr

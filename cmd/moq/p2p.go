@@ -13,17 +13,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
@@ -40,7 +38,8 @@ type p2pNode struct {
 	d      *dht.IpfsDHT // nil without a DHT
 	log    *slog.Logger
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the incoming-session loop has ended
+	done   chan struct{}        // closed when the incoming-session loop has ended
+	reg    *prometheus.Registry // with --metrics, else nil (observe.go)
 }
 
 // newP2P builds the libp2p host. p2pquic shares the host's QUIC sockets and
@@ -68,23 +67,24 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		return nil, fmt.Errorf("--identity: %w", err)
 	}
 	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
-		libp2p.ListenAddrs(plan.bind...),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ConnectionGater(plan.gate),
-		libp2p.AddrsFactory(plan.advertise),
-		libp2p.DisableMetrics(),
-		libp2p.UserAgent("moqp2p-cli"),
+	// moq.NewHost: QUIC, TCP and circuit relays (what libp2p.New would give
+	// this host, with moqp2p's stream limits) without linking libp2p's
+	// WebTransport, WebSocket and WebRTC transports.
+	hc := moq.HostConfig{
+		Key:             key,
+		ListenAddrs:     append([]ma.Multiaddr{}, plan.bind...),
+		Relay:           true,
+		AddrsFactory:    plan.advertise,
+		ConnectionGater: plan.gate,
+		UserAgent:       "moqp2p-cli",
 	}
 	if plan.quic {
-		opts = append(opts, tr.Option())
+		hc.QUIC = tr
 	}
 	if err := checkPortsFree(cfg.listens); err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(opts...)
+	h, err := moq.NewHost(hc)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
 			return nil, fmt.Errorf("--listen: an address is already in use (%s)", listenList(cfg.listens))
@@ -122,6 +122,11 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if cfg.net.mdns {
 		mopts = append(mopts, moq.WithMDNS(""))
 	}
+	var reg *prometheus.Registry
+	if cfg.net.metrics != "" {
+		reg = newRegistry()
+		mopts = append(mopts, moq.WithMetrics(reg))
+	}
 	m, err := moq.New(h, mopts...)
 	if err != nil {
 		if d != nil {
@@ -130,7 +135,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		_ = h.Close()
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
-	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{})}
+	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
 	var lctx context.Context
 	lctx, p.cancel = context.WithCancel(ctx)
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
@@ -365,8 +370,8 @@ func (p *p2pSession) Err() error            { return p.s.Err() }
 func (p *p2pSession) Close(reason string)   { _ = p.s.Close(broadcast.CodeCancel, reason) }
 func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 
-// Via tells the two libp2p paths apart: only raw QUIC connections (p2pquic)
-// count link bytes; sessions over libp2p streams (relayed, TCP) do not.
+// Via tells the transports apart, the two libp2p paths by the name their
+// counters carry.
 func (p *p2pSession) Via() string {
 	switch {
 	case p.via != "":
@@ -375,7 +380,7 @@ func (p *p2pSession) Via() string {
 		return "WebSocket"
 	case p.s.RemotePeer() == "":
 		return "raw QUIC or WebTransport"
-	case p.s.Stats().Link.BytesSent > 0:
+	case p.s.Stats().Link.Transport == "p2pquic":
 		return "raw QUIC (p2pquic)"
 	}
 	return "libp2p streams (p2pstream)"

@@ -1,6 +1,6 @@
 // Browser shows a Go node's live broadcast in a web page. The node publishes
 // the clock (broadcast "clock", track "seconds", one group per second, as in
-// examples/clock) and a moq.Server serves, on one port number, the page over
+// examples/clock) and a server.Server serves, on one port number, the page over
 // HTTP, WebTransport over UDP and a WebSocket fallback over TCP. The page uses
 // @moq/lite, kixelated's JavaScript moq-lite client, loaded unbundled from a
 // node_modules directory.
@@ -26,7 +26,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/examples/internal/peers"
-	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 )
 
 //go:embed index.html
@@ -56,7 +56,7 @@ func run(ctx context.Context, addr, modules string) error {
 		_, _ = w.Write(page)
 	})
 	mux.Handle("GET /modules/", http.StripPrefix("/modules/", http.FileServer(http.Dir(modules))))
-	srv := &moq.Server{Moq: node.Moq, Addr: addr, Handler: mux}
+	srv := &server.Server{Moq: node.Moq, Addr: addr, Handler: mux}
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe() }()
 	// The server has no "listening" event: look every millisecond until it

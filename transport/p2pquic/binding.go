@@ -1,4 +1,4 @@
-// Binding to a libp2p host: the QUICReuse option through which the host hands
+// Binding to a libp2p host: the host option through which the host hands
 // this transport its ConnManager, identity, resource manager and gater.
 
 package p2pquic
@@ -8,7 +8,7 @@ import (
 	"errors"
 	"net"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -34,27 +34,28 @@ type binding struct {
 // Option returns the libp2p option that binds t to the host being built: it
 // supplies the host's quicreuse.ConnManager (the host never exposes its own)
 // and lends the host UDP sockets whose listeners grant moq-lite's stream
-// limits. Pass it to exactly one libp2p.New; no other QUICReuse option may be
-// given with it.
-func (t *Transport) Option() libp2p.Option {
-	// The constructor needs the final listen addresses and connection gater,
-	// which later options may still change; libp2p.New runs the constructor
-	// on the same Config after applying every option, so keep a pointer to it.
-	var cfg *libp2p.Config
-	return libp2p.ChainOptions(
-		func(c *libp2p.Config) error { cfg = c; return nil },
-		libp2p.QUICReuse(func(srk quic.StatelessResetKey, tok quic.TokenGeneratorKey, rm network.ResourceManager,
-			priv crypto.PrivKey, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
-			return t.bind(cfg, srk, tok, rm, priv, lc)
-		}),
-	)
+// limits. Pass it to exactly one host (libp2p.New takes it too: its Option
+// is config.Option); no other QUICReuse option may be given with it.
+func (t *Transport) Option() config.Option {
+	return func(cfg *config.Config) error {
+		// The constructor needs the final listen addresses and connection
+		// gater, which later options may still change; the host runs it on
+		// this same Config after applying every option, so it reads them
+		// then. The host's dependency injection (fx) supplies its arguments.
+		cfg.QUICReuse = append(cfg.QUICReuse, fx.Provide(
+			func(srk quic.StatelessResetKey, tok quic.TokenGeneratorKey, rm network.ResourceManager,
+				priv crypto.PrivKey, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
+				return t.bind(cfg, srk, tok, rm, priv, lc)
+			}))
+		return nil
+	}
 }
 
 // bind builds the ConnManager the way libp2p's default constructor does (the
 // resource manager opens a scope for each inbound connection, and decides
 // when to verify source addresses) and lends it a socket for each
 // unspecified QUIC listen address.
-func (t *Transport) bind(cfg *libp2p.Config, srk quic.StatelessResetKey, tok quic.TokenGeneratorKey,
+func (t *Transport) bind(cfg *config.Config, srk quic.StatelessResetKey, tok quic.TokenGeneratorKey,
 	rm network.ResourceManager, priv crypto.PrivKey, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
 	if cfg == nil {
 		return nil, errors.New("p2pquic: Option's constructor ran without its config")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,5 +149,21 @@ func TestYamuxMemoryEndsConnection(t *testing.T) {
 	}
 	if err := context.Cause(a.Context()); !errors.Is(err, ErrConnLost) {
 		t.Fatalf("cause %v, want ErrConnLost", err)
+	}
+}
+
+// ServiceLimits gives a host built without go-libp2p's root package the
+// service limits libp2p.New would give it, scaled the same on any machine.
+func TestServiceLimitsMatchLibp2p(t *testing.T) {
+	ours, theirs := rcmgr.DefaultLimits, rcmgr.DefaultLimits
+	ServiceLimits(&ours)
+	libp2p.SetDefaultServiceLimits(&theirs)
+	if !reflect.DeepEqual(ours, theirs) {
+		t.Fatalf("service limits differ from go-libp2p's:\nours   %+v\ntheirs %+v", ours, theirs)
+	}
+	for _, mem := range []int64{256 << 20, 4 << 30, 64 << 30} {
+		if a, b := ours.Scale(mem, 1024), theirs.Scale(mem, 1024); !reflect.DeepEqual(a, b) {
+			t.Fatalf("scaled to %d bytes the limits differ", mem)
+		}
 	}
 }

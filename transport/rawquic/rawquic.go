@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 
 	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -44,6 +45,10 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		// qlog, opt-in: with the QLOGDIR environment variable set, every
+		// connection writes <odcid>_<client|server>.sqlog there (quic-go's
+		// qlog package; the libp2p host's QUIC transport does the same).
+		Tracer: qlog.DefaultConnectionTracer,
 	}
 }
 
@@ -215,6 +220,24 @@ func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 	return (*receiveStream)(s), nil
 }
 
+// doneCtx is an ended context: quic-go's AcceptUniStream given it returns a
+// stream that is ready and fails at once otherwise.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// TryAcceptUniStream returns the peer's next uni stream if it is already
+// there, without waiting.
+func (c *conn) TryAcceptUniStream() (transport.ReceiveStream, bool) {
+	s, err := c.c.AcceptUniStream(doneCtx)
+	if err != nil {
+		return nil, false
+	}
+	return (*receiveStream)(s), true
+}
+
 // CloseWithError closes with the moq-lite code unmapped: on raw QUIC, moq-dev
 // maps only stream codes into the WebTransport space, not the connection's.
 func (c *conn) CloseWithError(code uint32, reason string) error {
@@ -228,7 +251,7 @@ func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
-	return quicstats.Of(c.c.ConnectionStats())
+	return quicstats.Named("quic", c.c.ConnectionStats())
 }
 
 // QUIC returns the underlying connection, for statistics.
@@ -303,6 +326,14 @@ func (s *stream) SetPriority(urgency int8)          { setPriority(s.quic(), urge
 func (s *stream) Read(p []byte) (int, error)        { return read(s.quic(), p) }
 func (s *stream) CancelRead(code uint32)            { cancelRead(s.quic(), code) }
 func (s *stream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
+
+// SetSchedule sets the stream's urgency and whether it shares the link
+// round-robin with the other incremental streams of that urgency
+// (SetPriority's way) or, not incremental, sends what it has before the
+// non-incremental streams opened after it (see session's groupSender).
+func (s *sendStream) SetSchedule(urgency int8, incremental bool) {
+	s.quic().SetPriority(urgency, incremental)
+}
 
 // SetReadDeadline bounds Read as net.Conn's does (the zero time: no bound);
 // a Read past it fails with an error matching os.ErrDeadlineExceeded. The

@@ -4,7 +4,7 @@
 // A Conn implements transport.Conn, multiplexing QUIC-like streams over one
 // WebSocket, one frame per binary message.
 //
-// moq.Server runs it for a node, next to WebTransport. On its own: Accept
+// server.Server runs it for a node, next to WebTransport. On its own: Accept
 // upgrades an HTTP request (IsUpgradeRequest tells one apart) and Dial is
 // the client side; either Conn goes to session.New.
 //

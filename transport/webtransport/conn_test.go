@@ -49,7 +49,7 @@ func TestAddrsAndStats(t *testing.T) {
 		if !ok {
 			t.Fatalf("%T is no StatsConn", c)
 		}
-		if s := st.Stats(); s.BytesSent == 0 || s.BytesReceived == 0 || s.RTT == 0 {
+		if s := st.Stats(); s.BytesSent == 0 || s.BytesReceived == 0 || s.RTT == 0 || s.PacketsSent == 0 || s.Transport != "webtransport" {
 			t.Errorf("stats %+v: want traffic and an RTT", s)
 		}
 	}

@@ -2,7 +2,7 @@
 // browser reaches a moq server, and serves raw-QUIC moq-lite on the same UDP
 // socket.
 //
-// moq.Server runs one for a node. On its own: NewServer, then Server.Serve
+// server.Server runs one for a node. On its own: NewServer, then Server.Serve
 // (or Server.ListenAndServe), and Server.Accept for the connections, each a
 // transport.Conn for session.New; Dial is the client side.
 //

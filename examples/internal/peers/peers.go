@@ -1,5 +1,6 @@
-// Package peers builds the moqp2p nodes the examples run: a libp2p host with
-// the QUIC transport whose socket moq-lite shares, and a moq.Moq on it.
+// Package peers builds the moqp2p nodes the examples run: a libp2p host
+// (moq.NewHost) with the QUIC transport whose socket moq-lite shares, and a
+// moq.Moq on it.
 //
 // The examples stay on this machine: a host listens on the unspecified
 // address (p2pquic can only share a socket bound there) but advertises only
@@ -17,13 +18,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -65,14 +64,19 @@ func New(cfg Config, opts ...moq.Option) (*Peer, error) {
 		return nil, err
 	}
 	q := moq.NewQUICTransport(moq.QUICConfig{})
-	h, err := libp2p.New(append(moq.HostOptions(q),
-		libp2p.Identity(key),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", cfg.Port)),
-		libp2p.AddrsFactory(loopbackOnly),
-		libp2p.ConnectionGater(loopbackGater{}),
-		libp2p.DisableMetrics(),
-	)...)
+	listen, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", cfg.Port))
+	if err != nil {
+		return nil, err
+	}
+	// moq.NewHost, not libp2p.New: the examples link no transport they do
+	// not use (libp2p.New's WebTransport, WebSocket and WebRTC).
+	h, err := moq.NewHost(moq.HostConfig{
+		Key:             key,
+		ListenAddrs:     []ma.Multiaddr{listen},
+		QUIC:            q,
+		AddrsFactory:    loopbackOnly,
+		ConnectionGater: loopbackGater{},
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package moq
+package server
 
 import (
 	"bytes"
@@ -8,65 +8,19 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 )
-
-// blockingAdmission blocks every admission until release is closed or its
-// context ends, counting those running and the most that ever ran at once.
-type blockingAdmission struct {
-	release          chan struct{}
-	tokens           chan struct{} // each lets one admission through
-	running, maxSeen atomic.Int32
-	entered          chan struct{} // one value per admission that started
-	ended            chan error    // why each admission returned
-}
-
-func newBlockingAdmission() *blockingAdmission {
-	return &blockingAdmission{release: make(chan struct{}), tokens: make(chan struct{}, 256), entered: make(chan struct{}, 256), ended: make(chan error, 256)}
-}
-
-func (b *blockingAdmission) admit(ctx context.Context, _ peer.ID) error {
-	now := b.running.Add(1)
-	defer b.running.Add(-1)
-	for {
-		old := b.maxSeen.Load()
-		if now <= old || b.maxSeen.CompareAndSwap(old, now) {
-			break
-		}
-	}
-	b.entered <- struct{}{}
-	var err error
-	select {
-	case <-b.release:
-	case <-b.tokens:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	b.ended <- err
-	return err
-}
-
-func (b *blockingAdmission) waitEntered(t *testing.T, n int) {
-	t.Helper()
-	for range n {
-		select {
-		case <-b.entered:
-		case <-testCtx(t).Done():
-			t.Fatal("admission never started")
-		}
-	}
-}
 
 func closedWith(t *testing.T, c transport.Conn, code broadcast.Code) {
 	t.Helper()
@@ -84,15 +38,15 @@ func closedWith(t *testing.T, c transport.Conn, code broadcast.Code) {
 // Close ends an admission that blocks: it runs on the server's context, not
 // only the node's, so a hung admission cannot hang Close.
 func TestServerCloseEndsBlockedAdmission(t *testing.T) {
-	adm := newBlockingAdmission()
-	n := newNode(t, WithAdmission(adm.admit))
+	adm := testutil.NewBlockingAdmission()
+	n := newNode(t, moq.WithAdmission(adm.Admit))
 	srv := serve(t, n, nil)
 	c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseWithError(0, "")
-	adm.waitEntered(t, 1)
+	adm.WaitEntered(t, testCtx(t), 1)
 	closed := make(chan struct{})
 	go func() { _ = srv.Close(); close(closed) }()
 	select {
@@ -100,7 +54,7 @@ func TestServerCloseEndsBlockedAdmission(t *testing.T) {
 	case <-testCtx(t).Done():
 		t.Fatal("Close hangs on a blocked admission")
 	}
-	if err := <-adm.ended; !errors.Is(err, context.Canceled) {
+	if err := <-adm.Ended; !errors.Is(err, context.Canceled) {
 		t.Fatalf("admission ended with %v, want its context cancelled", err)
 	}
 	closedWith(t, c, broadcast.CodeCancel)
@@ -109,14 +63,14 @@ func TestServerCloseEndsBlockedAdmission(t *testing.T) {
 // Shutdown ends pending admissions too, and returns without waiting its
 // whole context for them.
 func TestServerShutdownEndsBlockedAdmission(t *testing.T) {
-	adm := newBlockingAdmission()
-	n := newNode(t, WithAdmission(adm.admit))
+	adm := testutil.NewBlockingAdmission()
+	n := newNode(t, moq.WithAdmission(adm.Admit))
 	srv := serve(t, n, nil)
 	c, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm.waitEntered(t, 1)
+	adm.WaitEntered(t, testCtx(t), 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -128,8 +82,8 @@ func TestServerShutdownEndsBlockedAdmission(t *testing.T) {
 // Server sessions share the node's admission slots: with two slots, no
 // more than two admissions ever run at once, whatever the clients do.
 func TestServerAdmissionSlots(t *testing.T) {
-	adm := newBlockingAdmission()
-	n := newNode(t, WithAdmission(adm.admit), WithPendingAdmissions(2, 4))
+	adm := testutil.NewBlockingAdmission()
+	n := newNode(t, moq.WithAdmission(adm.Admit), moq.WithPendingAdmissions(2, 4))
 	srv := serve(t, n, func(s *Server) { s.MaxPendingPerIP = -1 })
 	const clients = 6
 	var wg sync.WaitGroup
@@ -153,19 +107,19 @@ func TestServerAdmissionSlots(t *testing.T) {
 		l := srv.perIP[remoteIP("127.0.0.1:1")]
 		return l != nil && l.pending == clients
 	})
-	adm.waitEntered(t, 2)
+	adm.WaitEntered(t, testCtx(t), 2)
 	for i := range clients {
-		adm.tokens <- struct{}{}
+		adm.Tokens <- struct{}{}
 		select {
-		case <-adm.ended:
+		case <-adm.Ended:
 		case <-testCtx(t).Done():
 			t.Fatalf("admission %d never ended", i)
 		}
 		if i < clients-2 {
-			adm.waitEntered(t, 1)
+			adm.WaitEntered(t, testCtx(t), 1)
 		}
 	}
-	if m := adm.maxSeen.Load(); m != 2 {
+	if m := adm.MaxSeen.Load(); m != 2 {
 		t.Fatalf("%d admissions ran at once, want 2", m)
 	}
 }
@@ -173,8 +127,8 @@ func TestServerAdmissionSlots(t *testing.T) {
 // One address may hold MaxPendingPerIP admissions: the next client is
 // refused at once (HTTP 429 for WebSocket, BoundsExceeded for raw QUIC).
 func TestServerPendingPerIP(t *testing.T) {
-	adm := newBlockingAdmission()
-	n := newNode(t, WithAdmission(adm.admit))
+	adm := testutil.NewBlockingAdmission()
+	n := newNode(t, moq.WithAdmission(adm.Admit))
 	srv := serve(t, n, func(s *Server) { s.MaxPendingPerIP = 2 })
 	var conns []transport.Conn
 	defer func() {
@@ -189,7 +143,7 @@ func TestServerPendingPerIP(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	adm.waitEntered(t, 2)
+	adm.WaitEntered(t, testCtx(t), 2)
 	if _, err := websocket.Dial(testCtx(t), wsURL(srv, "/"), nil); err == nil {
 		t.Fatal("a third pending WebSocket client was accepted")
 	}
@@ -198,10 +152,10 @@ func TestServerPendingPerIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedWith(t, c, broadcast.CodeBoundsExceeded)
-	if r := adm.running.Load(); r != 2 {
+	if r := adm.Running.Load(); r != 2 {
 		t.Fatalf("%d admissions running, want 2", r)
 	}
-	close(adm.release)
+	close(adm.Release)
 }
 
 // One address may hold MaxSessionsPerIP sessions; a flood of clients over
@@ -274,46 +228,6 @@ func TestServerSessionsPerIP(t *testing.T) {
 	})
 }
 
-// A P2P peer may hold WithPendingAdmissions' per-peer bound of pending
-// admissions; its next connection is refused with BoundsExceeded.
-func TestPendingAdmissionsPerPeer(t *testing.T) {
-	adm := newBlockingAdmission()
-	a := newNode(t, WithAdmission(adm.admit), WithPendingAdmissions(64, 2))
-	b := newNode(t)
-	if err := b.h.Connect(testCtx(t), a.info()); err != nil {
-		t.Fatal(err)
-	}
-	conns := b.h.Network().ConnsToPeer(a.h.ID())
-	if len(conns) == 0 {
-		t.Fatal("no libp2p connection")
-	}
-	raddr := conns[0].RemoteMultiaddr()
-	var open []*p2pquic.Conn
-	defer func() {
-		for _, c := range open {
-			_ = c.CloseWithError(0, "")
-		}
-	}()
-	for range 2 {
-		c, err := b.quic.Dial(testCtx(t), a.h.ID(), raddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		open = append(open, c)
-	}
-	adm.waitEntered(t, 2)
-	c, err := b.quic.Dial(testCtx(t), a.h.ID(), raddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	open = append(open, c)
-	closedWith(t, c, broadcast.CodeBoundsExceeded)
-	if r := adm.running.Load(); r != 2 {
-		t.Fatalf("%d admissions running, want 2", r)
-	}
-	close(adm.release)
-}
-
 // An idle Server session costs the Server no goroutine of its own: its end
 // is a callback, not a goroutine parked on it.
 func TestServerParksNoGoroutinePerSession(t *testing.T) {
@@ -331,6 +245,133 @@ func TestServerParksNoGoroutinePerSession(t *testing.T) {
 	eventually(t, "no Server goroutine left per session", func() bool {
 		var buf bytes.Buffer
 		_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
-		return !strings.Contains(buf.String(), "moq.(*Server).register")
+		return !strings.Contains(buf.String(), "server.(*Server).register")
 	})
+}
+
+// A node that never iterates admits 100 sessions (moql:// clients of its
+// Server) without anything waiting: with a single admission slot, each
+// client gets through only if the one before gave the slot back.
+func TestIncomingSessionsNeverIterated(t *testing.T) {
+	const clients = 100
+	n := newNode(t, moq.WithPendingAdmissions(1, 1))
+	srv := serve(t, n, func(s *Server) { s.MaxSessionsPerIP = clients })
+	for range clients {
+		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientSession(t, c)
+	}
+	eventually(t, "every session admitted", func() bool { l, _ := n.Sessions(testCtx(t)); return len(l) == clients })
+	slot, err := n.Admission(testCtx(t))
+	if err != nil {
+		t.Fatalf("the node's one admission slot is still held: %v", err)
+	}
+	slot.Release()
+}
+
+// stalledIteration runs an IncomingSessions iteration that takes one
+// session and then stops reading until the returned function is called
+// (which waits for the iteration to end).
+func stalledIteration(t *testing.T, n *moq.Moq) (resume func()) {
+	t.Helper()
+	release, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		for range n.IncomingSessions() {
+			<-release
+			break
+		}
+	}()
+	iterating(t, 1)
+	return func() {
+		close(release)
+		select {
+		case <-ended:
+		case <-testCtx(t).Done():
+			t.Fatal("the iteration never ended")
+		}
+	}
+}
+
+// announce is where a registration waits for an iteration's full queue.
+const announce = "actor.(*Actor).announce"
+
+// A Server's client holds its admission slot until its session has reached
+// every IncomingSessions iteration, as a P2P peer does: with 2 slots and a
+// queue of 1, six clients of a stalled iteration leave exactly four
+// sessions registered (one yielded, one queued, two waiting with the slots)
+// and the rest in the QUIC listener's queue, not in goroutines of their
+// own. When the iteration ends, every client is admitted.
+func TestServerStalledIterationBounded(t *testing.T) {
+	n := newNode(t, moq.WithIncomingQueue(1), moq.WithPendingAdmissions(2, 4))
+	srv := serve(t, n, func(s *Server) { s.MaxPendingPerIP = -1 })
+	resume := stalledIteration(t, n)
+	const clients = 6
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			clientSession(t, c)
+		})
+	}
+	// The accept loop waits for a slot: both are held by sessions waiting
+	// for the iteration.
+	eventually(t, "accepting paused, both slots held by sessions waiting for the iteration", func() bool {
+		return parkedIn(announce) == 2 && parkedIn("moq.(*Moq).Admission") == 1
+	})
+	if l, _ := n.Sessions(testCtx(t)); len(l) != 4 {
+		t.Fatalf("%d sessions registered while the iteration stalls; want 4 (yielded, queued, two waiting)", len(l))
+	}
+	resume()
+	wg.Wait()
+	eventually(t, "every client admitted, nothing waiting", func() bool {
+		l, _ := n.Sessions(testCtx(t))
+		return len(l) == clients && testutil.Goroutines(announce, false) == 0
+	})
+}
+
+// Shutdown ends the wait for a stalled iteration: a session waiting to be
+// handed to it is registered all the same, told to go away with the
+// others, and Shutdown returns once the clients left, not at its deadline.
+func TestServerShutdownEndsWaitForIteration(t *testing.T) {
+	n := newNode(t, moq.WithIncomingQueue(1))
+	srv := serve(t, n, nil)
+	resume := stalledIteration(t, n)
+	defer resume()
+	const clients = 3 // one yielded, one queued, one waiting
+	var sessions []*session.Session
+	for range clients {
+		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := clientSession(t, c)
+		sessions = append(sessions, s)
+		go func() { // a client leaves when asked to
+			select {
+			case <-s.GoingAway():
+				_ = s.Close(broadcast.CodeCancel, "bye")
+			case <-s.Done():
+			}
+		}()
+	}
+	eventually(t, "a session waiting for the iteration", func() bool { return parkedIn(announce) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown waited for the stalled iteration: %v", err)
+	}
+	for i, s := range sessions {
+		select {
+		case <-s.GoingAway():
+		default:
+			t.Fatalf("client %d got no GOAWAY", i)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package moq
+package server
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -24,9 +25,9 @@ import (
 )
 
 // serve starts a Server for n on loopback and returns it once listening.
-func serve(t *testing.T, n *node, configure func(*Server)) *Server {
+func serve(t *testing.T, n *moq.Moq, configure func(*Server)) *Server {
 	t.Helper()
-	srv := &Server{Moq: n.Moq, Logger: testLogger()}
+	srv := &Server{Moq: n, Logger: testLogger()}
 	if configure != nil {
 		configure(srv)
 	}
@@ -102,7 +103,7 @@ func TestServerTransports(t *testing.T) {
 	live(t, publish(t, n, "lobby"))
 	srv := serve(t, n, nil)
 
-	incoming := make(chan *Session, 8)
+	incoming := make(chan *moq.Session, 8)
 	go func() { // ends with the node's Shutdown at cleanup
 		for s := range n.IncomingSessions() {
 			incoming <- s
@@ -119,7 +120,7 @@ func TestServerTransports(t *testing.T) {
 			t.Fatal("no incoming session")
 		}
 	}
-	eventually(t, "IncomingSessions iterating", func() bool { return n.listeners.Load() == 1 })
+	iterating(t, 1)
 
 	t.Run("webtransport", func(t *testing.T) {
 		url := "https://" + srv.UDPAddr().String() + "/room"
@@ -198,7 +199,7 @@ func TestServerClientPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.Close(0, "") })
-	var s *Session
+	var s *moq.Session
 	eventually(t, "the session registered", func() bool {
 		all, _ := n.Sessions(testCtx(t))
 		if len(all) == 1 {
@@ -271,7 +272,7 @@ func TestServerRefusals(t *testing.T) {
 // The node's admission applies to Server sessions too, with no peer ID.
 func TestServerUsesNodeAdmission(t *testing.T) {
 	asked := make(chan string, 4)
-	n := newNode(t, WithAdmission(func(_ context.Context, p peer.ID) error {
+	n := newNode(t, moq.WithAdmission(func(_ context.Context, p peer.ID) error {
 		asked <- p.String()
 		return &broadcast.Error{Code: broadcast.CodeUnauthorized, Reason: "members only"}
 	}))

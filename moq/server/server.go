@@ -1,4 +1,9 @@
-package moq
+// Package server accepts clients without a libp2p identity (browsers and
+// Node over WebTransport or WebSocket, raw-QUIC moql:// clients) as sessions
+// of a moq node. It is a package of its own so that a program that only
+// runs P2P nodes does not link WebTransport (webtransport-go, quic-go's
+// HTTP/3) and WebSocket (coder/websocket).
+package server
 
 import (
 	"context"
@@ -13,11 +18,10 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/quic-go/quic-go"
 
-	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
@@ -26,7 +30,7 @@ import (
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close or
 // Shutdown.
-var ErrServerClosed = errors.New("moq: server closed")
+var ErrServerClosed = errors.New("server: server closed")
 
 // CertificatePath is where a Server publishes the SHA-256 of its certificate
 // (hex), the moq-relay convention that lets a browser given an http:// URL
@@ -35,11 +39,13 @@ const CertificatePath = "/certificate.sha256"
 
 // Server accepts clients without a libp2p identity — browsers and Node over
 // WebTransport or WebSocket, and raw-QUIC moql:// clients — as ordinary
-// sessions of a Moq node: they are offered the node's publications, appear in
-// IncomingSessions and Sessions, and what they publish is read through their
-// Session. They pass the node's admission (WithAdmission) like P2P sessions,
-// with an empty peer ID, after Route. WebTransport and raw QUIC share one UDP
-// port; WebSocket and plain HTTP use the TCP port of the same number.
+// sessions of a moq node: they are offered the node's publications, appear
+// in the node's IncomingSessions and Sessions, and what they publish is
+// read through their moq.Session. They pass the node's admission
+// (moq.WithAdmission) like P2P sessions, with an empty peer ID, after
+// Route, and share the node's admission slots (moq.WithPendingAdmissions,
+// through moq.Admission). WebTransport and raw QUIC share one UDP port;
+// WebSocket and plain HTTP use the TCP port of the same number.
 //
 // The URL path of a WebTransport or WebSocket request scopes its session, as
 // moq-relay does: a client connected at /room sees the node's room/clock as
@@ -47,7 +53,7 @@ const CertificatePath = "/certificate.sha256"
 // not change afterwards.
 type Server struct {
 	// Moq is the node the sessions belong to. Required.
-	Moq *Moq
+	Moq *moq.Moq
 	// Addr is "host:port" for ListenAndServe: UDP for WebTransport and raw
 	// QUIC, TCP for WebSocket. Port 0 picks a free UDP port and the same
 	// number on TCP.
@@ -81,7 +87,7 @@ type Server struct {
 	// WebSocket tunes the WebSocket transport (framings, windows). Its
 	// CheckOrigin is replaced by the Server's.
 	WebSocket websocket.Config
-	// Logger; nil means the node's.
+	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 
 	// MaxSessionsPerIP bounds the sessions one source IP address holds at
@@ -94,11 +100,12 @@ type Server struct {
 	// behind one NAT or proxy share an address, so size it for them.
 	MaxSessionsPerIP int
 	// MaxPendingPerIP bounds the sessions of one source IP address that wait
-	// for admission (WithAdmission) at once; over it a client is refused
-	// like above. Zero means DefaultMaxPendingPerIP, negative no bound. The
-	// node-wide bound (WithPendingAdmissions) applies too: a hostile address
-	// holds at most this many of the node's admission slots, one goroutine
-	// and one connection each.
+	// for admission (moq.WithAdmission) at once; over it a client is refused
+	// like above, and the wait counts until the session has reached every
+	// IncomingSessions iteration. Zero means DefaultMaxPendingPerIP,
+	// negative no bound. The node-wide bound (moq.WithPendingAdmissions)
+	// applies too: a hostile address holds at most this many of the node's
+	// admission slots, one goroutine and one connection each.
 	MaxPendingPerIP int
 
 	once    sync.Once
@@ -111,7 +118,8 @@ type Server struct {
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
 	// drainCtx ends at Shutdown or Close: it bounds pending admissions,
-	// which a draining server would refuse anyway.
+	// which a draining server would refuse anyway, and the wait for a full
+	// IncomingSessions queue.
 	drainCtx    context.Context
 	drainCancel context.CancelFunc
 	wg          sync.WaitGroup
@@ -120,7 +128,7 @@ type Server struct {
 	registering sync.WaitGroup
 
 	mu       sync.Mutex
-	sessions map[*actor.Session]struct{}
+	sessions map[*moq.Session]struct{}
 	perIP    map[netip.Addr]*ipLoad // sessions and admissions by source address
 	tcp      net.Listener
 	udp      net.PacketConn
@@ -131,12 +139,12 @@ type Server struct {
 func (s *Server) init() error {
 	s.once.Do(func() {
 		if s.Moq == nil {
-			s.initErr = errors.New("moq: Server.Moq is nil")
+			s.initErr = errors.New("server: Server.Moq is nil")
 			return
 		}
 		s.log = s.Logger
 		if s.log == nil {
-			s.log = s.Moq.log
+			s.log = slog.Default()
 		}
 		s.tc = s.TLSConfig
 		if s.tc == nil {
@@ -152,7 +160,7 @@ func (s *Server) init() error {
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.drainCtx, s.drainCancel = context.WithCancel(s.ctx)
-		s.sessions = map[*actor.Session]struct{}{}
+		s.sessions = map[*moq.Session]struct{}{}
 		s.perIP = map[netip.Addr]*ipLoad{}
 		h := http.HandlerFunc(s.serveHTTP)
 		s.wt = webtransport.NewServer(s.tc, s.QUICConfig, webtransport.Config{
@@ -193,7 +201,7 @@ func (s *Server) ListenAndServe() error {
 	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		_ = udp.Close()
-		return fmt.Errorf("moq: TCP port %d for WebSocket: %w", port, err)
+		return fmt.Errorf("server: TCP port %d for WebSocket: %w", port, err)
 	}
 	return s.Serve(udp, tcp)
 }
@@ -213,7 +221,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		if closed {
 			return ErrServerClosed
 		}
-		return errors.New("moq: Server.Serve called twice")
+		return errors.New("server: Server.Serve called twice")
 	}
 	s.udp, s.tcp = udp, tcp
 	if tcp != nil && s.TLSConfig != nil && !s.PlainHTTP {
@@ -303,7 +311,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// Waiting for an admission slot before the upgrade leaves the client
 	// waiting for its answer: back-pressure rather than a refusal.
-	if err := s.Moq.acquireAdmission(s.drainCtx); err != nil {
+	slot, err := s.Moq.Admission(s.drainCtx)
+	if err != nil {
 		s.release(ip, true)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
@@ -315,12 +324,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := websocket.Accept(w, r, &cfg)
 	if err != nil {
-		s.Moq.releaseAdmission()
+		slot.Release()
 		s.release(ip, true)
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.register(c, scope, ip)
+	s.register(slot, c, scope, ip)
 }
 
 // acceptQUIC registers the WebTransport and raw QUIC sessions. It waits
@@ -347,12 +356,13 @@ func (s *Server) acceptQUIC() {
 			_ = c.CloseWithError(uint32(code), reason)
 			continue
 		}
-		if err := s.Moq.acquireAdmission(s.drainCtx); err != nil {
+		slot, err := s.Moq.Admission(s.drainCtx)
+		if err != nil {
 			s.release(ip, true)
 			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 			continue
 		}
-		s.wg.Go(func() { s.register(c, scope, ip) })
+		s.wg.Go(func() { s.register(slot, c, scope, ip) })
 	}
 }
 
@@ -394,7 +404,7 @@ const (
 // the client as the close code.
 var (
 	ErrTooManySessions = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many sessions from this address"}
-	ErrTooManyPending  = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many sessions waiting for admission"}
+	ErrTooManyPending  = moq.ErrTooManyPending
 )
 
 // ipLoad is what one source address holds.
@@ -466,12 +476,16 @@ func (s *Server) release(ip netip.Addr, pending bool) {
 }
 
 // register admits c, makes it a session of the node and tracks it for
-// Shutdown. The caller holds a node admission slot and ip's reservation.
-func (s *Server) register(c transport.Conn, scope string, ip netip.Addr) {
+// Shutdown. The caller holds slot and ip's reservation. The slot is held
+// until the session has reached every IncomingSessions iteration (as for
+// P2P sessions), so an iteration that stopped reading pauses accepting
+// once the node's slots are taken, rather than parking a goroutine and a
+// connection per client.
+func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, ip netip.Addr) {
 	s.mu.Lock()
 	if s.draining || s.closed {
 		s.mu.Unlock()
-		s.Moq.releaseAdmission()
+		slot.Release()
 		s.release(ip, true)
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 		return
@@ -480,41 +494,32 @@ func (s *Server) register(c transport.Conn, scope string, ip netip.Addr) {
 	s.mu.Unlock()
 	defer s.registering.Done()
 
-	// Admission ends with the server's draining or the node's shutdown,
-	// whichever is first, so neither waits for a slow admission.
-	actx, cancel := context.WithCancel(s.drainCtx)
-	stop := context.AfterFunc(s.Moq.ctx, cancel)
-	ok := s.Moq.admitted(actx, anonConn{c})
-	stop()
-	cancel()
-	s.Moq.releaseAdmission()
-	s.admissionDone(ip)
-	if !ok {
-		s.release(ip, false)
-		return
-	}
-	as, err := s.Moq.a.RegisterWith(s.ctx, anonConn{c}, actor.RegisterOptions{Scope: scope})
+	// Admission and the hand-over to the iterations end with the server's
+	// draining (the node's shutdown ends them too), so that neither holds
+	// Shutdown up.
+	ms, err := slot.Accept(s.drainCtx, c, scope)
 	if err != nil {
-		s.release(ip, false)
-		s.log.Debug("session not registered", "remote", c.RemoteAddr(), "err", err)
+		s.release(ip, true)
+		s.log.Debug("session not accepted", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
+	s.admissionDone(ip)
 	s.mu.Lock()
 	// A session registered while Shutdown drains is still tracked: Shutdown
 	// waits for this call before it looks, and then tells it to go away as
 	// it tells the others (closing it here would skip the GOAWAY).
 	if s.closed {
 		s.mu.Unlock()
-		_ = as.Close(broadcast.CodeCancel, "server shutting down")
+		_ = ms.Close(broadcast.CodeCancel, "server shutting down")
 		s.release(ip, false)
 		return
 	}
-	s.sessions[as] = struct{}{}
+	s.sessions[ms] = struct{}{}
 	s.mu.Unlock()
 	// A callback at the session's end, not a goroutine parked per session.
-	context.AfterFunc(as.Context(), func() {
+	context.AfterFunc(ms.Context(), func() {
 		s.mu.Lock()
-		delete(s.sessions, as)
+		delete(s.sessions, ms)
 		s.mu.Unlock()
 		s.release(ip, false)
 	})
@@ -534,7 +539,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	sessions := s.sessions
-	s.sessions = map[*actor.Session]struct{}{}
+	s.sessions = map[*moq.Session]struct{}{}
 	s.mu.Unlock()
 	s.cancel()
 	for as := range sessions {
@@ -578,7 +583,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.mu.Lock()
-	live := make([]*actor.Session, 0, len(s.sessions))
+	live := make([]*moq.Session, 0, len(s.sessions))
 	for as := range s.sessions {
 		live = append(live, as)
 	}
@@ -599,7 +604,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	for _, as := range live {
 		select {
-		case <-as.Done():
+		case <-as.Closed():
 		case <-ctx.Done():
 		}
 	}
@@ -608,39 +613,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // speaksGoaway reports whether a session's version has GOAWAY (lite-04 on).
-func speaksGoaway(as *actor.Session) bool {
+func speaksGoaway(as *moq.Session) bool {
 	v := as.Version()
 	return v != "" && !slices.Contains(noGoaway, v)
 }
 
 // noGoaway are the versions before GOAWAY existed.
 var noGoaway = []string{"moq-lite-01", "moq-lite-02", "moq-lite-03"}
-
-// Open runs a moq-lite session over a connection this node dialed to a
-// server without a libp2p identity: moql:// (rawquic.Dial), WebTransport
-// (webtransport.Dial) or WebSocket (websocket.Dial). The session is the
-// node's like Connect's: offered every publication, listed by Sessions,
-// with an empty peer ID, and it never answers a Connect. This node is the
-// client of the compat SETUP if the connection needs one. The node owns c
-// from the call on: it is closed if the session cannot start.
-func (m *Moq) Open(ctx context.Context, c transport.Conn) (*Session, error) {
-	s, err := m.a.RegisterWith(ctx, anonConn{c}, actor.RegisterOptions{Dialed: true, Client: true})
-	if err != nil {
-		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
-		return nil, err
-	}
-	return &Session{s: s, m: m}, nil
-}
-
-// anonConn is a connection to or from a peer without a libp2p identity.
-type anonConn struct{ transport.Conn }
-
-func (anonConn) RemotePeer() peer.ID { return "" }
-
-// Stats forwards the transport's counters (zero where it has none).
-func (c anonConn) Stats() transport.Stats {
-	if sc, ok := c.Conn.(transport.StatsConn); ok {
-		return sc.Stats()
-	}
-	return transport.Stats{}
-}
