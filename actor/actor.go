@@ -52,6 +52,7 @@ type Actor struct {
 	// subscribers receive every accepted session registered while they
 	// are here (Incoming).
 	subscribers map[*Incoming]struct{}
+	fwd         *forwarder // nil without Config.Forward (forward.go)
 
 	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
 	// run, use them. An entry lives until its request is answered.
@@ -105,12 +106,17 @@ func New(cfg Config) *Actor {
 		pubByID:      map[uint64]*published{},
 	}
 	a.lifetime, a.endLife = context.WithCancel(context.Background())
-	go a.run()
+	var fwdKick chan struct{}
+	if cfg.Forward != nil {
+		a.fwd = newForwarder(a, *cfg.Forward)
+		fwdKick = a.fwd.kick
+	}
+	go a.run(fwdKick)
 	return a
 }
 
 // run is the actor: the only goroutine that reads or writes its state.
-func (a *Actor) run() {
+func (a *Actor) run(fwdKick <-chan struct{}) {
 	defer close(a.stopped)
 	for {
 		select {
@@ -161,6 +167,10 @@ func (a *Actor) run() {
 			a.closing--
 		case e := <-a.pubEndedc:
 			a.unpublish(e.id)
+		case <-fwdKick: // nil without forwarding
+			if !a.isShutting() {
+				a.fwd.drain()
+			}
 		}
 		if a.isShutting() && a.closing == 0 && len(a.pending) == 0 {
 			for _, c := range a.shutdownAt {
@@ -321,7 +331,10 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
 	cfg.Client = opts.Client || dialed // the side that opened the connection (metrics label it outbound)
-	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin, cost: opts.Cost}
+	if s.cost <= 0 {
+		s.cost = DefaultLinkCost
+	}
 	// Offer first, start serving after: a peer that subscribes the moment
 	// the session is up, without waiting for an announcement (gomoqt does),
 	// must find every publication already there.
@@ -342,6 +355,9 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	s.Session = ss
 	a.sessions[s.peer] = append(a.sessions[s.peer], s)
 	a.byID[s.id] = s
+	if a.fwd != nil {
+		a.fwd.added(s)
+	}
 	// A hook, not a goroutine parked per session: idle sessions are cheap.
 	context.AfterFunc(s.Context(), func() {
 		select {
@@ -377,6 +393,9 @@ func (a *Actor) sessionEnded(id uint64) {
 	for _, p := range a.pubs {
 		delete(p.stops, id)
 	}
+	if a.fwd != nil {
+		a.fwd.removed(s)
+	}
 	s.origin.Close()
 }
 
@@ -396,6 +415,9 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 	pub := &Publication{a: a, id: a.id(), name: name, b: b}
 	p := &published{pub: pub, stops: map[uint64]func(){}}
 	a.pubs[name], a.pubByID[pub.id] = p, p
+	if a.fwd != nil {
+		a.fwd.published(name)
+	}
 	for _, s := range a.byID {
 		a.offer(p, s)
 	}
@@ -443,6 +465,9 @@ func (a *Actor) unpublish(id uint64) {
 	for _, stop := range p.stops {
 		stop()
 	}
+	if a.fwd != nil && !a.isShutting() {
+		a.fwd.unpublished(p.pub.name)
+	}
 }
 
 func (a *Actor) snapshot() snapshot {
@@ -461,6 +486,9 @@ func (a *Actor) snapshot() snapshot {
 	slices.Sort(snap.published)
 	snap.pending = len(a.pending)
 	snap.subscribers = len(a.subscribers)
+	if a.fwd != nil {
+		snap.forward = a.fwd.snapshot()
+	}
 	for _, d := range a.pending {
 		snap.held += len(d.waiters)
 		for _, w := range d.waiters {
@@ -489,6 +517,9 @@ func (a *Actor) shutdown(r shutdownReq) {
 	}
 	for id := range a.pubByID {
 		a.unpublish(id)
+	}
+	if a.fwd != nil {
+		a.fwd.stop()
 	}
 	a.closing = len(a.byID)
 	grace := a.cfg.ShutdownGrace

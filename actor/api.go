@@ -134,6 +134,10 @@ type RegisterOptions struct {
 	// Client: this node is the connection's client, which matters only for
 	// the compat SETUP (see session.Config.Client).
 	Client bool
+	// Cost ranks the routes learnt over this session when forwarding
+	// (Config.Forward): lower is preferred. 0 means DefaultLinkCost (a
+	// direct link); a relayed link is conventionally 10.
+	Cost int
 }
 
 // RegisterWith is Register with options. The actor owns conn from the call

@@ -132,6 +132,7 @@ type snapshot struct {
 	held      int // entries in the dials' waiter lists, callers that gave up included
 
 	subscribers int // incoming-session subscribers
+	forward     ForwardStats
 }
 
 // Events from the actor's own goroutines.

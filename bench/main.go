@@ -8,6 +8,8 @@
 //	P5  memory per idle session, next to a raw quic-go connection
 //	P6  group churn: one uni stream per group, next to raw quic-go stream churn
 //	P7  1000 concurrent Connect to one peer: handshakes and time
+//	P8  a relay hop: one publisher → relay → one subscriber, next to a direct session
+//	P9  failover: the relay in use goes away, the subscriber's track carries on
 //	P11 10 000 idle sessions on one node: heap, goroutines, file descriptors per session, accept rate
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
@@ -79,7 +81,7 @@ func main() {
 		return
 	}
 	var cfg config
-	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P11", "rows to run, comma-separated")
+	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P8,P9,P11", "rows to run, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 5, "rounds per row (median and spread are reported)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smaller loads (a smoke test; numbers are rougher)")
 	jsonOut := flag.Bool("json", false, "print the results as JSON instead of a table")
@@ -215,6 +217,12 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P7") {
 		lines = append(lines, runConnect(ctx, cfg)...)
+	}
+	if want("P8") {
+		lines = append(lines, runRelayHop(ctx, cfg)...)
+	}
+	if want("P9") {
+		lines = append(lines, runFailover(ctx, cfg)...)
 	}
 	if want("P11") {
 		lines = append(lines, runMany(ctx, cfg)...)

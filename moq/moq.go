@@ -102,6 +102,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 
 		MaxSessionsPerPeer: o.peerLimits.Sessions,
 		MaxPendingDials:    o.peerLimits.PendingDials,
+		Forward:            o.forwardConfig(&m),
 	})
 	if m.quic != nil {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
@@ -30,6 +31,7 @@ type options struct {
 	peerLimits     PeerLimits
 	discovery      discoveryOptions      // discovery.go
 	metrics        session.MetricsTracer // stats.go
+	forward        *Forwarding           // forward.go
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
@@ -136,3 +138,12 @@ type PeerLimits struct {
 
 // WithPeerLimits sets the per-peer bounds (see PeerLimits).
 func WithPeerLimits(l PeerLimits) Option { return func(o *options) { o.peerLimits = l } }
+
+// forwardConfig is the actor's forwarding configuration, nil without
+// WithForwarding.
+func (o *options) forwardConfig(m **Moq) *actor.Forward {
+	if o.forward == nil {
+		return nil
+	}
+	return o.forward.forwardConfig(m)
+}
