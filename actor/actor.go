@@ -391,6 +391,11 @@ func (a *Actor) sessionEnded(id uint64) {
 		a.sessions[s.peer] = list
 	}
 	for _, p := range a.pubs {
+		// stop also drops the hook the offer left on the broadcast: without
+		// it a long-lived publication keeps every ended session's origin.
+		if stop := p.stops[id]; stop != nil {
+			stop()
+		}
 		delete(p.stops, id)
 	}
 	if a.fwd != nil {
