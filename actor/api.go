@@ -182,7 +182,7 @@ func checkProtocol(alpn string) error {
 	if wire.NeedsSetup(alpn) {
 		return nil
 	}
-	if v, ok := wire.VersionForALPN(alpn); ok && (v == wire.Lite03 || v == wire.Lite04) {
+	if _, ok := wire.VersionForALPN(alpn); ok { // lite-03, -04, -05
 		return nil
 	}
 	return fmt.Errorf("moq: unsupported protocol %q", alpn)

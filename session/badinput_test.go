@@ -269,8 +269,15 @@ func (p *rawPeer) parseGroup(data []byte) (parsedGroup, error) {
 		return g, err
 	}
 	for {
+		if p.v.HasFrameTimestamps() { // lite-05: a timestamp delta first
+			if _, err := wire.ReadVarint(r); errors.Is(err, io.EOF) {
+				return g, nil
+			} else if err != nil {
+				return g, err
+			}
+		}
 		size, err := wire.ReadVarint(r)
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) && !p.v.HasFrameTimestamps() {
 			return g, nil
 		}
 		if err != nil {

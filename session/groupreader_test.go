@@ -112,7 +112,7 @@ func TestBufferedFrames(t *testing.T) {
 	data := append(frames("a", "", "bcd"), frames("0123456789")...) // the last is over MaxFrameSize
 	r := bufio.NewReaderSize(bytes.NewReader(append(data, frames("tail")...)), 64)
 	_, _ = r.Peek(1)
-	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{})
+	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{}, &frameStamps{})
 	if fmt.Sprintf("%q", strs(batch)) != `["a" "" "bcd"]` || size != 4 {
 		t.Fatalf("got %q (%d bytes), want [a  bcd] (4 bytes)", strs(batch), size)
 	}
@@ -120,16 +120,16 @@ func TestBufferedFrames(t *testing.T) {
 		t.Fatal("a frame's capacity reaches into the next one: an append would overwrite it")
 	}
 	// It stops at the oversized frame, which readFrames then reports.
-	if batch, _ := s.bufferedFrames(r, nil, &slab{}); len(batch) != 0 {
+	if batch, _ := s.bufferedFrames(r, nil, &slab{}, &frameStamps{}); len(batch) != 0 {
 		t.Fatalf("got %q past an oversized frame", strs(batch))
 	}
 	// At most cap(dst) frames; an incomplete frame is left in the buffer.
 	r = bufio.NewReaderSize(bytes.NewReader(append(frames("x", "y", "z"), 5, 'p')), 64)
 	_, _ = r.Peek(1)
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[x y]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[x y]" {
 		t.Fatalf("got %q, want [x y]", strs(batch))
 	}
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[z]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[z]" {
 		t.Fatalf("got %q, want [z]", strs(batch))
 	}
 	if r.Buffered() != 2 {
@@ -196,7 +196,7 @@ func TestCompleteFrames(t *testing.T) {
 		{"more than max frames", frames("a", "b", "c", "d"), 3, false},
 		{"exactly max frames", frames("a", "b", "c"), 3, true},
 	} {
-		count, _, end := s.completeFrames(c.buf, 3)
+		count, _, end := s.completeFrames(c.buf, 3, 0)
 		if count != c.count || (end == len(c.buf)) != c.whole {
 			t.Errorf("%s: %d frames ending at %d of %d, want %d frames, whole %v", c.name, count, end, len(c.buf), c.count, c.whole)
 		}

@@ -59,6 +59,10 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
 		return
 	}
+	if typ == wire.UniSetup {
+		s.recvSetup(rs, gr)
+		return
+	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad group header", "err", err)
@@ -121,7 +125,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr.Reader, g)
+	rerr := s.readFrames(gr.Reader, g, s.stampsFor(gr, sub))
 	if rerr != nil {
 		g.Abort(rerr)
 		var se *transport.StreamError
@@ -154,20 +158,21 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 	defer func() { <-sub.room }()
 	var frames [][]byte
+	var stamps []uint64
 	gc := g.Consume()
 	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
 	for {
 		var end error
-		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+		if frames, stamps, end = gc.TryReadFramesAt(frames, stamps, math.MaxInt); end != nil {
 			break
 		}
 	}
 	hold.Abort(nil) // its charges go back before the track charges the frames
 	var err error
 	if rerr == nil {
-		err = sub.track.WriteGroup(seq, frames...)
+		err = sub.track.WriteGroupAt(seq, stamps, frames...)
 	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
-		err = pg.WriteFrames(frames...)
+		err = pg.WriteFramesAt(stamps, frames...)
 		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
 	} else {
 		err = cerr
@@ -270,7 +275,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(r, g); err != nil {
+	if err := s.readFrames(r, g, s.stampsFor(gr, sub)); err != nil {
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -293,12 +298,18 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	var arr [maxBatch][]byte
 	var mem slab
 	buf, _ := gr.Peek(gr.Buffered())
-	if _, _, end := s.completeFrames(buf, len(arr)); end != len(buf) {
+	if _, _, end := s.completeFrames(buf, len(arr), 0); end != len(buf) {
 		return false // more frames than a batch, or a bad one: read as a stream
 	}
-	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem)
+	st := s.stampsFor(gr, sub)
+	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, st)
 	frames := len(batch)
-	err := sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	var err error
+	if st.on {
+		err = sub.track.WriteGroupAt(gr.hdr.Sequence, st.batch, batch...)
+	} else {
+		err = sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	}
 	clear(batch)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
@@ -314,12 +325,12 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads `size || payload` frames until FIN at a frame boundary.
+// readFrames reads `size || payload` frames (lite-05: `timestamp || size || payload`) until FIN at a frame boundary.
 // The frames that lie complete in r's buffer go to the group together, in
 // one allocation and with one wake-up of its consumers (bufferedFrames); a
 // frame that does not is read on its own. No frame is held back while
 // waiting for the stream.
-func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer, st *frameStamps) error {
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
@@ -337,9 +348,9 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 				return s.frameErr(err)
 			}
 		}
-		batch, size := s.bufferedFrames(r, arr[:0], &mem)
+		batch, size := s.bufferedFrames(r, arr[:0], &mem, st)
 		if len(batch) == 0 { // the next frame is not all here yet
-			n, err := wire.ReadVarint(r)
+			n, err := s.readFrameStart(r, st)
 			switch {
 			case err != nil:
 				return s.frameErr(err)
@@ -353,7 +364,12 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 			budget.Release(held) // the group charges it now
 			batch, size = append(batch, payload), n
 		}
-		err := g.WriteFrames(batch...)
+		var err error
+		if st.on {
+			err = g.WriteFramesAt(st.batch, batch...)
+		} else {
+			err = g.WriteFrames(batch...)
+		}
 		clear(batch)
 		if err != nil {
 			return err
@@ -368,16 +384,20 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 // dst; it also returns their total size. It stops at a frame that is not
 // all buffered or is over the size limit (the caller then reads it alone and
 // reports the error).
-func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab, st *frameStamps) ([][]byte, uint64) {
+	st.batch = st.batch[:0]
 	buf, _ := r.Peek(r.Buffered())
-	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst))
+	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst), st.prev)
 	if count == 0 {
 		return dst, 0
 	}
 	payloads := mem.take(total)
 	off, pos := 0, 0
 	for range count {
-		size, n, _ := wire.ParseVarint(buf[off:])
+		ts, size, n, _ := s.frameStart(buf[off:], st.prev)
+		if st.on {
+			st.add(ts)
+		}
 		off += n
 		end := pos + int(size)
 		copy(payloads[pos:end], buf[off:off+int(size)])
@@ -390,12 +410,14 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 }
 
 // completeFrames scans buf for `size || payload` frames that lie complete
-// in it, at most max of them, each within MaxFrameSize: their count, their
-// payload bytes, and where the last one ends.
-func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
+// in it, at most max of them, each within MaxFrameSize (and on lite-05 with
+// a timestamp in range, the first one's delta taken from prev): their
+// count, their payload bytes, and where the last one ends.
+func (s *Session) completeFrames(buf []byte, max int, prev uint64) (count, total, end int) {
 	for count < max {
-		size, n, err := wire.ParseVarint(buf[end:])
-		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+		ts, size, n, ok := s.frameStart(buf[end:], prev)
+		prev = ts
+		if !ok || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
 			break
 		}
 		end += n + int(size)

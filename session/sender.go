@@ -369,10 +369,11 @@ func (gs *groupSender) wait() { gs.wg.Wait() }
 type groupWriter struct {
 	w      *bufio.Writer
 	frames [][]byte
+	ts     []uint64 // the frames' timestamps
 }
 
 var groupWriters = sync.Pool{New: func() any {
-	return &groupWriter{w: bufio.NewWriterSize(nil, 32<<10), frames: make([][]byte, 0, 64)}
+	return &groupWriter{w: bufio.NewWriterSize(nil, 32<<10), frames: make([][]byte, 0, 64), ts: make([]uint64, 0, 64)}
 }}
 
 // writeSmallGroup sends a finished group whose frames are all at hand
@@ -396,13 +397,13 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 		st.CancelWrite(uint32(broadcast.CodeEncode))
 		return
 	}
-	var frames, bytes uint64
+	var frames, bytes, prev uint64
 	for {
-		f, ok, err := g.TryReadFrame()
+		f, ts, ok, err := g.TryReadFrameAt()
 		if !ok || err != nil {
 			break // the end: the group finished after these frames
 		}
-		b = wire.AppendFrameHeader(b, uint64(len(f)))
+		b = s.appendFrameHeader(b, &prev, ts, len(f))
 		b = append(b, f...)
 		frames++
 		bytes += uint64(len(f))
@@ -452,8 +453,9 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	if _, err := w.Write(b); err != nil {
 		return
 	}
-	write := func(f []byte) error {
-		if _, err := w.Write(wire.AppendFrameHeader(hdr[:0], uint64(len(f)))); err != nil {
+	var prev uint64 // the previous frame's timestamp
+	write := func(f []byte, ts uint64) error {
+		if _, err := w.Write(s.appendFrameHeader(hdr[:0], &prev, ts, len(f))); err != nil {
 			return err
 		}
 		_, err := w.Write(f)
@@ -462,9 +464,9 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 		return err
 	}
 	for {
-		batch, err := g.TryReadFrames(gw.frames[:0], cap(gw.frames))
-		for _, f := range batch {
-			if write(f) != nil {
+		batch, stamps, err := g.TryReadFramesAt(gw.frames[:0], gw.ts[:0], cap(gw.frames))
+		for i, f := range batch {
+			if write(f, stamps[i]) != nil {
 				clear(batch)
 				return
 			}
@@ -478,8 +480,9 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 				return
 			}
 			var f []byte
-			if f, err = g.ReadFrame(ctx); err == nil {
-				if write(f) != nil {
+			var ts uint64
+			if f, ts, err = g.ReadFrameAt(ctx); err == nil {
+				if write(f, ts) != nil {
 					return
 				}
 				continue

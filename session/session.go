@@ -57,6 +57,8 @@ type Session struct {
 	probes    atomic.Int64 // peer probe streams held open
 	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	sorted    signal       // a stream left unsorted (its header was read, or it was dropped)
+	peerSetup peerSetup    // the peer's lite-05 SETUP
+	dgOnce    sync.Once    // starts the datagram reader (lite-05, first subscription)
 	// back-pressured groups on goroutines waiting for their turn to be
 	// read; the accept loop takes no stream while there are any
 	turnWaiters atomic.Int64
@@ -83,7 +85,7 @@ type trackKey struct{ path, track string }
 func New(conn transport.Conn, cfg Config) (*Session, error) {
 	v, ok := wire.VersionForALPN(conn.Protocol())
 	setup := wire.NeedsSetup(conn.Protocol())
-	if !setup && (!ok || (v != wire.Lite03 && v != wire.Lite04)) {
+	if !setup && (!ok || v < wire.Lite03) { // lite-01/02 have no ALPN of their own
 		_ = conn.CloseWithError(uint32(broadcast.CodeVersion), "unsupported protocol "+conn.Protocol())
 		return nil, fmt.Errorf("%w: %q", ErrVersion, conn.Protocol())
 	}
@@ -142,6 +144,9 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 // start runs the session once its version is known.
 func (s *Session) start(interest []string) {
 	close(s.ready)
+	if s.version.HasSetupStream() {
+		s.spawn(s.sendSetup)
+	}
 	s.spawn(s.acceptStreams)
 	for _, p := range interest {
 		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
@@ -316,7 +321,8 @@ func putReader(br *bufio.Reader)       { put(&controlReaders, br) }
 // the stream ended (FIN) behind what is buffered.
 type groupReader struct {
 	*bufio.Reader
-	hdr wire.Group // the stream's GROUP header, decoded by recvGroup
+	hdr    wire.Group  // the stream's GROUP header, decoded by recvGroup
+	stamps frameStamps // its frames' timestamps (lite-05)
 	// hdrTimer is the deadline for the header of a stream read on a
 	// goroutine of its own (zero for one that arrived whole).
 	hdrTimer headerTimer
@@ -497,6 +503,14 @@ func (s *Session) handleStream(st transport.Stream) {
 		s.serveProbe(st, r)
 	case wire.StreamGoaway:
 		s.handleGoaway(st, r, hdr)
+	case wire.StreamTrack:
+		s.serveTrack(st, r, hdr)
+	case wire.StreamFetch:
+		if !s.version.HasFrameTimestamps() { // lite-03/04 publishers serve no FETCH
+			reset(st, broadcast.CodeUnsupported)
+			return
+		}
+		s.serveFetch(st, r, hdr)
 	default: // fetch, and anything allowed by the codec but not served here
 		s.log.Debug("refusing stream", "type", typ)
 		reset(st, broadcast.CodeUnsupported)

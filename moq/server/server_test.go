@@ -130,7 +130,7 @@ func TestServerTransports(t *testing.T) {
 		}
 		s := clientSession(t, c)
 		readFrames(t, s, "clock", 5)
-		if s.Version() != "moq-lite-04" || s.Remote().Get("lobby") != nil {
+		if s.Version() != "moq-lite-05" || s.Remote().Get("lobby") != nil {
 			t.Fatalf("version %s, lobby visible %v", s.Version(), s.Remote().Get("lobby") != nil)
 		}
 		waitIncoming("room")
@@ -141,7 +141,8 @@ func TestServerTransports(t *testing.T) {
 		protocols []string
 		version   string
 	}{
-		{"websocket qmux-00 lite-04", websocket.FramingQmux, nil, "moq-lite-04"},
+		{"websocket qmux-02 lite-05", websocket.FramingQmux02, nil, "moq-lite-05"},
+		{"websocket qmux-00 lite-04", websocket.FramingQmux, []string{"moq-lite-04"}, "moq-lite-04"},
 		{"websocket legacy lite-03", websocket.FramingLegacy, []string{"moq-lite-03"}, "moq-lite-03"},
 		{"websocket qmux-00 setup lite-02", websocket.FramingQmux, []string{}, "moq-lite-02"},
 		{"websocket legacy setup lite-02", websocket.FramingLegacy, []string{}, "moq-lite-02"},

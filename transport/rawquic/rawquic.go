@@ -31,7 +31,7 @@ import (
 // a session, while any peer that speaks lite-04 or lite-03 gets that. A
 // session on a moql connection needs session.Config.Client on the dialing
 // side.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+var ALPNs = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more
@@ -44,6 +44,7 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		EnableDatagrams:       true, // moq-lite-05 may send single-frame groups as datagrams
 	}
 }
 
@@ -181,6 +182,21 @@ func Wrap(c *quic.Conn) transport.Conn {
 type conn struct {
 	c   *quic.Conn
 	ctx context.Context // c.Context() with the close cause in transport's terms
+}
+
+// DatagramsSupported implements transport.DatagramConn.
+func (c *conn) DatagramsSupported() bool { return c.c.ConnectionState().SupportsDatagrams.Remote }
+
+// SendDatagram implements transport.DatagramConn.
+func (c *conn) SendDatagram(p []byte) error { return convert(c.c.SendDatagram(p)) }
+
+// ReceiveDatagram implements transport.DatagramConn.
+func (c *conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	p, err := c.c.ReceiveDatagram(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return p, nil
 }
 
 func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {

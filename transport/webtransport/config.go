@@ -15,7 +15,7 @@ import (
 
 // DefaultProtocols are the moq-lite protocols offered by Dial and accepted by
 // a Server when its Config names none, most preferred first.
-var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+var DefaultProtocols = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // DefaultAcceptQueue is how many sessions wait for Accept when
 // Config.AcceptQueue is zero.
