@@ -3,6 +3,7 @@ module github.com/moqp2p/moqp2p
 go 1.26.0
 
 require (
+	github.com/Eyevinn/mp4ff v0.52.0
 	github.com/coder/websocket v1.8.14
 	github.com/ipfs/go-cid v0.6.2
 	github.com/libp2p/go-libp2p v0.51.0
@@ -22,7 +23,6 @@ require (
 require (
 	filippo.io/bigmod v0.1.1-0.20260103110540-f8a47775ebe5 // indirect
 	filippo.io/keygen v1.0.0 // indirect
-	github.com/Eyevinn/mp4ff v0.52.0 // indirect
 	github.com/benbjohnson/clock v1.3.5 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

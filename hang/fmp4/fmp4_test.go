@@ -1,0 +1,214 @@
+package fmp4
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/Eyevinn/mp4ff/avc"
+
+	"github.com/moqp2p/moqp2p/hang"
+	"github.com/moqp2p/moqp2p/internal/ffmpegtest"
+)
+
+var testVideo = ffmpegtest.Video{Seconds: 2, FPS: 25, Width: 320, Height: 240, GOP: 10}
+
+func TestReadFFmpegFragmentedMP4(t *testing.T) {
+	ffmpegtest.Require(t)
+	in := ffmpegtest.Make(t, t.TempDir(), "in.mp4", testVideo)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rd.Catalog().Video.Renditions[VideoTrack]
+	if v.Codec != "avc1.42c00d" && v.Codec[:7] != "avc1.42" {
+		t.Fatalf("codec %q, want constrained baseline avc1.42…", v.Codec)
+	}
+	if v.CodedWidth != 320 || v.CodedHeight != 240 || v.Description == "" || v.Container != hang.Legacy {
+		t.Fatalf("rendition %+v", v)
+	}
+	if _, err := rd.Catalog().Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	var n, keys int
+	for {
+		s, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := uint64(n) * 40_000; s.Timestamp != want || s.Duration != 40_000 {
+			t.Fatalf("sample %d at %d µs for %d µs, want %d for 40000", n, s.Timestamp, s.Duration, want)
+		}
+		if s.Keyframe != (n%testVideo.GOP == 0) {
+			t.Fatalf("sample %d keyframe %v", n, s.Keyframe)
+		}
+		if s.Keyframe {
+			keys++
+		}
+		n++
+	}
+	if n != testVideo.Frames() || keys != testVideo.Frames()/testVideo.GOP {
+		t.Fatalf("%d samples, %d keyframes", n, keys)
+	}
+}
+
+func TestRoundTripThroughHang(t *testing.T) {
+	ffmpegtest.Require(t)
+	dir := t.TempDir()
+	in := ffmpegtest.Make(t, dir, "in.mp4", testVideo)
+	src, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(bytes.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through the hang catalog's JSON, as a subscriber gets it.
+	b, err := rd.Catalog().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := hang.ParseCatalog(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.mp4")
+	of, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr, err := NewWriter(of, cat.Video.Renditions[VideoTrack])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Through the legacy container's framing too.
+		ts, payload, err := hang.ParseFrame(hang.AppendFrame(nil, s.Timestamp+7_000_000, s.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wr.WriteFrame(hang.Frame{Timestamp: ts, Keyframe: s.Keyframe, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := of.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, got := ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, out)
+	ffmpegtest.SameTiming(t, want, got, 1.0/float64(testVideo.FPS))
+	if got.Width != 320 || got.Height != 240 {
+		t.Fatalf("%dx%d", got.Width, got.Height)
+	}
+}
+
+func TestReaderRefuses(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"empty":       {},
+		"huge box":    {0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'},
+		"to the end":  {0, 0, 0, 0, 'm', 'd', 'a', 't'},
+		"short box":   {0, 0, 0, 4, 'f', 't', 'y', 'p'},
+		"cut box":     {0, 0, 0, 100, 'f', 't', 'y', 'p', 1, 2},
+		"no moov":     {0, 0, 0, 8, 'f', 'r', 'e', 'e'},
+		"garbage hdr": {0, 0},
+	} {
+		if _, err := NewReader(bytes.NewReader(in)); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: %v, want ErrFormat", name, err)
+		}
+	}
+}
+
+func TestWriterRefusesOtherCodecs(t *testing.T) {
+	if _, err := NewWriter(io.Discard, hang.VideoConfig{Codec: "vp8", Container: hang.Legacy}); !errors.Is(err, ErrCodec) {
+		t.Fatalf("vp8: %v", err)
+	}
+}
+
+// TestWriterTakesAnnexB writes what @moq/publish sends for H.264: Annex B
+// with the parameter sets in band at each keyframe and no description.
+func TestWriterTakesAnnexB(t *testing.T) {
+	ffmpegtest.Require(t)
+	dir := t.TempDir()
+	in := ffmpegtest.Make(t, dir, "in.mp4", testVideo)
+	src, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(bytes.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rd.Catalog().Video.Renditions[VideoTrack]
+	desc, err := v.DescriptionBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := avc.DecodeAVCDecConfRec(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCode := []byte{0, 0, 0, 1}
+	var ps []byte
+	for _, n := range append(rec.SPSnalus, rec.PPSnalus...) {
+		ps = append(append(ps, startCode...), n...)
+	}
+	v.Description, v.Codec = "", "avc1.42e01f"
+	var out bytes.Buffer
+	wr, err := NewWriter(&out, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A delta frame before the first keyframe is dropped, as a decoder
+	// could not start there.
+	if err := wr.WriteFrame(hang.Frame{Timestamp: 0, Payload: []byte{0, 0, 0, 1, 0x41, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := avc.ConvertSampleToByteStream(s.Data)
+		if s.Keyframe {
+			payload = append(append([]byte(nil), ps...), payload...)
+		}
+		if err := wr.WriteFrame(hang.Frame{Timestamp: s.Timestamp + 40_000, Keyframe: s.Keyframe, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "annexb.mp4")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ffmpegtest.SameTiming(t, ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, path), 1.0/float64(testVideo.FPS))
+	if wr.Frames() != testVideo.Frames() {
+		t.Fatalf("wrote %d frames, want %d", wr.Frames(), testVideo.Frames())
+	}
+}
