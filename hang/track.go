@@ -71,6 +71,9 @@ func (w *TrackWriter) WriteFrame(ts uint64, keyframe bool, payload []byte) error
 	return w.group.WriteFrame(buf)
 }
 
+// Track returns the track written to.
+func (w *TrackWriter) Track() *broadcast.TrackProducer { return w.tp }
+
 // Close finishes the current group and the track.
 func (w *TrackWriter) Close() error {
 	if w.group != nil {

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/hang"
+	"github.com/moqp2p/moqp2p/hang/fmp4"
+)
+
+// Priorities of hang's tracks, as @moq/hang orders them: the catalog
+// before the media it describes.
+const (
+	catalogPriority = 100
+	videoPriority   = 50
+)
+
+// mediaLimits are the publishing broadcast's: live (old groups are
+// dropped for a subscriber that falls behind, as a player wants), a group
+// holds a whole group of pictures.
+var mediaLimits = broadcast.Limits{GroupMaxBytes: fmp4.MaxBoxBytes, GroupMaxFrames: 4096}
+
+// openMedia opens --media: a file, or stdin for "-".
+func openMedia(path string, stdin io.Reader) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(stdin), nil
+	}
+	return os.Open(path)
+}
+
+// mediaSource is a hang broadcast fed from fragmented MP4.
+type mediaSource struct {
+	prod    *broadcast.Producer
+	catalog *hang.CatalogWriter
+	video   *hang.TrackWriter
+}
+
+// newMediaSource reads the init segment of in and creates the broadcast's
+// tracks and catalog.
+func newMediaSource(in io.Reader) (*mediaSource, *fmp4.Reader, error) {
+	rd, err := fmp4.NewReader(bufio.NewReaderSize(in, 64<<10))
+	if err != nil {
+		return nil, nil, err
+	}
+	prod := broadcast.New(broadcast.Config{Limits: mediaLimits})
+	ct, err := prod.CreateTrack(broadcast.Track{Name: hang.CatalogTrack, Priority: catalogPriority})
+	if err != nil {
+		return nil, nil, err
+	}
+	vt, err := prod.CreateTrack(hang.MediaTrack(fmp4.VideoTrack, videoPriority))
+	if err != nil {
+		return nil, nil, err
+	}
+	ms := &mediaSource{prod: prod, catalog: hang.NewCatalogWriter(ct), video: hang.NewTrackWriter(vt)}
+	if err := ms.catalog.Write(rd.Catalog()); err != nil {
+		return nil, nil, err
+	}
+	return ms, rd, nil
+}
+
+// mediaStats are what a media publisher or subscriber reports.
+type mediaStats struct {
+	Frames    int    `json:"frames"`
+	Keyframes int    `json:"keyframes"`
+	Codec     string `json:"codec"`
+	// Duration is the span of the timestamps, in microseconds.
+	Duration uint64 `json:"duration_us"`
+}
+
+// pace publishes the samples of rd, each when its timestamp is due
+// (start + timestamp - first), offset by base microseconds. It returns the
+// timestamp after the last sample (its end), for --loop.
+func (ms *mediaSource) pace(ctx context.Context, rd *fmp4.Reader, start time.Time, base uint64, st *mediaStats) (uint64, error) {
+	end := base
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		s, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return end, nil
+		}
+		if err != nil {
+			return end, err
+		}
+		ts := base + s.Timestamp
+		if wait := time.Until(start.Add(time.Duration(ts) * time.Microsecond)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return end, ctx.Err()
+			}
+		}
+		if err := ms.video.WriteFrame(ts, s.Keyframe, s.Data); err != nil {
+			return end, err
+		}
+		st.Frames++
+		if s.Keyframe {
+			st.Keyframes++
+		}
+		end = max(end, ts+s.Duration)
+		st.Duration = end
+	}
+}
+
+// finish finishes the broadcast's tracks: subscribers read to their end.
+// The broadcast stays published (close ends it): ending it now would
+// unannounce it, and subscribers would lose the groups still in flight.
+func (ms *mediaSource) finish() {
+	_ = ms.video.Close()
+	_ = ms.catalog.Close()
+}
+
+// close finishes the tracks and the broadcast.
+func (ms *mediaSource) close() {
+	ms.finish()
+	ms.prod.Finish()
+}
+
+// runMedia publishes --media until its end (or, with --loop, until ctx
+// ends), live-paced by its timestamps; --loop rereads the file and goes on
+// with timestamps after the previous round's. It returns when the last
+// frame is published; the caller lingers for subscribers.
+func runMedia(ctx context.Context, path string, stdin io.Reader, loop bool, ms *mediaSource, rd *fmp4.Reader, in io.Closer, st *mediaStats) error {
+	st.Codec = firstCodec(rd.Catalog())
+	start := time.Now()
+	var base uint64
+	for {
+		end, err := ms.pace(ctx, rd, start, base, st)
+		_ = in.Close()
+		if err != nil || !loop || ctx.Err() != nil {
+			return err
+		}
+		f, err := openMedia(path, stdin)
+		if err != nil {
+			return err
+		}
+		if rd, err = fmp4.NewReader(bufio.NewReaderSize(f, 64<<10)); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("--loop: %w", err)
+		}
+		in, base = f, end
+	}
+}
+
+// firstCodec names the first video rendition's codec, "" if none.
+func firstCodec(c *hang.Catalog) string {
+	if r, ok := firstRendition(c); ok {
+		return c.Video.Renditions[r].Codec
+	}
+	return ""
+}
+
+// firstRendition picks the video rendition to play: the first by name.
+func firstRendition(c *hang.Catalog) (string, bool) {
+	if c == nil || c.Video == nil || len(c.Video.Renditions) == 0 {
+		return "", false
+	}
+	names := make([]string, 0, len(c.Video.Renditions))
+	for n := range c.Video.Renditions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names[0], true
+}
+
+// writeMedia is sub --media: it reads the catalog from catalog, subscribes
+// to its first video rendition with sub, and writes it to out as
+// fragmented MP4 until the track ends or count frames were written.
+func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(ctx context.Context, track string) (*broadcast.TrackConsumer, error), out io.Writer, count uint64, st *mediaStats) error {
+	cr := hang.NewCatalogReader(catalog)
+	defer cr.Close()
+	cat, err := cr.Next(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	name, ok := firstRendition(cat)
+	if !ok {
+		return errors.New("the broadcast's catalog has no video rendition")
+	}
+	cfg := cat.Video.Renditions[name]
+	st.Codec = cfg.Codec
+	bw := bufio.NewWriterSize(out, 256<<10)
+	w, err := fmp4.NewWriter(bw, cfg)
+	if err != nil {
+		return err
+	}
+	tc, err := sub(ctx, name)
+	if err != nil {
+		return err
+	}
+	tr := hang.NewTrackReader(tc)
+	defer tr.Close()
+	var first uint64
+	for count == 0 || uint64(w.Frames()) < count {
+		f, err := tr.ReadFrame(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := w.WriteFrame(f); err != nil {
+			return err
+		}
+		if w.Frames() > 0 && st.Frames == 0 {
+			first = f.Timestamp
+		}
+		st.Frames = w.Frames()
+		if f.Keyframe {
+			st.Keyframes++
+		}
+		st.Duration = f.Timestamp - min(first, f.Timestamp)
+		// A live pipe reader (ffplay) wants each fragment at once.
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	st.Frames = w.Frames()
+	return bw.Flush()
+}
+
+// pubMediaFlags are pub's media flags.
+type pubMediaFlags struct {
+	media *string
+	loop  *bool
+}
+
+// register adds --media and --loop to fs.
+func (f *pubMediaFlags) register(fs interface {
+	String(name, value, usage string) *string
+	Bool(name string, value bool, usage string) *bool
+}) {
+	f.media = fs.String("media", "", "publish fragmented MP4 from `FILE` (- for stdin) as a hang broadcast, paced by its timestamps")
+	f.loop = fs.Bool("loop", false, "with --media FILE: start over at the end, until interrupted")
+}
+
+// runPubMedia is pub --media: the node as runPub makes it, publishing a
+// hang broadcast (catalog.json and a video track) read from fragmented MP4.
+func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects []endpoint, name string, mf pubMediaFlags, wait bool, linger time.Duration) error {
+	if *mf.loop && *mf.media == "-" {
+		return usagef("pub: --loop needs a file, not stdin")
+	}
+	log := nf.logger(std.stderr)
+	in, err := openMedia(*mf.media, std.stdin)
+	if err != nil {
+		return err
+	}
+	ms, rd, err := newMediaSource(in)
+	if err != nil {
+		_ = in.Close()
+		return fmt.Errorf("--media: %w", err)
+	}
+	defer ms.close()
+
+	n, err := newNode(ctx, nodeConfig{listens: nf.reachable(listens), connects: connects, interest: []string{}, incoming: true, net: nf, log: log})
+	if err != nil {
+		_ = in.Close()
+		return err
+	}
+	defer n.close()
+	subs := watchSessions(n)
+	defer subs.stop()
+	dialed, peerGone, err := n.publishAndDial(ctx, name, ms.prod.Consume(), connects, std.stderr)
+	if err != nil {
+		_ = in.Close()
+		return err
+	}
+	if dialed != nil {
+		subs.add(dialed)
+	}
+	vt := ms.video.Track()
+	if wait {
+		log.Debug("waiting for a subscriber")
+		select {
+		case <-vt.Used():
+		case <-peerGone:
+			_ = in.Close()
+			return sessionEnded(dialed)
+		case <-ctx.Done():
+			_ = in.Close()
+			return nil
+		}
+	}
+	var st mediaStats
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if peerGone != nil {
+		// The peer we dialed hanging up ends the publication.
+		go func() {
+			select {
+			case <-peerGone:
+				cancel()
+			case <-pctx.Done():
+			}
+		}()
+	}
+	err = runMedia(pctx, *mf.media, std.stdin, *mf.loop, ms, rd, in, &st)
+	ms.finish()
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	// Let subscribers read the end, as pub does for a finite transfer.
+	if ctx.Err() == nil {
+		select {
+		case <-vt.Unused():
+		case <-peerGone:
+		case <-time.After(linger):
+		case <-ctx.Done():
+		}
+		n.waitSessionsDone(ctx, linger)
+	}
+	printSummary(std.stdout, st)
+	return nil
+}
+
+// runSubMedia is sub --media: the catalog, then the first video
+// rendition, written to out as fragmented MP4.
+func runSubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects []endpoint, src source, out string, count uint64) error {
+	log := nf.logger(std.stderr)
+	summaryTo := std.stdout
+	var w io.Writer
+	if out == "-" {
+		w, summaryTo = std.stdout, std.stderr
+	} else {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	src.track = hang.CatalogTrack
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, dials: src.dials(),
+		interest: interestFor(src.name), incoming: len(listens) > 0 && !src.byName, net: nf, log: log})
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	s, tc, _, err := n.subscribe(ctx, std.stderr, src)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		defer s.Close("done")
+	}
+	sub := func(ctx context.Context, track string) (*broadcast.TrackConsumer, error) {
+		if s == nil {
+			return n.subscribeByName(ctx, src.name, track)
+		}
+		return subscribeWithin(ctx, s, src.name, track, nf.timeout)
+	}
+	var st mediaStats
+	err = writeMedia(ctx, tc, sub, w, count, &st)
+	printSummary(summaryTo, st)
+	if ctx.Err() != nil {
+		return nil // interrupted: what was written stands
+	}
+	return err
+}
