@@ -19,6 +19,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq/server"
+	"github.com/moqp2p/moqp2p/moq/server/watch"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -88,6 +89,7 @@ type node struct {
 	log *slog.Logger
 
 	listening   []string // dialable addresses, for "listening:" lines
+	pages       []string // http://host:port of the listeners serving the web pages (watch.Handler)
 	fingerprint string   // of the certificate of the moql:// and https:// listeners
 
 	servers  []*server.Server
@@ -152,6 +154,7 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		CheckOrigin: n.cfg.net.checkOrigin(),
 		Route:       func(*http.Request) (string, error) { return "", nil },
 		Logger:      n.log,
+		Handler:     watch.Handler(),
 	}
 	var udp net.PacketConn
 	var tcp net.Listener
@@ -161,6 +164,7 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 			return err
 		}
 		n.listening = append(n.listening, "ws://"+listenAddr(e.hostport, tcp.Addr())+pathOf(e.url))
+		n.pages = append(n.pages, "http://"+listenAddr(e.hostport, tcp.Addr()))
 	} else {
 		if udp, err = net.ListenPacket("udp", e.hostport); err != nil {
 			return err
@@ -168,6 +172,14 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		addr := listenAddr(e.hostport, udp.LocalAddr())
 		if e.kind == kindWT {
 			n.listening = append(n.listening, "https://"+addr+pathOf(e.url))
+			// Browsers load pages over TCP: the same port number there
+			// serves them (and WebSocket), if it is free.
+			if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err == nil {
+				n.pages = append(n.pages, "http://"+addr)
+			} else {
+				n.log.Debug("no web pages: TCP port taken", "addr", udp.LocalAddr(), "err", err)
+				tcp = nil
+			}
 		}
 		n.listening = append(n.listening, "moql://"+addr)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/hang"
 	"github.com/moqp2p/moqp2p/hang/fmp4"
+	"github.com/moqp2p/moqp2p/moq/server/watch"
 )
 
 // Priorities of hang's tracks, as @moq/hang orders them: the catalog
@@ -278,6 +279,9 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 	}
 	if dialed != nil {
 		subs.add(dialed)
+	}
+	for _, base := range n.pages {
+		fmt.Fprintf(std.stderr, "watch: %s\n", watch.WatchURL(base, name))
 	}
 	vt := ms.video.Track()
 	if wait {
