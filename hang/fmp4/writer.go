@@ -49,7 +49,8 @@ func NewWriter(w io.Writer, cfg hang.VideoConfig) (*Writer, error) {
 	return &Writer{w: w, cfg: cfg, annexB: cfg.Description == ""}, nil
 }
 
-// Frames returns how many frames were written out.
+// Frames returns how many frames were taken: written out, or (the last
+// one) waiting for the next frame's timestamp or Close.
 func (w *Writer) Frames() int { return w.frames }
 
 // WriteFrame adds a frame. Frames before the first keyframe are dropped (a
@@ -83,6 +84,7 @@ func (w *Writer) WriteFrame(f hang.Frame) error {
 		}
 	}
 	w.prev = next
+	w.frames++
 	return nil
 }
 
@@ -156,6 +158,5 @@ func (w *Writer) writeSample(f hang.Frame, dur uint64) error {
 		return err
 	}
 	w.lastDur = dur
-	w.frames++
 	return nil
 }
