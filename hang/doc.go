@@ -17,5 +17,8 @@
 // frames have none. On moq-lite-05, which carries frame timestamps, a
 // TrackWriter also stamps each frame (timescale: microseconds), so relays
 // and tools that read the moq-lite timestamp see the same time without
-// parsing the payload.
+// parsing the payload; a subscriber's received track states its own
+// timescale (milliseconds unless it asked for another), so the payload's
+// microseconds stay the precise, version-independent time, and the one
+// TrackReader returns.
 package hang
