@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,5 +213,39 @@ func TestCatalogReaderRefusesBadFrame(t *testing.T) {
 	}
 	if _, err := r.Next(ctx); !errors.Is(err, ErrCatalog) {
 		t.Fatalf("got %v, want ErrCatalog", err)
+	}
+}
+
+// A publisher that keeps patching a catalog group cannot grow what the
+// reader holds past MaxBytes.
+func TestCatalogReaderBound(t *testing.T) {
+	ctx := testCtx(t)
+	tp := broadcast.NewTrack(broadcast.Track{Name: CatalogTrack}, broadcast.Limits{})
+	r := NewCatalogReader(tp.Consume())
+	r.MaxBytes = 64 << 10
+	defer r.Close()
+	g, err := tp.AppendGroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WriteFrame([]byte(publishCatalog)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 1000)
+	var got error
+	for i := 0; got == nil; i++ {
+		if i > 100 {
+			t.Fatal("no error after 100 KB of patches")
+		}
+		if err := g.WriteFrame(fmt.Appendf(nil, `{"pad%d":%q}`, i, pad)); err != nil {
+			t.Fatal(err)
+		}
+		_, got = r.Next(ctx)
+	}
+	if !errors.Is(got, ErrCatalog) || r.size > r.MaxBytes+len(pad)+32 {
+		t.Fatalf("got %v after %d bytes", got, r.size)
 	}
 }

@@ -163,17 +163,24 @@ func (w *CatalogWriter) Write(c *Catalog) error {
 // Close finishes the catalog track.
 func (w *CatalogWriter) Close() error { return w.tp.Finish() }
 
-// MaxCatalogBytes bounds the JSON a CatalogReader holds for one catalog
-// (snapshot plus patches applied): a peer's catalog costs at most about
-// this much, a few times over while it is parsed.
-const MaxCatalogBytes = 1 << 20
+// DefaultMaxCatalogBytes is CatalogReader.MaxBytes's default.
+const DefaultMaxCatalogBytes = 1 << 20
 
 // CatalogReader reads catalogs from a catalog track: each group's snapshot
 // with the merge patches that follow it.
 type CatalogReader struct {
+	// MaxBytes bounds the JSON of one catalog group (its snapshot plus the
+	// patches applied so far), 0 meaning DefaultMaxCatalogBytes: a group
+	// over it fails Next with ErrCatalog. The reconstructed value is never
+	// larger than what was applied, so a publisher can make the reader
+	// hold at most about this much decoded JSON (a few times it in Go
+	// values) beyond what the track itself caches.
+	MaxBytes int
+
 	tc    *broadcast.TrackConsumer
 	group *broadcast.GroupConsumer
 	cur   any // the JSON value so far in the current group
+	size  int // bytes applied to cur
 }
 
 // NewCatalogReader reads from tc; Close closes tc.
@@ -190,7 +197,7 @@ func (r *CatalogReader) Next(ctx context.Context) (*Catalog, error) {
 			if err != nil {
 				return nil, err
 			}
-			r.group, r.cur = g, nil
+			r.group, r.cur, r.size = g, nil, 0
 		}
 		b, err := r.group.ReadFrame(ctx)
 		if err != nil {
@@ -202,8 +209,12 @@ func (r *CatalogReader) Next(ctx context.Context) (*Catalog, error) {
 			r.group = nil
 			continue
 		}
-		if len(b) > MaxCatalogBytes {
-			return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrCatalog, len(b), MaxCatalogBytes)
+		limit := r.MaxBytes
+		if limit <= 0 {
+			limit = DefaultMaxCatalogBytes
+		}
+		if r.size += len(b); r.size > limit {
+			return nil, fmt.Errorf("%w: catalog group of over %d bytes (limit %d)", ErrCatalog, r.size, limit)
 		}
 		if r.cur == nil {
 			r.cur, err = decodeJSON(b)
