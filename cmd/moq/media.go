@@ -16,11 +16,11 @@ import (
 	"github.com/moqp2p/moqp2p/moq/server/watch"
 )
 
-// Priorities of hang's tracks, as @moq/hang orders them: the catalog
-// before the media it describes.
+// Priorities of hang's tracks, @moq/hang's (catalog/priority.js): the
+// catalog before the media it describes.
 const (
 	catalogPriority = 100
-	videoPriority   = 50
+	videoPriority   = 60
 )
 
 // mediaLimits are the publishing broadcast's: live (old groups are
