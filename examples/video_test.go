@@ -3,6 +3,7 @@ package examples_test
 import (
 	"context"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -88,4 +89,38 @@ func TestVideoCameraThroughPeers(t *testing.T) {
 	start := time.Now()
 	watch(t, page)
 	t.Logf("camera to player through two nodes: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// Chromium's fake camera → @moq/publish (H.264 in Annex B, no description)
+// → node A → libp2p → moq sub --media out.mp4: ffprobe reads 60 H.264
+// frames of the camera's size.
+func TestVideoCameraToMP4(t *testing.T) {
+	t.Parallel()
+	ffmpegtest.Require(t)
+	jspeer.RequireChromium(t)
+	nodeA, publish, _ := videoNodes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cam, err := jspeer.LaunchChromium(ctx, publish, jspeer.ChromiumOptions{Args: jspeer.FakeCamera})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("publishing page's browser log:\n%s", cam.Log())
+		}
+		_ = cam.Close()
+	}()
+	out := filepath.Join(t.TempDir(), "camera.mp4")
+	sub := start(t, nil, "moq", "sub", "--broadcast", "camera.hang", "--media", out, "--count", "60", "--connect", nodeA)
+	t.Log(sub.wait(t))
+	got := ffmpegtest.Probe(t, out)
+	if got.Codec != "h264" || len(got.PTS) != 60 || got.Width == 0 || !got.Keys[0] {
+		t.Fatalf("ffprobe: %s, %d frames, %dx%d, first a keyframe: %v", got.Codec, len(got.PTS), got.Width, got.Height, got.Keys[0])
+	}
+	for i := 1; i < len(got.PTS); i++ {
+		if got.PTS[i] <= got.PTS[i-1] {
+			t.Fatalf("frame %d at %.3f s, after %.3f s", i, got.PTS[i], got.PTS[i-1])
+		}
+	}
 }

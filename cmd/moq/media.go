@@ -178,13 +178,19 @@ func firstRendition(c *hang.Catalog) (string, bool) {
 func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(ctx context.Context, track string) (*broadcast.TrackConsumer, error), out io.Writer, count uint64, st *mediaStats) error {
 	cr := hang.NewCatalogReader(catalog)
 	defer cr.Close()
-	cat, err := cr.Next(ctx)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	name, ok := firstRendition(cat)
-	if !ok {
-		return errors.New("the broadcast's catalog has no video rendition")
+	// A browser publisher announces its catalog before its encoder is
+	// configured: wait for a version with video.
+	var cat *hang.Catalog
+	var name string
+	for ok := false; !ok; {
+		var err error
+		if cat, err = cr.Next(ctx); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("the broadcast's catalog never had a video rendition")
+			}
+			return fmt.Errorf("catalog: %w", err)
+		}
+		name, ok = firstRendition(cat)
 	}
 	cfg := cat.Video.Renditions[name]
 	st.Codec = cfg.Codec
