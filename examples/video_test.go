@@ -67,6 +67,25 @@ func TestVideoFFmpegThroughPeers(t *testing.T) {
 	watch(t, withName(t, page, "movie.hang"))
 }
 
+// camera opens the publish page in headless Chromium with its fake camera,
+// until the test ends.
+func camera(t *testing.T, publish string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	cam, err := jspeer.LaunchChromium(ctx, publish, jspeer.ChromiumOptions{Args: jspeer.FakeCamera})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("publishing page's browser log:\n%s", cam.Log())
+		}
+		_ = cam.Close()
+		cancel()
+	})
+}
+
 // Chromium's fake camera → @moq/publish (page 1) → WebTransport → node A →
 // libp2p → node B → WebTransport → @moq/watch (page 2): frames decode and
 // the picture moves.
@@ -74,18 +93,7 @@ func TestVideoCameraThroughPeers(t *testing.T) {
 	t.Parallel()
 	jspeer.RequireChromium(t)
 	_, publish, page := videoNodes(t)
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cam, err := jspeer.LaunchChromium(ctx, publish, jspeer.ChromiumOptions{Args: jspeer.FakeCamera})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("publishing page's browser log:\n%s", cam.Log())
-		}
-		_ = cam.Close()
-	}()
+	camera(t, publish)
 	start := time.Now()
 	watch(t, page)
 	t.Logf("camera to player through two nodes: %s", time.Since(start).Round(time.Millisecond))
@@ -99,18 +107,7 @@ func TestVideoCameraToMP4(t *testing.T) {
 	ffmpegtest.Require(t)
 	jspeer.RequireChromium(t)
 	nodeA, publish, _ := videoNodes(t)
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cam, err := jspeer.LaunchChromium(ctx, publish, jspeer.ChromiumOptions{Args: jspeer.FakeCamera})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("publishing page's browser log:\n%s", cam.Log())
-		}
-		_ = cam.Close()
-	}()
+	camera(t, publish)
 	out := filepath.Join(t.TempDir(), "camera.mp4")
 	sub := start(t, nil, "moq", "sub", "--broadcast", "camera.hang", "--media", out, "--count", "60", "--connect", nodeA)
 	t.Log(sub.wait(t))

@@ -39,14 +39,7 @@ func TestReadFFmpegFragmentedMP4(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n, keys int
-	for {
-		s, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachSample(t, rd, func(s Sample) {
 		if want := uint64(n) * 40_000; s.Timestamp != want || s.Duration != 40_000 {
 			t.Fatalf("sample %d at %d µs for %d µs, want %d for 40000", n, s.Timestamp, s.Duration, want)
 		}
@@ -57,15 +50,31 @@ func TestReadFFmpegFragmentedMP4(t *testing.T) {
 			keys++
 		}
 		n++
-	}
+	})
 	if n != testVideo.Frames() || keys != testVideo.Frames()/testVideo.GOP {
 		t.Fatalf("%d samples, %d keyframes", n, keys)
 	}
 }
 
-func TestRoundTripThroughHang(t *testing.T) {
+// eachSample calls f with each sample rd reads, to the end.
+func eachSample(t *testing.T, rd *Reader, f func(Sample)) {
+	t.Helper()
+	for {
+		s, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(s)
+	}
+}
+
+// testInput makes the test video in dir and opens a Reader on it.
+func testInput(t *testing.T, dir string) (string, *Reader) {
+	t.Helper()
 	ffmpegtest.Require(t)
-	dir := t.TempDir()
 	in := ffmpegtest.Make(t, dir, "in.mp4", testVideo)
 	src, err := os.ReadFile(in)
 	if err != nil {
@@ -75,6 +84,12 @@ func TestRoundTripThroughHang(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in, rd
+}
+
+func TestRoundTripThroughHang(t *testing.T) {
+	dir := t.TempDir()
+	in, rd := testInput(t, dir)
 	// Through the hang catalog's JSON, as a subscriber gets it.
 	b, err := rd.Catalog().Marshal()
 	if err != nil {
@@ -93,14 +108,7 @@ func TestRoundTripThroughHang(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		s, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachSample(t, rd, func(s Sample) {
 		// Through the legacy container's framing too.
 		ts, payload, err := hang.ParseFrame(hang.AppendFrame(nil, s.Timestamp+7_000_000, s.Data))
 		if err != nil {
@@ -109,7 +117,7 @@ func TestRoundTripThroughHang(t *testing.T) {
 		if err := wr.WriteFrame(hang.Frame{Timestamp: ts, Keyframe: s.Keyframe, Payload: payload}); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	if err := wr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,17 +156,8 @@ func TestWriterRefusesOtherCodecs(t *testing.T) {
 // TestWriterTakesAnnexB writes what @moq/publish sends for H.264: Annex B
 // with the parameter sets in band at each keyframe and no description.
 func TestWriterTakesAnnexB(t *testing.T) {
-	ffmpegtest.Require(t)
 	dir := t.TempDir()
-	in := ffmpegtest.Make(t, dir, "in.mp4", testVideo)
-	src, err := os.ReadFile(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd, err := NewReader(bytes.NewReader(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, rd := testInput(t, dir)
 	v := rd.Catalog().Video.Renditions[VideoTrack]
 	desc, err := v.DescriptionBytes()
 	if err != nil {
@@ -184,14 +183,7 @@ func TestWriterTakesAnnexB(t *testing.T) {
 	if err := wr.WriteFrame(hang.Frame{Timestamp: 0, Payload: []byte{0, 0, 0, 1, 0x41, 0}}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		s, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachSample(t, rd, func(s Sample) {
 		payload := avc.ConvertSampleToByteStream(s.Data)
 		if s.Keyframe {
 			payload = append(append([]byte(nil), ps...), payload...)
@@ -199,7 +191,7 @@ func TestWriterTakesAnnexB(t *testing.T) {
 		if err := wr.WriteFrame(hang.Frame{Timestamp: s.Timestamp + 40_000, Keyframe: s.Keyframe, Payload: payload}); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	if err := wr.Close(); err != nil {
 		t.Fatal(err)
 	}
