@@ -86,3 +86,26 @@ func TestMediaToStdout(t *testing.T) {
 	want.PTS, want.Keys = want.PTS[:50], want.Keys[:50]
 	ffmpegtest.SameTiming(t, want, ffmpegtest.Probe(t, out), 1.0/float64(mediaVideo.FPS))
 }
+
+// pub --media --loop starts the file over with timestamps after the
+// previous round's: 75 frames of a 50-frame file play on, one frame
+// duration apart, a keyframe where the file starts again.
+func TestMediaLoop(t *testing.T) {
+	ffmpegtest.Require(t)
+	dir := t.TempDir()
+	v := ffmpegtest.Video{Seconds: 2, FPS: 25, Width: 160, Height: 120, GOP: 25}
+	in := ffmpegtest.Make(t, dir, "in.mp4", v)
+	out := filepath.Join(dir, "out.mp4")
+	pub, connect := listenFor(t, "pub", "/ip4/127.0.0.1/udp/0/quic-v1", false,
+		"--broadcast", "loop.hang", "--media", in, "--loop", "--wait")
+	sub := start(t, "sub", nil, append([]string{"sub", "--broadcast", "loop.hang", "--media", out, "--count", "75"}, connect...)...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	got := ffmpegtest.Probe(t, out)
+	want := ffmpegtest.Stream{Codec: "h264"}
+	for i := range 75 {
+		want.PTS = append(want.PTS, float64(i)/float64(v.FPS))
+		want.Keys = append(want.Keys, i%v.GOP == 0)
+	}
+	ffmpegtest.SameTiming(t, want, got, 1.0/float64(v.FPS))
+}
