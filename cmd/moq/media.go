@@ -20,6 +20,7 @@ import (
 // catalog before the media it describes.
 const (
 	catalogPriority = 100
+	audioPriority   = 80
 	videoPriority   = 60
 )
 
@@ -41,6 +42,7 @@ type mediaSource struct {
 	prod    *broadcast.Producer
 	catalog *hang.CatalogWriter
 	video   *hang.TrackWriter
+	audio   *hang.TrackWriter // nil without an audio track
 }
 
 // newMediaSource reads the init segment of in and creates the broadcast's
@@ -60,6 +62,13 @@ func newMediaSource(in io.Reader) (*mediaSource, *fmp4.Reader, error) {
 		return nil, nil, err
 	}
 	ms := &mediaSource{prod: prod, catalog: hang.NewCatalogWriter(ct), video: hang.NewTrackWriter(vt)}
+	if rd.Catalog().Audio != nil {
+		at, err := prod.CreateTrack(hang.MediaTrack(fmp4.AudioTrack, audioPriority))
+		if err != nil {
+			return nil, nil, err
+		}
+		ms.audio = hang.NewTrackWriter(at)
+	}
 	if err := ms.catalog.Write(rd.Catalog()); err != nil {
 		return nil, nil, err
 	}
@@ -68,9 +77,11 @@ func newMediaSource(in io.Reader) (*mediaSource, *fmp4.Reader, error) {
 
 // mediaStats are what a media publisher or subscriber reports.
 type mediaStats struct {
-	Frames    int    `json:"frames"`
+	Frames    int    `json:"frames"` // video
 	Keyframes int    `json:"keyframes"`
 	Codec     string `json:"codec"`
+	// AudioFrames counts the audio frames published (pub only).
+	AudioFrames int `json:"audio_frames,omitempty"`
 	// Duration is the span of the timestamps, in microseconds.
 	Duration uint64 `json:"duration_us"`
 }
@@ -99,12 +110,21 @@ func (ms *mediaSource) pace(ctx context.Context, rd *fmp4.Reader, start time.Tim
 				return end, ctx.Err()
 			}
 		}
-		if err := ms.video.WriteFrame(ts, s.Keyframe, s.Data); err != nil {
-			return end, err
-		}
-		st.Frames++
-		if s.Keyframe {
-			st.Keyframes++
+		if s.Track == fmp4.AudioTrack {
+			// Every audio frame decodes alone: a group each, as
+			// @moq/publish sends audio.
+			if err := ms.audio.WriteFrame(ts, true, s.Data); err != nil {
+				return end, err
+			}
+			st.AudioFrames++
+		} else {
+			if err := ms.video.WriteFrame(ts, s.Keyframe, s.Data); err != nil {
+				return end, err
+			}
+			st.Frames++
+			if s.Keyframe {
+				st.Keyframes++
+			}
 		}
 		end = max(end, ts+s.Duration)
 		st.Duration = end
@@ -115,6 +135,9 @@ func (ms *mediaSource) pace(ctx context.Context, rd *fmp4.Reader, start time.Tim
 // The broadcast stays published (close ends it): ending it now would
 // unannounce it, and subscribers would lose the groups still in flight.
 func (ms *mediaSource) finish() {
+	if ms.audio != nil {
+		_ = ms.audio.Close()
+	}
 	_ = ms.video.Close()
 	_ = ms.catalog.Close()
 }

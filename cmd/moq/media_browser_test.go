@@ -15,14 +15,15 @@ import (
 )
 
 // moq pub --media --listen https://… prints a watch URL; @moq/watch in
-// headless Chromium plays it: the page's decoded-frame count advances, and
+// headless Chromium plays it (video with AAC audio): the page's decoded-frame count advances,
+// it decodes audio, and
 // screenshots of the page a few frames apart show the player's area lit
 // and moving. With MOQP2P_WATCH_SCREENSHOT set, the last screenshot is
 // saved there (docs/watch.png comes from this test).
 func TestWatchPagePlaysPub(t *testing.T) {
 	ffmpegtest.Require(t)
 	jspeer.RequireChromium(t)
-	in := ffmpegtest.Make(t, t.TempDir(), "in.mp4", ffmpegtest.Video{Seconds: 4, FPS: 25, Width: 320, Height: 240, GOP: 25})
+	in := ffmpegtest.Make(t, t.TempDir(), "in.mp4", ffmpegtest.Video{Seconds: 4, FPS: 25, Width: 320, Height: 240, GOP: 25, Audio: true})
 	pub := start(t, "pub --media", nil, "pub", "--broadcast", "demo.hang", "--media", in, "--loop",
 		"--listen", "https://127.0.0.1:0/")
 	page := field(pub.stderr.await(t, pub.name, "watch: ", 20*time.Second))
@@ -97,8 +98,15 @@ func TestWatchPagePlaysPub(t *testing.T) {
 			}
 		}
 	}
+	var audio int
+	if err := b.Eval(ctx, "globalThis.moqAudioDecoded ?? 0", &audio); err != nil {
+		t.Fatal(err)
+	}
+	if audio == 0 {
+		t.Fatal("the page decoded no audio")
+	}
 	pixels := area.Dx() * area.Dy()
-	t.Logf("decoded %d, then %d frames; player %v: %d of %d pixels lit, %d changed", n1, n2, area, lit, pixels, changed)
+	t.Logf("decoded %d, then %d frames (and %d audio frames); player %v: %d of %d pixels lit, %d changed", n1, n2, audio, area, lit, pixels, changed)
 	switch {
 	case pixels < 100*100:
 		t.Fatalf("the player is %v on the page", area)

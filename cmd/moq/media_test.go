@@ -12,7 +12,7 @@ import (
 	"github.com/moqp2p/moqp2p/internal/ffmpegtest"
 )
 
-var mediaVideo = ffmpegtest.Video{Seconds: 3, FPS: 25, Width: 320, Height: 240, GOP: 25}
+var mediaVideo = ffmpegtest.Video{Seconds: 3, FPS: 25, Width: 320, Height: 240, GOP: 25, Audio: true}
 
 // lastMedia parses the media summary pub and sub print.
 func lastMedia(t *testing.T, who string, ls []string) mediaStats {
@@ -27,9 +27,10 @@ func lastMedia(t *testing.T, who string, ls []string) mediaStats {
 	return st
 }
 
-// ffmpeg test video → moq pub --media → libp2p (raw QUIC on the host's
-// socket) → moq sub --media out.mp4: ffprobe reads the same codec, frame
-// count, keyframes and timestamps (within one frame) as in the input.
+// ffmpeg test video (with AAC audio) → moq pub --media → libp2p (raw QUIC
+// on the host's socket) → moq sub --media out.mp4: ffprobe reads the same
+// video codec, frame count, keyframes and timestamps (within one frame) as
+// in the input; pub published every audio frame too.
 func TestMediaThroughPeers(t *testing.T) {
 	ffmpegtest.Require(t)
 	dir := t.TempDir()
@@ -42,8 +43,9 @@ func TestMediaThroughPeers(t *testing.T) {
 	pub.mustSucceed(t, 30*time.Second)
 
 	frames := mediaVideo.Frames()
-	if st := lastMedia(t, "pub", pub.stdout.all()); st.Frames != frames || st.Keyframes != frames/mediaVideo.GOP || st.Codec[:7] != "avc1.42" {
-		t.Errorf("pub summary %+v", st)
+	audio := len(ffmpegtest.ProbeStream(t, in, "a:0").PTS)
+	if st := lastMedia(t, "pub", pub.stdout.all()); st.Frames != frames || st.Keyframes != frames/mediaVideo.GOP || st.Codec[:7] != "avc1.42" || st.AudioFrames != audio {
+		t.Errorf("pub summary %+v, want %d audio frames", st, audio)
 	}
 	if st := lastMedia(t, "sub", sub.stdout.all()); st.Frames != frames {
 		t.Errorf("sub summary %+v", st)

@@ -35,12 +35,13 @@ stderr. A subscriber that stops responding (no acknowledgement or read for
 --linger) is given up on.
 
 With --media it publishes video instead, as a hang broadcast (the format
-@moq/watch plays: a catalog.json track and a "video" track, a group per
-keyframe) read from fragmented MP4, such as
-  ffmpeg -i movie.mp4 -c:v libx264 -profile:v baseline -f mp4 \
+@moq/watch plays: a catalog.json track, a "video" track with a group per
+keyframe, an "audio" track) read from fragmented MP4, such as
+  ffmpeg -i movie.mp4 -c:v libx264 -profile:v baseline -c:a aac -f mp4 \
          -movflags frag_keyframe+empty_moov+default_base_moof -
-(H.264), paced by its timestamps; --loop starts a file over at its end. It
-prints {"frames":N,"keyframes":K,"codec":"avc1…","duration_us":D} at the end.
+(H.264, and AAC if any), paced by its timestamps; --loop starts a file
+over at its end. At the end it prints
+{"frames":N,"keyframes":K,"codec":"avc1…","duration_us":D,"audio_frames":A}.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr

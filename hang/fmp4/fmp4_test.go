@@ -204,3 +204,45 @@ func TestWriterTakesAnnexB(t *testing.T) {
 		t.Fatalf("wrote %d frames, want %d", wr.Frames(), testVideo.Frames())
 	}
 }
+
+// An AAC track becomes the catalog's audio rendition as @moq/publish
+// describes AAC, and its samples come interleaved with the video's in
+// decode order, every one of both.
+func TestReadAudio(t *testing.T) {
+	ffmpegtest.Require(t)
+	v := testVideo
+	v.Audio = true
+	in := ffmpegtest.Make(t, t.TempDir(), "av.mp4", v)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rd.Catalog().Audio.Renditions[AudioTrack]
+	if a.Codec != "mp4a.40.2" || a.SampleRate != 48000 || a.NumberOfChannels != 1 || a.Description == "" || a.Container != hang.Legacy {
+		t.Fatalf("audio rendition %+v", a)
+	}
+	if _, err := rd.Catalog().Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	last := map[string]uint64{}
+	eachSample(t, rd, func(s Sample) {
+		if counts[s.Track] > 0 && s.Timestamp <= last[s.Track] {
+			t.Fatalf("%s sample %d at %d µs, after %d", s.Track, counts[s.Track], s.Timestamp, last[s.Track])
+		}
+		if s.Track == AudioTrack && !s.Keyframe {
+			t.Fatalf("audio sample %d not a sync sample", counts[s.Track])
+		}
+		counts[s.Track]++
+		last[s.Track] = s.Timestamp
+	})
+	video, audio := ffmpegtest.Probe(t, in), ffmpegtest.ProbeStream(t, in, "a:0")
+	if counts[VideoTrack] != len(video.PTS) || counts[AudioTrack] != len(audio.PTS) || audio.Codec != "aac" {
+		t.Fatalf("read %v samples, ffprobe sees %d video and %d %s", counts, len(video.PTS), len(audio.PTS), audio.Codec)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
@@ -23,8 +24,12 @@ var ErrFormat = errors.New("fmp4: unsupported input")
 // parsed samples at a time.
 const MaxBoxBytes = 64 << 20
 
-// VideoTrack is the hang track name Reader gives the first video track.
-const VideoTrack = "video"
+// Track names Reader gives the input's first H.264 video track and first
+// AAC audio track.
+const (
+	VideoTrack = "video"
+	AudioTrack = "audio"
+)
 
 // Sample is one media sample of the input, in presentation-time
 // microseconds.
@@ -56,15 +61,16 @@ type Reader struct {
 	r       io.Reader
 	pos     uint64
 	catalog *hang.Catalog
-	video   *track
+	tracks  []*track // video first, then audio if any
 	moof    *mp4.MoofBox
 	pending []Sample
-	base    int64 // first presentation time (track timescale), subtracted from all
+	base    uint64 // the first fragment's earliest presentation time (µs), subtracted from all
 	based   bool
 }
 
 // NewReader reads the init segment (ftyp, moov) from r and describes its
-// first H.264 video track in a catalog. Other tracks are ignored.
+// first H.264 video track (required) and first AAC audio track (if any)
+// in a catalog. Other tracks are ignored.
 func NewReader(r io.Reader) (*Reader, error) {
 	rd := &Reader{r: r}
 	for rd.catalog == nil {
@@ -87,49 +93,127 @@ func NewReader(r io.Reader) (*Reader, error) {
 // Catalog returns the hang catalog describing the input.
 func (rd *Reader) Catalog() *hang.Catalog { return rd.catalog }
 
-// init finds the video track in moov.
+// init finds the video (and audio) track in moov.
 func (rd *Reader) init(moov *mp4.MoovBox) error {
+	cat := &hang.Catalog{}
+	var audio *track
 	for _, trak := range moov.Traks {
-		if trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Hdlr.HandlerType != "vide" {
+		if trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 			continue
 		}
-		stsd := trak.Mdia.Minf.Stbl.Stsd
-		if stsd == nil || stsd.AvcX == nil || stsd.AvcX.AvcC == nil {
-			return fmt.Errorf("%w: video track %d is not H.264", ErrFormat, trak.Tkhd.TrackID)
-		}
-		avcx := stsd.AvcX
-		var rec bytes.Buffer
-		if err := avcx.AvcC.DecConfRec.Encode(&rec); err != nil {
-			return fmt.Errorf("%w: avcC: %v", ErrFormat, err)
-		}
-		d := avcx.AvcC.DecConfRec
-		t := &track{name: VideoTrack, id: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale}
+		t := &track{id: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale}
 		if t.timescale == 0 {
-			return fmt.Errorf("%w: video timescale 0", ErrFormat)
+			continue
 		}
 		if moov.Mvex != nil {
 			t.trex, _ = moov.Mvex.GetTrex(t.id)
 		}
-		latency := true
-		rd.video = t
-		rd.catalog = &hang.Catalog{Video: &hang.Video{Renditions: map[string]hang.VideoConfig{
-			VideoTrack: {
-				// avc1 with the record out of band, as MP4 stores it.
-				Codec:              fmt.Sprintf("avc1.%02x%02x%02x", d.AVCProfileIndication, d.ProfileCompatibility, d.AVCLevelIndication),
-				Container:          hang.Legacy,
-				Description:        hex.EncodeToString(rec.Bytes()),
-				CodedWidth:         uint64(avcx.Width),
-				CodedHeight:        uint64(avcx.Height),
-				OptimizeForLatency: &latency,
-			},
-		}}}
-		return nil
+		stsd := trak.Mdia.Minf.Stbl.Stsd
+		switch trak.Mdia.Hdlr.HandlerType {
+		case "vide":
+			if cat.Video != nil {
+				continue
+			}
+			if stsd.AvcX == nil || stsd.AvcX.AvcC == nil {
+				return fmt.Errorf("%w: video track %d is not H.264", ErrFormat, t.id)
+			}
+			cfg, err := videoConfig(stsd.AvcX)
+			if err != nil {
+				return err
+			}
+			t.name = VideoTrack
+			rd.tracks = append([]*track{t}, rd.tracks...)
+			cat.Video = &hang.Video{Renditions: map[string]hang.VideoConfig{VideoTrack: cfg}}
+		case "soun":
+			if audio != nil || stsd.Mp4a == nil {
+				continue // not AAC: left out
+			}
+			cfg, ok := audioConfig(stsd.Mp4a, t.timescale)
+			if !ok {
+				continue
+			}
+			t.name, audio = AudioTrack, t
+			rd.tracks = append(rd.tracks, t)
+			cat.Audio = &hang.Audio{Renditions: map[string]hang.AudioConfig{AudioTrack: cfg}}
+		}
 	}
-	return fmt.Errorf("%w: no video track", ErrFormat)
+	if cat.Video == nil {
+		return fmt.Errorf("%w: no video track", ErrFormat)
+	}
+	rd.catalog = cat
+	return nil
 }
 
-// Next returns the next sample of the video track in decode order, and
-// io.EOF at the end of the input.
+// videoConfig describes an H.264 sample entry: avc1 with the record out
+// of band, as MP4 stores it.
+func videoConfig(avcx *mp4.VisualSampleEntryBox) (hang.VideoConfig, error) {
+	var rec bytes.Buffer
+	if err := avcx.AvcC.DecConfRec.Encode(&rec); err != nil {
+		return hang.VideoConfig{}, fmt.Errorf("%w: avcC: %v", ErrFormat, err)
+	}
+	d := avcx.AvcC.DecConfRec
+	latency := true
+	return hang.VideoConfig{
+		Codec:              fmt.Sprintf("avc1.%02x%02x%02x", d.AVCProfileIndication, d.ProfileCompatibility, d.AVCLevelIndication),
+		Container:          hang.Legacy,
+		Description:        hex.EncodeToString(rec.Bytes()),
+		CodedWidth:         uint64(avcx.Width),
+		CodedHeight:        uint64(avcx.Height),
+		OptimizeForLatency: &latency,
+	}, nil
+}
+
+// audioConfig describes an AAC sample entry (mp4a with an
+// AudioSpecificConfig), as @moq/publish describes AAC: the config in hex as
+// the description; false if it is not AAC.
+func audioConfig(mp4a *mp4.AudioSampleEntryBox, timescale uint32) (hang.AudioConfig, bool) {
+	if mp4a.Esds == nil || mp4a.Esds.DecConfigDescriptor == nil || mp4a.Esds.DecConfigDescriptor.DecSpecificInfo == nil ||
+		mp4a.Esds.DecConfigDescriptor.ObjectType != 0x40 { // MPEG-4 audio
+		return hang.AudioConfig{}, false
+	}
+	asc := mp4a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig
+	if len(asc) < 2 {
+		return hang.AudioConfig{}, false
+	}
+	// The AudioSpecificConfig is what the decoder goes by (the sample
+	// entry's channel count says 2 for mono AAC from ffmpeg, for one).
+	rate, channels := uint64(mp4a.SampleRate), uint64(mp4a.ChannelCount)
+	if rate == 0 {
+		rate = uint64(timescale)
+	}
+	if r, c, ok := parseASC(asc); ok {
+		rate, channels = r, c
+	}
+	return hang.AudioConfig{
+		Codec:            fmt.Sprintf("mp4a.40.%d", asc[0]>>3), // the audio object type
+		Container:        hang.Legacy,
+		Description:      hex.EncodeToString(asc),
+		SampleRate:       rate,
+		NumberOfChannels: channels,
+	}, true
+}
+
+// aacRates are the sampling frequencies an AudioSpecificConfig indexes
+// (ISO/IEC 14496-3).
+var aacRates = [...]uint64{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+
+// parseASC reads the sample rate and channel configuration from an
+// AudioSpecificConfig with a 5-bit object type; false if it holds an
+// explicit frequency, a reserved index or no channel configuration.
+func parseASC(asc []byte) (rate, channels uint64, ok bool) {
+	i := (asc[0]&7)<<1 | asc[1]>>7
+	ch := uint64(asc[1]>>3) & 0xf
+	if asc[0]>>3 == 31 || int(i) >= len(aacRates) || ch == 0 || ch > 7 {
+		return 0, 0, false
+	}
+	if ch == 7 {
+		ch = 8 // configuration 7 is 7.1
+	}
+	return aacRates[i], ch, true
+}
+
+// Next returns the next sample, of the video or the audio track (Sample.Track
+// says which), in decode order, and io.EOF at the end of the input.
 func (rd *Reader) Next() (Sample, error) {
 	for len(rd.pending) == 0 {
 		box, err := rd.box()
@@ -154,31 +238,48 @@ func (rd *Reader) Next() (Sample, error) {
 	return s, nil
 }
 
-// fragment turns one moof+mdat into samples.
+// fragment turns one moof+mdat into samples of every track, merged in
+// decode order (video first on ties).
 func (rd *Reader) fragment(moof *mp4.MoofBox, mdat *mp4.MdatBox) error {
-	t := rd.video
 	f := mp4.Fragment{Moof: moof, Mdat: mdat}
-	trex := t.trex
-	if trex == nil {
-		trex = &mp4.TrexBox{TrackID: t.id}
+	type stamped struct {
+		t   *track
+		pts uint64 // µs, not rebased
+		dts uint64 // µs: the merge order, which keeps each track's decode order
+		fs  *mp4.FullSample
 	}
-	full, err := f.GetFullSamples(trex)
-	if err != nil {
-		return fmt.Errorf("%w: fragment: %v", ErrFormat, err)
-	}
-	for i := range full {
-		fs := &full[i]
-		pts := fs.PresentationTime()
-		if !rd.based {
-			rd.base, rd.based = pts, true
+	var all []stamped
+	for _, t := range rd.tracks {
+		trex := t.trex
+		if trex == nil {
+			trex = &mp4.TrexBox{TrackID: t.id}
 		}
-		rel := max(pts-rd.base, 0)
+		full, err := f.GetFullSamples(trex)
+		if err != nil {
+			return fmt.Errorf("%w: fragment: %v", ErrFormat, err)
+		}
+		for i := range full {
+			all = append(all, stamped{t, scale(uint64(max(full[i].PresentationTime(), 0)), t.timescale), scale(full[i].DecodeTime, t.timescale), &full[i]})
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].dts < all[j].dts })
+	if !rd.based {
+		rd.base = all[0].pts
+		for _, s := range all {
+			rd.base = min(rd.base, s.pts)
+		}
+		rd.based = true
+	}
+	for _, s := range all {
 		rd.pending = append(rd.pending, Sample{
-			Track:     t.name,
-			Timestamp: scale(uint64(rel), t.timescale),
-			Duration:  scale(uint64(fs.Dur), t.timescale),
-			Keyframe:  !mp4.DecodeSampleFlags(fs.Flags).SampleIsNonSync,
-			Data:      fs.Data,
+			Track:     s.t.name,
+			Timestamp: s.pts - min(rd.base, s.pts),
+			Duration:  scale(uint64(s.fs.Dur), s.t.timescale),
+			Keyframe:  !mp4.DecodeSampleFlags(s.fs.Flags).SampleIsNonSync,
+			Data:      s.fs.Data,
 		})
 	}
 	return nil

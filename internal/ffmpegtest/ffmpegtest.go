@@ -42,6 +42,9 @@ type Video struct {
 	Height  int
 	// GOP is the keyframe interval in frames.
 	GOP int
+	// Audio adds an AAC track (a 440 Hz tone, 48 kHz mono) as long as the
+	// video.
+	Audio bool
 }
 
 // Frames returns the number of frames v has.
@@ -53,19 +56,23 @@ func Make(t testing.TB, dir, name string, v Video) string {
 	out := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d", v.Width, v.Height, v.FPS),
-		"-frames:v", strconv.Itoa(v.Frames()),
+	args := []string{"-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d", v.Width, v.Height, v.FPS)}
+	if v.Audio {
+		args = append(args, "-f", "lavfi", "-t", fmt.Sprint(v.Seconds), "-i", "sine=frequency=440:sample_rate=48000", "-c:a", "aac")
+	}
+	args = append(args, "-frames:v", strconv.Itoa(v.Frames()),
 		"-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
 		"-g", strconv.Itoa(v.GOP), "-keyint_min", strconv.Itoa(v.GOP), "-sc_threshold", "0",
 		"-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", out)
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, b)
 	}
 	return out
 }
 
-// Stream is what ffprobe reports about a file's first video stream.
+// Stream is what ffprobe reports about a stream of a file.
 type Stream struct {
 	Codec  string    // codec_name, e.g. "h264"
 	Width  int       // coded width
@@ -74,12 +81,20 @@ type Stream struct {
 	Keys   []bool    // which packets are keyframes
 }
 
-// Probe runs ffprobe on path, failing t if ffprobe cannot read it.
+// Probe runs ffprobe on path's first video stream, failing t if ffprobe
+// cannot read it.
 func Probe(t testing.TB, path string) Stream {
+	t.Helper()
+	return ProbeStream(t, path, "v:0")
+}
+
+// ProbeStream is Probe for the stream that ffprobe's -select_streams
+// specifier sel picks ("a:0": the first audio stream).
+func ProbeStream(t testing.TB, path, sel string) Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "v:0",
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", sel,
 		"-show_entries", "stream=codec_name,width,height:packet=pts_time,flags",
 		"-of", "json", path).Output()
 	if err != nil {
@@ -104,7 +119,7 @@ func Probe(t testing.TB, path string) Stream {
 		t.Fatalf("ffprobe output: %v", err)
 	}
 	if len(r.Streams) == 0 {
-		t.Fatalf("ffprobe: %s has no video stream", path)
+		t.Fatalf("ffprobe: %s has no stream %s", path, sel)
 	}
 	s := Stream{Codec: r.Streams[0].CodecName, Width: r.Streams[0].Width, Height: r.Streams[0].Height}
 	for _, p := range r.Packets {
