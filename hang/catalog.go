@@ -187,3 +187,56 @@ func (c *Catalog) Validate() error {
 	}
 	return nil
 }
+
+// UnmarshalJSON reads the video section, also in the older form @moq/hang
+// still accepts: an array of {"track":{"name":…},"config":{…}}, whose first
+// config's display aspect becomes the display size.
+func (v *Video) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		var old []struct {
+			Track struct {
+				Name string `json:"name"`
+			} `json:"track"`
+			Config VideoConfig `json:"config"`
+		}
+		if err := json.Unmarshal(b, &old); err != nil {
+			return err
+		}
+		*v = Video{Renditions: make(map[string]VideoConfig, len(old))}
+		for _, r := range old {
+			v.Renditions[r.Track.Name] = r.Config
+		}
+		if len(old) > 0 && old[0].Config.DisplayAspectWidth != 0 && old[0].Config.DisplayAspectHeight != 0 {
+			v.Display = &Display{Width: old[0].Config.DisplayAspectWidth, Height: old[0].Config.DisplayAspectHeight}
+		}
+		return nil
+	}
+	type plain Video // without this method
+	return json.Unmarshal(b, (*plain)(v))
+}
+
+// UnmarshalJSON reads the audio section, also in the older form @moq/hang
+// still accepts: one {"track":{"name":…},"config":{…}}.
+func (a *Audio) UnmarshalJSON(b []byte) error {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return err
+	}
+	if _, ok := probe["renditions"]; !ok {
+		if _, old := probe["track"]; old {
+			var o struct {
+				Track struct {
+					Name string `json:"name"`
+				} `json:"track"`
+				Config AudioConfig `json:"config"`
+			}
+			if err := json.Unmarshal(b, &o); err != nil {
+				return err
+			}
+			*a = Audio{Renditions: map[string]AudioConfig{o.Track.Name: o.Config}}
+			return nil
+		}
+	}
+	type plain Audio
+	return json.Unmarshal(b, (*plain)(a))
+}

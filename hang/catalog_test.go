@@ -249,3 +249,28 @@ func TestCatalogReaderBound(t *testing.T) {
 		t.Fatalf("got %v after %d bytes", got, r.size)
 	}
 }
+
+// Older publishers' catalogs: video as an array of {track, config}, audio
+// as one {track, config}; @moq/hang still reads them, and so do we.
+func TestCatalogOldForm(t *testing.T) {
+	c, err := ParseCatalog([]byte(`{"video":[{"track":{"name":"video"},"config":{"codec":"avc1.42e01f","codedWidth":640,"codedHeight":360,"displayAspectWidth":16,"displayAspectHeight":9}}],` +
+		`"audio":{"track":{"name":"audio"},"config":{"codec":"opus","sampleRate":48000,"numberOfChannels":2}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.Video.Renditions["video"]
+	if v.Codec != "avc1.42e01f" || v.CodedWidth != 640 || v.Container != Legacy || c.Video.Display == nil || *c.Video.Display != (Display{16, 9}) {
+		t.Fatalf("video %+v, display %+v", v, c.Video.Display)
+	}
+	if a := c.Audio.Renditions["audio"]; a.Codec != "opus" || a.SampleRate != 48000 || a.Container != Legacy {
+		t.Fatalf("audio %+v", a)
+	}
+	// Written back in today's form.
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"renditions":{"video":{`) || !strings.Contains(string(b), `"renditions":{"audio":{`) {
+		t.Fatalf("re-encoded %s", b)
+	}
+}
