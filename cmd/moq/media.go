@@ -286,16 +286,15 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 	if err != nil {
 		return err
 	}
+	defer in.Close() // runMedia closes it once read; closing again is harmless
 	ms, rd, err := newMediaSource(in)
 	if err != nil {
-		_ = in.Close()
 		return fmt.Errorf("--media: %w", err)
 	}
 	defer ms.close()
 
 	n, err := newNode(ctx, nodeConfig{listens: nf.reachable(listens), connects: connects, interest: []string{}, incoming: true, net: nf, log: log})
 	if err != nil {
-		_ = in.Close()
 		return err
 	}
 	defer n.close()
@@ -303,7 +302,6 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 	defer subs.stop()
 	dialed, peerGone, err := n.publishAndDial(ctx, name, ms.prod.Consume(), connects, std.stderr)
 	if err != nil {
-		_ = in.Close()
 		return err
 	}
 	if dialed != nil {
@@ -318,10 +316,8 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 		select {
 		case <-vt.Used():
 		case <-peerGone:
-			_ = in.Close()
 			return sessionEnded(dialed)
 		case <-ctx.Done():
-			_ = in.Close()
 			return nil
 		}
 	}
@@ -340,7 +336,15 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 	}
 	err = runMedia(pctx, *mf.media, std.stdin, *mf.loop, ms, rd, in, &st)
 	ms.finish()
-	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case ctx.Err() != nil: // interrupted: not an error
+	case pctx.Err() != nil: // the peer we dialed went away
+		printSummary(std.stdout, st)
+		if hungUp(dialed) {
+			return nil
+		}
+		return sessionEnded(dialed)
+	case err != nil:
 		return err
 	}
 	// Let subscribers read the end, as pub does for a finite transfer.
