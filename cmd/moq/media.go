@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -80,7 +82,7 @@ type mediaStats struct {
 	Frames    int    `json:"frames"` // video
 	Keyframes int    `json:"keyframes"`
 	Codec     string `json:"codec"`
-	// AudioFrames counts the audio frames published (pub only).
+	// AudioFrames counts the audio frames published or written.
 	AudioFrames int `json:"audio_frames,omitempty"`
 	// Duration is the span of the timestamps, in microseconds.
 	Duration uint64 `json:"duration_us"`
@@ -196,8 +198,9 @@ func firstRendition(c *hang.Catalog) (string, bool) {
 }
 
 // writeMedia is sub --media: it reads the catalog from catalog, subscribes
-// to its first video rendition with sub, and writes it to out as
-// fragmented MP4 until the track ends or count frames were written.
+// to its first video rendition (and first AAC rendition, if any) with sub,
+// and writes them to out as fragmented MP4 until the video track ends or
+// count video frames were written.
 func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(ctx context.Context, track string) (*broadcast.TrackConsumer, error), out io.Writer, count uint64, st *mediaStats) error {
 	cr := hang.NewCatalogReader(catalog)
 	defer cr.Close()
@@ -222,32 +225,83 @@ func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(
 	if err != nil {
 		return err
 	}
-	tc, err := sub(ctx, name)
-	if err != nil {
-		return err
-	}
-	tr := hang.NewTrackReader(tc)
-	defer tr.Close()
-	var first uint64
-	for count == 0 || uint64(w.Frames()) < count {
-		f, err := tr.ReadFrame(ctx)
-		if errors.Is(err, io.EOF) {
-			break
+	audio := aacRendition(cat)
+	if audio != "" {
+		if err := w.AddAudio(cat.Audio.Renditions[audio]); err != nil {
+			return err
 		}
+	}
+
+	// One goroutine per track reads frames into frames; this one writes.
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel
+	defer cancel()
+	frames := make(chan mediaFrame, 64)
+	read := func(track string, isAudio bool) error {
+		tc, err := sub(rctx, track)
 		if err != nil {
 			return err
 		}
-		if err := w.WriteFrame(f); err != nil {
+		wg.Go(func() {
+			tr := hang.NewTrackReader(tc)
+			defer tr.Close()
+			for {
+				f, err := tr.ReadFrame(rctx)
+				select {
+				case frames <- mediaFrame{audio: isAudio, f: f, err: err}:
+				case <-rctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		})
+		return nil
+	}
+	if err := read(name, false); err != nil {
+		return err
+	}
+	if audio != "" {
+		if err := read(audio, true); err != nil {
 			return err
 		}
-		if w.Frames() > 0 && st.Frames == 0 {
-			first = f.Timestamp
+	}
+	var first uint64
+loop:
+	for count == 0 || uint64(w.Frames()) < count {
+		var m mediaFrame
+		select {
+		case m = <-frames:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		st.Frames = w.Frames()
-		if f.Keyframe {
-			st.Keyframes++
+		switch {
+		case m.audio && m.err != nil:
+			continue // the audio ending (or failing) leaves the video going
+		case m.audio:
+			if err := w.WriteAudio(m.f); err != nil {
+				return err
+			}
+			st.AudioFrames = w.AudioFrames()
+		case errors.Is(m.err, io.EOF):
+			break loop // the video ended
+		case m.err != nil:
+			return m.err
+		default:
+			if err := w.WriteFrame(m.f); err != nil {
+				return err
+			}
+			if w.Frames() > 0 && st.Frames == 0 {
+				first = m.f.Timestamp
+			}
+			st.Frames = w.Frames()
+			if m.f.Keyframe {
+				st.Keyframes++
+			}
+			st.Duration = m.f.Timestamp - min(first, m.f.Timestamp)
 		}
-		st.Duration = f.Timestamp - min(first, f.Timestamp)
 		// A live pipe reader (ffplay) wants each fragment at once.
 		if err := bw.Flush(); err != nil {
 			return err
@@ -256,8 +310,34 @@ func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(
 	if err := w.Close(); err != nil {
 		return err
 	}
-	st.Frames = w.Frames()
+	st.Frames, st.AudioFrames = w.Frames(), w.AudioFrames()
 	return bw.Flush()
+}
+
+// mediaFrame is a frame (or a track's end) on its way to the MP4 writer.
+type mediaFrame struct {
+	audio bool
+	f     hang.Frame
+	err   error
+}
+
+// aacRendition picks the audio rendition sub --media writes: the first
+// AAC one by name, "" if none.
+func aacRendition(c *hang.Catalog) string {
+	if c.Audio == nil {
+		return ""
+	}
+	names := make([]string, 0, len(c.Audio.Renditions))
+	for n, r := range c.Audio.Renditions {
+		if strings.HasPrefix(r.Codec, "mp4a.40.") {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
 }
 
 // pubMediaFlags are pub's media flags.

@@ -29,8 +29,8 @@ func lastMedia(t *testing.T, who string, ls []string) mediaStats {
 
 // ffmpeg test video (with AAC audio) → moq pub --media → libp2p (raw QUIC
 // on the host's socket) → moq sub --media out.mp4: ffprobe reads the same
-// video codec, frame count, keyframes and timestamps (within one frame) as
-// in the input; pub published every audio frame too.
+// codecs, frame counts, keyframes and timestamps (within one frame) as in
+// the input, for the video and the audio.
 func TestMediaThroughPeers(t *testing.T) {
 	ffmpegtest.Require(t)
 	dir := t.TempDir()
@@ -47,11 +47,12 @@ func TestMediaThroughPeers(t *testing.T) {
 	if st := lastMedia(t, "pub", pub.stdout.all()); st.Frames != frames || st.Keyframes != frames/mediaVideo.GOP || st.Codec[:7] != "avc1.42" || st.AudioFrames != audio {
 		t.Errorf("pub summary %+v, want %d audio frames", st, audio)
 	}
-	if st := lastMedia(t, "sub", sub.stdout.all()); st.Frames != frames {
-		t.Errorf("sub summary %+v", st)
+	if st := lastMedia(t, "sub", sub.stdout.all()); st.Frames != frames || st.AudioFrames != audio {
+		t.Errorf("sub summary %+v, want %d audio frames", st, audio)
 	}
 	want, got := ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, out)
 	ffmpegtest.SameTiming(t, want, got, 1.0/float64(mediaVideo.FPS))
+	ffmpegtest.SameTiming(t, ffmpegtest.ProbeStream(t, in, "a:0"), ffmpegtest.ProbeStream(t, out, "a:0"), 1024.0/48000)
 }
 
 // pub --media - reads ffmpeg's pipe output from stdin, and sub --media -

@@ -39,9 +39,9 @@ group 0 or an error: sub waits for late groups, and if the track ends
 without some (or one is reset) it exits non-zero naming them.
 
 With --media it plays a hang broadcast (moq pub --media, @moq/publish):
-it reads the catalog and writes the first video rendition (H.264) to FILE
-as fragmented MP4, a fragment per frame, so "moq sub --media - ... | ffplay -"
-plays it live.
+it reads the catalog and writes the first video rendition (H.264) and the
+first AAC one to FILE as fragmented MP4, a fragment per frame, so
+"moq sub --media - ... | ffplay -" plays it live.
 
 With --listen, it waits for a peer to connect and announce the broadcast.
 With --bootstrap (or --mdns) and no --connect, it finds the broadcast by

@@ -5,7 +5,8 @@
 // ffmpeg, ffprobe and ffplay read, from a file or a pipe. Boxes are parsed
 // and written with github.com/Eyevinn/mp4ff.
 //
-// Reader also takes the first AAC track as an audio rendition. H.264 is
+// Reader also takes the first AAC track as an audio rendition, and Writer
+// (AddAudio) writes one back. H.264 is
 // supported both ways. Reader publishes it as hang's legacy
 // container with the avcC record as the catalog description (frames are
 // MP4 samples: length-prefixed NAL units); Writer also takes H.264 in

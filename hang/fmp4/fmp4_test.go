@@ -246,3 +246,57 @@ func TestReadAudio(t *testing.T) {
 		t.Fatalf("read %v samples, ffprobe sees %d video and %d %s", counts, len(video.PTS), len(audio.PTS), audio.Codec)
 	}
 }
+
+// Video and AAC audio through hang and back: ffprobe reads both streams
+// with the input's frame counts and timestamps.
+func TestRoundTripWithAudio(t *testing.T) {
+	ffmpegtest.Require(t)
+	dir := t.TempDir()
+	v := testVideo
+	v.Audio = true
+	in := ffmpegtest.Make(t, dir, "av.mp4", v)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	wr, err := NewWriter(&out, rd.Catalog().Video.Renditions[VideoTrack])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wr.AddAudio(rd.Catalog().Audio.Renditions[AudioTrack]); err != nil {
+		t.Fatal(err)
+	}
+	// Audio first, as it may arrive: it waits for the video's keyframe.
+	var video []Sample
+	eachSample(t, rd, func(s Sample) {
+		if s.Track == AudioTrack {
+			if err := wr.WriteAudio(hang.Frame{Timestamp: s.Timestamp, Keyframe: true, Payload: s.Data}); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		video = append(video, s)
+	})
+	for _, s := range video {
+		if err := wr.WriteFrame(hang.Frame{Timestamp: s.Timestamp, Keyframe: s.Keyframe, Payload: s.Data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "out.mp4")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ffmpegtest.SameTiming(t, ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, path), 1.0/float64(v.FPS))
+	wantAudio, gotAudio := ffmpegtest.ProbeStream(t, in, "a:0"), ffmpegtest.ProbeStream(t, path, "a:0")
+	t.Logf("audio: %d frames in, %d out (%d taken while waiting)", len(wantAudio.PTS), len(gotAudio.PTS), wr.AudioFrames())
+	ffmpegtest.SameTiming(t, wantAudio, gotAudio, 1024.0/48000)
+}

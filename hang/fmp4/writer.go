@@ -2,6 +2,7 @@ package fmp4
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,10 +21,11 @@ var ErrCodec = errors.New("fmp4: unsupported codec")
 // so no timestamp is rounded.
 const writerTimescale = 1_000_000
 
-// Writer writes one hang video rendition as fragmented MP4: the init
-// segment at the first keyframe, then one fragment per frame (so a pipe
-// reader such as ffplay sees each frame as soon as the next one tells its
-// duration).
+// Writer writes one hang video rendition (and, with AddAudio, an AAC one)
+// as fragmented MP4: the init segment at the first video keyframe, then
+// one fragment per frame (so a pipe reader such as ffplay sees each frame
+// as soon as the next one tells its duration). It is not safe for
+// concurrent use.
 type Writer struct {
 	w       io.Writer
 	cfg     hang.VideoConfig
@@ -34,6 +36,103 @@ type Writer struct {
 	lastDur uint64
 	base    uint64
 	frames  int
+	audio   *audioOut // nil: video only
+}
+
+// audioOut is the AAC track of a Writer (track 2, timescale the sample
+// rate, so AAC's 1024-sample frames have exact durations).
+type audioOut struct {
+	asc      []byte
+	rate     uint64
+	channels uint16
+	pending  []hang.Frame // before the init segment, at most maxPendingAudio
+	prev     *hang.Frame  // rebased; waiting for the next frame's timestamp
+	lastDur  uint64       // in rate units
+	frames   int
+}
+
+// maxPendingAudio bounds the audio frames Writer holds while it waits for
+// the first video keyframe (about 10 s of 48 kHz AAC); older ones go.
+const maxPendingAudio = 512
+
+// AddAudio adds an AAC rendition as a second track. Call it before the
+// first frame.
+func (w *Writer) AddAudio(cfg hang.AudioConfig) error {
+	if w.inited || w.prev != nil {
+		return errors.New("fmp4: AddAudio after the first frame")
+	}
+	if !strings.HasPrefix(cfg.Codec, "mp4a.40.") {
+		return fmt.Errorf("%w: audio %q (AAC only)", ErrCodec, cfg.Codec)
+	}
+	asc, err := hex.DecodeString(cfg.Description)
+	if err != nil || len(asc) < 2 || cfg.SampleRate == 0 || cfg.SampleRate > 1<<16-1 || cfg.NumberOfChannels == 0 || cfg.NumberOfChannels > 8 {
+		return fmt.Errorf("%w: audio %q needs its AudioSpecificConfig, a sample rate and channels", ErrCodec, cfg.Codec)
+	}
+	w.audio = &audioOut{asc: asc, rate: cfg.SampleRate, channels: uint16(cfg.NumberOfChannels)}
+	return nil
+}
+
+// AudioFrames returns how many audio frames were taken (written, or the
+// last one waiting for the next).
+func (w *Writer) AudioFrames() int {
+	if w.audio == nil {
+		return 0
+	}
+	return w.audio.frames
+}
+
+// WriteAudio adds an audio frame. Frames before the first video keyframe
+// wait for it (the init segment needs it) and are written from its time
+// on. Timestamps must not go backwards.
+func (w *Writer) WriteAudio(f hang.Frame) error {
+	a := w.audio
+	if a == nil {
+		return errors.New("fmp4: WriteAudio without AddAudio")
+	}
+	if !w.inited {
+		if len(a.pending) == maxPendingAudio {
+			a.pending = a.pending[1:]
+		}
+		a.pending = append(a.pending, hang.Frame{Timestamp: f.Timestamp, Payload: bytes.Clone(f.Payload)})
+		return nil
+	}
+	if f.Timestamp < w.base {
+		return nil // before the video starts
+	}
+	next := &hang.Frame{Timestamp: f.Timestamp - w.base, Keyframe: true, Payload: bytes.Clone(f.Payload)}
+	if a.prev != nil {
+		if next.Timestamp < a.prev.Timestamp {
+			return fmt.Errorf("fmp4: audio timestamp %d µs after %d", next.Timestamp, a.prev.Timestamp)
+		}
+		if err := w.writeAudioSample(*a.prev, a.units(next.Timestamp)-a.units(a.prev.Timestamp)); err != nil {
+			return err
+		}
+	}
+	a.prev = next
+	a.frames++
+	return nil
+}
+
+// units converts microseconds to the audio track's timescale.
+func (a *audioOut) units(us uint64) uint64 { return (us*a.rate + 500_000) / 1_000_000 }
+
+// writeAudioSample writes one audio frame as a fragment of track 2.
+func (w *Writer) writeAudioSample(f hang.Frame, dur uint64) error {
+	w.seq++
+	frag, err := mp4.CreateFragment(w.seq, 2)
+	if err != nil {
+		return err
+	}
+	frag.AddFullSample(mp4.FullSample{
+		Sample:     mp4.NewSample(mp4.SyncSampleFlags, uint32(dur), uint32(len(f.Payload)), 0),
+		DecodeTime: w.audio.units(f.Timestamp),
+		Data:       f.Payload,
+	})
+	if err := frag.Encode(w.w); err != nil {
+		return err
+	}
+	w.audio.lastDur = dur
+	return nil
 }
 
 // NewWriter writes the rendition cfg to w. Only H.264 (avc1/avc3) is
@@ -64,6 +163,9 @@ func (w *Writer) WriteFrame(f hang.Frame) error {
 			return err
 		}
 		w.base = f.Timestamp
+		if err := w.flushPendingAudio(); err != nil {
+			return err
+		}
 	}
 	if f.Timestamp < w.base {
 		return fmt.Errorf("fmp4: timestamp %d µs before the first frame's %d", f.Timestamp, w.base)
@@ -88,9 +190,19 @@ func (w *Writer) WriteFrame(f hang.Frame) error {
 	return nil
 }
 
-// Close writes the last frame, with the duration of the one before it.
-// It does not close the underlying writer.
+// Close writes the last frames, each with the duration of the one before
+// it. It does not close the underlying writer.
 func (w *Writer) Close() error {
+	if a := w.audio; a != nil && a.prev != nil {
+		dur := a.lastDur
+		if dur == 0 {
+			dur = 1024 // an AAC frame
+		}
+		if err := w.writeAudioSample(*a.prev, dur); err != nil {
+			return err
+		}
+		a.prev = nil
+	}
 	if w.prev == nil {
 		return nil
 	}
@@ -128,10 +240,30 @@ func (w *Writer) writeInit(f hang.Frame) error {
 	if err := trak.SetAVCDescriptor("avc1", sps, pps, true); err != nil {
 		return fmt.Errorf("%w: %v", ErrCodec, err)
 	}
+	if a := w.audio; a != nil {
+		trak := init.AddEmptyTrack(uint32(a.rate), "audio", "und")
+		trak.Mdia.Minf.Stbl.Stsd.AddChild(mp4.CreateAudioSampleEntryBox("mp4a", a.channels, 16, uint16(a.rate), mp4.CreateEsdsBox(a.asc)))
+	}
 	if err := init.Encode(w.w); err != nil {
 		return err
 	}
 	w.inited = true
+	return nil
+}
+
+// flushPendingAudio writes the audio that came before the init segment,
+// from the video's first timestamp on.
+func (w *Writer) flushPendingAudio() error {
+	if w.audio == nil {
+		return nil
+	}
+	pending := w.audio.pending
+	w.audio.pending = nil
+	for _, f := range pending {
+		if err := w.WriteAudio(f); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
