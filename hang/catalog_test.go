@@ -274,3 +274,39 @@ func TestCatalogOldForm(t *testing.T) {
 		t.Fatalf("re-encoded %s", b)
 	}
 }
+
+// A recording reader takes a group that arrives after a newer one; a live
+// reader skips it.
+func TestRecordingReaderTakesLateGroups(t *testing.T) {
+	ctx := testCtx(t)
+	tp := broadcast.NewTrack(MediaTrack("audio", 0), broadcast.Limits{})
+	live, rec := NewTrackReader(tp.Consume()), NewRecordingReader(tp.Consume())
+	defer live.Close()
+	defer rec.Close()
+	for _, seq := range []uint64{0, 2, 1} { // group 1 arrives late
+		if err := tp.WriteGroup(seq, AppendFrame(nil, seq*21_333, []byte{byte(seq)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tp.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(r *TrackReader) (groups []uint64) {
+		for {
+			f, err := r.ReadFrame(ctx)
+			if errors.Is(err, io.EOF) {
+				return groups
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			groups = append(groups, f.Group)
+		}
+	}
+	if got := read(live); fmt.Sprint(got) != "[0 2]" {
+		t.Fatalf("live reader read groups %v, want [0 2]", got)
+	}
+	if got := read(rec); fmt.Sprint(got) != "[0 2 1]" {
+		t.Fatalf("recording reader read groups %v, want [0 2 1]", got)
+	}
+}

@@ -82,17 +82,26 @@ func (w *TrackWriter) Close() error {
 	return w.tp.Finish()
 }
 
-// TrackReader reads frames from a media track in group order, skipping
-// groups that arrive late (live playback has no use for them).
+// TrackReader reads frames from a media track, a group at a time.
 type TrackReader struct {
 	tc    *broadcast.TrackConsumer
 	group *broadcast.GroupConsumer
 	index int
+	all   bool // every group in arrival order, late ones too
 }
 
-// NewTrackReader reads from tc; Close closes tc.
+// NewTrackReader reads from tc in group order, skipping groups that arrive
+// after a newer one (live playback has no use for them). Close closes tc.
 func NewTrackReader(tc *broadcast.TrackConsumer) *TrackReader {
 	return &TrackReader{tc: tc}
+}
+
+// NewRecordingReader reads every group of tc in arrival order, late ones
+// too, as a recorder wants: group streams may arrive in any order (a track
+// of one-frame groups, such as audio, often does), so the caller orders
+// frames by timestamp. Close closes tc.
+func NewRecordingReader(tc *broadcast.TrackConsumer) *TrackReader {
+	return &TrackReader{tc: tc, all: true}
 }
 
 // ReadFrame returns the next frame. It returns io.EOF after a finished
@@ -101,7 +110,11 @@ func NewTrackReader(tc *broadcast.TrackConsumer) *TrackReader {
 func (r *TrackReader) ReadFrame(ctx context.Context) (Frame, error) {
 	for {
 		if r.group == nil {
-			g, err := r.tc.NextGroup(ctx)
+			next := r.tc.NextGroup
+			if r.all {
+				next = r.tc.RecvGroup
+			}
+			g, err := next(ctx)
 			if err != nil {
 				return Frame{}, err
 			}

@@ -244,7 +244,12 @@ func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(
 			return err
 		}
 		wg.Go(func() {
+			// Audio comes a group per frame, whose streams can arrive in
+			// any order: read them all, the writer orders them.
 			tr := hang.NewTrackReader(tc)
+			if isAudio {
+				tr = hang.NewRecordingReader(tc)
+			}
 			defer tr.Close()
 			for {
 				f, err := tr.ReadFrame(rctx)

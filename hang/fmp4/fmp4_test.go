@@ -300,3 +300,60 @@ func TestRoundTripWithAudio(t *testing.T) {
 	t.Logf("audio: %d frames in, %d out (%d taken while waiting)", len(wantAudio.PTS), len(gotAudio.PTS), wr.AudioFrames())
 	ffmpegtest.SameTiming(t, wantAudio, gotAudio, 1024.0/48000)
 }
+
+// Audio frames that arrive out of order (one-frame groups on their own
+// streams) are written in order, none lost; duplicates and frames later
+// than the reordering window are dropped.
+func TestWriterReordersAudio(t *testing.T) {
+	ffmpegtest.Require(t)
+	dir := t.TempDir()
+	v := testVideo
+	v.Audio = true
+	in := ffmpegtest.Make(t, dir, "av.mp4", v)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	wr, err := NewWriter(&out, rd.Catalog().Video.Renditions[VideoTrack])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wr.AddAudio(rd.Catalog().Audio.Renditions[AudioTrack]); err != nil {
+		t.Fatal(err)
+	}
+	var audio []hang.Frame
+	eachSample(t, rd, func(s Sample) {
+		fr := hang.Frame{Timestamp: s.Timestamp, Keyframe: s.Keyframe, Payload: s.Data}
+		if s.Track == AudioTrack {
+			audio = append(audio, fr)
+			return
+		}
+		if err := wr.WriteFrame(fr); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Swap neighbours (a frame a step late), send one twice.
+	for i := 0; i+1 < len(audio); i += 2 {
+		audio[i], audio[i+1] = audio[i+1], audio[i]
+	}
+	audio = append(audio[:10], append([]hang.Frame{audio[3]}, audio[10:]...)...)
+	for _, fr := range audio {
+		if err := wr.WriteAudio(fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "out.mp4")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ffmpegtest.SameTiming(t, ffmpegtest.ProbeStream(t, in, "a:0"), ffmpegtest.ProbeStream(t, path, "a:0"), 1024.0/48000)
+}

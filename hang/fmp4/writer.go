@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/Eyevinn/mp4ff/avc"
@@ -45,15 +47,22 @@ type audioOut struct {
 	asc      []byte
 	rate     uint64
 	channels uint16
-	pending  []hang.Frame // before the init segment, at most maxPendingAudio
+	pending  []hang.Frame // in timestamp order: waiting for the init segment or for reordering
+	newest   uint64       // the latest timestamp taken (µs, not rebased)
 	prev     *hang.Frame  // rebased; waiting for the next frame's timestamp
 	lastDur  uint64       // in rate units
 	frames   int
 }
 
 // maxPendingAudio bounds the audio frames Writer holds while it waits for
-// the first video keyframe (about 10 s of 48 kHz AAC); older ones go.
+// the first video keyframe or for late frames (about 10 s of 48 kHz AAC);
+// beyond it the oldest are written (or, before the video, dropped).
 const maxPendingAudio = 512
+
+// audioReorder is how long Writer holds audio frames for one that arrives
+// late (group streams of one frame each arrive in any order): a frame
+// goes out once one 500 ms newer came. A frame later than that is dropped.
+const audioReorder = 500_000 // µs
 
 // AddAudio adds an AAC rendition as a second track. Call it before the
 // first frame.
@@ -72,8 +81,9 @@ func (w *Writer) AddAudio(cfg hang.AudioConfig) error {
 	return nil
 }
 
-// AudioFrames returns how many audio frames were taken (written, or the
-// last one waiting for the next).
+// AudioFrames returns how many audio frames were written out (or are
+// waiting only for the next one's timestamp); frames held for reordering
+// count once they are due, and all of them after Close.
 func (w *Writer) AudioFrames() int {
 	if w.audio == nil {
 		return 0
@@ -81,35 +91,52 @@ func (w *Writer) AudioFrames() int {
 	return w.audio.frames
 }
 
-// WriteAudio adds an audio frame. Frames before the first video keyframe
-// wait for it (the init segment needs it) and are written from its time
-// on. Timestamps must not go backwards.
+// WriteAudio adds an audio frame. Frames may come out of order by up to
+// audioReorder; frames before the first video keyframe wait for it (the
+// init segment needs it) and are written from its time on.
 func (w *Writer) WriteAudio(f hang.Frame) error {
 	a := w.audio
 	if a == nil {
 		return errors.New("fmp4: WriteAudio without AddAudio")
 	}
+	if a.prev != nil && f.Timestamp < w.base+a.prev.Timestamp {
+		return nil // later than the reordering allows: its time is written
+	}
+	i := sort.Search(len(a.pending), func(i int) bool { return a.pending[i].Timestamp >= f.Timestamp })
+	if i < len(a.pending) && a.pending[i].Timestamp == f.Timestamp {
+		return nil // a duplicate
+	}
+	a.pending = slices.Insert(a.pending, i, hang.Frame{Timestamp: f.Timestamp, Keyframe: true, Payload: bytes.Clone(f.Payload)})
+	a.newest = max(a.newest, f.Timestamp)
 	if !w.inited {
-		if len(a.pending) == maxPendingAudio {
+		if len(a.pending) > maxPendingAudio {
 			a.pending = a.pending[1:]
 		}
-		a.pending = append(a.pending, hang.Frame{Timestamp: f.Timestamp, Payload: bytes.Clone(f.Payload)})
 		return nil
 	}
-	if f.Timestamp < w.base {
-		return nil // before the video starts
-	}
-	next := &hang.Frame{Timestamp: f.Timestamp - w.base, Keyframe: true, Payload: bytes.Clone(f.Payload)}
-	if a.prev != nil {
-		if next.Timestamp < a.prev.Timestamp {
-			return fmt.Errorf("fmp4: audio timestamp %d µs after %d", next.Timestamp, a.prev.Timestamp)
+	return w.flushAudio(false)
+}
+
+// flushAudio writes the pending audio frames that are due: those
+// audioReorder older than the newest (all with all set, or over
+// maxPendingAudio), skipping any before the video's first frame.
+func (w *Writer) flushAudio(all bool) error {
+	a := w.audio
+	for len(a.pending) > 0 && (all || len(a.pending) > maxPendingAudio || a.pending[0].Timestamp+audioReorder <= a.newest) {
+		f := a.pending[0]
+		a.pending = a.pending[1:]
+		if f.Timestamp < w.base {
+			continue // before the video starts
 		}
-		if err := w.writeAudioSample(*a.prev, a.units(next.Timestamp)-a.units(a.prev.Timestamp)); err != nil {
-			return err
+		next := &hang.Frame{Timestamp: f.Timestamp - w.base, Keyframe: true, Payload: f.Payload}
+		if a.prev != nil {
+			if err := w.writeAudioSample(*a.prev, a.units(next.Timestamp)-a.units(a.prev.Timestamp)); err != nil {
+				return err
+			}
 		}
+		a.prev = next
+		a.frames++
 	}
-	a.prev = next
-	a.frames++
 	return nil
 }
 
@@ -193,6 +220,11 @@ func (w *Writer) WriteFrame(f hang.Frame) error {
 // Close writes the last frames, each with the duration of the one before
 // it. It does not close the underlying writer.
 func (w *Writer) Close() error {
+	if a := w.audio; a != nil && w.inited {
+		if err := w.flushAudio(true); err != nil {
+			return err
+		}
+	}
 	if a := w.audio; a != nil && a.prev != nil {
 		dur := a.lastDur
 		if dur == 0 {
@@ -216,30 +248,45 @@ func (w *Writer) Close() error {
 }
 
 // writeInit writes ftyp+moov for the rendition.
+//
+// The avc1 entry is built from the configuration record as it is, never
+// by parsing the SPS: the parameter sets come from the publisher, and
+// mp4ff's SPS parser sizes its tables from the SPS's own fields (a
+// hostile one made it allocate terabytes; FuzzWriter).
 func (w *Writer) writeInit(f hang.Frame) error {
-	var sps, pps [][]byte
+	var rec avc.DecConfRec
 	if w.annexB {
-		sps = avc.ExtractNalusOfTypeFromByteStream(avc.NALU_SPS, f.Payload, true)
-		pps = avc.ExtractNalusOfTypeFromByteStream(avc.NALU_PPS, f.Payload, true)
+		sps := avc.ExtractNalusOfTypeFromByteStream(avc.NALU_SPS, f.Payload, true)
+		pps := avc.ExtractNalusOfTypeFromByteStream(avc.NALU_PPS, f.Payload, true)
+		if len(sps) == 0 || len(pps) == 0 || len(sps[0]) < 4 {
+			return fmt.Errorf("%w: no SPS/PPS at the first keyframe", ErrCodec)
+		}
+		rec = avc.DecConfRec{
+			AVCProfileIndication: sps[0][1],
+			ProfileCompatibility: sps[0][2],
+			AVCLevelIndication:   sps[0][3],
+			SPSnalus:             sps,
+			PPSnalus:             pps,
+			ChromaFormat:         1, // 4:2:0, 8 bits: what WebCodecs encoders make
+			NoTrailingInfo:       !highProfile(sps[0][1]),
+		}
 	} else {
 		desc, err := w.cfg.DescriptionBytes()
 		if err != nil {
 			return err
 		}
-		rec, err := avc.DecodeAVCDecConfRec(desc)
-		if err != nil {
+		if rec, err = avc.DecodeAVCDecConfRec(desc); err != nil {
 			return fmt.Errorf("%w: avcC description: %v", ErrCodec, err)
 		}
-		sps, pps = rec.SPSnalus, rec.PPSnalus
-	}
-	if len(sps) == 0 || len(pps) == 0 {
-		return fmt.Errorf("%w: no SPS/PPS at the first keyframe", ErrCodec)
+		if len(rec.SPSnalus) == 0 || len(rec.PPSnalus) == 0 {
+			return fmt.Errorf("%w: avcC description without SPS/PPS", ErrCodec)
+		}
 	}
 	init := mp4.CreateEmptyInit()
 	trak := init.AddEmptyTrack(writerTimescale, "video", "und")
-	if err := trak.SetAVCDescriptor("avc1", sps, pps, true); err != nil {
-		return fmt.Errorf("%w: %v", ErrCodec, err)
-	}
+	width, height := uint16(min(w.cfg.CodedWidth, 1<<16-1)), uint16(min(w.cfg.CodedHeight, 1<<16-1))
+	trak.Tkhd.Width, trak.Tkhd.Height = mp4.Fixed32(uint32(width)<<16), mp4.Fixed32(uint32(height)<<16)
+	trak.Mdia.Minf.Stbl.Stsd.AddChild(mp4.CreateVisualSampleEntryBox("avc1", width, height, &mp4.AvcCBox{DecConfRec: rec}))
 	if a := w.audio; a != nil {
 		trak := init.AddEmptyTrack(uint32(a.rate), "audio", "und")
 		trak.Mdia.Minf.Stbl.Stsd.AddChild(mp4.CreateAudioSampleEntryBox("mp4a", a.channels, 16, uint16(a.rate), mp4.CreateEsdsBox(a.asc)))
@@ -251,20 +298,23 @@ func (w *Writer) writeInit(f hang.Frame) error {
 	return nil
 }
 
-// flushPendingAudio writes the audio that came before the init segment,
-// from the video's first timestamp on.
+// flushPendingAudio writes the audio that came before the init segment
+// and is due, from the video's first timestamp on.
 func (w *Writer) flushPendingAudio() error {
 	if w.audio == nil {
 		return nil
 	}
-	pending := w.audio.pending
-	w.audio.pending = nil
-	for _, f := range pending {
-		if err := w.WriteAudio(f); err != nil {
-			return err
-		}
+	return w.flushAudio(false)
+}
+
+// highProfile says whether an H.264 profile's configuration record carries
+// the chroma and bit-depth fields (ISO/IEC 14496-15).
+func highProfile(profile byte) bool {
+	switch profile {
+	case 100, 110, 122, 144:
+		return true
 	}
-	return nil
+	return false
 }
 
 // writeSample writes one frame as a fragment.
