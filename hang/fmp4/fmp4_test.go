@@ -17,17 +17,7 @@ import (
 var testVideo = ffmpegtest.Video{Seconds: 2, FPS: 25, Width: 320, Height: 240, GOP: 10}
 
 func TestReadFFmpegFragmentedMP4(t *testing.T) {
-	ffmpegtest.Require(t)
-	in := ffmpegtest.Make(t, t.TempDir(), "in.mp4", testVideo)
-	f, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rd := testInput(t, t.TempDir(), testVideo)
 	v := rd.Catalog().Video.Renditions[VideoTrack]
 	if v.Codec != "avc1.42c00d" && v.Codec[:7] != "avc1.42" {
 		t.Fatalf("codec %q, want constrained baseline avc1.42…", v.Codec)
@@ -71,11 +61,11 @@ func eachSample(t *testing.T, rd *Reader, f func(Sample)) {
 	}
 }
 
-// testInput makes the test video in dir and opens a Reader on it.
-func testInput(t *testing.T, dir string) (string, *Reader) {
+// testInput makes v in dir and opens a Reader on it.
+func testInput(t *testing.T, dir string, v ffmpegtest.Video) (string, *Reader) {
 	t.Helper()
 	ffmpegtest.Require(t)
-	in := ffmpegtest.Make(t, dir, "in.mp4", testVideo)
+	in := ffmpegtest.Make(t, dir, "in.mp4", v)
 	src, err := os.ReadFile(in)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +79,7 @@ func testInput(t *testing.T, dir string) (string, *Reader) {
 
 func TestRoundTripThroughHang(t *testing.T) {
 	dir := t.TempDir()
-	in, rd := testInput(t, dir)
+	in, rd := testInput(t, dir, testVideo)
 	// Through the hang catalog's JSON, as a subscriber gets it.
 	b, err := rd.Catalog().Marshal()
 	if err != nil {
@@ -157,7 +147,7 @@ func TestWriterRefusesOtherCodecs(t *testing.T) {
 // with the parameter sets in band at each keyframe and no description.
 func TestWriterTakesAnnexB(t *testing.T) {
 	dir := t.TempDir()
-	in, rd := testInput(t, dir)
+	in, rd := testInput(t, dir, testVideo)
 	v := rd.Catalog().Video.Renditions[VideoTrack]
 	desc, err := v.DescriptionBytes()
 	if err != nil {
@@ -209,19 +199,9 @@ func TestWriterTakesAnnexB(t *testing.T) {
 // describes AAC, and its samples come interleaved with the video's in
 // decode order, every one of both.
 func TestReadAudio(t *testing.T) {
-	ffmpegtest.Require(t)
 	v := testVideo
 	v.Audio = true
-	in := ffmpegtest.Make(t, t.TempDir(), "av.mp4", v)
-	f, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, rd := testInput(t, t.TempDir(), v)
 	a := rd.Catalog().Audio.Renditions[AudioTrack]
 	if a.Codec != "mp4a.40.2" || a.SampleRate != 48000 || a.NumberOfChannels != 1 || a.Description == "" || a.Container != hang.Legacy {
 		t.Fatalf("audio rendition %+v", a)
@@ -247,31 +227,29 @@ func TestReadAudio(t *testing.T) {
 	}
 }
 
-// Video and AAC audio through hang and back: ffprobe reads both streams
-// with the input's frame counts and timestamps.
-func TestRoundTripWithAudio(t *testing.T) {
-	ffmpegtest.Require(t)
-	dir := t.TempDir()
+// avWriter makes test video with audio in dir, opens a Reader on it and a
+// Writer (with its audio) into out.
+func avWriter(t *testing.T, dir string) (in string, rd *Reader, wr *Writer, out *bytes.Buffer) {
+	t.Helper()
 	v := testVideo
 	v.Audio = true
-	in := ffmpegtest.Make(t, dir, "av.mp4", v)
-	f, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	wr, err := NewWriter(&out, rd.Catalog().Video.Renditions[VideoTrack])
-	if err != nil {
+	in, rd = testInput(t, dir, v)
+	out = new(bytes.Buffer)
+	var err error
+	if wr, err = NewWriter(out, rd.Catalog().Video.Renditions[VideoTrack]); err != nil {
 		t.Fatal(err)
 	}
 	if err := wr.AddAudio(rd.Catalog().Audio.Renditions[AudioTrack]); err != nil {
 		t.Fatal(err)
 	}
+	return in, rd, wr, out
+}
+
+// Video and AAC audio through hang and back: ffprobe reads both streams
+// with the input's frame counts and timestamps.
+func TestRoundTripWithAudio(t *testing.T) {
+	dir := t.TempDir()
+	in, rd, wr, out := avWriter(t, dir)
 	// Audio first, as it may arrive: it waits for the video's keyframe.
 	var video []Sample
 	eachSample(t, rd, func(s Sample) {
@@ -295,7 +273,7 @@ func TestRoundTripWithAudio(t *testing.T) {
 	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ffmpegtest.SameTiming(t, ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, path), 1.0/float64(v.FPS))
+	ffmpegtest.SameTiming(t, ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, path), 1.0/float64(testVideo.FPS))
 	wantAudio, gotAudio := ffmpegtest.ProbeStream(t, in, "a:0"), ffmpegtest.ProbeStream(t, path, "a:0")
 	t.Logf("audio: %d frames in, %d out (%d taken while waiting)", len(wantAudio.PTS), len(gotAudio.PTS), wr.AudioFrames())
 	ffmpegtest.SameTiming(t, wantAudio, gotAudio, 1024.0/48000)
@@ -305,28 +283,8 @@ func TestRoundTripWithAudio(t *testing.T) {
 // streams) are written in order, none lost; duplicates and frames later
 // than the reordering window are dropped.
 func TestWriterReordersAudio(t *testing.T) {
-	ffmpegtest.Require(t)
 	dir := t.TempDir()
-	v := testVideo
-	v.Audio = true
-	in := ffmpegtest.Make(t, dir, "av.mp4", v)
-	f, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	wr, err := NewWriter(&out, rd.Catalog().Video.Renditions[VideoTrack])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wr.AddAudio(rd.Catalog().Audio.Renditions[AudioTrack]); err != nil {
-		t.Fatal(err)
-	}
+	in, rd, wr, out := avWriter(t, dir)
 	var audio []hang.Frame
 	eachSample(t, rd, func(s Sample) {
 		fr := hang.Frame{Timestamp: s.Timestamp, Keyframe: s.Keyframe, Payload: s.Data}
