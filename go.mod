@@ -3,6 +3,7 @@ module github.com/moqp2p/moqp2p
 go 1.26.0
 
 require (
+	github.com/Eyevinn/mp4ff v0.52.0
 	github.com/coder/websocket v1.8.14
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/ipfs/go-cid v0.6.2

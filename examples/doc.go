@@ -17,6 +17,10 @@
 //   - browser: a node publishes the clock and serves a page that shows it
 //     live, using @moq/lite over WebTransport (go run ./examples/browser,
 //     after npm ci in interop/jspeer).
+//   - video: two nodes, libp2p peers: a page on node A publishes the
+//     browser's camera (@moq/publish), a page on node B plays it
+//     (@moq/watch); other publishers (moq pub --media) can join through A
+//     (go run ./examples/video, then open the printed URLs).
 //
 // Run without flags, each runs all its peers in one process and finishes by
 // itself (clock and discovery after -n ticks); with -role, its peers run in

@@ -54,7 +54,8 @@ func testMain(m *testing.M) int {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery", "./browser")
+	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery", "./browser", "./video",
+		"github.com/moqp2p/moqp2p/cmd/moq") // moq pub --media feeds the video example
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()

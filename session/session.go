@@ -152,6 +152,9 @@ func (s *Session) start(interest []string) {
 	s.obs.started(s)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
+		// The peer's SETUP comes on a uni stream: its loop must run now,
+		// not from our first subscription on.
+		s.acceptGroups()
 	}
 	s.spawn(s.acceptStreams)
 	for _, p := range interest {

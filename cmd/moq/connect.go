@@ -20,6 +20,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
+	"github.com/moqp2p/moqp2p/moq/server/watch"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
@@ -95,6 +96,7 @@ type node struct {
 	log *slog.Logger
 
 	listening   []string // dialable addresses, for "listening:" lines
+	pages       []string // http://host:port of the listeners serving the web pages (watch.Handler)
 	fingerprint string   // of the certificate of the moql:// and https:// listeners
 
 	servers  []*server.Server
@@ -152,6 +154,22 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	return n, nil
 }
 
+// pagesHandler serves a listener's plain HTTP requests: the node's own
+// handler (moq relay's /announced and /fetch) where it has one, the watch and
+// publish pages everywhere else.
+func (n *node) pagesHandler() http.Handler {
+	pages := watch.Handler()
+	if n.cfg.handler == nil {
+		return pages
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/announced", n.cfg.handler)
+	mux.Handle("/announced/", n.cfg.handler)
+	mux.Handle("/fetch/", n.cfg.handler)
+	mux.Handle("/", pages)
+	return mux
+}
+
 // listen serves e with a server.Server of the node: raw QUIC (moql://) and
 // WebTransport (https://) share a UDP socket, WebSocket (ws://) is on TCP.
 // Every session sees all the node's broadcasts, whatever the URL path.
@@ -162,8 +180,8 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		PlainHTTP:   true,
 		CheckOrigin: n.cfg.net.checkOrigin(),
 		Route:       func(*http.Request) (string, error) { return "", nil },
-		Handler:     n.cfg.handler,
 		Logger:      n.log,
+		Handler:     n.pagesHandler(),
 	}
 	if n.cfg.route != nil {
 		srv.Route = n.cfg.route
@@ -176,6 +194,7 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 			return err
 		}
 		n.listening = append(n.listening, "ws://"+listenAddr(e.hostport, tcp.Addr())+pathOf(e.url))
+		n.pages = append(n.pages, "http://"+listenAddr(e.hostport, tcp.Addr()))
 	} else {
 		if udp, err = net.ListenPacket("udp", e.hostport); err != nil {
 			return err
@@ -183,6 +202,14 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		addr := listenAddr(e.hostport, udp.LocalAddr())
 		if e.kind == kindWT {
 			n.listening = append(n.listening, "https://"+addr+pathOf(e.url))
+			// Browsers load pages over TCP: the same port number there
+			// serves them (and WebSocket), if it is free.
+			if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err == nil {
+				n.pages = append(n.pages, "http://"+addr)
+			} else {
+				n.log.Debug("no web pages: TCP port taken", "addr", udp.LocalAddr(), "err", err)
+				tcp = nil
+			}
 		}
 		n.listening = append(n.listening, "moql://"+addr)
 	}

@@ -17,6 +17,7 @@ const pubUsage = `
 usage: moq pub --broadcast NAME [--track NAME] [--listen URL]... [--connect URL]
                [--bootstrap ADDR]... [--mdns] [--frames N] [--size BYTES]
                [--group-frames K] [--rate HZ] [--wait] [--stdin] [--linger D]
+       moq pub --broadcast NAME --media FILE|- [--loop] [--wait] [--listen URL]... [--connect URL]
 
 Publishes a broadcast with one track. Frame i (group i/K, counted from 0) is
 the deterministic test payload of --size bytes that the interop peers also
@@ -32,6 +33,15 @@ what its subscriber sessions were handed whole (for the one that got the
 least). When a subscriber got less than was produced, it also says so on
 stderr. A subscriber that stops responding (no acknowledgement or read for
 --linger) is given up on.
+
+With --media it publishes video instead, as a hang broadcast (the format
+@moq/watch plays: a catalog.json track, a "video" track with a group per
+keyframe, an "audio" track) read from fragmented MP4, such as
+  ffmpeg -i movie.mp4 -c:v libx264 -profile:v baseline -c:a aac -f mp4 \
+         -movflags frag_keyframe+empty_moov+default_base_moof -
+(H.264, and AAC if any), paced by its timestamps; --loop starts a file
+over at its end. At the end it prints
+{"frames":N,"keyframes":K,"codec":"avc1…","duration_us":D,"audio_frames":A}.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
@@ -74,6 +84,8 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
 	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame from the first")
 	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
+	var mf pubMediaFlags
+	mf.register(fs)
 	linger := fs.Duration("linger", 5*time.Second, "after the last frame, give up on a subscriber that has made no progress for `D`,\nand wait up to D for subscribers to disconnect")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
@@ -94,6 +106,9 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return usagef("pub: --rate must be 0 (as fast as possible) or a number of frames per second from %g, not %v", minRate, *rate)
 	case *linger < 0:
 		return usagef("pub: --linger must not be negative")
+	}
+	if *mf.media != "" {
+		return runPubMedia(ctx, std, &nf, listens, connects, *name, mf, *wait, *linger)
 	}
 	log := nf.logger(std.stderr)
 	opts := pubOptions{frames: *frames, size: *size, k: *k, rate: *rate}

@@ -21,6 +21,7 @@ const subUsage = `
 usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | --bootstrap ADDR...)
                [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
        moq sub --ticket TICKET [--track NAME] [--bootstrap ADDR...] [--count N] [--out FILE|-]
+       moq sub --broadcast NAME --media FILE|- (--connect URL | ...) [--count N]
 
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
@@ -36,6 +37,11 @@ sub skips a group missing for 500 ms, counts it in skipped_groups and warns
 on stderr. With --out and no --count, the output is the whole track from
 group 0 or an error: sub waits for late groups, and if the track ends
 without some (or one is reset) it exits non-zero naming them.
+
+With --media it plays a hang broadcast (moq pub --media, @moq/publish):
+it reads the catalog and writes the first video rendition (H.264) and the
+first AAC one to FILE as fragmented MP4, a fragment per frame, so
+"moq sub --media - ... | ffplay -" plays it live.
 
 With --listen, it waits for a peer to connect and announce the broadcast.
 With --bootstrap (or --mdns) and no --connect, it finds the broadcast by
@@ -58,6 +64,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	track := fs.String("track", "data", "track `NAME`")
 	count := fs.Uint64("count", 0, "exit after `N` frames (0: when the track ends)")
 	out := fs.String("out", "", "write payloads to `FILE` (- for stdout)")
+	media := fs.String("media", "", "play a hang broadcast: write its video as fragmented MP4 to `FILE` (- for stdout)")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -68,6 +75,9 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	src, err := parseSource("sub", &nf, listens, connects, *name, *ticket)
 	if err != nil {
 		return err
+	}
+	if *media != "" {
+		return runSubMedia(ctx, std, &nf, listens, connects, src, *media, *count)
 	}
 	src.track = *track
 	log := nf.logger(std.stderr)

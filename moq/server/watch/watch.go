@@ -1,0 +1,49 @@
+package watch
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"net/url"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Handler serves the pages under "/": /watch?name=NAME, /publish?name=NAME
+// and their scripts. Set it as server.Server.Handler.
+func Handler() http.Handler {
+	sub, _ := fs.Sub(assets, "assets") // the directory is embedded: cannot fail
+	files := http.FileServerFS(sub)
+	mux := http.NewServeMux()
+	page := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/" + name
+			// The browser checks for updates each load, so a node upgrade
+			// never plays with a stale bundle.
+			w.Header().Set("Cache-Control", "no-cache")
+			files.ServeHTTP(w, r2)
+		}
+	}
+	mux.HandleFunc("GET /watch", page("watch.html"))
+	mux.HandleFunc("GET /publish", page("publish.html"))
+	for _, f := range []string{"moq.js", "report.js"} {
+		mux.HandleFunc("GET /"+f, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-cache")
+			files.ServeHTTP(w, r)
+		})
+	}
+	return mux
+}
+
+// WatchURL is the page playing broadcast name, on the node whose plain
+// HTTP listener is at base (http://host:port).
+func WatchURL(base, name string) string {
+	return base + "/watch?name=" + url.QueryEscape(name)
+}
+
+// PublishURL is the page publishing the camera as broadcast name.
+func PublishURL(base, name string) string {
+	return base + "/publish?name=" + url.QueryEscape(name)
+}
