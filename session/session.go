@@ -152,9 +152,9 @@ func (s *Session) start(interest []string) {
 	s.obs.started(s)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
-		// The peer's SETUP comes on a uni stream: its loop must run now,
-		// not from our first subscription on.
-		s.acceptGroups()
+		// The peer's SETUP is read with its group streams (recvSetup),
+		// once our first subscription starts that loop: an idle session
+		// parks no goroutine for it.
 	}
 	s.spawn(s.acceptStreams)
 	for _, p := range interest {
