@@ -281,7 +281,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg := a.cfg.Session
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
-	cfg.Client = opts.Client
+	cfg.Client = opts.Client || dialed // the side that opened the connection (metrics label it outbound)
 	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
 	// Offer first, start serving after: a peer that subscribes the moment
 	// the session is up, without waiting for an announcement (gomoqt does),

@@ -54,12 +54,12 @@ func newMoqFan(ctx context.Context, n int) (*moqFan, error) {
 			f.close()
 			return nil, err
 		}
-		pub, err := session.New(s, session.Config{Publish: f.origin, Interest: []string{}, Logger: quietLogger()})
+		pub, err := session.New(s, session.Config{Publish: f.origin, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 		if err != nil {
 			f.close()
 			return nil, err
 		}
-		sub, err := session.New(c, session.Config{Client: true, Interest: []string{}, Logger: quietLogger()})
+		sub, err := session.New(c, session.Config{Client: true, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 		if err != nil {
 			_ = pub.Close(0, "")
 			f.close()

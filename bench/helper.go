@@ -140,7 +140,7 @@ func oursPub(ctx context.Context, o helperOpts) error {
 	if err != nil {
 		return err
 	}
-	s, err := session.New(conn, session.Config{Publish: origin, Interest: []string{}, Logger: quietLogger()})
+	s, err := session.New(conn, session.Config{Publish: origin, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func oursSub(ctx context.Context, o helperOpts) (*helperResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := session.New(conn, session.Config{Client: true, Interest: []string{}, Logger: quietLogger()})
+	s, err := session.New(conn, session.Config{Client: true, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,8 @@ type config struct {
 	p5Sessions int
 	p6Groups   int
 	p7Connects int
+	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
+	metricsOverhead bool
 }
 
 func main() {
@@ -86,6 +88,7 @@ func main() {
 	flag.IntVar(&cfg.p6Groups, "p6-groups", 100_000, "P6: groups per run")
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
+	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
 	memRate := flag.Int("memprofilerate", 0, "with -profile: runtime.MemProfileRate (1 records every allocation; 0 keeps the default)")
 	flag.Parse()
@@ -163,6 +166,9 @@ func run(cfg config) ([]*line, error) {
 				}
 			}
 		}()
+	}
+	if cfg.metricsOverhead {
+		return runMetricsOverhead(ctx, cfg), nil
 	}
 	var lines []*line
 	if want("P1") || want("P2") {

@@ -89,7 +89,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,
-		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,

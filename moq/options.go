@@ -28,7 +28,8 @@ type options struct {
 	grace          time.Duration
 	dialTimeout    time.Duration
 	peerLimits     PeerLimits
-	discovery      discoveryOptions // discovery.go
+	discovery      discoveryOptions      // discovery.go
+	metrics        session.MetricsTracer // stats.go
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host

@@ -76,6 +76,7 @@ func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline 
 		return
 	}
 	sub.groupStarted()
+	sub.stats.groupStarted(hdr.Sequence, time.Time{})
 	s.unsorted.Add(-1) // counted in its subscription from here on
 	s.sorted.notify()
 	sorted = true
@@ -121,8 +122,9 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr.Reader, g)
+	rerr := s.readFrames(gr.Reader, g, sub.stats)
 	if rerr != nil {
+		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
 		var se *transport.StreamError
 		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
@@ -174,10 +176,12 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		return
 	}
 	if rerr == nil {
 		s.counters.groupsReceived.Add(1)
+		sub.stats.groupDone()
 	}
 }
 
@@ -265,12 +269,14 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	g, err := sub.track.CreateGroup(hdr.Sequence)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(r, g); err != nil {
+	if err := s.readFrames(r, g, sub.stats); err != nil {
+		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -280,6 +286,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	_ = g.Finish()
 	s.counters.groupsReceived.Add(1)
+	sub.stats.groupDone()
 }
 
 // recvWhole takes in a group whose stream lies whole in gr's buffer, FIN
@@ -302,12 +309,15 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	clear(batch)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return true
 	}
 	s.counters.framesReceived.Add(uint64(frames))
 	s.counters.bytesReceived.Add(size)
 	s.counters.groupsReceived.Add(1)
+	sub.stats.media(uint64(frames), size)
+	sub.stats.groupDone()
 	return true
 }
 
@@ -319,7 +329,7 @@ const maxBatch = 64
 // one allocation and with one wake-up of its consumers (bufferedFrames); a
 // frame that does not is read on its own. No frame is held back while
 // waiting for the stream.
-func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer, st *subStats) error {
 	var arr [maxBatch][]byte
 	var mem slab
 	var frames, bytes uint64
@@ -327,6 +337,7 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 	defer func() {
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
+		st.media(frames, bytes)
 	}()
 	for {
 		if r.Buffered() == 0 {

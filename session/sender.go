@@ -60,6 +60,7 @@ type groupSender struct {
 	maxLatency time.Duration
 	buf        []byte     // writeSmallGroup's buffer; only send's goroutine uses it
 	hdr        wire.Group // writeSmallGroup's header (kept here: no allocation per group)
+	stats      *subStats  // the subscription's counters (stats.go)
 
 	mu     sync.Mutex
 	groups []*outGroup   // in flight, oldest first
@@ -165,6 +166,7 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 	for _, old := range gs.groups {
 		if gs.maxLatency > 0 && created.Sub(old.created) > gs.maxLatency {
 			old.abortLocked(&broadcast.Error{Code: broadcast.CodeOld, Reason: "group older than the subscriber's max latency"})
+			gs.stats.reset(broadcast.CodeOld)
 			continue
 		}
 		if old.seq < seq {
@@ -357,6 +359,9 @@ func (gs *groupSender) closing(og *outGroup) bool {
 func (gs *groupSender) cancelAll(code broadcast.Code) {
 	gs.mu.Lock()
 	for _, og := range gs.groups {
+		if og.ctx.Err() == nil {
+			gs.stats.reset(code)
+		}
 		og.abortLocked(&broadcast.Error{Code: code})
 	}
 	gs.mu.Unlock()
@@ -416,6 +421,8 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 		s.counters.groupsSent.Add(1)
 		s.counters.framesSent.Add(frames)
 		s.counters.bytesSent.Add(bytes)
+		gs.stats.media(frames, bytes)
+		gs.stats.groupDone()
 	}
 }
 
@@ -439,6 +446,7 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	defer func() {
 		s.counters.framesSent.Add(frames)
 		s.counters.bytesSent.Add(bytes)
+		gs.stats.media(frames, bytes)
 	}()
 
 	var hdr [16]byte
@@ -490,8 +498,10 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 				gs.closedStream(st)
 			}
 			s.counters.groupsSent.Add(1)
+			gs.stats.groupDone()
 		} else if ctx.Err() == nil {
 			st.CancelWrite(uint32(broadcast.CodeOf(err)))
+			gs.stats.reset(broadcast.CodeOf(err))
 		}
 		return
 	}

@@ -70,7 +70,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	reading := goRead(st, func() { cancel(s.readUpdates(r)) })
 	defer reading.stop()
 
-	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency}
+	stats := s.obs.track(true, sub.ID, path, sub.Track)
+	defer s.obs.untrack(stats)
+	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency, stats: stats}
 	defer gs.wait()
 	// However the subscription ends, its groups in flight end with it: their
 	// streams are reset, which also frees a writer stuck on flow control.
@@ -105,6 +107,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		if sub.End.Set && g.Sequence() > sub.End.Seq {
 			continue
 		}
+		stats.groupStarted(g.Sequence(), g.Created())
 		gs.send(ctx, g)
 	}
 }

@@ -65,6 +65,9 @@ type Session struct {
 	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
 	announced      int                            // paths the peer has active, or refused as loops
 	announcedBytes int                            // their total length
+
+	// obs counts subscriptions and reports to the metrics (stats.go).
+	obs observer
 }
 
 type trackKey struct{ path, track string }
@@ -95,6 +98,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		subs:    map[uint64]*subscription{},
 		shared:  map[trackKey]*subscription{},
 		remotes: map[string]*broadcast.Producer{},
+		obs:     observer{metrics: cfg.Metrics},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -122,6 +126,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	s.wg.Add(1)
 	context.AfterFunc(s.ctx, func() {
 		defer s.wg.Done()
+		s.obs.ended()
 		s.remote.Close()
 		s.endRemotes()
 	})
@@ -137,6 +142,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 // start runs the session once its version is known.
 func (s *Session) start(interest []string) {
 	close(s.ready)
+	s.obs.started(s)
 	s.spawn(s.acceptStreams)
 	s.spawn(s.acceptUniStreams)
 	for _, p := range interest {

@@ -24,6 +24,7 @@ type subscription struct {
 	track  *broadcast.TrackProducer
 	opts   SubscribeOptions
 	shared bool
+	stats  *subStats // its counters (stats.go)
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
@@ -176,6 +177,7 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		ready:  make(chan struct{}),
 		room:   make(chan struct{}, 1),
 	}
+	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
 	sub.ctx = ctx
@@ -192,6 +194,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	var once sync.Once
 	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
 	forget := func() {
+		s.obs.untrack(sub.stats)
 		s.mu.Lock()
 		delete(s.subs, sub.id)
 		if key := (trackKey{sub.path, sub.track.Info().Name}); sub.shared && s.shared[key] == sub {

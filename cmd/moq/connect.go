@@ -100,6 +100,7 @@ type node struct {
 	// never closed; sends never block (a full queue drops the notice, not
 	// the session).
 	incoming chan peerSession
+	observe  *observeServer // --metrics (observe.go); nil without
 }
 
 // newNode opens the listeners and joins the DHT through the --bootstrap
@@ -118,6 +119,9 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		}
 	}()
 	if n.p2p, err = newP2P(ctx, cfg, n.offer); err != nil {
+		return n, err
+	}
+	if n.observe, err = startObserve(n); err != nil {
 		return n, err
 	}
 	var tc *tls.Config
@@ -240,6 +244,9 @@ func (n *node) printListening(w io.Writer) {
 	}
 	for _, a := range n.listening {
 		fmt.Fprintf(w, "listening: %s\n", a)
+	}
+	if n.observe != nil {
+		fmt.Fprintf(w, "metrics: http://%s/metrics\n", n.observe.addr)
 	}
 }
 
@@ -418,6 +425,7 @@ func (n *node) waitSessionsDone(ctx context.Context, d time.Duration) {
 
 // close ends every session and listener, and waits for them.
 func (n *node) close() {
+	n.observe.close()
 	for _, srv := range n.servers {
 		_ = srv.Close()
 		<-n.serveErr

@@ -55,17 +55,23 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 		fmt.Fprintf(std.stdout, "peer: %s\n", n.p2p.h.ID())
 	}
 	n.printListening(std.stdout)
+	t := newTally(n)
+	prog := startProgress(std.stderr, nf.quiet, "node", func() status {
+		lt := t.read(ctx, true)
+		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
+	})
+	defer prog.close()
 	for _, e := range connects {
 		s, err := n.connect(ctx, e)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(std.stderr, "session: %s (dialed)\n", s.Peer())
+		prog.printf("session: %s (dialed)\n", s.Peer())
 	}
 	for {
 		select {
 		case s := <-n.incoming:
-			fmt.Fprintf(std.stderr, "session: %s\n", s.Peer())
+			prog.printf("session: %s\n", s.Peer())
 		case <-ctx.Done():
 			return nil
 		}

@@ -147,13 +147,13 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 
-	rtt := func() time.Duration {
-		for _, s := range n.sessions(ctx) {
-			return s.RTT()
-		}
-		return 0
-	}
-	prog := startProgress(std.stderr, "sent", rtt)
+	var prog *progress
+	t := newTally(n)
+	prog = startProgress(std.stderr, nf.quiet, "sent", func() status {
+		lt := t.read(ctx, true)
+		return status{groups: (prog.frames.Load() + uint64(*k) - 1) / uint64(*k), skipped: lt.skipped,
+			rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers}
+	})
 	if finite {
 		opts.room = func(ctx context.Context) error { return subs.waitRoom(ctx, tp, *linger) }
 	}

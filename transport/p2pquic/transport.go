@@ -266,10 +266,12 @@ type Conn struct {
 
 // Stats reports the QUIC connection's counters (see transport.StatsConn).
 func (c *Conn) Stats() transport.Stats {
+	st := transport.Stats{}
 	if sc, ok := c.Conn.(transport.StatsConn); ok {
-		return sc.Stats()
+		st = sc.Stats()
 	}
-	return transport.Stats{}
+	st.Transport = "p2pquic"
+	return st
 }
 
 // RemotePeer is the peer at the other end, proven by its TLS certificate.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 
 	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -44,6 +45,10 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		// qlog, opt-in: with the QLOGDIR environment variable set, every
+		// connection writes <odcid>_<client|server>.sqlog there (quic-go's
+		// qlog package; the libp2p host's QUIC transport does the same).
+		Tracer: qlog.DefaultConnectionTracer,
 	}
 }
 
@@ -228,7 +233,7 @@ func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
-	return quicstats.Of(c.c.ConnectionStats())
+	return quicstats.Named("quic", c.c.ConnectionStats())
 }
 
 // QUIC returns the underlying connection, for statistics.

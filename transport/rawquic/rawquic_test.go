@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -130,4 +132,51 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// With QLOGDIR set, each end of a connection writes a qlog file there.
+func TestQLOGDIR(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QLOGDIR", dir)
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ep, err := NewEndpoint("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	cc, err := ep.Dial(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cc.CloseWithError(0, "")
+	<-sc.Context().Done()
+	for _, side := range []string{"client", "server"} {
+		for {
+			files, _ := filepath.Glob(filepath.Join(dir, "*_"+side+".sqlog"))
+			if len(files) == 1 {
+				if b, _ := os.ReadFile(files[0]); bytes.Contains(b, []byte("transport:packet_sent")) {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no %s qlog with packets in %s: %v", side, dir, files)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
 }

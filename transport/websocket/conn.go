@@ -216,9 +216,9 @@ func (c *Conn) LocalAddr() net.Addr { return c.local }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Stats reports the WebSocket payload bytes sent and received; TCP hides
-// the rest.
+// the rest (RTT, congestion window, losses).
 func (c *Conn) Stats() transport.Stats {
-	return transport.Stats{BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
+	return transport.Stats{Transport: "websocket", BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
 }
 
 // Ping sends a WebSocket ping and waits for the pong, or for ctx or the

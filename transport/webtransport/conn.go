@@ -187,7 +187,7 @@ func (c *Conn) Session() *webtransport.Session { return c.sess }
 // it); zero when the connection is unknown.
 func (c *Conn) Stats() transport.Stats {
 	if c.qconn == nil {
-		return transport.Stats{}
+		return transport.Stats{Transport: "webtransport"}
 	}
-	return quicstats.Of(c.qconn.ConnectionStats())
+	return quicstats.Named("webtransport", c.qconn.ConnectionStats())
 }
