@@ -30,7 +30,20 @@ type options struct {
 	peerLimits     PeerLimits
 	discovery      discoveryOptions      // discovery.go
 	metrics        session.MetricsTracer // stats.go
+	deadPeer       time.Duration
 }
+
+// WithDeadPeerTimeout bounds how long a peer may stay silent before its
+// session is given up (default 3 s; negative: the transports' own, slower
+// detection). Idle sessions exchange keep-alives every third of it: QUIC
+// PINGs on raw QUIC (the idle timeout in force is the smaller of both
+// ends', and never below three probe timeouts, so a slow or lossy path
+// stretches it), libp2p pings on sessions over libp2p streams. The QUIC
+// transport's listening sockets take theirs from QUICConfig.DeadPeerTimeout.
+// A session given up this way ends like one the peer closed; subscriptions
+// made with Moq.SubscribeWith and SubscribeOptions.Resilient resume
+// elsewhere or once the peer is back.
+func WithDeadPeerTimeout(d time.Duration) Option { return func(o *options) { o.deadPeer = d } }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
 // must have been built with t (HostConfig.QUIC, HostOptions or t.Option()).

@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -117,9 +119,10 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 		c.recvMaxData = uint64(cfg.ConnWindow)
 		c.grantStreams = [2]uint64{uint64(cfg.MaxIncomingStreams), uint64(cfg.MaxIncomingUniStreams)}
 	}
-	c.running.Store(2)
+	c.running.Store(3)
 	go c.readLoopRun()
 	go c.writeLoopRun()
+	go c.keepAliveRun()
 	c.log.Debug("connection open")
 	return c
 }
@@ -239,6 +242,19 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// keepAliveRun pings the peer until the connection ends, and ends the
+// connection when a ping goes unanswered for Config.DeadPeerTimeout. It
+// counts as a loop, so CloseWithError waits for it.
+func (c *Conn) keepAliveRun() {
+	defer c.loopDone()
+	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), c.Ping, func(err error) {
+		c.log.Info("peer unresponsive: closing", "err", err)
+		c.mu.Lock()
+		c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusGoingAway, "peer unresponsive")
+		c.mu.Unlock()
+	})
 }
 
 // terminateLocked starts closing the connection once: it records the
