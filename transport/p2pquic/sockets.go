@@ -136,7 +136,7 @@ func (l *lentTransport) Listen(tc *tls.Config, qc *quic.Config) (quicreuse.QUICL
 	if l.idle > 0 && (qc.MaxIdleTimeout == 0 || qc.MaxIdleTimeout > l.idle) {
 		qc.MaxIdleTimeout = l.idle
 		if qc.KeepAlivePeriod == 0 || qc.KeepAlivePeriod > l.idle/3 {
-			qc.KeepAlivePeriod = l.idle / 3
+			qc.KeepAlivePeriod = l.idle / 3 // as rawquic.ConfigDeadPeer's
 		}
 	}
 	return l.Transport.Listen(tc, qc)

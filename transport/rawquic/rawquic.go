@@ -52,14 +52,16 @@ const DefaultDeadPeerTimeout = keepalive.DefaultTimeout
 // 30 s idle timeout, with keep-alives every 10 s). QUIC's idle timeout does
 // the detection: it is the smaller of both ends' values (and never below
 // three probe timeouts, so a lossy or slow path stretches it), and each end
-// sends a PING after a third of it without traffic, so an idle but live
-// connection is not mistaken for a dead one. The cost on an idle
+// sends a PING after a quarter of d without traffic, so an idle but live
+// connection is not mistaken for a dead one. quic-go counts the idle time
+// from the first packet sent after the last one received, up to one
+// keep-alive period later, so the idle timeout is three quarters of d. The cost on an idle
 // connection is a PING and its ACK per period each way (measured by
 // BenchmarkIdleKeepAlive).
 func ConfigDeadPeer(d time.Duration) *quic.Config {
 	idle, keep := 30*time.Second, 10*time.Second
 	if d = keepalive.Resolve(d); d > 0 {
-		idle, keep = d, keepalive.Period(d)
+		idle, keep = d-d/4, d/4
 	}
 	return &quic.Config{
 		MaxIncomingStreams:    1000,
