@@ -376,7 +376,7 @@ func (n *node) dialEndpoint(e endpoint) (*rawquic.Endpoint, error) {
 	if ep := n.dialEPs[bind]; ep != nil {
 		return ep, nil
 	}
-	ep, err := rawquic.NewEndpoint(bind, nil)
+	ep, err := rawquic.NewEndpoint(bind, rawquic.ConfigDeadPeer(n.cfg.net.deadPeer))
 	if err != nil {
 		return nil, err
 	}
