@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -44,6 +45,9 @@ type options struct {
 // made with Moq.SubscribeWith and SubscribeOptions.Resilient resume
 // elsewhere or once the peer is back.
 func WithDeadPeerTimeout(d time.Duration) Option { return func(o *options) { o.deadPeer = d } }
+
+// DefaultDeadPeerTimeout is the dead-peer bound without WithDeadPeerTimeout.
+const DefaultDeadPeerTimeout = keepalive.DefaultTimeout
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
 // must have been built with t (HostConfig.QUIC, HostOptions or t.Option()).
