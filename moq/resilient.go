@@ -31,7 +31,16 @@ type ResilientOptions struct {
 	MaxOutage time.Duration
 	// Keep tunes the redials (Peer set, or the previous provider).
 	Keep KeepOptions
+	// MaxLag bounds how far NextGroup lets its reader fall behind: when the
+	// group it would return arrived more than MaxLag ago and a newer one
+	// exists, it skips to the latest group (and reports TrackSkipped).
+	// Default DefaultMaxLag; negative: never (the reader then lags up to
+	// the cache's age, 5 s by default). Ignored with Backpressure.
+	MaxLag time.Duration
 }
+
+// DefaultMaxLag is ResilientOptions.MaxLag's default.
+const DefaultMaxLag = time.Second
 
 // ErrOutage ends a resilient track that had no upstream for its
 // ResilientOptions.MaxOutage.
@@ -171,13 +180,28 @@ func (t *ResilientTrack) Skipped() uint64 {
 	return t.skipped
 }
 
-// NextGroup is the track consumer's NextGroup that also reports, with a
-// TrackSkipped event, groups the reader missed because it fell behind
-// (the cache dropped them) or because of an outage.
+// NextGroup is the track consumer's NextGroup that keeps its reader near
+// the live edge (see ResilientOptions.MaxLag) and reports, with a
+// TrackSkipped event, the groups the reader missed: because it fell
+// behind, because the cache dropped them, or across an outage. The
+// publisher and other readers never wait for a slow reader.
 func (t *ResilientTrack) NextGroup(ctx context.Context) (*broadcast.GroupConsumer, error) {
 	g, err := t.TrackConsumer.NextGroup(ctx)
 	if err != nil {
 		return nil, err
+	}
+	lag := t.opts.MaxLag
+	if lag == 0 {
+		lag = DefaultMaxLag
+	}
+	if latest, ok := t.Latest(); ok && lag > 0 && !t.opts.Backpressure && latest > g.Sequence() && time.Since(g.Created()) > lag {
+		// Behind: jump to the live edge rather than play stale groups.
+		t.StartAt(latest)
+		if lg, err := t.TrackConsumer.NextGroup(ctx); err == nil {
+			g = lg
+		} else if ctx.Err() != nil {
+			return nil, err
+		}
 	}
 	t.mu.Lock()
 	var missed uint64
