@@ -39,6 +39,7 @@ func record(t *testing.T, tr *ResilientTrack) *recorder {
 			}
 			f, err := g.ReadFrame(context.Background())
 			if err != nil {
+				t.Logf("group %d at %v: %v", g.Sequence(), time.Now().Format("15:04:05.000"), err)
 				continue
 			}
 			i, _ := strconv.Atoi(string(f))
@@ -97,8 +98,16 @@ func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
 // heals, resuming within 1 s, and every group published after it resumed
 // arrives. The reader sees a gap and Lost/Live events, never an error.
 func TestResilientTrackSurvivesPartition(t *testing.T) {
+	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
+	t.Run("p2pstream-tcp", func(t *testing.T) { testSurvivesPartition(t, false) })
+}
+
+func testSurvivesPartition(t *testing.T, udp bool) {
 	pub, sub := newNode(t), newNode(t)
-	info, link := linkTo(t, pub, true)
+	if !udp {
+		pub, sub = newTCPNode(t), newTCPNode(t)
+	}
+	info, link := linkTo(t, pub, udp)
 	if _, err := sub.Connect(testCtx(t), info); err != nil {
 		t.Fatal(err)
 	}
