@@ -8,6 +8,8 @@
 //	P5  memory per idle session, next to a raw quic-go connection
 //	P6  group churn: one uni stream per group, next to raw quic-go stream churn
 //	P7  1000 concurrent Connect to one peer: handshakes and time
+//	F1  goodput of a live stream over 10 % loss + 50 ms, next to raw quic-go
+//	    (not in the default rows: -rows F1; -f1-duration 60s is the full profile)
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
 //
@@ -61,6 +63,7 @@ type config struct {
 	p5Sessions int
 	p6Groups   int
 	p7Connects int
+	f1Duration time.Duration // F1 (impaired.go)
 	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
 	metricsOverhead bool
 }
@@ -87,6 +90,7 @@ func main() {
 	flag.IntVar(&cfg.p5Sessions, "p5-sessions", 20, "P5: idle sessions per run")
 	flag.IntVar(&cfg.p6Groups, "p6-groups", 100_000, "P6: groups per run")
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
+	flag.DurationVar(&cfg.f1Duration, "f1-duration", 10*time.Second, "F1: duration of the impaired stream (60s: the full profile)")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
 	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
@@ -205,6 +209,9 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P7") {
 		lines = append(lines, runConnect(ctx, cfg)...)
+	}
+	if want("F1") {
+		lines = append(lines, runImpaired(ctx, cfg)...)
 	}
 	return lines, nil
 }
