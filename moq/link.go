@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -57,11 +58,13 @@ type LinkChange struct {
 // named.
 type KeepOptions struct {
 	// MinBackoff is the pause before the second attempt (100 ms); pauses
-	// double up to MaxBackoff (1 s). Attempts overlap: a new one starts
-	// after each pause while earlier ones still run, at most
-	// MaxAttempts (4) at once, so an attempt stuck in a handshake that
-	// began during a partition does not delay the first one that can
-	// succeed once it heals.
+	// double up to MaxBackoff (500 ms). Attempts overlap: a new one starts
+	// after each pause while earlier ones still run, at most MaxAttempts
+	// (4) at once (the oldest is given up for the new one), so an attempt
+	// stuck in a handshake that began during a partition, whose
+	// retransmissions QUIC spaces out more and more, does not delay the
+	// first one that can succeed once it heals: that takes at most
+	// MaxBackoff plus a handshake.
 	MinBackoff, MaxBackoff time.Duration
 	MaxAttempts            int
 	// AttemptTimeout bounds one dial (5 s).
@@ -75,7 +78,7 @@ func (o KeepOptions) withDefaults() KeepOptions {
 		}
 	}
 	def(&o.MinBackoff, 100*time.Millisecond)
-	def(&o.MaxBackoff, time.Second)
+	def(&o.MaxBackoff, 500*time.Millisecond)
 	def(&o.AttemptTimeout, 5*time.Second)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 4
@@ -188,11 +191,20 @@ func (l *Link) run() {
 func (l *Link) connect() (*Session, error) {
 	ctx, cancel := context.WithCancel(l.ctx)
 	type result struct {
+		id  int
 		c   actor.Conn
 		err error
 	}
-	results := make(chan result, l.opts.MaxAttempts)
+	type attempt struct {
+		id   int
+		stop context.CancelFunc
+	}
+	// Room for every attempt running plus one that was told to stop and
+	// has not reported yet.
+	results := make(chan result, 2*l.opts.MaxAttempts+1)
 	running := 0
+	var stops []attempt // the attempts running, oldest first
+	ids := 0
 	defer func() {
 		cancel()
 		for ; running > 0; running-- {
@@ -211,19 +223,27 @@ func (l *Link) connect() (*Session, error) {
 		}
 		select {
 		case <-pause.C:
-			if running < l.opts.MaxAttempts {
-				running++
-				go func() {
-					actx, acancel := context.WithTimeout(ctx, l.opts.AttemptTimeout)
-					defer acancel()
-					c, err := l.m.dialDirect(actx, l.addr)
-					results <- result{c, err}
-				}()
+			if len(stops) >= l.opts.MaxAttempts {
+				// The oldest attempt's handshake backs off the longest
+				// (QUIC doubles its retransmission timer): replace it.
+				stops[0].stop()
+				stops = stops[1:]
 			}
+			running++
+			ids++
+			id := ids
+			actx, acancel := context.WithTimeout(ctx, l.opts.AttemptTimeout)
+			stops = append(stops, attempt{id, acancel})
+			go func() {
+				defer acancel()
+				c, err := l.m.dialDirect(actx, l.addr)
+				results <- result{id, c, err}
+			}()
 			pause.Reset(backoff)
 			backoff = min(2*backoff, l.opts.MaxBackoff)
 		case r := <-results:
 			running--
+			stops = slices.DeleteFunc(stops, func(a attempt) bool { return a.id == r.id })
 			if r.err != nil {
 				last = r.err
 				continue
