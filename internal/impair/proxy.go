@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,7 @@ import (
 type UDPProxy struct {
 	ln     *Conn // towards clients
 	target net.Addr
+	bytes  atomic.Int64 // datagram payload forwarded, both directions
 
 	mu      sync.Mutex
 	cfg     Config
@@ -42,6 +44,10 @@ func NewUDPProxy(target string, cfg Config) (*UDPProxy, error) {
 // Addr is the address clients send to instead of the target's.
 func (p *UDPProxy) Addr() *net.UDPAddr { return p.ln.LocalAddr().(*net.UDPAddr) }
 
+// Bytes is how many bytes of datagram payload the proxy has received to
+// forward, both directions (dropped ones included; UDP/IP headers not).
+func (p *UDPProxy) Bytes() int64 { return p.bytes.Load() }
+
 // Set changes the impairment of both directions from now on.
 func (p *UDPProxy) Set(cfg Config) {
 	p.mu.Lock()
@@ -64,6 +70,7 @@ func (p *UDPProxy) serve() {
 		if up == nil {
 			return
 		}
+		p.bytes.Add(int64(n))
 		_, _ = up.WriteTo(buf[:n], p.target)
 	}
 }
@@ -92,6 +99,7 @@ func (p *UDPProxy) upstream(from net.Addr) *Conn {
 			if err != nil {
 				return
 			}
+			p.bytes.Add(int64(n))
 			_, _ = p.ln.WriteTo(buf[:n], from)
 		}
 	})
@@ -122,6 +130,8 @@ type TCPProxy struct {
 	ln     net.Listener
 	target string
 
+	bytes atomic.Int64 // forwarded, both directions
+
 	mu     sync.Mutex
 	cfg    Config
 	cut    bool          // partitioned
@@ -146,6 +156,10 @@ func NewTCPProxy(target string, cfg Config) (*TCPProxy, error) {
 
 // Addr is the address clients connect to instead of the target's.
 func (p *TCPProxy) Addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
+
+// Bytes is how many bytes the proxy has forwarded, both directions (TCP
+// payload: what the ends wrote, TLS and framing included).
+func (p *TCPProxy) Bytes() int64 { return p.bytes.Load() }
 
 // Set changes the impairment from now on.
 func (p *TCPProxy) Set(cfg Config) {
@@ -224,6 +238,7 @@ func (p *TCPProxy) pipe(dst, src net.Conn) {
 			if _, err := dst.Write(ch.b); err != nil {
 				return
 			}
+			p.bytes.Add(int64(len(ch.b)))
 		}
 	}()
 	defer func() {
