@@ -43,6 +43,8 @@ func TestDeadPeerDetected(t *testing.T) {
 				}
 				if d := time.Since(cut); d > keepalive.DefaultTimeout+500*time.Millisecond {
 					t.Errorf("%s noticed the dead peer after %v, bound %v", name, d, keepalive.DefaultTimeout)
+				} else {
+					t.Logf("%s noticed the dead peer after %v", name, d)
 				}
 			}
 		})
