@@ -54,9 +54,12 @@ type Config struct {
 	// cause matching ErrConnLost and keepalive's timeout. Zero means 3 s; a
 	// negative value sends no pings (then a silent peer is noticed only by
 	// TCP, which can take many minutes). Costs a ping and a pong, 6 bytes
-	// each plus framing, per period. On the legacy framing, whose receiver
-	// stops reading the socket when its buffers are full, a peer that stops
-	// reading for this long is given up as well.
+	// each plus framing, per period. A ping that goes unanswered while our
+	// own read loop waited for buffer room (the legacy framing stops
+	// reading the socket when its buffers are full) does not count. A
+	// peer whose read loop so waits does not answer our pings either, so
+	// on the legacy framing a peer that stops reading for this long is
+	// given up.
 	DeadPeerTimeout time.Duration
 
 	// HTTPClient performs Dial's handshake (TLS settings, proxies). Nil

@@ -55,15 +55,17 @@ type Conn struct {
 	wsReason   string
 	abort      *time.Timer // fires wcancel closeGrace after the close began
 
-	streams    map[uint64]*stream // streams not yet finished in both directions
-	nextLocal  [2]uint64          // index of the next stream we open, [bidi, uni]
-	localLive  [2]int             // streams we opened, not yet finished
-	openSig    [2]notify          // stream credit arrived, or a local stream finished
-	peerOpened [2]uint64          // the peer has opened every index below this
-	peerLive   [2]int             // peer streams not yet finished
-	acceptQ    [2][]*stream       // peer streams not yet accepted
-	acceptSig  [2]notify
-	readLoop   notify // legacy: buffer space or a stream slot became free
+	streams     map[uint64]*stream // streams not yet finished in both directions
+	nextLocal   [2]uint64          // index of the next stream we open, [bidi, uni]
+	localLive   [2]int             // streams we opened, not yet finished
+	openSig     [2]notify          // stream credit arrived, or a local stream finished
+	peerOpened  [2]uint64          // the peer has opened every index below this
+	peerLive    [2]int             // peer streams not yet finished
+	acceptQ     [2][]*stream       // peer streams not yet accepted
+	acceptSig   [2]notify
+	readLoop    notify // legacy: buffer space or a stream slot became free
+	readPauses  int    // times the read loop waited for room (legacy)
+	readWaiting bool   // it is waiting now
 
 	// qmux-00 flow control (see flow.go); legacy uses only buffered.
 	paramsSent      bool
@@ -249,7 +251,23 @@ func (c *Conn) Ping(ctx context.Context) error {
 // counts as a loop, so CloseWithError waits for it.
 func (c *Conn) keepAliveRun() {
 	defer c.loopDone()
-	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), c.Ping, func(err error) {
+	ping := func(ctx context.Context) error {
+		c.mu.Lock()
+		before, waiting := c.readPauses, c.readWaiting
+		c.mu.Unlock()
+		err := c.Ping(ctx)
+		c.mu.Lock()
+		paused := waiting || c.readWaiting || c.readPauses != before
+		c.mu.Unlock()
+		if err != nil && paused && c.ctx.Err() == nil {
+			// Our own read loop held the pong back (the legacy framing
+			// stops reading while its buffers are full): the peer is not
+			// to blame.
+			return nil
+		}
+		return err
+	}
+	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, func(err error) {
 		c.log.Info("peer unresponsive: closing", "err", err)
 		c.mu.Lock()
 		c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusGoingAway, "peer unresponsive")
