@@ -39,8 +39,10 @@ type options struct {
 // detection). Idle sessions exchange keep-alives every third of it: QUIC
 // PINGs on raw QUIC (the idle timeout in force is the smaller of both
 // ends', and never below three probe timeouts, so a slow or lossy path
-// stretches it), libp2p pings on sessions over libp2p streams. The QUIC
-// transport's listening sockets take theirs from QUICConfig.DeadPeerTimeout.
+// stretches it), libp2p pings on sessions over libp2p streams. It applies
+// to the raw QUIC connections this node dials, and to those it accepts
+// from moqp2p nodes (QUIC uses the smaller of both ends' idle timeouts);
+// the host's own libp2p connections keep libp2p's settings.
 // A session given up this way ends like one the peer closed; subscriptions
 // made with Moq.SubscribeWith and SubscribeOptions.Resilient resume
 // elsewhere or once the peer is back.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	ma "github.com/multiformats/go-multiaddr"
@@ -95,7 +94,7 @@ func (t *Transport) lend(cm *quicreuse.ConnManager, netw string, port int, srk *
 		VerifySourceAddress: verify,
 	}
 	s := &socket{netw: netw, port: conn.LocalAddr().(*net.UDPAddr).Port, conn: conn, tr: tr}
-	lt := &lentTransport{Transport: tr, streams: t.qconf.MaxIncomingStreams, uniStreams: t.qconf.MaxIncomingUniStreams, idle: t.qconf.MaxIdleTimeout}
+	lt := &lentTransport{Transport: tr, streams: t.qconf.MaxIncomingStreams, uniStreams: t.qconf.MaxIncomingUniStreams}
 	// The returned channel reports when the ConnManager is done with the
 	// socket; we close it in hostStopped, after closing the ConnManager,
 	// which is when that happens.
@@ -120,7 +119,6 @@ func closeSockets(ss []*socket) {
 type lentTransport struct {
 	*quic.Transport
 	streams, uniStreams int64
-	idle                time.Duration // the dead-peer bound; 0: leave as is
 }
 
 // Listen is quicreuse's only way to start the socket's shared listener.
@@ -131,13 +129,5 @@ func (l *lentTransport) Listen(tc *tls.Config, qc *quic.Config) (quicreuse.QUICL
 	qc = qc.Clone()
 	qc.MaxIncomingStreams = max(qc.MaxIncomingStreams, l.streams)
 	qc.MaxIncomingUniStreams = max(qc.MaxIncomingUniStreams, l.uniStreams)
-	// A dead peer is noticed within the bound on accepted connections too
-	// (the idle timeout in force is the smaller of both ends').
-	if l.idle > 0 && (qc.MaxIdleTimeout == 0 || qc.MaxIdleTimeout > l.idle) {
-		qc.MaxIdleTimeout = l.idle
-		if qc.KeepAlivePeriod == 0 || qc.KeepAlivePeriod > l.idle/3 {
-			qc.KeepAlivePeriod = l.idle / 3 // as rawquic.ConfigDeadPeer's
-		}
-	}
 	return l.Transport.Listen(tc, qc)
 }

@@ -69,12 +69,16 @@ type Config struct {
 	// QUIC is used for dialed connections; nil means
 	// rawquic.ConfigDeadPeer(DeadPeerTimeout). Its MaxIncomingStreams and
 	// MaxIncomingUniStreams also raise the limits of the host's shared
-	// listening sockets (never lower them), and its MaxIdleTimeout lowers
-	// theirs (never raises it).
+	// listening sockets (never lower them).
 	QUIC *quic.Config
-	// DeadPeerTimeout is how long a peer may stay silent before its
-	// connection is given up, when QUIC is nil (see rawquic.ConfigDeadPeer;
-	// 0 means 3 s).
+	// DeadPeerTimeout is how long a peer may stay silent before a
+	// connection this transport dials is given up, when QUIC is nil (see
+	// rawquic.ConfigDeadPeer; 0 means 3 s). QUIC's idle timeout in force
+	// is the smaller of both ends', so it holds at the accepting end too
+	// when the dialer is a moqp2p node; the listening sockets, which
+	// libp2p's own connections share, keep libp2p's settings (a shorter
+	// idle timeout there made the host's DHT connections churn under
+	// load).
 	DeadPeerTimeout time.Duration
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
