@@ -156,7 +156,9 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		CheckOrigin: n.cfg.net.checkOrigin(),
 		Route:       func(*http.Request) (string, error) { return "", nil },
 		Logger:      n.log,
+		QUICConfig:  rawquic.ConfigDeadPeer(n.cfg.net.deadPeer),
 	}
+	srv.WebSocket.DeadPeerTimeout = n.cfg.net.deadPeer
 	var udp net.PacketConn
 	var tcp net.Listener
 	var err error
