@@ -109,6 +109,7 @@ type ResilientTrack struct {
 	lastSeq  uint64 // the last local sequence written
 	anyGroup bool
 	offset   uint64 // local = upstream + offset, for the current upstream
+	epoch    uint64 // the current upstream's first local sequence
 	skipped  uint64 // groups missed across outages, in total
 	lastRead uint64 // NextGroup's last group, to count a reader's skips
 	readAny  bool
@@ -316,27 +317,84 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.Track
 		pl := t.m.Keep(peer.AddrInfo{ID: prev, Addrs: addrs}, t.opts.Keep)
 		defer pl.Detach()
 	}
-	pause := 20 * time.Millisecond
+	pause := 10 * time.Millisecond
 	var last error
+	var nextLookup time.Time // the next full resolution (DHT included)
 	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		up, from, err := t.subscribe(actx, link)
-		cancel()
+		up, from, err := t.tryUpstream(ctx, link, prev, &nextLookup)
 		if err == nil {
 			t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
 			return up, from, nil
 		}
-		last = err
+		if err != errNotYet {
+			last = err
+		}
 		select {
 		case <-time.After(pause):
-			pause = min(2*pause, 250*time.Millisecond)
+			pause = min(2*pause, 100*time.Millisecond)
 		case <-ctx.Done():
 			if t.ctx.Err() != nil {
 				return nil, "", context.Cause(t.ctx)
 			}
+			if last == nil {
+				last = errNotYet
+			}
 			return nil, "", fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, last)
 		}
 	}
+}
+
+// errNotYet: no upstream to try yet.
+var errNotYet = errors.New("moq: no provider reachable yet")
+
+// tryUpstream makes one round of attempts after a loss, cheap enough to
+// repeat every 100 ms so that a provider back (or a new one) is used at
+// once: the pinned peer's session; else sessions that announce the name,
+// the previous provider's session once it is back (waiting briefly for its
+// announcement), and every two seconds a full resolution as Subscribe
+// does (the DHT's providers).
+func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.ID, nextLookup *time.Time) (*broadcast.TrackConsumer, peer.ID, error) {
+	sub := func(s *Session, wait time.Duration) (*broadcast.TrackConsumer, peer.ID, error) {
+		sctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		tc, err := s.SubscribeWith(sctx, t.name, t.track, t.opts.SubscribeOptions)
+		return tc, s.RemotePeer(), err
+	}
+	if link != nil {
+		c := link.State()
+		if c.State != LinkConnected || c.Session.Err() != nil {
+			return nil, "", errNotYet
+		}
+		return sub(c.Session, time.Second)
+	}
+	var last error = errNotYet
+	for _, s := range t.m.sessionsAnnouncing(t.name) {
+		tc, p, err := sub(s, time.Second)
+		if err == nil {
+			return tc, p, nil
+		}
+		last = err
+	}
+	if prev != "" {
+		if s := t.m.liveSession(prev); s != nil {
+			tc, p, err := sub(s, 500*time.Millisecond) // waits for the announcement
+			if err == nil {
+				return tc, p, nil
+			}
+			last = err
+		}
+	}
+	if now := time.Now(); t.m.disc.router != nil && !now.Before(*nextLookup) {
+		*nextLookup = now.Add(2 * time.Second)
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		tc, err := t.m.SubscribeWith(lctx, t.name, t.track, t.opts.SubscribeOptions)
+		if err == nil {
+			return tc, t.m.subscribedAt(t.name, t.track), nil
+		}
+		last = err
+	}
+	return nil, "", last
 }
 
 // pump copies groups from up into the local track until up fails.
@@ -346,7 +404,10 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		g, err := up.NextGroup(ctx)
+		// Arrival order: a group that overtook another (group streams race
+		// each other) does not make the other one be dropped here; the
+		// application's NextGroup decides what is too late.
+		g, err := up.RecvGroup(ctx)
 		if err != nil {
 			return err
 		}
@@ -382,12 +443,16 @@ func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool) {
 				t.skipped += seq - t.lastSeq - 1
 			}
 		}
+		t.epoch = seq + t.offset
 	}
 	l := seq + t.offset
-	if t.anyGroup && l <= t.lastSeq {
-		return 0, false // older than what the track has: live media skips it
+	if t.anyGroup && l < t.epoch {
+		return 0, false // belongs before this upstream began: too old
 	}
-	t.lastSeq, t.anyGroup = l, true
+	if !t.anyGroup || l > t.lastSeq {
+		t.lastSeq = l
+	}
+	t.anyGroup = true
 	return l, true
 }
 
@@ -408,4 +473,19 @@ func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, lg *broadcast.Gr
 			return
 		}
 	}
+}
+
+// sessionsAnnouncing lists the live sessions whose peer announces name.
+func (m *Moq) sessionsAnnouncing(name string) []*Session {
+	list, err := m.a.Sessions(m.ctx)
+	if err != nil {
+		return nil
+	}
+	var out []*Session
+	for _, s := range list {
+		if s.Context().Err() == nil && s.Remote().Get(name) != nil {
+			out = append(out, &Session{s: s, m: m})
+		}
+	}
+	return out
 }
