@@ -48,6 +48,17 @@ func (p *UDPProxy) Addr() *net.UDPAddr { return p.ln.LocalAddr().(*net.UDPAddr) 
 // forward, both directions (dropped ones included; UDP/IP headers not).
 func (p *UDPProxy) Bytes() int64 { return p.bytes.Load() }
 
+// Dropped is how many datagrams the proxy dropped, both directions.
+func (p *UDPProxy) Dropped() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.ln.Dropped()
+	for _, c := range p.clients {
+		n += c.Dropped()
+	}
+	return n
+}
+
 // Set changes the impairment of both directions from now on.
 func (p *UDPProxy) Set(cfg Config) {
 	p.mu.Lock()
