@@ -104,29 +104,25 @@ func metricsP3(ctx context.Context, cfg config) []*line {
 	const size, perGroup = 1 << 10, 100
 	n := cfg.p3Subs[len(cfg.p3Subs)-1]
 	groups := max(1, cfg.p3Bytes*mib/(n*perGroup*size))
-	var fans [2]*moqFan // off, on
-	for on := range fans {
-		inprocMetrics = on == 1
+	// A fresh fan-out per run and setting: two long-lived ones differ by
+	// a few percent even with the same setting (the one made second costs
+	// more CPU), which would hide what is measured here.
+	once := func(on bool, name string) (fanResult, error) {
+		inprocMetrics = on
 		f, err := newMoqFan(ctx, n)
 		inprocMetrics = false
 		if err != nil {
-			logf("P3 metrics: %v", err)
-			for _, f := range fans {
-				if f != nil {
-					f.close()
-				}
-			}
-			return nil
+			return fanResult{}, err
 		}
 		defer f.close()
-		fans[on] = f
-		_, _ = moqFanRun(ctx, f, fmt.Sprintf("mfan%d-warm", on), max(1, groups/5), perGroup, size)
+		_, _ = moqFanRun(ctx, f, name+"-warm", max(1, groups/5), perGroup, size)
+		return moqFanRun(ctx, f, name, groups, perGroup, size)
 	}
 	var thr, cpu [2]sample
 	for run := range cfg.runs {
 		for k := range 2 {
 			on := (k + run) % 2
-			r, err := moqFanRun(ctx, fans[on], fmt.Sprintf("mfan%d-%d", on, run), groups, perGroup, size)
+			r, err := once(on == 1, fmt.Sprintf("mfan%d-%d", on, run))
 			if err != nil {
 				logf("P3 metrics=%v run %d: %v", on == 1, run+1, err)
 				continue

@@ -26,7 +26,10 @@
 // The link series are read from the live sessions' connections when
 // scraped (plus what ended sessions had reached); sessions sharing one
 // connection (WebTransport sessions on one HTTP/3 connection, p2pstream
-// sessions on one libp2p connection) each count it whole.
+// sessions on one libp2p connection) each count it whole. The loss rate
+// over a window is a query away:
+//
+//	rate(moqp2p_link_packets_lost_total[1m]) / rate(moqp2p_link_packets_sent_total[1m])
 package metrics
 
 import (

@@ -106,3 +106,20 @@ func scrape(reg *prometheus.Registry) string {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
 }
+
+// BenchmarkGroup is what metrics add to one group on the media path: a
+// batch of frames and the group's end, on each side.
+func BenchmarkGroup(b *testing.B) {
+	tr := NewTracer(WithRegisterer(prometheus.NewRegistry()))
+	st := tr.SessionStarted(session.SessionInfo{Transport: "quic", Version: "moq-lite-04"})
+	defer st.Closed()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			st.Frames(session.Sent, 100, 102400)
+			st.Group(session.Sent)
+			st.Frames(session.Received, 100, 102400)
+			st.Group(session.Received)
+		}
+	})
+}

@@ -98,7 +98,7 @@ type Link struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
-	feed   *feed[LinkChange]
+	feed   *eventLog[LinkChange]
 }
 
 // Keep starts keeping a session to addr (its addresses are re-added to the
@@ -106,7 +106,7 @@ type Link struct {
 // and returns at once; follow it with Link.Changes. A session to the peer
 // that exists already (either side opened it) counts as connected.
 func (m *Moq) Keep(addr peer.AddrInfo, opts KeepOptions) *Link {
-	l := &Link{m: m, addr: addr, opts: opts.withDefaults(), done: make(chan struct{}), feed: newFeed[LinkChange]()}
+	l := &Link{m: m, addr: addr, opts: opts.withDefaults(), done: make(chan struct{}), feed: newEventLog[LinkChange]()}
 	l.ctx, l.cancel = context.WithCancel(m.ctx)
 	l.set(LinkChange{State: LinkConnecting})
 	m.mu.Lock()
@@ -236,7 +236,7 @@ func (l *Link) connect() (*Session, error) {
 			stops = append(stops, attempt{id, acancel})
 			go func() {
 				defer acancel()
-				c, err := l.m.dialDirect(actx, l.addr)
+				c, err := l.m.redialPeer(actx, l.addr)
 				results <- result{id, c, err}
 			}()
 			pause.Reset(backoff)
@@ -280,10 +280,10 @@ func (m *Moq) liveSession(p peer.ID) *Session {
 	return nil
 }
 
-// dialDirect dials p for a redial: like the actor's dial, but ignoring
+// redialPeer dials p for a redial: like the actor's dial, but ignoring
 // libp2p's dial backoff (the previous attempts failed during the outage
 // being recovered from) and bounded by ctx alone.
-func (m *Moq) dialDirect(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
+func (m *Moq) redialPeer(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
 	ctx = network.WithForceDirectDial(ctx, "moq: redial")
 	c, err := m.dial(ctx, addr)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/session"
@@ -32,6 +33,7 @@ type options struct {
 	discovery      discoveryOptions      // discovery.go
 	metrics        session.MetricsTracer // stats.go
 	deadPeer       time.Duration
+	forward        *Forwarding // forward.go
 }
 
 // WithDeadPeerTimeout bounds how long a peer may stay silent before its
@@ -155,3 +157,12 @@ type PeerLimits struct {
 
 // WithPeerLimits sets the per-peer bounds (see PeerLimits).
 func WithPeerLimits(l PeerLimits) Option { return func(o *options) { o.peerLimits = l } }
+
+// forwardConfig is the actor's forwarding configuration, nil without
+// WithForwarding.
+func (o *options) forwardConfig(m **Moq) *actor.Forward {
+	if o.forward == nil {
+		return nil
+	}
+	return o.forward.forwardConfig(m)
+}

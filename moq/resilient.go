@@ -100,7 +100,7 @@ type ResilientTrack struct {
 	track  string
 	opts   ResilientOptions
 	local  *broadcast.TrackProducer
-	events *feed[TrackEvent]
+	events *eventLog[TrackEvent]
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -134,7 +134,7 @@ func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts R
 	if name == "" {
 		return nil, broadcast.ErrInvalidPath
 	}
-	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newFeed[TrackEvent](), done: make(chan struct{})}
+	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newEventLog[TrackEvent](), done: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(m.ctx)
 	var link *Link
 	if opts.Peer != nil {

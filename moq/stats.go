@@ -84,8 +84,10 @@ func sampleOf(prev, cur Stats, prevAt, now time.Time) Sample {
 // moqp2p_, see package metrics) registered with reg, or with
 // prometheus.DefaultRegisterer when reg is nil. Registering with a
 // registerer that has them already (a second node of the process) is
-// harmless: the nodes count into the same series. Without it nothing is
-// exported and sessions count only their own Stats.
+// harmless: the nodes count into the same series; a registerer holding a
+// different collector under one of the moqp2p_ names makes New panic, as
+// prometheus.MustRegister would. Without it nothing is exported and
+// sessions count only their own Stats.
 func WithMetrics(reg prometheus.Registerer) Option {
 	return func(o *options) {
 		if reg == nil {

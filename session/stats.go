@@ -16,15 +16,23 @@ import (
 // sent and received (transport overhead excluded; see transport.StatsConn
 // for that).
 type Stats struct {
-	GroupsSent, GroupsReceived uint64
-	FramesSent, FramesReceived uint64
-	BytesSent, BytesReceived   uint64
+	GroupsSent     uint64 `json:"groups_sent"`
+	GroupsReceived uint64 `json:"groups_received"`
+	FramesSent     uint64 `json:"frames_sent"`
+	FramesReceived uint64 `json:"frames_received"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	// DatagramsSent and DatagramsReceived count the groups among the above
+	// that travelled as datagrams (moq-lite-05).
+	DatagramsSent     uint64 `json:"datagrams_sent"`
+	DatagramsReceived uint64 `json:"datagrams_received"`
 }
 
 type counters struct {
-	groupsSent, groupsReceived atomic.Uint64
-	framesSent, framesReceived atomic.Uint64
-	bytesSent, bytesReceived   atomic.Uint64
+	groupsSent, groupsReceived       atomic.Uint64
+	framesSent, framesReceived       atomic.Uint64
+	bytesSent, bytesReceived         atomic.Uint64
+	datagramsSent, datagramsReceived atomic.Uint64
 }
 
 // Stats returns the session's counters so far.
@@ -34,6 +42,7 @@ func (s *Session) Stats() Stats {
 		GroupsSent: c.groupsSent.Load(), GroupsReceived: c.groupsReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
+		DatagramsSent: c.datagramsSent.Load(), DatagramsReceived: c.datagramsReceived.Load(),
 	}
 }
 
@@ -41,34 +50,37 @@ func (s *Session) Stats() Stats {
 // (Served false: groups the peer sent us) or one of the peer's that we
 // serve (Served true: groups we send).
 type SubscriptionStats struct {
-	ID               uint64 // the subscription's ID on the wire
-	Broadcast, Track string
-	Served           bool
+	ID        uint64 `json:"id"` // the subscription's ID on the wire
+	Broadcast string `json:"broadcast"`
+	Track     string `json:"track"`
+	Served    bool   `json:"served"`
 	// Groups counts groups delivered whole: sent and closed (served), or
 	// received to their end (ours). Frames and Bytes count payload as it
 	// went out or came in, including that of groups reset midway.
-	Groups, Frames, Bytes uint64
+	Groups uint64 `json:"groups"`
+	Frames uint64 `json:"frames"`
+	Bytes  uint64 `json:"bytes"`
 	// Resets counts group streams that ended early, by moq-lite code: for
 	// a served subscription those we reset (Old: older than the
 	// subscriber's max latency; Cancel: the subscription ended with groups
 	// in flight; other codes: the track's own), for ours those the
 	// publisher reset and those we refused (Old or CacheFull: the track had
 	// moved past the group; BoundsExceeded: the receive budget).
-	Resets map[broadcast.Code]uint64
+	Resets map[broadcast.Code]uint64 `json:"resets,omitempty"`
 	// Skipped counts sequence numbers between the first and the latest
 	// group that never started: for a served subscription, groups the
 	// track's cache evicted before they could be sent (or the publisher
 	// never made); for ours, groups the publisher never sent.
-	Skipped uint64
+	Skipped uint64 `json:"skipped"`
 	// Latest is the highest group sequence seen (valid when HasLatest).
-	Latest    uint64
-	HasLatest bool
+	Latest    uint64 `json:"latest"`
+	HasLatest bool   `json:"has_latest"`
 	// Behind is how far the latest group's sending started behind live
 	// (served only): its age, from the publisher's making it to its send
 	// starting. It grows when the subscriber or the link is slower than
 	// the media. Frames carry no timestamp, so a subscriber cannot measure
 	// its distance from live; it is 0 there.
-	Behind time.Duration
+	Behind time.Duration `json:"behind_ns"`
 }
 
 // resetBuckets are the codes counted one by one; larger codes (the

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
@@ -64,6 +65,12 @@ type nodeConfig struct {
 	dials []endpoint
 	net   *netFlags
 	log   *slog.Logger
+	// moqOpts are extra options of the moq node (moq relay's forwarding).
+	moqOpts []moq.Option
+	// route, if set, admits and scopes the sessions of the web listeners
+	// (default: everything); handler serves their plain HTTP requests.
+	route   func(*http.Request) (string, error)
+	handler http.Handler
 }
 
 // interestFor is the announce prefix to ask a peer for so as to learn of
@@ -155,10 +162,14 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		PlainHTTP:   true,
 		CheckOrigin: n.cfg.net.checkOrigin(),
 		Route:       func(*http.Request) (string, error) { return "", nil },
+		Handler:     n.cfg.handler,
 		Logger:      n.log,
 		QUICConfig:  rawquic.ConfigDeadPeer(n.cfg.net.deadPeer),
 	}
 	srv.WebSocket.DeadPeerTimeout = n.cfg.net.deadPeer
+	if n.cfg.route != nil {
+		srv.Route = n.cfg.route
+	}
 	var udp net.PacketConn
 	var tcp net.Listener
 	var err error
@@ -359,7 +370,7 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (peerSession, error) {
 
 // open makes a connection this node dialed one of its sessions.
 func (n *node) open(ctx context.Context, c transport.Conn, e endpoint, via string) (peerSession, error) {
-	s, err := n.p2p.m.Open(ctx, c)
+	s, err := n.p2p.m.OpenWith(ctx, c, moq.OpenOptions{Cost: e.cost})
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ commands:
   clock   clock pub|sub: a broadcast of the time, one group per second
   chat    exchange lines with other peers
   stats   print the sessions of a node started with --metrics ADDR
+  relay   forward broadcasts between sessions and other relays (like moq-relay)
   help    show this text, or a command's: moq help <command>
 
 Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
@@ -82,6 +83,7 @@ var commands = map[string]command{
 	"clock": runClock,
 	"chat":  runChat,
 	"stats": runStats,
+	"relay": runRelay,
 }
 
 func main() {

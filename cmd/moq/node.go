@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"time"
 )
 
 const nodeUsage = `
@@ -23,6 +24,12 @@ of their broadcasts and subscribers (moq sub --bootstrap ADDR --broadcast
 NAME) look them up. With --bootstrap it joins an existing DHT through those
 peers; without, it starts one that others join through it. With
 --identity and a fixed port its address survives restarts.
+
+On a terminal it keeps a status line on stderr (peers, subscribers, payload
+sent and received, RTT; --quiet: none). When interrupted it prints
+{"sessions":N,"frames_sent":…,"frames_received":…,"bytes_sent":…,
+"bytes_received":…} on stdout: the sessions live at the end, and the
+payload of every session it had.
 `
 
 // runNode is `moq node`.
@@ -56,7 +63,7 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	}
 	n.printListening(std.stdout)
 	t := newTally(n)
-	prog := startProgress(std.stderr, nf.quiet, "node", func() status {
+	prog := startProgress(std.stderr, nf.quiet, "node", func(uint64) status {
 		lt := t.read(ctx, true)
 		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
 	})
@@ -73,6 +80,12 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 		case s := <-n.incoming:
 			prog.printf("session: %s\n", s.Peer())
 		case <-ctx.Done():
+			prog.close() // the tally is the drawing goroutine's until then
+			qctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			lt := t.read(qctx, true)
+			printSummary(std.stdout, nodeSummary{Sessions: lt.peers, FramesSent: lt.framesSent, FramesReceived: lt.framesRcv,
+				BytesSent: lt.bytesSent, BytesReceived: lt.bytesRecv})
 			return nil
 		}
 	}

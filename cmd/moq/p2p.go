@@ -101,6 +101,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if cfg.interest != nil {
 		mopts = append(mopts, moq.WithInterest(cfg.interest...))
 	}
+	mopts = append(mopts, cfg.moqOpts...)
 	if plan.quic {
 		mopts = append(mopts, moq.WithQUIC(tr))
 	}

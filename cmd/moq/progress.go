@@ -39,7 +39,7 @@ const liveEvery = 250 * time.Millisecond
 type progress struct {
 	w      io.Writer
 	verb   string // "sent", "received", or "node" (a node's line: bytes both ways)
-	status func() status
+	status func(frames uint64) status
 	frames atomic.Uint64
 	bytes  atomic.Uint64
 
@@ -51,8 +51,9 @@ type progress struct {
 }
 
 // startProgress starts drawing on w if it is a terminal and quiet is
-// false; status, if not nil, is read on the drawing goroutine.
-func startProgress(w io.Writer, quiet bool, verb string, st func() status) *progress {
+// false; status, if not nil, is read on the drawing goroutine and given
+// the frames counted so far.
+func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) status) *progress {
 	p := &progress{w: w, verb: verb, status: st, stop: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.done.Go(p.run)
@@ -93,10 +94,10 @@ func (p *progress) run() {
 			return
 		case now := <-tick.C:
 			var st status
-			if p.status != nil {
-				st = p.status()
-			}
 			f, b := p.frames.Load(), p.bytes.Load()
+			if p.status != nil {
+				st = p.status(f)
+			}
 			secs := now.Sub(last).Seconds()
 			rate := func(cur, prev uint64) float64 {
 				if cur < prev {

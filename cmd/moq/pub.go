@@ -147,11 +147,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 
-	var prog *progress
 	t := newTally(n)
-	prog = startProgress(std.stderr, nf.quiet, "sent", func() status {
+	prog := startProgress(std.stderr, nf.quiet, "sent", func(frames uint64) status {
 		lt := t.read(ctx, true)
-		return status{groups: (prog.frames.Load() + uint64(*k) - 1) / uint64(*k), skipped: lt.skipped,
+		return status{groups: (frames + uint64(*k) - 1) / uint64(*k), skipped: lt.skipped,
 			rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers}
 	})
 	if finite {

@@ -107,7 +107,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	// a lost one is an error. With --count it takes what comes, like a
 	// live subscriber.
 	t := newTally(n)
-	live := func() status {
+	live := func(uint64) status {
 		lt := t.read(ctx, false)
 		return status{groups: lt.groups, skipped: lt.skipped, rtt: lt.rtt, peers: lt.peers, subscribers: -1}
 	}

@@ -35,7 +35,10 @@ func TestALPNSelection(t *testing.T) {
 		server, client []string
 		want           string
 	}{
-		{"both default", nil, nil, "moq-lite-04"},
+		{"both default: lite-04 between moqp2p peers", nil, nil, "moq-lite-04"},
+		{"client prefers lite-05 (moq-net)", nil, []string{"moq-lite-05", "moq-lite-04", "moq-lite-03", "moql", "moqt-19"}, "moq-lite-05"},
+		{"client offers only lite-05", nil, []string{"moq-lite-05"}, "moq-lite-05"},
+		{"client's order wins", nil, []string{"moq-lite-03", "moq-lite-04"}, "moq-lite-03"},
 		{"client offers only moql", nil, []string{"moql"}, "moql"},
 		{"server offers only moql", []string{"moql"}, nil, "moql"},
 		{"server offers only lite-03", []string{"moq-lite-03"}, nil, "moq-lite-03"},
@@ -112,13 +115,13 @@ func TestALPNMismatchNamesProtocols(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = Dial(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
-	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-03, moql") {
+	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-05, moq-lite-03, moql") {
 		t.Fatalf("dial error %v, want ErrNoCommonProtocol naming our protocols", err)
 	}
 	mu.Lock()
 	got := logs.String()
 	mu.Unlock()
-	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
+	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-05,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
 		t.Fatalf("server log %q, want both sides' protocols", got)
 	}
 }

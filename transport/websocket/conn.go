@@ -81,6 +81,9 @@ type Conn struct {
 	maxStreamsDirty [2]bool
 	buffered        int // legacy: bytes held in receive buffers
 
+	pongDue bool   // qmux-01+: a QX_PING request awaits its response
+	pongSeq uint64 // the sequence number to echo
+
 	finWriting *stream // the stream whose FIN is in the message being written
 
 	sched  scheduler // streams with data to send, by urgency
@@ -129,7 +132,10 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 	return c
 }
 
-func (c *Conn) qmux() bool { return c.framing == FramingQmux }
+func (c *Conn) qmux() bool { return c.framing != FramingLegacy }
+
+// records reports whether the framing is qmux-01 or later.
+func (c *Conn) records() bool { return c.framing.records() }
 
 // loopDone is called by each loop as it returns.
 func (c *Conn) loopDone() {

@@ -6,11 +6,11 @@ import (
 	"sync"
 )
 
-// feed is a bounded log of events that any number of iterations read, each
-// at its own pace: it keeps the last feedKeep events, and an iteration that
+// eventLog is a bounded log of events that any number of iterations read, each
+// at its own pace: it keeps the last eventLogKeep events, and an iteration that
 // falls further behind skips to the oldest one kept, so a reader that
 // stopped holds no memory and never blocks the writer.
-type feed[T any] struct {
+type eventLog[T any] struct {
 	mu     sync.Mutex
 	log    []T
 	first  uint64        // index of log[0] among every event pushed
@@ -18,18 +18,18 @@ type feed[T any] struct {
 	closed bool
 }
 
-const feedKeep = 64
+const eventLogKeep = 64
 
-func newFeed[T any]() *feed[T] { return &feed[T]{wake: make(chan struct{})} }
+func newEventLog[T any]() *eventLog[T] { return &eventLog[T]{wake: make(chan struct{})} }
 
-func (f *feed[T]) push(v T) {
+func (f *eventLog[T]) push(v T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return
 	}
 	f.log = append(f.log, v)
-	if n := len(f.log) - feedKeep; n > 0 {
+	if n := len(f.log) - eventLogKeep; n > 0 {
 		f.log = append(f.log[:0], f.log[n:]...)
 		f.first += uint64(n)
 	}
@@ -38,7 +38,7 @@ func (f *feed[T]) push(v T) {
 }
 
 // close ends every iteration once it has read what is kept.
-func (f *feed[T]) close() {
+func (f *eventLog[T]) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.closed {
@@ -48,7 +48,7 @@ func (f *feed[T]) close() {
 }
 
 // last returns the latest event, if any.
-func (f *feed[T]) last() (v T, ok bool) {
+func (f *eventLog[T]) last() (v T, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.log) == 0 {
@@ -58,8 +58,8 @@ func (f *feed[T]) last() (v T, ok bool) {
 }
 
 // seq yields the events from the latest one (fromLatest) or from the
-// oldest kept, then each new one, until the feed closes or ctx ends.
-func (f *feed[T]) seq(ctx context.Context, fromLatest bool) iter.Seq[T] {
+// oldest kept, then each new one, until the log closes or ctx ends.
+func (f *eventLog[T]) seq(ctx context.Context, fromLatest bool) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		f.mu.Lock()
 		next := f.first
