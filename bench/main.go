@@ -11,6 +11,8 @@
 //	P8  a relay hop: one publisher → relay → one subscriber, next to a direct session
 //	P9  failover: the relay in use goes away, the subscriber's track carries on
 //	P11 10 000 idle sessions on one node: heap, goroutines, file descriptors per session, accept rate
+//	F1  goodput of a live stream over 10 % loss + 50 ms, next to raw quic-go
+//	    (not in the default rows: -rows F1; -f1-duration 60s is the full profile)
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
 //
@@ -67,6 +69,7 @@ type config struct {
 	p6Groups    int
 	p7Connects  int
 	p11Sessions int
+	f1Duration  time.Duration // F1 (impaired.go)
 	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
 	metricsOverhead bool
 }
@@ -98,6 +101,7 @@ func main() {
 	flag.IntVar(&cfg.p6Groups, "p6-groups", 100_000, "P6: groups per run")
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
 	flag.IntVar(&cfg.p11Sessions, "p11-sessions", 10_000, "P11: idle sessions on one node (-quick: 1000)")
+	flag.DurationVar(&cfg.f1Duration, "f1-duration", 10*time.Second, "F1: duration of the impaired stream (60s: the full profile)")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
 	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
@@ -226,6 +230,10 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P11") {
 		lines = append(lines, runMany(ctx, cfg)...)
+
+	}
+	if want("F1") {
+		lines = append(lines, runImpaired(ctx, cfg)...)
 	}
 	return lines, nil
 }

@@ -82,6 +82,9 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if m.quic != nil {
+		if o.deadPeer != 0 {
+			m.quic.SetDeadPeerTimeout(o.deadPeer)
+		}
 		if err := m.quic.Listen(h); err != nil {
 			m.cancel()
 			return nil, err
@@ -91,6 +94,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		Logger:               m.log,
 		MaxSessionsPerPeer:   o.peerLimits.StreamSessions,
 		MaxStreamsPerSession: o.peerLimits.StreamsPerSession,
+		DeadPeerTimeout:      o.deadPeer,
 	})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,

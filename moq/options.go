@@ -9,6 +9,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
@@ -31,8 +32,26 @@ type options struct {
 	peerLimits     PeerLimits
 	discovery      discoveryOptions      // discovery.go
 	metrics        session.MetricsTracer // stats.go
-	forward        *Forwarding           // forward.go
+	deadPeer       time.Duration
+	forward        *Forwarding // forward.go
 }
+
+// WithDeadPeerTimeout bounds how long a peer may stay silent before its
+// session is given up (default 3 s; negative: the transports' own, slower
+// detection). Idle sessions exchange keep-alives every third of it: QUIC
+// PINGs on raw QUIC (the idle timeout in force is the smaller of both
+// ends', and never below three probe timeouts, so a slow or lossy path
+// stretches it), libp2p pings on sessions over libp2p streams. It applies
+// to the raw QUIC connections this node dials, and to those it accepts
+// from moqp2p nodes (QUIC uses the smaller of both ends' idle timeouts);
+// the host's own libp2p connections keep libp2p's settings.
+// A session given up this way ends like one the peer closed; subscriptions
+// made with Moq.SubscribeWith and SubscribeOptions.Resilient resume
+// elsewhere or once the peer is back.
+func WithDeadPeerTimeout(d time.Duration) Option { return func(o *options) { o.deadPeer = d } }
+
+// DefaultDeadPeerTimeout is the dead-peer bound without WithDeadPeerTimeout.
+const DefaultDeadPeerTimeout = keepalive.DefaultTimeout
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
 // must have been built with t (HostConfig.QUIC, HostOptions or t.Option()).

@@ -182,7 +182,9 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		Route:       func(*http.Request) (string, error) { return "", nil },
 		Logger:      n.log,
 		Handler:     n.pagesHandler(),
+		QUICConfig:  rawquic.ConfigDeadPeer(n.cfg.net.deadPeer),
 	}
+	srv.WebSocket.DeadPeerTimeout = n.cfg.net.deadPeer
 	if n.cfg.route != nil {
 		srv.Route = n.cfg.route
 	}
@@ -414,7 +416,7 @@ func (n *node) dialEndpoint(e endpoint) (*rawquic.Endpoint, error) {
 	if ep := n.dialEPs[bind]; ep != nil {
 		return ep, nil
 	}
-	ep, err := rawquic.NewEndpoint(bind, nil)
+	ep, err := rawquic.NewEndpoint(bind, rawquic.ConfigDeadPeer(n.cfg.net.deadPeer))
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ type netFlags struct {
 	fingerprint string
 	insecure    bool
 	timeout     time.Duration
+	deadPeer    time.Duration // --dead-peer-timeout
 	identity    string
 	verbose     bool
 	allowOrigin stringList
@@ -59,6 +60,7 @@ func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// and https:// --connect: accept the server certificate with this SHA-256 `HEX`")
 	fs.BoolVar(&f.insecure, "insecure", false, "moql://, https:// and wss:// --connect: accept any server certificate")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "wait up to `D` for a --connect or --bootstrap peer to answer (and, over libp2p, to announce\nthe broadcast, or for the broadcast to be found by name)")
+	fs.DurationVar(&f.deadPeer, "dead-peer-timeout", 3*time.Second, "give a session up when its peer has been silent for `D` (keep-alives every quarter to third of it\nkeep idle sessions up; 0: 3 s, negative: the transports' own detection, tens of seconds)")
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
 	fs.Var(&f.allowOrigin, "allow-origin", "ws:// and https:// --listen: let web pages from `ORIGIN` (e.g. http://localhost:8080) connect,\nbesides same-origin ones; * lets any page you visit connect (repeatable)")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")

@@ -229,9 +229,11 @@ func TestPubFlagLimits(t *testing.T) {
 // gave up on it.
 func TestPubLingerVanishedSubscriber(t *testing.T) {
 	t.Parallel()
+	// A dead-peer bound longer than the test keeps the session up, so that
+	// --linger is what ends it.
 	pub, connect := listenFor(t, "pub", "moql://127.0.0.1:0", true, "--broadcast", "v", "--frames", "300",
-		"--size", "1024", "--group-frames", "10", "--rate", "200", "--wait", "--linger", "1s")
-	sub := start(t, "sub", nil, append(append([]string{"sub"}, connect...), "--broadcast", "v", "--out", "-")...)
+		"--size", "1024", "--group-frames", "10", "--rate", "200", "--wait", "--linger", "1s", "--dead-peer-timeout", "30s")
+	sub := start(t, "sub", nil, append(append([]string{"sub"}, connect...), "--broadcast", "v", "--out", "-", "--dead-peer-timeout", "30s")...)
 	waitOutput(t, sub) // it is receiving: kill it mid-transfer
 	if err := sub.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)

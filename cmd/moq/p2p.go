@@ -66,7 +66,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if err != nil {
 		return nil, fmt.Errorf("--identity: %w", err)
 	}
-	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log})
+	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log, DeadPeerTimeout: cfg.net.deadPeer})
 	// moq.NewHost: QUIC, TCP and circuit relays (what libp2p.New would give
 	// this host, with moqp2p's stream limits) without linking libp2p's
 	// WebTransport, WebSocket and WebRTC transports.
@@ -94,6 +94,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	mopts := []moq.Option{
 		moq.WithLogger(cfg.log),
 		moq.WithDialTimeout(cfg.net.timeout),
+		moq.WithDeadPeerTimeout(cfg.net.deadPeer),
 		moq.WithShutdownGrace(2 * time.Second),
 		moq.WithLimits(sessionLimits()),
 	}

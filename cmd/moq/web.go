@@ -20,7 +20,7 @@ func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
 		c, err = webtransport.Dial(ctx, e.url, n.clientTLS(e), nil)
 	} else {
 		via = "WebSocket"
-		cfg := &websocket.Config{Logger: n.log}
+		cfg := &websocket.Config{Logger: n.log, DeadPeerTimeout: n.cfg.net.deadPeer}
 		if strings.HasPrefix(strings.ToLower(e.url), "wss:") {
 			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.clientTLS(e)}}
 		}

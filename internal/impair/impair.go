@@ -6,6 +6,7 @@ package impair
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -16,8 +17,18 @@ type Config struct {
 	// Delay is added to every packet sent (one way). Packets leave in the
 	// order they were written.
 	Delay time.Duration
+	// Jitter adds a uniformly random extra delay in [-Jitter, +Jitter]
+	// (never below zero in total). Packets still leave in the order they
+	// were written, so a packet may wait behind an earlier, later-due one.
+	Jitter time.Duration
 	// DropEvery drops every n-th packet sent (0: none), deterministically.
 	DropEvery int
+	// Loss drops each packet with this probability (0 to 1; 1 is a
+	// partition), drawn from a generator seeded with Seed, so a run is
+	// repeatable for a given sequence of writes.
+	Loss float64
+	// Seed seeds the Loss and Jitter draws.
+	Seed uint64
 	// Queue bounds the packets waiting out their delay; one more is dropped
 	// (a full router queue). Default 4096.
 	Queue int
@@ -34,6 +45,7 @@ type Conn struct {
 	sent    int
 	dropped int
 	closed  bool
+	rng     *rand.Rand
 
 	q      chan packet
 	ctx    context.Context
@@ -52,7 +64,8 @@ func New(pc net.PacketConn, cfg Config) *Conn {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 4096
 	}
-	c := &Conn{PacketConn: pc, cfg: cfg, q: make(chan packet, cfg.Queue), done: make(chan struct{})}
+	c := &Conn{PacketConn: pc, cfg: cfg, q: make(chan packet, cfg.Queue), done: make(chan struct{}),
+		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c
@@ -72,21 +85,41 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	c.sent++
 	drop := c.cfg.DropEvery > 0 && c.sent%c.cfg.DropEvery == 0
+	if c.cfg.Loss > 0 && c.rng.Float64() < c.cfg.Loss {
+		drop = true
+	}
 	if drop {
 		c.dropped++
+	}
+	delay := c.cfg.Delay
+	if j := c.cfg.Jitter; j > 0 {
+		delay = max(delay+time.Duration(c.rng.Int64N(int64(2*j)+1))-j, 0)
 	}
 	c.mu.Unlock()
 	if drop {
 		return len(p), nil
 	}
 	select {
-	case c.q <- packet{due: time.Now().Add(c.cfg.Delay), b: append([]byte(nil), p...), addr: addr}:
+	case c.q <- packet{due: time.Now().Add(delay), b: append([]byte(nil), p...), addr: addr}:
 	default:
 		c.mu.Lock()
 		c.dropped++
 		c.mu.Unlock()
 	}
 	return len(p), nil
+}
+
+// Set changes the impairment of packets written from now on (those
+// already delayed keep their due time); Queue keeps its first value.
+// Set(Config{Loss: 1}) partitions the link, Set(Config{}) heals it.
+func (c *Conn) Set(cfg Config) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg.Queue = c.cfg.Queue
+	if cfg.Seed != c.cfg.Seed {
+		c.rng = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+	}
+	c.cfg = cfg
 }
 
 // Dropped is how many packets were dropped so far.

@@ -47,3 +47,53 @@ func TestDelayAndDrop(t *testing.T) {
 		t.Errorf("received %v, dropped %d: want every third dropped, the rest in order", got, c.Dropped())
 	}
 }
+
+// Loss 1 is a partition: nothing arrives until Set heals the link; a
+// seeded loss rate drops about that share, the same packets on every run.
+func TestSetPartitionAndLoss(t *testing.T) {
+	a, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c := New(a, Config{Loss: 1})
+	defer c.Close()
+	for i := range 100 {
+		_, _ = c.WriteTo([]byte{byte(i)}, b.LocalAddr())
+	}
+	if c.Dropped() != 100 {
+		t.Fatalf("partitioned link dropped %d of 100", c.Dropped())
+	}
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0") // never read: only counts matter here
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	c.Set(Config{Loss: 0.2, Seed: 7, Jitter: time.Millisecond})
+	for i := range 1000 {
+		_, _ = c.WriteTo([]byte{byte(i)}, sink.LocalAddr())
+	}
+	lost := c.Dropped() - 100
+	if lost < 150 || lost > 250 {
+		t.Errorf("20%% loss dropped %d of 1000", lost)
+	}
+	c.Set(Config{})
+	_, _ = c.WriteTo([]byte{4, 2}, b.LocalAddr()) // the only 2-byte packet
+	buf := make([]byte, 16)
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n := 0
+	for {
+		k, _, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("healed link: %v after %d packets", err, n)
+		}
+		n++
+		if k == 2 {
+			break
+		}
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -69,10 +70,20 @@ var errNotBound = errors.New("p2pquic: host was not built with this Transport's 
 
 // Config configures a Transport.
 type Config struct {
-	// QUIC is used for dialed connections; nil means rawquic.Config(). Its
-	// MaxIncomingStreams and MaxIncomingUniStreams also raise the limits of
-	// the host's shared listening sockets (never lower them).
+	// QUIC is used for dialed connections; nil means
+	// rawquic.ConfigDeadPeer(DeadPeerTimeout). Its MaxIncomingStreams and
+	// MaxIncomingUniStreams also raise the limits of the host's shared
+	// listening sockets (never lower them).
 	QUIC *quic.Config
+	// DeadPeerTimeout is how long a peer may stay silent before a
+	// connection this transport dials is given up, when QUIC is nil (see
+	// rawquic.ConfigDeadPeer; 0 means 3 s). QUIC's idle timeout in force
+	// is the smaller of both ends', so it holds at the accepting end too
+	// when the dialer is a moqp2p node; the listening sockets, which
+	// libp2p's own connections share, keep libp2p's settings (a shorter
+	// idle timeout there made the host's DHT connections churn under
+	// load).
+	DeadPeerTimeout time.Duration
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -104,7 +115,7 @@ type Transport struct {
 func New(cfg Config) *Transport {
 	qc := cfg.QUIC
 	if qc == nil {
-		qc = rawquic.Config()
+		qc = rawquic.ConfigDeadPeer(cfg.DeadPeerTimeout)
 	} else {
 		qc = qc.Clone()
 	}
@@ -122,6 +133,17 @@ func New(cfg Config) *Transport {
 		hostCancel: hostCancel,
 		conns:      map[*Conn]struct{}{},
 	}
+}
+
+// SetDeadPeerTimeout changes the dead-peer bound of the connections the
+// transport dials from now on (see Config.DeadPeerTimeout; the idle timeout
+// in force is the smaller of both ends', so it also holds for the peer).
+// Call it before dialing: it is not synchronised with Dial.
+func (t *Transport) SetDeadPeerTimeout(d time.Duration) {
+	ref := rawquic.ConfigDeadPeer(d)
+	qc := t.qconf.Clone()
+	qc.MaxIdleTimeout, qc.KeepAlivePeriod = ref.MaxIdleTimeout, ref.KeepAlivePeriod
+	t.qconf = qc
 }
 
 // register wraps qc and keeps it until it closes, so that the host's shutdown

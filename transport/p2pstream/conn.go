@@ -430,6 +430,7 @@ func (c *Conn) sendAccept() {
 // goroutine for the session's life.
 func (c *Conn) readControl(br *bufio.Reader) {
 	defer c.t.wg.Done()
+	c.startKeepAlive()
 	typ, err := wire.ReadVarint(br)
 	if err == nil && typ != msgClose {
 		c.fail(codeDecode, fmt.Sprintf("unexpected control message type %d", typ))

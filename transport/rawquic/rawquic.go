@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 
+	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
@@ -42,13 +43,35 @@ var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALP
 // unidirectional stream per group, so the peer must be granted more
 // concurrent uni streams than quic-go's default of 100, or group delivery
 // stalls on stream credit a round trip at a time. The credit also bounds the
-// buffers a peer can make us hold, so it is not unlimited.
-func Config() *quic.Config {
+// buffers a peer can make us hold, so it is not unlimited. A peer silent for
+// DefaultDeadPeerTimeout is given up (see ConfigDeadPeer).
+func Config() *quic.Config { return ConfigDeadPeer(0) }
+
+// DefaultDeadPeerTimeout is how long a QUIC peer may stay silent before its
+// connection is given up, unless configured otherwise.
+const DefaultDeadPeerTimeout = keepalive.DefaultTimeout
+
+// ConfigDeadPeer is Config with a connection given up once nothing has been
+// heard from the peer for d (0: DefaultDeadPeerTimeout; negative: quic-go's
+// 30 s idle timeout, with keep-alives every 10 s). QUIC's idle timeout does
+// the detection: it is the smaller of both ends' values (and never below
+// three probe timeouts, so a lossy or slow path stretches it), and each end
+// sends a PING after a quarter of d without traffic, so an idle but live
+// connection is not mistaken for a dead one. quic-go counts the idle time
+// from the first packet sent after the last one received, up to one
+// keep-alive period later, so the idle timeout is three quarters of d. The cost on an idle
+// connection is a PING and its ACK per period each way (measured by
+// BenchmarkIdleKeepAlive).
+func ConfigDeadPeer(d time.Duration) *quic.Config {
+	idle, keep := 30*time.Second, 10*time.Second
+	if d = keepalive.Resolve(d); d > 0 {
+		idle, keep = d-d/4, d/4
+	}
 	return &quic.Config{
 		MaxIncomingStreams:    1000,
 		MaxIncomingUniStreams: 1000,
-		MaxIdleTimeout:        30 * time.Second,
-		KeepAlivePeriod:       10 * time.Second,
+		MaxIdleTimeout:        idle,
+		KeepAlivePeriod:       keep,
 		EnableDatagrams:       true, // moq-lite-05 may send single-frame groups as datagrams
 		// qlog, opt-in: with the QLOGDIR environment variable set, every
 		// connection writes <odcid>_<client|server>.sqlog there (quic-go's

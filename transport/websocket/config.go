@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/moqp2p/moqp2p/internal/wire"
 )
@@ -46,6 +47,20 @@ type Config struct {
 	// closes the connection. Peers send at most one 16 KiB frame per
 	// message. Default 20 KiB.
 	MaxMessageSize int
+
+	// DeadPeerTimeout bounds how long the peer may leave a WebSocket ping
+	// unanswered: pings go out every third of it, and a connection whose
+	// ping is still unanswered that long after the last answer ends with a
+	// cause matching ErrConnLost and keepalive's timeout. Zero means 3 s; a
+	// negative value sends no pings (then a silent peer is noticed only by
+	// TCP, which can take many minutes). Costs a ping and a pong, 6 bytes
+	// each plus framing, per period. A ping that goes unanswered while our
+	// own read loop waited for buffer room (the legacy framing stops
+	// reading the socket when its buffers are full) does not count. A
+	// peer whose read loop so waits does not answer our pings either, so
+	// on the legacy framing a peer that stops reading for this long is
+	// given up.
+	DeadPeerTimeout time.Duration
 
 	// HTTPClient performs Dial's handshake (TLS settings, proxies). Nil
 	// means http.DefaultClient.

@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/moqp2p/moqp2p/internal/keepalive"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -53,15 +55,17 @@ type Conn struct {
 	wsReason   string
 	abort      *time.Timer // fires wcancel closeGrace after the close began
 
-	streams    map[uint64]*stream // streams not yet finished in both directions
-	nextLocal  [2]uint64          // index of the next stream we open, [bidi, uni]
-	localLive  [2]int             // streams we opened, not yet finished
-	openSig    [2]notify          // stream credit arrived, or a local stream finished
-	peerOpened [2]uint64          // the peer has opened every index below this
-	peerLive   [2]int             // peer streams not yet finished
-	acceptQ    [2][]*stream       // peer streams not yet accepted
-	acceptSig  [2]notify
-	readLoop   notify // legacy: buffer space or a stream slot became free
+	streams     map[uint64]*stream // streams not yet finished in both directions
+	nextLocal   [2]uint64          // index of the next stream we open, [bidi, uni]
+	localLive   [2]int             // streams we opened, not yet finished
+	openSig     [2]notify          // stream credit arrived, or a local stream finished
+	peerOpened  [2]uint64          // the peer has opened every index below this
+	peerLive    [2]int             // peer streams not yet finished
+	acceptQ     [2][]*stream       // peer streams not yet accepted
+	acceptSig   [2]notify
+	readLoop    notify // legacy: buffer space or a stream slot became free
+	readPauses  int    // times the read loop waited for room (legacy)
+	readWaiting bool   // it is waiting now
 
 	// qmux-00 flow control (see flow.go); legacy uses only buffered.
 	paramsSent      bool
@@ -120,9 +124,10 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 		c.recvMaxData = uint64(cfg.ConnWindow)
 		c.grantStreams = [2]uint64{uint64(cfg.MaxIncomingStreams), uint64(cfg.MaxIncomingUniStreams)}
 	}
-	c.running.Store(2)
+	c.running.Store(3)
 	go c.readLoopRun()
 	go c.writeLoopRun()
+	go c.keepAliveRun()
 	c.log.Debug("connection open")
 	return c
 }
@@ -245,6 +250,35 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// keepAliveRun pings the peer until the connection ends, and ends the
+// connection when a ping goes unanswered for Config.DeadPeerTimeout. It
+// counts as a loop, so CloseWithError waits for it.
+func (c *Conn) keepAliveRun() {
+	defer c.loopDone()
+	ping := func(ctx context.Context) error {
+		c.mu.Lock()
+		before, waiting := c.readPauses, c.readWaiting
+		c.mu.Unlock()
+		err := c.Ping(ctx)
+		c.mu.Lock()
+		paused := waiting || c.readWaiting || c.readPauses != before
+		c.mu.Unlock()
+		if err != nil && paused && c.ctx.Err() == nil {
+			// Our own read loop held the pong back (the legacy framing
+			// stops reading while its buffers are full): the peer is not
+			// to blame.
+			return nil
+		}
+		return err
+	}
+	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, func(err error) {
+		c.log.Info("peer unresponsive: closing", "err", err)
+		c.mu.Lock()
+		c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusGoingAway, "peer unresponsive")
+		c.mu.Unlock()
+	})
 }
 
 // terminateLocked starts closing the connection once: it records the

@@ -95,7 +95,10 @@ func (c *Conn) admitDataLocked(s *stream, n int) error {
 	sw, cw := c.cfg.StreamWindow, c.cfg.ConnWindow
 	for !s.readCancelled &&
 		((s.buffered() > 0 && s.buffered()+n > sw) || (c.buffered > 0 && c.buffered+n > cw)) {
+		c.readPauses++ // the keep-alive must not blame the peer for it
+		c.readWaiting = true
 		_ = c.waitLocked(&c.readLoop, nil)
+		c.readWaiting = false
 		if c.cause != nil {
 			return errClosing
 		}
@@ -159,7 +162,10 @@ func (c *Conn) admitStreamsLocked(k int, idx uint64) error {
 		return violationf(ErrStreamLimit, "stream index %d opens %d streams at once, limit %d (%s)", idx, n, limit, kindName(k))
 	}
 	for c.peerLive[k]+int(n) > limit {
+		c.readPauses++
+		c.readWaiting = true
 		_ = c.waitLocked(&c.readLoop, nil)
+		c.readWaiting = false
 		if c.cause != nil {
 			return errClosing
 		}

@@ -1,0 +1,189 @@
+// Package faults runs live media through an impaired link and checks what
+// a subscriber sees, for the fault tests of every transport: a paced
+// publisher (one frame per group), a recorder of arrivals, and the
+// latency, loss and recovery profile with its pass conditions.
+package faults
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/impair"
+)
+
+// Link is an impairment that can change during a test (impair.UDPProxy,
+// impair.TCPProxy, impair.Conn).
+type Link interface{ Set(impair.Config) }
+
+// Pace writes one frame per group to tp, the frame naming its index, at
+// fps until the test ends.
+func Pace(t testing.TB, tp *broadcast.TrackProducer, fps int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second / time.Duration(fps))
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			_ = tp.WriteFrame([]byte(strconv.Itoa(i)))
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Arrival is a frame received: the publisher's index, when.
+type Arrival struct {
+	Index int
+	At    time.Time
+}
+
+// Recorder reads groups with next until it fails and keeps the arrival of
+// each group's first frame.
+type Recorder struct {
+	mu   sync.Mutex
+	got  []Arrival
+	err  error
+	done chan struct{}
+}
+
+// Record starts reading; stop (called at cleanup too) must make next fail.
+func Record(t testing.TB, next func(context.Context) (*broadcast.GroupConsumer, error)) *Recorder {
+	r := &Recorder{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(r.done)
+		for {
+			g, err := next(ctx)
+			if err != nil {
+				r.mu.Lock()
+				r.err = err
+				r.mu.Unlock()
+				return
+			}
+			f, err := g.ReadFrame(ctx)
+			if err != nil {
+				continue
+			}
+			i, _ := strconv.Atoi(string(f))
+			r.mu.Lock()
+			r.got = append(r.got, Arrival{i, time.Now()})
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// Between returns the arrivals in [from, to).
+func (r *Recorder) Between(from, to time.Time) []Arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Arrival
+	for _, a := range r.got {
+		if !a.At.Before(from) && a.At.Before(to) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Err is why reading stopped, if it did.
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Smooth is iroh-live's smoothness threshold at 15 frames/s: a gap of at
+// most three frame intervals.
+const Smooth = 200 * time.Millisecond
+
+// LongGaps counts the gaps between consecutive arrivals longer than Smooth,
+// and the gaps in all.
+func LongGaps(as []Arrival) (long, all int) {
+	for i := 1; i < len(as); i++ {
+		all++
+		if as[i].At.Sub(as[i-1].At) > Smooth {
+			long++
+		}
+	}
+	return long, all
+}
+
+// Phase is one step of a profile: an impairment held for a while, and the
+// least frames that must arrive meanwhile.
+type Phase struct {
+	Name      string
+	Impair    impair.Config
+	For       time.Duration
+	MinFrames int
+	// Recovery phases (no impairment) also bound the share of long gaps.
+	MaxLongGaps float64
+}
+
+// Profile is iroh-live's impairment profile at 15 frames/s: +300 ms ±
+// 60 ms for 5 s (at least 15 frames), 20 % loss for 3 s (at least 10), and
+// after each, 3 s with at least 20 frames and at most 10 % of the gaps
+// over Smooth. lossy false leaves the loss phases out (a TCP link cannot
+// lose packets, only delay them).
+func Profile(lossy bool) []Phase {
+	recover := func(after string) Phase {
+		return Phase{Name: "after " + after, For: 3 * time.Second, MinFrames: 20, MaxLongGaps: 0.10}
+	}
+	ps := []Phase{
+		{Name: "latency 300±60 ms", Impair: impair.Config{Delay: 300 * time.Millisecond, Jitter: 60 * time.Millisecond, Seed: 1}, For: 5 * time.Second, MinFrames: 15},
+		recover("latency"),
+	}
+	if lossy {
+		ps = append(ps,
+			Phase{Name: "loss 20%", Impair: impair.Config{Loss: 0.2, Seed: 2}, For: 3 * time.Second, MinFrames: 10},
+			recover("loss"))
+	}
+	return ps
+}
+
+// Result is what a phase measured.
+type Result struct {
+	Phase          Phase
+	Frames         int
+	LongGaps, Gaps int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%s: %d frames, %d of %d gaps over %v", r.Phase.Name, r.Frames, r.LongGaps, r.Gaps, Smooth)
+}
+
+// Run applies each phase to link in turn and checks what rec received
+// during it; it returns the measurements.
+func Run(t testing.TB, link Link, rec *Recorder, phases []Phase) []Result {
+	t.Helper()
+	var out []Result
+	for _, p := range phases {
+		link.Set(p.Impair)
+		start := time.Now()
+		time.Sleep(p.For)
+		as := rec.Between(start, time.Now())
+		long, all := LongGaps(as)
+		r := Result{Phase: p, Frames: len(as), LongGaps: long, Gaps: all}
+		out = append(out, r)
+		t.Log(r)
+		if r.Frames < p.MinFrames {
+			t.Errorf("%s: %d frames, want at least %d (reader: %v)", p.Name, r.Frames, p.MinFrames, rec.Err())
+		}
+		if p.MaxLongGaps > 0 && all > 0 && float64(long)/float64(all) > p.MaxLongGaps {
+			t.Errorf("%s: %d of %d gaps over %v, want at most %.0f%%", p.Name, long, all, Smooth, 100*p.MaxLongGaps)
+		}
+	}
+	link.Set(impair.Config{})
+	return out
+}

@@ -1,0 +1,74 @@
+// Package keepalive detects a dead peer on connections that have no
+// keep-alive of their own (WebSocket, libp2p streams): it sends a ping
+// every period and gives the connection up when a ping goes unanswered
+// for the whole bound. QUIC needs none of this: its idle timeout and
+// keep-alive PINGs do the same in the transport.
+package keepalive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultTimeout is how long a peer may stay silent before it is
+// considered dead, on every transport, unless configured otherwise.
+const DefaultTimeout = 3 * time.Second
+
+// ErrTimeout is the cause given to a connection whose peer did not answer
+// a ping within the bound.
+var ErrTimeout = errors.New("peer did not answer within the dead-peer timeout")
+
+// Period is the ping interval for a bound: three pings per bound, so one
+// lost or late ping is not fatal.
+func Period(timeout time.Duration) time.Duration { return timeout / 3 }
+
+// Resolve turns a configured bound into the one in force: 0 means
+// DefaultTimeout, a negative value turns detection off (returns 0).
+func Resolve(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultTimeout
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// Run pings every Period(timeout) until ctx ends. A ping is given the rest
+// of the bound counted from the last answer; when it fails or runs out,
+// dead is called once with an error wrapping ErrTimeout and Run returns.
+// A ping error matching errors.ErrUnsupported (the peer has no ping
+// service) ends Run quietly: such a peer is left to the transport's own
+// detection. ping must return when its context ends.
+func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) error, dead func(error)) {
+	if timeout <= 0 {
+		return
+	}
+	t := time.NewTimer(Period(timeout))
+	defer t.Stop()
+	last := time.Now() // the last answer (or the start)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithDeadline(ctx, last.Add(timeout))
+		err := ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errors.ErrUnsupported) {
+			return
+		}
+		if err != nil {
+			dead(fmt.Errorf("%w (%v, last answer %v ago): %w", ErrTimeout, timeout, time.Since(last).Round(time.Millisecond), err))
+			return
+		}
+		last = time.Now()
+		t.Reset(Period(timeout))
+	}
+}

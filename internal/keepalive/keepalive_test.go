@@ -1,0 +1,53 @@
+package keepalive
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A ping that never comes back is fatal once the bound since the last
+// answer has passed; answered pings keep the connection; a peer without
+// the ping service ends Run quietly.
+func TestRun(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	answers := 3
+	dead := make(chan error, 1)
+	start := time.Now()
+	var last time.Time
+	Run(context.Background(), bound, func(ctx context.Context) error {
+		if answers > 0 {
+			answers--
+			last = time.Now()
+			return nil
+		}
+		<-ctx.Done() // the peer went silent
+		return ctx.Err()
+	}, func(err error) { dead <- err })
+	select {
+	case err := <-dead:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("dead with %v", err)
+		}
+		if d := time.Since(last); d < bound || d > bound+Period(bound)+100*time.Millisecond {
+			t.Errorf("declared dead %v after the last answer, bound %v", d, bound)
+		}
+	default:
+		t.Fatalf("Run returned after %v without declaring the peer dead", time.Since(start))
+	}
+
+	Run(context.Background(), bound, func(context.Context) error { return errors.ErrUnsupported },
+		func(err error) { t.Errorf("a peer without pings declared dead: %v", err) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	Run(ctx, bound, func(context.Context) error { return errors.New("x") }, func(err error) { t.Errorf("dead after ctx ended: %v", err) })
+	if Resolve(0) != DefaultTimeout || Resolve(-1) != 0 || Resolve(time.Second) != time.Second {
+		t.Error("Resolve")
+	}
+}

@@ -1,0 +1,110 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/internal/impair"
+)
+
+// A kept link goes connecting → connected; when the peer goes silent it
+// goes reconnecting, and connected again once the partition heals; Detach
+// ends it with detached. The application follows it all through Changes.
+func TestKeepLinkStates(t *testing.T) {
+	a, b := newNode(t, WithDeadPeerTimeout(time.Second)), newNode(t, WithDeadPeerTimeout(time.Second))
+	info, link := linkTo(t, b, true)
+	l := a.Keep(info, KeepOptions{})
+	changes := make(chan LinkChange, 64)
+	go func() {
+		defer close(changes)
+		for c := range l.Changes(context.Background()) {
+			changes <- c
+		}
+	}()
+	next := func(want LinkState) LinkChange {
+		t.Helper()
+		for {
+			select {
+			case c, ok := <-changes:
+				if !ok {
+					t.Fatalf("changes ended waiting for %v", want)
+				}
+				if c.State == want {
+					return c
+				}
+				t.Logf("state %v", c.State)
+			case <-time.After(15 * time.Second):
+				t.Fatalf("no %v within 15 s (now %v)", want, l.State().State)
+			}
+		}
+	}
+	c := next(LinkConnected)
+	if c.Session == nil || c.Session.RemotePeer() != b.h.ID() {
+		t.Fatalf("connected without the session to %s: %+v", b.h.ID(), c)
+	}
+	link.Set(impair.Config{Loss: 1})
+	if c := next(LinkReconnecting); c.Err == nil {
+		t.Error("reconnecting without the lost session's error")
+	}
+	link.Set(impair.Config{})
+	healed := time.Now()
+	c = next(LinkConnected)
+	t.Logf("reconnected %v after the partition healed", time.Since(healed))
+	if c.Session.Err() != nil {
+		t.Fatalf("new session already ended: %v", c.Session.Err())
+	}
+	if s, err := l.Session(testCtx(t)); err != nil || s.RemotePeer() != b.h.ID() {
+		t.Fatalf("Session: %v, %v", s, err)
+	}
+	l.Detach()
+	next(LinkDetached)
+	if _, ok := <-changes; ok {
+		t.Error("changes go on after detached")
+	}
+	if _, err := l.Session(testCtx(t)); !errors.Is(err, ErrDetached) {
+		t.Errorf("Session after Detach: %v", err)
+	}
+}
+
+// A resilient track pinned to a peer (a ticket's) redials that peer after
+// a partition; with MaxOutage shorter than the outage it ends with
+// ErrOutage instead.
+func TestResilientTrackPinnedPeerAndOutage(t *testing.T) {
+	pub, sub := newNode(t, WithDeadPeerTimeout(time.Second)), newNode(t, WithDeadPeerTimeout(time.Second))
+	info, link := linkTo(t, pub, true)
+	m := publish(t, pub, "live")
+	paced(t, m, 15)
+	pinned, err := sub.SubscribeResilient(testCtx(t), "live", "video", ResilientOptions{Peer: &info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record(t, pinned)
+	bounded, err := sub.SubscribeResilient(testCtx(t), "live", "video", ResilientOptions{Peer: &info, MaxOutage: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bounded.Close()
+	time.Sleep(500 * time.Millisecond)
+	link.Set(impair.Config{Loss: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := bounded.NextGroup(ctx)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrOutage) {
+			t.Fatalf("bounded track ended with %v, want ErrOutage", err)
+		}
+		break
+	}
+	link.Set(impair.Config{})
+	healed := time.Now()
+	eventually(t, "the pinned track resumes", func() bool {
+		got := r.snapshot()
+		return len(got) > 0 && got[len(got)-1].at.After(healed)
+	})
+	t.Logf("pinned track resumed after %v", time.Since(healed))
+}

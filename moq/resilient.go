@@ -1,0 +1,491 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+// ResilientOptions tune Moq.SubscribeResilient.
+type ResilientOptions struct {
+	// SubscribeOptions apply to every upstream subscription.
+	SubscribeOptions
+	// Peer, if set, pins the provider: only this peer is subscribed at, and
+	// its session is kept (redialed with backoff, see Keep) for the
+	// track's life. A ticket's AddrInfo goes here. Unset: the name is
+	// resolved as Subscribe does (sessions that announce it, then the DHT's
+	// providers), and after a loss the previous provider is redialed while
+	// any other provider found is tried too.
+	Peer *peer.AddrInfo
+	// MaxOutage ends the track once it has had no upstream for this long:
+	// its reads then fail with an error matching ErrOutage and wrapping
+	// the last attempt's error. 0: never; the track waits until Close.
+	MaxOutage time.Duration
+	// Keep tunes the redials (Peer set, or the previous provider).
+	Keep KeepOptions
+	// MaxLag bounds how far NextGroup lets its reader fall behind: when the
+	// group it would return arrived more than MaxLag ago and a newer one
+	// exists, it skips to the latest group (and reports TrackSkipped).
+	// Default DefaultMaxLag; negative: never (the reader then lags up to
+	// the cache's age, 5 s by default). Ignored with Backpressure.
+	MaxLag time.Duration
+}
+
+// DefaultMaxLag is ResilientOptions.MaxLag's default.
+const DefaultMaxLag = time.Second
+
+// ErrOutage ends a resilient track that had no upstream for its
+// ResilientOptions.MaxOutage.
+var ErrOutage = errors.New("moq: no upstream for the track within its outage bound")
+
+// TrackEventKind says what happened to a resilient track's upstream.
+type TrackEventKind int
+
+const (
+	// TrackLive: an upstream subscription started (the first, or after a
+	// loss).
+	TrackLive TrackEventKind = iota
+	// TrackLost: the upstream was lost (session ended, peer gone silent,
+	// broadcast unannounced); the track waits for the next one.
+	TrackLost
+	// TrackSkipped: ResilientTrack.NextGroup returned a group that does
+	// not follow the one it returned before: the groups between were
+	// missed, across an outage or because the reader fell behind and the
+	// cache dropped them.
+	TrackSkipped
+)
+
+func (k TrackEventKind) String() string {
+	switch k {
+	case TrackLive:
+		return "live"
+	case TrackLost:
+		return "lost"
+	case TrackSkipped:
+		return "skipped"
+	}
+	return fmt.Sprintf("TrackEventKind(%d)", int(k))
+}
+
+// TrackEvent is a change in a resilient track's upstream.
+type TrackEvent struct {
+	Kind TrackEventKind
+	// Peer is the upstream's peer (empty if unknown).
+	Peer peer.ID
+	// Err is why the upstream was lost (TrackLost).
+	Err error
+	// Skipped counts the groups missed (TrackSkipped).
+	Skipped uint64
+	At      time.Time
+}
+
+// ResilientTrack is a track that outlives the sessions it is received
+// over: read it as any track consumer (NextGroup, RecvGroup, GetGroup).
+// When its upstream is lost it resubscribes (see Moq.SubscribeResilient)
+// and continues at the new upstream's latest group, so the reader sees a
+// gap, not an error; Events tells what happened. Close it when done.
+type ResilientTrack struct {
+	*broadcast.TrackConsumer
+
+	m      *Moq
+	name   string
+	track  string
+	opts   ResilientOptions
+	local  *broadcast.TrackProducer
+	events *eventLog[TrackEvent]
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	lastSeq  uint64 // the last local sequence written
+	anyGroup bool
+	offset   uint64 // local = upstream + offset, for the current upstream
+	epoch    uint64 // the current upstream's first local sequence
+	skipped  uint64 // groups missed across outages, in total
+	lastRead uint64 // NextGroup's last group, to count a reader's skips
+	readAny  bool
+}
+
+// SubscribeResilient subscribes to a track of the broadcast name, as
+// Subscribe does (or at opts.Peer only), and returns a track that
+// survives the loss of its upstream: when the session ends, the peer stops
+// answering (noticed within WithDeadPeerTimeout) or the broadcast is
+// unannounced, it resubscribes, through other sessions announcing name,
+// the DHT's providers and a redial of the previous provider with backoff
+// (or only the pinned peer), and continues at the new upstream's latest
+// group. Group sequences continue from the previous upstream's when the
+// new one numbers them lower (another publisher). ctx bounds the first
+// subscription only: its failure is returned as Subscribe's would be. The
+// track then lives until Close, the publisher finishes it (reads end with
+// io.EOF), MaxOutage passes without an upstream, or the node shuts down.
+// Session.Subscribe keeps its semantics: a track that ends with its
+// session.
+func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts ResilientOptions) (*ResilientTrack, error) {
+	name = broadcast.CleanPath(name)
+	if name == "" {
+		return nil, broadcast.ErrInvalidPath
+	}
+	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newEventLog[TrackEvent](), done: make(chan struct{})}
+	t.ctx, t.cancel = context.WithCancel(m.ctx)
+	var link *Link
+	if opts.Peer != nil {
+		link = m.Keep(*opts.Peer, opts.Keep)
+	}
+	up, from, err := t.subscribe(ctx, link)
+	if err != nil {
+		t.cancel()
+		if link != nil {
+			link.Detach()
+		}
+		return nil, err
+	}
+	t.local = broadcast.NewTrack(up.Info(), broadcast.Limits{Backpressure: opts.Backpressure})
+	t.TrackConsumer = t.local.Consume()
+	m.mu.Lock()
+	if m.ctx.Err() != nil {
+		m.mu.Unlock()
+		up.Close()
+		t.cancel()
+		if link != nil {
+			link.Detach()
+		}
+		return nil, ErrShutdown
+	}
+	m.wg.Go(func() { t.run(up, from, link) })
+	m.mu.Unlock()
+	return t, nil
+}
+
+// Events yields what happened to the track's upstream, from the first
+// subscription on (the 64 latest events are kept), then as it happens,
+// until the track ends or ctx ends.
+func (t *ResilientTrack) Events(ctx context.Context) iter.Seq[TrackEvent] {
+	return t.events.seq(ctx, false)
+}
+
+// Skipped is the number of groups missed across outages so far: those
+// between the last group received and the first of the new upstream, when
+// it numbers groups as the old one did (the same publisher).
+func (t *ResilientTrack) Skipped() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.skipped
+}
+
+// NextGroup is the track consumer's NextGroup that keeps its reader near
+// the live edge (see ResilientOptions.MaxLag) and reports, with a
+// TrackSkipped event, the groups the reader missed: because it fell
+// behind, because the cache dropped them, or across an outage. The
+// publisher and other readers never wait for a slow reader.
+func (t *ResilientTrack) NextGroup(ctx context.Context) (*broadcast.GroupConsumer, error) {
+	g, err := t.TrackConsumer.NextGroup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lag := t.opts.MaxLag
+	if lag == 0 {
+		lag = DefaultMaxLag
+	}
+	if latest, ok := t.Latest(); ok && lag > 0 && !t.opts.Backpressure && latest > g.Sequence() && time.Since(g.Created()) > lag {
+		// Behind: jump to the live edge rather than play stale groups.
+		t.StartAt(latest)
+		if lg, err := t.TrackConsumer.NextGroup(ctx); err == nil {
+			g = lg
+		} else if ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	t.mu.Lock()
+	var missed uint64
+	if t.readAny && g.Sequence() > t.lastRead+1 {
+		missed = g.Sequence() - t.lastRead - 1
+	}
+	t.lastRead, t.readAny = g.Sequence(), true
+	t.mu.Unlock()
+	if missed > 0 {
+		t.events.push(TrackEvent{Kind: TrackSkipped, Skipped: missed, At: time.Now()})
+	}
+	return g, nil
+}
+
+// Close ends the track and its resubscribing, and waits for them.
+func (t *ResilientTrack) Close() {
+	t.cancel()
+	<-t.done
+	t.TrackConsumer.Close()
+}
+
+// subscribe finds an upstream: at the pinned peer's kept session, else as
+// Subscribe does (sessions announcing the name first: a redialed previous
+// provider is one once it is back; then the DHT's providers).
+func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (*broadcast.TrackConsumer, peer.ID, error) {
+	if link != nil {
+		s, err := link.Session(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		tc, err := s.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
+		return tc, s.RemotePeer(), err
+	}
+	tc, err := t.m.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
+	if err != nil {
+		return nil, "", err
+	}
+	return tc, t.m.subscribedAt(t.name, t.track), nil
+}
+
+// subscribedAt returns the peer of the oldest live session holding a
+// subscription of ours to name/track, or "".
+func (m *Moq) subscribedAt(name, track string) peer.ID {
+	list, err := m.a.Sessions(m.ctx)
+	if err != nil {
+		return ""
+	}
+	for _, s := range list {
+		if s.Context().Err() != nil {
+			continue
+		}
+		for _, st := range s.Subscriptions() {
+			if !st.Served && broadcast.CleanPath(st.Broadcast) == name && st.Track == track {
+				return s.RemotePeer()
+			}
+		}
+	}
+	return ""
+}
+
+// run copies the upstream's groups into the local track, and resubscribes
+// when it is lost.
+func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link) {
+	defer close(t.done)
+	defer t.events.close()
+	if link != nil {
+		defer link.Detach()
+	}
+	t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
+	for {
+		err := t.pump(up)
+		up.Close()
+		if errors.Is(err, io.EOF) { // the publisher finished the track
+			_ = t.local.Finish()
+			return
+		}
+		if t.ctx.Err() != nil {
+			t.local.Abort(context.Cause(t.ctx))
+			return
+		}
+		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: time.Now()})
+		t.m.log.Info("resilient track: upstream lost; resubscribing", "broadcast", t.name, "track", t.track, "peer", from, "err", err)
+		up, from, err = t.resubscribe(link, from)
+		if err != nil {
+			t.local.Abort(err)
+			return
+		}
+		t.mu.Lock()
+		t.anyGroupReset()
+		t.mu.Unlock()
+	}
+}
+
+// anyGroupReset marks that the next upstream group starts a new numbering
+// check (see pump).
+func (t *ResilientTrack) anyGroupReset() { t.offset = ^uint64(0) }
+
+// resubscribe looks for a new upstream until one answers, MaxOutage
+// passes or the track ends. Without a pinned peer it redials the previous
+// provider on a kept link meanwhile.
+func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
+	ctx := t.ctx
+	if t.opts.MaxOutage > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, t.opts.MaxOutage, ErrOutage)
+		defer cancel()
+	}
+	if link == nil && prev != "" {
+		// Redial the previous provider while looking elsewhere; the link
+		// ends with this outage.
+		addrs := t.m.h.Peerstore().Addrs(prev)
+		pl := t.m.Keep(peer.AddrInfo{ID: prev, Addrs: addrs}, t.opts.Keep)
+		defer pl.Detach()
+	}
+	pause := 10 * time.Millisecond
+	var last error
+	var nextLookup time.Time // the next full resolution (DHT included)
+	for {
+		up, from, err := t.tryUpstream(ctx, link, prev, &nextLookup)
+		if err == nil {
+			t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
+			return up, from, nil
+		}
+		if err != errNotYet {
+			last = err
+		}
+		select {
+		case <-time.After(pause):
+			pause = min(2*pause, 100*time.Millisecond)
+		case <-ctx.Done():
+			if t.ctx.Err() != nil {
+				return nil, "", context.Cause(t.ctx)
+			}
+			if last == nil {
+				last = errNotYet
+			}
+			return nil, "", fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, last)
+		}
+	}
+}
+
+// errNotYet: no upstream to try yet.
+var errNotYet = errors.New("moq: no provider reachable yet")
+
+// tryUpstream makes one round of attempts after a loss, cheap enough to
+// repeat every 100 ms so that a provider back (or a new one) is used at
+// once: the pinned peer's session; else sessions that announce the name,
+// the previous provider's session once it is back (waiting briefly for its
+// announcement), and every two seconds a full resolution as Subscribe
+// does (the DHT's providers).
+func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.ID, nextLookup *time.Time) (*broadcast.TrackConsumer, peer.ID, error) {
+	sub := func(s *Session, wait time.Duration) (*broadcast.TrackConsumer, peer.ID, error) {
+		sctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		tc, err := s.SubscribeWith(sctx, t.name, t.track, t.opts.SubscribeOptions)
+		return tc, s.RemotePeer(), err
+	}
+	if link != nil {
+		c := link.State()
+		if c.State != LinkConnected || c.Session.Err() != nil {
+			return nil, "", errNotYet
+		}
+		return sub(c.Session, time.Second)
+	}
+	var last error = errNotYet
+	for _, s := range t.m.sessionsAnnouncing(t.name) {
+		tc, p, err := sub(s, time.Second)
+		if err == nil {
+			return tc, p, nil
+		}
+		last = err
+	}
+	if prev != "" {
+		if s := t.m.liveSession(prev); s != nil {
+			tc, p, err := sub(s, 500*time.Millisecond) // waits for the announcement
+			if err == nil {
+				return tc, p, nil
+			}
+			last = err
+		}
+	}
+	if now := time.Now(); t.m.disc.router != nil && !now.Before(*nextLookup) {
+		*nextLookup = now.Add(2 * time.Second)
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		tc, err := t.m.SubscribeWith(lctx, t.name, t.track, t.opts.SubscribeOptions)
+		if err == nil {
+			return tc, t.m.subscribedAt(t.name, t.track), nil
+		}
+		last = err
+	}
+	return nil, "", last
+}
+
+// pump copies groups from up into the local track until up fails.
+func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
+	ctx, cancel := context.WithCancel(t.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		// Arrival order: a group that overtook another (group streams race
+		// each other) does not make the other one be dropped here; the
+		// application's NextGroup decides what is too late.
+		g, err := up.RecvGroup(ctx)
+		if err != nil {
+			return err
+		}
+		seq, ok := t.localSeq(g.Sequence())
+		if !ok {
+			continue
+		}
+		if t.opts.Backpressure {
+			if err := t.local.WaitRoom(ctx); err != nil {
+				return err
+			}
+		}
+		lg, err := t.local.CreateGroup(seq)
+		if err != nil {
+			continue // a duplicate: the group is there already
+		}
+		wg.Go(func() { copyGroup(ctx, g, lg) })
+	}
+}
+
+// localSeq maps an upstream sequence to the local one: the same when the
+// numbering continues, shifted past the last local group when a new
+// upstream numbers lower. It counts the groups skipped across an outage.
+func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.offset == ^uint64(0) { // first group of a new upstream
+		t.offset = 0
+		if t.anyGroup {
+			if seq <= t.lastSeq {
+				t.offset = t.lastSeq + 1 - seq
+			} else {
+				t.skipped += seq - t.lastSeq - 1
+			}
+		}
+		t.epoch = seq + t.offset
+	}
+	l := seq + t.offset
+	if t.anyGroup && l < t.epoch {
+		return 0, false // belongs before this upstream began: too old
+	}
+	if !t.anyGroup || l > t.lastSeq {
+		t.lastSeq = l
+	}
+	t.anyGroup = true
+	return l, true
+}
+
+// copyGroup copies g's frames into lg (the payloads are shared, not
+// copied) and ends lg as g ended.
+func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, lg *broadcast.GroupProducer) {
+	for {
+		f, err := g.ReadFrame(ctx)
+		if errors.Is(err, io.EOF) {
+			_ = lg.Finish()
+			return
+		}
+		if err != nil {
+			lg.Abort(err)
+			return
+		}
+		if err := lg.WriteFrame(f); err != nil {
+			return
+		}
+	}
+}
+
+// sessionsAnnouncing lists the live sessions whose peer announces name.
+func (m *Moq) sessionsAnnouncing(name string) []*Session {
+	list, err := m.a.Sessions(m.ctx)
+	if err != nil {
+		return nil
+	}
+	var out []*Session
+	for _, s := range list {
+		if s.Context().Err() == nil && s.Remote().Get(name) != nil {
+			out = append(out, &Session{s: s, m: m})
+		}
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package moq
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/internal/impair"
+)
+
+// arrival is a group received by a reader: its sequence, its frame (the
+// publisher's index), when.
+type arrival struct {
+	seq   uint64
+	index int
+	at    time.Time
+}
+
+// recorder reads a resilient track and keeps what arrived.
+type recorder struct {
+	mu   sync.Mutex
+	got  []arrival
+	done chan struct{}
+	err  error
+}
+
+// record reads tr in arrival order (RecvGroup), so that no group is
+// skipped for arriving after a newer one.
+func record(t *testing.T, tr *ResilientTrack) *recorder {
+	r := &recorder{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for {
+			g, err := tr.RecvGroup(context.Background())
+			if err != nil {
+				r.err = err
+				return
+			}
+			f, err := g.ReadFrame(context.Background())
+			if err != nil {
+				t.Logf("group %d at %v: %v", g.Sequence(), time.Now().Format("15:04:05.000"), err)
+				continue
+			}
+			i, _ := strconv.Atoi(string(f))
+			r.mu.Lock()
+			r.got = append(r.got, arrival{g.Sequence(), i, time.Now()})
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { tr.Close(); <-r.done })
+	return r
+}
+
+func (r *recorder) snapshot() []arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]arrival(nil), r.got...)
+}
+
+// paced publishes one frame per group, naming its index, at fps until the
+// test ends; it returns when each index was published.
+func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	sent := map[int]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second / time.Duration(fps))
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			mu.Lock()
+			sent[i] = time.Now()
+			mu.Unlock()
+			_ = m.track.WriteFrame([]byte(fmt.Sprint(i)))
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() map[int]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[int]time.Time, len(sent))
+		for k, v := range sent {
+			out[k] = v
+		}
+		return out
+	}
+}
+
+// A 5 s partition in the middle of a 15 frames/s stream: the session dies
+// (dead-peer detection), the resilient track resubscribes once the link
+// heals, resuming within 1 s, and every group published after it resumed
+// arrives. The reader sees a gap and Lost/Live events, never an error.
+func TestResilientTrackSurvivesPartition(t *testing.T) {
+	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
+	t.Run("p2pstream-tcp", func(t *testing.T) { testSurvivesPartition(t, false) })
+}
+
+func testSurvivesPartition(t *testing.T, udp bool) {
+	pub, sub := newNode(t), newNode(t)
+	if !udp {
+		pub, sub = newTCPNode(t), newTCPNode(t)
+	}
+	info, link := linkTo(t, pub, udp)
+	if _, err := sub.Connect(testCtx(t), info); err != nil {
+		t.Fatal(err)
+	}
+	m := publish(t, pub, "live")
+	paced(t, m, 15)
+	tr, err := sub.SubscribeResilient(testCtx(t), "live", "video", ResilientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record(t, tr)
+	time.Sleep(time.Second)
+	link.Set(impair.Config{Loss: 1})
+	time.Sleep(5 * time.Second)
+	link.Set(impair.Config{})
+	healed := time.Now()
+	time.Sleep(3 * time.Second)
+
+	got := r.snapshot()
+	var after []arrival
+	for _, a := range got {
+		if a.at.After(healed) {
+			after = append(after, a)
+		}
+	}
+	if len(after) == 0 {
+		t.Fatalf("nothing received in 3 s after the partition healed (err %v)", r.err)
+	}
+	if d := after[0].at.Sub(healed); d > time.Second {
+		t.Errorf("track resumed %v after the partition healed, want within 1 s", d)
+	}
+	// Every group from the first one after resuming on, in whatever order
+	// the group streams landed.
+	idx := make([]int, len(after))
+	for i, a := range after {
+		idx[i] = a.index
+	}
+	slices.Sort(idx)
+	for i := 1; i < len(idx); i++ {
+		if idx[i] != idx[i-1]+1 {
+			t.Errorf("after resuming, groups %d to %d missing (received %v)", idx[i-1]+1, idx[i]-1, idx)
+		}
+	}
+	var kinds []string
+	for ev := range tr.Events(testCtx(t)) {
+		kinds = append(kinds, ev.Kind.String())
+		if ev.Kind == TrackLive && len(kinds) > 1 {
+			break
+		}
+	}
+	if fmt.Sprint(kinds[:3]) != "[live lost live]" && fmt.Sprint(kinds[:2]) != "[live lost]" {
+		t.Errorf("events %v, want live, lost, live", kinds)
+	}
+	t.Logf("resumed %v after healing; %d groups after; skipped %d; events %v", after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
+}
