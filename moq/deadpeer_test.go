@@ -15,7 +15,13 @@ import (
 // linkTo returns to's address info through an impairing proxy on loopback:
 // its QUIC address through a UDP proxy (udp), or its TCP address through a
 // TCP proxy.
-func linkTo(t testing.TB, to *node, udp bool) (peer.AddrInfo, interface{ Set(impair.Config) }) {
+// proxyLink is an impairing proxy in front of a node.
+type proxyLink interface {
+	Set(impair.Config)
+	Bytes() int64
+}
+
+func linkTo(t testing.TB, to *node, udp bool) (peer.AddrInfo, proxyLink) {
 	t.Helper()
 	for _, a := range to.h.Addrs() {
 		if !manet.IsIPLoopback(a) {
@@ -72,7 +78,10 @@ func TestDeadPeerEndsSession(t *testing.T) {
 			if got := s.Stats().Link.Transport; (got == "p2pstream") == tc.udp {
 				t.Fatalf("session over %s", got)
 			}
-			time.Sleep(bound) // idle: keep-alives keep it up
+			// idle: keep-alives keep it up, across a whole bound
+			if err := impair.AwaitTraffic(testCtx(t), link, bound); err != nil {
+				t.Fatalf("no keep-alives on the link: %v", err)
+			}
 			if s.Err() != nil {
 				t.Fatalf("idle live session ended: %v", s.Err())
 			}

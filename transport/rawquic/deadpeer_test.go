@@ -52,7 +52,12 @@ func proxiedPair(t testing.TB) (client, server transport.Conn, proxy *impair.UDP
 // default dead-peer bound, on an idle connection.
 func TestDeadPeerDetected(t *testing.T) {
 	client, server, proxy := proxiedPair(t)
-	time.Sleep(1500 * time.Millisecond) // idle: only keep-alives keep it up
+	// idle: only keep-alives keep it up, across a whole idle timeout
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := impair.AwaitTraffic(ctx, proxy, 3*DefaultDeadPeerTimeout/4); err != nil {
+		t.Fatalf("no keep-alives through the proxy: %v", err)
+	}
 	select {
 	case <-client.Context().Done():
 		t.Fatalf("idle live connection given up: %v", context.Cause(client.Context()))

@@ -30,7 +30,10 @@ func TestDeadPeerDetected(t *testing.T) {
 			}
 			defer client.CloseWithError(0, "")
 			server := ts.next(t)
-			time.Sleep(1500 * time.Millisecond) // idle: pings keep it up
+			// idle: pings keep it up, across a whole keep-alive timeout
+			if err := impair.AwaitTraffic(testCtx(t), proxy, keepalive.DefaultTimeout); err != nil {
+				t.Fatalf("no pings through the proxy: %v", err)
+			}
 			if client.Context().Err() != nil || server.Context().Err() != nil {
 				t.Fatalf("idle live connection given up: %v / %v", context.Cause(client.Context()), context.Cause(server.Context()))
 			}
