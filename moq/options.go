@@ -29,6 +29,8 @@ type options struct {
 	dialTimeout    time.Duration
 	peerLimits     PeerLimits
 	discovery      discoveryOptions // discovery.go
+	punchWait      *time.Duration   // migrate.go
+	relayedGrace   time.Duration
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host

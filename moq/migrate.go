@@ -1,0 +1,373 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+// Defaults of WithHolePunchWait and WithRelayedGrace.
+const (
+	DefaultHolePunchWait = 5 * time.Second
+	DefaultRelayedGrace  = 10 * time.Second
+)
+
+// WithHolePunchWait bounds how long a Connect that reached the peer only
+// through a circuit relay waits for DCUtR hole punching to open a direct
+// path before the session starts on the circuit (default 5 s; 0 does not
+// wait). It applies only to hosts that run hole punching
+// (HostConfig.NAT.HolePunching). A session that starts relayed still moves
+// to the direct path when one appears later.
+func WithHolePunchWait(d time.Duration) Option { return func(o *options) { o.punchWait = &d } }
+
+// WithRelayedGrace sets how long a relayed session this node dialed stays
+// open after a session on a direct path to the same peer started (default
+// 10 s): long enough for both sides to move their subscriptions over.
+func WithRelayedGrace(d time.Duration) Option { return func(o *options) { o.relayedGrace = d } }
+
+// movingSub is a subscription made on a relayed session: the application
+// reads a track of its own, which groups from the relayed session fill
+// until a session on a direct path to the same peer delivers them. Make
+// before break: the direct subscription starts while the relayed one still
+// runs; each group sequence is copied from whichever source brings it
+// first, and the relayed one is closed only once the direct one delivered
+// a group of its own and the relayed groups in progress are complete.
+type movingSub struct {
+	m      *Moq
+	peer   peer.ID
+	name   string
+	track  string
+	opts   SubscribeOptions
+	out    *broadcast.TrackProducer
+	ctx    context.Context // ends when the application closed its consumer
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	claimed map[uint64]int // group sequence → source that copies it
+	sources int            // sources started
+	live    map[int]*broadcast.TrackConsumer
+	moved   bool // a direct source delivered its first group
+	moving  bool // a direct subscription is being made
+	wg      sync.WaitGroup
+}
+
+// maxClaims bounds the group sequences a moving subscription remembers; the
+// oldest are forgotten (a group that old comes from neither source again).
+const maxClaims = 4096
+
+// subscribeMoving subscribes on the relayed session s and returns the
+// application's consumer of a track that survives the move to a direct
+// session.
+func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	src, err := s.s.Subscribe(ctx, name, track, opts)
+	if err != nil {
+		return nil, err
+	}
+	ms := &movingSub{
+		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts,
+		out:     broadcast.NewTrack(src.Info(), broadcast.Limits{Backpressure: opts.Backpressure}),
+		claimed: map[uint64]int{}, live: map[int]*broadcast.TrackConsumer{},
+	}
+	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
+	app := ms.out.Consume()
+	m.addMoving(ms)
+	ms.start(src, false)
+	m.wg.Go(func() {
+		select {
+		case <-ms.out.Unused():
+		case <-ms.ctx.Done():
+		}
+		ms.cancel()
+		ms.wg.Wait()
+		m.removeMoving(ms)
+	})
+	// A direct session may already exist (made while this subscribed).
+	if d := m.directSession(ms.peer); d != nil {
+		ms.moveTo(d)
+	}
+	return app, nil
+}
+
+// start copies groups from src into the application's track.
+func (ms *movingSub) start(src *broadcast.TrackConsumer, direct bool) {
+	ms.mu.Lock()
+	id := ms.sources
+	ms.sources++
+	ms.live[id] = src
+	ms.mu.Unlock()
+	ms.wg.Go(func() { ms.pump(id, src, direct) })
+}
+
+// pump copies src's groups that no other source claimed. A relayed source
+// stops once the direct one has taken over; the direct one runs until the
+// track ends.
+func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
+	defer func() {
+		src.Close()
+		ms.mu.Lock()
+		delete(ms.live, id)
+		ms.mu.Unlock()
+	}()
+	for {
+		g, err := src.RecvGroup(ms.ctx)
+		if err != nil {
+			ms.ended(id, direct, err)
+			return
+		}
+		seq := g.Sequence()
+		ms.mu.Lock()
+		_, taken := ms.claimed[seq]
+		if !taken {
+			ms.claimed[seq] = id
+			if len(ms.claimed) > maxClaims {
+				ms.forgetOldest()
+			}
+		}
+		first := direct && !ms.moved
+		if direct {
+			ms.moved = true
+		}
+		stop := !direct && ms.moved && taken
+		ms.mu.Unlock()
+		if first {
+			ms.m.log.Info("subscription moved to a direct path", "peer", ms.peer, "broadcast", ms.name, "track", ms.track, "group", seq)
+		}
+		if stop {
+			return // the direct source brings this and later groups
+		}
+		if taken {
+			continue
+		}
+		ms.copyGroup(g)
+		if !direct {
+			ms.mu.Lock()
+			done := ms.moved
+			ms.mu.Unlock()
+			if done {
+				return // groups in progress here are complete; the rest come direct
+			}
+		}
+	}
+}
+
+// forgetOldest drops the lowest claimed sequence (mu held).
+func (ms *movingSub) forgetOldest() {
+	first := true
+	var low uint64
+	for s := range ms.claimed {
+		if first || s < low {
+			low, first = s, false
+		}
+	}
+	delete(ms.claimed, low)
+}
+
+// copyGroup writes g into the application's track as it arrives.
+func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer) {
+	if ms.opts.Backpressure {
+		if err := ms.out.WaitRoom(ms.ctx); err != nil {
+			return
+		}
+	}
+	gp, err := ms.out.CreateGroup(g.Sequence())
+	if err != nil {
+		return // a duplicate, or the track ended
+	}
+	for {
+		f, err := g.ReadFrame(ms.ctx)
+		if errors.Is(err, io.EOF) {
+			_ = gp.Finish()
+			return
+		}
+		if err != nil {
+			gp.Abort(err)
+			return
+		}
+		if err := gp.WriteFrame(f); err != nil {
+			return
+		}
+	}
+}
+
+// ended handles a source's end: the direct source's end is the track's; a
+// relayed source's end matters only while nothing replaced it.
+func (ms *movingSub) ended(id int, direct bool, err error) {
+	if ms.ctx.Err() != nil {
+		return
+	}
+	ms.mu.Lock()
+	replaced := !direct && (ms.moved || ms.moving)
+	ms.mu.Unlock()
+	if replaced {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		_ = ms.out.Finish()
+	} else {
+		ms.out.Abort(err)
+	}
+	ms.cancel()
+}
+
+// moveTo subscribes on the direct session d and lets it take over.
+func (ms *movingSub) moveTo(d *Session) {
+	ms.mu.Lock()
+	if ms.moving || ms.moved || ms.ctx.Err() != nil {
+		ms.mu.Unlock()
+		return
+	}
+	ms.moving = true
+	ms.mu.Unlock()
+	ms.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ms.ctx, ms.m.dialTimeout)
+		defer cancel()
+		src, err := d.SubscribeWith(ctx, ms.name, ms.track, ms.opts)
+		if err != nil {
+			ms.m.log.Debug("moving a subscription to the direct path failed; it stays relayed", "peer", ms.peer, "broadcast", ms.name, "err", err)
+			ms.mu.Lock()
+			ms.moving = false
+			ms.mu.Unlock()
+			return
+		}
+		ms.start(src, true)
+	})
+}
+
+// addMoving and removeMoving keep the node's moving subscriptions by peer.
+func (m *Moq) addMoving(ms *movingSub) {
+	m.movingMu.Lock()
+	defer m.movingMu.Unlock()
+	if m.moving == nil {
+		m.moving = map[peer.ID]map[*movingSub]struct{}{}
+	}
+	if m.moving[ms.peer] == nil {
+		m.moving[ms.peer] = map[*movingSub]struct{}{}
+	}
+	m.moving[ms.peer][ms] = struct{}{}
+}
+
+func (m *Moq) removeMoving(ms *movingSub) {
+	m.movingMu.Lock()
+	defer m.movingMu.Unlock()
+	delete(m.moving[ms.peer], ms)
+	if len(m.moving[ms.peer]) == 0 {
+		delete(m.moving, ms.peer)
+	}
+}
+
+// sessionAdded is told of every libp2p session registered: one on a direct
+// path takes over the peer's moving subscriptions.
+func (m *Moq) sessionAdded(s *actor.Session) {
+	ses := &Session{s: s, m: m}
+	if k := ses.Path().Kind; k != PathDirect && k != PathHolePunched {
+		return
+	}
+	m.movingMu.Lock()
+	var list []*movingSub
+	for ms := range m.moving[s.RemotePeer()] {
+		list = append(list, ms)
+	}
+	m.movingMu.Unlock()
+	for _, ms := range list {
+		ms.moveTo(ses)
+	}
+}
+
+// directSession returns a live session with p on a direct path, or nil.
+func (m *Moq) directSession(p peer.ID) *Session {
+	list, err := m.a.Sessions(m.ctx)
+	if err != nil {
+		return nil
+	}
+	for _, s := range list {
+		if s.RemotePeer() != p || s.Context().Err() != nil {
+			continue
+		}
+		ses := &Session{s: s, m: m}
+		if k := ses.Path().Kind; k == PathDirect || k == PathHolePunched {
+			return ses
+		}
+	}
+	return nil
+}
+
+// upgradeLater moves a relayed session this node dialed onto a direct path
+// to p, now that the host has a direct connection: a raw QUIC session on
+// the host's socket (so through the NAT mapping hole punching opened),
+// whose arrival moves the subscriptions over on both sides. The relayed
+// session closes after the relayed grace.
+func (m *Moq) upgradeLater(p peer.ID) {
+	if m.quic == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return
+	}
+	m.wg.Go(func() { m.upgrade(p) })
+}
+
+func (m *Moq) upgrade(p peer.ID) {
+	list, err := m.a.Sessions(m.ctx)
+	if err != nil {
+		return
+	}
+	var relayed []*Session
+	for _, s := range list {
+		if s.RemotePeer() != p || s.Context().Err() != nil {
+			continue
+		}
+		ses := &Session{s: s, m: m}
+		switch ses.Path().Kind {
+		case PathDirect, PathHolePunched:
+			return // already there
+		case PathRelayed:
+			if s.Dialed() { // the side that dialed moves it: one direct session, not two
+				relayed = append(relayed, ses)
+			}
+		}
+	}
+	if len(relayed) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.dialTimeout)
+	defer cancel()
+	var conn actor.Conn
+	for _, c := range m.h.Network().ConnsToPeer(p) {
+		if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) || isCircuit(c) {
+			continue
+		}
+		qc, err := m.quic.Dial(ctx, p, c.RemoteMultiaddr())
+		if err == nil {
+			conn = qc
+			break
+		}
+		m.log.Debug("raw QUIC on the direct path failed", "peer", p, "err", err)
+	}
+	if conn == nil {
+		return
+	}
+	s, err := m.a.Register(ctx, conn, true)
+	if err != nil {
+		return
+	}
+	m.log.Info("session on a direct path", "peer", p, "path", (&Session{s: s, m: m}).Path().String())
+	m.sessionAdded(s)
+	grace := time.NewTimer(m.relayedGrace)
+	defer grace.Stop()
+	select {
+	case <-grace.C:
+		for _, r := range relayed {
+			_ = r.Close(broadcast.CodeCancel, "moved to a direct path")
+		}
+	case <-m.ctx.Done():
+	}
+}
