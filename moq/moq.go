@@ -39,14 +39,14 @@ type Moq struct {
 	pendingPerPeer map[peer.ID]int // admissions in progress by peer
 	maxPendingPeer int
 
-	disc        discoverer    // DHT, providing, mDNS (discovery.go)
+	disc discoverer // DHT, providing, mDNS (discovery.go)
 
 	paths        pathWatch     // hole-punching outcomes (path.go)
 	punchWait    time.Duration // WithHolePunchWait
 	relayedGrace time.Duration // WithRelayedGrace
 	movingMu     sync.Mutex
 	moving       map[peer.ID]map[*movingSub]struct{} // subscriptions on relayed sessions (migrate.go)
-	dialTimeout time.Duration // bounds connects the node makes by itself
+	dialTimeout  time.Duration                       // bounds connects the node makes by itself
 
 	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
 	cancel context.CancelFunc

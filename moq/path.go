@@ -3,6 +3,7 @@ package moq
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -10,8 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
@@ -169,10 +168,12 @@ func (m *Moq) startPathWatch() error {
 	return nil
 }
 
-// holePunches reports whether the host runs DCUtR.
+// holePunches reports whether the host runs DCUtR: NewHost's hosts that do
+// emit HolePunchEvent. (The protocol handler itself appears only once the
+// host knows a public address of its own.)
 func (m *Moq) holePunches() bool {
-	for _, p := range m.h.Mux().Protocols() {
-		if p == protocol.ID(holepunch.Protocol) {
+	for _, t := range m.h.EventBus().GetAllEventTypes() {
+		if t == reflect.TypeFor[HolePunchEvent]() {
 			return true
 		}
 	}
@@ -217,9 +218,38 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 		case <-t.C:
 			m.log.Debug("no direct path yet; the session starts relayed", "peer", p)
 			return
-		case <-sub.Out():
+		case e := <-sub.Out():
 			// go-libp2p reports each of its attempts; the timer ends the
 			// wait if none succeeds.
+			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p {
+				m.paths.record(ev)
+			}
+		}
+	}
+	// The direct connection appeared while only relayed ones existed: hole
+	// punching made it, and reports so just after. Record that report
+	// before the session asks for its path (the node's own watcher may
+	// see it later).
+	if ev, ok := m.paths.punch(p); ok && ev.Success {
+		return
+	}
+	settle := time.NewTimer(punchReportWait)
+	defer settle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-settle.C:
+			return
+		case e := <-sub.Out():
+			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p && ev.Success {
+				m.paths.record(ev)
+				return
+			}
 		}
 	}
 }
+
+// punchReportWait bounds how long a dial waits for hole punching's report
+// on a direct connection that appeared during awaitDirect.
+const punchReportWait = time.Second

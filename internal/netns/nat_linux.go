@@ -4,11 +4,11 @@ package netns
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,6 +75,13 @@ func InNATLab() bool { return os.Getenv(natEnv) != "" }
 // output and verdict, and returns nil; if the child cannot be started it
 // returns an error.
 func NATed(t *testing.T, kinds [2]NATKind, env ...string) (*NATLab, error) {
+	if NATRole() != "" { // a process Role started: the lab exists
+		var l NATLab
+		if err := json.Unmarshal([]byte(os.Getenv(natEnv)), &l); err != nil {
+			t.Fatalf("the NAT lab's description: %v", err)
+		}
+		return &l, nil
+	}
 	if InNATLab() {
 		l, err := newNATLab(kinds)
 		if err != nil {
@@ -194,6 +201,13 @@ func newNATLab(kinds [2]NATKind) (_ *NATLab, err error) {
 			[]string{"ip", "netns", "exec", s.Router, "iptables", "-A", "FORWARD", "-i", up, "-o", down,
 				"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
 			[]string{"ip", "netns", "exec", s.Router, "iptables", "-A", "FORWARD", "-i", up, "-o", down, "-j", "DROP"},
+			// Unsolicited packets to the NAT's own address are dropped
+			// before conntrack confirms a flow for them, as a home router
+			// does: a confirmed flow from the peer's punch would make the
+			// host's own flow to the peer clash with it on the way out,
+			// and MASQUERADE would then give it another port.
+			[]string{"ip", "netns", "exec", s.Router, "iptables", "-A", "INPUT", "-i", up,
+				"-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"},
 		)
 	}
 	for _, s := range steps {
@@ -204,41 +218,27 @@ func newNATLab(kinds [2]NATKind) (_ *NATLab, err error) {
 	return l, nil
 }
 
-// In runs f on a thread switched into namespace ns (a Host or Router of
-// the lab): sockets f opens belong to ns for their whole life, whichever
-// goroutine uses them later. Goroutines f starts run in the WAN namespace.
-func (l *NATLab) In(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	// A thread of its own: if switching back fails, the thread ends with
-	// the goroutine (LockOSThread without Unlock) instead of serving
-	// others from the wrong namespace.
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer self.Close()
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", ns, err)
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+// roleEnv names the part a process plays in a NATLab test (see Role).
+const roleEnv = "MOQP2P_TEST_NAT_ROLE"
+
+// NATRole is the role this process was started with by NATLab.Role, or "".
+func NATRole() string { return os.Getenv(roleEnv) }
+
+// Role returns a command that runs the calling test again in namespace ns
+// (a Host of the lab), as a process of its own with role (NATRole) and env
+// added to its environment. A process of its own: a thread can switch
+// namespaces, but libp2p reads the interfaces' addresses (to tell its own)
+// from whatever thread it runs on. Stdout, stderr and stdin are the
+// caller's to set.
+func (l *NATLab) Role(ctx context.Context, t *testing.T, ns, role string, env ...string) *exec.Cmd {
+	args := []string{"netns", "exec", ns, os.Args[0], "-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=5m"}
+	if testing.Verbose() {
+		args = append(args, "-test.v")
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	desc, _ := json.Marshal(l)
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role, natEnv+"="+string(desc)), env...)
+	return cmd
 }
 
 // Exec runs a command in namespace ns.
