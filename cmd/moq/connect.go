@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
@@ -62,6 +63,9 @@ type nodeConfig struct {
 	// dials are other libp2p peers the node will dial (a ticket's), for
 	// choosing its sockets.
 	dials []endpoint
+	// relay makes the node a circuit relay for peers behind NATs (moq node
+	// --relay-service); nil relays nothing.
+	relay *moq.RelayService
 	net   *netFlags
 	log   *slog.Logger
 }
