@@ -3,6 +3,7 @@ package moq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -32,6 +33,24 @@ func WithHolePunchWait(d time.Duration) Option { return func(o *options) { o.pun
 // 10 s): long enough for both sides to move their subscriptions over.
 func WithRelayedGrace(d time.Duration) Option { return func(o *options) { o.relayedGrace = d } }
 
+// PathFallback returns a session with peer p, on another path, for a
+// subscription to the broadcast name whose relayed session failed before a
+// direct path appeared: typically because the relay cut a limited circuit
+// after its data or time limit and hole punching could not open a direct
+// path (symmetric NATs). Examples: a session through a relay that allows
+// unlimited circuits (RelayService.Unlimited), or one to a node that
+// forwards the broadcast at the MoQ level. Return an error when there is
+// none; the subscription then ends with the relayed session's error.
+type PathFallback func(ctx context.Context, p peer.ID, name string) (*Session, error)
+
+// WithPathFallback sets what a subscription made on a relayed session
+// does when that session fails before moving to a direct path: it
+// continues on the session f returns, from the groups the failure left
+// unfinished (groups sent meanwhile may be lost on a live track; a
+// back-pressured one with Start loses none). Without it the subscription
+// ends with the failure: never silently, since its reads return the error.
+func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallback = f } }
+
 // movingSub is a subscription made on a relayed session: the application
 // reads a track of its own, which groups from the relayed session fill
 // until a session on a direct path to the same peer delivers them. Make
@@ -50,8 +69,9 @@ type movingSub struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	claimed map[uint64]int // group sequence → source that copies it
-	sources int            // sources started
+	claimed map[uint64]int                      // group sequence → source that copies it
+	partial map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
+	sources int                                 // sources started
 	live    map[int]*broadcast.TrackConsumer
 	moved   bool // a direct source delivered its first group
 	moving  bool // a direct subscription is being made
@@ -73,7 +93,7 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	ms := &movingSub{
 		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts,
 		out:     broadcast.NewTrack(src.Info(), broadcast.Limits{Backpressure: opts.Backpressure}),
-		claimed: map[uint64]int{}, live: map[int]*broadcast.TrackConsumer{},
+		claimed: map[uint64]int{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
 	}
 	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
 	app := ms.out.Consume()
@@ -107,7 +127,8 @@ func (ms *movingSub) start(src *broadcast.TrackConsumer, direct bool) {
 
 // pump copies src's groups that no other source claimed. A relayed source
 // stops once the direct one has taken over; the direct one runs until the
-// track ends.
+// track ends. A group whose source failed half-way is finished by the
+// next source that brings it (its frames after those already copied).
 func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 	defer func() {
 		src.Close()
@@ -124,8 +145,10 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 		seq := g.Sequence()
 		ms.mu.Lock()
 		_, taken := ms.claimed[seq]
+		gp := ms.partial[seq]
 		if !taken {
 			ms.claimed[seq] = id
+			delete(ms.partial, seq)
 			if len(ms.claimed) > maxClaims {
 				ms.forgetOldest()
 			}
@@ -145,7 +168,11 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 		if taken {
 			continue
 		}
-		ms.copyGroup(g)
+		if !ms.copyGroup(g, gp) {
+			ms.mu.Lock()
+			delete(ms.claimed, seq) // another source may finish it
+			ms.mu.Unlock()
+		}
 		if !direct {
 			ms.mu.Lock()
 			done := ms.moved
@@ -169,29 +196,43 @@ func (ms *movingSub) forgetOldest() {
 	delete(ms.claimed, low)
 }
 
-// copyGroup writes g into the application's track as it arrives.
-func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer) {
-	if ms.opts.Backpressure {
-		if err := ms.out.WaitRoom(ms.ctx); err != nil {
-			return
+// copyGroup writes g into the application's track as it arrives: into gp,
+// after the frames it has, when a failed source left it unfinished. It
+// reports false when g failed before its end; the group is then kept
+// unfinished for another source (or aborted with the track).
+func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) bool {
+	if gp == nil {
+		if ms.opts.Backpressure {
+			if err := ms.out.WaitRoom(ms.ctx); err != nil {
+				return true
+			}
+		}
+		var err error
+		if gp, err = ms.out.CreateGroup(g.Sequence()); err != nil {
+			return true // a duplicate, or the track ended
 		}
 	}
-	gp, err := ms.out.CreateGroup(g.Sequence())
-	if err != nil {
-		return // a duplicate, or the track ended
-	}
-	for {
+	for i := 0; ; i++ {
 		f, err := g.ReadFrame(ms.ctx)
 		if errors.Is(err, io.EOF) {
 			_ = gp.Finish()
-			return
+			return true
 		}
 		if err != nil {
-			gp.Abort(err)
-			return
+			if ms.ctx.Err() != nil {
+				gp.Abort(err)
+				return true
+			}
+			ms.mu.Lock()
+			ms.partial[g.Sequence()] = gp
+			ms.mu.Unlock()
+			return false
+		}
+		if i < gp.FrameCount() {
+			continue // copied from the source that failed
 		}
 		if err := gp.WriteFrame(f); err != nil {
-			return
+			return true
 		}
 	}
 }
@@ -208,12 +249,62 @@ func (ms *movingSub) ended(id int, direct bool, err error) {
 	if replaced {
 		return
 	}
+	if !errors.Is(err, io.EOF) && ms.m.fallback != nil && ms.tryFallback(err) {
+		return
+	}
+	ms.finish(err)
+}
+
+// finish ends the application's track with the sources' end: EOF, or
+// err (which also ends any group a failed source left unfinished).
+func (ms *movingSub) finish(err error) {
+	ms.mu.Lock()
+	partial := ms.partial
+	ms.partial = map[uint64]*broadcast.GroupProducer{}
+	ms.mu.Unlock()
 	if errors.Is(err, io.EOF) {
 		_ = ms.out.Finish()
 	} else {
+		for _, gp := range partial {
+			gp.Abort(err)
+		}
 		ms.out.Abort(err)
 	}
 	ms.cancel()
+}
+
+// tryFallback asks the node's PathFallback for another session after the
+// relayed source failed with cause (a limited circuit cut by its relay,
+// say) and nothing replaced it: a subscription there continues the track,
+// finishing the groups the failure left unfinished. It reports whether
+// the fallback is under way.
+func (ms *movingSub) tryFallback(cause error) bool {
+	ms.mu.Lock()
+	if ms.moving || ms.moved {
+		ms.mu.Unlock()
+		return false
+	}
+	ms.moving = true
+	ms.mu.Unlock()
+	ms.m.log.Warn("the relayed path failed; trying the fallback", "peer", ms.peer, "broadcast", ms.name, "err", cause)
+	ms.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ms.ctx, ms.m.dialTimeout)
+		defer cancel()
+		s, err := ms.m.fallback(ctx, ms.peer, ms.name)
+		var src *broadcast.TrackConsumer
+		if err == nil {
+			if err = s.waitAnnounced(ctx, ms.name); err == nil {
+				src, err = s.s.Subscribe(ctx, ms.name, ms.track, ms.opts)
+			}
+		}
+		if err != nil {
+			ms.finish(fmt.Errorf("%w (fallback: %w)", cause, err))
+			return
+		}
+		ms.m.log.Info("subscription continues on the fallback path", "peer", ms.peer, "broadcast", ms.name, "path", s.Path().String())
+		ms.start(src, true)
+	})
+	return true
 }
 
 // moveTo subscribes on the direct session d and lets it take over.
@@ -233,7 +324,11 @@ func (ms *movingSub) moveTo(d *Session) {
 			ms.m.log.Debug("moving a subscription to the direct path failed; it stays relayed", "peer", ms.peer, "broadcast", ms.name, "err", err)
 			ms.mu.Lock()
 			ms.moving = false
+			orphan := len(ms.live) == 0 // the relayed source ended meanwhile
 			ms.mu.Unlock()
+			if orphan {
+				ms.finish(err)
+			}
 			return
 		}
 		ms.start(src, true)

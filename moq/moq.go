@@ -44,6 +44,7 @@ type Moq struct {
 	paths        pathWatch     // hole-punching outcomes (path.go)
 	punchWait    time.Duration // WithHolePunchWait
 	relayedGrace time.Duration // WithRelayedGrace
+	fallback     PathFallback  // WithPathFallback
 	movingMu     sync.Mutex
 	moving       map[peer.ID]map[*movingSub]struct{} // subscriptions on relayed sessions (migrate.go)
 	dialTimeout  time.Duration                       // bounds connects the node makes by itself
@@ -81,7 +82,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	if m.dialTimeout <= 0 {
 		m.dialTimeout = 30 * time.Second
 	}
-	m.punchWait, m.relayedGrace = DefaultHolePunchWait, o.relayedGrace
+	m.punchWait, m.relayedGrace, m.fallback = DefaultHolePunchWait, o.relayedGrace, o.fallback
 	if o.punchWait != nil {
 		m.punchWait = *o.punchWait
 	}

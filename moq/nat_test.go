@@ -87,25 +87,41 @@ func labRelay(t *testing.T, lab *netns.NATLab, rs RelayService) *node {
 
 // behindNAT is a node that knows it is private, holds a slot on relay and
 // punches holes; dialTimeout is its DirectDialTimeout.
-func behindNAT(t *testing.T, relay peer.AddrInfo, dialTimeout time.Duration, opts ...Option) *node {
+func behindNAT(t *testing.T, relays []peer.AddrInfo, dialTimeout time.Duration, opts ...Option) *node {
 	return labNode(t, HostConfig{NAT: NATConfig{
 		Reachability: network.ReachabilityPrivate, HolePunching: true,
-		DirectDialTimeout: dialTimeout, StaticRelays: []peer.AddrInfo{relay},
+		DirectDialTimeout: dialTimeout, StaticRelays: relays,
 	}}, opts...)
 }
 
 // natCase is a lab test: a relay in the WAN, a publisher on side 0 and a
 // subscriber on side 1, each a process of its own in its namespace.
 type natCase struct {
-	kinds   [2]netns.NATKind
-	relay   RelayService
+	kinds [2]netns.NATKind
+	// relays run in the WAN (default: one with go-libp2p's limits); the
+	// publisher reserves a slot on each, and the subscriber is given the
+	// circuit through the first.
+	relays  []RelayService
 	pubDial time.Duration // the publisher's DirectDialTimeout
 	pubOpts []Option
 	subOpts []Option
 	publish func(t *testing.T, n *node)
 	// subscribe runs in the subscriber's process, after it connected to
 	// the relay; circuit reaches the publisher through it.
-	subscribe func(t *testing.T, n *node, circuit ma.Multiaddr)
+	subscribe func(t *testing.T, n *node, relays []peer.AddrInfo, circuit ma.Multiaddr)
+}
+
+// relaysFromEnv parses the relays the WAN process passed.
+func relaysFromEnv(t *testing.T) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	for _, a := range strings.Fields(os.Getenv(relayEnv)) {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, *ai)
+	}
+	return out
 }
 
 const (
@@ -122,35 +138,35 @@ func runNAT(t *testing.T, c natCase) {
 	}
 	switch netns.NATRole() {
 	case "pub":
-		relay, err := peer.AddrInfoFromString(os.Getenv(relayEnv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := behindNAT(t, *relay, c.pubDial, c.pubOpts...)
+		relays := relaysFromEnv(t)
+		n := behindNAT(t, relays, c.pubDial, c.pubOpts...)
 		c.publish(t, n)
 		punchReady(t, n)
-		fmt.Printf("circuit: %s/p2p/%s\n", circuitAddr(t, n), n.h.ID())
+		fmt.Printf("circuit: %s/p2p/%s\n", circuitAddr(t, n, relays), n.h.ID())
 		_, _ = io.Copy(io.Discard, os.Stdin) // until the WAN process is done
 		return
 	case "sub":
-		relay, err := peer.AddrInfoFromString(os.Getenv(relayEnv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := behindNAT(t, *relay, 0, c.subOpts...)
+		relays := relaysFromEnv(t)
+		n := behindNAT(t, relays[:1], 0, c.subOpts...)
 		// The relay is the subscriber's bootstrap: through it the
 		// subscriber learns its public address before punching.
-		if err := n.h.Connect(labCtx(t), *relay); err != nil {
+		if err := n.h.Connect(labCtx(t), relays[0]); err != nil {
 			t.Fatal(err)
 		}
 		punchReady(t, n)
-		c.subscribe(t, n, ma.StringCast(os.Getenv(circuitEnv)))
+		c.subscribe(t, n, relays, ma.StringCast(os.Getenv(circuitEnv)))
 		return
 	}
-	relay := labRelay(t, lab, c.relay)
-	ri := relay.info()
+	if len(c.relays) == 0 {
+		c.relays = []RelayService{{}}
+	}
+	var addrs []string
+	for _, rs := range c.relays {
+		ri := labRelay(t, lab, rs).info()
+		addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", ri.Addrs[0], ri.ID))
+	}
+	relayAddr := strings.Join(addrs, " ")
 	ctx := labCtx(t)
-	relayAddr := fmt.Sprintf("%s/p2p/%s", ri.Addrs[0], ri.ID)
 
 	pub := lab.Role(ctx, t, lab.Sides[0].Host, "pub", relayEnv+"="+relayAddr)
 	stdin, err := pub.StdinPipe()
@@ -208,16 +224,27 @@ func runNAT(t *testing.T, c natCase) {
 	}
 }
 
-// circuitAddr waits until n advertises a circuit address through relay
-// (AutoRelay reserved a slot) and returns it.
-func circuitAddr(t *testing.T, n *node) ma.Multiaddr {
+// circuitAddr waits until n advertises a circuit address through each
+// relay (AutoRelay reserved the slots) and returns the first relay's.
+func circuitAddr(t *testing.T, n *node, relays []peer.AddrInfo) ma.Multiaddr {
 	t.Helper()
 	ctx := labCtx(t)
 	for {
-		for _, a := range n.h.Addrs() {
-			if strings.Contains(a.String(), "/p2p-circuit") {
-				return a
+		var first ma.Multiaddr
+		found := 0
+		for _, r := range relays {
+			for _, a := range n.h.Addrs() {
+				if s := a.String(); strings.Contains(s, "/p2p-circuit") && strings.Contains(s, r.ID.String()) {
+					found++
+					if r.ID == relays[0].ID {
+						first = a
+					}
+					break
+				}
 			}
+		}
+		if found == len(relays) {
+			return first
 		}
 		select {
 		case <-ctx.Done():
@@ -346,7 +373,7 @@ func TestNATHolePunchDirect(t *testing.T) {
 		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent},
 		pubDial: 0,
 		publish: func(t *testing.T, n *node) { finite(t, n, "cam", groups, perGroup, size) },
-		subscribe: func(t *testing.T, n *node, circuit ma.Multiaddr) {
+		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
 			s := dialCircuit(t, n, circuit)
 			if p := s.Path(); p.Kind != PathHolePunched || p.Transport != "raw QUIC" {
 				t.Fatalf("path %s over %s, want hole-punched raw QUIC", p, p.Transport)
@@ -381,11 +408,11 @@ func TestNATSymmetricFallback(t *testing.T) {
 	}
 	runNAT(t, natCase{
 		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
-		relay:   RelayService{Unlimited: true},
+		relays:  []RelayService{{Unlimited: true}},
 		pubDial: 0,
 		subOpts: []Option{WithHolePunchWait(3 * time.Second)},
 		publish: func(t *testing.T, n *node) { finite(t, n, "cam", groups, perGroup, size) },
-		subscribe: func(t *testing.T, n *node, circuit ma.Multiaddr) {
+		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
 			s := dialCircuit(t, n, circuit)
 			if p := s.Path(); p.Kind != PathRelayed || p.Limited {
 				t.Fatalf("path %s (limited %v), want an unlimited relayed circuit", p, p.Limited)
@@ -412,12 +439,12 @@ func TestNATSymmetricFallback(t *testing.T) {
 func TestNATRelayedUpgradeMidStream(t *testing.T) {
 	runNAT(t, natCase{
 		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent},
-		relay:   RelayService{CircuitBytes: 16 << 20, CircuitDuration: 5 * time.Minute},
+		relays:  []RelayService{{CircuitBytes: 16 << 20, CircuitDuration: 5 * time.Minute}},
 		pubDial: 2 * time.Second,
 		pubOpts: []Option{WithRelayedGrace(2 * time.Second)},
 		subOpts: []Option{WithHolePunchWait(0), WithRelayedGrace(2 * time.Second)},
 		publish: func(t *testing.T, n *node) { live(t, publish(t, n, "cam")) },
-		subscribe: func(t *testing.T, n *node, circuit ma.Multiaddr) {
+		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
 			s := dialCircuit(t, n, circuit)
 			if p := s.Path(); p.Kind != PathRelayed {
 				t.Fatalf("first session: %s, want relayed", p)
@@ -467,6 +494,54 @@ func TestNATRelayedUpgradeMidStream(t *testing.T) {
 			if d.Path().Kind != PathHolePunched {
 				t.Fatalf("direct session path %s", d.Path())
 			}
+		},
+	})
+}
+
+// Punching fails (one symmetric NAT) and the session runs on a circuit
+// limited to 64 KiB, which its relay cuts mid-transfer: the subscription
+// goes on through the node's PathFallback (here: a relay with unlimited
+// circuits, where the publisher also holds a slot), finishing the group
+// the cut left half-done. Every frame arrives byte-exact and the
+// application sees no error.
+func TestNATLimitedCircuitFallback(t *testing.T) {
+	const groups, perGroup, size = 16, 64, 1024 // 1 MiB, 16 times the limit
+	var fallbackRelay peer.AddrInfo
+	var fb *node
+	runNAT(t, natCase{
+		kinds:  [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
+		relays: []RelayService{{CircuitBytes: 64 << 10}, {Unlimited: true}},
+		subOpts: []Option{WithHolePunchWait(time.Second), WithPathFallback(func(ctx context.Context, p peer.ID, name string) (*Session, error) {
+			// Only the unlimited relay's circuit: the limited one would
+			// be cut again.
+			circuit, err := ma.NewMultiaddr(fmt.Sprintf("%s/p2p/%s/p2p-circuit", fallbackRelay.Addrs[0], fallbackRelay.ID))
+			if err != nil {
+				return nil, err
+			}
+			fb.h.Peerstore().ClearAddrs(p)
+			return fb.Connect(ctx, peer.AddrInfo{ID: p, Addrs: []ma.Multiaddr{circuit}})
+		})},
+		publish: func(t *testing.T, n *node) { finite(t, n, "cam", groups, perGroup, size) },
+		subscribe: func(t *testing.T, n *node, relays []peer.AddrInfo, circuit ma.Multiaddr) {
+			fallbackRelay, fb = relays[1], n
+			s := dialCircuit(t, n, circuit)
+			if p := s.Path(); p.Kind != PathRelayed || !p.Limited {
+				t.Fatalf("path %s (limited %v), want a limited relayed circuit", p, p.Limited)
+			}
+			ctx := labCtx(t)
+			tc, err := s.SubscribeWith(ctx, "cam", "data", SubscribeOptions{Backpressure: true, Start: new(uint64)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			got, _, err := readAll(ctx, tc, perGroup, size)
+			if want := uint64(groups * perGroup); got != want {
+				t.Fatalf("got %d frames (%v), want %d", got, err, want)
+			}
+			if s.Err() == nil {
+				t.Fatal("the limited circuit's session is still up: the relay never cut it")
+			}
+			t.Logf("%d KiB byte-exact; the limited session ended (%v), the fallback took over", got*uint64(size)>>10, s.Err())
 		},
 	})
 }

@@ -31,6 +31,7 @@ type options struct {
 	discovery      discoveryOptions // discovery.go
 	punchWait      *time.Duration   // migrate.go
 	relayedGrace   time.Duration
+	fallback       PathFallback
 }
 
 // WithQUIC runs moq-lite on raw QUIC over the host's UDP socket. The host
