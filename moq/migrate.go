@@ -68,14 +68,15 @@ type movingSub struct {
 	ctx    context.Context // ends when the application closed its consumer
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	claimed map[uint64]int                      // group sequence → source that copies it
-	partial map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
-	sources int                                 // sources started
-	live    map[int]*broadcast.TrackConsumer
-	moved   bool // a direct source delivered its first group
-	moving  bool // a direct subscription is being made
-	wg      sync.WaitGroup
+	mu        sync.Mutex
+	claimed   map[uint64]int                      // group sequence → source that copies it
+	partial   map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
+	sources   int                                 // sources started
+	live      map[int]*broadcast.TrackConsumer
+	moved     bool   // a direct source delivered its first group
+	switchSeq uint64 // the sequence of that group
+	moving    bool   // a direct subscription is being made
+	wg        sync.WaitGroup
 }
 
 // maxClaims bounds the group sequences a moving subscription remembers; the
@@ -126,8 +127,8 @@ func (ms *movingSub) start(src *broadcast.TrackConsumer, direct bool) {
 }
 
 // pump copies src's groups that no other source claimed. A relayed source
-// stops once the direct one has taken over; the direct one runs until the
-// track ends. A group whose source failed half-way is finished by the
+// stops once the direct one has taken over and the groups before its
+// first came; the direct one runs until the track ends. A group whose source failed half-way is finished by the
 // next source that brings it (its frames after those already copied).
 func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 	defer func() {
@@ -154,32 +155,24 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 			}
 		}
 		first := direct && !ms.moved
-		if direct {
-			ms.moved = true
+		if first {
+			ms.moved, ms.switchSeq = true, seq
 		}
-		stop := !direct && ms.moved && taken
+		// A relayed source keeps bringing the groups older than the direct
+		// source's first (they are on their way here, or still to be sent
+		// on this path only), and stops at the first group that is not.
+		last := !direct && ms.moved && seq >= ms.switchSeq
 		ms.mu.Unlock()
 		if first {
 			ms.m.log.Info("subscription moved to a direct path", "peer", ms.peer, "broadcast", ms.name, "track", ms.track, "group", seq)
 		}
-		if stop {
-			return // the direct source brings this and later groups
-		}
-		if taken {
-			continue
-		}
-		if !ms.copyGroup(g, gp) {
+		if !taken && !ms.copyGroup(g, gp) {
 			ms.mu.Lock()
 			delete(ms.claimed, seq) // another source may finish it
 			ms.mu.Unlock()
 		}
-		if !direct {
-			ms.mu.Lock()
-			done := ms.moved
-			ms.mu.Unlock()
-			if done {
-				return // groups in progress here are complete; the rest come direct
-			}
+		if last {
+			return
 		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +111,35 @@ type natCase struct {
 	// subscribe runs in the subscriber's process, after it connected to
 	// the relay; circuit reaches the publisher through it.
 	subscribe func(t *testing.T, n *node, relays []peer.AddrInfo, circuit ma.Multiaddr)
+	// holdDirect keeps the NATs from reaching each other (so hole
+	// punching cannot succeed) until the subscriber calls openPath.
+	holdDirect bool
+}
+
+// openPathLine is what a subscriber prints to have the WAN let its NAT
+// and the publisher's reach each other (natCase.holdDirect).
+const openPathLine = "nat-lab: open the path"
+
+// openPath asks the WAN process to stop dropping the NATs' packets to each
+// other.
+func openPath() { fmt.Println(openPathLine) }
+
+// lockedBuffer is a bytes.Buffer two goroutines write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // relaysFromEnv parses the relays the WAN process passed.
@@ -215,9 +246,43 @@ func runNAT(t *testing.T, c natCase) {
 		pubDone()
 		t.Fatal("no relay slot for the publisher")
 	}
+	// With holdDirect the WAN drops what the NATs send each other until
+	// the subscriber says "open the path" (see openPath).
+	block := [][]string{
+		{"-s", lab.Sides[0].Public, "-d", lab.Sides[1].Public, "-j", "DROP"},
+		{"-s", lab.Sides[1].Public, "-d", lab.Sides[0].Public, "-j", "DROP"},
+	}
+	iptables := func(op string, rule []string) {
+		if out, err := exec.Command("iptables", append([]string{op, "FORWARD"}, rule...)...).CombinedOutput(); err != nil {
+			t.Errorf("iptables %s: %v: %s", op, err, out)
+		}
+	}
+	if c.holdDirect {
+		for _, r := range block {
+			iptables("-I", r)
+		}
+	}
 	sub := lab.Role(ctx, t, lab.Sides[1].Host, "sub", relayEnv+"="+relayAddr, circuitEnv+"="+addr)
-	out, err := sub.CombinedOutput()
-	t.Logf("subscriber (%s, behind a %s NAT):\n%s", lab.Sides[1].Addr, lab.Sides[1].Kind, out)
+	var out lockedBuffer
+	sub.Stderr = &out
+	subOut, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(subOut)
+	for sc.Scan() {
+		if sc.Text() == openPathLine && c.holdDirect {
+			for _, r := range block {
+				iptables("-D", r)
+			}
+		}
+		out.Write(append(sc.Bytes(), '\n'))
+	}
+	err = sub.Wait()
+	t.Logf("subscriber (%s, behind a %s NAT):\n%s", lab.Sides[1].Addr, lab.Sides[1].Kind, out.String())
 	pubDone()
 	if err != nil {
 		t.Fatalf("subscriber: %v", err)
@@ -433,17 +498,17 @@ func TestNATSymmetricFallback(t *testing.T) {
 }
 
 // A session that starts on the relayed circuit (the subscriber does not
-// wait for punching, and the publisher's direct dial attempt delays its
-// punch by 2 s) moves to the direct path the punch opens, in the middle of
+// wait for punching, and the NATs cannot reach each other until 50 groups
+// came over the circuit) moves to the direct path the punch opens, in the middle of
 // the stream, without losing a group or surfacing an error.
 func TestNATRelayedUpgradeMidStream(t *testing.T) {
 	runNAT(t, natCase{
-		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent},
-		relays:  []RelayService{{CircuitBytes: 16 << 20, CircuitDuration: 5 * time.Minute}},
-		pubDial: 2 * time.Second,
-		pubOpts: []Option{WithRelayedGrace(2 * time.Second)},
-		subOpts: []Option{WithHolePunchWait(0), WithRelayedGrace(2 * time.Second)},
-		publish: func(t *testing.T, n *node) { live(t, publish(t, n, "cam")) },
+		kinds:      [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent},
+		relays:     []RelayService{{CircuitBytes: 16 << 20, CircuitDuration: 5 * time.Minute}},
+		holdDirect: true,
+		pubOpts:    []Option{WithRelayedGrace(2 * time.Second)},
+		subOpts:    []Option{WithHolePunchWait(0), WithRelayedGrace(2 * time.Second)},
+		publish:    func(t *testing.T, n *node) { live(t, publish(t, n, "cam")) },
 		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
 			s := dialCircuit(t, n, circuit)
 			if p := s.Path(); p.Kind != PathRelayed {
@@ -477,8 +542,8 @@ func TestNATRelayedUpgradeMidStream(t *testing.T) {
 				}
 				if d := n.directSession(s.RemotePeer()); d != nil {
 					afterMove++
-				} else {
-					before++
+				} else if before++; before == 50 {
+					openPath() // now hole punching can get through
 				}
 			}
 			for seq := low; seq+20 < high; seq++ { // the newest may still be on their way
@@ -488,8 +553,8 @@ func TestNATRelayedUpgradeMidStream(t *testing.T) {
 			}
 			d := n.directSession(s.RemotePeer())
 			t.Logf("groups %d..%d, none lost: %d on the relayed session, then the direct one: %s", low, high, before, d.Path())
-			if before == 0 {
-				t.Fatal("no group arrived before the move")
+			if before < 50 {
+				t.Fatalf("%d groups before the move, want 50: the path opened early", before)
 			}
 			if d.Path().Kind != PathHolePunched {
 				t.Fatalf("direct session path %s", d.Path())
