@@ -8,6 +8,7 @@
 //	P5  memory per idle session, next to a raw quic-go connection
 //	P6  group churn: one uni stream per group, next to raw quic-go stream churn
 //	P7  1000 concurrent Connect to one peer: handshakes and time
+//	P10 Connect to first frame behind two NATs (hole-punched), next to the open network (root: a NAT lab)
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
 //
@@ -68,8 +69,12 @@ func main() {
 		helperMain(os.Args[1:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-nat-helper" {
+		natHelperMain(os.Args[1:])
+		return
+	}
 	var cfg config
-	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7", "rows to run, comma-separated")
+	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P10", "rows to run, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 5, "rounds per row (median and spread are reported)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smaller loads (a smoke test; numbers are rougher)")
 	jsonOut := flag.Bool("json", false, "print the results as JSON instead of a table")
@@ -199,6 +204,9 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P7") {
 		lines = append(lines, runConnect(ctx, cfg)...)
+	}
+	if want("P10") {
+		lines = append(lines, runNATRow(ctx, cfg)...)
 	}
 	return lines, nil
 }
