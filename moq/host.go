@@ -129,10 +129,7 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	if c.UserAgent == "" {
 		c.UserAgent = "moqp2p"
 	}
-	punch, err := applyNAT(&c, cfg.NAT)
-	if err != nil {
-		return nil, err
-	}
+	punch := applyNAT(&c, cfg.NAT)
 	// Options first, then what they left unset, as libp2p.New's defaults
 	// come after its options.
 	if err := c.Apply(cfg.Options...); err != nil {

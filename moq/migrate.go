@@ -56,8 +56,8 @@ func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallb
 // until a session on a direct path to the same peer delivers them. Make
 // before break: the direct subscription starts while the relayed one still
 // runs; each group sequence is copied from whichever source brings it
-// first, and the relayed one is closed only once the direct one delivered
-// a group of its own and the relayed groups in progress are complete.
+// first, and the relayed one stops only once it has brought the groups
+// older than the direct one's first.
 type movingSub struct {
 	m      *Moq
 	peer   peer.ID
@@ -70,6 +70,7 @@ type movingSub struct {
 
 	mu        sync.Mutex
 	claimed   map[uint64]int                      // group sequence → source that copies it
+	order     []uint64                            // claimed sequences, oldest claim first
 	partial   map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
 	sources   int                                 // sources started
 	live      map[int]*broadcast.TrackConsumer
@@ -79,8 +80,11 @@ type movingSub struct {
 	wg        sync.WaitGroup
 }
 
-// maxClaims bounds the group sequences a moving subscription remembers; the
-// oldest are forgotten (a group that old comes from neither source again).
+// maxClaims bounds the group sequences a moving subscription remembers
+// (about 40 bytes each, so 160 KiB at most); the oldest claims are
+// forgotten: a source that brings a group that old again (a peer replaying
+// sequences) gets it copied again, which the application's track refuses
+// as a duplicate if it still holds it.
 const maxClaims = 4096
 
 // subscribeMoving subscribes on the relayed session s and returns the
@@ -99,6 +103,10 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
 	app := ms.out.Consume()
 	m.addMoving(ms)
+	if p := s.Path(); p.Limited && m.fallback == nil {
+		m.log.Warn("subscription on a limited circuit: its relay cuts it after its data or time limit unless a direct path appears first (see WithPathFallback, or a relay with unlimited circuits)",
+			"peer", ms.peer, "broadcast", name, "path", p.String())
+	}
 	ms.start(src, false)
 	m.wg.Go(func() {
 		select {
@@ -148,9 +156,12 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 		_, taken := ms.claimed[seq]
 		gp := ms.partial[seq]
 		if !taken {
+			if _, again := ms.partial[seq]; !again {
+				ms.order = append(ms.order, seq)
+			}
 			ms.claimed[seq] = id
 			delete(ms.partial, seq)
-			if len(ms.claimed) > maxClaims {
+			if len(ms.order) > maxClaims {
 				ms.forgetOldest()
 			}
 		}
@@ -177,16 +188,11 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 	}
 }
 
-// forgetOldest drops the lowest claimed sequence (mu held).
+// forgetOldest forgets the oldest claim (mu held): a peer choosing group
+// sequences cannot grow the map, and a group that old is not copied again.
 func (ms *movingSub) forgetOldest() {
-	first := true
-	var low uint64
-	for s := range ms.claimed {
-		if first || s < low {
-			low, first = s, false
-		}
-	}
-	delete(ms.claimed, low)
+	delete(ms.claimed, ms.order[0])
+	ms.order = ms.order[1:]
 }
 
 // copyGroup writes g into the application's track as it arrives: into gp,

@@ -1,7 +1,6 @@
 package moq
 
 import (
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -151,9 +150,9 @@ func (t *punchTracer) attach(h host.Host) error {
 
 // applyNAT sets the NAT traversal parts of a host's config; the returned
 // tracer (nil without hole punching) must be attached to the built host.
-func applyNAT(c *config.Config, n NATConfig) (*punchTracer, error) {
+func applyNAT(c *config.Config, n NATConfig) *punchTracer {
 	if !n.enabled() {
-		return nil, nil
+		return nil
 	}
 	c.Relay = true // DCUtR and AutoRelay run over circuits
 	if n.Reachability != network.ReachabilityUnknown {
@@ -189,17 +188,5 @@ func applyNAT(c *config.Config, n NATConfig) (*punchTracer, error) {
 		// AutoNAT (v1) dial-backs too.
 		c.AutoNATConfig.EnableService = true
 	}
-	return t, nil
-}
-
-// String names a reachability for logs.
-func reachabilityName(r network.Reachability) string {
-	switch r {
-	case network.ReachabilityPublic:
-		return "public"
-	case network.ReachabilityPrivate:
-		return "private"
-	default:
-		return fmt.Sprintf("unknown(%d)", int(r))
-	}
+	return t
 }

@@ -105,8 +105,6 @@ type pathWatch struct {
 	mu     sync.Mutex
 	punchs map[peer.ID]HolePunchEvent
 	order  []peer.ID // oldest first, for eviction
-
-	direct chan peer.ID // peers that just got a direct connection
 }
 
 func (w *pathWatch) punch(p peer.ID) (HolePunchEvent, bool) {
