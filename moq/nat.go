@@ -102,7 +102,10 @@ func (r *RelayService) options() []relayv2.Option {
 // event bus (host.EventBus) when HostConfig.NAT.HolePunching is on; nodes
 // read it to explain a session's path.
 type HolePunchEvent struct {
-	Peer    peer.ID
+	Peer peer.ID
+	// Started marks the start of an attempt (the other fields are zero);
+	// every other event ends one.
+	Started bool
 	Success bool
 	// Direct is true when a plain direct dial succeeded, no punching needed.
 	Direct  bool
@@ -126,6 +129,8 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 	switch e := evt.Evt.(type) {
 	case *holepunch.EndHolePunchEvt:
 		out = HolePunchEvent{Success: e.Success, Elapsed: e.EllapsedTime, Error: e.Error}
+	case *holepunch.StartHolePunchEvt:
+		out = HolePunchEvent{Started: true}
 	case *holepunch.DirectDialEvt:
 		if !e.Success {
 			return // punching follows

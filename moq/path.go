@@ -145,6 +145,9 @@ func (m *Moq) watchPaths(sub event.Subscription) {
 			}
 			switch ev := e.(type) {
 			case HolePunchEvent:
+				if ev.Started {
+					continue
+				}
 				m.paths.record(ev)
 				m.log.Debug("hole punching", "peer", ev.Peer, "success", ev.Success, "direct", ev.Direct, "elapsed", ev.Elapsed, "err", ev.Error)
 			case event.EvtPeerConnectednessChanged:
@@ -209,6 +212,9 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 	defer sub.Close()
 	t := time.NewTimer(m.punchWait)
 	defer t.Stop()
+	kick := time.NewTimer(min(punchKickAfter, m.punchWait/2))
+	defer kick.Stop()
+	heard := false // of a punching attempt with p
 	for !m.hasDirect(p) {
 		select {
 		case <-ctx.Done():
@@ -216,11 +222,18 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 		case <-t.C:
 			m.log.Debug("no direct path yet; the session starts relayed", "peer", p)
 			return
+		case <-kick.C:
+			if !heard {
+				m.redialRelayed(ctx, p)
+			}
 		case e := <-sub.Out():
 			// go-libp2p reports each of its attempts; the timer ends the
 			// wait if none succeeds.
 			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p {
-				m.paths.record(ev)
+				heard = true
+				if !ev.Started {
+					m.paths.record(ev)
+				}
 			}
 		}
 	}
@@ -240,11 +253,37 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 		case <-settle.C:
 			return
 		case e := <-sub.Out():
-			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p && ev.Success {
+			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p && ev.Success && !ev.Started {
 				m.paths.record(ev)
 				return
 			}
 		}
+	}
+}
+
+// punchKickAfter is how long awaitDirect waits for the peer to start
+// punching before it makes the relayed connection again (once).
+const punchKickAfter = time.Second
+
+// redialRelayed closes the relayed connections to p and makes one anew.
+// The peer punches when a relayed connection reaches it, but only if its
+// punching service already runs, which go-libp2p starts once a peer told
+// the host a public address of its own: a connection that arrived just
+// before that is never punched, a new one is.
+func (m *Moq) redialRelayed(ctx context.Context, p peer.ID) {
+	closed := false
+	for _, c := range m.h.Network().ConnsToPeer(p) {
+		if isCircuit(c) {
+			_ = c.Close()
+			closed = true
+		}
+	}
+	if !closed {
+		return
+	}
+	m.log.Debug("no hole punching yet; making the relayed connection again", "peer", p)
+	if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+		m.log.Debug("making the relayed connection again failed", "peer", p, "err", err)
 	}
 }
 
