@@ -2,6 +2,8 @@ package moq
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -123,16 +125,32 @@ func TestRelayedSessionMovesToDirect(t *testing.T) {
 	t.Logf("groups %d..%d, none lost: %d relayed, then %d on %s", low, high, before, after, d.Path())
 }
 
-// A peer that runs many hole-punching attempts (one record per peer ID)
-// grows the node's records only up to maxPunchRecords.
+// Peers that run many hole-punching attempts (one record per peer ID,
+// which cost nothing to make, each with a long error text) grow the node's
+// records only up to maxPunchRecords: under 512 KiB of heap, the budget
+// docs/limits.md states (measured: about 300 B a record).
 func TestPunchRecordsBounded(t *testing.T) {
 	var w pathWatch
-	for i := range 3 * maxPunchRecords {
-		w.record(HolePunchEvent{Peer: peer.ID(strings.Repeat("x", 8) + string(rune(i)))})
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
 	}
+	before := heap()
+	for i := range 10 * maxPunchRecords {
+		id := peer.ID(fmt.Sprintf("%038d", i)) // the length of a real peer ID
+		w.record(HolePunchEvent{Peer: id, Error: strings.Repeat("e", 128)})
+	}
+	grew := int64(heap()) - int64(before)
 	if len(w.punchs) > maxPunchRecords || len(w.order) > maxPunchRecords {
 		t.Fatalf("%d records (%d in order), want at most %d", len(w.punchs), len(w.order), maxPunchRecords)
 	}
+	if grew > 512<<10 {
+		t.Fatalf("the records hold %d KiB, budget 512 KiB", grew>>10)
+	}
+	t.Logf("%d records: %d KiB", len(w.punchs), grew>>10)
+	runtime.KeepAlive(&w)
 }
 
 // A source that brings ever new group sequences grows a moving
