@@ -18,8 +18,13 @@ import (
 // a public host can do for those that are. The zero value turns on nothing.
 type NATConfig struct {
 	// AutoNAT runs AutoNAT v2: the host asks peers to dial it back and so
-	// learns which of its addresses are reachable (and whether it is private
-	// behind a NAT). AutoRelay and hole punching act on what it learns.
+	// learns which of its addresses are reachable. The host-wide verdict
+	// (private behind a NAT, or public) that AutoRelay acts on comes from
+	// go-libp2p's AutoNAT v1 client, which every host runs: its first probe
+	// comes 15 s after start, and only once the host trusts the public
+	// address its NAT gives it, which go-libp2p does when 4 peers on
+	// distinct IPs have observed it. A host that knows sooner sets
+	// Reachability.
 	AutoNAT bool
 	// Reachability, when not network.ReachabilityUnknown, is taken as known
 	// instead of learned: Private for a host that knows it sits behind a NAT

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -609,4 +610,87 @@ func TestNATLimitedCircuitFallback(t *testing.T) {
 			t.Logf("%d KiB byte-exact; the limited session ended (%v), the fallback took over", got*uint64(size)>>10, s.Err())
 		},
 	})
+}
+
+// A node behind a NAT that is told nothing about its reachability learns
+// it is private from AutoNAT and then reserves a relay slot by itself. The
+// WAN holds the relay (an AutoNAT server) and three more public nodes: the
+// node trusts the address the NAT gives it only once four distinct IPs
+// have observed it, and go-libp2p's AutoNAT waits 15 s before its first
+// probe, so this takes about 20 s.
+func TestNATLearnsPrivate(t *testing.T) {
+	lab := natLab(t, [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent})
+	if lab == nil {
+		return
+	}
+	if netns.NATRole() == "peer" {
+		var boot []peer.AddrInfo
+		for _, a := range strings.Fields(os.Getenv(relayEnv)) {
+			ai, err := peer.AddrInfoFromString(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			boot = append(boot, *ai)
+		}
+		n := labNode(t, HostConfig{NAT: NATConfig{AutoNAT: true, HolePunching: true, StaticRelays: boot[:1]}})
+		sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		start := time.Now()
+		for _, b := range boot {
+			if err := n.h.Connect(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for private := false; !private; {
+			select {
+			case e := <-sub.Out():
+				r := e.(event.EvtLocalReachabilityChanged).Reachability
+				t.Logf("reachability %v after %s", r, time.Since(start).Round(time.Millisecond))
+				private = r == network.ReachabilityPrivate
+			case <-ctx.Done():
+				t.Fatalf("never learned it is private; addresses %v", n.h.Addrs())
+			}
+		}
+		a := circuitAddr(t, n, boot[:1])
+		t.Logf("circuit address %s after %s", a, time.Since(start).Round(time.Millisecond))
+		return
+	}
+	relay := labRelay(t, lab, RelayService{}).info()
+	addrs := []string{fmt.Sprintf("%s/p2p/%s", relay.Addrs[0], relay.ID)}
+	for _, ip := range lab.Others {
+		o := labNode(t, HostConfig{AddrsFactory: onlyIP(ip), NAT: NATConfig{Reachability: network.ReachabilityPublic}}).info()
+		addrs = append(addrs, fmt.Sprintf("/ip4/%s/udp/%s/quic-v1/p2p/%s", ip, portOf(t, o.Addrs[0]), o.ID))
+	}
+	ctx := labCtx(t)
+	out, err := lab.Role(ctx, t, lab.Sides[0].Host, "peer", relayEnv+"="+strings.Join(addrs, " ")).CombinedOutput()
+	t.Logf("the node behind the NAT:\n%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// onlyIP advertises only addresses on ip.
+func onlyIP(ip string) func([]ma.Multiaddr) []ma.Multiaddr {
+	return func(addrs []ma.Multiaddr) []ma.Multiaddr {
+		var out []ma.Multiaddr
+		for _, a := range addrs {
+			if got, err := manet.ToIP(a); err == nil && got.String() == ip {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+}
+
+func portOf(t *testing.T, a ma.Multiaddr) string {
+	p, err := a.ValueForProtocol(ma.P_UDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -60,6 +60,10 @@ type NATSide struct {
 type NATLab struct {
 	WAN   string
 	Sides [2]NATSide
+	// Others are more addresses of the WAN namespace, for more public
+	// nodes: go-libp2p trusts an address of its own that it learned from
+	// observers only once 4 distinct IPs have seen it.
+	Others []string
 }
 
 // natEnv marks the child process that runs a test inside a NATLab.
@@ -136,7 +140,7 @@ func newNATLab(kinds [2]NATKind) (_ *NATLab, err error) {
 		return nil, fmt.Errorf("making mounts private: %w", err)
 	}
 	id := os.Getpid()
-	l := &NATLab{WAN: "192.0.0.129"}
+	l := &NATLab{WAN: "192.0.0.129", Others: []string{"192.0.0.130", "192.0.0.131", "192.0.0.132"}}
 	defer func() {
 		if err != nil {
 			l.close()
@@ -156,6 +160,9 @@ func newNATLab(kinds [2]NATKind) (_ *NATLab, err error) {
 		// The WAN's own address sits on its loopback (not every kernel has
 		// dummy devices); the NATs reach it through their uplinks.
 		{"ip", "addr", "add", l.WAN + "/32", "dev", "lo"},
+	}
+	for _, a := range l.Others {
+		steps = append(steps, []string{"ip", "addr", "add", a + "/32", "dev", "lo"})
 	}
 	for i, kind := range kinds {
 		n := i + 1

@@ -34,8 +34,9 @@ type NATSide struct {
 
 // NATLab is two NATed hosts and a WAN in network namespaces: Linux only.
 type NATLab struct {
-	WAN   string
-	Sides [2]NATSide
+	WAN    string
+	Sides  [2]NATSide
+	Others []string
 }
 
 var errNoNetns = errors.New("network namespaces need Linux")
