@@ -74,9 +74,13 @@ type movingSub struct {
 	partial   map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
 	sources   int                                 // sources started
 	live      map[int]*broadcast.TrackConsumer
-	moved     bool   // a direct source delivered its first group
-	switchSeq uint64 // the sequence of that group
-	moving    bool   // a direct subscription is being made
+	primary   map[int]bool // sources on the direct (or fallback) path
+	moved     bool         // a direct source delivered its first group
+	switchSeq uint64       // the sequence of that group
+	started   bool         // a group came from some source
+	firstSeq  uint64       // the first group's sequence
+	moving    bool         // a direct subscription is being made
+	stopped   bool         // the subscription ended: no more goroutines
 	wg        sync.WaitGroup
 }
 
@@ -102,21 +106,35 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	}
 	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
 	app := ms.out.Consume()
+	unused := ms.out.Unused()
+	// The watcher joins m.wg under m.mu, so never after Shutdown waits.
+	m.mu.Lock()
+	if m.ctx.Err() != nil {
+		m.mu.Unlock()
+		ms.cancel()
+		app.Close()
+		src.Close()
+		return nil, ErrShutdown
+	}
 	m.addMoving(ms)
+	m.wg.Go(func() {
+		select {
+		case <-unused:
+		case <-ms.ctx.Done():
+		}
+		ms.cancel()
+		ms.mu.Lock()
+		ms.stopped = true // no goroutine joins ms.wg after this
+		ms.mu.Unlock()
+		ms.wg.Wait()
+		m.removeMoving(ms)
+	})
+	ms.start(src, false)
+	m.mu.Unlock()
 	if p := s.Path(); p.Limited && m.fallback == nil {
 		m.log.Warn("subscription on a limited circuit: its relay cuts it after its data or time limit unless a direct path appears first (see WithPathFallback, or a relay with unlimited circuits)",
 			"peer", ms.peer, "broadcast", name, "path", p.String())
 	}
-	ms.start(src, false)
-	m.wg.Go(func() {
-		select {
-		case <-ms.out.Unused():
-		case <-ms.ctx.Done():
-		}
-		ms.cancel()
-		ms.wg.Wait()
-		m.removeMoving(ms)
-	})
 	// A direct session may already exist (made while this subscribed).
 	if d := m.directSession(ms.peer); d != nil {
 		ms.moveTo(d)
@@ -127,11 +145,40 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 // start copies groups from src into the application's track.
 func (ms *movingSub) start(src *broadcast.TrackConsumer, direct bool) {
 	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.stopped {
+		src.Close()
+		return
+	}
 	id := ms.sources
 	ms.sources++
 	ms.live[id] = src
-	ms.mu.Unlock()
+	if direct {
+		if ms.primary == nil {
+			ms.primary = map[int]bool{}
+		}
+		ms.primary[id] = true
+	}
 	ms.wg.Go(func() { ms.pump(id, src, direct) })
+}
+
+// relayedLive reports whether a relayed source still runs (mu held).
+func (ms *movingSub) relayedLive() bool {
+	for id := range ms.live {
+		if !ms.primary[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// goLocked runs f on a goroutine of ms unless ms has stopped (mu held).
+func (ms *movingSub) goLocked(f func()) bool {
+	if ms.stopped {
+		return false
+	}
+	ms.wg.Go(f)
+	return true
 }
 
 // pump copies src's groups that no other source claimed. A relayed source
@@ -169,10 +216,14 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 		if first {
 			ms.moved, ms.switchSeq = true, seq
 		}
+		if !ms.started {
+			ms.started, ms.firstSeq = true, seq
+		}
 		// A relayed source keeps bringing the groups older than the direct
 		// source's first (they are on their way here, or still to be sent
-		// on this path only), and stops at the first group that is not.
-		last := !direct && ms.moved && seq >= ms.switchSeq
+		// on this path only: groups are streams of their own and arrive
+		// in any order), and stops once none of them is missing.
+		last := !direct && ms.moved && ms.caughtUp()
 		ms.mu.Unlock()
 		if first {
 			ms.m.log.Info("subscription moved to a direct path", "peer", ms.peer, "broadcast", ms.name, "track", ms.track, "group", seq)
@@ -186,6 +237,28 @@ func (ms *movingSub) pump(id int, src *broadcast.TrackConsumer, direct bool) {
 			return
 		}
 	}
+}
+
+// maxCatchUp bounds how far below the direct source's first group a
+// relayed source waits for missing groups: as many as a publisher keeps in
+// flight (session.Limits.MaxGroupsInFlight's default).
+const maxCatchUp = 64
+
+// caughtUp reports whether every group just before the direct source's
+// first is claimed (mu held). One that never comes (dropped by the
+// publisher) keeps the relayed source running until the relayed session
+// closes.
+func (ms *movingSub) caughtUp() bool {
+	if ms.switchSeq <= ms.firstSeq {
+		return true
+	}
+	lo := ms.switchSeq - min(ms.switchSeq-ms.firstSeq, maxCatchUp)
+	for s := lo; s < ms.switchSeq; s++ {
+		if _, ok := ms.claimed[s]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // forgetOldest forgets the oldest claim (mu held): a peer choosing group
@@ -284,9 +357,9 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		return false
 	}
 	ms.moving = true
-	ms.mu.Unlock()
+	defer ms.mu.Unlock()
 	ms.m.log.Warn("the relayed path failed; trying the fallback", "peer", ms.peer, "broadcast", ms.name, "err", cause)
-	ms.wg.Go(func() {
+	return ms.goLocked(func() {
 		ctx, cancel := context.WithTimeout(ms.ctx, ms.m.dialTimeout)
 		defer cancel()
 		s, err := ms.m.fallback(ctx, ms.peer, ms.name)
@@ -303,7 +376,6 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		ms.m.log.Info("subscription continues on the fallback path", "peer", ms.peer, "broadcast", ms.name, "path", s.Path().String())
 		ms.start(src, true)
 	})
-	return true
 }
 
 // moveTo subscribes on the direct session d and lets it take over.
@@ -314,8 +386,8 @@ func (ms *movingSub) moveTo(d *Session) {
 		return
 	}
 	ms.moving = true
-	ms.mu.Unlock()
-	ms.wg.Go(func() {
+	defer ms.mu.Unlock()
+	ms.goLocked(func() {
 		ctx, cancel := context.WithTimeout(ms.ctx, ms.m.dialTimeout)
 		defer cancel()
 		src, err := d.SubscribeWith(ctx, ms.name, ms.track, ms.opts)
@@ -455,13 +527,61 @@ func (m *Moq) upgrade(p peer.ID) {
 	}
 	m.log.Info("session on a direct path", "peer", p, "path", (&Session{s: s, m: m}).Path().String())
 	m.sessionAdded(s)
+	// Make before break, in both directions: the peer moves its
+	// subscriptions when the direct session reaches it; ours still
+	// reading relayed groups older than their direct source's first hold
+	// the relayed session open up to one more grace.
 	grace := time.NewTimer(m.relayedGrace)
 	defer grace.Stop()
 	select {
 	case <-grace.C:
-		for _, r := range relayed {
-			_ = r.Close(broadcast.CodeCancel, "moved to a direct path")
-		}
 	case <-m.ctx.Done():
+		return
 	}
+	if !m.awaitMoved(p) {
+		return
+	}
+	for _, r := range relayed {
+		_ = r.Close(broadcast.CodeCancel, "moved to a direct path")
+	}
+}
+
+// awaitMoved waits up to the relayed grace until no subscription of ours
+// with p reads from a relayed source; false if the node shuts down.
+func (m *Moq) awaitMoved(p peer.ID) bool {
+	tick := time.NewTicker(m.relayedGrace / 20)
+	defer tick.Stop()
+	limit := time.NewTimer(m.relayedGrace)
+	defer limit.Stop()
+	for m.stillRelayed(p) {
+		select {
+		case <-tick.C:
+		case <-limit.C:
+			m.log.Debug("closing the relayed session with subscriptions still moving", "peer", p)
+			return true
+		case <-m.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// stillRelayed reports whether a subscription of ours with p still reads
+// from a relayed source while moving (or about to move) to a direct one.
+func (m *Moq) stillRelayed(p peer.ID) bool {
+	m.movingMu.Lock()
+	list := make([]*movingSub, 0, len(m.moving[p]))
+	for ms := range m.moving[p] {
+		list = append(list, ms)
+	}
+	m.movingMu.Unlock()
+	for _, ms := range list {
+		ms.mu.Lock()
+		busy := !ms.stopped && (ms.moving || ms.moved) && ms.relayedLive()
+		ms.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
 }

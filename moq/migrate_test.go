@@ -44,7 +44,7 @@ func TestRelayedSessionMovesToDirect(t *testing.T) {
 	quicNode := func(factory func([]ma.Multiaddr) []ma.Multiaddr) *node {
 		q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
 		return start(t, HostConfig{QUIC: q, Relay: true, AddrsFactory: factory},
-			[]Option{WithQUIC(q), WithRelayedGrace(500 * time.Millisecond)})
+			[]Option{WithQUIC(q), WithRelayedGrace(2 * time.Second)})
 	}
 	a := quicNode(loopbackAddrs)
 	b := quicNode(circuitOnly)
@@ -196,5 +196,17 @@ func TestMovingClaimsBounded(t *testing.T) {
 	ms.wg.Wait()
 	if len(ms.claimed) > maxClaims || len(ms.order) > maxClaims {
 		t.Fatalf("%d claims (%d in order), want at most %d", len(ms.claimed), len(ms.order), maxClaims)
+	}
+}
+
+// A node knows whether its host hole-punches (and so whether a dial that
+// reached a peer only through a relay should wait for a punch) from
+// NewHost's mark, not from who subscribed to HolePunchEvent.
+func TestHolePunchingMark(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		n := start(t, HostConfig{AddrsFactory: loopbackAddrs, NAT: NATConfig{HolePunching: on}}, nil)
+		if got := n.holePunches(); got != on {
+			t.Errorf("HolePunching %v: the node says %v", on, got)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type Moq struct {
 	punchWait    time.Duration // WithHolePunchWait
 	relayedGrace time.Duration // WithRelayedGrace
 	fallback     PathFallback  // WithPathFallback
+	punching     bool          // the host runs DCUtR (punches)
 	movingMu     sync.Mutex
 	moving       map[peer.ID]map[*movingSub]struct{} // subscriptions on relayed sessions (migrate.go)
 	dialTimeout  time.Duration                       // bounds connects the node makes by itself
@@ -83,6 +84,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		m.dialTimeout = 30 * time.Second
 	}
 	m.punchWait, m.relayedGrace, m.fallback = DefaultHolePunchWait, o.relayedGrace, o.fallback
+	m.punching = punches(h)
 	if o.punchWait != nil {
 		m.punchWait = *o.punchWait
 	}

@@ -148,14 +148,26 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 	_ = (*em).Emit(out)
 }
 
-// attach starts emitting on h's bus.
+// attach starts emitting on h's bus, and marks h as a host that punches.
 func (t *punchTracer) attach(h host.Host) error {
 	em, err := h.EventBus().Emitter(new(HolePunchEvent))
 	if err != nil {
 		return err
 	}
 	t.em.Store(&em)
-	return nil
+	return h.Peerstore().Put(h.ID(), holePunchingKey, true)
+}
+
+// holePunchingKey is the mark NewHost leaves, in the host's own peerstore
+// entry, on a host that runs DCUtR. (The event bus would not tell: it
+// knows every event type anyone subscribed to, emitted or not.)
+const holePunchingKey = "moqp2p/hole-punching"
+
+// punches reports whether h carries that mark.
+func punches(h host.Host) bool {
+	v, err := h.Peerstore().Get(h.ID(), holePunchingKey)
+	on, _ := v.(bool)
+	return err == nil && on
 }
 
 // applyNAT sets the NAT traversal parts of a host's config; the returned

@@ -3,7 +3,6 @@ package moq
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -104,7 +103,16 @@ const maxPunchRecords = 1024
 type pathWatch struct {
 	mu     sync.Mutex
 	punchs map[peer.ID]HolePunchEvent
-	order  []peer.ID // oldest first, for eviction
+	heard  map[peer.ID]time.Time // the last event of any kind, start included
+	order  []peer.ID             // oldest first, for eviction
+}
+
+// heardLately reports whether p's punching made any event within d.
+func (w *pathWatch) heardLately(p peer.ID, d time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.heard[p]
+	return ok && time.Since(at) < d
 }
 
 func (w *pathWatch) punch(p peer.ID) (HolePunchEvent, bool) {
@@ -114,20 +122,26 @@ func (w *pathWatch) punch(p peer.ID) (HolePunchEvent, bool) {
 	return ev, ok
 }
 
+// record keeps ev: the outcome of an attempt (a start only counts as
+// heard of).
 func (w *pathWatch) record(ev HolePunchEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.punchs == nil {
-		w.punchs = map[peer.ID]HolePunchEvent{}
+		w.punchs, w.heard = map[peer.ID]HolePunchEvent{}, map[peer.ID]time.Time{}
 	}
-	if _, ok := w.punchs[ev.Peer]; !ok {
+	if _, ok := w.heard[ev.Peer]; !ok {
 		w.order = append(w.order, ev.Peer)
 		if len(w.order) > maxPunchRecords {
 			delete(w.punchs, w.order[0])
+			delete(w.heard, w.order[0])
 			w.order = w.order[1:]
 		}
 	}
-	w.punchs[ev.Peer] = ev
+	w.heard[ev.Peer] = time.Now()
+	if !ev.Started {
+		w.punchs[ev.Peer] = ev
+	}
 }
 
 // watchPaths runs until the node shuts down: it records hole-punching
@@ -145,9 +159,6 @@ func (m *Moq) watchPaths(sub event.Subscription) {
 			}
 			switch ev := e.(type) {
 			case HolePunchEvent:
-				if ev.Started {
-					continue
-				}
 				m.paths.record(ev)
 				m.log.Debug("hole punching", "peer", ev.Peer, "success", ev.Success, "direct", ev.Direct, "elapsed", ev.Elapsed, "err", ev.Error)
 			case event.EvtPeerConnectednessChanged:
@@ -169,17 +180,9 @@ func (m *Moq) startPathWatch() error {
 	return nil
 }
 
-// holePunches reports whether the host runs DCUtR: NewHost's hosts that do
-// emit HolePunchEvent. (The protocol handler itself appears only once the
-// host knows a public address of its own.)
-func (m *Moq) holePunches() bool {
-	for _, t := range m.h.EventBus().GetAllEventTypes() {
-		if t == reflect.TypeFor[HolePunchEvent]() {
-			return true
-		}
-	}
-	return false
-}
+// holePunches reports whether the host runs DCUtR (a NewHost host with
+// HostConfig.NAT.HolePunching), as New found.
+func (m *Moq) holePunches() bool { return m.punching }
 
 // hasDirect reports whether the host has an unlimited, unrelayed QUIC
 // connection to p.
@@ -223,7 +226,9 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 			m.log.Debug("no direct path yet; the session starts relayed", "peer", p)
 			return
 		case <-kick.C:
-			if !heard {
+			// Not while an attempt may still run (one from an earlier
+			// connection: go-libp2p runs one per peer at a time).
+			if !heard && !m.paths.heardLately(p, punchBusy) {
 				m.redialRelayed(ctx, p)
 			}
 		case e := <-sub.Out():
@@ -231,9 +236,7 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 			// wait if none succeeds.
 			if ev, ok := e.(HolePunchEvent); ok && ev.Peer == p {
 				heard = true
-				if !ev.Started {
-					m.paths.record(ev)
-				}
+				m.paths.record(ev)
 			}
 		}
 	}
@@ -260,6 +263,11 @@ func (m *Moq) awaitDirect(ctx context.Context, p peer.ID) {
 		}
 	}
 }
+
+// punchBusy is how long after an event of a peer's punching another
+// attempt may still be running (go-libp2p: 3 attempts of up to its direct
+// dial timeout, 5 s by default).
+const punchBusy = 20 * time.Second
 
 // punchKickAfter is how long awaitDirect waits for the peer to start
 // punching before it makes the relayed connection again (once).
