@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -51,12 +52,31 @@ type Actor struct {
 	// subscribers receive every accepted session registered while they
 	// are here (Incoming).
 	subscribers map[*Incoming]struct{}
+	fwd         *forwarder // nil without Config.Forward (forward.go)
+
+	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
+	// run, use them. An entry lives until its request is answered.
+	flights sync.Map
 }
 
 type dial struct {
 	id      uint64
 	waiters []*waiter
+	// compactAt is the length of waiters at which callers that gave up are
+	// dropped: twice what was left the last time, so a burst of joins
+	// costs amortized O(1) each and the list holds at most about twice the
+	// callers still waiting.
+	compactAt int
 }
+
+// connectBatch is how many connect requests wait in their channel, and how
+// many run takes in a row: callers hand theirs over without waiting for
+// run, which takes a burst without a full select per request.
+const connectBatch = 64
+
+// minCompact is the shortest waiter list that is scanned for callers that
+// gave up.
+const minCompact = 16
 
 // New starts an actor.
 func New(cfg Config) *Actor {
@@ -64,7 +84,7 @@ func New(cfg Config) *Actor {
 	a := &Actor{
 		cfg:          cfg,
 		log:          cfg.Logger,
-		connectc:     make(chan connectReq),
+		connectc:     make(chan connectReq, connectBatch),
 		registerc:    make(chan registerReq),
 		publishc:     make(chan publishReq),
 		unpublishc:   make(chan unpublishReq),
@@ -86,17 +106,33 @@ func New(cfg Config) *Actor {
 		pubByID:      map[uint64]*published{},
 	}
 	a.lifetime, a.endLife = context.WithCancel(context.Background())
-	go a.run()
+	var fwdKick chan struct{}
+	if cfg.Forward != nil {
+		a.fwd = newForwarder(a, *cfg.Forward)
+		fwdKick = a.fwd.kick
+	}
+	go a.run(fwdKick)
 	return a
 }
 
 // run is the actor: the only goroutine that reads or writes its state.
-func (a *Actor) run() {
+func (a *Actor) run(fwdKick <-chan struct{}) {
 	defer close(a.stopped)
 	for {
 		select {
 		case r := <-a.connectc:
 			a.connect(r)
+			// A burst of connects (many callers asking for one peer at
+			// once) is taken without a full select per request.
+			for range connectBatch {
+				select {
+				case r := <-a.connectc:
+					a.connect(r)
+					continue
+				default:
+				}
+				break
+			}
 		case r := <-a.registerc:
 			// A caller that gave up before this point closes conn itself.
 			if r.w.take() {
@@ -131,6 +167,10 @@ func (a *Actor) run() {
 			a.closing--
 		case e := <-a.pubEndedc:
 			a.unpublish(e.id)
+		case <-fwdKick: // nil without forwarding
+			if !a.isShutting() {
+				a.fwd.drain()
+			}
 		}
 		if a.isShutting() && a.closing == 0 && len(a.pending) == 0 {
 			for _, c := range a.shutdownAt {
@@ -191,8 +231,12 @@ func (a *Actor) connect(r connectReq) {
 	}
 	if d := a.pending[r.addr.ID]; d != nil { // coalesce: one dial per peer
 		// Forget callers that gave up, so a caller retrying with short
-		// contexts cannot grow the list: it holds at most the live ones.
-		d.waiters = slices.DeleteFunc(d.waiters, func(w *waiter) bool { return w.abandoned() })
+		// contexts cannot grow the list: it holds at most about twice the
+		// live ones.
+		if len(d.waiters) >= d.compactAt {
+			d.waiters = slices.DeleteFunc(d.waiters, func(w *waiter) bool { return w.abandoned() })
+			d.compactAt = 2*len(d.waiters) + minCompact
+		}
 		d.waiters = append(d.waiters, r.w)
 		return
 	}
@@ -200,7 +244,7 @@ func (a *Actor) connect(r connectReq) {
 		r.w.answer(sessionResult{err: fmt.Errorf("%w (%d in flight)", ErrTooManyDials, len(a.pending))})
 		return
 	}
-	d := &dial{id: a.id(), waiters: []*waiter{r.w}}
+	d := &dial{id: a.id(), waiters: []*waiter{r.w}, compactAt: minCompact}
 	a.pending[r.addr.ID] = d
 	go a.runDial(d.id, r.addr)
 }
@@ -226,6 +270,11 @@ func (a *Actor) runDial(id uint64, addr peer.AddrInfo) {
 	ctx, cancel := context.WithTimeout(a.lifetime, a.cfg.DialTimeout)
 	defer cancel()
 	ev.conn, ev.err = a.cfg.Dial(ctx, addr)
+	if ev.err != nil {
+		// A failed dial has no connection, whatever it returned beside
+		// the error (a typed nil, say): run answers no verdict for it.
+		ev.conn = nil
+	}
 	if ev.err == nil && ev.conn.RemotePeer() != addr.ID {
 		_ = ev.conn.CloseWithError(uint32(broadcast.CodeUnauthorized), "unexpected peer")
 		ev.conn, ev.err = nil, fmt.Errorf("moq: dialed %s but reached %s", addr.ID, ev.conn.RemotePeer())
@@ -281,8 +330,11 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg := a.cfg.Session
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
-	cfg.Client = opts.Client
-	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin}
+	cfg.Client = opts.Client || dialed // the side that opened the connection (metrics label it outbound)
+	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin, cost: opts.Cost}
+	if s.cost <= 0 {
+		s.cost = DefaultLinkCost
+	}
 	// Offer first, start serving after: a peer that subscribes the moment
 	// the session is up, without waiting for an announcement (gomoqt does),
 	// must find every publication already there.
@@ -303,6 +355,9 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	s.Session = ss
 	a.sessions[s.peer] = append(a.sessions[s.peer], s)
 	a.byID[s.id] = s
+	if a.fwd != nil {
+		a.fwd.added(s)
+	}
 	// A hook, not a goroutine parked per session: idle sessions are cheap.
 	context.AfterFunc(s.Context(), func() {
 		select {
@@ -338,6 +393,9 @@ func (a *Actor) sessionEnded(id uint64) {
 	for _, p := range a.pubs {
 		delete(p.stops, id)
 	}
+	if a.fwd != nil {
+		a.fwd.removed(s)
+	}
 	s.origin.Close()
 }
 
@@ -357,6 +415,9 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 	pub := &Publication{a: a, id: a.id(), name: name, b: b}
 	p := &published{pub: pub, stops: map[uint64]func(){}}
 	a.pubs[name], a.pubByID[pub.id] = p, p
+	if a.fwd != nil {
+		a.fwd.published(name)
+	}
 	for _, s := range a.byID {
 		a.offer(p, s)
 	}
@@ -404,6 +465,9 @@ func (a *Actor) unpublish(id uint64) {
 	for _, stop := range p.stops {
 		stop()
 	}
+	if a.fwd != nil && !a.isShutting() {
+		a.fwd.unpublished(p.pub.name)
+	}
 }
 
 func (a *Actor) snapshot() snapshot {
@@ -422,8 +486,16 @@ func (a *Actor) snapshot() snapshot {
 	slices.Sort(snap.published)
 	snap.pending = len(a.pending)
 	snap.subscribers = len(a.subscribers)
+	if a.fwd != nil {
+		snap.forward = a.fwd.snapshot()
+	}
 	for _, d := range a.pending {
-		snap.waiters += len(d.waiters)
+		snap.held += len(d.waiters)
+		for _, w := range d.waiters {
+			if !w.abandoned() {
+				snap.waiters++
+			}
+		}
 	}
 	return snap
 }
@@ -445,6 +517,9 @@ func (a *Actor) shutdown(r shutdownReq) {
 	}
 	for id := range a.pubByID {
 		a.unpublish(id)
+	}
+	if a.fwd != nil {
+		a.fwd.stop()
 	}
 	a.closing = len(a.byID)
 	grace := a.cfg.ShutdownGrace

@@ -72,7 +72,7 @@ func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
 	eventually(t, "the dial to start", func() bool { return a.dials.Load() == 1 })
 	eventually(t, "all ten callers queued on the one dial", func() bool {
 		snap, err := a.a.query(testCtx(t))
-		return err == nil && snap.pending == 1 && snap.waiters == 10
+		return err == nil && snap.pending == 1 && a.a.connectCallers(b.id) == 10
 	})
 	close(release)
 	for range 10 {
@@ -85,6 +85,70 @@ func TestFailedDialFailsAllWaitersThenRedials(t *testing.T) {
 		t.Fatal("the next connect must dial again")
 	}
 }
+
+// Concurrent callers share one connect request (a flight): the caller that
+// sent it may give up, and the others still get the session.
+func TestConnectFlightOutlivesItsFirstCaller(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	release := make(chan struct{})
+	a.dialHook = func(ctx context.Context, _ peer.ID) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	firstCtx, cancelFirst := context.WithCancel(testCtx(t))
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := a.a.Connect(firstCtx, peer.AddrInfo{ID: b.id})
+		firstErr <- err
+	}()
+	eventually(t, "the first caller's dial", func() bool { return a.dials.Load() == 1 && a.a.connectCallers(b.id) == 1 })
+	second := make(chan *Session, 1)
+	go func() {
+		s, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- s
+	}()
+	eventually(t, "the second caller joining", func() bool { return a.a.connectCallers(b.id) == 2 })
+	cancelFirst()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller: %v, want its context's end", err)
+	}
+	close(release)
+	if s := <-second; s == nil || !s.live() || a.dials.Load() != 1 {
+		t.Fatalf("second caller got %v after %d dials; want the one dial's live session", s, a.dials.Load())
+	}
+}
+
+// A dial that fails returning a typed nil connection beside its error is a
+// failed dial: its callers get the error and its goroutine ends (it used to
+// wait for a verdict on that "connection" forever).
+func TestFailedDialWithTypedNilConn(t *testing.T) {
+	nw := newNetwork(t)
+	var a *node
+	boom := errors.New("unreachable")
+	a = nw.addWith(t, func(c *Config) {
+		c.Dial = func(context.Context, peer.AddrInfo) (Conn, error) {
+			var none *peerConnPtr
+			return none, boom
+		}
+	})
+	b := nw.add(t)
+	g0 := runtime.NumGoroutine()
+	if _, err := a.a.Connect(testCtx(t), peer.AddrInfo{ID: b.id}); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the dial's error", err)
+	}
+	eventually(t, "the dial's goroutine to end", func() bool { return runtime.NumGoroutine() <= g0 })
+}
+
+// peerConnPtr is a Conn with pointer methods, for a typed nil.
+type peerConnPtr struct{ peerConn }
 
 // A dial that panics answers every waiter, and later connects work.
 func TestPanickingDialAnswersWaiters(t *testing.T) {

@@ -60,15 +60,61 @@ func await[T any](ctx context.Context, a *Actor, cl *claim, reply <-chan T) (T, 
 // A caller whose ctx ends stops waiting; the dial goes on (other callers may
 // share it) and its session, if any, is kept like any other.
 func (a *Actor) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
-	w := newWaiter()
-	if err := send(ctx, a, a.connectc, connectReq{addr: addr, w: w}); err != nil {
-		return nil, err
+	for {
+		f, first := a.joinFlight(addr.ID)
+		if first {
+			if err := send(ctx, a, a.connectc, connectReq{addr: addr, w: f.w}); err != nil {
+				a.land(addr.ID, f, sessionResult{err: errFlightAborted})
+				return nil, err
+			}
+		}
+		f.callers.Add(1)
+		select {
+		case <-f.done:
+			f.callers.Add(-1)
+			if f.res.err == errFlightAborted {
+				continue // its first caller gave up before sending: send ours
+			}
+			return f.res.s, f.res.err
+		case <-ctx.Done():
+			f.callers.Add(-1)
+			return nil, ctx.Err()
+		case <-a.stopped:
+			f.callers.Add(-1)
+			return nil, ErrShutdown
+		}
 	}
-	r, err := await(ctx, a, &w.claim, w.reply)
-	if err != nil {
-		return nil, err
+}
+
+// joinFlight returns the connect flight under way for p, or a new one
+// (first: the caller sends its request). Joining takes no lock: a burst of
+// callers for one peer does not queue on a mutex.
+func (a *Actor) joinFlight(p peer.ID) (*flight, bool) {
+	if f, ok := a.flights.Load(p); ok {
+		return f.(*flight), false
 	}
-	return r.s, r.err
+	f := &flight{done: make(chan struct{})}
+	f.w = &waiter{land: func(res sessionResult) { a.land(p, f, res) }}
+	if cur, loaded := a.flights.LoadOrStore(p, f); loaded {
+		return cur.(*flight), false
+	}
+	return f, true
+}
+
+// land ends a flight with res and wakes its callers; later callers start a
+// new one.
+func (a *Actor) land(p peer.ID, f *flight, res sessionResult) {
+	a.flights.CompareAndDelete(p, f)
+	f.res = res
+	close(f.done)
+}
+
+// connectCallers is how many Connect callers wait for p (tests).
+func (a *Actor) connectCallers(p peer.ID) int {
+	if f, ok := a.flights.Load(p); ok {
+		return int(f.(*flight).callers.Load())
+	}
+	return 0
 }
 
 // Register starts a session on an accepted (dialed = false) or otherwise
@@ -88,6 +134,10 @@ type RegisterOptions struct {
 	// Client: this node is the connection's client, which matters only for
 	// the compat SETUP (see session.Config.Client).
 	Client bool
+	// Cost ranks the routes learnt over this session when forwarding
+	// (Config.Forward): lower is preferred. 0 means DefaultLinkCost (a
+	// direct link); a relayed link is conventionally 10.
+	Cost int
 }
 
 // RegisterWith is Register with options. The actor owns conn from the call
@@ -136,7 +186,7 @@ func checkProtocol(alpn string) error {
 	if wire.NeedsSetup(alpn) {
 		return nil
 	}
-	if v, ok := wire.VersionForALPN(alpn); ok && (v == wire.Lite03 || v == wire.Lite04) {
+	if _, ok := wire.VersionForALPN(alpn); ok { // lite-03, -04, -05
 		return nil
 	}
 	return fmt.Errorf("moq: unsupported protocol %q", alpn)

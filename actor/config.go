@@ -48,6 +48,9 @@ type Config struct {
 	// dialed through here. Default 64. Worst case: this many dial
 	// goroutines, whatever the DHT returns.
 	MaxPendingDials int
+	// Forward, if set, makes the node forward what its sessions' peers
+	// announce to its other sessions (see Forward).
+	Forward *Forward
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -37,10 +38,15 @@ func (c *claim) abandon() bool { return c.v.CompareAndSwap(claimOpen, claimAband
 // the request's reply channel).
 func (c *claim) abandoned() bool { return c.v.Load() == claimAbandoned }
 
-// waiter is a caller waiting for a session (a connect or a register).
+// waiter is a caller waiting for a session (a register), or the callers of
+// a connect flight.
 type waiter struct {
 	claim
 	reply chan sessionResult
+	// land, if set, takes the answer instead of reply: a flight's, which
+	// wakes all of its callers at once. It runs on run's goroutine and
+	// must not block.
+	land func(sessionResult)
 }
 
 func newWaiter() *waiter { return &waiter{reply: make(chan sessionResult, 1)} }
@@ -50,9 +56,29 @@ func (w *waiter) answer(res sessionResult) bool {
 	if !w.take() {
 		return false
 	}
+	if w.land != nil {
+		w.land(res)
+		return true
+	}
 	w.reply <- res
 	return true
 }
+
+// flight is one connect request that the concurrent Connect callers for a
+// peer share: the first sends it to run, the others wait for its answer
+// with it, so a burst of callers costs run one request and wakes at once
+// (a closed channel) rather than one reply each. Its waiter is never
+// abandoned: a caller whose context ends just stops waiting.
+type flight struct {
+	w       *waiter
+	done    chan struct{} // closed once res is set
+	res     sessionResult
+	callers atomic.Int32 // callers waiting (tests read it)
+}
+
+// errFlightAborted lands a flight whose request never reached run (its
+// first caller's context ended first): its other callers try again.
+var errFlightAborted = errors.New("actor: connect request not sent")
 
 type connectReq struct {
 	addr peer.AddrInfo
@@ -103,8 +129,10 @@ type snapshot struct {
 	published []string
 	pending   int // dials in flight
 	waiters   int // connect callers waiting for them
+	held      int // entries in the dials' waiter lists, callers that gave up included
 
 	subscribers int // incoming-session subscribers
+	forward     ForwardStats
 }
 
 // Events from the actor's own goroutines.

@@ -20,7 +20,11 @@ type Session struct {
 	// origin holds what this session offers the peer: every publication of
 	// the node, plus what was published on this session alone.
 	origin *broadcast.Origin
+	cost   int // the link's cost for forwarding (RegisterOptions.Cost)
 }
+
+// Cost is the link's cost in route choice (see RegisterOptions.Cost).
+func (s *Session) Cost() int { return s.cost }
 
 // ID is the session's identifier, unique within its actor.
 func (s *Session) ID() uint64 { return s.id }

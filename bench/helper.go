@@ -108,11 +108,20 @@ func helperMain(args []string) {
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// serverTLS is a self-signed certificate for 127.0.0.1 offering alpns.
+// liteEnv, when set (e.g. "moq-lite-05"), is the only protocol our
+// moq-lite servers offer, so rows can be compared across versions (by
+// default our dialer and server agree on moq-lite-04). Helpers inherit it.
+const liteEnv = "MOQP2P_BENCH_ALPN"
+
+// serverTLS is a self-signed certificate for 127.0.0.1 offering alpns
+// (none: $MOQP2P_BENCH_ALPN, else rawquic's defaults).
 func serverTLS(alpns ...string) (*tls.Config, error) {
 	crt, err := cert.SelfSigned()
 	if err != nil {
 		return nil, err
+	}
+	if v := os.Getenv(liteEnv); len(alpns) == 0 && v != "" {
+		alpns = []string{v}
 	}
 	return &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: alpns}, nil
 }
@@ -140,7 +149,7 @@ func oursPub(ctx context.Context, o helperOpts) error {
 	if err != nil {
 		return err
 	}
-	s, err := session.New(conn, session.Config{Publish: origin, Interest: []string{}, Logger: quietLogger()})
+	s, err := session.New(conn, session.Config{Publish: origin, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 	if err != nil {
 		return err
 	}
@@ -184,7 +193,7 @@ func oursSub(ctx context.Context, o helperOpts) (*helperResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := session.New(conn, session.Config{Client: true, Interest: []string{}, Logger: quietLogger()})
+	s, err := session.New(conn, session.Config{Client: true, Interest: []string{}, Logger: quietLogger(), Metrics: benchTracer()})
 	if err != nil {
 		return nil, err
 	}

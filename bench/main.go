@@ -8,7 +8,10 @@
 //	P5  memory per idle session, next to a raw quic-go connection
 //	P6  group churn: one uni stream per group, next to raw quic-go stream churn
 //	P7  1000 concurrent Connect to one peer: handshakes and time
+//	P8  a relay hop: one publisher → relay → one subscriber, next to a direct session
+//	P9  failover: the relay in use goes away, the subscriber's track carries on
 //	P10 Connect to first frame behind two NATs (hole-punched), next to the open network (root: a NAT lab)
+//	P11 10 000 idle sessions on one node: heap, goroutines, file descriptors per session, accept rate
 //
 // Usage (from the repository root; BENCHMARKS.md has the results):
 //
@@ -27,7 +30,9 @@
 // stack of a row runs once per round, rounds repeat -runs times, and a cell
 // shows the median and the spread (min–max); ratios are taken run by run
 // (the runs of one round saw the same machine load) and then summarised.
-// Only loopback is used, and every load loop is bounded in count and time.
+// P11's peers run in a helper process too (-helper-many), so that the
+// node's figures are its own. Only loopback is used, and every load loop is
+// bounded in count and time.
 package main
 
 import (
@@ -47,21 +52,24 @@ import (
 var profDir string
 
 type config struct {
-	rows       []string
-	runs       int
-	quick      bool
-	contention bool
-	profDir    string
-	gomoqtBin  string
-	p1Frames   int
-	p2Frames   int
-	p3Subs     []int
-	p3Bytes    int
-	p4Subs     int
-	p4Duration time.Duration
-	p5Sessions int
-	p6Groups   int
-	p7Connects int
+	rows        []string
+	runs        int
+	quick       bool
+	contention  bool
+	profDir     string
+	gomoqtBin   string
+	p1Frames    int
+	p2Frames    int
+	p3Subs      []int
+	p3Bytes     int
+	p4Subs      int
+	p4Duration  time.Duration
+	p5Sessions  int
+	p6Groups    int
+	p7Connects  int
+	p11Sessions int
+	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
+	metricsOverhead bool
 }
 
 func main() {
@@ -69,12 +77,16 @@ func main() {
 		helperMain(os.Args[1:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-helper-many" {
+		manyHelperMain(os.Args[2:])
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "-nat-helper" {
 		natHelperMain(os.Args[1:])
 		return
 	}
 	var cfg config
-	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P10", "rows to run, comma-separated")
+	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P8,P9,P10,P11", "rows to run, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 5, "rounds per row (median and spread are reported)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smaller loads (a smoke test; numbers are rougher)")
 	jsonOut := flag.Bool("json", false, "print the results as JSON instead of a table")
@@ -90,7 +102,9 @@ func main() {
 	flag.IntVar(&cfg.p5Sessions, "p5-sessions", 20, "P5: idle sessions per run")
 	flag.IntVar(&cfg.p6Groups, "p6-groups", 100_000, "P6: groups per run")
 	flag.IntVar(&cfg.p7Connects, "p7-connects", 1000, "P7: concurrent Connect calls")
+	flag.IntVar(&cfg.p11Sessions, "p11-sessions", 10_000, "P11: idle sessions on one node (-quick: 1000)")
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
+	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
 	memRate := flag.Int("memprofilerate", 0, "with -profile: runtime.MemProfileRate (1 records every allocation; 0 keeps the default)")
 	flag.Parse()
@@ -108,6 +122,7 @@ func main() {
 	if cfg.quick {
 		cfg.p1Frames, cfg.p2Frames, cfg.p3Bytes = 50_000, 1_500, 128
 		cfg.p4Duration, cfg.p6Groups = 2*time.Second, 20_000
+		cfg.p11Sessions = min(cfg.p11Sessions, 1_000)
 	}
 	cfg.runs = max(cfg.runs, 1)
 	profDir = cfg.profDir
@@ -169,6 +184,9 @@ func run(cfg config) ([]*line, error) {
 			}
 		}()
 	}
+	if cfg.metricsOverhead {
+		return runMetricsOverhead(ctx, cfg), nil
+	}
 	var lines []*line
 	if want("P1") || want("P2") {
 		bin := cfg.gomoqtBin
@@ -204,6 +222,15 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("P7") {
 		lines = append(lines, runConnect(ctx, cfg)...)
+	}
+	if want("P8") {
+		lines = append(lines, runRelayHop(ctx, cfg)...)
+	}
+	if want("P9") {
+		lines = append(lines, runFailover(ctx, cfg)...)
+	}
+	if want("P11") {
+		lines = append(lines, runMany(ctx, cfg)...)
 	}
 	if want("P10") {
 		lines = append(lines, runNATRow(ctx, cfg)...)

@@ -101,18 +101,6 @@ func atMost(ratio func(*line) sample, x float64) func(*line) any {
 	}
 }
 
-func both(a, b func(*line) any) func(*line) any {
-	return func(l *line) any {
-		x, y := a(l), b(l)
-		xb, ok1 := x.(bool)
-		yb, ok2 := y.(bool)
-		if !ok1 || !ok2 {
-			return nil
-		}
-		return xb && yb
-	}
-}
-
 // fmtNum prints v with three significant digits.
 func fmtNum(v float64) string {
 	switch a := math.Abs(v); {

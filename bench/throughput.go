@@ -165,8 +165,12 @@ func runThroughput(ctx context.Context, c throughputCase, gomoqtBin string, runs
 	}
 	switch c.row {
 	case "P1":
-		l1.Target = "≥ 3× gomoqt, ≥ 0.8× raw"
-		l1.Check = both(atLeast((*line).vsGomoqt, 3), atLeast((*line).vsRaw, 0.8))
+		// Raw quic-go carrying the same bytes is itself only 1.8–2.8× gomoqt
+		// (its row below), so the bar is raw quic-go's pace at its cost.
+		l1.Target = "≥ 1.0× raw"
+		l1.Check = atLeast((*line).vsRaw, 1.0)
+		l3.Target = "≤ 1.0× raw"
+		l3.Check = atMost((*line).vsRaw, 1.0)
 	case "P2":
 		l1.Target = "≥ 0.9× raw"
 		l1.Check = atLeast((*line).vsRaw, 0.9)

@@ -101,6 +101,27 @@ func (p *Producer) Abort(err error) {
 // Consume returns a consumer of the broadcast.
 func (p *Producer) Consume() *Consumer { return &Consumer{b: p.b} }
 
+// TrackInfo returns a track's info without subscribing to it (so it does
+// not make the track Used): that of a track the broadcast has, or, for a
+// broadcast that makes tracks on demand (Config.OnTrack), just the name,
+// since only a subscription asks the handler. A name the broadcast cannot
+// have is ErrNotFound; an ended broadcast returns its error.
+func (c *Consumer) TrackInfo(name string) (Track, error) {
+	b := c.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return Track{}, b.err
+	}
+	if t, ok := b.tracks[name]; ok && !t.aborted() {
+		return t.info, nil
+	}
+	if b.onTrack == nil {
+		return Track{}, withReason(ErrNotFound, "track %q", name)
+	}
+	return Track{Name: name}, nil
+}
+
 // Hops returns the broadcast's hop list. The slice must not be modified.
 func (p *Producer) Hops() []uint64 { return p.b.hops }
 

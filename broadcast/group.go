@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,10 +17,14 @@ type group struct {
 
 	mu     sync.RWMutex
 	frames [][]byte // cached frames; frames[0] has index base
-	base   int
-	bytes  int64         // payload bytes in frames
-	acct   *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
-	done   bool          // finished or aborted
+	// ts holds the frames' timestamps (in the track's Timescale), parallel
+	// to frames; nil while no frame of the group has one (all read as 0),
+	// so groups without timestamps cost nothing more.
+	ts    []uint64
+	base  int
+	bytes int64         // payload bytes in frames
+	acct  *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
+	done  bool          // finished or aborted
 	// charged is what the group holds of its budget: its bytes while it is
 	// cached or still being written, then nothing.
 	charged int64
@@ -60,8 +65,31 @@ func (p *GroupProducer) WriteFrame(payload []byte) error {
 // the group's byte limit is refused with ErrTooLarge, after the frames
 // before it were written.
 func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
-	g := p.g
+	return p.g.write(frames, nil)
+}
+
+// WriteFrameAt is WriteFrame for a frame with a timestamp, in the track's
+// Timescale units.
+func (p *GroupProducer) WriteFrameAt(ts uint64, payload []byte) error {
+	return p.g.write([][]byte{payload}, []uint64{ts})
+}
+
+// WriteFramesAt is WriteFrames for frames with timestamps: ts[i] is the
+// timestamp of frames[i] (len(ts) must equal len(frames), else ErrTooLarge
+// and nothing is written). Frames written without a timestamp read as 0.
+func (p *GroupProducer) WriteFramesAt(ts []uint64, frames ...[]byte) error {
+	if len(ts) != len(frames) {
+		return withReason(ErrTooLarge, "%d timestamps for %d frames", len(ts), len(frames))
+	}
+	return p.g.write(frames, ts)
+}
+
+// write appends frames, with their timestamps ts (nil: none).
+func (g *group) write(frames [][]byte, ts []uint64) error {
 	frames, size, tooLarge := g.fit(frames)
+	if ts != nil {
+		ts = ts[:len(frames)]
+	}
 	if len(frames) == 0 && tooLarge != nil {
 		return tooLarge
 	}
@@ -74,7 +102,7 @@ func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 		g.unreserve(size)
 		return withReason(ErrClosed, "group %d: write after end", g.seq)
 	}
-	g.appendLocked(frames, size)
+	g.appendLocked(frames, ts, size)
 	g.sig.notify()
 	g.mu.Unlock()
 	if t := g.t; t != nil && t.bytes.Load() > t.lim.CacheMaxBytes {
@@ -109,9 +137,23 @@ func (g *group) fit(frames [][]byte) ([][]byte, int64, error) {
 	return frames, size, nil
 }
 
-// appendLocked adds frames of size bytes, evicting the oldest beyond the
-// group's bounds. g.mu is held, or g is not shared yet.
-func (g *group) appendLocked(frames [][]byte, size int64) {
+// appendLocked adds frames of size bytes, with their timestamps ts (nil:
+// none), evicting the oldest beyond the group's bounds. g.mu is held, or g
+// is not shared yet.
+func (g *group) appendLocked(frames [][]byte, ts []uint64, size int64) {
+	if g.ts == nil && !slices.ContainsFunc(ts, nonZero) {
+		ts = nil // all 0 so far: nothing to store
+	}
+	if ts != nil || g.ts != nil {
+		if g.ts == nil { // the first timestamps: the frames before had none
+			g.ts = make([]uint64, len(g.frames), len(g.frames)+len(frames))
+		}
+		if ts != nil {
+			g.ts = append(g.ts, ts...)
+		} else {
+			g.ts = append(g.ts, make([]uint64, len(frames))...)
+		}
+	}
 	g.frames = append(g.frames, frames...)
 	g.bytes += size
 	delta := size
@@ -122,6 +164,9 @@ func (g *group) appendLocked(frames [][]byte, size int64) {
 		delta -= n
 		g.frames[0] = nil
 		g.frames = g.frames[1:]
+		if g.ts != nil {
+			g.ts = g.ts[1:]
+		}
 		g.base++
 	}
 	if g.acct != nil {
@@ -132,6 +177,8 @@ func (g *group) appendLocked(frames [][]byte, size int64) {
 		g.budget.release(size - delta)
 	}
 }
+
+func nonZero(ts uint64) bool { return ts != 0 }
 
 // Finish ends the group cleanly: consumers read the remaining frames and then
 // io.EOF. Finishing twice, or after Abort, returns ErrClosed.
@@ -243,6 +290,44 @@ func (c *GroupConsumer) ReadFrame(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// ReadFrameAt is ReadFrame that also returns the frame's timestamp (0 for
+// a frame written without one).
+func (c *GroupConsumer) ReadFrameAt(ctx context.Context) ([]byte, uint64, error) {
+	for {
+		f, ts, wake, err := c.pollAt(true)
+		if wake == nil {
+			return f, ts, err
+		}
+		if err := sleep(ctx, wake); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// TryReadFrameAt is TryReadFrame that also returns the frame's timestamp.
+func (c *GroupConsumer) TryReadFrameAt() (frame []byte, ts uint64, ok bool, err error) {
+	f, ts, wake, err := c.pollAt(false)
+	return f, ts, wake == nil, err
+}
+
+// TryReadFramesAt is TryReadFrames that also appends the frames'
+// timestamps to ts (0 for frames written without one).
+func (c *GroupConsumer) TryReadFramesAt(dst [][]byte, ts []uint64, max int) ([][]byte, []uint64, error) {
+	g := c.g
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	i := c.next - g.base
+	dst, err := c.takeLocked(dst, max)
+	if n := c.next - g.base - i; n > 0 {
+		if g.ts != nil {
+			ts = append(ts, g.ts[i:i+n]...)
+		} else {
+			ts = append(ts, make([]uint64, n)...)
+		}
+	}
+	return dst, ts, err
+}
+
 // TryReadFrame is ReadFrame without waiting: ok is false when the next frame
 // has not been written yet. A writer uses it to batch the frames at hand and
 // flush before it would block.
@@ -257,9 +342,14 @@ func (c *GroupConsumer) TryReadFrame() (frame []byte, ok bool, err error) {
 // end of the group (io.EOF, the abort error, ErrEvicted), or a nil error if
 // the next frame has not been written yet.
 func (c *GroupConsumer) TryReadFrames(dst [][]byte, max int) ([][]byte, error) {
+	c.g.mu.RLock()
+	defer c.g.mu.RUnlock()
+	return c.takeLocked(dst, max)
+}
+
+// takeLocked is TryReadFrames with g.mu held.
+func (c *GroupConsumer) takeLocked(dst [][]byte, max int) ([][]byte, error) {
 	g := c.g
-	g.mu.RLock()
-	defer g.mu.RUnlock()
 	if c.next < g.base {
 		return dst, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
 	}
@@ -304,26 +394,36 @@ func (c *GroupConsumer) Remaining(maxFrames int, maxBytes int64) (frames int, by
 // poll returns the next frame or the end, or (if nothing is ready) a channel
 // to wait on; it only arms the wake-up when asked to.
 func (c *GroupConsumer) poll(arm bool) ([]byte, <-chan struct{}, error) {
+	f, _, wake, err := c.pollAt(arm)
+	return f, wake, err
+}
+
+// pollAt is poll that also returns the frame's timestamp.
+func (c *GroupConsumer) pollAt(arm bool) ([]byte, uint64, <-chan struct{}, error) {
 	g := c.g
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	if c.next < g.base {
-		return nil, nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+		return nil, 0, nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
 	}
 	if i := c.next - g.base; i < len(g.frames) {
 		c.next++
-		return g.frames[i], nil, nil
+		var ts uint64
+		if g.ts != nil {
+			ts = g.ts[i]
+		}
+		return g.frames[i], ts, nil, nil
 	}
 	if g.done {
 		if g.err != nil {
-			return nil, nil, g.err
+			return nil, 0, nil, g.err
 		}
-		return nil, nil, io.EOF
+		return nil, 0, nil, io.EOF
 	}
 	if !arm {
-		return nil, closedChan, nil
+		return nil, 0, closedChan, nil
 	}
-	return nil, g.sig.wait(), nil
+	return nil, 0, g.sig.wait(), nil
 }
 
 // SkipEvicted moves the consumer past the frames the group evicted before

@@ -14,6 +14,29 @@ import (
 type Track struct {
 	Name     string
 	Priority uint8
+	// Timescale is the units per second of the track's frame timestamps
+	// (GroupProducer.WriteFrameAt); 0 means DefaultTimescale. moq-lite-05
+	// carries timestamps (as deltas) and the timescale (TRACK_INFO);
+	// lite-01..04 frames have none, so they arrive with timestamp 0.
+	Timescale uint64
+	// Datagrams asks for the track's single-frame groups to travel as
+	// datagrams where the wire allows it (moq-lite-05 over QUIC or
+	// WebTransport, the group finished and at most 1200 bytes encoded),
+	// instead of a stream each: lower latency, no retransmission. A
+	// subscriber takes whichever of a datagram and a stream arrives first.
+	Datagrams bool
+}
+
+// DefaultTimescale is the timescale of a track that names none:
+// milliseconds, as moq-dev's implementations default to.
+const DefaultTimescale = 1000
+
+// Scale returns the track's timescale, DefaultTimescale for 0.
+func (t Track) Scale() uint64 {
+	if t.Timescale == 0 {
+		return DefaultTimescale
+	}
+	return t.Timescale
 }
 
 // track is the state shared by a TrackProducer and its consumers.
@@ -69,7 +92,7 @@ func (p *TrackProducer) CreateGroup(seq uint64) (*GroupProducer, error) {
 
 // WriteFrame appends a group holding the single frame payload, finished.
 func (p *TrackProducer) WriteFrame(payload []byte) error {
-	return p.t.writeGroup(0, true, [][]byte{payload})
+	return p.t.writeGroup(0, true, [][]byte{payload}, nil)
 }
 
 // WriteGroup creates group seq holding frames, already finished: consumers
@@ -77,11 +100,20 @@ func (p *TrackProducer) WriteFrame(payload []byte) error {
 // Finish would wake them for each step. It fails as CreateGroup does, and
 // with ErrTooLarge, creating nothing, if a frame is over the group limit.
 func (p *TrackProducer) WriteGroup(seq uint64, frames ...[]byte) error {
-	return p.t.writeGroup(seq, false, frames)
+	return p.t.writeGroup(seq, false, frames, nil)
+}
+
+// WriteGroupAt is WriteGroup for frames with timestamps: ts[i] is that of
+// frames[i] (len(ts) must equal len(frames), else ErrTooLarge).
+func (p *TrackProducer) WriteGroupAt(seq uint64, ts []uint64, frames ...[]byte) error {
+	if len(ts) != len(frames) {
+		return withReason(ErrTooLarge, "%d timestamps for %d frames", len(ts), len(frames))
+	}
+	return p.t.writeGroup(seq, false, frames, ts)
 }
 
 // writeGroup fills a group before the track has it, then inserts it.
-func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
+func (t *track) writeGroup(seq uint64, next bool, frames [][]byte, ts []uint64) error {
 	g := newGroup(seq, &t.lim, nil) // no cache account until inserted
 	frames, size, err := g.fit(frames)
 	if err != nil {
@@ -90,7 +122,7 @@ func (t *track) writeGroup(seq uint64, next bool, frames [][]byte) error {
 	if !g.reserve(size) {
 		return withReason(ErrBudget, "group %d: %d bytes over the budget", seq, size)
 	}
-	g.appendLocked(frames, size) // not shared yet: no lock, nobody to wake
+	g.appendLocked(frames, ts, size) // not shared yet: no lock, nobody to wake
 	g.done = true
 	if _, err = t.insert(seq, next, g); err != nil {
 		g.uncharge()

@@ -72,7 +72,7 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 func (n *jsNode) publishWorkload(t *testing.T, sc jspeer.Scenario) {
 	t.Helper()
 	b := broadcast.New(broadcast.Config{})
-	tp, _ := b.CreateTrack(broadcast.Track{Name: sc.Track})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: sc.Track, Datagrams: sc.Datagrams})
 	if _, err := n.m.Publish(ctxFor(t, 10*time.Second), sc.Broadcast, b.Consume()); err != nil {
 		t.Fatal(err)
 	}
@@ -398,15 +398,31 @@ func TestJSChromiumFinishedTrack(t *testing.T) {
 	}
 }
 
+// stampStep is the timestamp step between frames of a stamped run, in
+// milliseconds (interop/jsnet/scenario.mjs's TS_STEP).
+const stampStep = 33
+
 // writePattern writes the scenario's groups of test-pattern frames into tp.
 func writePattern(tp *broadcast.TrackProducer, sc jspeer.Scenario) {
 	for g := range sc.Groups {
+		if sc.Datagrams { // whole single-frame groups, finished when seen, paced: datagram-sized
+			if g > 0 {
+				time.Sleep(2 * time.Millisecond)
+			}
+			_ = tp.WriteGroupAt(uint64(g), []uint64{uint64(g) * stampStep}, pattern.Payload(uint64(g), sc.Size))
+			continue
+		}
 		gp, err := tp.AppendGroup()
 		if err != nil {
 			return
 		}
 		for f := range sc.Frames {
-			_ = gp.WriteFrame(pattern.Payload(uint64(g*sc.Frames+f), sc.Size))
+			i := uint64(g*sc.Frames + f)
+			if sc.Timestamps { // what a stamping JS subscriber (jsnet) checks: frame i at i×33 ms
+				_ = gp.WriteFrameAt(i*stampStep, pattern.Payload(i, sc.Size))
+				continue
+			}
+			_ = gp.WriteFrame(pattern.Payload(i, sc.Size))
 		}
 		_ = gp.Finish()
 	}

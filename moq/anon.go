@@ -109,6 +109,10 @@ type anonConn struct{ transport.Conn }
 
 func (anonConn) RemotePeer() peer.ID { return "" }
 
+// Unwrap gives the session the transport's connection, for its optional
+// interfaces (datagrams: transport.AsDatagramConn).
+func (c anonConn) Unwrap() transport.Conn { return c.Conn }
+
 // Stats forwards the transport's counters (zero where it has none).
 func (c anonConn) Stats() transport.Stats {
 	if sc, ok := c.Conn.(transport.StatsConn); ok {

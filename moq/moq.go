@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
@@ -39,7 +40,11 @@ type Moq struct {
 	pendingPerPeer map[peer.ID]int // admissions in progress by peer
 	maxPendingPeer int
 
-	disc discoverer // DHT, providing, mDNS (discovery.go)
+	disc        discoverer    // DHT, providing, mDNS (discovery.go)
+	dialTimeout time.Duration // bounds connects the node makes by itself
+	// hostConnects bounds the host connects that follow direct dials
+	hostConnects chan struct{}
+	directDials  atomic.Int64 // sessions dialed by dialDirect (tests read it)
 
 	paths        pathWatch     // hole-punching outcomes (path.go)
 	punchWait    time.Duration // WithHolePunchWait
@@ -48,7 +53,6 @@ type Moq struct {
 	punching     bool          // the host runs DCUtR (punches)
 	movingMu     sync.Mutex
 	moving       map[peer.ID]map[*movingSub]struct{} // subscriptions on relayed sessions (migrate.go)
-	dialTimeout  time.Duration                       // bounds connects the node makes by itself
 
 	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
 	cancel context.CancelFunc
@@ -78,7 +82,8 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		pendingPerPeer: map[peer.ID]int{},
 		maxPendingPeer: max(o.pendingPerPeer, 1),
 
-		dialTimeout: o.dialTimeout,
+		dialTimeout:  o.dialTimeout,
+		hostConnects: make(chan struct{}, maxHostConnects),
 	}
 	if m.dialTimeout <= 0 {
 		m.dialTimeout = 30 * time.Second
@@ -105,7 +110,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	})
 	m.a = actor.New(actor.Config{
 		Dial:          m.dial,
-		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,
@@ -113,6 +118,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 
 		MaxSessionsPerPeer: o.peerLimits.Sessions,
 		MaxPendingDials:    o.peerLimits.PendingDials,
+		Forward:            o.forwardConfig(&m),
 	})
 	if m.quic != nil {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })
@@ -153,8 +159,13 @@ func (m *Moq) PublishedBroadcasts(ctx context.Context) ([]string, error) { retur
 
 // Connect returns the session to a peer, dialing it if there is none. Give
 // addr.Addrs to dial addresses the host does not know yet; with only addr.ID
-// the host's peerstore (and its routing, if any) supplies them. Concurrent
-// calls for one peer share one dial; a closing session is never returned.
+// the host's peerstore (and its routing, if any) supplies them. When the
+// host has no connection to the peer, the QUIC addresses in addr.Addrs are
+// dialed directly first (one handshake; the host connects to the peer in
+// the background afterwards); if none answers within half a second, the
+// host connects and the session takes the path that connection proves.
+// Concurrent calls for one peer share one dial; a closing session is never
+// returned.
 func (m *Moq) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
 	s, err := m.a.Connect(ctx, addr)
 	if err != nil {
@@ -230,11 +241,16 @@ func (m *Moq) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// dial reaches a peer: over raw QUIC on a direct (unrelayed) QUIC path when
-// there is one, else over libp2p streams on whatever connection libp2p makes.
+// dial reaches a peer: over raw QUIC straight to the QUIC addresses the
+// caller gave (dialDirect), else over raw QUIC on the direct (unrelayed)
+// QUIC path of the host's connection, else over libp2p streams on whatever
+// connection libp2p makes.
 func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
 	if len(addr.Addrs) > 0 {
 		m.h.Peerstore().AddAddrs(addr.ID, addr.Addrs, peerstore.TempAddrTTL)
+		if c := m.dialDirect(ctx, addr); c != nil {
+			return c, nil
+		}
 	} else {
 		m.findAddrs(ctx, addr.ID)
 	}
@@ -254,7 +270,107 @@ func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) 
 			m.log.Debug("raw QUIC dial failed; trying libp2p streams", "peer", addr.ID, "err", err)
 		}
 	}
-	return m.streams.Dial(ctx, addr.ID)
+	c, err := m.streams.Dial(ctx, addr.ID)
+	if err != nil {
+		return nil, err // not c: a nil *p2pstream.Conn is no nil actor.Conn
+	}
+	return c, nil
+}
+
+// directHeadStart bounds the direct QUIC dial to the addresses a caller
+// gave before the libp2p path takes over: a reachable QUIC address answers
+// within a few round trips, and one that does not (stale, behind a NAT)
+// delays the connect by this much at most.
+const directHeadStart = 500 * time.Millisecond
+
+// maxDirectAddrs bounds the addresses dialed at once by dialDirect.
+const maxDirectAddrs = 8
+
+// dialDirect dials raw QUIC straight to the QUIC addresses in addr, all at
+// once, when the host has no connection to the peer yet: one handshake
+// instead of libp2p's (handshake and identify) followed by ours. The first
+// connection wins and the others are closed; nil if none succeeded within
+// directHeadStart (the caller then takes the libp2p path). The host still
+// connects to the peer, in the background, as it would have before the
+// session: discovery and the DHT see the peer as they did.
+func (m *Moq) dialDirect(ctx context.Context, addr peer.AddrInfo) actor.Conn {
+	if m.quic == nil || m.h.Network().Connectedness(addr.ID) == network.Connected {
+		return nil // connected: the libp2p path costs nothing more, and its address is proven
+	}
+	var cands []ma.Multiaddr
+	for _, a := range addr.Addrs {
+		if isQUIC(a) && !isRelayed(a) && len(cands) < maxDirectAddrs {
+			cands = append(cands, a)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, directHeadStart)
+	defer cancel()
+	type result struct {
+		c   *p2pquic.Conn
+		err error
+	}
+	results := make(chan result, len(cands))
+	for _, a := range cands {
+		go func() {
+			c, err := m.quic.Dial(ctx, addr.ID, a)
+			results <- result{c, err}
+		}()
+	}
+	var won *p2pquic.Conn
+	for range cands { // every dial returns: the losers are cancelled or closed
+		r := <-results
+		switch {
+		case r.err != nil:
+			m.log.Debug("direct QUIC dial failed", "peer", addr.ID, "err", r.err)
+		case won == nil:
+			won = r.c
+			cancel()
+		default:
+			_ = r.c.CloseWithError(uint32(broadcast.CodeCancel), "duplicate dial")
+		}
+	}
+	if won == nil {
+		return nil
+	}
+	m.directDials.Add(1)
+	m.connectHost(addr.ID)
+	return won
+}
+
+// maxHostConnects bounds the background host connects of dialDirect.
+const maxHostConnects = 16
+
+// connectHost connects the host to p in the background, if fewer than
+// maxHostConnects such connects are under way (it is a convenience: the
+// session does not need it).
+func (m *Moq) connectHost(p peer.ID) {
+	select {
+	case m.hostConnects <- struct{}{}:
+	default:
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		<-m.hostConnects
+		return
+	}
+	m.wg.Go(func() {
+		defer func() { <-m.hostConnects }()
+		ctx, cancel := context.WithTimeout(m.ctx, m.dialTimeout)
+		defer cancel()
+		if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			m.log.Debug("host connect after a direct dial failed", "peer", p, "err", err)
+		}
+	})
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
 }
 
 func isQUIC(a ma.Multiaddr) bool {

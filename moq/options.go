@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
@@ -28,8 +29,10 @@ type options struct {
 	grace          time.Duration
 	dialTimeout    time.Duration
 	peerLimits     PeerLimits
-	discovery      discoveryOptions // discovery.go
-	punchWait      *time.Duration   // migrate.go
+	discovery      discoveryOptions      // discovery.go
+	metrics        session.MetricsTracer // stats.go
+	forward        *Forwarding           // forward.go
+	punchWait      *time.Duration        // migrate.go
 	relayedGrace   time.Duration
 	fallback       PathFallback
 }
@@ -138,3 +141,12 @@ type PeerLimits struct {
 
 // WithPeerLimits sets the per-peer bounds (see PeerLimits).
 func WithPeerLimits(l PeerLimits) Option { return func(o *options) { o.peerLimits = l } }
+
+// forwardConfig is the actor's forwarding configuration, nil without
+// WithForwarding.
+func (o *options) forwardConfig(m **Moq) *actor.Forward {
+	if o.forward == nil {
+		return nil
+	}
+	return o.forward.forwardConfig(m)
+}

@@ -105,6 +105,9 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 		return nil, ErrShutdown
 	default:
 	}
+	if tc := m.subscribeForwarded(name, track, opts); tc != nil {
+		return tc, nil
+	}
 	sessions, err := m.Sessions(ctx)
 	if err != nil {
 		return nil, err

@@ -147,13 +147,18 @@ func (s *Session) Err() error { return s.s.Err() }
 
 // Stats describe a session's link and media.
 type Stats struct {
-	// RTT is the smoothed round-trip time; on libp2p-stream sessions it is
-	// the host's latency estimate for the peer. 0 if unknown.
+	// RTT is the smoothed round-trip time; where the transport knows none
+	// (libp2p streams over TCP or a relay) it is the host's latency
+	// estimate for the peer. 0 if unknown.
 	RTT time.Duration
-	// Link counters (bytes on the wire), when the transport has them.
+	// Link counters (bytes and packets on the wire, losses, congestion
+	// window), as far as the transport has them (see transport.Stats).
 	Link transport.Stats
 	// Media counters (payload bytes, frames, groups).
 	Media session.Stats
+	// Subscriptions are the live subscriptions' counters, ours and those
+	// we serve (see session.SubscriptionStats).
+	Subscriptions []session.SubscriptionStats
 	// Since is how long the session has existed; SendRate and RecvRate are
 	// the average payload bit rates over it.
 	Since              time.Duration
@@ -162,11 +167,12 @@ type Stats struct {
 
 // Stats returns the session's statistics.
 func (s *Session) Stats() Stats {
-	st := Stats{Media: s.s.Stats(), Since: time.Since(s.s.Created())}
+	st := Stats{Media: s.s.Stats(), Since: time.Since(s.s.Created()), Subscriptions: s.s.Subscriptions()}
 	if sc, ok := s.s.Conn().(transport.StatsConn); ok {
 		st.Link = sc.Stats()
 		st.RTT = st.Link.RTT
-	} else {
+	}
+	if st.RTT == 0 && s.RemotePeer() != "" {
 		st.RTT = s.m.h.Peerstore().LatencyEWMA(s.RemotePeer())
 	}
 	if secs := st.Since.Seconds(); secs > 0 {

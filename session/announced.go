@@ -22,7 +22,7 @@ func (s *Session) runInterest(prefix string) {
 		return
 	}
 	please := wire.AnnouncePlease{Prefix: wirePrefix(prefix)}
-	if s.version == wire.Lite04 {
+	if s.version == wire.Lite04 || s.version == wire.Lite05 {
 		please.ExcludeHop = s.hop // don't echo back what we announced
 	}
 	buf := wire.AppendStreamType(nil, wire.StreamAnnounce)
@@ -77,6 +77,18 @@ func (s *Session) runInterest(prefix string) {
 			active[path] = p
 		}
 	}
+	var responder uint64 // lite-05: the publisher's hop, left out of each hop list
+	if s.version.HasAnnounceOK() {
+		var ok wire.AnnounceOK
+		if err := wire.ReadMessage(r, s.version, &ok, s.lim.MaxMessageSize); err != nil {
+			readErr = err
+			if isWireErr(err) {
+				s.fail(codeOfWire(err), "announce ok: %v", err)
+			}
+			return
+		}
+		responder = ok.Hop
+	}
 	for {
 		var m wire.Announce
 		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
@@ -90,7 +102,20 @@ func (s *Session) runInterest(prefix string) {
 			return
 		}
 		path := broadcast.JoinPath(prefix, m.Suffix)
+		if m.Active && responder != 0 {
+			if len(m.Hops) >= wire.MaxHops {
+				s.fail(broadcast.CodeDecode, "announce: %q: more than %d hops", path, wire.MaxHops)
+				return
+			}
+			m.Hops = append(m.Hops, responder)
+		}
 		switch {
+		case m.Active && (active[path] != nil || ignored[path]) && s.version.HasAnnounceOK():
+			// lite-05: a repeated active replaces the first (a new route)
+			if err := s.reannounce(path, m.Hops, active, ignored); err != nil {
+				s.fail(broadcast.CodeOf(err), "announce: %v", err)
+				return
+			}
 		case m.Active && (active[path] != nil || ignored[path]):
 			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
 			return
@@ -117,6 +142,32 @@ func (s *Session) runInterest(prefix string) {
 		default: // ended for a path never active: tolerated, as moq-lite does
 		}
 	}
+}
+
+// reannounce applies lite-05's repeated `active` for a path already
+// announced (or refused as a loop): the broadcast stays as it is unless the
+// new route loops through us (it ends, refused) or the old one did (it
+// starts). A route change alone does not disturb its subscriptions.
+func (s *Session) reannounce(path string, hops []uint64, active map[string]*broadcast.Producer, ignored map[string]bool) error {
+	looped := containsNonZero(hops, s.hop)
+	switch {
+	case active[path] != nil && looped:
+		s.endRemote(path, active[path])
+		delete(active, path)
+		if err := s.hold(path); err != nil {
+			return err
+		}
+		ignored[path] = true
+	case ignored[path] && !looped:
+		s.release(path)
+		delete(ignored, path)
+		p, err := s.announceRemote(path, hops)
+		if err != nil {
+			return err
+		}
+		active[path] = p
+	}
+	return nil
 }
 
 func containsNonZero(hops []uint64, id uint64) bool {

@@ -36,9 +36,15 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 	// as a message, and one copy of it is enough.
 	a := &announcer{s: s, st: st, exclude: please.ExcludeHop, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
 	var seen map[string]*broadcast.Consumer
-	if wire.Supported(s.version, &wire.AnnounceInit{}) { // lite-01/02: the active set first, in one message
+	switch {
+	case wire.Supported(s.version, &wire.AnnounceInit{}): // lite-01/02: the active set first, in one message
 		seen = s.publish.Active(a.prefix)
 		if err := a.init(seen); err != nil {
+			a.fail(err)
+		}
+	case s.version.HasAnnounceOK(): // lite-05: ANNOUNCE_OK with the size of the active set, then the set
+		seen = s.publish.Active(a.prefix)
+		if err := a.ok(seen); err != nil {
 			a.fail(err)
 		}
 	}
@@ -135,7 +141,33 @@ func (a *announcer) run() {
 // offer says whether b goes to this peer: not too far, not its own.
 func (a *announcer) offer(b *broadcast.Consumer) ([]uint64, bool) {
 	hops, ok := sendHops(b.Hops(), a.s.hop)
+	if a.s.version.HasAnnounceOK() {
+		hops = hops[:len(hops)-1] // our own hop went once, in ANNOUNCE_OK; the peer appends it
+	}
 	return hops, ok && (a.exclude == 0 || !slices.Contains(b.Hops(), a.exclude))
+}
+
+// ok sends lite-05's ANNOUNCE_OK (our hop ID and how many broadcasts are
+// active) and then those broadcasts, in path order.
+func (a *announcer) ok(active map[string]*broadcast.Consumer) error {
+	var paths []string
+	for path, b := range active {
+		if _, ok := a.offer(b); ok {
+			paths = append(paths, path)
+		}
+	}
+	slices.Sort(paths)
+	buf, err := wire.AppendMessage(nil, a.s.version, &wire.AnnounceOK{Hop: a.s.hop, Active: uint64(len(paths))})
+	if err == nil {
+		_, err = a.st.Write(buf)
+	}
+	for _, path := range paths {
+		if err != nil {
+			break
+		}
+		err = a.announce(path, active[path])
+	}
+	return err
 }
 
 // init sends lite-01/02's ANNOUNCE_INIT: the active set in one message.

@@ -233,12 +233,57 @@ func TestBoundsStalledGroupHeaderDoesNotHoldFinish(t *testing.T) {
 }
 
 // Streams whose header stalls or trickles are abandoned with Timeout after
+// Group streams the peer opens before we subscribe to anything wait unread
+// in the transport: no goroutine each, the transport's stream state and
+// their bytes within its stream credit and flow-control windows. Once our
+// first subscription starts the accept loop, it refuses them (no
+// subscription has their ID) and the session serves on.
+func TestBoundsUnaskedGroupStreams(t *testing.T) {
+	forEach(t, lite0304, func(t *testing.T, alpn string) {
+		p := newRawPeer(t, alpn, Config{Interest: []string{}}, false)
+		ctx := testCtx(t)
+		if p.sess.uniAccepting.Load() {
+			t.Fatal("the group-stream accept loop runs before any subscription")
+		}
+		base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
+		const unasked, size = 500, 1 << 10
+		payload := rawCat(rawVarint(uint64(wire.UniGroup)), p.msg(t, &wire.Group{SubscribeID: 9, Sequence: 0}), rawFrame(strings.Repeat("x", size)))
+		var streams []transport.SendStream
+		for range unasked {
+			us, err := p.raw.OpenUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawWrite(t, us, payload)
+			streams = append(streams, us)
+		}
+		defer func() {
+			for _, us := range streams {
+				us.CancelWrite(0)
+			}
+		}()
+		// Both ends' stream state is in this process (4 KiB), the bytes on
+		// both sides until acknowledged (2 KiB).
+		wantHeapWithin(t, fmt.Sprintf("%d unasked group streams of %d bytes", unasked, len(payload)), base, unasked*(6<<10))
+		wantGoroutinesWithin(t, "unasked group streams", g0, 0)
+		// Our first subscription starts the loop (every subscribing test
+		// relies on that); here it starts alone.
+		p.sess.acceptGroups()
+		for _, us := range streams[:3] {
+			wantStopSending(t, ctx, us, broadcast.CodeCancel)
+		}
+		eventually(t, func() bool { return p.sess.unsorted.Load() == 0 })
+		p.checkServing(t)
+	})
+}
+
 // HeaderTimeout: bidi streams are reset, group streams stopped. While they
 // wait they cost one goroutine each; afterwards nothing, and the session
 // serves on.
 func TestBoundsStalledHeaders(t *testing.T) {
 	forEach(t, lite0304, func(t *testing.T, alpn string) {
 		p := newRawPeer(t, alpn, Config{Interest: []string{}, Limits: Limits{HeaderTimeout: time.Second}}, false)
+		p.sess.acceptGroups() // as our first subscription would
 		ctx := testCtx(t)
 		base, g0 := testutil.HeapAlloc(), runtime.NumGoroutine()
 		sub := rawVarint(uint64(wire.StreamSubscribe))

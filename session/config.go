@@ -27,6 +27,9 @@ type Config struct {
 	// when the protocol leaves the version to the compat SETUP ("moql" or
 	// none, as @moq/lite over WebSocket): the client sends CLIENT_SETUP.
 	Client bool
+	// Metrics, if set, is told about the session and its media (see
+	// package metrics); nil traces nothing.
+	Metrics MetricsTracer
 }
 
 // Limits bound what a peer can make a session hold. Zero fields take the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
@@ -112,7 +113,7 @@ func TestBufferedFrames(t *testing.T) {
 	data := append(frames("a", "", "bcd"), frames("0123456789")...) // the last is over MaxFrameSize
 	r := bufio.NewReaderSize(bytes.NewReader(append(data, frames("tail")...)), 64)
 	_, _ = r.Peek(1)
-	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{})
+	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{}, &frameStamps{})
 	if fmt.Sprintf("%q", strs(batch)) != `["a" "" "bcd"]` || size != 4 {
 		t.Fatalf("got %q (%d bytes), want [a  bcd] (4 bytes)", strs(batch), size)
 	}
@@ -120,16 +121,16 @@ func TestBufferedFrames(t *testing.T) {
 		t.Fatal("a frame's capacity reaches into the next one: an append would overwrite it")
 	}
 	// It stops at the oversized frame, which readFrames then reports.
-	if batch, _ := s.bufferedFrames(r, nil, &slab{}); len(batch) != 0 {
+	if batch, _ := s.bufferedFrames(r, nil, &slab{}, &frameStamps{}); len(batch) != 0 {
 		t.Fatalf("got %q past an oversized frame", strs(batch))
 	}
 	// At most cap(dst) frames; an incomplete frame is left in the buffer.
 	r = bufio.NewReaderSize(bytes.NewReader(append(frames("x", "y", "z"), 5, 'p')), 64)
 	_, _ = r.Peek(1)
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[x y]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[x y]" {
 		t.Fatalf("got %q, want [x y]", strs(batch))
 	}
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}); fmt.Sprint(strs(batch)) != "[z]" {
+	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[z]" {
 		t.Fatalf("got %q, want [z]", strs(batch))
 	}
 	if r.Buffered() != 2 {
@@ -196,9 +197,79 @@ func TestCompleteFrames(t *testing.T) {
 		{"more than max frames", frames("a", "b", "c", "d"), 3, false},
 		{"exactly max frames", frames("a", "b", "c"), 3, true},
 	} {
-		count, _, end := s.completeFrames(c.buf, 3)
+		count, _, end := s.completeFrames(c.buf, 3, 0)
 		if count != c.count || (end == len(c.buf)) != c.whole {
 			t.Errorf("%s: %d frames ending at %d of %d, want %d frames, whole %v", c.name, count, end, len(c.buf), c.count, c.whole)
 		}
 	}
 }
+
+// TestReadFramesSplits reads a group stream whose bytes arrive in awkward
+// pieces (one byte, a few, a packet's worth, everything) straight into
+// payload memory: every frame comes out whole and in order, frames carved
+// from one chunk never reach into each other, and the receive budget holds
+// nothing afterwards. Sizes cover empty frames, frames that straddle
+// chunks, and frames of slabMax and more (memory of their own).
+func TestReadFramesSplits(t *testing.T) {
+	var payloads []string
+	for i, n := range []int{0, 1, 100, 1000, 1021, 3000, 0, 7, slabMax - 1, slabMax, 20000, 5, 1200, 1200, 1200, 1200} {
+		payloads = append(payloads, string(bytes.Repeat([]byte{byte('a' + i)}, n)))
+	}
+	data := frames(payloads...)
+	for _, piece := range []int{1, 7, 1300, 4096, len(data)} {
+		t.Run(fmt.Sprint(piece), func(t *testing.T) {
+			budget := broadcast.NewBudget(1<<20, nil)
+			s := &Session{lim: Limits{Model: broadcast.Limits{Budget: budget}}.withDefaults()}
+			gr := getGroupReader(&pieceStream{rest: data, piece: piece})
+			defer putGroupReader(gr)
+			_, _ = gr.Peek(1) // as the header's read leaves it: some bytes buffered
+			tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Budget: budget})
+			g, _ := tp.CreateGroup(0)
+			if err := s.readFrames(gr, g, nil, &frameStamps{}); err != nil {
+				t.Fatalf("readFrames: %v", err)
+			}
+			_ = g.Finish()
+			gc := g.Consume()
+			var got [][]byte
+			for {
+				f, ok, err := gc.TryReadFrame()
+				if !ok || err != nil {
+					break
+				}
+				got = append(got, f)
+			}
+			if len(got) != len(payloads) {
+				t.Fatalf("%d frames, want %d", len(got), len(payloads))
+			}
+			for _, f := range got {
+				_ = append(f, '!') // must not write into the next frame
+			}
+			for i, f := range got {
+				if string(f) != payloads[i] {
+					t.Fatalf("frame %d: %d bytes of %q…, want %d", i, len(f), f[:min(len(f), 1)], len(payloads[i]))
+				}
+			}
+			tp.Abort(nil)
+			if used := budget.Used(); used != 0 {
+				t.Fatalf("budget holds %d bytes after the track ended", used)
+			}
+		})
+	}
+}
+
+// pieceStream is a receive stream whose reads return at most piece bytes
+// each, then io.EOF.
+type pieceStream struct {
+	rest  []byte
+	piece int
+}
+
+func (s *pieceStream) Read(p []byte) (int, error) {
+	if len(s.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), s.piece)], s.rest)
+	s.rest = s.rest[n:]
+	return n, nil
+}
+func (s *pieceStream) CancelRead(uint32) {}

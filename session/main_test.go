@@ -75,7 +75,7 @@ type pair struct {
 
 // versions are the ALPNs the tests run under; "moql" negotiates lite-02
 // through the compat SETUP.
-var versions = []string{"moq-lite-03", "moq-lite-04", "moql"}
+var versions = []string{"moq-lite-03", "moq-lite-04", "moq-lite-05", "moql"}
 
 // newPair connects a publishing server session to a subscribing client session.
 func newPair(t testing.TB, alpn string, pubCfg, subCfg Config, qc ...*quic.Config) *pair {

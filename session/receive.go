@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"time"
 
@@ -20,14 +21,18 @@ import (
 func (sub *subscription) groupStarted() {
 	sub.mu.Lock()
 	sub.receiving++
-	sub.lastGroup = time.Now()
+	if !sub.finAt.IsZero() {
+		sub.lastGroup = time.Now()
+	}
 	sub.mu.Unlock()
 }
 
 func (sub *subscription) groupDone() {
 	sub.mu.Lock()
 	sub.receiving--
-	sub.lastGroup = time.Now()
+	if !sub.finAt.IsZero() {
+		sub.lastGroup = time.Now()
+	}
 	if sub.receiving == 0 && sub.idle != nil {
 		close(sub.idle)
 		sub.idle = nil
@@ -35,55 +40,152 @@ func (sub *subscription) groupDone() {
 	sub.mu.Unlock()
 }
 
+// readFailLevel is how loudly to log a group stream that failed before its
+// header was read: a warning for what the peer sent, a debug message when
+// the connection ended under it (closed by either side: nobody's fault).
+func readFailLevel(err error) slog.Level {
+	var ce *transport.ConnError
+	if errors.As(err, &ce) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
+// arrivedBatch holds group streams that arrived whole, read (FIN
+// included) and sorted into their subscriptions, waiting to be taken in by
+// the accept loop.
+type arrivedBatch [arrivedMax]arrivedGroup
+
+// arrivedGroup is a group stream read whole and its subscription.
+type arrivedGroup struct {
+	gr  *groupReader
+	sub *subscription
+}
+
+// arrivedMax is the most group streams the accept loop reads before it
+// puts their groups into their tracks. Reading a stream to its FIN
+// completes it in quic-go, which then queues a MAX_STREAMS frame for the
+// peer and wakes its send loop: reading the streams at hand back to back,
+// before the slower work of putting each group into its track, lets those
+// frames leave together rather than one packet each (a burst of one-frame
+// groups otherwise costs the subscriber a packet every group or two, and
+// the publisher an acknowledgement for each). A batch holds at most
+// arrivedMax read buffers beyond the streams being read. A group of a
+// back-pressured subscription ends the batch: it may wait in the accept
+// loop, and nothing is read behind it meanwhile.
+const arrivedMax = 16
+
+// tryAcceptor is a connection that can hand over a uni stream that is
+// already there without waiting (rawquic's).
+type tryAcceptor interface {
+	TryAcceptUniStream() (transport.ReceiveStream, bool)
+}
+
+// takeGroupStreams hands rs, and the peer's further group streams that are
+// already there, to readers: a stream that has fully arrived (a small group,
+// sent in one go) is read right here, a batch of them at a time (see
+// arrivedMax), any other on a goroutine of its own, so that a group still
+// arriving never holds up the next. The latter get a header deadline.
+// Streams that wait for back-pressure (turnWaiters) end the batch too.
+func (s *Session) takeGroupStreams(rs transport.ReceiveStream, batch *arrivedBatch) {
+	try, _ := s.conn.(tryAcceptor)
+	n := 0
+	for {
+		s.unsorted.Add(1) // until recvGroup knows its subscription
+		gr := getGroupReader(rs)
+		if !gr.arrived() {
+			st := rs
+			gr.hdrTimer = s.awaitHeader(func() { st.CancelRead(uint32(broadcast.CodeTimeout)) })
+			s.spawn(func() { s.recvGroup(st, gr, false) })
+		} else if sub := s.sortGroup(rs, gr); sub != nil {
+			if sub.opts.Backpressure {
+				s.recvBatch(batch[:n])
+				s.recvSorted(rs, gr, sub, true)
+				return
+			}
+			batch[n].gr, batch[n].sub = gr, sub
+			n++
+		}
+		if n == len(batch) || try == nil || s.turnWaiters.Load() > 0 {
+			break
+		}
+		var ok bool
+		if rs, ok = try.TryAcceptUniStream(); !ok {
+			break
+		}
+	}
+	s.recvBatch(batch[:n])
+}
+
+// recvBatch takes in the groups of a batch and empties it.
+func (s *Session) recvBatch(b []arrivedGroup) {
+	for i := range b {
+		s.recvSorted(b[i].gr.src.rs, b[i].gr, b[i].sub, true)
+		b[i].gr, b[i].sub = nil, nil
+	}
+}
+
 // recvGroup reads one group stream, through gr, into the subscription's
 // track; it returns gr to its pool. Frames already received stay in the
 // group whatever happens later.
 func (s *Session) recvGroup(rs transport.ReceiveStream, gr *groupReader, inline bool) {
-	sorted := false
+	if sub := s.sortGroup(rs, gr); sub != nil {
+		s.recvSorted(rs, gr, sub, inline)
+	}
+}
+
+// sortGroup reads a group stream's header and returns its subscription,
+// counted as receiving the group; the stream is no longer unsorted either
+// way. Nil if the stream is refused or its subscription gone: the stream
+// is dealt with and gr returned to its pool.
+func (s *Session) sortGroup(rs transport.ReceiveStream, gr *groupReader) (sub *subscription) {
 	defer func() {
-		if !sorted {
-			s.unsorted.Add(-1)
-			s.sorted.notify()
-		}
-	}()
-	handed := false // to a goroutine waiting for room, with gr
-	defer func() {
-		if !handed {
+		s.unsorted.Add(-1) // counted in its subscription from here on, if any
+		s.sorted.notify()
+		if sub == nil {
 			putGroupReader(gr)
 		}
 	}()
 	r := gr.Reader
 	typ, err := wire.ReadUniStreamType(r, s.version)
 	if err != nil {
-		s.log.Warn("refusing uni stream", "type", typ, "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "refusing uni stream", "type", typ, "err", err)
 		rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
+		return nil
+	}
+	if typ == wire.UniSetup {
+		s.recvSetup(rs, gr)
 		return
 	}
 	hdr := &gr.hdr // in the pooled reader: decoding into it allocates nothing
 	if err := wire.ReadMessage(r, s.version, hdr, s.lim.MaxMessageSize); err != nil {
-		s.log.Warn("bad group header", "err", err)
+		s.log.Log(context.Background(), readFailLevel(err), "bad group header", "err", err)
 		rs.CancelRead(uint32(codeOfWire(err)))
-		return
+		return nil
 	}
 	if !gr.headerRead() {
-		return
+		return nil
 	}
 	s.mu.Lock()
-	sub := s.subs[hdr.SubscribeID]
+	sub = s.subs[hdr.SubscribeID]
 	s.mu.Unlock()
 	if sub == nil { // a subscription we ended: not an error (moq-dev/moq's Rust implementation stops it with 0)
 		rs.CancelRead(uint32(broadcast.CodeCancel))
-		return
+		return nil
 	}
 	sub.groupStarted()
-	s.unsorted.Add(-1) // counted in its subscription from here on
-	s.sorted.notify()
-	sorted = true
+	sub.stats.groupStarted(hdr.Sequence, time.Time{})
+	return sub
+}
+
+// recvSorted reads the rest of a group stream whose header named sub into
+// sub's track and returns gr to its pool.
+func (s *Session) recvSorted(rs transport.ReceiveStream, gr *groupReader, sub *subscription, inline bool) {
 	if sub.opts.Backpressure {
-		handed = true // recvAhead returns gr
-		s.recvAhead(rs, gr, sub, inline)
+		s.recvAhead(rs, gr, sub, inline) // returns gr
 		return
 	}
+	defer putGroupReader(gr)
 	defer sub.groupDone()
 	s.recvInto(rs, gr, sub)
 }
@@ -121,8 +223,9 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr.Reader, g)
+	rerr := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub))
 	if rerr != nil {
+		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
 		var se *transport.StreamError
 		if !errors.As(rerr, &se) { // our verdict on their bytes: tell them
@@ -154,30 +257,33 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 	defer func() { <-sub.room }()
 	var frames [][]byte
+	var stamps []uint64
 	gc := g.Consume()
 	gc.SkipEvicted() // beyond GroupMaxFrames or GroupMaxBytes, as the track would have
 	for {
 		var end error
-		if frames, end = gc.TryReadFrames(frames, math.MaxInt); end != nil {
+		if frames, stamps, end = gc.TryReadFramesAt(frames, stamps, math.MaxInt); end != nil {
 			break
 		}
 	}
 	hold.Abort(nil) // its charges go back before the track charges the frames
 	var err error
 	if rerr == nil {
-		err = sub.track.WriteGroup(seq, frames...)
+		err = sub.track.WriteGroupAt(seq, stamps, frames...)
 	} else if pg, cerr := sub.track.CreateGroup(seq); cerr == nil {
-		err = pg.WriteFrames(frames...)
+		err = pg.WriteFramesAt(stamps, frames...)
 		pg.Abort(rerr) // as the stream ended: the frames it brought, then its error
 	} else {
 		err = cerr
 	}
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", sub.id, "group", seq, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		return
 	}
 	if rerr == nil {
 		s.counters.groupsReceived.Add(1)
+		sub.stats.groupDone()
 	}
 }
 
@@ -258,19 +364,21 @@ func (sub *subscription) awaitRoom() error {
 // recvInto reads the rest of a group stream, whose header named sub, into
 // sub's track.
 func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
-	hdr, r := &gr.hdr, gr.Reader
+	hdr := &gr.hdr
 	if s.recvWhole(rs, gr, sub) {
 		return
 	}
 	g, err := sub.track.CreateGroup(hdr.Sequence)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(r, g); err != nil {
+	if err := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub)); err != nil {
+		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError
 		if !errors.As(err, &se) { // our verdict on their bytes: tell them
@@ -280,6 +388,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	_ = g.Finish()
 	s.counters.groupsReceived.Add(1)
+	sub.stats.groupDone()
 }
 
 // recvWhole takes in a group whose stream lies whole in gr's buffer, FIN
@@ -293,68 +402,108 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 	var arr [maxBatch][]byte
 	var mem slab
 	buf, _ := gr.Peek(gr.Buffered())
-	if _, _, end := s.completeFrames(buf, len(arr)); end != len(buf) {
+	if _, _, end := s.completeFrames(buf, len(arr), 0); end != len(buf) {
 		return false // more frames than a batch, or a bad one: read as a stream
 	}
-	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem)
+	st := s.stampsFor(gr, sub)
+	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, st)
 	frames := len(batch)
-	err := sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	var err error
+	if st.on {
+		err = sub.track.WriteGroupAt(gr.hdr.Sequence, st.batch, batch...)
+	} else {
+		err = sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+	}
 	clear(batch)
 	if err != nil {
 		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
+		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return true
 	}
 	s.counters.framesReceived.Add(uint64(frames))
 	s.counters.bytesReceived.Add(size)
 	s.counters.groupsReceived.Add(1)
+	sub.stats.media(uint64(frames), size)
+	sub.stats.groupDone()
 	return true
 }
 
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads `size || payload` frames until FIN at a frame boundary.
-// The frames that lie complete in r's buffer go to the group together, in
-// one allocation and with one wake-up of its consumers (bufferedFrames); a
-// frame that does not is read on its own. No frame is held back while
-// waiting for the stream.
-func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error {
+// readFrames reads the rest of gr's stream, `size || payload` frames
+// (lite-05: `timestamp || size || payload`, ts following them) until
+// FIN at a frame boundary, straight into payload memory (chunks): the
+// frames that lie complete in it go to the group together, with one
+// wake-up of its consumers, and a large frame is read on its own. No frame
+// is held back while waiting for the stream.
+func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *subStats, ts *frameStamps) error {
 	var arr [maxBatch][]byte
-	var mem slab
 	var frames, bytes uint64
 	budget := s.lim.Model.Budget
+	// held is what a frame still arriving holds of the budget: charged
+	// from the moment it is known to be coming, as readPayload charges a
+	// large one, until the group charges it.
+	var held int64
 	defer func() {
+		budget.Release(held)
 		s.counters.framesReceived.Add(frames)
 		s.counters.bytesReceived.Add(bytes)
+		st.media(frames, bytes)
 	}()
+	c := chunks{src: (*eofSource)(gr)}
+	c.start(gr.Reader)
 	for {
-		if r.Buffered() == 0 {
-			if _, err := r.Peek(1); err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil // FIN between frames: the group is complete
-				}
-				return s.frameErr(err)
-			}
-		}
-		batch, size := s.bufferedFrames(r, arr[:0], &mem)
+		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize, ts)
 		if len(batch) == 0 { // the next frame is not all here yet
-			n, err := wire.ReadVarint(r)
+			stamp, n, hlen, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
+			need := c.hi - c.lo + 1 // its size is not all here either
 			switch {
-			case err != nil:
+			case err != nil && !errors.Is(err, wire.ErrShort): // a timestamp out of range
 				return s.frameErr(err)
-			case n > uint64(s.lim.MaxFrameSize):
+			case err == nil && n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+			case err == nil && n >= slabMax: // a large frame: memory of its own, charged as it arrives
+				c.lo += hlen
+				if ts.on {
+					ts.add(stamp)
+				}
+				var own slab // slabMax or more: readPayload allocates it alone
+				payload, held, err := readPayload(&c, n, &own, budget)
+				if err != nil {
+					return s.frameErr(err)
+				}
+				budget.Release(held) // the group charges it now
+				batch, size = append(batch, payload), n
+			case err == nil:
+				need = hlen + int(n)
+				if held == 0 && n > 0 {
+					if !budget.Reserve(int64(n)) {
+						return broadcast.ErrBudget
+					}
+					held = int64(n)
+				}
 			}
-			payload, held, err := readPayload(r, n, &mem, budget)
-			if err != nil {
-				return s.frameErr(err)
+			if len(batch) == 0 {
+				if err := c.read(need); err != nil {
+					if errors.Is(err, io.EOF) && c.lo == c.hi {
+						return nil // FIN between frames: the group is complete
+					}
+					return s.frameErr(err)
+				}
+				continue
 			}
-			budget.Release(held) // the group charges it now
-			batch, size = append(batch, payload), n
 		}
-		err := g.WriteFrames(batch...)
+		var err error
+		if ts.on {
+			err = g.WriteFramesAt(ts.batch, batch...)
+		} else {
+			err = g.WriteFrames(batch...)
+		}
 		clear(batch)
+		budget.Release(held) // the frame it was for is in the batch: the group charges it now
+		held = 0
 		if err != nil {
 			return err
 		}
@@ -368,16 +517,20 @@ func (s *Session) readFrames(r *bufio.Reader, g *broadcast.GroupProducer) error 
 // dst; it also returns their total size. It stops at a frame that is not
 // all buffered or is over the size limit (the caller then reads it alone and
 // reports the error).
-func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]byte, uint64) {
+func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab, st *frameStamps) ([][]byte, uint64) {
+	st.batch = st.batch[:0]
 	buf, _ := r.Peek(r.Buffered())
-	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst))
+	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst), st.prev)
 	if count == 0 {
 		return dst, 0
 	}
 	payloads := mem.take(total)
 	off, pos := 0, 0
 	for range count {
-		size, n, _ := wire.ParseVarint(buf[off:])
+		ts, size, n, _ := s.frameStart(buf[off:], st.prev)
+		if st.on {
+			st.add(ts)
+		}
 		off += n
 		end := pos + int(size)
 		copy(payloads[pos:end], buf[off:off+int(size)])
@@ -390,12 +543,14 @@ func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab) ([][]
 }
 
 // completeFrames scans buf for `size || payload` frames that lie complete
-// in it, at most max of them, each within MaxFrameSize: their count, their
-// payload bytes, and where the last one ends.
-func (s *Session) completeFrames(buf []byte, max int) (count, total, end int) {
+// in it, at most max of them, each within MaxFrameSize (and on lite-05 with
+// a timestamp in range, the first one's delta taken from prev): their
+// count, their payload bytes, and where the last one ends.
+func (s *Session) completeFrames(buf []byte, max int, prev uint64) (count, total, end int) {
 	for count < max {
-		size, n, err := wire.ParseVarint(buf[end:])
-		if err != nil || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
+		ts, size, n, ok := s.frameStart(buf[end:], prev)
+		prev = ts
+		if !ok || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
 			break
 		}
 		end += n + int(size)

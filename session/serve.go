@@ -15,8 +15,10 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK, sends each
-// group on its own uni stream and finishes when the track does.
+// serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK (lite-05:
+// START with the first group, DROP for groups skipped, END when the track
+// finishes), sends each group on its own uni stream and finishes when the
+// track does.
 func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var sub wire.Subscribe
 	if err := wire.ReadMessage(r, s.version, &sub, s.lim.MaxMessageSize); err != nil {
@@ -55,14 +57,21 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	if sub.Start.Set {
 		tc.StartAt(sub.Start.Seq)
 	}
-	ok := wire.SubscribeOK{Priority: tc.Info().Priority, Ordered: sub.Ordered, MaxLatency: sub.MaxLatency, Start: sub.Start, End: sub.End}
-	buf, err := wire.AppendSubscribeResponse(nil, s.version, &ok)
-	if err == nil {
-		_, err = st.Write(buf)
-	}
-	if err != nil {
-		reset(st, broadcast.CodeCancel)
-		return
+	// lite-05 has no SUBSCRIBE_OK: START goes out with the first group
+	// (rng), as moq-dev's publishers do.
+	var rng *subscribeRange
+	if s.version.HasSubscribeRange() {
+		rng = &subscribeRange{st: st, v: s.version}
+	} else {
+		ok := wire.SubscribeOK{Priority: tc.Info().Priority, Ordered: sub.Ordered, MaxLatency: sub.MaxLatency, Start: sub.Start, End: sub.End}
+		buf, err := wire.AppendSubscribeResponse(nil, s.version, &ok)
+		if err == nil {
+			_, err = st.Write(buf)
+		}
+		if err != nil {
+			reset(st, broadcast.CodeCancel)
+			return
+		}
 	}
 
 	ctx, cancel := context.WithCancelCause(s.ctx)
@@ -70,7 +79,9 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	reading := goRead(st, func() { cancel(s.readUpdates(r)) })
 	defer reading.stop()
 
-	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency}
+	stats := s.obs.track(true, sub.ID, path, sub.Track)
+	defer s.obs.untrack(stats)
+	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency, stats: stats}
 	defer gs.wait()
 	// However the subscription ends, its groups in flight end with it: their
 	// streams are reset, which also frees a writer stuck on flow control.
@@ -80,6 +91,11 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		g, err := tc.RecvGroup(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
+			if rng.end() != nil {
+				gs.cancelAll(broadcast.CodeCancel)
+				st.CancelWrite(uint32(broadcast.CodeCancel))
+				return
+			}
 			gs.wait() // every group written and closed,
 			// out of the transport's queues (a peer that withholds credit
 			// or pongs holds the FIN back for finTimeout at most),
@@ -103,6 +119,15 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 			return
 		}
 		if sub.End.Set && g.Sequence() > sub.End.Seq {
+			continue
+		}
+		if rng.serve(g.Sequence()) != nil {
+			gs.cancelAll(broadcast.CodeCancel)
+			st.CancelWrite(uint32(broadcast.CodeCancel))
+			return
+		}
+		stats.groupStarted(g.Sequence(), g.Created())
+		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g, stats) {
 			continue
 		}
 		gs.send(ctx, g)
@@ -221,4 +246,55 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 			return remoteErr(err)
 		}
 	}
+}
+
+// subscribeRange writes lite-05's subscribe responses: START before the
+// first group served, DROP for a gap in the sequences served (groups the
+// track skipped: evicted before this subscriber got them), END (exclusive)
+// once the track finished. A nil *subscribeRange (other versions) writes
+// nothing.
+type subscribeRange struct {
+	st      transport.SendStream
+	v       wire.Version
+	started bool
+	next    uint64 // one past the highest group served
+	buf     []byte
+}
+
+func (r *subscribeRange) write(m wire.Message) error {
+	var err error
+	if r.buf, err = wire.AppendSubscribeResponse(r.buf[:0], r.v, m); err != nil {
+		return err
+	}
+	_, err = r.st.Write(r.buf)
+	return err
+}
+
+// serve is called before group seq is sent.
+func (r *subscribeRange) serve(seq uint64) error {
+	if r == nil {
+		return nil
+	}
+	switch {
+	case !r.started:
+		r.started = true
+		if err := r.write(&wire.SubscribeStart{Group: seq}); err != nil {
+			return err
+		}
+	case seq > r.next:
+		if err := r.write(&wire.SubscribeDrop{Start: r.next, End: seq - 1}); err != nil {
+			return err
+		}
+	}
+	r.next = max(r.next, seq+1)
+	return nil
+}
+
+// end is called when the track finished: no group at or after r.next
+// comes (0 if none was served).
+func (r *subscribeRange) end() error {
+	if r == nil {
+		return nil
+	}
+	return r.write(&wire.SubscribeEnd{Group: r.next})
 }

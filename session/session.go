@@ -45,6 +45,11 @@ type Session struct {
 	wg      sync.WaitGroup
 	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
 	closing bool
+	// uniAccepting: the accept loop for the peer's group streams runs. It
+	// starts with our first subscription (acceptGroups): until then the
+	// peer has no reason to open one, and an idle session parks no
+	// goroutine for them.
+	uniAccepting atomic.Bool
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
@@ -52,6 +57,8 @@ type Session struct {
 	probes    atomic.Int64 // peer probe streams held open
 	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
 	sorted    signal       // a stream left unsorted (its header was read, or it was dropped)
+	peerSetup peerSetup    // the peer's lite-05 SETUP
+	dgOnce    sync.Once    // starts the datagram reader (lite-05, first subscription)
 	// back-pressured groups on goroutines waiting for their turn to be
 	// read; the accept loop takes no stream while there are any
 	turnWaiters atomic.Int64
@@ -65,6 +72,9 @@ type Session struct {
 	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
 	announced      int                            // paths the peer has active, or refused as loops
 	announcedBytes int                            // their total length
+
+	// obs counts subscriptions and reports to the metrics (stats.go).
+	obs observer
 }
 
 type trackKey struct{ path, track string }
@@ -78,7 +88,7 @@ type trackKey struct{ path, track string }
 func New(conn transport.Conn, cfg Config) (*Session, error) {
 	v, ok := wire.VersionForALPN(conn.Protocol())
 	setup := wire.NeedsSetup(conn.Protocol())
-	if !setup && (!ok || (v != wire.Lite03 && v != wire.Lite04)) {
+	if !setup && (!ok || v < wire.Lite03) { // lite-01/02 have no ALPN of their own
 		_ = conn.CloseWithError(uint32(broadcast.CodeVersion), "unsupported protocol "+conn.Protocol())
 		return nil, fmt.Errorf("%w: %q", ErrVersion, conn.Protocol())
 	}
@@ -95,6 +105,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		subs:    map[uint64]*subscription{},
 		shared:  map[trackKey]*subscription{},
 		remotes: map[string]*broadcast.Producer{},
+		obs:     observer{metrics: cfg.Metrics},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -122,6 +133,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	s.wg.Add(1)
 	context.AfterFunc(s.ctx, func() {
 		defer s.wg.Done()
+		s.obs.ended()
 		s.remote.Close()
 		s.endRemotes()
 	})
@@ -137,8 +149,11 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 // start runs the session once its version is known.
 func (s *Session) start(interest []string) {
 	close(s.ready)
+	s.obs.started(s)
+	if s.version.HasSetupStream() {
+		s.spawn(s.sendSetup)
+	}
 	s.spawn(s.acceptStreams)
-	s.spawn(s.acceptUniStreams)
 	for _, p := range interest {
 		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
 	}
@@ -312,7 +327,8 @@ func putReader(br *bufio.Reader)       { put(&controlReaders, br) }
 // the stream ended (FIN) behind what is buffered.
 type groupReader struct {
 	*bufio.Reader
-	hdr wire.Group // the stream's GROUP header, decoded by recvGroup
+	hdr    wire.Group  // the stream's GROUP header, decoded by recvGroup
+	stamps frameStamps // its frames' timestamps (lite-05)
 	// hdrTimer is the deadline for the header of a stream read on a
 	// goroutine of its own (zero for one that arrived whole).
 	hdrTimer headerTimer
@@ -493,6 +509,14 @@ func (s *Session) handleStream(st transport.Stream) {
 		s.serveProbe(st, r)
 	case wire.StreamGoaway:
 		s.handleGoaway(st, r, hdr)
+	case wire.StreamTrack:
+		s.serveTrack(st, r, hdr)
+	case wire.StreamFetch:
+		if !s.version.HasFrameTimestamps() { // lite-03/04 publishers serve no FETCH
+			reset(st, broadcast.CodeUnsupported)
+			return
+		}
+		s.serveFetch(st, r, hdr)
 	default: // fetch, and anything allowed by the codec but not served here
 		s.log.Debug("refusing stream", "type", typ)
 		reset(st, broadcast.CodeUnsupported)
@@ -537,11 +561,22 @@ func (h headerTimer) stop() {
 	}
 }
 
-// acceptUniStreams hands each of the peer's group streams to a reader: a
-// stream that has fully arrived (a small group, sent in one go) is read
-// right here, any other on a goroutine of its own, so that a group still
-// arriving never holds up the next. The latter get a header deadline.
+// acceptGroups starts the accept loop for the peer's group streams, once;
+// our subscriptions call it before they send SUBSCRIBE, so no group stream
+// of theirs can arrive before it runs. Until then group streams the peer
+// opens unasked wait unread in the transport, bounded by its stream credit
+// and flow-control windows (rawquic: 1000 streams, the connection's
+// receive window); the loop then refuses those that match no subscription.
+func (s *Session) acceptGroups() {
+	if !s.uniAccepting.Load() && s.uniAccepting.CompareAndSwap(false, true) {
+		s.spawn(s.acceptUniStreams)
+	}
+}
+
+// acceptUniStreams hands each of the peer's group streams to a reader (see
+// takeGroupStreams).
 func (s *Session) acceptUniStreams() {
+	var batch arrivedBatch
 	for {
 		for s.turnWaiters.Load() > 0 { // back-pressure holds the publisher here
 			free := s.turnFree.wait()
@@ -558,14 +593,7 @@ func (s *Session) acceptUniStreams() {
 		if err != nil {
 			return
 		}
-		s.unsorted.Add(1) // until recvGroup knows its subscription
-		gr := getGroupReader(rs)
-		if gr.arrived() {
-			s.recvGroup(rs, gr, true)
-			continue
-		}
-		gr.hdrTimer = s.awaitHeader(func() { rs.CancelRead(uint32(broadcast.CodeTimeout)) })
-		s.spawn(func() { s.recvGroup(rs, gr, false) })
+		s.takeGroupStreams(rs, &batch)
 	}
 }
 

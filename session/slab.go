@@ -4,6 +4,7 @@
 package session
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"slices"
@@ -39,6 +40,103 @@ func (m *slab) take(n int) []byte {
 	p := m.free[:n:n]
 	m.free = m.free[n:]
 	return p
+}
+
+// chunks reads a group stream straight into payload memory: into a chunk,
+// of which each frame that lies complete is a slice, so a frame's bytes are
+// copied once, from the transport, instead of through a read buffer (the
+// one copy a moqp2p subscriber had beyond a bare quic-go reader). Chunks
+// double from chunkMin up to slabMax (a frame that does not fit what is
+// left of one is moved to the next, with what else is pending); frames of
+// slabMax or more get memory of their own (readPayload). A chunk lives
+// while any frame carved from it is referenced: beyond its frames it holds
+// their size prefixes, the start of a frame that moved on, and, in a
+// group's last chunk, what the stream did not fill, at most what the
+// group's earlier chunks hold and under slabMax. Pending bytes (a frame
+// still arriving) are not charged to the receive budget, as a read buffer's
+// are not.
+type chunks struct {
+	src    io.Reader
+	buf    []byte // the chunk: buf[lo:hi] read and not taken yet
+	lo, hi int
+	next   int   // size of the next chunk
+	err    error // the stream's error, once the data before it is taken
+}
+
+// chunkMin is the size of a group's first chunk, unless what was read with
+// its header is more.
+const chunkMin = 2 << 10
+
+// start takes what r holds (read with the stream's header) into the first
+// chunk.
+func (c *chunks) start(r *bufio.Reader) {
+	buffered, _ := r.Peek(r.Buffered())
+	size := max(len(buffered), chunkMin)
+	c.buf, c.lo = make([]byte, size), 0
+	c.hi = copy(c.buf, buffered)
+	_, _ = r.Discard(len(buffered))
+	c.next = min(2*size, slabMax)
+}
+
+// frames appends to dst the frames that lie complete in the chunk (at most
+// cap(dst)), each a slice of it capped at its end, and returns them with
+// their total size, and their timestamps to ts (lite-05). It stops at a
+// frame that is not all here or is over maxSize.
+func (c *chunks) frames(dst [][]byte, maxSize int, ts *frameStamps) ([][]byte, uint64) {
+	var total uint64
+	ts.batch = ts.batch[:0]
+	for len(dst) < cap(dst) {
+		stamp, size, n, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
+		if err != nil || size > uint64(maxSize) || size > uint64(c.hi-c.lo-n) {
+			break
+		}
+		if ts.on {
+			ts.add(stamp)
+		}
+		start := c.lo + n
+		end := start + int(size)
+		dst = append(dst, c.buf[start:end:end])
+		c.lo = end
+		total += size
+	}
+	return dst, total
+}
+
+// read reads more of the stream into the chunk, first moving what is
+// pending to a new chunk if the next need bytes do not fit this one.
+func (c *chunks) read(need int) error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.buf)-c.lo < need {
+		size := max(c.next, need)
+		buf := make([]byte, size)
+		c.hi = copy(buf, c.buf[c.lo:c.hi])
+		c.buf, c.lo = buf, 0
+		c.next = min(2*size, slabMax)
+	}
+	n, err := c.src.Read(c.buf[c.hi:])
+	c.hi += n
+	if err != nil {
+		if n == 0 {
+			return err
+		}
+		c.err = err // after the data that came with it
+	}
+	return nil
+}
+
+// Read reads what is pending, then from the stream: a large frame's bytes.
+func (c *chunks) Read(p []byte) (int, error) {
+	if c.lo < c.hi {
+		n := copy(p, c.buf[c.lo:c.hi])
+		c.lo += n
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.src.Read(p)
 }
 
 // exactAlloc is the largest frame whose declared size is allocated up front.

@@ -1,20 +1,38 @@
 package session
 
-import "sync/atomic"
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+)
 
 // Stats counts a session's media: payload bytes and frames of the groups it
 // sent and received (transport overhead excluded; see transport.StatsConn
 // for that).
 type Stats struct {
-	GroupsSent, GroupsReceived uint64
-	FramesSent, FramesReceived uint64
-	BytesSent, BytesReceived   uint64
+	GroupsSent     uint64 `json:"groups_sent"`
+	GroupsReceived uint64 `json:"groups_received"`
+	FramesSent     uint64 `json:"frames_sent"`
+	FramesReceived uint64 `json:"frames_received"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	// DatagramsSent and DatagramsReceived count the groups among the above
+	// that travelled as datagrams (moq-lite-05).
+	DatagramsSent     uint64 `json:"datagrams_sent"`
+	DatagramsReceived uint64 `json:"datagrams_received"`
 }
 
 type counters struct {
-	groupsSent, groupsReceived atomic.Uint64
-	framesSent, framesReceived atomic.Uint64
-	bytesSent, bytesReceived   atomic.Uint64
+	groupsSent, groupsReceived       atomic.Uint64
+	framesSent, framesReceived       atomic.Uint64
+	bytesSent, bytesReceived         atomic.Uint64
+	datagramsSent, datagramsReceived atomic.Uint64
 }
 
 // Stats returns the session's counters so far.
@@ -24,5 +42,305 @@ func (s *Session) Stats() Stats {
 		GroupsSent: c.groupsSent.Load(), GroupsReceived: c.groupsReceived.Load(),
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
+		DatagramsSent: c.datagramsSent.Load(), DatagramsReceived: c.datagramsReceived.Load(),
 	}
+}
+
+// SubscriptionStats count one live subscription's media: one of ours
+// (Served false: groups the peer sent us) or one of the peer's that we
+// serve (Served true: groups we send).
+type SubscriptionStats struct {
+	ID        uint64 `json:"id"` // the subscription's ID on the wire
+	Broadcast string `json:"broadcast"`
+	Track     string `json:"track"`
+	Served    bool   `json:"served"`
+	// Groups counts groups delivered whole: sent and closed (served), or
+	// received to their end (ours). Frames and Bytes count payload as it
+	// went out or came in, including that of groups reset midway.
+	Groups uint64 `json:"groups"`
+	Frames uint64 `json:"frames"`
+	Bytes  uint64 `json:"bytes"`
+	// Resets counts group streams that ended early, by moq-lite code: for
+	// a served subscription those we reset (Old: older than the
+	// subscriber's max latency; Cancel: the subscription ended with groups
+	// in flight; other codes: the track's own), for ours those the
+	// publisher reset and those we refused (Old or CacheFull: the track had
+	// moved past the group; BoundsExceeded: the receive budget).
+	Resets map[broadcast.Code]uint64 `json:"resets,omitempty"`
+	// Skipped counts sequence numbers between the first and the latest
+	// group that never started: for a served subscription, groups the
+	// track's cache evicted before they could be sent (or the publisher
+	// never made); for ours, groups the publisher never sent.
+	Skipped uint64 `json:"skipped"`
+	// Latest is the highest group sequence seen (valid when HasLatest).
+	Latest    uint64 `json:"latest"`
+	HasLatest bool   `json:"has_latest"`
+	// Behind is how far the latest group's sending started behind live
+	// (served only): its age, from the publisher's making it to its send
+	// starting. It grows when the subscriber or the link is slower than
+	// the media. Frames carry no timestamp, so a subscriber cannot measure
+	// its distance from live; it is 0 there.
+	Behind time.Duration `json:"behind_ns"`
+}
+
+// resetBuckets are the codes counted one by one; larger codes (the
+// application's) share the last bucket, reported as CodeApp.
+const resetBuckets = int(broadcast.CodeApp) + 1
+
+// subStats are one subscription's live counters. Their methods run on the
+// media path and allocate nothing.
+type subStats struct {
+	id            uint64
+	path, track   string
+	served        bool
+	dir           Direction
+	tr            SessionTracer // nil: no metrics
+	groups        atomic.Uint64
+	frames, bytes atomic.Uint64
+	started       atomic.Uint64 // groups that started (streams that named it, groups handed to the sender)
+	first, latest atomic.Uint64 // sequence + 1; 0: none yet
+	behind        atomic.Int64
+	resets        [resetBuckets]atomic.Uint64
+}
+
+// groupStarted notes that group seq started (created at created, zero if
+// unknown).
+func (st *subStats) groupStarted(seq uint64, created time.Time) {
+	if st == nil {
+		return
+	}
+	st.started.Add(1)
+	for {
+		f := st.first.Load()
+		if f != 0 && f <= seq+1 || st.first.CompareAndSwap(f, seq+1) {
+			break
+		}
+	}
+	for {
+		l := st.latest.Load()
+		if l >= seq+1 {
+			break
+		}
+		if st.latest.CompareAndSwap(l, seq+1) {
+			if !created.IsZero() {
+				st.behind.Store(int64(time.Since(created)))
+			}
+			break
+		}
+	}
+}
+
+// media counts frames and their payload bytes.
+func (st *subStats) media(frames, bytes uint64) {
+	if st == nil || frames == 0 {
+		return
+	}
+	st.frames.Add(frames)
+	st.bytes.Add(bytes)
+	if st.tr != nil {
+		st.tr.Frames(st.dir, frames, bytes)
+	}
+}
+
+// groupDone counts a group delivered whole.
+func (st *subStats) groupDone() {
+	if st == nil {
+		return
+	}
+	st.groups.Add(1)
+	if st.tr != nil {
+		st.tr.Group(st.dir)
+	}
+}
+
+// reset counts a group stream ended early with code.
+func (st *subStats) reset(code broadcast.Code) {
+	if st == nil {
+		return
+	}
+	st.resets[min(int(code), resetBuckets-1)].Add(1)
+	if st.tr != nil {
+		st.tr.GroupReset(st.dir, code)
+	}
+}
+
+func (st *subStats) snapshot() SubscriptionStats {
+	out := SubscriptionStats{
+		ID: st.id, Broadcast: st.path, Track: st.track, Served: st.served,
+		Groups: st.groups.Load(), Frames: st.frames.Load(), Bytes: st.bytes.Load(),
+		Behind: time.Duration(st.behind.Load()),
+	}
+	if l := st.latest.Load(); l > 0 {
+		out.Latest, out.HasLatest = l-1, true
+		if span, started := l-st.first.Load()+1, st.started.Load(); span > started {
+			out.Skipped = span - started
+		}
+	}
+	for code := range st.resets {
+		if n := st.resets[code].Load(); n > 0 {
+			if out.Resets == nil {
+				out.Resets = map[broadcast.Code]uint64{}
+			}
+			out.Resets[broadcast.Code(code)] = n
+		}
+	}
+	return out
+}
+
+// Subscriptions returns the counters of the session's live subscriptions,
+// ours and those we serve, ordered by direction and ID.
+func (s *Session) Subscriptions() []SubscriptionStats {
+	return s.obs.subscriptions()
+}
+
+// Direction says which way media flows, for metrics.
+type Direction uint8
+
+// Directions of media.
+const (
+	Received Direction = iota // groups of our subscriptions
+	Sent                      // groups of the peer's subscriptions we serve
+)
+
+// String is "received" or "sent".
+func (d Direction) String() string {
+	if d == Sent {
+		return "sent"
+	}
+	return "received"
+}
+
+// MetricsTracer is told about sessions as they start, for metrics; package
+// metrics implements it for Prometheus. Without one (the default) nothing
+// is traced, and the session's own counters (Stats, Subscriptions) still
+// count.
+type MetricsTracer interface {
+	// SessionStarted is called once a session's version is known; the
+	// SessionTracer it returns gets the session's events until Closed.
+	SessionStarted(info SessionInfo) SessionTracer
+}
+
+// SessionInfo describes a session that started, for a MetricsTracer.
+type SessionInfo struct {
+	Transport string // transport.Stats.Transport; "" if the connection has no Stats
+	Version   string // moq-lite version, e.g. "moq-lite-04"
+	Outbound  bool   // this side opened the connection (Config.Client)
+	// Link reads the connection's counters (nil without them).
+	Link func() transport.Stats
+}
+
+// SessionTracer receives one session's events. Frames and Group run on the
+// media path, once per batch of frames and once per group: they must not
+// block and should not allocate.
+type SessionTracer interface {
+	// Frames counts frames and payload bytes sent or received.
+	Frames(d Direction, frames, bytes uint64)
+	// Group counts a group sent or received whole.
+	Group(d Direction)
+	// GroupReset counts a group stream that ended early with code.
+	GroupReset(d Direction, code broadcast.Code)
+	// Subscription counts subscriptions starting (+1) and ending (-1).
+	Subscription(d Direction, delta int)
+	// Closed is called once when the session has ended.
+	Closed()
+}
+
+// observer is a session's bookkeeping for Subscriptions and its
+// MetricsTracer.
+type observer struct {
+	metrics MetricsTracer
+
+	mu     sync.Mutex
+	tr     SessionTracer // set once the session started, if metrics is set
+	closed bool
+	subs   map[*subStats]struct{}
+}
+
+// started hands the session to the MetricsTracer, unless it has ended.
+func (o *observer) started(s *Session) {
+	if o.metrics == nil {
+		return
+	}
+	info := SessionInfo{Version: s.version.String(), Outbound: s.client}
+	if sc, ok := s.conn.(transport.StatsConn); ok {
+		info.Link = sc.Stats
+		info.Transport = sc.Stats().Transport
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		o.tr = o.metrics.SessionStarted(info)
+	}
+}
+
+// ended tells the tracer the session is over.
+func (o *observer) ended() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	o.closed = true
+	if o.tr != nil {
+		o.tr.Closed()
+	}
+}
+
+// track starts counting a subscription; untrack it when it ends.
+func (o *observer) track(served bool, id uint64, path, track string) *subStats {
+	// Copies: a peer's path may be cut from a message padded up to
+	// MaxMessageSize, which must not live as long as the subscription.
+	st := &subStats{id: id, path: strings.Clone(path), track: strings.Clone(track), served: served}
+	if served {
+		st.dir = Sent
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.subs == nil {
+		o.subs = map[*subStats]struct{}{}
+	}
+	o.subs[st] = struct{}{}
+	if o.tr != nil && !o.closed {
+		st.tr = o.tr
+		o.tr.Subscription(st.dir, 1)
+	}
+	return st
+}
+
+func (o *observer) untrack(st *subStats) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.subs[st]; !ok {
+		return
+	}
+	delete(o.subs, st)
+	if st.tr != nil {
+		st.tr.Subscription(st.dir, -1)
+	}
+}
+
+func (o *observer) subscriptions() []SubscriptionStats {
+	o.mu.Lock()
+	list := make([]*subStats, 0, len(o.subs))
+	for st := range o.subs {
+		list = append(list, st)
+	}
+	o.mu.Unlock()
+	out := make([]SubscriptionStats, len(list))
+	for i, st := range list {
+		out[i] = st.snapshot()
+	}
+	slices.SortFunc(out, func(a, b SubscriptionStats) int {
+		if a.Served != b.Served {
+			if a.Served {
+				return 1
+			}
+			return -1
+		}
+		if c := strings.Compare(a.Broadcast, b.Broadcast); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out
 }

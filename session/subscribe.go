@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -24,6 +25,10 @@ type subscription struct {
 	track  *broadcast.TrackProducer
 	opts   SubscribeOptions
 	shared bool
+	stats  *subStats // its counters (stats.go)
+	// wireScale is the timescale of the publisher's TRACK_INFO (lite-05;
+	// 0 before it, and on other versions): frames arrive in it.
+	wireScale atomic.Uint64
 
 	ready  chan struct{} // closed once SUBSCRIBE_OK arrived or the subscription failed
 	err    error         // why it failed; read after ready is closed
@@ -34,8 +39,12 @@ type subscription struct {
 	room chan struct{}
 
 	mu        sync.Mutex
-	receiving int       // group streams being read
-	lastGroup time.Time // when a group stream last arrived
+	receiving int // group streams being read
+	// lastGroup is when a group stream last arrived or ended, noted only
+	// once the publisher's FIN is in (finAt set): finishAfterGroups needs
+	// no earlier time, and a clock read per group is not free.
+	lastGroup time.Time
+	finAt     time.Time // when finishAfterGroups started
 	idle      chan struct{}
 	ahead     int           // groups read ahead, waiting for room (Backpressure)
 	turn      chan struct{} // closed when ahead goes down, if someone waits
@@ -176,6 +185,7 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		ready:  make(chan struct{}),
 		room:   make(chan struct{}, 1),
 	}
+	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
 	sub.ctx = ctx
@@ -192,6 +202,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	var once sync.Once
 	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
 	forget := func() {
+		s.obs.untrack(sub.stats)
 		s.mu.Lock()
 		delete(s.subs, sub.id)
 		if key := (trackKey{sub.path, sub.track.Info().Name}); sub.shared && s.shared[key] == sub {
@@ -214,6 +225,19 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		end(remoteErr(context.Cause(ctx)))
 		return
 	}
+	if s.version.HasFrameTimestamps() {
+		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO is the peer's yes
+		// (moq-dev's subscribers ask for it first too).
+		info, err := s.trackInfo(ctx, sub.path, sub.track.Info().Name)
+		if err != nil {
+			end(err)
+			return
+		}
+		sub.wireScale.Store(info.Timescale)
+		s.dgOnce.Do(s.startDatagrams)
+		settle(nil)
+	}
+	s.acceptGroups() // before SUBSCRIBE: its groups must find the loop running
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))
@@ -271,12 +295,13 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 }
 
 // readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
-// the subscription), then anything else until the stream ends. It returns
+// the subscription; lite-05 has none), then anything else until the stream
+// ends. It returns
 // io.EOF for a clean finish; failures are settled by the caller.
 func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 	r := getReader(st)
 	defer putReader(r)
-	first := true
+	first := !s.version.HasSubscribeRange() // lite-05 was settled by TRACK_INFO
 	for {
 		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
 		if err != nil {
@@ -299,6 +324,10 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
+		case *wire.SubscribeStart:
+			s.log.Debug("subscription starts", "group", m.Group)
+		case *wire.SubscribeEnd: // the FIN that follows ends the track
+			s.log.Debug("subscription ends", "before", m.Group)
 		}
 	}
 }
@@ -310,7 +339,10 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 // read, no accepted group stream is still unsorted, and none has arrived for
 // FinishGrace.
 func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
-	finAt := time.Now()
+	sub.mu.Lock()
+	sub.finAt = time.Now() // from here on groups note their times
+	finAt := sub.finAt
+	sub.mu.Unlock()
 	for {
 		sub.mu.Lock()
 		last := finAt

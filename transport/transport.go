@@ -49,6 +49,43 @@ type Conn interface {
 	RemoteAddr() net.Addr
 }
 
+// DatagramConn is a Conn that also carries unreliable datagrams (QUIC
+// DATAGRAM frames, RFC 9221): raw QUIC and WebTransport connections
+// implement it; WebSocket and libp2p streams do not.
+type DatagramConn interface {
+	Conn
+	// DatagramsSupported reports whether the peer accepts datagrams.
+	DatagramsSupported() bool
+	// SendDatagram queues p for sending. Delivery is not guaranteed; it
+	// fails if datagrams are not supported or p is over the path's limit.
+	SendDatagram(p []byte) error
+	// ReceiveDatagram waits for the peer's next datagram, until ctx or the
+	// connection ends.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
+}
+
+// Unwrapper is a Conn that wraps another (to add an identity, say).
+// Optional interfaces such as DatagramConn are looked up through it.
+type Unwrapper interface {
+	Unwrap() Conn
+}
+
+// AsDatagramConn returns c, or a connection c wraps (Unwrapper, a few
+// levels deep at most), as a DatagramConn.
+func AsDatagramConn(c Conn) (DatagramConn, bool) {
+	for range 8 {
+		if dc, ok := c.(DatagramConn); ok {
+			return dc, true
+		}
+		u, ok := c.(Unwrapper)
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
+	return nil, false
+}
+
 // SendStream is the sending half of a stream.
 type SendStream interface {
 	io.Writer

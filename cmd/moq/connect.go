@@ -68,6 +68,12 @@ type nodeConfig struct {
 	relay *moq.RelayService
 	net   *netFlags
 	log   *slog.Logger
+	// moqOpts are extra options of the moq node (moq relay's forwarding).
+	moqOpts []moq.Option
+	// route, if set, admits and scopes the sessions of the web listeners
+	// (default: everything); handler serves their plain HTTP requests.
+	route   func(*http.Request) (string, error)
+	handler http.Handler
 }
 
 // interestFor is the announce prefix to ask a peer for so as to learn of
@@ -104,6 +110,7 @@ type node struct {
 	// never closed; sends never block (a full queue drops the notice, not
 	// the session).
 	incoming chan peerSession
+	observe  *observeServer // --metrics (observe.go); nil without
 }
 
 // newNode opens the listeners and joins the DHT through the --bootstrap
@@ -122,6 +129,9 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		}
 	}()
 	if n.p2p, err = newP2P(ctx, cfg, n.offer); err != nil {
+		return n, err
+	}
+	if n.observe, err = startObserve(n); err != nil {
 		return n, err
 	}
 	var tc *tls.Config
@@ -155,7 +165,11 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 		PlainHTTP:   true,
 		CheckOrigin: n.cfg.net.checkOrigin(),
 		Route:       func(*http.Request) (string, error) { return "", nil },
+		Handler:     n.cfg.handler,
 		Logger:      n.log,
+	}
+	if n.cfg.route != nil {
+		srv.Route = n.cfg.route
 	}
 	var udp net.PacketConn
 	var tcp net.Listener
@@ -244,6 +258,9 @@ func (n *node) printListening(w io.Writer) {
 	}
 	for _, a := range n.listening {
 		fmt.Fprintf(w, "listening: %s\n", a)
+	}
+	if n.observe != nil {
+		fmt.Fprintf(w, "metrics: http://%s/metrics\n", n.observe.addr)
 	}
 }
 
@@ -354,7 +371,7 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (peerSession, error) {
 
 // open makes a connection this node dialed one of its sessions.
 func (n *node) open(ctx context.Context, c transport.Conn, e endpoint, via string) (peerSession, error) {
-	s, err := n.p2p.m.Open(ctx, c)
+	s, err := n.p2p.m.OpenWith(ctx, c, moq.OpenOptions{Cost: e.cost})
 	if err != nil {
 		return nil, err
 	}
@@ -422,6 +439,7 @@ func (n *node) waitSessionsDone(ctx context.Context, d time.Duration) {
 
 // close ends every session and listener, and waits for them.
 func (n *node) close() {
+	n.observe.close()
 	for _, srv := range n.servers {
 		_ = srv.Close()
 		<-n.serveErr

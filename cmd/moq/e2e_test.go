@@ -330,6 +330,11 @@ func TestNode(t *testing.T) {
 	n.stderr.await(t, n.name, "session: ", 5*time.Second)
 	n.interrupt(t)
 	n.mustSucceed(t, 10*time.Second)
+	var sum nodeSummary
+	jsonLine(t, "node", n.stdout.all(), &sum)
+	if sum.BytesSent != 0 || sum.BytesReceived != 0 {
+		t.Errorf("node summary %+v: it carried no media", sum)
+	}
 }
 
 func TestHelp(t *testing.T) {

@@ -44,6 +44,8 @@ type netFlags struct {
 	identity    string
 	verbose     bool
 	allowOrigin stringList
+	quiet       bool   // no live status line (observe.go)
+	metrics     string // --metrics ADDR: serve /metrics and /stats (observe.go)
 
 	// boot are the parsed --bootstrap peers (set by endpoints).
 	boot []endpoint
@@ -60,6 +62,7 @@ func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.identity, "identity", "", "libp2p private key `FILE` (created if missing) for a stable peer ID; default: a new one each run")
 	fs.Var(&f.allowOrigin, "allow-origin", "ws:// and https:// --listen: let web pages from `ORIGIN` (e.g. http://localhost:8080) connect,\nbesides same-origin ones; * lets any page you visit connect (repeatable)")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages to stderr")
+	f.registerObserve(fs)
 }
 
 // endpoints parses and checks the flags; maxConnect bounds --connect.

@@ -26,6 +26,8 @@ commands:
           DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
   chat    exchange lines with other peers
+  stats   print the sessions of a node started with --metrics ADDR
+  relay   forward broadcasts between sessions and other relays (like moq-relay)
   help    show this text, or a command's: moq help <command>
 
 Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
@@ -58,6 +60,11 @@ Examples, on one machine (the listener prints what the other side needs):
   moq pub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
   moq sub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
 
+Observability: on a terminal pub, sub and node draw a live status line on
+stderr (--quiet: none); --metrics ADDR serves Prometheus metrics on
+http://ADDR/metrics and the sessions on /stats (moq stats ADDR prints them);
+QLOGDIR=DIR makes every QUIC connection write a qlog file into DIR.
+
 Errors are one line on stderr and a non-zero exit status (2: bad usage).
 `
 
@@ -75,6 +82,8 @@ var commands = map[string]command{
 	"node":  runNode,
 	"clock": runClock,
 	"chat":  runChat,
+	"stats": runStats,
+	"relay": runRelay,
 }
 
 func main() {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/moqp2p/moqp2p/moq"
 )
@@ -35,6 +36,12 @@ the circuit address and, once a peer reaches them through it, punch a hole
 after 2 minutes or 128 KiB each way, enough to punch; --relay-unlimited
 lifts that, so media between peers that cannot punch (symmetric NATs)
 flows through this node for as long as they stream: bandwidth it pays for.
+
+On a terminal it keeps a status line on stderr (peers, subscribers, payload
+sent and received, RTT; --quiet: none). When interrupted it prints
+{"sessions":N,"frames_sent":…,"frames_received":…,"bytes_sent":…,
+"bytes_received":…} on stdout: the sessions live at the end, and the
+payload of every session it had.
 `
 
 // runNode is `moq node`.
@@ -79,18 +86,30 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 		fmt.Fprintf(std.stdout, "peer: %s\n", n.p2p.h.ID())
 	}
 	n.printListening(std.stdout)
+	t := newTally(n)
+	prog := startProgress(std.stderr, nf.quiet, "node", func(uint64) status {
+		lt := t.read(ctx, true)
+		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
+	})
+	defer prog.close()
 	for _, e := range connects {
 		s, err := n.connect(ctx, e)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(std.stderr, "session: %s (dialed)\n", s.Peer())
+		prog.printf("session: %s (dialed)\n", s.Peer())
 	}
 	for {
 		select {
 		case s := <-n.incoming:
-			fmt.Fprintf(std.stderr, "session: %s\n", s.Peer())
+			prog.printf("session: %s\n", s.Peer())
 		case <-ctx.Done():
+			prog.close() // the tally is the drawing goroutine's until then
+			qctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			lt := t.read(qctx, true)
+			printSummary(std.stdout, nodeSummary{Sessions: lt.peers, FramesSent: lt.framesSent, FramesReceived: lt.framesRcv,
+				BytesSent: lt.bytesSent, BytesReceived: lt.bytesRecv})
 			return nil
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
@@ -37,7 +38,8 @@ type p2pNode struct {
 	d      *dht.IpfsDHT // nil without a DHT
 	log    *slog.Logger
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the incoming-session loop has ended
+	done   chan struct{}        // closed when the incoming-session loop has ended
+	reg    *prometheus.Registry // with --metrics, else nil (observe.go)
 }
 
 // newP2P builds the libp2p host. p2pquic shares the host's QUIC sockets and
@@ -99,6 +101,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if cfg.interest != nil {
 		mopts = append(mopts, moq.WithInterest(cfg.interest...))
 	}
+	mopts = append(mopts, cfg.moqOpts...)
 	if plan.quic {
 		mopts = append(mopts, moq.WithQUIC(tr))
 	}
@@ -120,6 +123,11 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if cfg.net.mdns {
 		mopts = append(mopts, moq.WithMDNS(""))
 	}
+	var reg *prometheus.Registry
+	if cfg.net.metrics != "" {
+		reg = newRegistry()
+		mopts = append(mopts, moq.WithMetrics(reg))
+	}
 	m, err := moq.New(h, mopts...)
 	if err != nil {
 		if d != nil {
@@ -128,7 +136,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		_ = h.Close()
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
-	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{})}
+	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
 	var lctx context.Context
 	lctx, p.cancel = context.WithCancel(ctx)
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
@@ -363,8 +371,8 @@ func (p *p2pSession) Err() error            { return p.s.Err() }
 func (p *p2pSession) Close(reason string)   { _ = p.s.Close(broadcast.CodeCancel, reason) }
 func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 
-// Via tells the two libp2p paths apart: only raw QUIC connections (p2pquic)
-// count link bytes; sessions over libp2p streams (relayed, TCP) do not.
+// Via tells the transports apart, the two libp2p paths by the name their
+// counters carry.
 func (p *p2pSession) Via() string {
 	switch {
 	case p.via != "":
@@ -373,7 +381,7 @@ func (p *p2pSession) Via() string {
 		return "WebSocket"
 	case p.s.RemotePeer() == "":
 		return "raw QUIC or WebTransport"
-	case p.s.Stats().Link.BytesSent > 0:
+	case p.s.Stats().Link.Transport == "p2pquic":
 		return "raw QUIC (p2pquic)"
 	}
 	return "libp2p streams (p2pstream)"

@@ -16,27 +16,46 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// progress draws one self-overwriting status line on a terminal: frames so
-// far, the payload rate over the last interval, and the session's smoothed
-// round-trip time when known. There is no end-to-end media latency: frames
-// carry no send timestamp, and the network RTT is what can be measured
-// honestly.
+// status is what the live line shows besides the command's own frame and
+// byte counts (progress.add).
+type status struct {
+	groups, skipped uint64
+	rtt             time.Duration // 0: unknown
+	peers           int
+	subscribers     int    // subscriptions served; -1: not shown
+	sent, received  uint64 // payload bytes, for moq node's line
+}
+
+// liveEvery is how often the live line is redrawn.
+const liveEvery = 250 * time.Millisecond
+
+// progress draws one self-overwriting status line on a terminal, a few
+// times a second: frames and bytes so far and their rate over the last
+// interval, groups, groups skipped (never started, or reset), the
+// sessions' RTT (the largest), peers and subscribers. There is no
+// end-to-end media latency: frames carry no send timestamp, and the
+// network RTT is what can be measured honestly. Off a terminal, or with
+// --quiet, it draws nothing and only counts.
 type progress struct {
 	w      io.Writer
-	verb   string // "sent" or "received"
-	rtt    func() time.Duration
+	verb   string // "sent", "received", or "node" (a node's line: bytes both ways)
+	status func(frames uint64) status
 	frames atomic.Uint64
 	bytes  atomic.Uint64
+
+	mu    sync.Mutex // the line against printf
+	drawn bool
 
 	stop chan struct{}
 	done sync.WaitGroup
 }
 
-// startProgress starts drawing on w if it is a terminal; otherwise the
-// returned progress only counts.
-func startProgress(w io.Writer, verb string, rtt func() time.Duration) *progress {
-	p := &progress{w: w, verb: verb, rtt: rtt, stop: make(chan struct{})}
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
+// startProgress starts drawing on w if it is a terminal and quiet is
+// false; status, if not nil, is read on the drawing goroutine and given
+// the frames counted so far.
+func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) status) *progress {
+	p := &progress{w: w, verb: verb, status: st, stop: make(chan struct{})}
+	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.done.Go(p.run)
 	}
 	return p
@@ -48,31 +67,72 @@ func (p *progress) add(n int) {
 	p.bytes.Add(uint64(n))
 }
 
+// printf prints a line of its own, above the status line.
+func (p *progress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false // redrawn at the next tick
+	}
+	fmt.Fprintf(p.w, format, args...)
+}
+
 func (p *progress) run() {
-	const every = 250 * time.Millisecond
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(liveEvery)
 	defer tick.Stop()
-	start, last, lastFrames, lastBytes := time.Now(), time.Now(), uint64(0), uint64(0)
+	start, last := time.Now(), time.Now()
+	var lastFrames, lastBytes, lastSent, lastRecv uint64
 	for {
 		select {
 		case <-p.stop:
-			fmt.Fprint(p.w, "\r\033[K") // leave the line clean for what follows
+			p.mu.Lock()
+			if p.drawn {
+				fmt.Fprint(p.w, "\r\033[K") // leave the line clean for what follows
+			}
+			p.mu.Unlock()
 			return
 		case now := <-tick.C:
+			var st status
 			f, b := p.frames.Load(), p.bytes.Load()
-			secs := now.Sub(last).Seconds()
-			line := fmt.Sprintf("%s %d frames, %.1f MiB in %s: %.0f frames/s, %.2f MiB/s",
-				p.verb, f, float64(b)/(1<<20), now.Sub(start).Truncate(time.Second),
-				float64(f-lastFrames)/secs, float64(b-lastBytes)/secs/(1<<20))
-			last, lastFrames, lastBytes = now, f, b
-			if p.rtt != nil {
-				if rtt := p.rtt(); rtt > 0 {
-					line += fmt.Sprintf(", rtt %s", rtt.Round(10*time.Microsecond))
-				}
+			if p.status != nil {
+				st = p.status(f)
 			}
+			secs := now.Sub(last).Seconds()
+			rate := func(cur, prev uint64) float64 {
+				if cur < prev {
+					return 0
+				}
+				return float64(cur-prev) / secs / (1 << 20)
+			}
+			line := p.line(st, f, b, now.Sub(start), float64(f-lastFrames)/secs, rate(b, lastBytes), rate(st.sent, lastSent), rate(st.received, lastRecv))
+			last, lastFrames, lastBytes, lastSent, lastRecv = now, f, b, st.sent, st.received
+			p.mu.Lock()
 			fmt.Fprintf(p.w, "\r\033[K%s", line)
+			p.drawn = true
+			p.mu.Unlock()
 		}
 	}
+}
+
+// line renders the status line.
+func (p *progress) line(st status, frames, bytes uint64, elapsed time.Duration, fps, mibps, sentMiBps, recvMiBps float64) string {
+	var line string
+	if p.verb == "node" {
+		line = fmt.Sprintf("node: %d peers, %d subscribers, sent %.1f MiB (%.2f MiB/s), received %.1f MiB (%.2f MiB/s), up %s",
+			st.peers, max(st.subscribers, 0), float64(st.sent)/(1<<20), sentMiBps, float64(st.received)/(1<<20), recvMiBps,
+			elapsed.Truncate(time.Second))
+	} else {
+		line = fmt.Sprintf("%s %d frames, %d groups, %.1f MiB in %s: %.0f frames/s, %.2f MiB/s, %d skipped, %d peers",
+			p.verb, frames, st.groups, float64(bytes)/(1<<20), elapsed.Truncate(time.Second), fps, mibps, st.skipped, st.peers)
+		if st.subscribers >= 0 {
+			line += fmt.Sprintf(", %d subscribers", st.subscribers)
+		}
+	}
+	if st.rtt > 0 {
+		line += fmt.Sprintf(", rtt %s", st.rtt.Round(10*time.Microsecond))
+	}
+	return line
 }
 
 // close erases the status line (if drawn) and stops drawing.

@@ -147,13 +147,12 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 
-	rtt := func() time.Duration {
-		for _, s := range n.sessions(ctx) {
-			return s.RTT()
-		}
-		return 0
-	}
-	prog := startProgress(std.stderr, "sent", rtt)
+	t := newTally(n)
+	prog := startProgress(std.stderr, nf.quiet, "sent", func(frames uint64) status {
+		lt := t.read(ctx, true)
+		return status{groups: (frames + uint64(*k) - 1) / uint64(*k), skipped: lt.skipped,
+			rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers}
+	})
 	if finite {
 		opts.room = func(ctx context.Context) error { return subs.waitRoom(ctx, tp, *linger) }
 	}

@@ -311,7 +311,7 @@ func TestReceiverInterruptWhileBlocked(t *testing.T) {
 	tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{})
 	tc := tp.Consume()
 	defer tc.Close()
-	r := &receiver{strict: true, log: quiet(), out: bufio.NewWriterSize(pw, 4096), prog: startProgress(io.Discard, "", nil)}
+	r := &receiver{strict: true, log: quiet(), out: bufio.NewWriterSize(pw, 4096), prog: startProgress(io.Discard, true, "", nil)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -94,7 +94,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	}
 	defer n.close()
 
-	s, tc, rtt, err := n.subscribe(ctx, std.stderr, src)
+	s, tc, _, err := n.subscribe(ctx, std.stderr, src)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,12 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	// whole: the stage waits for a late group instead of skipping it, and
 	// a lost one is an error. With --count it takes what comes, like a
 	// live subscriber.
-	r := &receiver{count: *count, strict: w != nil && *count == 0, log: log, prog: startProgress(std.stderr, "received", rtt)}
+	t := newTally(n)
+	live := func(uint64) status {
+		lt := t.read(ctx, false)
+		return status{groups: lt.groups, skipped: lt.skipped, rtt: lt.rtt, peers: lt.peers, subscribers: -1}
+	}
+	r := &receiver{count: *count, strict: w != nil && *count == 0, log: log, prog: startProgress(std.stderr, nf.quiet, "received", live)}
 	if w != nil {
 		r.out = bufio.NewWriterSize(w, 64<<10)
 	}

@@ -32,3 +32,13 @@ func printSummary(w io.Writer, s any) {
 	line, _ := json.Marshal(s) // structs of numbers and strings cannot fail
 	fmt.Fprintf(w, "%s\n", line)
 }
+
+// nodeSummary is node's last line: its sessions live at the end and the
+// payload all its sessions carried.
+type nodeSummary struct {
+	Sessions       int    `json:"sessions"`
+	FramesSent     uint64 `json:"frames_sent"`
+	FramesReceived uint64 `json:"frames_received"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	BytesReceived  uint64 `json:"bytes_received"`
+}

@@ -35,6 +35,8 @@ type endpoint struct {
 	maddr ma.Multiaddr
 	// peer is the /p2p/ part of a --connect multiaddr.
 	peer peer.ID
+	// cost is the link's route cost for moq relay (0: the default).
+	cost int
 }
 
 func (e endpoint) String() string { return e.raw }

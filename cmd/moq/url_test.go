@@ -157,3 +157,22 @@ func TestBootstrapFlag(t *testing.T) {
 		t.Errorf("without discovery, reachable(nil) = %v; want nothing", got)
 	}
 }
+
+func TestStatsURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:9464":                "http://127.0.0.1:9464/stats",
+		"http://127.0.0.1:9464/metrics": "http://127.0.0.1:9464/stats",
+		"http://[::1]:9464/":            "http://[::1]:9464/stats",
+		"/ip4/127.0.0.1/tcp/9464":       "http://127.0.0.1:9464/stats",
+		"/ip6/::1/tcp/9464":             "http://[::1]:9464/stats",
+	} {
+		if got, err := statsURL(in); err != nil || got != want {
+			t.Errorf("statsURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"/ip4/127.0.0.1/udp/9464/quic-v1", "/nonsense"} {
+		if got, err := statsURL(bad); err == nil {
+			t.Errorf("statsURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}

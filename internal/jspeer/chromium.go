@@ -299,6 +299,10 @@ func RunPage(ctx context.Context, pageURL string, o ChromiumOptions) ([]byte, er
 type BrowserOptions struct {
 	Scenario
 
+	// Lib is the library the page runs: LibLite (@moq/lite 0.2.2, the
+	// default) or LibNet (@moq/net 0.3.4, served from interop/jsnet).
+	Lib Lib
+
 	// URL is the moq server: https://127.0.0.1:UDPPORT/path for
 	// WebTransport (an http:// URL makes @moq/lite fetch
 	// /certificate.sha256 first, the moq-relay convention), or
@@ -337,6 +341,9 @@ func (o BrowserOptions) pageQuery() url.Values {
 	if o.WebSocket {
 		q.Set("transport", "websocket")
 	}
+	if o.Lib != LibLite {
+		q.Set("lib", string(o.Lib))
+	}
 	for _, p := range o.params() {
 		q.Set(p[0], p[1])
 	}
@@ -359,8 +366,10 @@ type pageResult struct {
 // node_modules files its import map names) with JavaScript MIME types, for
 // mounting under a prefix with http.StripPrefix. Chromium uses it under
 // /jspeer/.
-func Handler() http.Handler {
-	dir := Dir()
+func Handler() http.Handler { return dirHandler(Dir()) }
+
+// dirHandler serves dir as Handler describes.
+func dirHandler(dir string) http.Handler {
 	files := http.FileServer(http.Dir(dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch path.Ext(r.URL.Path) {
@@ -396,7 +405,7 @@ func Handler() http.Handler {
 //	})
 //	// the Go side subscribes to js/data, verifies pattern.Expect(10, 100, 1024), then closes its session
 func Chromium(ctx context.Context, o BrowserOptions) (Result, error) {
-	if err := Ensure(ctx); err != nil {
+	if err := EnsureLib(ctx, o.Lib); err != nil {
 		return Result{}, err
 	}
 	if _, err := chromiumPath(o.Path); err != nil {
@@ -407,6 +416,9 @@ func Chromium(ctx context.Context, o BrowserOptions) (Result, error) {
 	results := NewResults()
 	mux := http.NewServeMux()
 	mux.Handle("/jspeer/", http.StripPrefix("/jspeer", Handler()))
+	// The @moq/net page (its import map onto its own node_modules) loads
+	// the shared modules from /jspeer/.
+	mux.Handle("/jsnet/", http.StripPrefix("/jsnet", dirHandler(NetDir())))
 	mux.Handle("/result", results)
 	s, err := serve(mux)
 	if err != nil {
@@ -415,7 +427,11 @@ func Chromium(ctx context.Context, o BrowserOptions) (Result, error) {
 	defer s.Close()
 	co := o.ChromiumOptions
 	co.Results = results
-	pageURL := s.URL + "/jspeer/browser.html?" + o.pageQuery().Encode()
+	page := "/jspeer/browser.html?"
+	if o.Lib == LibNet {
+		page = "/jsnet/browser.html?"
+	}
+	pageURL := s.URL + page + o.pageQuery().Encode()
 	start := time.Now()
 	body, err := RunPage(ctx, pageURL, co)
 	if err != nil {

@@ -1,6 +1,7 @@
-// Package jspeer drives the independent JavaScript moq-lite peer
-// (@moq/lite 0.2.2, kept in interop/jspeer) from Go tests: under Node 20 over
-// WebSocket (RunNode, Start) and in headless Chromium over WebTransport
+// Package jspeer drives the independent JavaScript moq-lite peers
+// (@moq/lite 0.2.2, kept in interop/jspeer, and with Lib LibNet @moq/net
+// 0.3.4, moq-lite-05, kept in interop/jsnet) from Go tests: under Node 20
+// over WebSocket (RunNode, Start) and in headless Chromium over WebTransport
 // (Chromium), plus a generic "load a page in Chromium and wait for what it
 // POSTs" helper (RunPage, LaunchChromium, Results) for other browser pages.
 //
@@ -70,6 +71,38 @@ func Dir() string {
 	return filepath.Join("interop", "jspeer")
 }
 
+// Lib is the JavaScript library a peer runs.
+type Lib string
+
+// The libraries: the peer scripts live in interop/jspeer; @moq/net and its
+// scenario in interop/jsnet beside it.
+const (
+	LibLite Lib = ""    // @moq/lite 0.2.2 (lite-01..04)
+	LibNet  Lib = "net" // @moq/net 0.3.4 (prefers moq-lite-05)
+)
+
+// NetDir returns the @moq/net peer's directory, interop/jsnet, beside Dir().
+func NetDir() string { return filepath.Join(filepath.Dir(Dir()), "jsnet") }
+
+// dirs are the package directories a run of lib needs installed: the peer
+// scripts' (and ws) always.
+func (l Lib) dirs() []string {
+	if l == LibNet {
+		return []string{Dir(), NetDir()}
+	}
+	return []string{Dir()}
+}
+
+// EnsureLib is Ensure for every package directory lib needs.
+func EnsureLib(ctx context.Context, lib Lib) error {
+	for _, d := range lib.dirs() {
+		if err := ensureDir(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func isPeerDir(d string) bool {
 	_, err := os.Stat(filepath.Join(d, "peer.mjs"))
 	return err == nil
@@ -77,7 +110,7 @@ func isPeerDir(d string) bool {
 
 var (
 	ensureMu sync.Mutex
-	ensured  string // the lockfile hash installed by this process, once checked
+	ensured  = map[string]string{} // per directory, the lockfile hash installed by this process, once checked
 )
 
 // Ensure makes sure interop/jspeer/node_modules matches package-lock.json,
@@ -86,7 +119,9 @@ var (
 // this process or others (several test packages run in parallel), are
 // serialised with a lock file in the temporary directory. It fails with an
 // error wrapping ErrNoNode when node or npm is missing.
-func Ensure(ctx context.Context) error {
+func Ensure(ctx context.Context) error { return ensureDir(ctx, Dir()) }
+
+func ensureDir(ctx context.Context, dir string) error {
 	if _, err := nodePath(""); err != nil {
 		return err
 	}
@@ -94,7 +129,6 @@ func Ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: npm is not on PATH (install Node.js >= 20 with npm): %v", ErrNoNode, err)
 	}
-	dir := Dir()
 	h := sha256.New()
 	for _, f := range []string{"package-lock.json", "package.json", ".npmrc"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -107,7 +141,7 @@ func Ensure(ctx context.Context) error {
 
 	ensureMu.Lock()
 	defer ensureMu.Unlock()
-	if ensured == want && stampMatches(dir, want) {
+	if ensured[dir] == want && stampMatches(dir, want) {
 		return nil
 	}
 	unlock, err := lockFile(ctx, filepath.Join(os.TempDir(), "moqp2p-jspeer-"+shortHash(dir)+".lock"))
@@ -123,7 +157,7 @@ func Ensure(ctx context.Context) error {
 			return fmt.Errorf("jspeer: %w", err)
 		}
 	}
-	ensured = want
+	ensured[dir] = want
 	return nil
 }
 

@@ -70,6 +70,18 @@ type Scenario struct {
 	// Timeout bounds the whole JS run (default DefaultTimeout); the JS side
 	// then reports an error and exits non-zero.
 	Timeout time.Duration
+	// Timestamps (LibNet) makes a subscriber also require every frame's
+	// timestamp to be frame number × 33 ms, as a LibNet publisher stamps
+	// them (the "done" event reports the timestamps it saw either way).
+	Timestamps bool
+	// Fetch (LibNet) makes a subscriber, once its run is in, fetch group 0
+	// again (lite-05 FETCH) and check it ("fetched" event; "done" fails
+	// if it is not whole).
+	Fetch bool
+	// Datagrams (LibNet) makes the run Groups single-frame groups sent as
+	// datagrams (a publisher appends datagrams; a subscriber reads them,
+	// failing unless all arrive).
+	Datagrams bool
 }
 
 // Expect returns the summary a complete run of s produces (the "done"
@@ -136,6 +148,15 @@ func (s Scenario) params() [][2]string {
 	dur("linger", s.Linger)
 	dur("group-interval", s.GroupInterval)
 	num("repeat", s.Repeat)
+	if s.Timestamps {
+		add("timestamps", "")
+	}
+	if s.Fetch {
+		add("fetch", "")
+	}
+	if s.Datagrams {
+		add("datagrams", "")
+	}
 	add("timeout", strconv.FormatInt(s.timeout().Milliseconds(), 10)+"ms")
 	return p
 }
@@ -144,6 +165,9 @@ func (s Scenario) params() [][2]string {
 type Options struct {
 	Scenario
 
+	// Lib is the library the peer runs: LibLite (@moq/lite 0.2.2, the
+	// default) or LibNet (@moq/net 0.3.4).
+	Lib Lib
 	// URL is the server's address, http://127.0.0.1:PORT/path (ws:// works
 	// too); @moq/lite turns http into ws.
 	URL string
@@ -151,6 +175,10 @@ type Options struct {
 	// the library's default way (no app protocol: SETUP, which reaches
 	// lite-02), "moq-lite-03" or "moq-lite-04" use @moq/qmux directly and
 	// offer qmux-00.P and webtransport.P. A comma list offers several.
+	//
+	// With LibNet, "" lets @moq/net offer its own list (qmux-02, -01, -00
+	// with moq-lite-05, -04, -03, moql, then bare framings); otherwise
+	// Protocol lists the exact subprotocols to offer ("qmux-01.moq-lite-05").
 	Protocol string
 
 	// Tap writes a hex transcript of every WebSocket message to the peer's
@@ -170,6 +198,9 @@ type Options struct {
 // args renders the command line of peer.mjs.
 func (o Options) args() []string {
 	args := []string{filepath.Join(Dir(), "peer.mjs")}
+	if o.Lib != LibLite {
+		args = append(args, "--lib", string(o.Lib))
+	}
 	if o.URL != "" {
 		args = append(args, "--url", o.URL)
 	}
@@ -337,7 +368,7 @@ type Node struct {
 // whole life: when it ends, the peer (and anything it started) is killed; the
 // peer is also killed 15 s after its own Timeout. Call Wait to collect it.
 func Start(ctx context.Context, o Options) (*Node, error) {
-	if err := Ensure(ctx); err != nil {
+	if err := EnsureLib(ctx, o.Lib); err != nil {
 		return nil, err
 	}
 	node, err := nodePath(o.Node)

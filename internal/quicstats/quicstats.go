@@ -13,8 +13,17 @@ import (
 func Of(st quic.ConnectionStats) transport.Stats {
 	return transport.Stats{
 		RTT: st.SmoothedRTT, MinRTT: st.MinRTT,
+		LatestRTT: st.LatestRTT, RTTVar: st.MeanDeviation,
 		BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
 		BytesLost: st.BytesLost, PacketsLost: st.PacketsLost,
+		PacketsSent: st.PacketsSent, PacketsReceived: st.PacketsReceived,
 		CongestionWindow: st.CongestionWindow,
 	}
+}
+
+// Named is Of with the transport's name set (see transport.Stats.Transport).
+func Named(name string, st quic.ConnectionStats) transport.Stats {
+	s := Of(st)
+	s.Transport = name
+	return s
 }

@@ -81,11 +81,12 @@ type Announce struct {
 	// Suffix is the broadcast path relative to the requested prefix.
 	Suffix string
 	// Hops is the chain of origin IDs the announcement travelled through
-	// (at most MaxHops).
+	// (at most MaxHops). On lite-05 the publisher's own ID is not in the
+	// list: it was sent once, in ANNOUNCE_OK.
 	//   - lite-01/02: not on the wire; ignored on encode, nil on decode.
 	//   - lite-03: only the count is on the wire. Encode writes len(Hops);
 	//     decode yields len(Hops) == count with every ID zero (unknown).
-	//   - lite-04: count and IDs. Encode rejects a zero ID (ErrInvalid),
+	//   - lite-04/05: count and IDs. Encode rejects a zero ID (ErrInvalid),
 	//     since IDs are non-zero and a zero one can only be an unknown
 	//     lite-03 hop that must not be forwarded as if it were real. Decode
 	//     accepts zero: the reference only says IDs are non-zero, not that
@@ -123,7 +124,7 @@ func (m *Announce) appendBody(b []byte, v Version) ([]byte, error) {
 
 func (m *Announce) decodeBody(b []byte, v Version) error {
 	d := decoder{b: b}
-	*m = Announce{Active: d.status(), Suffix: d.string()}
+	*m = Announce{Active: d.announceStatus(v), Suffix: d.string()}
 	if !v.hasHopCount() {
 		return d.done()
 	}

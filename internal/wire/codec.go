@@ -130,14 +130,19 @@ func (d *decoder) u8() uint8 {
 	return c
 }
 
-// status reads a strict boolean byte: both peers reject anything but 0 or 1
-// for announce status.
-func (d *decoder) status() bool {
+// announceStatus reads the ANNOUNCE status byte: 0 ended, 1 active, and
+// from lite-05 on 2 (restart), which replaces an earlier `active` and so
+// decodes as active.
+func (d *decoder) announceStatus(v Version) bool {
 	c := d.u8()
-	if c > 1 {
-		d.fail(fmt.Errorf("status %d: %w", c, ErrInvalid))
+	switch {
+	case c <= 1:
+		return c == 1
+	case c == 2 && v.announceOK():
+		return true
 	}
-	return c == 1
+	d.fail(fmt.Errorf("status %d: %w", c, ErrInvalid))
+	return false
 }
 
 // flag reads a lenient boolean byte: non-zero is true, as Rust decodes

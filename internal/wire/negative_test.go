@@ -158,7 +158,10 @@ func TestTooLarge(t *testing.T) {
 
 func TestBadStatus(t *testing.T) {
 	for _, v := range all {
-		for _, st := range []byte{2, 0xff} {
+		for _, st := range []byte{2, 3, 0xff} {
+			if st == 2 && v.announceOK() {
+				continue // lite-05's restart, TestRestartStatus
+			}
 			body := []byte{st, 3, 'b', 'b', 'b'}
 			if v.hasHopCount() {
 				body = append(body, 0)
@@ -167,6 +170,14 @@ func TestBadStatus(t *testing.T) {
 				t.Errorf("%v status %d: %v, want ErrInvalid", v, st, err)
 			}
 		}
+	}
+}
+
+func TestRestartStatus(t *testing.T) {
+	// lite-05: status 2 replaces an earlier active and reads as active.
+	var m Announce
+	if _, err := DecodeMessage(unhex(t, "06 02 03 62 62 62 00"), Lite05, &m); err != nil || !m.Active || m.Suffix != "bbb" {
+		t.Fatalf("restart: %+v %v", m, err)
 	}
 }
 
@@ -290,8 +301,16 @@ func TestUnsupported(t *testing.T) {
 		{Lite02, &Probe{}},
 		{Lite01, &Fetch{}},
 		{Lite03, &SessionUpdate{}},
-		{Version(0xff0dad05), &Subscribe{}},
+		{Version(0xff0dad06), &Subscribe{}},
 		{Version(0), &Group{}},
+		{Lite04, &Setup{}},
+		{Lite04, &AnnounceOK{}},
+		{Lite04, &Track{}},
+		{Lite04, &TrackInfo{}},
+		{Lite04, &SubscribeStart{}},
+		{Lite03, &SubscribeEnd{}},
+		{Lite05, &SubscribeOK{}},
+		{Lite05, &AnnounceInit{}},
 	}
 	for _, tc := range cases {
 		if _, err := AppendMessage(nil, tc.v, tc.m); !errors.Is(err, ErrUnsupported) {
@@ -314,6 +333,15 @@ func TestUnsupported(t *testing.T) {
 	if _, err := AppendSubscribeResponse(nil, Lite02, &SubscribeDrop{}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("drop on lite-02: %v", err)
 	}
+	if _, err := AppendSubscribeResponse(nil, Lite05, &SubscribeOK{}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("ok on lite-05: %v", err)
+	}
+	if _, err := AppendSubscribeResponse(nil, Lite04, &SubscribeEnd{}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("end on lite-04: %v", err)
+	}
+	if _, _, err := DecodeSubscribeResponse(unhex(t, "03 00"), Lite05); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("response type 3 on lite-05: %v", err)
+	}
 	if _, err := AppendSubscribeResponse(nil, Lite03, &Subscribe{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("subscribe as response: %v", err)
 	}
@@ -327,11 +355,13 @@ func TestSupported(t *testing.T) {
 		old := v == Lite01 || v == Lite02
 		if Supported(v, &AnnounceInit{}) != old || Supported(v, &SessionUpdate{}) != old ||
 			Supported(v, &SubscribeDrop{}) == old || Supported(v, &Probe{}) == old ||
-			Supported(v, &Goaway{}) != (v == Lite04) || !Supported(v, &Subscribe{}) {
+			Supported(v, &Goaway{}) != (v == Lite04 || v == Lite05) || !Supported(v, &Subscribe{}) ||
+			Supported(v, &Setup{}) != (v == Lite05) || Supported(v, &TrackInfo{}) != (v == Lite05) ||
+			Supported(v, &SubscribeOK{}) == (v == Lite05) {
 			t.Errorf("%v: wrong support matrix", v)
 		}
 	}
-	if Supported(0xff0dad05, &Group{}) {
+	if Supported(0xff0dad06, &Group{}) {
 		t.Errorf("unknown version supported")
 	}
 }
@@ -352,7 +382,9 @@ func TestStreamTypes(t *testing.T) {
 		{Lite02, 3, ErrUnsupported},
 		{Lite04, 0, ErrUnsupported}, // reserved session stream
 		{Lite02, 0x20, ErrUnsupported},
-		{Lite04, 6, ErrUnknownStream}, // lite-05 Track
+		{Lite04, 6, ErrUnsupported}, // lite-05 Track
+		{Lite05, 6, nil},
+		{Lite05, 5, nil},
 		{Lite04, 1000, ErrUnknownStream},
 	}
 	for _, tc := range cases {
@@ -364,8 +396,14 @@ func TestStreamTypes(t *testing.T) {
 	if _, err := ReadStreamType(bytes.NewReader(nil), Lite04); err != io.EOF {
 		t.Errorf("empty stream: %v", err)
 	}
-	if _, err := ReadUniStreamType(bytes.NewReader([]byte{1}), Lite04); !errors.Is(err, ErrUnknownStream) {
-		t.Errorf("uni 1: %v", err)
+	if _, err := ReadUniStreamType(bytes.NewReader([]byte{1}), Lite04); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("uni 1 on lite-04: %v", err)
+	}
+	if typ, err := ReadUniStreamType(bytes.NewReader([]byte{1}), Lite05); err != nil || typ != UniSetup {
+		t.Errorf("uni 1 on lite-05: %v %v", typ, err)
+	}
+	if _, err := ReadUniStreamType(bytes.NewReader([]byte{2}), Lite05); !errors.Is(err, ErrUnknownStream) {
+		t.Errorf("uni 2: %v", err)
 	}
 	if _, err := ReadUniStreamType(bytes.NewReader([]byte{0}), 5); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("uni 0 on unknown version: %v", err)
@@ -385,13 +423,14 @@ func TestVersions(t *testing.T) {
 		{Lite02, "moq-lite-02", ALPNCompat},
 		{Lite03, "moq-lite-03", "moq-lite-03"},
 		{Lite04, "moq-lite-04", "moq-lite-04"},
-		{0xff0dad05, "0xff0dad05", ""},
+		{Lite05, "moq-lite-05", "moq-lite-05"},
+		{0xff0dad06, "0xff0dad06", ""},
 	} {
 		if tc.v.String() != tc.name || tc.v.ALPN() != tc.alpn {
 			t.Errorf("%x: %q %q", uint64(tc.v), tc.v.String(), tc.v.ALPN())
 		}
 	}
-	for alpn, want := range map[string]Version{"moq-lite-03": Lite03, "moq-lite-04": Lite04} {
+	for alpn, want := range map[string]Version{"moq-lite-03": Lite03, "moq-lite-04": Lite04, "moq-lite-05": Lite05} {
 		if v, ok := VersionForALPN(alpn); !ok || v != want || NeedsSetup(alpn) {
 			t.Errorf("%s: %v %v", alpn, v, ok)
 		}
@@ -401,7 +440,7 @@ func TestVersions(t *testing.T) {
 			t.Errorf("%q should need setup", alpn)
 		}
 	}
-	for _, alpn := range []string{"h3", "moqt-17", "moq-lite-05", "moq-lite-02"} {
+	for _, alpn := range []string{"h3", "moqt-17", "moq-lite-06-wip", "moq-lite-02"} {
 		if _, ok := VersionForALPN(alpn); ok || NeedsSetup(alpn) {
 			t.Errorf("%q should be neither", alpn)
 		}
@@ -589,5 +628,107 @@ func TestResponseEOF(t *testing.T) {
 	// Type read, then FIN: truncation, not a clean end.
 	if _, err := ReadSubscribeResponse(bufio.NewReader(bytes.NewReader([]byte{0})), Lite03, 10); !errors.Is(err, ErrShort) {
 		t.Errorf("type then EOF: %v", err)
+	}
+}
+
+func TestSetupBad(t *testing.T) {
+	for name, h := range map[string]string{
+		"duplicate id":          "07 02 05 01 01 05 01 02",
+		"varint param trailing": "05 01 01 02 01 00",
+		"varint param empty":    "03 01 01 00",
+		"path not UTF-8":        "04 01 02 01 ff",
+		"count over 64":         "02 40 41",
+		"value past body":       "04 01 02 05 61",
+	} {
+		var m Setup
+		if _, err := DecodeMessage(unhex(t, h), Lite05, &m); !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrShort) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Unknown parameters are skipped; a probe level above 2 reads as 2; an
+	// unknown role as both; origin 0 as none.
+	var m Setup
+	if _, err := DecodeMessage(unhex(t, "0f 04 | 41 00 02 61 62 | 01 01 09 | 03 01 07 | 05 01 00"), Lite05, &m); err != nil ||
+		m != (Setup{Probe: ProbeIncrease}) {
+		t.Fatalf("lenient fields: %+v %v", m, err)
+	}
+	// 64 parameters are fine.
+	body := []byte{0x40, 64}
+	for i := range 64 {
+		body = append(body, 0x40|byte(i>>8), byte(i+100), 0)
+	}
+	if _, err := DecodeMessage(reframe(body), Lite05, &m); err != nil {
+		t.Fatalf("64 params: %v", err)
+	}
+}
+
+func TestTrackInfoZeroTimescale(t *testing.T) {
+	if _, err := AppendMessage(nil, Lite05, &TrackInfo{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("encode timescale 0: %v", err)
+	}
+	if _, err := DecodeMessage(unhex(t, "04 00 00 00 00"), Lite05, &TrackInfo{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("decode timescale 0: %v", err)
+	}
+}
+
+func TestTimestampBounds(t *testing.T) {
+	// Below zero: prev 5, delta -6 (zigzag 11).
+	if _, _, err := ParseTimestamp([]byte{11}, 5); !errors.Is(err, ErrInvalid) {
+		t.Errorf("below zero: %v", err)
+	}
+	// Above MaxTimestamp.
+	big := AppendVarint(nil, 4)
+	if _, _, err := ParseTimestamp(big, MaxTimestamp-1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("above max: %v", err)
+	}
+	if _, err := AppendTimestamp(nil, 0, MaxTimestamp+1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("encode over max: %v", err)
+	}
+	// A jump wider than a zigzag varint holds.
+	if _, err := AppendTimestamp(nil, 0, MaxTimestamp); !errors.Is(err, ErrInvalid) {
+		t.Errorf("encode huge delta: %v", err)
+	}
+	if _, err := AppendTimestamp(nil, MaxTimestamp, 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("encode huge negative delta: %v", err)
+	}
+	for _, c := range [][2]uint64{{0, 0}, {0, maxZigzagDelta}, {maxZigzagDelta + 1, 0}, {7, 3}, {3, 7}} {
+		b, err := AppendTimestamp(nil, c[0], c[1])
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		if ts, _, err := ParseTimestamp(b, c[0]); err != nil || ts != c[1] {
+			t.Fatalf("%v: %d %v", c, ts, err)
+		}
+	}
+	if _, err := ReadTimestamp(bytes.NewReader(nil), 0); err != io.EOF {
+		t.Errorf("clean end: %v", err)
+	}
+}
+
+func TestDatagramBounds(t *testing.T) {
+	d := Datagram{SubscribeID: 1, Sequence: 2, Timestamp: 3, Payload: make([]byte, MaxDatagram-3)}
+	b, err := AppendDatagram(nil, Lite05, &d)
+	if err != nil || len(b) != MaxDatagram {
+		t.Fatalf("max datagram: %d %v", len(b), err)
+	}
+	d.Payload = append(d.Payload, 0)
+	if _, err := AppendDatagram(nil, Lite05, &d); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over max: %v", err)
+	}
+	if err := DecodeDatagram(append(b, 0), Lite05, &d); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("decode over max: %v", err)
+	}
+	if err := DecodeDatagram([]byte{1, 2}, Lite05, &d); !errors.Is(err, ErrShort) {
+		t.Errorf("short: %v", err)
+	}
+	if _, err := AppendDatagram(nil, Lite04, &d); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("lite-04: %v", err)
+	}
+	if err := DecodeDatagram(b, Lite04, &d); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("decode lite-04: %v", err)
+	}
+	if err := DecodeDatagram(unhex(t, `01 02 03 "world"`), Lite05, &d); err != nil ||
+		d.SubscribeID != 1 || d.Sequence != 2 || d.Timestamp != 3 || string(d.Payload) != "world" {
+		t.Errorf("decode: %+v %v", d, err)
 	}
 }

@@ -205,3 +205,49 @@ func readers(b []byte) map[string]Reader {
 		"plain":   onlyReader{bufio.NewReader(bytes.NewReader(b))},
 	}
 }
+
+// tsFramePart is a lite-05 frame: zigzag timestamp delta against prev,
+// size varint, payload.
+type tsFramePart struct {
+	prev, ts uint64
+	payload  string
+}
+
+type tsFrame struct {
+	ts      uint64
+	payload string
+}
+
+func (p tsFramePart) enc(b []byte, _ Version) ([]byte, error) {
+	b, err := AppendTimestamp(b, p.prev, p.ts)
+	if err != nil {
+		return b, err
+	}
+	return append(AppendFrameHeader(b, uint64(len(p.payload))), p.payload...), nil
+}
+
+func (p tsFramePart) dec(b []byte, v Version) (any, int, error) {
+	ts, k, err := ParseTimestamp(b, p.prev)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, n, err := framePart(nil).dec(b[k:], v)
+	if err != nil {
+		return nil, 0, err
+	}
+	return tsFrame{ts, string(f.(framePart))}, k + n, nil
+}
+
+func (p tsFramePart) read(r Reader, v Version) (any, error) {
+	ts, err := ReadTimestamp(r, p.prev)
+	if err != nil {
+		return nil, err
+	}
+	f, err := framePart(nil).read(r, v)
+	if err != nil {
+		return nil, err
+	}
+	return tsFrame{ts, string(f.(framePart))}, nil
+}
+
+func (p tsFramePart) want() any { return tsFrame{p.ts, p.payload} }

@@ -19,6 +19,7 @@ const (
 	StreamFetch     StreamType = 0x03 // lite-03+
 	StreamProbe     StreamType = 0x04 // lite-03+
 	StreamGoaway    StreamType = 0x05 // lite-04+
+	StreamTrack     StreamType = 0x06 // lite-05+: TRACK, answered by TRACK_INFO
 	// StreamClientCompat starts the compat SETUP stream; it doubles as the
 	// CLIENT_SETUP message type and is consumed by ReadClientSetup.
 	StreamClientCompat StreamType = 0x20
@@ -42,6 +43,8 @@ func (t StreamType) String() string {
 		return "probe"
 	case StreamGoaway:
 		return "goaway"
+	case StreamTrack:
+		return "track"
 	case StreamClientCompat:
 		return "client-compat"
 	case StreamServerCompat:
@@ -61,6 +64,8 @@ func (t StreamType) AllowedIn(v Version) bool {
 		return v.hasFetchProbe()
 	case StreamGoaway:
 		return v.hasGoaway()
+	case StreamTrack:
+		return v.hasTrackStream()
 	}
 	return false
 }
@@ -69,7 +74,7 @@ func (t StreamType) AllowedIn(v Version) bool {
 func (t StreamType) known() bool {
 	switch t {
 	case StreamSession, StreamAnnounce, StreamSubscribe, StreamFetch,
-		StreamProbe, StreamGoaway, StreamClientCompat, StreamServerCompat:
+		StreamProbe, StreamGoaway, StreamTrack, StreamClientCompat, StreamServerCompat:
 		return true
 	}
 	return false
@@ -82,12 +87,18 @@ type UniStreamType uint64
 const (
 	// UniGroup carries one Group header followed by frames, then FIN.
 	UniGroup UniStreamType = 0x00
+	// UniSetup (lite-05) carries one Setup message, then FIN; each side
+	// opens exactly one.
+	UniSetup UniStreamType = 0x01
 )
 
 // String returns a short name such as "group".
 func (t UniStreamType) String() string {
-	if t == UniGroup {
+	switch t {
+	case UniGroup:
 		return "group"
+	case UniSetup:
+		return "setup"
 	}
 	return "uni(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -95,7 +106,13 @@ func (t UniStreamType) String() string {
 // AllowedIn reports whether a peer speaking v may open a uni stream of
 // type t.
 func (t UniStreamType) AllowedIn(v Version) bool {
-	return t == UniGroup && v.Known()
+	switch t {
+	case UniGroup:
+		return v.Known()
+	case UniSetup:
+		return v.hasSetupStream()
+	}
+	return false
 }
 
 // AppendStreamType appends a bidi stream type.
@@ -142,8 +159,8 @@ func ReadUniStreamType(r io.ByteReader, v Version) (UniStreamType, error) {
 	switch {
 	case t.AllowedIn(v):
 		return t, nil
-	case t == UniGroup:
-		return t, wrap("group stream", ErrUnsupported)
+	case t == UniGroup || t == UniSetup:
+		return t, wrap(t.String()+" stream", ErrUnsupported)
 	default:
 		return t, wrap(t.String(), ErrUnknownStream)
 	}

@@ -121,7 +121,7 @@ func (m *SubscribeOK) decodeBody(b []byte, v Version) error {
 	return d.done()
 }
 
-// SubscribeDrop (lite-03/04) tells the subscriber that groups Start..End
+// SubscribeDrop (lite-03+) tells the subscriber that groups Start..End
 // (inclusive, plain sequences without the +1 form) will not be delivered.
 // Note that a Rust 0.16 subscriber fails on any response after SUBSCRIBE_OK.
 type SubscribeDrop struct {
@@ -179,25 +179,52 @@ func (m *SubscribeUpdate) decodeBody(b []byte, v Version) error {
 	return d.done()
 }
 
-// Subscribe response types (lite-03/04), the varint before the length.
+// Subscribe response types, the varint before the length: lite-03/04
+// have OK (0) and DROP (1); lite-05 has START (0), END (1) and DROP (2).
 const (
-	responseOK   = 0
-	responseDrop = 1
+	responseOK    = 0
+	responseDrop  = 1
+	responseStart = 0
+	responseEnd   = 1
+	responseDrop5 = 2
 )
 
-// AppendSubscribeResponse appends a publisher response on a subscribe
-// stream. m must be a *SubscribeOK or a *SubscribeDrop. From lite-03 on the
-// message is preceded by its type varint (0 OK, 1 DROP); lite-01/02 have
-// only an untyped SubscribeOK (a *SubscribeDrop gives ErrUnsupported).
-func AppendSubscribeResponse(b []byte, v Version, m Message) ([]byte, error) {
-	var typ uint64
+// responseType returns the type varint of response m in v, or false if m
+// is not a response v has.
+func responseType(m Message, v Version) (uint64, bool) {
+	if !m.supported(v) {
+		return 0, false
+	}
 	switch m.(type) {
 	case *SubscribeOK:
-		typ = responseOK
+		return responseOK, true
 	case *SubscribeDrop:
-		typ = responseDrop
+		if v.subscribeRange() {
+			return responseDrop5, true
+		}
+		return responseDrop, true
+	case *SubscribeStart:
+		return responseStart, true
+	case *SubscribeEnd:
+		return responseEnd, true
+	}
+	return 0, false
+}
+
+// AppendSubscribeResponse appends a publisher response on a subscribe
+// stream: a *SubscribeOK or *SubscribeDrop (lite-01..04; lite-01/02 have
+// only an untyped SubscribeOK), or a *SubscribeStart, *SubscribeEnd or
+// *SubscribeDrop (lite-05). From lite-03 on the message is preceded by its
+// type varint. A response the version lacks gives ErrUnsupported.
+func AppendSubscribeResponse(b []byte, v Version, m Message) ([]byte, error) {
+	switch m.(type) {
+	case *SubscribeOK, *SubscribeDrop, *SubscribeStart, *SubscribeEnd:
 	default:
 		return b, wrap("subscribe response", fmt.Errorf("%T: %w", m, ErrInvalid))
+	}
+	typ, ok := responseType(m, v)
+	if !ok {
+		return b, wrap(m.messageName(), fmt.Errorf("%v: %w", v, ErrUnsupported))
 	}
 	if !v.typedSubscribeResponse() {
 		return AppendMessage(b, v, m)
@@ -214,17 +241,30 @@ func responseFor(typ uint64, v Version) (Message, error) {
 	if !v.typedSubscribeResponse() {
 		return &SubscribeOK{}, nil
 	}
-	switch typ {
-	case responseOK:
-		return &SubscribeOK{}, nil
-	case responseDrop:
-		return &SubscribeDrop{}, nil
+	if v.subscribeRange() {
+		switch typ {
+		case responseStart:
+			return &SubscribeStart{}, nil
+		case responseEnd:
+			return &SubscribeEnd{}, nil
+		case responseDrop5:
+			return &SubscribeDrop{}, nil
+		}
+	} else {
+		switch typ {
+		case responseOK:
+			return &SubscribeOK{}, nil
+		case responseDrop:
+			return &SubscribeDrop{}, nil
+		}
 	}
 	return nil, wrap("subscribe response", fmt.Errorf("type %d: %w", typ, ErrUnsupported))
 }
 
 // DecodeSubscribeResponse decodes one subscribe response for v from the
-// start of b, returning a *SubscribeOK or *SubscribeDrop and the bytes used.
+// start of b, returning a *SubscribeOK or *SubscribeDrop (lite-01..04) or a
+// *SubscribeStart, *SubscribeEnd or *SubscribeDrop (lite-05), and the bytes
+// used.
 // An unknown response type wraps ErrUnsupported.
 func DecodeSubscribeResponse(b []byte, v Version) (Message, int, error) {
 	if !v.Known() {
@@ -250,7 +290,7 @@ func DecodeSubscribeResponse(b []byte, v Version) (Message, int, error) {
 }
 
 // ReadSubscribeResponse reads one subscribe response for v from r,
-// returning a *SubscribeOK or *SubscribeDrop. It returns io.EOF, unwrapped,
+// returning what DecodeSubscribeResponse would. It returns io.EOF, unwrapped,
 // when the stream ends cleanly before the response.
 func ReadSubscribeResponse(r Reader, v Version, maxLen int) (Message, error) {
 	if !v.Known() {

@@ -11,14 +11,17 @@ import (
 )
 
 var (
-	all     = []Version{Lite01, Lite02, Lite03, Lite04}
+	all     = []Version{Lite01, Lite02, Lite03, Lite04, Lite05}
+	all04   = []Version{Lite01, Lite02, Lite03, Lite04} // frames without timestamps
 	v0102   = []Version{Lite01, Lite02}
 	v010203 = []Version{Lite01, Lite02, Lite03}
 	v0304   = []Version{Lite03, Lite04}
+	v030405 = []Version{Lite03, Lite04, Lite05}
+	v0405   = []Version{Lite04, Lite05}
 	only01  = []Version{Lite01}
 	only02  = []Version{Lite02}
 	only03  = []Version{Lite03}
-	only04  = []Version{Lite04}
+	only05  = []Version{Lite05}
 )
 
 type vector struct {
@@ -55,7 +58,7 @@ var vectors = []vector{
 		[]part{uniPart(UniGroup), msg(&Group{})}},
 	{"GROUP{1,1234}", all, "03 01 44 d2",
 		[]part{msg(&Group{SubscribeID: 1, Sequence: 1234})}},
-	{"FRAME hi", all, "02 68 69", []part{framePart("hi")}},
+	{"FRAME hi", all04, "02 68 69", []part{framePart("hi")}},
 	{"type 1 + ANNOUNCE_PLEASE demo", v010203, "01 05 04 64 65 6d 6f",
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{Prefix: "demo"})}},
 	{"type 2 + SUBSCRIBE demo/bbb video prio 2", v0102,
@@ -90,45 +93,72 @@ var vectors = []vector{
 		[]part{serverSetupPart{&ServerSetup{Version: Lite02}}}},
 
 	// Encoder vectors, lite-03 (and lite-04 where 04 is the same).
-	{"ANNOUNCE active bbb hop count 0", v0304, "06 01 03 62 62 62 00",
+	{"ANNOUNCE active bbb hop count 0", v030405, "06 01 03 62 62 62 00",
 		[]part{msg(&Announce{Active: true, Suffix: "bbb"})}},
 	{"ANNOUNCE active bbb hop count 2 (03: IDs unknown)", only03, "06 01 03 62 62 62 02",
 		[]part{msg(&Announce{Active: true, Suffix: "bbb", Hops: []uint64{0, 0}})}},
-	{"type 2 + SUBSCRIBE (JS, ordered 0)", v0304,
+	{"type 2 + SUBSCRIBE (JS, ordered 0)", v030405,
 		"02 15 00 08 64 65 6d 6f 2f 62 62 62 05 76 69 64 65 6f 02 00 00 00 00",
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{Broadcast: "demo/bbb", Track: "video", Priority: 2})}},
-	{"type 2 + SUBSCRIBE (Rust, ordered 1)", v0304,
+	{"type 2 + SUBSCRIBE (Rust, ordered 1)", v030405,
 		"02 15 00 08 64 65 6d 6f 2f 62 62 62 05 76 69 64 65 6f 02 01 00 00 00",
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{Broadcast: "demo/bbb", Track: "video", Priority: 2, Ordered: true})}},
-	{"SUBSCRIBE lat 1000 start 5", v0304, "11 01 03 62 62 62 05 61 75 64 69 6f c8 01 43 e8 06 00",
+	{"SUBSCRIBE lat 1000 start 5", v030405, "11 01 03 62 62 62 05 61 75 64 69 6f c8 01 43 e8 06 00",
 		[]part{msg(&Subscribe{ID: 1, Broadcast: "bbb", Track: "audio", Priority: 200, Ordered: true,
 			MaxLatency: time.Second, Start: GroupAt(5)})}},
 	{"SUBSCRIBE_OK (Rust form)", v0304, "00 05 02 00 00 00 00", []part{resp(&SubscribeOK{Priority: 2})}},
 	{"SUBSCRIBE_OK (JS, ordered 1)", v0304, "00 05 02 01 00 00 00",
 		[]part{resp(&SubscribeOK{Priority: 2, Ordered: true})}},
 	{"SUBSCRIBE_DROP 3..4 err 0", v0304, "01 03 03 04 00", []part{resp(&SubscribeDrop{Start: 3, End: 4})}},
-	{"SUBSCRIBE_UPDATE prio 3", v0304, "05 03 00 00 00 00", []part{msg(&SubscribeUpdate{Priority: 3})}},
-	{"type 3 + FETCH", v0304, "03 0c 03 62 62 62 05 76 69 64 65 6f 01 2a",
+	{"SUBSCRIBE_UPDATE prio 3", v030405, "05 03 00 00 00 00", []part{msg(&SubscribeUpdate{Priority: 3})}},
+	{"type 3 + FETCH", v030405, "03 0c 03 62 62 62 05 76 69 64 65 6f 01 2a",
 		[]part{bidiPart(StreamFetch), msg(&Fetch{Broadcast: "bbb", Track: "video", Priority: 1, Group: 42})}},
 	{"PROBE 1e6 (03)", only03, "04 80 0f 42 40", []part{msg(&Probe{Bitrate: 1000000})}},
 
 	// Encoder vectors, lite-04.
-	{"type 1 + ANNOUNCE_PLEASE demo exclude 0", only04, "01 06 04 64 65 6d 6f 00",
+	{"type 1 + ANNOUNCE_PLEASE demo exclude 0", v0405, "01 06 04 64 65 6d 6f 00",
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{Prefix: "demo"})}},
-	{"ANNOUNCE_PLEASE demo exclude 12345", only04, "07 04 64 65 6d 6f 70 39",
+	{"ANNOUNCE_PLEASE demo exclude 12345", v0405, "07 04 64 65 6d 6f 70 39",
 		[]part{msg(&AnnouncePlease{Prefix: "demo", ExcludeHop: 12345})}},
-	{"ANNOUNCE_PLEASE empty exclude 8-byte", only04, "09 00 c1 23 45 67 89 ab cd ef",
+	{"ANNOUNCE_PLEASE empty exclude 8-byte", v0405, "09 00 c1 23 45 67 89 ab cd ef",
 		[]part{msg(&AnnouncePlease{ExcludeHop: 0x0123456789abcdef})}},
-	{"ANNOUNCE active bbb hops [7 300]", only04, "09 01 03 62 62 62 02 07 41 2c",
+	{"ANNOUNCE active bbb hops [7 300]", v0405, "09 01 03 62 62 62 02 07 41 2c",
 		[]part{msg(&Announce{Active: true, Suffix: "bbb", Hops: []uint64{7, 300}})}},
-	{"ANNOUNCE active bbb Rust origin", only04, "0e 01 03 62 62 62 01 c1 23 45 67 89 ab cd ef",
+	{"ANNOUNCE active bbb Rust origin", v0405, "0e 01 03 62 62 62 01 c1 23 45 67 89 ab cd ef",
 		[]part{msg(&Announce{Active: true, Suffix: "bbb", Hops: []uint64{0x0123456789abcdef}})}},
-	{"ANNOUNCE ended bbb (03/04)", v0304, "06 00 03 62 62 62 00",
+	{"ANNOUNCE ended bbb (03/04)", v030405, "06 00 03 62 62 62 00",
 		[]part{msg(&Announce{Suffix: "bbb"})}},
-	{"PROBE 1e6 rtt 40ms", only04, "05 80 0f 42 40 28",
+	{"PROBE 1e6 rtt 40ms", v0405, "05 80 0f 42 40 28",
 		[]part{msg(&Probe{Bitrate: 1000000, RTT: 40 * time.Millisecond})}},
-	{"type 5 + GOAWAY empty", only04, "05 01 00",
+	{"type 5 + GOAWAY empty", v0405, "05 01 00",
 		[]part{bidiPart(StreamGoaway), msg(&Goaway{})}},
+
+	// lite-05 (moq-net's rs/moq-net/src/lite tests and @moq/net 0.3.4's
+	// encoders).
+	{"uni type 1 + empty SETUP", only05, "01 01 00", []part{uniPart(UniSetup), msg(&Setup{})}},
+	{"SETUP origin 42 (as @moq/net sends it)", only05, "04 01 05 01 2a", []part{msg(&Setup{Origin: 42})}},
+	{"SETUP probe report, path /room/123, role subscriber", only05,
+		`12 03 | 01 01 01 | 02 09 "/room/123" | 03 01 02`,
+		[]part{msg(&Setup{Probe: ProbeReport, Path: "/room/123", HasPath: true, Role: RoleSubscriber})}},
+	{"SETUP empty path", only05, "03 01 02 00", []part{msg(&Setup{HasPath: true})}},
+	{"ANNOUNCE_OK hop 0x0123456789abcdef, 2 active", only05, "09 c1 23 45 67 89 ab cd ef 02",
+		[]part{msg(&AnnounceOK{Hop: 0x0123456789abcdef, Active: 2})}},
+	{"ANNOUNCE_OK hop 7, none active", only05, "02 07 00", []part{msg(&AnnounceOK{Hop: 7})}},
+	{"SUBSCRIBE_START 7", only05, "00 01 07", []part{resp(&SubscribeStart{Group: 7})}},
+	{"SUBSCRIBE_END 300 (exclusive)", only05, "01 02 41 2c", []part{resp(&SubscribeEnd{Group: 300})}},
+	{"SUBSCRIBE_END 0 (no group)", only05, "01 01 00", []part{resp(&SubscribeEnd{})}},
+	{"SUBSCRIBE_DROP 3..4 err 0 (05)", only05, "02 03 03 04 00", []part{resp(&SubscribeDrop{Start: 3, End: 4})}},
+	{"type 6 + TRACK room video", only05, `06 | 0b 04 "room" 05 "video"`,
+		[]part{bidiPart(StreamTrack), msg(&Track{Broadcast: "room", Track: "video"})}},
+	{"TRACK_INFO defaults (moq-net track.rs)", only05, "06 00 00 53 88 43 e8",
+		[]part{msg(&TrackInfo{MaxLatency: 5 * time.Second, Timescale: 1000})}},
+	{"TRACK_INFO prio 7 latency 2 s microseconds", only05, "08 07 00 47 d0 80 0f 42 40",
+		[]part{msg(&TrackInfo{Priority: 7, MaxLatency: 2 * time.Second, Timescale: 1000000})}},
+	{"GROUP with timestamped frames 1000, 1030, 1020, 1053", only05,
+		`00 02 00 00 | 47 d0 02 "f0" | 3c 02 "f1" | 13 02 "f2" | 40 42 02 "f3"`,
+		[]part{uniPart(UniGroup), msg(&Group{}), tsFramePart{0, 1000, "f0"}, tsFramePart{1000, 1030, "f1"},
+			tsFramePart{1030, 1020, "f2"}, tsFramePart{1020, 1053, "f3"}}},
+	{"frame timestamp 0, empty payload", only05, "00 00", []part{tsFramePart{0, 0, ""}}},
 
 	// JS captures (@moq/lite 0.2.2 <-> a Go peer), stream bytes with the
 	// WebSocket framing removed.
@@ -137,44 +167,44 @@ var vectors = []vector{
 		[]part{clientSetupPart{jsSetup()}}},
 	{"V3 SERVER_SETUP", all, "21 0009 c0000000ff0dad02 00",
 		[]part{serverSetupPart{&ServerSetup{Version: Lite02}}}},
-	{"V4 PROBE open", v0304, "04", []part{bidiPart(StreamProbe)}},
+	{"V4 PROBE open", v030405, "04", []part{bidiPart(StreamProbe)}},
 	{"V5 ANNOUNCE_PLEASE empty (01-03)", v010203, "01 | 01 | 00",
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{})}},
-	{"V5 ANNOUNCE_PLEASE empty (04)", only04, "01 | 02 | 0000",
+	{"V5 ANNOUNCE_PLEASE empty (04)", v0405, "01 | 02 | 0000",
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{})}},
 	{"V6 ANNOUNCE_INIT go/bcast", v0102, "0a 01 08 676f2f6263617374",
 		[]part{msg(&AnnounceInit{Suffixes: []string{"go/bcast"}})}},
 	{"V6 ANNOUNCE_INIT js/bcast", v0102, "0a 01 08 6a732f6263617374",
 		[]part{msg(&AnnounceInit{Suffixes: []string{"js/bcast"}})}},
-	{"V6 ANNOUNCE go/bcast", v0304, "0b 01 08 676f2f6263617374 00",
+	{"V6 ANNOUNCE go/bcast", v030405, "0b 01 08 676f2f6263617374 00",
 		[]part{msg(&Announce{Active: true, Suffix: "go/bcast"})}},
-	{"V6 ANNOUNCE js/bcast", v0304, "0b 01 08 6a732f6263617374 00",
+	{"V6 ANNOUNCE js/bcast", v030405, "0b 01 08 6a732f6263617374 00",
 		[]part{msg(&Announce{Active: true, Suffix: "js/bcast"})}},
 	{"V7 SUBSCRIBE (01/02)", v0102, "02 | 10 | 00 08 676f2f6263617374 04 64617461 00",
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{Broadcast: "go/bcast", Track: "data"})}},
-	{"V7 SUBSCRIBE (03/04)", v0304, "02 | 14 | 00 08 676f2f6263617374 04 64617461 00 00 00 00 00",
+	{"V7 SUBSCRIBE (03/04)", v030405, "02 | 14 | 00 08 676f2f6263617374 04 64617461 00 00 00 00 00",
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{Broadcast: "go/bcast", Track: "data"})}},
 	{"V8 SUBSCRIBE_OK (02)", only02, "00", []part{resp(&SubscribeOK{})}},
 	{"V8 SUBSCRIBE_OK (03/04)", v0304, "00 | 05 | 00 01 00 00 00", []part{resp(&SubscribeOK{Ordered: true})}},
-	{"V9 GROUP JS->Go", all, "00 | 02 | 00 00 | 08 | 6a732d67302d6630 | 08 | 6a732d67302d6631",
+	{"V9 GROUP JS->Go", all04, "00 | 02 | 00 00 | 08 | 6a732d67302d6630 | 08 | 6a732d67302d6631",
 		[]part{uniPart(UniGroup), msg(&Group{}), framePart("js-g0-f0"), framePart("js-g0-f1")}},
-	{"V9 GROUP Go->JS", all, "00 02 00 00 08 676f2d67302d6630 08 676f2d67302d6631",
+	{"V9 GROUP Go->JS", all04, "00 02 00 00 08 676f2d67302d6630 08 676f2d67302d6631",
 		[]part{uniPart(UniGroup), msg(&Group{}), framePart("go-g0-f0"), framePart("go-g0-f1")}},
 
 	// gomoqt capture: gomoqt <-> gomoqt, lite-03 (and the lite-04 deltas).
-	{"gomoqt SUBSCRIBE", v0304, `02 | 12 01 06 "/bench" 04 "data" 00 00 00 00 00`,
+	{"gomoqt SUBSCRIBE", v030405, `02 | 12 01 06 "/bench" 04 "data" 00 00 00 00 00`,
 		[]part{bidiPart(StreamSubscribe), msg(&Subscribe{ID: 1, Broadcast: "/bench", Track: "data"})}},
 	{"gomoqt SUBSCRIBE_OK start 1", v0304, "00 05 00 00 00 02 00",
 		[]part{resp(&SubscribeOK{Start: GroupAt(1)})}},
-	{"gomoqt GROUP", all, `00 02 01 01 | 08 "01234567" | 08 "01234567"`,
+	{"gomoqt GROUP", all04, `00 02 01 01 | 08 "01234567" | 08 "01234567"`,
 		[]part{uniPart(UniGroup), msg(&Group{SubscribeID: 1, Sequence: 1}), framePart(frames8), framePart(frames8)}},
 	{"gomoqt ANNOUNCE_PLEASE / (03)", only03, `01 02 01 "/"`,
 		[]part{bidiPart(StreamAnnounce), msg(&AnnouncePlease{Prefix: "/"})}},
 	{"gomoqt ANNOUNCE bench hop count 1 (03)", only03, `08 01 05 "bench" 01`,
 		[]part{msg(&Announce{Active: true, Suffix: "bench", Hops: []uint64{0}})}},
-	{"gomoqt ANNOUNCE_INTEREST / (04)", only04, "03 01 2f 00",
+	{"gomoqt ANNOUNCE_INTEREST / (04)", v0405, "03 01 2f 00",
 		[]part{msg(&AnnouncePlease{Prefix: "/"})}},
-	{"gomoqt ANNOUNCE bench empty hop list (04)", only04, `08 01 05 "bench" 00`,
+	{"gomoqt ANNOUNCE bench empty hop list (04)", v0405, `08 01 05 "bench" 00`,
 		[]part{msg(&Announce{Active: true, Suffix: "bench"})}},
 }
 

@@ -13,12 +13,14 @@ const (
 	Lite02 Version = 0xff0dad02
 	Lite03 Version = 0xff0dad03
 	Lite04 Version = 0xff0dad04
+	Lite05 Version = 0xff0dad05
 )
 
 // ALPN / WebTransport protocol strings that mean moq-lite.
 const (
 	ALPNLite03 = "moq-lite-03"
 	ALPNLite04 = "moq-lite-04"
+	ALPNLite05 = "moq-lite-05"
 	// ALPNCompat selects no version by itself: the client sends
 	// CLIENT_SETUP on the first bidi stream and the server picks a version
 	// (in practice lite-02 or lite-01).
@@ -37,7 +39,7 @@ func (v Version) String() string {
 // Known reports whether this package implements v.
 func (v Version) Known() bool {
 	switch v {
-	case Lite01, Lite02, Lite03, Lite04:
+	case Lite01, Lite02, Lite03, Lite04, Lite05:
 		return true
 	}
 	return false
@@ -54,6 +56,8 @@ func (v Version) ALPN() string {
 		return ALPNLite03
 	case Lite04:
 		return ALPNLite04
+	case Lite05:
+		return ALPNLite05
 	}
 	return ""
 }
@@ -67,6 +71,8 @@ func VersionForALPN(alpn string) (Version, bool) {
 		return Lite03, true
 	case ALPNLite04:
 		return Lite04, true
+	case ALPNLite05:
+		return Lite05, true
 	}
 	return 0, false
 }
@@ -90,21 +96,41 @@ func (v Version) setupNegotiated() bool { return v == Lite01 || v == Lite02 }
 func (v Version) announceInit() bool { return v == Lite01 || v == Lite02 }
 
 // hasHopCount: ANNOUNCE carries a hop count (lite-03 sends only the count).
-func (v Version) hasHopCount() bool { return v == Lite03 || v == Lite04 }
+func (v Version) hasHopCount() bool { return v == Lite03 || v == Lite04 || v == Lite05 }
 
 // hasHopList: the hop count is followed by the hop IDs.
-func (v Version) hasHopList() bool { return v == Lite04 }
+func (v Version) hasHopList() bool { return v == Lite04 || v == Lite05 }
 
 // hasExcludeHop: ANNOUNCE_PLEASE carries exclude_hop.
-func (v Version) hasExcludeHop() bool { return v == Lite04 }
+func (v Version) hasExcludeHop() bool { return v == Lite04 || v == Lite05 }
+
+// announceOK: the publisher starts an announce stream with ANNOUNCE_OK (its
+// hop ID and the size of the active set that follows), leaves its own hop
+// ID out of every later hop list, and may repeat an `active` ANNOUNCE (or
+// send status 2, restart) to replace the earlier one.
+func (v Version) announceOK() bool { return v == Lite05 }
 
 // subscribeExtended: SUBSCRIBE, SUBSCRIBE_OK and SUBSCRIBE_UPDATE carry
 // ordered, max_latency, start and end after the priority.
-func (v Version) subscribeExtended() bool { return v == Lite03 || v == Lite04 }
+func (v Version) subscribeExtended() bool { return v == Lite03 || v == Lite04 || v == Lite05 }
 
 // typedSubscribeResponse: subscribe responses are prefixed by a type varint
 // and SUBSCRIBE_DROP exists.
-func (v Version) typedSubscribeResponse() bool { return v == Lite03 || v == Lite04 }
+func (v Version) typedSubscribeResponse() bool { return v == Lite03 || v == Lite04 || v == Lite05 }
+
+// subscribeRange: the responses are START, END and DROP (types 0, 1, 2)
+// rather than SUBSCRIBE_OK and DROP (0, 1); SUBSCRIBE_OK is gone.
+func (v Version) subscribeRange() bool { return v == Lite05 }
+
+// hasSetupStream: each side opens one uni stream (UniSetup) carrying SETUP.
+func (v Version) hasSetupStream() bool { return v == Lite05 }
+
+// hasTrackStream: TRACK / TRACK_INFO exist, every track has a timescale,
+// and every frame carries a zigzag timestamp delta before its size.
+func (v Version) hasTrackStream() bool { return v == Lite05 }
+
+// hasDatagrams: single-frame groups may travel as QUIC datagrams.
+func (v Version) hasDatagrams() bool { return v == Lite05 }
 
 // subscribeOKBody describes the SUBSCRIBE_OK body.
 func (v Version) subscribeOKBody() okBody {
@@ -116,7 +142,7 @@ func (v Version) subscribeOKBody() okBody {
 	case Lite03, Lite04:
 		return okFull
 	}
-	return okNone
+	return okNone // also lite-05, which has no SUBSCRIBE_OK
 }
 
 type okBody int
@@ -129,10 +155,30 @@ const (
 )
 
 // hasFetchProbe: FETCH and PROBE streams exist.
-func (v Version) hasFetchProbe() bool { return v == Lite03 || v == Lite04 }
+func (v Version) hasFetchProbe() bool { return v == Lite03 || v == Lite04 || v == Lite05 }
 
 // probeRTT: PROBE carries rtt after the bitrate.
-func (v Version) probeRTT() bool { return v == Lite04 }
+func (v Version) probeRTT() bool { return v == Lite04 || v == Lite05 }
 
 // hasGoaway: the GOAWAY stream exists.
-func (v Version) hasGoaway() bool { return v == Lite04 }
+func (v Version) hasGoaway() bool { return v == Lite04 || v == Lite05 }
+
+// HasSetupStream reports whether v opens a SETUP uni stream in each
+// direction (lite-05).
+func (v Version) HasSetupStream() bool { return v.hasSetupStream() }
+
+// HasFrameTimestamps reports whether every frame of v carries a timestamp
+// delta (lite-05), and tracks have a timescale (TRACK_INFO).
+func (v Version) HasFrameTimestamps() bool { return v.hasTrackStream() }
+
+// HasDatagrams reports whether v may deliver single-frame groups as QUIC
+// datagrams (lite-05).
+func (v Version) HasDatagrams() bool { return v.hasDatagrams() }
+
+// HasAnnounceOK reports whether an announce stream starts with ANNOUNCE_OK
+// and omits the publisher's own hop from later hop lists (lite-05).
+func (v Version) HasAnnounceOK() bool { return v.announceOK() }
+
+// HasSubscribeRange reports whether subscribe responses are START, END and
+// DROP (lite-05) rather than SUBSCRIBE_OK and DROP.
+func (v Version) HasSubscribeRange() bool { return v.subscribeRange() }

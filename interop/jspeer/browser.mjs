@@ -8,7 +8,10 @@
 // to offer; absent = @moq/lite's own list, present but empty = none, which
 // means SETUP → lite-02), the scenario options of scenario.mjs (role,
 // broadcast, track, groups, frames, size, timeout, …), and selftest with
-// payloads/expect as in peer.mjs.
+// payloads/expect as in peer.mjs. lib=net runs @moq/net 0.3.4 instead of
+// @moq/lite (the page is then ../jsnet/browser.html, whose import map has it),
+// with ../jsnet/scenario.mjs; timestamps makes its subscriber check frame
+// timestamps too.
 
 import * as pattern from "./pattern.mjs";
 import * as scenario from "./scenario.mjs";
@@ -72,7 +75,19 @@ window.addEventListener("error", (ev) => finish(false, `uncaught: ${ev.message}`
 
 const list = (v) => (v ? v.split(",").map((s) => s.trim()).filter(Boolean) : []);
 
+const net = get("lib") === "net";
+const importMoq = () => (net ? import("@moq/net") : import("@moq/lite"));
+
 async function connect(Moq, url) {
+	if (net) {
+		// @moq/net offers moq-lite-05 first by itself (protocols overrides).
+		const webtransport = {};
+		const hash = get("certhash");
+		if (hash) webtransport.serverCertificateHashes = [{ algorithm: "sha-256", value: pattern.fromHex(hash) }];
+		if (params.has("protocols")) webtransport.protocols = list(get("protocols"));
+		if ((get("transport") ?? "webtransport") === "websocket") throw new Error("lib=net runs over WebTransport here (the Node peer covers WebSocket)");
+		return Moq.Connection.connect(url, { webtransport, websocket: { enabled: false } });
+	}
 	if ((get("transport") ?? "webtransport") === "websocket") {
 		const protocols = list(get("protocols"));
 		if (protocols.length === 0) return Moq.Connection.connect(url, { websocket: { delay: 0 } });
@@ -95,7 +110,7 @@ async function connect(Moq, url) {
 
 async function main() {
 	if (get("selftest") !== undefined) {
-		const Moq = await import("@moq/lite"); // proves the import map resolves
+		const Moq = await importMoq(); // proves the import map resolves
 		const st = await pattern.selftest(list(get("payloads")), list(get("expect")), pattern.webCryptoHasher);
 		emit({ ...st, moq_path: Moq.Path.from("/a//b/"), webtransport: typeof WebTransport === "function" });
 		return finish(true);
@@ -105,10 +120,11 @@ async function main() {
 	const raw = get("url");
 	if (!raw) throw new Error("the url query parameter is required");
 	const url = new URL(raw);
-	const Moq = await import("@moq/lite");
+	const Moq = await importMoq();
+	const scen = net ? await import("../jsnet/scenario.mjs") : scenario;
 	const conn = await connect(Moq, url);
-	emit({ event: "connected", version: conn.version, transport: get("transport") ?? "webtransport", url: url.toString() });
-	const done = await scenario.run({ Moq, conn, opts, emit, newHasher: pattern.webCryptoHasher });
+	emit({ event: "connected", version: conn.version, transport: get("transport") ?? "webtransport", lib: net ? "@moq/net" : "@moq/lite", url: url.toString() });
+	const done = await scen.run({ Moq, conn, opts, emit, newHasher: pattern.webCryptoHasher, checkTimestamps: get("timestamps") !== undefined, fetch: get("fetch") !== undefined, datagrams: get("datagrams") !== undefined });
 	emit(done);
 	conn.close();
 	await finish(done.ok, done.error);

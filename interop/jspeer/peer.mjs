@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // An independent moq-lite peer for moqp2p's interop tests: @moq/lite 0.2.2
-// (kixelated's JavaScript implementation) under Node 20, over WebSocket.
+// (kixelated's JavaScript implementation) under Node 20, over WebSocket; with
+// --lib net, @moq/net 0.3.4 (moq-lite-05) from ../jsnet instead.
 // See README.md for the flags; every flag --foo-bar can also be given as the
 // environment variable JSPEER_FOO_BAR. stdout carries one JSON event per line
 // and nothing else; diagnostics go to stderr. Exit status 0 means the scenario
@@ -41,8 +42,8 @@ process.on("uncaughtException", (err) => fail(err, { uncaught: true }));
 
 // ---- options ---------------------------------------------------------------
 
-const BOOLEAN = new Set(["no-announce", "frame-events", "selftest", "tap", "debug", "help"]);
-const PEER_OPTIONS = ["url", "protocol", "payloads", "expect", ...BOOLEAN];
+const BOOLEAN = new Set(["no-announce", "frame-events", "selftest", "tap", "debug", "help", "timestamps", "fetch", "datagrams"]);
+const PEER_OPTIONS = ["url", "protocol", "payloads", "expect", "lib", ...BOOLEAN];
 const KNOWN = new Set([...scenario.OPTION_NAMES, ...PEER_OPTIONS]);
 
 function parseFlags(argv) {
@@ -184,10 +185,25 @@ async function main() {
 	const url = new URL(rawURL);
 	const protocols = list(get("protocol"));
 
-	const Moq = await import("@moq/lite");
+	const net = get("lib") === "net";
+	if (!net && get("lib") !== undefined && get("lib") !== "lite") throw new Error(`--lib: want lite or net, got ${JSON.stringify(get("lib"))}`);
+	// @moq/net lives in ../jsnet with its own node_modules: import it by
+	// path, so that its own imports resolve there.
+	const Moq = net ? await import(new URL("../jsnet/node_modules/@moq/net/index.js", import.meta.url)) : await import("@moq/lite");
+	const scen = net ? await import("../jsnet/scenario.mjs") : scenario;
 	let connecting;
 	let transport;
-	if (protocols.length === 0) {
+	if (net) {
+		// @moq/net offers qmux-02/01/00 with moq-lite-05, -04, -03 and moql by
+		// itself; --protocol offers exactly the given subprotocols instead.
+		if (protocols.length > 0) {
+			const { default: QmuxSession } = await import(new URL("../jsnet/node_modules/@moq/qmux/index.js", import.meta.url));
+			transport = new QmuxSession(url, { protocols, versions: {}, requireProtocol: true });
+			connecting = Promise.race([transport.ready, transportFailed]).then(() => Moq.Connection.connect(url, { transport }));
+		} else {
+			connecting = Moq.Connection.connect(url, { websocket: { delay: 0 } });
+		}
+	} else if (protocols.length === 0) {
 		// No WebSocket application protocol: SETUP, which reaches lite-01/02.
 		connecting = Moq.Connection.connect(url, { websocket: { delay: 0 } });
 	} else {
@@ -206,10 +222,11 @@ async function main() {
 		protocol: transport?.protocol ?? "",
 		offered: protocols,
 		transport: "websocket",
+		lib: net ? "@moq/net" : "@moq/lite",
 		url: url.toString(),
 	});
 
-	const done = await scenario.run({ Moq, conn, opts, emit, newHasher: nodeHasher });
+	const done = await scen.run({ Moq, conn, opts, emit, newHasher: nodeHasher, checkTimestamps: isSet("timestamps"), fetch: isSet("fetch"), datagrams: isSet("datagrams") });
 	emit(done);
 	conn.close();
 	// close() sends the close frame and shuts the socket 100 ms later; give it that.

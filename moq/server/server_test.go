@@ -141,7 +141,8 @@ func TestServerTransports(t *testing.T) {
 		protocols []string
 		version   string
 	}{
-		{"websocket qmux-00 lite-04", websocket.FramingQmux, nil, "moq-lite-04"},
+		{"websocket qmux-02 lite-05", websocket.FramingQmux02, []string{"moq-lite-05"}, "moq-lite-05"},
+		{"websocket qmux-00 lite-04", websocket.FramingQmux, []string{"moq-lite-04"}, "moq-lite-04"},
 		{"websocket legacy lite-03", websocket.FramingLegacy, []string{"moq-lite-03"}, "moq-lite-03"},
 		{"websocket qmux-00 setup lite-02", websocket.FramingQmux, []string{}, "moq-lite-02"},
 		{"websocket legacy setup lite-02", websocket.FramingLegacy, []string{}, "moq-lite-02"},

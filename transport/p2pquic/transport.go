@@ -43,8 +43,12 @@ import (
 )
 
 // alpns are offered when dialing and served when listening, most preferred
-// first (a TLS server picks by its own order).
-var alpns = []string{wire.ALPNLite04, wire.ALPNLite03}
+// first (a TLS server picks by its own order). Between two moqp2p nodes
+// lite-04 stays preferred: lite-05 has no SUBSCRIBE_OK, so a Subscribe
+// could not return once the publisher holds the subscription, which moq's
+// callers rely on (a track's first groups would race the SUBSCRIBE). A
+// peer offering only lite-05 still gets it.
+var alpns = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03}
 
 // moq-lite codes this package closes connections with (connection close codes
 // go on the wire unmapped, as in rawquic).
@@ -266,10 +270,12 @@ type Conn struct {
 
 // Stats reports the QUIC connection's counters (see transport.StatsConn).
 func (c *Conn) Stats() transport.Stats {
+	st := transport.Stats{}
 	if sc, ok := c.Conn.(transport.StatsConn); ok {
-		return sc.Stats()
+		st = sc.Stats()
 	}
-	return transport.Stats{}
+	st.Transport = "p2pquic"
+	return st
 }
 
 // RemotePeer is the peer at the other end, proven by its TLS certificate.

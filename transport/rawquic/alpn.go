@@ -30,6 +30,49 @@ func explainDial(err error, offered []string) error {
 	return err
 }
 
+// ClientPreference returns a copy of tc whose server side picks the
+// client's most preferred protocol among tc.NextProtos (Go's TLS picks by
+// the server's order): moq-dev's servers and webtransport-go pick by the
+// client's, and a client that prefers moq-lite-05 must get it even though
+// our own list puts lite-04 first.
+func ClientPreference(tc *tls.Config) *tls.Config {
+	base := tc.Clone()
+	out := tc.Clone()
+	prev := tc.GetConfigForClient
+	out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if prev != nil {
+			c, err := prev(hello)
+			if err != nil || c != nil {
+				return c, err
+			}
+		}
+		var order []string
+		for _, p := range hello.SupportedProtos {
+			if slices.Contains(base.NextProtos, p) && !slices.Contains(order, p) {
+				order = append(order, p)
+			}
+		}
+		if len(order) == 0 || order[0] == firstCommon(base.NextProtos, hello.SupportedProtos) {
+			return nil, nil // no common protocol, or our order picks the same: tc as it is
+		}
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		c.NextProtos = order
+		return c, nil
+	}
+	return out
+}
+
+// firstCommon is the first of ours that theirs has ("" for none).
+func firstCommon(ours, theirs []string) string {
+	for _, p := range ours {
+		if slices.Contains(theirs, p) {
+			return p
+		}
+	}
+	return ""
+}
+
 // LogALPNMismatch returns a copy of tc that logs, on log, a client hello
 // sharing no protocol with tc's NextProtos, naming both sides' lists, so
 // the server's side of a refused handshake says why. The handshake itself

@@ -20,18 +20,23 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 
 	"github.com/moqp2p/moqp2p/internal/quicstats"
 	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// ALPNs are the protocols offered, most preferred first. "moql" (the version
-// by compat SETUP) comes last: moq-dev clients that offer only it still get
-// a session, while any peer that speaks lite-04 or lite-03 gets that. A
-// session on a moql connection needs session.Config.Client on the dialing
-// side.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+// ALPNs are the protocols offered, most preferred first. A listener takes
+// the client's preference among them (ClientPreference), as moq-dev's
+// servers do, so clients that prefer moq-lite-05 (moq-net, @moq/net) get it;
+// our own dialers put lite-04 first, because between two moqp2p peers
+// Subscribe relies on lite-04's SUBSCRIBE_OK (lite-05 has none: a
+// subscription it starts may miss the groups its publisher writes before
+// the SUBSCRIBE arrives). "moql" (the version by compat SETUP) comes last:
+// moq-dev clients that offer only it still get a session. A session on a
+// moql connection needs session.Config.Client on the dialing side.
+var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more
@@ -44,6 +49,11 @@ func Config() *quic.Config {
 		MaxIncomingUniStreams: 1000,
 		MaxIdleTimeout:        30 * time.Second,
 		KeepAlivePeriod:       10 * time.Second,
+		EnableDatagrams:       true, // moq-lite-05 may send single-frame groups as datagrams
+		// qlog, opt-in: with the QLOGDIR environment variable set, every
+		// connection writes <odcid>_<client|server>.sqlog there (quic-go's
+		// qlog package; the libp2p host's QUIC transport does the same).
+		Tracer: qlog.DefaultConnectionTracer,
 	}
 }
 
@@ -109,7 +119,7 @@ func (e *Endpoint) Listen(tc *tls.Config) error {
 	if e.ln != nil {
 		return errors.New("rawquic: endpoint already listening")
 	}
-	ln, err := e.tr.Listen(LogALPNMismatch(withALPN(tc), slog.Default()), e.qc)
+	ln, err := e.tr.Listen(LogALPNMismatch(ClientPreference(withALPN(tc)), slog.Default()), e.qc)
 	if err != nil {
 		return err
 	}
@@ -183,6 +193,21 @@ type conn struct {
 	ctx context.Context // c.Context() with the close cause in transport's terms
 }
 
+// DatagramsSupported implements transport.DatagramConn.
+func (c *conn) DatagramsSupported() bool { return c.c.ConnectionState().SupportsDatagrams.Remote }
+
+// SendDatagram implements transport.DatagramConn.
+func (c *conn) SendDatagram(p []byte) error { return convert(c.c.SendDatagram(p)) }
+
+// ReceiveDatagram implements transport.DatagramConn.
+func (c *conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	p, err := c.c.ReceiveDatagram(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return p, nil
+}
+
 func (c *conn) OpenStream(ctx context.Context) (transport.Stream, error) {
 	s, err := c.c.OpenStreamSync(ctx)
 	if err != nil {
@@ -215,6 +240,24 @@ func (c *conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 	return (*receiveStream)(s), nil
 }
 
+// doneCtx is an ended context: quic-go's AcceptUniStream given it returns a
+// stream that is ready and fails at once otherwise.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// TryAcceptUniStream returns the peer's next uni stream if it is already
+// there, without waiting.
+func (c *conn) TryAcceptUniStream() (transport.ReceiveStream, bool) {
+	s, err := c.c.AcceptUniStream(doneCtx)
+	if err != nil {
+		return nil, false
+	}
+	return (*receiveStream)(s), true
+}
+
 // CloseWithError closes with the moq-lite code unmapped: on raw QUIC, moq-dev
 // maps only stream codes into the WebTransport space, not the connection's.
 func (c *conn) CloseWithError(code uint32, reason string) error {
@@ -228,7 +271,7 @@ func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
-	return quicstats.Of(c.c.ConnectionStats())
+	return quicstats.Named("quic", c.c.ConnectionStats())
 }
 
 // QUIC returns the underlying connection, for statistics.
@@ -303,6 +346,14 @@ func (s *stream) SetPriority(urgency int8)          { setPriority(s.quic(), urge
 func (s *stream) Read(p []byte) (int, error)        { return read(s.quic(), p) }
 func (s *stream) CancelRead(code uint32)            { cancelRead(s.quic(), code) }
 func (s *stream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
+
+// SetSchedule sets the stream's urgency and whether it shares the link
+// round-robin with the other incremental streams of that urgency
+// (SetPriority's way) or, not incremental, sends what it has before the
+// non-incremental streams opened after it (see session's groupSender).
+func (s *sendStream) SetSchedule(urgency int8, incremental bool) {
+	s.quic().SetPriority(urgency, incremental)
+}
 
 // SetReadDeadline bounds Read as net.Conn's does (the zero time: no bound);
 // a Read past it fails with an error matching os.ErrDeadlineExceeded. The

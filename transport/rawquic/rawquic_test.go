@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +35,10 @@ func TestALPNSelection(t *testing.T) {
 		server, client []string
 		want           string
 	}{
-		{"both default", nil, nil, "moq-lite-04"},
+		{"both default: lite-04 between moqp2p peers", nil, nil, "moq-lite-04"},
+		{"client prefers lite-05 (moq-net)", nil, []string{"moq-lite-05", "moq-lite-04", "moq-lite-03", "moql", "moqt-19"}, "moq-lite-05"},
+		{"client offers only lite-05", nil, []string{"moq-lite-05"}, "moq-lite-05"},
+		{"client's order wins", nil, []string{"moq-lite-03", "moq-lite-04"}, "moq-lite-03"},
 		{"client offers only moql", nil, []string{"moql"}, "moql"},
 		{"server offers only moql", []string{"moql"}, nil, "moql"},
 		{"server offers only lite-03", []string{"moq-lite-03"}, nil, "moq-lite-03"},
@@ -110,13 +115,13 @@ func TestALPNMismatchNamesProtocols(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = Dial(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
-	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-03, moql") {
+	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-05, moq-lite-03, moql") {
 		t.Fatalf("dial error %v, want ErrNoCommonProtocol naming our protocols", err)
 	}
 	mu.Lock()
 	got := logs.String()
 	mu.Unlock()
-	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
+	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-05,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
 		t.Fatalf("server log %q, want both sides' protocols", got)
 	}
 }
@@ -130,4 +135,51 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// With QLOGDIR set, each end of a connection writes a qlog file there.
+func TestQLOGDIR(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QLOGDIR", dir)
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ep, err := NewEndpoint("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	cc, err := ep.Dial(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cc.CloseWithError(0, "")
+	<-sc.Context().Done()
+	for _, side := range []string{"client", "server"} {
+		for {
+			files, _ := filepath.Glob(filepath.Join(dir, "*_"+side+".sqlog"))
+			if len(files) == 1 {
+				if b, _ := os.ReadFile(files[0]); bytes.Contains(b, []byte("transport:packet_sent")) {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no %s qlog with packets in %s: %v", side, dir, files)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
 }

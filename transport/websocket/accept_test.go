@@ -11,9 +11,18 @@ import (
 	"github.com/coder/websocket"
 )
 
+// netOffers is what @moq/net 0.3.4 offers over WebSocket
+// (connection/connect.js with @moq/qmux 0.3.3's resolveSubprotocols).
+const netOffers = "qmux-02.moq-lite-05, qmux-01.moq-lite-05, qmux-00.moq-lite-05, " +
+	"qmux-02.moq-lite-04, qmux-01.moq-lite-04, qmux-00.moq-lite-04, " +
+	"qmux-02.moq-lite-03, qmux-01.moq-lite-03, qmux-00.moq-lite-03, " +
+	"qmux-02.moql, qmux-01.moql, qmux-00.moql, qmux-01.moqt-20, qmux-01.moqt-18, " +
+	"qmux-02.moqt-17, qmux-01.moqt-17, qmux-00.moqt-17, qmux-02, qmux-01, qmux-00, webtransport"
+
 func TestSelectOffer(t *testing.T) {
 	both := []Framing{FramingQmux, FramingLegacy}
 	apps := []string{"moq-lite-04", "moq-lite-03", "moql"}
+	apps5 := []string{"moq-lite-05", "moq-lite-04", "moq-lite-03", "moql"}
 	for _, c := range []struct {
 		name     string
 		offered  string
@@ -37,6 +46,16 @@ func TestSelectOffer(t *testing.T) {
 		{"nothing offered, legacy not allowed", "", []Framing{FramingQmux}, apps, "", false},
 		{"only unknown offers", "chat, superchat", both, apps, "", false},
 		{"prefix without app", "qmux-00., qmux-00x", both, apps, "", false},
+		{"@moq/net 0.3.4", netOffers, allFramings, apps5, "qmux-02.moq-lite-05", true},
+		{"@moq/net 0.3.4, qmux-01 preferred", netOffers, []Framing{FramingQmux01, FramingQmux}, apps5, "qmux-01.moq-lite-05", true},
+		{"@moq/net 0.3.4 against a lite-04 server", netOffers, allFramings, apps, "qmux-02.moq-lite-04", true},
+		{"bare qmux-01 only", "qmux-01", allFramings, apps5, "qmux-01", true},
+		{"bare qmux-02 only", "qmux-02", allFramings, apps5, "qmux-02", true},
+		{"bare qmux-02 and qmux-01", "qmux-01, qmux-02", allFramings, apps5, "qmux-02", true},
+		{"bare app protocol (QMux over WebSocket)", "moq-lite-05", allFramings, apps5, "moq-lite-05", true},
+		{"bare app protocol, qmux-01 not allowed", "moq-lite-05", both, apps5, "", false},
+		{"bare app protocol we do not speak", "moq-lite-06-wip", allFramings, apps5, "", false},
+		{"bare framing name is no app", "qmux-00", allFramings, []string{"qmux-00"}, "qmux-00", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := http.Header{}
@@ -47,7 +66,7 @@ func TestSelectOffer(t *testing.T) {
 			if ok != c.ok || header != c.header {
 				t.Fatalf("got %q (%+v), %v; want %q, %v", header, o, ok, c.header, c.ok)
 			}
-			if ok && header != "" && o.String() != header {
+			if ok && header != "" && o.String() != header && o.app != header {
 				t.Fatalf("offer %v for header %q", o, header)
 			}
 		})
@@ -70,9 +89,10 @@ func TestClientOffers(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	// And a Go server picks the first app protocol of a default Dial.
+	// And a Go server picks the first app protocol of a default Dial (lite-04
+	// first between moqp2p peers), in the newest framing.
 	c, s := dialPair(t, nil, nil)
-	if c.Protocol() != "moq-lite-04" || s.Protocol() != "moq-lite-04" || c.Framing() != FramingQmux {
+	if c.Protocol() != "moq-lite-04" || s.Protocol() != "moq-lite-04" || c.Framing() != FramingQmux02 {
 		t.Fatalf("negotiated %s/%q and %s/%q", c.Framing(), c.Protocol(), s.Framing(), s.Protocol())
 	}
 }
@@ -90,6 +110,10 @@ func TestAcceptAnswersJSOffers(t *testing.T) {
 		{[]string{"qmux-00", "webtransport"}, "qmux-00", FramingQmux, ""},
 		{[]string{"qmux-00", "webtransport", "qmux-00.moq-lite-04", "webtransport.moq-lite-04"}, "qmux-00.moq-lite-04", FramingQmux, "moq-lite-04"},
 		{nil, "", FramingLegacy, ""},
+		{strings.Split(netOffers, ", "), "qmux-02.moq-lite-05", FramingQmux02, "moq-lite-05"},
+		{[]string{"qmux-01"}, "qmux-01", FramingQmux01, ""},
+		{[]string{"qmux-02"}, "qmux-02", FramingQmux02, ""},
+		{[]string{"moq-lite-05"}, "moq-lite-05", FramingQmux01, "moq-lite-05"},
 	} {
 		rc := dialRaw(t, ts.url(), c.offers...)
 		s := ts.next(t)

@@ -11,12 +11,12 @@ import (
 // Config configures Accept and Dial. The zero value (and nil) is usable.
 type Config struct {
 	// Protocols are the application protocols spoken, most preferred
-	// first. Nil means moq-lite-04, moq-lite-03 and moql; an empty non-nil
+	// first. Nil means moq-lite-04, moq-lite-05, moq-lite-03 and moql; an empty non-nil
 	// slice means none, so only bare framings are offered or accepted (the
 	// session then runs the compat SETUP), as @moq/lite does by default.
 	Protocols []string
 	// Framings are the wire formats allowed, most preferred first. Nil means
-	// qmux-00, then legacy.
+	// qmux-02, qmux-01, qmux-00, then legacy.
 	Framings []Framing
 	// CheckOrigin decides whether Accept takes a request. Nil allows
 	// requests without an Origin header (non-browser clients) and requests
@@ -58,7 +58,9 @@ type Config struct {
 }
 
 // DefaultProtocols are the application protocols of a nil Config.Protocols.
-var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+// (Accept takes the client's order among them; Dial offers lite-04 first,
+// as rawquic.ALPNs explains.)
+var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
 
 // config is a Config with the defaults applied.
 type config struct {
@@ -90,11 +92,11 @@ func (c *Config) withDefaults() *config {
 	}
 	cc.framings = cc.Framings
 	if cc.framings == nil {
-		cc.framings = []Framing{FramingQmux, FramingLegacy}
+		cc.framings = allFramings
 	}
 	// Unknown framings would be offered but could never be spoken.
 	cc.framings = slices.DeleteFunc(slices.Clone(cc.framings), func(f Framing) bool {
-		return f != FramingQmux && f != FramingLegacy
+		return !slices.Contains(allFramings, f)
 	})
 	cc.log = cc.Logger
 	if cc.log == nil {

@@ -77,6 +77,9 @@ type Conn struct {
 	maxStreamsDirty [2]bool
 	buffered        int // legacy: bytes held in receive buffers
 
+	pongDue bool   // qmux-01+: a QX_PING request awaits its response
+	pongSeq uint64 // the sequence number to echo
+
 	finWriting *stream // the stream whose FIN is in the message being written
 
 	sched  scheduler // streams with data to send, by urgency
@@ -124,7 +127,10 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 	return c
 }
 
-func (c *Conn) qmux() bool { return c.framing == FramingQmux }
+func (c *Conn) qmux() bool { return c.framing != FramingLegacy }
+
+// records reports whether the framing is qmux-01 or later.
+func (c *Conn) records() bool { return c.framing.records() }
 
 // loopDone is called by each loop as it returns.
 func (c *Conn) loopDone() {
@@ -216,9 +222,9 @@ func (c *Conn) LocalAddr() net.Addr { return c.local }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Stats reports the WebSocket payload bytes sent and received; TCP hides
-// the rest.
+// the rest (RTT, congestion window, losses).
 func (c *Conn) Stats() transport.Stats {
-	return transport.Stats{BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
+	return transport.Stats{Transport: "websocket", BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
 }
 
 // Ping sends a WebSocket ping and waits for the pong, or for ctx or the

@@ -173,6 +173,18 @@ func TestLargeTransfer(t *testing.T) {
 		if nS != total || nC != total || gotS != sentC || gotC != sentS {
 			t.Fatalf("client→server %d bytes, hash ok %v; server→client %d bytes, hash ok %v", nS, gotS == sentC, nC, gotC == sentS)
 		}
+		// The counters see the 10 MB each way, give or take the framing
+		// (under 1 %). A message is counted as sent once its write returned,
+		// which may be after the peer read it.
+		testutil.Eventually(t, "the last messages counted", func() bool {
+			return c.Stats().BytesSent >= total && s.Stats().BytesSent >= total
+		})
+		for name, st := range map[string]transport.Stats{"client": c.Stats(), "server": s.Stats()} {
+			if st.Transport != "websocket" || st.BytesSent < total || st.BytesSent > total*101/100 ||
+				st.BytesReceived < total || st.BytesReceived > total*101/100 {
+				t.Errorf("%s stats %+v: want %d bytes each way, within 1 %%", name, st, total)
+			}
+		}
 	})
 }
 

@@ -37,6 +37,9 @@ func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 	}
 	sp := ws.Subprotocol()
 	o, ok := parseOffer(sp)
+	if !ok {
+		o, ok = bareApp(sp, cc.framings, cc.protocols)
+	}
 	if sp == "" {
 		o, ok = offer{framing: FramingLegacy}, true
 	}

@@ -18,6 +18,14 @@
 //     MAX_STREAM_DATA, MAX_STREAMS, CONNECTION_CLOSE) plus
 //     QX_TRANSPORT_PARAMETERS, which each side sends first. Flow control
 //     works as in QUIC (see Config for our windows).
+//   - qmux-01 and qmux-02 (FramingQmux01, FramingQmux02): the drafts
+//     @moq/qmux 0.3 adds. A message is a QMux record: any number of
+//     qmux-00 frames (we send one per message), possibly none; QX_PING
+//     requests are answered with a response echoing their sequence number
+//     (@moq/qmux pings an idle connection and closes it after 30 s without
+//     an answer); the peer's max_record_size may not be under 16382 (our
+//     largest message is 16379 bytes). qmux-02 also requires transport
+//     parameters first, which we always send first.
 //   - legacy `webtransport` (FramingLegacy): the format of
 //     @moq/web-transport-ws. A one-byte type, the stream ID and the data to
 //     the end of the message; RESET_STREAM, STOP_SENDING and
@@ -56,13 +64,17 @@
 // # Subprotocols
 //
 // The Sec-WebSocket-Protocol value names the framing and, optionally, the
-// application protocol: "qmux-00", "webtransport", "qmux-00.moq-lite-04",
-// "webtransport.moq-lite-04". The application protocol plays the part of
+// application protocol: "qmux-00", "qmux-02", "webtransport",
+// "qmux-00.moq-lite-04", "qmux-02.moq-lite-05", "webtransport.moq-lite-04";
+// or it is an application protocol alone ("moq-lite-05"), which is QMux
+// over WebSocket as moq-lite-05 binds it: qmux-01's record framing. The application protocol plays the part of
 // the ALPN: Conn.Protocol returns it and the moq-lite session picks its
 // version from it; none ("") makes the session run the compat SETUP.
 // @moq/lite 0.2.2 offers "qmux-00, webtransport" (no application
 // protocol); with app protocols configured, @moq/qmux also offers
-// framing.protocol for each.
+// framing.protocol for each. @moq/net 0.3.4 offers qmux-02, qmux-01 and
+// qmux-00 with each of moq-lite-05, -04, -03 and moql, then the bare
+// framings.
 //
 // Accept selects, in this order: the client's first offered application
 // protocol that Config.Protocols lists, in the framing Config.Framings

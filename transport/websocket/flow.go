@@ -37,6 +37,9 @@ func (c *Conn) paramsLocked(p transportParams) error {
 	if c.peerParams != nil {
 		return violationf(ErrProtocol, "second QX_TRANSPORT_PARAMETERS")
 	}
+	if c.records() && p.maxRecordSize != 0 && p.maxRecordSize < minRecordSize {
+		return violationf(ErrProtocol, "max_record_size %d below %d", p.maxRecordSize, minRecordSize)
+	}
 	c.peerParams = &p
 	c.sendMaxData = max(c.sendMaxData, p.maxData)
 	c.peerMaxStreams[0] = max(c.peerMaxStreams[0], p.maxStreamsBidi)

@@ -21,6 +21,7 @@ const (
 	kindBlocked                              // qmux: *_BLOCKED, informational only
 	kindDatagram                             // qmux: unreliable data, unsupported here
 	kindPadding                              // qmux: PADDING or PING, nothing to do
+	kindQxPing                               // qmux-01+: QX_PING request or response
 )
 
 func (k frameKind) String() string {
@@ -47,6 +48,8 @@ func (k frameKind) String() string {
 		return "DATAGRAM"
 	case kindPadding:
 		return "PADDING"
+	case kindQxPing:
+		return "QX_PING"
 	}
 	return fmt.Sprintf("frameKind(%d)", uint8(k))
 }
@@ -74,6 +77,9 @@ type frame struct {
 	max    uint64 // MAX_DATA, MAX_STREAM_DATA, MAX_STREAMS; the limit of a *_BLOCKED
 	uni    bool   // MAX_STREAMS, STREAMS_BLOCKED: unidirectional
 	params transportParams
+
+	seq      uint64 // QX_PING: the sequence number
+	response bool   // QX_PING: a response rather than a request
 }
 
 // transportParams are the qmux-00 transport parameters we understand (QUIC
@@ -85,6 +91,7 @@ type transportParams struct {
 	maxStreamDataUni uint64 // 0x07 initial_max_stream_data_uni
 	maxStreamsBidi   uint64 // 0x08 initial_max_streams_bidi
 	maxStreamsUni    uint64 // 0x09 initial_max_streams_uni
+	maxRecordSize    uint64 // qmux-01 max_record_size (0 = not sent: 16382)
 }
 
 // maxStreamCount is QUIC's cap on stream counts: stream IDs must fit 62 bits.

@@ -33,6 +33,9 @@ const (
 	// qxTransportParams is QX_TRANSPORT_PARAMETERS: length, then
 	// {id, length, value} records.
 	qxTransportParams = 0x3f5153300d0a0d0a
+	// qmux-01's QX_PING request and response: a sequence number each.
+	qxPingRequest  = 0x348c67529ef8c7bd
+	qxPingResponse = 0x348c67529ef8c7be
 )
 
 // QUIC transport parameter IDs carried in QX_TRANSPORT_PARAMETERS.
@@ -43,7 +46,15 @@ const (
 	tpMaxStreamDataUni = 0x07
 	tpMaxStreamsBidi   = 0x08
 	tpMaxStreamsUni    = 0x09
+	// tpMaxRecordSize is qmux-01's max_record_size: the largest message
+	// (record) the sender takes; 16382 when absent, and never below.
+	tpMaxRecordSize = 0x0571c59429cd0845
 )
+
+// minRecordSize is qmux-01's default and smallest max_record_size. Our
+// largest message (a STREAM frame of maxStreamPayload bytes with an
+// 8-byte ID and offset) fits it.
+const minRecordSize = 16382
 
 // decodeQmux decodes the frame at the start of b and returns how many bytes
 // it used. @moq/qmux sends one frame per message, but QUIC frames
@@ -114,6 +125,10 @@ func decodeQmux(b []byte) (frame, int, error) {
 	case typ == qxDatagramLen:
 		f.kind = kindDatagram
 		f.data = d.bytes(d.varint("length"), "datagram")
+	case typ == qxPingRequest || typ == qxPingResponse:
+		f.kind = kindQxPing
+		f.response = typ == qxPingResponse
+		f.seq = d.varint("sequence")
 	case typ == qxTransportParams:
 		f.kind = kindTransportParams
 		body := d.bytes(d.varint("length"), "transport parameters")
@@ -125,7 +140,7 @@ func decodeQmux(b []byte) (frame, int, error) {
 			f.params = p
 		}
 	default:
-		return frame{}, 0, fmt.Errorf("%w: 0x%x (qmux-00 framing)", ErrUnknownFrame, typ)
+		return frame{}, 0, fmt.Errorf("%w: 0x%x (qmux framing)", ErrUnknownFrame, typ)
 	}
 	if d.err != nil {
 		return frame{}, 0, d.err
@@ -164,6 +179,14 @@ func decodeParams(b []byte) (transportParams, error) {
 	for len(d.b) > 0 && d.err == nil {
 		id := d.varint("parameter id")
 		val := d.bytes(d.varint("parameter length"), "parameter value")
+		if d.err == nil && id == tpMaxRecordSize {
+			v, n, err := wire.ParseVarint(val)
+			if err != nil || n != len(val) || p.maxRecordSize != 0 || v == 0 {
+				return p, fmt.Errorf("%w: max_record_size: repeated, zero or not one varint", ErrInvalidFrame)
+			}
+			p.maxRecordSize = v
+			continue
+		}
 		if d.err != nil || id < tpMaxData || id > tpMaxStreamsUni {
 			continue // unknown parameters are skipped, as QUIC requires
 		}
@@ -266,6 +289,13 @@ func appendQmux(b []byte, f *frame) ([]byte, error) {
 		}
 		e.varint(t, "")
 		e.varint(f.max, "maximum streams")
+	case kindQxPing:
+		t := uint64(qxPingRequest)
+		if f.response {
+			t = qxPingResponse
+		}
+		e.varint(t, "")
+		e.varint(f.seq, "sequence")
 	case kindDatagram:
 		e.varint(qxDatagramLen, "")
 		e.varint(uint64(len(f.data)), "length")
@@ -293,6 +323,7 @@ func appendParams(b []byte, p *transportParams) []byte {
 		{tpMaxStreamDataUni, p.maxStreamDataUni},
 		{tpMaxStreamsBidi, p.maxStreamsBidi},
 		{tpMaxStreamsUni, p.maxStreamsUni},
+		{tpMaxRecordSize, p.maxRecordSize},
 	} {
 		if r.v == 0 || r.v > wire.MaxVarint {
 			continue

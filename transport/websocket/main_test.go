@@ -133,7 +133,7 @@ func (rc *rawClient) sendFrame(fr Framing, f frame) {
 	rc.t.Helper()
 	var msg []byte
 	var err error
-	if fr == FramingQmux {
+	if fr != FramingLegacy {
 		msg, err = appendQmux(nil, &f)
 	} else {
 		msg, err = appendLegacy(nil, &f)
@@ -193,7 +193,7 @@ func waitDone(t testing.TB, c *Conn) error {
 
 // forFramings runs f as a subtest per framing and app protocol.
 func forFramings(t *testing.T, f func(t *testing.T, fr Framing, app string)) {
-	for _, fr := range []Framing{FramingQmux, FramingLegacy} {
+	for _, fr := range []Framing{FramingQmux, FramingQmux01, FramingQmux02, FramingLegacy} {
 		for _, app := range []string{"", "moq-lite-04"} {
 			name := string(fr)
 			if app != "" {

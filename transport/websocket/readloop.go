@@ -103,6 +103,9 @@ func (c *Conn) violated(err error) {
 // handleMessage decodes and applies the frames of one binary message.
 func (c *Conn) handleMessage(msg []byte) error {
 	if len(msg) == 0 {
+		if c.records() {
+			return nil // a record of no frames (qmux-01 over WebSocket allows it)
+		}
 		return violationf(ErrTruncated, "empty message")
 	}
 	c.mu.Lock()
@@ -164,6 +167,14 @@ func (c *Conn) handleFrameLocked(f *frame) error {
 		if f.max > c.peerMaxStreams[k] {
 			c.peerMaxStreams[k] = f.max
 			c.openSig[k].wake()
+		}
+	case kindQxPing:
+		if !c.records() {
+			return violationf(ErrUnknownFrame, "QX_PING on %s", c.framing)
+		}
+		if !f.response { // answer the latest request; an older one needs no answer of its own
+			c.pongDue, c.pongSeq = true, f.seq
+			c.writer.wake()
 		}
 	case kindBlocked, kindDatagram, kindPadding:
 		// Nothing to do: credit is granted as the app reads, not on

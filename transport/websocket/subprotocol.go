@@ -14,10 +14,29 @@ const (
 	// FramingQmux is draft-ietf-quic-qmux-00 as @moq/qmux 0.0.6 speaks it:
 	// QUIC frames with offsets and QUIC-style flow control.
 	FramingQmux Framing = "qmux-00"
+	// FramingQmux01 is draft-ietf-quic-qmux-01 over WebSocket, as @moq/qmux
+	// 0.3 speaks it: qmux-00's frames, a message being one QMux record
+	// (any number of frames), QX_PING keep-alives to answer, and a
+	// max_record_size transport parameter (16382 at least). It is also the
+	// framing of a bare application protocol ("moq-lite-05"), the binding
+	// moq-lite-05 defines (moq-dev's draft-lcurley-qmux-websocket).
+	FramingQmux01 Framing = "qmux-01"
+	// FramingQmux02 is draft-ietf-quic-qmux-02: qmux-01, with
+	// QX_TRANSPORT_PARAMETERS required as the first frame (we send ours
+	// first anyway) and ping sequence numbers checked by the peer. We do
+	// not advertise reset_stream_at, so RESET_STREAM_AT never comes.
+	FramingQmux02 Framing = "qmux-02"
 	// FramingLegacy is the `webtransport` format of
 	// @moq/web-transport-ws: bare stream frames, no flow control.
 	FramingLegacy Framing = "webtransport"
 )
+
+// allFramings are the framings this package speaks, newest first.
+var allFramings = []Framing{FramingQmux02, FramingQmux01, FramingQmux, FramingLegacy}
+
+// records reports whether f carries QMux records (several frames per
+// message, QX_PING).
+func (f Framing) records() bool { return f == FramingQmux01 || f == FramingQmux02 }
 
 // offer is one parsed Sec-WebSocket-Protocol value: a framing, optionally
 // followed by "." and an application protocol.
@@ -36,7 +55,7 @@ func (o offer) String() string {
 // parseOffer splits a subprotocol into framing and app protocol; ok is false
 // for values that name no framing we know.
 func parseOffer(s string) (offer, bool) {
-	for _, f := range []Framing{FramingQmux, FramingLegacy} {
+	for _, f := range allFramings {
 		if s == string(f) {
 			return offer{framing: f}, true
 		}
@@ -45,6 +64,17 @@ func parseOffer(s string) (offer, bool) {
 		}
 	}
 	return offer{}, false
+}
+
+// bareApp reads a subprotocol that is an application protocol alone
+// ("moq-lite-05"): QMux over WebSocket as moq-dev's draft binds it, with
+// the record framing of qmux-01. ok is false if we do not speak the app or
+// may not use that framing.
+func bareApp(s string, framings []Framing, apps []string) (offer, bool) {
+	if !slices.Contains(apps, s) || !slices.Contains(framings, FramingQmux01) {
+		return offer{}, false
+	}
+	return offer{framing: FramingQmux01, app: s}, true
 }
 
 // offeredProtocols returns the client's subprotocols in its order, from
@@ -66,7 +96,8 @@ func offeredProtocols(h http.Header) []string {
 // and the app protocols we speak:
 //
 //  1. the client's first offered app protocol that we speak, in whichever
-//     allowed framing comes first in framings;
+//     allowed framing comes first in framings (an app protocol offered
+//     bare counts as qmux-01);
 //  2. otherwise a bare framing the client offered, in framings order, with
 //     no app protocol (the session then runs the compat SETUP);
 //  3. a client that offered nothing at all gets the legacy framing without
@@ -86,6 +117,8 @@ func selectOffer(offered []string, framings []Framing, apps []string) (o offer, 
 	var cands []cand
 	for _, s := range offered {
 		if o, ok := parseOffer(s); ok && slices.Contains(framings, o.framing) {
+			cands = append(cands, cand{o, s})
+		} else if o, ok := bareApp(s, framings, apps); ok {
 			cands = append(cands, cand{o, s})
 		}
 	}

@@ -97,6 +97,10 @@ func (c *Conn) nextMessageLocked(b []byte) []byte {
 			c.paramsSent = true
 			return c.encodeLocked(b, &frame{kind: kindTransportParams, params: c.ourParams()})
 		}
+		if c.pongDue {
+			c.pongDue = false
+			return c.encodeLocked(b, &frame{kind: kindQxPing, response: true, seq: c.pongSeq})
+		}
 		if c.maxDataDirty {
 			c.maxDataDirty = false
 			return c.encodeLocked(b, &frame{kind: kindMaxData, max: c.recvMaxData})

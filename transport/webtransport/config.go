@@ -15,7 +15,9 @@ import (
 
 // DefaultProtocols are the moq-lite protocols offered by Dial and accepted by
 // a Server when its Config names none, most preferred first.
-var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
+// (The server takes the client's order among them; Dial offers lite-04
+// first, as rawquic.ALPNs explains.)
+var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
 
 // DefaultAcceptQueue is how many sessions wait for Accept when
 // Config.AcceptQueue is zero.
@@ -85,7 +87,7 @@ func serverTLS(tc *tls.Config, protocols []string) *tls.Config {
 	}
 	tc = tc.Clone()
 	tc.NextProtos = append(slices.Clone(protocols), http3.NextProtoH3)
-	return tc
+	return rawquic.ClientPreference(tc) // raw QUIC clients on this socket choose, as WebTransport ones do
 }
 
 // clientTLS returns a copy of tc (nil: an empty config) offering only h3 and

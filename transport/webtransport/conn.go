@@ -24,9 +24,33 @@ type Conn struct {
 }
 
 var (
-	_ transport.Conn      = (*Conn)(nil)
-	_ transport.StatsConn = (*Conn)(nil)
+	_ transport.Conn         = (*Conn)(nil)
+	_ transport.StatsConn    = (*Conn)(nil)
+	_ transport.DatagramConn = (*Conn)(nil)
 )
+
+// DatagramsSupported implements transport.DatagramConn: WebTransport
+// sessions always negotiate HTTP/3 datagrams.
+func (c *Conn) DatagramsSupported() bool {
+	return c.qconn == nil || c.qconn.ConnectionState().SupportsDatagrams.Remote
+}
+
+// SendDatagram implements transport.DatagramConn.
+func (c *Conn) SendDatagram(p []byte) error {
+	if err := c.sess.SendDatagram(p); err != nil {
+		return c.sessionErr(c.ctx, err)
+	}
+	return nil
+}
+
+// ReceiveDatagram implements transport.DatagramConn.
+func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	p, err := c.sess.ReceiveDatagram(ctx)
+	if err != nil {
+		return nil, c.sessionErr(ctx, err)
+	}
+	return p, nil
+}
 
 // Wrap adapts an established WebTransport session. qconn is the QUIC
 // connection carrying it, for Stats; it may be nil, and it is not closed
@@ -187,7 +211,7 @@ func (c *Conn) Session() *webtransport.Session { return c.sess }
 // it); zero when the connection is unknown.
 func (c *Conn) Stats() transport.Stats {
 	if c.qconn == nil {
-		return transport.Stats{}
+		return transport.Stats{Transport: "webtransport"}
 	}
-	return quicstats.Of(c.qconn.ConnectionStats())
+	return quicstats.Named("webtransport", c.qconn.ConnectionStats())
 }

@@ -13,6 +13,7 @@ import (
 
 func TestProtocolNegotiation(t *testing.T) {
 	all := []string{"moq-lite-04", "moq-lite-03", "moql"}
+	net := []string{"moq-lite-05", "moq-lite-04", "moq-lite-03", "moql", "moqt-20", "moqt-19"} // @moq/net 0.3.4
 	for _, tc := range []struct {
 		name           string
 		server, client []string
@@ -21,7 +22,9 @@ func TestProtocolNegotiation(t *testing.T) {
 		{"server has all", nil, all, "moq-lite-04"},
 		{"server has lite-03 only", []string{"moq-lite-03"}, all, "moq-lite-03"},
 		{"client order wins", nil, []string{"moq-lite-03", "moq-lite-04"}, "moq-lite-03"},
-		{"no overlap", nil, []string{"moq-lite-05"}, ""},
+		{"@moq/net gets lite-05", nil, net, "moq-lite-05"},
+		{"lite-05 alone", nil, []string{"moq-lite-05"}, "moq-lite-05"},
+		{"no overlap", nil, []string{"moq-lite-06-wip"}, ""},
 		{"client offers none", nil, []string{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +52,7 @@ func TestAddrsAndStats(t *testing.T) {
 		if !ok {
 			t.Fatalf("%T is no StatsConn", c)
 		}
-		if s := st.Stats(); s.BytesSent == 0 || s.BytesReceived == 0 || s.RTT == 0 {
+		if s := st.Stats(); s.BytesSent == 0 || s.BytesReceived == 0 || s.RTT == 0 || s.PacketsSent == 0 || s.Transport != "webtransport" {
 			t.Errorf("stats %+v: want traffic and an RTT", s)
 		}
 	}

@@ -1,0 +1,253 @@
+// Pumps: each forwarded track that has subscribers holds one upstream
+// subscription on the path's route and copies its groups into the relay
+// track that every downstream subscriber shares.
+
+package actor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
+
+var (
+	errUpstreamBound = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many forwarded tracks"}
+	errNoRoute       = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
+	errOtherOrigin   = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast now comes from another publisher"}
+	errUnused        = errors.New("forwarded track unused")
+)
+
+// startPump is the relay broadcast's OnTrack: it must not block.
+func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackProducer) {
+	if f.upstream.Add(1) > int64(f.cfg.MaxUpstream) {
+		f.upstream.Add(-1)
+		tp.Abort(errUpstreamBound)
+		return
+	}
+	cell.addTrack(tp)
+	go func() {
+		defer f.upstream.Add(-1)
+		defer cell.removeTrack(tp)
+		f.pump(cell, path, tp)
+	}()
+}
+
+// pump feeds tp from the path's route. When the route's broadcast ends it
+// waits for the next route and, if it comes from the same publisher (the
+// same first hop), continues at the first group it has not forwarded:
+// sequence numbers are the publisher's, so they carry over. It stops when
+// tp has no subscriber left (keeping the upstream subscription for the
+// linger), when the track ends upstream, or when the path is gone.
+func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProducer) {
+	ctx, cancel := context.WithCancelCause(f.a.lifetime)
+	defer cancel(nil)
+	unused := tp.Unused()
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() { // one per pump: Unused is a channel, not a context
+		select {
+		case <-unused:
+			cancel(errUnused)
+		case <-stopWatch:
+		}
+	}()
+	info := tp.Info()
+	var (
+		origin    uint64
+		spliced   bool   // a route was used before
+		last      uint64 // highest sequence forwarded
+		forwarded bool
+	)
+	for {
+		r, gone, changed := cell.get()
+		if gone {
+			tp.Abort(errNoRoute)
+			return
+		}
+		if r == nil || r.b.Err() != nil { // the route is going: wait for run to choose the next
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				f.endPump(tp, context.Cause(ctx))
+				return
+			}
+		}
+		if spliced && (origin == 0 || r.origin() != origin) {
+			// Another publisher's sequence numbers mean nothing here.
+			tp.Abort(errOtherOrigin)
+			return
+		}
+		up, err := r.b.SubscribeTrack(info)
+		if err != nil {
+			if r.b.Err() != nil {
+				continue // the route ended meanwhile
+			}
+			tp.Abort(err)
+			return
+		}
+		origin, spliced = r.origin(), true
+		err = f.copyTrack(ctx, up, tp, &last, &forwarded)
+		switch {
+		case errors.Is(err, io.EOF):
+			up.Close()
+			_ = tp.Finish()
+			return
+		case ctx.Err() != nil:
+			f.lingerClose(up)
+			f.endPump(tp, context.Cause(ctx))
+			return
+		case r.b.Err() == nil && !f.routeGoing(ctx, r, changed, err):
+			// The track failed, not the route: pass it on.
+			up.Close()
+			tp.Abort(err)
+			return
+		}
+		up.Close()
+		f.a.log.Debug("forwarded track lost its route", "path", path, "track", info.Name, "err", err)
+	}
+}
+
+// routeGrace is how long a pump whose upstream track failed waits to learn
+// whether its route is going: a node shutting down, or losing its own
+// route, resets its subscriptions (Cancel, NotFound) a moment before its
+// session or its announcement ends. A track that failed for good reaches
+// the subscribers that much later.
+const routeGrace = 500 * time.Millisecond
+
+// routeGoing reports whether the route's broadcast ended or the path's
+// route changed, waiting up to routeGrace for it after the upstream track
+// failed with err.
+func (f *forwarder) routeGoing(ctx context.Context, r *route, changed <-chan struct{}, err error) bool {
+	if errors.Is(err, broadcast.ErrEvicted) {
+		return true // not an end: read on
+	}
+	t := time.NewTimer(routeGrace)
+	defer t.Stop()
+	select {
+	case <-r.b.Done():
+		return true
+	case <-changed:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return true // the loop ends the pump
+	}
+}
+
+// endPump ends the relay track when the pump stops for cause.
+func (f *forwarder) endPump(tp *broadcast.TrackProducer, cause error) {
+	if errors.Is(cause, errUnused) {
+		cause = broadcast.ErrCancelled
+	} else {
+		cause = &broadcast.Error{Code: broadcast.CodeCancel, Reason: "node shutting down"}
+	}
+	tp.Abort(cause)
+}
+
+// lingerClose keeps an upstream consumer for the linger: a subscriber that
+// comes back meanwhile joins the same upstream track (the session shares
+// one wire subscription per track) and starts at its cached latest group.
+func (f *forwarder) lingerClose(up *broadcast.TrackConsumer) {
+	if f.cfg.Linger <= 0 || f.a.lifetime.Err() != nil {
+		up.Close()
+		return
+	}
+	time.AfterFunc(f.cfg.Linger, up.Close)
+}
+
+// copyTrack copies up's groups into tp until up ends (its error), or ctx
+// does. Groups at or below *last from an earlier route are skipped.
+func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, tp *broadcast.TrackProducer, last *uint64, forwarded *bool) error {
+	floor, skip := *last, *forwarded // the splice point
+	sem := make(chan struct{}, f.cfg.MaxGroupCopiers)
+	var wg sync.WaitGroup
+	gctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Copiers end with their group: at its end upstream (a finished track's
+	// last groups are still arriving when its end is known, so they are
+	// waited for, not cut), when the route fails (its groups are aborted),
+	// or with ctx.
+	defer wg.Wait()
+	for {
+		g, err := up.RecvGroup(ctx)
+		if err != nil {
+			return err
+		}
+		seq := g.Sequence()
+		if skip && seq <= floor {
+			continue
+		}
+		if !*forwarded || seq > *last {
+			*last, *forwarded = seq, true
+		}
+		// A group already whole goes over in one piece, with no goroutine.
+		if n, _, complete := g.Remaining(1<<16, 1<<40); complete {
+			frames, _ := g.TryReadFrames(make([][]byte, 0, n), n)
+			if err := tp.WriteGroup(seq, frames...); err != nil && !errors.Is(err, broadcast.ErrDuplicate) && !errors.Is(err, broadcast.ErrTooLarge) {
+				return err
+			}
+			continue
+		}
+		gp, err := tp.CreateGroup(seq)
+		if err != nil {
+			if errors.Is(err, broadcast.ErrDuplicate) {
+				continue
+			}
+			return err
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			gp.Abort(context.Cause(ctx))
+			return ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			copyGroup(gctx, g, gp)
+		})
+	}
+}
+
+// copyGroup copies a group's frames as they arrive; the frames themselves
+// are shared, not copied.
+func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) {
+	buf := make([][]byte, 0, 64)
+	for {
+		frames, err := g.TryReadFrames(buf[:0], 64)
+		if len(frames) > 0 {
+			if werr := gp.WriteFrames(frames...); werr != nil {
+				gp.Abort(werr)
+				return
+			}
+			continue
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			_ = gp.Finish()
+			return
+		case err != nil:
+			gp.Abort(err)
+			return
+		}
+		frame, err := g.ReadFrame(ctx)
+		switch {
+		case err == nil:
+			if werr := gp.WriteFrame(frame); werr != nil {
+				gp.Abort(werr)
+				return
+			}
+		case errors.Is(err, io.EOF):
+			_ = gp.Finish()
+			return
+		default:
+			gp.Abort(err)
+			return
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// Observability of the CLI's node: --metrics serves Prometheus metrics and
+// a JSON list of the node's sessions over HTTP; --quiet turns the live
+// status line off. Every command that builds its node with newNode from
+// netFlags gets both (a relay command too: register netFlags, call newNode,
+// and --metrics works; its live line is startProgress with a status func,
+// as node's).
+
+func (f *netFlags) registerObserve(fs *flag.FlagSet) {
+	fs.BoolVar(&f.quiet, "quiet", false, "no live status line on a terminal (the final JSON line only)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (host:port, e.g. 127.0.0.1:9464)\nand the node's sessions as JSON on /stats (see moq stats)")
+}
+
+// newRegistry is a --metrics registry: the node's moqp2p_ series (added by
+// moq.WithMetrics) and the process's.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// observeServer serves --metrics.
+type observeServer struct {
+	addr string // bound host:port
+	srv  *http.Server
+	done chan struct{}
+}
+
+// startObserve serves n's metrics and sessions on --metrics, if given.
+func startObserve(n *node) (*observeServer, error) {
+	if n.cfg.net.metrics == "" || n.p2p == nil || n.p2p.reg == nil {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.net.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.p2p.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(nodeStats(r.Context(), n))
+	})
+	o := &observeServer{addr: ln.Addr().String(), done: make(chan struct{}),
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	go func() {
+		defer close(o.done)
+		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Warn("--metrics server stopped", "err", err)
+		}
+	}()
+	return o, nil
+}
+
+func (o *observeServer) close() {
+	if o == nil {
+		return
+	}
+	_ = o.srv.Close()
+	<-o.done
+}
+
+// statsDoc is what /stats serves and moq stats prints.
+type statsDoc struct {
+	Peer     string         `json:"peer,omitempty"` // the node's libp2p peer ID
+	Sessions []sessionStats `json:"sessions"`
+}
+
+// sessionStats is one session in /stats.
+type sessionStats struct {
+	Peer          string                      `json:"peer"`
+	Via           string                      `json:"via"`
+	Version       string                      `json:"version"`
+	Dialed        bool                        `json:"dialed"`
+	Seconds       float64                     `json:"seconds"`
+	RTTMillis     float64                     `json:"rtt_ms"`
+	Link          transport.Stats             `json:"link"`
+	Media         session.Stats               `json:"media"`
+	Subscriptions []session.SubscriptionStats `json:"subscriptions"`
+}
+
+func nodeStats(ctx context.Context, n *node) statsDoc {
+	doc := statsDoc{Sessions: []sessionStats{}}
+	if n.p2p == nil {
+		return doc
+	}
+	doc.Peer = n.p2p.h.ID().String()
+	list, _ := n.p2p.m.Sessions(ctx)
+	for _, s := range list {
+		st := s.Stats()
+		ps := &p2pSession{s: s}
+		doc.Sessions = append(doc.Sessions, sessionStats{
+			Peer: ps.Peer(), Via: ps.Via(), Version: s.Version(), Dialed: s.Dialed(),
+			Seconds: st.Since.Seconds(), RTTMillis: float64(st.RTT.Microseconds()) / 1000,
+			Link: st.Link, Media: st.Media, Subscriptions: st.Subscriptions,
+		})
+	}
+	return doc
+}
+
+// liveTotals is the node-wide state the live status line shows.
+type liveTotals struct {
+	peers, subscribers    int // sessions; subscriptions we serve
+	groups, skipped       uint64
+	bytesSent, bytesRecv  uint64 // payload, counting sessions that ended
+	rtt                   time.Duration
+	framesSent, framesRcv uint64
+}
+
+// tally sums the node's sessions for the live line. Sessions that ended
+// keep counting with their last figures, so totals never go down.
+type tally struct {
+	n    *node
+	last map[moq.Session]session.Stats
+	gone session.Stats
+}
+
+func newTally(n *node) *tally { return &tally{n: n, last: map[moq.Session]session.Stats{}} }
+
+// read sums the sessions now: served subscriptions' groups and skips for
+// a publisher (served true), our subscriptions' for a subscriber.
+func (t *tally) read(ctx context.Context, served bool) liveTotals {
+	var lt liveTotals
+	if t.n.p2p == nil {
+		return lt
+	}
+	list, _ := t.n.p2p.m.Sessions(ctx)
+	live := make(map[moq.Session]bool, len(list))
+	var media session.Stats
+	for _, s := range list {
+		st := s.Stats()
+		live[*s] = true
+		t.last[*s] = st.Media
+		lt.peers++
+		lt.rtt = max(lt.rtt, st.RTT)
+		for _, sub := range st.Subscriptions {
+			if sub.Served {
+				lt.subscribers++
+			}
+			if sub.Served == served {
+				lt.skipped += sub.Skipped
+				for _, n := range sub.Resets {
+					lt.skipped += n
+				}
+			}
+		}
+	}
+	for s, st := range t.last {
+		if !live[s] {
+			addMedia(&t.gone, st)
+			delete(t.last, s)
+		}
+	}
+	media = t.gone
+	for _, st := range t.last {
+		addMedia(&media, st)
+	}
+	lt.bytesSent, lt.bytesRecv = media.BytesSent, media.BytesReceived
+	lt.framesSent, lt.framesRcv = media.FramesSent, media.FramesReceived
+	if served {
+		lt.groups = media.GroupsSent
+	} else {
+		lt.groups = media.GroupsReceived
+	}
+	return lt
+}
+
+func addMedia(dst *session.Stats, st session.Stats) {
+	dst.GroupsSent += st.GroupsSent
+	dst.GroupsReceived += st.GroupsReceived
+	dst.FramesSent += st.FramesSent
+	dst.FramesReceived += st.FramesReceived
+	dst.BytesSent += st.BytesSent
+	dst.BytesReceived += st.BytesReceived
+}

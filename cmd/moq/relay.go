@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/moq"
+)
+
+const relayUsage = `usage: moq relay --listen URL... [--connect URL[?cost=N]...] [flags]
+
+Forward broadcasts between every session: what a publisher announces on one
+session is offered to every other session, with one upstream subscription per
+track however many subscribers it has. Sessions may be moql://, https://
+(WebTransport), ws:// (WebSocket) and libp2p, in any mix, and other relays
+(--connect, repeatable; each link is kept up, redialed with backoff).
+A route's cost is 1 unless ?cost=N says otherwise (10 is the convention for a
+link through a relay); the cheapest live route wins, then the shortest.
+
+As moq-relay does, a client's URL path scopes its session (a client at
+/room sees room/clock as clock), and the relay answers plain HTTP on its
+ws:// ports (and on --http): GET /announced/PREFIX lists the broadcasts
+under PREFIX (JSON), GET /fetch/BROADCAST/TRACK returns the track's latest
+group (its frames, concatenated).
+
+With --auth-key, clients authenticate with moq-relay's tokens: ?jwt=TOKEN on
+the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
+ECDSA, Ed25519 or RSA), whose claims root, put (may publish under), get (may
+subscribe under) and exp (enforced for the whole session) are honoured. A
+client without a token may use the --public prefixes only; libp2p peers may
+use everything if --trust-peer names them, the --public prefixes otherwise.
+Refusals carry the Unauthorized code (6).
+
+Two relays on one machine, a publisher on one and a subscriber on the other:
+  moq relay --listen moql://127.0.0.1:4443 --listen /ip4/127.0.0.1/udp/4001/quic-v1
+  moq relay --listen moql://127.0.0.1:4444 --connect /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>
+  moq pub --broadcast demo --connect moql://127.0.0.1:4443 --insecure
+  moq sub --broadcast demo --connect moql://127.0.0.1:4444 --insecure`
+
+func runRelay(ctx context.Context, std stdio, args []string) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	setUsage(fs, relayUsage)
+	var nf netFlags
+	nf.register(fs)
+	var public, trust stringList
+	authKey := fs.String("auth-key", "", "verify client tokens (?jwt=) with the JWK in `FILE`")
+	fs.Var(&public, "public", "`PREFIX` anyone may publish and subscribe under without a token (repeatable; \"\" is everything)")
+	fs.Var(&trust, "trust-peer", "libp2p `PEER-ID` allowed everything with --auth-key (repeatable)")
+	httpAddr := fs.String("http", "", "also serve /announced and /fetch over plain HTTP on `HOST:PORT`")
+	linger := fs.Duration("linger", 2*time.Second, "keep an upstream subscription `D` after its last subscriber left")
+	if err := parseFlags(fs, args, std.stdout); err != nil {
+		return err
+	}
+	if len(nf.listen) == 0 {
+		return usagef("relay: give at least one --listen (see moq relay -h)")
+	}
+	costs := make([]int, len(nf.connect))
+	for i, s := range nf.connect {
+		raw, cost, err := splitCost(s)
+		if err != nil {
+			return usagef("--connect %s: %v", s, err)
+		}
+		nf.connect[i], costs[i] = raw, cost
+	}
+	listens, connects, err := nf.endpoints(-1)
+	if err != nil {
+		return err
+	}
+	for i := range connects {
+		connects[i].cost = costs[i]
+	}
+	log := nf.logger(std.stderr)
+	auth := &relayAuth{byAddr: map[string]addrPerms{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+	for _, p := range public {
+		auth.public = append(auth.public, broadcast.CleanPath(p))
+	}
+	for _, s := range trust {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return usagef("--trust-peer %s: %v", s, err)
+		}
+		auth.trusted[id] = true
+	}
+	if *authKey != "" {
+		if auth.key, err = loadKey(*authKey); err != nil {
+			return usagef("--auth-key %s: %v", *authKey, err)
+		}
+	}
+	for _, e := range connects {
+		if e.kind == kindP2P && e.cost > 0 {
+			auth.peerCost[e.peer] = e.cost
+		}
+	}
+	var node *node
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveRelayHTTP(node.p2p.m, auth, w, r) })
+	opts := []moq.Option{moq.WithForwarding(moq.Forwarding{
+		Linger: *linger,
+		Accept: func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.put, path) },
+		Offer:  func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.get, path) },
+		Cost:   auth.cost,
+	})}
+	if auth.key != nil {
+		opts = append(opts, moq.WithAdmission(auth.admitPeer))
+	}
+	node, err = newNode(ctx, nodeConfig{listens: listens, connects: connects, net: &nf, log: log,
+		moqOpts: opts, route: auth.route, handler: handler})
+	if err != nil {
+		return err
+	}
+	defer node.close()
+	if slices.ContainsFunc(listens, func(e endpoint) bool { return e.kind == kindP2P }) {
+		fmt.Fprintf(std.stdout, "peer: %s\n", node.p2p.h.ID())
+	}
+	if *httpAddr != "" {
+		ln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer func() { _ = hs.Close() }()
+		fmt.Fprintf(std.stdout, "http: http://%s\n", listenAddr(*httpAddr, ln.Addr()))
+	}
+	node.printListening(std.stdout)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, e := range connects {
+		wg.Go(func() { keepLinked(ctx, node, e, log) })
+	}
+	if auth.key != nil {
+		wg.Go(func() { auth.enforce(ctx, node.p2p.m) })
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// splitCost takes ?cost=N (or &cost=N) off a --connect value; cost 0 means
+// the default.
+func splitCost(s string) (string, int, error) {
+	base, query, ok := strings.Cut(s, "?")
+	if !ok {
+		return s, 0, nil
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", 0, err
+	}
+	cost := 0
+	if v := q.Get("cost"); v != "" {
+		if cost, err = strconv.Atoi(v); err != nil || cost < 1 {
+			return "", 0, errors.New("cost must be a positive integer")
+		}
+		q.Del("cost")
+	}
+	if len(q) > 0 {
+		base += "?" + q.Encode()
+	}
+	return base, cost, nil
+}
+
+// keepLinked keeps a session to e: it redials with backoff (100 ms doubling
+// to 10 s, back to 100 ms after a session that lasted 30 s) until ctx ends.
+func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
+	const first, most = 100 * time.Millisecond, 10 * time.Second
+	backoff := first
+	for ctx.Err() == nil {
+		start := time.Now()
+		s, err := n.connect(ctx, e)
+		if err == nil {
+			log.Info("linked", "peer", s.Peer(), "via", s.Via())
+			select {
+			case <-s.Done():
+				log.Warn("link lost; redialing", "peer", e.raw, "err", s.Err())
+			case <-ctx.Done():
+				return
+			}
+			if time.Since(start) > 30*time.Second {
+				backoff = first
+			}
+		} else if ctx.Err() == nil {
+			log.Warn("link failed; redialing", "peer", e.raw, "in", backoff, "err", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, most)
+	}
+}
+
+// relayAuth holds the relay's authorization: the token key, the public
+// prefixes, and what each client that presented a token may do.
+type relayAuth struct {
+	key      *verifier // nil: no authorization, everything allowed
+	public   []string
+	trusted  map[peer.ID]bool
+	peerCost map[peer.ID]int // libp2p links' costs (--connect ...?cost=N)
+
+	mu     sync.Mutex
+	byAddr map[string]addrPerms // by the client's remote address, set by route
+}
+
+// maxGrants bounds the clients whose token grants the relay remembers:
+// one per session, plus requests admitted in the last minute that did not
+// become sessions. Worst case about 200 B each.
+const maxGrants = 16384
+
+type addrPerms struct {
+	perms
+	at time.Time
+}
+
+func (a *relayAuth) publicPerms() perms { return perms{put: a.public, get: a.public} }
+
+// route admits a WebTransport or WebSocket client: its session is scoped
+// to its URL path, and its token (if any) says what it may do.
+func (a *relayAuth) route(r *http.Request) (string, error) {
+	path := broadcast.CleanPath(r.URL.Path)
+	if a.key == nil {
+		return path, nil
+	}
+	var p perms
+	if tok := r.URL.Query().Get("jwt"); tok != "" {
+		var err error
+		if p, err = a.key.verify(tok, path); err != nil {
+			return "", err
+		}
+	} else {
+		if !slices.ContainsFunc(a.public, func(pre string) bool {
+			return broadcast.HasPrefix(path, pre) || broadcast.HasPrefix(pre, path)
+		}) {
+			return "", unauthorized("no token (?jwt=) and %q is not public", path)
+		}
+		p = a.publicPerms()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.byAddr) >= maxGrants {
+		// Requests that passed here but never became sessions (refused
+		// later, or a flood of upgrades) are forgotten after a minute.
+		return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+	}
+	a.byAddr[r.RemoteAddr] = addrPerms{perms: p, at: time.Now()}
+	return path, nil
+}
+
+// perms is what a session may do.
+func (a *relayAuth) perms(s *moq.Session) perms {
+	switch {
+	case a.key == nil, s.Dialed():
+		return perms{all: true} // no authorization, or a link we opened
+	case s.RemotePeer() != "":
+		if a.trusted[s.RemotePeer()] {
+			return perms{all: true}
+		}
+		return a.publicPerms()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.byAddr[s.RemoteAddr().String()]; ok {
+		return p.perms
+	}
+	return a.publicPerms() // raw QUIC (moql://) clients carry no token
+}
+
+// admitPeer admits libp2p peers: trusted ones, and anyone while something
+// is public.
+func (a *relayAuth) admitPeer(_ context.Context, p peer.ID) error {
+	if p == "" || a.trusted[p] || len(a.public) > 0 {
+		return nil
+	}
+	return unauthorized("peer %s is not trusted", p)
+}
+
+func (a *relayAuth) cost(s *moq.Session) int {
+	if c := a.peerCost[s.RemotePeer()]; c > 0 {
+		return c
+	}
+	return 0 // the session's own (OpenOptions.Cost), or the default
+}
+
+// enforce closes sessions whose token expired, with Unauthorized, and
+// forgets the grants of clients that are gone.
+func (a *relayAuth) enforce(ctx context.Context, m *moq.Moq) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now()
+		live := map[string]bool{}
+		sessions, _ := m.Sessions(ctx)
+		for _, s := range sessions {
+			if s.Dialed() || s.RemotePeer() != "" {
+				continue
+			}
+			addr := s.RemoteAddr().String()
+			live[addr] = true
+			if a.perms(s).expired(now) {
+				_ = s.Close(broadcast.CodeUnauthorized, "token expired")
+			}
+		}
+		a.mu.Lock()
+		for addr, p := range a.byAddr {
+			if !live[addr] && now.Sub(p.at) > time.Minute {
+				delete(a.byAddr, addr)
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
+// serveRelayHTTP answers moq-relay's HTTP endpoints.
+func serveRelayHTTP(m *moq.Moq, auth *relayAuth, w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	get := func(path string) bool {
+		if auth.key == nil {
+			return true
+		}
+		p := auth.publicPerms()
+		if tok := r.URL.Query().Get("jwt"); tok != "" {
+			var err error
+			if p, err = auth.key.verify(tok, path); err != nil {
+				return false
+			}
+		}
+		return p.may(p.get, path)
+	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/announced"):
+		prefix := broadcast.CleanPath(strings.TrimPrefix(r.URL.Path, "/announced"))
+		list := []string{}
+		if fo := m.Forwarded(); fo != nil {
+			for path := range fo.Active(prefix) {
+				if get(path) {
+					list = append(list, path)
+				}
+			}
+		}
+		slices.Sort(list)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	case strings.HasPrefix(r.URL.Path, "/fetch/"):
+		full := broadcast.CleanPath(strings.TrimPrefix(r.URL.Path, "/fetch/"))
+		i := strings.LastIndexByte(full, '/')
+		if i <= 0 {
+			http.Error(w, "want /fetch/BROADCAST/TRACK", http.StatusBadRequest)
+			return
+		}
+		name, track := full[:i], full[i+1:]
+		if !get(name) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		var b *broadcast.Consumer
+		if fo := m.Forwarded(); fo != nil {
+			b = fo.Get(name)
+		}
+		if b == nil {
+			http.NotFound(w, r)
+			return
+		}
+		fetchLatest(r.Context(), b, track, w)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// fetchLatest writes the latest group of a track, waiting up to 5 s for one.
+func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w http.ResponseWriter) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tc, err := b.SubscribeTrack(broadcast.Track{Name: track})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	defer tc.Close()
+	g, err := tc.NextGroup(ctx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		return
+	}
+	var body []byte
+	for {
+		f, err := g.ReadFrame(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		body = append(body, f...)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Group", strconv.FormatUint(g.Sequence(), 10))
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/moqp2p/moqp2p/internal/pattern"
+)
+
+// startRelay runs moq relay with args and returns it with the addresses it
+// printed (the listening lines, then "peer: " if any).
+func startRelay(t *testing.T, name string, args ...string) (*proc, map[string]string) {
+	t.Helper()
+	p := start(t, name, nil, append([]string{"relay"}, args...)...)
+	want := strings.Count(strings.Join(args, " "), "--listen ")
+	p.stdout.await(t, name, "listening: ", 20*time.Second)
+	got := map[string]string{}
+	for deadline := time.Now().Add(5 * time.Second); len(got) < want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s printed %v", name, p.stdout.all())
+		}
+		for _, line := range p.stdout.all() {
+			if addr, ok := strings.CutPrefix(line, "listening: "); ok {
+				scheme, _, ok := strings.Cut(addr, "://")
+				if !ok {
+					scheme = "p2p"
+				}
+				got[scheme] = addr
+			}
+		}
+	}
+	return p, got
+}
+
+// TestRelayCluster: a publisher on relay A, a subscriber on relay B, B
+// linked to A over libp2p with a cost: every frame arrives, byte for byte.
+func TestRelayCluster(t *testing.T) {
+	t.Parallel()
+	a, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	_, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["p2p"]+"?cost=10")
+	_ = a
+	// A file transfer (--out): every group, in order, however late. Two
+	// hops, each sending the newest group first, can hold the oldest back
+	// longer than a live subscriber waits for it on a loaded machine.
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure", "--out", out}, transferArgs["sub"]...)...)
+	pub := start(t, "pub at A", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"}, transferArgs["pub"]...)...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	want := pattern.Expect(100, 100, 256)
+	if got := lastSummary(t, "sub", sub.stdout.all()); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s\n%s\npub: %s", got, want, sub.stdout.bytes(), sub.stderr.bytes(), pub.stderr.bytes())
+	}
+}
+
+// TestRelayAuth runs a relay with --auth-key: a put-only token publishes,
+// a get token receives every frame, and expired, forged and wrong-scope
+// tokens are refused, as is a put-only token's subscription.
+func TestRelayAuth(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	keyFile := filepath.Join(t.TempDir(), "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "ws://127.0.0.1:0", "--listen", "https://127.0.0.1:0")
+	tok := func(c map[string]any) string { return sign(t, jwt.SigningMethodHS256, secret, c) }
+	put := tok(map[string]any{"root": "room", "put": "", "exp": future()})
+	get := tok(map[string]any{"root": "room", "get": "", "exp": future()})
+	at := func(scheme, token string) []string {
+		u := addrs[scheme] + "room?jwt=" + token
+		if scheme == "https" {
+			return []string{"--connect", u, "--insecure"}
+		}
+		return []string{"--connect", u}
+	}
+	for _, tc := range []struct{ name, scheme, token string }{
+		{"expired", "ws", tok(map[string]any{"root": "room", "get": "", "exp": time.Now().Add(-time.Minute).Unix()})},
+		{"forged", "https", sign(t, jwt.SigningMethodHS256, []byte("not the relay's secret, not at all"), map[string]any{"root": "room", "get": "", "exp": future()})},
+		{"wrong scope", "ws", tok(map[string]any{"root": "elsewhere", "get": "", "exp": future()})},
+		{"expired over WebTransport", "https", tok(map[string]any{"root": "room", "get": "", "exp": time.Now().Add(-time.Minute).Unix()})},
+	} {
+		p := start(t, "sub "+tc.name, nil, append([]string{"sub", "--broadcast", "e2e", "--timeout", "5s"}, at(tc.scheme, tc.token)...)...)
+		if code := p.wait(t, 30*time.Second); code == 0 {
+			t.Errorf("%s token: sub succeeded", tc.name)
+		}
+		// WebTransport sessions are closed with Unauthorized (6);
+		// WebSocket upgrades are refused with 403 before any session.
+		want := map[string]string{"https": "code 6", "ws": "got 403"}[tc.scheme]
+		if msg := strings.Join(p.stderr.all(), " | "); !strings.Contains(msg, want) {
+			t.Errorf("%s token: %q does not say %q", tc.name, msg, want)
+		}
+	}
+	pub := start(t, "pub", nil, append(append([]string{"pub"}, at("ws", put)...), transferArgs["pub"]...)...)
+	// Publishing only: the broadcast is never offered to this session.
+	denied := start(t, "sub put-only", nil, append([]string{"sub", "--broadcast", "e2e", "--timeout", "3s"}, at("ws", put)...)...)
+	sub := start(t, "sub", nil, append(append([]string{"sub", "--out", filepath.Join(t.TempDir(), "out")}, at("https", get)...), transferArgs["sub"]...)...)
+	sub.mustSucceed(t, 60*time.Second)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v", got, want)
+	}
+	if code := denied.wait(t, 30*time.Second); code == 0 {
+		t.Error("a put-only token subscribed")
+	}
+	t.Logf("put-only: %s", strings.Join(denied.stderr.all(), " | "))
+	pub.mustSucceed(t, 30*time.Second)
+}
+
+// TestRelayGomoqt: gomoqt v0.16 (moq-lite-04) publishes into relay A, and
+// gomoqt v0.12 (moq-lite-03) subscribes at relay C, through A → B → C
+// (libp2p links): every frame arrives.
+func TestRelayGomoqt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gomoqt peers")
+	}
+	t.Parallel()
+	pubBin, subBin := buildGomoqt(t, "gomoqt-lite04"), buildGomoqt(t, "gomoqt-lite03")
+	_, a := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	_, b := startRelay(t, "relay B", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--connect", a["p2p"])
+	_, c := startRelay(t, "relay C", "--listen", "moql://127.0.0.1:0", "--connect", b["p2p"])
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	pub := exec.CommandContext(ctx, pubBin, "-role", "client", "-mode", "pub", "-addr", strings.TrimPrefix(a["moql"], "moql://"), "-timeout", "60s", "-linger", "10s")
+	pubOut := newLines()
+	pub.Stdout, pub.Stderr = pubOut, pubOut
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Kill(); _ = pub.Wait() }()
+	sub := exec.CommandContext(ctx, subBin, "-role", "client", "-mode", "sub", "-announce", "-addr", strings.TrimPrefix(c["moql"], "moql://"), "-timeout", "60s")
+	out, err := sub.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gomoqt lite-03 subscriber: %v\n%s\npublisher:\n%s", err, out, pubOut.bytes())
+	}
+	if got, want := lastSummary(t, "gomoqt-lite03", strings.Split(strings.TrimSpace(string(out)), "\n")), pattern.Expect(100, 100, 1024); got != want {
+		t.Fatalf("subscriber got %+v, want %+v", got, want)
+	}
+}
+
+func TestRelayHelp(t *testing.T) {
+	t.Parallel()
+	p := start(t, "moq relay --help", nil, "relay", "--help")
+	p.mustSucceed(t, 10*time.Second)
+	out := string(p.stdout.bytes())
+	for _, want := range []string{"usage: moq relay", "--auth-key", "--public", "?cost=N", "/announced/PREFIX"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("moq relay --help does not mention %q:\n%s", want, out)
+		}
+	}
+	p = start(t, "moq relay", nil, "relay")
+	if code := p.wait(t, 10*time.Second); code != 2 {
+		t.Errorf("moq relay without --listen: exit %d, want 2", code)
+	}
+}

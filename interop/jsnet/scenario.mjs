@@ -1,0 +1,230 @@
+// The interop scenario for @moq/net 0.3.4 (moq-lite-05), shared by the Node
+// peer (../jspeer/peer.mjs --lib net) and the browser page (browser.html):
+// the same runs as ../jspeer/scenario.mjs (same options, same events, same
+// pattern), written against @moq/net's API. Every frame carries a timestamp:
+// frame i of a run is stamped i*TS_STEP in a millisecond timescale, which a
+// subscriber checks (a peer that carries no timestamps fails that check only
+// when --timestamps is set).
+
+import { Collector, equalBytes, expect, payload } from "../jspeer/pattern.mjs";
+export { OPTION_NAMES, parseDuration, parseOptions } from "../jspeer/scenario.mjs";
+
+/** The timescale of the published track and the stamp step between frames. */
+export const TIMESCALE = 1000;
+export const TS_STEP = 33;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && a.bytes === b.bytes && a.sha256 === b.sha256;
+
+/**
+ * run executes the scenario on conn (an established @moq/net connection)
+ * and returns the final "done" event; it throws on failure.
+ */
+export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
+	return opts.role === "sub"
+		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams })
+		: publish({ Moq, conn, opts, emit, newHasher, datagrams });
+}
+
+async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
+	const started = Date.now();
+	const want = Moq.Path.from(opts.broadcast);
+	const lost = conn.closed.then(() => {
+		throw new Error("connection closed before the subscription completed");
+	});
+	lost.catch(() => {});
+
+	if (opts.announce) {
+		const announced = conn.announced(Moq.Path.from(opts.prefix));
+		for (;;) {
+			const entry = await Promise.race([announced.next(), lost]);
+			if (!entry) throw new Error(`announcements ended before ${want} was announced`);
+			emit({ event: "announced", path: entry.path, active: entry.active });
+			if (Moq.Path.from(entry.path) === want && entry.active) break;
+		}
+	}
+
+	const broadcast = conn.consume(want);
+	const track = broadcast.subscribe(opts.track, { priority: opts.priority });
+	emit({ event: "subscribed", broadcast: want, track: opts.track });
+
+	if (datagrams) return receiveDatagrams({ track, opts, emit, newHasher, lost, started });
+	const total = opts.groups * opts.frames;
+	const col = new Collector(newHasher);
+	let mismatched = 0;
+	let badStamps = 0;
+	let firstMismatch;
+	let ended = false;
+	let stamps;
+	while (col.frames < total) {
+		const group = await Promise.race([track.recvGroup(), lost]);
+		if (!group) {
+			ended = true;
+			break;
+		}
+		for (let f = 0; ; f++) {
+			const frame = await Promise.race([group.readFrame(), lost]);
+			if (!frame) break;
+			const data = frame.payload;
+			const i = BigInt(group.sequence) * BigInt(opts.frames) + BigInt(f);
+			col.add(group.sequence, data);
+			const good = equalBytes(data, payload(i, opts.size));
+			if (!good) {
+				mismatched++;
+				firstMismatch ??= { group: group.sequence, frame: f, len: data.byteLength };
+			}
+			const ts = frame.timestamp.as(TIMESCALE);
+			stamps ??= { first: ts, scale: frame.timestamp.scale };
+			stamps.last = ts;
+			if (ts !== Number(i) * TS_STEP) badStamps++;
+			if (opts.frameEvents) {
+				const h = newHasher();
+				h.update(data);
+				emit({ event: "recv", group: group.sequence, frame: f, len: data.byteLength, sha256: await h.digest(), match: good, ts });
+			}
+		}
+	}
+	track.close();
+	const got = await col.summary(total);
+	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
+	let fetched = true;
+	if (fetch) fetched = await fetchFirst(broadcast, opts, emit, checkTimestamps, lost);
+	const ok = sameSummary(got, want_) && (!checkTimestamps || badStamps === 0) && fetched;
+	const done = {
+		event: "done",
+		role: "sub",
+		...got,
+		ok,
+		expected: want_,
+		mismatched,
+		first_mismatch: firstMismatch,
+		timestamps: { ...stamps, mismatched: badStamps },
+		elapsed_ms: Date.now() - started,
+	};
+	if (!ok) {
+		done.error = !fetched
+			? "FETCH of group 0 did not return its frames"
+			: ended
+			? `track ended after ${col.frames} of ${total} frames`
+			: badStamps > 0 && mismatched === 0
+				? `${badStamps} frames with a timestamp other than frame*${TS_STEP} ms`
+				: `received data differs from the pattern (${mismatched} frames mismatched)`;
+	}
+	return done;
+}
+
+/**
+ * fetchFirst fetches group 0 again (lite-05 FETCH) after the run and checks
+ * its frames (and, with checkTimestamps, their timestamps); it reports a
+ * "fetched" event and returns whether the group was whole and right.
+ */
+async function fetchFirst(broadcast, opts, emit, checkTimestamps, lost) {
+	const group = await Promise.race([broadcast.fetchGroup(opts.track, 0), lost]);
+	let frames = 0;
+	let bad = 0;
+	for (;;) {
+		const frame = await Promise.race([group.readFrame(), lost]);
+		if (!frame) break;
+		const good = equalBytes(frame.payload, payload(BigInt(frames), opts.size));
+		const stamped = frame.timestamp.as(TIMESCALE) === frames * TS_STEP;
+		if (!good || (checkTimestamps && !stamped)) bad++;
+		frames++;
+	}
+	const ok = frames === opts.frames && bad === 0;
+	emit({ event: "fetched", group: 0, frames, mismatched: bad, ok });
+	return ok;
+}
+
+/**
+ * receiveDatagrams reads a datagram run: opts.groups single-frame groups,
+ * each a datagram (frame i = group i, stamped i*TS_STEP). Datagrams may be
+ * lost, so it stops once all arrived or none came for 3 s after the first;
+ * "done" is ok only if every one arrived, right.
+ */
+async function receiveDatagrams({ track, opts, emit, newHasher, lost, started }) {
+	const col = new Collector(newHasher);
+	const seen = new Set();
+	let bad = 0;
+	while (seen.size < opts.groups) {
+		const idle = sleep(seen.size === 0 ? opts.timeoutMs : 3000).then(() => "idle");
+		const dg = await Promise.race([track.recvDatagram(), lost, idle]);
+		if (dg === "idle" || !dg) break;
+		if (seen.has(dg.sequence)) continue;
+		seen.add(dg.sequence);
+		col.add(dg.sequence, dg.payload);
+		const good = equalBytes(dg.payload, payload(BigInt(dg.sequence), opts.size)) && dg.timestamp.as(TIMESCALE) === dg.sequence * TS_STEP;
+		if (!good) bad++;
+	}
+	track.close();
+	const got = await col.summary(opts.groups);
+	const want_ = await expect(opts.groups, 1, opts.size, newHasher);
+	const ok = sameSummary(got, want_) && bad === 0;
+	const done = { event: "done", role: "sub", ...got, ok, expected: want_, mismatched: bad, datagrams: seen.size, elapsed_ms: Date.now() - started };
+	if (!ok) done.error = `${seen.size} of ${opts.groups} datagrams arrived, ${bad} wrong`;
+	return done;
+}
+
+async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
+	const started = Date.now();
+	const path = Moq.Path.from(opts.broadcast);
+	const broadcast = new Moq.Broadcast.Producer();
+	conn.publish(path, broadcast);
+	emit({ event: "published", broadcast: path });
+
+	const closed = conn.closed.then(() => "closed");
+	const serving = [];
+	while (serving.length < opts.subscriptions) {
+		const req = await Promise.race([broadcast.requested(), closed]);
+		if (req === "closed") throw new Error(`connection closed after ${serving.length} of ${opts.subscriptions} subscriptions`);
+		if (!req) throw new Error("broadcast closed");
+		if (req.name !== opts.track) {
+			req.reject(new Error(`not found: ${req.name}`));
+			continue;
+		}
+		const track = req.accept({ timescale: TIMESCALE });
+		// lite-05 subscribers ask for TRACK_INFO first: that request's track
+		// closes as soon as its info is read. Serve only a real subscription.
+		await sleep(0);
+		if (track.closed.peek() !== undefined) continue;
+		emit({ event: "subscribed", broadcast: path, track: req.name, priority: req.priority });
+		serving.push(datagrams ? serveDatagrams(Moq, track, opts) : serveTrack(Moq, track, opts));
+	}
+	await Promise.all(serving);
+	const sent = await expect(opts.groups, opts.frames, opts.size, newHasher);
+	emit({ event: "served", subscriptions: serving.length, ...sent });
+
+	const waited = await Promise.race([closed, ...(opts.lingerMs > 0 ? [sleep(opts.lingerMs).then(() => "linger")] : [])]);
+	broadcast.close();
+	return {
+		event: "done",
+		role: "pub",
+		...sent,
+		ok: true,
+		subscriptions: serving.length,
+		ended_by: waited,
+		elapsed_ms: Date.now() - started,
+	};
+}
+
+/** serveDatagrams sends opts.groups single-frame groups as datagrams, paced. */
+async function serveDatagrams(Moq, track, opts) {
+	for (let g = 0; g < opts.groups; g++) {
+		if (g > 0) await sleep(Math.max(opts.groupIntervalMs, 2));
+		track.appendDatagram(new Moq.Time.Timestamp(g * TS_STEP, TIMESCALE), payload(g, opts.size));
+	}
+	await sleep(100); // the last datagrams leave before the track ends
+	track.close();
+}
+
+async function serveTrack(Moq, track, opts) {
+	for (let g = 0; g < opts.groups; g++) {
+		if (g > 0 && opts.groupIntervalMs > 0) await sleep(opts.groupIntervalMs);
+		const group = track.appendGroup();
+		for (let f = 0; f < opts.frames; f++) {
+			const i = g * opts.frames + f;
+			group.writeFrame({ payload: payload(i, opts.size), timestamp: new Moq.Time.Timestamp(i * TS_STEP, TIMESCALE) });
+		}
+		group.close();
+	}
+	track.close();
+}

@@ -1,0 +1,115 @@
+package moq
+
+import (
+	"context"
+	"time"
+
+	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// Forwarding configures WithForwarding. The zero value forwards every
+// broadcast to every session with the default bounds.
+type Forwarding struct {
+	// Prefixes are the paths forwarded; empty means every path.
+	Prefixes []string
+	// Accept, if set, says whether a session's announcement of path is
+	// taken as a route (the peer may publish there). Nil accepts all.
+	Accept func(s *Session, path string) bool
+	// Offer, if set, says whether the broadcast at path is forwarded to a
+	// session (the peer may subscribe there). Nil offers to all.
+	Offer func(s *Session, path string) bool
+	// Cost, if set, gives a session's link cost (lower is preferred), in
+	// place of the cost it was opened with (OpenOptions.Cost, default 1).
+	Cost func(s *Session) int
+	// Linger keeps an upstream subscription after its last subscriber left
+	// (default actor.DefaultForwardLinger; negative: none).
+	Linger time.Duration
+	// MaxPaths, MaxRoutes and MaxUpstream bound the paths forwarded, the
+	// routes held and the forwarded tracks with an upstream subscription,
+	// node-wide (see actor.Forward for the defaults and worst cases).
+	MaxPaths, MaxRoutes, MaxUpstream int
+	// Limits bound each forwarded track's cache (broadcast.Limits
+	// defaults: the latest group always, older ones within 5 s).
+	Limits broadcast.Limits
+}
+
+// ForwardStats are the forwarding counters (actor.ForwardStats).
+type ForwardStats = actor.ForwardStats
+
+// WithForwarding makes the node a relay: what a session's peer announces is
+// a route, and the node offers one broadcast per path to its other sessions
+// (and to its own subscribers, through Forwarded), appending its hop ID.
+// An announcement whose hop list holds this node's ID is refused, so
+// routes never loop; each track forwarded has one upstream subscription
+// however many subscribers it has; when a route's session ends, the path
+// switches to the best remaining route (lower cost, then fewer hops) and
+// its tracks continue at the next group if that route comes from the same
+// publisher.
+func WithForwarding(f Forwarding) Option {
+	return func(o *options) { o.forward = &f }
+}
+
+// forwardConfig turns the moq policy into the actor's; m is set once New
+// has made the node.
+func (f *Forwarding) forwardConfig(m **Moq) *actor.Forward {
+	cfg := &actor.Forward{
+		Prefixes: f.Prefixes, Linger: f.Linger,
+		MaxPaths: f.MaxPaths, MaxRoutes: f.MaxRoutes, MaxUpstream: f.MaxUpstream,
+		Limits: f.Limits,
+	}
+	if f.Accept != nil {
+		cfg.Accept = func(s *actor.Session, path string) bool { return f.Accept(&Session{s: s, m: *m}, path) }
+	}
+	if f.Offer != nil {
+		cfg.Offer = func(s *actor.Session, path string) bool { return f.Offer(&Session{s: s, m: *m}, path) }
+	}
+	if f.Cost != nil {
+		cfg.Cost = func(s *actor.Session) int { return f.Cost(&Session{s: s, m: *m}) }
+	}
+	return cfg
+}
+
+// Forwarded is the origin of the broadcasts this node forwards (nil
+// without WithForwarding). A track subscribed there shares the node's one
+// upstream subscription and survives a change of route.
+func (m *Moq) Forwarded() *broadcast.Origin { return m.a.Forwarded() }
+
+// ForwardStats returns the forwarding counters (zero without forwarding).
+func (m *Moq) ForwardStats(ctx context.Context) (ForwardStats, error) { return m.a.ForwardStats(ctx) }
+
+// OpenOptions are Open's options.
+type OpenOptions struct {
+	// Cost of the link for route choice when forwarding (0: direct, 1;
+	// relayed links are conventionally 10).
+	Cost int
+}
+
+// OpenWith is Open with options.
+func (m *Moq) OpenWith(ctx context.Context, c transport.Conn, opts OpenOptions) (*Session, error) {
+	s, err := m.a.RegisterWith(ctx, anonConn{c}, actor.RegisterOptions{Dialed: true, Client: true, Cost: opts.Cost})
+	if err != nil {
+		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
+		return nil, err
+	}
+	return &Session{s: s, m: m}, nil
+}
+
+// subscribeForwarded subscribes to a forwarded broadcast's track, if this
+// node forwards name and the options can share the upstream subscription.
+func (m *Moq) subscribeForwarded(name, track string, opts SubscribeOptions) *broadcast.TrackConsumer {
+	fo := m.a.Forwarded()
+	if fo == nil || opts.Start != nil || opts.End != nil || opts.Backpressure {
+		return nil
+	}
+	b := fo.Get(name)
+	if b == nil {
+		return nil
+	}
+	tc, err := b.SubscribeTrack(broadcast.Track{Name: track, Priority: opts.Priority})
+	if err != nil {
+		return nil
+	}
+	return tc
+}

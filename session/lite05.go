@@ -1,0 +1,501 @@
+// What moq-lite-05 adds to a session: the SETUP uni stream each side sends,
+// the TRACK stream (a track's fixed properties), and frame timestamps.
+
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// peerSetup is what the peer's lite-05 SETUP said; set once.
+type peerSetup struct {
+	seen atomic.Bool
+	msg  atomic.Pointer[wire.Setup]
+}
+
+// PeerSetup returns the peer's lite-05 SETUP once it arrived (false before,
+// and always on other versions).
+func (s *Session) PeerSetup() (wire.Setup, bool) {
+	if m := s.peerSetup.msg.Load(); m != nil {
+		return *m, true
+	}
+	return wire.Setup{}, false
+}
+
+// sendSetup opens our SETUP uni stream, writes SETUP and FIN. Both sides
+// send theirs at once and wait for nothing: moq-dev's Rust server reads
+// the client's SETUP before it serves anything, so a client that waited
+// for the server's would never start. We advertise no probe level (we
+// report no bandwidth, so the peer opens no PROBE stream), no role (both)
+// and our hop ID, as @moq/net does.
+func (s *Session) sendSetup() {
+	st, err := s.conn.OpenUniStream(s.ctx)
+	if err != nil {
+		return
+	}
+	b := wire.AppendUniStreamType(nil, wire.UniSetup)
+	b, err = wire.AppendMessage(b, s.version, &wire.Setup{Origin: s.hop & wire.MaxVarint})
+	if err == nil {
+		_, err = st.Write(b)
+	}
+	if err != nil {
+		st.CancelWrite(uint32(broadcast.CodeCancel))
+		s.log.Debug("sending SETUP failed", "err", err)
+		return
+	}
+	_ = st.Close()
+}
+
+// recvSetup reads the peer's SETUP stream (its type already read): one
+// SETUP message, then FIN. It is read with the peer's group streams, whose
+// accept loop our first subscription starts (acceptGroups): nothing here
+// depends on the peer's capabilities, and an idle session parks no
+// goroutine for it. A second SETUP stream, a malformed SETUP or
+// bytes after it violate the protocol and close the session.
+func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
+	if s.peerSetup.seen.Swap(true) {
+		rs.CancelRead(uint32(broadcast.CodeProtocol))
+		s.fail(broadcast.CodeProtocol, "a second SETUP stream")
+		return
+	}
+	var m wire.Setup
+	if err := wire.ReadMessage(gr.Reader, s.version, &m, s.lim.MaxMessageSize); err != nil {
+		rs.CancelRead(uint32(codeOfWire(err)))
+		if isWireErr(err) || errors.Is(err, io.EOF) {
+			s.fail(codeOfWire(err), "setup: %v", err)
+		}
+		return
+	}
+	if !gr.headerRead() {
+		return
+	}
+	if _, err := gr.ReadByte(); !errors.Is(err, io.EOF) {
+		rs.CancelRead(uint32(broadcast.CodeProtocol))
+		if err == nil {
+			s.fail(broadcast.CodeProtocol, "setup: data after SETUP")
+		}
+		return
+	}
+	s.peerSetup.msg.Store(&m)
+	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path)
+}
+
+// serveTrack answers the peer's TRACK with TRACK_INFO and FIN, or resets
+// the stream with the code of the track's refusal (NotFound). Every track
+// of ours has a millisecond timescale and the cache's max age as its max
+// latency.
+func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
+	var m wire.Track
+	if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() {
+		return
+	}
+	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	if b == nil {
+		reset(st, broadcast.CodeNotFound)
+		return
+	}
+	// Not a subscription: a track's first subscriber is what starts a
+	// publisher (and joins at the latest group), and TRACK precedes the
+	// SUBSCRIBE that is one.
+	tr, err := b.TrackInfo(m.Track)
+	if err != nil {
+		reset(st, broadcast.CodeOf(err))
+		return
+	}
+	info := wire.TrackInfo{Priority: tr.Priority, MaxLatency: s.lim.Model.CacheMaxAge, Timescale: tr.Scale()}
+	if info.MaxLatency <= 0 {
+		info.MaxLatency = broadcast.DefaultCacheMaxAge
+	}
+	buf, err := wire.AppendMessage(nil, s.version, &info)
+	if err == nil {
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return
+	}
+	_ = st.Close()
+	s.awaitFin(st, r)
+}
+
+// awaitFin waits (at most HeaderTimeout) for the peer to finish its side of
+// a stream we answered, rather than stopping it: moq-dev's clients close
+// their side after reading the answer, and fail the request if that close
+// fails (it would, once our STOP_SENDING arrived).
+func (s *Session) awaitFin(st transport.Stream, r *bufio.Reader) {
+	t := time.AfterFunc(s.lim.HeaderTimeout, func() { st.CancelRead(0) })
+	defer t.Stop()
+	if _, err := r.ReadByte(); err == nil {
+		st.CancelRead(uint32(broadcast.CodeUnexpectedMsg)) // nothing may follow the request
+	}
+}
+
+// trackInfo asks the peer for a track's TRACK_INFO (lite-05), as moq-dev's
+// subscribers do before SUBSCRIBE: a refusal (the broadcast is unknown)
+// comes back as the stream's reset.
+func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.TrackInfo, error) {
+	var info wire.TrackInfo
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		return info, remoteErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { reset(st, broadcast.CodeCancel) })
+	defer stop()
+	b := wire.AppendStreamType(nil, wire.StreamTrack)
+	if b, err = wire.AppendMessage(b, s.version, &wire.Track{Broadcast: wirePath(path), Track: track}); err == nil {
+		_, err = st.Write(b)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return info, remoteErr(err)
+	}
+	// The request is written. Close can still fail if the publisher, done
+	// reading, already stopped our side (STOP_SENDING, as ours does): the
+	// answer is what matters.
+	_ = st.Close()
+	r := getReader(st)
+	defer putReader(r)
+	if err := wire.ReadMessage(r, s.version, &info, s.lim.MaxMessageSize); err != nil {
+		st.CancelRead(uint32(broadcast.CodeCancel))
+		switch {
+		case ctx.Err() != nil:
+			return info, remoteErr(context.Cause(ctx))
+		case isWireErr(err):
+			return info, &broadcast.Error{Code: codeOfWire(err), Reason: "track info: " + err.Error()}
+		case errors.Is(err, io.EOF):
+			return info, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "track stream ended before TRACK_INFO"}
+		}
+		return info, remoteErr(err)
+	}
+	st.CancelRead(0)
+	return info, nil
+}
+
+// appendFrameHeader appends what precedes a frame's payload on a group or
+// fetch stream: on lite-05 the timestamp delta from *prev (the previous
+// frame's timestamp in the group, 0 before the first), which it advances,
+// then the size. Timestamps are the model's, in the track's timescale,
+// which is what our TRACK_INFO announces. A jump no zigzag varint holds
+// (over 2^61) repeats the previous timestamp instead.
+func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int) []byte {
+	if s.version.HasFrameTimestamps() {
+		out, err := wire.AppendTimestamp(b, *prev, ts)
+		if err != nil {
+			out, ts = append(b, 0), *prev // zigzag(0)
+		}
+		b, *prev = out, ts
+	}
+	return wire.AppendFrameHeader(b, uint64(size))
+}
+
+// frameStamps follows the timestamps of one group stream's frames
+// (lite-05). The wire carries each as a delta from the previous frame's,
+// in the timescale of the publisher's TRACK_INFO; the track holds them in
+// its own (Track.Scale), converted when the two differ.
+type frameStamps struct {
+	on       bool     // the version carries timestamps
+	prev     uint64   // the previous frame's timestamp, wire units
+	mul, div uint64   // wire units to track units
+	batch    []uint64 // the current batch's timestamps, track units
+	arr      [maxBatch]uint64
+}
+
+// stampsFor readies gr's frame stamps for a group stream of sub: they live
+// in the pooled reader, so reading a group allocates nothing for them.
+func (s *Session) stampsFor(gr *groupReader, sub *subscription) *frameStamps {
+	st := &gr.stamps
+	st.on, st.prev, st.mul, st.div, st.batch = s.version.HasFrameTimestamps(), 0, 1, 1, st.arr[:0]
+	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); st.on && w != 0 && w != t {
+		st.mul, st.div = t, w
+	}
+	return st
+}
+
+// add records the next frame's timestamp ts (wire units) in the batch.
+func (st *frameStamps) add(ts uint64) {
+	st.prev = ts
+	if st.mul != st.div {
+		hi, lo := bits.Mul64(ts, st.mul)
+		if hi >= st.div { // beyond 64 bits: saturate
+			ts = wire.MaxTimestamp
+		} else {
+			ts, _ = bits.Div64(hi, lo, st.div)
+			ts = min(ts, wire.MaxTimestamp)
+		}
+	}
+	st.batch = append(st.batch, ts)
+}
+
+// frameStart parses the header of the frame at the start of buf: the
+// timestamp delta (lite-05, checked against prev: it returns the frame's
+// timestamp) and the size. n is the header's length; ok is false if buf
+// does not hold the whole header, or the timestamp is out of range.
+func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, ok bool) {
+	ts, size, n, err := parseFrameHeader(buf, s.version.HasFrameTimestamps(), prev)
+	return ts, size, n, err == nil
+}
+
+// parseFrameHeader parses a frame's header at the start of buf: its
+// timestamp (if stamped, lite-05: a delta from prev) and its size; n is the
+// header's length. The error is wire.ErrShort when buf does not hold the
+// whole header, anything else when the timestamp is out of range.
+func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n int, err error) {
+	if stamped {
+		if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	size, k, err := wire.ParseVarint(buf[n:])
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return ts, size, n + k, nil
+}
+
+// readFrameStart reads the header of the next frame from r, as frameStart,
+// recording its timestamp in st.
+func (s *Session) readFrameStart(r io.ByteReader, st *frameStamps) (uint64, error) {
+	if st.on {
+		ts, err := wire.ReadTimestamp(r, st.prev)
+		if err != nil {
+			if isWireErr(err) {
+				return 0, &broadcast.Error{Code: broadcast.CodeDecode, Reason: err.Error()}
+			}
+			return 0, err
+		}
+		st.add(ts)
+	}
+	return wire.ReadVarint(r)
+}
+
+// serveFetch answers the peer's FETCH (lite-05): the group's frames, each
+// with its timestamp delta, then FIN; a group the track no longer (or never)
+// has is refused with NotFound. A fetch counts as one of the peer's
+// subscriptions (MaxSubscriptions), and waits at most HeaderTimeout for a
+// group not produced yet.
+func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
+	var m wire.Fetch
+	if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
+		reset(st, codeOfWire(err))
+		return
+	}
+	if !hdr.done() || !s.admit(&s.served, s.lim.MaxSubscriptions, st, "fetch") {
+		return
+	}
+	defer s.served.Add(-1)
+	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	if b == nil {
+		reset(st, broadcast.CodeNotFound)
+		return
+	}
+	tc, err := b.SubscribeTrack(broadcast.Track{Name: m.Track, Priority: m.Priority})
+	if err != nil {
+		reset(st, broadcast.CodeOf(err))
+		return
+	}
+	defer tc.Close()
+	st.SetPriority(urgency(m.Priority))
+	ctx, cancel := context.WithTimeout(s.ctx, s.lim.HeaderTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { st.CancelWrite(uint32(broadcast.CodeCancel)) })
+	defer stop()
+	g, err := tc.GetGroup(ctx, m.Group)
+	if err != nil {
+		st.CancelWrite(uint32(broadcast.CodeOf(err)))
+		st.CancelRead(0)
+		return
+	}
+	w := bufio.NewWriterSize(st, 16<<10)
+	var prev uint64
+	var hdrBuf [24]byte
+	for {
+		f, ts, err := g.ReadFrameAt(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = w.Write(s.appendFrameHeader(hdrBuf[:0], &prev, ts, len(f)))
+		}
+		if err == nil {
+			_, err = w.Write(f)
+		}
+		if err != nil {
+			st.CancelWrite(uint32(broadcast.CodeOf(err)))
+			st.CancelRead(0)
+			return
+		}
+	}
+	if w.Flush() != nil {
+		return
+	}
+	stop() // the answer is complete: the deadline must not reset it now
+	_ = st.Close()
+	s.awaitFin(st, r)
+}
+
+// ErrNoFetch is returned by Fetch on versions before lite-05, whose
+// publishers do not serve FETCH.
+var ErrNoFetch = errors.New("session: this moq-lite version serves no FETCH")
+
+// Fetch asks the peer for one group of a track (lite-05 FETCH) and returns
+// it once it has arrived whole, finished, its frames' timestamps in the
+// track's default timescale. It fails with the peer's refusal (matching
+// broadcast.ErrNotFound for an unknown broadcast, track or group),
+// ErrNoFetch before lite-05, or ctx's error. The group's bytes count
+// against MaxReceiveBytes while the group is held, and a frame over
+// MaxFrameSize ends it with BoundsExceeded.
+func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (*broadcast.GroupConsumer, error) {
+	if !s.awaitVersion(ctx) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, ErrClosed
+	}
+	if !s.version.HasFrameTimestamps() {
+		return nil, ErrNoFetch
+	}
+	path = broadcast.CleanPath(path)
+	info, err := s.trackInfo(ctx, path, track)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		return nil, remoteErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { reset(st, broadcast.CodeCancel) })
+	defer stop()
+	b := wire.AppendStreamType(nil, wire.StreamFetch)
+	if b, err = wire.AppendMessage(b, s.version, &wire.Fetch{Broadcast: wirePath(path), Track: track, Group: group}); err == nil {
+		_, err = st.Write(b)
+	}
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return nil, remoteErr(err)
+	}
+	_ = st.Close() // as in trackInfo: a STOP_SENDING after the request is no failure
+	tp := broadcast.NewTrack(broadcast.Track{Name: track}, s.lim.Model)
+	g, err := tp.CreateGroup(group)
+	if err != nil {
+		reset(st, broadcast.CodeCancel)
+		return nil, err
+	}
+	fs := frameStamps{on: true, mul: 1, div: 1}
+	fs.batch = fs.arr[:0]
+	if info.Timescale != broadcast.DefaultTimescale {
+		fs.mul, fs.div = broadcast.DefaultTimescale, info.Timescale
+	}
+	gr := getGroupReader(st)
+	defer putGroupReader(gr)
+	if err := s.readFrames(gr, g, nil, &fs); err != nil {
+		st.CancelRead(uint32(broadcast.CodeCancel))
+		g.Abort(err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	_ = g.Finish()
+	return g.Consume(), nil
+}
+
+// sendDatagram sends group g of subscription id as one datagram (lite-05)
+// if the track asks for it (broadcast.Track.Datagrams), the connection
+// carries datagrams, and g is finished with a single frame that fits
+// wire.MaxDatagram encoded. It reports whether it did; otherwise the group
+// goes on a stream as usual. A datagram the network loses is not resent.
+func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer, stats *subStats) bool {
+	dc, ok := transport.AsDatagramConn(s.conn)
+	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
+		return false
+	}
+	if n, size, complete := g.Remaining(1, wire.MaxDatagram); !complete || n != 1 || size > wire.MaxDatagram {
+		return false
+	}
+	f, ts, ok, err := g.Clone().TryReadFrameAt()
+	if !ok || err != nil {
+		return false
+	}
+	b, err := wire.AppendDatagram(nil, s.version, &wire.Datagram{SubscribeID: id, Sequence: g.Sequence(), Timestamp: ts, Payload: f})
+	if err == nil {
+		err = dc.SendDatagram(b)
+	}
+	if err != nil {
+		s.log.Debug("group not sent as a datagram", "group", g.Sequence(), "err", err)
+		return false
+	}
+	s.counters.groupsSent.Add(1)
+	s.counters.framesSent.Add(1)
+	s.counters.bytesSent.Add(uint64(len(f)))
+	s.counters.datagramsSent.Add(1)
+	stats.media(1, uint64(len(f)))
+	stats.groupDone()
+	return true
+}
+
+// startDatagrams starts the datagram reader of a lite-05 session whose
+// connection carries datagrams; it runs from the first subscription to the
+// session's end (an idle session has none).
+func (s *Session) startDatagrams() {
+	dc, ok := transport.AsDatagramConn(s.conn)
+	if !ok || !s.version.HasDatagrams() {
+		return
+	}
+	s.spawn(func() { s.recvDatagrams(dc) })
+}
+
+// recvDatagrams turns each datagram into a single-frame group of its
+// subscription's track. One for a subscription we do not have, a malformed
+// one, or one whose group arrived by stream already (or that no longer
+// fits the receive budget) is dropped: datagrams are best effort, and a
+// group stream arriving after the datagram is refused the same way.
+func (s *Session) recvDatagrams(dc transport.DatagramConn) {
+	for {
+		p, err := dc.ReceiveDatagram(s.ctx)
+		if err != nil {
+			return
+		}
+		var d wire.Datagram
+		if err := wire.DecodeDatagram(p, s.version, &d); err != nil {
+			s.log.Debug("dropping a malformed datagram", "err", err)
+			continue
+		}
+		s.mu.Lock()
+		sub := s.subs[d.SubscribeID]
+		s.mu.Unlock()
+		if sub == nil {
+			continue
+		}
+		st := frameStamps{on: true, mul: 1, div: 1}
+		st.batch = st.arr[:0]
+		if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); w != 0 && w != t {
+			st.mul, st.div = t, w
+		}
+		st.add(d.Timestamp)
+		if err := sub.track.WriteGroupAt(d.Sequence, st.batch, d.Payload); err != nil {
+			s.log.Debug("dropping datagram", "subscribe", d.SubscribeID, "group", d.Sequence, "err", err)
+			continue
+		}
+		s.counters.groupsReceived.Add(1)
+		s.counters.framesReceived.Add(1)
+		s.counters.bytesReceived.Add(uint64(len(d.Payload)))
+		s.counters.datagramsReceived.Add(1)
+		sub.stats.groupStarted(d.Sequence, time.Time{})
+		sub.stats.media(1, uint64(len(d.Payload)))
+		sub.stats.groupDone()
+	}
+}

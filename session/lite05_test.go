@@ -1,0 +1,614 @@
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/loadtest"
+	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/internal/wire"
+	"github.com/moqp2p/moqp2p/transport"
+)
+
+// awaitServed waits until pub serves n subscriptions of the peer's. lite-05
+// has no SUBSCRIBE_OK: Subscribe returns once the publisher answered
+// TRACK, possibly before its SUBSCRIBE is served, so a test that publishes
+// right after subscribing waits for that first (lite-03/04 need not).
+func awaitServed(t testing.TB, pub *Session, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pub.served.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher serves %d subscriptions, want %d", pub.served.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// readSetupStream reads a lite-05 SETUP stream: type, SETUP, FIN.
+func readSetupStream(t *testing.T, ctx context.Context, rs transport.ReceiveStream) wire.Setup {
+	t.Helper()
+	data, err := readStream(t, ctx, rs)
+	if err != nil {
+		t.Fatalf("SETUP stream: %v", err)
+	}
+	r := bufio.NewReader(bytes.NewReader(data))
+	if typ, err := wire.ReadUniStreamType(r, wire.Lite05); err != nil || typ != wire.UniSetup {
+		t.Fatalf("first uni stream: type %v %v (% x)", typ, err, data)
+	}
+	var m wire.Setup
+	if err := wire.ReadMessage(r, wire.Lite05, &m, 1<<10); err != nil {
+		t.Fatalf("SETUP: %v (% x)", err, data)
+	}
+	if r.Buffered() != 0 {
+		t.Fatalf("bytes after SETUP: % x", data)
+	}
+	return m
+}
+
+// The server sends its SETUP at once, without waiting for the client's:
+// moq-dev's server waits for the client's first.
+func TestLite05SetupSentAtOnce(t *testing.T) {
+	for _, sessDials := range []bool{false, true} {
+		t.Run(fmt.Sprint("session dials ", sessDials), func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, sessDials)
+			p.sess.acceptGroups() // the peer's SETUP is read with its group streams, which a subscription starts
+			rs, err := p.raw.AcceptUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := readSetupStream(t, ctx, rs); m != (wire.Setup{Origin: p.sess.hop}) {
+				t.Fatalf("SETUP %+v, want only our hop %d", m, p.sess.hop)
+			}
+			if _, ok := p.sess.PeerSetup(); ok {
+				t.Fatal("peer SETUP before it was sent")
+			}
+			// @moq/net's SETUP: probe report and its origin.
+			st, err := p.raw.OpenUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wire.Setup{Probe: wire.ProbeReport, Origin: 99}
+			rawWrite(t, st, rawCat(rawVarint(uint64(wire.UniSetup)), p.msg(t, &want)))
+			_ = st.Close()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+				if got, ok := p.sess.PeerSetup(); ok {
+					if got != want {
+						t.Fatalf("peer SETUP %+v, want %+v", got, want)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("peer SETUP never recorded")
+				}
+			}
+			p.wantUp(t)
+			// A second SETUP stream violates the protocol.
+			st, err = p.raw.OpenUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawWrite(t, st, rawCat(rawVarint(uint64(wire.UniSetup)), p.msg(t, &wire.Setup{})))
+			_ = st.Close()
+			p.wantConnClosed(t, ctx, broadcast.CodeProtocol)
+		})
+	}
+}
+
+func TestLite05BadSetup(t *testing.T) {
+	for name, tc := range map[string]struct {
+		b    []byte
+		fin  bool
+		code broadcast.Code
+	}{
+		"duplicate param":  {rawCat([]byte{1}, []byte{7, 2, 5, 1, 1, 5, 1, 2}), true, broadcast.CodeDecode},
+		"varint trailing":  {rawCat([]byte{1}, []byte{5, 1, 1, 2, 1, 0}), true, broadcast.CodeDecode},
+		"data after SETUP": {[]byte{1, 1, 0, 0}, true, broadcast.CodeProtocol},
+		"FIN inside SETUP": {[]byte{1, 3, 1}, true, broadcast.CodeDecode},
+		"65 params":        {[]byte{1, 2, 0x40, 65}, true, broadcast.CodeDecode},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+			p.sess.acceptGroups()
+			st, err := p.raw.OpenUniStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawWrite(t, st, tc.b)
+			if tc.fin {
+				_ = st.Close()
+			}
+			p.wantConnClosed(t, ctx, tc.code)
+		})
+	}
+}
+
+// acceptGroup05 returns the next group stream from the session, skipping
+// its SETUP stream.
+func (p *rawPeer) acceptGroup05(t *testing.T, ctx context.Context) parsedGroup {
+	t.Helper()
+	for {
+		rs, err := p.raw.AcceptUniStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := readStream(t, ctx, rs)
+		if err != nil {
+			t.Fatalf("group stream: %v", err)
+		}
+		if len(data) > 0 && data[0] == byte(wire.UniSetup) {
+			continue
+		}
+		g, err := p.parseGroup(data)
+		if err != nil {
+			t.Fatalf("group stream: %v (% x)", err, data)
+		}
+		return g
+	}
+}
+
+// readResponse reads one subscribe response from r.
+func (p *rawPeer) readResponse(t *testing.T, ctx context.Context, st transport.Stream, r *bufio.Reader) wire.Message {
+	t.Helper()
+	type res struct {
+		m   wire.Message
+		err error
+	}
+	got := awaitOrFail(t, ctx, "reading a subscribe response", func() { st.CancelRead(0) }, func() res {
+		m, err := wire.ReadSubscribeResponse(r, p.v, 1<<10)
+		return res{m, err}
+	})
+	if got.err != nil {
+		t.Fatalf("subscribe response: %v", got.err)
+	}
+	return got.m
+}
+
+// The publisher side of lite-05: TRACK answered with TRACK_INFO, no
+// SUBSCRIBE_OK, START with the first group, DROP for skipped groups, END
+// (exclusive) when the track finishes, frames with timestamp deltas.
+func TestLite05ServeSubscribe(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+
+	st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: "/cam", Track: "video"})), true)
+	data, err := readStream(t, ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info wire.TrackInfo
+	if n, err := wire.DecodeMessage(data, p.v, &info); err != nil || n != len(data) ||
+		info.Timescale != broadcast.DefaultTimescale || info.MaxLatency != broadcast.DefaultCacheMaxAge {
+		t.Fatalf("TRACK_INFO %+v %v (% x)", info, err, data)
+	}
+	for _, tr := range [][2]string{{"/nope", "video"}, {"/cam", "nope"}} {
+		st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: tr[0], Track: tr[1]})), true)
+		wantReset(t, ctx, st, broadcast.CodeNotFound)
+	}
+
+	id, b := p.subscribeMsg(t, "/cam", "video")
+	sst := p.openStream(t, ctx, b, false)
+	awaitServed(t, p.sess, 1)
+	r := bufio.NewReader(sst)
+	g0, _ := p.track.CreateGroup(3)
+	_ = g0.WriteFrame([]byte("a"))
+	_ = g0.WriteFrame([]byte("b"))
+	_ = g0.Finish()
+	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeStart{Group: 3}) {
+		t.Fatalf("first response %#v, want START 3", m)
+	}
+	if g := p.acceptGroup05(t, ctx); g.hdr != (wire.Group{SubscribeID: id, Sequence: 3}) || !slices.Equal(g.frames, []string{"a", "b"}) {
+		t.Fatalf("group %+v", g)
+	}
+	g1, _ := p.track.CreateGroup(6) // 4 and 5 never come
+	_ = g1.WriteFrame([]byte("c"))
+	_ = g1.Finish()
+	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeDrop{Start: 4, End: 5}) {
+		t.Fatalf("response %#v, want DROP 4..5", m)
+	}
+	if g := p.acceptGroup05(t, ctx); g.hdr.Sequence != 6 || !slices.Equal(g.frames, []string{"c"}) {
+		t.Fatalf("group %+v", g)
+	}
+	_ = p.track.Finish()
+	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeEnd{Group: 7}) {
+		t.Fatalf("response %#v, want END 7", m)
+	}
+	if _, err := wire.ReadSubscribeResponse(r, p.v, 1<<10); !errors.Is(err, io.EOF) {
+		t.Fatalf("after END: %v, want FIN", err)
+	}
+}
+
+func equalMsg(a, b wire.Message) bool { return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b) }
+
+// The subscriber side of lite-05: TRACK first, then SUBSCRIBE; frames with
+// timestamp deltas are read; a group stream ending between a frame's
+// timestamp and its size is WrongSize.
+func TestLite05Subscribe(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	res := p.subscribeAsync(ctx, "cam", "video")
+	st, err := p.raw.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(st)
+	if typ, err := wire.ReadStreamType(br, p.v); err != nil || typ != wire.StreamTrack {
+		t.Fatalf("first stream %v %v, want TRACK", typ, err)
+	}
+	var tr wire.Track
+	if err := wire.ReadMessage(br, p.v, &tr, 1<<10); err != nil || tr != (wire.Track{Broadcast: "/cam", Track: "video"}) {
+		t.Fatalf("TRACK %+v %v", tr, err)
+	}
+	rawWrite(t, st, p.msg(t, &wire.TrackInfo{Timescale: 1000000}))
+	_ = st.Close()
+	sub := waitSub(t, ctx, res)
+	if sub.err != nil {
+		t.Fatal(sub.err)
+	}
+	sst, s := p.acceptSubscribe(t, ctx)
+	rawWrite(t, sst, p.response(t, &wire.SubscribeStart{Group: 0}))
+	gs := p.openGroup(t, ctx, s.ID, 0)
+	ts := func(prev, ts uint64) []byte { b, _ := wire.AppendTimestamp(nil, prev, ts); return b }
+	rawWrite(t, gs, rawCat(ts(0, 1000), rawFrame("x"), ts(1000, 900), rawFrame("y")))
+	_ = gs.Close()
+	g, err := sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The publisher's microseconds become the track's milliseconds.
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"x", "y"}) ||
+		!slices.Equal(stamps, []uint64{1, 0}) {
+		t.Fatalf("frames %q at %v, %v; want x, y at 1, 0 ms", frames, stamps, err)
+	}
+	gs = p.openGroup(t, ctx, s.ID, 1)
+	rawWrite(t, gs, rawCat(ts(0, 5), rawFrame("z"), ts(5, 6)))
+	_ = gs.Close()
+	g, err = sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, err := groupFrames(ctx, g); !errors.Is(err, broadcast.ErrWrongSize) || !slices.Equal(frames, []string{"z"}) {
+		t.Fatalf("frames %q %v, want z then WrongSize", frames, err)
+	}
+	rawWrite(t, sst, p.response(t, &wire.SubscribeEnd{Group: 2}))
+	_ = sst.Close()
+	if _, err := sub.tc.RecvGroup(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("after END and FIN: %v", err)
+	}
+	p.wantUp(t)
+}
+
+// Announcements on lite-05: ANNOUNCE_OK first with our hop and the size
+// of the active set, our hop left out of each hop list; as subscriber, the
+// publisher's hop appended, and a repeated active replaces the first.
+func TestLite05Announce(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{}, true)
+	st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamAnnounce)), p.msg(t, &wire.AnnouncePlease{})), false)
+	br := bufio.NewReader(st)
+	var ok wire.AnnounceOK
+	if err := wire.ReadMessage(br, p.v, &ok, 1<<10); err != nil || ok != (wire.AnnounceOK{Hop: p.sess.hop, Active: 1}) {
+		t.Fatalf("ANNOUNCE_OK %+v %v, want hop %d, 1 active", ok, err, p.sess.hop)
+	}
+	var a wire.Announce
+	if err := wire.ReadMessage(br, p.v, &a, 1<<10); err != nil || !a.Active || a.Suffix != "cam" || len(a.Hops) != 0 {
+		t.Fatalf("ANNOUNCE %+v %v, want cam with no hops", a, err)
+	}
+
+	ist, please := p.acceptInterest(t, ctx)
+	if please.ExcludeHop != p.sess.hop {
+		t.Fatalf("exclude hop %d, want ours %d", please.ExcludeHop, p.sess.hop)
+	}
+	rawWrite(t, ist, rawCat(p.msg(t, &wire.AnnounceOK{Hop: 77, Active: 1}), p.announce(t, true, "x", 5)))
+	waitRemote(t, p.sess, "x")
+	if b := p.sess.Remote().Get("x"); b == nil || !slices.Equal(b.Hops(), []uint64{5, 77}) {
+		t.Fatalf("remote x hops %v, want [5 77]", b.Hops())
+	}
+	rawWrite(t, ist, p.announce(t, true, "x", 6)) // a new route: replaces, not a violation
+	rawWrite(t, ist, p.announce(t, false, "x"))
+	for path, b := range p.sess.Remote().Announced(ctx, "") {
+		if path == "x" && b == nil {
+			break
+		}
+	}
+	p.wantUp(t)
+	rawWrite(t, ist, p.announce(t, true, "loop", p.sess.hop)) // looped: ignored
+	rawWrite(t, ist, p.announce(t, true, "loop", 8))          // no longer looped: announced
+	waitRemote(t, p.sess, "loop")
+	p.wantUp(t)
+}
+
+// A peer that opens TRACK streams and never reads the answers holds
+// nothing: each is answered and closed at once (no goroutine stays), and
+// no track is subscribed for it.
+func TestBoundsLite05TrackFlood(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+	msg := rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: "/cam", Track: "video"}))
+	runtime.GC()
+	baseHeap, baseG := testutil.HeapAlloc(), runtime.NumGoroutine()
+	const n = 500
+	streams := make([]transport.Stream, 0, n)
+	for range n {
+		streams = append(streams, p.openStream(t, ctx, msg, true))
+	}
+	// Every stream was answered: wait for the last answer, unread by the others.
+	if data, err := readStream(t, ctx, streams[n-1]); err != nil || len(data) == 0 {
+		t.Fatalf("last TRACK: %v (% x)", err, data)
+	}
+	goroutinesBackTo(t, baseG)
+	wantGoroutinesWithin(t, "500 TRACK streams, answers unread", baseG, 0)
+	wantHeapWithin(t, "500 TRACK streams, answers unread", baseHeap, 4<<20) // the transport's per-stream state
+	select {
+	case <-p.track.Used():
+		t.Fatal("TRACK subscribed to the track")
+	default:
+	}
+	for _, st := range streams {
+		reset(st, broadcast.CodeCancel)
+	}
+	p.wantUp(t)
+}
+
+// A SETUP over MaxMessageSize closes the session before its body is read.
+func TestBoundsLite05SetupTooLarge(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}, Limits: Limits{MaxMessageSize: 1 << 10}}, false)
+	p.sess.acceptGroups()
+	st, err := p.raw.OpenUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawWrite(t, st, rawCat([]byte{byte(wire.UniSetup)}, rawVarint(1<<20), []byte{1}))
+	p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+}
+
+// groupFramesAt is groupFrames with the frames' timestamps.
+func groupFramesAt(ctx context.Context, g *broadcast.GroupConsumer) ([]string, []uint64, error) {
+	var out []string
+	var stamps []uint64
+	for {
+		f, ts, err := g.ReadFrameAt(ctx)
+		if err != nil {
+			return out, stamps, err
+		}
+		out = append(out, string(f))
+		stamps = append(stamps, ts)
+	}
+}
+
+// Frame timestamps cross a lite-05 session as they were written (small
+// groups written whole and frames streamed alike), converted from the
+// publisher track's timescale to the subscriber track's (both the default
+// here; TestLite05Subscribe converts); lite-03/04 carry none, so they
+// arrive as 0.
+func TestFrameTimestampsRoundTrip(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		tc, err := p.sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		awaitServed(t, p.pub, 1)
+		want := [][]uint64{{3000, 6000, 4500}, {9000}} // a backward step, and a small group written whole
+		big := make([]byte, 40<<10)                    // too big to go whole: streamed
+		for gi, stamps := range want {
+			g, _ := tp.AppendGroup()
+			for i, ts := range stamps {
+				payload := []byte(fmt.Sprint(gi, i))
+				if gi == 0 && i == 1 {
+					payload = big
+				}
+				_ = g.WriteFrameAt(ts, payload)
+			}
+			_ = g.Finish()
+		}
+		for range want {
+			g, err := tc.RecvGroup(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, stamps, err := groupFramesAt(testCtx(t), g)
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			exp := want[g.Sequence()]
+			if alpn != wire.ALPNLite05 {
+				exp = make([]uint64, len(exp))
+			}
+			if !slices.Equal(stamps, exp) {
+				t.Fatalf("group %d: timestamps %v, want %v", g.Sequence(), stamps, exp)
+			}
+		}
+	})
+}
+
+// FETCH (lite-05): one group of a track, its frames and timestamps, from
+// the publisher's cache; an unknown group, track or broadcast is NotFound;
+// versions without FETCH say so.
+func TestFetch(t *testing.T) {
+	forEach(t, []string{wire.ALPNLite05, wire.ALPNLite04}, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		b := broadcast.New(broadcast.Config{})
+		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		for gi := range 3 {
+			g, _ := tp.AppendGroup()
+			for fi := range 4 {
+				_ = g.WriteFrameAt(uint64(gi*100+fi), []byte(fmt.Sprint(gi, ".", fi)))
+			}
+			_ = g.Finish()
+		}
+		ctx := testCtx(t)
+		g, err := p.sub.Fetch(ctx, "cam", "video", 1)
+		if alpn != wire.ALPNLite05 {
+			if !errors.Is(err, ErrNoFetch) {
+				t.Fatalf("Fetch over %s: %v, want ErrNoFetch", alpn, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames, stamps, err := groupFramesAt(ctx, g)
+		if !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"1.0", "1.1", "1.2", "1.3"}) ||
+			!slices.Equal(stamps, []uint64{100, 101, 102, 103}) || g.Sequence() != 1 {
+			t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+		}
+		for _, c := range []struct {
+			path, track string
+			group       uint64
+		}{{"cam", "nope", 0}, {"nope", "video", 0}} {
+			if _, err := p.sub.Fetch(ctx, c.path, c.track, c.group); !errors.Is(err, broadcast.ErrNotFound) {
+				t.Errorf("Fetch %s/%s/%d: %v, want NotFound", c.path, c.track, c.group, err)
+			}
+		}
+		// A group older than the latest and not cached: NotFound at once.
+		tp2, _ := b.CreateTrack(broadcast.Track{Name: "sparse"})
+		_ = tp2.WriteGroup(5, []byte("x"))
+		if _, err := p.sub.Fetch(ctx, "cam", "sparse", 2); !errors.Is(err, broadcast.ErrNotFound) {
+			t.Errorf("Fetch of a never-cached older group: %v, want NotFound", err)
+		}
+		if err := p.sub.Err(); err != nil { // the session is still up
+			t.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkGroupChurnVersions moves one-frame groups (64 bytes) through a
+// session pair per version: what lite-05's timestamps and subscribe
+// responses cost next to lite-04 (allocs/op is per group, both ends).
+func BenchmarkGroupChurnVersions(b *testing.B) {
+	for _, alpn := range []string{wire.ALPNLite04, wire.ALPNLite05} {
+		b.Run(alpn, func(b *testing.B) {
+			p := newPair(b, alpn, Config{}, Config{})
+			bc := broadcast.New(broadcast.Config{})
+			tp, _ := bc.CreateTrack(broadcast.Track{Name: "t"})
+			_, _ = p.origin.Publish("bench", bc.Consume())
+			ctx := context.Background()
+			tc, err := p.sub.Subscribe(ctx, "bench", "t", SubscribeOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tc.Close()
+			awaitServed(b, p.pub, 1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := loadtest.Pump(ctx, tp, tc, make([]byte, 64), b.N, 1, window); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// Datagrams (lite-05): a track that asks for them has its finished
+// single-frame groups sent as datagrams; larger ones still go on streams.
+func TestLite05Datagrams(t *testing.T) {
+	p := newPair(t, wire.ALPNLite05, Config{}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "audio", Datagrams: true})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	ctx := testCtx(t)
+	tc, err := p.sub.Subscribe(ctx, "cam", "audio", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	awaitServed(t, p.pub, 1)
+	for i := range 20 { // one at a time: nothing for a datagram queue to drop
+		if err := tp.WriteGroupAt(uint64(i), []uint64{uint64(i * 20)}, []byte(fmt.Sprint("frame ", i))); err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames, stamps, err := groupFramesAt(ctx, g)
+		if !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{fmt.Sprint("frame ", i)}) || !slices.Equal(stamps, []uint64{uint64(i * 20)}) {
+			t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+		}
+	}
+	// Two frames, and one frame over 1200 bytes: streams.
+	_ = tp.WriteGroup(20, []byte("a"), []byte("b"))
+	_ = tp.WriteGroup(21, make([]byte, 1300))
+	for range 2 {
+		if _, err := tc.RecvGroup(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ps, ss := p.pub.Stats(), p.sub.Stats(); ps.DatagramsSent != 20 || ss.DatagramsReceived != 20 || ss.GroupsReceived != 22 {
+		t.Fatalf("publisher %+v, subscriber %+v: want 20 datagrams of 22 groups", ps, ss)
+	}
+}
+
+// A datagram and a stream for the same group: the first to arrive wins, the
+// other is refused. Datagrams for no subscription, or malformed, are
+// dropped without ending the session.
+func TestLite05DatagramDedup(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	dc, ok := p.raw.(transport.DatagramConn)
+	if !ok || !dc.DatagramsSupported() {
+		t.Fatal("raw QUIC carries no datagrams")
+	}
+	res := p.subscribeAsync(ctx, "cam", "video")
+	st, err := p.raw.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(st); err != nil { // the TRACK request, to its FIN
+		t.Fatal(err)
+	}
+	rawWrite(t, st, p.msg(t, &wire.TrackInfo{Timescale: 1000}))
+	_ = st.Close()
+	sub := waitSub(t, ctx, res)
+	if sub.err != nil {
+		t.Fatal(sub.err)
+	}
+	_, s := p.acceptSubscribe(t, ctx)
+	send := func(d wire.Datagram) {
+		b, err := wire.AppendDatagram(nil, wire.Lite05, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dc.SendDatagram(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 3, Timestamp: 7, Payload: []byte("dg")})
+	g, err := sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || g.Sequence() != 3 ||
+		!slices.Equal(frames, []string{"dg"}) || !slices.Equal(stamps, []uint64{7}) {
+		t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+	}
+	gs := p.openGroup(t, ctx, s.ID, 3) // the same group by stream: refused
+	rawWrite(t, gs, rawCat([]byte{0}, rawFrame("stream")))
+	wantStopSending(t, ctx, gs, broadcast.CodeDuplicate)
+	send(wire.Datagram{SubscribeID: 99, Sequence: 4, Payload: []byte("nobody")})
+	if err := dc.SendDatagram([]byte{0x40}); err != nil { // a truncated varint
+		t.Fatal(err)
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 5, Payload: []byte("still")})
+	if g, err := sub.tc.RecvGroup(ctx); err != nil || g.Sequence() != 5 {
+		t.Fatalf("next group: %v %v, want 5", g, err)
+	}
+	p.wantUp(t)
+}
