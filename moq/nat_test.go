@@ -73,7 +73,7 @@ func labNode(t *testing.T, hc HostConfig, opts ...Option) *node {
 }
 
 // labRelay is a relay node on the WAN address, with the relay service rs.
-func labRelay(t *testing.T, lab *netns.NATLab, rs RelayService) *node {
+func labRelay(t *testing.T, lab *netns.NATLab, rs RelayService, opts ...Option) *node {
 	wan := func(addrs []ma.Multiaddr) []ma.Multiaddr {
 		var out []ma.Multiaddr
 		for _, a := range addrs {
@@ -85,7 +85,7 @@ func labRelay(t *testing.T, lab *netns.NATLab, rs RelayService) *node {
 	}
 	return labNode(t, HostConfig{AddrsFactory: wan, NAT: NATConfig{
 		Reachability: network.ReachabilityPublic, RelayService: &rs,
-	}})
+	}}, opts...)
 }
 
 // behindNAT is a node that knows it is private, holds a slot on relay and
@@ -115,6 +115,10 @@ type natCase struct {
 	// holdDirect keeps the NATs from reaching each other (so hole
 	// punching cannot succeed) until the subscriber calls openPath.
 	holdDirect bool
+	// relayOpts are the relays' node options; with pubSession the
+	// publisher opens a moq session to the first relay.
+	relayOpts  []Option
+	pubSession bool
 }
 
 // openPathLine is what a subscriber prints to have the WAN let its NAT
@@ -173,6 +177,11 @@ func runNAT(t *testing.T, c natCase) {
 		relays := relaysFromEnv(t)
 		n := behindNAT(t, relays, c.pubDial, c.pubOpts...)
 		c.publish(t, n)
+		if c.pubSession {
+			if _, err := n.Connect(labCtx(t), relays[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
 		punchReady(t, n)
 		fmt.Printf("circuit: %s/p2p/%s\n", circuitAddr(t, n, relays), n.h.ID())
 		_, _ = io.Copy(io.Discard, os.Stdin) // until the WAN process is done
@@ -194,7 +203,7 @@ func runNAT(t *testing.T, c natCase) {
 	}
 	var addrs []string
 	for _, rs := range c.relays {
-		ri := labRelay(t, lab, rs).info()
+		ri := labRelay(t, lab, rs, c.relayOpts...).info()
 		addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", ri.Addrs[0], ri.ID))
 	}
 	relayAddr := strings.Join(addrs, " ")
@@ -693,4 +702,55 @@ func portOf(t *testing.T, a ma.Multiaddr) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Punching fails (one symmetric NAT) and a live subscription runs on a
+// 64 KiB circuit, which its relay cuts: the track goes on at the MoQ level,
+// through the same relay node forwarding the broadcast (WithForwarding;
+// the publisher holds a moq session with it), the session the
+// PathFallback returns. The application's track sees no error and keeps
+// receiving groups after the cut (live media: groups sent while the
+// subscription moved are not recovered).
+func TestNATForwardingFallback(t *testing.T) {
+	var relay peer.AddrInfo
+	var fb *node
+	runNAT(t, natCase{
+		kinds:      [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
+		relays:     []RelayService{{CircuitBytes: 64 << 10}},
+		relayOpts:  []Option{WithForwarding(Forwarding{})},
+		pubSession: true,
+		subOpts: []Option{WithHolePunchWait(time.Second), WithPathFallback(func(ctx context.Context, p peer.ID, name string) (*Session, error) {
+			return fb.Connect(ctx, relay) // the relay forwards name from p
+		})},
+		publish: func(t *testing.T, n *node) { live(t, publish(t, n, "cam")) },
+		subscribe: func(t *testing.T, n *node, relays []peer.AddrInfo, circuit ma.Multiaddr) {
+			relay, fb = relays[0], n
+			s := dialCircuit(t, n, circuit)
+			if p := s.Path(); p.Kind != PathRelayed || !p.Limited {
+				t.Fatalf("path %s (limited %v), want a limited relayed circuit", p, p.Limited)
+			}
+			ctx := labCtx(t)
+			tc, err := s.Subscribe(ctx, "cam", "video")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			var before, after int
+			for after < 300 {
+				g, err := tc.NextGroup(ctx)
+				if err != nil {
+					t.Fatalf("after %d groups on the circuit and %d after its cut: %v", before, after, err)
+				}
+				if _, err := g.ReadFrame(ctx); err != nil {
+					continue // a group cut short with the circuit
+				}
+				if s.Err() == nil {
+					before++
+				} else {
+					after++
+				}
+			}
+			t.Logf("%d groups on the circuit, then it was cut (%v); %d more through the forwarding relay, no error", before, s.Err(), after)
+		},
+	})
 }
