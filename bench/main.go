@@ -10,6 +10,7 @@
 //	P7  1000 concurrent Connect to one peer: handshakes and time
 //	P8  a relay hop: one publisher → relay → one subscriber, next to a direct session
 //	P9  failover: the relay in use goes away, the subscriber's track carries on
+//	P10 Connect to first frame behind two NATs (hole-punched), next to the open network (root: a NAT lab)
 //	P11 10 000 idle sessions on one node: heap, goroutines, file descriptors per session, accept rate
 //	F1  goodput of a live stream over 10 % loss + 50 ms, next to raw quic-go
 //	    (not in the default rows: -rows F1; -f1-duration 60s is the full profile)
@@ -83,8 +84,12 @@ func main() {
 		manyHelperMain(os.Args[2:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-nat-helper" {
+		natHelperMain(os.Args[1:])
+		return
+	}
 	var cfg config
-	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P8,P9,P11", "rows to run, comma-separated")
+	rows := flag.String("rows", "P1,P2,P3,P4,P5,P6,P7,P8,P9,P10,P11", "rows to run, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 5, "rounds per row (median and spread are reported)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smaller loads (a smoke test; numbers are rougher)")
 	jsonOut := flag.Bool("json", false, "print the results as JSON instead of a table")
@@ -234,6 +239,9 @@ func run(cfg config) ([]*line, error) {
 	}
 	if want("F1") {
 		lines = append(lines, runImpaired(ctx, cfg)...)
+	}
+	if want("P10") {
+		lines = append(lines, runNATRow(ctx, cfg)...)
 	}
 	return lines, nil
 }

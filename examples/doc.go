@@ -21,11 +21,16 @@
 //     browser's camera (@moq/publish), a page on node B plays it
 //     (@moq/watch); other publishers (moq pub --media) can join through A
 //     (go run ./examples/video, then open the printed URLs).
+//   - nat: two peers behind NATs (Linux network namespaces with iptables
+//     MASQUERADE, as root) reach each other through a relay, hole-punch and
+//     stream on the direct path; with -symmetric, punching fails and the
+//     relay's unlimited circuit carries the media (sudo go run ./examples/nat).
 //
 // Run without flags, each runs all its peers in one process and finishes by
 // itself (clock and discovery after -n ticks); with -role, its peers run in
 // separate processes (see each program's doc comment). The examples stay on
-// this machine: their peers advertise and accept loopback addresses only.
+// this machine: their peers advertise and accept loopback addresses only
+// (nat's live in namespaces with no route out).
 //
 // The test in this directory builds every example and runs it as a user
 // would.

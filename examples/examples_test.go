@@ -24,6 +24,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/jspeer"
+	"github.com/moqp2p/moqp2p/internal/netns"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -54,7 +55,7 @@ func testMain(m *testing.M) int {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery", "./browser", "./video",
+	args = append(args, "./clock", "./chat", "./stream", "./admission", "./discovery", "./browser", "./video", "./nat",
 		"github.com/moqp2p/moqp2p/cmd/moq") // moq pub --media feeds the video example
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -486,4 +487,31 @@ func (p *proc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stdout.String()
+}
+
+// TestNAT runs the NAT lab example: with both NATs endpoint-independent
+// the session is hole-punched; with a symmetric one it is relayed. Every
+// frame arrives either way. The lab needs root (CI runs it).
+func TestNAT(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		path string
+	}{
+		{"endpoint-independent", nil, "hole-punched"},
+		{"symmetric", []string{"-symmetric"}, "relayed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := run(t, nil, "nat", append([]string{"-frames", "300"}, c.args...)...)
+			if strings.Contains(out, "cannot run here") {
+				netns.Unavailable(t, "%s", strings.TrimSpace(out))
+			}
+			if !strings.Contains(out, "5. subscriber: session path: "+c.path+" (") {
+				t.Errorf("want a %s session path:\n%s", c.path, out)
+			}
+			if !strings.Contains(out, "received 300 frames, all intact") {
+				t.Errorf("frames missing:\n%s", out)
+			}
+		})
+	}
 }

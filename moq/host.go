@@ -70,6 +70,10 @@ type HostConfig struct {
 	StreamsPerPeer int
 	// UserAgent is what identify tells peers; empty means "moqp2p".
 	UserAgent string
+	// NAT turns on NAT traversal (AutoNAT v2, AutoRelay, DCUtR hole
+	// punching) and the circuit relay service; see NATConfig. Any of it
+	// implies Relay.
+	NAT NATConfig
 	// Options set anything else a libp2p config holds; they are applied
 	// after the fields above, and a resource manager, peerstore or
 	// connection manager they set replaces NewHost's. (libp2p's own option
@@ -125,6 +129,7 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	if c.UserAgent == "" {
 		c.UserAgent = "moqp2p"
 	}
+	punch := applyNAT(&c, cfg.NAT)
 	// Options first, then what they left unset, as libp2p.New's defaults
 	// come after its options.
 	if err := c.Apply(cfg.Options...); err != nil {
@@ -175,6 +180,12 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 			_ = sw.Close()
 		}
 		return fail(err)
+	}
+	if punch != nil {
+		if err := punch.attach(h); err != nil {
+			_ = h.Close()
+			return nil, err
+		}
 	}
 	return h, nil
 }

@@ -46,6 +46,14 @@ type Moq struct {
 	hostConnects chan struct{}
 	directDials  atomic.Int64 // sessions dialed by dialDirect (tests read it)
 
+	paths        pathWatch     // hole-punching outcomes (path.go)
+	punchWait    time.Duration // WithHolePunchWait
+	relayedGrace time.Duration // WithRelayedGrace
+	fallback     PathFallback  // WithPathFallback
+	punching     bool          // the host runs DCUtR (punches)
+	movingMu     sync.Mutex
+	moving       map[peer.ID]map[*movingSub]struct{} // subscriptions on relayed sessions (migrate.go)
+
 	ctx    context.Context // ends at Shutdown: stops accept loops and admissions
 	cancel context.CancelFunc
 	mu     sync.Mutex // orders m.wg.Go after New against Shutdown's cancel
@@ -80,6 +88,14 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 	if m.dialTimeout <= 0 {
 		m.dialTimeout = 30 * time.Second
 	}
+	m.punchWait, m.relayedGrace, m.fallback = DefaultHolePunchWait, o.relayedGrace, o.fallback
+	m.punching = punches(h)
+	if o.punchWait != nil {
+		m.punchWait = *o.punchWait
+	}
+	if m.relayedGrace <= 0 {
+		m.relayedGrace = DefaultRelayedGrace
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if m.quic != nil {
 		if o.deadPeer != 0 {
@@ -112,6 +128,10 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })
 	}
 	m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.streams.Accept(ctx) }) })
+	if err := m.startPathWatch(); err != nil {
+		_ = m.Shutdown(context.Background())
+		return nil, err
+	}
 	if err := m.startDiscovery(o.discovery); err != nil {
 		_ = m.Shutdown(context.Background())
 		return nil, err
@@ -241,6 +261,7 @@ func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) 
 	if err := m.h.Connect(ctx, peer.AddrInfo{ID: addr.ID}); err != nil {
 		return nil, err
 	}
+	m.awaitDirect(ctx, addr.ID) // hole punching, if the peer is only reachable through a relay
 	if m.quic != nil {
 		for _, c := range m.h.Network().ConnsToPeer(addr.ID) {
 			if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) {
@@ -432,7 +453,9 @@ func (m *Moq) admitAndRegister(c actor.Conn) {
 	if err != nil {
 		return
 	}
-	_, _ = m.a.Register(m.ctx, c, false) // a refused connection is closed
+	if s, err := m.a.Register(m.ctx, c, false); err == nil { // a refused connection is closed
+		m.sessionAdded(s) // a direct path takes over subscriptions on a relayed one
+	}
 }
 
 // admitted runs admission (WithAdmission) on an incoming connection and

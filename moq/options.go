@@ -33,7 +33,10 @@ type options struct {
 	discovery      discoveryOptions      // discovery.go
 	metrics        session.MetricsTracer // stats.go
 	deadPeer       time.Duration
-	forward        *Forwarding // forward.go
+	forward        *Forwarding    // forward.go
+	punchWait      *time.Duration // migrate.go
+	relayedGrace   time.Duration
+	fallback       PathFallback
 }
 
 // WithDeadPeerTimeout bounds how long a peer may stay silent before its
@@ -45,9 +48,8 @@ type options struct {
 // to the raw QUIC connections this node dials, and to those it accepts
 // from moqp2p nodes (QUIC uses the smaller of both ends' idle timeouts);
 // the host's own libp2p connections keep libp2p's settings.
-// A session given up this way ends like one the peer closed; subscriptions
-// made with Moq.SubscribeWith and SubscribeOptions.Resilient resume
-// elsewhere or once the peer is back.
+// A session given up this way ends like one the peer closed; tracks from
+// Moq.SubscribeResilient resume elsewhere or once the peer is back.
 func WithDeadPeerTimeout(d time.Duration) Option { return func(o *options) { o.deadPeer = d } }
 
 // DefaultDeadPeerTimeout is the dead-peer bound without WithDeadPeerTimeout.

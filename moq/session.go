@@ -74,7 +74,15 @@ func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts Su
 	if err := s.waitAnnounced(ctx, name); err != nil {
 		return nil, err
 	}
-	tc, err := s.s.Subscribe(ctx, name, track, opts)
+	var tc *broadcast.TrackConsumer
+	var err error
+	if s.Path().Kind == PathRelayed {
+		// The track outlives the circuit: it moves to a direct path when
+		// one appears (migrate.go).
+		tc, err = s.m.subscribeMoving(ctx, s, name, track, opts)
+	} else {
+		tc, err = s.s.Subscribe(ctx, name, track, opts)
+	}
 	if errors.Is(err, session.ErrClosed) {
 		return nil, s.notAnnounced()
 	}

@@ -64,6 +64,9 @@ type nodeConfig struct {
 	// dials are other libp2p peers the node will dial (a ticket's), for
 	// choosing its sockets.
 	dials []endpoint
+	// relay makes the node a circuit relay for peers behind NATs (moq node
+	// --relay-service); nil relays nothing.
+	relay *moq.RelayService
 	net   *netFlags
 	log   *slog.Logger
 	// moqOpts are extra options of the moq node (moq relay's forwarding).

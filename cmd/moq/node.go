@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/moqp2p/moqp2p/moq"
 )
 
 const nodeUsage = `
 usage: moq node [--listen URL]... [--connect URL]... [--bootstrap ADDR]...
-                [--mdns] [--identity FILE]
+                [--mdns] [--identity FILE] [--relay-service [--relay-unlimited]]
 
 Starts a node, prints its peer ID ("peer: <id>") and one "listening: <addr>"
 line per address (multiaddrs end in /p2p/<id>, ready for --connect and
@@ -25,6 +27,16 @@ NAME) look them up. With --bootstrap it joins an existing DHT through those
 peers; without, it starts one that others join through it. With
 --identity and a fixed port its address survives restarts.
 
+With --relay-service, run on a public address, it is also the helper that
+peers behind NATs need: a circuit relay (at most 128 reservations, 16
+circuits per peer) and an AutoNAT server. Publishers and subscribers given
+it as --bootstrap learn they are private, reserve a slot on it, advertise
+the circuit address and, once a peer reaches them through it, punch a hole
+(DCUtR) and move the session onto a direct QUIC path. Circuits are cut
+after 2 minutes or 128 KiB each way, enough to punch; --relay-unlimited
+lifts that, so media between peers that cannot punch (symmetric NATs)
+flows through this node for as long as they stream: bandwidth it pays for.
+
 On a terminal it keeps a status line on stderr (peers, subscribers, payload
 sent and received, RTT; --quiet: none). When interrupted it prints
 {"sessions":N,"frames_sent":…,"frames_received":…,"bytes_sent":…,
@@ -38,6 +50,8 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	setUsage(fs, nodeUsage)
 	var nf netFlags
 	nf.register(fs)
+	relayService := fs.Bool("relay-service", false, "relay circuits for peers behind NATs (and serve AutoNAT); run it on a public address")
+	relayUnlimited := fs.Bool("relay-unlimited", false, "with --relay-service: circuits without a time or data limit (the media path of peers that cannot hole-punch)")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -53,7 +67,17 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	// A node listening for libp2p serves the DHT; one on moql:// only has
 	// a host that accepts nothing, whose peer ID would mislead.
 	server := slices.ContainsFunc(listens, func(e endpoint) bool { return e.kind == kindP2P })
-	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, net: &nf, log: log})
+	if *relayUnlimited && !*relayService {
+		return usagef("--relay-unlimited needs --relay-service")
+	}
+	var relay *moq.RelayService
+	if *relayService {
+		if !server {
+			return usagef("--relay-service needs a libp2p --listen address")
+		}
+		relay = &moq.RelayService{Unlimited: *relayUnlimited}
+	}
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, relay: relay, net: &nf, log: log})
 	if err != nil {
 		return err
 	}

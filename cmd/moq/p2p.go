@@ -81,6 +81,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if plan.quic {
 		hc.QUIC = tr
 	}
+	hc.NAT = natConfig(cfg, plan)
 	if err := checkPortsFree(cfg.listens); err != nil {
 		return nil, err
 	}
@@ -431,6 +432,51 @@ func listenList(listens []endpoint) string {
 	return strings.Join(out, ", ")
 }
 
+// natConfig is the NAT traversal a node runs. A relay service node
+// (--relay-service) is declared public: its operator runs it on a public
+// address. A node with --bootstrap peers learns its reachability (AutoNAT),
+// reserves a slot on those that relay while it is private (AutoRelay) and
+// hole-punches (DCUtR); it then accepts connections even when it listens
+// on nothing, since a peer's relayed connection, and half of the punched
+// ones, arrive as inbound.
+func natConfig(cfg nodeConfig, plan *listenPlan) moq.NATConfig {
+	if cfg.relay != nil {
+		return moq.NATConfig{RelayService: cfg.relay, Reachability: network.ReachabilityPublic, AutoNAT: true}
+	}
+	if len(cfg.net.boot) == 0 || !plan.quic {
+		return moq.NATConfig{}
+	}
+	relays, _ := addrInfos(cfg.net.boot)
+	plan.gate.nat = true
+	nat := moq.NATConfig{AutoNAT: true, HolePunching: true, StaticRelays: relays}
+	if !publicInterface() {
+		// No interface has a public address, so no peer can dial this
+		// host's own addresses: it is private, whatever AutoNAT would
+		// conclude (which takes a while, and more peers than a bootstrap
+		// node to observe the NAT's address). Reserving a relay slot at
+		// once makes the node reachable as soon as it starts.
+		nat.Reachability = network.ReachabilityPrivate
+	}
+	return nat
+}
+
+// publicInterface reports whether an interface of this host has an
+// address that go-multiaddr counts as public.
+func publicInterface() bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // unknown: let AutoNAT find out
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if m, err := manet.FromIP(ipn.IP); err == nil && manet.IsPublicAddr(m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // listenPlan is how a host listens for the requested multiaddrs.
 type listenPlan struct {
 	bind    []ma.Multiaddr
@@ -505,10 +551,20 @@ func planListen(listens, dials []endpoint) (*listenPlan, error) {
 	return p, nil
 }
 
-// advertise keeps the addresses a peer may dial: those on requested IPs.
+// advertise keeps the addresses a peer may dial: those on requested IPs,
+// and circuit addresses through relays (behind a NAT).
 func (p *listenPlan) advertise(addrs []ma.Multiaddr) []ma.Multiaddr {
 	if p.gate.refuseAll {
-		return nil
+		if !p.gate.nat {
+			return nil
+		}
+		var circuits []ma.Multiaddr
+		for _, a := range addrs {
+			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+				circuits = append(circuits, a)
+			}
+		}
+		return circuits
 	}
 	var out []ma.Multiaddr
 	for _, a := range addrs {
@@ -537,6 +593,9 @@ func containsIP(list []net.IP, ip net.IP) bool {
 type gate struct {
 	refuseAll    bool
 	loopbackOnly bool
+	// nat: a dial-only node behind a NAT still takes relayed and
+	// hole-punched connections.
+	nat bool
 }
 
 func (g *gate) InterceptPeerDial(peer.ID) bool               { return true }
@@ -550,7 +609,7 @@ func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) 
 func (g *gate) InterceptAccept(c network.ConnMultiaddrs) bool {
 	switch {
 	case g.refuseAll:
-		return false
+		return g.nat
 	case g.loopbackOnly:
 		return manet.IsIPLoopback(c.RemoteMultiaddr())
 	}

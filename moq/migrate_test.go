@@ -1,0 +1,212 @@
+package moq
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport/p2pquic"
+)
+
+// circuitOnly advertises only circuit addresses: peers learn no direct
+// address from identify.
+func circuitOnly(addrs []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range addrs {
+		if strings.Contains(a.String(), "/p2p-circuit") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// On loopback, without NATs: a session that started on a relayed circuit
+// (the only address known) moves its subscription to raw QUIC when the
+// hosts get a direct connection, with no group lost, and the relayed
+// session closes after the grace.
+func TestRelayedSessionMovesToDirect(t *testing.T) {
+	r := newTCPNode(t)
+	relay, err := relayv2.New(r.h, relayv2.WithLimit(&relayv2.RelayLimit{Duration: 10 * time.Minute, Data: 64 << 20}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+	quicNode := func(factory func([]ma.Multiaddr) []ma.Multiaddr) *node {
+		q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
+		return start(t, HostConfig{QUIC: q, Relay: true, AddrsFactory: factory},
+			[]Option{WithQUIC(q), WithRelayedGrace(2 * time.Second)})
+	}
+	a := quicNode(loopbackAddrs)
+	b := quicNode(circuitOnly)
+	rInfo := r.info()
+	if err := b.h.Connect(testCtx(t), rInfo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Reserve(testCtx(t), b.h, rInfo); err != nil {
+		t.Fatal(err)
+	}
+	cam := publish(t, b, "cam")
+	live(t, cam)
+
+	circuit := ma.StringCast(r.h.Addrs()[0].String() + "/p2p/" + r.h.ID().String() + "/p2p-circuit")
+	s, err := a.Connect(testCtx(t), peer.AddrInfo{ID: b.h.ID(), Addrs: []ma.Multiaddr{circuit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Path(); p.Kind != PathRelayed || p.Transport != "libp2p streams" {
+		t.Fatalf("first session %s over %s, want relayed libp2p streams", p, p.Transport)
+	}
+	ctx := testCtx(t)
+	tc, err := s.Subscribe(ctx, "cam", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+
+	seen := map[uint64]bool{}
+	low, high := uint64(1<<63), uint64(0)
+	var before, after int
+	for after < 200 {
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatalf("after %d groups: %v", len(seen), err)
+		}
+		seq := g.Sequence()
+		if seen[seq] {
+			t.Fatalf("group %d twice", seq)
+		}
+		seen[seq] = true
+		low, high = min(low, seq), max(high, seq)
+		if _, err := g.ReadFrame(ctx); err != nil {
+			t.Fatalf("group %d: %v", seq, err)
+		}
+		if a.directSession(b.h.ID()) != nil {
+			after++
+			continue
+		}
+		if before++; before == 50 {
+			// A direct connection appears (hole punching would make one):
+			// the node moves the subscription onto raw QUIC over it.
+			listen, err := b.h.Network().InterfaceListenAddresses()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// (The host would settle for the relayed connection it has.)
+			dctx := network.WithForceDirectDial(ctx, "a direct path, as hole punching makes")
+			if err := a.h.Connect(dctx, peer.AddrInfo{ID: b.h.ID(), Addrs: loopbackAddrs(listen)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for seq := low; seq+20 < high; seq++ {
+		if !seen[seq] {
+			t.Fatalf("group %d lost (received %d..%d)", seq, low, high)
+		}
+	}
+	d := a.directSession(b.h.ID())
+	if p := d.Path(); p.Kind != PathDirect || p.Transport != "raw QUIC" {
+		t.Fatalf("direct session %s over %s", p, p.Transport)
+	}
+	select { // the relayed session ends after the grace
+	case <-s.Closed():
+	case <-ctx.Done():
+		t.Fatal("the relayed session is still open")
+	}
+	t.Logf("groups %d..%d, none lost: %d relayed, then %d on %s", low, high, before, after, d.Path())
+}
+
+// Peers that run many hole-punching attempts (one record per peer ID,
+// which cost nothing to make, each with a long error text) grow the node's
+// records only up to maxPunchRecords: under 512 KiB of heap, the budget
+// docs/limits.md states (measured: about 300 B a record).
+func TestPunchRecordsBounded(t *testing.T) {
+	var w pathWatch
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	for i := range 10 * maxPunchRecords {
+		id := peer.ID(fmt.Sprintf("%038d", i)) // the length of a real peer ID
+		w.record(HolePunchEvent{Peer: id, Error: strings.Repeat("e", 128)})
+	}
+	grew := int64(heap()) - int64(before)
+	if len(w.punchs) > maxPunchRecords || len(w.order) > maxPunchRecords {
+		t.Fatalf("%d records (%d in order), want at most %d", len(w.punchs), len(w.order), maxPunchRecords)
+	}
+	if grew > 512<<10 {
+		t.Fatalf("the records hold %d KiB, budget 512 KiB", grew>>10)
+	}
+	t.Logf("%d records: %d KiB", len(w.punchs), grew>>10)
+	runtime.KeepAlive(&w)
+}
+
+// A source that brings ever new group sequences grows a moving
+// subscription's claims only up to maxClaims, and every group reaches the
+// application's track.
+func TestMovingClaimsBounded(t *testing.T) {
+	n := newNode(t)
+	src := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Backpressure: true})
+	ms := &movingSub{
+		m: n.Moq, out: broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Backpressure: true}),
+		claimed: map[uint64]int{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
+		opts: SubscribeOptions{Backpressure: true},
+	}
+	ms.ctx, ms.cancel = context.WithCancel(context.Background())
+	defer ms.cancel()
+	app := ms.out.Consume()
+	defer app.Close()
+	ms.start(src.Consume(), true)
+	const groups = 3 * maxClaims
+	received := make(chan int, 1)
+	go func() {
+		got := 0
+		for {
+			if _, err := app.RecvGroup(ms.ctx); err != nil {
+				received <- got
+				return
+			}
+			got++
+		}
+	}()
+	for range groups {
+		if err := src.WaitRoom(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.WriteFrame([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = src.Finish()
+	if got := <-received; got != groups {
+		t.Fatalf("%d groups reached the application, want %d", got, groups)
+	}
+	ms.wg.Wait()
+	if len(ms.claimed) > maxClaims || len(ms.order) > maxClaims {
+		t.Fatalf("%d claims (%d in order), want at most %d", len(ms.claimed), len(ms.order), maxClaims)
+	}
+}
+
+// A node knows whether its host hole-punches (and so whether a dial that
+// reached a peer only through a relay should wait for a punch) from
+// NewHost's mark, not from who subscribed to HolePunchEvent.
+func TestHolePunchingMark(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		n := start(t, HostConfig{AddrsFactory: loopbackAddrs, NAT: NATConfig{HolePunching: on}}, nil)
+		if got := n.holePunches(); got != on {
+			t.Errorf("HolePunching %v: the node says %v", on, got)
+		}
+	}
+}
