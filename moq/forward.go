@@ -33,6 +33,11 @@ type Forwarding struct {
 	// Limits bound each forwarded track's cache (broadcast.Limits
 	// defaults: the latest group always, older ones within 5 s).
 	Limits broadcast.Limits
+	// Advertise records the node as a relay in the DHT (WithDHT): it
+	// provides discovery.RelayKey, re-provided as publications are, for as
+	// long as the node runs, so that other nodes find it with FindRelays.
+	// It does nothing without WithDHT.
+	Advertise bool
 }
 
 // ForwardStats are the forwarding counters (actor.ForwardStats).
