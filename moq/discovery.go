@@ -82,9 +82,9 @@ type discoverer struct {
 }
 
 // startDiscovery starts providing, mDNS and bootstrapping as configured,
-// and advertising the node as a relay if relay. It runs in New, after the
-// actor.
-func (m *Moq) startDiscovery(o discoveryOptions, relay bool) error {
+// and advertising the node as a relay if fwd asks for it. It runs in New,
+// after the actor.
+func (m *Moq) startDiscovery(o discoveryOptions, fwd *Forwarding) error {
 	m.disc.router = o.router
 	m.disc.providerTimeout = o.providerTimeout
 	if m.disc.providerTimeout <= 0 {
@@ -96,7 +96,7 @@ func (m *Moq) startDiscovery(o discoveryOptions, relay bool) error {
 			Logger:   m.log,
 		})
 	}
-	if o.router != nil && relay {
+	if o.router != nil && fwd != nil && fwd.Advertise {
 		// Its own Provider: WithProvide(false) keeps publications off the
 		// DHT, not the relay record.
 		m.disc.relay = discovery.NewProvider(o.router, discovery.ProviderConfig{
@@ -104,6 +104,11 @@ func (m *Moq) startDiscovery(o discoveryOptions, relay bool) error {
 			Logger:   m.log,
 		})
 		m.disc.relay.ProvideRelay(m.ctx)
+		limit := fwd.MaxAdvertised
+		if limit <= 0 {
+			limit = DefaultMaxAdvertised
+		}
+		m.wg.Go(func() { m.advertiseForwarded(m.disc.relay, limit) })
 	}
 	if len(o.bootstrap) > 0 {
 		m.wg.Go(func() { m.bootstrap(o.bootstrap) })

@@ -108,7 +108,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.quic.Accept(ctx) }) })
 	}
 	m.wg.Go(func() { m.acceptLoop(func(ctx context.Context) (actor.Conn, error) { return m.streams.Accept(ctx) }) })
-	if err := m.startDiscovery(o.discovery, o.forward != nil && o.forward.Advertise); err != nil {
+	if err := m.startDiscovery(o.discovery, o.forward); err != nil {
 		_ = m.Shutdown(context.Background())
 		return nil, err
 	}

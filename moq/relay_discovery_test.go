@@ -2,10 +2,17 @@ package moq
 
 import (
 	"context"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/moqp2p/moqp2p/discovery"
 )
 
 // relaysFound runs one whole relay lookup from n.
@@ -53,10 +60,9 @@ func TestRelayDiscoveryDHT(t *testing.T) {
 		t.Errorf("the relay found %v: it must not find itself", got)
 	}
 
-	// The publisher is not provided: only the relay's announcement leads
-	// to cam.
-	if got := providers(t, sub, "cam"); len(got) != 0 {
-		t.Fatalf("cam has providers %v; the test needs none", got)
+	// The publisher is not provided: only the relay leads to cam.
+	if got := providers(t, sub, "cam"); got[pub.h.ID()] {
+		t.Fatalf("cam's providers %v hold the publisher; the test needs it not to", got)
 	}
 	if _, err := sub.Connect(testCtx(t), peer.AddrInfo{ID: found[0]}); err != nil {
 		t.Fatalf("connect to the relay found: %v", err)
@@ -92,4 +98,103 @@ func TestNearerOrder(t *testing.T) {
 			t.Fatalf("position %d: %s, want %s (order %v)", i, order[i].ID, want[i], order)
 		}
 	}
+}
+
+// countProvides is the node's real DHT, noting the keys it provides.
+type countProvides struct {
+	*dht.IpfsDHT
+	mu   sync.Mutex
+	keys map[cid.Cid]bool
+}
+
+func (c *countProvides) Provide(ctx context.Context, key cid.Cid, announce bool) error {
+	c.mu.Lock()
+	c.keys[key] = true
+	c.mu.Unlock()
+	return c.IpfsDHT.Provide(ctx, key, announce)
+}
+
+func (c *countProvides) provided(key cid.Cid) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys[key]
+}
+
+func (c *countProvides) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.keys)
+}
+
+// An advertised relay provides the names it forwards: a broadcast whose
+// publisher is not in the DHT resolves by name to the relay, with no
+// session to the publisher and no address in hand. Past MaxAdvertised the
+// names are forwarded but not provided.
+func TestRelayAdvertisesForwarded(t *testing.T) {
+	var counter *countProvides
+	wrap := func(d *dht.IpfsDHT) routing.ContentRouting {
+		counter = &countProvides{IpfsDHT: d, keys: map[cid.Cid]bool{}}
+		return counter
+	}
+	skipped := &skipLog{}
+	boot := newDHTNode(t, nil, nil)
+	relay := addDHTNode(t, boot, wrap, nil, WithForwarding(Forwarding{Advertise: true, MaxAdvertised: 2}),
+		WithLogger(slog.New(skipped)))
+	pub := addDHTNode(t, boot, nil, nil, WithProvide(false))
+	sub := addDHTNode(t, boot, nil, nil)
+
+	cam := publish(t, pub.node, "cam")
+	live(t, cam)
+	if _, err := pub.Connect(testCtx(t), relay.info()); err != nil {
+		t.Fatal(err)
+	}
+	waitProvided(t, sub, "cam", relay)
+	if sessionTo(t, sub.node, relay.h.ID()) || sessionTo(t, sub.node, pub.h.ID()) {
+		t.Fatal("the subscriber already has a session to the relay or the publisher")
+	}
+	frames := firstFrames(t, sub, "cam", 3)
+	t.Logf("cam resolved by name through the relay: %v", frames)
+	if !sessionTo(t, sub.node, relay.h.ID()) {
+		t.Error("no session to the relay after subscribing by name")
+	}
+	if sessionTo(t, sub.node, pub.h.ID()) {
+		t.Error("a session to the publisher, which is not in the DHT")
+	}
+
+	// Four more paths: one more name fits (2 with cam), three do not.
+	for _, name := range []string{"x1", "x2", "x3", "x4"} {
+		live(t, publish(t, pub.node, name))
+	}
+	eventually(t, "three names refused for the bound", func() bool { return skipped.count() == 3 })
+	eventually(t, "a second forwarded name provided", func() bool { return counter.count() >= 3 }) // the relay key, cam, one x
+	if n := counter.count(); n != 3 {
+		t.Errorf("%d keys provided, want 3: the relay key and MaxAdvertised = 2 names", n)
+	}
+	if !counter.provided(discovery.RelayKey()) || !counter.provided(discovery.Key("cam")) {
+		t.Error("the relay key or cam not provided")
+	}
+}
+
+// skipLog counts the forwarded names not provided for MaxAdvertised.
+type skipLog struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (l *skipLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *skipLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *skipLog) WithGroup(string) slog.Handler            { return l }
+func (l *skipLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "forwarded broadcast not provided: MaxAdvertised reached" {
+		l.mu.Lock()
+		l.n++
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *skipLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
 }
