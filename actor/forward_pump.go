@@ -83,6 +83,12 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			tp.Abort(errOtherOrigin)
 			return
 		}
+		// The upstream subscription is made for every subscriber of tp:
+		// the highest priority asked so far. It is not updated afterwards
+		// (moq-lite's SUBSCRIBE_UPDATE could, but moq-dev's Rust publisher
+		// treats one as an error), so a later subscriber's higher priority
+		// applies from the next upstream subscription (after a failover).
+		info.Priority = tp.AskedPriority()
 		up, err := r.b.SubscribeTrack(info)
 		if err != nil {
 			if r.b.Err() != nil {
