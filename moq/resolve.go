@@ -36,9 +36,11 @@ func (m *Moq) Find(ctx context.Context, name string) iter.Seq[peer.AddrInfo] {
 }
 
 // FindRelays yields the peers other than this node recorded as relays in
-// the DHT (nodes with Forwarding.Advertise), each once: first the ones this
-// node's host is connected to (nearest: no handshake to pay), then the
-// others as the lookup finds them; nothing without WithDHT. Records cannot
+// the DHT (nodes with Forwarding.Advertise), each once: the ones this
+// node's host is connected to as the lookup finds them (nearest: no
+// handshake to pay), then the others nearest first (Moq.nearer: by
+// measured round trip) once the lookup has ended or 20 of them are held;
+// nothing without WithDHT. Records cannot
 // be withdrawn, so some may be stale. Connect to one, and its forwarded
 // broadcasts are announced on the session.
 func (m *Moq) FindRelays(ctx context.Context) iter.Seq[peer.AddrInfo] {
