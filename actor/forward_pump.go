@@ -61,6 +61,7 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		spliced   bool   // a route was used before
 		last      uint64 // highest sequence forwarded
 		forwarded bool
+		resumes   int // cancelled upstream tracks subscribed again since the last progress
 	)
 	for {
 		r, gone, changed := cell.get()
@@ -82,6 +83,12 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			tp.Abort(errOtherOrigin)
 			return
 		}
+		// The upstream subscription is made for every subscriber of tp:
+		// the highest priority asked so far. It is not updated afterwards
+		// (moq-lite's SUBSCRIBE_UPDATE could, but moq-dev's Rust publisher
+		// treats one as an error), so a later subscriber's higher priority
+		// applies from the next upstream subscription (after a failover).
+		info.Priority = tp.AskedPriority()
 		up, err := r.b.SubscribeTrack(info)
 		if err != nil {
 			if r.b.Err() != nil {
@@ -91,7 +98,11 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			return
 		}
 		origin, spliced = r.origin(), true
+		before, had := last, forwarded
 		err = f.copyTrack(ctx, up, tp, &last, &forwarded)
+		if forwarded && (!had || last > before) {
+			resumes = 0
+		}
 		switch {
 		case errors.Is(err, io.EOF):
 			up.Close()
@@ -101,6 +112,16 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			f.lingerClose(up)
 			f.endPump(tp, context.Cause(ctx))
 			return
+		case r.b.Err() == nil && broadcast.CodeOf(err) == broadcast.CodeCancel && resumes < maxResumes:
+			// A relay upstream cancels its track when its own route changes
+			// under it (it can answer a subscription on the broadcast it is
+			// about to replace): while the route stands, subscribe there
+			// again at once and go on at the next group, a few times
+			// without progress before waiting to see if the route goes.
+			resumes++
+			up.Close()
+			f.a.log.Debug("forwarded track cancelled upstream: subscribing again", "path", path, "track", info.Name, "err", err)
+			continue
 		case r.b.Err() == nil && !f.routeGoing(ctx, r, changed, err):
 			// The track failed, not the route: pass it on.
 			up.Close()
@@ -118,6 +139,11 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 // session or its announcement ends. A track that failed for good reaches
 // the subscribers that much later.
 const routeGrace = 500 * time.Millisecond
+
+// maxResumes bounds the subscriptions a pump makes again on the same route
+// after the upstream track was cancelled, without a group forwarded in
+// between.
+const maxResumes = 2
 
 // routeGoing reports whether the route's broadcast ended or the path's
 // route changed, waiting up to routeGrace for it after the upstream track

@@ -202,6 +202,7 @@ func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 		return nil, b.err
 	}
 	if t, ok := b.tracks[info.Name]; ok && !t.aborted() {
+		t.ask(info.Priority)
 		tc := t.consume()
 		b.mu.Unlock()
 		return tc, nil

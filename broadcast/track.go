@@ -44,6 +44,9 @@ type track struct {
 	info  Track
 	lim   Limits
 	bytes atomic.Int64 // payload bytes of every cached group
+	// asked is the highest priority a SubscribeTrack asked for the track
+	// (info's to start with); only ever raised.
+	asked atomic.Uint32
 
 	mu        sync.RWMutex
 	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
@@ -70,7 +73,24 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // NewTrack returns the producer of a new, empty track. Tracks are usually made
 // with Producer.CreateTrack, which applies the broadcast's limits.
 func NewTrack(info Track, lim Limits) *TrackProducer {
-	return &TrackProducer{t: &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}}}
+	t := &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}}
+	t.asked.Store(uint32(info.Priority))
+	return &TrackProducer{t: t}
+}
+
+// AskedPriority returns the highest priority that Consumer.SubscribeTrack
+// was asked for this track (its Info's priority to start with): a relay
+// subscribes upstream with it, on behalf of all its subscribers.
+func (p *TrackProducer) AskedPriority() uint8 { return uint8(p.t.asked.Load()) }
+
+// ask raises the asked priority to prio.
+func (t *track) ask(prio uint8) {
+	for {
+		cur := t.asked.Load()
+		if uint32(prio) <= cur || t.asked.CompareAndSwap(cur, uint32(prio)) {
+			return
+		}
+	}
 }
 
 // TrackProducer writes the groups of one track. It is safe for concurrent use.

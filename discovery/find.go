@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
@@ -15,9 +16,14 @@ import (
 // provider may be stale: gone, or no longer publishing name. A node that
 // provides name itself may find itself.
 func Find(ctx context.Context, r routing.ContentRouting, name string) iter.Seq[peer.AddrInfo] {
+	return findKey(ctx, r, Key(name))
+}
+
+// findKey yields the providers of key in r, each once (see Find).
+func findKey(ctx context.Context, r routing.ContentRouting, key cid.Cid) iter.Seq[peer.AddrInfo] {
 	return func(yield func(peer.AddrInfo) bool) {
 		ctx, cancel := context.WithCancel(ctx)
-		found := r.FindProvidersAsync(ctx, Key(name), 0) // 0: the whole lookup
+		found := r.FindProvidersAsync(ctx, key, 0) // 0: the whole lookup
 		defer func() {
 			cancel()
 			for range found { // wait for the lookup to stop

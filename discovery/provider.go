@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -71,6 +72,13 @@ func NewProvider(r routing.ContentRouting, cfg ProviderConfig) *Provider {
 // expires on the peers holding it once it is no longer refreshed. stop
 // waits for a provide in progress to be abandoned; it is idempotent.
 func (p *Provider) Provide(ctx context.Context, name string) (stop func()) {
+	name = broadcast.CleanPath(name)
+	return p.provideKey(ctx, Key(name), name)
+}
+
+// provideKey provides key until stop, ctx or Close; what names the record
+// in the logs.
+func (p *Provider) provideKey(ctx context.Context, key cid.Cid, what string) (stop func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -82,7 +90,7 @@ func (p *Provider) Provide(ctx context.Context, name string) (stop func()) {
 	p.wg.Go(func() {
 		defer close(done)
 		defer unhook()
-		p.loop(ctx, broadcast.CleanPath(name))
+		p.loop(ctx, key, what)
 	})
 	return func() { cancel(); <-done }
 }
@@ -97,9 +105,8 @@ func (p *Provider) Close() {
 	p.wg.Wait()
 }
 
-func (p *Provider) loop(ctx context.Context, name string) {
-	key := Key(name)
-	log := p.cfg.Logger.With("broadcast", name, "key", key.String())
+func (p *Provider) loop(ctx context.Context, key cid.Cid, what string) {
+	log := p.cfg.Logger.With("broadcast", what, "key", key.String())
 	first := min(time.Second, p.cfg.Interval)
 	retry, failures := first, 0
 	timer := time.NewTimer(0)

@@ -76,13 +76,15 @@ func WithBootstrap(peers ...peer.AddrInfo) Option {
 type discoverer struct {
 	router          routing.ContentRouting
 	provider        *discovery.Provider // nil: publications are not provided
+	relay           *discovery.Provider // provides RelayKey; nil: not advertised as a relay
 	mdns            *discovery.MDNS
 	providerTimeout time.Duration
 }
 
-// startDiscovery starts providing, mDNS and bootstrapping as configured. It
-// runs in New, after the actor.
-func (m *Moq) startDiscovery(o discoveryOptions) error {
+// startDiscovery starts providing, mDNS and bootstrapping as configured,
+// and advertising the node as a relay if fwd asks for it. It runs in New,
+// after the actor.
+func (m *Moq) startDiscovery(o discoveryOptions, fwd *Forwarding) error {
 	m.disc.router = o.router
 	m.disc.providerTimeout = o.providerTimeout
 	if m.disc.providerTimeout <= 0 {
@@ -93,6 +95,20 @@ func (m *Moq) startDiscovery(o discoveryOptions) error {
 			Interval: o.provideInterval,
 			Logger:   m.log,
 		})
+	}
+	if o.router != nil && fwd != nil && fwd.Advertise {
+		// Its own Provider: WithProvide(false) keeps publications off the
+		// DHT, not the relay record.
+		m.disc.relay = discovery.NewProvider(o.router, discovery.ProviderConfig{
+			Interval: o.provideInterval,
+			Logger:   m.log,
+		})
+		m.disc.relay.ProvideRelay(m.ctx)
+		limit := fwd.MaxAdvertised
+		if limit <= 0 {
+			limit = DefaultMaxAdvertised
+		}
+		m.wg.Go(func() { m.advertiseForwarded(m.disc.relay, limit) })
 	}
 	if len(o.bootstrap) > 0 {
 		m.wg.Go(func() { m.bootstrap(o.bootstrap) })
@@ -121,6 +137,9 @@ func (m *Moq) stopDiscovery() {
 func (m *Moq) stopProviding() {
 	if m.disc.provider != nil {
 		m.disc.provider.Close()
+	}
+	if m.disc.relay != nil {
+		m.disc.relay.Close()
 	}
 }
 

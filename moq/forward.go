@@ -33,6 +33,21 @@ type Forwarding struct {
 	// Limits bound each forwarded track's cache (broadcast.Limits
 	// defaults: the latest group always, older ones within 5 s).
 	Limits broadcast.Limits
+	// Advertise records the node as a relay in the DHT (WithDHT): it
+	// provides discovery.RelayKey, re-provided as publications are, for as
+	// long as the node runs, so that other nodes find it with FindRelays.
+	// It also provides the names of the broadcasts the node forwards (up
+	// to MaxAdvertised), so a name looked up in the DHT (Subscribe, Find)
+	// finds the relays that carry it as well as its publisher, and the
+	// nearest is tried first. It does nothing without WithDHT.
+	Advertise bool
+	// MaxAdvertised bounds the forwarded broadcasts whose names are
+	// provided at once with Advertise (default DefaultMaxAdvertised); the
+	// paths past it are forwarded but not provided. Worst case: one
+	// re-provide loop (a goroutine, about 8 KiB) per name, each a DHT
+	// provide (a lookup and a few puts) per provide interval: 8 MiB and
+	// 1024 provides every 5 minutes at the default.
+	MaxAdvertised int
 }
 
 // ForwardStats are the forwarding counters (actor.ForwardStats).

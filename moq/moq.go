@@ -132,7 +132,7 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		_ = m.Shutdown(context.Background())
 		return nil, err
 	}
-	if err := m.startDiscovery(o.discovery); err != nil {
+	if err := m.startDiscovery(o.discovery, o.forward); err != nil {
 		_ = m.Shutdown(context.Background())
 		return nil, err
 	}

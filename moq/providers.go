@@ -30,9 +30,11 @@ type attempt struct {
 	err  error
 }
 
-// subscribeAnyProvider subscribes through the providers the DHT finds: in
-// the order found, each attempt starting when the previous one failed or
-// after providerStagger, whichever comes first; the first success wins and
+// subscribeAnyProvider subscribes through the providers the DHT finds,
+// nearest first (Moq.nearer: connected, then lowest measured round trip,
+// then the order found), each attempt starting when the previous one failed
+// or after providerStagger, whichever comes first (at once for a provider
+// the host is connected to); the first success wins and
 // the other attempts are cancelled. Providers in tried are skipped, and the
 // ones that fail are added. It returns the last failure, or nil, nil if
 // there was no provider to try.
@@ -80,7 +82,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 	}
 	lookup := (<-chan peer.AddrInfo)(found) // nil once the lookup ended
 	for {
-		if len(queue) > 0 && (running == 0 || staggered) {
+		if len(queue) > 0 && (running == 0 || staggered || m.connected(queue[0].ID)) {
 			start()
 		}
 		if running == 0 && lookup == nil {
@@ -94,6 +96,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 			}
 			if !tried[info.ID] && info.ID != "" {
 				queue = append(queue, info)
+				sortNearest(m, queue)
 			}
 		case <-stagger:
 			stagger, staggered = nil, true

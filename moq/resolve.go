@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -31,6 +33,84 @@ func (m *Moq) Find(ctx context.Context, name string) iter.Seq[peer.AddrInfo] {
 			}
 		}
 	}
+}
+
+// FindRelays yields the peers other than this node recorded as relays in
+// the DHT (nodes with Forwarding.Advertise), each once: the ones this
+// node's host is connected to as the lookup finds them (nearest: no
+// handshake to pay), then the others nearest first (Moq.nearer: by
+// measured round trip) once the lookup has ended or 20 of them are held;
+// nothing without WithDHT. Records cannot
+// be withdrawn, so some may be stale. Connect to one, and its forwarded
+// broadcasts are announced on the session.
+func (m *Moq) FindRelays(ctx context.Context) iter.Seq[peer.AddrInfo] {
+	return func(yield func(peer.AddrInfo) bool) {
+		if m.disc.router == nil {
+			return
+		}
+		var later []peer.AddrInfo // not connected: after the connected ones
+		for info := range discovery.FindRelays(ctx, m.disc.router) {
+			if info.ID == m.h.ID() {
+				continue
+			}
+			if m.connected(info.ID) {
+				if !yield(info) {
+					return
+				}
+				continue
+			}
+			later = append(later, info)
+			if len(later) >= maxHeldRelays {
+				break // enough held back: yield them rather than wait for the whole lookup
+			}
+		}
+		sortNearest(m, later)
+		for _, info := range later {
+			if !yield(info) {
+				return
+			}
+		}
+	}
+}
+
+// maxHeldRelays bounds the relays FindRelays holds back while it looks for
+// connected ones: past it, the lookup stops and they are yielded.
+const maxHeldRelays = 20
+
+// connected reports whether the host has a connection to p.
+func (m *Moq) connected(p peer.ID) bool {
+	return m.h.Network().Connectedness(p) == network.Connected
+}
+
+// sortNearest sorts peers nearest first (Moq.nearer), stably.
+func sortNearest(m *Moq, peers []peer.AddrInfo) { slices.SortStableFunc(peers, m.nearer) }
+
+// nearer orders peers nearest first, which is how this node picks among
+// several publishers or relays of a broadcast: a peer the host is connected
+// to comes first (its path is known to work and costs no handshake), then
+// peers by the round-trip time the host measured to them (the peerstore's
+// moving average, from earlier connections), lowest first, then peers with
+// no measurement. Ties keep the lookup's order.
+func (m *Moq) nearer(a, b peer.AddrInfo) int {
+	ca, cb := m.connected(a.ID), m.connected(b.ID)
+	if ca != cb {
+		if ca {
+			return -1
+		}
+		return 1
+	}
+	ra, rb := m.h.Peerstore().LatencyEWMA(a.ID), m.h.Peerstore().LatencyEWMA(b.ID)
+	switch {
+	case ra == rb:
+		return 0
+	case ra == 0:
+		return 1
+	case rb == 0:
+		return -1
+	case ra < rb:
+		return -1
+	}
+	return 1
 }
 
 // Subscribe reads a track of the broadcast called name, wherever it is

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
 )
 
@@ -64,6 +65,7 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 	fs.Var(&trust, "trust-peer", "libp2p `PEER-ID` allowed everything with --auth-key (repeatable)")
 	httpAddr := fs.String("http", "", "also serve /announced and /fetch over plain HTTP on `HOST:PORT`")
 	linger := fs.Duration("linger", 2*time.Second, "keep an upstream subscription `D` after its last subscriber left")
+	advertise := fs.Bool("advertise", false, "record this relay in the DHT (provider of the relay key "+discovery.RelayKeyName+"), so nodes find it; runs the DHT as a server, joined through --bootstrap if given")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -114,12 +116,14 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		Accept: func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.put, path) },
 		Offer:  func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.get, path) },
 		Cost:   auth.cost,
+
+		Advertise: *advertise,
 	})}
 	if auth.key != nil {
 		opts = append(opts, moq.WithAdmission(auth.admitPeer))
 	}
 	node, err = newNode(ctx, nodeConfig{listens: listens, connects: connects, net: &nf, log: log,
-		moqOpts: opts, route: auth.route, handler: handler})
+		moqOpts: opts, route: auth.route, handler: handler, dhtServer: *advertise})
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -157,5 +161,51 @@ func TestRelayHelp(t *testing.T) {
 	p = start(t, "moq relay", nil, "relay")
 	if code := p.wait(t, 10*time.Second); code != 2 {
 		t.Errorf("moq relay without --listen: exit %d, want 2", code)
+	}
+}
+
+// TestRelayAdvertise: moq relay --advertise joins the DHT through a moq
+// node and records itself under the relay key; a DHT client that knows
+// only the bootstrap node finds it there.
+func TestRelayAdvertise(t *testing.T) {
+	t.Parallel()
+	_, boot := bootstrapNode(t)
+	r := start(t, "relay --advertise", nil, "relay", "--advertise", "--bootstrap", boot, "--listen", loopbackQUIC)
+	id := field(r.stdout.await(t, r.name, "peer: ", 20*time.Second))
+	want, err := peer.Decode(id)
+	if err != nil {
+		t.Fatalf("relay printed peer %q: %v", id, err)
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	d, err := discovery.NewDHT(h, dht.Mode(dht.ModeClient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Close() }()
+	bi, err := peer.AddrInfoFromString(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, *bi); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		for info := range discovery.FindRelays(ctx, d) {
+			if info.ID == want {
+				return
+			}
+			t.Fatalf("found relay %s, want only %s", info.ID, want)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the relay is not in the DHT after 20 s")
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
