@@ -35,7 +35,7 @@ const liveEvery = 250 * time.Millisecond
 // sessions' RTT (the largest), peers and subscribers. There is no
 // end-to-end media latency: frames carry no send timestamp, and the
 // network RTT is what can be measured honestly. Off a terminal, or with
-// --quiet, it draws nothing and only counts.
+// --quiet, it draws nothing: it counts, and reads status at each tick.
 type progress struct {
 	w      io.Writer
 	verb   string // "sent", "received", or "node" (a node's line: bytes both ways)
@@ -44,6 +44,7 @@ type progress struct {
 	bytes  atomic.Uint64
 
 	mu    sync.Mutex // the line against printf
+	draw  bool       // on a terminal, not --quiet
 	drawn bool
 
 	stop chan struct{}
@@ -56,6 +57,12 @@ type progress struct {
 func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) status) *progress {
 	p := &progress{w: w, verb: verb, status: st, stop: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
+		p.draw = true
+	}
+	// Off a terminal status is still read at every tick: a node's or
+	// relay's tally learns its sessions' counters that way, so that its
+	// final line counts sessions that ended before it.
+	if p.draw || st != nil {
 		p.done.Go(p.run)
 	}
 	return p
@@ -97,6 +104,9 @@ func (p *progress) run() {
 			f, b := p.frames.Load(), p.bytes.Load()
 			if p.status != nil {
 				st = p.status(f)
+			}
+			if !p.draw {
+				continue
 			}
 			secs := now.Sub(last).Seconds()
 			rate := func(cur, prev uint64) float64 {

@@ -47,9 +47,8 @@ func startRelay(t *testing.T, name string, args ...string) (*proc, map[string]st
 // linked to A over libp2p with a cost: every frame arrives, byte for byte.
 func TestRelayCluster(t *testing.T) {
 	t.Parallel()
-	a, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
-	_, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["p2p"]+"?cost=10")
-	_ = a
+	_, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	b, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["p2p"]+"?cost=10")
 	// A file transfer (--out): every group, in order, however late. Two
 	// hops, each sending the newest group first, can hold the oldest back
 	// longer than a live subscriber waits for it on a loaded machine.
@@ -61,6 +60,15 @@ func TestRelayCluster(t *testing.T) {
 	want := pattern.Expect(100, 100, 256)
 	if got := lastSummary(t, "sub", sub.stdout.all()); got != want {
 		t.Fatalf("sub summary %+v, want %+v\nsub: %s\n%s\npub: %s", got, want, sub.stdout.bytes(), sub.stderr.bytes(), pub.stderr.bytes())
+	}
+	// Interrupted, relay B ends with its JSON line: it carried every frame
+	// from A to the subscriber.
+	b.interrupt(t)
+	b.mustSucceed(t, 10*time.Second)
+	var sum nodeSummary
+	jsonLine(t, "relay B", b.stdout.all(), &sum)
+	if sum.FramesReceived < uint64(want.Frames) || sum.FramesSent < uint64(want.Frames) {
+		t.Errorf("relay B summary %+v: want at least %d frames each way", sum, want.Frames)
 	}
 }
 
