@@ -266,22 +266,6 @@ func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n
 	return ts, size, n + k, nil
 }
 
-// readFrameStart reads the header of the next frame from r, as frameStart,
-// recording its timestamp in st.
-func (s *Session) readFrameStart(r io.ByteReader, st *frameStamps) (uint64, error) {
-	if st.on {
-		ts, err := wire.ReadTimestamp(r, st.prev)
-		if err != nil {
-			if isWireErr(err) {
-				return 0, &broadcast.Error{Code: broadcast.CodeDecode, Reason: err.Error()}
-			}
-			return 0, err
-		}
-		st.add(ts)
-	}
-	return wire.ReadVarint(r)
-}
-
 // serveFetch answers the peer's FETCH (lite-05): the group's frames, each
 // with its timestamp delta, then FIN; a group the track no longer (or never)
 // has is refused with NotFound. A fetch counts as one of the peer's
