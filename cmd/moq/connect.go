@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -161,15 +162,20 @@ func newNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 // handler (moq relay's /announced and /fetch) where it has one, the watch and
 // publish pages everywhere else.
 func (n *node) pagesHandler() http.Handler {
-	pages := watch.Handler()
-	if n.cfg.handler == nil {
-		return pages
-	}
 	mux := http.NewServeMux()
-	mux.Handle("/announced", n.cfg.handler)
-	mux.Handle("/announced/", n.cfg.handler)
-	mux.Handle("/fetch/", n.cfg.handler)
-	mux.Handle("/", pages)
+	if n.cfg.handler != nil {
+		mux.Handle("/announced", n.cfg.handler)
+		mux.Handle("/announced/", n.cfg.handler)
+		mux.Handle("/fetch/", n.cfg.handler)
+	}
+	// The pages show the node's live stats next to the player: its
+	// sessions and broadcasts, as moq stats prints them.
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(nodeStats(r.Context(), n))
+	})
+	mux.Handle("/", watch.Handler())
 	return mux
 }
 

@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/png"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,24 @@ func TestWatchPagePlaysPub(t *testing.T) {
 		t.Fatalf("%d of %d pixels lit: the picture is blank", lit, pixels)
 	case changed < pixels/100:
 		t.Fatalf("%d of %d pixels changed over 10 frames: the picture does not move", changed, pixels)
+	}
+	// Beside the player, the page shows the node's live stats: its
+	// sessions (the page's own among them), its broadcast, media going out.
+	nodeLine := regexp.MustCompile(`^node: [1-9]\d* sessions · broadcasts: demo\.hang · sending ([0-9.]+) MiB/s`)
+	for {
+		var text string
+		if err := b.Eval(ctx, `document.getElementById("node").textContent`, &text); err != nil {
+			t.Fatal(err)
+		}
+		if m := nodeLine.FindStringSubmatch(text); m != nil && m[1] != "0.00" {
+			t.Logf("page's node line: %s", text)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the page's node line %q, want sessions, demo.hang and media going out", text)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if path := os.Getenv("MOQP2P_WATCH_SCREENSHOT"); path != "" {
 		if err := os.WriteFile(path, raw, 0o644); err != nil {

@@ -82,8 +82,9 @@ func (o *observeServer) close() {
 
 // statsDoc is what /stats serves and moq stats prints.
 type statsDoc struct {
-	Peer     string         `json:"peer,omitempty"` // the node's libp2p peer ID
-	Sessions []sessionStats `json:"sessions"`
+	Peer       string         `json:"peer,omitempty"` // the node's libp2p peer ID
+	Broadcasts []string       `json:"broadcasts"`     // published by the node itself
+	Sessions   []sessionStats `json:"sessions"`
 }
 
 // sessionStats is one session in /stats.
@@ -100,11 +101,14 @@ type sessionStats struct {
 }
 
 func nodeStats(ctx context.Context, n *node) statsDoc {
-	doc := statsDoc{Sessions: []sessionStats{}}
+	doc := statsDoc{Broadcasts: []string{}, Sessions: []sessionStats{}}
 	if n.p2p == nil {
 		return doc
 	}
 	doc.Peer = n.p2p.h.ID().String()
+	if names, err := n.p2p.m.PublishedBroadcasts(ctx); err == nil {
+		doc.Broadcasts = append(doc.Broadcasts, names...)
+	}
 	list, _ := n.p2p.m.Sessions(ctx)
 	for _, s := range list {
 		st := s.Stats()
