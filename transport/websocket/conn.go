@@ -45,6 +45,7 @@ type Conn struct {
 	running atomic.Int32  // loops not yet returned
 
 	bytesSent, bytesReceived atomic.Uint64
+	rtt                      rttStats // from pings answered (Ping, keep-alives)
 
 	mu sync.Mutex // guards everything below, and all stream state
 	// Closing: cause is set once; the writer then sends closeFrame (if
@@ -229,7 +230,9 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 // Stats reports the WebSocket payload bytes sent and received; TCP hides
 // the rest (RTT, congestion window, losses).
 func (c *Conn) Stats() transport.Stats {
-	return transport.Stats{Transport: "websocket", BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
+	st := transport.Stats{Transport: "websocket", BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load()}
+	st.RTT, st.MinRTT, st.LatestRTT, st.RTTVar = c.rtt.read()
+	return st
 }
 
 // Ping sends a WebSocket ping and waits for the pong, or for ctx or the
@@ -243,12 +246,14 @@ func (c *Conn) Ping(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
+	start := time.Now()
 	if err := c.ws.Ping(ctx); err != nil {
 		if cause := context.Cause(c.ctx); cause != nil {
 			return cause
 		}
 		return err
 	}
+	c.rtt.add(time.Since(start))
 	return nil
 }
 
