@@ -274,24 +274,40 @@ func writeMedia(ctx context.Context, catalog *broadcast.TrackConsumer, sub func(
 		}
 	}
 	var first uint64
+	// When the video ends the audio's last groups may still be on their
+	// way: the file ends once the audio ended too, or audioGrace later.
+	audioDone := audio == ""
+	var grace <-chan time.Time
 loop:
 	for count == 0 || uint64(w.Frames()) < count {
 		var m mediaFrame
 		select {
 		case m = <-frames:
+		case <-grace:
+			break loop
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		switch {
 		case m.audio && m.err != nil:
-			continue // the audio ending (or failing) leaves the video going
+			audioDone = true // the audio ending (or failing) leaves the video going
+			if grace != nil {
+				break loop
+			}
+			continue
 		case m.audio:
 			if err := w.WriteAudio(m.f); err != nil {
 				return err
 			}
 			st.AudioFrames = w.AudioFrames()
-		case errors.Is(m.err, io.EOF):
-			break loop // the video ended
+		case errors.Is(m.err, io.EOF): // the video ended
+			if audioDone {
+				break loop
+			}
+			t := time.NewTimer(audioGrace)
+			defer t.Stop()
+			grace = t.C
+			continue
 		case m.err != nil:
 			return m.err
 		default:
@@ -318,6 +334,11 @@ loop:
 	st.Frames, st.AudioFrames = w.Frames(), w.AudioFrames()
 	return bw.Flush()
 }
+
+// audioGrace bounds how long sub --media waits, after the video's end, for
+// the audio's (its last groups travel on streams of their own); past it the
+// file ends without what has not come.
+const audioGrace = 2 * time.Second
 
 // mediaFrame is a frame (or a track's end) on its way to the MP4 writer.
 type mediaFrame struct {
