@@ -28,7 +28,7 @@ func Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /watch", page("watch.html"))
 	mux.HandleFunc("GET /publish", page("publish.html"))
-	for _, f := range []string{"moq.js", "report.js"} {
+	for _, f := range []string{"moq.js", "report.js", "node.js"} {
 		mux.HandleFunc("GET /"+f, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-cache")
 			files.ServeHTTP(w, r)
