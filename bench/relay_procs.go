@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -91,7 +92,9 @@ func p8Helper(o helperOpts) error {
 		<-ctx.Done()
 		return nil
 	case "rawpub":
-		return rawPub(ctx, o)
+		err := rawPub(ctx, o)
+		<-ctx.Done() // still answering "cpu" after its subscriber left
+		return err
 	case "rawrelay":
 		return rawRelay(ctx, o)
 	}
@@ -286,7 +289,11 @@ func hopProcs(ctx context.Context, groups int, relayed, raw bool) (hopResult, er
 	procs, at := []*p8Proc{pub}, pub.addr
 	if relayed {
 		mode := map[bool]string{false: "p8relay", true: "rawrelay"}[raw]
-		r, err := startP8Proc(ctx, "-mode", mode, "-addr", pub.addr)
+		args := []string{"-mode", mode, "-addr", pub.addr}
+		if profDir != "" { // the last run's relay profile
+			args = append(args, "-cpuprofile", filepath.Join(profDir, "p8-"+mode+".cpu"))
+		}
+		r, err := startP8Proc(ctx, args...)
 		if err != nil {
 			return hopResult{}, err
 		}
