@@ -84,12 +84,22 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			return
 		}
 		// The upstream subscription is made for every subscriber of tp:
-		// the highest priority asked so far. It is not updated afterwards
+		// the highest priority and the earliest start asked so far. It is not updated afterwards
 		// (moq-lite's SUBSCRIBE_UPDATE could, but moq-dev's Rust publisher
 		// treats one as an error), so a later subscriber's higher priority
 		// applies from the next upstream subscription (after a failover).
 		info.Priority = tp.AskedPriority()
-		up, err := r.b.SubscribeTrack(info)
+		var up *broadcast.TrackConsumer
+		var err error
+		if start, ok := tp.AskedStart(); ok && !spliced {
+			// The earliest start a subscriber asked for so far; one
+			// asking for an earlier start later is served from the relay
+			// track's cache (what it holds from there on). After a
+			// failover the track goes on at the next group instead.
+			up, err = r.b.SubscribeTrackAt(info, start)
+		} else {
+			up, err = r.b.SubscribeTrack(info)
+		}
 		if err != nil {
 			if r.b.Err() != nil {
 				continue // the route ended meanwhile
