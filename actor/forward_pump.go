@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -202,6 +203,9 @@ func (f *forwarder) lingerClose(up *broadcast.TrackConsumer) {
 func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, tp *broadcast.TrackProducer, last *uint64, forwarded *bool) error {
 	floor, skip := *last, *forwarded // the splice point
 	sem := make(chan struct{}, f.cfg.MaxGroupCopiers)
+	// The previous group's frame count: a group is sized for it up front
+	// rather than grown as its frames arrive (groups of a track are alike).
+	var hint atomic.Int64
 	var wg sync.WaitGroup
 	gctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -243,47 +247,58 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 			gp.Abort(context.Cause(ctx))
 			return ctx.Err()
 		}
+		gp.Grow(int(min(hint.Load(), maxFrameHint)))
 		wg.Go(func() {
 			defer func() { <-sem }()
-			copyGroup(gctx, g, gp)
+			if n := copyGroup(gctx, g, gp); n > 0 {
+				hint.Store(int64(n))
+			}
 		})
 	}
 }
 
+// maxFrameHint caps the frames a relay group is sized for up front: a
+// hostile publisher's huge group costs its own memory, not a guess's.
+const maxFrameHint = 1024
+
 // copyGroup copies a group's frames as they arrive; the frames themselves
-// are shared, not copied.
-func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) {
+// are shared, not copied. It returns the frames copied once the group
+// finished cleanly, 0 otherwise.
+func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) int {
 	buf := make([][]byte, 0, 64)
+	n := 0
 	for {
 		frames, err := g.TryReadFrames(buf[:0], 64)
 		if len(frames) > 0 {
 			if werr := gp.WriteFrames(frames...); werr != nil {
 				gp.Abort(werr)
-				return
+				return 0
 			}
+			n += len(frames)
 			continue
 		}
 		switch {
 		case errors.Is(err, io.EOF):
 			_ = gp.Finish()
-			return
+			return n
 		case err != nil:
 			gp.Abort(err)
-			return
+			return 0
 		}
 		frame, err := g.ReadFrame(ctx)
 		switch {
 		case err == nil:
 			if werr := gp.WriteFrame(frame); werr != nil {
 				gp.Abort(werr)
-				return
+				return 0
 			}
+			n++
 		case errors.Is(err, io.EOF):
 			_ = gp.Finish()
-			return
+			return n
 		default:
 			gp.Abort(err)
-			return
+			return 0
 		}
 	}
 }
