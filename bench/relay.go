@@ -1,7 +1,7 @@
 package main
 
-// P8 (a relay hop against a direct session, same run) and P9 (failover
-// time), all in this process on loopback.
+// P8 (a relay hop against a direct session, same run; its processes are
+// in relay_procs.go) and P9 (failover time, in this process), on loopback.
 
 import (
 	"context"
