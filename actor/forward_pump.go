@@ -228,8 +228,8 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 		}
 		// A group already whole goes over in one piece, with no goroutine.
 		if n, _, complete := g.Remaining(1<<16, 1<<40); complete {
-			frames, _ := g.TryReadFrames(make([][]byte, 0, n), n)
-			if err := tp.WriteGroup(seq, frames...); err != nil && !errors.Is(err, broadcast.ErrDuplicate) && !errors.Is(err, broadcast.ErrTooLarge) {
+			frames, ts, _ := g.TryReadFramesAt(make([][]byte, 0, n), make([]uint64, 0, n), n)
+			if err := tp.WriteGroupAt(seq, ts, frames...); err != nil && !errors.Is(err, broadcast.ErrDuplicate) && !errors.Is(err, broadcast.ErrTooLarge) {
 				return err
 			}
 			continue
@@ -261,16 +261,17 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 // hostile publisher's huge group costs its own memory, not a guess's.
 const maxFrameHint = 1024
 
-// copyGroup copies a group's frames as they arrive; the frames themselves
-// are shared, not copied. It returns the frames copied once the group
-// finished cleanly, 0 otherwise.
+// copyGroup copies a group's frames, with their timestamps, as they
+// arrive; the frames themselves are shared, not copied. (Received tracks
+// hold timestamps in the default timescale, as relay tracks do.) It
+// returns the frames copied once the group finished cleanly, 0 otherwise.
 func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) int {
-	buf := make([][]byte, 0, 64)
+	buf, tbuf := make([][]byte, 0, 64), make([]uint64, 0, 64)
 	n := 0
 	for {
-		frames, err := g.TryReadFrames(buf[:0], 64)
+		frames, ts, err := g.TryReadFramesAt(buf[:0], tbuf[:0], 64)
 		if len(frames) > 0 {
-			if werr := gp.WriteFrames(frames...); werr != nil {
+			if werr := gp.WriteFramesAt(ts, frames...); werr != nil {
 				gp.Abort(werr)
 				return 0
 			}
@@ -285,10 +286,10 @@ func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.Gr
 			gp.Abort(err)
 			return 0
 		}
-		frame, err := g.ReadFrame(ctx)
+		frame, t, err := g.ReadFrameAt(ctx)
 		switch {
 		case err == nil:
-			if werr := gp.WriteFrame(frame); werr != nil {
+			if werr := gp.WriteFrameAt(t, frame); werr != nil {
 				gp.Abort(werr)
 				return 0
 			}
