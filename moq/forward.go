@@ -63,10 +63,10 @@ type ForwardStats = actor.ForwardStats
 // comes later asking for an earlier start than the upstream subscription's
 // gets what the relay track still caches from its start on (at least the
 // latest group; older ones within Limits): the groups before the upstream
-// subscription's start are not fetched again. When a route's session ends, the path
-// switches to the best remaining route (lower cost, then fewer hops) and
-// its tracks continue at the next group if that route comes from the same
-// publisher.
+// subscription's start are not fetched again. When a route's session
+// ends, the path switches to the best remaining route (lower cost, then
+// fewer hops) and its tracks continue at the next group if that route
+// comes from the same publisher.
 func WithForwarding(f Forwarding) Option {
 	return func(o *options) { o.forward = &f }
 }
