@@ -137,19 +137,28 @@ type Phase struct {
 // over Smooth. lossy false leaves the loss phases out (a TCP link cannot
 // lose packets, only delay them).
 func Profile(lossy bool) []Phase {
-	recover := func(after string) Phase {
-		return Phase{Name: "after " + after, For: 3 * time.Second, MinFrames: 20, MaxLongGaps: 0.10}
-	}
 	ps := []Phase{
 		{Name: "latency 300±60 ms", Impair: impair.Config{Delay: 300 * time.Millisecond, Jitter: 60 * time.Millisecond, Seed: 1}, For: 5 * time.Second, MinFrames: 15},
-		recover("latency"),
+		recovery("latency"),
 	}
 	if lossy {
-		ps = append(ps,
-			Phase{Name: "loss 20%", Impair: impair.Config{Loss: 0.2, Seed: 2}, For: 3 * time.Second, MinFrames: 10},
-			recover("loss"))
+		ps = append(ps, Loss()...)
 	}
 	return ps
+}
+
+// Loss is the profile's loss phases: 20 % loss for 3 s (at least 10
+// frames), then 3 s of recovery (at least 20 frames, at most 10 % of the
+// gaps over Smooth).
+func Loss() []Phase {
+	return []Phase{
+		{Name: "loss 20%", Impair: impair.Config{Loss: 0.2, Seed: 2}, For: 3 * time.Second, MinFrames: 10},
+		recovery("loss"),
+	}
+}
+
+func recovery(after string) Phase {
+	return Phase{Name: "after " + after, For: 3 * time.Second, MinFrames: 20, MaxLongGaps: 0.10}
 }
 
 // Result is what a phase measured.
