@@ -136,7 +136,9 @@ func kernelRawQUIC(t *testing.T, link *netns.Link) (client, server transport.Con
 		t.Fatal(err)
 	}
 	var ln *rawquic.Endpoint
-	in(t, link, link.A, func() { ln, err = rawquic.Listen(link.AddrA+":0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil) })
+	in(t, link, link.A, func() {
+		ln, err = rawquic.Listen(link.AddrA+":0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
