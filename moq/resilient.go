@@ -25,6 +25,14 @@ type ResilientOptions struct {
 	// providers), and after a loss the previous provider is redialed while
 	// any other provider found is tried too.
 	Peer *peer.AddrInfo
+	// Dial, if set, pins the upstream to the server it dials (moql://,
+	// WebTransport, WebSocket: a server without a libp2p identity, whose
+	// session Open would run): the node opens a session over what it
+	// returns, keeps it (redialed with backoff, see KeepOpen) for the
+	// track's life, and resubscribes there after each loss. Names are
+	// relative to the server's scope, as on any session it opened. Not
+	// with Peer.
+	Dial Dialer
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
 	// the last attempt's error. 0: never; the track waits until Close.
@@ -116,12 +124,13 @@ type ResilientTrack struct {
 }
 
 // SubscribeResilient subscribes to a track of the broadcast name, as
-// Subscribe does (or at opts.Peer only), and returns a track that
+// Subscribe does (or at opts.Peer only, or at the server opts.Dial
+// reaches), and returns a track that
 // survives the loss of its upstream: when the session ends, the peer stops
 // answering (noticed within WithDeadPeerTimeout) or the broadcast is
 // unannounced, it resubscribes, through other sessions announcing name,
 // the DHT's providers and a redial of the previous provider with backoff
-// (or only the pinned peer), and continues at the new upstream's latest
+// (or only the pinned peer or server), and continues at the new upstream's latest
 // group. Group sequences continue from the previous upstream's when the
 // new one numbers them lower (another publisher). ctx bounds the first
 // subscription only: its failure is returned as Subscribe's would be. The
@@ -134,11 +143,17 @@ func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts R
 	if name == "" {
 		return nil, broadcast.ErrInvalidPath
 	}
+	if opts.Peer != nil && opts.Dial != nil {
+		return nil, errors.New("moq: ResilientOptions: Peer and Dial are exclusive")
+	}
 	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newEventLog[TrackEvent](), done: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(m.ctx)
 	var link *Link
-	if opts.Peer != nil {
+	switch {
+	case opts.Peer != nil:
 		link = m.Keep(*opts.Peer, opts.Keep)
+	case opts.Dial != nil:
+		link = m.KeepOpen(opts.Dial, opts.Keep)
 	}
 	up, from, err := t.subscribe(ctx, link)
 	if err != nil {
