@@ -168,3 +168,81 @@ func TestResilientTrackOverOpenedSession(t *testing.T) {
 		})
 	}
 }
+
+// A kept link to a server (Moq.KeepOpen) goes connecting, connected,
+// reconnecting when the server stops (with why), connected again once it is
+// back, and detached; a resilient track over it with a MaxOutage shorter
+// than the server's absence ends with moq.ErrOutage.
+func TestKeepOpenStatesAndOutage(t *testing.T) {
+	pub := newNode(t)
+	m := publish(t, pub, "live")
+	faults.Pace(t, m.track, 15)
+	r := startRestartable(t, pub)
+	dial, err := Dialer("moql://"+r.udp, cert.PinnedConfig(cert.Fingerprint(r.tc.Certificates[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := newNode(t)
+	l := sub.KeepOpen(dial, moq.KeepOptions{})
+	changes := make(chan moq.LinkChange, 64)
+	go func() {
+		defer close(changes)
+		for c := range l.Changes(context.Background()) {
+			select {
+			case changes <- c:
+			default:
+			}
+		}
+	}()
+	next := func(want moq.LinkState) moq.LinkChange {
+		t.Helper()
+		for {
+			select {
+			case c, ok := <-changes:
+				if !ok {
+					t.Fatalf("changes ended waiting for %v", want)
+				}
+				t.Logf("state %v err=%v", c.State, c.Err)
+				if c.State == want {
+					return c
+				}
+			case <-testCtx(t).Done():
+				t.Fatalf("no %v (now %v)", want, l.State().State)
+			}
+		}
+	}
+	if c := next(moq.LinkConnected); c.Session == nil || c.Session.RemotePeer() != "" || l.Peer() != "" {
+		t.Fatalf("connected: %+v, peer %q", c, l.Peer())
+	}
+	tr, err := sub.SubscribeResilient(testCtx(t), "live", "video", moq.ResilientOptions{Dial: dial, MaxOutage: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	if c := next(moq.LinkReconnecting); c.Err == nil {
+		t.Error("reconnecting without the lost session's error")
+	}
+	// The track gives up after its MaxOutage; the link keeps redialing.
+	for {
+		_, err := tr.NextGroup(testCtx(t))
+		if errors.Is(err, moq.ErrOutage) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the track ended with %v, want ErrOutage", err)
+		}
+	}
+	r.start()
+	if c := next(moq.LinkConnected); c.Session.Err() != nil {
+		t.Fatalf("new session already ended: %v", c.Session.Err())
+	}
+	l.Detach()
+	next(moq.LinkDetached)
+	if _, err := l.Session(testCtx(t)); !errors.Is(err, moq.ErrDetached) {
+		t.Errorf("Session after Detach: %v", err)
+	}
+}
