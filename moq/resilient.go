@@ -69,6 +69,14 @@ const (
 	// missed, across an outage or because the reader fell behind and the
 	// cache dropped them.
 	TrackSkipped
+	// TrackResumed: the first group from a new upstream arrived after a
+	// loss. Skipped counts the groups the track missed meanwhile, when the
+	// new upstream numbers groups as the old one did (the same publisher;
+	// 0 for one that numbers afresh, such as a restarted publisher), and
+	// Outage is how long the track went without a group from the loss on.
+	// Readers of RecvGroup learn the gap here; NextGroup's readers also get
+	// TrackSkipped.
+	TrackResumed
 )
 
 func (k TrackEventKind) String() string {
@@ -79,6 +87,8 @@ func (k TrackEventKind) String() string {
 		return "lost"
 	case TrackSkipped:
 		return "skipped"
+	case TrackResumed:
+		return "resumed"
 	}
 	return fmt.Sprintf("TrackEventKind(%d)", int(k))
 }
@@ -90,9 +100,11 @@ type TrackEvent struct {
 	Peer peer.ID
 	// Err is why the upstream was lost (TrackLost).
 	Err error
-	// Skipped counts the groups missed (TrackSkipped).
+	// Skipped counts the groups missed (TrackSkipped, TrackResumed).
 	Skipped uint64
-	At      time.Time
+	// Outage is how long the track had no upstream group (TrackResumed).
+	Outage time.Duration
+	At     time.Time
 }
 
 // ResilientTrack is a track that outlives the sessions it is received
@@ -121,6 +133,7 @@ type ResilientTrack struct {
 	skipped  uint64 // groups missed across outages, in total
 	lastRead uint64 // NextGroup's last group, to count a reader's skips
 	readAny  bool
+	lostAt   time.Time // when the current outage began (zero: none)
 }
 
 // SubscribeResilient subscribes to a track of the broadcast name, as
@@ -288,7 +301,7 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 	}
 	t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
 	for {
-		err := t.pump(up)
+		err := t.pump(up, from)
 		up.Close()
 		if errors.Is(err, io.EOF) { // the publisher finished the track
 			_ = t.local.Finish()
@@ -298,7 +311,11 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 			t.local.Abort(context.Cause(t.ctx))
 			return
 		}
-		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: time.Now()})
+		now := time.Now()
+		t.mu.Lock()
+		t.lostAt = now
+		t.mu.Unlock()
+		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: now})
 		t.m.log.Info("resilient track: upstream lost; resubscribing", "broadcast", t.name, "track", t.track, "peer", from, "err", err)
 		up, from, err = t.resubscribe(link, from)
 		if err != nil {
@@ -412,8 +429,9 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.
 	return nil, "", last
 }
 
-// pump copies groups from up into the local track until up fails.
-func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
+// pump copies groups from up (at peer from) into the local track until up
+// fails.
+func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) error {
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -426,7 +444,11 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
 		if err != nil {
 			return err
 		}
-		seq, ok := t.localSeq(g.Sequence())
+		seq, ok, resumed := t.localSeq(g.Sequence())
+		if resumed != nil {
+			resumed.Peer = from
+			t.events.push(*resumed)
+		}
 		if !ok {
 			continue
 		}
@@ -445,30 +467,36 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
 
 // localSeq maps an upstream sequence to the local one: the same when the
 // numbering continues, shifted past the last local group when a new
-// upstream numbers lower. It counts the groups skipped across an outage.
-func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool) {
+// upstream numbers lower. It counts the groups skipped across an outage,
+// and returns the TrackResumed event for the first group after one.
+func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool, *TrackEvent) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var resumed *TrackEvent
 	if t.offset == ^uint64(0) { // first group of a new upstream
 		t.offset = 0
 		if t.anyGroup {
+			var missed uint64
 			if seq <= t.lastSeq {
 				t.offset = t.lastSeq + 1 - seq
 			} else {
-				t.skipped += seq - t.lastSeq - 1
+				missed = seq - t.lastSeq - 1
+				t.skipped += missed
 			}
+			now := time.Now()
+			resumed = &TrackEvent{Kind: TrackResumed, Skipped: missed, Outage: now.Sub(t.lostAt), At: now}
 		}
 		t.epoch = seq + t.offset
 	}
 	l := seq + t.offset
 	if t.anyGroup && l < t.epoch {
-		return 0, false // belongs before this upstream began: too old
+		return 0, false, resumed // belongs before this upstream began: too old
 	}
 	if !t.anyGroup || l > t.lastSeq {
 		t.lastSeq = l
 	}
 	t.anyGroup = true
-	return l, true
+	return l, true, resumed
 }
 
 // copyGroup copies g's frames into lg (the payloads are shared, not

@@ -148,7 +148,11 @@ func TestResilientTrackOverOpenedSession(t *testing.T) {
 			r.start()
 			back := time.Now()
 			await(moq.TrackLive)
+			resumed := await(moq.TrackResumed)
 			skipped := await(moq.TrackSkipped)
+			if resumed.Skipped == 0 || resumed.Outage < 700*time.Millisecond {
+				t.Errorf("resumed after %v with %d groups missed: want the outage (over 700 ms) and its groups", resumed.Outage, resumed.Skipped)
+			}
 			after := arrived("frames after the server's restart", down+10)[down:]
 			t.Logf("%d frames before the outage, %d after; back %v after the restart, %d groups skipped",
 				len(before), len(after), after[0].At.Sub(back).Round(time.Millisecond), skipped.Skipped)
