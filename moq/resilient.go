@@ -30,9 +30,15 @@ type ResilientOptions struct {
 	// session Open would run): the node opens a session over what it
 	// returns, keeps it (redialed with backoff, see KeepOpen) for the
 	// track's life, and resubscribes there after each loss. Names are
-	// relative to the server's scope, as on any session it opened. Not
-	// with Peer.
+	// relative to the server's scope, as on any session it opened. Each
+	// track dials its own session: to share one, use Link. Not with Peer.
 	Dial Dialer
+	// Link, if set, pins the upstream to a link the caller keeps (Keep or
+	// KeepOpen): the track subscribes over the link's session and, after a
+	// loss, over its next one. Tracks may share a link (one session for
+	// all of them); the caller detaches it once they are closed. Not with
+	// Peer or Dial.
+	Link *Link
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
 	// the last attempt's error. 0: never; the track waits until Close.
@@ -137,43 +143,48 @@ type ResilientTrack struct {
 }
 
 // SubscribeResilient subscribes to a track of the broadcast name, as
-// Subscribe does (or at opts.Peer only, or at the server opts.Dial
-// reaches), and returns a track that
-// survives the loss of its upstream: when the session ends, the peer stops
-// answering (noticed within WithDeadPeerTimeout) or the broadcast is
-// unannounced, it resubscribes, through other sessions announcing name,
-// the DHT's providers and a redial of the previous provider with backoff
-// (or only the pinned peer or server), and continues at the new upstream's latest
-// group. Group sequences continue from the previous upstream's when the
-// new one numbers them lower (another publisher). ctx bounds the first
-// subscription only: its failure is returned as Subscribe's would be. The
-// track then lives until Close, the publisher finishes it (reads end with
-// io.EOF), MaxOutage passes without an upstream, or the node shuts down.
-// Session.Subscribe keeps its semantics: a track that ends with its
-// session.
+// Subscribe does (or only where opts pins it: a peer, a server it dials,
+// a link the caller keeps), and returns a track that survives the loss of
+// its upstream: when the session ends, the peer stops answering (noticed
+// within WithDeadPeerTimeout) or the broadcast is unannounced, it
+// resubscribes, through other sessions announcing name, the DHT's
+// providers and a redial of the previous provider with backoff (or only
+// where it is pinned, redialed with backoff), and continues at the new
+// upstream's latest group. Group sequences continue from the previous
+// upstream's when the new one numbers them lower (another publisher, or
+// the same one restarted). ctx bounds the first subscription only: its
+// failure is returned as Subscribe's would be. The track then lives until
+// Close, the publisher finishes it (reads end with io.EOF), MaxOutage
+// passes without an upstream, or the node shuts down. Session.Subscribe
+// keeps its semantics: a track that ends with its session.
 func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts ResilientOptions) (*ResilientTrack, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
 		return nil, broadcast.ErrInvalidPath
 	}
-	if opts.Peer != nil && opts.Dial != nil {
-		return nil, errors.New("moq: ResilientOptions: Peer and Dial are exclusive")
+	if n := btoi(opts.Peer != nil) + btoi(opts.Dial != nil) + btoi(opts.Link != nil); n > 1 {
+		return nil, errors.New("moq: ResilientOptions: Peer, Dial and Link are exclusive")
 	}
 	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newEventLog[TrackEvent](), done: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(m.ctx)
-	var link *Link
+	link := opts.Link
 	switch {
 	case opts.Peer != nil:
 		link = m.Keep(*opts.Peer, opts.Keep)
 	case opts.Dial != nil:
 		link = m.KeepOpen(opts.Dial, opts.Keep)
 	}
+	// The track detaches a link it made, never the caller's.
+	own := link != nil && opts.Link == nil
+	detach := func() {
+		if own {
+			link.Detach()
+		}
+	}
 	up, from, err := t.subscribe(ctx, link)
 	if err != nil {
 		t.cancel()
-		if link != nil {
-			link.Detach()
-		}
+		detach()
 		return nil, err
 	}
 	t.local = broadcast.NewTrack(up.Info(), broadcast.Limits{Backpressure: opts.Backpressure})
@@ -183,12 +194,10 @@ func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts R
 		m.mu.Unlock()
 		up.Close()
 		t.cancel()
-		if link != nil {
-			link.Detach()
-		}
+		detach()
 		return nil, ErrShutdown
 	}
-	m.wg.Go(func() { t.run(up, from, link) })
+	m.wg.Go(func() { t.run(up, from, link, detach) })
 	m.mu.Unlock()
 	return t, nil
 }
@@ -292,18 +301,19 @@ func (m *Moq) subscribedAt(name, track string) peer.ID {
 }
 
 // run copies the upstream's groups into the local track, and resubscribes
-// when it is lost.
-func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link) {
+// when it is lost; at the end it detaches the link the track made.
+func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link, detach func()) {
 	defer close(t.done)
 	defer t.events.close()
-	if link != nil {
-		defer link.Detach()
-	}
+	defer detach()
 	t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
 	for {
 		err := t.pump(up, from)
 		up.Close()
-		if errors.Is(err, io.EOF) { // the publisher finished the track
+		// The publisher finished the track: a finished track's reads return
+		// io.EOF itself. An abort that merely wraps it (a WebSocket whose TCP
+		// connection ended under a killed process) is a loss.
+		if err == io.EOF {
 			_ = t.local.Finish()
 			return
 		}
@@ -531,4 +541,11 @@ func (m *Moq) sessionsAnnouncing(name string) []*Session {
 		}
 	}
 	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -12,10 +11,8 @@ import (
 )
 
 // dialWeb connects over WebSocket (ws://, wss://) or WebTransport (https://).
-func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
-	var c transport.Conn
-	var err error
-	via := "WebTransport"
+func (n *node) dialWeb(ctx context.Context, e endpoint) (c transport.Conn, via string, err error) {
+	via = "WebTransport"
 	if e.kind == kindWT {
 		c, err = webtransport.Dial(ctx, e.url, n.clientTLS(e), nil)
 	} else {
@@ -26,13 +23,7 @@ func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
 		}
 		c, err = websocket.Dial(ctx, e.url, cfg)
 	}
-	if err != nil {
-		if strings.Contains(err.Error(), "x509:") {
-			return nil, fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
-		}
-		return nil, err
-	}
-	return n.open(ctx, c, e, via)
+	return c, via, err
 }
 
 // pathOf is the path of a URL as given, "/" if none.
