@@ -217,37 +217,44 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 		return tr, func() {}, nil
 	default:
 		n.printListening(w)
-		var first *broadcast.TrackConsumer
-		if _, first, err = awaitAndSubscribe(ctx, n, src.name, src.track); err != nil {
+		if _, err = awaitAnnounced(ctx, n, src.name); err != nil {
 			return nil, nil, err
 		}
-		defer first.Close() // the track's own subscription joins it first
-		// Unpinned: after a loss, whichever session announces the name
-		// (the publisher connecting again) is the next upstream.
+		// Unpinned: this session announces the name now, and after a loss
+		// whichever session announces it (the publisher connecting again)
+		// is the next upstream.
 		if tr, err = n.p2p.m.SubscribeResilient(ctx, src.name, src.track, opts); err != nil {
 			return nil, nil, err
 		}
 		return tr, func() {}, nil
 	}
 	release = func() {
-		if opts.Link != nil {
-			opts.Link.Detach()
+		if opts.Link == nil {
+			return
+		}
+		// Done with the publisher: close the session too, as a plain
+		// subscription's end does, rather than leave it to the node's
+		// shutdown (group streams the publisher resets meanwhile would be
+		// logged).
+		st := opts.Link.State()
+		opts.Link.Detach()
+		if st.Session != nil {
+			_ = st.Session.Close(broadcast.CodeCancel, "done")
 		}
 	}
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
-	first, err := subscribeWithin(ctx, s, src.name, src.track, n.cfg.net.timeout)
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	defer first.Close() // the track's own subscription joins it first
+	// The link's session is s: its first subscription fails as
+	// subscribeWithin's would.
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
 	defer cancel()
 	if tr, err = n.p2p.m.SubscribeResilient(sctx, src.name, src.track, opts); err != nil {
 		release()
+		if ps, ok := s.(*p2pSession); ok {
+			err = ps.subscribeErr(src.name, src.track, err)
+		}
 		return nil, nil, subscribeError(ctx, s, src.name, n.cfg.net.timeout, err)
 	}
 	return tr, release, nil
@@ -315,6 +322,19 @@ func subscribeWithin(ctx context.Context, s peerSession, name, track string, d t
 // awaitAndSubscribe waits for a peer to connect and announce the broadcast,
 // then subscribes to it on that session.
 func awaitAndSubscribe(ctx context.Context, n *node, name, track string) (peerSession, *broadcast.TrackConsumer, error) {
+	s, err := awaitAnnounced(ctx, n, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := s.Subscribe(ctx, name, track)
+	if err != nil {
+		return nil, nil, subscribeError(ctx, s, name, 0, err)
+	}
+	return s, tc, nil
+}
+
+// awaitAnnounced waits for a peer to connect and announce the broadcast.
+func awaitAnnounced(ctx context.Context, n *node, name string) (peerSession, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel, which ends the watchers
 	wctx, cancel := context.WithCancel(ctx)
@@ -339,14 +359,9 @@ func awaitAndSubscribe(ctx context.Context, n *node, name, track string) (peerSe
 			n.log.Debug("session accepted; waiting for the broadcast", "peer", s.Peer(), "via", s.Via())
 			watch(s)
 		case s := <-found:
-			cancel()
-			tc, err := s.Subscribe(ctx, name, track)
-			if err != nil {
-				return nil, nil, subscribeError(ctx, s, name, 0, err)
-			}
-			return s, tc, nil
+			return s, nil
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
