@@ -113,3 +113,40 @@ func TestSubSurvivesPublisherRestart(t *testing.T) {
 		})
 	}
 }
+
+// A live subscriber by name goes on from a second provider of the name when
+// the one it was reading is killed: both provide it in the DHT, and sub,
+// knowing only the bootstrap node, finds the other one after the loss.
+func TestSubFailsOverToSecondProvider(t *testing.T) {
+	t.Parallel()
+	_, boot := bootstrapNode(t)
+	live := []string{"--frames", "0", "--rate", "15", "--group-frames", "1", "--size", "100"}
+	provider := func(name string) *proc {
+		p := start(t, name, nil, append([]string{"pub", "--bootstrap", boot, "--listen", loopbackQUIC, "--broadcast", "cam"}, live...)...)
+		p.stderr.await(t, p.name, "listening: /", 20*time.Second)
+		return p
+	}
+	pub1 := provider("pub 1")
+	const count = 40
+	sub := start(t, "sub", nil, "sub", "--bootstrap", boot, "--broadcast", "cam", "--count", fmt.Sprint(count),
+		"--out", "-", "--dead-peer-timeout", "1s", "--timeout", "20s")
+	sub.stdout.awaitBytes(t, "frames from the first provider", 5*100, 30*time.Second)
+	pub2 := provider("pub 2")
+	if err := pub1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-pub1.done
+	lost := sub.stderr.await(t, "sub after the kill", "lost: ", 20*time.Second)
+	resumed := sub.stderr.await(t, "sub after the loss", "resumed: ", 30*time.Second)
+	sub.mustSucceed(t, 60*time.Second)
+	t.Logf("sub: %q then %q", lost, resumed)
+	var sum subSummary
+	if err := json.Unmarshal([]byte(sub.stderr.await(t, "sub's summary", "{", time.Second)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Frames != count {
+		t.Errorf("sub received %d frames, want %d: %+v\nstderr:\n%s", sum.Frames, count, sum, sub.stderr.bytes())
+	}
+	pub2.interrupt(t)
+	pub2.wait(t, 20*time.Second)
+}
