@@ -43,15 +43,16 @@ on stderr. With --out and no --count, the output is the whole track from
 group 0 or an error: sub waits for late groups, and if the track ends
 without some (or one is reset) it exits non-zero naming them.
 
-A live subscriber (no --out, or --count) outlives its publisher's session:
-when the session is lost (the publisher restarted, was killed, or its
-network went away) it prints "lost: REASON; resubscribing", redials the
-same --connect URL or peer with backoff (by name: any provider of NAME; with
---listen: whoever connects and announces NAME), resubscribes and goes on at
-the publisher's latest group, printing "resumed: after D, N groups missed".
-It gives up after --max-outage without a publisher. A file transfer (--out
-without --count) does not resubscribe: what the lost session carried is
-lost, and sub fails naming the groups.
+A live subscriber (no --out, or --count; not --media) outlives its
+publisher's session: when the session is lost (the publisher restarted,
+was killed, or its network went away) it prints "lost: REASON;
+resubscribing", redials the same --connect URL or peer with backoff (by
+name: any provider of NAME; with --listen: whoever connects and announces
+NAME), resubscribes and goes on at the publisher's latest group, printing
+"resumed: after D, N groups missed". It gives up after --max-outage
+without a publisher. A file transfer (--out without --count) does not
+resubscribe: what the lost session carried is lost, and sub fails naming
+the groups.
 
 With --media it plays a hang broadcast (moq pub --media, @moq/publish):
 it reads the catalog and writes the first video rendition (H.264) and the

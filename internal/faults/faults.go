@@ -20,6 +20,38 @@ import (
 // impair.TCPProxy, impair.Conn).
 type Link interface{ Set(impair.Config) }
 
+// KernelLink is a Link whose loss the kernel makes: SetLoss installs it
+// (netns.Link's SetKernelLoss or SetLoopbackLoss) and Dropped counts what it
+// dropped (netns.Link.KernelDropped). When a loss ends it logs the count,
+// and fails the test if nothing was dropped: a loss phase that dropped
+// nothing tested nothing. Only the loss of a phase applies; delay and
+// jitter need a proxy.
+type KernelLink struct {
+	T       testing.TB
+	SetLoss func(p float64) error
+	Dropped func() (uint64, error)
+	loss    float64 // the loss set last
+}
+
+// Set applies c's loss.
+func (k *KernelLink) Set(c impair.Config) {
+	if k.loss > 0 {
+		n, err := k.Dropped()
+		switch {
+		case err != nil:
+			k.T.Error(err)
+		case n == 0:
+			k.T.Errorf("the kernel dropped no packet at %g loss", k.loss)
+		default:
+			k.T.Logf("the kernel dropped %d packets", n)
+		}
+	}
+	if err := k.SetLoss(c.Loss); err != nil {
+		k.T.Errorf("setting the kernel's loss to %g: %v", c.Loss, err)
+	}
+	k.loss = c.Loss
+}
+
 // Pace writes one frame per group to tp, the frame naming its index, at
 // fps until the test ends.
 func Pace(t testing.TB, tp *broadcast.TrackProducer, fps int) {

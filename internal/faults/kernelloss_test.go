@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/internal/netns"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/transport"
@@ -17,33 +16,6 @@ import (
 	"github.com/moqp2p/moqp2p/transport/rawquic"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 )
-
-// kernelLink drops packets with the kernel (iptables) on a netns.Link: the
-// profile's loss, applied by netfilter rather than by a proxy.
-type kernelLink struct {
-	t    testing.TB
-	link *netns.Link
-	loss float64 // the loss set last
-}
-
-func (k *kernelLink) Set(c impair.Config) {
-	if k.loss > 0 {
-		// The loss phase must have dropped something, or it tested nothing.
-		n, err := k.link.KernelDropped()
-		switch {
-		case err != nil:
-			k.t.Error(err)
-		case n == 0:
-			k.t.Errorf("the kernel dropped no packet at %g loss", k.loss)
-		default:
-			k.t.Logf("the kernel dropped %d packets", n)
-		}
-	}
-	if err := k.link.SetKernelLoss(c.Loss); err != nil {
-		k.t.Errorf("setting the kernel's loss to %g: %v", c.Loss, err)
-	}
-	k.loss = c.Loss
-}
 
 // in runs f in the link's namespace ns.
 func in(t testing.TB, link *netns.Link, ns string, f func()) {
@@ -81,7 +53,7 @@ func runKernelLoss(t *testing.T, link *netns.Link, client, server transport.Conn
 	tc := sessions(t, client, server, 15)
 	rec := Record(t, tc.NextGroup)
 	time.Sleep(time.Second)
-	Run(t, &kernelLink{t: t, link: link}, rec, Loss())
+	Run(t, &KernelLink{T: t, SetLoss: link.SetKernelLoss, Dropped: link.KernelDropped}, rec, Loss())
 }
 
 // kernelWebSocket connects a WebSocket client in the link's namespace B to

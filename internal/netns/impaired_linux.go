@@ -52,6 +52,7 @@ type Link struct {
 
 	lossMu   sync.Mutex
 	lossRule []string // the iptables rule SetKernelLoss added, if any
+	loRule   []string // SetLoopbackLoss's
 }
 
 // tunName is the router's TUN device, where every forwarded packet goes.

@@ -19,43 +19,77 @@ import (
 // as on a real router. Call it in the router (the process Routed returned
 // a Link to); it needs the iptables command.
 func (l *Link) SetKernelLoss(p float64) error {
+	// Every forwarded packet enters the TUN device exactly once (what
+	// comes back out of it is forwarded again, to the other veth), so
+	// matching on that output drops each packet at most once.
+	return l.setLoss(&l.lossRule, p, "FORWARD", "-o", tunName)
+}
+
+// SetLoopbackLoss makes the kernel drop each UDP packet sent over the
+// router's own loopback with probability p (iptables' statistic match on
+// lo's input; 0 removes the rule): loss between endpoints that run in the
+// router process on 127.0.0.1, for sockets that cannot be made inside the
+// link's namespaces (In). The router's namespace is the test's own, so
+// nothing else is on that loopback.
+func (l *Link) SetLoopbackLoss(p float64) error {
+	return l.setLoss(&l.loRule, p, "INPUT", "-i", "lo", "-p", "udp")
+}
+
+// setLoss replaces the rule in *slot with one dropping matches with
+// probability p (none for 0).
+func (l *Link) setLoss(slot *[]string, p float64, match ...string) error {
 	l.lossMu.Lock()
 	defer l.lossMu.Unlock()
-	if l.lossRule != nil {
-		if err := iptables(append([]string{"-D"}, l.lossRule...)...); err != nil {
+	if *slot != nil {
+		if err := iptables(append([]string{"-D"}, *slot...)...); err != nil {
 			return err
 		}
-		l.lossRule = nil
+		*slot = nil
 	}
 	if p <= 0 {
 		return nil
 	}
-	// Every forwarded packet enters the TUN device exactly once (what
-	// comes back out of it is forwarded again, to the other veth), so
-	// matching on that output drops each packet at most once.
-	rule := []string{"FORWARD", "-o", tunName, "-m", "statistic", "--mode", "random",
-		"--probability", strconv.FormatFloat(p, 'f', 4, 64), "-j", "DROP"}
+	rule := append(match, "-m", "statistic", "--mode", "random",
+		"--probability", strconv.FormatFloat(p, 'f', 4, 64), "-j", "DROP")
 	if err := iptables(append([]string{"-A"}, rule...)...); err != nil {
 		return err
 	}
-	l.lossRule = rule
+	*slot = rule
 	return nil
 }
 
-// KernelDropped is how many packets the SetKernelLoss rule dropped since
-// it was last set (0 when there is none).
+// KernelDropped is how many packets the SetKernelLoss and SetLoopbackLoss
+// rules dropped since they were last set (0 when there are none).
 func (l *Link) KernelDropped() (uint64, error) {
-	out, err := exec.Command("iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n").CombinedOutput()
+	var n uint64
+	for _, chain := range []string{"FORWARD", "INPUT"} {
+		c, err := dropped(chain)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// dropped sums the packet counters of the statistic DROP rules in chain.
+func dropped(chain string) (uint64, error) {
+	out, err := exec.Command("iptables", "-w", "-L", chain, "-v", "-x", "-n").CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("iptables -L: %v: %s", err, out)
 	}
+	var n uint64
 	for line := range strings.Lines(string(out)) {
 		f := strings.Fields(line)
 		if len(f) > 3 && f[2] == "DROP" && strings.Contains(line, "statistic") {
-			return strconv.ParseUint(f[0], 10, 64)
+			c, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			n += c
 		}
 	}
-	return 0, nil
+	return n, nil
 }
 
 func iptables(args ...string) error {

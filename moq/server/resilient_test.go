@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/internal/faults"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport/cert"
 )
@@ -129,7 +130,7 @@ func TestResilientTrackOverOpenedSession(t *testing.T) {
 			arrived := func(what string, n int) []faults.Arrival {
 				t.Helper()
 				var as []faults.Arrival
-				eventually(t, what, func() bool {
+				testutil.Until(t, testCtx(t), what, func() bool {
 					as = rec.Between(time.Time{}, time.Now().Add(time.Hour))
 					return len(as) >= n
 				})
