@@ -252,10 +252,10 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
 	defer cancel()
 	if tr, err = n.p2p.m.SubscribeResilient(sctx, src.name, src.track, opts); err != nil {
-		release()
-		if ps, ok := s.(*p2pSession); ok {
+		if ps, ok := s.(*p2pSession); ok { // while its session is still up
 			err = ps.subscribeErr(src.name, src.track, err)
 		}
+		release()
 		return nil, nil, subscribeError(ctx, s, src.name, n.cfg.net.timeout, err)
 	}
 	return tr, release, nil
