@@ -21,7 +21,11 @@ func (n *node) dialWeb(ctx context.Context, e endpoint) (c transport.Conn, via s
 		if strings.HasPrefix(strings.ToLower(e.url), "wss:") {
 			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.clientTLS(e)}}
 		}
-		c, err = websocket.Dial(ctx, e.url, cfg)
+		ws, werr := websocket.Dial(ctx, e.url, cfg)
+		if werr != nil {
+			return nil, via, werr // not a nil *websocket.Conn in the interface
+		}
+		c = ws
 	}
 	return c, via, err
 }

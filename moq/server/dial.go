@@ -44,7 +44,11 @@ func Dialer(rawURL string, tc *tls.Config) (moq.Dialer, error) {
 			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 		}
 		return func(ctx context.Context) (transport.Conn, error) {
-			return websocket.Dial(ctx, rawURL, cfg)
+			c, err := websocket.Dial(ctx, rawURL, cfg)
+			if err != nil {
+				return nil, err // not a nil *websocket.Conn in the interface
+			}
+			return c, nil
 		}, nil
 	}
 	return nil, fmt.Errorf("server: dialer: unsupported scheme %q (moql, https, ws or wss)", u.Scheme)
