@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,6 +29,14 @@ func (l *lines) awaitBytes(t *testing.T, what string, n int, d time.Duration) {
 			t.Fatalf("%s: %d bytes within %s, want %d", what, got, d, n)
 		}
 	}
+}
+
+// stop interrupts p unless it has exited already (a publisher that dialed
+// its subscriber ends when the subscriber hangs up) and waits for it.
+func stop(t *testing.T, p *proc) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT) // fails only if it has exited
+	p.wait(t, 20*time.Second)
 }
 
 // freePort returns a port that was free on 127.0.0.1 for network ("tcp"
@@ -108,8 +117,7 @@ func TestSubSurvivesPublisherRestart(t *testing.T) {
 			if sum.Frames != count {
 				t.Errorf("sub received %d frames, want %d: %+v\nstderr:\n%s", sum.Frames, count, sum, sub.stderr.bytes())
 			}
-			pub2.interrupt(t)
-			pub2.wait(t, 20*time.Second)
+			stop(t, pub2)
 		})
 	}
 }
@@ -147,6 +155,36 @@ func TestSubFailsOverToSecondProvider(t *testing.T) {
 	if sum.Frames != count {
 		t.Errorf("sub received %d frames, want %d: %+v\nstderr:\n%s", sum.Frames, count, sum, sub.stderr.bytes())
 	}
-	pub2.interrupt(t)
-	pub2.wait(t, 20*time.Second)
+	stop(t, pub2)
+}
+
+// A live subscriber that listens (--listen) outlives the publisher that
+// connected to it: killed and started again, the publisher connects anew,
+// announces the broadcast, and sub goes on from it.
+func TestSubListeningSurvivesPublisherRestart(t *testing.T) {
+	t.Parallel()
+	const count = 40
+	sub, connect := listenFor(t, "sub", "moql://127.0.0.1:0", true, "--broadcast", "live", "--count", fmt.Sprint(count),
+		"--out", "-", "--dead-peer-timeout", "1s")
+	pubArgs := append(append([]string{"pub", "--broadcast", "live", "--frames", "0", "--rate", "15",
+		"--group-frames", "1", "--size", "100"}, connect...), "--dead-peer-timeout", "1s")
+	pub1 := start(t, "pub 1", nil, pubArgs...)
+	sub.stdout.awaitBytes(t, "frames before the kill", 5*100, 30*time.Second)
+	if err := pub1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-pub1.done
+	lost := sub.stderr.await(t, "sub after the kill", "lost: ", 20*time.Second)
+	pub2 := start(t, "pub 2", nil, pubArgs...)
+	resumed := sub.stderr.await(t, "sub after the restart", "resumed: ", 30*time.Second)
+	sub.mustSucceed(t, 60*time.Second)
+	t.Logf("sub: %q then %q", lost, resumed)
+	var sum subSummary
+	if err := json.Unmarshal([]byte(sub.stderr.await(t, "sub's summary", "{", time.Second)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Frames != count {
+		t.Errorf("sub received %d frames, want %d: %+v\nstderr:\n%s", sum.Frames, count, sum, sub.stderr.bytes())
+	}
+	stop(t, pub2)
 }
