@@ -5,13 +5,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/moqp2p/moqp2p/internal/faults"
+	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/websocket"
 )
 
 // restartable is a Server that can be stopped (its sessions closed, as when
@@ -249,5 +253,68 @@ func TestKeepOpenStatesAndOutage(t *testing.T) {
 	next(moq.LinkDetached)
 	if _, err := l.Session(testCtx(t)); !errors.Is(err, moq.ErrDetached) {
 		t.Errorf("Session after Detach: %v", err)
+	}
+}
+
+// A WebSocket whose TCP connection just ends (no close frame: the reader
+// sees EOF) is a lost upstream, not the publisher finishing the track: the
+// resilient track redials and goes on.
+func TestResilientTrackWebSocketCutIsALoss(t *testing.T) {
+	pub := newNode(t)
+	m := publish(t, pub, "live")
+	faults.Pace(t, m.track, 15)
+	srv := serve(t, pub, nil)
+	var mu sync.Mutex
+	var proxy *impair.TCPProxy
+	reproxy := func() {
+		p, err := impair.NewTCPProxy(srv.TCPAddr().String(), impair.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		mu.Lock()
+		proxy = p
+		mu.Unlock()
+	}
+	reproxy()
+	dial := func(ctx context.Context) (transport.Conn, error) {
+		mu.Lock()
+		addr := proxy.Addr().String()
+		mu.Unlock()
+		c, err := websocket.Dial(ctx, "ws://"+addr+"/", &websocket.Config{Logger: testLogger()})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	sub := newNode(t)
+	// With back-pressure, as moq sub subscribes.
+	tr, err := sub.SubscribeResilient(testCtx(t), "live", "video", moq.ResilientOptions{Dial: dial,
+		SubscribeOptions: moq.SubscribeOptions{Backpressure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	cut := proxy
+	mu.Unlock()
+	reproxy()       // the redial goes through a new proxy
+	_ = cut.Close() // every proxied connection ends: EOF at both ends
+	for ev := range tr.Events(testCtx(t)) {
+		if ev.Kind == moq.TrackLost {
+			t.Logf("lost: %v", ev.Err)
+		}
+		if ev.Kind == moq.TrackResumed {
+			t.Logf("resumed after %v", ev.Outage)
+			break
+		}
+	}
+	for range 5 {
+		if _, err := tr.NextGroup(testCtx(t)); err != nil {
+			t.Fatalf("after the cut: %v", err)
+		}
 	}
 }
