@@ -79,7 +79,8 @@ const (
 	// loss. Skipped counts the groups the track missed meanwhile, when the
 	// new upstream numbers groups as the old one did (the same publisher;
 	// 0 for one that numbers afresh, such as a restarted publisher), and
-	// Outage is how long the track went without a group from the loss on.
+	// Outage is the time from TrackLost (the loss noticed: a silent peer
+	// takes up to the dead-peer bound before) to this group.
 	// Readers of RecvGroup learn the gap here; NextGroup's readers also get
 	// TrackSkipped.
 	TrackResumed
@@ -108,7 +109,8 @@ type TrackEvent struct {
 	Err error
 	// Skipped counts the groups missed (TrackSkipped, TrackResumed).
 	Skipped uint64
-	// Outage is how long the track had no upstream group (TrackResumed).
+	// Outage is the time from the loss noticed to the first group after
+	// it (TrackResumed).
 	Outage time.Duration
 	At     time.Time
 }
