@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/actor"
+	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // LinkState is where a kept link (Moq.Keep) stands.
@@ -69,7 +71,16 @@ type KeepOptions struct {
 	MaxAttempts            int
 	// AttemptTimeout bounds one dial (5 s).
 	AttemptTimeout time.Duration
+	// Open applies to every session a KeepOpen link opens (ignored by Keep).
+	Open OpenOptions
 }
+
+// Dialer dials a server without a libp2p identity, for a session the node
+// opens over the connection (as Open does): rawquic.Dial for moql://,
+// webtransport.Dial or websocket.Dial (wrapped: it returns its own type).
+// A kept link or a resilient track calls it again after every loss, so it
+// must dial afresh each time, within ctx.
+type Dialer func(ctx context.Context) (transport.Conn, error)
 
 func (o KeepOptions) withDefaults() KeepOptions {
 	def := func(v *time.Duration, d time.Duration) {
@@ -86,14 +97,16 @@ func (o KeepOptions) withDefaults() KeepOptions {
 	return o
 }
 
-// Link keeps a session to one peer: it dials, and redials with backoff
-// whenever the session is lost (the peer closed it, went away or stopped
-// answering: see WithDeadPeerTimeout), until Detach or Shutdown. Every
-// publication reaches the peer over whichever session is up, as with
-// Connect. Its methods are safe for concurrent use.
+// Link keeps a session to one peer (Keep), or to one server without a
+// libp2p identity (KeepOpen): it dials, and redials with backoff whenever
+// the session is lost (the peer closed it, went away or stopped answering:
+// see WithDeadPeerTimeout), until Detach or Shutdown. Every publication
+// reaches the peer over whichever session is up, as with Connect (or
+// Open). Its methods are safe for concurrent use.
 type Link struct {
 	m      *Moq
 	addr   peer.AddrInfo
+	dial   Dialer // KeepOpen's; nil for a peer
 	opts   KeepOptions
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -106,7 +119,22 @@ type Link struct {
 // and returns at once; follow it with Link.Changes. A session to the peer
 // that exists already (either side opened it) counts as connected.
 func (m *Moq) Keep(addr peer.AddrInfo, opts KeepOptions) *Link {
-	l := &Link{m: m, addr: addr, opts: opts.withDefaults(), done: make(chan struct{}), feed: newEventLog[LinkChange]()}
+	return m.keep(&Link{addr: addr}, opts)
+}
+
+// KeepOpen keeps a session to the server that dial reaches (moql://,
+// WebTransport or WebSocket), as Keep does for a peer: it calls dial, opens
+// the session over the connection as OpenWith does (with opts.Open), and
+// dials again with backoff whenever the session is lost, until Detach or
+// Shutdown. It returns at once; follow it with Link.Changes. Its sessions
+// have no peer ID (Link.Peer is empty), and a session to the server opened
+// otherwise is not this link's.
+func (m *Moq) KeepOpen(dial Dialer, opts KeepOptions) *Link {
+	return m.keep(&Link{dial: dial}, opts)
+}
+
+func (m *Moq) keep(l *Link, opts KeepOptions) *Link {
+	l.m, l.opts, l.done, l.feed = m, opts.withDefaults(), make(chan struct{}), newEventLog[LinkChange]()
 	l.ctx, l.cancel = context.WithCancel(m.ctx)
 	l.set(LinkChange{State: LinkConnecting})
 	m.mu.Lock()
@@ -123,7 +151,7 @@ func (m *Moq) Keep(addr peer.AddrInfo, opts KeepOptions) *Link {
 	return l
 }
 
-// Peer is the peer the link keeps a session to.
+// Peer is the peer the link keeps a session to (empty for KeepOpen's).
 func (l *Link) Peer() peer.ID { return l.addr.ID }
 
 // State is the link's current state.
@@ -218,8 +246,10 @@ func (l *Link) connect() (*Session, error) {
 	defer pause.Stop()
 	var last error
 	for {
-		if s := l.m.liveSession(l.addr.ID); s != nil {
-			return s, nil
+		if l.dial == nil {
+			if s := l.m.liveSession(l.addr.ID); s != nil {
+				return s, nil
+			}
 		}
 		select {
 		case <-pause.C:
@@ -236,7 +266,7 @@ func (l *Link) connect() (*Session, error) {
 			stops = append(stops, attempt{id, acancel})
 			go func() {
 				defer acancel()
-				c, err := l.m.redialPeer(actx, l.addr)
+				c, err := l.attempt(actx)
 				results <- result{id, c, err}
 			}()
 			pause.Reset(backoff)
@@ -248,7 +278,7 @@ func (l *Link) connect() (*Session, error) {
 				last = r.err
 				continue
 			}
-			s, err := l.m.a.Register(ctx, r.c, true)
+			s, err := l.register(ctx, r.c)
 			if err != nil {
 				if errors.Is(err, actor.ErrTooManySessions) {
 					continue // a session exists after all: liveSession finds it
@@ -261,9 +291,36 @@ func (l *Link) connect() (*Session, error) {
 			if last == nil {
 				last = context.Cause(l.ctx)
 			}
+			if l.dial != nil {
+				return nil, fmt.Errorf("moq: kept link to a server: %w", last)
+			}
 			return nil, fmt.Errorf("moq: link to %s: %w", l.addr.ID, last)
 		}
 	}
+}
+
+// attempt dials once: the peer, or the server through the link's Dialer.
+func (l *Link) attempt(ctx context.Context) (actor.Conn, error) {
+	if l.dial == nil {
+		return l.m.redialPeer(ctx, l.addr)
+	}
+	c, err := l.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return anonConn{c}, nil
+}
+
+// register makes a dialed connection one of the node's sessions.
+func (l *Link) register(ctx context.Context, c actor.Conn) (*actor.Session, error) {
+	if l.dial == nil {
+		return l.m.a.Register(ctx, c, true)
+	}
+	s, err := l.m.a.RegisterWith(ctx, c, actor.RegisterOptions{Dialed: true, Client: true, Cost: l.opts.Open.Cost})
+	if err != nil {
+		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
+	}
+	return s, err
 }
 
 // liveSession returns the oldest live session with p, or nil.

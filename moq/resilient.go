@@ -25,6 +25,20 @@ type ResilientOptions struct {
 	// providers), and after a loss the previous provider is redialed while
 	// any other provider found is tried too.
 	Peer *peer.AddrInfo
+	// Dial, if set, pins the upstream to the server it dials (moql://,
+	// WebTransport, WebSocket: a server without a libp2p identity, whose
+	// session Open would run): the node opens a session over what it
+	// returns, keeps it (redialed with backoff, see KeepOpen) for the
+	// track's life, and resubscribes there after each loss. Names are
+	// relative to the server's scope, as on any session it opened. Each
+	// track dials its own session: to share one, use Link. Not with Peer.
+	Dial Dialer
+	// Link, if set, pins the upstream to a link the caller keeps (Keep or
+	// KeepOpen): the track subscribes over the link's session and, after a
+	// loss, over its next one. Tracks may share a link (one session for
+	// all of them); the caller detaches it once they are closed. Not with
+	// Peer or Dial.
+	Link *Link
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
 	// the last attempt's error. 0: never; the track waits until Close.
@@ -61,6 +75,15 @@ const (
 	// missed, across an outage or because the reader fell behind and the
 	// cache dropped them.
 	TrackSkipped
+	// TrackResumed: the first group from a new upstream arrived after a
+	// loss. Skipped counts the groups the track missed meanwhile, when the
+	// new upstream numbers groups as the old one did (the same publisher;
+	// 0 for one that numbers afresh, such as a restarted publisher), and
+	// Outage is the time from TrackLost (the loss noticed: a silent peer
+	// takes up to the dead-peer bound before) to this group.
+	// Readers of RecvGroup learn the gap here; NextGroup's readers also get
+	// TrackSkipped.
+	TrackResumed
 )
 
 func (k TrackEventKind) String() string {
@@ -71,6 +94,8 @@ func (k TrackEventKind) String() string {
 		return "lost"
 	case TrackSkipped:
 		return "skipped"
+	case TrackResumed:
+		return "resumed"
 	}
 	return fmt.Sprintf("TrackEventKind(%d)", int(k))
 }
@@ -82,9 +107,12 @@ type TrackEvent struct {
 	Peer peer.ID
 	// Err is why the upstream was lost (TrackLost).
 	Err error
-	// Skipped counts the groups missed (TrackSkipped).
+	// Skipped counts the groups missed (TrackSkipped, TrackResumed).
 	Skipped uint64
-	At      time.Time
+	// Outage is the time from the loss noticed to the first group after
+	// it (TrackResumed).
+	Outage time.Duration
+	At     time.Time
 }
 
 // ResilientTrack is a track that outlives the sessions it is received
@@ -113,39 +141,52 @@ type ResilientTrack struct {
 	skipped  uint64 // groups missed across outages, in total
 	lastRead uint64 // NextGroup's last group, to count a reader's skips
 	readAny  bool
+	lostAt   time.Time // when the current outage began (zero: none)
 }
 
 // SubscribeResilient subscribes to a track of the broadcast name, as
-// Subscribe does (or at opts.Peer only), and returns a track that
-// survives the loss of its upstream: when the session ends, the peer stops
-// answering (noticed within WithDeadPeerTimeout) or the broadcast is
-// unannounced, it resubscribes, through other sessions announcing name,
-// the DHT's providers and a redial of the previous provider with backoff
-// (or only the pinned peer), and continues at the new upstream's latest
-// group. Group sequences continue from the previous upstream's when the
-// new one numbers them lower (another publisher). ctx bounds the first
-// subscription only: its failure is returned as Subscribe's would be. The
-// track then lives until Close, the publisher finishes it (reads end with
-// io.EOF), MaxOutage passes without an upstream, or the node shuts down.
-// Session.Subscribe keeps its semantics: a track that ends with its
-// session.
+// Subscribe does (or only where opts pins it: a peer, a server it dials,
+// a link the caller keeps), and returns a track that survives the loss of
+// its upstream: when the session ends, the peer stops answering (noticed
+// within WithDeadPeerTimeout) or the broadcast is unannounced, it
+// resubscribes, through other sessions announcing name, the DHT's
+// providers and a redial of the previous provider with backoff (or only
+// where it is pinned, redialed with backoff), and continues at the new
+// upstream's latest group. Group sequences continue from the previous
+// upstream's when the new one numbers them lower (another publisher, or
+// the same one restarted). ctx bounds the first subscription only: its
+// failure is returned as Subscribe's would be. The track then lives until
+// Close, the publisher finishes it (reads end with io.EOF), MaxOutage
+// passes without an upstream, or the node shuts down. Session.Subscribe
+// keeps its semantics: a track that ends with its session.
 func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts ResilientOptions) (*ResilientTrack, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
 		return nil, broadcast.ErrInvalidPath
 	}
+	if n := btoi(opts.Peer != nil) + btoi(opts.Dial != nil) + btoi(opts.Link != nil); n > 1 {
+		return nil, errors.New("moq: ResilientOptions: Peer, Dial and Link are exclusive")
+	}
 	t := &ResilientTrack{m: m, name: name, track: track, opts: opts, events: newEventLog[TrackEvent](), done: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(m.ctx)
-	var link *Link
-	if opts.Peer != nil {
+	link := opts.Link
+	switch {
+	case opts.Peer != nil:
 		link = m.Keep(*opts.Peer, opts.Keep)
+	case opts.Dial != nil:
+		link = m.KeepOpen(opts.Dial, opts.Keep)
+	}
+	// The track detaches a link it made, never the caller's.
+	own := link != nil && opts.Link == nil
+	detach := func() {
+		if own {
+			link.Detach()
+		}
 	}
 	up, from, err := t.subscribe(ctx, link)
 	if err != nil {
 		t.cancel()
-		if link != nil {
-			link.Detach()
-		}
+		detach()
 		return nil, err
 	}
 	t.local = broadcast.NewTrack(up.Info(), broadcast.Limits{Backpressure: opts.Backpressure})
@@ -155,12 +196,10 @@ func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts R
 		m.mu.Unlock()
 		up.Close()
 		t.cancel()
-		if link != nil {
-			link.Detach()
-		}
+		detach()
 		return nil, ErrShutdown
 	}
-	m.wg.Go(func() { t.run(up, from, link) })
+	m.wg.Go(func() { t.run(up, from, link, detach) })
 	m.mu.Unlock()
 	return t, nil
 }
@@ -264,18 +303,19 @@ func (m *Moq) subscribedAt(name, track string) peer.ID {
 }
 
 // run copies the upstream's groups into the local track, and resubscribes
-// when it is lost.
-func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link) {
+// when it is lost; at the end it detaches the link the track made.
+func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link, detach func()) {
 	defer close(t.done)
 	defer t.events.close()
-	if link != nil {
-		defer link.Detach()
-	}
+	defer detach()
 	t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
 	for {
-		err := t.pump(up)
+		err := t.pump(up, from)
 		up.Close()
-		if errors.Is(err, io.EOF) { // the publisher finished the track
+		// The publisher finished the track: a finished track's reads return
+		// io.EOF itself. An abort that merely wraps it (a WebSocket whose TCP
+		// connection ended under a killed process) is a loss.
+		if err == io.EOF {
 			_ = t.local.Finish()
 			return
 		}
@@ -283,7 +323,11 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 			t.local.Abort(context.Cause(t.ctx))
 			return
 		}
-		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: time.Now()})
+		now := time.Now()
+		t.mu.Lock()
+		t.lostAt = now
+		t.mu.Unlock()
+		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: now})
 		t.m.log.Info("resilient track: upstream lost; resubscribing", "broadcast", t.name, "track", t.track, "peer", from, "err", err)
 		up, from, err = t.resubscribe(link, from)
 		if err != nil {
@@ -397,8 +441,9 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.
 	return nil, "", last
 }
 
-// pump copies groups from up into the local track until up fails.
-func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
+// pump copies groups from up (at peer from) into the local track until up
+// fails.
+func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) error {
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -411,7 +456,11 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
 		if err != nil {
 			return err
 		}
-		seq, ok := t.localSeq(g.Sequence())
+		seq, ok, resumed := t.localSeq(g.Sequence())
+		if resumed != nil {
+			resumed.Peer = from
+			t.events.push(*resumed)
+		}
 		if !ok {
 			continue
 		}
@@ -430,30 +479,36 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer) error {
 
 // localSeq maps an upstream sequence to the local one: the same when the
 // numbering continues, shifted past the last local group when a new
-// upstream numbers lower. It counts the groups skipped across an outage.
-func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool) {
+// upstream numbers lower. It counts the groups skipped across an outage,
+// and returns the TrackResumed event for the first group after one.
+func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool, *TrackEvent) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var resumed *TrackEvent
 	if t.offset == ^uint64(0) { // first group of a new upstream
 		t.offset = 0
 		if t.anyGroup {
+			var missed uint64
 			if seq <= t.lastSeq {
 				t.offset = t.lastSeq + 1 - seq
 			} else {
-				t.skipped += seq - t.lastSeq - 1
+				missed = seq - t.lastSeq - 1
+				t.skipped += missed
 			}
+			now := time.Now()
+			resumed = &TrackEvent{Kind: TrackResumed, Skipped: missed, Outage: now.Sub(t.lostAt), At: now}
 		}
 		t.epoch = seq + t.offset
 	}
 	l := seq + t.offset
 	if t.anyGroup && l < t.epoch {
-		return 0, false // belongs before this upstream began: too old
+		return 0, false, resumed // belongs before this upstream began: too old
 	}
 	if !t.anyGroup || l > t.lastSeq {
 		t.lastSeq = l
 	}
 	t.anyGroup = true
-	return l, true
+	return l, true, resumed
 }
 
 // copyGroup copies g's frames into lg (the payloads are shared, not
@@ -488,4 +543,11 @@ func (m *Moq) sessionsAnnouncing(name string) []*Session {
 		}
 	}
 	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

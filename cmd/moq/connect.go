@@ -368,40 +368,54 @@ func (n *node) connect(ctx context.Context, e endpoint) (peerSession, error) {
 	defer cancel()
 	var s peerSession
 	var err error
-	switch e.kind {
-	case kindMoQL:
-		s, err = n.dialMoQL(ctx, e)
-	case kindP2P:
+	if e.kind == kindP2P {
 		s, err = n.p2p.connect(ctx, e)
-	case kindWS, kindWT:
-		s, err = n.dialWeb(ctx, e)
+	} else {
+		var c transport.Conn
+		var via string
+		if c, via, err = n.dialConn(ctx, e); err == nil {
+			s, err = n.open(ctx, c, e, via)
+		}
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("connect %s: no answer within %s", e, n.cfg.net.timeout)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("connect %s: %w", e, err)
+		return nil, n.connectError(ctx, e, err)
 	}
 	n.log.Debug("connected", "peer", s.Peer(), "via", s.Via())
 	return s, nil
 }
 
-func (n *node) dialMoQL(ctx context.Context, e endpoint) (peerSession, error) {
+// connectError is connect's failure as one clear sentence.
+func (n *node) connectError(ctx context.Context, e endpoint, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("connect %s: no answer within %s", e, n.cfg.net.timeout)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("connect %s: %w", e, err)
+}
+
+// dialConn dials a moql://, ws(s):// or https:// endpoint, for a session
+// this node opens on it; via names the transport.
+func (n *node) dialConn(ctx context.Context, e endpoint) (c transport.Conn, via string, err error) {
+	if e.kind == kindMoQL {
+		c, err = n.dialMoQL(ctx, e)
+		via = "raw QUIC (moql)"
+	} else {
+		c, via, err = n.dialWeb(ctx, e)
+	}
+	if err != nil && strings.Contains(err.Error(), "x509:") {
+		err = fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
+	}
+	return c, via, err
+}
+
+func (n *node) dialMoQL(ctx context.Context, e endpoint) (transport.Conn, error) {
 	ep, err := n.dialEndpoint(e)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := ep.Dial(ctx, e.hostport, n.clientTLS(e))
-	if err != nil {
-		if strings.Contains(err.Error(), "x509:") {
-			return nil, fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
-		}
-		return nil, err
-	}
-	return n.open(ctx, conn, e, "raw QUIC (moql)")
+	return ep.Dial(ctx, e.hostport, n.clientTLS(e))
 }
 
 // open makes a connection this node dialed one of its sessions.

@@ -132,11 +132,18 @@ func (n *node) subscribeByName(ctx context.Context, name, track string) (*broadc
 	defer cancel()
 	n.log.Debug("looking the broadcast up", "broadcast", name, "key", discovery.Key(name).String())
 	tc, err := n.p2p.m.SubscribeWith(sctx, name, track, subscribeOptions)
+	if err != nil {
+		return nil, n.byNameError(ctx, name, err)
+	}
+	return tc, nil
+}
+
+// byNameError is a failed subscription by name as one clear sentence.
+func (n *node) byNameError(ctx context.Context, name string, err error) error {
+	d := n.cfg.net.timeout
 	switch {
-	case err == nil:
-		return tc, nil
 	case ctx.Err() != nil:
-		return nil, ctx.Err()
+		return ctx.Err()
 	case errors.Is(err, moq.ErrNoProviders):
 		n.log.Debug("no provider served the broadcast", "broadcast", name, "err", err)
 		msg := fmt.Sprintf("broadcast %q: no peer publishing it found within %s", name, d)
@@ -145,9 +152,9 @@ func (n *node) subscribeByName(ctx context.Context, name, track string) (*broadc
 		if u, ok := err.(interface{ Unwrap() []error }); ok && len(u.Unwrap()) == 3 {
 			msg += fmt.Sprintf(" (last attempt: %s)", oneLine(u.Unwrap()[2].Error()))
 		}
-		return nil, errors.New(msg)
+		return errors.New(msg)
 	}
-	return nil, fmt.Errorf("subscribe to %q: %s", name, oneLine(err.Error()))
+	return fmt.Errorf("subscribe to %q: %s", name, oneLine(err.Error()))
 }
 
 // setFlag reports whether the flag called name was given.

@@ -351,20 +351,26 @@ func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[str
 
 func (p *p2pSession) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
 	tc, err := p.s.SubscribeWith(ctx, name, track, subscribeOptions)
+	return tc, p.subscribeErr(name, track, err)
+}
+
+// subscribeErr tells a failed subscription on the session apart: the
+// session ended, or the broadcast lacks the track.
+func (p *p2pSession) subscribeErr(name, track string, err error) error {
 	if errors.Is(err, moq.ErrNotAnnounced) {
 		// The session ended under us: that is the news, not the broadcast.
 		if p.s.Err() != nil {
-			return nil, sessionEnded(p)
+			return sessionEnded(p)
 		}
-		return nil, fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
+		return fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
 	}
 	if errors.Is(err, broadcast.ErrNotFound) && p.s.Err() == nil {
 		// Subscribe waited for the announcement, so the broadcast is there:
 		// what the peer does not have is the track. Not wrapped: callers
 		// read ErrNotFound as a missing broadcast.
-		return nil, fmt.Errorf("unknown track %q: %s publishes broadcast %q but not this track (%v)", track, p.Peer(), name, err)
+		return fmt.Errorf("unknown track %q: %s publishes broadcast %q but not this track (%v)", track, p.Peer(), name, err)
 	}
-	return tc, err
+	return err
 }
 
 func (p *p2pSession) Done() <-chan struct{} { return p.s.Closed() }

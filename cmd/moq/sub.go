@@ -12,9 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 const subUsage = `
@@ -22,6 +26,7 @@ usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | -
                [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
        moq sub --ticket TICKET [--track NAME] [--bootstrap ADDR...] [--count N] [--out FILE|-]
        moq sub --broadcast NAME --media FILE|- (--connect URL | ...) [--count N]
+       [--max-outage D]
 
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
@@ -37,6 +42,17 @@ sub skips a group missing for 500 ms, counts it in skipped_groups and warns
 on stderr. With --out and no --count, the output is the whole track from
 group 0 or an error: sub waits for late groups, and if the track ends
 without some (or one is reset) it exits non-zero naming them.
+
+A live subscriber (no --out, or --count; not --media) outlives its
+publisher's session: when the session is lost (the publisher restarted,
+was killed, or its network went away) it prints "lost: REASON;
+resubscribing", redials the same --connect URL or peer with backoff (by
+name: any provider of NAME; with --listen: whoever connects and announces
+NAME), resubscribes and goes on at the publisher's latest group, printing
+"resumed: after D, N groups missed". It gives up after --max-outage
+without a publisher. A file transfer (--out without --count) does not
+resubscribe: what the lost session carried is lost, and sub fails naming
+the groups.
 
 With --media it plays a hang broadcast (moq pub --media, @moq/publish):
 it reads the catalog and writes the first video rendition (H.264) and the
@@ -65,6 +81,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	count := fs.Uint64("count", 0, "exit after `N` frames (0: when the track ends)")
 	out := fs.String("out", "", "write payloads to `FILE` (- for stdout)")
 	media := fs.String("media", "", "play a hang broadcast: write its video as fragmented MP4 to `FILE` (- for stdout)")
+	maxOutage := fs.Duration("max-outage", 30*time.Second, "a live subscriber gives up once it has had no publisher for `D` (0: never)")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -104,29 +121,52 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	}
 	defer n.close()
 
-	s, tc, _, err := n.subscribe(ctx, std.stderr, src)
-	if err != nil {
-		return err
-	}
-	if s != nil {
-		defer s.Close("done")
-	}
-
 	// Writing a whole track to a file, every group from 0 must arrive
 	// whole: the stage waits for a late group instead of skipping it, and
 	// a lost one is an error. With --count it takes what comes, like a
-	// live subscriber.
+	// live subscriber, on a track that outlives its sessions.
+	strict := w != nil && *count == 0
+	var tc *broadcast.TrackConsumer
+	var tr *moq.ResilientTrack
+	if strict {
+		var s peerSession
+		if s, tc, _, err = n.subscribe(ctx, std.stderr, src); err != nil {
+			return err
+		}
+		if s != nil {
+			defer s.Close("done")
+		}
+	} else {
+		var release func()
+		if tr, release, err = n.subscribeLive(ctx, std.stderr, src, *maxOutage); err != nil {
+			return err
+		}
+		defer release()
+		tc = tr.TrackConsumer
+	}
+
 	t := newTally(n)
 	live := func(uint64) status {
 		lt := t.read(ctx, false)
 		return status{groups: lt.groups, skipped: lt.skipped, rtt: lt.rtt, peers: lt.peers, subscribers: -1}
 	}
-	r := &receiver{count: *count, strict: w != nil && *count == 0, log: log, prog: startProgress(std.stderr, nf.quiet, "received", live)}
+	r := &receiver{count: *count, strict: strict, log: log, prog: startProgress(std.stderr, nf.quiet, "received", live)}
 	if w != nil {
 		r.out = bufio.NewWriterSize(w, 64<<10)
 	}
+	var gaps sync.WaitGroup
+	gctx, stopGaps := context.WithCancel(ctx)
+	if tr != nil {
+		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
+	}
 	err = r.run(ctx, tc)
-	tc.Close()
+	if tr != nil {
+		tr.Close()
+	} else {
+		tc.Close()
+	}
+	stopGaps()
+	gaps.Wait()
 	r.prog.close()
 	printSummary(summaryTo, r.summary())
 	switch {
@@ -146,6 +186,131 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 // live track drops old groups, and sub reports the gaps.
 var subscribeOptions = session.SubscribeOptions{Backpressure: true}
 
+// subscribeLive subscribes for a live reader, on a track that outlives
+// the publisher's session (moq.SubscribeResilient): pinned to the --connect
+// endpoint or the ticket's peer on a kept link (redialed with backoff after
+// a loss), else any session or provider announcing the name. The first
+// subscription is made on the first session as subscribe's is, so that
+// its failures read the same. release detaches the link after the track
+// is closed.
+func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOutage time.Duration) (tr *moq.ResilientTrack, release func(), err error) {
+	opts := moq.ResilientOptions{SubscribeOptions: subscribeOptions, MaxOutage: maxOutage}
+	var s peerSession
+	switch {
+	case len(src.connects) > 0 && src.connects[0].kind != kindP2P:
+		s, opts.Link, err = n.keepOpen(ctx, src.connects[0])
+	case len(src.connects) > 0:
+		if s, err = n.connect(ctx, src.connects[0]); err == nil {
+			opts.Link = n.p2p.m.Keep(src.connects[0].addrInfo(), moq.KeepOptions{})
+		}
+	case src.ticket != nil:
+		if s, err = n.resolve(ctx, *src.ticket); err == nil {
+			opts.Link = n.p2p.m.Keep(peer.AddrInfo{ID: src.ticket.Peer, Addrs: src.ticket.Addrs}, moq.KeepOptions{})
+		}
+	case src.byName:
+		n.printListening(w)
+		sctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
+		defer cancel()
+		n.log.Debug("looking the broadcast up", "broadcast", src.name)
+		if tr, err = n.p2p.m.SubscribeResilient(sctx, src.name, src.track, opts); err != nil {
+			return nil, nil, n.byNameError(ctx, src.name, err)
+		}
+		return tr, func() {}, nil
+	default:
+		n.printListening(w)
+		if _, err = awaitAnnounced(ctx, n, src.name); err != nil {
+			return nil, nil, err
+		}
+		// Unpinned: this session announces the name now, and after a loss
+		// whichever session announces it (the publisher connecting again)
+		// is the next upstream.
+		if tr, err = n.p2p.m.SubscribeResilient(ctx, src.name, src.track, opts); err != nil {
+			return nil, nil, err
+		}
+		return tr, func() {}, nil
+	}
+	release = func() {
+		if opts.Link == nil {
+			return
+		}
+		// Done with the publisher: close the session too, as a plain
+		// subscription's end does, rather than leave it to the node's
+		// shutdown (group streams the publisher resets meanwhile would be
+		// logged).
+		st := opts.Link.State()
+		opts.Link.Detach()
+		if st.Session != nil {
+			_ = st.Session.Close(broadcast.CodeCancel, "done")
+		}
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	// The link's session is s: its first subscription fails as
+	// subscribeWithin's would.
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
+	defer cancel()
+	if tr, err = n.p2p.m.SubscribeResilient(sctx, src.name, src.track, opts); err != nil {
+		if ps, ok := s.(*p2pSession); ok { // while its session is still up
+			err = ps.subscribeErr(src.name, src.track, err)
+		}
+		release()
+		return nil, nil, subscribeError(ctx, s, src.name, n.cfg.net.timeout, err)
+	}
+	return tr, release, nil
+}
+
+// keepOpen dials e (moql://, ws://, https://) as connect does and keeps
+// the session it opens on a link that redials e after a loss.
+func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link, error) {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
+	defer cancel()
+	c, via, err := n.dialConn(cctx, e)
+	if err != nil {
+		return nil, nil, n.connectError(cctx, e, err)
+	}
+	// The link's first attempt takes the connection dialed here (its
+	// failures were reported as connect's); later ones dial afresh.
+	var mu sync.Mutex
+	dial := func(ctx context.Context) (transport.Conn, error) {
+		mu.Lock()
+		first := c
+		c = nil
+		mu.Unlock()
+		if first != nil {
+			return first, nil
+		}
+		c, _, err := n.dialConn(ctx, e)
+		return c, err
+	}
+	l := n.p2p.m.KeepOpen(dial, moq.KeepOptions{Open: moq.OpenOptions{Cost: e.cost}})
+	s, err := l.Session(cctx)
+	if err != nil {
+		l.Detach()
+		return nil, nil, n.connectError(cctx, e, err)
+	}
+	n.log.Debug("connected", "peer", e.raw, "via", via)
+	return &p2pSession{s: s, name: e.raw, via: via}, l, nil
+}
+
+// printGaps tells the user when a live track loses its publisher and when
+// it resumes, with the groups missed, until ctx ends.
+func printGaps(ctx context.Context, tr *moq.ResilientTrack, prog *progress) {
+	for ev := range tr.Events(ctx) {
+		switch ev.Kind {
+		case moq.TrackLost:
+			reason := "the session ended"
+			if ev.Err != nil {
+				reason = oneLine(ev.Err.Error())
+			}
+			prog.printf("lost: %s; resubscribing\n", reason)
+		case moq.TrackResumed:
+			prog.printf("resumed: after %s, %d groups missed\n", ev.Outage.Round(time.Millisecond), ev.Skipped)
+		}
+	}
+}
+
 // subscribeWithin subscribes on a session we dialed: the peer should
 // answer (or announce the broadcast, over libp2p) within d.
 func subscribeWithin(ctx context.Context, s peerSession, name, track string, d time.Duration) (*broadcast.TrackConsumer, error) {
@@ -158,6 +323,19 @@ func subscribeWithin(ctx context.Context, s peerSession, name, track string, d t
 // awaitAndSubscribe waits for a peer to connect and announce the broadcast,
 // then subscribes to it on that session.
 func awaitAndSubscribe(ctx context.Context, n *node, name, track string) (peerSession, *broadcast.TrackConsumer, error) {
+	s, err := awaitAnnounced(ctx, n, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := s.Subscribe(ctx, name, track)
+	if err != nil {
+		return nil, nil, subscribeError(ctx, s, name, 0, err)
+	}
+	return s, tc, nil
+}
+
+// awaitAnnounced waits for a peer to connect and announce the broadcast.
+func awaitAnnounced(ctx context.Context, n *node, name string) (peerSession, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel, which ends the watchers
 	wctx, cancel := context.WithCancel(ctx)
@@ -182,14 +360,9 @@ func awaitAndSubscribe(ctx context.Context, n *node, name, track string) (peerSe
 			n.log.Debug("session accepted; waiting for the broadcast", "peer", s.Peer(), "via", s.Via())
 			watch(s)
 		case s := <-found:
-			cancel()
-			tc, err := s.Subscribe(ctx, name, track)
-			if err != nil {
-				return nil, nil, subscribeError(ctx, s, name, 0, err)
-			}
-			return s, tc, nil
+			return s, nil
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -12,10 +11,8 @@ import (
 )
 
 // dialWeb connects over WebSocket (ws://, wss://) or WebTransport (https://).
-func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
-	var c transport.Conn
-	var err error
-	via := "WebTransport"
+func (n *node) dialWeb(ctx context.Context, e endpoint) (c transport.Conn, via string, err error) {
+	via = "WebTransport"
 	if e.kind == kindWT {
 		c, err = webtransport.Dial(ctx, e.url, n.clientTLS(e), nil)
 	} else {
@@ -24,15 +21,13 @@ func (n *node) dialWeb(ctx context.Context, e endpoint) (peerSession, error) {
 		if strings.HasPrefix(strings.ToLower(e.url), "wss:") {
 			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.clientTLS(e)}}
 		}
-		c, err = websocket.Dial(ctx, e.url, cfg)
-	}
-	if err != nil {
-		if strings.Contains(err.Error(), "x509:") {
-			return nil, fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
+		ws, werr := websocket.Dial(ctx, e.url, cfg)
+		if werr != nil {
+			return nil, via, werr // not a nil *websocket.Conn in the interface
 		}
-		return nil, err
+		c = ws
 	}
-	return n.open(ctx, c, e, via)
+	return c, via, err
 }
 
 // pathOf is the path of a URL as given, "/" if none.

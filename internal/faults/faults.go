@@ -20,6 +20,38 @@ import (
 // impair.TCPProxy, impair.Conn).
 type Link interface{ Set(impair.Config) }
 
+// KernelLink is a Link whose loss the kernel makes: SetLoss installs it
+// (netns.Link's SetKernelLoss or SetLoopbackLoss) and Dropped counts what it
+// dropped (netns.Link.KernelDropped). When a loss ends it logs the count,
+// and fails the test if nothing was dropped: a loss phase that dropped
+// nothing tested nothing. Only the loss of a phase applies; delay and
+// jitter need a proxy.
+type KernelLink struct {
+	T       testing.TB
+	SetLoss func(p float64) error
+	Dropped func() (uint64, error)
+	loss    float64 // the loss set last
+}
+
+// Set applies c's loss.
+func (k *KernelLink) Set(c impair.Config) {
+	if k.loss > 0 {
+		n, err := k.Dropped()
+		switch {
+		case err != nil:
+			k.T.Error(err)
+		case n == 0:
+			k.T.Errorf("the kernel dropped no packet at %g loss", k.loss)
+		default:
+			k.T.Logf("the kernel dropped %d packets", n)
+		}
+	}
+	if err := k.SetLoss(c.Loss); err != nil {
+		k.T.Errorf("setting the kernel's loss to %g: %v", c.Loss, err)
+	}
+	k.loss = c.Loss
+}
+
 // Pace writes one frame per group to tp, the frame naming its index, at
 // fps until the test ends.
 func Pace(t testing.TB, tp *broadcast.TrackProducer, fps int) {
@@ -137,19 +169,28 @@ type Phase struct {
 // over Smooth. lossy false leaves the loss phases out (a TCP link cannot
 // lose packets, only delay them).
 func Profile(lossy bool) []Phase {
-	recover := func(after string) Phase {
-		return Phase{Name: "after " + after, For: 3 * time.Second, MinFrames: 20, MaxLongGaps: 0.10}
-	}
 	ps := []Phase{
 		{Name: "latency 300±60 ms", Impair: impair.Config{Delay: 300 * time.Millisecond, Jitter: 60 * time.Millisecond, Seed: 1}, For: 5 * time.Second, MinFrames: 15},
-		recover("latency"),
+		recovery("latency"),
 	}
 	if lossy {
-		ps = append(ps,
-			Phase{Name: "loss 20%", Impair: impair.Config{Loss: 0.2, Seed: 2}, For: 3 * time.Second, MinFrames: 10},
-			recover("loss"))
+		ps = append(ps, Loss()...)
 	}
 	return ps
+}
+
+// Loss is the profile's loss phases: 20 % loss for 3 s (at least 10
+// frames), then 3 s of recovery (at least 20 frames, at most 10 % of the
+// gaps over Smooth).
+func Loss() []Phase {
+	return []Phase{
+		{Name: "loss 20%", Impair: impair.Config{Loss: 0.2, Seed: 2}, For: 3 * time.Second, MinFrames: 10},
+		recovery("loss"),
+	}
+}
+
+func recovery(after string) Phase {
+	return Phase{Name: "after " + after, For: 3 * time.Second, MinFrames: 20, MaxLongGaps: 0.10}
 }
 
 // Result is what a phase measured.

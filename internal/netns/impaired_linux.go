@@ -49,7 +49,14 @@ type Link struct {
 	queue    chan delayed
 	wg       sync.WaitGroup
 	closeOne sync.Once
+
+	lossMu   sync.Mutex
+	lossRule []string // the iptables rule SetKernelLoss added, if any
+	loRule   []string // SetLoopbackLoss's
 }
+
+// tunName is the router's TUN device, where every forwarded packet goes.
+const tunName = "imp0"
 
 type delayed struct {
 	due time.Time
@@ -148,12 +155,12 @@ func newLink(imp Impairment) (l *Link, err error) {
 			return nil, err
 		}
 	}
-	if l.tun, err = openTUN("imp0"); err != nil {
+	if l.tun, err = openTUN(tunName); err != nil {
 		return nil, err
 	}
 	steps := [][]string{
 		{"link", "set", "lo", "up"},
-		{"link", "set", "imp0", "up"},
+		{"link", "set", tunName, "up"},
 		{"netns", "add", l.A},
 		{"netns", "add", l.B},
 	}
@@ -174,13 +181,13 @@ func newLink(imp Impairment) (l *Link, err error) {
 			[]string{"rule", "add", "iif", peer, "lookup", "100"},
 		)
 	}
-	steps = append(steps, []string{"route", "add", "default", "dev", "imp0", "table", "100"})
+	steps = append(steps, []string{"route", "add", "default", "dev", tunName, "table", "100"})
 	for _, s := range steps {
 		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, out)
 		}
 	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/imp0/rp_filter", []byte("0"), 0); err != nil {
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+tunName+"/rp_filter", []byte("0"), 0); err != nil {
 		return nil, err
 	}
 	l.wg.Go(l.read)
