@@ -560,7 +560,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 				c.last, c.hasLast = g.seq, true
 			}
 			t.moved()
-			return &GroupConsumer{g: g}, nil
+			return g.consume(), nil
 		}
 		if t.finished {
 			t.mu.RUnlock()
@@ -584,7 +584,7 @@ func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsume
 		t.mu.RLock()
 		if g, ok := t.bySeq[seq]; ok {
 			t.mu.RUnlock()
-			return &GroupConsumer{g: g}, nil
+			return g.consume(), nil
 		}
 		switch {
 		case t.err != nil:
