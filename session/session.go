@@ -500,8 +500,7 @@ func (s *Session) handleStream(st transport.Stream) {
 		if !s.admit(&s.interests, s.lim.MaxAnnounceInterests, st, "announce interest") {
 			return
 		}
-		defer s.interests.Add(-1)
-		s.serveAnnounce(st, r, hdr)
+		s.serveAnnounce(st, r, hdr) // it releases the place in interests
 	case wire.StreamSubscribe:
 		s.serveSubscribe(st, r, hdr)
 	case wire.StreamProbe:
