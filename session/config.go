@@ -55,10 +55,11 @@ type Limits struct {
 	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
 	// the peer may hold open at once, counted from their stream type; more
 	// are refused with BoundsExceeded (that stream only). Default 16. Each
-	// holds its prefix (up to MaxMessageSize), a goroutine (two while
-	// changes are written) and a watch of the published origin, about 100 B
-	// per broadcast published under the prefix: 16 x 72 KiB (1.1 MiB) and
-	// 32 goroutines besides the watches.
+	// holds its prefix (up to MaxMessageSize), a goroutine while changes are
+	// written (and, on transports other than rawquic and p2pquic, one that
+	// reads the peer's side while it is idle) and a watch of the published
+	// origin, about 100 B per broadcast published under the prefix:
+	// 16 x 72 KiB (1.1 MiB) and at most 32 goroutines besides the watches.
 	MaxAnnounceInterests int
 	// MaxProbes is how many probe streams the peer may hold open at once
 	// (moq-lite peers open one per session); more are refused with
