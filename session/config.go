@@ -124,9 +124,12 @@ type Limits struct {
 	// end by at most FinishGrace as well. The publisher opened every group
 	// stream before its FIN, so they trail it by reordering or a lost
 	// packet's recovery: a round trip plus a probe timeout, well under
-	// 250 ms on paths up to ~50 ms RTT. If it is too short, a group stream
-	// arriving later is refused and its frames are missing from the track's
-	// end; if too long, the end is reported that much later.
+	// 250 ms on paths up to ~50 ms RTT. The grace starts over once the
+	// accept loop, if it was away (back-pressure holds it, or it was not
+	// scheduled), has taken the streams waiting for it. If it is too
+	// short, a group stream arriving later is refused and its frames are
+	// missing from the track's end; if too long, the end is reported that
+	// much later.
 	FinishGrace time.Duration
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration
