@@ -33,7 +33,7 @@ func TestBackpressureDeliversEveryGroup(t *testing.T) {
 				return
 			}
 			tp.t.mu.RLock()
-			maxCached = max(maxCached, len(tp.t.bySeq))
+			maxCached = max(maxCached, tp.t.cached)
 			tp.t.mu.RUnlock()
 		}
 		errc <- tp.Finish()
@@ -81,7 +81,7 @@ func TestBackpressureKeepsUnreceivedGroups(t *testing.T) {
 	}
 	appendGroups(t, tp, 1) // evicts what slow has received
 	tp.t.mu.RLock()
-	cached := len(tp.t.bySeq)
+	cached := tp.t.cached
 	tp.t.mu.RUnlock()
 	if cached != 6 {
 		t.Fatalf("%d groups cached, want 6 (5..10: what slow has not received)", cached)

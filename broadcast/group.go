@@ -35,13 +35,29 @@ type group struct {
 
 	prod  GroupProducer // the group's one producer handle, allocated with it
 	first [2][]byte     // frames' first backing array: small groups need no other
+	// cons is the group's first consumer, allocated with it: a group
+	// usually has one reader per hop (the session sending it, or the
+	// application reading it), and a one-frame group then costs one
+	// allocation, not two. consTaken says it was handed out.
+	cons      GroupConsumer
+	consTaken atomic.Bool
 }
 
 func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {
 	g := &group{seq: seq, lim: lim, created: lim.Now(), acct: acct, budget: lim.Budget}
 	g.prod.g = g
+	g.cons.g = g
 	g.frames = g.first[:0]
 	return g
+}
+
+// consume returns a new consumer of the group from its first frame: the
+// one allocated with the group, the first time.
+func (g *group) consume() *GroupConsumer {
+	if !g.consTaken.Load() && g.consTaken.CompareAndSwap(false, true) {
+		return &g.cons
+	}
+	return &GroupConsumer{g: g}
 }
 
 // GroupProducer writes the frames of one group. Its methods are safe for
@@ -219,7 +235,7 @@ func (p *GroupProducer) FrameCount() int {
 }
 
 // Consume returns a consumer that reads the group from its first frame.
-func (p *GroupProducer) Consume() *GroupConsumer { return &GroupConsumer{g: p.g} }
+func (p *GroupProducer) Consume() *GroupConsumer { return p.g.consume() }
 
 // close ends the group with err (nil: cleanly); false if it had ended.
 func (g *group) close(err error) bool {

@@ -55,8 +55,8 @@ type track struct {
 	mu        sync.RWMutex
 	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
 	base      int
-	bySeq     map[uint64]*group // cached groups by sequence
-	latest    uint64            // highest sequence seen, valid when any
+	cached    int    // groups in entries, evicted ones not counted
+	latest    uint64 // highest sequence seen, valid when any
 	any       bool
 	finished  bool
 	final     uint64 // after Finish: sequences >= final are refused
@@ -77,7 +77,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // NewTrack returns the producer of a new, empty track. Tracks are usually made
 // with Producer.CreateTrack, which applies the broadcast's limits.
 func NewTrack(info Track, lim Limits) *TrackProducer {
-	t := &track{info: info, lim: lim.withDefaults(), bySeq: map[uint64]*group{}}
+	t := &track{info: info, lim: lim.withDefaults()}
 	t.asked.Store(uint32(info.Priority))
 	return &TrackProducer{t: t}
 }
@@ -261,7 +261,7 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	if t.finished && seq >= t.final {
 		return nil, withReason(ErrClosed, "track %q finished at group %d", t.info.Name, t.final)
 	}
-	if dup := t.any && seq <= t.latest && t.bySeq[seq] != nil; dup { // newer than latest: new
+	if dup := t.any && seq <= t.latest && t.lookup(seq) != nil; dup { // newer than latest: new
 		return nil, withReason(ErrDuplicate, "track %q: group %d exists", t.info.Name, seq)
 	}
 	g := filled
@@ -277,7 +277,7 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 		t.budgeted = true
 	}
 	t.entries.push(g)
-	t.bySeq[seq] = g
+	t.cached++
 	if !t.any || seq > t.latest {
 		t.latest, t.any = seq, true
 	}
@@ -333,7 +333,7 @@ func (t *track) roomLocked() bool {
 	if !t.lim.Backpressure || len(t.cursors) == 0 {
 		return true
 	}
-	n, bytes := len(t.bySeq)+1, t.bytes.Load()
+	n, bytes := t.cached+1, t.bytes.Load()
 	for i := range t.entries.len() {
 		if n <= t.lim.CacheMaxGroups && bytes <= t.lim.CacheMaxBytes {
 			return true
@@ -378,7 +378,7 @@ func (t *track) moved() {
 // Caller holds t.mu.
 func (t *track) evict(now time.Time) {
 	var latest int64 // the latest group's bytes: CacheMaxBytes bounds the others
-	if g := t.bySeq[t.latest]; g != nil {
+	if g := t.lookup(t.latest); g != nil {
 		latest = g.cachedBytes()
 	}
 	for i := range t.entries.len() {
@@ -386,7 +386,7 @@ func (t *track) evict(now time.Time) {
 		if g == nil || g.seq == t.latest {
 			continue
 		}
-		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load()-latest <= t.lim.CacheMaxBytes && len(t.bySeq) <= t.lim.CacheMaxGroups {
+		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load()-latest <= t.lim.CacheMaxBytes && t.cached <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
 		if t.lim.Backpressure && t.neededLocked(i, g) {
@@ -400,8 +400,22 @@ func (t *track) evict(now time.Time) {
 // dropLocked evicts g, entry i. Caller holds t.mu.
 func (t *track) dropLocked(i int, g *group) {
 	g.evict()
-	delete(t.bySeq, g.seq)
 	t.entries.clear(i)
+	t.cached--
+}
+
+// lookup returns the cached group with sequence seq, or nil. A search from
+// the newest entry back rather than a map: groups arrive mostly in order
+// and are mostly looked up near the live edge (the latest, on every
+// insert), and a map costs an insert and a delete for every group that
+// passes through the cache. Caller holds t.mu.
+func (t *track) lookup(seq uint64) *group {
+	for i := t.entries.len() - 1; i >= 0; i-- {
+		if g := t.entries.at(i); g != nil && g.seq == seq {
+			return g
+		}
+	}
+	return nil
 }
 
 // compactLocked pops the evicted entries at the front. Caller holds t.mu.
@@ -472,9 +486,11 @@ func (t *track) abort(err error) {
 		return
 	}
 	t.err = err
-	groups := make([]*group, 0, len(t.bySeq))
-	for _, g := range t.bySeq {
-		groups = append(groups, g)
+	groups := make([]*group, 0, t.cached)
+	for i := range t.entries.len() {
+		if g := t.entries.at(i); g != nil {
+			groups = append(groups, g)
+		}
 	}
 	t.sig.notify()
 	t.room.notify()
@@ -586,7 +602,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 				c.last, c.hasLast = g.seq, true
 			}
 			t.moved()
-			return &GroupConsumer{g: g}, nil
+			return g.consume(), nil
 		}
 		if t.finished {
 			t.mu.RUnlock()
@@ -608,9 +624,9 @@ func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsume
 	t := c.t
 	for {
 		t.mu.RLock()
-		if g, ok := t.bySeq[seq]; ok {
+		if g := t.lookup(seq); g != nil {
 			t.mu.RUnlock()
-			return &GroupConsumer{g: g}, nil
+			return g.consume(), nil
 		}
 		switch {
 		case t.err != nil:

@@ -259,7 +259,7 @@ func TestTrackCacheEvictsByGroupCount(t *testing.T) {
 	if fmt.Sprint(got) != "[7 8 9]" {
 		t.Fatalf("cached groups %v, want the newest [7 8 9]", got)
 	}
-	if n := len(tp.t.bySeq); n != 3 {
+	if n := tp.t.cached; n != 3 {
 		t.Fatalf("cache holds %d groups, want 3", n)
 	}
 }

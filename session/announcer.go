@@ -5,10 +5,12 @@ package session
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
@@ -17,12 +19,21 @@ import (
 
 // serveAnnounce answers the peer's ANNOUNCE_PLEASE with our broadcasts under
 // its prefix: the current set, then every change, until either side ends it.
-// This goroutine reads the peer's side of the stream (it sends nothing after
-// its interest: its FIN or reset ends the serving, a stray byte is a
-// protocol violation); the announcements are written by an announcer that
-// runs only while there are changes to send, so an idle session parks one
-// goroutine here, not two.
+// The peer sends nothing after its interest: its FIN or reset ends the
+// serving, a stray byte is a protocol violation. The announcements are
+// written by an announcer that runs only while there are changes to send.
+// On a stream that reports the peer's end without a read (peerEnder), an
+// idle interest parks no goroutine at all: the end, the session's end or
+// the announcer's failure starts the one that finishes it, and stray bytes
+// are looked for whenever the announcer has written (and at the end).
+// Elsewhere a goroutine reads the peer's side until it ends.
 func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.interests.Add(-1)
+		}
+	}()
 	var please wire.AnnouncePlease
 	if err := wire.ReadMessage(r, s.version, &please, s.lim.MaxMessageSize); err != nil {
 		s.log.Warn("bad announce interest", "err", err)
@@ -35,6 +46,11 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 	// Only the clean prefix and the hop are kept: the prefix may be as long
 	// as a message, and one copy of it is enough.
 	a := &announcer{s: s, st: st, exclude: please.ExcludeHop, prefix: broadcast.CleanPath(please.Prefix), sent: map[string]bool{}}
+	pe, _ := st.(peerEnder)
+	if _, ok := st.(deadliner); !ok || r.Buffered() > 0 {
+		pe = nil // nothing to probe with, or stray bytes already in: read them here
+	}
+	a.handoff = pe != nil
 	var seen map[string]*broadcast.Consumer
 	switch {
 	case wire.Supported(s.version, &wire.AnnounceInit{}): // lite-01/02: the active set first, in one message
@@ -53,21 +69,103 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 	a.watch = w
 	a.mu.Unlock()
 	a.kick() // the initial set, and whatever changed since
-	cause := error(&broadcast.Error{Code: broadcast.CodeUnexpectedMsg, Reason: "data after announce interest"})
-	if _, err := r.ReadByte(); err != nil {
-		cause = err
+	if pe != nil {
+		handedOff = true
+		s.handOffAnnounce(a, pe)
+		return
 	}
+	if r.Buffered() > 0 { // read with the interest
+		s.endAnnounce(a, errStrayData)
+		return
+	}
+	s.endAnnounce(a, a.readEnd())
+}
+
+// handOffAnnounce leaves a's stream without a reader until the peer ends
+// its side, the session ends or the announcer fails: the first of them
+// starts the goroutine that finishes the serving.
+func (s *Session) handOffAnnounce(a *announcer, pe peerEnder) {
+	// Close waits for the finish. This runs on a goroutine of the session's
+	// wait group, so the count is above zero here.
+	s.wg.Add(1)
+	finish := func() {
+		defer s.wg.Done()
+		defer s.interests.Add(-1)
+		a.mu.Lock()
+		stop := a.stopAfter
+		a.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		s.endAnnounce(a, a.readEnd()) // the read returns at once: the stream or the session is over
+	}
+	a.end = func() { a.endOnce.Do(func() { go finish() }) }
+	a.mu.Lock()
+	a.stopAfter = context.AfterFunc(s.ctx, a.end)
+	a.mu.Unlock()
+	pe.OnPeerEnd(a.end)
+	a.mu.Lock()
+	a.armed = true
+	failed := a.stopped && a.err != nil
+	a.mu.Unlock()
+	if failed { // before it was armed: fail could not start the finish
+		a.end()
+	}
+}
+
+// endAnnounce stops the announcer and ends our side of its stream: a FIN
+// for the peer's, a reset with the code of what went wrong otherwise.
+func (s *Session) endAnnounce(a *announcer, cause error) {
 	if err := a.stop(); err != nil { // the announcer failed first: that is why the read ended
 		cause = err
 	}
 	switch {
 	case s.ctx.Err() != nil:
 	case errors.Is(cause, io.EOF):
-		_ = st.Close() // the subscriber finished: finish our side too
+		_ = a.st.Close() // the subscriber finished: finish our side too
 	default:
-		st.CancelWrite(uint32(broadcast.CodeOf(cause)))
+		a.st.CancelWrite(uint32(broadcast.CodeOf(cause)))
 	}
 }
+
+// errStrayData is what the peer sent after its announce interest.
+var errStrayData = &broadcast.Error{Code: broadcast.CodeUnexpectedMsg, Reason: "data after announce interest"}
+
+// readEnd reads the peer's side of the announce stream until it ends: the
+// error it ended with (io.EOF for a FIN), or errStrayData if it carried
+// anything.
+func (a *announcer) readEnd() error {
+	a.readMu.Lock()
+	defer a.readMu.Unlock()
+	var b [1]byte
+	if n, err := a.st.Read(b[:]); n == 0 {
+		return err
+	}
+	return errStrayData
+}
+
+// strayData reports whether the peer sent anything after its interest,
+// waiting for it at most arrivalWait: a handed-off stream has no reader to
+// notice, so the announcer looks after each run that wrote.
+func (a *announcer) strayData() bool {
+	d, ok := a.st.(deadliner)
+	if !ok {
+		return false
+	}
+	a.readMu.Lock()
+	defer a.readMu.Unlock()
+	if d.SetReadDeadline(time.Now().Add(arrivalWait)) != nil {
+		return false
+	}
+	var b [1]byte
+	n, _ := a.st.Read(b[:])
+	_ = d.SetReadDeadline(time.Time{})
+	return n > 0
+}
+
+// peerEnder is a stream that reports the end of the peer's side (its FIN
+// or reset) with a callback instead of a read (rawquic's).
+type peerEnder interface{ OnPeerEnd(func()) }
 
 // announcer writes one announce stream's ANNOUNCE messages. The origin's
 // Watch calls kick on changes; kick starts a goroutine that sends what
@@ -85,6 +183,18 @@ type announcer struct {
 	stopped bool  // no more runs
 	err     error // why writing stopped, if it did
 	wg      sync.WaitGroup
+
+	// A handed-off stream (handOffAnnounce): nobody reads the peer's side
+	// while it is idle. end starts the finish, once; armed (under mu) says
+	// fail may call it; stopAfter (under mu) undoes its hook on the
+	// session's end. readMu keeps the probe for stray bytes and the final
+	// read apart.
+	handoff   bool
+	end       func()
+	endOnce   sync.Once
+	armed     bool
+	stopAfter func() bool
+	readMu    sync.Mutex
 
 	// Used by one run at a time.
 	sent map[string]bool
@@ -112,6 +222,7 @@ func (a *announcer) kick() {
 // run sends every pending change, then returns.
 func (a *announcer) run() {
 	for {
+		wrote := false
 		for {
 			path, b, ok := a.watch.Next()
 			if !ok {
@@ -121,6 +232,11 @@ func (a *announcer) run() {
 				a.fail(err)
 				return
 			}
+			wrote = true
+		}
+		if wrote && a.handoff && a.strayData() {
+			a.fail(errStrayData)
+			return
 		}
 		if a.watch.Closed() {
 			a.fail(&broadcast.Error{Code: broadcast.CodeCancel, Reason: "origin closed"})
@@ -222,8 +338,12 @@ func (a *announcer) fail(err error) {
 		a.err = err
 	}
 	a.stopped, a.running = true, false
+	armed := a.armed
 	a.mu.Unlock()
 	a.st.CancelRead(uint32(broadcast.CodeCancel))
+	if armed {
+		a.end()
+	}
 }
 
 // stop ends the watch, waits for a run under way and returns why the

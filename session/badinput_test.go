@@ -987,7 +987,73 @@ func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
 				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
 			}
 			rawWrite(t, st, []byte{0x00})
+			// Nobody reads an idle interest stream: the session finds the
+			// byte when it next announces on it. Announce until it does.
+			stop, done := make(chan struct{}), make(chan struct{})
+			var unpublish []func()
+			go func() {
+				defer close(done)
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if u, err := p.sess.publish.Publish(fmt.Sprintf("more%d", i), broadcast.New(broadcast.Config{}).Consume()); err == nil {
+						unpublish = append(unpublish, u)
+					}
+				}
+			}()
 			wantReset(t, ctx, st, broadcast.CodeUnexpectedMsg)
+			close(stop)
+			<-done
+			for _, u := range unpublish {
+				u()
+			}
+			p.checkServing(t)
+		})
+		t.Run("fin after the first announce", func(t *testing.T) {
+			ctx := testCtx(t)
+			st := p.openStream(t, ctx, please, false)
+			defer reset(st, broadcast.CodeCancel)
+			got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
+				b := make([]byte, len(active))
+				_, err := io.ReadFull(st, b)
+				return readResult{b, err}
+			})
+			if got.err != nil || !bytes.Equal(got.data, active) {
+				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
+			}
+			g0 := p.sess.interests.Load()
+			_ = st.Close() // the idle stream's end is noticed without a read
+			if data, err := readStream(t, ctx, st); err != nil || len(data) != 0 {
+				t.Fatalf("after our FIN: % x, %v; want the session's FIN", data, err)
+			}
+			eventually(t, func() bool { return p.sess.interests.Load() == g0-1 })
+			p.checkServing(t)
+		})
+		t.Run("reset after the first announce", func(t *testing.T) {
+			ctx := testCtx(t)
+			st := p.openStream(t, ctx, please, false)
+			got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
+				b := make([]byte, len(active))
+				_, err := io.ReadFull(st, b)
+				return readResult{b, err}
+			})
+			if got.err != nil || !bytes.Equal(got.data, active) {
+				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
+			}
+			g0 := p.sess.interests.Load()
+			st.CancelWrite(uint32(broadcast.CodeCancel)) // our reading side stays open
+			if data, err := readStream(t, ctx, st); err == nil {
+				t.Fatalf("after our reset: % x then FIN; want the session's reset", data)
+			} else if _, ok := peerCode(err); !ok {
+				t.Fatalf("after our reset: %v; want the session's reset", err)
+			}
+			eventually(t, func() bool { return p.sess.interests.Load() == g0-1 })
+			st.CancelRead(0)
 			p.checkServing(t)
 		})
 		t.Run("fin is fine", func(t *testing.T) {

@@ -445,6 +445,9 @@ func TestBoundsAnnounceInterests(t *testing.T) {
 		eventually(t, func() bool { return p.sess.interests.Load() == int64(limit) })
 		wantHeapWithin(t, fmt.Sprintf("%d announce interests with 64 KiB prefixes", limit), base, int64(limit)*(64<<10+8<<10))
 		wantGoroutinesWithin(t, "announce interests", g0, limit)
+		// Idle, they hold no goroutine on this transport: nothing reads the
+		// peer's side, whose end is reported by a callback.
+		goroutinesBackTo(t, g0)
 		please := rawCat(annType, p.msg(t, &wire.AnnouncePlease{Prefix: "/"}))
 		for range 2 * limit {
 			st := p.openStream(t, ctx, please, false)

@@ -55,10 +55,11 @@ type Limits struct {
 	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
 	// the peer may hold open at once, counted from their stream type; more
 	// are refused with BoundsExceeded (that stream only). Default 16. Each
-	// holds its prefix (up to MaxMessageSize), a goroutine (two while
-	// changes are written) and a watch of the published origin, about 100 B
-	// per broadcast published under the prefix: 16 x 72 KiB (1.1 MiB) and
-	// 32 goroutines besides the watches.
+	// holds its prefix (up to MaxMessageSize), a goroutine while changes are
+	// written (and, on transports other than rawquic and p2pquic, one that
+	// reads the peer's side while it is idle) and a watch of the published
+	// origin, about 100 B per broadcast published under the prefix:
+	// 16 x 72 KiB (1.1 MiB) and at most 32 goroutines besides the watches.
 	MaxAnnounceInterests int
 	// MaxProbes is how many probe streams the peer may hold open at once
 	// (moq-lite peers open one per session); more are refused with
@@ -123,9 +124,12 @@ type Limits struct {
 	// end by at most FinishGrace as well. The publisher opened every group
 	// stream before its FIN, so they trail it by reordering or a lost
 	// packet's recovery: a round trip plus a probe timeout, well under
-	// 250 ms on paths up to ~50 ms RTT. If it is too short, a group stream
-	// arriving later is refused and its frames are missing from the track's
-	// end; if too long, the end is reported that much later.
+	// 250 ms on paths up to ~50 ms RTT. The grace starts over once the
+	// accept loop, if it was away (back-pressure holds it, or it was not
+	// scheduled), has taken the streams waiting for it. If it is too
+	// short, a group stream arriving later is refused and its frames are
+	// missing from the track's end; if too long, the end is reported that
+	// much later.
 	FinishGrace time.Duration
 	// SetupTimeout bounds the compat SETUP exchange. Default 10 s.
 	SetupTimeout time.Duration

@@ -63,8 +63,16 @@ type Session struct {
 	// read; the accept loop takes no stream while there are any
 	turnWaiters atomic.Int64
 	turnFree    signal // turnWaiters dropped to 0
-	counters    counters
-	inFlight    groupTokens // the session's groups in flight on the publish path
+	// uniBusy: the accept loop for group streams is away from accepting
+	// (it has streams in hand, back-pressure holds it, or it has not run
+	// since it took the last one), so a stream of a finished subscription
+	// may be waiting for it unseen; uniIdle wakes those who wait for it to
+	// go back to accepting (finishAfterGroups).
+	uniBusy   atomic.Bool
+	uniIdle   signal
+	uniPasses atomic.Uint64 // times the loop went back to accepting
+	counters  counters
+	inFlight  groupTokens // the session's groups in flight on the publish path
 
 	mu             sync.Mutex
 	subs           map[uint64]*subscription // our wire subscriptions by ID
@@ -500,8 +508,7 @@ func (s *Session) handleStream(st transport.Stream) {
 		if !s.admit(&s.interests, s.lim.MaxAnnounceInterests, st, "announce interest") {
 			return
 		}
-		defer s.interests.Add(-1)
-		s.serveAnnounce(st, r, hdr)
+		s.serveAnnounce(st, r, hdr) // it releases the place in interests
 	case wire.StreamSubscribe:
 		s.serveSubscribe(st, r, hdr)
 	case wire.StreamProbe:
@@ -580,6 +587,11 @@ func (s *Session) acceptGroups() {
 // takeGroupStreams).
 func (s *Session) acceptUniStreams() {
 	var batch arrivedBatch
+	s.uniBusy.Store(true) // until it first waits in AcceptUniStream
+	defer func() {
+		s.uniBusy.Store(false)
+		s.uniIdle.notify()
+	}()
 	for {
 		for s.turnWaiters.Load() > 0 { // back-pressure holds the publisher here
 			free := s.turnFree.wait()
@@ -592,11 +604,40 @@ func (s *Session) acceptUniStreams() {
 				return
 			}
 		}
+		s.uniBusy.Store(false)
+		s.uniPasses.Add(1)
+		s.uniIdle.notify()
 		rs, err := s.conn.AcceptUniStream(s.ctx)
+		s.uniBusy.Store(true)
 		if err != nil {
 			return
 		}
+		uniAccepted()
 		s.takeGroupStreams(rs, &batch)
+	}
+}
+
+// uniAccepted is called by the group-stream accept loop with each stream
+// it took, before it counts it anywhere: tests hold the loop there, as a
+// loaded machine may.
+var uniAccepted = func() {}
+
+// awaitUniCaughtUp waits until the group-stream accept loop has taken
+// every stream that was waiting for it when called: until it is waiting in
+// AcceptUniStream, or has gone back to accepting twice (the first time it
+// may yet take a waiting stream). False if ctx ended first.
+func (s *Session) awaitUniCaughtUp(ctx context.Context) bool {
+	p0 := s.uniPasses.Load()
+	for {
+		idle := s.uniIdle.wait()
+		if !s.uniBusy.Load() || s.uniPasses.Load() >= p0+2 {
+			return true
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

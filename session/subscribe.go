@@ -340,13 +340,17 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 // publisher FINs the subscribe stream after writing every group, but the group
 // streams are separate (lite-03/04 have no "last group" message) and may
 // still be on their way, so wait until none of this subscription's is being
-// read, no accepted group stream is still unsorted, and none has arrived for
-// FinishGrace.
+// read, no accepted group stream is still unsorted, none has arrived for
+// FinishGrace, and the accept loop has taken the streams that were waiting
+// for it then (back-pressure, or a busy machine, can hold it longer than
+// FinishGrace while streams of ours wait).
 func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 	sub.mu.Lock()
 	sub.finAt = time.Now() // from here on groups note their times
 	finAt := sub.finAt
 	sub.mu.Unlock()
+	var caughtUp time.Time // the accept loop took every stream waiting after this last group
+	unsortedUntil := finAt.Add(s.lim.FinishGrace)
 	for {
 		sub.mu.Lock()
 		last := finAt
@@ -359,7 +363,7 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		// sorted, but not past FinishGrace (a stream whose header never
 		// comes must not hold the end up). The count is read again after
 		// taking the channel, so a stream sorted in between still wakes us.
-		if left := s.lim.FinishGrace - time.Since(finAt); !busy && left > 0 && s.unsorted.Load() > 0 {
+		if left := time.Until(unsortedUntil); !busy && left > 0 && s.unsorted.Load() > 0 {
 			sub.mu.Unlock()
 			sorted := s.sorted.wait()
 			if s.unsorted.Load() == 0 {
@@ -395,6 +399,19 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 			}
 		}
 		if since >= s.lim.FinishGrace {
+			// Group streams already here but not yet taken by the accept
+			// loop (held by back-pressure, or not yet scheduled on a busy
+			// machine) are counted nowhere: once after the last group, wait
+			// until the loop has taken what was waiting, then look again.
+			if !last.Equal(caughtUp) && s.uniBusy.Load() {
+				if !s.awaitUniCaughtUp(ctx) {
+					sub.track.Abort(remoteErr(context.Cause(ctx)))
+					return
+				}
+				// What it took may be ours: its header gets FinishGrace.
+				caughtUp, unsortedUntil = last, time.Now().Add(s.lim.FinishGrace)
+				continue
+			}
 			_ = sub.track.Finish()
 			sub.cancel(io.EOF)
 			return

@@ -370,6 +370,16 @@ func (s *stream) Read(p []byte) (int, error)        { return read(s.quic(), p) }
 func (s *stream) CancelRead(code uint32)            { cancelRead(s.quic(), code) }
 func (s *stream) SetReadDeadline(t time.Time) error { return s.quic().SetReadDeadline(t) }
 
+// OnPeerEnd calls f once the peer has ended its side of the stream (a FIN
+// or a reset: the stream's final size is known), at once if it has, else
+// later from the connection's event loop, so f must not block. f is not
+// called if the connection closes first. The session uses it to notice the
+// end of a stream the peer sends nothing more on without parking a
+// goroutine in Read.
+func (s *stream) OnPeerEnd(f func()) {
+	s.quic().SetReceiveFinalSizeCallback(func(int64) { f() })
+}
+
 // SetSchedule sets the stream's urgency and whether it shares the link
 // round-robin with the other incremental streams of that urgency
 // (SetPriority's way) or, not incremental, sends what it has before the
