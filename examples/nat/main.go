@@ -134,11 +134,7 @@ const circuitLine = "   circuit: "
 
 // pub publishes frames on a track once a subscriber comes.
 func pub(ctx context.Context, frames int) error {
-	relay, err := peer.AddrInfoFromString(os.Getenv("RELAY"))
-	if err != nil {
-		return err
-	}
-	n, err := natpeer.BehindNAT(*relay, nil, holePunchWait)
+	n, _, err := behindNAT()
 	if err != nil {
 		return err
 	}
@@ -178,28 +174,32 @@ func pub(ctx context.Context, frames int) error {
 	return nil
 }
 
-// holePunchWait: how long a new session waits for a punched path before it
-// starts on the relayed one.
-var holePunchWait = moq.WithHolePunchWait(3 * time.Second)
+// behindNAT starts this peer's node, behind its NAT with the lab's relay
+// (RELAY), which it returns too. A new session waits up to 3 s for a
+// punched path before it starts on the relayed one.
+func behindNAT() (*natpeer.Node, peer.AddrInfo, error) {
+	relay, err := peer.AddrInfoFromString(os.Getenv("RELAY"))
+	if err != nil {
+		return nil, peer.AddrInfo{}, err
+	}
+	n, err := natpeer.BehindNAT(*relay, nil, moq.WithHolePunchWait(3*time.Second))
+	return n, *relay, err
+}
 
 // sub reaches the publisher through the relay and reads every frame.
 func sub(ctx context.Context, frames int) error {
-	relay, err := peer.AddrInfoFromString(os.Getenv("RELAY"))
-	if err != nil {
-		return err
-	}
 	target, err := peer.AddrInfoFromString(os.Getenv("CIRCUIT"))
 	if err != nil {
 		return err
 	}
-	n, err := natpeer.BehindNAT(*relay, nil, holePunchWait)
+	n, relay, err := behindNAT()
 	if err != nil {
 		return err
 	}
 	defer n.Close()
 	// The relay is the subscriber's bootstrap too: it tells the
 	// subscriber its public address, which hole punching needs.
-	if err := n.Host.Connect(ctx, *relay); err != nil {
+	if err := n.Host.Connect(ctx, relay); err != nil {
 		return err
 	}
 	if err := netns.WaitHolePunching(ctx, n.Host); err != nil {
