@@ -37,6 +37,7 @@ func InNewNamespaces(ctx context.Context, args ...string) *exec.Cmd {
 // environment, and relays its output (as where it ran) and verdict. It
 // returns an error only if the child could not be started.
 func rerun(t *testing.T, mark, where string, env []string) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=9m"}
