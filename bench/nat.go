@@ -1,33 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
-	"slices"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
-	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/netns"
+	"github.com/moqp2p/moqp2p/internal/netns/natpeer"
 	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
 // P10 measures the time from Connect to the first frame of a subscription
@@ -55,23 +43,14 @@ type natResult struct {
 // runNATRow is P10.
 func runNATRow(ctx context.Context, cfg config) []*line {
 	l := &line{Row: "P10", Metric: "Connect to first frame behind two NATs, ms"}
-	switch {
-	case runtime.GOOS != "linux":
-		l.Note = "skipped: network namespaces need Linux"
-		return []*line{l}
-	case os.Geteuid() != 0:
-		l.Note = "skipped: the NAT lab needs root"
-		return []*line{l}
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		l.Note = "skipped: the NAT lab needs iptables"
+	if why := netns.NATLabUnavailable(); why != "" {
+		l.Note = "skipped: the NAT lab cannot run here: " + why
 		return []*line{l}
 	}
 	logf("P10: Connect to first frame behind two NATs and on the open network, %d runs", cfg.runs)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.runs)*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-nat-helper", "lab", "-runs", fmt.Sprint(cfg.runs))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
+	cmd := netns.InNewNamespaces(ctx, "-nat-helper", "lab", "-runs", fmt.Sprint(cfg.runs))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	var r natResult
@@ -121,15 +100,12 @@ func natLab(ctx context.Context, runs int) error {
 		return err
 	}
 	defer teardown()
-	rn, err := natNode(moq.HostConfig{
-		AddrsFactory: onlyIP(lab.WAN),
-		NAT:          moq.NATConfig{Reachability: network.ReachabilityPublic, RelayService: &moq.RelayService{}},
-	})
+	rn, err := natpeer.Relay(lab.WAN, moq.RelayService{}, quietLogger())
 	if err != nil {
 		return err
 	}
-	defer rn.close()
-	relay := fmt.Sprintf("%s/p2p/%s", rn.h.Addrs()[0], rn.h.ID())
+	defer rn.Close()
+	relay := rn.Addr()
 	var res natResult
 	for run := range runs {
 		for _, behind := range []bool{true, false} {
@@ -164,28 +140,12 @@ func natOnce(ctx context.Context, lab *netns.NATLab, relay string, behind bool) 
 		return exec.CommandContext(ctx, self, args...)
 	}
 	pub := cmd(lab.Sides[0].Host, "pub")
-	stdin, err := pub.StdinPipe()
-	if err != nil {
-		return 0, "", err
-	}
-	out, err := pub.StdoutPipe()
-	if err != nil {
-		return 0, "", err
-	}
 	pub.Stderr = os.Stderr
-	if err := pub.Start(); err != nil {
+	addr, stop, err := netns.StartAnnouncer(pub, "ADDR ", nil)
+	if err != nil {
 		return 0, "", err
 	}
-	defer func() { _ = stdin.Close(); _ = pub.Wait() }()
-	sc := bufio.NewScanner(out)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "ADDR ")
-	}
-	if addr == "" {
-		return 0, "", errors.New("the publisher printed no address")
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	defer func() { _ = stop() }()
 	sub := cmd(lab.Sides[1].Host, "sub", "-addr", addr)
 	sub.Stderr = os.Stderr
 	line, err := sub.Output()
@@ -209,19 +169,24 @@ func natPub(ctx context.Context, relay string) error {
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	b := broadcast.New(broadcast.Config{})
 	tp, _ := b.CreateTrack(broadcast.Track{Name: "t"})
-	if _, err := n.m.Publish(ctx, "p10", b.Consume()); err != nil {
+	if _, err := n.Moq.Publish(ctx, "p10", b.Consume()); err != nil {
 		return err
 	}
-	addr := n.h.Addrs()[0]
+	addr := n.Addr()
 	if relay != "" {
-		if addr, err = natReady(ctx, n.h, true); err != nil {
+		circuit, err := netns.WaitCircuit(ctx, n.Host)
+		if err != nil {
 			return err
 		}
+		if err := netns.WaitHolePunching(ctx, n.Host); err != nil {
+			return err
+		}
+		addr = fmt.Sprintf("%s/p2p/%s", circuit, n.Host.ID())
 	}
-	fmt.Printf("ADDR %s/p2p/%s\n", addr, n.h.ID())
+	fmt.Printf("ADDR %s\n", addr)
 	go func() {
 		select {
 		case <-tp.Used():
@@ -255,7 +220,7 @@ func natSub(ctx context.Context, relay, addr string) error {
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	if relay != "" {
 		// The relay is the subscriber's bootstrap: connected before the
 		// clock starts, as a node that joined the network is.
@@ -263,15 +228,15 @@ func natSub(ctx context.Context, relay, addr string) error {
 		if err != nil {
 			return err
 		}
-		if err := n.h.Connect(ctx, *ri); err != nil {
+		if err := n.Host.Connect(ctx, *ri); err != nil {
 			return err
 		}
-		if _, err := natReady(ctx, n.h, false); err != nil {
+		if err := netns.WaitHolePunching(ctx, n.Host); err != nil {
 			return err
 		}
 	}
 	start := time.Now()
-	s, err := n.m.Connect(ctx, *target)
+	s, err := n.Moq.Connect(ctx, *target)
 	if err != nil {
 		return err
 	}
@@ -290,89 +255,15 @@ func natSub(ctx context.Context, relay, addr string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"elapsed_ns": time.Since(start).Nanoseconds(), "path": s.Path().Kind.String()})
 }
 
-// natReady waits until h hole-punches (go-libp2p starts the service once a
-// peer told the host its public address) and, for a publisher, holds a
-// relay slot; it returns the circuit address.
-func natReady(ctx context.Context, h host.Host, circuit bool) (ma.Multiaddr, error) {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var addr ma.Multiaddr
-		for _, a := range h.Addrs() {
-			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-				addr = a
-			}
-		}
-		punching := slices.Contains(h.Mux().Protocols(), protocol.ID(holepunch.Protocol))
-		if punching && (!circuit || addr != nil) {
-			return addr, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
-type natPeerNode struct {
-	h host.Host
-	m *moq.Moq
-}
-
-func (n *natPeerNode) close() {
-	_ = n.m.Shutdown(context.Background())
-	_ = n.h.Close()
-}
-
 // natPeer is a node behind a NAT with relay as its relay, or one on the
 // open network when relay is empty.
-func natPeer(relay string) (*natPeerNode, error) {
+func natPeer(relay string) (*natpeer.Node, error) {
 	if relay == "" {
-		return natNode(moq.HostConfig{AddrsFactory: notLoopback})
+		return natpeer.Start(moq.HostConfig{AddrsFactory: netns.NotLoopback}, quietLogger())
 	}
 	ri, err := peer.AddrInfoFromString(relay)
 	if err != nil {
 		return nil, err
 	}
-	return natNode(moq.HostConfig{AddrsFactory: notLoopback, NAT: moq.NATConfig{
-		Reachability: network.ReachabilityPrivate, HolePunching: true, StaticRelays: []peer.AddrInfo{*ri},
-	}})
-}
-
-func natNode(hc moq.HostConfig) (*natPeerNode, error) {
-	q := p2pquic.New(p2pquic.Config{Logger: quietLogger()})
-	hc.QUIC = q
-	h, err := moq.NewHost(hc)
-	if err != nil {
-		return nil, err
-	}
-	m, err := moq.New(h, moq.WithQUIC(q), moq.WithLogger(quietLogger()))
-	if err != nil {
-		_ = h.Close()
-		return nil, err
-	}
-	return &natPeerNode{h: h, m: m}, nil
-}
-
-func onlyIP(ip string) func([]ma.Multiaddr) []ma.Multiaddr {
-	return func(addrs []ma.Multiaddr) []ma.Multiaddr {
-		var out []ma.Multiaddr
-		for _, a := range addrs {
-			if got, err := manet.ToIP(a); err == nil && got.String() == ip {
-				out = append(out, a)
-			}
-		}
-		return out
-	}
-}
-
-func notLoopback(addrs []ma.Multiaddr) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, a := range addrs {
-		if !manet.IsIPLoopback(a) {
-			out = append(out, a)
-		}
-	}
-	return out
+	return natpeer.BehindNAT(*ri, quietLogger())
 }

@@ -6,19 +6,12 @@ package interop
 // byte checked against internal/pattern, lite-05 asserted on both sides.
 
 import (
-	"context"
-	"errors"
-	"io"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/jspeer"
-	"github.com/moqp2p/moqp2p/internal/pattern"
-	"github.com/moqp2p/moqp2p/internal/testutil"
-	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 )
 
@@ -26,82 +19,6 @@ import (
 // Every frame carries a timestamp (frame i at i×33 ms, in milliseconds),
 // checked on the receiving side either way.
 var netRun = jspeer.Scenario{Broadcast: "bench", Track: "data", Groups: 100, Frames: 100, Size: 64, Timeout: 60 * time.Second, Timestamps: true}
-
-// collectStamped is collect that also checks every frame's timestamp is
-// i×stampStep ms; it returns how many were not.
-func collectStamped(t *testing.T, ctx context.Context, tc *broadcast.TrackConsumer, groups, frames int) (pattern.Summary, int) {
-	t.Helper()
-	var c pattern.Collector
-	bad := 0
-	for c.Frames() < uint64(frames*groups) {
-		g, err := tc.RecvGroup(ctx)
-		if err != nil {
-			t.Fatalf("after %d frames: %v", c.Frames(), err)
-		}
-		for f := uint64(0); ; f++ {
-			p, ts, err := g.ReadFrameAt(ctx)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("group %d after %d frames: %v", g.Sequence(), c.Frames(), err)
-			}
-			if ts != (g.Sequence()*uint64(frames)+f)*stampStep {
-				bad++
-			}
-			c.Add(g.Sequence(), p)
-		}
-	}
-	if tc.Info().Scale() != broadcast.DefaultTimescale {
-		t.Fatalf("track timescale %d", tc.Info().Scale())
-	}
-	return c.Summary(uint64(frames * groups)), bad
-}
-
-// receiveStamped is receiveWorkload with collectStamped.
-func (n *jsNode) receiveStamped(t *testing.T, sc jspeer.Scenario, hangUp bool) (pattern.Summary, int) {
-	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
-	var s *moq.Session
-	testutil.Until(t, ctx, "the JS client's session", func() bool {
-		all, err := n.m.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(all) > 0 {
-			s = all[0]
-		}
-		return s != nil
-	})
-	if hangUp {
-		defer func() { _ = s.Close(broadcast.CodeCancel, "test done") }()
-	}
-	tc, err := s.Subscribe(ctx, sc.Broadcast, sc.Track)
-	if err != nil {
-		t.Fatalf("subscribe to the JS broadcast: %v", err)
-	}
-	defer tc.Close()
-	return collectStamped(t, ctx, tc, sc.Groups, sc.Frames)
-}
-
-// sessionVersion waits for the node's session (the JS client's) to have
-// negotiated its version and returns it.
-func (n *jsNode) sessionVersion(t *testing.T) string {
-	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
-	var v string
-	testutil.Until(t, ctx, "the JS client's session", func() bool {
-		all, err := n.m.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(all) > 0 {
-			v = all[0].Version()
-		}
-		return v != ""
-	})
-	return v
-}
 
 // TestJSNetNode runs @moq/net in Node over WebSocket: its own offers
 // (qmux-02/01/00 × moq-lite-05, -04, …) against the default Server, and
@@ -122,44 +39,7 @@ func TestJSNetNode(t *testing.T) {
 		for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
 			t.Run(c.name+"/js-"+string(role), func(t *testing.T) {
 				n := newJSNode(t, websocket.Config{Framings: c.framing})
-				sc := netRun
-				sc.Role = role
-				url := "http://" + n.srv.TCPAddr().String() + "/"
-				if role == jspeer.RoleSub {
-					sc.Fetch = true // and FETCH group 0 again afterwards
-					n.publishWorkload(t, sc)
-					res, err := jspeer.RunNode(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: url, Scenario: sc})
-					if err != nil {
-						t.Fatalf("@moq/net subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
-					}
-					if res.Version != "moq-lite-05" {
-						t.Fatalf("negotiated %s, want moq-lite-05", res.Version)
-					}
-					if got, want := res.Summary(), sc.Expect(); got != want {
-						t.Fatalf("@moq/net received %+v, want %+v", got, want)
-					}
-					if e, ok := res.Event("fetched"); !ok || !e.OK {
-						t.Fatalf("@moq/net FETCH of group 0: %s", e.Raw)
-					}
-					return
-				}
-				sc.Broadcast = "js/bcast"
-				node, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: url, Scenario: sc})
-				if err != nil {
-					t.Fatal(err)
-				}
-				v := n.sessionVersion(t)
-				got, bad := n.receiveStamped(t, sc, true)
-				res, err := node.Wait(ctxFor(t, 30*time.Second))
-				if err != nil {
-					t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
-				}
-				if res.Version != "moq-lite-05" || v != "moq-lite-05" {
-					t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", res.Version, v)
-				}
-				if want := sc.Expect(); got != want || bad != 0 {
-					t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
-				}
+				n.run(t, n.nodePeer(jspeer.LibNet, ""), netScenario(role, 0), "moq-lite-05", 90*time.Second)
 			})
 		}
 	}
@@ -175,58 +55,24 @@ func TestJSNetChromium(t *testing.T) {
 	for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
 		t.Run("js-"+string(role), func(t *testing.T) {
 			n := newJSNode(t, websocket.Config{})
-			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc := netRun
-			sc.Role = role
-			opts := jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]}
-			if role == jspeer.RoleSub {
-				sc.Fetch = true // and FETCH group 0 again afterwards
-				n.publishWorkload(t, sc)
-				opts.Scenario = sc
-				res, err := jspeer.Chromium(ctxFor(t, 90*time.Second), opts)
-				if err != nil {
-					t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
-				}
-				if res.Version != "moq-lite-05" {
-					t.Fatalf("negotiated %s, want moq-lite-05", res.Version)
-				}
-				if got, want := res.Summary(), sc.Expect(); got != want {
-					t.Fatalf("Chromium received %+v, want %+v", got, want)
-				}
-				if e, ok := res.Event("fetched"); !ok || !e.OK {
-					t.Fatalf("Chromium FETCH of group 0: %s", e.Raw)
-				}
-				return
-			}
-			sc.Broadcast = "js/bcast"
-			sc.Linger = 3 * time.Second // see TestJSChromium; 10 000 frames take longer to land
-			opts.Scenario = sc
-			type result struct {
-				res jspeer.Result
-				err error
-			}
-			ch := make(chan result, 1)
-			go func() {
-				res, err := jspeer.Chromium(ctxFor(t, 90*time.Second), opts)
-				ch <- result{res, err}
-			}()
-			v := n.sessionVersion(t)
-			got, bad := n.receiveStamped(t, sc, false)
-			r := <-ch
-			if r.err != nil {
-				t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
-			}
-			if r.res.Version != "moq-lite-05" || v != "moq-lite-05" {
-				t.Fatalf("negotiated %s (JS) / %s (ours), want moq-lite-05", r.res.Version, v)
-			}
-			if want := sc.Expect(); got != want || bad != 0 {
-				t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
-			}
+			// see TestJSChromium; 10 000 frames take longer to land
+			n.run(t, n.chromiumPeer(t, jspeer.LibNet, nil), netScenario(role, 3*time.Second), "moq-lite-05", 90*time.Second)
 		})
 	}
+}
+
+// netScenario is netRun in role: a subscriber also FETCHes group 0 again
+// afterwards; a publisher publishes js/bcast and, as a page, lingers
+// linger after its frames are out.
+func netScenario(role jspeer.Role, linger time.Duration) jspeer.Scenario {
+	sc := netRun
+	sc.Role = role
+	if role == jspeer.RoleSub {
+		sc.Fetch = true
+	} else {
+		sc.Broadcast, sc.Linger = "js/bcast", linger
+	}
+	return sc
 }
 
 // A mixed-version path through one node: @moq/net publishes over
@@ -246,15 +92,11 @@ func TestMixedVersionRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := n.sessionVersion(t); v != "moq-lite-05" {
+	js := n.session(t)
+	if v := js.Version(); v != "moq-lite-05" {
 		t.Fatalf("the JS publisher negotiated %s, want moq-lite-05", v)
 	}
 	ctx := ctxFor(t, 60*time.Second)
-	all, err := n.m.Sessions(ctx)
-	if err != nil || len(all) != 1 {
-		t.Fatalf("sessions %d %v", len(all), err)
-	}
-	js := all[0]
 	var b *broadcast.Consumer
 	for path, c := range js.Announced(ctx, "") {
 		if path == sc.Broadcast && c != nil {
@@ -293,50 +135,16 @@ func TestJSNetChromiumDatagrams(t *testing.T) {
 	for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
 		t.Run("js-"+string(role), func(t *testing.T) {
 			n := newJSNode(t, websocket.Config{})
-			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
-			if err != nil {
-				t.Fatal(err)
-			}
 			sc := dg
 			sc.Role = role
-			opts := jspeer.BrowserOptions{Lib: jspeer.LibNet, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]}
-			if role == jspeer.RoleSub {
-				n.publishWorkload(t, sc)
-				opts.Scenario = sc
-				res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
-				if err != nil {
-					t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
-				}
-				if got, want := res.Summary(), sc.Expect(); got != want {
-					t.Fatalf("Chromium received %+v, want %+v", got, want)
-				}
+			if role == jspeer.RolePub {
+				sc.Broadcast, sc.Linger = "js/bcast", 2*time.Second
+			}
+			_, s := n.run(t, n.chromiumPeer(t, jspeer.LibNet, nil), sc, "", 60*time.Second)
+			if s == nil {
 				return
 			}
-			sc.Broadcast, sc.Linger = "js/bcast", 2*time.Second
-			opts.Scenario = sc
-			type result struct {
-				res jspeer.Result
-				err error
-			}
-			ch := make(chan result, 1)
-			go func() {
-				res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
-				ch <- result{res, err}
-			}()
-			n.sessionVersion(t)
-			all, err := n.m.Sessions(ctxFor(t, 10*time.Second))
-			if err != nil || len(all) == 0 {
-				t.Fatal("no session")
-			}
-			got, bad := n.receiveStamped(t, sc, false)
-			r := <-ch
-			if r.err != nil {
-				t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
-			}
-			if want := sc.Expect(); got != want || bad != 0 {
-				t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
-			}
-			if st := all[0].Stats().Media; st.DatagramsReceived != uint64(sc.Groups) {
+			if st := s.Stats().Media; st.DatagramsReceived != uint64(sc.Groups) {
 				t.Fatalf("%d of %d groups came as datagrams", st.DatagramsReceived, sc.Groups)
 			}
 		})

@@ -7,7 +7,9 @@ package interop
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -89,10 +91,108 @@ func (n *jsNode) publishWorkload(t *testing.T, sc jspeer.Scenario) {
 	t.Cleanup(func() { b.Finish(); <-done })
 }
 
-// receiveWorkload waits for the JS client's session, subscribes to its
-// broadcast and collects sc's frames, then, with hangUp, closes the session
-// (which is what ends a JS publisher's run unless it lingers).
-func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) pattern.Summary {
+// jsPeer is a JS peer of a library, in Node or Chromium, against a jsNode.
+type jsPeer struct {
+	lib jspeer.Lib
+	// start starts the peer running sc; wait waits for its result.
+	start func(ctx context.Context, sc jspeer.Scenario) (wait func(context.Context) (jspeer.Result, error), err error)
+}
+
+// nodePeer is lib's peer in Node over WebSocket, offering protocol (""
+// for the library's own offer).
+func (n *jsNode) nodePeer(lib jspeer.Lib, protocol string) jsPeer {
+	return jsPeer{lib, func(ctx context.Context, sc jspeer.Scenario) (func(context.Context) (jspeer.Result, error), error) {
+		p, err := jspeer.Start(ctx, jspeer.Options{Lib: lib, URL: "http://" + n.srv.TCPAddr().String() + "/", Protocol: protocol, Scenario: sc})
+		if err != nil {
+			return nil, err
+		}
+		return p.Wait, nil
+	}}
+}
+
+// chromiumPeer is lib's peer in headless Chromium over native
+// WebTransport, the certificate pinned with serverCertificateHashes,
+// offering protocols (see jspeer.BrowserOptions).
+func (n *jsNode) chromiumPeer(t *testing.T, lib jspeer.Lib, protocols []string) jsPeer {
+	fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jsPeer{lib, func(ctx context.Context, sc jspeer.Scenario) (func(context.Context) (jspeer.Result, error), error) {
+		type result struct {
+			res jspeer.Result
+			err error
+		}
+		ch := make(chan result, 1)
+		opts := jspeer.BrowserOptions{Lib: lib, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:], Protocols: protocols, Scenario: sc}
+		go func() {
+			res, err := jspeer.Chromium(ctx, opts)
+			ch <- result{res, err}
+		}()
+		return func(ctx context.Context) (jspeer.Result, error) {
+			select {
+			case r := <-ch:
+				return r.res, r.err
+			case <-ctx.Done():
+				return jspeer.Result{}, ctx.Err()
+			}
+		}, nil
+	}}
+}
+
+// run runs sc with p against n within d and checks it: a JS subscriber
+// must receive what n publishes (and, with sc.Fetch, FETCH group 0 whole
+// again); n subscribes to a JS publisher's broadcast, closing the session
+// once it has every frame unless sc.Linger lets the peer end by itself.
+// Every frame is checked both ways, and the timestamps of a library that
+// stamps them (@moq/net); version, if not "", is what the JS peer (and, as
+// a publisher, our session) must have negotiated. It returns the JS
+// peer's result and, for a JS publisher, our session with it.
+func (n *jsNode) run(t *testing.T, p jsPeer, sc jspeer.Scenario, version string, d time.Duration) (jspeer.Result, *moq.Session) {
+	t.Helper()
+	if sc.Role == jspeer.RoleSub {
+		n.publishWorkload(t, sc)
+	}
+	wait, err := p.start(ctxFor(t, d), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *moq.Session
+	var got pattern.Summary
+	bad := 0
+	if sc.Role == jspeer.RolePub {
+		s = n.session(t)
+		if v := s.Version(); version != "" && v != version {
+			t.Fatalf("our session negotiated %s, want %s", v, version)
+		}
+		got, bad = n.receiveWorkload(t, s, sc, p.lib == jspeer.LibNet)
+	}
+	res, err := wait(ctxFor(t, d))
+	if err != nil {
+		t.Fatalf("JS %s (%s): %v\n%s", sc.Role, p.lib, err, tailLines(res.Stderr, 20))
+	}
+	if version != "" && res.Version != version {
+		t.Fatalf("the JS peer negotiated %s, want %s", res.Version, version)
+	}
+	want := sc.Expect()
+	if sc.Role == jspeer.RoleSub {
+		if got := res.Summary(); got != want {
+			t.Fatalf("JS received %+v, want %+v", got, want)
+		}
+		if e, ok := res.Event("fetched"); sc.Fetch && (!ok || !e.OK) {
+			t.Fatalf("JS FETCH of group 0: %s", e.Raw)
+		}
+		return res, nil
+	}
+	if got != want || bad != 0 {
+		t.Fatalf("we received %+v (%d timestamps wrong), want %+v", got, bad, want)
+	}
+	return res, s
+}
+
+// session waits for the JS client's session with the node, once it has
+// negotiated its version.
+func (n *jsNode) session(t *testing.T) *moq.Session {
 	t.Helper()
 	ctx := ctxFor(t, 60*time.Second)
 	var s *moq.Session
@@ -101,12 +201,23 @@ func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(all) > 0 {
+		if len(all) > 0 && all[0].Version() != "" {
 			s = all[0]
 		}
 		return s != nil
 	})
-	if hangUp {
+	return s
+}
+
+// receiveWorkload subscribes to the JS client's broadcast on s and
+// collects sc's frames, then, unless sc.Linger has the JS publisher end by
+// itself, closes the session (which is what ends its run). With stamped,
+// every frame's timestamp must be i×stampStep ms: it returns how many were
+// not.
+func (n *jsNode) receiveWorkload(t *testing.T, s *moq.Session, sc jspeer.Scenario, stamped bool) (pattern.Summary, int) {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	if sc.Linger == 0 {
 		defer func() { _ = s.Close(broadcast.CodeCancel, "test done") }()
 	}
 	tc, err := s.Subscribe(ctx, sc.Broadcast, sc.Track)
@@ -114,7 +225,31 @@ func (n *jsNode) receiveWorkload(t *testing.T, sc jspeer.Scenario, hangUp bool) 
 		t.Fatalf("subscribe to the JS broadcast: %v", err)
 	}
 	defer tc.Close()
-	return collect(t, ctx, tc, uint64(sc.Groups*sc.Frames))
+	var c pattern.Collector
+	bad := 0
+	for c.Frames() < uint64(sc.Frames*sc.Groups) {
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatalf("after %d frames: %v", c.Frames(), err)
+		}
+		for f := uint64(0); ; f++ {
+			p, ts, err := g.ReadFrameAt(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("group %d after %d frames: %v", g.Sequence(), c.Frames(), err)
+			}
+			if stamped && ts != (g.Sequence()*uint64(sc.Frames)+f)*stampStep {
+				bad++
+			}
+			c.Add(g.Sequence(), p)
+		}
+	}
+	if stamped && tc.Info().Scale() != broadcast.DefaultTimescale {
+		t.Fatalf("track timescale %d", tc.Info().Scale())
+	}
+	return c.Summary(uint64(sc.Frames * sc.Groups)), bad
 }
 
 // jsCase is one run of the JS peer against a fresh node.
@@ -165,37 +300,10 @@ func TestJSNode(t *testing.T) {
 		t.Run(c.name(), func(t *testing.T) {
 			n := newJSNode(t, websocket.Config{Framings: []websocket.Framing{c.framing}})
 			sc := jspeer.Scenario{Role: c.role, Broadcast: "bench", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Timeout: 45 * time.Second}
-			url := "http://" + n.srv.TCPAddr().String() + "/"
-			if c.role == jspeer.RoleSub {
-				n.publishWorkload(t, sc)
-				res, err := jspeer.RunNode(ctxFor(t, 60*time.Second), jspeer.Options{URL: url, Protocol: c.protocol, Scenario: sc})
-				if err != nil {
-					t.Fatalf("JS subscriber: %v", err)
-				}
-				if res.Version != c.version() {
-					t.Fatalf("negotiated %s, want %s", res.Version, c.version())
-				}
-				if got, want := res.Summary(), sc.Expect(); got != want {
-					t.Fatalf("JS received %+v, want %+v", got, want)
-				}
-				return
+			if c.role == jspeer.RolePub {
+				sc.Broadcast = "js/bcast"
 			}
-			sc.Broadcast = "js/bcast"
-			node, err := jspeer.Start(ctxFor(t, 60*time.Second), jspeer.Options{URL: url, Protocol: c.protocol, Scenario: sc})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := n.receiveWorkload(t, sc, true)
-			res, err := node.Wait(ctxFor(t, 30*time.Second))
-			if err != nil {
-				t.Fatalf("JS publisher: %v", err)
-			}
-			if res.Version != c.version() {
-				t.Fatalf("negotiated %s, want %s", res.Version, c.version())
-			}
-			if want := sc.Expect(); got != want {
-				t.Fatalf("we received %+v, want %+v", got, want)
-			}
+			n.run(t, n.nodePeer(jspeer.LibLite, c.protocol), sc, c.version(), 60*time.Second)
 		})
 	}
 }
@@ -231,53 +339,15 @@ func TestJSChromium(t *testing.T) {
 			}
 			t.Run(version+"/js-"+string(role), func(t *testing.T) {
 				n := newJSNode(t, websocket.Config{})
-				fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
-				if err != nil {
-					t.Fatal(err)
-				}
 				sc := jspeer.Scenario{Role: role, Broadcast: "bench", Track: "data", Groups: 10, Frames: 100, Size: 1024, Timeout: 45 * time.Second}
-				opts := jspeer.BrowserOptions{URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:], Protocols: protocols}
-				if role == jspeer.RoleSub {
-					n.publishWorkload(t, sc)
-					opts.Scenario = sc
-					res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
-					if err != nil {
-						t.Fatalf("Chromium subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
-					}
-					if res.Version != version {
-						t.Fatalf("negotiated %s, want %s", res.Version, version)
-					}
-					if got, want := res.Summary(), sc.Expect(); got != want {
-						t.Fatalf("Chromium received %+v, want %+v", got, want)
-					}
-					return
+				if role == jspeer.RolePub {
+					sc.Broadcast = "js/bcast"
+					// Chromium sometimes reports a WebTransport session we
+					// close as "Connection lost" (about 1 run in 12 here), so
+					// the page ends by itself once its frames are out instead.
+					sc.Linger = 500 * time.Millisecond
 				}
-				sc.Broadcast = "js/bcast"
-				// Chromium sometimes reports a WebTransport session we close as
-				// "Connection lost" (about 1 run in 12 here), so the page ends
-				// by itself once its frames are out instead.
-				sc.Linger = 500 * time.Millisecond
-				opts.Scenario = sc
-				type result struct {
-					res jspeer.Result
-					err error
-				}
-				ch := make(chan result, 1)
-				go func() {
-					res, err := jspeer.Chromium(ctxFor(t, 60*time.Second), opts)
-					ch <- result{res, err}
-				}()
-				got := n.receiveWorkload(t, sc, false)
-				r := <-ch
-				if r.err != nil {
-					t.Fatalf("Chromium publisher: %v\n%s", r.err, tailLines(r.res.Stderr, 20))
-				}
-				if r.res.Version != version {
-					t.Fatalf("negotiated %s, want %s", r.res.Version, version)
-				}
-				if want := sc.Expect(); got != want {
-					t.Fatalf("we received %+v, want %+v", got, want)
-				}
+				n.run(t, n.chromiumPeer(t, jspeer.LibLite, protocols), sc, version, 60*time.Second)
 			})
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,10 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/netns"
@@ -49,41 +45,20 @@ func labCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// notLoopback keeps a lab host from advertising loopback addresses, which
-// name a different host in every namespace.
-func notLoopback(addrs []ma.Multiaddr) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, a := range addrs {
-		if !manet.IsIPLoopback(a) {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // labNode starts a QUIC node in this process's namespace.
 func labNode(t *testing.T, hc HostConfig, opts ...Option) *node {
 	t.Helper()
 	q := p2pquic.New(p2pquic.Config{Logger: testLogger()})
 	hc.QUIC = q
 	if hc.AddrsFactory == nil {
-		hc.AddrsFactory = notLoopback
+		hc.AddrsFactory = netns.NotLoopback
 	}
 	return start(t, hc, append([]Option{WithQUIC(q)}, opts...))
 }
 
 // labRelay is a relay node on the WAN address, with the relay service rs.
 func labRelay(t *testing.T, lab *netns.NATLab, rs RelayService, opts ...Option) *node {
-	wan := func(addrs []ma.Multiaddr) []ma.Multiaddr {
-		var out []ma.Multiaddr
-		for _, a := range addrs {
-			if ip, err := manet.ToIP(a); err == nil && ip.String() == lab.WAN {
-				out = append(out, a)
-			}
-		}
-		return out
-	}
-	return labNode(t, HostConfig{AddrsFactory: wan, NAT: NATConfig{
+	return labNode(t, HostConfig{AddrsFactory: netns.OnlyIP(lab.WAN), NAT: NATConfig{
 		Reachability: network.ReachabilityPublic, RelayService: &rs,
 	}}, opts...)
 }
@@ -334,13 +309,8 @@ func circuitAddr(t *testing.T, n *node, relays []peer.AddrInfo) ma.Multiaddr {
 // the relay), and a relayed connection that arrives before is not punched.
 func punchReady(t *testing.T, n *node) {
 	t.Helper()
-	ctx := labCtx(t)
-	for !slices.Contains(n.h.Mux().Protocols(), protocol.ID(holepunch.Protocol)) {
-		select {
-		case <-ctx.Done():
-			t.Fatal("hole punching never started: no public address observed")
-		case <-time.After(20 * time.Millisecond): // go-libp2p announces the service on no event
-		}
+	if err := netns.WaitHolePunching(labCtx(t), n.h); err != nil {
+		t.Fatalf("hole punching never started (no public address observed): %v", err)
 	}
 }
 
@@ -672,7 +642,7 @@ func TestNATLearnsPrivate(t *testing.T) {
 	relay := labRelay(t, lab, RelayService{}).info()
 	addrs := []string{fmt.Sprintf("%s/p2p/%s", relay.Addrs[0], relay.ID)}
 	for _, ip := range lab.Others {
-		o := labNode(t, HostConfig{AddrsFactory: onlyIP(ip), NAT: NATConfig{Reachability: network.ReachabilityPublic}}).info()
+		o := labNode(t, HostConfig{AddrsFactory: netns.OnlyIP(ip), NAT: NATConfig{Reachability: network.ReachabilityPublic}}).info()
 		addrs = append(addrs, fmt.Sprintf("/ip4/%s/udp/%s/quic-v1/p2p/%s", ip, portOf(t, o.Addrs[0]), o.ID))
 	}
 	ctx := labCtx(t)
@@ -680,19 +650,6 @@ func TestNATLearnsPrivate(t *testing.T) {
 	t.Logf("the node behind the NAT:\n%s", out)
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// onlyIP advertises only addresses on ip.
-func onlyIP(ip string) func([]ma.Multiaddr) []ma.Multiaddr {
-	return func(addrs []ma.Multiaddr) []ma.Multiaddr {
-		var out []ma.Multiaddr
-		for _, a := range addrs {
-			if got, err := manet.ToIP(a); err == nil && got.String() == ip {
-				out = append(out, a)
-			}
-		}
-		return out
 	}
 }
 

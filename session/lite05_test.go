@@ -25,7 +25,7 @@ import (
 // right after subscribing waits for that first (lite-03/04 need not).
 func awaitServed(t testing.TB, pub *Session, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for pub.served.Load() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("publisher serves %d subscriptions, want %d", pub.served.Load(), n)
@@ -518,42 +518,116 @@ func BenchmarkGroupChurnVersions(b *testing.B) {
 
 // Datagrams (lite-05): a track that asks for them has its finished
 // single-frame groups sent as datagrams; larger ones still go on streams.
+//
+// Datagrams are best effort and never resent, and even loopback drops one
+// when a loaded machine leaves a socket buffer full. So the groups go one at
+// a time, the next once the last arrived or, after lostAfter, is given up
+// for lost (it may still come late: groups are matched by sequence), until
+// want of them arrived; each that arrives must be intact, and the counters
+// of both ends must account for every group sent and received.
 func TestLite05Datagrams(t *testing.T) {
+	const (
+		want      = 20
+		maxSent   = 200 // more losses than this on loopback is a bug, not load
+		lostAfter = time.Second
+	)
 	p := newPair(t, wire.ALPNLite05, Config{}, Config{})
 	b := broadcast.New(broadcast.Config{})
 	tp, _ := b.CreateTrack(broadcast.Track{Name: "audio", Datagrams: true})
 	_, _ = p.origin.Publish("cam", b.Consume())
-	ctx := testCtx(t)
+	ctx := testutil.Context(t, 2*time.Minute)
 	tc, err := p.sub.Subscribe(ctx, "cam", "audio", SubscribeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tc.Close()
 	awaitServed(t, p.pub, 1)
-	for i := range 20 { // one at a time: nothing for a datagram queue to drop
-		if err := tp.WriteGroupAt(uint64(i), []uint64{uint64(i * 20)}, []byte(fmt.Sprint("frame ", i))); err != nil {
+	frame := func(seq uint64) string { return fmt.Sprint("frame ", seq) }
+	var sent uint64
+	datagrams := map[uint64]bool{} // the datagram groups that arrived
+	streams := map[uint64]bool{}   // the two stream groups, once arrived
+	got := func(g *broadcast.GroupConsumer) {
+		t.Helper()
+		seq := g.Sequence()
+		if datagrams[seq] || streams[seq] {
+			t.Fatalf("group %d arrived twice", seq)
+		}
+		frames, stamps, err := groupFramesAt(ctx, g)
+		switch {
+		case !errors.Is(err, io.EOF):
+			t.Fatalf("group %d: %q, %v", seq, frames, err)
+		case seq == sent: // two frames
+			if !slices.Equal(frames, []string{"a", "b"}) {
+				t.Fatalf("group %d: %q", seq, frames)
+			}
+			streams[seq] = true
+		case seq == sent+1: // one frame over 1200 bytes
+			if len(frames) != 1 || len(frames[0]) != 1300 {
+				t.Fatalf("group %d: %d frames", seq, len(frames))
+			}
+			streams[seq] = true
+		case !slices.Equal(frames, []string{frame(seq)}) || !slices.Equal(stamps, []uint64{seq * 20}):
+			t.Fatalf("group %d: %q at %v", seq, frames, stamps)
+		default:
+			datagrams[seq] = true
+		}
+	}
+	for len(datagrams) < want {
+		if sent == maxSent {
+			t.Fatalf("%d of %d datagrams arrived", len(datagrams), sent)
+		}
+		seq := sent
+		sent++
+		if err := tp.WriteGroupAt(seq, []uint64{seq * 20}, []byte(frame(seq))); err != nil {
 			t.Fatal(err)
 		}
+		for !datagrams[seq] {
+			wait, cancel := context.WithTimeout(ctx, lostAfter)
+			g, err := tc.RecvGroup(wait)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				t.Logf("group %d: no datagram within %v", seq, lostAfter)
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got(g)
+		}
+	}
+	// Two frames, and one frame over 1200 bytes: streams.
+	_ = tp.WriteGroup(sent, []byte("a"), []byte("b"))
+	_ = tp.WriteGroup(sent+1, make([]byte, 1300))
+	for len(streams) < 2 {
 		g, err := tc.RecvGroup(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		frames, stamps, err := groupFramesAt(ctx, g)
-		if !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{fmt.Sprint("frame ", i)}) || !slices.Equal(stamps, []uint64{uint64(i * 20)}) {
-			t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+		got(g)
+	}
+	// The counters move just after the groups reach the track, and a
+	// datagram given up for lost may still come: take in what arrived until
+	// both ends' counters account for every group.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	wait, cancelWait := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelWait()
+	testutil.Until(t, wait, "the counters to account for every group", func() bool {
+		for {
+			g, err := tc.RecvGroup(done) // only what has arrived
+			if err != nil {
+				break
+			}
+			got(g)
 		}
+		ps, ss := p.pub.Stats(), p.sub.Stats()
+		n := uint64(len(datagrams))
+		return ps.DatagramsSent == sent && ps.GroupsSent == sent+2 && ss.DatagramsReceived == n && ss.GroupsReceived == n+2
+	})
+	if n := len(datagrams); n < want {
+		t.Fatalf("%d datagrams arrived, want %d", n, want)
 	}
-	// Two frames, and one frame over 1200 bytes: streams.
-	_ = tp.WriteGroup(20, []byte("a"), []byte("b"))
-	_ = tp.WriteGroup(21, make([]byte, 1300))
-	for range 2 {
-		if _, err := tc.RecvGroup(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if ps, ss := p.pub.Stats(), p.sub.Stats(); ps.DatagramsSent != 20 || ss.DatagramsReceived != 20 || ss.GroupsReceived != 22 {
-		t.Fatalf("publisher %+v, subscriber %+v: want 20 datagrams of 22 groups", ps, ss)
-	}
+	t.Logf("%d of %d datagrams arrived", len(datagrams), sent)
 }
 
 // A datagram and a stream for the same group: the first to arrive wins, the

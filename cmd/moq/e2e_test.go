@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,13 +63,18 @@ func listenFor(t *testing.T, role, url string, insecure bool, args ...string) (*
 }
 
 // transfer runs pub and sub, one listening on url and the other connecting,
-// and checks that both ends report every frame with equal digests.
+// and checks that both ends report every frame with equal digests. sub
+// writes the payloads to a file: a complete transfer, which waits for a
+// late group however late (a live sub gives one up after half a second,
+// which a loaded machine can exceed), and whose file must hold every frame.
 func transfer(t *testing.T, listener, url string, insecure bool) {
 	t.Helper()
 	other := map[string]string{"pub": "sub", "sub": "pub"}[listener]
+	out := filepath.Join(t.TempDir(), "out")
+	args := map[string][]string{"pub": transferArgs["pub"], "sub": append([]string{"--out", out}, transferArgs["sub"]...)}
 	begin := time.Now()
-	l, connect := listenFor(t, listener, url, insecure, transferArgs[listener]...)
-	d := start(t, other+" --connect", nil, append(append([]string{other}, connect...), transferArgs[other]...)...)
+	l, connect := listenFor(t, listener, url, insecure, args[listener]...)
+	d := start(t, other+" --connect", nil, append(append([]string{other}, connect...), args[other]...)...)
 	d.mustSucceed(t, 30*time.Second)
 	l.mustSucceed(t, 30*time.Second)
 	pub, sub := l, d
@@ -80,6 +87,11 @@ func transfer(t *testing.T, listener, url string, insecure bool) {
 	}
 	if got := lastSummary(t, "sub", sub.stdout.all()); got != want {
 		t.Errorf("sub summary %+v, want %+v", got, want)
+	}
+	if data, err := os.ReadFile(out); err != nil {
+		t.Error(err)
+	} else if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != want.SHA256 || uint64(len(data)) != want.Bytes {
+		t.Errorf("sub wrote %d bytes, sha256 %x; want %d bytes, %s", len(data), sum, want.Bytes, want.SHA256)
 	}
 	for _, p := range []*proc{pub, sub} {
 		if s := strings.TrimSpace(strings.Join(p.stderr.all(), "\n")); strings.Contains(s, "level=") {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/moqp2p/moqp2p/moq"
 )
@@ -87,10 +86,7 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	}
 	n.printListening(std.stdout)
 	t := newTally(n)
-	prog := startProgress(std.stderr, nf.quiet, "node", func(uint64) status {
-		lt := t.read(ctx, true)
-		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
-	})
+	prog := startNodeLine(ctx, std, nf.quiet, "node", t)
 	defer prog.close()
 	for _, e := range connects {
 		s, err := n.connect(ctx, e)
@@ -104,12 +100,7 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 		case s := <-n.incoming:
 			prog.printf("session: %s\n", s.Peer())
 		case <-ctx.Done():
-			prog.close() // the tally is the drawing goroutine's until then
-			qctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			lt := t.read(qctx, true)
-			printSummary(std.stdout, nodeSummary{Sessions: lt.peers, FramesSent: lt.framesSent, FramesReceived: lt.framesRcv,
-				BytesSent: lt.bytesSent, BytesReceived: lt.bytesRecv})
+			endNodeLine(std, prog, t)
 			return nil
 		}
 	}

@@ -141,6 +141,26 @@ type tally struct {
 
 func newTally(n *node) *tally { return &tally{n: n, last: map[moq.Session]session.Stats{}} }
 
+// startNodeLine starts the live line of a node or relay (verb): round
+// trip, peers, subscribers and rates, from t.
+func startNodeLine(ctx context.Context, std stdio, quiet bool, verb string, t *tally) *progress {
+	return startProgress(std.stderr, quiet, verb, func(uint64) status {
+		lt := t.read(ctx, true)
+		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
+	})
+}
+
+// endNodeLine closes the live line and prints t's totals as the node's
+// summary.
+func endNodeLine(std stdio, prog *progress, t *tally) {
+	prog.close() // the tally is the drawing goroutine's until then
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	lt := t.read(ctx, true)
+	printSummary(std.stdout, nodeSummary{Sessions: lt.peers, FramesSent: lt.framesSent, FramesReceived: lt.framesRcv,
+		BytesSent: lt.bytesSent, BytesReceived: lt.bytesRecv})
+}
+
 // read sums the sessions now: served subscriptions' groups and skips for
 // a publisher (served true), our subscriptions' for a subscriber.
 func (t *tally) read(ctx context.Context, served bool) liveTotals {

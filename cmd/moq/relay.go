@@ -151,18 +151,10 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		wg.Go(func() { auth.enforce(ctx, node.p2p.m) })
 	}
 	t := newTally(node)
-	prog := startProgress(std.stderr, nf.quiet, "relay", func(uint64) status {
-		lt := t.read(ctx, true)
-		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
-	})
+	prog := startNodeLine(ctx, std, nf.quiet, "relay", t)
 	defer prog.close()
 	<-ctx.Done()
-	prog.close() // the tally is the drawing goroutine's until then
-	qctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	lt := t.read(qctx, true)
-	printSummary(std.stdout, nodeSummary{Sessions: lt.peers, FramesSent: lt.framesSent, FramesReceived: lt.framesRcv,
-		BytesSent: lt.bytesSent, BytesReceived: lt.bytesRecv})
+	endNodeLine(std, prog, t)
 	return nil
 }
 

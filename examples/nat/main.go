@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -25,25 +24,16 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
-	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/netns"
+	"github.com/moqp2p/moqp2p/internal/netns/natpeer"
 	"github.com/moqp2p/moqp2p/moq"
-	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
 // roleEnv tells a re-executed copy of this program which part it plays.
@@ -75,31 +65,17 @@ func main() {
 // start re-executes this program as the lab's WAN, in network and mount
 // namespaces of its own.
 func start(ctx context.Context) error {
-	if why := unavailable(); why != "" {
+	if why := netns.NATLabUnavailable(); why != "" {
 		fmt.Printf("the NAT lab cannot run here: %s\n", why)
 		if os.Getenv(netns.RequireEnv) != "" {
 			return errors.New("the NAT lab is required (" + netns.RequireEnv + " is set)")
 		}
 		return nil
 	}
-	cmd := exec.CommandContext(ctx, "/proc/self/exe", os.Args[1:]...)
+	cmd := netns.InNewNamespaces(ctx, os.Args[1:]...)
 	cmd.Env = append(os.Environ(), roleEnv+"=lab")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
 	return cmd.Run()
-}
-
-func unavailable() string {
-	switch {
-	case runtime.GOOS != "linux":
-		return "network namespaces need Linux"
-	case os.Geteuid() != 0:
-		return "network namespaces and iptables need root (sudo)"
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		return "iptables is not installed"
-	}
-	return ""
 }
 
 // lab builds the NATs, runs the relay here on the WAN and the two peers
@@ -125,16 +101,12 @@ func lab(ctx context.Context, symmetric bool, frames int) error {
 
 	// The relay: public, relaying circuits without limits (the fallback
 	// when punching fails).
-	relay, err := node(moq.HostConfig{
-		AddrsFactory: only(l.WAN),
-		NAT:          moq.NATConfig{Reachability: network.ReachabilityPublic, RelayService: &moq.RelayService{Unlimited: true}},
-	})
+	relay, err := natpeer.Relay(l.WAN, moq.RelayService{Unlimited: true}, nil)
 	if err != nil {
 		return err
 	}
-	defer relay.close()
-	info := peer.AddrInfo{ID: relay.h.ID(), Addrs: relay.h.Addrs()}
-	relayAddr := fmt.Sprintf("%s/p2p/%s", info.Addrs[0], info.ID)
+	defer relay.Close()
+	relayAddr := relay.Addr()
 	fmt.Printf("2. relay: listening on %s\n", relayAddr)
 
 	self, err := os.Executable()
@@ -142,71 +114,45 @@ func lab(ctx context.Context, symmetric bool, frames int) error {
 		return err
 	}
 	in := func(ns, role string, env ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, self}, os.Args[1:]...)...)
+		cmd := l.Exec(ctx, ns, self, os.Args[1:]...)
 		cmd.Env = append(append(os.Environ(), roleEnv+"="+role, "RELAY="+relayAddr), env...)
 		cmd.Stderr = os.Stderr
 		return cmd
 	}
-	p := in(l.Sides[0].Host, "pub")
-	stdin, err := p.StdinPipe()
+	circuit, stop, err := netns.StartAnnouncer(in(l.Sides[0].Host, "pub"), circuitLine, os.Stdout)
 	if err != nil {
-		return err
+		return fmt.Errorf("the publisher: %w", err)
 	}
-	out, err := p.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := p.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = stdin.Close(); _ = p.Wait() }()
-	circuit := ""
-	sc := bufio.NewScanner(out)
-	for circuit == "" && sc.Scan() {
-		line := sc.Text()
-		fmt.Println(line)
-		if a, ok := strings.CutPrefix(line, "   circuit: "); ok {
-			circuit = a
-		}
-	}
-	if circuit == "" {
-		return errors.New("the publisher ended before reserving a slot on the relay")
-	}
-	go func() { // the rest of the publisher's lines
-		for sc.Scan() {
-			fmt.Println(sc.Text())
-		}
-	}()
+	defer func() { _ = stop() }()
 	s := in(l.Sides[1].Host, "sub", "CIRCUIT="+circuit)
 	s.Stdout = os.Stdout
 	return s.Run()
 }
 
+// circuitLine begins the publisher's line with its circuit address.
+const circuitLine = "   circuit: "
+
 // pub publishes frames on a track once a subscriber comes.
 func pub(ctx context.Context, frames int) error {
-	relay, err := peer.AddrInfoFromString(os.Getenv("RELAY"))
+	n, _, err := behindNAT()
 	if err != nil {
 		return err
 	}
-	n, err := behindNAT(*relay)
-	if err != nil {
-		return err
-	}
-	defer n.close()
+	defer n.Close()
 	b := broadcast.New(broadcast.Config{Limits: broadcast.Limits{Backpressure: true}})
 	tp, _ := b.CreateTrack(broadcast.Track{Name: "frames"})
-	if _, err := n.m.Publish(ctx, "demo", b.Consume()); err != nil {
+	if _, err := n.Moq.Publish(ctx, "demo", b.Consume()); err != nil {
 		return err
 	}
 	fmt.Println("3. publisher: knows it is private; reserving a slot on the relay")
-	circuit, err := waitCircuit(ctx, n)
+	circuit, err := netns.WaitCircuit(ctx, n.Host)
 	if err != nil {
 		return err
 	}
-	if err := punchReady(ctx, n); err != nil {
+	if err := netns.WaitHolePunching(ctx, n.Host); err != nil {
 		return err
 	}
-	fmt.Printf("   circuit: %s/p2p/%s\n", circuit, n.h.ID())
+	fmt.Printf("%s%s/p2p/%s\n", circuitLine, circuit, n.Host.ID())
 	go func() {
 		select {
 		case <-tp.Used():
@@ -228,31 +174,39 @@ func pub(ctx context.Context, frames int) error {
 	return nil
 }
 
-// sub reaches the publisher through the relay and reads every frame.
-func sub(ctx context.Context, frames int) error {
+// behindNAT starts this peer's node, behind its NAT with the lab's relay
+// (RELAY), which it returns too. A new session waits up to 3 s for a
+// punched path before it starts on the relayed one.
+func behindNAT() (*natpeer.Node, peer.AddrInfo, error) {
 	relay, err := peer.AddrInfoFromString(os.Getenv("RELAY"))
 	if err != nil {
-		return err
+		return nil, peer.AddrInfo{}, err
 	}
+	n, err := natpeer.BehindNAT(*relay, nil, moq.WithHolePunchWait(3*time.Second))
+	return n, *relay, err
+}
+
+// sub reaches the publisher through the relay and reads every frame.
+func sub(ctx context.Context, frames int) error {
 	target, err := peer.AddrInfoFromString(os.Getenv("CIRCUIT"))
 	if err != nil {
 		return err
 	}
-	n, err := behindNAT(*relay)
+	n, relay, err := behindNAT()
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	// The relay is the subscriber's bootstrap too: it tells the
 	// subscriber its public address, which hole punching needs.
-	if err := n.h.Connect(ctx, *relay); err != nil {
+	if err := n.Host.Connect(ctx, relay); err != nil {
 		return err
 	}
-	if err := punchReady(ctx, n); err != nil {
+	if err := netns.WaitHolePunching(ctx, n.Host); err != nil {
 		return err
 	}
 	fmt.Println("4. subscriber: connecting to the publisher through the relay's circuit")
-	s, err := n.m.Connect(ctx, *target)
+	s, err := n.Moq.Connect(ctx, *target)
 	if err != nil {
 		return err
 	}
@@ -285,99 +239,4 @@ func sub(ctx context.Context, frames int) error {
 	fmt.Printf("7. subscriber: received %d frames, all intact; the first %s after Subscribe; path: %s\n",
 		got, first.Round(time.Millisecond), s.Path().Kind)
 	return nil
-}
-
-type peerNode struct {
-	h host.Host
-	m *moq.Moq
-}
-
-func (n *peerNode) close() {
-	_ = n.m.Shutdown(context.Background())
-	_ = n.h.Close()
-}
-
-// node starts a moqp2p node with moq-lite on raw QUIC.
-func node(hc moq.HostConfig, opts ...moq.Option) (*peerNode, error) {
-	q := p2pquic.New(p2pquic.Config{})
-	hc.QUIC = q
-	h, err := moq.NewHost(hc)
-	if err != nil {
-		return nil, err
-	}
-	m, err := moq.New(h, append([]moq.Option{moq.WithQUIC(q)}, opts...)...)
-	if err != nil {
-		_ = h.Close()
-		return nil, err
-	}
-	return &peerNode{h: h, m: m}, nil
-}
-
-// behindNAT starts a node that knows it is private, reserves a slot on
-// relay and hole-punches.
-func behindNAT(relay peer.AddrInfo) (*peerNode, error) {
-	return node(moq.HostConfig{
-		AddrsFactory: notLoopback,
-		NAT: moq.NATConfig{
-			Reachability: network.ReachabilityPrivate, HolePunching: true,
-			StaticRelays: []peer.AddrInfo{relay},
-		},
-	}, moq.WithHolePunchWait(3*time.Second))
-}
-
-// waitCircuit waits for the relay reservation: the host then advertises a
-// circuit address.
-func waitCircuit(ctx context.Context, n *peerNode) (ma.Multiaddr, error) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, a := range n.h.Addrs() {
-			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-				return a, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
-// punchReady waits until the node's hole-punching service runs: go-libp2p
-// starts it once a peer (here the relay) told the host a public address of
-// its own, and a relayed connection that arrives before is not punched.
-func punchReady(ctx context.Context, n *peerNode) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !slices.Contains(n.h.Mux().Protocols(), protocol.ID(holepunch.Protocol)) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
-}
-
-func only(ip string) func([]ma.Multiaddr) []ma.Multiaddr {
-	return func(addrs []ma.Multiaddr) []ma.Multiaddr {
-		var out []ma.Multiaddr
-		for _, a := range addrs {
-			if got, err := manet.ToIP(a); err == nil && got.String() == ip {
-				out = append(out, a)
-			}
-		}
-		return out
-	}
-}
-
-func notLoopback(addrs []ma.Multiaddr) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, a := range addrs {
-		if !manet.IsIPLoopback(a) {
-			out = append(out, a)
-		}
-	}
-	return out
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,25 +92,7 @@ func Routed(t *testing.T, imp Impairment, env ...string) (*Link, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("an impaired link between network namespaces needs root")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=9m"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), routedEnv+"=1"), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		return nil, err
-	}
-	t.Logf("in network namespaces joined by an impaired link:\n%s", out)
-	if err != nil {
-		t.Fatalf("the test failed in the network namespaces: %v", err)
-	}
-	return nil, nil
+	return nil, rerun(t, routedEnv+"=1", "in network namespaces joined by an impaired link", env)
 }
 
 // SetImpairment changes what the link does from now on.

@@ -10,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,25 +98,7 @@ func NATed(t *testing.T, kinds [2]NATKind, env ...string) (*NATLab, error) {
 	if _, err := exec.LookPath("iptables"); err != nil {
 		return nil, errors.New("a NAT lab needs iptables (apt-get install iptables)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=9m"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), natEnv+"=1"), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		return nil, err
-	}
-	t.Logf("in a NAT lab (%s, %s):\n%s", kinds[0], kinds[1], out)
-	if err != nil {
-		t.Fatalf("the test failed in the NAT lab: %v", err)
-	}
-	return nil, nil
+	return nil, rerun(t, natEnv+"=1", fmt.Sprintf("in a NAT lab (%s, %s)", kinds[0], kinds[1]), env)
 }
 
 // BuildNATLab builds a NATLab in the calling process's network namespace,

@@ -1,20 +1,14 @@
 // The interop scenario for @moq/net 0.3.4 (moq-lite-05), shared by the Node
 // peer (../jspeer/peer.mjs --lib net) and the browser page (browser.html):
 // the same runs as ../jspeer/scenario.mjs (same options, same events, same
-// pattern), written against @moq/net's API. Every frame carries a timestamp:
-// frame i of a run is stamped i*TS_STEP in a millisecond timescale, which a
-// subscriber checks (a peer that carries no timestamps fails that check only
-// when --timestamps is set).
+// pattern, and its library-independent parts), written against @moq/net's
+// API. Every frame carries a timestamp: frame i of a run is stamped
+// i*TS_STEP in a millisecond timescale, which a subscriber checks (a peer
+// that carries no timestamps fails that check only when --timestamps is set).
 
 import { Collector, equalBytes, expect, payload } from "../jspeer/pattern.mjs";
-export { OPTION_NAMES, parseDuration, parseOptions } from "../jspeer/scenario.mjs";
-
-/** The timescale of the published track and the stamp step between frames. */
-export const TIMESCALE = 1000;
-export const TS_STEP = 33;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && a.bytes === b.bytes && a.sha256 === b.sha256;
+import { consumeBroadcast, publishAll, receiveAll, sameSummary, sleep, TIMESCALE, TS_STEP } from "../jspeer/scenario.mjs";
+export { OPTION_NAMES, parseDuration, parseOptions, TIMESCALE, TS_STEP } from "../jspeer/scenario.mjs";
 
 /**
  * run executes the scenario on conn (an established @moq/net connection)
@@ -28,89 +22,24 @@ export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, f
 
 async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
 	const started = Date.now();
-	const want = Moq.Path.from(opts.broadcast);
-	const lost = conn.closed.then(() => {
-		throw new Error("connection closed before the subscription completed");
-	});
-	lost.catch(() => {});
-
-	if (opts.announce) {
-		const announced = conn.announced(Moq.Path.from(opts.prefix));
-		for (;;) {
-			const entry = await Promise.race([announced.next(), lost]);
-			if (!entry) throw new Error(`announcements ended before ${want} was announced`);
-			emit({ event: "announced", path: entry.path, active: entry.active });
-			if (Moq.Path.from(entry.path) === want && entry.active) break;
-		}
-	}
-
-	const broadcast = conn.consume(want);
+	const { want, lost, broadcast } = await consumeBroadcast({ Moq, conn, opts, emit });
 	const track = broadcast.subscribe(opts.track, { priority: opts.priority });
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 
 	if (datagrams) return receiveDatagrams({ track, opts, emit, newHasher, lost, started });
-	const total = opts.groups * opts.frames;
-	const col = new Collector(newHasher);
-	let mismatched = 0;
-	let badStamps = 0;
-	let firstMismatch;
-	let ended = false;
-	let stamps;
-	while (col.frames < total) {
-		const group = await Promise.race([track.recvGroup(), lost]);
-		if (!group) {
-			ended = true;
-			break;
-		}
-		for (let f = 0; ; f++) {
-			const frame = await Promise.race([group.readFrame(), lost]);
-			if (!frame) break;
-			const data = frame.payload;
-			const i = BigInt(group.sequence) * BigInt(opts.frames) + BigInt(f);
-			col.add(group.sequence, data);
-			const good = equalBytes(data, payload(i, opts.size));
-			if (!good) {
-				mismatched++;
-				firstMismatch ??= { group: group.sequence, frame: f, len: data.byteLength };
-			}
-			const ts = frame.timestamp.as(TIMESCALE);
-			stamps ??= { first: ts, scale: frame.timestamp.scale };
-			stamps.last = ts;
-			if (ts !== Number(i) * TS_STEP) badStamps++;
-			if (opts.frameEvents) {
-				const h = newHasher();
-				h.update(data);
-				emit({ event: "recv", group: group.sequence, frame: f, len: data.byteLength, sha256: await h.digest(), match: good, ts });
-			}
-		}
-	}
-	track.close();
-	const got = await col.summary(total);
-	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
-	let fetched = true;
-	if (fetch) fetched = await fetchFirst(broadcast, opts, emit, checkTimestamps, lost);
-	const ok = sameSummary(got, want_) && (!checkTimestamps || badStamps === 0) && fetched;
-	const done = {
-		event: "done",
-		role: "sub",
-		...got,
-		ok,
-		expected: want_,
-		mismatched,
-		first_mismatch: firstMismatch,
-		timestamps: { ...stamps, mismatched: badStamps },
-		elapsed_ms: Date.now() - started,
-	};
-	if (!ok) {
-		done.error = !fetched
-			? "FETCH of group 0 did not return its frames"
-			: ended
-			? `track ended after ${col.frames} of ${total} frames`
-			: badStamps > 0 && mismatched === 0
-				? `${badStamps} frames with a timestamp other than frame*${TS_STEP} ms`
-				: `received data differs from the pattern (${mismatched} frames mismatched)`;
-	}
-	return done;
+	return receiveAll({
+		track,
+		opts,
+		emit,
+		newHasher,
+		lost,
+		started,
+		unwrap: (frame) => ({ data: frame.payload, ts: frame.timestamp.as(TIMESCALE), scale: frame.timestamp.scale }),
+		checkTimestamps,
+		after: fetch
+			? async () => ({ ok: await fetchFirst(broadcast, opts, emit, checkTimestamps, lost), error: "FETCH of group 0 did not return its frames" })
+			: undefined,
+	});
 }
 
 /**
@@ -165,45 +94,29 @@ async function receiveDatagrams({ track, opts, emit, newHasher, lost, started })
 }
 
 async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
-	const started = Date.now();
 	const path = Moq.Path.from(opts.broadcast);
-	const broadcast = new Moq.Broadcast.Producer();
-	conn.publish(path, broadcast);
-	emit({ event: "published", broadcast: path });
-
-	const closed = conn.closed.then(() => "closed");
-	const serving = [];
-	while (serving.length < opts.subscriptions) {
-		const req = await Promise.race([broadcast.requested(), closed]);
-		if (req === "closed") throw new Error(`connection closed after ${serving.length} of ${opts.subscriptions} subscriptions`);
-		if (!req) throw new Error("broadcast closed");
-		if (req.name !== opts.track) {
-			req.reject(new Error(`not found: ${req.name}`));
-			continue;
-		}
-		const track = req.accept({ timescale: TIMESCALE });
-		// lite-05 subscribers ask for TRACK_INFO first: that request's track
-		// closes as soon as its info is read. Serve only a real subscription.
-		await sleep(0);
-		if (track.closed.peek() !== undefined) continue;
-		emit({ event: "subscribed", broadcast: path, track: req.name, priority: req.priority });
-		serving.push(datagrams ? serveDatagrams(Moq, track, opts) : serveTrack(Moq, track, opts));
-	}
-	await Promise.all(serving);
-	const sent = await expect(opts.groups, opts.frames, opts.size, newHasher);
-	emit({ event: "served", subscriptions: serving.length, ...sent });
-
-	const waited = await Promise.race([closed, ...(opts.lingerMs > 0 ? [sleep(opts.lingerMs).then(() => "linger")] : [])]);
-	broadcast.close();
-	return {
-		event: "done",
-		role: "pub",
-		...sent,
-		ok: true,
-		subscriptions: serving.length,
-		ended_by: waited,
-		elapsed_ms: Date.now() - started,
-	};
+	return publishAll({
+		conn,
+		path,
+		broadcast: new Moq.Broadcast.Producer(),
+		opts,
+		emit,
+		newHasher,
+		serve: async (req) => {
+			if (req.name !== opts.track) {
+				req.reject(new Error(`not found: ${req.name}`));
+				return;
+			}
+			const track = req.accept({ timescale: TIMESCALE });
+			// lite-05 subscribers ask for TRACK_INFO first: that request's
+			// track closes as soon as its info is read. Serve only a real
+			// subscription.
+			await sleep(0);
+			if (track.closed.peek() !== undefined) return;
+			emit({ event: "subscribed", broadcast: path, track: req.name, priority: req.priority });
+			return { done: datagrams ? serveDatagrams(Moq, track, opts) : serveTrack(Moq, track, opts) };
+		},
+	});
 }
 
 /** serveDatagrams sends opts.groups single-frame groups as datagrams, paced. */

@@ -78,15 +78,20 @@ const list = (v) => (v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [])
 const net = get("lib") === "net";
 const importMoq = () => (net ? import("@moq/net") : import("@moq/lite"));
 
+// webtransportOptions pins the certificate (certhash) and, if given, the
+// subprotocols offered (@moq/net offers moq-lite-05 first by itself).
+function webtransportOptions() {
+	const webtransport = {};
+	const hash = get("certhash");
+	if (hash) webtransport.serverCertificateHashes = [{ algorithm: "sha-256", value: pattern.fromHex(hash) }];
+	if (params.has("protocols")) webtransport.protocols = list(get("protocols"));
+	return { webtransport, websocket: { enabled: false } };
+}
+
 async function connect(Moq, url) {
 	if (net) {
-		// @moq/net offers moq-lite-05 first by itself (protocols overrides).
-		const webtransport = {};
-		const hash = get("certhash");
-		if (hash) webtransport.serverCertificateHashes = [{ algorithm: "sha-256", value: pattern.fromHex(hash) }];
-		if (params.has("protocols")) webtransport.protocols = list(get("protocols"));
 		if ((get("transport") ?? "webtransport") === "websocket") throw new Error("lib=net runs over WebTransport here (the Node peer covers WebSocket)");
-		return Moq.Connection.connect(url, { webtransport, websocket: { enabled: false } });
+		return Moq.Connection.connect(url, webtransportOptions());
 	}
 	if ((get("transport") ?? "webtransport") === "websocket") {
 		const protocols = list(get("protocols"));
@@ -101,11 +106,7 @@ async function connect(Moq, url) {
 		]);
 		return Moq.Connection.connect(url, { transport });
 	}
-	const webtransport = {};
-	const hash = get("certhash");
-	if (hash) webtransport.serverCertificateHashes = [{ algorithm: "sha-256", value: pattern.fromHex(hash) }];
-	if (params.has("protocols")) webtransport.protocols = list(get("protocols"));
-	return Moq.Connection.connect(url, { webtransport, websocket: { enabled: false } });
+	return Moq.Connection.connect(url, webtransportOptions());
 }
 
 async function main() {

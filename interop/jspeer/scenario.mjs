@@ -1,7 +1,9 @@
 // The interop scenario shared by the Node peer (peer.mjs) and the browser page
 // (browser.mjs): given an established @moq/lite connection, subscribe to or
 // publish one broadcast of groups×frames deterministic payloads (pattern.mjs)
-// and report what happened as events.
+// and report what happened as events. What does not depend on the library's
+// API (options, announcements, checking what arrived, the publisher's
+// course) is exported for ../jsnet/scenario.mjs, the same runs on @moq/net.
 
 import { Collector, equalBytes, expect, payload } from "./pattern.mjs";
 
@@ -74,7 +76,17 @@ export function parseOptions(get) {
 	return o;
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && a.bytes === b.bytes && a.sha256 === b.sha256;
+
+/**
+ * The timescale of a stamped run's track (@moq/net's frames carry
+ * timestamps) and the stamp step between frames: frame i is stamped
+ * i*TS_STEP.
+ */
+export const TIMESCALE = 1000;
+export const TS_STEP = 33;
 
 /**
  * run executes the scenario on conn (an established Moq connection) and
@@ -85,10 +97,14 @@ export async function run({ Moq, conn, opts, emit, newHasher }) {
 	return opts.role === "sub" ? subscribe({ Moq, conn, opts, emit, newHasher }) : publish({ Moq, conn, opts, emit, newHasher });
 }
 
-async function subscribe({ Moq, conn, opts, emit, newHasher }) {
-	const started = Date.now();
+/**
+ * consumeBroadcast waits, unless opts.announce is off, for the broadcast's
+ * announcement (reporting each one seen), then consumes it. lost rejects
+ * once the connection closes: a subscriber fails as soon as it goes away.
+ * Both libraries share these calls.
+ */
+export async function consumeBroadcast({ Moq, conn, opts, emit }) {
 	const want = Moq.Path.from(opts.broadcast);
-	// A subscriber fails as soon as the connection goes away.
 	const lost = conn.closed.then(() => {
 		throw new Error("connection closed before the subscription completed");
 	});
@@ -103,19 +119,34 @@ async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 			if (Moq.Path.from(entry.path) === want && entry.active) break;
 		}
 	}
+	return { want, lost, broadcast: conn.consume(want) };
+}
 
-	const broadcast = conn.consume(want);
+async function subscribe({ Moq, conn, opts, emit, newHasher }) {
+	const started = Date.now();
+	const { want, lost, broadcast } = await consumeBroadcast({ Moq, conn, opts, emit });
 	if (opts.repeat > 0) return subscribeFinished({ broadcast, opts, emit, newHasher, lost, started });
 	const track = broadcast.subscribe(opts.track, opts.priority);
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
+	return receiveAll({ track, opts, emit, newHasher, lost, started });
+}
 
+/**
+ * receiveAll reads track's groups×frames, checks them against the pattern
+ * and returns the "done" event. unwrap turns what the library's readFrame
+ * returns into { data, ts } (ts, a frame's timestamp in TIMESCALE, only
+ * where the library carries one); with checkTimestamps every ts must be
+ * i*TS_STEP. after, if given, runs once the track is closed and returns
+ * { ok, error } for a further check.
+ */
+export async function receiveAll({ track, opts, emit, newHasher, lost, started, unwrap, checkTimestamps, after }) {
 	const total = opts.groups * opts.frames;
-	const r = await receive(track, opts, total, emit, newHasher, lost);
+	const r = await receive(track, opts, total, emit, newHasher, lost, unwrap);
 	track.close();
-
 	const got = await r.col.summary(total);
 	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
-	const ok = sameSummary(got, want_);
+	const more = after ? await after() : { ok: true };
+	const ok = sameSummary(got, want_) && (!checkTimestamps || r.badStamps === 0) && more.ok;
 	const done = {
 		event: "done",
 		role: "sub",
@@ -126,15 +157,18 @@ async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 		first_mismatch: r.firstMismatch,
 		elapsed_ms: Date.now() - started,
 	};
+	if (r.stamps) done.timestamps = { ...r.stamps, mismatched: r.badStamps };
 	if (!ok) {
-		done.error = r.ended
+		done.error = !more.ok
+			? more.error
+			: r.ended
 			? `track ended after ${r.col.frames} of ${total} frames`
-			: `received data differs from the pattern (${r.mismatched} frames mismatched)`;
+			: r.badStamps > 0 && r.mismatched === 0
+				? `${r.badStamps} frames with a timestamp other than frame*${TS_STEP} ms`
+				: `received data differs from the pattern (${r.mismatched} frames mismatched)`;
 	}
 	return done;
 }
-
-const sameSummary = (a, b) => a.frames === b.frames && a.groups === b.groups && a.bytes === b.bytes && a.sha256 === b.sha256;
 
 /**
  * subscribeFinished subscribes opts.repeat times, one after the other, to the
@@ -176,14 +210,17 @@ async function subscribeFinished({ broadcast, opts, emit, newHasher, lost, start
 
 /**
  * receive reads track's groups until total frames arrived (total 0: until
- * the track ends), checking each against the pattern.
+ * the track ends), checking each against the pattern, and each timestamp
+ * (see receiveAll's unwrap) against i*TS_STEP.
  */
-async function receive(track, opts, total, emit, newHasher, lost) {
+async function receive(track, opts, total, emit, newHasher, lost, unwrap = (data) => ({ data })) {
 	const col = new Collector(newHasher);
 	const seen = new Map(); // group sequence → frames received
 	let mismatched = 0;
 	let firstMismatch;
 	let ended = false;
+	let stamps;
+	let badStamps = 0;
 	while (total === 0 || col.frames < total) {
 		const group = await Promise.race([track.recvGroup(), lost]);
 		if (!group) {
@@ -192,30 +229,44 @@ async function receive(track, opts, total, emit, newHasher, lost) {
 		}
 		seen.set(group.sequence, 0);
 		for (let f = 0; ; f++) {
-			const data = await Promise.race([group.readFrame(), lost]);
-			if (!data) break;
+			const read = await Promise.race([group.readFrame(), lost]);
+			if (!read) break;
+			const { data, ts, scale } = unwrap(read);
 			col.add(group.sequence, data);
 			seen.set(group.sequence, f + 1);
 			// Assumes group sequences count from 0, as @moq/lite and moqp2p publishers do.
-			const good = equalBytes(data, payload(BigInt(group.sequence) * BigInt(opts.frames) + BigInt(f), opts.size));
+			const i = BigInt(group.sequence) * BigInt(opts.frames) + BigInt(f);
+			const good = equalBytes(data, payload(i, opts.size));
 			if (!good) {
 				mismatched++;
 				firstMismatch ??= { group: group.sequence, frame: f, len: data.byteLength };
 			}
+			if (ts !== undefined) {
+				stamps ??= { first: ts, scale };
+				stamps.last = ts;
+				if (ts !== Number(i) * TS_STEP) badStamps++;
+			}
 			if (opts.frameEvents) {
 				const h = newHasher();
 				h.update(data);
-				emit({ event: "recv", group: group.sequence, frame: f, len: data.byteLength, sha256: await h.digest(), match: good });
+				emit({ event: "recv", group: group.sequence, frame: f, len: data.byteLength, sha256: await h.digest(), match: good, ts });
 			}
 		}
 	}
-	return { col, seen, mismatched, firstMismatch, ended };
+	return { col, seen, mismatched, firstMismatch, ended, stamps, badStamps };
 }
 
-async function publish({ Moq, conn, opts, emit, newHasher }) {
+/**
+ * publishAll publishes broadcast at path on conn and serves opts.subscriptions
+ * subscriptions: serve(req), the library's, refuses a request it does not
+ * serve (returning nothing) or starts serving it, returning { done }, the
+ * promise of having served it (wrapped: awaiting serve must not wait for
+ * it, as subscriptions are served at once). Once all
+ * are served it stays until the other side closes the connection, or for
+ * --linger if that is set, and returns the "done" event.
+ */
+export async function publishAll({ conn, path, broadcast, opts, emit, newHasher, serve }) {
 	const started = Date.now();
-	const path = Moq.Path.from(opts.broadcast);
-	const broadcast = new Moq.Broadcast();
 	conn.publish(path, broadcast);
 	emit({ event: "published", broadcast: path });
 
@@ -225,12 +276,8 @@ async function publish({ Moq, conn, opts, emit, newHasher }) {
 		const req = await Promise.race([broadcast.requested(), closed]);
 		if (req === "closed") throw new Error(`connection closed after ${serving.length} of ${opts.subscriptions} subscriptions`);
 		if (!req) throw new Error("broadcast closed");
-		emit({ event: "subscribed", broadcast: path, track: req.track.name, priority: req.priority });
-		if (req.track.name !== opts.track) {
-			req.track.close(new Error(`not found: ${req.track.name}`));
-			continue;
-		}
-		serving.push(serveTrack(req.track, opts));
+		const s = await serve(req);
+		if (s) serving.push(s.done);
 	}
 	await Promise.all(serving);
 	const sent = await expect(opts.groups, opts.frames, opts.size, newHasher);
@@ -249,6 +296,26 @@ async function publish({ Moq, conn, opts, emit, newHasher }) {
 		ended_by: waited,
 		elapsed_ms: Date.now() - started,
 	};
+}
+
+async function publish({ Moq, conn, opts, emit, newHasher }) {
+	const path = Moq.Path.from(opts.broadcast);
+	return publishAll({
+		conn,
+		path,
+		broadcast: new Moq.Broadcast(),
+		opts,
+		emit,
+		newHasher,
+		serve: (req) => {
+			emit({ event: "subscribed", broadcast: path, track: req.track.name, priority: req.priority });
+			if (req.track.name !== opts.track) {
+				req.track.close(new Error(`not found: ${req.track.name}`));
+				return;
+			}
+			return { done: serveTrack(req.track, opts) };
+		},
+	});
 }
 
 async function serveTrack(track, opts) {

@@ -56,7 +56,8 @@ type Config struct {
 	// TCP, which can take many minutes). Costs a ping and a pong, 6 bytes
 	// each plus framing, per period. A ping that goes unanswered while our
 	// own read loop waited for buffer room (the legacy framing stops
-	// reading the socket when its buffers are full) does not count. A
+	// reading the socket when its buffers are full), or while the peer's
+	// messages kept arriving, does not count. A
 	// peer whose read loop so waits does not answer our pings either, so
 	// on the legacy framing a peer that stops reading for this long is
 	// given up.

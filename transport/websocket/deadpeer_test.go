@@ -53,3 +53,30 @@ func TestDeadPeerDetected(t *testing.T) {
 		})
 	}
 }
+
+// A peer that keeps sending but answers no ping (here a raw client that
+// never reads, so its WebSocket never sees our pings; in practice a pong
+// queued behind the peer's messages, which a loaded reader takes in late)
+// is alive: the connection outlasts the bound many times over. Once the
+// peer falls silent it is given up within the bound.
+func TestSendingPeerIsAlive(t *testing.T) {
+	const bound = 2 * time.Second
+	ts := newTestServer(t, &Config{DeadPeerTimeout: bound})
+	rc := dialRaw(t, ts.url(), string(FramingQmux))
+	s := ts.next(t)
+	for range 3 * bound / (50 * time.Millisecond) {
+		rc.send([]byte{0x00}) // qmux PADDING
+		if s.Context().Err() != nil {
+			t.Fatalf("a peer still sending given up: %v", context.Cause(s.Context()))
+		}
+		time.Sleep(50 * time.Millisecond) // the pace of the peer's messages, not a wait
+	}
+	cut := time.Now()
+	err := waitDone(t, s)
+	if !errors.Is(err, ErrConnLost) || !errors.Is(err, keepalive.ErrTimeout) {
+		t.Fatalf("cause %v, want ErrConnLost and the keep-alive timeout", err)
+	}
+	if d := time.Since(cut); d > bound+time.Second {
+		t.Errorf("the silent peer was given up after %v, bound %v", d, bound)
+	}
+}
