@@ -266,17 +266,15 @@ func (c *Conn) keepAliveRun() {
 		c.mu.Lock()
 		before, waiting := c.readPauses, c.readWaiting
 		c.mu.Unlock()
-		got := c.bytesReceived.Load()
 		err := c.Ping(ctx)
 		c.mu.Lock()
 		paused := waiting || c.readWaiting || c.readPauses != before
 		c.mu.Unlock()
-		if err != nil && c.ctx.Err() == nil && (paused || c.bytesReceived.Load() != got) {
+		if err != nil && paused && c.ctx.Err() == nil {
 			// Our own read loop held the pong back (the legacy framing
-			// stops reading while its buffers are full), or the peer's
-			// messages kept coming (a pong queued behind them, or a
-			// peer too busy sending to answer yet): the peer is not dead,
-			// as QUIC's idle timeout counts any packet.
+			// stops reading while its buffers are full): the peer is not
+			// to blame. (A pong queued behind the peer's own messages is
+			// covered by keepalive.Run counting them as signs of life.)
 			return nil
 		}
 		return err
