@@ -225,9 +225,13 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		end(remoteErr(context.Cause(ctx)))
 		return
 	}
+	// Before SUBSCRIBE: its groups must find the loop running. On lite-05
+	// the loop also reads the peer's SETUP, which peerStartsEagerly may need.
+	s.acceptGroups()
 	if s.version.HasFrameTimestamps() {
-		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO is the peer's yes
-		// (moq-dev's subscribers ask for it first too).
+		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO says the track exists
+		// (moq-dev's subscribers ask for it first too); when the
+		// subscription is settled is peerStartsEagerly's decision.
 		info, err := s.trackInfo(ctx, sub.path, sub.track.Info().Name)
 		if err != nil {
 			end(err)
@@ -235,9 +239,10 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		}
 		sub.wireScale.Store(info.Timescale)
 		s.dgOnce.Do(s.startDatagrams)
-		settle(nil)
+		if !s.peerStartsEagerly(ctx) {
+			settle(nil)
+		}
 	}
-	s.acceptGroups() // before SUBSCRIBE: its groups must find the loop running
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))
@@ -272,6 +277,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	case err := <-result:
 		switch {
 		case errors.Is(err, io.EOF): // the publisher finished the track
+			settle(nil) // lite-05 without a response first: the track ends
 			// Answer its FIN only once the groups in flight have landed, so
 			// that our FIN tells the publisher we have everything.
 			s.finishAfterGroups(ctx, sub)
@@ -295,13 +301,14 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 }
 
 // readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
-// the subscription; lite-05 has none), then anything else until the stream
-// ends. It returns
-// io.EOF for a clean finish; failures are settled by the caller.
+// the subscription), then anything else until the stream ends. lite-05 has
+// no SUBSCRIBE_OK: its first response, whichever, settles a subscription
+// not settled yet (see peerStartsEagerly). It returns io.EOF for a clean finish;
+// failures are settled by the caller.
 func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 	r := getReader(st)
 	defer putReader(r)
-	first := !s.version.HasSubscribeRange() // lite-05 was settled by TRACK_INFO
+	first := !s.version.HasSubscribeRange()
 	for {
 		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
 		if err != nil {
@@ -323,10 +330,13 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 			if first {
 				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
+			settle(nil)
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
 		case *wire.SubscribeStart:
+			settle(nil)
 			s.log.Debug("subscription starts", "group", m.Group)
 		case *wire.SubscribeEnd: // the FIN that follows ends the track
+			settle(nil)
 			s.log.Debug("subscription ends", "before", m.Group)
 		}
 	}
