@@ -116,13 +116,13 @@ func TestALPNMismatchNamesProtocols(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = Dial(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
-	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-05, moq-lite-03, moql") {
+	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-05, moq-lite-04, moq-lite-03, moql") {
 		t.Fatalf("dial error %v, want ErrNoCommonProtocol naming our protocols", err)
 	}
 	mu.Lock()
 	got := logs.String()
 	mu.Unlock()
-	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-05,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
+	if !strings.Contains(got, "client_offered=moq-lite-05,moq-lite-04,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
 		t.Fatalf("server log %q, want both sides' protocols", got)
 	}
 }
