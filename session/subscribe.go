@@ -52,8 +52,13 @@ type subscription struct {
 
 // Subscribe subscribes to a track of the peer's broadcast at path and returns
 // a consumer starting at the latest group (or opts.Start). It waits until the
-// peer accepts the subscription, and returns the peer's refusal (for instance
-// an error matching broadcast.ErrNotFound) or ctx's error. Local subscribers
+// peer accepts the subscription, so that groups the publisher writes after
+// it returned are delivered, and returns the peer's refusal (for instance
+// an error matching broadcast.ErrNotFound) or ctx's error. On lite-05,
+// which has no SUBSCRIBE_OK, that is the publisher's first response when
+// its SETUP promised one at once (moqp2p's does); a peer that makes no
+// such promise (moq-net, @moq/net) is taken at its TRACK_INFO, and groups
+// it writes before our SUBSCRIBE arrives are not delivered. Local subscribers
 // of one track share one wire subscription unless opts sets Start or End.
 // The broadcast need not have been announced. Close the consumer when done:
 // the wire subscription ends with its last consumer.
