@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 )
@@ -60,6 +61,11 @@ func versionsP1(ctx context.Context, cfg config) []*line {
 		for k := range 2 {
 			i := (k + run) % 2 // alternate which goes first
 			v := cfg.versions[i]
+			pub, sub := pub, sub
+			if cfg.profDir != "" && run == 0 {
+				pub = append(pub[:len(pub):len(pub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+v+"-pub.cpu"))
+				sub = append(sub[:len(sub):len(sub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+v+"-sub.cpu"))
+			}
 			var r pairResult
 			withVersion(v, func() { r, err = runPair(ctx, pub, sub) })
 			if err != nil {
