@@ -233,6 +233,9 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 // (over 2^61) repeats the previous timestamp instead.
 func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int) []byte {
 	if s.version.HasFrameTimestamps() {
+		if ts == *prev { // the common case (frames written without one): zigzag(0)
+			return wire.AppendFrameHeader(append(b, 0), uint64(size))
+		}
 		out, err := wire.AppendTimestamp(b, *prev, ts)
 		if err != nil {
 			out, ts = append(b, 0), *prev // zigzag(0)
@@ -294,7 +297,11 @@ func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, o
 // header's length. The error is wire.ErrShort when buf does not hold the
 // whole header, anything else when the timestamp is out of range.
 func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n int, err error) {
-	if stamped {
+	switch {
+	case !stamped:
+	case len(buf) > 0 && buf[0] == 0: // delta 0, the common case: no call
+		ts, n = prev, 1
+	default:
 		if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
 			return 0, 0, 0, err
 		}
