@@ -244,9 +244,6 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		}
 		sub.wireScale.Store(info.Timescale)
 		s.dgOnce.Do(s.startDatagrams)
-		if !s.peerStartsEagerly(ctx) {
-			settle(nil)
-		}
 	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
@@ -277,6 +274,12 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	// reports how the stream ended.
 	result := make(chan error, 1)
 	go func() { result <- s.readResponses(st, settle) }() // always joined below
+	// lite-05: settled by the first response, if the peer promised one at
+	// once; else now. Decided with SUBSCRIBE on its way: the peer's SETUP
+	// is there by now, but for a peer that sent none.
+	if s.version.HasSubscribeRange() && !s.peerStartsEagerly(ctx) {
+		settle(nil)
+	}
 
 	select {
 	case err := <-result:
