@@ -180,10 +180,28 @@ func TestConnectAfterCloseDialsAnew(t *testing.T) {
 func TestSimultaneousDialKeepsBoth(t *testing.T) {
 	nw := newNetwork(t)
 	a, b := nw.add(t), nw.add(t)
+	// Each dial waits until the other has started, so both actors have
+	// decided to dial before either sees the other's connection (under load,
+	// one Connect could otherwise arrive after the peer's session and reuse it).
+	var started sync.WaitGroup
+	started.Add(2)
+	meet := func(ctx context.Context, _ peer.ID) error {
+		started.Done()
+		done := make(chan struct{})
+		go func() { started.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a.dialHook, b.dialHook = meet, meet
 	var wg sync.WaitGroup
 	wg.Go(func() { a.connect(t, b) })
 	wg.Go(func() { b.connect(t, a) })
 	wg.Wait()
+	a.dialHook, b.dialHook = nil, nil
 	eventually(t, "two sessions on each side", func() bool {
 		return len(a.sessionsTo(t, b.id)) == 2 && len(b.sessionsTo(t, a.id)) == 2
 	})

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -84,12 +85,22 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			return
 		}
 		// The upstream subscription is made for every subscriber of tp:
-		// the highest priority asked so far. It is not updated afterwards
+		// the highest priority and the earliest start asked so far. It is not updated afterwards
 		// (moq-lite's SUBSCRIBE_UPDATE could, but moq-dev's Rust publisher
 		// treats one as an error), so a later subscriber's higher priority
 		// applies from the next upstream subscription (after a failover).
 		info.Priority = tp.AskedPriority()
-		up, err := r.b.SubscribeTrack(info)
+		var up *broadcast.TrackConsumer
+		var err error
+		if start, ok := tp.AskedStart(); ok && !spliced {
+			// The earliest start a subscriber asked for so far; one
+			// asking for an earlier start later is served from the relay
+			// track's cache (what it holds from there on). After a
+			// failover the track goes on at the next group instead.
+			up, err = r.b.SubscribeTrackAt(info, start)
+		} else {
+			up, err = r.b.SubscribeTrack(info)
+		}
 		if err != nil {
 			if r.b.Err() != nil {
 				continue // the route ended meanwhile
@@ -192,6 +203,9 @@ func (f *forwarder) lingerClose(up *broadcast.TrackConsumer) {
 func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, tp *broadcast.TrackProducer, last *uint64, forwarded *bool) error {
 	floor, skip := *last, *forwarded // the splice point
 	sem := make(chan struct{}, f.cfg.MaxGroupCopiers)
+	// The previous group's frame count: a group is sized for it up front
+	// rather than grown as its frames arrive (groups of a track are alike).
+	var hint atomic.Int64
 	var wg sync.WaitGroup
 	gctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -214,8 +228,8 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 		}
 		// A group already whole goes over in one piece, with no goroutine.
 		if n, _, complete := g.Remaining(1<<16, 1<<40); complete {
-			frames, _ := g.TryReadFrames(make([][]byte, 0, n), n)
-			if err := tp.WriteGroup(seq, frames...); err != nil && !errors.Is(err, broadcast.ErrDuplicate) && !errors.Is(err, broadcast.ErrTooLarge) {
+			frames, ts, _ := g.TryReadFramesAt(make([][]byte, 0, n), make([]uint64, 0, n), n)
+			if err := tp.WriteGroupAt(seq, ts, frames...); err != nil && !errors.Is(err, broadcast.ErrDuplicate) && !errors.Is(err, broadcast.ErrTooLarge) {
 				return err
 			}
 			continue
@@ -233,47 +247,59 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 			gp.Abort(context.Cause(ctx))
 			return ctx.Err()
 		}
+		gp.Grow(int(min(hint.Load(), maxFrameHint)))
 		wg.Go(func() {
 			defer func() { <-sem }()
-			copyGroup(gctx, g, gp)
+			if n := copyGroup(gctx, g, gp); n > 0 {
+				hint.Store(int64(n))
+			}
 		})
 	}
 }
 
-// copyGroup copies a group's frames as they arrive; the frames themselves
-// are shared, not copied.
-func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) {
-	buf := make([][]byte, 0, 64)
+// maxFrameHint caps the frames a relay group is sized for up front: a
+// hostile publisher's huge group costs its own memory, not a guess's.
+const maxFrameHint = 1024
+
+// copyGroup copies a group's frames, with their timestamps, as they
+// arrive; the frames themselves are shared, not copied. (Received tracks
+// hold timestamps in the default timescale, as relay tracks do.) It
+// returns the frames copied once the group finished cleanly, 0 otherwise.
+func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) int {
+	buf, tbuf := make([][]byte, 0, 64), make([]uint64, 0, 64)
+	n := 0
 	for {
-		frames, err := g.TryReadFrames(buf[:0], 64)
+		frames, ts, err := g.TryReadFramesAt(buf[:0], tbuf[:0], 64)
 		if len(frames) > 0 {
-			if werr := gp.WriteFrames(frames...); werr != nil {
+			if werr := gp.WriteFramesAt(ts, frames...); werr != nil {
 				gp.Abort(werr)
-				return
+				return 0
 			}
+			n += len(frames)
 			continue
 		}
 		switch {
 		case errors.Is(err, io.EOF):
 			_ = gp.Finish()
-			return
+			return n
 		case err != nil:
 			gp.Abort(err)
-			return
+			return 0
 		}
-		frame, err := g.ReadFrame(ctx)
+		frame, t, err := g.ReadFrameAt(ctx)
 		switch {
 		case err == nil:
-			if werr := gp.WriteFrame(frame); werr != nil {
+			if werr := gp.WriteFrameAt(t, frame); werr != nil {
 				gp.Abort(werr)
-				return
+				return 0
 			}
+			n++
 		case errors.Is(err, io.EOF):
 			_ = gp.Finish()
-			return
+			return n
 		default:
 			gp.Abort(err)
-			return
+			return 0
 		}
 	}
 }

@@ -84,6 +84,8 @@ func helperMain(args []string) {
 	var res *helperResult
 	var err error
 	switch {
+	case o.stack == "p8":
+		err = p8Helper(o)
 	case o.stack == "ours" && o.role == "server" && o.mode == "pub":
 		err = oursPub(ctx, o)
 	case o.stack == "ours" && o.role == "client" && o.mode == "sub":

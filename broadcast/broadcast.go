@@ -195,6 +195,21 @@ type Consumer struct{ b *bcast }
 // Without a handler an unknown track is ErrNotFound; an ended broadcast
 // returns its end error. Close the consumer when done with it.
 func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
+	return c.subscribeTrack(info, nil)
+}
+
+// SubscribeTrackAt is SubscribeTrack for a subscriber that wants the track
+// from group start on rather than from the latest group: the consumer
+// starts there (TrackConsumer.StartAt: the cached groups from start on,
+// then the new ones), and the track notes start as asked
+// (TrackProducer.AskedStart) before a new track's OnTrack handler runs, so
+// that a relay asks its upstream for the earliest group any of its
+// subscribers wanted.
+func (c *Consumer) SubscribeTrackAt(info Track, start uint64) (*TrackConsumer, error) {
+	return c.subscribeTrack(info, &start)
+}
+
+func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, error) {
 	b := c.b
 	b.mu.Lock()
 	if b.err != nil {
@@ -204,6 +219,10 @@ func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 	if t, ok := b.tracks[info.Name]; ok && !t.aborted() {
 		t.ask(info.Priority)
 		tc := t.consume()
+		if start != nil {
+			t.askStart(*start)
+			tc.StartAt(*start)
+		}
 		b.mu.Unlock()
 		return tc, nil
 	}
@@ -215,6 +234,10 @@ func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 	tp.t.onUnused = func() { b.dropIfUnused(tp.t) }
 	b.tracks[info.Name] = tp.t
 	tc := tp.t.consume()
+	if start != nil {
+		tp.t.askStart(*start)
+		tc.StartAt(*start)
+	}
 	b.mu.Unlock()
 	b.onTrack(tp)
 	return tc, nil

@@ -68,6 +68,19 @@ func (p *GroupProducer) WriteFrames(frames ...[]byte) error {
 	return p.g.write(frames, nil)
 }
 
+// Grow makes room for n more frames, so that a writer that knows (or can
+// guess, as a relay from the track's previous group) how many frames are
+// coming appends them without growing the group's frame list step by step.
+func (p *GroupProducer) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	g := p.g
+	g.mu.Lock()
+	g.frames = slices.Grow(g.frames, n)
+	g.mu.Unlock()
+}
+
 // WriteFrameAt is WriteFrame for a frame with a timestamp, in the track's
 // Timescale units.
 func (p *GroupProducer) WriteFrameAt(ts uint64, payload []byte) error {

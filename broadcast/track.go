@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,9 @@ type track struct {
 	// asked is the highest priority a SubscribeTrack asked for the track
 	// (info's to start with); only ever raised.
 	asked atomic.Uint32
+	// startAsked is one past the earliest group a SubscribeTrackAt asked
+	// to start at (0: none did); only ever lowered.
+	startAsked atomic.Uint64
 
 	mu        sync.RWMutex
 	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
@@ -88,6 +92,28 @@ func (t *track) ask(prio uint8) {
 	for {
 		cur := t.asked.Load()
 		if uint32(prio) <= cur || t.asked.CompareAndSwap(cur, uint32(prio)) {
+			return
+		}
+	}
+}
+
+// AskedStart returns the earliest group that Consumer.SubscribeTrackAt
+// asked this track to start at, and false if every subscriber wanted the
+// latest group: a relay subscribes upstream from there, on behalf of all
+// its subscribers.
+func (p *TrackProducer) AskedStart() (uint64, bool) {
+	v := p.t.startAsked.Load()
+	return v - 1, v != 0
+}
+
+// askStart lowers the asked start to seq.
+func (t *track) askStart(seq uint64) {
+	if seq == math.MaxUint64 {
+		return // not representable one past; nobody has that many groups
+	}
+	for {
+		cur := t.startAsked.Load()
+		if (cur != 0 && seq+1 >= cur) || t.startAsked.CompareAndSwap(cur, seq+1) {
 			return
 		}
 	}

@@ -88,7 +88,10 @@ func jsThroughTwoRelays(t *testing.T, nodeProto, browserProto string) {
 	if _, err := b.Connect(ctxFor(t, 10*time.Second), p2ppeer.AddrInfo{ID: a.Host().ID(), Addrs: a.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	sc := jspeer.Scenario{Role: jspeer.RolePub, Broadcast: "js/bcast", Track: "data", Groups: 100, Frames: 100, Size: 256, Timeout: 60 * time.Second, Linger: 5 * time.Second}
+	sc := jspeer.Scenario{Role: jspeer.RolePub, Broadcast: "js/bcast", Track: "data", Groups: 100, Frames: 100, Size: 256, Timeout: 90 * time.Second, Linger: 80 * time.Second}
+	// The publisher lingers until it is killed: under load the two relays and
+	// Chromium may need far longer than the writing took, and a publisher that
+	// leaves early unannounces the broadcast mid-transfer.
 	pub, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{URL: "http://" + srvA.TCPAddr().String() + "/", Protocol: nodeProto, Scenario: sc})
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +113,5 @@ func jsThroughTwoRelays(t *testing.T, nodeProto, browserProto string) {
 	}
 	if got, want := res.Summary(), sc.Expect(); got != want {
 		t.Fatalf("Chromium received %+v through two relays, want %+v", got, want)
-	}
-	if _, err := pub.Wait(ctxFor(t, 30*time.Second)); err != nil {
-		t.Logf("JS publisher: %v", err)
 	}
 }

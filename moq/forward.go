@@ -58,10 +58,15 @@ type ForwardStats = actor.ForwardStats
 // (and to its own subscribers, through Forwarded), appending its hop ID.
 // An announcement whose hop list holds this node's ID is refused, so
 // routes never loop; each track forwarded has one upstream subscription
-// however many subscribers it has; when a route's session ends, the path
-// switches to the best remaining route (lower cost, then fewer hops) and
-// its tracks continue at the next group if that route comes from the same
-// publisher.
+// however many subscribers it has, made with the highest priority and the
+// earliest start group they asked for when it was made. A subscriber that
+// comes later asking for an earlier start than the upstream subscription's
+// gets what the relay track still caches from its start on (at least the
+// latest group; older ones within Limits): the groups before the upstream
+// subscription's start are not fetched again. When a route's session
+// ends, the path switches to the best remaining route (lower cost, then
+// fewer hops) and its tracks continue at the next group if that route
+// comes from the same publisher.
 func WithForwarding(f Forwarding) Option {
 	return func(o *options) { o.forward = &f }
 }
@@ -115,14 +120,21 @@ func (m *Moq) OpenWith(ctx context.Context, c transport.Conn, opts OpenOptions) 
 // node forwards name and the options can share the upstream subscription.
 func (m *Moq) subscribeForwarded(name, track string, opts SubscribeOptions) *broadcast.TrackConsumer {
 	fo := m.a.Forwarded()
-	if fo == nil || opts.Start != nil || opts.End != nil || opts.Backpressure {
+	if fo == nil || opts.End != nil || opts.Backpressure {
 		return nil
 	}
 	b := fo.Get(name)
 	if b == nil {
 		return nil
 	}
-	tc, err := b.SubscribeTrack(broadcast.Track{Name: track, Priority: opts.Priority})
+	info := broadcast.Track{Name: track, Priority: opts.Priority}
+	var tc *broadcast.TrackConsumer
+	var err error
+	if opts.Start != nil {
+		tc, err = b.SubscribeTrackAt(info, *opts.Start)
+	} else {
+		tc, err = b.SubscribeTrack(info)
+	}
 	if err != nil {
 		return nil
 	}

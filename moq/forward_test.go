@@ -494,8 +494,12 @@ func TestForwardNoStorm(t *testing.T) {
 // each group once (its session's byte counter), and every subscriber gets
 // every frame.
 func TestForwardTree(t *testing.T) {
-	pub := newNode(t)
-	a, b, c := newRelay(t, Forwarding{}), newRelay(t, Forwarding{}), newRelay(t, Forwarding{})
+	// 64 nodes in one process on two shared cores, under -race: a keep-alive
+	// can starve past the 3 s default, and this test is not about dead peers.
+	lenient := WithDeadPeerTimeout(20 * time.Second)
+	pub := newNode(t, lenient)
+	relay := func() *node { return newNode(t, WithForwarding(Forwarding{}), lenient) }
+	a, b, c := relay(), relay(), relay()
 	a.connect(t, pub)
 	b.connect(t, a)
 	c.connect(t, a)
@@ -511,7 +515,7 @@ func TestForwardTree(t *testing.T) {
 			wg.Go(func() {
 				slots <- struct{}{}
 				defer func() { <-slots }()
-				s := newNode(t)
+				s := newNode(t, lenient)
 				s.connect(t, r)
 				tc, err := s.Subscribe(testCtx(t), "tree", "video")
 				if err != nil {

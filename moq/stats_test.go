@@ -85,7 +85,10 @@ func TestMetricsScrape(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		text = string(body)
-		return value(text, `moqp2p_groups_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-05"}`) >= 20
+		// The subscriber's counters too: a session counts frames just
+		// after its readers see them, so receive can return first.
+		return value(text, `moqp2p_groups_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-05"}`) >= 20 &&
+			value(text, `moqp2p_frames_received_total{dir="outbound",transport="p2pquic",version="moq-lite-05"}`) >= 20
 	})
 	for series, check := range map[string]func(float64) bool{
 		`moqp2p_sessions{dir="inbound",transport="p2pquic",version="moq-lite-05"}`:                       func(v float64) bool { return v >= 1 },

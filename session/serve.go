@@ -47,16 +47,22 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		reset(st, broadcast.CodeNotFound)
 		return
 	}
-	tc, err := b.SubscribeTrack(broadcast.Track{Name: sub.Track, Priority: sub.Priority})
+	info := broadcast.Track{Name: sub.Track, Priority: sub.Priority}
+	var tc *broadcast.TrackConsumer
+	var err error
+	if sub.Start.Set {
+		// The start is noted on the track, so a relay's upstream
+		// subscription starts at the earliest one asked.
+		tc, err = b.SubscribeTrackAt(info, sub.Start.Seq)
+	} else {
+		tc, err = b.SubscribeTrack(info)
+	}
 	if err != nil {
 		log.Debug("subscribe refused", "err", err)
 		reset(st, broadcast.CodeOf(err))
 		return
 	}
 	defer tc.Close()
-	if sub.Start.Set {
-		tc.StartAt(sub.Start.Seq)
-	}
 	// The first group served, if known: the one asked for, else the
 	// latest when the consumer joined.
 	start, known := tc.Start()

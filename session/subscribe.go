@@ -167,7 +167,11 @@ func (s *Session) remoteLocked(path string) *broadcast.Producer {
 
 func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
 	p := broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
-		s.startSubscription(path, tp, SubscribeOptions{Priority: tp.Info().Priority}, true)
+		opts := SubscribeOptions{Priority: tp.Info().Priority}
+		if start, ok := tp.AskedStart(); ok { // a relay asking for its subscribers' earliest group
+			opts.Start = &start
+		}
+		s.startSubscription(path, tp, opts, true)
 	}})
 	s.remotes[path] = p
 	return p

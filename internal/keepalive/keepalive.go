@@ -37,24 +37,49 @@ func Resolve(d time.Duration) time.Duration {
 }
 
 // Run pings every Period(timeout) until ctx ends. A ping is given the rest
-// of the bound counted from the last answer; when it fails or runs out,
-// dead is called once with an error wrapping ErrTimeout and Run returns.
-// A ping error matching errors.ErrUnsupported (the peer has no ping
+// of the bound counted from the last sign of life; when it fails or runs
+// out, dead is called once with an error wrapping ErrTimeout and Run
+// returns. A ping error matching errors.ErrUnsupported (the peer has no ping
 // service) ends Run quietly: such a peer is left to the transport's own
 // detection. ping must return when its context ends.
-func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) error, dead func(error)) {
+//
+// heard, if not nil, counts what has arrived from the peer (bytes, frames):
+// traffic is a sign of life too. On a single ordered stream (WebSocket over
+// TCP) the pong queues behind everything the peer sent before it, so a peer
+// busy sending more than the bound's worth of data would otherwise be
+// declared dead while it talks. Traffic seen between two samples is credited
+// to the earlier one, so a peer that goes silent is still declared dead no
+// later than the bound after the last thing it sent.
+func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) error, heard func() uint64, dead func(error)) {
 	if timeout <= 0 {
 		return
 	}
 	t := time.NewTimer(Period(timeout))
 	defer t.Stop()
-	last := time.Now() // the last answer (or the start)
+	last := time.Now() // the last sign of life (or the start)
+	sampled, seen := last, uint64(0)
+	if heard != nil {
+		seen = heard()
+	}
+	sample := func() { // credits traffic since the previous sample to that sample's time
+		now := time.Now()
+		if heard != nil {
+			if n := heard(); n != seen {
+				seen = n
+				if sampled.After(last) {
+					last = sampled
+				}
+			}
+		}
+		sampled = now
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		sample()
 		pctx, cancel := context.WithDeadline(ctx, last.Add(timeout))
 		err := ping(pctx)
 		cancel()
@@ -64,11 +89,17 @@ func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) 
 		if errors.Is(err, errors.ErrUnsupported) {
 			return
 		}
-		if err != nil {
-			dead(fmt.Errorf("%w (%v, last answer %v ago): %w", ErrTimeout, timeout, time.Since(last).Round(time.Millisecond), err))
-			return
+		if err == nil {
+			last = time.Now()
+			t.Reset(Period(timeout))
+			continue
 		}
-		last = time.Now()
-		t.Reset(Period(timeout))
+		sample()
+		if errors.Is(err, context.DeadlineExceeded) && time.Since(last) < timeout {
+			t.Reset(Period(timeout)) // the pong is late, but the peer is talking
+			continue
+		}
+		dead(fmt.Errorf("%w (%v, last sign of life %v ago): %w", ErrTimeout, timeout, time.Since(last).Round(time.Millisecond), err))
+		return
 	}
 }

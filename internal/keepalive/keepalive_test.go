@@ -3,6 +3,7 @@ package keepalive
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestRun(t *testing.T) {
 		}
 		<-ctx.Done() // the peer went silent
 		return ctx.Err()
-	}, func(err error) { dead <- err })
+	}, nil, func(err error) { dead <- err })
 	select {
 	case err := <-dead:
 		if !errors.Is(err, ErrTimeout) {
@@ -41,13 +42,52 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run returned after %v without declaring the peer dead", time.Since(start))
 	}
 
-	Run(context.Background(), bound, func(context.Context) error { return errors.ErrUnsupported },
+	Run(context.Background(), bound, func(context.Context) error { return errors.ErrUnsupported }, nil,
 		func(err error) { t.Errorf("a peer without pings declared dead: %v", err) })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	Run(ctx, bound, func(context.Context) error { return errors.New("x") }, func(err error) { t.Errorf("dead after ctx ended: %v", err) })
+	Run(ctx, bound, func(context.Context) error { return errors.New("x") }, nil, func(err error) { t.Errorf("dead after ctx ended: %v", err) })
 	if Resolve(0) != DefaultTimeout || Resolve(-1) != 0 || Resolve(time.Second) != time.Second {
 		t.Error("Resolve")
+	}
+}
+
+// A peer whose pongs are stuck behind its own traffic is alive while the
+// traffic flows, and declared dead within the bound once it stops.
+func TestRunTrafficIsLife(t *testing.T) {
+	const bound = time.Second
+	var traffic atomic.Uint64
+	stop := make(chan struct{})
+	talking := make(chan struct{})
+	go func() { // the peer sends for 3 bounds, then goes silent
+		defer close(talking)
+		end := time.Now().Add(3 * bound)
+		for time.Now().Before(end) {
+			traffic.Add(1)
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	defer close(stop)
+	start := time.Now()
+	var err error
+	Run(context.Background(), bound, func(ctx context.Context) error {
+		<-ctx.Done() // no pong ever gets through
+		return ctx.Err()
+	}, traffic.Load, func(e error) { err = e })
+	<-talking
+	silent := time.Since(start) - 3*bound
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Run ended with %v, want ErrTimeout", err)
+	}
+	if silent < 0 {
+		t.Fatalf("declared dead %v before the peer went silent", -silent)
+	}
+	if silent > bound+Period(bound)+time.Second {
+		t.Errorf("declared dead %v after the peer went silent, bound %v", silent, bound)
 	}
 }

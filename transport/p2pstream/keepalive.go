@@ -69,7 +69,7 @@ func (c *Conn) startKeepAlive() {
 				return errors.New("ping answered with other bytes")
 			}
 			return nil
-		}, func(err error) {
+		}, nil, func(err error) {
 			c.log.Info("peer unresponsive: closing session", "err", err)
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnLost, err), ctlReset)
 		})

@@ -278,7 +278,7 @@ func (c *Conn) keepAliveRun() {
 		}
 		return err
 	}
-	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, func(err error) {
+	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, c.bytesReceived.Load, func(err error) {
 		c.log.Info("peer unresponsive: closing", "err", err)
 		c.mu.Lock()
 		c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusGoingAway, "peer unresponsive")

@@ -1,0 +1,78 @@
+package broadcast
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+)
+
+// SubscribeTrackAt notes the start on a new track before its OnTrack
+// handler runs, lowers it for later subscribers (never raises it), and
+// starts each consumer at its own start within the cache.
+func TestSubscribeTrackAtAskedStart(t *testing.T) {
+	var seen []uint64
+	var tp *TrackProducer
+	b := New(Config{OnTrack: func(p *TrackProducer) {
+		tp = p
+		s, ok := p.AskedStart()
+		if !ok {
+			t.Error("OnTrack: no start asked")
+		}
+		seen = append(seen, s)
+	}})
+	c := b.Consume()
+	first, err := c.SubscribeTrackAt(Track{Name: "v"}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if len(seen) != 1 || seen[0] != 5 {
+		t.Fatalf("OnTrack saw starts %v, want [5]", seen)
+	}
+	for seq := range uint64(10) {
+		if err := tp.WriteGroup(seq, []byte{byte(seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later, err := c.SubscribeTrackAt(Track{Name: "v"}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	earlier, err := c.SubscribeTrackAt(Track{Name: "v"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer earlier.Close()
+	live, err := c.SubscribeTrack(Track{Name: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if s, ok := tp.AskedStart(); !ok || s != 2 {
+		t.Fatalf("asked start %d (%v), want the earliest, 2", s, ok)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		c    *TrackConsumer
+		from uint64
+	}{{"first", first, 5}, {"later", later, 7}, {"earlier", earlier, 2}, {"live", live, 9}} {
+		for want := tc.from; want < 10; want++ {
+			g, err := tc.c.RecvGroup(ctx)
+			if err != nil || g.Sequence() != want {
+				t.Fatalf("%s: group %v (%v), want %d", tc.name, g, err, want)
+			}
+		}
+	}
+	// One past the largest sequence is not representable: ignored.
+	tp.t.askStart(math.MaxUint64)
+	if s, _ := tp.AskedStart(); s != 2 {
+		t.Fatalf("asked start %d after MaxUint64, want 2", s)
+	}
+	if _, ok := NewTrack(Track{Name: "x"}, Limits{}).AskedStart(); ok {
+		t.Fatal("a track nobody asked a start of reports one")
+	}
+}
