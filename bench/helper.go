@@ -110,9 +110,10 @@ func helperMain(args []string) {
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// liteEnv, when set (e.g. "moq-lite-05"), is the only protocol our
-// moq-lite servers offer, so rows can be compared across versions (by
-// default our dialer and server agree on moq-lite-04). Helpers inherit it.
+// liteEnv, when set (e.g. "moq-lite-04"; -alpn, -versions), is the only
+// protocol our moq-lite servers offer, so rows can be compared across
+// versions (by default our dialer and server agree on moq-lite-05).
+// Helpers inherit it.
 const liteEnv = "MOQP2P_BENCH_ALPN"
 
 // serverTLS is a self-signed certificate for 127.0.0.1 offering alpns

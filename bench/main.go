@@ -19,6 +19,8 @@
 //
 //	go run ./bench [-rows P1,P2,...] [-runs 5] [-json] [-quick]
 //	go run ./bench -rows P6 -only ours -profile DIR [-contention]
+//	go run ./bench -rows P1,P6 -versions moq-lite-05,moq-lite-04 [-runs 3]
+//	go run ./bench -alpn moq-lite-04 ...   (every row on one version)
 //
 // P1 and P2 run every stack as two processes, publisher (QUIC server) and
 // subscriber (client): gomoqt through its interop peer
@@ -73,6 +75,8 @@ type config struct {
 	f1Duration  time.Duration // F1 (impaired.go)
 	// metricsOverhead: P1 and P3 with metrics off and on (metrics.go)
 	metricsOverhead bool
+	// versions: P1 and P6 with two moq-lite versions (versions.go)
+	versions []string
 }
 
 func main() {
@@ -110,8 +114,19 @@ func main() {
 	flag.BoolVar(&quiet, "q", false, "no progress on stderr")
 	flag.BoolVar(&cfg.metricsOverhead, "metrics-overhead", false, "instead of the rows: P1 and P3 (in -rows) for ours with Prometheus metrics off and on, alternating")
 	flag.StringVar(&only, "only", "", "run only this stack in P3–P6: ours or raw (for profiling)")
+	alpn := flag.String("alpn", "", "the one moq-lite version our servers offer in every row, e.g. moq-lite-04 (default: all, lite-05 preferred)")
+	versions := flag.String("versions", "", "instead of the rows: P1 and P6 (in -rows) for ours with two versions, alternating, e.g. moq-lite-05,moq-lite-04")
 	memRate := flag.Int("memprofilerate", 0, "with -profile: runtime.MemProfileRate (1 records every allocation; 0 keeps the default)")
 	flag.Parse()
+	if *alpn != "" {
+		_ = os.Setenv(liteEnv, *alpn) // helper processes inherit it
+	}
+	if *versions != "" {
+		if cfg.versions = strings.Split(*versions, ","); len(cfg.versions) != 2 {
+			fmt.Fprintln(os.Stderr, "bench: -versions takes two versions, e.g. moq-lite-05,moq-lite-04")
+			os.Exit(2)
+		}
+	}
 	for _, r := range strings.Split(*rows, ",") {
 		if r = strings.ToUpper(strings.TrimSpace(r)); r != "" {
 			cfg.rows = append(cfg.rows, r)
@@ -190,6 +205,9 @@ func run(cfg config) ([]*line, error) {
 	}
 	if cfg.metricsOverhead {
 		return runMetricsOverhead(ctx, cfg), nil
+	}
+	if len(cfg.versions) == 2 {
+		return runVersions(ctx, cfg), nil
 	}
 	var lines []*line
 	if want("P1") || want("P2") {

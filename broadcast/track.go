@@ -506,7 +506,7 @@ func (t *track) consume() *TrackConsumer {
 	defer t.mu.Unlock()
 	c := &TrackConsumer{t: t, next: t.base}
 	if t.any {
-		c.minSeq = t.latest // join at the live edge
+		c.minSeq, c.hasMin = t.latest, true // join at the live edge
 	}
 	t.consumers++
 	if t.lim.Backpressure {
@@ -551,6 +551,7 @@ type TrackConsumer struct {
 	t       *track
 	next    int    // arrival index of the next entry to look at
 	minSeq  uint64 // groups below this are skipped
+	hasMin  bool   // minSeq was set: by the track's latest group, or StartAt
 	last    uint64 // highest sequence returned by NextGroup
 	hasLast bool
 	closed  atomic.Bool
@@ -564,7 +565,17 @@ func (c *TrackConsumer) Info() Track { return c.t.info }
 func (c *TrackConsumer) StartAt(seq uint64) {
 	c.t.mu.RLock()
 	defer c.t.mu.RUnlock()
-	c.next, c.minSeq = c.t.base, seq
+	c.next, c.minSeq, c.hasMin = c.t.base, seq, true
+}
+
+// Start returns the lowest group sequence the consumer delivers: the
+// track's latest group when the consumer was made, or StartAt's. It is
+// false for a consumer of a track that had no group yet, given no
+// StartAt: it delivers any group.
+func (c *TrackConsumer) Start() (uint64, bool) {
+	c.t.mu.RLock()
+	defer c.t.mu.RUnlock()
+	return c.minSeq, c.hasMin
 }
 
 // RecvGroup returns the next group in arrival order, each group once. It

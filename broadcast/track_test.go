@@ -73,10 +73,21 @@ func TestTrackLateJoinStartsAtLatest(t *testing.T) {
 
 func TestTrackStartAt(t *testing.T) {
 	tp := NewTrack(Track{Name: "v"}, Limits{})
+	empty := tp.Consume() // joined an empty track: any group
+	defer empty.Close()
+	if _, ok := empty.Start(); ok {
+		t.Fatal("a consumer of an empty track has a start")
+	}
 	appendGroups(t, tp, 5)
 	c := tp.Consume()
 	defer c.Close()
+	if s, ok := c.Start(); !ok || s != 4 {
+		t.Fatalf("Start() = %d, %v; want the latest, 4", s, ok)
+	}
 	c.StartAt(2)
+	if s, ok := c.Start(); !ok || s != 2 {
+		t.Fatalf("after StartAt(2): Start() = %d, %v", s, ok)
+	}
 	got, err := seqs(t, 3, c.RecvGroup)
 	if err != nil || fmt.Sprint(got) != "[2 3 4]" {
 		t.Fatalf("StartAt(2): got %v, %v; want [2 3 4]", got, err)

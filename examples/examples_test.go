@@ -365,7 +365,7 @@ func TestDiscoveryThreeProcesses(t *testing.T) {
 // at the publisher it names, and returns that publisher.
 func checkFoundByName(t *testing.T, out string) string {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^subscriber (…\S+): found "clock" at (…\S+) in \S+; subscribed over moq-lite-0[34]$`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`(?m)^subscriber (…\S+): found "clock" at (…\S+) in \S+; subscribed over moq-lite-0[345]$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no line telling where the clock was found:\n%s", out)
 	}

@@ -87,21 +87,21 @@ func TestMetricsScrape(t *testing.T) {
 		text = string(body)
 		// The subscriber's counters too: a session counts frames just
 		// after its readers see them, so receive can return first.
-		return value(text, `moqp2p_groups_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-04"}`) >= 20 &&
-			value(text, `moqp2p_frames_received_total{dir="outbound",transport="p2pquic",version="moq-lite-04"}`) >= 20
+		return value(text, `moqp2p_groups_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-05"}`) >= 20 &&
+			value(text, `moqp2p_frames_received_total{dir="outbound",transport="p2pquic",version="moq-lite-05"}`) >= 20
 	})
 	for series, check := range map[string]func(float64) bool{
-		`moqp2p_sessions{dir="inbound",transport="p2pquic",version="moq-lite-04"}`:                       func(v float64) bool { return v >= 1 },
-		`moqp2p_sessions{dir="outbound",transport="p2pquic",version="moq-lite-04"}`:                      func(v float64) bool { return v >= 1 },
-		`moqp2p_sessions_opened_total{dir="outbound",transport="p2pquic",version="moq-lite-04"}`:         func(v float64) bool { return v >= 1 },
-		`moqp2p_frames_received_total{dir="outbound",transport="p2pquic",version="moq-lite-04"}`:         func(v float64) bool { return v >= 20 },
-		`moqp2p_payload_bytes_received_total{dir="outbound",transport="p2pquic",version="moq-lite-04"}`:  func(v float64) bool { return v >= 20 },
-		`moqp2p_frames_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-04"}`:              func(v float64) bool { return v >= 20 },
+		`moqp2p_sessions{dir="inbound",transport="p2pquic",version="moq-lite-05"}`:                       func(v float64) bool { return v >= 1 },
+		`moqp2p_sessions{dir="outbound",transport="p2pquic",version="moq-lite-05"}`:                      func(v float64) bool { return v >= 1 },
+		`moqp2p_sessions_opened_total{dir="outbound",transport="p2pquic",version="moq-lite-05"}`:         func(v float64) bool { return v >= 1 },
+		`moqp2p_frames_received_total{dir="outbound",transport="p2pquic",version="moq-lite-05"}`:         func(v float64) bool { return v >= 20 },
+		`moqp2p_payload_bytes_received_total{dir="outbound",transport="p2pquic",version="moq-lite-05"}`:  func(v float64) bool { return v >= 20 },
+		`moqp2p_frames_sent_total{dir="inbound",transport="p2pquic",version="moq-lite-05"}`:              func(v float64) bool { return v >= 20 },
 		`moqp2p_link_bytes_sent_total{transport="p2pquic"}`:                                              func(v float64) bool { return v > 1000 },
 		`moqp2p_link_packets_received_total{transport="p2pquic"}`:                                        func(v float64) bool { return v > 10 },
 		`moqp2p_link_rtt_seconds_count{transport="p2pquic"}`:                                             func(v float64) bool { return v >= 2 },
 		`moqp2p_link_rtt_seconds_bucket{transport="p2pquic",le="1"}`:                                     func(v float64) bool { return v >= 2 },
-		`moqp2p_subscriptions{dir="inbound",side="publisher",transport="p2pquic",version="moq-lite-04"}`: func(v float64) bool { return v >= 0 },
+		`moqp2p_subscriptions{dir="inbound",side="publisher",transport="p2pquic",version="moq-lite-05"}`: func(v float64) bool { return v >= 0 },
 	} {
 		if v := value(text, series); !check(v) {
 			t.Errorf("%s = %v", series, v)

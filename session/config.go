@@ -71,6 +71,8 @@ type Limits struct {
 	// Timeout. Default 10 s. Until then such a stream holds a goroutine and
 	// 5 KiB (bidi) or 21 KiB (uni), as many as the transport's stream
 	// credit allows (rawquic: 1000 of each, so 26 MiB and 2000 goroutines).
+	// On lite-05 it also bounds how long a Subscribe waits for the peer's
+	// SETUP to learn whether its publisher answers at once.
 	HeaderTimeout time.Duration
 	// MaxGroupsInFlight is how many groups of one subscription are sent at
 	// once; later groups wait in the track's cache. Default 64. Each is a

@@ -19,8 +19,9 @@ import (
 
 // peerSetup is what the peer's lite-05 SETUP said; set once.
 type peerSetup struct {
-	seen atomic.Bool
-	msg  atomic.Pointer[wire.Setup]
+	seen    atomic.Bool
+	msg     atomic.Pointer[wire.Setup]
+	arrived chan struct{} // closed once msg is set
 }
 
 // PeerSetup returns the peer's lite-05 SETUP once it arrived (false before,
@@ -37,14 +38,15 @@ func (s *Session) PeerSetup() (wire.Setup, bool) {
 // the client's SETUP before it serves anything, so a client that waited
 // for the server's would never start. We advertise no probe level (we
 // report no bandwidth, so the peer opens no PROBE stream), no role (both)
-// and our hop ID, as @moq/net does.
+// and our hop ID, as @moq/net does, and that we answer SUBSCRIBE at once
+// (EagerStart, see peerStartsEagerly).
 func (s *Session) sendSetup() {
 	st, err := s.conn.OpenUniStream(s.ctx)
 	if err != nil {
 		return
 	}
 	b := wire.AppendUniStreamType(nil, wire.UniSetup)
-	b, err = wire.AppendMessage(b, s.version, &wire.Setup{Origin: s.hop & wire.MaxVarint})
+	b, err = wire.AppendMessage(b, s.version, &wire.Setup{Origin: s.hop & wire.MaxVarint, EagerStart: true})
 	if err == nil {
 		_, err = st.Write(b)
 	}
@@ -87,7 +89,45 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		return
 	}
 	s.peerSetup.msg.Store(&m)
-	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path)
+	close(s.peerSetup.arrived)
+	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path, "eager_start", m.EagerStart)
+}
+
+// peerStartsEagerly reports whether the peer's SETUP promised a
+// SUBSCRIBE_START as soon as it holds a subscription (moqp2p does; moq-net
+// and @moq/net send it only with the first group served). It waits for
+// the SETUP, which every lite-05 peer sends first thing: at most
+// HeaderTimeout (a peer that never sends one is taken as not promising),
+// or until ctx ends (false).
+//
+// Why: Subscribe returns once the publisher holds the subscription, so a
+// group its application writes afterwards is delivered. lite-04 says so
+// with SUBSCRIBE_OK; lite-05 has none, and its START comes lazily from
+// moq-net's publishers, with the first group. Our publishers send START
+// at once (serveSubscribe), and say so in SETUP with a parameter the
+// reference implementations skip as unknown (moq-net and @moq/net only
+// log or drop START, whatever it says), so between moqp2p nodes Subscribe
+// waits for the first response (START, END, DROP, or the stream's end or
+// reset) under the caller's context, never for a group that may not come.
+// Against a peer without the promise it returns once TRACK_INFO has
+// answered, as moq-dev's subscribers do; groups written before its
+// SUBSCRIBE arrives are then not delivered.
+func (s *Session) peerStartsEagerly(ctx context.Context) bool {
+	select {
+	case <-s.peerSetup.arrived:
+	default:
+		t := time.NewTimer(s.lim.HeaderTimeout)
+		defer t.Stop()
+		select {
+		case <-s.peerSetup.arrived:
+		case <-t.C:
+			s.log.Debug("no SETUP from the peer: subscriptions settle at TRACK_INFO")
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return s.peerSetup.msg.Load().EagerStart
 }
 
 // serveTrack answers the peer's TRACK with TRACK_INFO and FIN, or resets
@@ -193,6 +233,9 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 // (over 2^61) repeats the previous timestamp instead.
 func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int) []byte {
 	if s.version.HasFrameTimestamps() {
+		if ts == *prev { // the common case (frames written without one): zigzag(0)
+			return wire.AppendFrameHeader(append(b, 0), uint64(size))
+		}
 		out, err := wire.AppendTimestamp(b, *prev, ts)
 		if err != nil {
 			out, ts = append(b, 0), *prev // zigzag(0)
@@ -254,7 +297,11 @@ func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, o
 // header's length. The error is wire.ErrShort when buf does not hold the
 // whole header, anything else when the timestamp is out of range.
 func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n int, err error) {
-	if stamped {
+	switch {
+	case !stamped:
+	case len(buf) > 0 && buf[0] == 0: // delta 0, the common case: no call
+		ts, n = prev, 1
+	default:
 		if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
 			return 0, 0, 0, err
 		}

@@ -19,19 +19,35 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// awaitServed waits until pub serves n subscriptions of the peer's. lite-05
-// has no SUBSCRIBE_OK: Subscribe returns once the publisher answered
-// TRACK, possibly before its SUBSCRIBE is served, so a test that publishes
-// right after subscribing waits for that first (lite-03/04 need not).
-func awaitServed(t testing.TB, pub *Session, n int64) {
+// sendSetup05 sends the raw side's lite-05 SETUP stream.
+func (p *rawPeer) sendSetup05(t *testing.T, ctx context.Context, m wire.Setup) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for pub.served.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("publisher serves %d subscriptions, want %d", pub.served.Load(), n)
-		}
-		time.Sleep(time.Millisecond)
+	st, err := p.raw.OpenUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	rawWrite(t, st, rawCat(rawVarint(uint64(wire.UniSetup)), p.msg(t, &m)))
+	_ = st.Close()
+}
+
+// answerTrack05 accepts the session's TRACK stream and answers TRACK_INFO.
+func (p *rawPeer) answerTrack05(t *testing.T, ctx context.Context, info wire.TrackInfo) wire.Track {
+	t.Helper()
+	st, err := p.raw.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(st)
+	if typ, err := wire.ReadStreamType(br, p.v); err != nil || typ != wire.StreamTrack {
+		t.Fatalf("first stream %v %v, want TRACK", typ, err)
+	}
+	var tr wire.Track
+	if err := wire.ReadMessage(br, p.v, &tr, 1<<10); err != nil {
+		t.Fatalf("TRACK %+v %v", tr, err)
+	}
+	rawWrite(t, st, p.msg(t, &info))
+	_ = st.Close()
+	return tr
 }
 
 // readSetupStream reads a lite-05 SETUP stream: type, SETUP, FIN.
@@ -67,8 +83,8 @@ func TestLite05SetupSentAtOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m := readSetupStream(t, ctx, rs); m != (wire.Setup{Origin: p.sess.hop}) {
-				t.Fatalf("SETUP %+v, want only our hop %d", m, p.sess.hop)
+			if m := readSetupStream(t, ctx, rs); m != (wire.Setup{Origin: p.sess.hop, EagerStart: true}) {
+				t.Fatalf("SETUP %+v, want only our hop %d and eager START", m, p.sess.hop)
 			}
 			if _, ok := p.sess.PeerSetup(); ok {
 				t.Fatal("peer SETUP before it was sent")
@@ -176,7 +192,7 @@ func (p *rawPeer) readResponse(t *testing.T, ctx context.Context, st transport.S
 }
 
 // The publisher side of lite-05: TRACK answered with TRACK_INFO, no
-// SUBSCRIBE_OK, START with the first group, DROP for skipped groups, END
+// SUBSCRIBE_OK, START at once, DROP for skipped groups, END
 // (exclusive) when the track finishes, frames with timestamp deltas.
 func TestLite05ServeSubscribe(t *testing.T) {
 	ctx := testCtx(t)
@@ -199,15 +215,16 @@ func TestLite05ServeSubscribe(t *testing.T) {
 
 	id, b := p.subscribeMsg(t, "/cam", "video")
 	sst := p.openStream(t, ctx, b, false)
-	awaitServed(t, p.sess, 1)
 	r := bufio.NewReader(sst)
-	g0, _ := p.track.CreateGroup(3)
+	// START at once, the track having no group yet: 0, any group. A group
+	// written once it arrived is served.
+	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeStart{Group: 0}) {
+		t.Fatalf("first response %#v, want START 0", m)
+	}
+	g0, _ := p.track.CreateGroup(3) // the first group: no DROP for 0..2
 	_ = g0.WriteFrame([]byte("a"))
 	_ = g0.WriteFrame([]byte("b"))
 	_ = g0.Finish()
-	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeStart{Group: 3}) {
-		t.Fatalf("first response %#v, want START 3", m)
-	}
 	if g := p.acceptGroup05(t, ctx); g.hdr != (wire.Group{SubscribeID: id, Sequence: 3}) || !slices.Equal(g.frames, []string{"a", "b"}) {
 		t.Fatalf("group %+v", g)
 	}
@@ -237,21 +254,13 @@ func equalMsg(a, b wire.Message) bool { return fmt.Sprintf("%#v", a) == fmt.Spri
 func TestLite05Subscribe(t *testing.T) {
 	ctx := testCtx(t)
 	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	p.sendSetup05(t, ctx, wire.Setup{Origin: 7}) // as moq-net's: no eager START
 	res := p.subscribeAsync(ctx, "cam", "video")
-	st, err := p.raw.AcceptStream(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if tr := p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000000}); tr != (wire.Track{Broadcast: "/cam", Track: "video"}) {
+		t.Fatalf("TRACK %+v", tr)
 	}
-	br := bufio.NewReader(st)
-	if typ, err := wire.ReadStreamType(br, p.v); err != nil || typ != wire.StreamTrack {
-		t.Fatalf("first stream %v %v, want TRACK", typ, err)
-	}
-	var tr wire.Track
-	if err := wire.ReadMessage(br, p.v, &tr, 1<<10); err != nil || tr != (wire.Track{Broadcast: "/cam", Track: "video"}) {
-		t.Fatalf("TRACK %+v %v", tr, err)
-	}
-	rawWrite(t, st, p.msg(t, &wire.TrackInfo{Timescale: 1000000}))
-	_ = st.Close()
+	// Settled by TRACK_INFO: such a publisher sends START with its first
+	// group only, which may never come.
 	sub := waitSub(t, ctx, res)
 	if sub.err != nil {
 		t.Fatal(sub.err)
@@ -404,7 +413,6 @@ func TestFrameTimestampsRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tc.Close()
-		awaitServed(t, p.pub, 1)
 		want := [][]uint64{{3000, 6000, 4500}, {9000}} // a backward step, and a small group written whole
 		big := make([]byte, 40<<10)                    // too big to go whole: streamed
 		for gi, stamps := range want {
@@ -506,7 +514,6 @@ func BenchmarkGroupChurnVersions(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer tc.Close()
-			awaitServed(b, p.pub, 1)
 			b.ReportAllocs()
 			b.ResetTimer()
 			if err := loadtest.Pump(ctx, tp, tc, make([]byte, 64), b.N, 1, window); err != nil {
@@ -541,7 +548,6 @@ func TestLite05Datagrams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	awaitServed(t, p.pub, 1)
 	frame := func(seq uint64) string { return fmt.Sprint("frame ", seq) }
 	var sent uint64
 	datagrams := map[uint64]bool{} // the datagram groups that arrived
@@ -640,16 +646,9 @@ func TestLite05DatagramDedup(t *testing.T) {
 	if !ok || !dc.DatagramsSupported() {
 		t.Fatal("raw QUIC carries no datagrams")
 	}
+	p.sendSetup05(t, ctx, wire.Setup{})
 	res := p.subscribeAsync(ctx, "cam", "video")
-	st, err := p.raw.AcceptStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadAll(st); err != nil { // the TRACK request, to its FIN
-		t.Fatal(err)
-	}
-	rawWrite(t, st, p.msg(t, &wire.TrackInfo{Timescale: 1000}))
-	_ = st.Close()
+	p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000})
 	sub := waitSub(t, ctx, res)
 	if sub.err != nil {
 		t.Fatal(sub.err)
@@ -683,6 +682,103 @@ func TestLite05DatagramDedup(t *testing.T) {
 	send(wire.Datagram{SubscribeID: s.ID, Sequence: 5, Payload: []byte("still")})
 	if g, err := sub.tc.RecvGroup(ctx); err != nil || g.Sequence() != 5 {
 		t.Fatalf("next group: %v %v, want 5", g, err)
+	}
+	p.wantUp(t)
+}
+
+// Against a publisher whose SETUP promises an eager START (a moqp2p node),
+// a lite-05 Subscribe returns only once the first response arrived, so
+// the publisher holds the subscription: START, END (a finished track) or
+// DROP settle it, a reset fails it with the publisher's code.
+func TestLite05SubscribeAwaitsStart(t *testing.T) {
+	for name, tc := range map[string]struct {
+		answer func(p *rawPeer, st transport.Stream)
+		err    error
+	}{
+		"START": {answer: func(p *rawPeer, st transport.Stream) {
+			rawWrite(t, st, p.response(t, &wire.SubscribeStart{Group: 4}))
+		}},
+		"END then FIN": {answer: func(p *rawPeer, st transport.Stream) {
+			rawWrite(t, st, p.response(t, &wire.SubscribeEnd{}))
+			_ = st.Close()
+		}},
+		"DROP": {answer: func(p *rawPeer, st transport.Stream) {
+			rawWrite(t, st, p.response(t, &wire.SubscribeDrop{Start: 0, End: 3}))
+		}},
+		"reset NotFound": {answer: func(p *rawPeer, st transport.Stream) {
+			st.CancelWrite(uint32(broadcast.CodeNotFound))
+		}, err: broadcast.ErrNotFound},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+			p.sendSetup05(t, ctx, wire.Setup{EagerStart: true})
+			res := p.subscribeAsync(ctx, "cam", "video")
+			p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000})
+			st, _ := p.acceptSubscribe(t, ctx)
+			// Nothing but the publisher's response settles the subscription
+			// now, and it has not been sent.
+			select {
+			case r := <-res:
+				t.Fatalf("Subscribe returned before any response: %v", r.err)
+			default:
+			}
+			tc.answer(p, st)
+			r := waitSub(t, ctx, res)
+			if tc.err != nil {
+				if !errors.Is(r.err, tc.err) {
+					t.Fatalf("Subscribe: %v, want %v", r.err, tc.err)
+				}
+				return
+			}
+			if r.err != nil {
+				t.Fatalf("Subscribe: %v", r.err)
+			}
+			p.wantUp(t)
+		})
+	}
+}
+
+// A lite-05 peer that never sends SETUP (so promises nothing) does not
+// hold Subscribe up longer than HeaderTimeout: it returns once TRACK_INFO
+// answered and the SETUP wait is over.
+func TestLite05SubscribeNoSetup(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}, Limits: Limits{HeaderTimeout: 200 * time.Millisecond}}, true)
+	res := p.subscribeAsync(ctx, "cam", "video")
+	p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000})
+	if r := waitSub(t, ctx, res); r.err != nil {
+		t.Fatalf("Subscribe: %v", r.err)
+	}
+	p.acceptSubscribe(t, ctx) // SUBSCRIBE follows
+	p.wantUp(t)
+}
+
+// START names the first group served: the latest when the track has one,
+// the requested start when SUBSCRIBE asks for one.
+func TestLite05StartNamesFirstGroup(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, false)
+	for _, seq := range []uint64{2, 5} {
+		if err := p.track.WriteGroup(seq, []byte(fmt.Sprint("g", seq))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, b := p.subscribeMsg(t, "/cam", "video")
+	st := p.openStream(t, ctx, b, false)
+	r := bufio.NewReader(st)
+	if m := p.readResponse(t, ctx, st, r); !equalMsg(m, &wire.SubscribeStart{Group: 5}) {
+		t.Fatalf("response %#v, want START 5", m)
+	}
+	if g := p.acceptGroup05(t, ctx); g.hdr != (wire.Group{SubscribeID: id, Sequence: 5}) || !slices.Equal(g.frames, []string{"g5"}) {
+		t.Fatalf("group %+v, want 5", g)
+	}
+	id2 := p.nextID
+	p.nextID++
+	st2 := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamSubscribe)),
+		p.msg(t, &wire.Subscribe{ID: id2, Broadcast: "/cam", Track: "video", Start: wire.GroupAt(8)})), false)
+	if m := p.readResponse(t, ctx, st2, bufio.NewReader(st2)); !equalMsg(m, &wire.SubscribeStart{Group: 8}) {
+		t.Fatalf("response %#v, want START 8", m)
 	}
 	p.wantUp(t)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK (lite-05:
-// START with the first group, DROP for groups skipped, END when the track
+// START at once, DROP for groups skipped, END when the track
 // finishes), sends each group on its own uni stream and finishes when the
 // track does.
 func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
@@ -63,11 +63,19 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		return
 	}
 	defer tc.Close()
-	// lite-05 has no SUBSCRIBE_OK: START goes out with the first group
-	// (rng), as moq-dev's publishers do.
+	// The first group served, if known: the one asked for, else the
+	// latest when the consumer joined.
+	start, known := tc.Start()
 	var rng *subscribeRange
 	if s.version.HasSubscribeRange() {
+		// lite-05 has no SUBSCRIBE_OK. START goes out now, the
+		// subscription being held, not with the first group as moq-dev's
+		// publishers do: our subscribers wait for it (peerStartsEagerly).
 		rng = &subscribeRange{st: st, v: s.version}
+		if rng.begin(start, known) != nil {
+			reset(st, broadcast.CodeCancel)
+			return
+		}
 	} else {
 		ok := wire.SubscribeOK{Priority: tc.Info().Priority, Ordered: sub.Ordered, MaxLatency: sub.MaxLatency, Start: sub.Start, End: sub.End}
 		buf, err := wire.AppendSubscribeResponse(nil, s.version, &ok)
@@ -254,17 +262,20 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 	}
 }
 
-// subscribeRange writes lite-05's subscribe responses: START before the
-// first group served, DROP for a gap in the sequences served (groups the
-// track skipped: evicted before this subscriber got them), END (exclusive)
-// once the track finished. A nil *subscribeRange (other versions) writes
-// nothing.
+// subscribeRange writes lite-05's subscribe responses: START as soon as
+// the subscription is held (begin), DROP for a gap in the sequences served
+// (groups the track skipped: evicted before this subscriber got them), END
+// (exclusive) once the track finished. A nil *subscribeRange (other
+// versions) writes nothing.
 type subscribeRange struct {
 	st      transport.SendStream
 	v       wire.Version
-	started bool
-	next    uint64 // one past the highest group served
-	buf     []byte
+	started bool // START was written
+	// floating: START named no group (the track had none yet, START 0):
+	// the first group served sets next, no gap before it being a DROP.
+	floating bool
+	next     uint64 // one past the highest group served
+	buf      []byte
 }
 
 func (r *subscribeRange) write(m wire.Message) error {
@@ -274,6 +285,17 @@ func (r *subscribeRange) write(m wire.Message) error {
 	}
 	_, err = r.st.Write(r.buf)
 	return err
+}
+
+// begin writes START: the first group to be served if known, else 0 (any
+// group the track will have), as moq-net's subscribers and @moq/net only
+// log START or drop it.
+func (r *subscribeRange) begin(first uint64, known bool) error {
+	r.started, r.floating, r.next = true, !known, first
+	if !known {
+		r.next = 0
+	}
+	return r.write(&wire.SubscribeStart{Group: r.next})
 }
 
 // serve is called before group seq is sent.
@@ -287,6 +309,8 @@ func (r *subscribeRange) serve(seq uint64) error {
 		if err := r.write(&wire.SubscribeStart{Group: seq}); err != nil {
 			return err
 		}
+	case r.floating:
+		r.floating = false
 	case seq > r.next:
 		if err := r.write(&wire.SubscribeDrop{Start: r.next, End: seq - 1}); err != nil {
 			return err

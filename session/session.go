@@ -115,6 +115,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		remotes: map[string]*broadcast.Producer{},
 		obs:     observer{metrics: cfg.Metrics},
 	}
+	s.peerSetup.arrived = make(chan struct{})
 	if s.log == nil {
 		s.log = slog.Default()
 	}

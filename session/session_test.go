@@ -78,7 +78,6 @@ func TestSubscribeReceivesGroupsAndEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tc.Close()
-		awaitServed(t, p.pub, 1)
 		for gi := range 10 {
 			g, _ := tp.AppendGroup()
 			for fi := range 10 {

@@ -52,8 +52,13 @@ type subscription struct {
 
 // Subscribe subscribes to a track of the peer's broadcast at path and returns
 // a consumer starting at the latest group (or opts.Start). It waits until the
-// peer accepts the subscription, and returns the peer's refusal (for instance
-// an error matching broadcast.ErrNotFound) or ctx's error. Local subscribers
+// peer accepts the subscription, so that groups the publisher writes after
+// it returned are delivered, and returns the peer's refusal (for instance
+// an error matching broadcast.ErrNotFound) or ctx's error. On lite-05,
+// which has no SUBSCRIBE_OK, that is the publisher's first response when
+// its SETUP promised one at once (moqp2p's does); a peer that makes no
+// such promise (moq-net, @moq/net) is taken at its TRACK_INFO, and groups
+// it writes before our SUBSCRIBE arrives are not delivered. Local subscribers
 // of one track share one wire subscription unless opts sets Start or End.
 // The broadcast need not have been announced. Close the consumer when done:
 // the wire subscription ends with its last consumer.
@@ -229,9 +234,13 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		end(remoteErr(context.Cause(ctx)))
 		return
 	}
+	// Before SUBSCRIBE: its groups must find the loop running. On lite-05
+	// the loop also reads the peer's SETUP, which peerStartsEagerly may need.
+	s.acceptGroups()
 	if s.version.HasFrameTimestamps() {
-		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO is the peer's yes
-		// (moq-dev's subscribers ask for it first too).
+		// lite-05 has no SUBSCRIBE_OK: TRACK_INFO says the track exists
+		// (moq-dev's subscribers ask for it first too); when the
+		// subscription is settled is peerStartsEagerly's decision.
 		info, err := s.trackInfo(ctx, sub.path, sub.track.Info().Name)
 		if err != nil {
 			end(err)
@@ -239,9 +248,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		}
 		sub.wireScale.Store(info.Timescale)
 		s.dgOnce.Do(s.startDatagrams)
-		settle(nil)
 	}
-	s.acceptGroups() // before SUBSCRIBE: its groups must find the loop running
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
 		end(remoteErr(err))
@@ -271,11 +278,18 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	// reports how the stream ended.
 	result := make(chan error, 1)
 	go func() { result <- s.readResponses(st, settle) }() // always joined below
+	// lite-05: settled by the first response, if the peer promised one at
+	// once; else now. Decided with SUBSCRIBE on its way: the peer's SETUP
+	// is there by now, but for a peer that sent none.
+	if s.version.HasSubscribeRange() && !s.peerStartsEagerly(ctx) {
+		settle(nil)
+	}
 
 	select {
 	case err := <-result:
 		switch {
 		case errors.Is(err, io.EOF): // the publisher finished the track
+			settle(nil) // lite-05 without a response first: the track ends
 			// Answer its FIN only once the groups in flight have landed, so
 			// that our FIN tells the publisher we have everything.
 			s.finishAfterGroups(ctx, sub)
@@ -299,13 +313,14 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 }
 
 // readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
-// the subscription; lite-05 has none), then anything else until the stream
-// ends. It returns
-// io.EOF for a clean finish; failures are settled by the caller.
+// the subscription), then anything else until the stream ends. lite-05 has
+// no SUBSCRIBE_OK: its first response, whichever, settles a subscription
+// not settled yet (see peerStartsEagerly). It returns io.EOF for a clean finish;
+// failures are settled by the caller.
 func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 	r := getReader(st)
 	defer putReader(r)
-	first := !s.version.HasSubscribeRange() // lite-05 was settled by TRACK_INFO
+	first := !s.version.HasSubscribeRange()
 	for {
 		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
 		if err != nil {
@@ -327,10 +342,13 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 			if first {
 				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
+			settle(nil)
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
 		case *wire.SubscribeStart:
+			settle(nil)
 			s.log.Debug("subscription starts", "group", m.Group)
 		case *wire.SubscribeEnd: // the FIN that follows ends the track
+			settle(nil)
 			s.log.Debug("subscription ends", "before", m.Group)
 		}
 	}

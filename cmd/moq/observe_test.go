@@ -124,7 +124,7 @@ func TestMetricsFlagAndStats(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the subscription's first group is on its way
 	}
-	if !regexp.MustCompile(`(?m)^client 127\.0\.0\.1:\d+ +quic +moq-lite-04 +[0-9.]+ms`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^client 127\.0\.0\.1:\d+ +quic +moq-lite-05 +[0-9.]+ms`).MatchString(out) {
 		t.Errorf("moq stats:\n%s", out)
 	}
 	resp, err := http.Get(metrics)
@@ -134,9 +134,9 @@ func TestMetricsFlagAndStats(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	for _, series := range []string{
-		`moqp2p_sessions{dir="inbound",transport="quic",version="moq-lite-04"} 1`,
-		`moqp2p_subscriptions{dir="inbound",side="publisher",transport="quic",version="moq-lite-04"} 1`,
-		`moqp2p_frames_sent_total{dir="inbound",transport="quic",version="moq-lite-04"} `,
+		`moqp2p_sessions{dir="inbound",transport="quic",version="moq-lite-05"} 1`,
+		`moqp2p_subscriptions{dir="inbound",side="publisher",transport="quic",version="moq-lite-05"} 1`,
+		`moqp2p_frames_sent_total{dir="inbound",transport="quic",version="moq-lite-05"} `,
 		`moqp2p_link_rtt_seconds_count{transport="quic"} 1`,
 		`go_goroutines `,
 	} {

@@ -18,6 +18,13 @@ const (
 	SetupParamPath   = 2 // UTF-8 path; client only, on transports without a URI
 	SetupParamRole   = 3 // varint: 1 publisher, 2 subscriber; absent = both
 	SetupParamOrigin = 5 // varint hop ID (sent by @moq/net, defined for lite-06)
+	// SetupParamEagerStart is moqp2p's own capability (a value of 1): this
+	// endpoint, as a publisher, answers every SUBSCRIBE with
+	// SUBSCRIBE_START as soon as it holds the subscription, not only once
+	// a first group is served as moq-net does. The draft has receivers
+	// ignore parameter IDs they do not know, so moq-net and @moq/net skip
+	// it; the ID is far above the ones the draft defines.
+	SetupParamEagerStart = 0x6d7170 // "mqp"
 )
 
 // MaxSetupParams is the most parameters a SETUP may carry; both reference
@@ -46,7 +53,7 @@ const (
 // absent. A duplicate parameter ID, more than MaxSetupParams parameters,
 // or a varint parameter with bytes after its varint is ErrInvalid.
 // Encoding writes the set fields in ascending ID order and leaves out
-// defaults (Probe 0, RoleBoth, Origin 0, no Path), so an empty SETUP is
+// defaults (Probe 0, RoleBoth, Origin 0, no Path, no EagerStart), so an empty SETUP is
 // the three bytes 01 01 00 with its stream type.
 type Setup struct {
 	Probe uint64
@@ -57,6 +64,9 @@ type Setup struct {
 	Role    uint64
 	// Origin is the sender's hop ID (0 = not declared).
 	Origin uint64
+	// EagerStart: the sender answers SUBSCRIBE with SUBSCRIBE_START at once
+	// (SetupParamEagerStart; a value other than 1 reads as false).
+	EagerStart bool
 }
 
 func (*Setup) messageName() string      { return "setup" }
@@ -77,6 +87,9 @@ func (m *Setup) appendBody(b []byte, _ Version) ([]byte, error) {
 	if m.Origin != 0 {
 		n++
 	}
+	if m.EagerStart {
+		n++
+	}
 	e.varint(uint64(n))
 	if m.Probe != ProbeNone {
 		e.varintParam(SetupParamProbe, m.Probe)
@@ -90,6 +103,9 @@ func (m *Setup) appendBody(b []byte, _ Version) ([]byte, error) {
 	}
 	if m.Origin != 0 {
 		e.varintParam(SetupParamOrigin, m.Origin)
+	}
+	if m.EagerStart {
+		e.varintParam(SetupParamEagerStart, 1)
 	}
 	return e.b, e.err
 }
@@ -138,6 +154,8 @@ func (m *Setup) decodeBody(b []byte, _ Version) error {
 			}
 		case SetupParamOrigin:
 			m.Origin = paramVarint(&d, val)
+		case SetupParamEagerStart:
+			m.EagerStart = paramVarint(&d, val) == 1
 		}
 	}
 	return d.done()

@@ -652,6 +652,10 @@ func TestSetupBad(t *testing.T) {
 		m != (Setup{Probe: ProbeIncrease}) {
 		t.Fatalf("lenient fields: %+v %v", m, err)
 	}
+	// An eager-START value other than 1 reads as not offered.
+	if _, err := DecodeMessage(unhex(t, "07 01 80 6d 71 70 01 02"), Lite05, &m); err != nil || m.EagerStart {
+		t.Fatalf("eager start 2: %+v %v", m, err)
+	}
 	// 64 parameters are fine.
 	body := []byte{0x40, 64}
 	for i := range 64 {

@@ -141,6 +141,10 @@ var vectors = []vector{
 		`12 03 | 01 01 01 | 02 09 "/room/123" | 03 01 02`,
 		[]part{msg(&Setup{Probe: ProbeReport, Path: "/room/123", HasPath: true, Role: RoleSubscriber})}},
 	{"SETUP empty path", only05, "03 01 02 00", []part{msg(&Setup{HasPath: true})}},
+	// moqp2p's eager-START capability: an ID the reference implementations
+	// skip as unknown.
+	{"SETUP origin 42, eager START (moqp2p)", only05, "0a 02 05 01 2a 80 6d 71 70 01 01",
+		[]part{msg(&Setup{Origin: 42, EagerStart: true})}},
 	{"ANNOUNCE_OK hop 0x0123456789abcdef, 2 active", only05, "09 c1 23 45 67 89 ab cd ef 02",
 		[]part{msg(&AnnounceOK{Hop: 0x0123456789abcdef, Active: 2})}},
 	{"ANNOUNCE_OK hop 7, none active", only05, "02 07 00", []part{msg(&AnnounceOK{Hop: 7})}},

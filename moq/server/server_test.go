@@ -130,7 +130,7 @@ func TestServerTransports(t *testing.T) {
 		}
 		s := clientSession(t, c)
 		readFrames(t, s, "clock", 5)
-		if s.Version() != "moq-lite-04" || s.Remote().Get("lobby") != nil {
+		if s.Version() != "moq-lite-05" || s.Remote().Get("lobby") != nil {
 			t.Fatalf("version %s, lobby visible %v", s.Version(), s.Remote().Get("lobby") != nil)
 		}
 		waitIncoming("room")

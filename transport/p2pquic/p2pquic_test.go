@@ -42,8 +42,8 @@ func TestDialAccept(t *testing.T) {
 			if ac.RemotePeer() != b.id() || bc.RemotePeer() != a.id() {
 				t.Fatalf("remote peers %s, %s; want %s, %s", ac.RemotePeer(), bc.RemotePeer(), b.id(), a.id())
 			}
-			if ac.Protocol() != wire.ALPNLite04 || bc.Protocol() != wire.ALPNLite04 {
-				t.Fatalf("protocols %q, %q; want %q", ac.Protocol(), bc.Protocol(), wire.ALPNLite04)
+			if ac.Protocol() != wire.ALPNLite05 || bc.Protocol() != wire.ALPNLite05 {
+				t.Fatalf("protocols %q, %q; want %q", ac.Protocol(), bc.Protocol(), wire.ALPNLite05)
 			}
 			if got, want := port(ac.LocalAddr()), a.port(t, ip); got != want {
 				t.Fatalf("dialer's local port %d; want the host's QUIC port %d (socket reuse)", got, want)
@@ -436,7 +436,7 @@ func TestSessionEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close(broadcast.CodeCancel, "test over")
-	if sub.Version() != wire.ALPNLite04 {
+	if sub.Version() != wire.ALPNLite05 {
 		t.Fatalf("version %s", sub.Version())
 	}
 

@@ -44,12 +44,11 @@ import (
 )
 
 // alpns are offered when dialing and served when listening, most preferred
-// first (a TLS server picks by its own order). Between two moqp2p nodes
-// lite-04 stays preferred: lite-05 has no SUBSCRIBE_OK, so a Subscribe
-// could not return once the publisher holds the subscription, which moq's
-// callers rely on (a track's first groups would race the SUBSCRIBE). A
-// peer offering only lite-05 still gets it.
-var alpns = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03}
+// first (a TLS server picks by its own order): lite-05, whose missing
+// SUBSCRIBE_OK moqp2p's publishers make up for with an eager
+// SUBSCRIBE_START (see the session package), then lite-04 and lite-03 for
+// older peers.
+var alpns = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03}
 
 // moq-lite codes this package closes connections with (connection close codes
 // go on the wire unmapped, as in rawquic).

@@ -103,7 +103,7 @@ func (c *Conn) Limited() bool { return c.lconn.Stat().Limited }
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Protocol is the negotiated moq-lite version as an ALPN string,
-// "moq-lite-04" or "moq-lite-03".
+// "moq-lite-05", "moq-lite-04" or "moq-lite-03".
 func (c *Conn) Protocol() string { return alpnOf(c.proto) }
 
 // LocalAddr is the local end of the libp2p connection.

@@ -22,8 +22,8 @@ func TestDialAccept(t *testing.T) {
 			t.Fatalf("peers: dialer sees %s, listener sees %s", d.RemotePeer(), a.RemotePeer())
 		}
 		for _, c := range []*Conn{d, a} {
-			if c.Protocol() != "moq-lite-04" {
-				t.Errorf("Protocol() = %q, want moq-lite-04", c.Protocol())
+			if c.Protocol() != "moq-lite-05" {
+				t.Errorf("Protocol() = %q, want moq-lite-05", c.Protocol())
 			}
 			if c.Limited() {
 				t.Error("a direct connection reports Limited")
@@ -395,10 +395,20 @@ func TestConcurrentSessionsStayApart(t *testing.T) {
 
 func TestVersionFallback(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind string) {
+		{ // b speaks lite-04 and lite-03
+			ha, hb := newHost(t, kind), newHost(t, kind)
+			ta, tb := newTransport(t, ha), newTransport(t, hb)
+			hb.RemoveStreamHandler(ProtocolLite05)
+			connect(t, ha, hb) // identify tells a so
+			if d, a := dialPair(t, ta, tb); d.Protocol() != "moq-lite-04" || a.Protocol() != "moq-lite-04" {
+				t.Fatalf("negotiated %q / %q, want moq-lite-04", d.Protocol(), a.Protocol())
+			}
+		}
 		ha, hb := newHost(t, kind), newHost(t, kind)
 		ta, tb := newTransport(t, ha), newTransport(t, hb)
-		hb.RemoveStreamHandler(ProtocolLite04) // b speaks lite-03 only
-		connect(t, ha, hb)                     // identify tells a so
+		hb.RemoveStreamHandler(ProtocolLite05) // b speaks lite-03 only
+		hb.RemoveStreamHandler(ProtocolLite04)
+		connect(t, ha, hb)
 		d, a := dialPair(t, ta, tb)
 		if d.Protocol() != "moq-lite-03" || a.Protocol() != "moq-lite-03" {
 			t.Fatalf("negotiated %q / %q, want moq-lite-03", d.Protocol(), a.Protocol())

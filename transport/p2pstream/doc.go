@@ -9,9 +9,10 @@
 //
 // # Wire design
 //
-// Protocol IDs are /moq-lite/04 and /moq-lite/03 (ProtocolLite04,
-// ProtocolLite03); multistream-select picks the version, as the ALPN does on
-// QUIC, and Conn.Protocol reports it as "moq-lite-04" or "moq-lite-03".
+// Protocol IDs are /moq-lite/05, /moq-lite/04 and /moq-lite/03
+// (ProtocolLite05, ProtocolLite04, ProtocolLite03), most preferred first;
+// multistream-select picks the version, as the ALPN does on QUIC, and
+// Conn.Protocol reports it as "moq-lite-05", "moq-lite-04" or "moq-lite-03".
 // Every stream of a session uses the session's protocol ID.
 //
 // Every libp2p stream starts with a header written by its opener, two QUIC

@@ -55,6 +55,9 @@ func runMedia(t *testing.T, pubConn, subConn *Conn, groups, frames, size int, ba
 		_ = sub.Close(broadcast.CodeCancel, "test over")
 		_ = pub.Close(broadcast.CodeCancel, "test over")
 	}()
+	if sub.Version() != "moq-lite-05" { // SETUP and TRACK streams, timestamped frames
+		t.Fatalf("session version %s, want moq-lite-05", sub.Version())
+	}
 	b := broadcast.New(broadcast.Config{})
 	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
 	if _, err := origin.Publish("cam", b.Consume()); err != nil {

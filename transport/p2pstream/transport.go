@@ -23,16 +23,20 @@ import (
 // The libp2p protocol IDs, one per moq-lite version; multistream-select
 // picks the version as the ALPN does on QUIC.
 const (
+	ProtocolLite05 protocol.ID = "/moq-lite/05"
 	ProtocolLite04 protocol.ID = "/moq-lite/04"
 	ProtocolLite03 protocol.ID = "/moq-lite/03"
 )
 
-// Protocols are the protocol IDs offered, most preferred first.
-var Protocols = []protocol.ID{ProtocolLite04, ProtocolLite03}
+// Protocols are the protocol IDs offered, most preferred first: lite-05
+// as on QUIC (its streams carry no datagrams, so groups all go on streams).
+var Protocols = []protocol.ID{ProtocolLite05, ProtocolLite04, ProtocolLite03}
 
 // alpnOf names a protocol ID as the session package expects (the ALPN).
 func alpnOf(p protocol.ID) string {
 	switch p {
+	case ProtocolLite05:
+		return wire.ALPNLite05
 	case ProtocolLite04:
 		return wire.ALPNLite04
 	case ProtocolLite03:

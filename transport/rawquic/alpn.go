@@ -33,8 +33,8 @@ func explainDial(err error, offered []string) error {
 // ClientPreference returns a copy of tc whose server side picks the
 // client's most preferred protocol among tc.NextProtos (Go's TLS picks by
 // the server's order): moq-dev's servers and webtransport-go pick by the
-// client's, and a client that prefers moq-lite-05 must get it even though
-// our own list puts lite-04 first.
+// client's, and a client that prefers an older version (gomoqt offers
+// lite-04 first) must get it even though our own list puts lite-05 first.
 func ClientPreference(tc *tls.Config) *tls.Config {
 	base := tc.Clone()
 	out := tc.Clone()

@@ -28,16 +28,15 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-// ALPNs are the protocols offered, most preferred first. A listener takes
-// the client's preference among them (ClientPreference), as moq-dev's
-// servers do, so clients that prefer moq-lite-05 (moq-net, @moq/net) get it;
-// our own dialers put lite-04 first, because between two moqp2p peers
-// Subscribe relies on lite-04's SUBSCRIBE_OK (lite-05 has none: a
-// subscription it starts may miss the groups its publisher writes before
-// the SUBSCRIBE arrives). "moql" (the version by compat SETUP) comes last:
-// moq-dev clients that offer only it still get a session. A session on a
-// moql connection needs session.Config.Client on the dialing side.
-var ALPNs = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
+// ALPNs are the protocols offered, most preferred first: moq-lite-05, as
+// moq-net and @moq/net prefer it (lite-05 has no SUBSCRIBE_OK; between
+// moqp2p nodes a publisher's eager SUBSCRIBE_START stands in for it, see
+// the session package). A listener takes the client's preference among
+// them (ClientPreference), as moq-dev's servers do. "moql" (the version by
+// compat SETUP) comes last: moq-dev clients that offer only it still get
+// a session. A session on a moql connection needs session.Config.Client
+// on the dialing side.
+var ALPNs = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // Config returns the QUIC settings moq-lite needs: moq-lite opens one
 // unidirectional stream per group, so the peer must be granted more

@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The server's order picks the protocol: lite-04 when both sides speak it,
+// The client's order picks the protocol: lite-05 when both sides speak it,
 // "moql" (compat SETUP) only with a peer that offers nothing else.
 func TestALPNSelection(t *testing.T) {
 	crt, err := cert.SelfSigned()
@@ -35,7 +35,8 @@ func TestALPNSelection(t *testing.T) {
 		server, client []string
 		want           string
 	}{
-		{"both default: lite-04 between moqp2p peers", nil, nil, "moq-lite-04"},
+		{"both default: lite-05 between moqp2p peers", nil, nil, "moq-lite-05"},
+		{"client prefers lite-04 (gomoqt)", nil, []string{"moq-lite-04", "moq-lite-03"}, "moq-lite-04"},
 		{"client prefers lite-05 (moq-net)", nil, []string{"moq-lite-05", "moq-lite-04", "moq-lite-03", "moql", "moqt-19"}, "moq-lite-05"},
 		{"client offers only lite-05", nil, []string{"moq-lite-05"}, "moq-lite-05"},
 		{"client's order wins", nil, []string{"moq-lite-03", "moq-lite-04"}, "moq-lite-03"},
@@ -115,13 +116,13 @@ func TestALPNMismatchNamesProtocols(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = Dial(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
-	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-04, moq-lite-05, moq-lite-03, moql") {
+	if !errors.Is(err, ErrNoCommonProtocol) || !strings.Contains(err.Error(), "moq-lite-05, moq-lite-04, moq-lite-03, moql") {
 		t.Fatalf("dial error %v, want ErrNoCommonProtocol naming our protocols", err)
 	}
 	mu.Lock()
 	got := logs.String()
 	mu.Unlock()
-	if !strings.Contains(got, "client_offered=moq-lite-04,moq-lite-05,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
+	if !strings.Contains(got, "client_offered=moq-lite-05,moq-lite-04,moq-lite-03,moql") || !strings.Contains(got, "we_offer=moq-00") {
 		t.Fatalf("server log %q, want both sides' protocols", got)
 	}
 }

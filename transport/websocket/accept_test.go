@@ -89,10 +89,10 @@ func TestClientOffers(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	// And a Go server picks the first app protocol of a default Dial (lite-04
-	// first between moqp2p peers), in the newest framing.
+	// And a Go server picks the first app protocol of a default Dial
+	// (lite-05), in the newest framing.
 	c, s := dialPair(t, nil, nil)
-	if c.Protocol() != "moq-lite-04" || s.Protocol() != "moq-lite-04" || c.Framing() != FramingQmux02 {
+	if c.Protocol() != "moq-lite-05" || s.Protocol() != "moq-lite-05" || c.Framing() != FramingQmux02 {
 		t.Fatalf("negotiated %s/%q and %s/%q", c.Framing(), c.Protocol(), s.Framing(), s.Protocol())
 	}
 }

@@ -12,7 +12,7 @@ import (
 // Config configures Accept and Dial. The zero value (and nil) is usable.
 type Config struct {
 	// Protocols are the application protocols spoken, most preferred
-	// first. Nil means moq-lite-04, moq-lite-05, moq-lite-03 and moql; an empty non-nil
+	// first. Nil means moq-lite-05, moq-lite-04, moq-lite-03 and moql; an empty non-nil
 	// slice means none, so only bare framings are offered or accepted (the
 	// session then runs the compat SETUP), as @moq/lite does by default.
 	Protocols []string
@@ -74,9 +74,8 @@ type Config struct {
 }
 
 // DefaultProtocols are the application protocols of a nil Config.Protocols.
-// (Accept takes the client's order among them; Dial offers lite-04 first,
-// as rawquic.ALPNs explains.)
-var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
+// (Accept takes the client's order among them, as rawquic.ALPNs explains.)
+var DefaultProtocols = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // config is a Config with the defaults applied.
 type config struct {

@@ -15,9 +15,9 @@ import (
 
 // DefaultProtocols are the moq-lite protocols offered by Dial and accepted by
 // a Server when its Config names none, most preferred first.
-// (The server takes the client's order among them; Dial offers lite-04
-// first, as rawquic.ALPNs explains.)
-var DefaultProtocols = []string{wire.ALPNLite04, wire.ALPNLite05, wire.ALPNLite03, wire.ALPNCompat}
+// (The server takes the client's order among them, as rawquic.ALPNs
+// explains.)
+var DefaultProtocols = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite03, wire.ALPNCompat}
 
 // DefaultAcceptQueue is how many sessions wait for Accept when
 // Config.AcceptQueue is zero.

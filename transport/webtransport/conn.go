@@ -195,7 +195,7 @@ func (c *Conn) CloseWithError(code uint32, reason string) error {
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Protocol is the negotiated WebTransport application protocol
-// ("moq-lite-04", "moq-lite-03", "moql"), or "" when none was agreed.
+// ("moq-lite-05", "moq-lite-04", "moq-lite-03", "moql"), or "" when none was agreed.
 func (c *Conn) Protocol() string { return c.protocol }
 
 // LocalAddr is the local UDP address.

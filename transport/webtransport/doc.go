@@ -9,7 +9,7 @@
 // A Server listens once and routes every QUIC connection by its TLS ALPN:
 // "h3" goes to an HTTP/3 server whose WebTransport CONNECT requests become
 // sessions (other requests go to Config.Handler), while the moq-lite ALPNs
-// (moq-lite-04, moq-lite-03, moql) are served as raw QUIC, exactly as
+// (moq-lite-05, moq-lite-04, moq-lite-03, moql) are served as raw QUIC, exactly as
 // transport/rawquic does. Accept yields both kinds.
 //
 // Over WebTransport the moq-lite version travels in the CONNECT request's
