@@ -15,7 +15,7 @@ import (
 	"syscall"
 )
 
-const usage = `moq: Media over QUIC, peer to peer (moq-lite-04 and moq-lite-03)
+const usage = `moq: Media over QUIC, peer to peer (moq-lite-05, -04 and -03)
 
 usage: moq <command> [flags]
 
