@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,37 +62,14 @@ func overheadLine(row, metric, note string, on, off sample, higherBetter bool) *
 }
 
 func metricsP1(ctx context.Context, cfg config) []*line {
-	self, err := os.Executable()
-	if err != nil {
-		logf("P1 metrics: %v", err)
-		return nil
-	}
-	const size, perGroup = 1 << 10, 100
-	groups := (cfg.p1Frames + perGroup - 1) / perGroup
-	pub := []string{self, "-helper", "ours", "-role", "server", "-mode", "pub", "-groups", strconv.Itoa(groups),
-		"-frames", strconv.Itoa(perGroup), "-size", strconv.Itoa(size), "-timeout", "90s"}
-	sub := []string{self, "-helper", "ours", "-role", "client", "-mode", "sub", "-count", strconv.Itoa(groups * perGroup), "-timeout", "90s"}
-	var fps, cpu [2]sample // off, on
-	for run := range cfg.runs {
-		for k := range 2 {
-			on := (k + run) % 2 // alternate which goes first
+	fps, cpu := p1Pairs(ctx, cfg, func(on int) string { return [2]string{"metrics-off", "metrics-on"}[on] },
+		func(on int, run func()) {
 			if on == 1 {
 				_ = os.Setenv(metricsEnv, "1")
-			} else {
-				_ = os.Unsetenv(metricsEnv)
 			}
-			r, err := runPair(ctx, pub, sub)
+			run()
 			_ = os.Unsetenv(metricsEnv)
-			if err != nil {
-				logf("P1 metrics=%v run %d: %v", on == 1, run+1, err)
-				continue
-			}
-			secs := r.elapsed.Seconds()
-			fps[on] = append(fps[on], float64(r.frames)/secs)
-			cpu[on] = append(cpu[on], r.cpu.Seconds()/(float64(r.bytes)/gib))
-			logf("P1 metrics=%-5v run %d: %.0f frames/s, %.2f CPU s/GiB", on == 1, run+1, float64(r.frames)/secs, cpu[on][len(cpu[on])-1])
-		}
-	}
+		})
 	return []*line{
 		overheadLine("P1", "frames/s", "1 KiB frames, 100/group", fps[1], fps[0], true),
 		overheadLine("P1", "CPU s/GiB", "both processes", cpu[1], cpu[0], false),

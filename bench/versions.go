@@ -46,43 +46,52 @@ func versusLine(row, metric, note string, a, b string, sa, sb sample) *line {
 }
 
 func versionsP1(ctx context.Context, cfg config) []*line {
+	fps, cpu := p1Pairs(ctx, cfg, func(i int) string { return cfg.versions[i] },
+		func(i int, run func()) { withVersion(cfg.versions[i], run) })
+	a, b := cfg.versions[0], cfg.versions[1]
+	return []*line{
+		versusLine("P1", "frames/s", "1 KiB frames, 100/group", a, b, fps[0], fps[1]),
+		versusLine("P1", "CPU s/GiB", "both processes", a, b, cpu[0], cpu[1]),
+	}
+}
+
+// p1Pairs runs P1's publisher and subscriber processes cfg.runs times in
+// each of two settings, alternating which goes first (the second of two
+// back-to-back runs tends to cost more). apply(i, run) calls run with
+// setting i in force; name(i) labels it in logs and profile files. It
+// returns frames/s and CPU s/GiB per setting.
+func p1Pairs(ctx context.Context, cfg config, name func(i int) string, apply func(i int, run func())) (fps, cpu [2]sample) {
 	self, err := os.Executable()
 	if err != nil {
-		logf("P1 versions: %v", err)
-		return nil
+		logf("P1: %v", err)
+		return fps, cpu
 	}
 	const size, perGroup = 1 << 10, 100
 	groups := (cfg.p1Frames + perGroup - 1) / perGroup
 	pub := []string{self, "-helper", "ours", "-role", "server", "-mode", "pub", "-groups", strconv.Itoa(groups),
 		"-frames", strconv.Itoa(perGroup), "-size", strconv.Itoa(size), "-timeout", "90s"}
 	sub := []string{self, "-helper", "ours", "-role", "client", "-mode", "sub", "-count", strconv.Itoa(groups * perGroup), "-timeout", "90s"}
-	var fps, cpu [2]sample
 	for run := range cfg.runs {
 		for k := range 2 {
-			i := (k + run) % 2 // alternate which goes first
-			v := cfg.versions[i]
+			i := (k + run) % 2
 			pub, sub := pub, sub
 			if cfg.profDir != "" && run == 0 {
-				pub = append(pub[:len(pub):len(pub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+v+"-pub.cpu"))
-				sub = append(sub[:len(sub):len(sub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+v+"-sub.cpu"))
+				pub = append(pub[:len(pub):len(pub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+name(i)+"-pub.cpu"))
+				sub = append(sub[:len(sub):len(sub)], "-cpuprofile", filepath.Join(cfg.profDir, "P1-"+name(i)+"-sub.cpu"))
 			}
 			var r pairResult
-			withVersion(v, func() { r, err = runPair(ctx, pub, sub) })
+			apply(i, func() { r, err = runPair(ctx, pub, sub) })
 			if err != nil {
-				logf("P1 %s run %d: %v", v, run+1, err)
+				logf("P1 %s run %d: %v", name(i), run+1, err)
 				continue
 			}
 			secs := r.elapsed.Seconds()
 			fps[i] = append(fps[i], float64(r.frames)/secs)
 			cpu[i] = append(cpu[i], r.cpu.Seconds()/(float64(r.bytes)/gib))
-			logf("P1 %s run %d: %.0f frames/s, %.2f CPU s/GiB", v, run+1, float64(r.frames)/secs, cpu[i][len(cpu[i])-1])
+			logf("P1 %s run %d: %.0f frames/s, %.2f CPU s/GiB", name(i), run+1, fps[i][len(fps[i])-1], cpu[i][len(cpu[i])-1])
 		}
 	}
-	a, b := cfg.versions[0], cfg.versions[1]
-	return []*line{
-		versusLine("P1", "frames/s", "1 KiB frames, 100/group", a, b, fps[0], fps[1]),
-		versusLine("P1", "CPU s/GiB", "both processes", a, b, cpu[0], cpu[1]),
-	}
+	return fps, cpu
 }
 
 func versionsP6(ctx context.Context, cfg config) []*line {
