@@ -58,6 +58,11 @@ type Conn struct {
 	bidi chan *stream // arrived, not yet accepted
 	uni  chan *stream
 
+	// received counts the bytes read on the session's streams: the
+	// keep-alive takes them as signs of life (its pong may queue behind
+	// them on a TCP connection).
+	received atomic.Uint64
+
 	ctlMu sync.Mutex // serialises writes on the control stream
 	// ready is set once the handshake is over (at once for the listener).
 	// Before that a dialer's control stream may be inside multistream-select,

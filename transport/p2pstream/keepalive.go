@@ -22,8 +22,8 @@ const pingSize = 32
 
 // startKeepAlive pings the peer for the session's life with libp2p's ping
 // protocol (which every libp2p host serves unless told not to), on one
-// stream held open, and ends the session when a ping goes unanswered for
-// Config.DeadPeerTimeout. libp2p's own keep-alives (yamux's, QUIC's) take
+// stream held open, and ends the session when a ping goes unanswered, and
+// nothing arrives on the session's streams, for Config.DeadPeerTimeout. libp2p's own keep-alives (yamux's, QUIC's) take
 // tens of seconds, and a relayed connection has none end to end. A peer
 // without the ping service is left to them.
 func (c *Conn) startKeepAlive() {
@@ -69,7 +69,7 @@ func (c *Conn) startKeepAlive() {
 				return errors.New("ping answered with other bytes")
 			}
 			return nil
-		}, nil, func(err error) {
+		}, c.received.Load, func(err error) {
 			c.log.Info("peer unresponsive: closing session", "err", err)
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnLost, err), ctlReset)
 		})

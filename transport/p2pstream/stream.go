@@ -37,6 +37,9 @@ func newStream(c *Conn, s network.Stream, rw io.ReadWriter) *stream {
 
 func (st *stream) Read(p []byte) (int, error) {
 	n, err := st.r.Read(p)
+	if n > 0 {
+		st.c.received.Add(uint64(n))
+	}
 	switch {
 	case err == nil:
 		return n, nil

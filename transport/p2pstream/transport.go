@@ -88,9 +88,10 @@ type Config struct {
 	// this limit holds on hosts without it. Zero means
 	// DefaultMaxStreamsPerSession (1024).
 	MaxStreamsPerSession int
-	// DeadPeerTimeout bounds how long the peer may leave a libp2p ping
-	// unanswered (pings go out every third of it, on one stream per
-	// session): then the session ends with a cause matching ErrConnLost.
+	// DeadPeerTimeout bounds how long the peer may stay silent: a libp2p
+	// ping unanswered (pings go out every third of it, on one stream per
+	// session) and nothing read on the session's streams for that long
+	// ends the session with a cause matching ErrConnLost.
 	// Zero means 3 s; negative sends no pings, leaving a vanished peer to
 	// libp2p's connection keep-alives (tens of seconds).
 	DeadPeerTimeout time.Duration
