@@ -49,6 +49,7 @@ type helperOpts struct {
 	window                  int
 	timeout                 time.Duration
 	cpuprofile              string
+	cacheMiB                int // P8 relay: its track caches' bound, MiB (0: defaults)
 }
 
 // pubWindow is how many groups our helper publisher writes ahead of what
@@ -71,6 +72,7 @@ func helperMain(args []string) {
 	fs.IntVar(&o.window, "window", pubWindow, "ours publisher: groups written ahead of the session")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "deadline")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile here")
+	fs.IntVar(&o.cacheMiB, "cache-mib", 0, "P8 relay: bound its track caches to this many MiB")
 	_ = fs.Parse(args)
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)

@@ -55,6 +55,10 @@ import (
 // profDir is -profile: where profiles go ("" for none).
 var profDir string
 
+// p8GroupsFlag and p8CacheMiB are -p8-groups and -p8-cache-mib (0: the
+// defaults).
+var p8GroupsFlag, p8CacheMiB int
+
 type config struct {
 	rows        []string
 	runs        int
@@ -102,6 +106,8 @@ func main() {
 	flag.StringVar(&cfg.gomoqtBin, "gomoqt", "", "prebuilt interop/gomoqt-lite04 binary (default: build it)")
 	flag.IntVar(&cfg.p1Frames, "p1-frames", 200_000, "P1: 1 KiB frames per transfer")
 	flag.IntVar(&cfg.p2Frames, "p2-frames", 6_000, "P2: 64 KiB frames per transfer")
+	flag.IntVar(&p8GroupsFlag, "p8-groups", 0, "P8: groups of 100 × 1 KiB per transfer (default 1024; -quick 256)")
+	flag.IntVar(&p8CacheMiB, "p8-cache-mib", 0, "P8: bound our relay's track caches (the forwarded track's and its upstream subscription's) to this many MiB besides the latest group (default: 64 MiB or 5 s)")
 	p3subs := flag.String("p3-subs", "10,100", "P3: subscriber counts (the last one is held to the target)")
 	flag.IntVar(&cfg.p3Bytes, "p3-mib", 512, "P3: MiB delivered in total per run")
 	flag.IntVar(&cfg.p4Subs, "p4-subs", 100, "P4: subscribers")

@@ -26,11 +26,25 @@ func newNodeWith(opts ...moq.Option) (*node, error) {
 	return &node{Moq: m, h: h}, nil
 }
 
-func newRelayNode() (*node, error) { return newNodeWith(moq.WithForwarding(moq.Forwarding{})) }
+func newRelayNode() (*node, error) { return newCachedRelayNode(0) }
+
+// newCachedRelayNode is a relay whose track caches (each forwarded track's
+// and that of the subscription feeding it) hold at most cacheMiB MiB of
+// groups besides the latest; 0 keeps the defaults (64 MiB or 5 s).
+func newCachedRelayNode(cacheMiB int) (*node, error) {
+	if cacheMiB <= 0 {
+		return newNodeWith(moq.WithForwarding(moq.Forwarding{}))
+	}
+	l := broadcast.Limits{CacheMaxBytes: int64(cacheMiB) << 20}
+	return newNodeWith(moq.WithForwarding(moq.Forwarding{Limits: l}), moq.WithLimits(moq.Limits{Model: l}))
+}
 
 // p8Groups groups of 100 frames of 1 KiB: 100 MiB per transfer (a quarter
-// with -quick).
+// with -quick; -p8-groups sets it).
 func p8Groups(quick bool) int {
+	if p8GroupsFlag > 0 {
+		return p8GroupsFlag
+	}
 	if quick {
 		return 256
 	}

@@ -76,7 +76,7 @@ func p8Helper(o helperOpts) error {
 	case "p8pub":
 		return p8Pub(ctx, o, ctl)
 	case "p8relay":
-		r, err := newRelayNode()
+		r, err := newCachedRelayNode(o.cacheMiB)
 		if err != nil {
 			return err
 		}
@@ -290,6 +290,9 @@ func hopProcs(ctx context.Context, groups int, relayed, raw bool) (hopResult, er
 	if relayed {
 		mode := map[bool]string{false: "p8relay", true: "rawrelay"}[raw]
 		args := []string{"-mode", mode, "-addr", pub.addr}
+		if p8CacheMiB > 0 && !raw {
+			args = append(args, "-cache-mib", strconv.Itoa(p8CacheMiB))
+		}
 		if profDir != "" { // the last run's relay profile
 			args = append(args, "-cpuprofile", filepath.Join(profDir, "p8-"+mode+".cpu"))
 		}
