@@ -340,6 +340,10 @@ loop:
 // file ends without what has not come.
 const audioGrace = 2 * time.Second
 
+// audioJoin bounds how long pub --media --wait, once the video has a
+// subscriber, waits for the audio to have one too.
+const audioJoin = 2 * time.Second
+
 // mediaFrame is a frame (or a track's end) on its way to the MP4 writer.
 type mediaFrame struct {
 	audio bool
@@ -425,6 +429,19 @@ func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects
 			return sessionEnded(dialed)
 		case <-ctx.Done():
 			return nil
+		}
+		// A subscriber takes the catalog, then the video, then the
+		// audio: give the audio's subscription a moment to arrive, or its
+		// first frames go out before anyone holds the track. A player
+		// that wants no audio costs the start this much.
+		if ms.audio != nil {
+			t := time.NewTimer(audioJoin)
+			select {
+			case <-ms.audio.Track().Used():
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
 		}
 	}
 	var st mediaStats

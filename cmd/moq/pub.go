@@ -40,7 +40,8 @@ keyframe, an "audio" track) read from fragmented MP4, such as
   ffmpeg -i movie.mp4 -c:v libx264 -profile:v baseline -c:a aac -f mp4 \
          -movflags frag_keyframe+empty_moov+default_base_moof -
 (H.264, and AAC if any), paced by its timestamps; --loop starts a file
-over at its end. At the end it prints
+over at its end; --wait starts it once the video has a subscriber (and the
+audio too, or 2 s later). At the end it prints
 {"frames":N,"keyframes":K,"codec":"avc1…","duration_us":D,"audio_frames":A}.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
