@@ -9,36 +9,6 @@ import (
 	"testing"
 )
 
-// NATKind is how a lab NAT maps a host's UDP flows to its public address.
-type NATKind int
-
-// The NAT kinds a NATLab builds (Linux only).
-const (
-	EndpointIndependent NATKind = iota
-	Symmetric
-)
-
-func (k NATKind) String() string {
-	if k == Symmetric {
-		return "symmetric"
-	}
-	return "endpoint-independent"
-}
-
-// NATSide is one host behind one NAT in a NATLab.
-type NATSide struct {
-	Host, Router string
-	Addr, Public string
-	Kind         NATKind
-}
-
-// NATLab is two NATed hosts and a WAN in network namespaces: Linux only.
-type NATLab struct {
-	WAN    string
-	Sides  [2]NATSide
-	Others []string
-}
-
 var errNoNetns = errors.New("network namespaces need Linux")
 
 // InNATLab reports whether this process is the child NATed started.
