@@ -88,7 +88,7 @@ type tryAcceptor interface {
 // arriving never holds up the next. The latter get a header deadline.
 // Streams that wait for back-pressure (turnWaiters) end the batch too.
 func (s *Session) takeGroupStreams(rs transport.ReceiveStream, batch *arrivedBatch) {
-	try, _ := s.conn.(tryAcceptor)
+	try, _ := transport.As[tryAcceptor](s.conn)
 	n := 0
 	for {
 		s.unsorted.Add(1) // until recvGroup knows its subscription

@@ -70,12 +70,12 @@ type Unwrapper interface {
 	Unwrap() Conn
 }
 
-// AsDatagramConn returns c, or a connection c wraps (Unwrapper, a few
-// levels deep at most), as a DatagramConn.
-func AsDatagramConn(c Conn) (DatagramConn, bool) {
+// As returns c, or a connection c wraps (Unwrapper, a few levels deep at
+// most), as a T: how optional interfaces are found through wrappers.
+func As[T any](c Conn) (T, bool) {
 	for range 8 {
-		if dc, ok := c.(DatagramConn); ok {
-			return dc, true
+		if t, ok := c.(T); ok {
+			return t, true
 		}
 		u, ok := c.(Unwrapper)
 		if !ok {
@@ -83,8 +83,12 @@ func AsDatagramConn(c Conn) (DatagramConn, bool) {
 		}
 		c = u.Unwrap()
 	}
-	return nil, false
+	var zero T
+	return zero, false
 }
+
+// AsDatagramConn returns c, or a connection c wraps, as a DatagramConn.
+func AsDatagramConn(c Conn) (DatagramConn, bool) { return As[DatagramConn](c) }
 
 // SendStream is the sending half of a stream.
 type SendStream interface {

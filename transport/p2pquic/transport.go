@@ -289,6 +289,19 @@ type Conn struct {
 	peer peer.ID
 }
 
+// TryAcceptUniStream takes a uni stream the peer has already opened, if
+// any, without waiting: the session accepts its group streams in batches
+// with it (forwarded by hand, as Stats is: the connection does not Unwrap,
+// so as not to offer the session rawquic's other optional interfaces).
+func (c *Conn) TryAcceptUniStream() (transport.ReceiveStream, bool) {
+	if ta, ok := c.Conn.(interface {
+		TryAcceptUniStream() (transport.ReceiveStream, bool)
+	}); ok {
+		return ta.TryAcceptUniStream()
+	}
+	return nil, false
+}
+
 // Stats reports the QUIC connection's counters (see transport.StatsConn).
 func (c *Conn) Stats() transport.Stats {
 	st := transport.Stats{}
