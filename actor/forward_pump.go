@@ -262,44 +262,15 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 const maxFrameHint = 1024
 
 // copyGroup copies a group's frames, with their timestamps, as they
-// arrive; the frames themselves are shared, not copied. (Received tracks
-// hold timestamps in the default timescale, as relay tracks do.) It
-// returns the frames copied once the group finished cleanly, 0 otherwise.
+// arrive (received tracks hold timestamps in the default timescale, as
+// relay tracks do), and ends gp as g ended. It returns the frames copied
+// once the group finished cleanly, 0 otherwise.
 func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, gp *broadcast.GroupProducer) int {
-	buf, tbuf := make([][]byte, 0, 64), make([]uint64, 0, 64)
-	n := 0
-	for {
-		frames, ts, err := g.TryReadFramesAt(buf[:0], tbuf[:0], 64)
-		if len(frames) > 0 {
-			if werr := gp.WriteFramesAt(ts, frames...); werr != nil {
-				gp.Abort(werr)
-				return 0
-			}
-			n += len(frames)
-			continue
-		}
-		switch {
-		case errors.Is(err, io.EOF):
-			_ = gp.Finish()
-			return n
-		case err != nil:
-			gp.Abort(err)
-			return 0
-		}
-		frame, t, err := g.ReadFrameAt(ctx)
-		switch {
-		case err == nil:
-			if werr := gp.WriteFrameAt(t, frame); werr != nil {
-				gp.Abort(werr)
-				return 0
-			}
-			n++
-		case errors.Is(err, io.EOF):
-			_ = gp.Finish()
-			return n
-		default:
-			gp.Abort(err)
-			return 0
-		}
+	n, rerr, werr := broadcast.CopyGroup(ctx, gp, g, 0)
+	if err := errors.Join(rerr, werr); err != nil {
+		gp.Abort(err)
+		return 0
 	}
+	_ = gp.Finish()
+	return n
 }

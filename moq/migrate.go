@@ -284,29 +284,22 @@ func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer, gp *broadcast.GroupPr
 			return true // a duplicate, or the track ended
 		}
 	}
-	for i := 0; ; i++ {
-		f, err := g.ReadFrame(ms.ctx)
-		if errors.Is(err, io.EOF) {
-			_ = gp.Finish()
-			return true
-		}
-		if err != nil {
-			if ms.ctx.Err() != nil {
-				gp.Abort(err)
-				return true
-			}
-			ms.mu.Lock()
-			ms.partial[g.Sequence()] = gp
-			ms.mu.Unlock()
-			return false
-		}
-		if i < gp.FrameCount() {
-			continue // copied from the source that failed
-		}
-		if err := gp.WriteFrame(f); err != nil {
-			return true
-		}
+	// Frames copied from a source that failed are skipped.
+	_, rerr, werr := broadcast.CopyGroup(ms.ctx, gp, g, gp.FrameCount())
+	switch {
+	case werr != nil: // the track ended
+		return true
+	case rerr == nil:
+		_ = gp.Finish()
+		return true
+	case ms.ctx.Err() != nil:
+		gp.Abort(rerr)
+		return true
 	}
+	ms.mu.Lock()
+	ms.partial[g.Sequence()] = gp
+	ms.mu.Unlock()
+	return false
 }
 
 // ended handles a source's end: the direct source's end is the track's; a

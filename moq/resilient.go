@@ -511,22 +511,15 @@ func (t *ResilientTrack) localSeq(seq uint64) (uint64, bool, *TrackEvent) {
 	return l, true, resumed
 }
 
-// copyGroup copies g's frames into lg (the payloads are shared, not
-// copied) and ends lg as g ended.
+// copyGroup copies g's frames, with their timestamps, into lg (the
+// payloads are shared, not copied) and ends lg as g ended.
 func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, lg *broadcast.GroupProducer) {
-	for {
-		f, err := g.ReadFrame(ctx)
-		if errors.Is(err, io.EOF) {
-			_ = lg.Finish()
-			return
-		}
-		if err != nil {
-			lg.Abort(err)
-			return
-		}
-		if err := lg.WriteFrame(f); err != nil {
-			return
-		}
+	switch _, rerr, werr := broadcast.CopyGroup(ctx, lg, g, 0); {
+	case werr != nil: // lg ended with the track
+	case rerr != nil:
+		lg.Abort(rerr)
+	default:
+		_ = lg.Finish()
 	}
 }
 
