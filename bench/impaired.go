@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,13 +106,14 @@ func pace(ctx context.Context, d time.Duration, frame func(i int)) {
 }
 
 func impairedOurs(ctx context.Context, d time.Duration) (int64, error) {
-	ln, proxy, err := impairedEnds("moq-lite-04")
+	alpn := cmp.Or(os.Getenv(liteEnv), wire.ALPNLite05) // as the other rows: -alpn, else lite-05
+	ln, proxy, err := impairedEnds(alpn)
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	defer proxy.Close()
-	cc, err := quic.DialAddr(ctx, proxy.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"moq-lite-04"}}, rawquic.Config())
+	cc, err := quic.DialAddr(ctx, proxy.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}}, rawquic.Config())
 	if err != nil {
 		return 0, err
 	}

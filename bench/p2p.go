@@ -49,18 +49,7 @@ func newHost() (host.Host, *p2pquic.Transport, error) {
 	return h, q, err
 }
 
-func newNode() (*node, error) {
-	h, q, err := newHost()
-	if err != nil {
-		return nil, err
-	}
-	m, err := moq.New(h, moq.WithQUIC(q), moq.WithLogger(quietLogger()), moq.WithShutdownGrace(time.Second))
-	if err != nil {
-		_ = h.Close()
-		return nil, err
-	}
-	return &node{Moq: m, h: h}, nil
-}
+func newNode() (*node, error) { return newNodeWith() }
 
 func (n *node) close() {
 	_ = n.Shutdown(context.Background())

@@ -656,7 +656,7 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// handleGoaway notes the peer's GOAWAY (lite-04). The peer is about to
+// handleGoaway notes the peer's GOAWAY (lite-04 and later). The peer is about to
 // close; the URI of a replacement, if any, is for the application. Only the
 // first counts: repeats hold nothing and are dropped quietly.
 func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
@@ -682,7 +682,7 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	_ = st.Close()
 }
 
-// GoingAway is closed once the peer sent GOAWAY (lite-04): it is about to
+// GoingAway is closed once the peer sent GOAWAY (lite-04 and later): it is about to
 // close the session. GoawayURI then says where it asked us to reconnect.
 func (s *Session) GoingAway() <-chan struct{} { return s.goaway }
 
@@ -701,7 +701,7 @@ func (s *Session) GoawayURI() string {
 var ErrNoGoaway = errors.New("session: this moq-lite version has no GOAWAY")
 
 // Goaway tells the peer that this session is about to end and, if uri is
-// set, where to reconnect (lite-04 GOAWAY). The session keeps working; close
+// set, where to reconnect (GOAWAY, lite-04 and later). The session keeps working; close
 // it once the peer had time to leave.
 func (s *Session) Goaway(ctx context.Context, uri string) error {
 	if !s.awaitVersion(ctx) {

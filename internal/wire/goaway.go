@@ -1,6 +1,6 @@
 package wire
 
-// Goaway (lite-04 only) asks the peer to move to another URI; empty means
+// Goaway (lite-04 and later) asks the peer to move to another URI; empty means
 // just close. Peers of the 0.16/0.2 generation only log it.
 type Goaway struct {
 	URI string

@@ -558,7 +558,7 @@ func (s *Server) Close() error {
 }
 
 // Shutdown stops taking sessions and ends pending admissions; it sends
-// GOAWAY to every session that speaks lite-04 and waits for those clients to
+// GOAWAY to every session that speaks lite-04 or later and waits for those clients to
 // leave. Sessions on versions without GOAWAY (lite-03, the compat SETUP's
 // lite-01/02, or one whose SETUP has not finished) have nothing to be told,
 // so they are closed at once with code 0. When ctx ends first it closes what
