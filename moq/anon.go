@@ -29,12 +29,7 @@ var ErrTooManyPending = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Rea
 // client of the compat SETUP if the connection needs one. The node owns c
 // from the call on: it is closed if the session cannot start.
 func (m *Moq) Open(ctx context.Context, c transport.Conn) (*Session, error) {
-	s, err := m.a.RegisterWith(ctx, anonConn{c}, actor.RegisterOptions{Dialed: true, Client: true})
-	if err != nil {
-		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
-		return nil, err
-	}
-	return &Session{s: s, m: m}, nil
+	return m.OpenWith(ctx, c, OpenOptions{})
 }
 
 // Admission is one of the node's admission slots (WithPendingAdmissions,

@@ -268,9 +268,8 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 // (exclusive) once the track finished. A nil *subscribeRange (other
 // versions) writes nothing.
 type subscribeRange struct {
-	st      transport.SendStream
-	v       wire.Version
-	started bool // START was written
+	st transport.SendStream
+	v  wire.Version
 	// floating: START named no group (the track had none yet, START 0):
 	// the first group served sets next, no gap before it being a DROP.
 	floating bool
@@ -291,7 +290,7 @@ func (r *subscribeRange) write(m wire.Message) error {
 // group the track will have), as moq-net's subscribers and @moq/net only
 // log START or drop it.
 func (r *subscribeRange) begin(first uint64, known bool) error {
-	r.started, r.floating, r.next = true, !known, first
+	r.floating, r.next = !known, first
 	if !known {
 		r.next = 0
 	}
@@ -303,12 +302,7 @@ func (r *subscribeRange) serve(seq uint64) error {
 	if r == nil {
 		return nil
 	}
-	switch {
-	case !r.started:
-		r.started = true
-		if err := r.write(&wire.SubscribeStart{Group: seq}); err != nil {
-			return err
-		}
+	switch { // begin wrote START when the subscription was taken
 	case r.floating:
 		r.floating = false
 	case seq > r.next:

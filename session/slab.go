@@ -52,9 +52,9 @@ func (m *slab) take(n int) []byte {
 // while any frame carved from it is referenced: beyond its frames it holds
 // their size prefixes, the start of a frame that moved on, and, in a
 // group's last chunk, what the stream did not fill, at most what the
-// group's earlier chunks hold and under slabMax. Pending bytes (a frame
-// still arriving) are not charged to the receive budget, as a read buffer's
-// are not.
+// group's earlier chunks hold and under slabMax. A small frame still
+// arriving is charged to the receive budget from its header on (its size,
+// as declared); the rest of a chunk is not, as a read buffer is not.
 type chunks struct {
 	src    io.Reader
 	buf    []byte // the chunk: buf[lo:hi] read and not taken yet

@@ -92,8 +92,7 @@ const resetBuckets = int(broadcast.CodeApp) + 1
 type subStats struct {
 	id            uint64
 	path, track   string
-	served        bool
-	dir           Direction
+	dir           Direction     // Sent for a subscription we serve
 	tr            SessionTracer // nil: no metrics
 	groups        atomic.Uint64
 	frames, bytes atomic.Uint64
@@ -166,7 +165,7 @@ func (st *subStats) reset(code broadcast.Code) {
 
 func (st *subStats) snapshot() SubscriptionStats {
 	out := SubscriptionStats{
-		ID: st.id, Broadcast: st.path, Track: st.track, Served: st.served,
+		ID: st.id, Broadcast: st.path, Track: st.track, Served: st.dir == Sent,
 		Groups: st.groups.Load(), Frames: st.frames.Load(), Bytes: st.bytes.Load(),
 		Behind: time.Duration(st.behind.Load()),
 	}
@@ -188,7 +187,7 @@ func (st *subStats) snapshot() SubscriptionStats {
 }
 
 // Subscriptions returns the counters of the session's live subscriptions,
-// ours and those we serve, ordered by direction and ID.
+// ours and those we serve: ours first, each side by broadcast, then ID.
 func (s *Session) Subscriptions() []SubscriptionStats {
 	return s.obs.subscriptions()
 }
@@ -290,7 +289,7 @@ func (o *observer) ended() {
 func (o *observer) track(served bool, id uint64, path, track string) *subStats {
 	// Copies: a peer's path may be cut from a message padded up to
 	// MaxMessageSize, which must not live as long as the subscription.
-	st := &subStats{id: id, path: strings.Clone(path), track: strings.Clone(track), served: served}
+	st := &subStats{id: id, path: strings.Clone(path), track: strings.Clone(track)}
 	if served {
 		st.dir = Sent
 	}
