@@ -501,7 +501,7 @@ func (m *Moq) upgrade(p peer.ID) {
 	defer cancel()
 	var conn actor.Conn
 	for _, c := range m.h.Network().ConnsToPeer(p) {
-		if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) || isCircuit(c) {
+		if !directQUIC(c) {
 			continue
 		}
 		qc, err := m.quic.Dial(ctx, p, c.RemoteMultiaddr())

@@ -264,7 +264,7 @@ func (m *Moq) dial(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) 
 	m.awaitDirect(ctx, addr.ID) // hole punching, if the peer is only reachable through a relay
 	if m.quic != nil {
 		for _, c := range m.h.Network().ConnsToPeer(addr.ID) {
-			if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) {
+			if !directQUIC(c) {
 				continue
 			}
 			qc, err := m.quic.Dial(ctx, addr.ID, c.RemoteMultiaddr())

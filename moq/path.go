@@ -3,6 +3,7 @@ package moq
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -187,12 +188,14 @@ func (m *Moq) holePunches() bool { return m.punching }
 // hasDirect reports whether the host has an unlimited, unrelayed QUIC
 // connection to p.
 func (m *Moq) hasDirect(p peer.ID) bool {
-	for _, c := range m.h.Network().ConnsToPeer(p) {
-		if !c.Stat().Limited && isQUIC(c.RemoteMultiaddr()) && !isCircuit(c) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(m.h.Network().ConnsToPeer(p), directQUIC)
+}
+
+// directQUIC reports whether c is an unlimited, unrelayed QUIC connection:
+// one whose address raw QUIC can dial (a circuit's is the relay's, whose
+// identity is not the peer's).
+func directQUIC(c network.Conn) bool {
+	return !c.Stat().Limited && isQUIC(c.RemoteMultiaddr()) && !isCircuit(c)
 }
 
 func isCircuit(c network.Conn) bool {
