@@ -264,10 +264,12 @@ func (s *stream) read(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	for {
 		switch {
-		case s.resetRcvd:
-			return 0, &transport.StreamError{Code: fromWire(s.resetRcvdCode), Remote: true}
+		// A local cancel is sticky: the peer's reset answering our
+		// STOP_SENDING must not replace the error the app caused.
 		case s.readCancelled:
 			return 0, &transport.StreamError{Code: s.readCancelCode}
+		case s.resetRcvd:
+			return 0, &transport.StreamError{Code: fromWire(s.resetRcvdCode), Remote: true}
 		case s.buffered() > 0:
 			// Buffered data is delivered even after the connection
 			// ended: it arrived whole.
