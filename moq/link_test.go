@@ -3,8 +3,13 @@ package moq
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/moqp2p/moqp2p/internal/impair"
 )
@@ -66,6 +71,32 @@ func TestKeepLinkStates(t *testing.T) {
 	if _, err := l.Session(testCtx(t)); !errors.Is(err, ErrDetached) {
 		t.Errorf("Session after Detach: %v", err)
 	}
+}
+
+// A kept link whose attempts fail reports each failure as its current
+// state again, with the attempt's error, so an application (moq relay's
+// log) learns why the link is not up.
+func TestKeepLinkReportsFailedAttempts(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	// b's identity at an address nobody listens on.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", pc.LocalAddr().(*net.UDPAddr).Port))
+	_ = pc.Close()
+	l := a.Keep(peer.AddrInfo{ID: b.h.ID(), Addrs: []ma.Multiaddr{dead}}, KeepOptions{AttemptTimeout: 300 * time.Millisecond})
+	defer l.Detach()
+	for c := range l.Changes(testCtx(t)) {
+		switch {
+		case c.State == LinkConnecting && c.Err != nil:
+			t.Logf("failed attempt reported: %v", c.Err)
+			return
+		case c.State != LinkConnecting:
+			t.Fatalf("state %v, want connecting", c.State)
+		}
+	}
+	t.Fatal("no failed attempt reported within 15 s")
 }
 
 // A resilient track pinned to a peer (a ticket's) redials that peer after

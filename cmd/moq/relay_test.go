@@ -125,6 +125,32 @@ func TestRelayAuth(t *testing.T) {
 	pub.mustSucceed(t, 30*time.Second)
 }
 
+// TestRelayAuthLink: a relay with --auth-key takes the broadcasts of a
+// relay it links to itself (--connect moql://, a kept link) although the
+// link carries no token and nothing is public: a session the relay dialed
+// is its own, not a client's. A subscriber with a get token receives every
+// frame published at the other relay.
+func TestRelayAuthLink(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	keyFile := filepath.Join(t.TempDir(), "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0")
+	_, ba := startRelay(t, "relay B", "--auth-key", keyFile, "--listen", "ws://127.0.0.1:0", "--connect", aa["moql"], "--insecure")
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["ws"]+"room?jwt="+get, "--out", out, "--broadcast", "e2e")
+	pub := start(t, "pub at A", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"},
+		"--broadcast", "room/e2e", "--frames", "10000", "--group-frames", "100", "--size", "256", "--wait")...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s", got, want, sub.stderr.bytes())
+	}
+}
+
 // TestRelayGomoqt: gomoqt v0.16 (moq-lite-04) publishes into relay A, and
 // gomoqt v0.12 (moq-lite-03) subscribes at relay C, through A → B → C
 // (libp2p links): every frame arrives.
