@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/internal/impair"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 // arrival is a group received by a reader: its sequence, its frame (the
@@ -164,4 +165,43 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 		t.Errorf("events %v, want live, lost, live", kinds)
 	}
 	t.Logf("resumed %v after healing; %d groups after; skipped %d; events %v", after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
+}
+
+// An unpinned resilient track names the peer its upstream subscription was
+// made at. Here that is the DHT's provider, reached on a session of its
+// own, while an older session, to a peer that does not provide the name,
+// holds a subscription of the node's to the same track: a guess from the
+// sessions' subscriptions would name that older session's peer.
+func TestResilientTrackNamesItsUpstream(t *testing.T) {
+	nodes := newDHTNet(t, 2)
+	provider := nodes[0]
+	// The subscriber asks for no announcements under "live": every
+	// subscription it makes is asked for directly.
+	sub := addDHTNode(t, provider, nil, nil, WithInterest("elsewhere"))
+	other := addDHTNode(t, provider, nil, nil, WithProvide(false))
+	for _, p := range []*dhtNode{provider, other} {
+		paced(t, publish(t, p.node, "live"), 30)
+	}
+	waitProvided(t, sub, "live", provider)
+	older := sub.connect(t, other.node)
+	tc, err := older.s.Subscribe(testCtx(t), "live", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx := testutil.Context(t, dhtWait)
+	tr, err := sub.SubscribeResilient(ctx, "live", "video", ResilientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for ev := range tr.Events(ctx) {
+		if ev.Kind == TrackLive {
+			if ev.Peer != provider.h.ID() {
+				t.Fatalf("live at %s, want the provider %s (the older session's peer is %s)", ev.Peer, provider.h.ID(), other.h.ID())
+			}
+			return
+		}
+	}
+	t.Fatal("no live event")
 }
