@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,5 +100,44 @@ func awaitReleased(t *testing.T, released <-chan peer.ID) peer.ID {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the flight was not released within 15 s")
 		return ""
+	}
+}
+
+// Connect callers racing Shutdown all return: those whose flight's request
+// was taken get ErrShutdown from the actor, and a request still in the
+// actor's queue when it stops is landed by the flight's shutdown hook.
+func TestConnectBurstAtShutdown(t *testing.T) {
+	nw := newNetwork(t)
+	for round := range 10 {
+		a := nw.add(t)
+		a.dialHook = func(ctx context.Context, _ peer.ID) error {
+			<-ctx.Done() // held until Shutdown cancels the dials
+			return ctx.Err()
+		}
+		const peers, each = 20, 5
+		done := make(chan error, peers*each)
+		// Longer than the wait below: a caller must be released by the
+		// shutdown, not by its own context.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for i := range peers * each {
+			go func() {
+				_, err := a.a.Connect(ctx, peer.AddrInfo{ID: peer.ID(fmt.Sprintf("peer-%d", i%peers))})
+				done <- err
+			}()
+		}
+		if err := a.a.Shutdown(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		for range peers * each {
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatalf("round %d: a connect succeeded without a dial", round)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("round %d: a Connect caller still waits 15 s after Shutdown", round)
+			}
+		}
 	}
 }
