@@ -151,6 +151,55 @@ func TestRelayAuthLink(t *testing.T) {
 	}
 }
 
+// TestRelayLinkRedials: relay B keeps its --connect moql:// link to relay
+// A. A is killed (SIGKILL: its socket goes silent) and started again on
+// the same port; B notices the loss within its dead-peer bound, redials,
+// and a broadcast published at the new A reaches a subscriber at B.
+func TestRelayLinkRedials(t *testing.T) {
+	t.Parallel()
+	dp := "--dead-peer-timeout=2s"
+	a, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", dp)
+	b, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["moql"], "--insecure", dp)
+	// The link is up once B forwards what A carries: a short transfer.
+	pub := start(t, "pub at A", nil, "pub", "--connect", aa["moql"], "--insecure", "--broadcast", "first", "--frames", "0", "--rate", "50")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["moql"], "--insecure", "--broadcast", "first", "--count", "20")
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	awaitLog(t, b, `msg="link lost; redialing"`, 30*time.Second)
+	startRelay(t, "relay A again", "--listen", aa["moql"], dp)
+	out := filepath.Join(t.TempDir(), "out")
+	sub = start(t, "sub at B after", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure", "--out", out}, transferArgs["sub"]...)...)
+	pub = start(t, "pub at A again", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"}, transferArgs["pub"]...)...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nrelay B: %s", got, want, b.stderr.bytes())
+	}
+}
+
+// awaitLog waits for a line of p's log (stderr) containing s.
+func awaitLog(t *testing.T, p *proc, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		p.stderr.mu.Lock()
+		text, wake := p.stderr.buf.String(), p.stderr.wake
+		p.stderr.mu.Unlock()
+		if strings.Contains(text, s) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			t.Fatalf("%s: no log line with %q within %s; got:\n%s", p.name, s, d, text)
+		}
+	}
+}
+
 // TestRelayGomoqt: gomoqt v0.16 (moq-lite-04) publishes into relay A, and
 // gomoqt v0.12 (moq-lite-03) subscribes at relay C, through A → B → C
 // (libp2p links): every frame arrives.
