@@ -283,15 +283,6 @@ func (st *frameStamps) add(ts uint64) {
 	st.batch = append(st.batch, ts)
 }
 
-// frameStart parses the header of the frame at the start of buf: the
-// timestamp delta (lite-05, checked against prev: it returns the frame's
-// timestamp) and the size. n is the header's length; ok is false if buf
-// does not hold the whole header, or the timestamp is out of range.
-func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, ok bool) {
-	ts, size, n, err := parseFrameHeader(buf, s.version.HasFrameTimestamps(), prev)
-	return ts, size, n, err == nil
-}
-
 // parseFrameHeader parses a frame's header at the start of buf: its
 // timestamp (if stamped, lite-05: a delta from prev) and its size; n is the
 // header's length. The error is wire.ErrShort when buf does not hold the
@@ -432,7 +423,8 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	}
 	gr := getGroupReader(st)
 	defer putGroupReader(gr)
-	if err := s.readFrames(gr, g, nil, &fs); err != nil {
+	c := gr.startChunks()
+	if err := s.readFrames(&c, g, nil, &fs); err != nil {
 		st.CancelRead(uint32(broadcast.CodeCancel))
 		g.Abort(err)
 		if ctx.Err() != nil {
