@@ -51,7 +51,7 @@ func FuzzGroupFrames(f *testing.F) {
 		got, gotTS, err := fuzzRead(t, data, stamped, func(s *Session, gr *groupReader, tp *broadcast.TrackProducer, ts *frameStamps) error {
 			g, _ := tp.CreateGroup(0)
 			c := gr.startChunks()
-			err := s.readFrames(&c, g, nil, ts)
+			err := s.readFrames(c, g, nil, ts)
 			if err != nil {
 				g.Abort(err)
 			} else {

@@ -205,7 +205,7 @@ func TestReadFramesSplits(t *testing.T) {
 			tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Budget: budget})
 			g, _ := tp.CreateGroup(0)
 			c := gr.startChunks()
-			if err := s.readFrames(&c, g, nil, &frameStamps{}); err != nil {
+			if err := s.readFrames(c, g, nil, &frameStamps{}); err != nil {
 				t.Fatalf("readFrames: %v", err)
 			}
 			_ = g.Finish()

@@ -424,7 +424,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	gr := getGroupReader(st)
 	defer putGroupReader(gr)
 	c := gr.startChunks()
-	if err := s.readFrames(&c, g, nil, &fs); err != nil {
+	if err := s.readFrames(c, g, nil, &fs); err != nil {
 		st.CancelRead(uint32(broadcast.CodeCancel))
 		g.Abort(err)
 		if ctx.Err() != nil {

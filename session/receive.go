@@ -223,7 +223,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
 	c := gr.startChunks()
-	rerr := s.readFrames(&c, g, sub.stats, s.stampsFor(gr, sub))
+	rerr := s.readFrames(c, g, sub.stats, s.stampsFor(gr, sub))
 	if rerr != nil {
 		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
@@ -367,7 +367,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	hdr := &gr.hdr
 	c := gr.startChunks()
 	ts := s.stampsFor(gr, sub)
-	if gr.src.eof && s.recvWhole(rs, &c, hdr, sub, ts) {
+	if gr.src.eof && s.recvWhole(rs, c, hdr, sub, ts) {
 		return
 	}
 	g, err := sub.track.CreateGroup(hdr.Sequence)
@@ -379,7 +379,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(&c, g, sub.stats, ts); err != nil {
+	if err := s.readFrames(c, g, sub.stats, ts); err != nil {
 		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError

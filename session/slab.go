@@ -41,17 +41,19 @@ type chunks struct {
 const chunkMin = 2 << 10
 
 // startChunks reads what gr holds (read with the stream's header) into a
-// first chunk and returns the chunks reading the rest of its stream. When
+// first chunk and returns the chunks reading the rest of its stream (gr's
+// own: pooled with it, so a group allocates nothing for them). When
 // the stream's FIN is in too (a small group sent in one go), the chunk is
 // exactly what was buffered: the group costs one allocation of its frames'
 // bytes and their size prefixes, nothing unused.
-func (gr *groupReader) startChunks() chunks {
+func (gr *groupReader) startChunks() *chunks {
 	buffered, _ := gr.Peek(gr.Buffered())
 	size := len(buffered)
 	if !gr.src.eof {
 		size = max(size, chunkMin)
 	}
-	c := chunks{src: (*eofSource)(gr), buf: make([]byte, size)}
+	c := &gr.chunks
+	*c = chunks{src: (*eofSource)(gr), buf: make([]byte, size)}
 	c.hi = copy(c.buf, buffered)
 	_, _ = gr.Discard(len(buffered))
 	c.next = min(max(2*size, chunkMin), chunkMax)
