@@ -262,7 +262,10 @@ type frameStamps struct {
 func (s *Session) stampsFor(gr *groupReader, sub *subscription) *frameStamps {
 	st := &gr.stamps
 	st.on, st.prev, st.mul, st.div, st.batch = s.version.HasFrameTimestamps(), 0, 1, 1, st.arr[:0]
-	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); st.on && w != 0 && w != t {
+	if !st.on {
+		return st
+	}
+	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); w != 0 && w != t {
 		st.mul, st.div = t, w
 	}
 	return st
@@ -442,8 +445,11 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 // wire.MaxDatagram encoded. It reports whether it did; otherwise the group
 // goes on a stream as usual. A datagram the network loses is not resent.
 func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer, stats *subStats) bool {
+	if !info.Datagrams || !s.version.HasDatagrams() { // the common case: no connection lookup per group
+		return false
+	}
 	dc, ok := transport.AsDatagramConn(s.conn)
-	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
+	if !ok || !dc.DatagramsSupported() {
 		return false
 	}
 	if n, size, complete := g.Remaining(1, wire.MaxDatagram); !complete || n != 1 || size > wire.MaxDatagram {
