@@ -9,41 +9,38 @@ import (
 	"time"
 )
 
-// group is the state shared by a GroupProducer and its consumers. What
-// evicting it from its track reads and writes comes first, in two cache
-// lines: a track evicts its oldest group, long out of the processor's
-// caches, for every group it takes in once its cache is full.
+// group is the state shared by a GroupProducer and its consumers.
 type group struct {
 	seq     uint64
+	lim     *Limits   // shared with the track; read-only
 	created time.Time // when the producer started it: a group's age is measured from here
-	mu      sync.RWMutex
-	bytes   int64         // payload bytes in frames
-	acct    *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
-	// charged is what the group holds of its budget: its bytes while it is
-	// cached or still being written, then nothing.
-	charged   int64
-	budget    *Budget     // lim.Budget; read-only
-	done      bool        // finished or aborted
-	consTaken atomic.Bool // cons was handed out
 
-	lim    *Limits  // shared with the track; read-only
+	mu     sync.RWMutex
 	frames [][]byte // cached frames; frames[0] has index base
 	// ts holds the frames' timestamps (in the track's Timescale), parallel
 	// to frames; nil while no frame of the group has one (all read as 0),
 	// so groups without timestamps cost nothing more.
-	ts   []uint64
-	base int
-	t    *track // the track, once the group is in it; read-only from then
-	err  error  // nil after a clean finish
-	sig  signal
+	ts    []uint64
+	base  int
+	bytes int64         // payload bytes in frames
+	acct  *atomic.Int64 // the track's cache byte count; nil once the track evicted this group
+	done  bool          // finished or aborted
+	// charged is what the group holds of its budget: its bytes while it is
+	// cached or still being written, then nothing.
+	charged int64
+	budget  *Budget // lim.Budget; read-only
+	t       *track  // the track, once the group is in it; read-only from then
+	err     error   // nil after a clean finish
+	sig     signal
 
 	prod  GroupProducer // the group's one producer handle, allocated with it
 	first [2][]byte     // frames' first backing array: small groups need no other
 	// cons is the group's first consumer, allocated with it: a group
 	// usually has one reader per hop (the session sending it, or the
 	// application reading it), and a one-frame group then costs one
-	// allocation, not two.
-	cons GroupConsumer
+	// allocation, not two. consTaken says it was handed out.
+	cons      GroupConsumer
+	consTaken atomic.Bool
 }
 
 func newGroup(seq uint64, lim *Limits, acct *atomic.Int64) *group {

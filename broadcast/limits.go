@@ -35,9 +35,7 @@ type Limits struct {
 	// made with these limits, together: see Budget. Nil means only the
 	// bounds above apply.
 	Budget *Budget
-	// Now is the clock used for group ages; nil means the system clock
-	// (time.Now, read as one monotonic clock reading: see monoNow). For
-	// tests.
+	// Now is the clock used for group ages; nil means time.Now. For tests.
 	Now func() time.Time
 }
 
@@ -67,18 +65,7 @@ func (l Limits) withDefaults() Limits {
 		l.CacheMaxGroups = DefaultCacheMaxGroups
 	}
 	if l.Now == nil {
-		l.Now = monoNow
+		l.Now = time.Now
 	}
 	return l
 }
-
-// clockBase anchors monoNow.
-var clockBase = time.Now()
-
-// monoNow is time.Now at the cost of one clock reading instead of two (a
-// group's creation reads it, for every group of every track): the
-// monotonic clock's time since clockBase, added to clockBase. A group's
-// age is a difference of monotonic readings either way; only the wall
-// clock reading of GroupConsumer.Created can differ from time.Now's, by
-// the steps the wall clock took since the process started.
-func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }

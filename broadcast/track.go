@@ -377,29 +377,16 @@ func (t *track) moved() {
 // over CacheMaxBytes or CacheMaxGroups. The latest group always stays.
 // Caller holds t.mu.
 func (t *track) evict(now time.Time) {
-	// CacheMaxBytes bounds the groups other than the latest. The latest
-	// group's bytes (a read lock of it) are looked up only when all of
-	// them together are over the bound, which most inserts are not.
-	latest := int64(-1)
-	overBytes := func() bool {
-		total := t.bytes.Load()
-		if total <= t.lim.CacheMaxBytes {
-			return false
-		}
-		if latest < 0 {
-			latest = 0
-			if g := t.lookup(t.latest); g != nil {
-				latest = g.cachedBytes()
-			}
-		}
-		return total-latest > t.lim.CacheMaxBytes
+	var latest int64 // the latest group's bytes: CacheMaxBytes bounds the others
+	if g := t.lookup(t.latest); g != nil {
+		latest = g.cachedBytes()
 	}
 	for i := range t.entries.len() {
 		g := t.entries.at(i)
 		if g == nil || g.seq == t.latest {
 			continue
 		}
-		if t.cached <= t.lim.CacheMaxGroups && now.Sub(g.created) <= t.lim.CacheMaxAge && !overBytes() {
+		if now.Sub(g.created) <= t.lim.CacheMaxAge && t.bytes.Load()-latest <= t.lim.CacheMaxBytes && t.cached <= t.lim.CacheMaxGroups {
 			break // arrival order is age order: the rest are younger
 		}
 		if t.lim.Backpressure && t.neededLocked(i, g) {
