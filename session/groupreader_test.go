@@ -159,8 +159,10 @@ func TestStartChunks(t *testing.T) {
 		chunks []chunk
 		size   int
 	}{
-		{"whole", []chunk{{data, io.EOF}}, len(data)},
-		{"more to come", []chunk{{data, nil}, {"", io.EOF}}, chunkMin},
+		// What follows the FIN here no stream would send: reading it would
+		// show that the stream was read past its end.
+		{"whole", []chunk{{data, io.EOF}, {"X", nil}}, len(data)},
+		{"more to come", []chunk{{data, nil}, {"X", io.EOF}}, chunkMin},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			gr := getGroupReader(&chunkStream{chunks: c.chunks})
@@ -170,6 +172,18 @@ func TestStartChunks(t *testing.T) {
 			if len(ch.buf) != c.size || string(ch.buf[ch.lo:ch.hi]) != data || gr.Buffered() != 0 {
 				t.Fatalf("first chunk of %d bytes holding %q (%d left buffered), want %d bytes holding %q",
 					len(ch.buf), ch.buf[ch.lo:ch.hi], gr.Buffered(), c.size, data)
+			}
+			// Past its frames, a whole stream's end is known without a
+			// read, so no chunk is made for it either.
+			ch.lo = ch.hi
+			first := &ch.buf[0]
+			err := ch.read(1)
+			got := string(ch.buf[ch.lo:ch.hi])
+			if c.size == len(data) && (err != io.EOF || got != "" || &ch.buf[0] != first) {
+				t.Fatalf("reading past a whole stream: %v, read %q, new chunk %v; want io.EOF, nothing, none", err, got, &ch.buf[0] != first)
+			}
+			if c.size != len(data) && (err != nil || got != "X") {
+				t.Fatalf("reading on: %v, read %q; want X", err, got)
 			}
 		})
 	}

@@ -56,6 +56,9 @@ func (gr *groupReader) startChunks() *chunks {
 	*c = chunks{src: (*eofSource)(gr), buf: make([]byte, size)}
 	c.hi = copy(c.buf, buffered)
 	_, _ = gr.Discard(len(buffered))
+	if gr.src.eof { // the chunk holds the rest of the stream: no read (nor chunk) for the FIN
+		c.err = io.EOF
+	}
 	c.next = min(max(2*size, chunkMin), chunkMax)
 	return c
 }
