@@ -99,7 +99,7 @@ func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
 
 // A 5 s partition in the middle of a 15 frames/s stream: the session dies
 // (dead-peer detection), the resilient track resubscribes once the link
-// heals, resuming within 1 s, and every group published after it resumed
+// heals, resuming within 2.5 s, and every group published after it resumed
 // arrives. The reader sees a gap and Lost/Live events, never an error.
 func TestResilientTrackSurvivesPartition(t *testing.T) {
 	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
@@ -127,7 +127,7 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 	time.Sleep(5 * time.Second)
 	link.Set(impair.Config{})
 	healed := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(4 * time.Second)
 
 	got := r.snapshot()
 	var after []arrival
@@ -137,10 +137,15 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 		}
 	}
 	if len(after) == 0 {
-		t.Fatalf("nothing received in 3 s after the partition healed (err %v)", r.err)
+		t.Fatalf("nothing received in 4 s after the partition healed (err %v)", r.err)
 	}
-	if d := after[0].at.Sub(healed); d > time.Second {
-		t.Errorf("track resumed %v after the partition healed, want within 1 s", d)
+	// A redial is due at most MaxBackoff (500 ms) after the heal; then a
+	// handshake, the resubscribe and the next group (one every 67 ms).
+	// That is well under 1 s on an idle machine; a loaded CI runner under
+	// -race has taken 1.1 s, so the bound leaves it room while still
+	// catching a redial schedule that backs off past MaxBackoff.
+	if d := after[0].at.Sub(healed); d > 2500*time.Millisecond {
+		t.Errorf("track resumed %v after the partition healed, want within 2.5 s", d)
 	}
 	// Every group from the first one after resuming on, in whatever order
 	// the group streams landed.
