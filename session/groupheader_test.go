@@ -179,3 +179,32 @@ func TestLateGroupHeaderWhileBackpressureHolds(t *testing.T) {
 		t.Fatalf("groups %v, want 0 to 3", got)
 	}
 }
+
+// A large newer group can take longer than HeaderTimeout to arrive, and an
+// older group's stream waits behind it with no byte arrived: while a group
+// is being read, that header is not overdue either.
+func TestLateGroupHeaderBehindALargeGroup(t *testing.T) {
+	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: Limits{HeaderTimeout: 300 * time.Millisecond}}, true)
+	passed := watchHeaderDeadlines(t, p.sess)
+	ctx := testutil.Context(t, 60*time.Second)
+	tc, st, sub := p.sessionSubscribe(t, ctx)
+	late, err := p.raw.OpenUniStream(ctx) // group 0: nothing sent yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Group 1, one frame, of which only the start has come.
+	big := p.openGroup(t, ctx, sub.ID, 1)
+	rawWrite(t, big, rawVarint(1))
+	awaitExtended(t, ctx, passed, 2, "while group 1 was arriving")
+	rawWrite(t, big, []byte("1"))
+	if err := big.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.sendLate(t, late, sub.ID, 0)
+	_ = st.Close() // the publisher's FIN
+	got := recvAll(t, ctx, tc)
+	slices.Sort(got)
+	if !slices.Equal(got, []uint64{0, 1}) {
+		t.Fatalf("groups %v, want 0 and 1", got)
+	}
+}

@@ -577,15 +577,15 @@ func (s *Session) awaitHeader(expire func()) headerTimer { return s.startHeaderD
 // stream loses a group that was on its way. So the deadline passes only
 // after HeaderTimeout in which the peer delivered nothing else: it starts
 // again whenever the peer's group streams moved meanwhile (the accept loop
-// took a stream, or a group was received) or the accept loop is away from
-// accepting (held by back-pressure, or busy). A peer that abandons streams
-// still has them stopped once it is idle; how many it can hold meanwhile
-// is bounded, as before, by its stream credit.
+// took a stream, or a group was received), a group is being read, or the
+// accept loop is away from accepting (held by back-pressure, or busy). A
+// peer that abandons streams still has them stopped once it is idle; how
+// many it can hold meanwhile is bounded, as before, by its stream credit.
 func (s *Session) awaitGroupHeader(expire func()) headerTimer {
 	progress := s.groupProgress()
 	return s.startHeaderDeadline(expire, func() bool {
 		p := s.groupProgress()
-		excused := p != progress || s.uniBusy.Load()
+		excused := p != progress || s.uniBusy.Load() || s.groupsReceiving()
 		progress = p
 		if f := headerDeadlinePassed.Load(); f != nil {
 			(*f)(s, excused)
@@ -598,6 +598,28 @@ func (s *Session) awaitGroupHeader(expire func()) headerTimer {
 // streams the accept loop took and of the groups received.
 func (s *Session) groupProgress() uint64 {
 	return s.uniPasses.Load() + s.counters.groupsReceived.Load()
+}
+
+// groupsReceiving tells whether a group stream of one of our subscriptions
+// is being read: a group the peer is sending, which may take longer than
+// HeaderTimeout (a large one) while older streams wait behind it (or one
+// read ahead that back-pressure holds).
+func (s *Session) groupsReceiving() bool {
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.mu.Lock()
+		busy := sub.receiving > 0
+		sub.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
 }
 
 // headerDeadlinePassed, if set, is called each time a group stream's
