@@ -94,7 +94,7 @@ func (s *Session) takeGroupStreams(rs transport.ReceiveStream, batch *arrivedBat
 		gr := getGroupReader(rs)
 		if !gr.arrived() {
 			st := rs
-			gr.hdrTimer = s.awaitHeader(func() { st.CancelRead(uint32(broadcast.CodeTimeout)) })
+			gr.hdrTimer = s.awaitGroupHeader(func() { st.CancelRead(uint32(broadcast.CodeTimeout)) })
 			s.spawn(func() { s.recvGroup(st, gr, false) })
 		} else if sub := s.sortGroup(rs, gr); sub != nil {
 			if sub.opts.Backpressure {
