@@ -46,7 +46,8 @@ the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
 ECDSA, Ed25519 or RSA), whose claims root, put (may publish under), get (may
 subscribe under) and exp (enforced for the whole session) are honoured. A
 client without a token may use the --public prefixes only; libp2p peers may
-use everything if --trust-peer names them, the --public prefixes otherwise.
+use everything if --trust-peer or --connect names them, the --public
+prefixes otherwise.
 Refusals carry the Unauthorized code (6).
 
 Two relays on one machine, a publisher on one and a subscriber on the other:
@@ -106,7 +107,15 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 	for _, e := range connects {
-		if e.kind == kindP2P && e.cost > 0 {
+		if e.kind != kindP2P {
+			continue
+		}
+		// A peer we link to is trusted whichever side dials: when two
+		// relays --connect each other, the session either one opens
+		// first is the link (the other adopts it), and libp2p has
+		// authenticated the peer ID.
+		auth.trusted[e.peer] = true
+		if e.cost > 0 {
 			auth.peerCost[e.peer] = e.cost
 		}
 	}

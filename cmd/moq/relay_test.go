@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -290,5 +292,50 @@ func TestRelayAdvertise(t *testing.T) {
 			t.Fatal("the relay is not in the DHT after 20 s")
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// TestRelayAuthMutualLinks: two --auth-key relays that --connect each other
+// over libp2p, with nothing public. Whichever dial lands first is the link
+// (the other side adopts it), so each relay must trust the peer it names
+// in --connect whoever dialed: a token publisher at A reaches a token
+// subscriber at B.
+func TestRelayAuthMutualLinks(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type relay struct{ idFile, p2p string }
+	var rs [2]relay
+	for i := range rs {
+		rs[i].idFile = filepath.Join(dir, fmt.Sprintf("relay%d.key", i))
+		k, err := identity.Load(rs[i].idFile) // created: the peer ID is known before the relay starts
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[i].p2p = fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1/p2p/%s", freePort(t, "udp"), id)
+	}
+	listen := func(r relay) string { before, _, _ := strings.Cut(r.p2p, "/p2p/"); return before }
+	_, aa := startRelay(t, "relay A", "--auth-key", keyFile, "--identity", rs[0].idFile, "--listen", "ws://127.0.0.1:0",
+		"--listen", listen(rs[0]), "--connect", rs[1].p2p)
+	_, ba := startRelay(t, "relay B", "--auth-key", keyFile, "--identity", rs[1].idFile, "--listen", "ws://127.0.0.1:0",
+		"--listen", listen(rs[1]), "--connect", rs[0].p2p)
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["ws"]+"room?jwt="+get, "--out", out, "--broadcast", "e2e")
+	pub := start(t, "pub at A", nil, "pub", "--connect", aa["ws"]+"room?jwt="+put,
+		"--broadcast", "e2e", "--frames", "10000", "--group-frames", "100", "--size", "256", "--wait")
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s", got, want, sub.stderr.bytes())
 	}
 }
