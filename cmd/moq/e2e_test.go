@@ -222,7 +222,7 @@ func TestErrors(t *testing.T) {
 		args []string
 	}{
 		{"scheme", `unsupported scheme "foo"`, []string{"sub", "--broadcast", "x", "--connect", "foo://127.0.0.1:1"}},
-		{"no-scheme", "not a URL or multiaddr", []string{"sub", "--broadcast", "x", "--connect", "127.0.0.1:4443"}},
+		{"no-scheme", "not a URL or multiaddr (did you mean moql://127.0.0.1:4443?)", []string{"sub", "--broadcast", "x", "--connect", "127.0.0.1:4443"}},
 		{"wss-listen", "cannot listen on wss://", []string{"pub", "--broadcast", "x", "--listen", "wss://127.0.0.1:0/moq"}},
 		{"no-port", "needs host:port", []string{"sub", "--broadcast", "x", "--connect", "moql://127.0.0.1"}},
 		{"no-peer-id", "needs a /p2p/<peer-id>", []string{"sub", "--broadcast", "x", "--connect", "/ip4/127.0.0.1/udp/1/quic-v1"}},

@@ -96,9 +96,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	case err != nil:
 		return err
 	case *name == "":
-		return usagef("pub: --broadcast is required")
+		return usagef("pub: --broadcast is required, as in: moq pub --broadcast demo --listen moql://127.0.0.1:4443 (see moq pub -h)")
+	case broadcast.CleanPath(*name) == "":
+		return usagef("pub: --broadcast %q names no broadcast; give a path such as demo or room/cam", *name)
 	case len(listens)+len(connects) == 0 && !nf.discovers():
-		return usagef("pub: give --listen URL, --connect URL and/or --bootstrap ADDR")
+		return usagef("pub: give --listen URL (to be dialed), --connect URL (to dial a relay or peer) and/or --bootstrap ADDR (to be found by name), as in: moq pub --broadcast %s --listen moql://127.0.0.1:4443", *name)
 	case *size <= 0 || *size > 16<<20:
 		return usagef("pub: --size must be between 1 and %d", 16<<20)
 	case *k <= 0 || *k > maxGroupFrames:

@@ -264,11 +264,12 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 // keepOpen dials e (moql://, ws://, https://) as connect does and keeps
 // the session it opens on a link that redials e after a loss.
 func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link, error) {
+	started := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
 	defer cancel()
 	c, via, err := n.dialConn(cctx, e)
 	if err != nil {
-		return nil, nil, n.connectError(cctx, e, err)
+		return nil, nil, n.connectError(cctx, e, err, started)
 	}
 	// The link's first attempt takes the connection dialed here (its
 	// failures were reported as connect's); later ones dial afresh.
@@ -288,7 +289,7 @@ func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link
 	s, err := l.Session(cctx)
 	if err != nil {
 		l.Detach()
-		return nil, nil, n.connectError(cctx, e, err)
+		return nil, nil, n.connectError(cctx, e, err, started)
 	}
 	n.log.Debug("connected", "peer", e.raw, "via", via)
 	return &p2pSession{s: s, name: e.raw, via: via}, l, nil
