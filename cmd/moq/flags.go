@@ -203,12 +203,16 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 var errHelp = errors.New("help shown")
 
-// setUsage makes fs print synopsis and then its flags, GNU style.
+// setUsage makes fs print synopsis, its flags, GNU style, and the
+// command's examples.
 func setUsage(fs *flag.FlagSet, synopsis string) {
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "%s\n\nFlags:\n", strings.TrimSpace(synopsis))
 		printFlags(w, fs)
+		if ex := examples[fs.Name()]; ex != "" {
+			fmt.Fprintf(w, "\nExamples:\n%s\n", strings.Trim(ex, "\n"))
+		}
 	}
 }
 

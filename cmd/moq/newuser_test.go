@@ -3,6 +3,10 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +175,78 @@ func awaitOrExit(t *testing.T, p *proc, prefix string, d time.Duration) (line st
 		case <-deadline.C:
 			t.Fatalf("%s: no line starting with %q within %s; got:\n%s", p.name, prefix, d, text)
 		}
+	}
+}
+
+// TestDocumentedFlagsExist: every flag that a command line in the docs
+// (README.md, ARCHITECTURE.md, docs/, the examples' comments) or in moq's
+// own help gives to a moq command is one of that command's flags, so that
+// renaming a flag without the docs fails here rather than in a newcomer's
+// terminal.
+func TestDocumentedFlagsExist(t *testing.T) {
+	t.Parallel()
+	flags := map[string]map[string]bool{}
+	helps := map[string]string{}
+	for name := range commands {
+		p := start(t, "moq "+name+" -h", nil, name, "-h")
+		p.mustSucceed(t, 10*time.Second)
+		helps[name] = string(p.stdout.bytes())
+		flags[name] = map[string]bool{"h": true, "help": true}
+		for _, line := range p.stdout.all() {
+			if f, ok := strings.CutPrefix(line, "  -"); ok {
+				f = strings.TrimPrefix(f, "-")
+				f, _, _ = strings.Cut(f, " ")
+				flags[name][f] = true
+			}
+		}
+		if len(flags[name]) == 0 {
+			t.Fatalf("moq %s -h lists no flags:\n%s", name, helps[name])
+		}
+		if name != "relay" && !strings.Contains(helps[name], "\nExamples:\n  ") {
+			t.Errorf("moq %s -h has no examples", name)
+		}
+	}
+	texts := map[string]string{"moq help": usage}
+	for name, h := range helps {
+		texts["moq "+name+" -h"] = h
+	}
+	files, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goFiles, _ := filepath.Glob("../../examples/*/*.go")
+	for _, f := range slices.Concat([]string{"../../README.md", "../../ARCHITECTURE.md"}, files, goFiles) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[f] = strings.ReplaceAll(string(b), "\\\n", " ") // shell line continuations
+	}
+	flagRE := regexp.MustCompile(`(?:^|\s|\[)--?([a-z][a-z0-9-]*)`)
+	checked := 0
+	for where, text := range texts {
+		for line := range strings.Lines(text) {
+			for _, seg := range strings.Split(line, "moq ")[1:] {
+				name, rest, _ := strings.Cut(seg, " ")
+				if flags[name] == nil {
+					continue // prose ("moq node prints …") or not a command
+				}
+				// The command line ends at a comment, a backtick, a
+				// separator between two commands, or a pipe.
+				for _, end := range []string{" #", "`", " / ", " | ", ")", ";", ":"} {
+					rest, _, _ = strings.Cut(rest, end)
+				}
+				for _, m := range flagRE.FindAllStringSubmatch(rest, -1) {
+					checked++
+					if !flags[name][m[1]] {
+						t.Errorf("%s: moq %s has no flag %q: %q", where, name, m[1], strings.TrimSpace(line))
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d documented flags checked", checked)
+	if checked < 100 {
+		t.Fatalf("checked only %d documented flags: the scan is broken", checked)
 	}
 }

@@ -23,10 +23,9 @@ import (
 
 const subUsage = `
 usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | --bootstrap ADDR...)
-               [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
+               [--count N] [--out FILE|-] [--fingerprint HEX | --insecure] [--max-outage D]
        moq sub --ticket TICKET [--track NAME] [--bootstrap ADDR...] [--count N] [--out FILE|-]
        moq sub --broadcast NAME --media FILE|- (--connect URL | ...) [--count N]
-       [--max-outage D]
 
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
