@@ -132,10 +132,71 @@ func ExampleMoq_Subscribe() {
 	// found by name
 }
 
+// A relay: Carol forwards (WithForwarding) what her sessions' peers
+// announce to her other sessions. Alice publishes and connects to Carol;
+// Bob connects to Carol only, and subscribes there to Alice's broadcast.
+func ExampleWithForwarding() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	carol, carolHost := newPeer(moq.WithForwarding(moq.Forwarding{}))
+	bob, bobHost := newPeer()
+	defer func() {
+		for _, m := range []*moq.Moq{alice, bob, carol} {
+			_ = m.Shutdown(ctx)
+		}
+		for _, h := range []host.Host{aliceHost, bobHost, carolHost} {
+			_ = h.Close()
+		}
+	}()
+	carolAddr := peer.AddrInfo{ID: carolHost.ID(), Addrs: carolHost.Addrs()}
+
+	b := broadcast.New(broadcast.Config{})
+	text, _ := b.CreateTrack(broadcast.Track{Name: "text"})
+	if _, err := alice.Publish(ctx, "news", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := alice.Connect(ctx, carolAddr); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	s, err := bob.Connect(ctx, carolAddr)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sub, err := s.Subscribe(ctx, "news", "text") // waits for Carol to offer it
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Close()
+
+	g, _ := text.AppendGroup()
+	_ = g.WriteFrame([]byte("relayed by carol"))
+	_ = g.Finish()
+	grp, err := sub.NextGroup(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame, err := grp.ReadFrame(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(frame))
+	// Output:
+	// relayed by carol
+}
+
 // newPeer starts a libp2p host whose QUIC socket moq-lite shares, and a Moq
 // on it. The host advertises loopback addresses only: this example stays on
 // this machine.
-func newPeer() (*moq.Moq, host.Host) {
+func newPeer(opts ...moq.Option) (*moq.Moq, host.Host) {
 	q := moq.NewQUICTransport(moq.QUICConfig{})
 	h, err := moq.NewHost(moq.HostConfig{
 		QUIC: q, // listening on /ip4/0.0.0.0/udp/0/quic-v1
@@ -152,7 +213,7 @@ func newPeer() (*moq.Moq, host.Host) {
 	if err != nil {
 		panic(err)
 	}
-	m, err := moq.New(h, moq.WithQUIC(q))
+	m, err := moq.New(h, append([]moq.Option{moq.WithQUIC(q)}, opts...)...)
 	if err != nil {
 		panic(err)
 	}

@@ -1,4 +1,5 @@
-// Package session speaks moq-lite (lite-03 and lite-04) over a
+// Package session speaks moq-lite (lite-05, lite-04 and lite-03 by ALPN or
+// subprotocol; lite-02 and lite-01 through the compat SETUP) over a
 // transport.Conn.
 //
 // A Session is symmetric: either end may publish and subscribe. As a
