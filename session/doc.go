@@ -15,7 +15,8 @@
 // peer announces, Subscribe reads a track of it, Close ends the session.
 // Applications on a libp2p host use package moq instead, which makes and
 // tracks sessions for them; this package is for running moq-lite over a
-// connection of one's own (a moql:// client, a relay, a test).
+// connection of one's own (a moql:// client, a relay, a test), as the
+// Example does over raw QUIC.
 //
 // Bad input from the network never panics: a malformed or unexpected message
 // resets the stream it came on, or closes the session for violations of the
