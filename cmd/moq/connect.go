@@ -454,7 +454,7 @@ func (n *node) dialConn(ctx context.Context, e endpoint) (c transport.Conn, via 
 		c, via, err = n.dialWeb(ctx, e)
 	}
 	if err != nil && strings.Contains(err.Error(), "x509:") {
-		err = fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
+		err = fmt.Errorf("%w (pin the server with --fingerprint HEX, the SHA-256 its listener printed as \"fingerprint: HEX\", or skip the check with --insecure)", err)
 	}
 	return c, via, err
 }

@@ -137,9 +137,28 @@ func run(args []string, std stdio) int {
 		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(err.Error()))
 		return 2
 	default:
-		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(strings.TrimSpace(err.Error())))
+		fmt.Fprintf(std.stderr, "moq: %s%s\n", oneLine(strings.TrimSpace(err.Error())), hint(err))
 		return 1
 	}
+}
+
+// hints name the likely cause of a failure whose message comes from deep in
+// a TLS or libp2p stack, keyed by a phrase of that message.
+var hints = []struct{ phrase, hint string }{
+	{"peer id mismatch", "a different peer answers at that address: copy the /p2p/ address it printed (a peer ID changes on every run without --identity)"},
+	{"does not match the pinned SHA-256 fingerprint", "the server's certificate is another one: moq makes a new one each run, so copy the fingerprint it printed this time"},
+	{"tls: certificate required", "the server wants a libp2p identity: is that a libp2p QUIC port? Connect to it by its multiaddr, /ip4/…/udp/PORT/quic-v1/p2p/<peer-id>"},
+}
+
+// hint is " (…)" with the hint for err's message, or "".
+func hint(err error) string {
+	msg := err.Error()
+	for _, h := range hints {
+		if strings.Contains(msg, h.phrase) {
+			return " (" + h.hint + ")"
+		}
+	}
+	return ""
 }
 
 // unknownCommand says that name is no command, naming the one it most

@@ -250,3 +250,37 @@ func TestDocumentedFlagsExist(t *testing.T) {
 		t.Fatalf("checked only %d documented flags: the scan is broken", checked)
 	}
 }
+
+// TestWrongPeerHints: dialing the right address the wrong way (another
+// peer ID, moql:// at a libp2p port, a stale or missing fingerprint) fails
+// with one line that names the likely cause.
+func TestWrongPeerHints(t *testing.T) {
+	t.Parallel()
+	pub := start(t, "pub", nil, "pub", "--broadcast", "demo", "--frames", "0", "--rate", "30",
+		"--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	moql := field(pub.stderr.await(t, pub.name, "listening: moql://", 20*time.Second))
+	p2p := field(pub.stderr.await(t, pub.name, "listening: /", 20*time.Second))
+	transportAddr, _, _ := strings.Cut(p2p, "/p2p/")
+	p2pPort := strings.Split(transportAddr, "/")[4] // /ip4/127.0.0.1/udp/PORT/quic-v1
+	const otherPeer = "12D3KooWQKek73nvLcpRcUUWyFz8dC3m1DTNnKpkyirxaPoo7ygQ"
+	for _, c := range []struct {
+		name string
+		want string
+		args []string
+	}{
+		{"other-peer-id", "(a different peer answers at that address: copy the /p2p/ address it printed",
+			[]string{"sub", "--broadcast", "demo", "--connect", transportAddr + "/p2p/" + otherPeer}},
+		{"moql-at-libp2p-port", "(the server wants a libp2p identity: is that a libp2p QUIC port?",
+			[]string{"sub", "--broadcast", "demo", "--connect", "moql://127.0.0.1:" + p2pPort, "--insecure"}},
+		{"stale-fingerprint", "(the server's certificate is another one: moq makes a new one each run",
+			[]string{"sub", "--broadcast", "demo", "--connect", moql, "--fingerprint", strings.Repeat("ab", 32)}},
+		{"no-fingerprint", `(pin the server with --fingerprint HEX, the SHA-256 its listener printed as "fingerprint: HEX", or skip the check with --insecure)`,
+			[]string{"sub", "--broadcast", "demo", "--connect", moql}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			expectOneLineError(t, c.want, 30*time.Second, c.args...)
+		})
+	}
+	pub.interrupt(t)
+	pub.mustSucceed(t, 10*time.Second)
+}
