@@ -22,8 +22,9 @@
 //	track, _ := s.Subscribe(ctx, "cam", "video")            // then NextGroup, ReadFrame
 //
 // The examples: Example (publish, connect, subscribe), ExampleMoq_Subscribe
-// (by name) and ExampleWithForwarding (a relay between two peers that never
-// meet); package moq/server's Example serves a moql:// client. The programs
+// (by name), ExampleWithForwarding (a relay between two peers that never
+// meet) and ExampleWithMetrics (Prometheus); package moq/server's Example
+// serves a moql:// client. The programs
 // under examples/ in the repository run these flows and more (admission and
 // IncomingSessions, discovery, browsers) as commands.
 //
