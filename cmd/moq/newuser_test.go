@@ -285,3 +285,28 @@ func TestWrongPeerHints(t *testing.T) {
 	pub.interrupt(t)
 	pub.mustSucceed(t, 10*time.Second)
 }
+
+// TestSubOutLiveWarns: sub --out (a whole-track transfer) from a live
+// publisher, whose track starts at its latest group for a new subscriber,
+// says on stderr why nothing is written and what to do, instead of
+// waiting in silence for a group 0 that is not coming.
+func TestSubOutLiveWarns(t *testing.T) {
+	t.Parallel()
+	pub := start(t, "pub", nil, "pub", "--broadcast", "live", "--frames", "0", "--rate", "100", "--group-frames", "10",
+		"--listen", "moql://127.0.0.1:0")
+	moql := field(pub.stderr.await(t, pub.name, "listening: moql://", 20*time.Second))
+	// A live subscriber that has read three groups: the track is past group 0.
+	first := start(t, "sub --count", nil, "sub", "--broadcast", "live", "--connect", moql, "--insecure", "--count", "30")
+	first.mustSucceed(t, 30*time.Second)
+
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub --out", nil, "sub", "--broadcast", "live", "--connect", moql, "--insecure", "--out", out)
+	line := sub.stderr.await(t, sub.name, "time=", 30*time.Second)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "waiting for group 0") || !strings.Contains(line, "add --count N (or drop --out)") {
+		t.Fatalf("sub --out printed %q; want the warning about group 0", line)
+	}
+	sub.interrupt(t)
+	sub.mustSucceed(t, 10*time.Second)
+	pub.interrupt(t)
+	pub.mustSucceed(t, 10*time.Second)
+}

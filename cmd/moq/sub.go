@@ -40,7 +40,10 @@ live publisher may drop old groups instead: without --out (or with --count)
 sub skips a group missing for 500 ms, counts it in skipped_groups and warns
 on stderr. With --out and no --count, the output is the whole track from
 group 0 or an error: sub waits for late groups, and if the track ends
-without some (or one is reset) it exits non-zero naming them.
+without some (or one is reset) it exits non-zero naming them. A live
+publisher (pub --frames 0) starts a new subscriber at its latest group, so
+such a transfer has no group 0 to wait for: sub warns after 3 s; take a
+live track with --count N, or without --out.
 
 A live subscriber (no --out, or --count; not --media) outlives its
 publisher's session: when the session is lost (the publisher restarted,
