@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -309,4 +310,51 @@ func TestSubOutLiveWarns(t *testing.T) {
 	sub.mustSucceed(t, 10*time.Second)
 	pub.interrupt(t)
 	pub.mustSucceed(t, 10*time.Second)
+}
+
+// TestPubStdinTerminalHint: pub --stdin on a terminal says that it reads
+// the lines typed there and how to end them; what is typed is published.
+func TestPubStdinTerminalHint(t *testing.T) {
+	t.Parallel()
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv(requireTmuxEnv) != "" {
+			t.Fatalf("tmux not found (required: %s is set)", requireTmuxEnv)
+		}
+		t.Skipf("tmux not found (set %s=1 to fail instead)", requireTmuxEnv)
+	}
+	socket := filepath.Join(t.TempDir(), "tmux")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", socket}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() { _ = exec.Command(tmux, "-S", socket, "kill-server").Run() })
+	// The shell stays after pub exits, so the pane keeps what pub left.
+	cmd := fmt.Sprintf("%s pub --broadcast typed --stdin --listen moql://127.0.0.1:0 --quiet; echo EXIT=$?; sleep 600", moqBin)
+	run("new-session", "-d", "-x", "200", "-y", "20", "-n", "pub", cmd)
+	screen := func(want string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s := run("capture-pane", "-p", "-J", "-t", "pub")
+			if strings.Contains(s, want) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q on the terminal within 30s; screen:\n%s", want, s)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the screen: tmux has no change event
+		}
+	}
+	screen("pub: reading frames from this terminal, a line each; end with Ctrl-D")
+	run("send-keys", "-t", "pub", "hello", "Enter")
+	run("send-keys", "-t", "pub", "C-d")
+	s := screen("EXIT=")
+	if !strings.Contains(s, `"frames":1,`) || !strings.Contains(s, "EXIT=0") {
+		t.Fatalf("pub did not publish the typed line and exit 0; screen:\n%s", s)
+	}
 }

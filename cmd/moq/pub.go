@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -152,6 +153,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		subs.add(dialed)
 	}
 
+	if f, ok := std.stdin.(*os.File); ok && *stdin && isTerminal(f) {
+		// Typing into pub is rarely what a newcomer meant by --stdin: say
+		// what it does rather than sit silently on the terminal.
+		fmt.Fprintln(std.stderr, "pub: reading frames from this terminal, a line each; end with Ctrl-D (to send a file: moq pub --stdin … < FILE)")
+	}
 	var col pattern.Digest
 	if *wait {
 		log.Debug("waiting for a subscriber")
