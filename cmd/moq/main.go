@@ -22,8 +22,8 @@ const usage = `moq: Media over QUIC, peer to peer (moq-lite-05, -04 and -03)
 usage: moq <command> [flags]
 
 commands:
-  pub     publish a broadcast of generated frames or of stdin
-  sub     subscribe to a track and write what arrives
+  pub     publish a broadcast: generated frames, stdin, or video (--media)
+  sub     subscribe to a track and write what arrives (video: --media)
   node    print this node's peer ID and addresses, and serve (sessions and the
           DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
