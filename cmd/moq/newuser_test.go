@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -356,5 +357,41 @@ func TestPubStdinTerminalHint(t *testing.T) {
 	s := screen("EXIT=")
 	if !strings.Contains(s, `"frames":1,`) || !strings.Contains(s, "EXIT=0") {
 		t.Fatalf("pub did not publish the typed line and exit 0; screen:\n%s", s)
+	}
+}
+
+// TestPubNothingDelivered: a pub that had nothing to publish (empty stdin)
+// or no one to publish to (a finite transfer without --wait, over before a
+// subscriber came) exits 0 but says so, and what to do; /dev/null as stdin
+// is not taken for a terminal.
+func TestPubNothingDelivered(t *testing.T) {
+	t.Parallel()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	for _, c := range []struct {
+		name  string
+		stdin *os.File
+		args  []string
+		want  string
+	}{
+		{"empty-stdin", devNull, []string{"--stdin"}, `level=WARN msg="stdin was empty: nothing was published"`},
+		{"no-subscriber", nil, []string{"--frames", "10"},
+			`level=WARN msg="no subscriber came: the 10 frames went to no one; give --wait to hold them until one subscribes, or --frames 0 to publish live until interrupted"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdin io.Reader
+			if c.stdin != nil {
+				stdin = c.stdin
+			}
+			p := start(t, "pub "+c.name, stdin, append([]string{"pub", "--broadcast", "x", "--listen", "moql://127.0.0.1:0"}, c.args...)...)
+			p.mustSucceed(t, 30*time.Second)
+			errText := string(p.stderr.bytes())
+			if !strings.Contains(errText, c.want) || strings.Contains(errText, "reading frames from this terminal") {
+				t.Errorf("pub %s: stderr\n%s\nwant %q (and no terminal hint)", c.name, errText, c.want)
+			}
+		})
 	}
 }

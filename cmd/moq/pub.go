@@ -210,7 +210,16 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 	sum := subs.summary(col.Summary())
 	printSummary(std.stdout, sum)
-	if ctx.Err() == nil && sum.DeliveredGroups < sum.Groups {
+	switch {
+	case ctx.Err() != nil:
+	case *stdin && sum.Frames == 0:
+		log.Warn("stdin was empty: nothing was published")
+	case sum.subscribers == 0 && sum.Groups > 0:
+		// pub's default, a finite transfer with no --wait, is over before a
+		// subscriber started by hand can connect.
+		log.Warn(fmt.Sprintf("no subscriber came: the %d frames went to no one; give --wait to hold them until one subscribes, "+
+			"or --frames 0 to publish live until interrupted", sum.Frames))
+	case sum.DeliveredGroups < sum.Groups:
 		log.Warn(fmt.Sprintf("delivered %d of %d groups (%d of %d frames) to the subscriber that got the least",
 			sum.DeliveredGroups, sum.Groups, sum.DeliveredFrames, sum.Frames))
 	}
