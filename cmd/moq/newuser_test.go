@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -317,23 +316,7 @@ func TestSubOutLiveWarns(t *testing.T) {
 // the lines typed there and how to end them; what is typed is published.
 func TestPubStdinTerminalHint(t *testing.T) {
 	t.Parallel()
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		if os.Getenv(requireTmuxEnv) != "" {
-			t.Fatalf("tmux not found (required: %s is set)", requireTmuxEnv)
-		}
-		t.Skipf("tmux not found (set %s=1 to fail instead)", requireTmuxEnv)
-	}
-	socket := filepath.Join(t.TempDir(), "tmux")
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", socket}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	t.Cleanup(func() { _ = exec.Command(tmux, "-S", socket, "kill-server").Run() })
+	run := tmuxServer(t)
 	// The shell stays after pub exits, so the pane keeps what pub left.
 	cmd := fmt.Sprintf("%s pub --broadcast typed --stdin --listen moql://127.0.0.1:0 --quiet; echo EXIT=$?; sleep 600", moqBin)
 	run("new-session", "-d", "-x", "200", "-y", "20", "-n", "pub", cmd)
