@@ -35,7 +35,7 @@ func TestBadInputReceiveBudget(t *testing.T) {
 		streams = 64
 		budget  = 4 << 20
 		perStr  = 60 * 16 << 10 // 960 KiB in 16 KiB frames
-		// The budget, plus per stream a 16 KiB read buffer, slab and bookkeeping
+		// The budget, plus per stream a 16 KiB read buffer, chunk and bookkeeping
 		// (24 KiB documented), plus what the two QUIC endpoints buffer.
 		maxHeap = budget + streams*24<<10 + 6<<20
 	)

@@ -344,6 +344,7 @@ type groupReader struct {
 	// hdrTimer is the deadline for the header of a stream read on a
 	// goroutine of its own (zero for one that arrived whole).
 	hdrTimer headerTimer
+	chunks   chunks // reads the group's frames (startChunks)
 	src      struct {
 		rs  transport.ReceiveStream
 		eof bool
@@ -390,6 +391,7 @@ func putGroupReader(gr *groupReader) {
 	gr.hdrTimer.stop()
 	gr.hdrTimer = headerTimer{}
 	gr.Reset((*eofSource)(gr)) // drops what is buffered
+	gr.chunks = chunks{}       // the last chunk belongs to the group's frames
 	gr.src.rs = nil
 	groupReaders.Put(gr)
 }
