@@ -515,3 +515,23 @@ func TestNAT(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingPeer: a second-terminal role run without -peer (or with an
+// address that is no multiaddr) says what -peer wants and exits non-zero.
+func TestMissingPeer(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"clock", "-role", "sub"}, "clock: -peer is required: the address -role pub printed"},
+		{[]string{"stream", "-role", "sub", "-peer", "127.0.0.1:4001"}, "(want the address -role pub printed, /ip4/"},
+		{[]string{"admission", "-role", "visitor"}, "admission: -peer is required: the address -role gate printed"},
+	} {
+		p := start(t, nil, c.args[0], c.args[1:]...)
+		<-p.done
+		if p.err == nil || !strings.Contains(p.stderr.String(), c.want) {
+			t.Errorf("%s: %v, stderr %q; want a failure saying %q", p.name, p.err, p.stderr.String(), c.want)
+		}
+	}
+}

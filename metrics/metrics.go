@@ -6,7 +6,7 @@
 //
 // Every series is in the moqp2p namespace. Labels: transport (quic, p2pquic,
 // p2pstream, webtransport, websocket; "" for a connection without
-// counters), version (moq-lite-04, moq-lite-03, moq-lite-02, moq-lite-01)
+// counters), version (moq-lite-05 … moq-lite-01)
 // and dir (outbound: this node opened the connection; inbound). Media
 // counters count payload (frames' bytes); link counters are the
 // transports' own, bytes and packets on the wire.

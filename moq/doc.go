@@ -9,6 +9,25 @@
 // identity (a package of its own, so that a P2P-only program does not link
 // WebTransport and WebSocket); the Example shows two peers end to end.
 //
+// A node in a few lines (errors elided):
+//
+//	q := moq.NewQUICTransport(moq.QUICConfig{})
+//	h, _ := moq.NewHost(moq.HostConfig{QUIC: q}) // or your own host: see HostOptions
+//	node, _ := moq.New(h, moq.WithQUIC(q))
+//	defer h.Close()
+//	defer node.Shutdown(ctx)
+//
+//	node.Publish(ctx, "cam", b.Consume())                   // b: a *broadcast.Producer
+//	s, _ := node.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}) // another node's
+//	track, _ := s.Subscribe(ctx, "cam", "video")            // then NextGroup, ReadFrame
+//
+// The examples: Example (publish, connect, subscribe), ExampleMoq_Subscribe
+// (by name), ExampleWithForwarding (a relay between two peers that never
+// meet) and ExampleWithMetrics (Prometheus); package moq/server's Example
+// serves a moql:// client. The programs
+// under examples/ in the repository run these flows and more (admission and
+// IncomingSessions, discovery, browsers) as commands.
+//
 // # Hosts
 //
 // NewHost builds a libp2p host with what moqp2p needs (QUIC, TCP, optional
@@ -18,13 +37,13 @@
 //
 // # Transports
 //
-// moq-lite runs on raw QUIC with ALPN moq-lite-04/03 on the host's own UDP
-// port when the host was built with HostOptions of a QUICTransport (see
-// NewQUICTransport) and the node with WithQUIC, so the remote peer ID is
-// authenticated inside the QUIC handshake and each group gets a real QUIC
-// stream. Where no direct UDP path exists (a TCP-only peer, a
-// circuit-relayed connection) the same session runs over libp2p streams
-// (protocols /moq-lite/04 and /moq-lite/03).
+// moq-lite runs on raw QUIC with ALPN moq-lite-05, -04 or -03 on the
+// host's own UDP port when the host was built with HostOptions of a
+// QUICTransport (see NewQUICTransport) and the node with WithQUIC, so the
+// remote peer ID is authenticated inside the QUIC handshake and each group
+// gets a real QUIC stream. Where no direct UDP path exists (a TCP-only
+// peer, a circuit-relayed connection) the same session runs over libp2p
+// streams (protocols /moq-lite/05, /moq-lite/04 and /moq-lite/03).
 //
 // # Finding broadcasts
 //
@@ -59,6 +78,13 @@
 // with an error matching broadcast.ErrNotFound once the publisher withdraws
 // it); close it when done. To follow everything a peer announces rather
 // than wait for one name, range over Session.Announced.
+//
+// # Relaying
+//
+// With WithForwarding a node offers what each session's peer announces to
+// its other sessions, with one upstream subscription per track however many
+// subscribers it has (Forwarded is that set of broadcasts); moq relay on
+// the command line is such a node.
 //
 // # Types from other packages
 //

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
@@ -132,10 +133,144 @@ func ExampleMoq_Subscribe() {
 	// found by name
 }
 
+// A relay: Carol forwards (WithForwarding) what her sessions' peers
+// announce to her other sessions. Alice publishes and connects to Carol;
+// Bob connects to Carol only, and subscribes there to Alice's broadcast.
+func ExampleWithForwarding() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	carol, carolHost := newPeer(moq.WithForwarding(moq.Forwarding{}))
+	bob, bobHost := newPeer()
+	defer func() {
+		for _, m := range []*moq.Moq{alice, bob, carol} {
+			_ = m.Shutdown(ctx)
+		}
+		for _, h := range []host.Host{aliceHost, bobHost, carolHost} {
+			_ = h.Close()
+		}
+	}()
+	carolAddr := peer.AddrInfo{ID: carolHost.ID(), Addrs: carolHost.Addrs()}
+
+	b := broadcast.New(broadcast.Config{})
+	text, _ := b.CreateTrack(broadcast.Track{Name: "text"})
+	if _, err := alice.Publish(ctx, "news", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := alice.Connect(ctx, carolAddr); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	s, err := bob.Connect(ctx, carolAddr)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sub, err := s.Subscribe(ctx, "news", "text") // waits for Carol to offer it
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Close()
+
+	g, _ := text.AppendGroup()
+	_ = g.WriteFrame([]byte("relayed by carol"))
+	_ = g.Finish()
+	grp, err := sub.NextGroup(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame, err := grp.ReadFrame(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(frame))
+	// Output:
+	// relayed by carol
+}
+
+// Prometheus metrics: Alice's node counts into a registry of its own
+// (WithMetrics); once Bob has read her frame, the registry holds her session
+// and the frame it sent. Serve reg with promhttp.HandlerFor for a scraper.
+func ExampleWithMetrics() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	alice, aliceHost := newPeer(moq.WithMetrics(reg))
+	bob, bobHost := newPeer()
+	defer func() {
+		_ = alice.Shutdown(ctx)
+		_ = bob.Shutdown(ctx)
+		_ = aliceHost.Close()
+		_ = bobHost.Close()
+	}()
+
+	b := broadcast.New(broadcast.Config{})
+	text, _ := b.CreateTrack(broadcast.Track{Name: "text"})
+	if _, err := alice.Publish(ctx, "counted", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	s, err := bob.Connect(ctx, peer.AddrInfo{ID: aliceHost.ID(), Addrs: aliceHost.Addrs()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sub, err := s.Subscribe(ctx, "counted", "text")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Close()
+	g, _ := text.AppendGroup()
+	_ = g.WriteFrame([]byte("one frame"))
+	_ = g.Finish()
+	grp, err := sub.NextGroup(ctx)
+	if err == nil {
+		_, err = grp.ReadFrame(ctx)
+	}
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// A group's frames are counted once its stream is closed, which may be
+	// a moment after Bob has read them: wait for the count.
+	sent := func() float64 { return sum(reg, "moqp2p_frames_sent_total") }
+	for sent() < 1 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("moqp2p_frames_sent_total", sent())
+	fmt.Println("moqp2p_sessions", sum(reg, "moqp2p_sessions"))
+	// Output:
+	// moqp2p_frames_sent_total 1
+	// moqp2p_sessions 1
+}
+
+// sum adds up the series of reg's metric called name.
+func sum(reg *prometheus.Registry, name string) float64 {
+	families, _ := reg.Gather()
+	var v float64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
+}
+
 // newPeer starts a libp2p host whose QUIC socket moq-lite shares, and a Moq
 // on it. The host advertises loopback addresses only: this example stays on
 // this machine.
-func newPeer() (*moq.Moq, host.Host) {
+func newPeer(opts ...moq.Option) (*moq.Moq, host.Host) {
 	q := moq.NewQUICTransport(moq.QUICConfig{})
 	h, err := moq.NewHost(moq.HostConfig{
 		QUIC: q, // listening on /ip4/0.0.0.0/udp/0/quic-v1
@@ -152,7 +287,7 @@ func newPeer() (*moq.Moq, host.Host) {
 	if err != nil {
 		panic(err)
 	}
-	m, err := moq.New(h, moq.WithQUIC(q))
+	m, err := moq.New(h, append([]moq.Option{moq.WithQUIC(q)}, opts...)...)
 	if err != nil {
 		panic(err)
 	}

@@ -1,4 +1,5 @@
-// Package session speaks moq-lite (lite-03 and lite-04) over a
+// Package session speaks moq-lite (lite-05, lite-04 and lite-03 by ALPN or
+// subprotocol; lite-02 and lite-01 through the compat SETUP) over a
 // transport.Conn.
 //
 // A Session is symmetric: either end may publish and subscribe. As a
@@ -14,7 +15,8 @@
 // peer announces, Subscribe reads a track of it, Close ends the session.
 // Applications on a libp2p host use package moq instead, which makes and
 // tracks sessions for them; this package is for running moq-lite over a
-// connection of one's own (a moql:// client, a relay, a test).
+// connection of one's own (a moql:// client, a relay, a test), as the
+// Example does over raw QUIC.
 //
 // Bad input from the network never panics: a malformed or unexpected message
 // resets the stream it came on, or closes the session for violations of the

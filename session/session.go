@@ -88,7 +88,7 @@ type Session struct {
 type trackKey struct{ path, track string }
 
 // New starts a moq-lite session on conn; the version comes from
-// conn.Protocol(): moq-lite-04 and moq-lite-03 fix it, while "moql" or no
+// conn.Protocol(): moq-lite-05, -04 and -03 fix it, while "moql" or no
 // protocol at all leave it to the compat SETUP exchange (lite-01/02), which
 // runs in the background (cfg.Client says which side sends CLIENT_SETUP).
 // It returns ErrVersion (after closing conn with code Version) for any other

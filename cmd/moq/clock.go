@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -37,8 +38,11 @@ func runClock(ctx context.Context, std stdio, args []string) error {
 	count := fs.Int("count", 0, "sub: exit after `N` lines (0: run until interrupted)")
 	ticket := fs.String("ticket", "", "sub: subscribe to the clock at the peer this `TICKET` names (clock pub prints it)")
 	role := ""
-	if len(args) > 0 && (args[0] == "pub" || args[0] == "sub") {
+	switch {
+	case len(args) > 0 && (args[0] == "pub" || args[0] == "sub"):
 		role, args = args[0], args[1:]
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
+		return usagef("clock: want clock pub or clock sub, not clock %s (see moq clock -h)", args[0])
 	}
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err

@@ -16,7 +16,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
@@ -102,6 +105,10 @@ type node struct {
 	listening   []string // dialable addresses, for "listening:" lines
 	pages       []string // http://host:port of the listeners serving the web pages (watch.Handler)
 	fingerprint string   // of the certificate of the moql:// and https:// listeners
+
+	// webTCP maps the host:port of each https:// --listen whose TCP port
+	// serves WebSocket (and the pages) to that port's printed address.
+	webTCP map[string]string
 
 	servers  []*server.Server
 	serveErr chan error // Serve's results, one per server
@@ -201,6 +208,13 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 	var tcp net.Listener
 	var err error
 	if e.kind == kindWS {
+		if served, ok := n.webTCP[e.hostport]; ok {
+			// An https:// listener on this port number serves WebSocket
+			// on its TCP port already: --listen https://H:P/ --listen
+			// ws://H:P/ is what a user writes for both kinds of browser.
+			n.listening = append(n.listening, "ws://"+served+pathOf(e.url))
+			return nil
+		}
 		if tcp, err = net.Listen("tcp", e.hostport); err != nil {
 			return err
 		}
@@ -217,6 +231,12 @@ func (n *node) listen(e endpoint, tc *tls.Config) error {
 			// serves them (and WebSocket), if it is free.
 			if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err == nil {
 				n.pages = append(n.pages, "http://"+addr)
+				if _, port, _ := net.SplitHostPort(e.hostport); port != "0" { // :0 asks for a port of its own
+					if n.webTCP == nil {
+						n.webTCP = map[string]string{}
+					}
+					n.webTCP[e.hostport] = addr
+				}
 			} else {
 				n.log.Debug("no web pages: TCP port taken", "addr", udp.LocalAddr(), "err", err)
 				tcp = nil
@@ -364,6 +384,7 @@ func (n *node) publish(ctx context.Context, name string, b *broadcast.Consumer) 
 
 // connect opens a session to e, giving up after --timeout.
 func (n *node) connect(ctx context.Context, e endpoint) (peerSession, error) {
+	started := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
 	defer cancel()
 	var s peerSession
@@ -378,21 +399,49 @@ func (n *node) connect(ctx context.Context, e endpoint) (peerSession, error) {
 		}
 	}
 	if err != nil {
-		return nil, n.connectError(ctx, e, err)
+		return nil, n.connectError(ctx, e, err, started)
 	}
 	n.log.Debug("connected", "peer", s.Peer(), "via", s.Via())
 	return s, nil
 }
 
-// connectError is connect's failure as one clear sentence.
-func (n *node) connectError(ctx context.Context, e endpoint, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("connect %s: no answer within %s", e, n.cfg.net.timeout)
-	}
-	if ctx.Err() != nil {
+// connectError is connect's failure as one clear sentence, with what to
+// check when nothing answered.
+func (n *node) connectError(ctx context.Context, e endpoint, err error, started time.Time) error {
+	var ne net.Error
+	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout() // QUIC's handshake idle timeout
+	switch {
+	case timedOut:
+		return fmt.Errorf("connect %s: no answer within %s (%s)", e, waited(started, n.cfg.net.timeout), unreachableHint(e))
+	case ctx.Err() != nil:
 		return ctx.Err()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connect %s: connection refused: nothing listens on that TCP port (is moq running with --listen %s?)", e, e)
 	}
 	return fmt.Errorf("connect %s: %w", e, err)
+}
+
+// unreachableHint says what to check when a --connect peer does not answer.
+func unreachableHint(e endpoint) string {
+	switch e.kind {
+	case kindP2P:
+		return "is the peer running, at that address, with that peer ID? A firewall may drop UDP"
+	case kindWS:
+		return "is moq listening there? A firewall may drop the connection"
+	default:
+		return "is moq listening on that UDP port? A firewall may drop UDP; --timeout waits longer"
+	}
+}
+
+// waited is how long an attempt bounded by limit waited before it gave up:
+// limit, unless a layer below gave up well before it (libp2p's dial does, at
+// about 5 s), so that the message does not claim a wait that did not happen.
+func waited(started time.Time, limit time.Duration) time.Duration {
+	if el := time.Since(started); el < limit-limit/10 {
+		return el.Round(100 * time.Millisecond)
+	}
+	return limit
 }
 
 // dialConn dials a moql://, ws(s):// or https:// endpoint, for a session
@@ -405,7 +454,7 @@ func (n *node) dialConn(ctx context.Context, e endpoint) (c transport.Conn, via 
 		c, via, err = n.dialWeb(ctx, e)
 	}
 	if err != nil && strings.Contains(err.Error(), "x509:") {
-		err = fmt.Errorf("%w (pin the server with --fingerprint HEX, or use --insecure)", err)
+		err = fmt.Errorf("%w (pin the server with --fingerprint HEX, the SHA-256 its listener printed as \"fingerprint: HEX\", or skip the check with --insecure)", err)
 	}
 	return c, via, err
 }
@@ -439,7 +488,7 @@ func (n *node) dialEndpoint(e endpoint) (*rawquic.Endpoint, error) {
 	if ep := n.dialEPs[bind]; ep != nil {
 		return ep, nil
 	}
-	ep, err := rawquic.NewEndpoint(bind, rawquic.ConfigDeadPeer(n.cfg.net.deadPeer))
+	ep, err := rawquic.NewEndpoint(bind, n.dialQUICConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -448,6 +497,15 @@ func (n *node) dialEndpoint(e endpoint) (*rawquic.Endpoint, error) {
 	}
 	n.dialEPs[bind] = ep
 	return ep, nil
+}
+
+// dialQUICConfig is the QUIC configuration of the sessions this node dials
+// over moql:// and https://: the dead-peer bound, and a handshake that waits
+// as long as --timeout (quic-go's own default gives up after 5 s).
+func (n *node) dialQUICConfig() *quic.Config {
+	qc := rawquic.ConfigDeadPeer(n.cfg.net.deadPeer)
+	qc.HandshakeIdleTimeout = n.cfg.net.timeout
+	return qc
 }
 
 func (n *node) clientTLS(e endpoint) *tls.Config {

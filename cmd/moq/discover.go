@@ -46,7 +46,9 @@ func parseSource(cmd string, nf *netFlags, listens, connects []endpoint, name, t
 	}
 	switch {
 	case name == "":
-		return src, usagef("%s: --broadcast is required (or give --ticket)", cmd)
+		return src, usagef("%s: --broadcast is required (or give --ticket), as in: moq %s --broadcast demo --connect moql://127.0.0.1:4443 --insecure", cmd, cmd)
+	case broadcast.CleanPath(name) == "":
+		return src, usagef("%s: --broadcast %q names no broadcast; give a path such as demo or room/cam", cmd, name)
 	case len(connects) > 0 && len(listens) > 0:
 		return src, usagef("%s: give --connect or --listen, not both", cmd)
 	case len(connects) == 0 && nf.discovers():
@@ -109,6 +111,7 @@ func (n *node) subscribe(ctx context.Context, w io.Writer, src source) (s peerSe
 // those the DHT (or mDNS) finds, giving up after --timeout.
 func (n *node) resolve(ctx context.Context, t discovery.Ticket) (peerSession, error) {
 	d := n.cfg.net.timeout
+	started := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	s, err := n.p2p.m.Resolve(rctx, t)
@@ -119,7 +122,7 @@ func (n *node) resolve(ctx context.Context, t discovery.Ticket) (peerSession, er
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded) || rctx.Err() != nil:
-		return nil, fmt.Errorf("ticket peer %s: no answer within %s", t.Peer, d)
+		return nil, fmt.Errorf("ticket peer %s: no answer within %s (is its moq pub still running?)", t.Peer, waited(started, d))
 	}
 	return nil, fmt.Errorf("ticket peer %s: %s", t.Peer, oneLine(err.Error()))
 }

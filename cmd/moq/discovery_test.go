@@ -183,7 +183,7 @@ func TestDiscoveryErrors(t *testing.T) {
 			[]string{"sub", "--broadcast", "x", "--bootstrap", "moql://127.0.0.1:1"}},
 		{"bootstrap-no-peer-id", 2, "needs a /p2p/<peer-id>", []string{"pub", "--broadcast", "x", "--bootstrap", "/ip4/127.0.0.1/udp/1/quic-v1"}},
 		{"no-source", 2, "give --connect URL, --listen URL, or --bootstrap ADDR", []string{"sub", "--broadcast", "x"}},
-		{"pub-no-source", 2, "give --listen URL, --connect URL and/or --bootstrap ADDR", []string{"pub", "--broadcast", "x"}},
+		{"pub-no-source", 2, "give --listen URL (to be dialed), --connect URL (to dial a relay or peer) and/or --bootstrap ADDR (to be found by name)", []string{"pub", "--broadcast", "x"}},
 		{"bad-ticket", 2, "--ticket: discovery: invalid ticket", []string{"sub", "--ticket", "nonsense"}},
 		{"short-ticket-alone", 2, "a short ticket (<peer-id>/<broadcast>) needs --bootstrap", []string{"sub", "--ticket", peerID + "/x"}},
 		{"ticket-and-broadcast", 2, "--ticket names the broadcast", []string{"sub", "--ticket", peerID + "/x", "--broadcast", "x"}},

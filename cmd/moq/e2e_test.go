@@ -222,14 +222,16 @@ func TestErrors(t *testing.T) {
 		args []string
 	}{
 		{"scheme", `unsupported scheme "foo"`, []string{"sub", "--broadcast", "x", "--connect", "foo://127.0.0.1:1"}},
-		{"no-scheme", "not a URL or multiaddr", []string{"sub", "--broadcast", "x", "--connect", "127.0.0.1:4443"}},
+		{"no-scheme", "not a URL or multiaddr (did you mean moql://127.0.0.1:4443?)", []string{"sub", "--broadcast", "x", "--connect", "127.0.0.1:4443"}},
 		{"wss-listen", "cannot listen on wss://", []string{"pub", "--broadcast", "x", "--listen", "wss://127.0.0.1:0/moq"}},
 		{"no-port", "needs host:port", []string{"sub", "--broadcast", "x", "--connect", "moql://127.0.0.1"}},
 		{"no-peer-id", "needs a /p2p/<peer-id>", []string{"sub", "--broadcast", "x", "--connect", "/ip4/127.0.0.1/udp/1/quic-v1"}},
 		{"bad-multiaddr", "malformed multiaddr", []string{"sub", "--broadcast", "x", "--connect", "/ip4/1.2.3/udp"}},
 		{"bad-fingerprint", "--fingerprint", []string{"sub", "--broadcast", "x", "--connect", "moql://127.0.0.1:1", "--fingerprint", "zz"}},
 		{"no-broadcast", "--broadcast is required", []string{"sub", "--connect", "moql://127.0.0.1:1"}},
-		{"unknown-flag", "flag provided but not defined", []string{"pub", "--nope"}},
+		{"unknown-flag", "pub: unknown flag --nope (see moq pub -h)", []string{"pub", "--nope"}},
+		{"misspelt-flag", "sub: unknown flag --fingerprnt; did you mean --fingerprint?", []string{"sub", "--fingerprnt", "x"}},
+		{"flag-prefix", "pub: unknown flag --list; did you mean --listen?", []string{"pub", "--list", "moql://127.0.0.1:1"}},
 		{"unknown-command", "unknown command", []string{"frobnicate"}},
 		{"unreachable-moql", "no answer within 3s", []string{"sub", "--broadcast", "x", "--connect", "moql://127.0.0.1:1", "--insecure", "--timeout", "3s"}},
 		{"unreachable-p2p", "no answer within 3s", []string{"sub", "--broadcast", "x", "--connect", "/ip4/127.0.0.1/udp/1/quic-v1/p2p/" + peerID, "--timeout", "3s"}},

@@ -194,6 +194,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		fs.Usage()
 		return errHelp
 	case err != nil:
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			return usagef("%s: unknown flag --%s%s (see moq %s -h)", fs.Name(), name, suggestFlag(fs, name), fs.Name())
+		}
 		return usagef("%s: %v (see moq %s -h)", fs.Name(), err, fs.Name())
 	case fs.NArg() > 0:
 		return usagef("%s: unexpected argument %q (see moq %s -h)", fs.Name(), fs.Arg(0), fs.Name())
@@ -203,12 +206,36 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 var errHelp = errors.New("help shown")
 
-// setUsage makes fs print synopsis and then its flags, GNU style.
+// suggestFlag is "; did you mean --F?" for the flag of fs that name most
+// likely misspells (within an edit per three letters, at least one; or a
+// prefix of it), or "".
+func suggestFlag(fs *flag.FlagSet, name string) string {
+	best, bestDist := "", max(1, len(name)/3)+1
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
+			d = min(d, 1)
+		}
+		if d < bestDist {
+			best, bestDist = f.Name, d
+		}
+	})
+	if best == "" {
+		return ""
+	}
+	return "; did you mean --" + best + "?"
+}
+
+// setUsage makes fs print synopsis, its flags, GNU style, and the
+// command's examples.
 func setUsage(fs *flag.FlagSet, synopsis string) {
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "%s\n\nFlags:\n", strings.TrimSpace(synopsis))
 		printFlags(w, fs)
+		if ex := examples[fs.Name()]; ex != "" {
+			fmt.Fprintf(w, "\nExamples:\n%s\n", strings.Trim(ex, "\n"))
+		}
 	}
 }
 

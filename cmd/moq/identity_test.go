@@ -27,5 +27,5 @@ func TestNodeIdentity(t *testing.T) {
 	if err := os.WriteFile(file, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	expectOneLineError(t, "--identity: "+file, 15*time.Second, "node", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--identity", file)
+	expectOneLineError(t, "--identity: "+file+" holds no libp2p private key", 15*time.Second, "node", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--identity", file)
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -20,8 +22,8 @@ const usage = `moq: Media over QUIC, peer to peer (moq-lite-05, -04 and -03)
 usage: moq <command> [flags]
 
 commands:
-  pub     publish a broadcast of generated frames or of stdin
-  sub     subscribe to a track and write what arrives
+  pub     publish a broadcast: generated frames, stdin, or video (--media)
+  sub     subscribe to a track and write what arrives (video: --media)
   node    print this node's peer ID and addresses, and serve (sessions and the
           DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
@@ -29,6 +31,7 @@ commands:
   stats   print the sessions of a node started with --metrics ADDR
   relay   forward broadcasts between sessions and other relays (like moq-relay)
   help    show this text, or a command's: moq help <command>
+  version print the module version moq was built from
 
 Peers are named by URL: moql://host:port (raw QUIC with X.509; --listen prints
 the self-signed certificate's SHA-256, --connect takes it as --fingerprint HEX
@@ -101,15 +104,22 @@ func run(args []string, std stdio) int {
 	name, args := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 0 && commands[args[0]] != nil {
-			return run([]string{args[0], "-h"}, std)
+		if len(args) == 0 {
+			fmt.Fprint(std.stdout, usage)
+			return 0
 		}
-		fmt.Fprint(std.stdout, usage)
+		if commands[args[0]] == nil {
+			fmt.Fprintf(std.stderr, "moq: help: %s\n", unknownCommand(args[0]))
+			return 2
+		}
+		return run([]string{args[0], "-h"}, std)
+	case "version", "-version", "--version":
+		fmt.Fprintln(std.stdout, version())
 		return 0
 	}
 	cmd := commands[name]
 	if cmd == nil {
-		fmt.Fprintf(std.stderr, "moq: unknown command %q (see moq help)\n", name)
+		fmt.Fprintf(std.stderr, "moq: %s\n", unknownCommand(name))
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -127,7 +137,83 @@ func run(args []string, std stdio) int {
 		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(err.Error()))
 		return 2
 	default:
-		fmt.Fprintf(std.stderr, "moq: %s\n", oneLine(strings.TrimSpace(err.Error())))
+		fmt.Fprintf(std.stderr, "moq: %s%s\n", oneLine(strings.TrimSpace(err.Error())), hint(err))
 		return 1
 	}
+}
+
+// hints name the likely cause of a failure whose message comes from deep in
+// a TLS or libp2p stack, keyed by a phrase of that message.
+var hints = []struct{ phrase, hint string }{
+	{"peer id mismatch", "a different peer answers at that address: copy the /p2p/ address it printed (a peer ID changes on every run without --identity)"},
+	{"does not match the pinned SHA-256 fingerprint", "the server's certificate is another one: moq makes a new one each run, so copy the fingerprint it printed this time"},
+	{"tls: certificate required", "the server wants a libp2p identity: is that a libp2p QUIC port? Connect to it by its multiaddr, /ip4/…/udp/PORT/quic-v1/p2p/<peer-id>"},
+}
+
+// hint is " (…)" with the hint for err's message, or "".
+func hint(err error) string {
+	msg := err.Error()
+	for _, h := range hints {
+		if strings.Contains(msg, h.phrase) {
+			return " (" + h.hint + ")"
+		}
+	}
+	return ""
+}
+
+// unknownCommand says that name is no command, naming the one it most
+// likely misspells: a newcomer's typo should not send them to the manual.
+func unknownCommand(name string) string {
+	names := make([]string, 0, len(commands))
+	for c := range commands {
+		names = append(names, c)
+	}
+	slices.Sort(names)
+	best, bestDist := "", 3 // suggest only within two edits
+	for _, c := range names {
+		if d := editDistance(strings.ToLower(name), c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("unknown command %q: did you mean %q? (see moq help)", name, best)
+	}
+	return fmt.Sprintf("unknown command %q; the commands are %s (see moq help)", name, strings.Join(names, ", "))
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// version is the module version and VCS revision moq was built from, as
+// the Go toolchain recorded them ("(devel)" for a build in a checkout).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "moq (no build information)"
+	}
+	v := "moq " + bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v + " " + bi.GoVersion
 }

@@ -25,27 +25,10 @@ var liveLine = regexp.MustCompile(`received (\d+) frames, (\d+) groups, [0-9.]+ 
 // while frames arrive, then erases it and prints the final JSON line; with
 // --quiet the terminal gets the JSON line only.
 func TestLiveLineInTmux(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		if os.Getenv(requireTmuxEnv) != "" {
-			t.Fatalf("tmux not found (required: %s is set)", requireTmuxEnv)
-		}
-		t.Skipf("tmux not found (set %s=1 to fail instead)", requireTmuxEnv)
-	}
+	run := tmuxServer(t)
 	pub := start(t, "pub", nil, "pub", "--broadcast", "live", "--listen", "moql://127.0.0.1:0", "--frames", "0", "--rate", "500", "--size", "1000")
 	url := field(pub.stderr.await(t, pub.name, "listening: moql://", 20*time.Second))
 	fp := field(pub.stderr.await(t, pub.name, "fingerprint: ", time.Second))
-
-	socket := filepath.Join(t.TempDir(), "tmux")
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", socket}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	t.Cleanup(func() { _ = exec.Command(tmux, "-S", socket, "kill-server").Run() })
 	for _, quiet := range []bool{false, true} {
 		t.Run(fmt.Sprintf("quiet=%v", quiet), func(t *testing.T) {
 			window := fmt.Sprintf("sub%v", quiet)
@@ -146,4 +129,29 @@ func TestMetricsFlagAndStats(t *testing.T) {
 	}
 	sub.interrupt(t)
 	sub.mustSucceed(t, 30*time.Second)
+}
+
+// tmuxServer returns a function that runs a tmux command on a tmux server
+// of the test's own (its socket in t.TempDir(), killed at cleanup) and
+// returns its output. Without tmux the test skips, or fails if
+// MOQP2P_REQUIRE_TMUX is set.
+func tmuxServer(t *testing.T) func(args ...string) string {
+	t.Helper()
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv(requireTmuxEnv) != "" {
+			t.Fatalf("tmux not found (required: %s is set)", requireTmuxEnv)
+		}
+		t.Skipf("tmux not found (set %s=1 to fail instead)", requireTmuxEnv)
+	}
+	socket := filepath.Join(t.TempDir(), "tmux")
+	t.Cleanup(func() { _ = exec.Command(tmux, "-S", socket, "kill-server").Run() })
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", socket}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"log/slog"
 	"net"
@@ -63,8 +65,12 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "bind", plan.bind)
 	}
 	key, err := identity.Load(cfg.net.identity)
-	if err != nil {
-		return nil, fmt.Errorf("--identity: %w", err)
+	var pe *fs.PathError
+	switch {
+	case err != nil && errors.As(err, &pe):
+		return nil, fmt.Errorf("--identity: %w", err) // names the file and what failed
+	case err != nil:
+		return nil, fmt.Errorf("--identity: %s holds no libp2p private key (%v); moq writes a new key to a file that does not exist: give another path, or remove this one for a new peer ID", cfg.net.identity, cmp.Or(errors.Unwrap(err), err))
 	}
 	tr := p2pquic.New(p2pquic.Config{Logger: cfg.log, DeadPeerTimeout: cfg.net.deadPeer})
 	// moq.NewHost: QUIC, TCP and circuit relays (what libp2p.New would give
@@ -244,6 +250,7 @@ func (p *p2pNode) join(ctx context.Context, boot []endpoint, d time.Duration) er
 	if len(boot) == 0 || p.d == nil {
 		return nil
 	}
+	started := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	peers, names := addrInfos(boot)
@@ -260,7 +267,7 @@ func (p *p2pNode) join(ctx context.Context, boot []endpoint, d time.Duration) er
 		case err == nil:
 			reached = append(reached, peers[i].ID)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			failures = append(failures, fmt.Errorf("bootstrap %s: no answer within %s", names[i], d))
+			failures = append(failures, fmt.Errorf("bootstrap %s: no answer within %s (is moq node running there, with that peer ID?)", names[i], waited(started, d)))
 		default:
 			failures = append(failures, fmt.Errorf("bootstrap %s: %s", names[i], oneLine(err.Error())))
 		}

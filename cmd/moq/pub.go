@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -96,9 +97,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	case err != nil:
 		return err
 	case *name == "":
-		return usagef("pub: --broadcast is required")
+		return usagef("pub: --broadcast is required, as in: moq pub --broadcast demo --listen moql://127.0.0.1:4443 (see moq pub -h)")
+	case broadcast.CleanPath(*name) == "":
+		return usagef("pub: --broadcast %q names no broadcast; give a path such as demo or room/cam", *name)
 	case len(listens)+len(connects) == 0 && !nf.discovers():
-		return usagef("pub: give --listen URL, --connect URL and/or --bootstrap ADDR")
+		return usagef("pub: give --listen URL (to be dialed), --connect URL (to dial a relay or peer) and/or --bootstrap ADDR (to be found by name), as in: moq pub --broadcast %s --listen moql://127.0.0.1:4443", *name)
 	case *size <= 0 || *size > 16<<20:
 		return usagef("pub: --size must be between 1 and %d", 16<<20)
 	case *k <= 0 || *k > maxGroupFrames:
@@ -150,6 +153,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		subs.add(dialed)
 	}
 
+	if f, ok := std.stdin.(*os.File); ok && *stdin && isTerminal(f) {
+		// Typing into pub is rarely what a newcomer meant by --stdin: say
+		// what it does rather than sit silently on the terminal.
+		fmt.Fprintln(std.stderr, "pub: reading frames from this terminal, a line each; end with Ctrl-D (to send a file: moq pub --stdin … < FILE)")
+	}
 	var col pattern.Digest
 	if *wait {
 		log.Debug("waiting for a subscriber")
@@ -202,7 +210,16 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 	sum := subs.summary(col.Summary())
 	printSummary(std.stdout, sum)
-	if ctx.Err() == nil && sum.DeliveredGroups < sum.Groups {
+	switch {
+	case ctx.Err() != nil:
+	case *stdin && sum.Frames == 0:
+		log.Warn("stdin was empty: nothing was published")
+	case sum.subscribers == 0 && sum.Groups > 0:
+		// pub's default, a finite transfer with no --wait, is over before a
+		// subscriber started by hand can connect.
+		log.Warn(fmt.Sprintf("no subscriber came: the %d frames went to no one; give --wait to hold them until one subscribes, "+
+			"or --frames 0 to publish live until interrupted", sum.Frames))
+	case sum.DeliveredGroups < sum.Groups:
 		log.Warn(fmt.Sprintf("delivered %d of %d groups (%d of %d frames) to the subscriber that got the least",
 			sum.DeliveredGroups, sum.Groups, sum.DeliveredFrames, sum.Frames))
 	}

@@ -49,6 +49,12 @@ const (
 // is not coming.
 const lostWait = 10 * time.Second
 
+// startWarnWait is how long a complete transfer waits for group 0, with
+// later groups arrived, before it warns that the track may have started
+// without it (a live publisher's). Far longer than group 0 of a finite
+// transfer takes to overtake the groups sent after it.
+const startWarnWait = 3 * time.Second
+
 // inOrder reads the groups of a track and hands their frames on in group
 // sequence order, each group's frames in arrival order. Frames of the group
 // at the head go out as they arrive; later groups wait (unread, in the
@@ -87,6 +93,8 @@ type inOrder struct {
 	room    chan struct{}                       // capacity 1: the receiving side waits on it
 	missed  groupSet                            // skipped (live) or lost (strict)
 	late    uint64                              // groups that arrived after they were skipped
+	// warnedStart: a strict stage said why it waits for group 0.
+	warnedStart bool
 }
 
 func newInOrder(strict bool, log *slog.Logger, emit func(uint64, []byte) bool, idle func()) *inOrder {
@@ -265,6 +273,18 @@ func (o *inOrder) head() (g *broadcast.GroupConsumer, wait time.Duration, end er
 			case o.strict && o.full():
 				limit = o.lostWait
 			case o.strict:
+				if o.next == 0 && !o.warnedStart {
+					// A live publisher's track starts at its latest group
+					// for a new subscriber: group 0 is not coming, and a
+					// newcomer waiting on a silent sub should hear why.
+					if left := startWarnWait - time.Since(o.gapAt); left > 0 {
+						return nil, left, nil
+					}
+					o.warnedStart = true
+					o.log.Warn(fmt.Sprintf("waiting for group 0: --out without --count writes the whole track from its start, "+
+						"but the first group to arrive is %d; if the publisher is live (pub --frames 0), it has dropped the earlier ones: "+
+						"add --count N (or drop --out) to take the track from where it is", first))
+				}
 				return nil, 0, nil // wait for it, or for the track's end
 			case o.full():
 				limit = 0

@@ -78,6 +78,7 @@ func (w *sessionWatch) summary(produced pattern.Summary) pubSummary {
 		if m.FramesSent == 0 && m.GroupsSent == 0 {
 			continue // not a subscriber of ours
 		}
+		sum.subscribers++
 		if first || m.GroupsSent < sum.DeliveredGroups {
 			sum.DeliveredGroups, sum.DeliveredFrames, sum.DeliveredBytes = m.GroupsSent, m.FramesSent, m.BytesSent
 			first = false

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -54,7 +56,10 @@ func runStats(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("stats: nothing listens on %s: is a moq command running with --metrics %s?", addr, addr)
+	case err != nil:
 		return fmt.Errorf("stats: %w", err)
 	}
 	defer resp.Body.Close()

@@ -23,10 +23,9 @@ import (
 
 const subUsage = `
 usage: moq sub --broadcast NAME [--track NAME] (--connect URL | --listen URL | --bootstrap ADDR...)
-               [--count N] [--out FILE|-] [--fingerprint HEX | --insecure]
+               [--count N] [--out FILE|-] [--fingerprint HEX | --insecure] [--max-outage D]
        moq sub --ticket TICKET [--track NAME] [--bootstrap ADDR...] [--count N] [--out FILE|-]
        moq sub --broadcast NAME --media FILE|- (--connect URL | ...) [--count N]
-       [--max-outage D]
 
 Subscribes to a track of a peer's broadcast and writes the payloads to --out
 (- is stdout) in group order, each group's frames in arrival order. Exits
@@ -41,7 +40,10 @@ live publisher may drop old groups instead: without --out (or with --count)
 sub skips a group missing for 500 ms, counts it in skipped_groups and warns
 on stderr. With --out and no --count, the output is the whole track from
 group 0 or an error: sub waits for late groups, and if the track ends
-without some (or one is reset) it exits non-zero naming them.
+without some (or one is reset) it exits non-zero naming them. A live
+publisher (pub --frames 0) starts a new subscriber at its latest group, so
+such a transfer has no group 0 to wait for: sub warns after 3 s; take a
+live track with --count N, or without --out.
 
 A live subscriber (no --out, or --count; not --media) outlives its
 publisher's session: when the session is lost (the publisher restarted,
@@ -264,11 +266,12 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 // keepOpen dials e (moql://, ws://, https://) as connect does and keeps
 // the session it opens on a link that redials e after a loss.
 func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link, error) {
+	started := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.net.timeout)
 	defer cancel()
 	c, via, err := n.dialConn(cctx, e)
 	if err != nil {
-		return nil, nil, n.connectError(cctx, e, err)
+		return nil, nil, n.connectError(cctx, e, err, started)
 	}
 	// The link's first attempt takes the connection dialed here (its
 	// failures were reported as connect's); later ones dial afresh.
@@ -288,7 +291,7 @@ func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link
 	s, err := l.Session(cctx)
 	if err != nil {
 		l.Detach()
-		return nil, nil, n.connectError(cctx, e, err)
+		return nil, nil, n.connectError(cctx, e, err, started)
 	}
 	n.log.Debug("connected", "peer", e.raw, "via", via)
 	return &p2pSession{s: s, name: e.raw, via: via}, l, nil

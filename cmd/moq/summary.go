@@ -24,6 +24,8 @@ type pubSummary struct {
 	DeliveredGroups uint64 `json:"delivered_groups"`
 	DeliveredFrames uint64 `json:"delivered_frames"`
 	DeliveredBytes  uint64 `json:"delivered_bytes"`
+	// subscribers is how many sessions were sent anything (not printed).
+	subscribers int
 }
 
 // printSummary writes the one JSON line pub and sub end with:

@@ -48,6 +48,23 @@ func (e endpoint) addrInfo() peer.AddrInfo {
 
 const urlForms = "moql://host:port, ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
 
+// listenForms is urlForms for --listen, where a multiaddr has no /p2p part.
+const listenForms = "moql://host:port, ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/0.0.0.0/udp/4001/quic-v1"
+
+// schemeHint suggests the URL meant by a value that has no scheme: a bare
+// host:port (or :port) is most likely a moql:// address, the CLI's plainest
+// form; a bare host:port/path most likely a WebSocket one.
+func schemeHint(s string) string {
+	hostport, path, _ := strings.Cut(s, "/")
+	if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
+		return ""
+	}
+	if path != "" {
+		return fmt.Sprintf(" (did you mean ws://%s or https://%s?)", s, s)
+	}
+	return fmt.Sprintf(" (did you mean moql://%s?)", s)
+}
+
 // parseEndpoint reads a --listen (listen true) or --connect value.
 func parseEndpoint(s string, listen bool) (endpoint, error) {
 	flagName := "--connect"
@@ -65,17 +82,23 @@ func parseEndpointRaw(s string, listen bool) (endpoint, error) {
 	if strings.HasPrefix(s, "/") {
 		return parseMultiaddr(s, listen)
 	}
+	forms := urlForms
+	if listen {
+		forms = listenForms
+	}
 	scheme, _, ok := strings.Cut(s, "://")
 	if !ok {
-		return endpoint{}, fmt.Errorf("not a URL or multiaddr; want %s", urlForms)
+		return endpoint{}, fmt.Errorf("not a URL or multiaddr%s; want %s", schemeHint(s), forms)
 	}
 	switch strings.ToLower(scheme) {
 	case "moql":
 		return parseMoQL(s, listen)
 	case "ws", "wss", "https":
 		return parseWeb(s, listen)
+	case "http":
+		return endpoint{}, fmt.Errorf("unsupported scheme %q: a web listener's page is at http://, but sessions take https:// (WebTransport) or ws:// (WebSocket); want %s", scheme, forms)
 	default:
-		return endpoint{}, fmt.Errorf("unsupported scheme %q; want %s", scheme, urlForms)
+		return endpoint{}, fmt.Errorf("unsupported scheme %q; want %s", scheme, forms)
 	}
 }
 

@@ -14,7 +14,12 @@ import (
 func (n *node) dialWeb(ctx context.Context, e endpoint) (c transport.Conn, via string, err error) {
 	via = "WebTransport"
 	if e.kind == kindWT {
-		c, err = webtransport.Dial(ctx, e.url, n.clientTLS(e), nil)
+		d := webtransport.Dialer{TLSConfig: n.clientTLS(e), QUICConfig: n.dialQUICConfig()}
+		wt, werr := d.Dial(ctx, e.url)
+		if werr != nil {
+			return nil, via, werr // not a nil *webtransport.Conn in the interface
+		}
+		c = wt
 	} else {
 		via = "WebSocket"
 		cfg := &websocket.Config{Logger: n.log, DeadPeerTimeout: n.cfg.net.deadPeer}

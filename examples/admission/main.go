@@ -128,9 +128,9 @@ func serveGate(ctx context.Context, allow string, port int, key string) error {
 }
 
 func runVisitor(ctx context.Context, addr, key string) error {
-	info, err := peer.AddrInfoFromString(addr)
+	info, err := peers.ParsePeer(addr, "-role gate")
 	if err != nil {
-		return fmt.Errorf("-peer: %w", err)
+		return err
 	}
 	v, err := peers.New(peers.Config{KeyFile: key})
 	if err != nil {

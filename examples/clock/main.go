@@ -51,9 +51,9 @@ func run(ctx context.Context, role, addr string, port, n int) error {
 		return publish(ctx, pub)
 
 	case "sub":
-		info, err := peer.AddrInfoFromString(addr)
+		info, err := peers.ParsePeer(addr, "-role pub")
 		if err != nil {
-			return fmt.Errorf("-peer: %w", err)
+			return err
 		}
 		sub, err := peers.New(peers.Config{}, moq.WithInterest("clock"))
 		if err != nil {

@@ -67,6 +67,9 @@ func run(ctx context.Context, role, boot string, port, n int) error {
 		<-ctx.Done()
 		return nil
 	case "pub", "sub":
+		if boot == "" {
+			return errors.New("-bootstrap is required: the address -role boot printed, /ip4/…/udp/…/quic-v1/p2p/<peer-id>")
+		}
 		info, err := peer.AddrInfoFromString(boot)
 		if err != nil {
 			return fmt.Errorf("-bootstrap: %w", err)

@@ -101,9 +101,9 @@ func run(ctx context.Context, role, addr string, port, size int, o options) erro
 		return ctx.Err()
 
 	case "sub":
-		info, err := peer.AddrInfoFromString(addr)
+		info, err := peers.ParsePeer(addr, "-role pub")
 		if err != nil {
-			return fmt.Errorf("-peer: %w", err)
+			return err
 		}
 		out, closeOut, err := openOut(o.out)
 		if err != nil {

@@ -1,8 +1,3 @@
-// Package server accepts clients without a libp2p identity (browsers and
-// Node over WebTransport or WebSocket, raw-QUIC moql:// clients) as sessions
-// of a moq node. It is a package of its own so that a program that only
-// runs P2P nodes does not link WebTransport (webtransport-go, quic-go's
-// HTTP/3) and WebSocket (coder/websocket).
 package server
 
 import (

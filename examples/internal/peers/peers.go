@@ -123,6 +123,20 @@ func (p *Peer) Addr() string {
 	return addrs[0].String()
 }
 
+// ParsePeer reads a -peer flag's value, a multiaddr ending in
+// /p2p/<peer-id>; who names the peer that printed it, for the error when
+// the flag is missing.
+func ParsePeer(addr, who string) (*peer.AddrInfo, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("-peer is required: the address %s printed, /ip4/…/udp/…/quic-v1/p2p/<peer-id>", who)
+	}
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return nil, fmt.Errorf("-peer %s: %w (want the address %s printed, /ip4/…/udp/…/quic-v1/p2p/<peer-id>)", addr, err, who)
+	}
+	return info, nil
+}
+
 // Dial connects to the peer at a multiaddr ending in /p2p/<peer-id>.
 func (p *Peer) Dial(ctx context.Context, addr string) (*moq.Session, error) {
 	info, err := peer.AddrInfoFromString(addr)
