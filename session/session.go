@@ -40,6 +40,20 @@ type Session struct {
 	publish    *broadcast.Origin // what we offer; never nil
 	remote     *broadcast.Origin // what the peer announced to us
 
+	// The announce-interest streams (announced.go): they ask the peer for
+	// its broadcasts under each prefix in interest. With lazyInterest they
+	// open at the first Remote call (remoteWanted) once the version is
+	// known (started); remoteKnown closes once every stream has received
+	// the set the peer announced first (initialPending counts those still
+	// missing).
+	interest       []string
+	lazyInterest   bool
+	remoteWanted   atomic.Bool
+	started        atomic.Bool
+	interestOnce   sync.Once
+	initialPending atomic.Int32
+	remoteKnown    chan struct{}
+
 	ctx     context.Context // done when the session ends
 	cancel  context.CancelCauseFunc
 	wg      sync.WaitGroup
@@ -110,6 +124,11 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		log:     cfg.Logger,
 		publish: cfg.Publish,
 		hop:     cfg.HopID,
+
+		interest:     cfg.Interest,
+		lazyInterest: cfg.LazyInterest,
+		remoteKnown:  make(chan struct{}),
+
 		subs:    map[uint64]*subscription{},
 		shared:  map[trackKey]*subscription{},
 		remotes: map[string]*broadcast.Producer{},
@@ -132,9 +151,8 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	// the connection's cause, and end/fail can end it first with theirs.
 	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
 
-	interest := cfg.Interest
-	if interest == nil {
-		interest = []string{""}
+	if s.interest == nil {
+		s.interest = []string{""}
 	}
 	// When the session ends, so do the peer's broadcasts: a hook on the
 	// session's context rather than a goroutine waiting for it (an idle
@@ -147,16 +165,16 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.endRemotes()
 	})
 	if setup {
-		s.spawn(func() { s.runSetup(interest) })
+		s.spawn(s.runSetup)
 	} else {
 		s.log = s.log.With("version", v.String())
-		s.start(interest)
+		s.start()
 	}
 	return s, nil
 }
 
 // start runs the session once its version is known.
-func (s *Session) start(interest []string) {
+func (s *Session) start() {
 	close(s.ready)
 	s.obs.started(s)
 	if s.version.HasSetupStream() {
@@ -166,8 +184,11 @@ func (s *Session) start(interest []string) {
 		// parks no goroutine for it.
 	}
 	s.spawn(s.acceptStreams)
-	for _, p := range interest {
-		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
+	// Set before reading remoteWanted, as Remote sets that before reading
+	// started: whichever comes second opens the streams.
+	s.started.Store(true)
+	if !s.lazyInterest || !marksInitialSet(s.version) || s.remoteWanted.Load() {
+		s.openInterest()
 	}
 }
 
@@ -212,8 +233,38 @@ func (s *Session) Ready() <-chan struct{} { return s.ready }
 func (s *Session) Conn() transport.Conn { return s.conn }
 
 // Remote holds the broadcasts the peer announced. Its broadcasts are live:
-// subscribing to one of their tracks subscribes on the wire.
-func (s *Session) Remote() *broadcast.Origin { return s.remote }
+// subscribing to one of their tracks subscribes on the wire. With
+// Config.LazyInterest the first call asks the peer for its announcements:
+// they arrive in Remote a round trip later (AwaitRemote waits for them).
+func (s *Session) Remote() *broadcast.Origin {
+	if s.lazyInterest && !s.remoteWanted.Load() {
+		s.remoteWanted.Store(true)
+		if s.started.Load() {
+			s.openInterest()
+		}
+	}
+	return s.remote
+}
+
+// AwaitRemote asks the peer for its announcements, as Remote does, and
+// waits until the broadcasts it announced before it answered are in
+// Remote, so that a path missing from Remote then is one the peer did not
+// announce (rather than one not heard of yet). On lite-03/04, whose
+// publishers do not mark the end of that first set, it returns once the
+// requests are sent (see Config.LazyInterest: there they are sent when
+// the session starts). It returns ctx's error if ctx ends first, and
+// ErrClosed if the session does.
+func (s *Session) AwaitRemote(ctx context.Context) error {
+	s.Remote()
+	select {
+	case <-s.remoteKnown:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+}
 
 // Context is done when the session has ended; its cause is Err.
 func (s *Session) Context() context.Context { return s.ctx }
