@@ -26,6 +26,8 @@ func marksInitialSet(v wire.Version) bool {
 // openInterest starts the announce-interest streams, once.
 func (s *Session) openInterest() {
 	s.interestOnce.Do(func() {
+		s.remoteOrigin() // before any stream can announce into it
+		s.remoteKnown = make(chan struct{})
 		s.initialPending.Store(int32(len(s.interest)))
 		if len(s.interest) == 0 {
 			close(s.remoteKnown)
@@ -286,7 +288,7 @@ func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Produce
 		}
 	}
 	s.mu.Unlock()
-	if _, err := s.remote.Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
+	if _, err := s.remoteOrigin().Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
 		s.log.Debug("not publishing remote broadcast", "path", path, "err", err)
 	}
 	return p, nil

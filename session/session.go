@@ -38,14 +38,17 @@ type Session struct {
 	log        *slog.Logger
 	hop        uint64
 	publish    *broadcast.Origin // what we offer; never nil
-	remote     *broadcast.Origin // what the peer announced to us
+	// remote is what the peer announced to us, made by remoteOrigin when
+	// first needed: a lazy session that never asks holds none.
+	remote     *broadcast.Origin
+	remoteOnce sync.Once
 
 	// The announce-interest streams (announced.go): they ask the peer for
 	// its broadcasts under each prefix in interest. With lazyInterest they
 	// open at the first Remote call (remoteWanted) once the version is
 	// known (started); remoteKnown closes once every stream has received
 	// the set the peer announced first (initialPending counts those still
-	// missing).
+	// missing; remoteKnown is made with the streams).
 	interest       []string
 	lazyInterest   bool
 	remoteWanted   atomic.Bool
@@ -127,7 +130,6 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 
 		interest:     cfg.Interest,
 		lazyInterest: cfg.LazyInterest,
-		remoteKnown:  make(chan struct{}),
 
 		subs:    map[uint64]*subscription{},
 		shared:  map[trackKey]*subscription{},
@@ -145,7 +147,9 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if s.hop == 0 {
 		s.hop = s.publish.ID()
 	}
-	s.remote = broadcast.NewOrigin(s.hop)
+	if !s.lazyInterest {
+		s.remoteOrigin()
+	}
 	s.log = s.log.With("remote", conn.RemoteAddr().String())
 	// A child of the connection's context: it ends with the connection, with
 	// the connection's cause, and end/fail can end it first with theirs.
@@ -161,7 +165,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	context.AfterFunc(s.ctx, func() {
 		defer s.wg.Done()
 		s.obs.ended()
-		s.remote.Close()
+		s.remoteOrigin().Close()
 		s.endRemotes()
 	})
 	if setup {
@@ -243,6 +247,14 @@ func (s *Session) Remote() *broadcast.Origin {
 			s.openInterest()
 		}
 	}
+	return s.remoteOrigin()
+}
+
+// remoteOrigin is Remote without asking the peer: the origin, made on
+// first use (one made after the session ended is closed by the end's
+// hook, which makes it if nobody did).
+func (s *Session) remoteOrigin() *broadcast.Origin {
+	s.remoteOnce.Do(func() { s.remote = broadcast.NewOrigin(s.hop) })
 	return s.remote
 }
 
@@ -256,6 +268,15 @@ func (s *Session) Remote() *broadcast.Origin {
 // ErrClosed if the session does.
 func (s *Session) AwaitRemote(ctx context.Context) error {
 	s.Remote()
+	if !s.awaitVersion(ctx) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrClosed
+	}
+	// Started: openInterest has run or runs now (remoteWanted is set), and
+	// made remoteKnown under its once.
+	s.openInterest()
 	select {
 	case <-s.remoteKnown:
 		return nil
