@@ -113,11 +113,11 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		DeadPeerTimeout:      o.deadPeer,
 	})
 	m.a = actor.New(actor.Config{
-		Dial:          m.dial,
+		Dial: m.dial,
 		// Lazy: a session asks for its peer's announcements only once
 		// something here needs them (Session.Announced, Subscribe,
 		// forwarding), which saves an idle session two announce streams.
-		Session: session.Config{Limits: o.sessionLimits(), Interest: o.interest, LazyInterest: true, Metrics: o.metrics},
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, LazyInterest: true, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,

@@ -21,6 +21,17 @@ import (
 // version this package speaks.
 var ErrVersion = errors.New("session: no supported moq-lite version negotiated")
 
+// closedChan is the Ready of every session whose version its protocol
+// fixed: shared, so such a session makes no channel for it.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// everything is the default Interest: every path.
+var everything = []string{""}
+
 // ErrClosed is returned by calls on a session that has ended.
 var ErrClosed = errors.New("session: closed")
 
@@ -29,10 +40,13 @@ type Session struct {
 	conn    transport.Conn
 	version wire.Version  // fixed before negotiated is closed
 	client  bool          // we opened the connection (sends CLIENT_SETUP)
-	ready   chan struct{} // closed once the version is known
+	ready   chan struct{} // closed once the version is known (closedChan if it was at New)
 
-	goaway     chan struct{} // closed when the peer sent GOAWAY
-	goawayURI  string        // set before goaway is closed
+	// goaway is closed when the peer sent GOAWAY; made by goawayChan when
+	// first asked for (most sessions never see one).
+	goaway     chan struct{}
+	goawayMu   sync.Mutex
+	goawayURI  string // set before goaway is closed
 	goawayOnce sync.Once
 	lim        Limits
 	log        *slog.Logger
@@ -67,6 +81,10 @@ type Session struct {
 	// peer has no reason to open one, and an idle session parks no
 	// goroutine for them.
 	uniAccepting atomic.Bool
+	// groupsWanted: our first subscription called acceptGroups. Before
+	// that, on lite-05, the loop runs only to take the peer's SETUP (its
+	// first uni stream) and stops once it has.
+	groupsWanted atomic.Bool
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
@@ -121,8 +139,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		conn:    conn,
 		version: v,
 		client:  cfg.Client,
-		ready:   make(chan struct{}),
-		goaway:  make(chan struct{}),
+		ready:   closedChan,
 		lim:     cfg.Limits.withDefaults(),
 		log:     cfg.Logger,
 		publish: cfg.Publish,
@@ -156,7 +173,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
 
 	if s.interest == nil {
-		s.interest = []string{""}
+		s.interest = everything
 	}
 	// When the session ends, so do the peer's broadcasts: a hook on the
 	// session's context rather than a goroutine waiting for it (an idle
@@ -169,6 +186,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.endRemotes()
 	})
 	if setup {
+		s.ready = make(chan struct{})
 		s.spawn(s.runSetup)
 	} else {
 		s.log = s.log.With("version", v.String())
@@ -179,13 +197,20 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 
 // start runs the session once its version is known.
 func (s *Session) start() {
-	close(s.ready)
+	if s.ready != closedChan {
+		close(s.ready)
+	}
 	s.obs.started(s)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
-		// The peer's SETUP is read with its group streams (recvSetup),
-		// once our first subscription starts that loop: an idle session
-		// parks no goroutine for it.
+		// The peer's SETUP is read with its group streams (recvSetup):
+		// their accept loop starts now, takes it, and stops until our
+		// first subscription, so that an idle session neither parks a
+		// goroutine for it nor keeps the peer's stream unread in the
+		// transport.
+		if s.uniAccepting.CompareAndSwap(false, true) {
+			s.spawn(s.acceptUniStreams)
+		}
 	}
 	s.spawn(s.acceptStreams)
 	// Set before reading remoteWanted, as Remote sets that before reading
@@ -651,6 +676,9 @@ func (h headerTimer) stop() {
 // and flow-control windows (rawquic: 1000 streams, the connection's
 // receive window); the loop then refuses those that match no subscription.
 func (s *Session) acceptGroups() {
+	if !s.groupsWanted.Load() {
+		s.groupsWanted.Store(true) // before looking at uniAccepting: see stopUnwanted
+	}
 	if !s.uniAccepting.Load() && s.uniAccepting.CompareAndSwap(false, true) {
 		s.spawn(s.acceptUniStreams)
 	}
@@ -661,9 +689,12 @@ func (s *Session) acceptGroups() {
 func (s *Session) acceptUniStreams() {
 	var batch arrivedBatch
 	s.uniBusy.Store(true) // until it first waits in AcceptUniStream
+	stopped := false
 	defer func() {
-		s.uniBusy.Store(false)
-		s.uniIdle.notify()
+		if !stopped {
+			s.uniBusy.Store(false)
+			s.uniIdle.notify()
+		}
 	}()
 	for {
 		for s.turnWaiters.Load() > 0 { // back-pressure holds the publisher here
@@ -687,7 +718,30 @@ func (s *Session) acceptUniStreams() {
 		}
 		uniAccepted()
 		s.takeGroupStreams(rs, &batch)
+		if !s.groupsWanted.Load() && s.stopUnwanted() {
+			stopped = true
+			return
+		}
 	}
+}
+
+// stopUnwanted stops the group-stream accept loop that ran before any
+// subscription of ours (to take the peer's lite-05 SETUP, which it just
+// did; further streams the peer sends unasked wait in the transport, as
+// before a first subscription on other versions), unless a subscription
+// wants it meanwhile: true if the loop is to return. acceptGroups sets
+// groupsWanted before it looks at uniAccepting: if it looked before the
+// Store below, it saw the loop running and started none, and the Load
+// after the Store sees groupsWanted, so the loop goes on.
+func (s *Session) stopUnwanted() bool {
+	s.uniBusy.Store(false)
+	s.uniIdle.notify()
+	s.uniAccepting.Store(false)
+	if s.groupsWanted.Load() && s.uniAccepting.CompareAndSwap(false, true) {
+		s.uniBusy.Store(true)
+		return false
+	}
+	return true
 }
 
 // uniAccepted is called by the group-stream accept loop with each stream
@@ -744,7 +798,7 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	s.goawayOnce.Do(func() {
 		first = true
 		s.goawayURI = m.URI
-		close(s.goaway)
+		close(s.goawayChan())
 	})
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
@@ -756,12 +810,21 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 
 // GoingAway is closed once the peer sent GOAWAY (lite-04 and later): it is about to
 // close the session. GoawayURI then says where it asked us to reconnect.
-func (s *Session) GoingAway() <-chan struct{} { return s.goaway }
+func (s *Session) GoingAway() <-chan struct{} { return s.goawayChan() }
+
+func (s *Session) goawayChan() chan struct{} {
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	if s.goaway == nil {
+		s.goaway = make(chan struct{})
+	}
+	return s.goaway
+}
 
 // GoawayURI is the URI of the peer's GOAWAY ("" for none, or before one).
 func (s *Session) GoawayURI() string {
 	select {
-	case <-s.goaway:
+	case <-s.goawayChan():
 		return s.goawayURI
 	default:
 		return ""
