@@ -114,8 +114,9 @@ func TestAwaitRemoteSessionEnds(t *testing.T) {
 }
 
 // An idle lazy pair on lite-05 parks one goroutine per side, the accept
-// loop for the peer's bidi streams: no announce stream is open and the
-// SETUP writers are done.
+// loop for the peer's bidi streams: no announce stream is open, the SETUP
+// writers are done and the group-stream loops stopped after taking the
+// peer's SETUP. A subscription then starts its loop again.
 func TestLazyIdlePairGoroutines(t *testing.T) {
 	sc, cc := conns(t, "moq-lite-05")
 	base := runtime.NumGoroutine()
@@ -129,16 +130,38 @@ func TestLazyIdlePairGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close(broadcast.CodeCancel, "test over")
-	var n int
 	testutil.Until(t, testutil.Context(t, 15*time.Second), "an idle pair's goroutines settle at 2", func() bool {
-		n = runtime.NumGoroutine() - base
-		return n <= 2
+		return runtime.NumGoroutine()-base <= 2
 	})
-	// Asking for announcements adds one reader per side that asked.
+	// Each side took the other's SETUP, and its group-stream accept loop
+	// stopped after it: no subscription wants it yet.
+	for _, s := range []*Session{pub, sub} {
+		if s.peerSetup.msg.Load() == nil || s.uniAccepting.Load() {
+			t.Fatalf("SETUP read %v, group-stream loop running %v", s.peerSetup.msg.Load() != nil, s.uniAccepting.Load())
+		}
+	}
+	// Asking for announcements opens the interest: the publisher serves it.
 	if err := sub.AwaitRemote(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := runtime.NumGoroutine() - base; got < n+1 {
-		t.Fatalf("%d goroutines after AwaitRemote, want at least %d (the interest's reader)", got, n+1)
+	testutil.Eventually(t, "the interest served", func() bool { return pub.interests.Load() == 1 })
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	_, _ = pub.publish.Publish("cam", b.Consume())
+	tc, err := sub.Subscribe(testCtx(t), "cam", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer tc.Close()
+	g, _ := tp.CreateGroup(0)
+	_ = g.WriteFrame([]byte("after the loop stopped"))
+	_ = g.Finish()
+	gc, err := tc.RecvGroup(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readGroup(t, gc); len(got) != 1 || got[0] != "after the loop stopped" {
+		t.Fatalf("group %q", got)
+	}
+	tp.Finish()
 }
