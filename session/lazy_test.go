@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -47,8 +48,8 @@ func TestLazyInterest(t *testing.T) {
 			if n := p.pub.interests.Load(); n != 0 {
 				t.Fatalf("%d announce streams served before anything read Remote", n)
 			}
-			if p.sub.Remote().Get("room/early") != nil {
-				t.Fatal("Remote knew the broadcast before asking")
+			if p.sub.remoteWanted.Load() {
+				t.Fatal("the interest was asked for before anything read Remote")
 			}
 		}
 		if err := p.sub.AwaitRemote(ctx); err != nil {
@@ -99,7 +100,8 @@ func TestLazyInterestBeforeVersion(t *testing.T) {
 	})
 }
 
-// AwaitRemote on a session that ends reports it.
+// AwaitRemote with no prefix to ask for returns at once; on a session that
+// ended, it returns rather than wait for ctx.
 func TestAwaitRemoteSessionEnds(t *testing.T) {
 	p := newPair(t, "moq-lite-05", Config{}, Config{LazyInterest: true, Interest: []string{}})
 	if err := p.sub.AwaitRemote(testCtx(t)); err != nil { // no prefix: nothing to wait for
@@ -108,8 +110,13 @@ func TestAwaitRemoteSessionEnds(t *testing.T) {
 	q := newPair(t, "moq-lite-05", Config{}, Config{LazyInterest: true})
 	_ = q.pub.Close(broadcast.CodeCancel, "bye")
 	<-q.sub.Done()
-	if err := q.sub.AwaitRemote(testCtx(t)); err == nil && q.sub.Remote().Get("x") != nil {
-		t.Fatal("an ended session's Remote lists a broadcast")
+	// It returns (the interest cannot open: nothing will come), not at
+	// ctx's end.
+	if err := q.sub.AwaitRemote(testCtx(t)); err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatalf("AwaitRemote on an ended session: %v", err)
+	}
+	if got := q.sub.Remote().Active(""); len(got) != 0 {
+		t.Fatalf("an ended session's Remote lists %v", got)
 	}
 }
 
