@@ -119,8 +119,11 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		Dial: func(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
 			return m.dial(context.WithValue(ctx, connectFlight{}, true), addr)
 		},
-		Released:      m.flightReleased,
-		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, Metrics: o.metrics},
+		Released: m.flightReleased,
+		// Lazy: a session asks for its peer's announcements only once
+		// something here needs them (Session.Announced, Subscribe,
+		// forwarding), which saves an idle session two announce streams.
+		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, LazyInterest: true, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
 		ShutdownGrace: o.grace,

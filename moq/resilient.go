@@ -452,7 +452,7 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLook
 		return tc, s.RemotePeer(), err
 	}
 	var last error = errNotYet
-	for _, s := range t.m.sessionsAnnouncing(t.name) {
+	for _, s := range t.m.sessionsAnnouncing(ctx, t.name) {
 		tc, p, err := sub(s, time.Second)
 		if err == nil {
 			return tc, p, nil
@@ -563,16 +563,22 @@ func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, lg *broadcast.Gr
 	}
 }
 
-// sessionsAnnouncing lists the live sessions whose peer announces name.
-func (m *Moq) sessionsAnnouncing(name string) []*Session {
+// sessionsAnnouncing lists the live sessions whose peer announces name,
+// waiting up to 500 ms for a peer's first announcements (sessions ask for
+// them when first needed).
+func (m *Moq) sessionsAnnouncing(ctx context.Context, name string) []*Session {
 	list, err := m.a.Sessions(m.ctx)
 	if err != nil {
 		return nil
 	}
+	for _, s := range list {
+		s.Remote() // ask every peer at once
+	}
 	var out []*Session
 	for _, s := range list {
-		if s.Context().Err() == nil && s.Remote().Get(name) != nil {
-			out = append(out, &Session{s: s, m: m})
+		ms := &Session{s: s, m: m}
+		if s.Context().Err() == nil && ms.announces(ctx, name, 500*time.Millisecond) {
+			out = append(out, ms)
 		}
 	}
 	return out

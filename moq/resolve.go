@@ -200,9 +200,12 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 	if err != nil {
 		return nil, "", err
 	}
+	for _, s := range sessions {
+		s.s.Remote() // ask every peer at once: their answers arrive together
+	}
 	var last error
 	for _, s := range sessions {
-		if s.s.Remote().Get(name) == nil {
+		if !s.announces(ctx, name, remoteWait) {
 			continue
 		}
 		tc, err := s.SubscribeWith(ctx, name, track, opts)

@@ -48,9 +48,22 @@ func (s *Session) Version() string { return s.s.Version() }
 // nil for a withdrawal; it is never an error. A loop that falls behind
 // sees only the net change per path. The iteration ends when ctx ends, the
 // session ends (see Err for why) or the loop breaks; it reports no error of
-// its own.
+// its own. A session asks its peer for announcements only once something
+// needs them (this, Subscribe, forwarding): the first iteration on a
+// session waits for the peer's answer (a round trip, at most two seconds;
+// on moq-lite-03/04 the request went out with the session), so that its
+// first values are what the peer announces now.
 func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
-	return s.s.Remote().Announced(ctx, prefix)
+	return func(yield func(string, *broadcast.Consumer) bool) {
+		wctx, cancel := context.WithTimeout(ctx, remoteWait)
+		_ = s.s.AwaitRemote(wctx) // a slow peer's first set then comes as changes
+		cancel()
+		for path, b := range s.s.Remote().Announced(ctx, prefix) {
+			if !yield(path, b) {
+				return
+			}
+		}
+	}
 }
 
 // Subscribe reads a track of the peer's broadcast called name, on this
@@ -87,6 +100,24 @@ func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts Su
 		return nil, s.notAnnounced()
 	}
 	return tc, err
+}
+
+// remoteWait bounds how long a look at the sessions (Moq.Subscribe, a
+// resilient track's search) waits for a peer's first set of announcements,
+// which a session asks for only when first needed: a peer slower than that
+// is looked at again on the next pass.
+const remoteWait = 2 * time.Second
+
+// announces reports whether the peer announces name, once what it
+// announced before the session asked is known or wait has passed.
+func (s *Session) announces(ctx context.Context, name string, wait time.Duration) bool {
+	if s.s.Remote().Get(name) != nil {
+		return true
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	_ = s.s.AwaitRemote(wctx)
+	cancel()
+	return s.s.Remote().Get(name) != nil
 }
 
 func (s *Session) waitAnnounced(ctx context.Context, name string) error {

@@ -14,9 +14,50 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
+// marksInitialSet reports whether v's publisher marks the end of the set
+// it announces first on an announce stream: lite-01/02 send it whole in
+// ANNOUNCE_INIT, lite-05 counts it in ANNOUNCE_OK (moq-dev's lite-05
+// publisher writes that many `active` ANNOUNCEs next). lite-03/04 only
+// send ANNOUNCEs, the first set and later changes alike.
+func marksInitialSet(v wire.Version) bool {
+	return wire.Supported(v, &wire.AnnounceInit{}) || v.HasAnnounceOK()
+}
+
+// openInterest starts the announce-interest streams, once.
+func (s *Session) openInterest() {
+	s.interestOnce.Do(func() {
+		s.remoteOrigin() // before any stream can announce into it
+		s.remoteKnown = make(chan struct{})
+		s.initialPending.Store(int32(len(s.interest)))
+		if len(s.interest) == 0 {
+			close(s.remoteKnown)
+			return
+		}
+		for _, p := range s.interest {
+			s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
+		}
+	})
+}
+
+// initialSetIn notes that one interest stream has its first set (or has
+// ended without it); the last one wakes AwaitRemote.
+func (s *Session) initialSetIn() {
+	if s.initialPending.Add(-1) == 0 {
+		close(s.remoteKnown)
+	}
+}
+
 // runInterest asks the peer for its broadcasts under prefix and mirrors them
 // into Remote until the stream or the session ends.
 func (s *Session) runInterest(prefix string) {
+	initial := false // this stream's first set is in Remote (or never will be)
+	setIn := func() {
+		if !initial {
+			initial = true
+			s.initialSetIn()
+		}
+	}
+	defer setIn()
 	st, err := s.conn.OpenStream(s.ctx)
 	if err != nil {
 		return
@@ -32,6 +73,9 @@ func (s *Session) runInterest(prefix string) {
 	if err != nil {
 		reset(st, broadcast.CodeCancel)
 		return
+	}
+	if !marksInitialSet(s.version) {
+		setIn() // nothing will tell: what has arrived is all we know
 	}
 	stop := context.AfterFunc(s.ctx, func() { reset(st, broadcast.CodeCancel) })
 	defer stop()
@@ -76,8 +120,12 @@ func (s *Session) runInterest(prefix string) {
 			}
 			active[path] = p
 		}
+		setIn()
 	}
 	var responder uint64 // lite-05: the publisher's hop, left out of each hop list
+	// lite-05: the first initialLeft ANNOUNCEs are the set active when the
+	// publisher answered.
+	var initialLeft uint64
 	if s.version.HasAnnounceOK() {
 		var ok wire.AnnounceOK
 		if err := wire.ReadMessage(r, s.version, &ok, s.lim.MaxMessageSize); err != nil {
@@ -87,9 +135,12 @@ func (s *Session) runInterest(prefix string) {
 			}
 			return
 		}
-		responder = ok.Hop
+		responder, initialLeft = ok.Hop, ok.Active
 	}
 	for {
+		if initialLeft == 0 {
+			setIn()
+		}
 		var m wire.Announce
 		if err := wire.ReadMessage(r, s.version, &m, s.lim.MaxMessageSize); err != nil {
 			readErr = err
@@ -100,6 +151,9 @@ func (s *Session) runInterest(prefix string) {
 				s.fail(codeOfWire(err), "announce: %v", err)
 			}
 			return
+		}
+		if initialLeft > 0 {
+			initialLeft--
 		}
 		path := broadcast.JoinPath(prefix, m.Suffix)
 		if m.Active && responder != 0 {
@@ -234,7 +288,7 @@ func (s *Session) announceRemote(path string, hops []uint64) (*broadcast.Produce
 		}
 	}
 	s.mu.Unlock()
-	if _, err := s.remote.Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
+	if _, err := s.remoteOrigin().Publish(path, p.Consume()); err != nil && s.ctx.Err() == nil {
 		s.log.Debug("not publishing remote broadcast", "path", path, "err", err)
 	}
 	return p, nil

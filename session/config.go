@@ -16,6 +16,18 @@ type Config struct {
 	// for; nil means [""] (everything), and an empty non-nil slice asks for
 	// none.
 	Interest []string
+	// LazyInterest defers the announce-interest streams (one per Interest
+	// prefix) until something needs the peer's announcements: the first
+	// call of Remote or AwaitRemote. An idle session then holds no announce
+	// stream of ours, nor the goroutine that reads it, and the peer serves
+	// none for us. It applies to the versions whose publisher marks the end
+	// of the set it announces first (lite-01/02's ANNOUNCE_INIT, lite-05's
+	// ANNOUNCE_OK with its count), so that AwaitRemote can tell when what
+	// the peer announced before the request has arrived; on lite-03/04,
+	// which have no such marker, the streams open at once as without it.
+	// Until the first Remote call the session neither mirrors the peer's
+	// broadcasts nor ends subscriptions when the peer unannounces them.
+	LazyInterest bool
 	// HopID identifies this node in hop lists. Zero means Publish's ID, or a
 	// random one without Publish.
 	HopID uint64

@@ -59,10 +59,10 @@ func (s *Session) sendSetup() {
 }
 
 // recvSetup reads the peer's SETUP stream (its type already read): one
-// SETUP message, then FIN. It is read with the peer's group streams, whose
-// accept loop our first subscription starts (acceptGroups): nothing here
-// depends on the peer's capabilities, and an idle session parks no
-// goroutine for it. A second SETUP stream, a malformed SETUP or
+// SETUP message, then FIN. It is read with the peer's group streams: their
+// accept loop runs at the start until it took this stream, then again from
+// our first subscription on (acceptGroups, stopUnwanted), so an idle
+// session parks no goroutine for it and leaves nothing unread. A second SETUP stream, a malformed SETUP or
 // bytes after it violate the protocol and close the session.
 func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 	if s.peerSetup.seen.Swap(true) {

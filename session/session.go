@@ -21,6 +21,17 @@ import (
 // version this package speaks.
 var ErrVersion = errors.New("session: no supported moq-lite version negotiated")
 
+// closedChan is the Ready of every session whose version its protocol
+// fixed: shared, so such a session makes no channel for it.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// everything is the default Interest: every path.
+var everything = []string{""}
+
 // ErrClosed is returned by calls on a session that has ended.
 var ErrClosed = errors.New("session: closed")
 
@@ -29,16 +40,36 @@ type Session struct {
 	conn    transport.Conn
 	version wire.Version  // fixed before negotiated is closed
 	client  bool          // we opened the connection (sends CLIENT_SETUP)
-	ready   chan struct{} // closed once the version is known
+	ready   chan struct{} // closed once the version is known (closedChan if it was at New)
 
-	goaway     chan struct{} // closed when the peer sent GOAWAY
-	goawayURI  string        // set before goaway is closed
+	// goaway is closed when the peer sent GOAWAY; made by goawayChan when
+	// first asked for (most sessions never see one).
+	goaway     chan struct{}
+	goawayMu   sync.Mutex
+	goawayURI  string // set before goaway is closed
 	goawayOnce sync.Once
 	lim        Limits
 	log        *slog.Logger
 	hop        uint64
 	publish    *broadcast.Origin // what we offer; never nil
-	remote     *broadcast.Origin // what the peer announced to us
+	// remote is what the peer announced to us, made by remoteOrigin when
+	// first needed: a lazy session that never asks holds none.
+	remote     *broadcast.Origin
+	remoteOnce sync.Once
+
+	// The announce-interest streams (announced.go): they ask the peer for
+	// its broadcasts under each prefix in interest. With lazyInterest they
+	// open at the first Remote call (remoteWanted) once the version is
+	// known (started); remoteKnown closes once every stream has received
+	// the set the peer announced first (initialPending counts those still
+	// missing; remoteKnown is made with the streams).
+	interest       []string
+	lazyInterest   bool
+	remoteWanted   atomic.Bool
+	started        atomic.Bool
+	interestOnce   sync.Once
+	initialPending atomic.Int32
+	remoteKnown    chan struct{}
 
 	ctx     context.Context // done when the session ends
 	cancel  context.CancelCauseFunc
@@ -50,6 +81,10 @@ type Session struct {
 	// peer has no reason to open one, and an idle session parks no
 	// goroutine for them.
 	uniAccepting atomic.Bool
+	// groupsWanted: our first subscription called acceptGroups. Before
+	// that, on lite-05, the loop runs only to take the peer's SETUP (its
+	// first uni stream) and stops once it has.
+	groupsWanted atomic.Bool
 
 	nextSubID atomic.Uint64
 	served    atomic.Int64 // peer subscriptions being served
@@ -104,12 +139,15 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		conn:    conn,
 		version: v,
 		client:  cfg.Client,
-		ready:   make(chan struct{}),
-		goaway:  make(chan struct{}),
+		ready:   closedChan,
 		lim:     cfg.Limits.withDefaults(),
 		log:     cfg.Logger,
 		publish: cfg.Publish,
 		hop:     cfg.HopID,
+
+		interest:     cfg.Interest,
+		lazyInterest: cfg.LazyInterest,
+
 		subs:    map[uint64]*subscription{},
 		shared:  map[trackKey]*subscription{},
 		remotes: map[string]*broadcast.Producer{},
@@ -126,15 +164,16 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if s.hop == 0 {
 		s.hop = s.publish.ID()
 	}
-	s.remote = broadcast.NewOrigin(s.hop)
+	if !s.lazyInterest {
+		s.remoteOrigin()
+	}
 	s.log = s.log.With("remote", conn.RemoteAddr().String())
 	// A child of the connection's context: it ends with the connection, with
 	// the connection's cause, and end/fail can end it first with theirs.
 	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
 
-	interest := cfg.Interest
-	if interest == nil {
-		interest = []string{""}
+	if s.interest == nil {
+		s.interest = everything
 	}
 	// When the session ends, so do the peer's broadcasts: a hook on the
 	// session's context rather than a goroutine waiting for it (an idle
@@ -143,31 +182,42 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	context.AfterFunc(s.ctx, func() {
 		defer s.wg.Done()
 		s.obs.ended()
-		s.remote.Close()
+		s.remoteOrigin().Close()
 		s.endRemotes()
 	})
 	if setup {
-		s.spawn(func() { s.runSetup(interest) })
+		s.ready = make(chan struct{})
+		s.spawn(s.runSetup)
 	} else {
 		s.log = s.log.With("version", v.String())
-		s.start(interest)
+		s.start()
 	}
 	return s, nil
 }
 
 // start runs the session once its version is known.
-func (s *Session) start(interest []string) {
-	close(s.ready)
+func (s *Session) start() {
+	if s.ready != closedChan {
+		close(s.ready)
+	}
 	s.obs.started(s)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
-		// The peer's SETUP is read with its group streams (recvSetup),
-		// once our first subscription starts that loop: an idle session
-		// parks no goroutine for it.
+		// The peer's SETUP is read with its group streams (recvSetup):
+		// their accept loop starts now, takes it, and stops until our
+		// first subscription, so that an idle session neither parks a
+		// goroutine for it nor keeps the peer's stream unread in the
+		// transport.
+		if s.uniAccepting.CompareAndSwap(false, true) {
+			s.spawn(s.acceptUniStreams)
+		}
 	}
 	s.spawn(s.acceptStreams)
-	for _, p := range interest {
-		s.spawn(func() { s.runInterest(broadcast.CleanPath(p)) })
+	// Set before reading remoteWanted, as Remote sets that before reading
+	// started: whichever comes second opens the streams.
+	s.started.Store(true)
+	if !s.lazyInterest || !marksInitialSet(s.version) || s.remoteWanted.Load() {
+		s.openInterest()
 	}
 }
 
@@ -212,8 +262,55 @@ func (s *Session) Ready() <-chan struct{} { return s.ready }
 func (s *Session) Conn() transport.Conn { return s.conn }
 
 // Remote holds the broadcasts the peer announced. Its broadcasts are live:
-// subscribing to one of their tracks subscribes on the wire.
-func (s *Session) Remote() *broadcast.Origin { return s.remote }
+// subscribing to one of their tracks subscribes on the wire. With
+// Config.LazyInterest the first call asks the peer for its announcements:
+// they arrive in Remote a round trip later (AwaitRemote waits for them).
+func (s *Session) Remote() *broadcast.Origin {
+	if s.lazyInterest && !s.remoteWanted.Load() {
+		s.remoteWanted.Store(true)
+		if s.started.Load() {
+			s.openInterest()
+		}
+	}
+	return s.remoteOrigin()
+}
+
+// remoteOrigin is Remote without asking the peer: the origin, made on
+// first use (one made after the session ended is closed by the end's
+// hook, which makes it if nobody did).
+func (s *Session) remoteOrigin() *broadcast.Origin {
+	s.remoteOnce.Do(func() { s.remote = broadcast.NewOrigin(s.hop) })
+	return s.remote
+}
+
+// AwaitRemote asks the peer for its announcements, as Remote does, and
+// waits until the broadcasts it announced before it answered are in
+// Remote, so that a path missing from Remote then is one the peer did not
+// announce (rather than one not heard of yet). On lite-03/04, whose
+// publishers do not mark the end of that first set, it returns once the
+// requests are sent (see Config.LazyInterest: there they are sent when
+// the session starts). It returns ctx's error if ctx ends first, and
+// ErrClosed if the session does.
+func (s *Session) AwaitRemote(ctx context.Context) error {
+	s.Remote()
+	if !s.awaitVersion(ctx) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrClosed
+	}
+	// Started: openInterest has run or runs now (remoteWanted is set), and
+	// made remoteKnown under its once.
+	s.openInterest()
+	select {
+	case <-s.remoteKnown:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+}
 
 // Context is done when the session has ended; its cause is Err.
 func (s *Session) Context() context.Context { return s.ctx }
@@ -680,6 +777,9 @@ func (h headerTimer) stop() { h.done() }
 // and flow-control windows (rawquic: 1000 streams, the connection's
 // receive window); the loop then refuses those that match no subscription.
 func (s *Session) acceptGroups() {
+	if !s.groupsWanted.Load() {
+		s.groupsWanted.Store(true) // before looking at uniAccepting: see stopUnwanted
+	}
 	if !s.uniAccepting.Load() && s.uniAccepting.CompareAndSwap(false, true) {
 		s.spawn(s.acceptUniStreams)
 	}
@@ -690,9 +790,12 @@ func (s *Session) acceptGroups() {
 func (s *Session) acceptUniStreams() {
 	var batch arrivedBatch
 	s.uniBusy.Store(true) // until it first waits in AcceptUniStream
+	stopped := false
 	defer func() {
-		s.uniBusy.Store(false)
-		s.uniIdle.notify()
+		if !stopped {
+			s.uniBusy.Store(false)
+			s.uniIdle.notify()
+		}
 	}()
 	for {
 		for s.turnWaiters.Load() > 0 { // back-pressure holds the publisher here
@@ -716,7 +819,30 @@ func (s *Session) acceptUniStreams() {
 		}
 		uniAccepted()
 		s.takeGroupStreams(rs, &batch)
+		if !s.groupsWanted.Load() && s.stopUnwanted() {
+			stopped = true
+			return
+		}
 	}
+}
+
+// stopUnwanted stops the group-stream accept loop that ran before any
+// subscription of ours (to take the peer's lite-05 SETUP, which it just
+// did; further streams the peer sends unasked wait in the transport, as
+// before a first subscription on other versions), unless a subscription
+// wants it meanwhile: true if the loop is to return. acceptGroups sets
+// groupsWanted before it looks at uniAccepting: if it looked before the
+// Store below, it saw the loop running and started none, and the Load
+// after the Store sees groupsWanted, so the loop goes on.
+func (s *Session) stopUnwanted() bool {
+	s.uniBusy.Store(false)
+	s.uniIdle.notify()
+	s.uniAccepting.Store(false)
+	if s.groupsWanted.Load() && s.uniAccepting.CompareAndSwap(false, true) {
+		s.uniBusy.Store(true)
+		return false
+	}
+	return true
 }
 
 // uniAccepted is called by the group-stream accept loop with each stream
@@ -773,7 +899,7 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	s.goawayOnce.Do(func() {
 		first = true
 		s.goawayURI = m.URI
-		close(s.goaway)
+		close(s.goawayChan())
 	})
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
@@ -785,12 +911,21 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 
 // GoingAway is closed once the peer sent GOAWAY (lite-04 and later): it is about to
 // close the session. GoawayURI then says where it asked us to reconnect.
-func (s *Session) GoingAway() <-chan struct{} { return s.goaway }
+func (s *Session) GoingAway() <-chan struct{} { return s.goawayChan() }
+
+func (s *Session) goawayChan() chan struct{} {
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	if s.goaway == nil {
+		s.goaway = make(chan struct{})
+	}
+	return s.goaway
+}
 
 // GoawayURI is the URI of the peer's GOAWAY ("" for none, or before one).
 func (s *Session) GoawayURI() string {
 	select {
-	case <-s.goaway:
+	case <-s.goawayChan():
 		return s.goawayURI
 	default:
 		return ""

@@ -246,8 +246,16 @@ func TestKeepOpenStatesAndOutage(t *testing.T) {
 		}
 	}
 	r.start()
-	if c := next(moq.LinkConnected); c.Session.Err() != nil {
-		t.Fatalf("new session already ended: %v", c.Session.Err())
+	// A redial right after the loss can reach the old server while it
+	// closes: that session ends at once (server closing, or QUIC's
+	// CONNECTION_REFUSED for a handshake it had queued). The link must
+	// then come back on the new server with a live session.
+	for {
+		c := next(moq.LinkConnected)
+		if c.Session.Err() == nil {
+			break
+		}
+		t.Logf("a session of the closing server: %v", c.Session.Err())
 	}
 	l.Detach()
 	next(moq.LinkDetached)
