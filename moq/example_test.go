@@ -202,7 +202,12 @@ func ExampleWithMetrics() {
 	defer cancel()
 
 	reg := prometheus.NewRegistry()
+	// The collectors are the process's (every node of a process counts
+	// into them, whichever registry shows them): count from here.
+	sent := func() float64 { return sum(reg, "moqp2p_frames_sent_total") }
+	sessions := func() float64 { return sum(reg, "moqp2p_sessions") }
 	alice, aliceHost := newPeer(moq.WithMetrics(reg))
+	sent0, sessions0 := sent(), sessions()
 	bob, bobHost := newPeer()
 	defer func() {
 		_ = alice.Shutdown(ctx)
@@ -242,12 +247,11 @@ func ExampleWithMetrics() {
 
 	// A group's frames are counted once its stream is closed, which may be
 	// a moment after Bob has read them: wait for the count.
-	sent := func() float64 { return sum(reg, "moqp2p_frames_sent_total") }
-	for sent() < 1 && ctx.Err() == nil {
+	for sent()-sent0 < 1 && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	fmt.Println("moqp2p_frames_sent_total", sent())
-	fmt.Println("moqp2p_sessions", sum(reg, "moqp2p_sessions"))
+	fmt.Println("moqp2p_frames_sent_total", sent()-sent0)
+	fmt.Println("moqp2p_sessions", sessions()-sessions0)
 	// Output:
 	// moqp2p_frames_sent_total 1
 	// moqp2p_sessions 1
