@@ -28,8 +28,8 @@ type Actor struct {
 	unpublishc   chan unpublishReq
 	queryc       chan queryReq
 	shutdownc    chan shutdownReq
-	subscribec   chan *Incoming // an incoming-session subscriber starts
-	unsubscribec chan *Incoming // and ends
+	subscribec   chan subscribeReq // an incoming-session subscriber starts
+	unsubscribec chan *Incoming    // and ends
 	// Events from the actor's own goroutines.
 	dialDonec  chan dialDone
 	endedc     chan sessionEnded
@@ -90,7 +90,7 @@ func New(cfg Config) *Actor {
 		unpublishc:   make(chan unpublishReq),
 		queryc:       make(chan queryReq),
 		shutdownc:    make(chan shutdownReq),
-		subscribec:   make(chan *Incoming),
+		subscribec:   make(chan subscribeReq),
 		unsubscribec: make(chan *Incoming),
 		subscribers:  map[*Incoming]struct{}{},
 		dialDonec:    make(chan dialDone),
@@ -155,8 +155,9 @@ func (a *Actor) run(fwdKick <-chan struct{}) {
 			r.reply <- a.snapshot()
 		case r := <-a.shutdownc:
 			a.shutdown(r)
-		case in := <-a.subscribec:
-			a.subscribers[in] = struct{}{}
+		case r := <-a.subscribec:
+			a.subscribers[r.in] = struct{}{}
+			r.reply <- a.liveAccepted()
 		case in := <-a.unsubscribec:
 			delete(a.subscribers, in)
 		case e := <-a.dialDonec:

@@ -1,8 +1,10 @@
 package actor
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -10,9 +12,11 @@ import (
 var ErrIncomingClosed = errors.New("moq: incoming-session subscription closed")
 
 // Incoming is one subscriber to the sessions peers open to this node: it
-// receives every session registered as accepted (RegisterOptions.Dialed
-// false) from the moment Actor.Incoming returns until Close, in a queue of
-// its own. Subscribers do not share sessions: each sees all of them.
+// receives every accepted session (RegisterOptions.Dialed false) that is
+// live when Actor.Incoming returns, oldest first, then every one registered
+// from then on until Close, in a queue of its own. Subscribers do not share
+// sessions: each sees all of them. So a subscriber misses no session
+// accepted before it started that is still open, and sees none twice.
 //
 // Nothing is dropped: RegisterWith hands the new session to every
 // subscriber before it returns, waiting for room in a full queue. So a
@@ -21,24 +25,40 @@ var ErrIncomingClosed = errors.New("moq: incoming-session subscription closed")
 // RegisterWith caller's context ends or Shutdown begins; other subscribers
 // still receive each session as soon as it is registered. A closed
 // subscriber holds up nothing, not even a RegisterWith already waiting for
-// it, and with no subscriber nothing is queued and nothing waits.
+// it, and with no subscriber nothing is queued and nothing waits. The
+// sessions live at the start are handed over as a list, outside the queue:
+// they cost one pointer each (bounded by the node's session limits) and
+// hold up no admission.
 type Incoming struct {
-	a    *Actor
-	c    chan *Session // the bounded queue
-	done chan struct{} // closed by Close: deliverers stop waiting
-	once sync.Once
+	a       *Actor
+	backlog []*Session    // live at the start, not yet returned; only Next's goroutine touches it
+	c       chan *Session // the bounded queue
+	done    chan struct{} // closed by Close: deliverers stop waiting
+	once    sync.Once
 }
 
-// Incoming subscribes to the sessions registered as accepted from now on,
-// queueing at most queue of them (at least 1) for Next. It fails with
-// ErrShutdown once Shutdown has begun. The caller must Close it.
+// subscribeReq starts an Incoming; run replies with the accepted sessions
+// live at that moment (those registered before it, which it will not be
+// handed).
+type subscribeReq struct {
+	in    *Incoming
+	reply chan []*Session // buffered: run never waits on it
+}
+
+// Incoming subscribes to the accepted sessions live now and registered
+// from now on, queueing at most queue of the latter (at least 1) for Next.
+// It fails with ErrShutdown once Shutdown has begun. The caller must Close
+// it.
 func (a *Actor) Incoming(ctx context.Context, queue int) (*Incoming, error) {
 	in := &Incoming{a: a, c: make(chan *Session, max(queue, 1)), done: make(chan struct{})}
+	reply := make(chan []*Session, 1)
 	// Once run has received it, in is registered: run handles every later
-	// registration after this one.
-	if err := send(ctx, a, a.subscribec, in); err != nil {
+	// registration after this one, and replies at once with the earlier
+	// ones still live.
+	if err := send(ctx, a, a.subscribec, subscribeReq{in: in, reply: reply}); err != nil {
 		return nil, err
 	}
+	in.backlog = <-reply
 	return in, nil
 }
 
@@ -52,6 +72,12 @@ func (in *Incoming) Next(ctx context.Context) (*Session, error) {
 	case <-in.done:
 		return nil, ErrIncomingClosed
 	default:
+	}
+	if len(in.backlog) > 0 {
+		s := in.backlog[0]
+		in.backlog[0] = nil
+		in.backlog = in.backlog[1:]
+		return s, nil
 	}
 	select {
 	case s := <-in.c:
@@ -103,6 +129,21 @@ func (a *Actor) announce(ctx context.Context, s *Session, subs []*Incoming) {
 			return
 		}
 	}
+}
+
+// liveAccepted lists the live accepted sessions, oldest first: a new
+// subscriber's backlog. Caller is run.
+func (a *Actor) liveAccepted() []*Session {
+	var list []*Session
+	for _, l := range a.sessions {
+		for _, s := range l {
+			if s.live() && !s.dialed {
+				list = append(list, s)
+			}
+		}
+	}
+	slices.SortFunc(list, func(x, y *Session) int { return cmp.Compare(x.id, y.id) })
+	return list
 }
 
 // subscriberList is the current subscribers, for a registration's reply.

@@ -143,6 +143,77 @@ func TestIncomingEverySubscriberSeesEverySession(t *testing.T) {
 	}
 }
 
+// A subscriber that starts late gets the accepted sessions still open,
+// oldest first, then the ones registered after it: none twice, none
+// dialed, none that ended before it started, and none is missed between
+// the two (a registration racing the subscription lands on one side).
+func TestIncomingBacklog(t *testing.T) {
+	nw := newNetwork(t)
+	n, other := nw.add(t), nw.add(t)
+	w := newLoopConns(t, nw)
+	n.connect(t, other) // dialed: not an incoming session
+	s1 := register(t, n.a, w.accepted(t))
+	gone := register(t, n.a, w.accepted(t))
+	s2 := register(t, n.a, w.accepted(t))
+	gone.Close(0, "gone")
+	eventually(t, "the closed session gone", func() bool {
+		l, _ := n.a.Sessions(testCtx(t))
+		for _, s := range l {
+			if s == gone {
+				return false
+			}
+		}
+		return true
+	})
+	// Registrations race the subscription: each session comes once,
+	// from the backlog or from the queue.
+	var conns []Conn
+	for range 4 {
+		conns = append(conns, w.accepted(t))
+	}
+	racing := make(chan uint64, 4)
+	go func() {
+		defer close(racing)
+		for _, c := range conns {
+			s, err := n.a.Register(testCtx(t), c, false)
+			if err != nil {
+				return // the count below comes up short
+			}
+			racing <- s.ID()
+		}
+	}()
+	in := subscribe(t, n.a, 8)
+	for _, want := range []*Session{s1, s2} {
+		s, err := in.Next(testCtx(t))
+		if err != nil || s != want {
+			t.Fatalf("backlog: got %v, %v; want session %d", s, err, want.ID())
+		}
+	}
+	want := map[uint64]bool{}
+	for id := range racing {
+		want[id] = true
+	}
+	if len(want) != len(conns) {
+		t.Fatalf("%d of %d racing registrations", len(want), len(conns))
+	}
+	later := register(t, n.a, w.accepted(t))
+	want[later.ID()] = true
+	for len(want) > 0 {
+		s, err := in.Next(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !want[s.ID()] {
+			t.Fatalf("session %d: not expected, or twice (waiting for %v)", s.ID(), want)
+		}
+		delete(want, s.ID())
+	}
+	last := register(t, n.a, w.accepted(t)) // nothing extra before it
+	if s, err := in.Next(testCtx(t)); err != nil || s != last {
+		t.Fatalf("got %v, %v; want the last session %d", s, err, last.ID())
+	}
+}
+
 // A subscriber that stops reading holds up the registrations that reach it
 // with its queue full, and only those: the other subscriber receives each
 // session at once, and closing the stalled one releases the registration

@@ -133,6 +133,47 @@ func ExampleMoq_Subscribe() {
 	// found by name
 }
 
+// Serving the peers that connect: Alice ranges over IncomingSessions and
+// greets each peer on its own session. The loop may start after the first
+// peers arrived: it yields the sessions already open first.
+func ExampleMoq_IncomingSessions() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	bob, bobHost := newPeer()
+	defer func() {
+		_ = alice.Shutdown(ctx)
+		_ = bob.Shutdown(ctx)
+		_ = aliceHost.Close()
+		_ = bobHost.Close()
+	}()
+
+	// Bob connects before Alice's loop runs.
+	s, err := bob.Connect(ctx, peer.AddrInfo{ID: aliceHost.ID(), Addrs: aliceHost.Addrs()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	go func() {
+		for in := range alice.IncomingSessions() {
+			fmt.Println("alice: a session from bob:", in.RemotePeer() == bobHost.ID())
+			_ = in.Close(0, "served")
+		}
+	}()
+
+	select {
+	case <-s.Closed():
+		fmt.Println("bob: session closed by alice")
+	case <-ctx.Done():
+		fmt.Println(ctx.Err())
+	}
+	// Output:
+	// alice: a session from bob: true
+	// bob: session closed by alice
+}
+
 // A relay: Carol forwards (WithForwarding) what her sessions' peers
 // announce to her other sessions. Alice publishes and connects to Carol;
 // Bob connects to Carol only, and subscribes there to Alice's broadcast.

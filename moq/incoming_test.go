@@ -73,6 +73,29 @@ func TestIncomingSessionsEveryIteration(t *testing.T) {
 	}
 }
 
+// An iteration started after peers connected yields their sessions first
+// (the loop a program starts once it is up misses none of them), then the
+// ones that come later; the sessions this node dialed are not among them.
+func TestIncomingSessionsStartedLate(t *testing.T) {
+	a := newNode(t)
+	early := connectPeers(t, a, 2)
+	out := newNode(t)
+	a.connect(t, out) // dialed by a: not an incoming session
+	got := iterate(a, 3)
+	for range 2 {
+		p, _ := recv(t, got)
+		if !early[p] {
+			t.Fatalf("got peer %s, want one of the early ones", p)
+		}
+		delete(early, p)
+	}
+	late := newNode(t)
+	late.connect(t, a)
+	if p, _ := recv(t, got); p != late.h.ID() {
+		t.Fatalf("got peer %s, want the late one", p)
+	}
+}
+
 // An iteration that stops reading holds up the admissions that find its
 // queue full, each holding one admission slot, while another iteration
 // receives them at once; when it ends (break), the waiting admission

@@ -200,8 +200,11 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 // IncomingSessions yields the sessions that peers open to this node, after
 // admission (a server.Server's clients, and sessions accepted through
 // Admission, too); sessions this node dialed or opened are not included.
-// Every iteration sees every session admitted while it runs, whatever
-// other iterations run at the same time: each has its own queue of
+// An iteration first yields the accepted sessions still open when it
+// starts, oldest first, then every session admitted while it runs, so a
+// loop started after its first peers arrived misses none of them, and
+// sees none twice. Every iteration sees them all, whatever other
+// iterations run at the same time: each has its own queue of
 // WithIncomingQueue sessions. None is dropped: when an iteration's queue
 // is full, the admission waits for room until that iteration reads again
 // or ends, or the node (for a server.Server's session, the server) shuts
@@ -209,9 +212,9 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 // waits holding one of the node's WithPendingAdmissions slots, so once an
 // iteration that stopped reading holds them all, accepting pauses (on the
 // libp2p transports and on every server.Server alike). An iteration that
-// ended (break, or Shutdown) holds up nothing, and sessions admitted while
-// no iteration runs are not queued (Sessions lists them), so a node that
-// never iterates is never stalled. Iteration ends at Shutdown.
+// ended (break, or Shutdown) holds up nothing, and nothing is queued while
+// no iteration runs, so a node that never iterates is never stalled.
+// Iteration ends at Shutdown.
 func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 	return func(yield func(*Session) bool) {
 		in, err := m.a.Incoming(m.ctx, m.incoming)

@@ -179,9 +179,9 @@ func newGate(name func(peer.ID) string, cfg peers.Config, allowed ...peer.ID) (*
 		return nil, err
 	}
 
-	// IncomingSessions yields admitted sessions only. Start ranging before
-	// peers dial: sessions that arrive while no iteration runs are not
-	// queued for it. The loop ends when the node shuts down.
+	// IncomingSessions yields admitted sessions only: first those already
+	// open when the loop starts, then each one admitted later. The loop
+	// ends when the node shuts down.
 	go func() {
 		defer close(g.done)
 		for s := range p.IncomingSessions() {

@@ -148,9 +148,8 @@ func run(ctx context.Context, role, addr string, port, size int, o options) erro
 		}
 		sent := make(chan result, 1)
 		go func() {
-			// The publisher's iteration of IncomingSessions starts before
-			// the subscriber dials: sessions that arrive while no
-			// iteration runs are not queued for it.
+			// The first session peers open: the iteration yields one
+			// already open when it starts, too.
 			for s := range pub.IncomingSessions() {
 				sum, err := publish(ctx, s, in, o)
 				sent <- result{sum, err}
