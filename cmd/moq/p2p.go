@@ -35,13 +35,12 @@ import (
 // p2pNode is the libp2p side of a node: a host with the p2pquic transport
 // and a moq.Moq on it.
 type p2pNode struct {
-	h      host.Host
-	m      *moq.Moq
-	d      *dht.IpfsDHT // nil without a DHT
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}        // closed when the incoming-session loop has ended
-	reg    *prometheus.Registry // with --metrics, else nil (observe.go)
+	h    host.Host
+	m    *moq.Moq
+	d    *dht.IpfsDHT // nil without a DHT
+	log  *slog.Logger
+	done chan struct{}        // closed when the incoming-session loop has ended
+	reg  *prometheus.Registry // with --metrics, else nil (observe.go)
 }
 
 // newP2P builds the libp2p host. p2pquic shares the host's QUIC sockets and
@@ -144,57 +143,22 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
-	var lctx context.Context
-	lctx, p.cancel = context.WithCancel(ctx)
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
 	if cfg.incoming && (!plan.gate.refuseAll || serving) {
-		go p.acceptLoop(lctx, offer)
+		go p.acceptLoop(offer)
 	} else {
 		close(p.done)
 	}
 	return p, nil
 }
 
-// acceptLoop offers every session a peer opens to us. Sessions admitted
-// before the IncomingSessions iteration started are not queued for it, so
-// the live list is also read now and then, deduplicated: every 250 ms, which
-// is how late such a session (admitted in the moment before the iteration
-// began) is served at worst.
-func (p *p2pNode) acceptLoop(ctx context.Context, offer func(peerSession)) {
+// acceptLoop offers every session a peer opens to us: the iteration
+// yields those admitted before it started first, so none is missed.
+func (p *p2pNode) acceptLoop(offer func(peerSession)) {
 	defer close(p.done)
-	var mu sync.Mutex
-	seen := map[moq.Session]bool{}
-	offerOnce := func(s *moq.Session) {
-		mu.Lock()
-		fresh := !seen[*s]
-		seen[*s] = true
-		mu.Unlock()
-		if fresh {
-			offer(&p2pSession{s: s})
-		}
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			list, _ := p.m.Sessions(ctx)
-			for _, s := range list {
-				if !s.Dialed() {
-					offerOnce(s)
-				}
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
 	for s := range p.m.IncomingSessions() { // ends at Shutdown
-		offerOnce(s)
+		offer(&p2pSession{s: s})
 	}
-	wg.Wait()
 }
 
 func (p *p2pNode) connect(ctx context.Context, e endpoint) (peerSession, error) {
@@ -230,7 +194,6 @@ func (p *p2pNode) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = p.m.Shutdown(ctx)
-	p.cancel()
 	<-p.done
 	if p.d != nil {
 		_ = p.d.Close()
