@@ -35,8 +35,9 @@ type jsNode struct {
 }
 
 // newJSNode starts a node (a libp2p host without listeners: only the
-// Server takes sessions) and its Server on 127.0.0.1.
-func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
+// Server takes sessions) and its Server on 127.0.0.1, set up further by
+// each of with before it serves.
+func newJSNode(t *testing.T, ws websocket.Config, with ...func(*server.Server)) *jsNode {
 	t.Helper()
 	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableMetrics())
 	if err != nil {
@@ -49,6 +50,9 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 	}
 	// The test pages come from the harness's own HTTP server, another origin.
 	srv := &server.Server{Moq: m, WebSocket: ws, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
+	for _, f := range with {
+		f(srv)
+	}
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
