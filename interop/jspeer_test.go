@@ -458,6 +458,11 @@ func TestJSChromiumFinishedTrack(t *testing.T) {
 		}
 		for _, c := range finishedCases {
 			t.Run(fmt.Sprintf("%s/%dx%d", version, c.groups, c.frames), func(t *testing.T) {
+				// Most of a case is waiting (each FIN lingers): two at a
+				// time (go test's -parallel is GOMAXPROCS) halve the
+				// package's time, which neared go test's 10-minute limit
+				// on a loaded two-core machine.
+				t.Parallel()
 				n := newJSNode(t, websocket.Config{})
 				fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
 				if err != nil {
