@@ -63,26 +63,59 @@ func (a *Actor) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, erro
 	for {
 		f, first := a.joinFlight(addr.ID)
 		if first {
+			// The flight lands however the actor ends: a request still
+			// in connectc's buffer when run stops would otherwise never
+			// be answered. So its callers wait on the flight and their
+			// own context only: a burst of them parks on two channels
+			// each, not also on one they all share.
+			f.stop = context.AfterFunc(a.lifetime, func() {
+				if f.w.abandon() {
+					a.land(addr.ID, f, sessionResult{err: ErrShutdown})
+				}
+			})
 			if err := send(ctx, a, a.connectc, connectReq{addr: addr, w: f.w}); err != nil {
-				a.land(addr.ID, f, sessionResult{err: errFlightAborted})
+				if f.w.abandon() { // never sent: only the shutdown hook can have landed it
+					f.stop()
+					a.land(addr.ID, f, sessionResult{err: errFlightAborted})
+				}
 				return nil, err
 			}
 		}
 		f.callers.Add(1)
 		select {
 		case <-f.done:
-			f.callers.Add(-1)
+			a.leave(addr.ID, f)
 			if f.res.err == errFlightAborted {
 				continue // its first caller gave up before sending: send ours
 			}
 			return f.res.s, f.res.err
 		case <-ctx.Done():
-			f.callers.Add(-1)
+			a.leave(addr.ID, f)
 			return nil, ctx.Err()
-		case <-a.stopped:
-			f.callers.Add(-1)
-			return nil, ErrShutdown
 		}
+	}
+}
+
+// leave counts a caller out of a flight; the last one out of a landed
+// flight releases it (Config.Released).
+func (a *Actor) leave(p peer.ID, f *flight) {
+	if f.callers.Add(-1) != 0 {
+		return
+	}
+	select {
+	case <-f.done:
+		a.release(p, f)
+	default: // land releases it
+	}
+}
+
+// release calls Config.Released once per flight. Both land (after closing
+// done, it finds no caller) and the last caller to leave (after counting
+// itself out, it finds done closed) may get here: whichever comes second
+// sees what the other did, so one of them always does.
+func (a *Actor) release(p peer.ID, f *flight) {
+	if a.cfg.Released != nil && f.released.CompareAndSwap(false, true) {
+		go a.cfg.Released(p)
 	}
 }
 
@@ -94,19 +127,26 @@ func (a *Actor) joinFlight(p peer.ID) (*flight, bool) {
 		return f.(*flight), false
 	}
 	f := &flight{done: make(chan struct{})}
-	f.w = &waiter{land: func(res sessionResult) { a.land(p, f, res) }}
+	f.w = &waiter{land: func(res sessionResult) {
+		f.stop() // the request was sent, so stop is set
+		a.land(p, f, res)
+	}}
 	if cur, loaded := a.flights.LoadOrStore(p, f); loaded {
 		return cur.(*flight), false
 	}
 	return f, true
 }
 
-// land ends a flight with res and wakes its callers; later callers start a
-// new one.
+// land ends a flight with res and wakes its callers (one close, however
+// many wait); later callers start a new one. Whoever took the flight's
+// claim lands it, once.
 func (a *Actor) land(p peer.ID, f *flight, res sessionResult) {
 	a.flights.CompareAndDelete(p, f)
 	f.res = res
 	close(f.done)
+	if f.callers.Load() == 0 {
+		a.release(p, f)
+	}
 }
 
 // connectCallers is how many Connect callers wait for p (tests).

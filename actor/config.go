@@ -29,6 +29,11 @@ type Config struct {
 	HopID uint64
 	// DialTimeout bounds one dial. Default 30 s.
 	DialTimeout time.Duration
+	// Released, if set, is called on a goroutine of its own once a
+	// Connect flight to the peer (see Connect) has its answer and its last
+	// waiting caller has left: work that follows a dial but should not
+	// compete with waking a burst of callers waits for it.
+	Released func(peer.ID)
 	// ShutdownGrace bounds how long Shutdown waits for sessions to close.
 	// Default 3 s.
 	ShutdownGrace time.Duration

@@ -67,13 +67,17 @@ func (w *waiter) answer(res sessionResult) bool {
 // flight is one connect request that the concurrent Connect callers for a
 // peer share: the first sends it to run, the others wait for its answer
 // with it, so a burst of callers costs run one request and wakes at once
-// (a closed channel) rather than one reply each. Its waiter is never
-// abandoned: a caller whose context ends just stops waiting.
+// (a closed channel) rather than one reply each. A caller whose context
+// ends just stops waiting; the waiter is abandoned only when the request
+// can no longer be answered: it was never sent, or the actor is shutting
+// down (and then the flight lands with ErrShutdown).
 type flight struct {
-	w       *waiter
-	done    chan struct{} // closed once res is set
-	res     sessionResult
-	callers atomic.Int32 // callers waiting (tests read it)
+	w        *waiter
+	stop     func() bool   // unhooks the shutdown hook; set before the request is sent
+	done     chan struct{} // closed once res is set
+	res      sessionResult
+	callers  atomic.Int32 // callers waiting
+	released atomic.Bool  // Config.Released was called for it
 }
 
 // errFlightAborted lands a flight whose request never reached run (its

@@ -75,3 +75,34 @@ func benchFanout(b *testing.B, consumers int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/frame/consumer")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/deliveries, "allocs/frame/consumer")
 }
+
+// BenchmarkGroupChurn writes one-frame groups of 64 bytes to a track whose
+// cache is full (CacheMaxGroups), so that every group evicts the oldest,
+// and reads each with a consumer, as a session's tracks do at both ends of
+// a stream of small groups (bench row P6). One op is one group.
+func BenchmarkGroupChurn(b *testing.B) {
+	tp := NewTrack(Track{Name: "t"}, Limits{Budget: NewBudget(1<<30, nil)})
+	tc := tp.Consume()
+	defer tc.Close()
+	payload := make([]byte, 64)
+	ctx := context.Background()
+	churn := func() {
+		if err := tp.WriteFrame(payload); err != nil {
+			b.Fatal(err)
+		}
+		g, err := tc.RecvGroup(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := g.ReadFrame(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 2 * DefaultCacheMaxGroups { // fill the cache, and the heap with what a live track holds
+		churn()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		churn()
+	}
+}

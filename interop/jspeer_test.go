@@ -39,6 +39,13 @@ type jsNode struct {
 // each of with before it serves.
 func newJSNode(t *testing.T, ws websocket.Config, with ...func(*server.Server)) *jsNode {
 	t.Helper()
+	if ws.DeadPeerTimeout == 0 {
+		// The JS peers are processes of their own (Node, Chromium) that a
+		// loaded 2-core CI runner has stalled past the 3 s default, and
+		// these tests are about interop, not dead-peer detection (which
+		// transport/websocket's own tests cover).
+		ws.DeadPeerTimeout = 20 * time.Second
+	}
 	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableMetrics())
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,9 @@ type LinkChange struct {
 	// Session is the live session in LinkConnected, else nil.
 	Session *Session
 	// Err says why the previous session ended (LinkReconnecting) or why
-	// the last attempt failed, when known.
+	// the last attempt failed, when known. Every failed attempt is
+	// reported so: the link's current state (LinkConnecting or
+	// LinkReconnecting) again, with the attempt's error.
 	Err error
 	At  time.Time
 }
@@ -197,8 +199,9 @@ func (l *Link) set(c LinkChange) {
 func (l *Link) run() {
 	defer close(l.done)
 	defer l.feed.close()
+	state := LinkConnecting
 	for {
-		s, err := l.connect()
+		s, err := l.connect(state)
 		if err != nil { // detached or shut down
 			l.set(LinkChange{State: LinkDetached, Err: err})
 			return
@@ -206,7 +209,8 @@ func (l *Link) run() {
 		l.set(LinkChange{State: LinkConnected, Session: s})
 		select {
 		case <-s.Closed():
-			l.set(LinkChange{State: LinkReconnecting, Err: s.Err()})
+			state = LinkReconnecting
+			l.set(LinkChange{State: state, Err: s.Err()})
 		case <-l.ctx.Done():
 			l.set(LinkChange{State: LinkDetached})
 			return
@@ -216,7 +220,8 @@ func (l *Link) run() {
 
 // connect returns a live session to the peer: one that exists, or the
 // first of overlapping dials to succeed, until the link's context ends.
-func (l *Link) connect() (*Session, error) {
+// Each failed attempt is reported as state again, with its error.
+func (l *Link) connect(state LinkState) (*Session, error) {
 	ctx, cancel := context.WithCancel(l.ctx)
 	type result struct {
 		id  int
@@ -273,9 +278,14 @@ func (l *Link) connect() (*Session, error) {
 			backoff = min(2*backoff, l.opts.MaxBackoff)
 		case r := <-results:
 			running--
+			n := len(stops)
 			stops = slices.DeleteFunc(stops, func(a attempt) bool { return a.id == r.id })
 			if r.err != nil {
-				last = r.err
+				// One given up for a newer attempt did not fail: not reported.
+				if len(stops) < n && l.ctx.Err() == nil {
+					last = r.err
+					l.set(LinkChange{State: state, Err: r.err})
+				}
 				continue
 			}
 			s, err := l.register(ctx, r.c)
@@ -284,6 +294,9 @@ func (l *Link) connect() (*Session, error) {
 					continue // a session exists after all: liveSession finds it
 				}
 				last = err
+				if l.ctx.Err() == nil {
+					l.set(LinkChange{State: state, Err: err})
+				}
 				continue
 			}
 			return &Session{s: s, m: l.m}, nil

@@ -3,9 +3,15 @@ package moq
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/impair"
 )
 
@@ -68,6 +74,32 @@ func TestKeepLinkStates(t *testing.T) {
 	}
 }
 
+// A kept link whose attempts fail reports each failure as its current
+// state again, with the attempt's error, so an application (moq relay's
+// log) learns why the link is not up.
+func TestKeepLinkReportsFailedAttempts(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	// b's identity at an address nobody listens on.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", pc.LocalAddr().(*net.UDPAddr).Port))
+	_ = pc.Close()
+	l := a.Keep(peer.AddrInfo{ID: b.h.ID(), Addrs: []ma.Multiaddr{dead}}, KeepOptions{AttemptTimeout: 300 * time.Millisecond})
+	defer l.Detach()
+	for c := range l.Changes(testCtx(t)) {
+		switch {
+		case c.State == LinkConnecting && c.Err != nil:
+			t.Logf("failed attempt reported: %v", c.Err)
+			return
+		case c.State != LinkConnecting:
+			t.Fatalf("state %v, want connecting", c.State)
+		}
+	}
+	t.Fatal("no failed attempt reported within 15 s")
+}
+
 // A resilient track pinned to a peer (a ticket's) redials that peer after
 // a partition; with MaxOutage shorter than the outage it ends with
 // ErrOutage instead.
@@ -107,4 +139,73 @@ func TestResilientTrackPinnedPeerAndOutage(t *testing.T) {
 		return len(got) > 0 && got[len(got)-1].at.After(healed)
 	})
 	t.Logf("pinned track resumed after %v", time.Since(healed))
+}
+
+// A resilient track on a caller's link follows the link's session: when
+// the publisher ends the broadcast it waits for the next announcement; a
+// broadcast that refuses the track holds it until the announcement
+// changes, and the broadcast announced next (with the track) resumes it.
+// Once the link is detached, the track ends with the next loss.
+func TestResilientTrackOnLinkFollowsAnnouncements(t *testing.T) {
+	pub, sub := newNode(t), newNode(t)
+	l := sub.Keep(pub.info(), KeepOptions{})
+	defer l.Detach()
+	m1 := publish(t, pub, "live")
+	paced(t, m1, 30)
+	tr, err := sub.SubscribeResilient(testCtx(t), "live", "video", ResilientOptions{Link: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record(t, tr)
+	eventually(t, "groups from the first broadcast", func() bool { return len(r.snapshot()) > 3 })
+
+	// The next broadcast at the name lacks the track: its subscription is
+	// refused (each refusal noted).
+	refused := make(chan struct{}, 64)
+	b2 := broadcast.New(broadcast.Config{OnTrack: func(tp *broadcast.TrackProducer) {
+		tp.Abort(broadcast.ErrNotFound)
+		select {
+		case refused <- struct{}{}:
+		default:
+		}
+	}})
+	m1.pub.Unpublish()
+	p2, err := pub.Publish(testCtx(t), "live", b2.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-refused:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the broadcast without the track was never asked for it")
+	}
+	p2.Unpublish()
+	before := len(r.snapshot())
+	m3 := publish(t, pub, "live")
+	paced(t, m3, 30)
+	ok := false
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(50 * time.Millisecond) {
+		ok = len(r.snapshot()) > before+3
+	}
+	if !ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		for ev := range tr.Events(ctx) {
+			t.Logf("event %v %v %v", ev.Kind, ev.Err, ev.At.Format("15:04:05.000"))
+		}
+		t.Fatalf("no groups from the third; err %v", r.err)
+	}
+	t.Logf("refusals asked of the broadcast without the track: %d", 1+len(refused))
+
+	// Detached, the link brings no next session: the track ends.
+	l.Detach()
+	m3.pub.Unpublish()
+	select {
+	case <-r.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the track goes on after its link was detached and its broadcast ended")
+	}
+	if !errors.Is(r.err, ErrDetached) {
+		t.Errorf("track ended with %v, want ErrDetached", r.err)
+	}
 }

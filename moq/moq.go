@@ -44,7 +44,10 @@ type Moq struct {
 	dialTimeout time.Duration // bounds connects the node makes by itself
 	// hostConnects bounds the host connects that follow direct dials
 	hostConnects chan struct{}
-	directDials  atomic.Int64 // sessions dialed by dialDirect (tests read it)
+	// hostLater holds the peers whose host connect waits for their
+	// Connect flight's callers to leave (flightReleased).
+	hostLater   sync.Map     // peer.ID → struct{}
+	directDials atomic.Int64 // sessions dialed by dialDirect (tests read it)
 
 	paths        pathWatch     // hole-punching outcomes (path.go)
 	punchWait    time.Duration // WithHolePunchWait
@@ -113,7 +116,10 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		DeadPeerTimeout:      o.deadPeer,
 	})
 	m.a = actor.New(actor.Config{
-		Dial:          m.dial,
+		Dial: func(ctx context.Context, addr peer.AddrInfo) (actor.Conn, error) {
+			return m.dial(context.WithValue(ctx, connectFlight{}, true), addr)
+		},
+		Released:      m.flightReleased,
 		Session:       session.Config{Limits: o.sessionLimits(), Interest: o.interest, Metrics: o.metrics},
 		HopID:         HopID(h.ID()),
 		DialTimeout:   o.dialTimeout,
@@ -340,8 +346,28 @@ func (m *Moq) dialDirect(ctx context.Context, addr peer.AddrInfo) actor.Conn {
 		return nil
 	}
 	m.directDials.Add(1)
-	m.connectHost(addr.ID)
+	if ctx.Value(connectFlight{}) != nil {
+		// Connect's: the host connects once every caller waiting for
+		// this dial has the session (flightReleased). Its handshake
+		// would otherwise take the CPU a burst of callers needs to wake
+		// (P7: a millisecond or more of the time to serve 1000 of them).
+		m.hostLater.Store(addr.ID, struct{}{})
+	} else {
+		m.connectHost(addr.ID)
+	}
 	return won
+}
+
+// connectFlight marks the context of the actor's dials: those made for
+// Connect callers, whose end the actor reports (flightReleased).
+type connectFlight struct{}
+
+// flightReleased runs once the callers of a Connect flight to p have left:
+// the host connect its direct dial put off starts now.
+func (m *Moq) flightReleased(p peer.ID) {
+	if _, ok := m.hostLater.LoadAndDelete(p); ok {
+		m.connectHost(p)
+	}
 }
 
 // maxHostConnects bounds the background host connects of dialDirect.

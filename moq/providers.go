@@ -36,9 +36,9 @@ type attempt struct {
 // or after providerStagger, whichever comes first (at once for a provider
 // the host is connected to); the first success wins and
 // the other attempts are cancelled. Providers in tried are skipped, and the
-// ones that fail are added. It returns the last failure, or nil, nil if
-// there was no provider to try.
-func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, last error) {
+// ones that fail are added. It returns the track and the provider it came
+// from, else the last failure, or nothing if there was no provider to try.
+func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, from peer.ID, last error) {
 	ctx, cancel := context.WithCancel(ctx)
 	found := make(chan peer.AddrInfo)
 	go func() {
@@ -86,7 +86,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 			start()
 		}
 		if running == 0 && lookup == nil {
-			return nil, last
+			return nil, "", last
 		}
 		select {
 		case info, ok := <-lookup:
@@ -104,15 +104,15 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 			running--
 			if r.err == nil {
 				winner = r.tc
-				return r.tc, nil
+				return r.tc, r.peer, nil
 			}
 			m.log.Debug("provider failed", "broadcast", name, "peer", r.peer, "err", r.err)
 			last = fmt.Errorf("provider %s: %w", r.peer, r.err)
 			if errors.Is(r.err, ErrShutdown) {
-				return nil, r.err
+				return nil, "", r.err
 			}
 		case <-ctx.Done():
-			return nil, last
+			return nil, "", last
 		}
 	}
 }

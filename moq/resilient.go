@@ -35,9 +35,11 @@ type ResilientOptions struct {
 	Dial Dialer
 	// Link, if set, pins the upstream to a link the caller keeps (Keep or
 	// KeepOpen): the track subscribes over the link's session and, after a
-	// loss, over its next one. Tracks may share a link (one session for
-	// all of them); the caller detaches it once they are closed. Not with
-	// Peer or Dial.
+	// loss, over its next one (as soon as the link is connected again:
+	// Link.Session). Tracks may share a link (one session for all of
+	// them); the caller detaches it once they are closed (a track whose
+	// link is detached while it waits for a session ends, its reads
+	// failing with an error matching ErrDetached). Not with Peer or Dial.
 	Link *Link
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
@@ -263,9 +265,10 @@ func (t *ResilientTrack) Close() {
 	t.TrackConsumer.Close()
 }
 
-// subscribe finds an upstream: at the pinned peer's kept session, else as
+// subscribe finds an upstream: at the pinned link's session, else as
 // Subscribe does (sessions announcing the name first: a redialed previous
-// provider is one once it is back; then the DHT's providers).
+// provider is one once it is back; then the DHT's providers). It returns
+// the peer whose session the subscription was made on.
 func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (*broadcast.TrackConsumer, peer.ID, error) {
 	if link != nil {
 		s, err := link.Session(ctx)
@@ -275,31 +278,7 @@ func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (*broadcast.
 		tc, err := s.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
 		return tc, s.RemotePeer(), err
 	}
-	tc, err := t.m.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
-	if err != nil {
-		return nil, "", err
-	}
-	return tc, t.m.subscribedAt(t.name, t.track), nil
-}
-
-// subscribedAt returns the peer of the oldest live session holding a
-// subscription of ours to name/track, or "".
-func (m *Moq) subscribedAt(name, track string) peer.ID {
-	list, err := m.a.Sessions(m.ctx)
-	if err != nil {
-		return ""
-	}
-	for _, s := range list {
-		if s.Context().Err() != nil {
-			continue
-		}
-		for _, st := range s.Subscriptions() {
-			if !st.Served && broadcast.CleanPath(st.Broadcast) == name && st.Track == track {
-				return s.RemotePeer()
-			}
-		}
-	}
-	return ""
+	return t.m.subscribeFrom(ctx, t.name, t.track, t.opts.SubscribeOptions)
 }
 
 // run copies the upstream's groups into the local track, and resubscribes
@@ -345,8 +324,8 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 func (t *ResilientTrack) anyGroupReset() { t.offset = ^uint64(0) }
 
 // resubscribe looks for a new upstream until one answers, MaxOutage
-// passes or the track ends. Without a pinned peer it redials the previous
-// provider on a kept link meanwhile.
+// passes or the track ends: over the pinned link's next session, else
+// around (see lookAround).
 func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
 	ctx := t.ctx
 	if t.opts.MaxOutage > 0 {
@@ -354,7 +333,83 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.Track
 		ctx, cancel = context.WithTimeoutCause(ctx, t.opts.MaxOutage, ErrOutage)
 		defer cancel()
 	}
-	if link == nil && prev != "" {
+	var up *broadcast.TrackConsumer
+	var from peer.ID
+	var err error
+	if link != nil {
+		up, from, err = t.overLink(ctx, link)
+	} else {
+		up, from, err = t.lookAround(ctx, prev)
+	}
+	switch {
+	case err == nil:
+		t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
+		return up, from, nil
+	case t.ctx.Err() != nil:
+		return nil, "", context.Cause(t.ctx)
+	case ctx.Err() == nil: // the caller's link was detached: no upstream will come
+		return nil, "", fmt.Errorf("moq: resilient track %q: %w", t.name, err)
+	}
+	return nil, "", fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, err)
+}
+
+// overLink subscribes over the link's session as soon as it has one (its
+// connected event), until ctx ends (then it returns the last attempt's
+// error) or the link is detached. After a refusal on a session that is
+// still up (the broadcast lacks the track, say) it tries again once the
+// peer's announcement of the broadcast changes or the session ends: what
+// the peer answered cannot change before.
+func (t *ResilientTrack) overLink(ctx context.Context, link *Link) (*broadcast.TrackConsumer, peer.ID, error) {
+	last := errNotYet
+	for {
+		s, err := link.Session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil, "", last
+		case err != nil:
+			return nil, "", err // detached
+		}
+		// Taken before subscribing, so never newer than the broadcast
+		// that refuses: waiting for a change from an older one (or from
+		// none, when Subscribe waits for the announcement) only costs one
+		// more attempt, while waiting on a newer one could wait forever.
+		announced := s.s.Remote().Get(t.name)
+		tc, err := s.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
+		if err == nil {
+			return tc, s.RemotePeer(), nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", last
+		}
+		last = err
+		s.awaitAnnounceChange(ctx, t.name, announced)
+	}
+}
+
+// awaitAnnounceChange waits until the peer's broadcast at name is other
+// than b (withdrawn or replaced; any, if b is nil: at once if one is
+// announced), the session ends or ctx ends.
+func (s *Session) awaitAnnounceChange(ctx context.Context, name string, b *broadcast.Consumer) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.s.Context(), cancel)
+	defer stop()
+	var seen map[string]*broadcast.Consumer
+	if b != nil {
+		seen = map[string]*broadcast.Consumer{name: b}
+	}
+	for path := range s.s.Remote().AnnouncedSince(ctx, name, seen) {
+		if path == name {
+			return
+		}
+	}
+}
+
+// lookAround looks for a new upstream after a loss, redialing the previous
+// provider on a kept link meanwhile, until ctx ends; then it returns the
+// last attempt's error.
+func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
+	if prev != "" {
 		// Redial the previous provider while looking elsewhere; the link
 		// ends with this outage.
 		addrs := t.m.h.Peerstore().Addrs(prev)
@@ -362,12 +417,11 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.Track
 		defer pl.Detach()
 	}
 	pause := 10 * time.Millisecond
-	var last error
+	last := errNotYet
 	var nextLookup time.Time // the next full resolution (DHT included)
 	for {
-		up, from, err := t.tryUpstream(ctx, link, prev, &nextLookup)
+		up, from, err := t.tryUpstream(ctx, prev, &nextLookup)
 		if err == nil {
-			t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
 			return up, from, nil
 		}
 		if err != errNotYet {
@@ -377,13 +431,7 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.Track
 		case <-time.After(pause):
 			pause = min(2*pause, 100*time.Millisecond)
 		case <-ctx.Done():
-			if t.ctx.Err() != nil {
-				return nil, "", context.Cause(t.ctx)
-			}
-			if last == nil {
-				last = errNotYet
-			}
-			return nil, "", fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, last)
+			return nil, "", last
 		}
 	}
 }
@@ -393,23 +441,15 @@ var errNotYet = errors.New("moq: no provider reachable yet")
 
 // tryUpstream makes one round of attempts after a loss, cheap enough to
 // repeat every 100 ms so that a provider back (or a new one) is used at
-// once: the pinned peer's session; else sessions that announce the name,
-// the previous provider's session once it is back (waiting briefly for its
-// announcement), and every two seconds a full resolution as Subscribe
-// does (the DHT's providers).
-func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.ID, nextLookup *time.Time) (*broadcast.TrackConsumer, peer.ID, error) {
+// once: sessions that announce the name, the previous provider's session
+// once it is back (waiting briefly for its announcement), and every two
+// seconds a full resolution as Subscribe does (the DHT's providers).
+func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLookup *time.Time) (*broadcast.TrackConsumer, peer.ID, error) {
 	sub := func(s *Session, wait time.Duration) (*broadcast.TrackConsumer, peer.ID, error) {
 		sctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		tc, err := s.SubscribeWith(sctx, t.name, t.track, t.opts.SubscribeOptions)
 		return tc, s.RemotePeer(), err
-	}
-	if link != nil {
-		c := link.State()
-		if c.State != LinkConnected || c.Session.Err() != nil {
-			return nil, "", errNotYet
-		}
-		return sub(c.Session, time.Second)
 	}
 	var last error = errNotYet
 	for _, s := range t.m.sessionsAnnouncing(t.name) {
@@ -432,9 +472,9 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, link *Link, prev peer.
 		*nextLookup = now.Add(2 * time.Second)
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		tc, err := t.m.SubscribeWith(lctx, t.name, t.track, t.opts.SubscribeOptions)
+		tc, from, err := t.m.subscribeFrom(lctx, t.name, t.track, t.opts.SubscribeOptions)
 		if err == nil {
-			return tc, t.m.subscribedAt(t.name, t.track), nil
+			return tc, from, nil
 		}
 		last = err
 	}

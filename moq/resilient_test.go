@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/internal/impair"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 // arrival is a group received by a reader: its sequence, its frame (the
@@ -98,7 +99,7 @@ func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
 
 // A 5 s partition in the middle of a 15 frames/s stream: the session dies
 // (dead-peer detection), the resilient track resubscribes once the link
-// heals, resuming within 1 s, and every group published after it resumed
+// heals, resuming within 2.5 s, and every group published after it resumed
 // arrives. The reader sees a gap and Lost/Live events, never an error.
 func TestResilientTrackSurvivesPartition(t *testing.T) {
 	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
@@ -126,7 +127,7 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 	time.Sleep(5 * time.Second)
 	link.Set(impair.Config{})
 	healed := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(4 * time.Second)
 
 	got := r.snapshot()
 	var after []arrival
@@ -136,10 +137,15 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 		}
 	}
 	if len(after) == 0 {
-		t.Fatalf("nothing received in 3 s after the partition healed (err %v)", r.err)
+		t.Fatalf("nothing received in 4 s after the partition healed (err %v)", r.err)
 	}
-	if d := after[0].at.Sub(healed); d > time.Second {
-		t.Errorf("track resumed %v after the partition healed, want within 1 s", d)
+	// A redial is due at most MaxBackoff (500 ms) after the heal; then a
+	// handshake, the resubscribe and the next group (one every 67 ms).
+	// That is well under 1 s on an idle machine; a loaded CI runner under
+	// -race has taken 1.1 s, so the bound leaves it room while still
+	// catching a redial schedule that backs off past MaxBackoff.
+	if d := after[0].at.Sub(healed); d > 2500*time.Millisecond {
+		t.Errorf("track resumed %v after the partition healed, want within 2.5 s", d)
 	}
 	// Every group from the first one after resuming on, in whatever order
 	// the group streams landed.
@@ -164,4 +170,43 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 		t.Errorf("events %v, want live, lost, live", kinds)
 	}
 	t.Logf("resumed %v after healing; %d groups after; skipped %d; events %v", after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
+}
+
+// An unpinned resilient track names the peer its upstream subscription was
+// made at. Here that is the DHT's provider, reached on a session of its
+// own, while an older session, to a peer that does not provide the name,
+// holds a subscription of the node's to the same track: a guess from the
+// sessions' subscriptions would name that older session's peer.
+func TestResilientTrackNamesItsUpstream(t *testing.T) {
+	nodes := newDHTNet(t, 2)
+	provider := nodes[0]
+	// The subscriber asks for no announcements under "live": every
+	// subscription it makes is asked for directly.
+	sub := addDHTNode(t, provider, nil, nil, WithInterest("elsewhere"))
+	other := addDHTNode(t, provider, nil, nil, WithProvide(false))
+	for _, p := range []*dhtNode{provider, other} {
+		paced(t, publish(t, p.node, "live"), 30)
+	}
+	waitProvided(t, sub, "live", provider)
+	older := sub.connect(t, other.node)
+	tc, err := older.s.Subscribe(testCtx(t), "live", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx := testutil.Context(t, dhtWait)
+	tr, err := sub.SubscribeResilient(ctx, "live", "video", ResilientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for ev := range tr.Events(ctx) {
+		if ev.Kind == TrackLive {
+			if ev.Peer != provider.h.ID() {
+				t.Fatalf("live at %s, want the provider %s (the older session's peer is %s)", ev.Peer, provider.h.ID(), other.h.ID())
+			}
+			return
+		}
+	}
+	t.Fatal("no live event")
 }

@@ -135,9 +135,17 @@ func (m *Moq) Subscribe(ctx context.Context, name, track string) (*broadcast.Tra
 // SubscribeWith is Subscribe with options (priority, ordering, latency
 // budget, group range, back-pressure).
 func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	tc, _, err := m.subscribeFrom(ctx, name, track, opts)
+	return tc, err
+}
+
+// subscribeFrom is SubscribeWith that also returns the peer whose session
+// the subscription was made on ("" for a broadcast this node forwards, or
+// a session without a peer ID).
+func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, peer.ID, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
-		return nil, broadcast.ErrInvalidPath
+		return nil, "", broadcast.ErrInvalidPath
 	}
 	tried := map[peer.ID]bool{} // providers that failed: not tried again
 	var last error
@@ -150,15 +158,15 @@ func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts Subscr
 			nextLookup = time.Now().Add(lookupPause)
 			lookupPause = min(max(2*lookupPause, 250*time.Millisecond), maxLookupPause)
 		}
-		tc, err := m.resolveOnce(ctx, name, track, opts, tried, lookup)
+		tc, from, err := m.resolveOnce(ctx, name, track, opts, tried, lookup)
 		if tc != nil {
-			return tc, nil
+			return tc, from, nil
 		}
 		if err != nil {
 			last = err
 		}
 		if errors.Is(err, ErrShutdown) {
-			return nil, err
+			return nil, "", err
 		}
 		select {
 		case <-time.After(pause):
@@ -167,9 +175,9 @@ func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts Subscr
 		case <-ctx.Done():
 		}
 		if last != nil {
-			return nil, fmt.Errorf("%w: %q: %w (last attempt: %w)", ErrNoProviders, name, ctx.Err(), last)
+			return nil, "", fmt.Errorf("%w: %q: %w (last attempt: %w)", ErrNoProviders, name, ctx.Err(), last)
 		}
-		return nil, fmt.Errorf("%w: %q: %w", ErrNoProviders, name, ctx.Err())
+		return nil, "", fmt.Errorf("%w: %q: %w", ErrNoProviders, name, ctx.Err())
 	}
 }
 
@@ -178,19 +186,19 @@ func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts Subscr
 const maxLookupPause = 5 * time.Second
 
 // resolveOnce makes one pass over the sessions, then, if lookup, over the
-// DHT's providers.
-func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, error) {
+// DHT's providers; it returns the peer it subscribed at.
+func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, peer.ID, error) {
 	select {
 	case <-m.a.ShuttingDown():
-		return nil, ErrShutdown
+		return nil, "", ErrShutdown
 	default:
 	}
 	if tc := m.subscribeForwarded(name, track, opts); tc != nil {
-		return tc, nil
+		return tc, "", nil
 	}
 	sessions, err := m.Sessions(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var last error
 	for _, s := range sessions {
@@ -199,18 +207,18 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 		}
 		tc, err := s.SubscribeWith(ctx, name, track, opts)
 		if err == nil {
-			return tc, nil
+			return tc, s.RemotePeer(), nil
 		}
 		last = fmt.Errorf("session with %s: %w", s.RemotePeer(), err)
 	}
 	if !lookup {
-		return nil, last
+		return nil, "", last
 	}
-	tc, err := m.subscribeAnyProvider(ctx, name, track, opts, tried)
+	tc, from, err := m.subscribeAnyProvider(ctx, name, track, opts, tried)
 	if tc != nil || err != nil {
-		return tc, err
+		return tc, from, err
 	}
-	return nil, last
+	return nil, "", last
 }
 
 // Ticket is a ticket for the broadcast name published by this node, with the

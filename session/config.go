@@ -68,9 +68,14 @@ type Limits struct {
 	// HeaderTimeout bounds how long a stream the peer opened may take to
 	// deliver its type and first message (a group stream: its GROUP
 	// header); a stream still waiting is reset (bidi) or stopped (uni) with
-	// Timeout. Default 10 s. Until then such a stream holds a goroutine and
-	// 5 KiB (bidi) or 21 KiB (uni), as many as the transport's stream
-	// credit allows (rawquic: 1000 of each, so 26 MiB and 2000 goroutines).
+	// Timeout. Default 10 s. A group stream's deadline starts again while
+	// the peer's other group streams make progress (or one is being read)
+	// or back-pressure holds our accept loop: QUIC makes a stream
+	// acceptable before its bytes come, and such a header is late behind
+	// the peer's other groups or a window our reader keeps full, not
+	// abandoned. Until then such a stream holds a goroutine and 5 KiB
+	// (bidi) or 21 KiB (uni), as many as the transport's stream credit
+	// allows (rawquic: 1000 of each, so 26 MiB and 2000 goroutines).
 	// On lite-05 it also bounds how long a Subscribe waits for the peer's
 	// SETUP to learn whether its publisher answers at once.
 	HeaderTimeout time.Duration

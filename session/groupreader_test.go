@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -108,33 +107,85 @@ func frames(payloads ...string) []byte {
 	return b
 }
 
-func TestBufferedFrames(t *testing.T) {
-	s := &Session{lim: Limits{MaxFrameSize: 8}.withDefaults()}
-	data := append(frames("a", "", "bcd"), frames("0123456789")...) // the last is over MaxFrameSize
-	r := bufio.NewReaderSize(bytes.NewReader(append(data, frames("tail")...)), 64)
-	_, _ = r.Peek(1)
-	batch, size := s.bufferedFrames(r, make([][]byte, 0, 8), &slab{}, &frameStamps{})
-	if fmt.Sprintf("%q", strs(batch)) != `["a" "" "bcd"]` || size != 4 {
-		t.Fatalf("got %q (%d bytes), want [a  bcd] (4 bytes)", strs(batch), size)
+// TestChunkFrames: frames are taken out of a chunk while they lie complete
+// in it, at most cap(dst) at a time, each capped at its end; a frame over
+// MaxFrameSize or cut short stops the scan where it starts. A group stream
+// that arrived whole is exactly whole frames when the scan ends at the end
+// of its chunk.
+func TestChunkFrames(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		buf   []byte
+		max   int // cap(dst)
+		want  string
+		whole bool
+	}{
+		{"no frames", nil, 3, "[]", true},
+		{"two frames", frames("ab", ""), 3, "[ab ]", true},
+		{"a frame cut short", frames("a", "bcd")[:5], 3, "[a]", false},
+		{"a size cut short", []byte{0x40}, 3, "[]", false},
+		{"over the size limit", append(frames("a"), frames("0123456789")...), 3, "[a]", false},
+		{"more than max frames", frames("a", "b", "c", "d"), 3, "[a b c]", false},
+		{"exactly max frames", frames("a", "b", "c"), 3, "[a b c]", true},
+	} {
+		c := c
+		t.Run(c.name, func(t *testing.T) {
+			ch := chunks{buf: c.buf, hi: len(c.buf)}
+			batch, size := ch.frames(make([][]byte, 0, c.max), 8, &frameStamps{})
+			var total uint64
+			for _, f := range batch {
+				total += uint64(len(f))
+				if cap(f) != len(f) {
+					t.Fatalf("frame %q has capacity %d: an append would overwrite what follows", f, cap(f))
+				}
+			}
+			if got := fmt.Sprint(strs(batch)); got != c.want || size != total {
+				t.Fatalf("got %s (%d bytes), want %s (%d bytes)", got, size, c.want, total)
+			}
+			if whole := ch.lo == ch.hi; whole != c.whole {
+				t.Fatalf("scan ended at %d of %d: whole %v, want %v", ch.lo, ch.hi, whole, c.whole)
+			}
+		})
 	}
-	if cap(batch[0]) != 1 {
-		t.Fatal("a frame's capacity reaches into the next one: an append would overwrite it")
-	}
-	// It stops at the oversized frame, which readFrames then reports.
-	if batch, _ := s.bufferedFrames(r, nil, &slab{}, &frameStamps{}); len(batch) != 0 {
-		t.Fatalf("got %q past an oversized frame", strs(batch))
-	}
-	// At most cap(dst) frames; an incomplete frame is left in the buffer.
-	r = bufio.NewReaderSize(bytes.NewReader(append(frames("x", "y", "z"), 5, 'p')), 64)
-	_, _ = r.Peek(1)
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[x y]" {
-		t.Fatalf("got %q, want [x y]", strs(batch))
-	}
-	if batch, _ := s.bufferedFrames(r, make([][]byte, 0, 2), &slab{}, &frameStamps{}); fmt.Sprint(strs(batch)) != "[z]" {
-		t.Fatalf("got %q, want [z]", strs(batch))
-	}
-	if r.Buffered() != 2 {
-		t.Fatalf("%d bytes left, want the 2 of the incomplete frame", r.Buffered())
+}
+
+// TestStartChunks: a group stream whose FIN came with its bytes gets a
+// first chunk of exactly those bytes (one allocation, nothing unused); one
+// still arriving gets at least chunkMin, so that what follows has room.
+func TestStartChunks(t *testing.T) {
+	data := string(frames("abc", "de"))
+	for _, c := range []struct {
+		name   string
+		chunks []chunk
+		size   int
+	}{
+		// What follows the FIN here no stream would send: reading it would
+		// show that the stream was read past its end.
+		{"whole", []chunk{{data, io.EOF}, {"X", nil}}, len(data)},
+		{"more to come", []chunk{{data, nil}, {"X", io.EOF}}, chunkMin},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			gr := getGroupReader(&chunkStream{chunks: c.chunks})
+			defer putGroupReader(gr)
+			_, _ = gr.Peek(1)
+			ch := gr.startChunks()
+			if len(ch.buf) != c.size || string(ch.buf[ch.lo:ch.hi]) != data || gr.Buffered() != 0 {
+				t.Fatalf("first chunk of %d bytes holding %q (%d left buffered), want %d bytes holding %q",
+					len(ch.buf), ch.buf[ch.lo:ch.hi], gr.Buffered(), c.size, data)
+			}
+			// Past its frames, a whole stream's end is known without a
+			// read, so no chunk is made for it either.
+			ch.lo = ch.hi
+			first := &ch.buf[0]
+			err := ch.read(1)
+			got := string(ch.buf[ch.lo:ch.hi])
+			if c.size == len(data) && (err != io.EOF || got != "" || &ch.buf[0] != first) {
+				t.Fatalf("reading past a whole stream: %v, read %q, new chunk %v; want io.EOF, nothing, none", err, got, &ch.buf[0] != first)
+			}
+			if c.size != len(data) && (err != nil || got != "X") {
+				t.Fatalf("reading on: %v, read %q; want X", err, got)
+			}
+		})
 	}
 }
 
@@ -146,73 +197,15 @@ func strs(frames [][]byte) []string {
 	return out
 }
 
-// TestSlab checks that frames carved from one slab never reach into each
-// other (an append to one must not overwrite the next), that the first
-// allocation is exact, and that slabs grow only up to slabMax.
-func TestSlab(t *testing.T) {
-	var m slab
-	a := m.take(3)
-	if len(a) != 3 || cap(a) != 3 {
-		t.Fatalf("first take: len %d cap %d, want 3 3", len(a), cap(a))
-	}
-	copy(a, "abc")
-	b := m.take(2) // a new slab of 6: room for the next takes
-	c := m.take(4)
-	copy(b, "de")
-	copy(c, "fghi")
-	_ = append(b, 'X') // must reallocate, not write into c
-	if string(a) != "abc" || string(b) != "de" || string(c) != "fghi" {
-		t.Fatalf("frames overlap: %q %q %q", a, b, c)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		var m slab
-		for range 64 {
-			m.take(1024)
-		}
-	})
-	// 1 KiB, 2 KiB, 4 KiB, 8 KiB, then 16 KiB slabs: 64 KiB in 8 allocations.
-	if allocs > 8 {
-		t.Fatalf("%.0f allocations for 64 frames of 1 KiB, want at most 8", allocs)
-	}
-	if big := m.take(slabMax); len(big) != slabMax || cap(big) != slabMax {
-		t.Fatalf("large take: len %d cap %d", len(big), cap(big))
-	}
-}
-
-// TestCompleteFrames: where the complete frames of a buffer end tells
-// whether a fully-arrived group stream is exactly whole frames.
-func TestCompleteFrames(t *testing.T) {
-	s := &Session{lim: Limits{MaxFrameSize: 8}.withDefaults()}
-	for _, c := range []struct {
-		name  string
-		buf   []byte
-		count int
-		whole bool
-	}{
-		{"no frames", nil, 0, true},
-		{"two frames", frames("ab", ""), 2, true},
-		{"a frame cut short", frames("a", "bcd")[:5], 1, false},
-		{"a size cut short", []byte{0x40}, 0, false},
-		{"over the size limit", frames("0123456789"), 0, false},
-		{"more than max frames", frames("a", "b", "c", "d"), 3, false},
-		{"exactly max frames", frames("a", "b", "c"), 3, true},
-	} {
-		count, _, end := s.completeFrames(c.buf, 3, 0)
-		if count != c.count || (end == len(c.buf)) != c.whole {
-			t.Errorf("%s: %d frames ending at %d of %d, want %d frames, whole %v", c.name, count, end, len(c.buf), c.count, c.whole)
-		}
-	}
-}
-
 // TestReadFramesSplits reads a group stream whose bytes arrive in awkward
 // pieces (one byte, a few, a packet's worth, everything) straight into
 // payload memory: every frame comes out whole and in order, frames carved
 // from one chunk never reach into each other, and the receive budget holds
 // nothing afterwards. Sizes cover empty frames, frames that straddle
-// chunks, and frames of slabMax and more (memory of their own).
+// chunks, and frames of chunkMax and more (memory of their own).
 func TestReadFramesSplits(t *testing.T) {
 	var payloads []string
-	for i, n := range []int{0, 1, 100, 1000, 1021, 3000, 0, 7, slabMax - 1, slabMax, 20000, 5, 1200, 1200, 1200, 1200} {
+	for i, n := range []int{0, 1, 100, 1000, 1021, 3000, 0, 7, chunkMax - 1, chunkMax, 20000, 5, 1200, 1200, 1200, 1200} {
 		payloads = append(payloads, string(bytes.Repeat([]byte{byte('a' + i)}, n)))
 	}
 	data := frames(payloads...)
@@ -225,7 +218,8 @@ func TestReadFramesSplits(t *testing.T) {
 			_, _ = gr.Peek(1) // as the header's read leaves it: some bytes buffered
 			tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Budget: budget})
 			g, _ := tp.CreateGroup(0)
-			if err := s.readFrames(gr, g, nil, &frameStamps{}); err != nil {
+			c := gr.startChunks()
+			if err := s.readFrames(c, g, nil, &frameStamps{}); err != nil {
 				t.Fatalf("readFrames: %v", err)
 			}
 			_ = g.Finish()

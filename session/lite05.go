@@ -262,7 +262,10 @@ type frameStamps struct {
 func (s *Session) stampsFor(gr *groupReader, sub *subscription) *frameStamps {
 	st := &gr.stamps
 	st.on, st.prev, st.mul, st.div, st.batch = s.version.HasFrameTimestamps(), 0, 1, 1, st.arr[:0]
-	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); st.on && w != 0 && w != t {
+	if !st.on {
+		return st
+	}
+	if w, t := sub.wireScale.Load(), sub.track.Info().Scale(); w != 0 && w != t {
 		st.mul, st.div = t, w
 	}
 	return st
@@ -281,15 +284,6 @@ func (st *frameStamps) add(ts uint64) {
 		}
 	}
 	st.batch = append(st.batch, ts)
-}
-
-// frameStart parses the header of the frame at the start of buf: the
-// timestamp delta (lite-05, checked against prev: it returns the frame's
-// timestamp) and the size. n is the header's length; ok is false if buf
-// does not hold the whole header, or the timestamp is out of range.
-func (s *Session) frameStart(buf []byte, prev uint64) (ts, size uint64, n int, ok bool) {
-	ts, size, n, err := parseFrameHeader(buf, s.version.HasFrameTimestamps(), prev)
-	return ts, size, n, err == nil
 }
 
 // parseFrameHeader parses a frame's header at the start of buf: its
@@ -432,7 +426,8 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	}
 	gr := getGroupReader(st)
 	defer putGroupReader(gr)
-	if err := s.readFrames(gr, g, nil, &fs); err != nil {
+	c := gr.startChunks()
+	if err := s.readFrames(c, g, nil, &fs); err != nil {
 		st.CancelRead(uint32(broadcast.CodeCancel))
 		g.Abort(err)
 		if ctx.Err() != nil {
@@ -450,8 +445,11 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 // wire.MaxDatagram encoded. It reports whether it did; otherwise the group
 // goes on a stream as usual. A datagram the network loses is not resent.
 func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.GroupConsumer, stats *subStats) bool {
+	if !info.Datagrams || !s.version.HasDatagrams() { // the common case: no connection lookup per group
+		return false
+	}
 	dc, ok := transport.AsDatagramConn(s.conn)
-	if !info.Datagrams || !ok || !s.version.HasDatagrams() || !dc.DatagramsSupported() {
+	if !ok || !dc.DatagramsSupported() {
 		return false
 	}
 	if n, size, complete := g.Remaining(1, wire.MaxDatagram); !complete || n != 1 || size > wire.MaxDatagram {

@@ -5,7 +5,6 @@
 package session
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -95,7 +94,7 @@ func (s *Session) takeGroupStreams(rs transport.ReceiveStream, batch *arrivedBat
 		gr := getGroupReader(rs)
 		if !gr.arrived() {
 			st := rs
-			gr.hdrTimer = s.awaitHeader(func() { st.CancelRead(uint32(broadcast.CodeTimeout)) })
+			gr.hdrTimer = s.awaitGroupHeader(func() { st.CancelRead(uint32(broadcast.CodeTimeout)) })
 			s.spawn(func() { s.recvGroup(st, gr, false) })
 		} else if sub := s.sortGroup(rs, gr); sub != nil {
 			if sub.opts.Backpressure {
@@ -223,7 +222,8 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
-	rerr := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub))
+	c := gr.startChunks()
+	rerr := s.readFrames(c, g, sub.stats, s.stampsFor(gr, sub))
 	if rerr != nil {
 		sub.stats.reset(broadcast.CodeOf(rerr))
 		g.Abort(rerr)
@@ -365,7 +365,9 @@ func (sub *subscription) awaitRoom() error {
 // sub's track.
 func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *subscription) {
 	hdr := &gr.hdr
-	if s.recvWhole(rs, gr, sub) {
+	c := gr.startChunks()
+	ts := s.stampsFor(gr, sub)
+	if gr.src.eof && s.recvWhole(rs, c, hdr, sub, ts) {
 		return
 	}
 	g, err := sub.track.CreateGroup(hdr.Sequence)
@@ -377,7 +379,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
-	if err := s.readFrames(gr, g, sub.stats, s.stampsFor(gr, sub)); err != nil {
+	if err := s.readFrames(c, g, sub.stats, ts); err != nil {
 		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
 		var se *transport.StreamError
@@ -391,32 +393,31 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	sub.stats.groupDone()
 }
 
-// recvWhole takes in a group whose stream lies whole in gr's buffer, FIN
-// included (a small group, sent in one go): it goes into the track
-// finished, waking its consumers once rather than at its creation, its
-// frames and its end. False, with nothing read, for any other group.
-func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *subscription) bool {
-	if !gr.src.eof {
+// recvWhole takes in a group whose stream lies whole in c, FIN included (a
+// small group, sent in one go): it goes into the track finished, waking its
+// consumers once rather than at its creation, its frames and its end.
+// False, with c and ts as they were, for a group of more frames than a
+// batch or with a frame that is bad or cut short: readFrames then reads it
+// as a stream and reports what is wrong.
+func (s *Session) recvWhole(rs transport.ReceiveStream, c *chunks, hdr *wire.Group, sub *subscription, ts *frameStamps) bool {
+	var arr [maxBatch][]byte
+	lo, prev := c.lo, ts.prev
+	batch, size := c.frames(arr[:0], s.lim.MaxFrameSize, ts)
+	if c.lo != c.hi {
+		c.lo, ts.prev = lo, prev
+		clear(batch)
 		return false
 	}
-	var arr [maxBatch][]byte
-	var mem slab
-	buf, _ := gr.Peek(gr.Buffered())
-	if _, _, end := s.completeFrames(buf, len(arr), 0); end != len(buf) {
-		return false // more frames than a batch, or a bad one: read as a stream
-	}
-	st := s.stampsFor(gr, sub)
-	batch, size := s.bufferedFrames(gr.Reader, arr[:0], &mem, st)
 	frames := len(batch)
 	var err error
-	if st.on {
-		err = sub.track.WriteGroupAt(gr.hdr.Sequence, st.batch, batch...)
+	if ts.on {
+		err = sub.track.WriteGroupAt(hdr.Sequence, ts.batch, batch...)
 	} else {
-		err = sub.track.WriteGroup(gr.hdr.Sequence, batch...)
+		err = sub.track.WriteGroup(hdr.Sequence, batch...)
 	}
 	clear(batch)
 	if err != nil {
-		s.log.Debug("dropping group", "subscribe", gr.hdr.SubscribeID, "group", gr.hdr.Sequence, "err", err)
+		s.log.Debug("dropping group", "subscribe", hdr.SubscribeID, "group", hdr.Sequence, "err", err)
 		sub.stats.reset(broadcast.CodeOf(err))
 		rs.CancelRead(uint32(broadcast.CodeOf(err)))
 		return true
@@ -432,13 +433,13 @@ func (s *Session) recvWhole(rs transport.ReceiveStream, gr *groupReader, sub *su
 // maxBatch is the most frames readFrames hands to the group at once.
 const maxBatch = 64
 
-// readFrames reads the rest of gr's stream, `size || payload` frames
-// (lite-05: `timestamp || size || payload`, ts following them) until
+// readFrames reads the rest of a group stream from c, `size || payload`
+// frames (lite-05: `timestamp || size || payload`, ts following them) until
 // FIN at a frame boundary, straight into payload memory (chunks): the
 // frames that lie complete in it go to the group together, with one
 // wake-up of its consumers, and a large frame is read on its own. No frame
 // is held back while waiting for the stream.
-func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *subStats, ts *frameStamps) error {
+func (s *Session) readFrames(c *chunks, g *broadcast.GroupProducer, st *subStats, ts *frameStamps) error {
 	var arr [maxBatch][]byte
 	var frames, bytes uint64
 	budget := s.lim.Model.Budget
@@ -452,8 +453,6 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 		s.counters.bytesReceived.Add(bytes)
 		st.media(frames, bytes)
 	}()
-	c := chunks{src: (*eofSource)(gr)}
-	c.start(gr.Reader)
 	for {
 		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize, ts)
 		if len(batch) == 0 { // the next frame is not all here yet
@@ -464,13 +463,12 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 				return s.frameErr(err)
 			case err == nil && n > uint64(s.lim.MaxFrameSize):
 				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
-			case err == nil && n >= slabMax: // a large frame: memory of its own, charged as it arrives
+			case err == nil && n >= chunkMax: // a large frame: memory of its own, charged as it arrives
 				c.lo += hlen
 				if ts.on {
 					ts.add(stamp)
 				}
-				var own slab // slabMax or more: readPayload allocates it alone
-				payload, held, err := readPayload(&c, n, &own, budget)
+				payload, held, err := readPayload(c, n, budget)
 				if err != nil {
 					return s.frameErr(err)
 				}
@@ -510,54 +508,6 @@ func (s *Session) readFrames(gr *groupReader, g *broadcast.GroupProducer, st *su
 		frames += uint64(len(batch))
 		bytes += size
 	}
-}
-
-// bufferedFrames takes the frames that lie complete in r's buffer (at most
-// cap(dst)), copies their payloads into memory from mem and appends them to
-// dst; it also returns their total size. It stops at a frame that is not
-// all buffered or is over the size limit (the caller then reads it alone and
-// reports the error).
-func (s *Session) bufferedFrames(r *bufio.Reader, dst [][]byte, mem *slab, st *frameStamps) ([][]byte, uint64) {
-	st.batch = st.batch[:0]
-	buf, _ := r.Peek(r.Buffered())
-	count, total, _ := s.completeFrames(buf, cap(dst)-len(dst), st.prev)
-	if count == 0 {
-		return dst, 0
-	}
-	payloads := mem.take(total)
-	off, pos := 0, 0
-	for range count {
-		ts, size, n, _ := s.frameStart(buf[off:], st.prev)
-		if st.on {
-			st.add(ts)
-		}
-		off += n
-		end := pos + int(size)
-		copy(payloads[pos:end], buf[off:off+int(size)])
-		dst = append(dst, payloads[pos:end:end])
-		off += int(size)
-		pos = end
-	}
-	_, _ = r.Discard(off)
-	return dst, uint64(total)
-}
-
-// completeFrames scans buf for `size || payload` frames that lie complete
-// in it, at most max of them, each within MaxFrameSize (and on lite-05 with
-// a timestamp in range, the first one's delta taken from prev): their
-// count, their payload bytes, and where the last one ends.
-func (s *Session) completeFrames(buf []byte, max int, prev uint64) (count, total, end int) {
-	for count < max {
-		ts, size, n, ok := s.frameStart(buf[end:], prev)
-		prev = ts
-		if !ok || size > uint64(s.lim.MaxFrameSize) || size > uint64(len(buf)-end-n) {
-			break
-		}
-		end += n + int(size)
-		total += int(size)
-		count++
-	}
-	return count, total, end
 }
 
 // frameErr classifies a failed read inside a group: the peer's reset, or a

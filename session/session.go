@@ -344,6 +344,7 @@ type groupReader struct {
 	// hdrTimer is the deadline for the header of a stream read on a
 	// goroutine of its own (zero for one that arrived whole).
 	hdrTimer headerTimer
+	chunks   chunks // reads the group's frames (startChunks)
 	src      struct {
 		rs  transport.ReceiveStream
 		eof bool
@@ -390,6 +391,7 @@ func putGroupReader(gr *groupReader) {
 	gr.hdrTimer.stop()
 	gr.hdrTimer = headerTimer{}
 	gr.Reset((*eofSource)(gr)) // drops what is buffered
+	gr.chunks = chunks{}       // the last chunk belongs to the group's frames
 	gr.src.rs = nil
 	groupReaders.Put(gr)
 }
@@ -551,26 +553,125 @@ func (s *Session) admit(n *atomic.Int64, limit int, st transport.Stream, what st
 // otherwise hold their goroutines and buffers, and hold up the end of
 // finished subscriptions (finishAfterGroups waits for unsorted streams).
 // A timer rather than a read deadline: not every transport has those.
-type headerTimer struct{ t *time.Timer }
+type headerTimer struct{ d *headerDeadline }
+
+// headerDeadline is a headerTimer's state: settled is set once, by the
+// header's arrival or by the deadline passing, so that a deadline that was
+// extended (awaitGroupHeader) cannot pass after the header came.
+type headerDeadline struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	settled bool
+}
 
 // awaitHeader starts a stream's header deadline; expire abandons the stream.
-func (s *Session) awaitHeader(expire func()) headerTimer {
-	return headerTimer{time.AfterFunc(s.lim.HeaderTimeout, func() {
+func (s *Session) awaitHeader(expire func()) headerTimer { return s.startHeaderDeadline(expire, nil) }
+
+// awaitGroupHeader is awaitHeader for a group stream, whose header may be
+// late through no fault of the peer's: QUIC makes a stream acceptable as
+// soon as a later stream's data arrives (quic-go opens every lower stream
+// ID then), or with the first bytes of its header, and the rest of it
+// then waits behind the peer's other streams. Our publisher sends the
+// newest group first and older ones after it, so under a steady flow an
+// old group's stream can wait for the rest of the transfer; and a
+// back-pressured subscription leaves the connection's window full of
+// streams it does not read while its reader is slow. Stopping such a
+// stream loses a group that was on its way. So the deadline passes only
+// after HeaderTimeout in which the peer delivered nothing else: it starts
+// again whenever the peer's group streams moved meanwhile (the accept loop
+// took a stream, or a group was received), a group is being read, or the
+// accept loop is away from accepting (held by back-pressure, or busy). A
+// peer that abandons streams still has them stopped once it is idle; how
+// many it can hold meanwhile is bounded, as before, by its stream credit.
+func (s *Session) awaitGroupHeader(expire func()) headerTimer {
+	progress := s.groupProgress()
+	return s.startHeaderDeadline(expire, func() bool {
+		p := s.groupProgress()
+		excused := p != progress || s.uniBusy.Load() || s.groupsReceiving()
+		progress = p
+		if f := headerDeadlinePassed.Load(); f != nil {
+			(*f)(s, excused)
+		}
+		return excused
+	})
+}
+
+// groupProgress moves whenever the peer's group streams do: a count of the
+// streams the accept loop took and of the groups received.
+func (s *Session) groupProgress() uint64 {
+	return s.uniPasses.Load() + s.counters.groupsReceived.Load()
+}
+
+// groupsReceiving tells whether a group stream of one of our subscriptions
+// is being read: a group the peer is sending, which may take longer than
+// HeaderTimeout (a large one) while older streams wait behind it (or one
+// read ahead that back-pressure holds).
+func (s *Session) groupsReceiving() bool {
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.mu.Lock()
+		busy := sub.receiving > 0
+		sub.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
+// headerDeadlinePassed, if set, is called each time a group stream's
+// header deadline passes, with its session and whether it started again:
+// tests wait for it (atomic: earlier tests' timers may still fire).
+var headerDeadlinePassed atomic.Pointer[func(s *Session, extended bool)]
+
+// startHeaderDeadline starts a header deadline: when it passes, extend
+// (if not nil) may start it again instead, else expire abandons the stream.
+func (s *Session) startHeaderDeadline(expire func(), extend func() bool) headerTimer {
+	d := &headerDeadline{}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.t = time.AfterFunc(s.lim.HeaderTimeout, func() {
+		d.mu.Lock()
+		if d.settled {
+			d.mu.Unlock()
+			return
+		}
+		if extend != nil && extend() {
+			d.t.Reset(s.lim.HeaderTimeout)
+			d.mu.Unlock()
+			return
+		}
+		d.settled = true
+		d.mu.Unlock()
 		s.log.Debug("stream header timed out", "after", s.lim.HeaderTimeout)
 		expire()
-	})}
+	})
+	return headerTimer{d}
 }
 
 // done stops the deadline once the header is in; false if it passed first
 // (the stream was abandoned: the caller drops it).
-func (h headerTimer) done() bool { return h.t == nil || h.t.Stop() }
+func (h headerTimer) done() bool {
+	if h.d == nil {
+		return true
+	}
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if h.d.settled {
+		return false
+	}
+	h.d.settled = true
+	h.d.t.Stop()
+	return true
+}
 
 // stop ends the deadline whatever happened to the header.
-func (h headerTimer) stop() {
-	if h.t != nil {
-		h.t.Stop()
-	}
-}
+func (h headerTimer) stop() { h.done() }
 
 // acceptGroups starts the accept loop for the peer's group streams, once;
 // our subscriptions call it before they send SUBSCRIBE, so no group stream

@@ -1,10 +1,9 @@
-// Payload memory of received frames: slabs shared by a group's frames, and
+// Payload memory of received frames: chunks shared by a group's frames, and
 // large frames charged to the receive budget as their bytes arrive.
 
 package session
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"slices"
@@ -12,47 +11,21 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
-// slab hands out the payload memory of one group's frames: a frame's bytes
-// are carved from a shared allocation rather than allocated each. Slabs
-// double from the first batch's size up to slabMax, so a group that
-// arrives whole (one batch) costs one exact allocation, and one that
-// trickles in a frame or two per read (a subscriber among many, or a slow
-// link) costs a few allocations instead of one per batch. A slab lives
-// while any frame carved from it is referenced; the unused tail of the
-// last one is at most half the group's bytes and below slabMax.
-type slab struct {
-	free []byte
-	next int // size of the next slab
-}
-
-const slabMax = 16 << 10
-
-// take returns n bytes (capacity n) of fresh payload memory.
-func (m *slab) take(n int) []byte {
-	if n > len(m.free) {
-		if n >= slabMax {
-			return make([]byte, n) // a large frame: its own allocation
-		}
-		size := max(n, m.next)
-		m.free = make([]byte, size)
-		m.next = min(2*size, slabMax)
-	}
-	p := m.free[:n:n]
-	m.free = m.free[n:]
-	return p
-}
+// chunkMax is the largest chunk, and the size from which a frame gets
+// memory of its own.
+const chunkMax = 16 << 10
 
 // chunks reads a group stream straight into payload memory: into a chunk,
 // of which each frame that lies complete is a slice, so a frame's bytes are
 // copied once, from the transport, instead of through a read buffer (the
 // one copy a moqp2p subscriber had beyond a bare quic-go reader). Chunks
-// double from chunkMin up to slabMax (a frame that does not fit what is
+// double from chunkMin up to chunkMax (a frame that does not fit what is
 // left of one is moved to the next, with what else is pending); frames of
-// slabMax or more get memory of their own (readPayload). A chunk lives
+// chunkMax or more get memory of their own (readPayload). A chunk lives
 // while any frame carved from it is referenced: beyond its frames it holds
 // their size prefixes, the start of a frame that moved on, and, in a
 // group's last chunk, what the stream did not fill, at most what the
-// group's earlier chunks hold and under slabMax. A small frame still
+// group's earlier chunks hold and under chunkMax. A small frame still
 // arriving is charged to the receive budget from its header on (its size,
 // as declared); the rest of a chunk is not, as a read buffer is not.
 type chunks struct {
@@ -67,15 +40,27 @@ type chunks struct {
 // its header is more.
 const chunkMin = 2 << 10
 
-// start takes what r holds (read with the stream's header) into the first
-// chunk.
-func (c *chunks) start(r *bufio.Reader) {
-	buffered, _ := r.Peek(r.Buffered())
-	size := max(len(buffered), chunkMin)
-	c.buf, c.lo = make([]byte, size), 0
+// startChunks reads what gr holds (read with the stream's header) into a
+// first chunk and returns the chunks reading the rest of its stream (gr's
+// own: pooled with it, so a group allocates nothing for them). When
+// the stream's FIN is in too (a small group sent in one go), the chunk is
+// exactly what was buffered: the group costs one allocation of its frames'
+// bytes and their size prefixes, nothing unused.
+func (gr *groupReader) startChunks() *chunks {
+	buffered, _ := gr.Peek(gr.Buffered())
+	size := len(buffered)
+	if !gr.src.eof {
+		size = max(size, chunkMin)
+	}
+	c := &gr.chunks
+	*c = chunks{src: (*eofSource)(gr), buf: make([]byte, size)}
 	c.hi = copy(c.buf, buffered)
-	_, _ = r.Discard(len(buffered))
-	c.next = min(2*size, slabMax)
+	_, _ = gr.Discard(len(buffered))
+	if gr.src.eof { // the chunk holds the rest of the stream: no read (nor chunk) for the FIN
+		c.err = io.EOF
+	}
+	c.next = min(max(2*size, chunkMin), chunkMax)
+	return c
 }
 
 // frames appends to dst the frames that lie complete in the chunk (at most
@@ -113,7 +98,7 @@ func (c *chunks) read(need int) error {
 		buf := make([]byte, size)
 		c.hi = copy(buf, c.buf[c.lo:c.hi])
 		c.buf, c.lo = buf, 0
-		c.next = min(2*size, slabMax)
+		c.next = min(2*size, chunkMax)
 	}
 	n, err := c.src.Read(c.buf[c.hi:])
 	c.hi += n
@@ -144,12 +129,12 @@ func (c *chunks) Read(p []byte) (int, error) {
 // cannot pin memory by declaring sizes it never sends.
 const exactAlloc = 64 << 10
 
-// readPayload reads exactly size bytes, into memory from mem when the size
-// is allocated up front. The memory is charged to b as it is allocated, so
+// readPayload reads exactly size bytes, into memory of their own (allocated
+// up front up to exactAlloc). The memory is charged to b as it is allocated, so
 // that frames still arriving count against the receive budget: it returns
 // what it charged, for the caller to release when the frame goes to its
 // group, and releases it itself on failure.
-func readPayload(r io.Reader, size uint64, mem *slab, b *broadcast.Budget) (p []byte, held int64, err error) {
+func readPayload(r io.Reader, size uint64, b *broadcast.Budget) (p []byte, held int64, err error) {
 	defer func() {
 		if err != nil {
 			b.Release(held)
@@ -167,7 +152,7 @@ func readPayload(r io.Reader, size uint64, mem *slab, b *broadcast.Budget) (p []
 		if err := grow(int(size)); err != nil {
 			return nil, held, err
 		}
-		p := mem.take(int(size))
+		p := make([]byte, size)
 		_, err := io.ReadFull(r, p)
 		return p, held, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 const relayUsage = `usage: moq relay --listen URL... [--connect URL[?cost=N]...] [flags]
@@ -45,7 +46,8 @@ the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
 ECDSA, Ed25519 or RSA), whose claims root, put (may publish under), get (may
 subscribe under) and exp (enforced for the whole session) are honoured. A
 client without a token may use the --public prefixes only; libp2p peers may
-use everything if --trust-peer names them, the --public prefixes otherwise.
+use everything if --trust-peer or --connect names them, the --public
+prefixes otherwise.
 Refusals carry the Unauthorized code (6).
 
 Two relays on one machine, a publisher on one and a subscriber on the other:
@@ -105,7 +107,15 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 	for _, e := range connects {
-		if e.kind == kindP2P && e.cost > 0 {
+		if e.kind != kindP2P {
+			continue
+		}
+		// A peer we link to is trusted whichever side dials: when two
+		// relays --connect each other, the session either one opens
+		// first is the link (the other adopts it), and libp2p has
+		// authenticated the peer ID.
+		auth.trusted[e.peer] = true
+		if e.cost > 0 {
 			auth.peerCost[e.peer] = e.cost
 		}
 	}
@@ -182,35 +192,43 @@ func splitCost(s string) (string, int, error) {
 	return base, cost, nil
 }
 
-// keepLinked keeps a session to e: it redials with backoff (100 ms doubling
-// to 10 s, back to 100 ms after a session that lasted 30 s) until ctx ends.
+// keepLinked keeps a session to e on one of the node's kept links
+// (moq.Keep for a multiaddr, moq.KeepOpen for a URL: redialed with
+// backoff whenever the session is lost), logging its changes, until ctx
+// ends. Its sessions are ones this node dialed (Session.Dialed), so
+// relayAuth never holds them to a client's token.
 func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
-	const first, most = 100 * time.Millisecond, 10 * time.Second
-	backoff := first
-	for ctx.Err() == nil {
-		start := time.Now()
-		s, err := n.connect(ctx, e)
-		if err == nil {
-			log.Info("linked", "peer", s.Peer(), "via", s.Via())
-			select {
-			case <-s.Done():
-				log.Warn("link lost; redialing", "peer", e.raw, "err", s.Err())
-			case <-ctx.Done():
-				return
-			}
-			if time.Since(start) > 30*time.Second {
-				backoff = first
-			}
-		} else if ctx.Err() == nil {
-			log.Warn("link failed; redialing", "peer", e.raw, "in", backoff, "err", err)
+	l := n.keepLink(e)
+	defer l.Detach()
+	prev := moq.LinkConnecting
+	failing := false // an attempt failed since the last session: further failures log at debug
+	for c := range l.Changes(ctx) {
+		switch {
+		case c.State == moq.LinkConnected:
+			failing = false
+			log.Info("linked", "peer", e.raw, "version", c.Session.Version())
+		case c.State == moq.LinkReconnecting && prev == moq.LinkConnected:
+			log.Warn("link lost; redialing", "peer", e.raw, "err", c.Err)
+		case c.Err != nil && !failing && c.State != moq.LinkDetached:
+			failing = true
+			log.Warn("link failed; redialing", "peer", e.raw, "err", c.Err)
+		case c.Err != nil && c.State != moq.LinkDetached:
+			log.Debug("link failed; redialing", "peer", e.raw, "err", c.Err)
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, most)
+		prev = c.State
 	}
+}
+
+// keepLink starts the kept link to e; each attempt is bounded by --timeout.
+func (n *node) keepLink(e endpoint) *moq.Link {
+	opts := moq.KeepOptions{AttemptTimeout: n.cfg.net.timeout, Open: moq.OpenOptions{Cost: e.cost}}
+	if e.kind == kindP2P {
+		return n.p2p.m.Keep(e.addrInfo(), opts)
+	}
+	return n.p2p.m.KeepOpen(func(ctx context.Context) (transport.Conn, error) {
+		c, _, err := n.dialConn(ctx, e)
+		return c, err
+	}, opts)
 }
 
 // relayAuth holds the relay's authorization: the token key, the public

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/moqp2p/moqp2p/discovery"
+	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 )
 
@@ -125,6 +127,81 @@ func TestRelayAuth(t *testing.T) {
 	pub.mustSucceed(t, 30*time.Second)
 }
 
+// TestRelayAuthLink: a relay with --auth-key takes the broadcasts of a
+// relay it links to itself (--connect moql://, a kept link) although the
+// link carries no token and nothing is public: a session the relay dialed
+// is its own, not a client's. A subscriber with a get token receives every
+// frame published at the other relay.
+func TestRelayAuthLink(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	keyFile := filepath.Join(t.TempDir(), "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0")
+	_, ba := startRelay(t, "relay B", "--auth-key", keyFile, "--listen", "ws://127.0.0.1:0", "--connect", aa["moql"], "--insecure")
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["ws"]+"room?jwt="+get, "--out", out, "--broadcast", "e2e")
+	pub := start(t, "pub at A", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"},
+		"--broadcast", "room/e2e", "--frames", "10000", "--group-frames", "100", "--size", "256", "--wait")...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s", got, want, sub.stderr.bytes())
+	}
+}
+
+// TestRelayLinkRedials: relay B keeps its --connect moql:// link to relay
+// A. A is killed (SIGKILL: its socket goes silent) and started again on
+// the same port; B notices the loss within its dead-peer bound, redials,
+// and a broadcast published at the new A reaches a subscriber at B.
+func TestRelayLinkRedials(t *testing.T) {
+	t.Parallel()
+	dp := "--dead-peer-timeout=2s"
+	a, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", dp)
+	b, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["moql"], "--insecure", dp)
+	// The link is up once B forwards what A carries: a short transfer.
+	pub := start(t, "pub at A", nil, "pub", "--connect", aa["moql"], "--insecure", "--broadcast", "first", "--frames", "0", "--rate", "50")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["moql"], "--insecure", "--broadcast", "first", "--count", "20")
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	awaitLog(t, b, `msg="link lost; redialing"`, 30*time.Second)
+	startRelay(t, "relay A again", "--listen", aa["moql"], dp)
+	out := filepath.Join(t.TempDir(), "out")
+	sub = start(t, "sub at B after", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure", "--out", out}, transferArgs["sub"]...)...)
+	pub = start(t, "pub at A again", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"}, transferArgs["pub"]...)...)
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nrelay B: %s", got, want, b.stderr.bytes())
+	}
+}
+
+// awaitLog waits for a line of p's log (stderr) containing s.
+func awaitLog(t *testing.T, p *proc, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		p.stderr.mu.Lock()
+		text, wake := p.stderr.buf.String(), p.stderr.wake
+		p.stderr.mu.Unlock()
+		if strings.Contains(text, s) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			t.Fatalf("%s: no log line with %q within %s; got:\n%s", p.name, s, d, text)
+		}
+	}
+}
+
 // TestRelayGomoqt: gomoqt v0.16 (moq-lite-04) publishes into relay A, and
 // gomoqt v0.12 (moq-lite-03) subscribes at relay C, through A → B → C
 // (libp2p links): every frame arrives.
@@ -215,5 +292,50 @@ func TestRelayAdvertise(t *testing.T) {
 			t.Fatal("the relay is not in the DHT after 20 s")
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// TestRelayAuthMutualLinks: two --auth-key relays that --connect each other
+// over libp2p, with nothing public. Whichever dial lands first is the link
+// (the other side adopts it), so each relay must trust the peer it names
+// in --connect whoever dialed: a token publisher at A reaches a token
+// subscriber at B.
+func TestRelayAuthMutualLinks(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type relay struct{ idFile, p2p string }
+	var rs [2]relay
+	for i := range rs {
+		rs[i].idFile = filepath.Join(dir, fmt.Sprintf("relay%d.key", i))
+		k, err := identity.Load(rs[i].idFile) // created: the peer ID is known before the relay starts
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[i].p2p = fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1/p2p/%s", freePort(t, "udp"), id)
+	}
+	listen := func(r relay) string { before, _, _ := strings.Cut(r.p2p, "/p2p/"); return before }
+	_, aa := startRelay(t, "relay A", "--auth-key", keyFile, "--identity", rs[0].idFile, "--listen", "ws://127.0.0.1:0",
+		"--listen", listen(rs[0]), "--connect", rs[1].p2p)
+	_, ba := startRelay(t, "relay B", "--auth-key", keyFile, "--identity", rs[1].idFile, "--listen", "ws://127.0.0.1:0",
+		"--listen", listen(rs[1]), "--connect", rs[0].p2p)
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	out := filepath.Join(t.TempDir(), "out")
+	sub := start(t, "sub at B", nil, "sub", "--connect", ba["ws"]+"room?jwt="+get, "--out", out, "--broadcast", "e2e")
+	pub := start(t, "pub at A", nil, "pub", "--connect", aa["ws"]+"room?jwt="+put,
+		"--broadcast", "e2e", "--frames", "10000", "--group-frames", "100", "--size", "256", "--wait")
+	sub.mustSucceed(t, 60*time.Second)
+	pub.interrupt(t)
+	if got, want := lastSummary(t, "sub", sub.stdout.all()), pattern.Expect(100, 100, 256); got != want {
+		t.Fatalf("sub summary %+v, want %+v\nsub: %s", got, want, sub.stderr.bytes())
 	}
 }
