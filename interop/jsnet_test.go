@@ -6,13 +6,26 @@ package interop
 // byte checked against internal/pattern, lite-05 asserted on both sides.
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/jspeer"
+	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/websocket"
+	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
 
 // netRun is 10 000 frames: 100 groups of 100 frames of 64 bytes.
@@ -124,29 +137,137 @@ func TestMixedVersionRelay(t *testing.T) {
 
 // TestJSNetChromiumDatagrams: a datagram track both ways with @moq/net in
 // Chromium over WebTransport, through moq.Server: 200 single-frame groups
-// of 100 bytes, each a QUIC datagram (paced, on loopback: none is expected
-// to be lost).
+// of 100 bytes, each a QUIC datagram, paced. Our publishing side must get
+// all 200 to Chromium. Datagrams Chromium publishes are lost even on
+// loopback when the machine is loaded: Chromium drops one it could not
+// send within its datagram queue's expiry (about a round trip, so a few
+// milliseconds here) when its processes are starved of CPU, and
+// webtransport-go drops one that finds 32 waiting for our session's reader.
+// So a qlog trace of our QUIC connection counts the DATAGRAM frames that
+// reached it (and those quic-go's own queue dropped), and the test asserts
+// what is ours: every datagram our session was handed went into the track
+// (none dropped: not malformed, not for an unknown or ended subscription,
+// not refused), each reached the application byte-exact with its
+// timestamp, as a datagram, never more than the connection received, and
+// at least half of them were sent at all.
 func TestJSNetChromiumDatagrams(t *testing.T) {
 	jspeer.RequireChromium(t)
 	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
 		t.Fatal(err)
 	}
 	dg := jspeer.Scenario{Broadcast: "bench", Track: "audio", Groups: 200, Frames: 1, Size: 100, Timeout: 30 * time.Second, Datagrams: true}
-	for _, role := range []jspeer.Role{jspeer.RoleSub, jspeer.RolePub} {
-		t.Run("js-"+string(role), func(t *testing.T) {
-			n := newJSNode(t, websocket.Config{})
-			sc := dg
-			sc.Role = role
-			if role == jspeer.RolePub {
-				sc.Broadcast, sc.Linger = "js/bcast", 2*time.Second
-			}
-			_, s := n.run(t, n.chromiumPeer(t, jspeer.LibNet, nil), sc, "", 60*time.Second)
-			if s == nil {
-				return
-			}
-			if st := s.Stats().Media; st.DatagramsReceived != uint64(sc.Groups) {
-				t.Fatalf("%d of %d groups came as datagrams", st.DatagramsReceived, sc.Groups)
-			}
+	t.Run("js-sub", func(t *testing.T) {
+		n := newJSNode(t, websocket.Config{})
+		sc := dg
+		sc.Role = jspeer.RoleSub
+		n.run(t, n.chromiumPeer(t, jspeer.LibNet, nil), sc, "", 60*time.Second)
+	})
+	t.Run("js-pub", func(t *testing.T) {
+		var trace datagramTrace
+		n := newJSNode(t, websocket.Config{}, func(s *server.Server) {
+			s.QUICConfig = webtransport.QUICConfig()
+			s.QUICConfig.Tracer = trace.tracer
 		})
+		sc := dg
+		sc.Role, sc.Broadcast, sc.Linger = jspeer.RolePub, "js/bcast", 2*time.Second
+		wait, err := n.chromiumPeer(t, jspeer.LibNet, nil).start(ctxFor(t, 60*time.Second), sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := n.session(t)
+		got := receiveDatagrams(t, s, sc)
+		if res, err := wait(ctxFor(t, 60*time.Second)); err != nil {
+			t.Fatalf("JS publisher: %v\n%s", err, tailLines(res.Stderr, 20))
+		}
+		arrived, dropped := trace.counts()
+		st := s.Stats().Media
+		t.Logf("%d of %d datagrams reached our QUIC connection, quic-go dropped %d, %d were lost on their way to our session, %d reached the application",
+			arrived, sc.Groups, dropped, int(arrived)-int(dropped)-got-int(st.DatagramsDropped), got)
+		switch {
+		case st.DatagramsDropped != 0:
+			t.Fatalf("our session dropped %d of the datagrams it was handed", st.DatagramsDropped)
+		case st.DatagramsReceived != uint64(got):
+			t.Fatalf("%d groups came as datagrams, the application got %d", st.DatagramsReceived, got)
+		case uint64(got)+dropped > arrived:
+			t.Fatalf("our QUIC connection received %d datagrams and quic-go dropped %d, but the application got %d", arrived, dropped, got)
+		case got < sc.Groups/2:
+			t.Fatalf("only %d of %d datagrams were sent", got, sc.Groups)
+		}
+	})
+}
+
+// receiveDatagrams subscribes to sc's track of the JS publisher on s and
+// reads it to its end: single-frame groups, each sc's pattern frame for its
+// sequence with its timestamp, none twice. It returns how many came.
+func receiveDatagrams(t *testing.T, s *moq.Session, sc jspeer.Scenario) int {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	tc, err := s.Subscribe(ctx, sc.Broadcast, sc.Track)
+	if err != nil {
+		t.Fatalf("subscribe to the JS broadcast: %v", err)
+	}
+	defer tc.Close()
+	seen := map[uint64]bool{}
+	for {
+		g, err := tc.RecvGroup(ctx)
+		if errors.Is(err, io.EOF) {
+			return len(seen)
+		}
+		if err != nil {
+			t.Fatalf("after %d groups: %v", len(seen), err)
+		}
+		seq := g.Sequence()
+		p, ts, err := g.ReadFrameAt(ctx)
+		if err != nil {
+			t.Fatalf("group %d: %v", seq, err)
+		}
+		if _, _, err := g.ReadFrameAt(ctx); !errors.Is(err, io.EOF) {
+			t.Fatalf("group %d: a second frame, or %v", seq, err)
+		}
+		switch {
+		case seq >= uint64(sc.Groups) || seen[seq]:
+			t.Fatalf("group %d unexpected (or twice)", seq)
+		case !bytes.Equal(p, pattern.Payload(seq, sc.Size)) || ts != seq*stampStep:
+			t.Fatalf("group %d: wrong frame or timestamp %d", seq, ts)
+		}
+		seen[seq] = true
 	}
 }
+
+// datagramTrace counts, from the qlog events of the QUIC connections it
+// traces (a quic.Config's Tracer), the DATAGRAM frames received and those
+// quic-go dropped for a full receive queue.
+type datagramTrace struct {
+	arrived, dropped atomic.Uint64
+}
+
+func (d *datagramTrace) tracer(context.Context, bool, quic.ConnectionID) qlogwriter.Trace { return d }
+
+// AddProducer implements qlogwriter.Trace.
+func (d *datagramTrace) AddProducer() qlogwriter.Recorder { return datagramRecorder{d} }
+
+// SupportsSchemas implements qlogwriter.Trace.
+func (d *datagramTrace) SupportsSchemas(string) bool { return true }
+
+func (d *datagramTrace) counts() (arrived, dropped uint64) {
+	return d.arrived.Load(), d.dropped.Load()
+}
+
+type datagramRecorder struct{ d *datagramTrace }
+
+func (r datagramRecorder) RecordEvent(e qlogwriter.Event) {
+	switch e := e.(type) {
+	case qlog.PacketReceived:
+		for _, f := range e.Frames {
+			if _, ok := f.Frame.(*qlog.DatagramFrame); ok {
+				r.d.arrived.Add(1)
+			}
+		}
+	case qlog.DatagramDropped:
+		if e.Direction == qlog.DirectionReceiving {
+			r.d.dropped.Add(1)
+		}
+	}
+}
+
+func (datagramRecorder) Close() error { return nil }

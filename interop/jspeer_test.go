@@ -35,8 +35,9 @@ type jsNode struct {
 }
 
 // newJSNode starts a node (a libp2p host without listeners: only the
-// Server takes sessions) and its Server on 127.0.0.1.
-func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
+// Server takes sessions) and its Server on 127.0.0.1, set up further by
+// each of with before it serves.
+func newJSNode(t *testing.T, ws websocket.Config, with ...func(*server.Server)) *jsNode {
 	t.Helper()
 	if ws.DeadPeerTimeout == 0 {
 		// The JS peers are processes of their own (Node, Chromium) that a
@@ -56,6 +57,9 @@ func newJSNode(t *testing.T, ws websocket.Config) *jsNode {
 	}
 	// The test pages come from the harness's own HTTP server, another origin.
 	srv := &server.Server{Moq: m, WebSocket: ws, Logger: logger(), CheckOrigin: webtransport.AllowOrigins("*")}
+	for _, f := range with {
+		f(srv)
+	}
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -461,6 +465,11 @@ func TestJSChromiumFinishedTrack(t *testing.T) {
 		}
 		for _, c := range finishedCases {
 			t.Run(fmt.Sprintf("%s/%dx%d", version, c.groups, c.frames), func(t *testing.T) {
+				// Most of a case is waiting (each FIN lingers): two at a
+				// time (go test's -parallel is GOMAXPROCS) halve the
+				// package's time, which neared go test's 10-minute limit
+				// on a loaded two-core machine.
+				t.Parallel()
 				n := newJSNode(t, websocket.Config{})
 				fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
 				if err != nil {

@@ -3,12 +3,14 @@ package moq
 import (
 	"crypto/rand"
 	"io"
+	"log/slog"
 
 	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/transport"
+	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	basicconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -20,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
 
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
 )
@@ -173,7 +176,7 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	// A host whose listening fails is not built, but its swarm (made
 	// before it listens) is left running: keep hold of it to close it.
 	var sw *swarm.Swarm
-	c.UserFxOptions = append(c.UserFxOptions, fx.Invoke(func(s *swarm.Swarm) { sw = s }))
+	c.UserFxOptions = append(c.UserFxOptions, fx.Invoke(func(s *swarm.Swarm) { sw = s }), fx.WithLogger(newFxLogger))
 	h, err := c.NewNode()
 	if err != nil {
 		if sw != nil {
@@ -197,4 +200,34 @@ func transportOption(constructor any) fx.Option {
 	return fx.Provide(fx.Annotate(constructor,
 		fx.As(new(transport.Transport)),
 		fx.ResultTags(`group:"transport"`)))
+}
+
+// startQuiet is the fx event logger libp2p gives a host (its "p2p-config"
+// logger, events at debug level), less the errors of a failed start: NewHost
+// returns that error, which libp2p would log three times over at error
+// level (a listen address taken, say). Errors after the start (a stop hook
+// failing on Close, which nothing returns) are still logged.
+type startQuiet struct{ fxevent.Logger }
+
+func newFxLogger() fxevent.Logger {
+	l := &fxevent.SlogLogger{Logger: gologshim.Logger("p2p-config").With("system", "fx")}
+	l.UseLogLevel(slog.LevelDebug)
+	return startQuiet{l}
+}
+
+// LogEvent implements fxevent.Logger.
+func (q startQuiet) LogEvent(e fxevent.Event) {
+	switch e := e.(type) {
+	case *fxevent.OnStartExecuted:
+		if e.Err != nil {
+			return
+		}
+	case *fxevent.RollingBack:
+		return
+	case *fxevent.Started:
+		if e.Err != nil {
+			return
+		}
+	}
+	q.Logger.LogEvent(e)
 }

@@ -1,14 +1,17 @@
 package moq
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/fx/fxevent"
 
 	"github.com/moqp2p/moqp2p/transport/p2pstream"
 )
@@ -65,3 +68,25 @@ func TestNewHostListenFails(t *testing.T) {
 		t.Fatalf("a host listening on a taken port %s was built", addr)
 	}
 }
+
+// The fx events of a failed start, whose error NewHost returns, are not
+// logged again; those of a failure nothing returns (a stop hook's) are.
+func TestFxLoggerQuietStart(t *testing.T) {
+	var got fxEvents
+	q := startQuiet{&got}
+	boom := errors.New("boom")
+	stopFailed, started := &fxevent.OnStopExecuted{Err: boom}, &fxevent.Started{}
+	for _, e := range []fxevent.Event{
+		&fxevent.OnStartExecuted{Err: boom}, &fxevent.RollingBack{StartErr: boom}, &fxevent.Started{Err: boom},
+		stopFailed, started,
+	} {
+		q.LogEvent(e)
+	}
+	if want := (fxEvents{stopFailed, started}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("logged %v, want %v", got, want)
+	}
+}
+
+type fxEvents []fxevent.Event
+
+func (l *fxEvents) LogEvent(e fxevent.Event) { *l = append(*l, e) }

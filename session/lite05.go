@@ -500,6 +500,7 @@ func (s *Session) recvDatagrams(dc transport.DatagramConn) {
 		}
 		var d wire.Datagram
 		if err := wire.DecodeDatagram(p, s.version, &d); err != nil {
+			s.counters.datagramsDropped.Add(1)
 			s.log.Debug("dropping a malformed datagram", "err", err)
 			continue
 		}
@@ -507,6 +508,7 @@ func (s *Session) recvDatagrams(dc transport.DatagramConn) {
 		sub := s.subs[d.SubscribeID]
 		s.mu.Unlock()
 		if sub == nil {
+			s.counters.datagramsDropped.Add(1)
 			continue
 		}
 		st := frameStamps{on: true, mul: 1, div: 1}
@@ -516,6 +518,7 @@ func (s *Session) recvDatagrams(dc transport.DatagramConn) {
 		}
 		st.add(d.Timestamp)
 		if err := sub.track.WriteGroupAt(d.Sequence, st.batch, d.Payload); err != nil {
+			s.counters.datagramsDropped.Add(1)
 			s.log.Debug("dropping datagram", "subscribe", d.SubscribeID, "group", d.Sequence, "err", err)
 			continue
 		}

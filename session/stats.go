@@ -26,6 +26,12 @@ type Stats struct {
 	// that travelled as datagrams (moq-lite-05).
 	DatagramsSent     uint64 `json:"datagrams_sent"`
 	DatagramsReceived uint64 `json:"datagrams_received"`
+	// DatagramsDropped counts datagrams the transport handed over that
+	// went into no track: malformed, for a subscription we no longer (or
+	// never) had, or refused by the track (its group came by stream
+	// already, or it no longer fits the receive budget). Datagrams the
+	// transport itself lost are not counted.
+	DatagramsDropped uint64 `json:"datagrams_dropped"`
 }
 
 type counters struct {
@@ -33,6 +39,7 @@ type counters struct {
 	framesSent, framesReceived       atomic.Uint64
 	bytesSent, bytesReceived         atomic.Uint64
 	datagramsSent, datagramsReceived atomic.Uint64
+	datagramsDropped                 atomic.Uint64
 }
 
 // Stats returns the session's counters so far.
@@ -43,6 +50,7 @@ func (s *Session) Stats() Stats {
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
 		DatagramsSent: c.datagramsSent.Load(), DatagramsReceived: c.datagramsReceived.Load(),
+		DatagramsDropped: c.datagramsDropped.Load(),
 	}
 }
 

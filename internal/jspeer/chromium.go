@@ -88,6 +88,8 @@ type Browser struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
+	started time.Time
+	exit    error // how the process ended (cmd.Wait's error); read after done
 }
 
 // LaunchChromium starts headless Chromium on pageURL with a fresh profile
@@ -121,8 +123,9 @@ func LaunchChromium(ctx context.Context, pageURL string, o ChromiumOptions) (*Br
 		_ = os.RemoveAll(dataDir)
 		return nil, fmt.Errorf("jspeer: starting %s: %w", bin, err)
 	}
+	b.started = time.Now()
 	go func() {
-		_ = cmd.Wait()
+		b.exit = cmd.Wait()
 		close(b.done)
 	}()
 	return b, nil
@@ -287,7 +290,8 @@ func RunPage(ctx context.Context, pageURL string, o ChromiumOptions) ([]byte, er
 	select {
 	case <-b.Done():
 		if ctx.Err() == nil {
-			return nil, fmt.Errorf("jspeer: chromium exited before the page posted a result\n--- chromium log (tail) ---\n%s", tail(b.Log(), 8<<10))
+			return nil, fmt.Errorf("jspeer: chromium exited before the page posted a result (%s after its launch: %v)\n--- chromium log (tail) ---\n%s",
+				time.Since(b.started).Round(time.Millisecond), b.exit, tail(b.Log(), 8<<10))
 		}
 	default:
 	}

@@ -80,6 +80,7 @@ func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) 
 		case <-t.C:
 		}
 		sample()
+		before := seen
 		pctx, cancel := context.WithDeadline(ctx, last.Add(timeout))
 		err := ping(pctx)
 		cancel()
@@ -95,8 +96,13 @@ func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) 
 			continue
 		}
 		sample()
-		if errors.Is(err, context.DeadlineExceeded) && time.Since(last) < timeout {
-			t.Reset(Period(timeout)) // the pong is late, but the peer is talking
+		// The pong is late, but the peer talked while we waited for it: it
+		// is alive. Only whether it talked counts here, not how long ago
+		// the ping started: on a loaded machine this goroutine wakes late
+		// (a ping's deadline seen 0.9 s late gave up a peer that sent
+		// every 50 ms), and the lateness is ours, not the peer's.
+		if errors.Is(err, context.DeadlineExceeded) && seen != before {
+			t.Reset(Period(timeout))
 			continue
 		}
 		dead(fmt.Errorf("%w (%v, last sign of life %v ago): %w", ErrTimeout, timeout, time.Since(last).Round(time.Millisecond), err))

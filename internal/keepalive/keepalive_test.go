@@ -91,3 +91,26 @@ func TestRunTrafficIsLife(t *testing.T) {
 		t.Errorf("declared dead %v after the peer went silent, bound %v", silent, bound)
 	}
 }
+
+// A peer that talks all along is alive even when this side sees each
+// ping's deadline late (a loaded machine schedules the pinger late): the
+// lateness is not the peer's silence.
+func TestRunLatePingerTrafficIsLife(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	var traffic atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	pings := 0
+	var err error
+	Run(ctx, bound, func(pctx context.Context) error {
+		if pings++; pings == 6 {
+			cancel() // enough rounds
+		}
+		<-pctx.Done()     // no pong ever gets through
+		traffic.Add(1)    // the peer talked meanwhile
+		time.Sleep(bound) // and this side wakes a whole bound late
+		return context.DeadlineExceeded
+	}, traffic.Load, func(e error) { err = e })
+	if err != nil {
+		t.Fatalf("a talking peer given up after %d pings: %v", pings, err)
+	}
+}

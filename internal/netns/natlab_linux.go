@@ -34,17 +34,14 @@ func InNewNamespaces(ctx context.Context, args ...string) *exec.Cmd {
 
 // rerun runs the calling test again in a child process inside new network
 // and mount namespaces, with mark ("NAME=value") and env added to its
-// environment, and relays its output (as where it ran) and verdict. It
-// returns an error only if the child could not be started.
+// environment, and relays its output (as where it ran) and verdict: a
+// skip there is a skip here, as for Private. It returns an error only if
+// the child could not be started.
 func rerun(t *testing.T, mark, where string, env []string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=9m"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd := exec.CommandContext(ctx, os.Args[0], childArgs(t, 9*time.Minute)...)
 	cmd.Env = append(append(os.Environ(), mark), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
@@ -52,9 +49,6 @@ func rerun(t *testing.T, mark, where string, env []string) error {
 	if err != nil && !errors.As(err, &exit) {
 		return err
 	}
-	t.Logf("%s:\n%s", where, out)
-	if err != nil {
-		t.Fatalf("the test failed %s: %v", where, err)
-	}
+	relayChild(t, where, out, err)
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,11 +38,7 @@ func Private(t *testing.T, env ...string) (child bool, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.timeout=90s"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd := exec.CommandContext(ctx, os.Args[0], childArgs(t, 90*time.Second)...)
 	cmd.Env = append(append(os.Environ(), Env+"=1"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	if os.Getuid() != 0 { // root needs no user namespace (and some kernels refuse one)
@@ -56,13 +51,7 @@ func Private(t *testing.T, env ...string) (child bool, err error) {
 	if err != nil && !errors.As(err, &exit) {
 		return false, err // could not start: no namespaces for us
 	}
-	t.Logf("in a private network namespace (only lo, multicast on):\n%s", out)
-	switch {
-	case err != nil:
-		t.Fatalf("the test failed in the private network namespace: %v", err)
-	case strings.Contains(string(out), "--- SKIP: "+t.Name()):
-		Unavailable(t, "skipped in the private network namespace (see its output)")
-	}
+	relayChild(t, "in a private network namespace (only lo, multicast on)", out, err)
 	return false, nil
 }
 

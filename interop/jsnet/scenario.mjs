@@ -125,7 +125,10 @@ async function serveDatagrams(Moq, track, opts) {
 		if (g > 0) await sleep(Math.max(opts.groupIntervalMs, 2));
 		track.appendDatagram(new Moq.Time.Timestamp(g * TS_STEP, TIMESCALE), payload(g, opts.size));
 	}
-	await sleep(100); // the last datagrams leave before the track ends
+	// The track's end travels on a stream and may overtake datagrams still
+	// queued at the receiver (its reader not scheduled on a loaded
+	// machine): those would be dropped as late. Leave them a second.
+	await sleep(1000);
 	track.close();
 }
 
