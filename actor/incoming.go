@@ -63,7 +63,8 @@ func (a *Actor) Incoming(ctx context.Context, queue int) (*Incoming, error) {
 }
 
 // Next returns the next session, or ErrShutdown once Shutdown has begun,
-// ErrIncomingClosed after Close, or ctx's error.
+// ErrIncomingClosed after Close, or ctx's error. It is for one goroutine
+// at a time (the backlog is read without a lock).
 func (in *Incoming) Next(ctx context.Context) (*Session, error) {
 	// Shutdown and Close end the iteration whatever is still queued.
 	select {

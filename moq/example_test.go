@@ -155,6 +155,12 @@ func ExampleMoq_IncomingSessions() {
 		fmt.Println(err)
 		return
 	}
+	for ctx.Err() == nil { // until Alice's node holds the session too
+		if l, _ := alice.Sessions(ctx); len(l) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	go func() {
 		for in := range alice.IncomingSessions() {

@@ -203,7 +203,8 @@ func (m *Moq) Sessions(ctx context.Context) ([]*Session, error) {
 // An iteration first yields the accepted sessions still open when it
 // starts, oldest first, then every session admitted while it runs, so a
 // loop started after its first peers arrived misses none of them, and
-// sees none twice. Every iteration sees them all, whatever other
+// sees none twice (a later iteration yields again those still open).
+// Every iteration sees them all, whatever other
 // iterations run at the same time: each has its own queue of
 // WithIncomingQueue sessions. None is dropped: when an iteration's queue
 // is full, the admission waits for room until that iteration reads again

@@ -64,7 +64,7 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 	var public, trust stringList
 	authKey := fs.String("auth-key", "", "verify client tokens (?jwt=) with the JWK in `FILE`")
 	fs.Var(&public, "public", "`PREFIX` anyone may publish and subscribe under without a token (repeatable; \"\" is everything)")
-	fs.Var(&trust, "trust-peer", "libp2p `PEER-ID` allowed everything with --auth-key (repeatable)")
+	fs.Var(&trust, "trust-peer", "libp2p `PEER-ID` allowed everything with --auth-key (repeatable; peers named in --connect are too)")
 	httpAddr := fs.String("http", "", "also serve /announced and /fetch over plain HTTP on `HOST:PORT`")
 	linger := fs.Duration("linger", 2*time.Second, "keep an upstream subscription `D` after its last subscriber left")
 	advertise := fs.Bool("advertise", false, "record this relay in the DHT (provider of the relay key "+discovery.RelayKeyName+"), so nodes find it; runs the DHT as a server, joined through --bootstrap if given")
