@@ -93,6 +93,19 @@ type readResult struct {
 	err  error
 }
 
+// readAnnounce reads want, the ANNOUNCE expected first on st.
+func readAnnounce(t *testing.T, ctx context.Context, st transport.Stream, want []byte) {
+	t.Helper()
+	got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
+		b := make([]byte, len(want))
+		_, err := io.ReadFull(st, b)
+		return readResult{b, err}
+	})
+	if got.err != nil || !bytes.Equal(got.data, want) {
+		t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, want)
+	}
+}
+
 // readStream reads st until FIN (nil error) or a reset.
 func readStream(t *testing.T, ctx context.Context, st transport.ReceiveStream) ([]byte, error) {
 	t.Helper()
@@ -978,14 +991,7 @@ func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
 			ctx := testCtx(t)
 			st := p.openStream(t, ctx, please, false)
 			defer reset(st, broadcast.CodeCancel)
-			got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
-				b := make([]byte, len(active))
-				_, err := io.ReadFull(st, b)
-				return readResult{b, err}
-			})
-			if got.err != nil || !bytes.Equal(got.data, active) {
-				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
-			}
+			readAnnounce(t, ctx, st, active)
 			rawWrite(t, st, []byte{0x00})
 			// Nobody reads an idle interest stream: the session finds the
 			// byte when it next announces on it. Announce until it does.
@@ -1018,14 +1024,7 @@ func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
 			ctx := testCtx(t)
 			st := p.openStream(t, ctx, please, false)
 			defer reset(st, broadcast.CodeCancel)
-			got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
-				b := make([]byte, len(active))
-				_, err := io.ReadFull(st, b)
-				return readResult{b, err}
-			})
-			if got.err != nil || !bytes.Equal(got.data, active) {
-				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
-			}
+			readAnnounce(t, ctx, st, active)
 			g0 := p.sess.interests.Load()
 			_ = st.Close() // the idle stream's end is noticed without a read
 			if data, err := readStream(t, ctx, st); err != nil || len(data) != 0 {
@@ -1037,14 +1036,7 @@ func TestBadInputAnnounceInterestExtraByte(t *testing.T) {
 		t.Run("reset after the first announce", func(t *testing.T) {
 			ctx := testCtx(t)
 			st := p.openStream(t, ctx, please, false)
-			got := awaitOrFail(t, ctx, "reading ANNOUNCE", func() { st.CancelRead(0) }, func() readResult {
-				b := make([]byte, len(active))
-				_, err := io.ReadFull(st, b)
-				return readResult{b, err}
-			})
-			if got.err != nil || !bytes.Equal(got.data, active) {
-				t.Fatalf("first ANNOUNCE: % x, %v; want % x", got.data, got.err, active)
-			}
+			readAnnounce(t, ctx, st, active)
 			g0 := p.sess.interests.Load()
 			st.CancelWrite(uint32(broadcast.CodeCancel)) // our reading side stays open
 			if data, err := readStream(t, ctx, st); err == nil {
