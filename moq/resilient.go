@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"sync"
 	"time"
 
@@ -567,21 +568,12 @@ func copyGroup(ctx context.Context, g *broadcast.GroupConsumer, lg *broadcast.Gr
 // waiting up to 500 ms for a peer's first announcements (sessions ask for
 // them when first needed).
 func (m *Moq) sessionsAnnouncing(ctx context.Context, name string) []*Session {
-	list, err := m.a.Sessions(m.ctx)
+	list, err := m.Sessions(m.ctx)
 	if err != nil {
 		return nil
 	}
-	for _, s := range list {
-		s.Remote() // ask every peer at once
-	}
-	var out []*Session
-	for _, s := range list {
-		ms := &Session{s: s, m: m}
-		if s.Context().Err() == nil && ms.announces(ctx, name, 500*time.Millisecond) {
-			out = append(out, ms)
-		}
-	}
-	return out
+	list = slices.DeleteFunc(list, func(s *Session) bool { return s.s.Context().Err() != nil })
+	return announcing(ctx, list, name, 500*time.Millisecond)
 }
 
 func btoi(b bool) int {

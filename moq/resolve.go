@@ -200,14 +200,8 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 	if err != nil {
 		return nil, "", err
 	}
-	for _, s := range sessions {
-		s.s.Remote() // ask every peer at once: their answers arrive together
-	}
 	var last error
-	for _, s := range sessions {
-		if !s.announces(ctx, name, remoteWait) {
-			continue
-		}
+	for _, s := range announcing(ctx, sessions, name, remoteWait) {
 		tc, err := s.SubscribeWith(ctx, name, track, opts)
 		if err == nil {
 			return tc, s.RemotePeer(), nil

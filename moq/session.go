@@ -108,16 +108,26 @@ func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts Su
 // is looked at again on the next pass.
 const remoteWait = 2 * time.Second
 
-// announces reports whether the peer announces name, once what it
-// announced before the session asked is known or wait has passed.
-func (s *Session) announces(ctx context.Context, name string, wait time.Duration) bool {
-	if s.s.Remote().Get(name) != nil {
-		return true
+// announcing returns the sessions whose peer announces name, once what
+// each announced before its session asked is known or wait has passed:
+// every peer is asked at once and the wait is shared, so peers that never
+// answer cost one wait per pass, not one each.
+func announcing(ctx context.Context, sessions []*Session, name string, wait time.Duration) []*Session {
+	for _, s := range sessions {
+		s.s.Remote() // ask every peer at once: their answers arrive together
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
-	_ = s.s.AwaitRemote(wctx)
-	cancel()
-	return s.s.Remote().Get(name) != nil
+	defer cancel()
+	var out []*Session
+	for _, s := range sessions {
+		if s.s.Remote().Get(name) == nil {
+			_ = s.s.AwaitRemote(wctx)
+		}
+		if s.s.Remote().Get(name) != nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (s *Session) waitAnnounced(ctx context.Context, name string) error {
