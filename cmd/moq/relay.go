@@ -198,7 +198,7 @@ func splitCost(s string) (string, int, error) {
 // ends. Its sessions are ones this node dialed (Session.Dialed), so
 // relayAuth never holds them to a client's token.
 func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
-	l := n.keepLink(e)
+	l := n.keepLink(e, nil)
 	defer l.Detach()
 	prev := moq.LinkConnecting
 	failing := false // an attempt failed since the last session: further failures log at debug
@@ -219,13 +219,24 @@ func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
 	}
 }
 
-// keepLink starts the kept link to e; each attempt is bounded by --timeout.
-func (n *node) keepLink(e endpoint) *moq.Link {
+// keepLink starts the kept link to e; each attempt is bounded by
+// --timeout. first, if not nil, is a connection to e already dialed: the
+// link's first attempt takes it (its failures were reported by whoever
+// dialed it), later ones dial afresh.
+func (n *node) keepLink(e endpoint, first transport.Conn) *moq.Link {
 	opts := moq.KeepOptions{AttemptTimeout: n.cfg.net.timeout, Open: moq.OpenOptions{Cost: e.cost}}
 	if e.kind == kindP2P {
 		return n.p2p.m.Keep(e.addrInfo(), opts)
 	}
+	var mu sync.Mutex
 	return n.p2p.m.KeepOpen(func(ctx context.Context) (transport.Conn, error) {
+		mu.Lock()
+		c := first
+		first = nil
+		mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
 		c, _, err := n.dialConn(ctx, e)
 		return c, err
 	}, opts)

@@ -18,7 +18,6 @@ import (
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/session"
-	"github.com/moqp2p/moqp2p/transport"
 )
 
 const subUsage = `
@@ -273,21 +272,7 @@ func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link
 	if err != nil {
 		return nil, nil, n.connectError(cctx, e, err, started)
 	}
-	// The link's first attempt takes the connection dialed here (its
-	// failures were reported as connect's); later ones dial afresh.
-	var mu sync.Mutex
-	dial := func(ctx context.Context) (transport.Conn, error) {
-		mu.Lock()
-		first := c
-		c = nil
-		mu.Unlock()
-		if first != nil {
-			return first, nil
-		}
-		c, _, err := n.dialConn(ctx, e)
-		return c, err
-	}
-	l := n.p2p.m.KeepOpen(dial, moq.KeepOptions{Open: moq.OpenOptions{Cost: e.cost}})
+	l := n.keepLink(e, c)
 	s, err := l.Session(cctx)
 	if err != nil {
 		l.Detach()
