@@ -60,10 +60,11 @@ func (s *Session) sendSetup() {
 
 // recvSetup reads the peer's SETUP stream (its type already read): one
 // SETUP message, then FIN. It is read with the peer's group streams: their
-// accept loop runs at the start until it took this stream, then again from
-// our first subscription on (acceptGroups, stopUnwanted), so an idle
-// session parks no goroutine for it and leaves nothing unread. A second SETUP stream, a malformed SETUP or
-// bytes after it violate the protocol and close the session.
+// accept loop runs at the start and stops after the first streams it takes
+// (normally this one), then runs again from our first subscription on
+// (acceptGroups, stopUnwanted), so an idle session parks no goroutine for
+// it and leaves nothing unread. A second SETUP stream, a malformed SETUP
+// or bytes after it violate the protocol and close the session.
 func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 	if s.peerSetup.seen.Swap(true) {
 		rs.CancelRead(uint32(broadcast.CodeProtocol))

@@ -827,8 +827,9 @@ func (s *Session) acceptUniStreams() {
 }
 
 // stopUnwanted stops the group-stream accept loop that ran before any
-// subscription of ours (to take the peer's lite-05 SETUP, which it just
-// did; further streams the peer sends unasked wait in the transport, as
+// subscription of ours (to take the peer's lite-05 SETUP, normally in the
+// first streams it took; if not, it is taken once the loop runs again, and
+// a subscription waiting for it starts the loop; further streams the peer sends unasked wait in the transport, as
 // before a first subscription on other versions), unless a subscription
 // wants it meanwhile: true if the loop is to return. acceptGroups sets
 // groupsWanted before it looks at uniAccepting: if it looked before the

@@ -337,20 +337,17 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 		switch m := m.(type) {
 		case *wire.SubscribeOK:
 			first = false
-			settle(nil)
 		case *wire.SubscribeDrop:
 			if first {
 				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
-			settle(nil)
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
 		case *wire.SubscribeStart:
-			settle(nil)
 			s.log.Debug("subscription starts", "group", m.Group)
 		case *wire.SubscribeEnd: // the FIN that follows ends the track
-			settle(nil)
 			s.log.Debug("subscription ends", "before", m.Group)
 		}
+		settle(nil) // any response answers the subscribe (only the first counts)
 	}
 }
 
