@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// isTerminal reports whether f is a terminal, which is when live progress
-// is worth drawing (and typing into pub --stdin worth a word).
-func isTerminal(f *os.File) bool { return isTTY(f) }
-
 // status is what the live line shows besides the command's own frame and
 // byte counts (progress.add).
 type status struct {

@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// isTTY reports whether f is a terminal: a file the terminal ioctl answers
+// isTerminal reports whether f is a terminal: a file the terminal ioctl answers
 // on, which /dev/null and /dev/urandom, character devices too, are not.
-func isTTY(f *os.File) bool {
+func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }

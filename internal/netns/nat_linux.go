@@ -43,11 +43,8 @@ func NATed(t *testing.T, kinds [2]NATKind, env ...string) (*NATLab, error) {
 		t.Cleanup(l.close)
 		return l, nil
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("a NAT lab in network namespaces needs root")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		return nil, errors.New("a NAT lab needs iptables (apt-get install iptables)")
+	if why := NATLabUnavailable(); why != "" {
+		return nil, errors.New("a NAT lab: " + why)
 	}
 	return nil, rerun(t, natEnv+"=1", fmt.Sprintf("in a NAT lab (%s, %s)", kinds[0], kinds[1]), env)
 }

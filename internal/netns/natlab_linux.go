@@ -19,7 +19,7 @@ func NATLabUnavailable() string {
 		return "network namespaces and iptables need root (sudo)"
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
-		return "iptables is not installed"
+		return "iptables is not installed (apt-get install iptables)"
 	}
 	return ""
 }
