@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/Eyevinn/mp4ff/avc"
@@ -314,4 +315,85 @@ func TestWriterReordersAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 	ffmpegtest.SameTiming(t, ffmpegtest.ProbeStream(t, in, "a:0"), ffmpegtest.ProbeStream(t, path, "a:0"), 1024.0/48000)
+}
+
+// A progressive MP4 (ffmpeg's default: no fragments, the moov indexing
+// every sample, after the media or, with +faststart, before it) read from
+// a file gives the same samples a fragmented one does: every video frame
+// 40 ms apart with its keyframe flag, every AAC frame; written back out
+// they are what ffprobe reads in the input. From a pipe it is refused with
+// the remux command.
+func TestReadProgressiveMP4(t *testing.T) {
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "moov last", true: "faststart"}[fast], func(t *testing.T) {
+			ffmpegtest.Require(t)
+			dir := t.TempDir()
+			v := testVideo
+			v.Audio, v.Progressive, v.FastStart = true, true, fast
+			in := ffmpegtest.Make(t, dir, "plain.mp4", v)
+			f, err := os.Open(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rd, err := NewReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat := rd.Catalog()
+			if cat.Audio == nil || cat.Video.Renditions[VideoTrack].CodedWidth != 320 {
+				t.Fatalf("catalog %+v", cat)
+			}
+			out := filepath.Join(dir, "out.mp4")
+			of, err := os.Create(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wr, err := NewWriter(of, cat.Video.Renditions[VideoTrack])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wr.AddAudio(cat.Audio.Renditions[AudioTrack]); err != nil {
+				t.Fatal(err)
+			}
+			var n, audio int
+			eachSample(t, rd, func(s Sample) {
+				if s.Track == AudioTrack {
+					audio++
+					if err := wr.WriteAudio(hang.Frame{Timestamp: s.Timestamp, Keyframe: true, Payload: s.Data}); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				if want := uint64(n) * 40_000; s.Timestamp != want || s.Duration != 40_000 || s.Keyframe != (n%v.GOP == 0) {
+					t.Fatalf("sample %d at %d µs for %d µs, keyframe %v; want %d for 40000", n, s.Timestamp, s.Duration, s.Keyframe, want)
+				}
+				n++
+				if err := wr.WriteFrame(hang.Frame{Timestamp: s.Timestamp, Keyframe: s.Keyframe, Payload: s.Data}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err := wr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := of.Close(); err != nil {
+				t.Fatal(err)
+			}
+			wantAudio := ffmpegtest.ProbeStream(t, in, "a:0")
+			if n != v.Frames() || audio != len(wantAudio.PTS) {
+				t.Fatalf("%d video and %d audio samples, want %d and %d", n, audio, v.Frames(), len(wantAudio.PTS))
+			}
+			ffmpegtest.SameTiming(t, ffmpegtest.Probe(t, in), ffmpegtest.Probe(t, out), 1.0/float64(v.FPS))
+			ffmpegtest.SameTiming(t, wantAudio, ffmpegtest.ProbeStream(t, out, "a:0"), 1024.0/48000)
+
+			// From a pipe (no seeking), the error names the remux.
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			_, err = NewReader(io.MultiReader(f))
+			if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "-movflags frag_keyframe+empty_moov+default_base_moof") {
+				t.Fatalf("from a pipe: %v, want ErrFormat naming the remux", err)
+			}
+		})
+	}
 }

@@ -53,12 +53,21 @@ type track struct {
 	id        uint32
 	timescale uint32
 	trex      *mp4.TrexBox
+	stbl      *mp4.StblBox
 }
 
 // Reader reads fragmented MP4 progressively: the init segment at
-// NewReader, then one fragment at a time.
+// NewReader, then one fragment at a time. Given a file (an io.ReadSeeker
+// that can seek), it also reads progressive MP4, what ffmpeg writes
+// without -movflags and what phones record: the moov's sample tables
+// index the samples, read one at a time wherever they are.
 type Reader struct {
 	r       io.Reader
+	seeker  io.ReadSeeker // r, if it can seek
+	size    int64         // the file's size, with seeker
+	indexed []indexed     // a progressive file's samples still to read
+	// progressive is true for a progressive file, read from indexed.
+	progressive bool
 	pos     uint64
 	catalog *hang.Catalog
 	tracks  []*track // video first, then audio if any
@@ -70,9 +79,19 @@ type Reader struct {
 
 // NewReader reads the init segment (ftyp, moov) from r and describes its
 // first H.264 video track (required) and first AAC audio track (if any)
-// in a catalog. Other tracks are ignored.
+// in a catalog. Other tracks are ignored. A progressive MP4 is read only
+// if r is an io.ReadSeeker that can seek (a file, not a pipe).
 func NewReader(r io.Reader) (*Reader, error) {
 	rd := &Reader{r: r}
+	if s, ok := r.(io.ReadSeeker); ok {
+		if pos, err := s.Seek(0, io.SeekCurrent); err == nil {
+			if end, err := s.Seek(0, io.SeekEnd); err == nil {
+				if _, err := s.Seek(pos, io.SeekStart); err == nil {
+					rd.seeker, rd.size, rd.pos = s, end, uint64(pos)
+				}
+			}
+		}
+	}
 	for rd.catalog == nil {
 		box, err := rd.box()
 		if err != nil {
@@ -84,6 +103,15 @@ func NewReader(r io.Reader) (*Reader, error) {
 		if moov, ok := box.(*mp4.MoovBox); ok {
 			if err := rd.init(moov); err != nil {
 				return nil, err
+			}
+			if progressive(moov) {
+				if rd.seeker == nil {
+					return nil, errNotStreamable
+				}
+				if err := rd.index(); err != nil {
+					return nil, err
+				}
+				rd.progressive = true
 			}
 		}
 	}
@@ -101,7 +129,10 @@ func (rd *Reader) init(moov *mp4.MoovBox) error {
 		if trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 			continue
 		}
-		t := &track{id: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale}
+		if trak.Tkhd == nil || trak.Mdia.Mdhd == nil {
+			continue
+		}
+		t := &track{id: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale, stbl: trak.Mdia.Minf.Stbl}
 		if t.timescale == 0 {
 			continue
 		}
@@ -215,6 +246,9 @@ func parseASC(asc []byte) (rate, channels uint64, ok bool) {
 // Next returns the next sample, of the video or the audio track (Sample.Track
 // says which), in decode order, and io.EOF at the end of the input.
 func (rd *Reader) Next() (Sample, error) {
+	if rd.progressive {
+		return rd.nextIndexed()
+	}
 	for len(rd.pending) == 0 {
 		box, err := rd.box()
 		if err != nil {
@@ -294,7 +328,27 @@ func scale(v uint64, timescale uint32) uint64 {
 	return (v*1_000_000 + ts/2) / ts
 }
 
-// box reads one top-level box, at most MaxBoxBytes.
+// skip seeks past the rest of a box of size bytes (0: to the end of the
+// file) whose hlen-byte header was read.
+func (rd *Reader) skip(size uint64, hlen int) error {
+	if rd.seeker == nil {
+		return errNotStreamable
+	}
+	if size != 0 && size < uint64(hlen) {
+		return fmt.Errorf("%w: mdat box of %d bytes", ErrFormat, size)
+	}
+	next := uint64(rd.size)
+	if size != 0 {
+		next = min(rd.pos+size, next)
+	}
+	if _, err := rd.seeker.Seek(int64(next), io.SeekStart); err != nil {
+		return err
+	}
+	rd.pos = next
+	return nil
+}
+
+// box reads one top-level box, at most MaxBoxBytes; nil for one skipped.
 func (rd *Reader) box() (mp4.Box, error) {
 	var hdr [16]byte
 	if _, err := io.ReadFull(rd.r, hdr[:8]); err != nil {
@@ -305,13 +359,18 @@ func (rd *Reader) box() (mp4.Box, error) {
 	}
 	size := uint64(binary.BigEndian.Uint32(hdr[:4]))
 	hlen := 8
-	switch size {
-	case 1:
+	if size == 1 {
 		if _, err := io.ReadFull(rd.r, hdr[8:16]); err != nil {
 			return nil, fmt.Errorf("%w: box header: %v", ErrFormat, err)
 		}
 		size, hlen = binary.BigEndian.Uint64(hdr[8:16]), 16
-	case 0:
+	}
+	if string(hdr[4:8]) == "mdat" && rd.catalog == nil {
+		// Media before its moov: a progressive file, whose moov
+		// indexes it. Skipped here, read sample by sample later.
+		return nil, rd.skip(size, hlen)
+	}
+	if size == 0 {
 		return nil, fmt.Errorf("%w: a box running to the end of the input (%q) cannot be streamed", ErrFormat, hdr[4:8])
 	}
 	if size < uint64(hlen) || size > MaxBoxBytes {

@@ -45,6 +45,10 @@ type Video struct {
 	// Audio adds an AAC track (a 440 Hz tone, 48 kHz mono) as long as the
 	// video.
 	Audio bool
+	// Progressive writes a progressive (non-fragmented) MP4 instead, as
+	// ffmpeg does by default: its moov, indexing every sample, after the
+	// media; with FastStart too, before it.
+	Progressive, FastStart bool
 }
 
 // Frames returns the number of frames v has.
@@ -64,7 +68,14 @@ func Make(t testing.TB, dir, name string, v Video) string {
 	args = append(args, "-frames:v", strconv.Itoa(v.Frames()),
 		"-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
 		"-g", strconv.Itoa(v.GOP), "-keyint_min", strconv.Itoa(v.GOP), "-sc_threshold", "0",
-		"-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", out)
+		"-f", "mp4")
+	switch {
+	case v.Progressive && v.FastStart:
+		args = append(args, "-movflags", "+faststart")
+	case !v.Progressive:
+		args = append(args, "-movflags", "frag_keyframe+empty_moov+default_base_moof")
+	}
+	args = append(args, out)
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, b)
