@@ -68,13 +68,13 @@ type Reader struct {
 	indexed []indexed     // a progressive file's samples still to read
 	// progressive is true for a progressive file, read from indexed.
 	progressive bool
-	pos     uint64
-	catalog *hang.Catalog
-	tracks  []*track // video first, then audio if any
-	moof    *mp4.MoofBox
-	pending []Sample
-	base    uint64 // the first fragment's earliest presentation time (µs), subtracted from all
-	based   bool
+	pos         uint64
+	catalog     *hang.Catalog
+	tracks      []*track // video first, then audio if any
+	moof        *mp4.MoofBox
+	pending     []Sample
+	base        uint64 // the first fragment's earliest presentation time (µs), subtracted from all
+	based       bool
 }
 
 // NewReader reads the init segment (ftyp, moov) from r and describes its
