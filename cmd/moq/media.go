@@ -39,7 +39,17 @@ func openMedia(path string, stdin io.Reader) (io.ReadCloser, error) {
 	return os.Open(path)
 }
 
-// mediaSource is a hang broadcast fed from fragmented MP4.
+// newMP4Reader reads MP4 from in: a file directly (so a progressive MP4,
+// whose samples its moov indexes, can be read by seeking), a pipe
+// buffered.
+func newMP4Reader(in io.Reader) (*fmp4.Reader, error) {
+	if _, ok := in.(io.Seeker); !ok {
+		in = bufio.NewReaderSize(in, 64<<10)
+	}
+	return fmp4.NewReader(in)
+}
+
+// mediaSource is a hang broadcast fed from MP4.
 type mediaSource struct {
 	prod    *broadcast.Producer
 	catalog *hang.CatalogWriter
@@ -50,7 +60,7 @@ type mediaSource struct {
 // newMediaSource reads the init segment of in and creates the broadcast's
 // tracks and catalog.
 func newMediaSource(in io.Reader) (*mediaSource, *fmp4.Reader, error) {
-	rd, err := fmp4.NewReader(bufio.NewReaderSize(in, 64<<10))
+	rd, err := newMP4Reader(in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,14 +163,20 @@ func (ms *mediaSource) close() {
 // runMedia publishes --media until its end (or, with --loop, until ctx
 // ends), live-paced by its timestamps; --loop rereads the file and goes on
 // with timestamps after the previous round's. It returns when the last
-// frame is published; the caller lingers for subscribers.
+// frame is published; the caller lingers for subscribers. A round that
+// publishes no frame is an error: there is nothing to publish, and --loop
+// would go round without end.
 func runMedia(ctx context.Context, path string, stdin io.Reader, loop bool, ms *mediaSource, rd *fmp4.Reader, in io.Closer, st *mediaStats) error {
 	st.Codec = firstCodec(rd.Catalog())
 	start := time.Now()
 	var base uint64
 	for {
+		before := st.Frames + st.AudioFrames
 		end, err := ms.pace(ctx, rd, start, base, st)
 		_ = in.Close()
+		if err == nil && ctx.Err() == nil && st.Frames+st.AudioFrames == before {
+			return fmt.Errorf("--media %s: no frames (an MP4 with tracks but no samples?)", path)
+		}
 		if err != nil || !loop || ctx.Err() != nil {
 			return err
 		}
@@ -168,7 +184,7 @@ func runMedia(ctx context.Context, path string, stdin io.Reader, loop bool, ms *
 		if err != nil {
 			return err
 		}
-		if rd, err = fmp4.NewReader(bufio.NewReaderSize(f, 64<<10)); err != nil {
+		if rd, err = newMP4Reader(f); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("--loop: %w", err)
 		}
@@ -381,12 +397,13 @@ func (f *pubMediaFlags) register(fs interface {
 	String(name, value, usage string) *string
 	Bool(name string, value bool, usage string) *bool
 }) {
-	f.media = fs.String("media", "", "publish fragmented MP4 from `FILE` (- for stdin) as a hang broadcast, paced by its timestamps")
+	f.media = fs.String("media", "", "publish MP4 from `FILE` (- for stdin: fragmented MP4 only) as a hang broadcast, paced by its timestamps")
 	f.loop = fs.Bool("loop", false, "with --media FILE: start over at the end, until interrupted")
 }
 
 // runPubMedia is pub --media: the node as runPub makes it, publishing a
-// hang broadcast (catalog.json and a video track) read from fragmented MP4.
+// hang broadcast (catalog.json and a video track) read from MP4:
+// fragmented, or progressive from a file.
 func runPubMedia(ctx context.Context, std stdio, nf *netFlags, listens, connects []endpoint, name string, mf pubMediaFlags, wait bool, linger time.Duration) error {
 	if *mf.loop && *mf.media == "-" {
 		return usagef("pub: --loop needs a file, not stdin")
