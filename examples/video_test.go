@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -11,16 +12,28 @@ import (
 	"github.com/moqp2p/moqp2p/internal/jspeer"
 )
 
-// videoNodes starts the video example and returns node A's multiaddr and
-// the publish and watch page URLs it prints.
-func videoNodes(t *testing.T) (nodeA, publish, watch string) {
+// videoNodes starts the video example and returns it, node A's multiaddr
+// and the publish and watch page URLs it prints.
+func videoNodes(t *testing.T) (p *proc, nodeA, publish, watch string) {
 	t.Helper()
-	p := start(t, nil, "video", "-a", "127.0.0.1:0", "-b", "127.0.0.1:0")
+	p = start(t, nil, "video", "-a", "127.0.0.1:0", "-b", "127.0.0.1:0")
 	nodeA = p.waitFor(t, `^node A: (/\S+)$`)[1]
 	publish = p.waitFor(t, `^publish: (http://\S+)$`)[1]
 	watch = p.waitFor(t, `^watch: (http://\S+)$`)[1]
 	t.Cleanup(p.interrupt)
-	return nodeA, publish, watch
+	return p, nodeA, publish, watch
+}
+
+// carried waits for the example's nodes to carry broadcast name: node A
+// prints it with the transport of the session it came on, which it
+// returns, and node B prints its hang catalog, which must offer H.264
+// video.
+func carried(t *testing.T, p *proc, name string) (transport string) {
+	t.Helper()
+	transport = p.waitFor(t, `^A: `+regexp.QuoteMeta(name)+` from (\S+) `)[1]
+	cat := p.waitFor(t, `^B: `+regexp.QuoteMeta(name)+` catalog: (.*video .* avc1\..*)$`)[1]
+	t.Logf("A: %s from %s; B: its catalog: %s", name, transport, cat)
+	return transport
 }
 
 // withName returns page with its name parameter set to name.
@@ -36,35 +49,49 @@ func withName(t *testing.T, page, name string) string {
 	return u.String()
 }
 
-// watch plays page in headless Chromium and fails t unless the picture
-// decodes, advances, is lit and moves.
+// watch plays page in headless Chromium and fails t unless the page
+// decodes frames and screenshots of the browser a few frames apart show
+// the player's picture lit and moving.
 func watch(t *testing.T, page string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	r, err := jspeer.Watch(ctx, page, 20, jspeer.ChromiumOptions{})
+	b, err := jspeer.LaunchChromium(ctx, page, jspeer.ChromiumOptions{Args: []string{jspeer.DevTools, "--window-size=620,660"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(r)
-	if err := r.Check(20); err != nil {
+	defer func() {
+		if t.Failed() {
+			t.Logf("watching page's browser log:\n%s", b.Log())
+		}
+		_ = b.Close()
+	}()
+	s, err := b.WatchScreenshots(ctx, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(s)
+	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // ffmpeg test video → moq pub --media → libp2p → node A → libp2p → node B
-// → @moq/watch in headless Chromium: frames decode and the picture moves.
-// Node B has no address of the publisher; it reaches the broadcast only
-// through A.
+// → @moq/watch in headless Chromium: frames decode, and screenshots show
+// the picture lit and moving. Node B has no address of the publisher; it
+// reaches the broadcast only through A.
 func TestVideoFFmpegThroughPeers(t *testing.T) {
 	t.Parallel()
 	ffmpegtest.Require(t)
 	jspeer.RequireChromium(t)
 	in := ffmpegtest.Make(t, t.TempDir(), "in.mp4", ffmpegtest.Video{Seconds: 4, FPS: 25, Width: 320, Height: 240, GOP: 25})
-	nodeA, _, page := videoNodes(t)
+	p, nodeA, _, page := videoNodes(t)
 	pub := start(t, nil, "moq", "pub", "--broadcast", "movie.hang", "--media", in, "--loop", "--connect", nodeA)
 	t.Cleanup(pub.interrupt)
 	watch(t, withName(t, page, "movie.hang"))
+	if tr := carried(t, p, "movie.hang"); tr != "p2pquic" {
+		t.Fatalf("node A got movie.hang over %s, want libp2p's p2pquic", tr)
+	}
 }
 
 // camera opens the publish page in headless Chromium with its fake camera,
@@ -87,16 +114,20 @@ func camera(t *testing.T, publish string) {
 }
 
 // Chromium's fake camera → @moq/publish (page 1) → WebTransport → node A →
-// libp2p → node B → WebTransport → @moq/watch (page 2): frames decode and
-// the picture moves.
+// libp2p → node B → @moq/watch (page 2): frames decode and the picture
+// moves. Page 1's session with node A is WebTransport (@moq/net would
+// fall back to WebSocket, on the same port, if WebTransport failed).
 func TestVideoCameraThroughPeers(t *testing.T) {
 	t.Parallel()
 	jspeer.RequireChromium(t)
-	_, publish, page := videoNodes(t)
+	p, _, publish, page := videoNodes(t)
 	camera(t, publish)
 	start := time.Now()
 	watch(t, page)
 	t.Logf("camera to player through two nodes: %s", time.Since(start).Round(time.Millisecond))
+	if tr := carried(t, p, "camera.hang"); tr != "webtransport" {
+		t.Fatalf("page 1 published to node A over %s, want webtransport", tr)
+	}
 }
 
 // Chromium's fake camera → @moq/publish (H.264 in Annex B, no description)
@@ -106,7 +137,7 @@ func TestVideoCameraToMP4(t *testing.T) {
 	t.Parallel()
 	ffmpegtest.Require(t)
 	jspeer.RequireChromium(t)
-	nodeA, publish, _ := videoNodes(t)
+	_, nodeA, publish, _ := videoNodes(t)
 	camera(t, publish)
 	out := filepath.Join(t.TempDir(), "camera.mp4")
 	sub := start(t, nil, "moq", "sub", "--broadcast", "camera.hang", "--media", out, "--count", "60", "--connect", nodeA)

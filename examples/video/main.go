@@ -14,6 +14,16 @@
 //
 // then open B's /watch?name=movie.hang. The pages (and their bundled
 // JavaScript) are moq/server/watch's, the ones every moq node serves.
+//
+// Each node says which broadcasts it carries and how they came (the
+// session's transport: webtransport or websocket for a page, p2pquic for
+// a libp2p peer), and, read with package hang, what each broadcast's
+// catalog offers:
+//
+//	A: camera.hang from webtransport 127.0.0.1:50312
+//	B: camera.hang from p2pquic 127.0.0.1:46825
+//	A: camera.hang catalog: video "video/hd" avc1.640028 1280x720
+//	B: camera.hang catalog: video "video/hd" avc1.640028 1280x720
 package main
 
 import (
@@ -22,10 +32,14 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/examples/internal/peers"
+	"github.com/moqp2p/moqp2p/hang"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/moq/server/watch"
@@ -57,8 +71,8 @@ func run(ctx context.Context, addrA, addrB, name string) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, p := range []*peers.Peer{a, b} {
-		wg.Go(func() { republishIncoming(ctx, p.Moq, &wg) })
+	for i, p := range []*peers.Peer{a, b} {
+		wg.Go(func() { republishIncoming(ctx, "AB"[i:i+1], p.Moq, &wg) })
 	}
 	srvA, servedA, err := serve(a.Moq, addrA)
 	if err != nil {
@@ -73,7 +87,7 @@ func run(ctx context.Context, addrA, addrB, name string) error {
 	if err != nil {
 		return errors.Join(err, shutdown(srvA, servedA), shutdown(srvB, servedB))
 	}
-	wg.Go(func() { republish(ctx, b.Moq, s) })
+	wg.Go(func() { republish(ctx, "B", b.Moq, s, &wg) })
 
 	fmt.Printf("node A: %s\n", a.Addr())
 	fmt.Printf("publish: %s\n", watch.PublishURL("http://"+srvA.TCPAddr().String(), name))
@@ -131,13 +145,13 @@ func shutdown(srv *server.Server, served chan error) error {
 }
 
 // republishIncoming republishes what every session that reaches m (pages,
-// peers) announces.
-func republishIncoming(ctx context.Context, m *moq.Moq, wg *sync.WaitGroup) {
+// peers) announces; node names m in what it prints.
+func republishIncoming(ctx context.Context, node string, m *moq.Moq, wg *sync.WaitGroup) {
 	for s := range m.IncomingSessions() {
 		if ctx.Err() != nil {
 			return
 		}
-		wg.Go(func() { republish(ctx, m, s) })
+		wg.Go(func() { republish(ctx, node, m, s, wg) })
 	}
 }
 
@@ -145,23 +159,86 @@ func republishIncoming(ctx context.Context, m *moq.Moq, wg *sync.WaitGroup) {
 // it is announced: m's other sessions (a page on m's server, a libp2p
 // peer) then see it too. A broadcast that came from m itself is refused
 // (its hop list holds m), which is what stops two nodes echoing each other.
-func republish(ctx context.Context, m *moq.Moq, s *moq.Session) {
-	pubs := map[string]*moq.Publication{}
+// It prints each broadcast it republishes, with the session's transport,
+// and the broadcast's hang catalog.
+func republish(ctx context.Context, node string, m *moq.Moq, s *moq.Session, wg *sync.WaitGroup) {
+	type republished struct {
+		p    *moq.Publication
+		stop context.CancelFunc
+	}
+	pubs := map[string]republished{}
 	defer func() {
 		for _, p := range pubs {
-			p.Unpublish()
+			p.stop()
+			p.p.Unpublish()
 		}
 	}()
 	for path, b := range s.Announced(ctx, "") {
-		if old := pubs[path]; old != nil {
-			old.Unpublish()
+		if old, ok := pubs[path]; ok {
+			old.stop()
+			old.p.Unpublish()
 			delete(pubs, path)
 		}
 		if b == nil {
 			continue
 		}
-		if p, err := m.Publish(ctx, path, b); err == nil {
-			pubs[path] = p
+		p, err := m.Publish(ctx, path, b)
+		if err != nil {
+			continue
+		}
+		fmt.Printf("%s: %s from %s %s\n", node, path, s.Stats().Link.Transport, s.RemoteAddr())
+		cctx, stop := context.WithCancel(ctx)
+		wg.Go(func() { printCatalogs(cctx, node, path, b) })
+		pubs[path] = republished{p, stop}
+	}
+}
+
+// printCatalogs prints each version of broadcast b's hang catalog (a
+// browser publisher's first has no video yet: its encoder is still
+// starting) until ctx ends or the catalog track does. A broadcast that is
+// not hang has no catalog: nothing is printed.
+func printCatalogs(ctx context.Context, node, path string, b *broadcast.Consumer) {
+	tc, err := b.SubscribeTrack(broadcast.Track{Name: hang.CatalogTrack, Priority: 100})
+	if err != nil {
+		return
+	}
+	cr := hang.NewCatalogReader(tc)
+	defer cr.Close()
+	for {
+		c, err := cr.Next(ctx)
+		if err != nil {
+			return
+		}
+		fmt.Printf("%s: %s catalog: %s\n", node, path, renditions(c))
+	}
+}
+
+// renditions describes a catalog's renditions in one line, by name.
+func renditions(c *hang.Catalog) string {
+	var parts []string
+	if c.Video != nil {
+		for _, name := range sortedKeys(c.Video.Renditions) {
+			v := c.Video.Renditions[name]
+			parts = append(parts, fmt.Sprintf("video %q %s %dx%d", name, v.Codec, v.CodedWidth, v.CodedHeight))
 		}
 	}
+	if c.Audio != nil {
+		for _, name := range sortedKeys(c.Audio.Renditions) {
+			a := c.Audio.Renditions[name]
+			parts = append(parts, fmt.Sprintf("audio %q %s %d Hz ×%d", name, a.Codec, a.SampleRate, a.NumberOfChannels))
+		}
+	}
+	if len(parts) == 0 {
+		return "no renditions yet"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
