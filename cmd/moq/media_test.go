@@ -160,7 +160,8 @@ func TestMediaNotFragmented(t *testing.T) {
 
 // An MP4 with no samples (here a fragmented file's init segment alone)
 // publishes nothing: pub --media says so and exits non-zero at once, and
-// with --loop too, rather than going round the empty file for ever.
+// with --loop too, rather than going round the empty file for ever. An
+// empty file is refused as promptly.
 func TestMediaNoFrames(t *testing.T) {
 	ffmpegtest.Require(t)
 	dir := t.TempDir()
@@ -173,23 +174,31 @@ func TestMediaNoFrames(t *testing.T) {
 	for n+8 <= len(full) && string(full[n+4:n+8]) != "moof" {
 		n += int(binary.BigEndian.Uint32(full[n:]))
 	}
-	initOnly := filepath.Join(dir, "init.mp4")
-	if err := os.WriteFile(initOnly, full[:n], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, loop := range []bool{false, true} {
-		args := []string{"pub", "--broadcast", "empty.hang", "--media", initOnly, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"}
-		if loop {
-			args = append(args, "--loop")
+	files := map[string][]byte{"init.mp4": full[:n], "empty.mp4": nil}
+	want := map[string]string{"init.mp4": "no frames", "empty.mp4": "no moov box"}
+	for name, b := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		p := start(t, strings.Join(args, " "), nil, args...)
-		begin := time.Now()
-		code := p.wait(t, 15*time.Second)
-		errs := p.stderr.all()
-		if code == 0 || len(errs) == 0 || !strings.Contains(errs[len(errs)-1], "no frames") {
-			t.Fatalf("loop %v: exit %d, stderr %q; want non-zero, ending with \"no frames\"", loop, code, errs)
+		for _, loop := range []bool{false, true} {
+			args := []string{"pub", "--broadcast", "empty.hang", "--media", path, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"}
+			if loop {
+				args = append(args, "--loop")
+			}
+			p := start(t, strings.Join(args, " "), nil, args...)
+			begin := time.Now()
+			code := p.wait(t, 15*time.Second)
+			took := time.Since(begin)
+			errs := p.stderr.all()
+			if code == 0 || len(errs) == 0 || !strings.Contains(errs[len(errs)-1], want[name]) {
+				t.Fatalf("%s, loop %v: exit %d, stderr %q; want non-zero, ending with %q", name, loop, code, errs, want[name])
+			}
+			if took > 5*time.Second {
+				t.Fatalf("%s, loop %v: exit after %s", name, loop, took)
+			}
+			t.Logf("%s, loop %v: exit %d after %s: %s", name, loop, code, took.Round(time.Millisecond), errs[len(errs)-1])
 		}
-		t.Logf("loop %v: exit %d after %s: %s", loop, code, time.Since(begin).Round(time.Millisecond), errs[len(errs)-1])
 	}
 }
 
