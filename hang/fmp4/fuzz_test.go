@@ -12,8 +12,12 @@ import (
 
 // Whatever the input, the reader returns samples or an error: no panic.
 func FuzzReader(f *testing.F) {
-	if b, err := os.ReadFile("testdata/seed.mp4"); err == nil {
-		f.Add(b)
+	// A fragmented file, and a progressive one (its moov after its mdat),
+	// both with H.264 and AAC.
+	for _, seed := range []string{"testdata/seed.mp4", "testdata/seed-progressive.mp4"} {
+		if b, err := os.ReadFile(seed); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'v'})
 	f.Fuzz(func(t *testing.T, b []byte) {
