@@ -229,3 +229,55 @@ func tmuxServer(t *testing.T) func(args ...string) string {
 		return string(out)
 	}
 }
+
+// moq relay --metrics serves the moqp2p_ series of the sessions it
+// forwards between, and moq stats lists them.
+func TestRelayMetrics(t *testing.T) {
+	relay, addrs := startRelay(t, "relay", "--listen", "moql://127.0.0.1:0", "--metrics", "127.0.0.1:0")
+	metrics := field(relay.stdout.await(t, relay.name, "metrics: http://", 5*time.Second))
+	start(t, "pub", nil, "pub", "--broadcast", "m", "--connect", addrs["moql"], "--insecure", "--frames", "0", "--rate", "500")
+	start(t, "sub", nil, "sub", "--broadcast", "m", "--connect", addrs["moql"], "--insecure", "--count", "1000000000")
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`\nmoqp2p_sessions\{dir="inbound",transport="quic",version="moq-lite-05"\} 2\n`),
+		regexp.MustCompile(`\nmoqp2p_subscriptions\{dir="inbound",side="publisher",transport="quic",version="moq-lite-05"\} 1\n`),
+		regexp.MustCompile(`\nmoqp2p_frames_sent_total\{dir="inbound",transport="quic",version="moq-lite-05"\} [1-9]`),
+		regexp.MustCompile(`\nmoqp2p_frames_received_total\{dir="inbound",transport="quic",version="moq-lite-05"\} [1-9]`),
+	}
+	var body []byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		missing := 0
+		for _, re := range want {
+			if !re.Match(body) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scrape never had every series of %v:\n%s", want, grepLines(string(body), "moqp2p_"))
+		}
+	}
+	st := start(t, "stats", nil, "stats", strings.TrimSuffix(metrics, "/metrics"))
+	st.mustSucceed(t, 30*time.Second)
+	if out := string(st.stdout.bytes()); len(regexp.MustCompile(`(?m)^client 127\.0\.0\.1:\d+ +quic +moq-lite-05 `).FindAllString(out, -1)) != 2 || !strings.Contains(out, "serving m/data") {
+		t.Errorf("moq stats of the relay:\n%s", out)
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var b strings.Builder
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
