@@ -29,6 +29,7 @@ import (
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
@@ -306,13 +307,10 @@ type p2pSession struct {
 }
 
 func (p *p2pSession) Peer() string {
-	switch {
-	case p.name != "":
+	if p.name != "" {
 		return p.name
-	case p.s.RemotePeer() != "":
-		return p.s.RemotePeer().String()
 	}
-	return "client " + p.s.RemoteAddr().String() // of a --listen URL
+	return server.SessionPeer(p.s) // of a --listen URL
 }
 
 func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
@@ -348,20 +346,12 @@ func (p *p2pSession) Err() error            { return p.s.Err() }
 func (p *p2pSession) Close(reason string)   { _ = p.s.Close(broadcast.CodeCancel, reason) }
 func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 
-// Via tells the transports apart, the two libp2p paths by the name their
-// counters carry.
+// Via tells the transports apart (server.SessionVia), or names the URL's.
 func (p *p2pSession) Via() string {
-	switch {
-	case p.via != "":
+	if p.via != "" {
 		return p.via
-	case p.s.RemotePeer() == "" && p.s.RemoteAddr().Network() == "tcp":
-		return "WebSocket"
-	case p.s.RemotePeer() == "":
-		return "raw QUIC or WebTransport"
-	case p.s.Stats().Link.Transport == "p2pquic":
-		return "raw QUIC (p2pquic)"
 	}
-	return "libp2p streams (p2pstream)"
+	return server.SessionVia(p.s)
 }
 
 // checkPortsFree fails with one line naming the --listen multiaddr whose

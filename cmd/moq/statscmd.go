@@ -15,6 +15,8 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/moqp2p/moqp2p/moq/server"
 )
 
 const statsUsage = `
@@ -74,7 +76,7 @@ func runStats(ctx context.Context, std stdio, args []string) error {
 		_, err := std.stdout.Write(body)
 		return err
 	}
-	var doc statsDoc
+	var doc server.NodeStats
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return fmt.Errorf("stats: %s: %w", u, err)
 	}
@@ -101,7 +103,7 @@ func statsURL(addr string) (string, error) {
 	return "http://" + addr + "/stats", nil
 }
 
-func printStats(w io.Writer, doc statsDoc) {
+func printStats(w io.Writer, doc server.NodeStats) {
 	if doc.Peer != "" {
 		fmt.Fprintf(w, "node %s: %d sessions\n", doc.Peer, len(doc.Sessions))
 	}
