@@ -28,6 +28,7 @@ import (
 func (f *netFlags) registerObserve(fs *flag.FlagSet) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no live status line on a terminal (the final JSON line only)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (host:port, e.g. 127.0.0.1:9464)\nand the node's sessions as JSON on /stats (see moq stats)")
+	fs.BoolVar(&f.serveStats, "serve-stats", false, "answer moq stats over libp2p (protocol /moqp2p/stats/1) from any peer that can reach\nthe node's multiaddr: they see its sessions, with its peers' IDs and its clients' addresses")
 }
 
 // newRegistry is a --metrics registry: the node's moqp2p_ series (added by

@@ -143,6 +143,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		_ = h.Close()
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
+	if cfg.net.serveStats {
+		serveStats(m, cfg.log)
+	}
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
 	if cfg.incoming && (!plan.gate.refuseAll || serving) {
