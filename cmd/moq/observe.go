@@ -22,8 +22,8 @@ import (
 // a JSON list of the node's sessions over HTTP; --quiet turns the live
 // status line off. Every command that builds its node with newNode from
 // netFlags gets both (a relay command too: register netFlags, call newNode,
-// and --metrics works; its live line is startProgress with a status func,
-// as node's).
+// and --metrics works; its live line is startNodeLine's, as node's).
+// --serve-stats answers moq stats over libp2p too (statsp2p.go).
 
 func (f *netFlags) registerObserve(fs *flag.FlagSet) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no live status line on a terminal (the final JSON line only)")

@@ -144,6 +144,9 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		return nil, fmt.Errorf("moq node: %w", err)
 	}
 	if cfg.net.serveStats {
+		if plan.gate.refuseAll {
+			cfg.log.Warn("--serve-stats: no peer can ask, the node accepts no libp2p connection (give --listen /ip4/…/udp/PORT/quic-v1)")
+		}
 		serveStats(m, cfg.log)
 	}
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
