@@ -316,7 +316,7 @@ func (p *p2pSession) Peer() string {
 	if p.name != "" {
 		return p.name
 	}
-	return server.SessionPeer(p.s) // of a --listen URL
+	return server.SessionPeer(p.s) // a peer ID, or "client ADDR" of a --listen URL
 }
 
 func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {

@@ -49,7 +49,7 @@ Examples:
   moq stats /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…
 `
 
-// runStats is ` + "`moq stats`" + `.
+// runStats is `moq stats`.
 func runStats(ctx context.Context, std stdio, args []string) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
 	setUsage(fs, statsUsage)
