@@ -83,11 +83,15 @@ type SubscriptionStats struct {
 	// Latest is the highest group sequence seen (valid when HasLatest).
 	Latest    uint64 `json:"latest"`
 	HasLatest bool   `json:"has_latest"`
-	// Behind is how far the latest group's sending started behind live
-	// (served only): its age, from the publisher's making it to its send
+	// Behind is how far the latest group's sending started behind live,
+	// measured on the publishing side (served subscriptions only): the
+	// group's age on the publisher's clock, from its making to its send
 	// starting. It grows when the subscriber or the link is slower than
-	// the media. Frames carry no timestamp, so a subscriber cannot measure
-	// its distance from live; it is 0 there.
+	// the media. It is 0 on the subscribing side: lite-05's frame
+	// timestamps are media times in the track's timescale, with no
+	// wall-clock origin shared with the publisher, so a subscriber cannot
+	// tell from them how far it is behind live (and lite-04 frames carry
+	// no timestamp at all).
 	Behind time.Duration `json:"behind_ns"`
 }
 

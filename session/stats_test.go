@@ -198,7 +198,10 @@ func impairedPair(t *testing.T, pubLink, subLink impair.Config) (pub, sub *Sessi
 // 50 ms added to the path shows in the RTT both ends measure: the minimum
 // within 20 %, the smoothed RTT at least that and at most twice the delay
 // (a loaded machine adds scheduling delays to the samples, which the
-// minimum of many round trips filters out and the average does not).
+// minimum of many round trips filters out and the average does not); the
+// congestion window is reported too. The delay is added in user space
+// (internal/impair's delaying PacketConn on one side), not by netem: the
+// kernels the tests run on may lack sch_netem.
 func TestStatsRTTReflectsDelay(t *testing.T) {
 	const delay = 50 * time.Millisecond
 	pub, sub := impairedPair(t, impair.Config{}, impair.Config{Delay: delay})
@@ -228,6 +231,9 @@ func TestStatsRTTReflectsDelay(t *testing.T) {
 		lo, hi := delay*8/10, delay*12/10
 		if st.MinRTT < lo || st.MinRTT > hi || st.RTT < lo || st.RTT > 2*delay {
 			t.Errorf("%s: RTT %v, min %v with %v added: want the minimum within 20 %%, the smoothed one in [%v, %v]", name, st.RTT, st.MinRTT, delay, lo, 2*delay)
+		}
+		if st.CongestionWindow == 0 {
+			t.Errorf("%s: congestion window %d, want it reported", name, st.CongestionWindow)
 		}
 	}
 }

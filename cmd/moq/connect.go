@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -176,13 +175,8 @@ func (n *node) pagesHandler() http.Handler {
 		mux.Handle("/fetch/", n.cfg.handler)
 	}
 	// The pages show the node's live stats next to the player: its
-	// sessions and broadcasts, as moq stats prints them.
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(nodeStats(r.Context(), n))
-	})
-	mux.Handle("/", watch.Handler())
+	// sessions and broadcasts, as moq stats prints them, from /stats.
+	mux.Handle("/", watch.NodeHandler(n.p2p.m))
 	return mux
 }
 

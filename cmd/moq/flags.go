@@ -47,6 +47,7 @@ type netFlags struct {
 	allowOrigin stringList
 	quiet       bool   // no live status line (observe.go)
 	metrics     string // --metrics ADDR: serve /metrics and /stats (observe.go)
+	serveStats  bool   // --serve-stats: answer moq stats over libp2p (statsp2p.go)
 
 	// boot are the parsed --bootstrap peers (set by endpoints).
 	boot []endpoint

@@ -28,7 +28,8 @@ commands:
           DHT: a --bootstrap peer for the others) until interrupted
   clock   clock pub|sub: a broadcast of the time, one group per second
   chat    exchange lines with other peers
-  stats   print the sessions of a node started with --metrics ADDR
+  stats   print a node's sessions: its --metrics ADDR, https:// --listen or
+          libp2p address (with --serve-stats)
   relay   forward broadcasts between sessions and other relays (like moq-relay)
   help    show this text, or a command's: moq help <command>
   version print the module version moq was built from
@@ -63,9 +64,13 @@ Examples, on one machine (the listener prints what the other side needs):
   moq pub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
   moq sub --broadcast demo --bootstrap /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<node-id>
 
-Observability: on a terminal pub, sub and node draw a live status line on
-stderr (--quiet: none); --metrics ADDR serves Prometheus metrics on
-http://ADDR/metrics and the sessions on /stats (moq stats ADDR prints them);
+Observability: on a terminal pub, sub, node and relay draw a live status line
+on stderr (--quiet: none); --metrics ADDR serves Prometheus metrics on
+http://ADDR/metrics and the sessions on /stats (moq stats ADDR prints them).
+moq stats also reads an https:// --listen (over HTTP/3, with --fingerprint HEX
+or --insecure) and, from a node started with --serve-stats, a libp2p address;
+--serve-stats shows the node's sessions (its peers' IDs, its clients'
+addresses) to any peer that can reach it, so it is off by default.
 QLOGDIR=DIR makes every QUIC connection write a qlog file into DIR.
 
 Errors are one line on stderr and a non-zero exit status (2: bad usage).

@@ -16,8 +16,9 @@ import (
 // headless Chromium plays it (video with AAC audio): the page's decoded-frame count advances,
 // it decodes audio, and
 // screenshots of the page a few frames apart show the player's area lit
-// and moving. With MOQP2P_WATCH_SCREENSHOT set, the last screenshot is
-// saved there (docs/watch.png comes from this test).
+// and moving. With MOQP2P_WATCH_SCREENSHOT set, a screenshot taken once
+// the node's stats line shows is saved there (docs/watch.png comes from
+// this test).
 func TestWatchPagePlaysPub(t *testing.T) {
 	ffmpegtest.Require(t)
 	jspeer.RequireChromium(t)
@@ -30,7 +31,7 @@ func TestWatchPagePlaysPub(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := jspeer.LaunchChromium(ctx, page, jspeer.ChromiumOptions{Args: []string{jspeer.DevTools, "--window-size=620,660"}})
+	b, err := jspeer.LaunchChromium(ctx, page, jspeer.ChromiumOptions{Args: []string{jspeer.DevTools, "--window-size=620,780"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,11 @@ func TestWatchPagePlaysPub(t *testing.T) {
 		}
 	}
 	if path := os.Getenv("MOQP2P_WATCH_SCREENSHOT"); path != "" {
-		if err := os.WriteFile(path, scr.PNG, 0o644); err != nil {
+		raw, err := b.Screenshot(ctx) // the player, and the node line under it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,20 +14,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
-	"github.com/moqp2p/moqp2p/transport"
 )
 
 // Observability of the CLI's node: --metrics serves Prometheus metrics and
 // a JSON list of the node's sessions over HTTP; --quiet turns the live
 // status line off. Every command that builds its node with newNode from
 // netFlags gets both (a relay command too: register netFlags, call newNode,
-// and --metrics works; its live line is startProgress with a status func,
-// as node's).
+// and --metrics works; its live line is startNodeLine's, as node's).
+// --serve-stats answers moq stats over libp2p too (statsp2p.go).
 
 func (f *netFlags) registerObserve(fs *flag.FlagSet) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no live status line on a terminal (the final JSON line only)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (host:port, e.g. 127.0.0.1:9464)\nand the node's sessions as JSON on /stats (see moq stats)")
+	fs.BoolVar(&f.serveStats, "serve-stats", false, "answer moq stats over libp2p (protocol /moqp2p/stats/1) from any peer that can reach\nthe node's multiaddr: they see its sessions, with its peers' IDs and its clients' addresses")
 }
 
 // newRegistry is a --metrics registry: the node's moqp2p_ series (added by
@@ -57,10 +57,7 @@ func startObserve(n *node) (*observeServer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.p2p.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(nodeStats(r.Context(), n))
-	})
+	mux.Handle("GET /stats", server.StatsHandler(n.p2p.m))
 	o := &observeServer{addr: ln.Addr().String(), done: make(chan struct{}),
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go func() {
@@ -78,48 +75,6 @@ func (o *observeServer) close() {
 	}
 	_ = o.srv.Close()
 	<-o.done
-}
-
-// statsDoc is what /stats serves and moq stats prints.
-type statsDoc struct {
-	Peer       string         `json:"peer,omitempty"` // the node's libp2p peer ID
-	Broadcasts []string       `json:"broadcasts"`     // published by the node itself
-	Sessions   []sessionStats `json:"sessions"`
-}
-
-// sessionStats is one session in /stats.
-type sessionStats struct {
-	Peer          string                      `json:"peer"`
-	Via           string                      `json:"via"`
-	Version       string                      `json:"version"`
-	Dialed        bool                        `json:"dialed"`
-	Seconds       float64                     `json:"seconds"`
-	RTTMillis     float64                     `json:"rtt_ms"`
-	Link          transport.Stats             `json:"link"`
-	Media         session.Stats               `json:"media"`
-	Subscriptions []session.SubscriptionStats `json:"subscriptions"`
-}
-
-func nodeStats(ctx context.Context, n *node) statsDoc {
-	doc := statsDoc{Broadcasts: []string{}, Sessions: []sessionStats{}}
-	if n.p2p == nil {
-		return doc
-	}
-	doc.Peer = n.p2p.h.ID().String()
-	if names, err := n.p2p.m.PublishedBroadcasts(ctx); err == nil {
-		doc.Broadcasts = append(doc.Broadcasts, names...)
-	}
-	list, _ := n.p2p.m.Sessions(ctx)
-	for _, s := range list {
-		st := s.Stats()
-		ps := &p2pSession{s: s}
-		doc.Sessions = append(doc.Sessions, sessionStats{
-			Peer: ps.Peer(), Via: ps.Via(), Version: s.Version(), Dialed: s.Dialed(),
-			Seconds: st.Since.Seconds(), RTTMillis: float64(st.RTT.Microseconds()) / 1000,
-			Link: st.Link, Media: st.Media, Subscriptions: st.Subscriptions,
-		})
-	}
-	return doc
 }
 
 // liveTotals is the node-wide state the live status line shows.
@@ -144,7 +99,7 @@ func newTally(n *node) *tally { return &tally{n: n, last: map[moq.Session]sessio
 // startNodeLine starts the live line of a node or relay (verb): round
 // trip, peers, subscribers and rates, from t.
 func startNodeLine(ctx context.Context, std stdio, quiet bool, verb string, t *tally) *progress {
-	return startProgress(std.stderr, quiet, verb, func(uint64) status {
+	return startLine(std.stderr, quiet, verb, true, func(uint64) status {
 		lt := t.read(ctx, true)
 		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
 	})

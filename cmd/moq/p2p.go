@@ -29,6 +29,7 @@ import (
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/identity"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
 )
 
@@ -141,6 +142,12 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		}
 		_ = h.Close()
 		return nil, fmt.Errorf("moq node: %w", err)
+	}
+	if cfg.net.serveStats {
+		if plan.gate.refuseAll {
+			cfg.log.Warn("--serve-stats: no peer can ask, the node accepts no libp2p connection (give --listen /ip4/…/udp/PORT/quic-v1)")
+		}
+		serveStats(m, cfg.log)
 	}
 	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
@@ -306,13 +313,10 @@ type p2pSession struct {
 }
 
 func (p *p2pSession) Peer() string {
-	switch {
-	case p.name != "":
+	if p.name != "" {
 		return p.name
-	case p.s.RemotePeer() != "":
-		return p.s.RemotePeer().String()
 	}
-	return "client " + p.s.RemoteAddr().String() // of a --listen URL
+	return server.SessionPeer(p.s) // a peer ID, or "client ADDR" of a --listen URL
 }
 
 func (p *p2pSession) Announced(ctx context.Context, prefix string) iter.Seq2[string, *broadcast.Consumer] {
@@ -348,20 +352,12 @@ func (p *p2pSession) Err() error            { return p.s.Err() }
 func (p *p2pSession) Close(reason string)   { _ = p.s.Close(broadcast.CodeCancel, reason) }
 func (p *p2pSession) RTT() time.Duration    { return p.s.Stats().RTT }
 
-// Via tells the transports apart, the two libp2p paths by the name their
-// counters carry.
+// Via tells the transports apart (server.SessionVia), or names the URL's.
 func (p *p2pSession) Via() string {
-	switch {
-	case p.via != "":
+	if p.via != "" {
 		return p.via
-	case p.s.RemotePeer() == "" && p.s.RemoteAddr().Network() == "tcp":
-		return "WebSocket"
-	case p.s.RemotePeer() == "":
-		return "raw QUIC or WebTransport"
-	case p.s.Stats().Link.Transport == "p2pquic":
-		return "raw QUIC (p2pquic)"
 	}
-	return "libp2p streams (p2pstream)"
+	return server.SessionVia(p.s)
 }
 
 // checkPortsFree fails with one line naming the --listen multiaddr whose

@@ -25,13 +25,18 @@ const liveEvery = 250 * time.Millisecond
 // progress draws one self-overwriting status line on a terminal, a few
 // times a second: frames and bytes so far and their rate over the last
 // interval, groups, groups skipped (never started, or reset), the
-// sessions' RTT (the largest), peers and subscribers. There is no
-// end-to-end media latency: frames carry no send timestamp, and the
+// sessions' RTT (the largest), peers and subscribers; a node's or
+// relay's line shows its peers, subscribers and payload rates both ways.
+// There is no end-to-end media latency: frame timestamps (lite-05) are
+// media times with no wall clock shared with the publisher, and the
 // network RTT is what can be measured honestly. Off a terminal, or with
 // --quiet, it draws nothing: it counts, and reads status at each tick.
 type progress struct {
-	w      io.Writer
-	verb   string // "sent", "received", or "node" (a node's line: bytes both ways)
+	w    io.Writer
+	verb string // "sent", "received", "node" or "relay"
+	// node draws a node's or relay's line: peers, subscribers and payload
+	// both ways, from status (the command counts no frames of its own).
+	node   bool
 	status func(frames uint64) status
 	frames atomic.Uint64
 	bytes  atomic.Uint64
@@ -48,7 +53,12 @@ type progress struct {
 // false; status, if not nil, is read on the drawing goroutine and given
 // the frames counted so far.
 func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) status) *progress {
-	p := &progress{w: w, verb: verb, status: st, stop: make(chan struct{})}
+	return startLine(w, quiet, verb, false, st)
+}
+
+// startLine is startProgress, drawing a node's line if node is set.
+func startLine(w io.Writer, quiet bool, verb string, node bool, st func(frames uint64) status) *progress {
+	p := &progress{w: w, verb: verb, node: node, status: st, stop: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.draw = true
 	}
@@ -121,9 +131,9 @@ func (p *progress) run() {
 // line renders the status line.
 func (p *progress) line(st status, frames, bytes uint64, elapsed time.Duration, fps, mibps, sentMiBps, recvMiBps float64) string {
 	var line string
-	if p.verb == "node" {
-		line = fmt.Sprintf("node: %d peers, %d subscribers, sent %.1f MiB (%.2f MiB/s), received %.1f MiB (%.2f MiB/s), up %s",
-			st.peers, max(st.subscribers, 0), float64(st.sent)/(1<<20), sentMiBps, float64(st.received)/(1<<20), recvMiBps,
+	if p.node {
+		line = fmt.Sprintf("%s: %d peers, %d subscribers, sent %.1f MiB (%.2f MiB/s), received %.1f MiB (%.2f MiB/s), up %s",
+			p.verb, st.peers, max(st.subscribers, 0), float64(st.sent)/(1<<20), sentMiBps, float64(st.received)/(1<<20), recvMiBps,
 			elapsed.Truncate(time.Second))
 	} else {
 		line = fmt.Sprintf("%s %d frames, %d groups, %.1f MiB in %s: %.0f frames/s, %.2f MiB/s, %d skipped, %d peers",

@@ -162,21 +162,27 @@ func TestBootstrapFlag(t *testing.T) {
 	}
 }
 
-func TestStatsURL(t *testing.T) {
+func TestStatsSource(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:9464":                "http://127.0.0.1:9464/stats",
 		"http://127.0.0.1:9464/metrics": "http://127.0.0.1:9464/stats",
 		"http://[::1]:9464/":            "http://[::1]:9464/stats",
+		"https://127.0.0.1:4443/":       "https://127.0.0.1:4443/stats",
+		"https://relay.example/room":    "https://relay.example/stats",
 		"/ip4/127.0.0.1/tcp/9464":       "http://127.0.0.1:9464/stats",
 		"/ip6/::1/tcp/9464":             "http://[::1]:9464/stats",
 	} {
-		if got, err := statsURL(in); err != nil || got != want {
-			t.Errorf("statsURL(%q) = %q, %v; want %q", in, got, err, want)
+		if got, err := statsSource(in); err != nil || got.url != want || got.p2p != nil {
+			t.Errorf("statsSource(%q) = %+v, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"/ip4/127.0.0.1/udp/9464/quic-v1", "/nonsense"} {
-		if got, err := statsURL(bad); err == nil {
-			t.Errorf("statsURL(%q) = %q, want an error", bad, got)
+	p2p := "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooWEWUQ7Mupb7tpCideXSA6taRVXYmdUuVErv7rqjSkpSWK"
+	if got, err := statsSource(p2p); err != nil || got.url != "" || got.p2p.String() != p2p {
+		t.Errorf("statsSource(%q) = %+v, %v; want the multiaddr", p2p, got, err)
+	}
+	for _, bad := range []string{"/ip4/127.0.0.1/udp/9464/quic-v1", "/nonsense", "https:///stats"} {
+		if got, err := statsSource(bad); err == nil {
+			t.Errorf("statsSource(%q) = %+v, want an error", bad, got)
 		}
 	}
 }

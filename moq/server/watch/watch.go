@@ -5,13 +5,17 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 )
 
 //go:embed assets
 var assets embed.FS
 
 // Handler serves the pages under "/": /watch?name=NAME, /publish?name=NAME
-// and their scripts. Set it as server.Server.Handler.
+// and their scripts. Set it as server.Server.Handler. The pages show the
+// node's statistics from /stats, which NodeHandler adds.
 func Handler() http.Handler {
 	sub, _ := fs.Sub(assets, "assets") // the directory is embedded: cannot fail
 	files := http.FileServerFS(sub)
@@ -34,6 +38,18 @@ func Handler() http.Handler {
 			files.ServeHTTP(w, r)
 		})
 	}
+	return mux
+}
+
+// NodeHandler is Handler with node m's live statistics at /stats
+// (server.StatsHandler), which the pages show next to the player; with
+// Handler alone they say "stats unavailable". The statistics name the
+// node's peers and its clients' addresses: where those should not be seen,
+// use Handler.
+func NodeHandler(m *moq.Moq) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /stats", server.StatsHandler(m))
+	mux.Handle("/", Handler())
 	return mux
 }
 

@@ -17,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/hang"
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 )
 
 func get(t *testing.T, srv *httptest.Server, method, path string) (*http.Response, string) {
@@ -67,6 +71,48 @@ func TestHandlerServesThePages(t *testing.T) {
 		if resp, _ := get(t, srv, c.method, c.path); resp.StatusCode < 400 {
 			t.Errorf("%s %s: %d, want an error", c.method, c.path, resp.StatusCode)
 		}
+	}
+}
+
+// NodeHandler adds the node's statistics to the pages, which it still
+// serves.
+func TestNodeHandlerServesStats(t *testing.T) {
+	h, err := moq.NewHost(moq.HostConfig{ListenAddrs: []ma.Multiaddr{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := moq.New(h)
+	if err != nil {
+		_ = h.Close()
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = m.Shutdown(context.Background())
+		_ = h.Close()
+	}()
+	b := broadcast.New(broadcast.Config{})
+	defer b.Finish()
+	if _, err := m.Publish(t.Context(), "room/cam", b.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NodeHandler(m))
+	defer srv.Close()
+	resp, body := get(t, srv, http.MethodGet, "/stats")
+	var doc server.NodeStats
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("/stats: %v, %q: %s", err, resp.Header.Get("Content-Type"), body)
+	}
+	if doc.Peer != h.ID().String() || len(doc.Broadcasts) != 1 || doc.Broadcasts[0] != "room/cam" || len(doc.Sessions) != 0 {
+		t.Errorf("/stats: %+v", doc)
+	}
+	if resp, body := get(t, srv, http.MethodGet, "/watch?name=room/cam"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "node.js") {
+		t.Errorf("/watch: %s", resp.Status)
+	}
+	// Handler alone has no /stats: the page says so.
+	plain := httptest.NewServer(Handler())
+	defer plain.Close()
+	if resp, _ := get(t, plain, http.MethodGet, "/stats"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("Handler's /stats: %s", resp.Status)
 	}
 }
 
