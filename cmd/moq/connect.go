@@ -176,6 +176,11 @@ func (n *node) pagesHandler() http.Handler {
 	}
 	// The pages show the node's live stats next to the player: its
 	// sessions and broadcasts, as moq stats prints them, from /stats.
+	// Anyone who can load the pages reads them, so the sessions' peers
+	// and addresses are in them only with --serve-stats.
+	if n.cfg.net.serveStats {
+		mux.Handle("GET /stats", server.StatsHandler(n.p2p.m))
+	}
 	mux.Handle("/", watch.NodeHandler(n.p2p.m))
 	return mux
 }

@@ -70,7 +70,8 @@ http://ADDR/metrics and the sessions on /stats (moq stats ADDR prints them).
 moq stats also reads an https:// --listen (over HTTP/3, with --fingerprint HEX
 or --insecure) and, from a node started with --serve-stats, a libp2p address;
 --serve-stats shows the node's sessions (its peers' IDs, its clients'
-addresses) to any peer that can reach it, so it is off by default.
+addresses) to any peer that can reach it, and on the https:// and ws://
+pages' /stats, so it is off by default.
 QLOGDIR=DIR makes every QUIC connection write a qlog file into DIR.
 
 Errors are one line on stderr and a non-zero exit status (2: bad usage).

@@ -25,7 +25,7 @@ type NodeStats struct {
 type SessionStats struct {
 	// Peer names the other end: its peer ID, or "client ADDR" for a
 	// client without a libp2p identity.
-	Peer string `json:"peer"`
+	Peer string `json:"peer,omitempty"`
 	// Via names the transport the session runs on.
 	Via     string  `json:"via"`
 	Version string  `json:"version"` // the moq-lite version negotiated
@@ -85,11 +85,35 @@ func SessionVia(s *moq.Session) string {
 	return "libp2p streams (p2pstream)"
 }
 
+// Anonymous is s without what names the node's peers and clients (each
+// session's Peer): the counts, rates and broadcasts a page shows, for
+// anyone who can load it.
+func (s NodeStats) Anonymous() NodeStats {
+	out := s
+	out.Sessions = make([]SessionStats, len(s.Sessions))
+	for i, ss := range s.Sessions {
+		ss.Peer = ""
+		out.Sessions[i] = ss
+	}
+	return out
+}
+
 // StatsHandler serves m's statistics (Stats) as JSON to GET requests:
 // mount it at /stats next to watch.Handler and the pages show the node's
 // sessions, broadcasts and rates. The document names the node's peers
-// and its clients' addresses: serve it only where they may be seen.
+// and its clients' addresses: serve it only where they may be seen, and
+// AnonymousStatsHandler elsewhere.
 func StatsHandler(m *moq.Moq) http.Handler {
+	return statsHandler(m, false)
+}
+
+// AnonymousStatsHandler is StatsHandler serving NodeStats.Anonymous: no
+// peer ID or client address.
+func AnonymousStatsHandler(m *moq.Moq) http.Handler {
+	return statsHandler(m, true)
+}
+
+func statsHandler(m *moq.Moq, anonymous bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -98,6 +122,10 @@ func StatsHandler(m *moq.Moq) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(Stats(r.Context(), m))
+		doc := Stats(r.Context(), m)
+		if anonymous {
+			doc = doc.Anonymous()
+		}
+		_ = json.NewEncoder(w).Encode(doc)
 	})
 }

@@ -20,6 +20,7 @@ func TestStatsHandler(t *testing.T) {
 	srv := serve(t, n, func(s *Server) {
 		mux := http.NewServeMux()
 		mux.Handle("/stats", StatsHandler(n))
+		mux.Handle("/anonymous", AnonymousStatsHandler(n))
 		s.Handler = mux
 	})
 	conn, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
@@ -69,7 +70,27 @@ func TestStatsHandler(t *testing.T) {
 		t.Errorf("stats %+v", doc)
 	}
 
-	resp, err := http.Post(url, "application/json", nil)
+	// The anonymous document has the same session and counters, without
+	// the client's address.
+	resp, err := http.Get("http://" + srv.TCPAddr().String() + "/anonymous")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var anon NodeStats
+	if err := json.Unmarshal(raw, &anon); err != nil {
+		t.Fatal(err)
+	}
+	if len(anon.Sessions) != 1 || anon.Sessions[0].Peer != "" || anon.Sessions[0].Media.FramesSent < 5 ||
+		strings.Contains(string(raw), "127.0.0.1") || strings.Contains(string(raw), `"peer":""`) {
+		t.Errorf("anonymous stats %s", raw)
+	}
+
+	resp, err = http.Post(url, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,14 +41,14 @@ func Handler() http.Handler {
 	return mux
 }
 
-// NodeHandler is Handler with node m's live statistics at /stats
-// (server.StatsHandler), which the pages show next to the player; with
-// Handler alone they say "stats unavailable". The statistics name the
-// node's peers and its clients' addresses: where those should not be seen,
-// use Handler.
+// NodeHandler is Handler with node m's live statistics at /stats, which
+// the pages show next to the player (with Handler alone they say "stats
+// unavailable"): server.AnonymousStatsHandler, the counts and rates
+// without the node's peer IDs or its clients' addresses, since anyone who
+// can load the pages can read them.
 func NodeHandler(m *moq.Moq) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /stats", server.StatsHandler(m))
+	mux.Handle("GET /stats", server.AnonymousStatsHandler(m))
 	mux.Handle("/", Handler())
 	return mux
 }
