@@ -99,12 +99,22 @@ func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
 
 // A 5 s partition in the middle of a 15 frames/s stream: the session dies
 // (dead-peer detection), the resilient track resubscribes once the link
-// heals, resuming within 2.5 s, and every group published after it resumed
+// heals, resuming within 1 s, and every group published after it resumed
 // arrives. The reader sees a gap and Lost/Live events, never an error.
 func TestResilientTrackSurvivesPartition(t *testing.T) {
 	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
 	t.Run("p2pstream-tcp", func(t *testing.T) { testSurvivesPartition(t, false) })
 }
+
+// resumeBound is how soon after a partition heals a resilient track must
+// have its first group from the new upstream. The library's part: a redial
+// is under way at most KeepOptions.MaxBackoff (500 ms) after the heal (the
+// attempts overlap, so none waits out a stuck handshake's retransmission
+// timer), the track tries the redialed session as soon as the link
+// connects, and the subscription's first group is at most one group
+// interval away (67 ms at 15 fps). That leaves a handshake and two round
+// trips a few hundred milliseconds of a loaded runner's time.
+const resumeBound = time.Second
 
 func testSurvivesPartition(t *testing.T, udp bool) {
 	pub, sub := newNode(t), newNode(t)
@@ -125,27 +135,49 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 	time.Sleep(time.Second)
 	link.Set(impair.Config{Loss: 1})
 	time.Sleep(5 * time.Second)
-	link.Set(impair.Config{})
-	healed := time.Now()
+	healed := healNow(link)
 	time.Sleep(4 * time.Second)
+	checkResumed(t, tr, r, healed, resumeBound)
+}
 
-	got := r.snapshot()
+// healNow lifts the partition on link and returns when it did: the clock
+// is read as the link is healed, before anything else is scheduled.
+func healNow(link interface{ Set(impair.Config) }) time.Time {
+	link.Set(impair.Config{})
+	return time.Now()
+}
+
+// checkResumed checks a resilient track that lost its upstream before
+// healed: its first group from a new upstream (the TrackResumed event,
+// taken when that group arrived) came within bound of healed, and every
+// group the recorder got after it follows the previous one.
+func checkResumed(t *testing.T, tr *ResilientTrack, r *recorder, healed time.Time, bound time.Duration) {
+	t.Helper()
+	var kinds []string
+	var resumed *TrackEvent
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for ev := range tr.Events(ctx) {
+		kinds = append(kinds, ev.Kind.String())
+		if ev.Kind == TrackResumed && ev.At.After(healed) {
+			resumed = &ev
+			break
+		}
+	}
+	if resumed == nil {
+		t.Fatalf("no group from a new upstream after the partition healed (events %v, err %v)", kinds, r.err)
+	}
+	if d := resumed.At.Sub(healed); d > bound {
+		t.Errorf("track resumed %v after the partition healed, want within %v", d, bound)
+	}
 	var after []arrival
-	for _, a := range got {
-		if a.at.After(healed) {
+	for _, a := range r.snapshot() {
+		if !a.at.Before(resumed.At) {
 			after = append(after, a)
 		}
 	}
 	if len(after) == 0 {
-		t.Fatalf("nothing received in 4 s after the partition healed (err %v)", r.err)
-	}
-	// A redial is due at most MaxBackoff (500 ms) after the heal; then a
-	// handshake, the resubscribe and the next group (one every 67 ms).
-	// That is well under 1 s on an idle machine; a loaded CI runner under
-	// -race has taken 1.1 s, so the bound leaves it room while still
-	// catching a redial schedule that backs off past MaxBackoff.
-	if d := after[0].at.Sub(healed); d > 2500*time.Millisecond {
-		t.Errorf("track resumed %v after the partition healed, want within 2.5 s", d)
+		t.Fatalf("nothing read after the track resumed (err %v)", r.err)
 	}
 	// Every group from the first one after resuming on, in whatever order
 	// the group streams landed.
@@ -159,17 +191,11 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 			t.Errorf("after resuming, groups %d to %d missing (received %v)", idx[i-1]+1, idx[i]-1, idx)
 		}
 	}
-	var kinds []string
-	for ev := range tr.Events(testCtx(t)) {
-		kinds = append(kinds, ev.Kind.String())
-		if ev.Kind == TrackLive && len(kinds) > 1 {
-			break
-		}
+	if !slices.Contains(kinds, "lost") || kinds[0] != "live" {
+		t.Errorf("events %v, want live, lost, ..., resumed", kinds)
 	}
-	if fmt.Sprint(kinds[:3]) != "[live lost live]" && fmt.Sprint(kinds[:2]) != "[live lost]" {
-		t.Errorf("events %v, want live, lost, live", kinds)
-	}
-	t.Logf("resumed %v after healing; %d groups after; skipped %d; events %v", after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
+	t.Logf("resumed %v after healing (first read %v after); %d groups after; skipped %d; events %v",
+		resumed.At.Sub(healed), after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
 }
 
 // An unpinned resilient track names the peer its upstream subscription was
