@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/internal/faults"
 	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 )
@@ -99,22 +100,12 @@ func paced(t *testing.T, m *media, fps int) func() map[int]time.Time {
 
 // A 5 s partition in the middle of a 15 frames/s stream: the session dies
 // (dead-peer detection), the resilient track resubscribes once the link
-// heals, resuming within 1 s, and every group published after it resumed
-// arrives. The reader sees a gap and Lost/Live events, never an error.
+// heals, resuming within 1 s of the heal (faults.ResumeBound), and every
+// group published after it resumed arrives. The reader sees a gap and Lost/Live events, never an error.
 func TestResilientTrackSurvivesPartition(t *testing.T) {
 	t.Run("p2pquic", func(t *testing.T) { testSurvivesPartition(t, true) })
 	t.Run("p2pstream-tcp", func(t *testing.T) { testSurvivesPartition(t, false) })
 }
-
-// resumeBound is how soon after a partition heals a resilient track must
-// have its first group from the new upstream. The library's part: a redial
-// is under way at most KeepOptions.MaxBackoff (500 ms) after the heal (the
-// attempts overlap, so none waits out a stuck handshake's retransmission
-// timer), the track tries the redialed session as soon as the link
-// connects, and the subscription's first group is at most one group
-// interval away (67 ms at 15 fps). That leaves a handshake and two round
-// trips a few hundred milliseconds of a loaded runner's time.
-const resumeBound = time.Second
 
 func testSurvivesPartition(t *testing.T, udp bool) {
 	pub, sub := newNode(t), newNode(t)
@@ -131,71 +122,37 @@ func testSurvivesPartition(t *testing.T, udp bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := record(t, tr)
+	t.Cleanup(tr.Close)
+	rec := faults.Record(t, tr.RecvGroup)
 	time.Sleep(time.Second)
 	link.Set(impair.Config{Loss: 1})
 	time.Sleep(5 * time.Second)
-	healed := healNow(link)
-	time.Sleep(4 * time.Second)
-	checkResumed(t, tr, r, healed, resumeBound)
+	healed := faults.Heal(link)
+	resumed, kinds := resumedAfter(t, tr, healed)
+	time.Sleep(3 * time.Second)
+	faults.CheckResumed(t, rec, healed, resumed, faults.ResumeBound)
+	if !slices.Contains(kinds, "lost") || kinds[0] != "live" {
+		t.Errorf("events %v, want live, lost, ..., resumed", kinds)
+	}
+	t.Logf("skipped %d; events %v", tr.Skipped(), kinds)
 }
 
-// healNow lifts the partition on link and returns when it did: the clock
-// is read as the link is healed, before anything else is scheduled.
-func healNow(link interface{ Set(impair.Config) }) time.Time {
-	link.Set(impair.Config{})
-	return time.Now()
-}
-
-// checkResumed checks a resilient track that lost its upstream before
-// healed: its first group from a new upstream (the TrackResumed event,
-// taken when that group arrived) came within bound of healed, and every
-// group the recorder got after it follows the previous one.
-func checkResumed(t *testing.T, tr *ResilientTrack, r *recorder, healed time.Time, bound time.Duration) {
+// resumedAfter waits for tr's first TrackResumed event after healed and
+// returns when it came (its first group from the new upstream), and the
+// events up to it; it fails the test if it never comes.
+func resumedAfter(t *testing.T, tr *ResilientTrack, healed time.Time) (time.Time, []string) {
 	t.Helper()
 	var kinds []string
-	var resumed *TrackEvent
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for ev := range tr.Events(ctx) {
 		kinds = append(kinds, ev.Kind.String())
 		if ev.Kind == TrackResumed && ev.At.After(healed) {
-			resumed = &ev
-			break
+			return ev.At, kinds
 		}
 	}
-	if resumed == nil {
-		t.Fatalf("no group from a new upstream after the partition healed (events %v, err %v)", kinds, r.err)
-	}
-	if d := resumed.At.Sub(healed); d > bound {
-		t.Errorf("track resumed %v after the partition healed, want within %v", d, bound)
-	}
-	var after []arrival
-	for _, a := range r.snapshot() {
-		if !a.at.Before(resumed.At) {
-			after = append(after, a)
-		}
-	}
-	if len(after) == 0 {
-		t.Fatalf("nothing read after the track resumed (err %v)", r.err)
-	}
-	// Every group from the first one after resuming on, in whatever order
-	// the group streams landed.
-	idx := make([]int, len(after))
-	for i, a := range after {
-		idx[i] = a.index
-	}
-	slices.Sort(idx)
-	for i := 1; i < len(idx); i++ {
-		if idx[i] != idx[i-1]+1 {
-			t.Errorf("after resuming, groups %d to %d missing (received %v)", idx[i-1]+1, idx[i]-1, idx)
-		}
-	}
-	if !slices.Contains(kinds, "lost") || kinds[0] != "live" {
-		t.Errorf("events %v, want live, lost, ..., resumed", kinds)
-	}
-	t.Logf("resumed %v after healing (first read %v after); %d groups after; skipped %d; events %v",
-		resumed.At.Sub(healed), after[0].at.Sub(healed), len(after), tr.Skipped(), kinds)
+	t.Fatalf("no group from a new upstream after the partition healed (events %v)", kinds)
+	return time.Time{}, nil
 }
 
 // An unpinned resilient track names the peer its upstream subscription was
