@@ -136,9 +136,9 @@ func (p *UDPProxy) Close() error {
 // TCPProxy forwards TCP connections to one target on loopback, delaying
 // what it forwards by Config.Delay (and Jitter, drawn from a generator
 // seeded with Config.Seed: the same delays, chunk after chunk, on every
-// run that reads the same chunks) and, while Config.Loss is
-// 1, forwarding nothing (a partition: bytes wait, TCP's flow control
-// stops the senders, nobody is told). Other losses, and Reorder, mean nothing to a byte
+// run that reads the same chunks) and, while Config.Loss is 1, forwarding
+// nothing (a partition: bytes wait, TCP's flow control stops the senders,
+// nobody is told). Other losses, and Reorder, mean nothing to a byte
 // stream and are ignored.
 type TCPProxy struct {
 	ln     net.Listener
