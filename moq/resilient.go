@@ -410,12 +410,27 @@ func (s *Session) awaitAnnounceChange(ctx context.Context, name string, b *broad
 // provider on a kept link meanwhile, until ctx ends; then it returns the
 // last attempt's error.
 func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
+	// back is signalled when the previous provider's kept link connects:
+	// the next round starts then, not at the next poll.
+	back := make(chan struct{}, 1)
 	if prev != "" {
 		// Redial the previous provider while looking elsewhere; the link
 		// ends with this outage.
 		addrs := t.m.h.Peerstore().Addrs(prev)
 		pl := t.m.Keep(peer.AddrInfo{ID: prev, Addrs: addrs}, t.opts.Keep)
-		defer pl.Detach()
+		wctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for c := range pl.Changes(wctx) {
+				if c.State == LinkConnected {
+					select {
+					case back <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+		defer func() { stop(); pl.Detach(); wg.Wait() }()
 	}
 	pause := 10 * time.Millisecond
 	last := errNotYet
@@ -431,6 +446,7 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 		select {
 		case <-time.After(pause):
 			pause = min(2*pause, 100*time.Millisecond)
+		case <-back:
 		case <-ctx.Done():
 			return nil, "", last
 		}

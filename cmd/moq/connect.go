@@ -360,6 +360,45 @@ func (n *node) publishAndDial(ctx context.Context, name string, b *broadcast.Con
 	return dialed, peerGone, nil
 }
 
+// publishAndKeep is publishAndDial for a live publisher: the session to
+// connects[0] is kept on a link that redials it after every loss (the
+// peer or relay restarting, the network going away), as a relay's and a
+// live sub's links are, until ctx ends or release is called. Its first
+// session's failures read as publishAndDial's; connected gets every
+// session the link brings, the first included.
+func (n *node) publishAndKeep(ctx context.Context, name string, b *broadcast.Consumer, connects []endpoint, w io.Writer,
+	connected func(peerSession)) (release func(), err error) {
+	if err := n.publish(ctx, name, b); err != nil {
+		return nil, err
+	}
+	e := connects[0]
+	var first peerSession
+	var l *moq.Link
+	if e.kind == kindP2P {
+		if first, err = n.connect(ctx, e); err != nil {
+			return nil, err
+		}
+		l = n.keepLink(e, nil) // takes the session just opened as its first
+	} else if first, l, err = n.keepOpen(ctx, e); err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		followLink(lctx, l, e, n.log, func(s *moq.Session) {
+			ps := &p2pSession{s: s}
+			if e.kind != kindP2P {
+				ps.name, ps.via = e.raw, first.Via()
+			}
+			connected(ps)
+		})
+	}()
+	n.printListening(w)
+	n.printTickets(w, name)
+	return func() { cancel(); <-done; l.Detach() }, nil
+}
+
 // printTickets writes the tickets for broadcast name that subscribers can
 // pass to sub --ticket: with this node's libp2p addresses if it has any,
 // and, in a DHT, the short form whose addresses the DHT finds.

@@ -48,7 +48,11 @@ audio too, or 2 s later). At the end it prints
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
 prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
 (/ip4/0.0.0.0/udp/4001/quic-v1 to listen, …/p2p/<peer-id> to connect). Each
-listening address is printed on stderr as "listening: <url>".
+listening address is printed on stderr as "listening: <url>". A live
+publisher (--frames 0) keeps its --connect session: after a loss (the relay
+or peer restarting, the network going away) it redials with backoff, each
+attempt bounded by --timeout, until interrupted. A finite transfer ends when
+the peer it dialed is gone.
 
 With --bootstrap ADDR (a multiaddr with /p2p/<peer-id>, such as the one moq
 node prints) it joins the DHT through that peer and provides NAME there,
@@ -145,12 +149,24 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	dialed, peerGone, err := n.publishAndDial(ctx, *name, prod.Consume(), connects, std.stderr)
-	if err != nil {
-		return err
-	}
-	if dialed != nil {
-		subs.add(dialed)
+	var dialed peerSession
+	var peerGone <-chan struct{}
+	if !finite && len(connects) > 0 {
+		// Live: the session to the peer or relay dialed is kept, redialed
+		// after every loss, so that the stream outlives its restarts.
+		release, err := n.publishAndKeep(ctx, *name, prod.Consume(), connects, std.stderr, subs.add)
+		if err != nil {
+			return err
+		}
+		defer release()
+	} else {
+		dialed, peerGone, err = n.publishAndDial(ctx, *name, prod.Consume(), connects, std.stderr)
+		if err != nil {
+			return err
+		}
+		if dialed != nil {
+			subs.add(dialed)
+		}
 	}
 
 	if f, ok := std.stdin.(*os.File); ok && *stdin && isTerminal(f) {

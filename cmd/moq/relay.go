@@ -200,6 +200,12 @@ func splitCost(s string) (string, int, error) {
 func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
 	l := n.keepLink(e, nil)
 	defer l.Detach()
+	followLink(ctx, l, e, log, nil)
+}
+
+// followLink logs the kept link l's changes (to e), calling connected, if
+// set, with each session it brings, until ctx ends or l is detached.
+func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, connected func(*moq.Session)) {
 	prev := moq.LinkConnecting
 	failing := false // an attempt failed since the last session: further failures log at debug
 	for c := range l.Changes(ctx) {
@@ -207,6 +213,9 @@ func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
 		case c.State == moq.LinkConnected:
 			failing = false
 			log.Info("linked", "peer", e.raw, "version", c.Session.Version())
+			if connected != nil {
+				connected(c.Session)
+			}
 		case c.State == moq.LinkReconnecting && prev == moq.LinkConnected:
 			log.Warn("link lost; redialing", "peer", e.raw, "err", c.Err)
 		case c.Err != nil && !failing && c.State != moq.LinkDetached:

@@ -169,3 +169,48 @@ func resumesAfterKill(t *testing.T, sub, pub1 *proc, count uint64, next func() *
 	}
 	stop(t, pub2)
 }
+
+// A live publisher outlives the relay it connected to: the relay's process
+// is killed (SIGKILL) and started again at the same address; pub says the
+// link was lost, redials, and a subscriber of the new relay process gets
+// its frames (the new relay knows the broadcast only from pub's new
+// session), while pub goes on.
+func TestPubConnectSurvivesRelayRestart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		listen  func() string
+		connect []string
+	}{
+		{"moql", func() string { return fmt.Sprintf("moql://127.0.0.1:%d", freePort(t, "udp")) }, []string{"--insecure"}},
+		{"websocket", func() string { return fmt.Sprintf("ws://127.0.0.1:%d", freePort(t, "tcp")) }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			listen := tc.listen()
+			r1, _ := startRelay(t, "relay 1", "--listen", listen)
+			pub := start(t, "pub", nil, append([]string{"pub", "--broadcast", "live", "--connect", listen, "--frames", "0",
+				"--rate", "15", "--group-frames", "1", "--size", "100", "--dead-peer-timeout", "1s"}, tc.connect...)...)
+			sub1 := start(t, "sub 1", nil, append([]string{"sub", "--broadcast", "live", "--connect", listen, "--count", "5", "--out", "-"}, tc.connect...)...)
+			sub1.mustSucceed(t, 30*time.Second)
+
+			if err := r1.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			<-r1.done
+			awaitLog(t, pub, `msg="link lost; redialing"`, 20*time.Second)
+			r2, _ := startRelay(t, "relay 2", "--listen", listen)
+			const count = 20
+			sub2 := start(t, "sub 2", nil, append([]string{"sub", "--broadcast", "live", "--connect", listen, "--count", fmt.Sprint(count), "--out", "-"}, tc.connect...)...)
+			sub2.mustSucceed(t, 30*time.Second)
+			sub2.stdout.awaitBytes(t, "frames through the restarted relay", count*100, time.Second)
+			select {
+			case <-pub.done:
+				t.Fatalf("pub exited after the relay's restart:\n%s", pub.stderr.bytes())
+			default:
+			}
+			stop(t, pub)
+			stop(t, r2)
+		})
+	}
+}

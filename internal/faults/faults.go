@@ -7,6 +7,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -54,14 +55,18 @@ func (k *KernelLink) Set(c impair.Config) {
 
 // Pace writes one frame per group to tp, the frame naming its index, at
 // fps until the test ends.
-func Pace(t testing.TB, tp *broadcast.TrackProducer, fps int) {
+func Pace(t testing.TB, tp *broadcast.TrackProducer, fps int) { PaceFrom(t, tp, fps, 0) }
+
+// PaceFrom is Pace with indices counted from first: publishers of the
+// same name whose frames must be told apart count from far apart.
+func PaceFrom(t testing.TB, tp *broadcast.TrackProducer, fps, first int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(time.Second / time.Duration(fps))
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for i := first; ; i++ {
 			_ = tp.WriteFrame([]byte(strconv.Itoa(i)))
 			select {
 			case <-tick.C:
@@ -227,4 +232,51 @@ func Run(t testing.TB, link Link, rec *Recorder, phases []Phase) []Result {
 	}
 	link.Set(impair.Config{})
 	return out
+}
+
+// ResumeBound is how soon after a partition heals a resilient track must
+// have its first group from the new upstream. What the library
+// guarantees: a redial is under way at most its kept link's MaxBackoff
+// (500 ms by default) after the heal (its attempts overlap, so none waits
+// out a handshake's retransmission timer that grew during the outage),
+// the track subscribes over the redialed session as soon as it is up, and
+// the subscription's first group is at most one group interval away (67 ms
+// at 15 frames/s). The rest of the second is a handshake and two round
+// trips on a loaded machine.
+const ResumeBound = time.Second
+
+// CheckResumed checks a track that lost its upstream to a fault that
+// ended at healed (a partition healed, a publisher killed while another
+// one exists) and resumed at resumed (its first group from the new
+// upstream, as the track's TrackResumed event or the recorder timed it):
+// within bound of healed, and every group rec got from then on follows the
+// previous one (in whatever order the group streams landed).
+func CheckResumed(t testing.TB, rec *Recorder, healed, resumed time.Time, bound time.Duration) {
+	t.Helper()
+	if d := resumed.Sub(healed); d > bound {
+		t.Errorf("track resumed %v after the fault ended, want within %v", d, bound)
+	}
+	after := rec.Between(resumed, resumed.Add(time.Hour))
+	if len(after) == 0 {
+		t.Fatalf("nothing read after the track resumed (reader: %v)", rec.Err())
+	}
+	idx := make([]int, len(after))
+	for i, a := range after {
+		idx[i] = a.Index
+	}
+	slices.Sort(idx)
+	for i := 1; i < len(idx); i++ {
+		if idx[i] != idx[i-1]+1 {
+			t.Errorf("after resuming, groups %d to %d missing (received %v)", idx[i-1]+1, idx[i]-1, idx)
+		}
+	}
+	t.Logf("resumed %v after the fault ended (first read %v after); %d groups after", resumed.Sub(healed), after[0].At.Sub(healed), len(after))
+}
+
+// Heal lifts any impairment on link and returns when it did: the clock is
+// read right as the link heals, so a resume bound measured from it counts
+// nothing before.
+func Heal(link Link) time.Time {
+	link.Set(impair.Config{})
+	return time.Now()
 }

@@ -1,6 +1,6 @@
 // Package impair wraps a net.PacketConn so that what it sends is delayed
-// and, optionally, dropped: a deterministic impaired link for tests that
-// must not need root (the kernel's netem, network namespaces).
+// and, optionally, dropped or reordered: a deterministic impaired link for
+// tests that must not need root (the kernel's netem, network namespaces).
 package impair
 
 import (
@@ -27,7 +27,15 @@ type Config struct {
 	// partition), drawn from a generator seeded with Seed, so a run is
 	// repeatable for a given sequence of writes.
 	Loss float64
-	// Seed seeds the Loss and Jitter draws.
+	// Reorder holds each packet back with this probability (0 to 1, drawn
+	// from the generator seeded with Seed, so the same packets on every
+	// run), by ReorderDelay beyond its delay: the packets written after it
+	// overtake it. A dropped packet is not held.
+	Reorder float64
+	// ReorderDelay is how long a reordered packet is held back beyond its
+	// delay. Default 10 ms.
+	ReorderDelay time.Duration
+	// Seed seeds the Loss, Jitter and Reorder draws.
 	Seed uint64
 	// Queue bounds the packets waiting out their delay; one more is dropped
 	// (a full router queue). Default 4096.
@@ -41,11 +49,14 @@ type Conn struct {
 	net.PacketConn
 	cfg Config
 
-	mu      sync.Mutex
-	sent    int
-	dropped int
-	closed  bool
-	rng     *rand.Rand
+	mu        sync.Mutex
+	sent      int
+	dropped   int
+	reordered int
+	closed    bool
+	rng       *rand.Rand
+	held      map[*time.Timer]struct{} // reordered packets waiting
+	heldWG    sync.WaitGroup
 
 	q      chan packet
 	ctx    context.Context
@@ -65,7 +76,7 @@ func New(pc net.PacketConn, cfg Config) *Conn {
 		cfg.Queue = 4096
 	}
 	c := &Conn{PacketConn: pc, cfg: cfg, q: make(chan packet, cfg.Queue), done: make(chan struct{}),
-		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), held: map[*time.Timer]struct{}{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c
@@ -95,6 +106,31 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if j := c.cfg.Jitter; j > 0 {
 		delay = max(delay+time.Duration(c.rng.Int64N(int64(2*j)+1))-j, 0)
 	}
+	if !drop && c.cfg.Reorder > 0 && c.rng.Float64() < c.cfg.Reorder {
+		// Held back on a timer of its own: the queue's later packets
+		// leave before it.
+		c.reordered++
+		hold := c.cfg.ReorderDelay
+		if hold <= 0 {
+			hold = DefaultReorderDelay
+		}
+		b := append([]byte(nil), p...)
+		c.heldWG.Add(1)
+		var tm *time.Timer
+		tm = time.AfterFunc(delay+hold, func() {
+			defer c.heldWG.Done()
+			c.mu.Lock()
+			delete(c.held, tm)
+			closed := c.closed
+			c.mu.Unlock()
+			if !closed {
+				_, _ = c.PacketConn.WriteTo(b, addr)
+			}
+		})
+		c.held[tm] = struct{}{}
+		c.mu.Unlock()
+		return len(p), nil
+	}
 	c.mu.Unlock()
 	if drop {
 		return len(p), nil
@@ -120,6 +156,16 @@ func (c *Conn) Set(cfg Config) {
 		c.rng = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	}
 	c.cfg = cfg
+}
+
+// DefaultReorderDelay is Config.ReorderDelay's default.
+const DefaultReorderDelay = 10 * time.Millisecond
+
+// Reordered is how many packets were held back for reordering so far.
+func (c *Conn) Reordered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reordered
 }
 
 // Dropped is how many packets were dropped so far.
@@ -157,7 +203,14 @@ func (c *Conn) run() {
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	c.closed = true
+	for tm := range c.held {
+		if tm.Stop() {
+			c.heldWG.Done()
+		}
+	}
+	clear(c.held)
 	c.mu.Unlock()
+	c.heldWG.Wait()
 	c.cancel()
 	err := c.PacketConn.Close()
 	<-c.done

@@ -3,6 +3,7 @@ package impair
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -133,9 +134,11 @@ func (p *UDPProxy) Close() error {
 }
 
 // TCPProxy forwards TCP connections to one target on loopback, delaying
-// what it forwards by Config.Delay (and Jitter) and, while Config.Loss is
-// 1, forwarding nothing (a partition: bytes wait, TCP's flow control
-// stops the senders, nobody is told). Other losses mean nothing to a byte
+// what it forwards by Config.Delay (and Jitter, drawn from a generator
+// seeded with Config.Seed: the same delays, chunk after chunk, on every
+// run that reads the same chunks) and, while Config.Loss is 1, forwarding
+// nothing (a partition: bytes wait, TCP's flow control stops the senders,
+// nobody is told). Other losses, and Reorder, mean nothing to a byte
 // stream and are ignored.
 type TCPProxy struct {
 	ln     net.Listener
@@ -145,6 +148,7 @@ type TCPProxy struct {
 
 	mu     sync.Mutex
 	cfg    Config
+	rng    *rand.Rand    // the Jitter draws, seeded with cfg.Seed
 	cut    bool          // partitioned
 	healed chan struct{} // closed while not partitioned
 	conns  map[net.Conn]struct{}
@@ -176,6 +180,9 @@ func (p *TCPProxy) Bytes() int64 { return p.bytes.Load() }
 func (p *TCPProxy) Set(cfg Config) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.rng == nil || cfg.Seed != p.cfg.Seed {
+		p.rng = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+	}
 	cut := cfg.Loss >= 1
 	if cut && !p.cut {
 		p.healed = make(chan struct{})
@@ -190,15 +197,15 @@ func (p *TCPProxy) gate() (time.Duration, bool) {
 	for {
 		p.mu.Lock()
 		cut, healed, closed, cfg := p.cut, p.healed, p.closed, p.cfg
+		d := cfg.Delay
+		if !cut && !closed && cfg.Jitter > 0 {
+			d = max(d+time.Duration(p.rng.Int64N(int64(2*cfg.Jitter)+1))-cfg.Jitter, 0)
+		}
 		p.mu.Unlock()
 		if closed {
 			return 0, false
 		}
 		if !cut {
-			d := cfg.Delay
-			if cfg.Jitter > 0 {
-				d = max(d+time.Duration(time.Now().UnixNano()%int64(2*cfg.Jitter+1))-cfg.Jitter, 0)
-			}
 			return d, true
 		}
 		<-healed

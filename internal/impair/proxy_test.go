@@ -3,6 +3,7 @@ package impair
 import (
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -127,5 +128,46 @@ func TestUDPProxy(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "again" {
 		t.Fatalf("after healing: %q, %v (the datagram sent during the partition must be gone)", buf[:n], err)
+	}
+}
+
+// The TCP proxy's jitter is drawn from its seed: the same delays in the
+// same order for the same seed, others for another, each within Delay ±
+// Jitter.
+func TestTCPProxyJitterSeeded(t *testing.T) {
+	const delay, jitter = 50 * time.Millisecond, 20 * time.Millisecond
+	draws := func(seed uint64) []time.Duration {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		p, err := NewTCPProxy(ln.Addr().String(), Config{Delay: delay, Jitter: jitter, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var out []time.Duration
+		for range 50 {
+			d, ok := p.gate()
+			if !ok {
+				t.Fatal("open proxy's gate closed")
+			}
+			if d < delay-jitter || d > delay+jitter {
+				t.Errorf("delay %v outside %v ± %v", d, delay, jitter)
+			}
+			out = append(out, d)
+		}
+		return out
+	}
+	first := draws(5)
+	if again := draws(5); !slices.Equal(first, again) {
+		t.Errorf("seed 5 drew %v, then %v", first, again)
+	}
+	if other := draws(6); slices.Equal(first, other) {
+		t.Errorf("seeds 5 and 6 drew the same delays %v", first)
+	}
+	if slices.Min(first) == slices.Max(first) {
+		t.Errorf("no jitter: every delay %v", first[0])
 	}
 }
