@@ -21,7 +21,8 @@ type Forwarding struct {
 	// session (the peer may subscribe there). Nil offers to all.
 	Offer func(s *Session, path string) bool
 	// Cost, if set, gives a session's link cost (lower is preferred), in
-	// place of the cost it was opened with (OpenOptions.Cost, default 1).
+	// place of the cost it was opened with (OpenOptions.Cost, default 1);
+	// 0 (or less) keeps that one.
 	Cost func(s *Session) int
 	// Linger keeps an upstream subscription after its last subscriber left
 	// (default actor.DefaultForwardLinger; negative: none).

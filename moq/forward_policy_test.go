@@ -49,7 +49,7 @@ func TestForwardCostBeatsAge(t *testing.T) {
 				if s.RemotePeer() == firstID {
 					return tc.firstCost
 				}
-				return 1
+				return 0 // the link's own
 			}})
 			first.connect(t, pub)
 			second.connect(t, pub)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -285,5 +286,38 @@ func TestRelayUntrustedPeer(t *testing.T) {
 	}
 	if msg := strings.Join(denied.stderr.all(), " | "); !strings.Contains(msg, "code 6") || !strings.Contains(msg, "is not trusted") {
 		t.Errorf("the untrusted peer's refusal does not carry Unauthorized (code 6): %s", msg)
+	}
+}
+
+// TestRelayCost: relay C links to relay A at ?cost=10 first, then (once B
+// is up) to relay B at the default cost 1; both carry the publisher's
+// broadcast over one hop. The cheaper route wins although it came second:
+// a subscriber at C is served through B, and A forwards nothing.
+func TestRelayCost(t *testing.T) {
+	t.Parallel()
+	pub, connect := listenFor(t, "pub", "moql://127.0.0.1:0", true,
+		"--broadcast", "cam", "--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
+	_ = pub
+	a, aa := startRelay(t, "relay A", append([]string{"--listen", "moql://127.0.0.1:0"}, connect...)...)
+	bAddr := fmt.Sprintf("moql://127.0.0.1:%d", freePort(t, "udp"))
+	c, ca := startRelay(t, "relay C", "-v", "--http", "127.0.0.1:0", "--listen", "moql://127.0.0.1:0",
+		"--connect", aa["moql"]+"?cost=10", "--connect", bAddr, "--insecure")
+	announced(t, relayHTTP(t, c), "", []string{"cam"}) // through A: B is not up yet
+	b, _ := startRelay(t, "relay B", append([]string{"--listen", bAddr}, connect...)...)
+	awaitLog(t, c, `msg=linked peer=`+bAddr, 30*time.Second)
+	time.Sleep(time.Second) // B's announcement reaches C: the route switches
+	sub := start(t, "sub at C", nil, "sub", "--connect", ca["moql"], "--insecure", "--broadcast", "cam", "--count", "100")
+	sub.mustSucceed(t, 60*time.Second)
+	sums := map[string]nodeSummary{}
+	for name, r := range map[string]*proc{"A": a, "B": b} {
+		r.interrupt(t)
+		r.mustSucceed(t, 10*time.Second)
+		var sum nodeSummary
+		jsonLine(t, "relay "+name, r.stdout.all(), &sum)
+		sums[name] = sum
+	}
+	t.Logf("relay A %+v, relay B %+v", sums["A"], sums["B"])
+	if sums["B"].FramesSent < 100 || sums["A"].FramesSent != 0 {
+		t.Fatalf("frames forwarded: %d by A (cost 10), %d by B (cost 1); want none by A and every one by B", sums["A"].FramesSent, sums["B"].FramesSent)
 	}
 }
