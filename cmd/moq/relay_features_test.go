@@ -213,6 +213,79 @@ func TestRelayPublic(t *testing.T) {
 	}
 }
 
+// openSession opens a session of the test's own to url (https://, the
+// certificate not checked), closed at the test's end.
+func openSession(t *testing.T, url string) *session.Session {
+	t.Helper()
+	dial, err := server.Dialer(url, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.New(conn, session.Config{Client: true})
+	if err != nil {
+		_ = conn.CloseWithError(0, "")
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(broadcast.CodeCancel, "test over") })
+	return s
+}
+
+// TestRelayPutOnlySubscribe: a token that may only publish cannot
+// subscribe: the relay answers its SUBSCRIBE at once with NotFound, as
+// moq-relay does for a broadcast outside the session's get scope (the
+// broadcast is not in what the session may see), while a get token's
+// subscription to the same broadcast is served.
+func TestRelayPutOnlySubscribe(t *testing.T) {
+	t.Parallel()
+	secret, jwk := hmacKey(t)
+	keyFile := filepath.Join(t.TempDir(), "root.jwk")
+	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "https://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
+		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
+	getter := openSession(t, addrs["https"]+"room?jwt="+get)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for path, b := range getter.Remote().Announced(ctx, "cam") { // the relay has the broadcast
+		if path == "cam" && b != nil {
+			break
+		}
+	}
+	tc, err := getter.Subscribe(ctx, "cam", "data", session.SubscribeOptions{})
+	if err != nil {
+		t.Fatalf("get token: %v", err)
+	}
+	if _, err := tc.RecvGroup(ctx); err != nil {
+		t.Fatalf("get token: %v", err)
+	}
+	tc.Close()
+
+	putter := openSession(t, addrs["https"]+"room?jwt="+put)
+	asked := time.Now()
+	tc, err = putter.Subscribe(ctx, "cam", "data", session.SubscribeOptions{})
+	if err == nil {
+		tc.Close()
+		t.Fatal("a put-only token subscribed")
+	}
+	if !errors.Is(err, broadcast.ErrNotFound) {
+		t.Fatalf("put-only token's subscription: %v, want NotFound", err)
+	}
+	t.Logf("put-only token refused in %v: %v", time.Since(asked), err)
+	if len(putter.Remote().Active("")) != 0 {
+		t.Errorf("a put-only session was announced %v", putter.Remote().Active(""))
+	}
+}
+
 // TestRelayTokenExpiry: a token's exp holds for the whole session. A
 // session whose token expires two seconds after it connected is closed by
 // the relay with Unauthorized (code 6) within its check interval of the
@@ -235,22 +308,7 @@ func TestRelayTokenExpiry(t *testing.T) {
 
 	// A session of our own with that token, to read the close code off
 	// the wire.
-	dial, err := server.Dialer(addrs["https"]+"room?jwt="+get, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := session.New(conn, session.Config{Client: true})
-	if err != nil {
-		_ = conn.CloseWithError(0, "")
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close(broadcast.CodeCancel, "test over") }()
+	s := openSession(t, addrs["https"]+"room?jwt="+get)
 
 	sub := start(t, "sub", nil, "sub", "--connect", addrs["https"]+"room?jwt="+get, "--insecure", "--broadcast", "cam",
 		"--count", "1000000", "--max-outage", "2s", "--timeout", "5s")
