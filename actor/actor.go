@@ -28,8 +28,10 @@ type Actor struct {
 	unpublishc   chan unpublishReq
 	queryc       chan queryReq
 	shutdownc    chan shutdownReq
-	subscribec   chan subscribeReq // an incoming-session subscriber starts
-	unsubscribec chan *Incoming    // and ends
+	subscribec   chan subscribeReq    // an incoming-session subscriber starts
+	unsubscribec chan *Incoming       // and ends
+	watchc       chan sessionWatchReq // a session watch starts
+	unwatchc     chan *SessionWatch   // and ends
 	// Events from the actor's own goroutines.
 	dialDonec  chan dialDone
 	endedc     chan sessionEnded
@@ -52,7 +54,9 @@ type Actor struct {
 	// subscribers receive every accepted session registered while they
 	// are here (Incoming).
 	subscribers map[*Incoming]struct{}
-	fwd         *forwarder // nil without Config.Forward (forward.go)
+	// watches are told of every session registered (WatchSessions).
+	watches map[*SessionWatch]struct{}
+	fwd     *forwarder // nil without Config.Forward (forward.go)
 
 	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
 	// run, use them. An entry lives until its request is answered.
@@ -93,6 +97,9 @@ func New(cfg Config) *Actor {
 		subscribec:   make(chan subscribeReq),
 		unsubscribec: make(chan *Incoming),
 		subscribers:  map[*Incoming]struct{}{},
+		watchc:       make(chan sessionWatchReq),
+		unwatchc:     make(chan *SessionWatch),
+		watches:      map[*SessionWatch]struct{}{},
 		dialDonec:    make(chan dialDone),
 		endedc:       make(chan sessionEnded),
 		closedc:      make(chan struct{}),
@@ -160,6 +167,11 @@ func (a *Actor) run(fwdKick <-chan struct{}) {
 			r.reply <- a.liveAccepted()
 		case in := <-a.unsubscribec:
 			delete(a.subscribers, in)
+		case r := <-a.watchc:
+			a.watches[r.w] = struct{}{}
+			r.reply <- a.snapshotSessions()
+		case w := <-a.unwatchc:
+			delete(a.watches, w)
 		case e := <-a.dialDonec:
 			a.dialFinished(e)
 		case e := <-a.endedc:
@@ -359,6 +371,9 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	if a.fwd != nil {
 		a.fwd.added(s)
 	}
+	for w := range a.watches {
+		w.note(s)
+	}
 	// A hook, not a goroutine parked per session: idle sessions are cheap.
 	context.AfterFunc(s.Context(), func() {
 		select {
@@ -478,14 +493,7 @@ func (a *Actor) unpublish(id uint64) {
 
 func (a *Actor) snapshot() snapshot {
 	var snap snapshot
-	for _, list := range a.sessions {
-		for _, s := range list {
-			if s.live() {
-				snap.sessions = append(snap.sessions, s)
-			}
-		}
-	}
-	slices.SortFunc(snap.sessions, func(x, y *Session) int { return int(x.id) - int(y.id) })
+	snap.sessions = a.snapshotSessions()
 	for name := range a.pubs {
 		snap.published = append(snap.published, name)
 	}
@@ -504,6 +512,20 @@ func (a *Actor) snapshot() snapshot {
 		}
 	}
 	return snap
+}
+
+// snapshotSessions lists the live sessions, oldest first.
+func (a *Actor) snapshotSessions() []*Session {
+	var list []*Session
+	for _, l := range a.sessions {
+		for _, s := range l {
+			if s.live() {
+				list = append(list, s)
+			}
+		}
+	}
+	slices.SortFunc(list, func(x, y *Session) int { return int(x.id) - int(y.id) })
+	return list
 }
 
 // shutdown refuses new work, fails pending connects and closes every session.

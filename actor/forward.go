@@ -75,7 +75,7 @@ type Forward struct {
 	// Default DefaultMaxGroupCopiers.
 	MaxGroupCopiers int
 	// Cost, if set, gives a session's link cost in place of its
-	// RegisterOptions.Cost.
+	// RegisterOptions.Cost; 0 (or less) keeps that one.
 	Cost func(s *Session) int
 	// Limits bound each relay track's cache (broadcast.Limits defaults:
 	// the latest group always, older ones within 5 s, 64 MiB, 1024 groups).
@@ -361,7 +361,9 @@ func (f *forwarder) change(fw *fwdWatch, p string, b *broadcast.Consumer) {
 	f.seq++
 	cost := fw.s.cost
 	if f.cfg.Cost != nil {
-		cost = f.cfg.Cost(fw.s)
+		if c := f.cfg.Cost(fw.s); c > 0 {
+			cost = c
+		}
 	}
 	r := &route{s: fw.s, b: b, hops: slices.Clone(b.Hops()), cost: cost, seq: f.seq}
 	fw.routes[path] = r

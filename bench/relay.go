@@ -101,7 +101,7 @@ func runFailover(ctx context.Context, cfg config) []*line {
 		logf("P9 run %d: %.1f ms between the last group before and the first after", run+1, gaps[len(gaps)-1])
 	}
 	return []*line{{Row: "P9", Metric: "failover gap at 100 groups/s, ms", Ours: gaps,
-		Note:   "the relay's sessions are closed: dead-peer detection (QUIC idle timeout) not included",
+		Note:   "the relay's sessions are closed: dead-peer detection (≤ 3 s by default) not included",
 		Target: "≤ 500", Check: func(l *line) any {
 			if len(l.Ours) == 0 {
 				return nil

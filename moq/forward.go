@@ -21,7 +21,8 @@ type Forwarding struct {
 	// session (the peer may subscribe there). Nil offers to all.
 	Offer func(s *Session, path string) bool
 	// Cost, if set, gives a session's link cost (lower is preferred), in
-	// place of the cost it was opened with (OpenOptions.Cost, default 1).
+	// place of the cost it was opened with (OpenOptions.Cost, default 1);
+	// 0 (or less) keeps that one.
 	Cost func(s *Session) int
 	// Linger keeps an upstream subscription after its last subscriber left
 	// (default actor.DefaultForwardLinger; negative: none).
@@ -63,7 +64,9 @@ type ForwardStats = actor.ForwardStats
 // comes later asking for an earlier start than the upstream subscription's
 // gets what the relay track still caches from its start on (at least the
 // latest group; older ones within Limits): the groups before the upstream
-// subscription's start are not fetched again. When a route's session
+// subscription's start are not fetched again. The upstream subscription
+// has no latency budget (MaxLatency 0); each downstream subscriber's
+// MaxLatency applies to the groups sent to it alone. When a route's session
 // ends, the path switches to the best remaining route (lower cost, then
 // fewer hops) and its tracks continue at the next group if that route
 // comes from the same publisher.

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -145,6 +146,8 @@ type ResilientTrack struct {
 	lastRead uint64 // NextGroup's last group, to count a reader's skips
 	readAny  bool
 	lostAt   time.Time // when the current outage began (zero: none)
+
+	passes atomic.Uint64 // tryUpstream's rounds, for tests
 }
 
 // SubscribeResilient subscribes to a track of the broadcast name, as
@@ -408,10 +411,18 @@ func (s *Session) awaitAnnounceChange(ctx context.Context, name string, b *broad
 
 // lookAround looks for a new upstream after a loss, redialing the previous
 // provider on a kept link meanwhile, until ctx ends; then it returns the
-// last attempt's error.
+// last attempt's error. It looks when something may have changed, not on
+// a timer: once at first, then whenever a session's peer announces (or
+// withdraws) the name, a session is registered (a new peer, or the
+// previous provider's link redialed) or a session ends; every two seconds
+// for the DHT's providers when the node has a router; and, after a
+// session that announces the name refused the subscription, again after
+// a backoff (100 ms doubling to a second). Waiting for a publisher that
+// is not there costs nothing.
 func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
 	// back is signalled when the previous provider's kept link connects:
-	// the next round starts then, not at the next poll.
+	// the next round starts then, without waiting for the session watch
+	// to see the redialed session register.
 	back := make(chan struct{}, 1)
 	if prev != "" {
 		// Redial the previous provider while looking elsewhere; the link
@@ -432,22 +443,51 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 		})
 		defer func() { stop(); pl.Detach(); wg.Wait() }()
 	}
-	pause := 10 * time.Millisecond
+	w, err := t.m.watchName(ctx, t.name)
+	if err != nil {
+		return nil, "", err
+	}
+	defer w.stop()
 	last := errNotYet
 	var nextLookup time.Time // the next full resolution (DHT included)
+	var backoff time.Duration
 	for {
-		up, from, err := t.tryUpstream(ctx, prev, &nextLookup)
+		w.refresh() // before looking: a change from now on kicks again
+		up, from, refused, err := t.tryUpstream(ctx, prev, &nextLookup)
 		if err == nil {
 			return up, from, nil
 		}
 		if err != errNotYet {
 			last = err
 		}
+		wait := time.Duration(-1) // none: wait for a kick
+		if refused {
+			backoff = min(max(2*backoff, 100*time.Millisecond), time.Second)
+			wait = backoff
+		} else {
+			backoff = 0
+		}
+		if t.m.disc.router != nil {
+			if d := max(time.Until(nextLookup), 0); wait < 0 || d < wait {
+				wait = d
+			}
+		}
+		var timer *time.Timer
+		var wake <-chan time.Time
+		if wait >= 0 {
+			timer = time.NewTimer(wait)
+			wake = timer.C
+		}
 		select {
-		case <-time.After(pause):
-			pause = min(2*pause, 100*time.Millisecond)
+		case <-w.kick:
 		case <-back:
+		case <-wake:
 		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
 			return nil, "", last
 		}
 	}
@@ -456,12 +496,14 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 // errNotYet: no upstream to try yet.
 var errNotYet = errors.New("moq: no provider reachable yet")
 
-// tryUpstream makes one round of attempts after a loss, cheap enough to
-// repeat every 100 ms so that a provider back (or a new one) is used at
-// once: sessions that announce the name, the previous provider's session
-// once it is back (waiting briefly for its announcement), and every two
-// seconds a full resolution as Subscribe does (the DHT's providers).
-func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLookup *time.Time) (*broadcast.TrackConsumer, peer.ID, error) {
+// tryUpstream makes one round of attempts after a loss: sessions that
+// announce the name, the previous provider's session once it is back
+// (waiting briefly for its announcement), and every two seconds a full
+// resolution as Subscribe does (the DHT's providers). refused reports
+// that a session announcing the name refused (or failed) the subscription:
+// nothing else may say when to try it again.
+func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLookup *time.Time) (tc *broadcast.TrackConsumer, from peer.ID, refused bool, err error) {
+	t.passes.Add(1)
 	sub := func(s *Session, wait time.Duration) (*broadcast.TrackConsumer, peer.ID, error) {
 		sctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
@@ -472,15 +514,15 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLook
 	for _, s := range t.m.sessionsAnnouncing(ctx, t.name) {
 		tc, p, err := sub(s, time.Second)
 		if err == nil {
-			return tc, p, nil
+			return tc, p, false, nil
 		}
-		last = err
+		last, refused = err, true
 	}
 	if prev != "" {
 		if s := t.m.liveSession(prev); s != nil {
 			tc, p, err := sub(s, 500*time.Millisecond) // waits for the announcement
 			if err == nil {
-				return tc, p, nil
+				return tc, p, false, nil
 			}
 			last = err
 		}
@@ -491,11 +533,11 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLook
 		defer cancel()
 		tc, from, err := t.m.subscribeFrom(lctx, t.name, t.track, t.opts.SubscribeOptions)
 		if err == nil {
-			return tc, from, nil
+			return tc, from, false, nil
 		}
 		last = err
 	}
-	return nil, "", last
+	return nil, "", refused, last
 }
 
 // pump copies groups from up (at peer from) into the local track until up
