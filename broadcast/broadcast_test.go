@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,7 +166,19 @@ func TestErrorsMatchByCode(t *testing.T) {
 	if CodeOf(nil) != CodeCancel || CodeOf(errors.New("x")) != CodeProtocol || CodeOf(ErrEvicted) != CodeCacheFull {
 		t.Fatal("CodeOf")
 	}
+	// An error carrying its own code (a transport's connection close) keeps
+	// it, wrapped or not: a closing session's streams say why it closed.
+	if c := CodeOf(fmt.Errorf("session: %w", codedErr(CodeUnauthorized))); c != CodeUnauthorized {
+		t.Fatalf("CodeOf(coded error) = %v", c)
+	}
 	if s := AppError(2, "").Error(); s != "moq: application error 2" {
 		t.Fatalf("AppError text %q", s)
 	}
 }
+
+// codedErr is an error that carries a moq-lite code of its own, as
+// transport.ConnError does.
+type codedErr Code
+
+func (e codedErr) Error() string     { return "closed" }
+func (e codedErr) ErrorCode() uint32 { return uint32(e) }

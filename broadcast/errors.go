@@ -103,7 +103,10 @@ var (
 var ErrLoop = errors.New("broadcast: loop: hop list already contains this origin")
 
 // CodeOf returns the moq-lite code that best describes err: the code of an
-// *Error in its chain, CodeCancel for nil, or CodeProtocol otherwise.
+// *Error in its chain, else the code an error in the chain carries itself
+// (an ErrorCode method, as a transport's connection-close error has: the
+// streams a closing session resets then say why it closed), CodeCancel for
+// nil, or CodeProtocol otherwise.
 func CodeOf(err error) Code {
 	if err == nil {
 		return CodeCancel
@@ -111,6 +114,10 @@ func CodeOf(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	var c interface{ ErrorCode() uint32 }
+	if errors.As(err, &c) {
+		return Code(c.ErrorCode())
 	}
 	return CodeProtocol
 }

@@ -140,6 +140,9 @@ type ConnError struct {
 	Remote bool
 }
 
+// ErrorCode is the moq-lite code the connection was closed with.
+func (e *ConnError) ErrorCode() uint32 { return e.Code }
+
 func (e *ConnError) Error() string {
 	side := "local"
 	if e.Remote {
