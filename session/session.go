@@ -71,8 +71,10 @@ type Session struct {
 	initialPending atomic.Int32
 	remoteKnown    chan struct{}
 
-	ctx     context.Context // done when the session ends
+	ctx     context.Context // done when the session ends (stop)
 	cancel  context.CancelCauseFunc
+	endRan  atomic.Bool // stop has run ended
+	onEnd   func()      // Config.OnEnd
 	wg      sync.WaitGroup
 	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
 	closing bool
@@ -168,23 +170,20 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.remoteOrigin()
 	}
 	s.log = s.log.With("remote", conn.RemoteAddr().String())
-	// A child of the connection's context: it ends with the connection, with
-	// the connection's cause, and end/fail can end it first with theirs.
-	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
+	// The session's context ends with the connection, with the
+	// connection's cause, or first with end's or fail's (stop). It is no
+	// child of the connection's, and nothing watches it: the connection's
+	// close hook and stop end it and run the session's end (ended), so
+	// that an idle session holds neither a goroutine nor a context hook
+	// for it. Close waits for ended.
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.onEnd = cfg.OnEnd
 
 	if s.interest == nil {
 		s.interest = everything
 	}
-	// When the session ends, so do the peer's broadcasts: a hook on the
-	// session's context rather than a goroutine waiting for it (an idle
-	// session holds no goroutine it does not need). Close waits for it.
 	s.wg.Add(1)
-	context.AfterFunc(s.ctx, func() {
-		defer s.wg.Done()
-		s.obs.ended()
-		s.remoteOrigin().Close()
-		s.endRemotes()
-	})
+	transport.OnClose(conn, func(cause error) { s.stop(cause, true) })
 	if setup {
 		s.ready = make(chan struct{})
 		s.spawn(s.runSetup)
@@ -342,10 +341,38 @@ func (s *Session) Close(code broadcast.Code, reason string) error {
 // may call it).
 func (s *Session) end(code broadcast.Code, reason string) {
 	if s.ctx.Err() == nil {
-		// Cancel first: goroutines that see the connection die then find the
+		// Stop first: goroutines that see the connection die then find the
 		// session already ended with this reason.
-		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+		s.stop(&transport.ConnError{Code: uint32(code), Reason: reason}, false)
 		_ = s.conn.CloseWithError(uint32(code), reason)
+	}
+}
+
+// stop ends the session's context with cause (the first cause stays) and
+// runs ended once: on this goroutine when inline (the connection's close
+// hook), otherwise on a goroutine of its own, as end and fail may be
+// called with the session's locks held.
+func (s *Session) stop(cause error, inline bool) {
+	s.cancel(cause)
+	if !s.endRan.CompareAndSwap(false, true) {
+		return
+	}
+	if inline {
+		s.ended()
+	} else {
+		go s.ended()
+	}
+}
+
+// ended runs once the session has ended: so do the peer's broadcasts.
+// Close waits for it, then Config.OnEnd runs.
+func (s *Session) ended() {
+	s.obs.ended()
+	s.remoteOrigin().Close()
+	s.endRemotes()
+	s.wg.Done()
+	if s.onEnd != nil {
+		s.onEnd()
 	}
 }
 
@@ -356,7 +383,7 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 	}
 	reason := fmt.Sprintf(format, args...)
 	s.log.Warn("closing session: peer violated the protocol", "code", code, "reason", reason)
-	s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+	s.stop(&transport.ConnError{Code: uint32(code), Reason: reason}, false)
 	_ = s.conn.CloseWithError(uint32(code), reason)
 }
 

@@ -37,9 +37,16 @@ func (t *Transport) Dial(ctx context.Context, p peer.ID, addr ma.Multiaddr) (*Co
 	t.dialWG.Add(1) // the host's shutdown waits for dials, which it cancels
 	t.mu.Unlock()
 	defer t.dialWG.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(t.hostCtx, cancel)()
+	// The dial's context descends from neither ctx nor the host's: quic-go
+	// keeps the context it dials with (uncancellable) for the connection's
+	// life, and with it every context ctx descends from, their timers and
+	// the child maps of the caller's dial machinery. Both end it through a
+	// hook that goes when the dial returns. (Values of ctx are therefore
+	// not in the connection's context.)
+	dctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	defer context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })()
+	defer context.AfterFunc(t.hostCtx, func() { cancel(ErrClosed) })()
 
 	if b.gater != nil && (!b.gater.InterceptPeerDial(p) || !b.gater.InterceptAddrDial(p, maddr)) {
 		return nil, fmt.Errorf("p2pquic: dial to %s gated", p)
@@ -68,29 +75,33 @@ func (t *Transport) Dial(ctx context.Context, p peer.ID, addr ma.Multiaddr) (*Co
 		}
 		return scope.ReserveMemory(int(delta), network.ReservationPriorityMedium) == nil
 	}
-	qc, err := tr.Dial(ctx, raddr, tc, qconf)
-	if err != nil {
+	// The socket reference and the scope last as long as the connection.
+	release := func() {
 		tr.DecreaseCount()
 		scope.Done()
+	}
+	qc, err := tr.Dial(dctx, raddr, tc, qconf)
+	if err != nil {
+		release()
 		if t.hostCtx.Err() != nil {
 			return nil, ErrClosed
 		}
 		return nil, fmt.Errorf("p2pquic: dial %s at %s: %w", p, maddr, err)
 	}
-	// The socket reference and the scope last as long as the connection.
-	context.AfterFunc(qc.Context(), func() {
-		tr.DecreaseCount()
-		scope.Done()
-	})
+	// Refused here, the connection is over once CloseWithError returns
+	// (quic-go's waits for it): release at once. Kept, it is released by
+	// register's hook when it closes.
 	if got, err := remotePeer(qc, keyCh); err != nil || got != p { // ConfigForPeer checked it; be sure
 		_ = qc.CloseWithError(codeProtocol, "wrong peer")
+		release()
 		return nil, fmt.Errorf("p2pquic: dialed %s but the remote is %s (%v)", p, got, err)
 	}
 	if b.gater != nil && !b.gater.InterceptSecured(network.DirOutbound, p, connAddrs(qc)) {
 		_ = qc.CloseWithError(codeUnauthorized, "gated")
+		release()
 		return nil, fmt.Errorf("p2pquic: connection to %s gated", p)
 	}
-	c := t.register(qc, p)
+	c := t.register(qc, p, release)
 	if c == nil {
 		return nil, ErrClosed
 	}

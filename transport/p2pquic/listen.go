@@ -181,7 +181,7 @@ func (t *Transport) admit(b *binding, qc *quic.Conn) {
 			return
 		}
 	}
-	c := t.register(qc, pid)
+	c := t.register(qc, pid, nil)
 	if c == nil {
 		return
 	}
