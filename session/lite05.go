@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,9 +20,38 @@ import (
 
 // peerSetup is what the peer's lite-05 SETUP said; set once.
 type peerSetup struct {
-	seen    atomic.Bool
-	msg     atomic.Pointer[wire.Setup]
-	arrived chan struct{} // closed once msg is set
+	seen atomic.Bool
+	msg  atomic.Pointer[wire.Setup]
+	mu   sync.Mutex
+	// arrived is closed once msg is set; made by the first to wait for it
+	// before then (wait), which the SETUP, first on the wire, mostly is not.
+	arrived chan struct{}
+}
+
+// wait returns a channel that is closed once msg is set.
+func (p *peerSetup) wait() <-chan struct{} {
+	if p.msg.Load() != nil {
+		return closedChan
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.msg.Load() != nil { // set meanwhile: set closes only a channel it finds
+		return closedChan
+	}
+	if p.arrived == nil {
+		p.arrived = make(chan struct{})
+	}
+	return p.arrived
+}
+
+// set records the peer's SETUP and wakes those waiting for it.
+func (p *peerSetup) set(m *wire.Setup) {
+	p.msg.Store(m)
+	p.mu.Lock()
+	if p.arrived != nil {
+		close(p.arrived)
+	}
+	p.mu.Unlock()
 }
 
 // PeerSetup returns the peer's lite-05 SETUP once it arrived (false before,
@@ -89,8 +119,7 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		}
 		return
 	}
-	s.peerSetup.msg.Store(&m)
-	close(s.peerSetup.arrived)
+	s.peerSetup.set(&m)
 	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path, "eager_start", m.EagerStart)
 }
 
@@ -114,13 +143,12 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 // answered, as moq-dev's subscribers do; groups written before its
 // SUBSCRIBE arrives are then not delivered.
 func (s *Session) peerStartsEagerly(ctx context.Context) bool {
-	select {
-	case <-s.peerSetup.arrived:
-	default:
+	if s.peerSetup.msg.Load() == nil {
+		arrived := s.peerSetup.wait()
 		t := time.NewTimer(s.lim.HeaderTimeout)
 		defer t.Stop()
 		select {
-		case <-s.peerSetup.arrived:
+		case <-arrived:
 		case <-t.C:
 			s.log.Debug("no SETUP from the peer: subscriptions settle at TRACK_INFO")
 			return false

@@ -111,6 +111,7 @@ type Session struct {
 	counters  counters
 	inFlight  groupTokens // the session's groups in flight on the publish path
 
+	// The maps are made with their first entry: an idle session has none.
 	mu             sync.Mutex
 	subs           map[uint64]*subscription // our wire subscriptions by ID
 	shared         map[trackKey]*subscription
@@ -150,12 +151,8 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		interest:     cfg.Interest,
 		lazyInterest: cfg.LazyInterest,
 
-		subs:    map[uint64]*subscription{},
-		shared:  map[trackKey]*subscription{},
-		remotes: map[string]*broadcast.Producer{},
-		obs:     observer{metrics: cfg.Metrics},
+		obs: observer{metrics: cfg.Metrics},
 	}
-	s.peerSetup.arrived = make(chan struct{})
 	if s.log == nil {
 		s.log = slog.Default()
 	}
