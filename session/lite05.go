@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"math/bits"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,22 +19,22 @@ import (
 
 // peerSetup is what the peer's lite-05 SETUP said; set once.
 type peerSetup struct {
-	seen atomic.Bool
-	msg  atomic.Pointer[wire.Setup]
-	mu   sync.Mutex
-	// arrived is closed once msg is set; made by the first to wait for it
-	// before then (wait), which the SETUP, first on the wire, mostly is not.
+	msg atomic.Pointer[wire.Setup]
+	// arrived is closed once msg is set; made (under the session's mu) by
+	// the first to wait for it before then (setupArrived), which the
+	// SETUP, first on the wire, mostly is not.
 	arrived chan struct{}
 }
 
-// wait returns a channel that is closed once msg is set.
-func (p *peerSetup) wait() <-chan struct{} {
+// setupArrived returns a channel that is closed once the peer's SETUP is in.
+func (s *Session) setupArrived() <-chan struct{} {
+	p := &s.peerSetup
 	if p.msg.Load() != nil {
 		return closedChan
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.msg.Load() != nil { // set meanwhile: set closes only a channel it finds
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.msg.Load() != nil { // set meanwhile: setSetup closes only a channel it finds
 		return closedChan
 	}
 	if p.arrived == nil {
@@ -44,14 +43,15 @@ func (p *peerSetup) wait() <-chan struct{} {
 	return p.arrived
 }
 
-// set records the peer's SETUP and wakes those waiting for it.
-func (p *peerSetup) set(m *wire.Setup) {
+// setSetup records the peer's SETUP and wakes those waiting for it.
+func (s *Session) setSetup(m *wire.Setup) {
+	p := &s.peerSetup
 	p.msg.Store(m)
-	p.mu.Lock()
+	s.mu.Lock()
 	if p.arrived != nil {
 		close(p.arrived)
 	}
-	p.mu.Unlock()
+	s.mu.Unlock()
 }
 
 // PeerSetup returns the peer's lite-05 SETUP once it arrived (false before,
@@ -96,7 +96,7 @@ func (s *Session) sendSetup() {
 // it and leaves nothing unread. A second SETUP stream, a malformed SETUP
 // or bytes after it violate the protocol and close the session.
 func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
-	if s.peerSetup.seen.Swap(true) {
+	if s.setupSeen.Swap(true) {
 		rs.CancelRead(uint32(broadcast.CodeProtocol))
 		s.fail(broadcast.CodeProtocol, "a second SETUP stream")
 		return
@@ -119,7 +119,7 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		}
 		return
 	}
-	s.peerSetup.set(&m)
+	s.setSetup(&m)
 	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path, "eager_start", m.EagerStart)
 }
 
@@ -144,7 +144,7 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 // SUBSCRIBE arrives are then not delivered.
 func (s *Session) peerStartsEagerly(ctx context.Context) bool {
 	if s.peerSetup.msg.Load() == nil {
-		arrived := s.peerSetup.wait()
+		arrived := s.setupArrived()
 		t := time.NewTimer(s.lim.HeaderTimeout)
 		defer t.Stop()
 		select {

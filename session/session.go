@@ -36,26 +36,26 @@ var everything = []string{""}
 var ErrClosed = errors.New("session: closed")
 
 // Session is one moq-lite session with a peer. It is safe for concurrent use.
+//
+// Fields of 4 bytes and less are grouped at the end, where they pack: the
+// struct is allocated once per session and an idle one is mostly this.
 type Session struct {
 	conn    transport.Conn
 	version wire.Version  // fixed before negotiated is closed
-	client  bool          // we opened the connection (sends CLIENT_SETUP)
 	ready   chan struct{} // closed once the version is known (closedChan if it was at New)
 
 	// goaway is closed when the peer sent GOAWAY; made by goawayChan when
-	// first asked for (most sessions never see one).
-	goaway     chan struct{}
-	goawayMu   sync.Mutex
-	goawayURI  string // set before goaway is closed
-	goawayOnce sync.Once
-	lim        Limits
-	log        *slog.Logger
-	hop        uint64
-	publish    *broadcast.Origin // what we offer; never nil
+	// first asked for (most sessions never see one). goawayMu guards it and
+	// goawaySeen.
+	goaway    chan struct{}
+	goawayURI string // set before goaway is closed
+	lim       Limits
+	log       *slog.Logger
+	hop       uint64
+	publish   *broadcast.Origin // what we offer; never nil
 	// remote is what the peer announced to us, made by remoteOrigin when
 	// first needed: a lazy session that never asks holds none.
-	remote     *broadcast.Origin
-	remoteOnce sync.Once
+	remote atomic.Pointer[broadcast.Origin]
 
 	// The announce-interest streams (announced.go): they ask the peer for
 	// its broadcasts under each prefix in interest. With lazyInterest they
@@ -63,21 +63,44 @@ type Session struct {
 	// known (started); remoteKnown closes once every stream has received
 	// the set the peer announced first (initialPending counts those still
 	// missing; remoteKnown is made with the streams).
-	interest       []string
-	lazyInterest   bool
+	interest    []string
+	remoteKnown chan struct{}
+
+	ctx    context.Context // done when the session ends (stop)
+	cancel context.CancelCauseFunc
+	onEnd  func() // Config.OnEnd
+	wg     sync.WaitGroup
+
+	nextSubID atomic.Uint64
+	sorted    signal    // a stream left unsorted (its header was read, or it was dropped)
+	peerSetup peerSetup // the peer's lite-05 SETUP
+	turnFree  signal    // turnWaiters dropped to 0
+	// uniIdle wakes those who wait for the group-stream accept loop to go
+	// back to accepting (finishAfterGroups; see uniBusy).
+	uniIdle   signal
+	uniPasses atomic.Uint64 // times the loop went back to accepting
+	counters  counters
+	inFlight  groupTokens // the session's groups in flight on the publish path
+
+	// The maps are made with their first entry: an idle session has none.
+	subs           map[uint64]*subscription // our wire subscriptions by ID
+	shared         map[trackKey]*subscription
+	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
+	announced      int                            // paths the peer has active, or refused as loops
+	announcedBytes int                            // their total length
+
+	// obs counts subscriptions and reports to the metrics (stats.go).
+	obs observer
+
+	mu           sync.Mutex   // guards subs, shared, remotes, announced, announcedBytes
+	goawayMu     sync.Mutex   // guards goaway, goawaySeen
+	spawnMu      sync.RWMutex // guards closing against wg.Add racing wg.Wait
+	interestOnce sync.Once
+
+	initialPending atomic.Int32
 	remoteWanted   atomic.Bool
 	started        atomic.Bool
-	interestOnce   sync.Once
-	initialPending atomic.Int32
-	remoteKnown    chan struct{}
-
-	ctx     context.Context // done when the session ends (stop)
-	cancel  context.CancelCauseFunc
-	endRan  atomic.Bool // stop has run ended
-	onEnd   func()      // Config.OnEnd
-	wg      sync.WaitGroup
-	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
-	closing bool
+	endRan         atomic.Bool // stop has run ended
 	// uniAccepting: the accept loop for the peer's group streams runs. It
 	// starts with our first subscription (acceptGroups): until then the
 	// peer has no reason to open one, and an idle session parks no
@@ -87,40 +110,25 @@ type Session struct {
 	// that, on lite-05, the loop runs only to take the peer's SETUP (its
 	// first uni stream) and stops once it has.
 	groupsWanted atomic.Bool
-
-	nextSubID atomic.Uint64
-	served    atomic.Int64 // peer subscriptions being served
-	interests atomic.Int64 // peer announce streams being served
-	probes    atomic.Int64 // peer probe streams held open
-	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
-	sorted    signal       // a stream left unsorted (its header was read, or it was dropped)
-	peerSetup peerSetup    // the peer's lite-05 SETUP
-	dgOnce    sync.Once    // starts the datagram reader (lite-05, first subscription)
-	// back-pressured groups on goroutines waiting for their turn to be
-	// read; the accept loop takes no stream while there are any
-	turnWaiters atomic.Int64
-	turnFree    signal // turnWaiters dropped to 0
 	// uniBusy: the accept loop for group streams is away from accepting
 	// (it has streams in hand, back-pressure holds it, or it has not run
 	// since it took the last one), so a stream of a finished subscription
-	// may be waiting for it unseen; uniIdle wakes those who wait for it to
-	// go back to accepting (finishAfterGroups).
+	// may be waiting for it unseen (uniIdle).
 	uniBusy   atomic.Bool
-	uniIdle   signal
-	uniPasses atomic.Uint64 // times the loop went back to accepting
-	counters  counters
-	inFlight  groupTokens // the session's groups in flight on the publish path
+	setupSeen atomic.Bool  // a SETUP stream of the peer's was taken
+	dgStarted atomic.Bool  // the datagram reader was started (lite-05, first subscription)
+	served    atomic.Int32 // peer subscriptions being served
+	interests atomic.Int32 // peer announce streams being served
+	probes    atomic.Int32 // peer probe streams held open
+	unsorted  atomic.Int32 // group streams accepted whose header is not read yet
+	// back-pressured groups on goroutines waiting for their turn to be
+	// read; the accept loop takes no stream while there are any
+	turnWaiters atomic.Int32
 
-	// The maps are made with their first entry: an idle session has none.
-	mu             sync.Mutex
-	subs           map[uint64]*subscription // our wire subscriptions by ID
-	shared         map[trackKey]*subscription
-	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
-	announced      int                            // paths the peer has active, or refused as loops
-	announcedBytes int                            // their total length
-
-	// obs counts subscriptions and reports to the metrics (stats.go).
-	obs observer
+	client       bool // we opened the connection (sends CLIENT_SETUP)
+	lazyInterest bool
+	closing      bool // guarded by spawnMu
+	goawaySeen   bool // a GOAWAY arrived (its URI is goawayURI)
 }
 
 type trackKey struct{ path, track string }
@@ -150,8 +158,6 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 
 		interest:     cfg.Interest,
 		lazyInterest: cfg.LazyInterest,
-
-		obs: observer{metrics: cfg.Metrics},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -183,20 +189,22 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	transport.OnClose(conn, func(cause error) { s.stop(cause, true) })
 	if setup {
 		s.ready = make(chan struct{})
-		s.spawn(s.runSetup)
+		metrics := cfg.Metrics
+		s.spawn(func() { s.runSetup(metrics) })
 	} else {
 		s.log = s.log.With("version", v.String())
-		s.start()
+		s.start(cfg.Metrics)
 	}
 	return s, nil
 }
 
-// start runs the session once its version is known.
-func (s *Session) start() {
+// start runs the session once its version is known; metrics is
+// Config.Metrics.
+func (s *Session) start(metrics MetricsTracer) {
 	if s.ready != closedChan {
 		close(s.ready)
 	}
-	s.obs.started(s)
+	s.obs.started(s, metrics)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
 		// The peer's SETUP is read with its group streams (recvSetup):
@@ -275,8 +283,13 @@ func (s *Session) Remote() *broadcast.Origin {
 // first use (one made after the session ended is closed by the end's
 // hook, which makes it if nobody did).
 func (s *Session) remoteOrigin() *broadcast.Origin {
-	s.remoteOnce.Do(func() { s.remote = broadcast.NewOrigin(s.hop) })
-	return s.remote
+	if o := s.remote.Load(); o != nil {
+		return o
+	}
+	// Two first callers at once make one origin each (an allocation,
+	// nothing to stop): the first stored is everyone's.
+	s.remote.CompareAndSwap(nil, broadcast.NewOrigin(s.hop))
+	return s.remote.Load()
 }
 
 // AwaitRemote asks the peer for its announcements, as Remote does, and
@@ -659,8 +672,8 @@ func (s *Session) handleStream(st transport.Stream) {
 
 // admit counts one more of the peer's streams of a kind in n, or refuses st
 // with BoundsExceeded if limit of them are open already.
-func (s *Session) admit(n *atomic.Int64, limit int, st transport.Stream, what string) bool {
-	if n.Add(1) > int64(limit) {
+func (s *Session) admit(n *atomic.Int32, limit int, st transport.Stream, what string) bool {
+	if int(n.Add(1)) > limit {
 		n.Add(-1)
 		s.log.Warn("refusing stream: too many", "kind", what, "limit", limit)
 		reset(st, broadcast.CodeBoundsExceeded)
@@ -920,12 +933,14 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	if !hdr.done() {
 		return
 	}
-	first := false
-	s.goawayOnce.Do(func() {
-		first = true
+	s.goawayMu.Lock()
+	first := !s.goawaySeen
+	if first {
+		s.goawaySeen = true
 		s.goawayURI = m.URI
-		close(s.goawayChan())
-	})
+		close(s.goawayChanLocked())
+	}
+	s.goawayMu.Unlock()
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
 	} else {
@@ -941,6 +956,10 @@ func (s *Session) GoingAway() <-chan struct{} { return s.goawayChan() }
 func (s *Session) goawayChan() chan struct{} {
 	s.goawayMu.Lock()
 	defer s.goawayMu.Unlock()
+	return s.goawayChanLocked()
+}
+
+func (s *Session) goawayChanLocked() chan struct{} {
 	if s.goaway == nil {
 		s.goaway = make(chan struct{})
 	}

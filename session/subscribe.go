@@ -256,7 +256,9 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 			return
 		}
 		sub.wireScale.Store(info.Timescale)
-		s.dgOnce.Do(s.startDatagrams)
+		if s.dgStarted.CompareAndSwap(false, true) {
+			s.startDatagrams()
+		}
 	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
