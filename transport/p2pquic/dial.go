@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -37,16 +39,11 @@ func (t *Transport) Dial(ctx context.Context, p peer.ID, addr ma.Multiaddr) (*Co
 	t.dialWG.Add(1) // the host's shutdown waits for dials, which it cancels
 	t.mu.Unlock()
 	defer t.dialWG.Done()
-	// The dial's context descends from neither ctx nor the host's: quic-go
-	// keeps the context it dials with (uncancellable) for the connection's
-	// life, and with it every context ctx descends from, their timers and
-	// the child maps of the caller's dial machinery. Both end it through a
-	// hook that goes when the dial returns. (Values of ctx are therefore
-	// not in the connection's context.)
-	dctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })()
 	defer context.AfterFunc(t.hostCtx, func() { cancel(ErrClosed) })()
+	dctx := newDialContext(ctx)
+	defer dctx.forget()
 
 	if b.gater != nil && (!b.gater.InterceptPeerDial(p) || !b.gater.InterceptAddrDial(p, maddr)) {
 		return nil, fmt.Errorf("p2pquic: dial to %s gated", p)
@@ -131,3 +128,29 @@ func dialAddr(addr ma.Multiaddr, p peer.ID) (ma.Multiaddr, *net.UDPAddr, string,
 	}
 	return tpt, ua, netw, nil
 }
+
+// dialContext is the context a dial runs under: ctx's, until forget. quic-go
+// keeps the context it dials with for the connection's life (uncancellable,
+// for its values); once the dial has returned, forget leaves it nothing to
+// keep but this struct: not the caller's chain of contexts (their timers,
+// done channels and child maps) nor the dial's own. The connection's
+// context has none of ctx's values then.
+type dialContext struct {
+	ref atomic.Pointer[ctxRef]
+}
+
+type ctxRef struct{ ctx context.Context }
+
+var background = &ctxRef{context.Background()}
+
+func newDialContext(ctx context.Context) *dialContext {
+	d := &dialContext{}
+	d.ref.Store(&ctxRef{ctx})
+	return d
+}
+
+func (d *dialContext) forget()                     { d.ref.Store(background) }
+func (d *dialContext) Deadline() (time.Time, bool) { return d.ref.Load().ctx.Deadline() }
+func (d *dialContext) Done() <-chan struct{}       { return d.ref.Load().ctx.Done() }
+func (d *dialContext) Err() error                  { return d.ref.Load().ctx.Err() }
+func (d *dialContext) Value(key any) any           { return d.ref.Load().ctx.Value(key) }
