@@ -39,6 +39,7 @@ var ErrClosed = errors.New("session: closed")
 //
 // Fields of 4 bytes and less are grouped at the end, where they pack: the
 // struct is allocated once per session and an idle one is mostly this.
+// TestSessionSize keeps it in the 768-byte size class.
 type Session struct {
 	conn    transport.Conn
 	version wire.Version  // fixed before negotiated is closed
