@@ -20,7 +20,8 @@ import (
 // Dial opens a moq-lite connection to peer p at addr, an /ip4 or /ip6
 // /udp/…/quic-v1 address optionally ending in /p2p/p. It leaves from the
 // host's own QUIC socket (the one Listen serves, when listening), and the TLS
-// handshake fails unless the remote proves it is p.
+// handshake fails unless the remote proves it is p. ctx bounds the dial
+// only: the connection's context carries none of its values.
 func (t *Transport) Dial(ctx context.Context, p peer.ID, addr ma.Multiaddr) (*Conn, error) {
 	maddr, raddr, netw, err := dialAddr(addr, p)
 	if err != nil {
