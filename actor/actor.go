@@ -348,6 +348,18 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	if s.cost <= 0 {
 		s.cost = DefaultLinkCost
 	}
+	// The session tells run when it ends: its own end hook calls this, so
+	// an idle session costs no hook (nor goroutine) of the actor's.
+	userEnd := cfg.OnEnd
+	cfg.OnEnd = func() {
+		if userEnd != nil {
+			userEnd()
+		}
+		select {
+		case a.endedc <- sessionEnded{id: s.id}:
+		case <-a.stopped:
+		}
+	}
 	// Offer first, start serving after: a peer that subscribes the moment
 	// the session is up, without waiting for an announcement (gomoqt does),
 	// must find every publication already there.
@@ -374,13 +386,6 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	for w := range a.watches {
 		w.note(s)
 	}
-	// A hook, not a goroutine parked per session: idle sessions are cheap.
-	context.AfterFunc(s.Context(), func() {
-		select {
-		case a.endedc <- sessionEnded{id: s.id}:
-		case <-a.stopped:
-		}
-	})
 	// An incoming session from a peer we are dialing answers those waiters now.
 	if d := a.pending[s.peer]; d != nil && !dialed {
 		if l := a.live(s.peer); l != nil {

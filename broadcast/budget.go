@@ -22,13 +22,13 @@ type Budget struct {
 	used   atomic.Int64
 
 	mu     sync.Mutex
-	tracks map[*track]struct{} // tracks holding charged bytes, to evict from
+	tracks map[*track]struct{} // tracks holding charged bytes, to evict from (made with the first)
 }
 
 // NewBudget returns a budget of limit bytes (at least 1) within parent,
 // which may be nil.
 func NewBudget(limit int64, parent *Budget) *Budget {
-	return &Budget{limit: max(limit, 1), parent: parent, tracks: map[*track]struct{}{}}
+	return &Budget{limit: max(limit, 1), parent: parent}
 }
 
 // Limit returns the budget's size in bytes.
@@ -114,6 +114,9 @@ func (b *Budget) shed(n int64) {
 func (b *Budget) register(t *track) {
 	for l := b; l != nil; l = l.parent {
 		l.mu.Lock()
+		if l.tracks == nil { // every session has a budget, most never charged
+			l.tracks = map[*track]struct{}{}
+		}
 		l.tracks[t] = struct{}{}
 		l.mu.Unlock()
 	}

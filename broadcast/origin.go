@@ -20,12 +20,14 @@ var ErrInvalidPath = errors.New("broadcast: empty path")
 type Origin struct {
 	id uint64
 
+	// The maps and done are made when first needed: every session holds
+	// an origin, which mostly stays empty and unwatched.
 	mu        sync.Mutex
 	paths     map[string]*slot
 	listeners map[*listener]struct{}
 	seq       uint64 // publish counter, to order backups by age
 	closed    bool
-	done      chan struct{}
+	done      chan struct{} // closed by Close; see doneChan
 }
 
 type slot struct {
@@ -45,7 +47,20 @@ func NewOrigin(id uint64) *Origin {
 	if id == 0 {
 		id = NewHopID()
 	}
-	return &Origin{id: id, paths: map[string]*slot{}, listeners: map[*listener]struct{}{}, done: make(chan struct{})}
+	return &Origin{id: id}
+}
+
+// doneChan returns a channel closed once the origin is closed.
+func (o *Origin) doneChan() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done == nil {
+		if o.closed {
+			return closedChan
+		}
+		o.done = make(chan struct{})
+	}
+	return o.done
 }
 
 // ID returns the origin's hop ID.
@@ -76,6 +91,9 @@ func (o *Origin) Publish(path string, b *Consumer) (unpublish func(), err error)
 	s := o.paths[path]
 	if s == nil {
 		s = &slot{}
+		if o.paths == nil {
+			o.paths = map[string]*slot{}
+		}
 		o.paths[path] = s
 	}
 	if s.holds(b) {
@@ -163,7 +181,9 @@ func (o *Origin) Close() {
 	defer o.mu.Unlock()
 	if !o.closed {
 		o.closed = true
-		close(o.done)
+		if o.done != nil {
+			close(o.done)
+		}
 		for l := range o.listeners {
 			if l.notify != nil {
 				l.notify()
@@ -205,6 +225,7 @@ func (o *Origin) AnnouncedSince(ctx context.Context, prefix string, seen map[str
 	return func(yield func(string, *Consumer) bool) {
 		l := o.listen(prefix, seen, nil)
 		defer o.unlisten(l)
+		done := o.doneChan()
 		for {
 			path, b, ok := o.nextChange(l)
 			if ok {
@@ -215,7 +236,7 @@ func (o *Origin) AnnouncedSince(ctx context.Context, prefix string, seen map[str
 			}
 			select {
 			case <-l.kick:
-			case <-o.done:
+			case <-done:
 				return
 			case <-ctx.Done():
 				return
@@ -290,6 +311,9 @@ func (o *Origin) listen(prefix string, seen map[string]*Consumer, notify func())
 		}
 	}
 	slices.Sort(l.queue) // the initial set in a stable order
+	if o.listeners == nil {
+		o.listeners = map[*listener]struct{}{}
+	}
 	o.listeners[l] = struct{}{}
 	return l
 }

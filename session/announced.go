@@ -341,7 +341,7 @@ func (s *Session) endRemoteWith(path string, p *broadcast.Producer, err error) {
 func (s *Session) endRemotes() {
 	s.mu.Lock()
 	remotes := s.remotes
-	s.remotes = map[string]*broadcast.Producer{}
+	s.remotes = nil
 	s.mu.Unlock()
 	err := remoteErr(context.Cause(s.ctx))
 	for _, p := range remotes {

@@ -442,7 +442,7 @@ func TestBoundsAnnounceInterests(t *testing.T) {
 				reset(st, broadcast.CodeCancel)
 			}
 		}()
-		eventually(t, func() bool { return p.sess.interests.Load() == int64(limit) })
+		eventually(t, func() bool { return p.sess.interests.Load() == int32(limit) })
 		wantHeapWithin(t, fmt.Sprintf("%d announce interests with 64 KiB prefixes", limit), base, int64(limit)*(64<<10+8<<10))
 		wantGoroutinesWithin(t, "announce interests", g0, limit)
 		// Idle, they hold no goroutine on this transport: nothing reads the
@@ -455,7 +455,7 @@ func TestBoundsAnnounceInterests(t *testing.T) {
 			reset(st, broadcast.CodeCancel)
 		}
 		reset(open[0], broadcast.CodeCancel) // frees a place
-		eventually(t, func() bool { return p.sess.interests.Load() == int64(limit-1) })
+		eventually(t, func() bool { return p.sess.interests.Load() == int32(limit-1) })
 		st := p.openStream(t, ctx, please, true)
 		want := p.msg(t, &wire.Announce{Active: true, Suffix: "cam", Hops: []uint64{p.sess.hop}})
 		if data, err := readStream(t, ctx, st); err != nil || string(data) != string(want) {
@@ -483,7 +483,7 @@ func TestBoundsProbes(t *testing.T) {
 				reset(st, broadcast.CodeCancel)
 			}
 		}()
-		eventually(t, func() bool { return p.sess.probes.Load() == int64(limit) })
+		eventually(t, func() bool { return p.sess.probes.Load() == int32(limit) })
 		wantGoroutinesWithin(t, "probe streams", g0, limit)
 		for range 10 {
 			st := p.openStream(t, ctx, probe, false)
@@ -491,9 +491,9 @@ func TestBoundsProbes(t *testing.T) {
 			reset(st, broadcast.CodeCancel)
 		}
 		_ = open[0].Close() // the peer ends a probe: its place is free
-		eventually(t, func() bool { return p.sess.probes.Load() == int64(limit-1) })
+		eventually(t, func() bool { return p.sess.probes.Load() == int32(limit-1) })
 		open[0] = p.openStream(t, ctx, probe, false)
-		eventually(t, func() bool { return p.sess.probes.Load() == int64(limit) })
+		eventually(t, func() bool { return p.sess.probes.Load() == int32(limit) })
 		p.wantUp(t)
 	})
 }

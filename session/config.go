@@ -42,6 +42,12 @@ type Config struct {
 	// Metrics, if set, is told about the session and its media (see
 	// package metrics); nil traces nothing.
 	Metrics MetricsTracer
+	// OnEnd, if set, is called once the session has ended (its Context is
+	// done and the peer's broadcasts have ended), on a goroutine other than
+	// the one that ended it. Close does not wait for it, so it may block,
+	// and New never calls it for a session it does not return. It spares
+	// an owner that must learn of the end a context.AfterFunc of its own.
+	OnEnd func()
 }
 
 // Limits bound what a peer can make a session hold. Zero fields take the

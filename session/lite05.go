@@ -19,9 +19,39 @@ import (
 
 // peerSetup is what the peer's lite-05 SETUP said; set once.
 type peerSetup struct {
-	seen    atomic.Bool
-	msg     atomic.Pointer[wire.Setup]
-	arrived chan struct{} // closed once msg is set
+	msg atomic.Pointer[wire.Setup]
+	// arrived is closed once msg is set; made (under the session's mu) by
+	// the first to wait for it before then (setupArrived), which the
+	// SETUP, first on the wire, mostly is not.
+	arrived chan struct{}
+}
+
+// setupArrived returns a channel that is closed once the peer's SETUP is in.
+func (s *Session) setupArrived() <-chan struct{} {
+	p := &s.peerSetup
+	if p.msg.Load() != nil {
+		return closedChan
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.msg.Load() != nil { // set meanwhile: setSetup closes only a channel it finds
+		return closedChan
+	}
+	if p.arrived == nil {
+		p.arrived = make(chan struct{})
+	}
+	return p.arrived
+}
+
+// setSetup records the peer's SETUP and wakes those waiting for it.
+func (s *Session) setSetup(m *wire.Setup) {
+	p := &s.peerSetup
+	p.msg.Store(m)
+	s.mu.Lock()
+	if p.arrived != nil {
+		close(p.arrived)
+	}
+	s.mu.Unlock()
 }
 
 // PeerSetup returns the peer's lite-05 SETUP once it arrived (false before,
@@ -66,7 +96,7 @@ func (s *Session) sendSetup() {
 // it and leaves nothing unread. A second SETUP stream, a malformed SETUP
 // or bytes after it violate the protocol and close the session.
 func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
-	if s.peerSetup.seen.Swap(true) {
+	if s.setupSeen.Swap(true) {
 		rs.CancelRead(uint32(broadcast.CodeProtocol))
 		s.fail(broadcast.CodeProtocol, "a second SETUP stream")
 		return
@@ -89,8 +119,7 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		}
 		return
 	}
-	s.peerSetup.msg.Store(&m)
-	close(s.peerSetup.arrived)
+	s.setSetup(&m)
 	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path, "eager_start", m.EagerStart)
 }
 
@@ -114,13 +143,12 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 // answered, as moq-dev's subscribers do; groups written before its
 // SUBSCRIBE arrives are then not delivered.
 func (s *Session) peerStartsEagerly(ctx context.Context) bool {
-	select {
-	case <-s.peerSetup.arrived:
-	default:
+	if s.peerSetup.msg.Load() == nil {
+		arrived := s.setupArrived()
 		t := time.NewTimer(s.lim.HeaderTimeout)
 		defer t.Stop()
 		select {
-		case <-s.peerSetup.arrived:
+		case <-arrived:
 		case <-t.C:
 			s.log.Debug("no SETUP from the peer: subscriptions settle at TRACK_INFO")
 			return false

@@ -29,7 +29,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	if !hdr.done() {
 		return
 	}
-	if s.served.Add(1) > int64(s.lim.MaxSubscriptions) {
+	if int(s.served.Add(1)) > s.lim.MaxSubscriptions {
 		s.served.Add(-1)
 		s.log.Warn("refusing subscribe: too many", "limit", s.lim.MaxSubscriptions)
 		reset(st, broadcast.CodeBoundsExceeded)

@@ -36,26 +36,27 @@ var everything = []string{""}
 var ErrClosed = errors.New("session: closed")
 
 // Session is one moq-lite session with a peer. It is safe for concurrent use.
+//
+// Fields of 4 bytes and less are grouped at the end, where they pack: the
+// struct is allocated once per session and an idle one is mostly this.
+// TestSessionSize keeps it in the 768-byte size class.
 type Session struct {
 	conn    transport.Conn
 	version wire.Version  // fixed before negotiated is closed
-	client  bool          // we opened the connection (sends CLIENT_SETUP)
 	ready   chan struct{} // closed once the version is known (closedChan if it was at New)
 
 	// goaway is closed when the peer sent GOAWAY; made by goawayChan when
-	// first asked for (most sessions never see one).
-	goaway     chan struct{}
-	goawayMu   sync.Mutex
-	goawayURI  string // set before goaway is closed
-	goawayOnce sync.Once
-	lim        Limits
-	log        *slog.Logger
-	hop        uint64
-	publish    *broadcast.Origin // what we offer; never nil
+	// first asked for (most sessions never see one). goawayMu guards it and
+	// goawaySeen.
+	goaway    chan struct{}
+	goawayURI string // set before goaway is closed
+	lim       Limits
+	log       *slog.Logger
+	hop       uint64
+	publish   *broadcast.Origin // what we offer; never nil
 	// remote is what the peer announced to us, made by remoteOrigin when
 	// first needed: a lazy session that never asks holds none.
-	remote     *broadcast.Origin
-	remoteOnce sync.Once
+	remote atomic.Pointer[broadcast.Origin]
 
 	// The announce-interest streams (announced.go): they ask the peer for
 	// its broadcasts under each prefix in interest. With lazyInterest they
@@ -63,19 +64,44 @@ type Session struct {
 	// known (started); remoteKnown closes once every stream has received
 	// the set the peer announced first (initialPending counts those still
 	// missing; remoteKnown is made with the streams).
-	interest       []string
-	lazyInterest   bool
+	interest    []string
+	remoteKnown chan struct{}
+
+	ctx    context.Context // done when the session ends (stop)
+	cancel context.CancelCauseFunc
+	onEnd  func() // Config.OnEnd
+	wg     sync.WaitGroup
+
+	nextSubID atomic.Uint64
+	sorted    signal    // a stream left unsorted (its header was read, or it was dropped)
+	peerSetup peerSetup // the peer's lite-05 SETUP
+	turnFree  signal    // turnWaiters dropped to 0
+	// uniIdle wakes those who wait for the group-stream accept loop to go
+	// back to accepting (finishAfterGroups; see uniBusy).
+	uniIdle   signal
+	uniPasses atomic.Uint64 // times the loop went back to accepting
+	counters  counters
+	inFlight  groupTokens // the session's groups in flight on the publish path
+
+	// The maps are made with their first entry: an idle session has none.
+	subs           map[uint64]*subscription // our wire subscriptions by ID
+	shared         map[trackKey]*subscription
+	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
+	announced      int                            // paths the peer has active, or refused as loops
+	announcedBytes int                            // their total length
+
+	// obs counts subscriptions and reports to the metrics (stats.go).
+	obs observer
+
+	mu           sync.Mutex   // guards subs, shared, remotes, announced, announcedBytes
+	goawayMu     sync.Mutex   // guards goaway, goawaySeen
+	spawnMu      sync.RWMutex // guards closing against wg.Add racing wg.Wait
+	interestOnce sync.Once
+
+	initialPending atomic.Int32
 	remoteWanted   atomic.Bool
 	started        atomic.Bool
-	interestOnce   sync.Once
-	initialPending atomic.Int32
-	remoteKnown    chan struct{}
-
-	ctx     context.Context // done when the session ends
-	cancel  context.CancelCauseFunc
-	wg      sync.WaitGroup
-	spawnMu sync.RWMutex // guards closing against wg.Add racing wg.Wait
-	closing bool
+	endRan         atomic.Bool // stop has run ended
 	// uniAccepting: the accept loop for the peer's group streams runs. It
 	// starts with our first subscription (acceptGroups): until then the
 	// peer has no reason to open one, and an idle session parks no
@@ -85,39 +111,25 @@ type Session struct {
 	// that, on lite-05, the loop runs only to take the peer's SETUP (its
 	// first uni stream) and stops once it has.
 	groupsWanted atomic.Bool
-
-	nextSubID atomic.Uint64
-	served    atomic.Int64 // peer subscriptions being served
-	interests atomic.Int64 // peer announce streams being served
-	probes    atomic.Int64 // peer probe streams held open
-	unsorted  atomic.Int64 // group streams accepted whose header is not read yet
-	sorted    signal       // a stream left unsorted (its header was read, or it was dropped)
-	peerSetup peerSetup    // the peer's lite-05 SETUP
-	dgOnce    sync.Once    // starts the datagram reader (lite-05, first subscription)
-	// back-pressured groups on goroutines waiting for their turn to be
-	// read; the accept loop takes no stream while there are any
-	turnWaiters atomic.Int64
-	turnFree    signal // turnWaiters dropped to 0
 	// uniBusy: the accept loop for group streams is away from accepting
 	// (it has streams in hand, back-pressure holds it, or it has not run
 	// since it took the last one), so a stream of a finished subscription
-	// may be waiting for it unseen; uniIdle wakes those who wait for it to
-	// go back to accepting (finishAfterGroups).
+	// may be waiting for it unseen (uniIdle).
 	uniBusy   atomic.Bool
-	uniIdle   signal
-	uniPasses atomic.Uint64 // times the loop went back to accepting
-	counters  counters
-	inFlight  groupTokens // the session's groups in flight on the publish path
+	setupSeen atomic.Bool  // a SETUP stream of the peer's was taken
+	dgStarted atomic.Bool  // the datagram reader was started (lite-05, first subscription)
+	served    atomic.Int32 // peer subscriptions being served
+	interests atomic.Int32 // peer announce streams being served
+	probes    atomic.Int32 // peer probe streams held open
+	unsorted  atomic.Int32 // group streams accepted whose header is not read yet
+	// back-pressured groups on goroutines waiting for their turn to be
+	// read; the accept loop takes no stream while there are any
+	turnWaiters atomic.Int32
 
-	mu             sync.Mutex
-	subs           map[uint64]*subscription // our wire subscriptions by ID
-	shared         map[trackKey]*subscription
-	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
-	announced      int                            // paths the peer has active, or refused as loops
-	announcedBytes int                            // their total length
-
-	// obs counts subscriptions and reports to the metrics (stats.go).
-	obs observer
+	client       bool // we opened the connection (sends CLIENT_SETUP)
+	lazyInterest bool
+	closing      bool // guarded by spawnMu
+	goawaySeen   bool // a GOAWAY arrived (its URI is goawayURI)
 }
 
 type trackKey struct{ path, track string }
@@ -147,13 +159,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 
 		interest:     cfg.Interest,
 		lazyInterest: cfg.LazyInterest,
-
-		subs:    map[uint64]*subscription{},
-		shared:  map[trackKey]*subscription{},
-		remotes: map[string]*broadcast.Producer{},
-		obs:     observer{metrics: cfg.Metrics},
 	}
-	s.peerSetup.arrived = make(chan struct{})
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -168,39 +174,38 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.remoteOrigin()
 	}
 	s.log = s.log.With("remote", conn.RemoteAddr().String())
-	// A child of the connection's context: it ends with the connection, with
-	// the connection's cause, and end/fail can end it first with theirs.
-	s.ctx, s.cancel = context.WithCancelCause(conn.Context())
+	// The session's context ends with the connection, with the
+	// connection's cause, or first with end's or fail's (stop). It is no
+	// child of the connection's, and nothing watches it: the connection's
+	// close hook and stop end it and run the session's end (ended), so
+	// that an idle session holds neither a goroutine nor a context hook
+	// for it. Close waits for ended.
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.onEnd = cfg.OnEnd
 
 	if s.interest == nil {
 		s.interest = everything
 	}
-	// When the session ends, so do the peer's broadcasts: a hook on the
-	// session's context rather than a goroutine waiting for it (an idle
-	// session holds no goroutine it does not need). Close waits for it.
 	s.wg.Add(1)
-	context.AfterFunc(s.ctx, func() {
-		defer s.wg.Done()
-		s.obs.ended()
-		s.remoteOrigin().Close()
-		s.endRemotes()
-	})
+	transport.OnClose(conn, func(cause error) { s.stop(cause, true) })
 	if setup {
 		s.ready = make(chan struct{})
-		s.spawn(s.runSetup)
+		metrics := cfg.Metrics
+		s.spawn(func() { s.runSetup(metrics) })
 	} else {
 		s.log = s.log.With("version", v.String())
-		s.start()
+		s.start(cfg.Metrics)
 	}
 	return s, nil
 }
 
-// start runs the session once its version is known.
-func (s *Session) start() {
+// start runs the session once its version is known; metrics is
+// Config.Metrics.
+func (s *Session) start(metrics MetricsTracer) {
 	if s.ready != closedChan {
 		close(s.ready)
 	}
-	s.obs.started(s)
+	s.obs.started(s, metrics)
 	if s.version.HasSetupStream() {
 		s.spawn(s.sendSetup)
 		// The peer's SETUP is read with its group streams (recvSetup):
@@ -279,8 +284,13 @@ func (s *Session) Remote() *broadcast.Origin {
 // first use (one made after the session ended is closed by the end's
 // hook, which makes it if nobody did).
 func (s *Session) remoteOrigin() *broadcast.Origin {
-	s.remoteOnce.Do(func() { s.remote = broadcast.NewOrigin(s.hop) })
-	return s.remote
+	if o := s.remote.Load(); o != nil {
+		return o
+	}
+	// Two first callers at once make one origin each (an allocation,
+	// nothing to stop): the first stored is everyone's.
+	s.remote.CompareAndSwap(nil, broadcast.NewOrigin(s.hop))
+	return s.remote.Load()
 }
 
 // AwaitRemote asks the peer for its announcements, as Remote does, and
@@ -342,10 +352,38 @@ func (s *Session) Close(code broadcast.Code, reason string) error {
 // may call it).
 func (s *Session) end(code broadcast.Code, reason string) {
 	if s.ctx.Err() == nil {
-		// Cancel first: goroutines that see the connection die then find the
+		// Stop first: goroutines that see the connection die then find the
 		// session already ended with this reason.
-		s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+		s.stop(&transport.ConnError{Code: uint32(code), Reason: reason}, false)
 		_ = s.conn.CloseWithError(uint32(code), reason)
+	}
+}
+
+// stop ends the session's context with cause (the first cause stays) and
+// runs ended once: on this goroutine when inline (the connection's close
+// hook), otherwise on a goroutine of its own, as end and fail may be
+// called with the session's locks held.
+func (s *Session) stop(cause error, inline bool) {
+	s.cancel(cause)
+	if !s.endRan.CompareAndSwap(false, true) {
+		return
+	}
+	if inline {
+		s.ended()
+	} else {
+		go s.ended()
+	}
+}
+
+// ended runs once the session has ended: so do the peer's broadcasts.
+// Close waits for it, then Config.OnEnd runs.
+func (s *Session) ended() {
+	s.obs.ended()
+	s.remoteOrigin().Close()
+	s.endRemotes()
+	s.wg.Done()
+	if s.onEnd != nil {
+		s.onEnd()
 	}
 }
 
@@ -356,7 +394,7 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 	}
 	reason := fmt.Sprintf(format, args...)
 	s.log.Warn("closing session: peer violated the protocol", "code", code, "reason", reason)
-	s.cancel(&transport.ConnError{Code: uint32(code), Reason: reason})
+	s.stop(&transport.ConnError{Code: uint32(code), Reason: reason}, false)
 	_ = s.conn.CloseWithError(uint32(code), reason)
 }
 
@@ -635,8 +673,8 @@ func (s *Session) handleStream(st transport.Stream) {
 
 // admit counts one more of the peer's streams of a kind in n, or refuses st
 // with BoundsExceeded if limit of them are open already.
-func (s *Session) admit(n *atomic.Int64, limit int, st transport.Stream, what string) bool {
-	if n.Add(1) > int64(limit) {
+func (s *Session) admit(n *atomic.Int32, limit int, st transport.Stream, what string) bool {
+	if int(n.Add(1)) > limit {
 		n.Add(-1)
 		s.log.Warn("refusing stream: too many", "kind", what, "limit", limit)
 		reset(st, broadcast.CodeBoundsExceeded)
@@ -896,12 +934,14 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	if !hdr.done() {
 		return
 	}
-	first := false
-	s.goawayOnce.Do(func() {
-		first = true
+	s.goawayMu.Lock()
+	first := !s.goawaySeen
+	if first {
+		s.goawaySeen = true
 		s.goawayURI = m.URI
-		close(s.goawayChan())
-	})
+		close(s.goawayChanLocked())
+	}
+	s.goawayMu.Unlock()
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
 	} else {
@@ -917,6 +957,10 @@ func (s *Session) GoingAway() <-chan struct{} { return s.goawayChan() }
 func (s *Session) goawayChan() chan struct{} {
 	s.goawayMu.Lock()
 	defer s.goawayMu.Unlock()
+	return s.goawayChanLocked()
+}
+
+func (s *Session) goawayChanLocked() chan struct{} {
 	if s.goaway == nil {
 		s.goaway = make(chan struct{})
 	}

@@ -22,7 +22,7 @@ const implementation = "moqp2p"
 // runSetup negotiates the version with the compat SETUP on the first bidi
 // stream, starts the session, then holds that stream open as the session
 // stream: the peer ending it ends the session, as in moq-dev's Rust.
-func (s *Session) runSetup() {
+func (s *Session) runSetup(metrics MetricsTracer) {
 	ctx, cancel := context.WithTimeoutCause(s.ctx, s.lim.SetupTimeout,
 		&broadcast.Error{Code: broadcast.CodeTimeout, Reason: "compat SETUP timed out"})
 	defer cancel()
@@ -51,7 +51,7 @@ func (s *Session) runSetup() {
 	}
 	cancel()
 	s.log.Debug("compat SETUP done", "version", s.version.String())
-	s.start()
+	s.start(metrics)
 
 	stop := context.AfterFunc(s.ctx, func() { reset(st, broadcast.CodeCancel) })
 	defer stop()

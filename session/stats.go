@@ -259,17 +259,16 @@ type SessionTracer interface {
 // observer is a session's bookkeeping for Subscriptions and its
 // MetricsTracer.
 type observer struct {
-	metrics MetricsTracer
-
 	mu     sync.Mutex
-	tr     SessionTracer // set once the session started, if metrics is set
+	tr     SessionTracer // set once the session started, if Config.Metrics is set
 	closed bool
 	subs   map[*subStats]struct{}
 }
 
-// started hands the session to the MetricsTracer, unless it has ended.
-func (o *observer) started(s *Session) {
-	if o.metrics == nil {
+// started hands the session to metrics (Config.Metrics, if set), unless
+// it has ended.
+func (o *observer) started(s *Session, metrics MetricsTracer) {
+	if metrics == nil {
 		return
 	}
 	info := SessionInfo{Version: s.version.String(), Outbound: s.client}
@@ -280,7 +279,7 @@ func (o *observer) started(s *Session) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.closed {
-		o.tr = o.metrics.SessionStarted(info)
+		o.tr = metrics.SessionStarted(info)
 	}
 }
 

@@ -287,7 +287,7 @@ func (c *countingTracer) SessionStarted(SessionInfo) SessionTracer { return c }
 // The session's side of the media path's counting allocates nothing.
 func TestSubStatsNoAlloc(t *testing.T) {
 	tr := &countingTracer{}
-	o := observer{metrics: tr}
+	o := observer{}
 	o.tr = tr
 	st := o.track(true, 1, "b", "t")
 	defer o.untrack(st)

@@ -173,6 +173,9 @@ func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Produce
 		}
 		s.startSubscription(path, tp, opts, true)
 	}})
+	if s.remotes == nil {
+		s.remotes = map[string]*broadcast.Producer{}
+	}
 	s.remotes[path] = p
 	return p
 }
@@ -198,8 +201,14 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
 	sub.ctx = ctx
+	if s.subs == nil { // the session's first subscription
+		s.subs = map[uint64]*subscription{}
+	}
 	s.subs[sub.id] = sub
 	if shared {
+		if s.shared == nil {
+			s.shared = map[trackKey]*subscription{}
+		}
 		s.shared[trackKey{path, tp.Info().Name}] = sub
 	}
 	s.spawn(func() { s.runSubscription(ctx, sub) })
@@ -247,7 +256,9 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 			return
 		}
 		sub.wireScale.Store(info.Timescale)
-		s.dgOnce.Do(s.startDatagrams)
+		if s.dgStarted.CompareAndSwap(false, true) {
+			s.startDatagrams()
+		}
 	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {

@@ -90,6 +90,29 @@ func As[T any](c Conn) (T, bool) {
 // AsDatagramConn returns c, or a connection c wraps, as a DatagramConn.
 func AsDatagramConn(c Conn) (DatagramConn, bool) { return As[DatagramConn](c) }
 
+// CloseHooker is a Conn that can call a function when it closes without a
+// context being watched for it: OnClose calls f once the connection has
+// closed, with the cause its Context gives (context.Cause), on a goroutine
+// other than the caller's (at once if it has closed already). A hook costs
+// the connection a slice entry where a context.AfterFunc on its Context
+// costs a context, and the Context itself need never be made.
+type CloseHooker interface {
+	OnClose(f func(cause error))
+}
+
+// OnClose calls f once c has closed, with the close cause: through c's
+// CloseHooker (or that of a connection it wraps) if it has one, otherwise
+// as a context.AfterFunc on its Context. f runs on a goroutine other than
+// the caller's; it is never called if c stays open.
+func OnClose(c Conn, f func(cause error)) {
+	if h, ok := As[CloseHooker](c); ok {
+		h.OnClose(f)
+		return
+	}
+	ctx := c.Context()
+	context.AfterFunc(ctx, func() { f(context.Cause(ctx)) })
+}
+
 // SendStream is the sending half of a stream.
 type SendStream interface {
 	io.Writer

@@ -174,14 +174,16 @@ func (t *Transport) admit(b *binding, qc *quic.Conn) {
 	// its ALPN; libp2p's own listener moves its connections to the peer's
 	// scope, and if we did not, ours would pile up in the transient scope
 	// until the resource manager refused every inbound QUIC connection.
+	var release func()
 	if scope, err := network.UnwrapConnManagementScope(qc.Context()); err == nil {
 		if err := scope.SetPeer(pid); err != nil {
 			t.log.Debug("resource manager refused connection", "peer", pid, "err", err)
 			_ = qc.CloseWithError(codeBoundsExceeded, "resource limit")
 			return
 		}
+		release = takeScope(qc, scope)
 	}
-	c := t.register(qc, pid)
+	c := t.register(qc, pid, release)
 	if c == nil {
 		return
 	}
@@ -205,6 +207,26 @@ func (t *Transport) admit(b *binding, qc *quic.Conn) {
 // connection's context by connContext, is what both can reach.
 type verifiedKey struct {
 	ch atomic.Pointer[<-chan crypto.PubKey]
+	// stopScope stops connContext's hook that releases the connection's
+	// resource scope when it closes (set before the connection exists).
+	stopScope func() bool
+}
+
+// takeScope hands the release of qc's resource scope from connContext's
+// hook to the caller, who must call the function it returns once qc has
+// closed (nil: the hook keeps it, having run or being about to). It saves
+// a connection that has a close hook of its own a second one.
+func takeScope(qc *quic.Conn, scope network.ConnManagementScope) func() {
+	vk, ok := qc.Context().Value(verifiedKeyKey{}).(*verifiedKey)
+	if !ok || vk.stopScope == nil {
+		return nil
+	}
+	stop := vk.stopScope
+	vk.stopScope = nil // the hook it holds goes with it
+	if !stop() {
+		return nil
+	}
+	return scope.Done
 }
 
 type verifiedKeyKey struct{}

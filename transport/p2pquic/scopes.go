@@ -24,8 +24,11 @@ func (t *Transport) connContext(rm network.ResourceManager) func(context.Context
 			return ctx, err
 		}
 		ctx = network.WithConnManagementScope(ctx, scope)
-		context.AfterFunc(ctx, scope.Done)
-		return context.WithValue(ctx, verifiedKeyKey{}, new(verifiedKey)), nil
+		// A moq-lite connection that admit keeps has the scope released
+		// by its own close hook instead (takeScope).
+		vk := &verifiedKey{}
+		vk.stopScope = context.AfterFunc(ctx, scope.Done)
+		return context.WithValue(ctx, verifiedKeyKey{}, vk), nil
 	}
 }
 

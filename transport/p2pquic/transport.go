@@ -146,22 +146,31 @@ func (t *Transport) SetDeadPeerTimeout(d time.Duration) {
 }
 
 // register wraps qc and keeps it until it closes, so that the host's shutdown
-// can close it with a code instead of silently dropping its socket. It
-// returns nil, having closed qc, once the host is shutting down.
-func (t *Transport) register(qc *quic.Conn, p peer.ID) *Conn {
-	c := &Conn{Conn: rawquic.Wrap(qc), qc: qc, peer: p}
+// can close it with a code instead of silently dropping its socket; release
+// (if not nil) runs once qc has closed, from the same hook. It returns nil,
+// having closed qc and run release, once the host is shutting down.
+func (t *Transport) register(qc *quic.Conn, p peer.ID, release func()) *Conn {
+	c := &Conn{qc: qc, peer: p}
 	t.mu.Lock()
 	if t.hostClosed {
 		t.mu.Unlock()
 		_ = qc.CloseWithError(codeClosed, "host closing")
+		if release != nil {
+			release()
+		}
 		return nil
 	}
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	context.AfterFunc(qc.Context(), func() {
+	// Wrapped once it is in conns: a connection closed already runs the
+	// hook at once, which must find it there to delete it.
+	c.Conn = rawquic.WrapFunc(qc, func() {
 		t.mu.Lock()
 		delete(t.conns, c)
 		t.mu.Unlock()
+		if release != nil {
+			release()
+		}
 	})
 	return c
 }
@@ -301,6 +310,10 @@ func (c *Conn) TryAcceptUniStream() (transport.ReceiveStream, bool) {
 	}
 	return nil, false
 }
+
+// OnClose implements transport.CloseHooker (forwarded by hand, as
+// TryAcceptUniStream is).
+func (c *Conn) OnClose(f func(cause error)) { transport.OnClose(c.Conn, f) }
 
 // Stats reports the QUIC connection's counters (see transport.StatsConn).
 func (c *Conn) Stats() transport.Stats {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -204,15 +205,84 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (tr
 }
 
 // Wrap adapts an established QUIC connection.
-func Wrap(c *quic.Conn) transport.Conn {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	context.AfterFunc(c.Context(), func() { cancel(convert(context.Cause(c.Context()))) })
-	return &conn{c: c, ctx: ctx}
+func Wrap(c *quic.Conn) transport.Conn { return WrapFunc(c, nil) }
+
+// WrapFunc is Wrap with closed called once c has closed, before the
+// connection's Context ends and its OnClose hooks run: a transport built
+// on rawquic keeps its bookkeeping for the connection there instead of in
+// a context.AfterFunc of its own. closed must not block.
+func WrapFunc(c *quic.Conn, closed func()) transport.Conn {
+	wc := &conn{c: c, closed: closed}
+	// One hook on quic-go's context does all a closed connection needs:
+	// the Context (if anyone asked for it) and the OnClose hooks get the
+	// close cause in transport's terms.
+	context.AfterFunc(c.Context(), wc.end)
+	return wc
 }
 
 type conn struct {
-	c   *quic.Conn
-	ctx context.Context // c.Context() with the close cause in transport's terms
+	c      *quic.Conn
+	closed func() // WrapFunc's
+
+	mu     sync.Mutex
+	done   bool            // c has closed: cause is set
+	cause  error           // c's close cause in transport's terms
+	ctx    context.Context // made by Context when first asked
+	cancel context.CancelCauseFunc
+	hooks  []func(error) // OnClose's, until c closes
+}
+
+// end runs once quic-go's context for the connection has ended.
+func (c *conn) end() {
+	if c.closed != nil {
+		c.closed()
+	}
+	cause := convert(context.Cause(c.c.Context()))
+	c.mu.Lock()
+	c.done, c.cause = true, cause
+	cancel, hooks := c.cancel, c.hooks
+	c.hooks = nil
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
+	// Each hook on a goroutine of its own, as AfterFunc's would be: the
+	// last one on this one.
+	for i, f := range hooks {
+		if i < len(hooks)-1 {
+			go f(cause)
+		} else {
+			f(cause)
+		}
+	}
+}
+
+// Context implements transport.Conn: it is made when first asked for (a
+// session watches the connection through OnClose and never asks), and its
+// cause is the close cause in transport's terms.
+func (c *conn) Context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancelCause(context.Background())
+		if c.done {
+			c.cancel(c.cause)
+		}
+	}
+	return c.ctx
+}
+
+// OnClose implements transport.CloseHooker.
+func (c *conn) OnClose(f func(cause error)) {
+	c.mu.Lock()
+	if c.done {
+		cause := c.cause
+		c.mu.Unlock()
+		go f(cause)
+		return
+	}
+	c.hooks = append(c.hooks, f)
+	c.mu.Unlock()
 }
 
 // DatagramsSupported implements transport.DatagramConn.
@@ -286,10 +356,9 @@ func (c *conn) CloseWithError(code uint32, reason string) error {
 	return c.c.CloseWithError(quic.ApplicationErrorCode(code), reason)
 }
 
-func (c *conn) Context() context.Context { return c.ctx }
-func (c *conn) Protocol() string         { return c.c.ConnectionState().TLS.NegotiatedProtocol }
-func (c *conn) LocalAddr() net.Addr      { return c.c.LocalAddr() }
-func (c *conn) RemoteAddr() net.Addr     { return c.c.RemoteAddr() }
+func (c *conn) Protocol() string     { return c.c.ConnectionState().TLS.NegotiatedProtocol }
+func (c *conn) LocalAddr() net.Addr  { return c.c.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
 
 // Stats reports quic-go's connection counters.
 func (c *conn) Stats() transport.Stats {
