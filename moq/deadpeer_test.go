@@ -10,6 +10,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/moqp2p/moqp2p/internal/impair"
+	"github.com/moqp2p/moqp2p/internal/testutil"
 )
 
 // linkTo returns to's address info through an impairing proxy on loopback:
@@ -85,17 +86,36 @@ func TestDeadPeerEndsSession(t *testing.T) {
 			if s.Err() != nil {
 				t.Fatalf("idle live session ended: %v", s.Err())
 			}
+			// The accepting end too: its session of the same connection.
+			var accepted *Session
+			testutil.Until(t, testCtx(t), "the publisher's session", func() bool {
+				list, err := pub.Sessions(testCtx(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range list {
+					if l.RemotePeer() == sub.h.ID() {
+						accepted = l
+					}
+				}
+				return accepted != nil
+			})
 			link.Set(impair.Config{Loss: 1})
 			cut := time.Now()
-			select {
-			case <-s.Closed():
-			case <-time.After(5 * bound):
-				t.Fatalf("dead peer not noticed in %v", 5*bound)
+			for _, end := range []struct {
+				name string
+				s    *Session
+			}{{"dialer", s}, {"acceptor", accepted}} {
+				select {
+				case <-end.s.Closed():
+				case <-time.After(5 * bound):
+					t.Fatalf("%s: dead peer not noticed in %v", end.name, 5*bound)
+				}
+				if d := time.Since(cut); d > bound+500*time.Millisecond {
+					t.Errorf("%s: dead peer noticed after %v, bound %v", end.name, d, bound)
+				}
+				t.Logf("%s noticed after %v: %v", end.name, time.Since(cut), end.s.Err())
 			}
-			if d := time.Since(cut); d > bound+500*time.Millisecond {
-				t.Errorf("dead peer noticed after %v, bound %v", d, bound)
-			}
-			t.Logf("noticed after %v: %v", time.Since(cut), s.Err())
 		})
 	}
 }

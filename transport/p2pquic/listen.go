@@ -187,6 +187,7 @@ func (t *Transport) admit(b *binding, qc *quic.Conn) {
 	if c == nil {
 		return
 	}
+	watchSilence(qc, &t.silence)
 	select {
 	case t.incoming <- c:
 		select {

@@ -75,13 +75,17 @@ type Config struct {
 	// listening sockets (never lower them).
 	QUIC *quic.Config
 	// DeadPeerTimeout is how long a peer may stay silent before a
-	// connection this transport dials is given up, when QUIC is nil (see
-	// rawquic.ConfigDeadPeer; 0 means 3 s). QUIC's idle timeout in force
-	// is the smaller of both ends', so it holds at the accepting end too
-	// when the dialer is a moqp2p node; the listening sockets, which
-	// libp2p's own connections share, keep libp2p's settings (a shorter
-	// idle timeout there made the host's DHT connections churn under
-	// load).
+	// connection is given up, when QUIC is nil (see rawquic.ConfigDeadPeer;
+	// 0 means 3 s). Dialed connections get it as QUIC's idle timeout and
+	// keep-alives. The listening sockets, which libp2p's own connections
+	// share, keep libp2p's settings (a shorter idle timeout there made the
+	// host's DHT connections churn under load), so accepted connections are
+	// held to it by a watch of their own (silence.go): one that receives
+	// nothing for three quarters of it is closed with Timeout (3). A moqp2p
+	// dialer sends keep-alives every quarter of its own bound, so nodes
+	// that connect should not set bounds more than three times apart: a
+	// dialer whose bound is over three times the acceptor's is given up
+	// while idle.
 	DeadPeerTimeout time.Duration
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
@@ -101,6 +105,8 @@ type Transport struct {
 	hostCtx    context.Context // cancelled when the host shuts down, to end dials
 	hostCancel context.CancelFunc
 	dialWG     sync.WaitGroup
+
+	silence silenceBound // what accepted connections are held to (silence.go)
 
 	mu         sync.Mutex
 	b          *binding // set by the QUICReuse constructor during libp2p.New
@@ -123,7 +129,7 @@ func New(cfg Config) *Transport {
 		log = slog.Default()
 	}
 	hostCtx, hostCancel := context.WithCancel(context.Background())
-	return &Transport{
+	t := &Transport{
 		qconf:      qc,
 		log:        log.With("transport", "p2pquic"),
 		done:       make(chan struct{}),
@@ -132,17 +138,19 @@ func New(cfg Config) *Transport {
 		hostCancel: hostCancel,
 		conns:      map[*Conn]struct{}{},
 	}
+	t.silence.set(qc)
+	return t
 }
 
 // SetDeadPeerTimeout changes the dead-peer bound of the connections the
-// transport dials from now on (see Config.DeadPeerTimeout; the idle timeout
-// in force is the smaller of both ends', so it also holds for the peer).
+// transport dials and accepts from now on (see Config.DeadPeerTimeout).
 // Call it before dialing: it is not synchronised with Dial.
 func (t *Transport) SetDeadPeerTimeout(d time.Duration) {
 	ref := rawquic.ConfigDeadPeer(d)
 	qc := t.qconf.Clone()
 	qc.MaxIdleTimeout, qc.KeepAlivePeriod = ref.MaxIdleTimeout, ref.KeepAlivePeriod
 	t.qconf = qc
+	t.silence.set(qc)
 }
 
 // register wraps qc and keeps it until it closes, so that the host's shutdown
