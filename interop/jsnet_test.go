@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,11 +98,37 @@ func TestMixedVersionRelay(t *testing.T) {
 	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
 		t.Fatal(err)
 	}
-	bin := peerBinary(t, "gomoqt-lite03")
 	n := newJSNode(t, websocket.Config{})
+	mixedVersionRelay(t, n, n.nodePeer(jspeer.LibNet, ""), 120*time.Second)
+}
+
+// TestMixedVersionRelayChromium is TestMixedVersionRelay with the lite-05
+// publisher in headless Chromium over native WebTransport: a browser
+// publishes, a lite-03 gomoqt subscriber receives through one node.
+func TestMixedVersionRelayChromium(t *testing.T) {
+	jspeer.RequireChromium(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	n := newJSNode(t, websocket.Config{})
+	mixedVersionRelay(t, n, n.chromiumPeer(t, jspeer.LibNet, nil), 180*time.Second)
+}
+
+// mixedVersionRelay runs p as netRun's lite-05 publisher against n,
+// republishes its broadcast at /relay and has a gomoqt v0.12.2 subscriber
+// (lite-03) receive every frame from n; the JS publisher stays until then
+// (a publisher that left earlier would unannounce the broadcast
+// mid-transfer on a loaded machine), then is told to end by a subscription
+// to its stop track (Chromium reports a WebTransport session we close as
+// lost), and its run must have succeeded, on lite-05, all within d.
+func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
+	t.Helper()
 	sc := netRun
 	sc.Role, sc.Broadcast = jspeer.RolePub, "js/bcast"
-	node, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: "http://" + n.srv.TCPAddr().String() + "/", Scenario: sc})
+	sc.Linger, sc.StopTrack, sc.Timeout = d, "stop", d // the stop ends the linger
+
+	bin := peerBinary(t, "gomoqt-lite03")
+	wait, err := p.start(ctxFor(t, d), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +136,7 @@ func TestMixedVersionRelay(t *testing.T) {
 	if v := js.Version(); v != "moq-lite-05" {
 		t.Fatalf("the JS publisher negotiated %s, want moq-lite-05", v)
 	}
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctxFor(t, d)
 	var b *broadcast.Consumer
 	for path, c := range js.Announced(ctx, "") {
 		if path == sc.Broadcast && c != nil {
@@ -129,9 +156,19 @@ func TestMixedVersionRelay(t *testing.T) {
 	if want := sc.Expect(); got.Frames != want.Frames || got.Bytes != want.Bytes || got.SHA256 != want.SHA256 {
 		t.Fatalf("gomoqt (lite-03) received %+v through the node, want %+v", got, want)
 	}
-	_ = js.Close(broadcast.CodeCancel, "test done")
-	if res, err := node.Wait(ctxFor(t, 30*time.Second)); err != nil {
+	if tc, err := js.Subscribe(ctx, sc.Broadcast, sc.StopTrack); err == nil { // refused: that is the signal
+		tc.Close()
+		t.Fatal("the JS publisher served its stop track")
+	}
+	res, err := wait(ctxFor(t, 60*time.Second))
+	if err != nil {
 		t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
+	}
+	if res.Version != "moq-lite-05" {
+		t.Fatalf("the JS publisher reports %s, want moq-lite-05", res.Version)
+	}
+	if e, _ := res.Event("done"); !strings.Contains(string(e.Raw), `"ended_by":"stopped"`) {
+		t.Fatalf("the JS publisher did not end at the stop: %s", e.Raw)
 	}
 }
 

@@ -102,6 +102,7 @@ async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
 		opts,
 		emit,
 		newHasher,
+		nameOf: (req) => req.name,
 		serve: async (req) => {
 			if (req.name !== opts.track) {
 				req.reject(new Error(`not found: ${req.name}`));
