@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
+	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
@@ -169,6 +171,58 @@ func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
 	}
 	if e, _ := res.Event("done"); !strings.Contains(string(e.Raw), `"ended_by":"stopped"`) {
 		t.Fatalf("the JS publisher did not end at the stop: %s", e.Raw)
+	}
+}
+
+// TestJSNetNodeFinishedTrack: a track we finish reaches @moq/net in Node
+// over WebSocket whole and ends cleanly there (its recvGroup returns
+// nothing, no error), subscription after subscription, on lite-05: our
+// publisher sends END (exclusive) and then FINs the subscribe stream once
+// the groups in flight had time to land, as @moq/net ignores END and
+// forgets a subscription at its FIN.
+func TestJSNetNodeFinishedTrack(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range finishedCases {
+		t.Run(fmt.Sprintf("%dx%d", c.groups, c.frames), func(t *testing.T) {
+			t.Parallel() // most of a case is waiting: each FIN lingers
+			n := newJSNode(t, websocket.Config{})
+			sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 150 * time.Second}
+			n.publishFinished(t, sc)
+			res, err := jspeer.RunNode(ctxFor(t, 180*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: "http://" + n.srv.TCPAddr().String() + "/", Scenario: sc})
+			checkFinished(t, sc, res, err)
+			if res.Version != "moq-lite-05" {
+				t.Fatalf("@moq/net negotiated %s, want moq-lite-05", res.Version)
+			}
+		})
+	}
+}
+
+// TestJSNetChromiumFinishedTrack is TestJSNetNodeFinishedTrack with @moq/net
+// in headless Chromium over native WebTransport.
+func TestJSNetChromiumFinishedTrack(t *testing.T) {
+	jspeer.RequireChromium(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range finishedCases {
+		t.Run(fmt.Sprintf("%dx%d", c.groups, c.frames), func(t *testing.T) {
+			t.Parallel() // see TestJSChromiumFinishedTrack
+			n := newJSNode(t, websocket.Config{})
+			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 150 * time.Second}
+			n.publishFinished(t, sc)
+			res, err := jspeer.Chromium(ctxFor(t, 180*time.Second), jspeer.BrowserOptions{Lib: jspeer.LibNet, Scenario: sc, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]})
+			checkFinished(t, sc, res, err)
+			if res.Version != "moq-lite-05" {
+				t.Fatalf("@moq/net negotiated %s, want moq-lite-05", res.Version)
+			}
+		})
 	}
 }
 

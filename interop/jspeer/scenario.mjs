@@ -127,7 +127,7 @@ export async function consumeBroadcast({ Moq, conn, opts, emit }) {
 async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 	const started = Date.now();
 	const { want, lost, broadcast } = await consumeBroadcast({ Moq, conn, opts, emit });
-	if (opts.repeat > 0) return subscribeFinished({ broadcast, opts, emit, newHasher, lost, started });
+	if (opts.repeat > 0) return subscribeFinished({ subscribe: (name) => broadcast.subscribe(name, opts.priority), opts, emit, newHasher, lost, started });
 	const track = broadcast.subscribe(opts.track, opts.priority);
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 	return receiveAll({ track, opts, emit, newHasher, lost, started });
@@ -179,15 +179,17 @@ export async function receiveAll({ track, opts, emit, newHasher, lost, started, 
  * publisher's FIN of the subscribe stream means) and must have every frame
  * by then. One "rep" event each; "done" carries the first incomplete rep's
  * summary (else the last one's) and fails if any rep was incomplete.
+ * subscribe(name) subscribes to a track with the library's API; unwrap is
+ * receiveAll's.
  */
-async function subscribeFinished({ broadcast, opts, emit, newHasher, lost, started }) {
+export async function subscribeFinished({ subscribe, opts, emit, newHasher, lost, started, unwrap }) {
 	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
 	let bad;
 	let last;
 	for (let i = 0; i < opts.repeat; i++) {
 		const name = `${opts.track}-${i}`;
-		const track = broadcast.subscribe(name, opts.priority);
-		const r = await receive(track, opts, 0, () => {}, newHasher, lost);
+		const track = subscribe(name);
+		const r = await receive(track, opts, 0, () => {}, newHasher, lost, unwrap);
 		track.close();
 		const got = await r.col.summary();
 		const ok = r.ended && sameSummary(got, want_) && r.mismatched === 0;
