@@ -527,6 +527,7 @@ func (s *Session) recvDatagrams(dc transport.DatagramConn) {
 		s.counters.framesReceived.Add(1)
 		s.counters.bytesReceived.Add(uint64(len(d.Payload)))
 		s.counters.datagramsReceived.Add(1)
+		sub.respond(func(sp *groupSpan) { sp.arrived(d.Sequence) })
 		sub.stats.groupStarted(d.Sequence, time.Time{})
 		sub.stats.media(1, uint64(len(d.Payload)))
 		sub.stats.groupDone()
