@@ -174,6 +174,40 @@ func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
 	}
 }
 
+// TestJSNetNodeDatagramTrack: a track that asks for datagrams, served to
+// @moq/net in Node over WebSocket on lite-05, goes on streams (QMux carries
+// no datagrams): every group reaches the JS subscriber, byte-exact with its
+// timestamp, and our session sent no datagram.
+func TestJSNetNodeDatagramTrack(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	n := newJSNode(t, websocket.Config{})
+	sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "bench", Track: "audio", Groups: 200, Frames: 1, Size: 100, Timeout: 90 * time.Second, Timestamps: true, Datagrams: true}
+	n.publishWorkload(t, sc) // a datagram track: single-frame groups of 100 bytes
+	js := sc
+	js.Datagrams = false // the JS side reads the groups as streams bring them
+	wait, err := n.nodePeer(jspeer.LibNet, "").start(ctxFor(t, 120*time.Second), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := n.session(t)
+	res, err := wait(ctxFor(t, 120*time.Second))
+	if err != nil {
+		t.Fatalf("@moq/net subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+	}
+	if res.Version != "moq-lite-05" || s.Version() != "moq-lite-05" {
+		t.Fatalf("negotiated %s (JS) and %s (ours), want moq-lite-05", res.Version, s.Version())
+	}
+	if got, want := res.Summary(), js.Expect(); got != want {
+		t.Fatalf("JS received %+v, want %+v", got, want)
+	}
+	if st := s.Stats().Media; st.DatagramsSent != 0 || st.GroupsSent != uint64(sc.Groups) {
+		t.Fatalf("we sent %d groups, %d of them as datagrams; want %d, none", st.GroupsSent, st.DatagramsSent, sc.Groups)
+	}
+}
+
 // TestJSNetNodeFinishedTrack: a track we finish reaches @moq/net in Node
 // over WebSocket whole and ends cleanly there (its recvGroup returns
 // nothing, no error), subscription after subscription, on lite-05: our

@@ -692,6 +692,60 @@ func TestLite05DatagramDedup(t *testing.T) {
 	p.wantUp(t)
 }
 
+// A group that came by stream first: its datagram is a duplicate, dropped
+// (counted), and the session goes on taking datagrams of other groups.
+func TestLite05DatagramAfterStream(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	dc, ok := p.raw.(transport.DatagramConn)
+	if !ok || !dc.DatagramsSupported() {
+		t.Fatal("raw QUIC carries no datagrams")
+	}
+	p.sendSetup05(t, ctx, wire.Setup{})
+	res := p.subscribeAsync(ctx, "cam", "video")
+	p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000})
+	sub := waitSub(t, ctx, res)
+	if sub.err != nil {
+		t.Fatal(sub.err)
+	}
+	defer sub.tc.Close()
+	_, s := p.acceptSubscribe(t, ctx)
+	send := func(d wire.Datagram) {
+		b, err := wire.AppendDatagram(nil, wire.Lite05, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dc.SendDatagram(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs := p.openGroup(t, ctx, s.ID, 3)
+	rawWrite(t, gs, rawCat(rawVarint(14), rawFrame("stream"))) // timestamp 7 (zigzag 14)
+	_ = gs.Close()
+	g, err := sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || g.Sequence() != 3 ||
+		!slices.Equal(frames, []string{"stream"}) || !slices.Equal(stamps, []uint64{7}) {
+		t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 3, Timestamp: 7, Payload: []byte("dg")})
+	testutil.Until(t, ctx, "the duplicate datagram dropped", func() bool { return p.sess.Stats().DatagramsDropped == 1 })
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 4, Timestamp: 8, Payload: []byte("next")})
+	g, err = sub.tc.RecvGroup(ctx)
+	if err != nil || g.Sequence() != 4 {
+		t.Fatalf("next group: %v %v, want 4 (group 3 once)", g, err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"next"}) || !slices.Equal(stamps, []uint64{8}) {
+		t.Fatalf("group 4: %q at %v, %v", frames, stamps, err)
+	}
+	if st := p.sess.Stats(); st.DatagramsReceived != 1 || st.DatagramsDropped != 1 || st.GroupsReceived != 2 {
+		t.Fatalf("datagrams received %d, dropped %d, groups %d; want 1, 1, 2", st.DatagramsReceived, st.DatagramsDropped, st.GroupsReceived)
+	}
+	p.wantUp(t)
+}
+
 // Against a publisher whose SETUP promises an eager START (a moqp2p node),
 // a lite-05 Subscribe returns only once the first response arrived, so
 // the publisher holds the subscription: START, END (a finished track) or
