@@ -168,9 +168,9 @@ func TestLite05EndFinishesTrack(t *testing.T) {
 	p.wantUp(t)
 }
 
-// DROP accounts for the groups it names: a track whose remaining groups
-// were dropped ends at END at once, and one arriving out of order after
-// the drop still counts.
+// DROP accounts for the groups it names: a dropped group is not waited
+// for (GetGroup), a track whose remaining groups were dropped ends at END
+// at once, and one arriving out of order after the drop still counts.
 func TestLite05DropSkipsRange(t *testing.T) {
 	ctx := testCtx(t)
 	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}, Limits: Limits{FinishGrace: slowGrace}}, true)
@@ -178,6 +178,10 @@ func TestLite05DropSkipsRange(t *testing.T) {
 	rawWrite(t, st, p.response(t, &wire.SubscribeStart{Group: 10}))
 	p.sendGroup05(t, ctx, id, 10)
 	rawWrite(t, st, p.response(t, &wire.SubscribeDrop{Start: 11, End: 13, Error: uint64(broadcast.CodeOld)}))
+	// No group after 10 has come: only the DROP can answer a fetch of 12.
+	if g, err := tc.GetGroup(ctx, 12); !errors.Is(err, broadcast.ErrNotFound) {
+		t.Fatalf("dropped group 12: %v %v, want ErrNotFound at once", g, err)
+	}
 	p.sendGroup05(t, ctx, id, 15)
 	rawWrite(t, st, rawCat(p.response(t, &wire.SubscribeDrop{Start: 16, End: 19}), p.response(t, &wire.SubscribeEnd{Group: 20})))
 	if seqs := recvGroups(t, ctx, tc, 2); seqs[0] != 10 || seqs[1] != 15 {

@@ -384,6 +384,7 @@ func (s *Session) readResponses(st transport.Stream, sub *subscription, settle f
 			}
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
 			sub.respond(func(sp *groupSpan) { sp.dropped(m.Start, m.End) })
+			sub.track.Drop(m.Start, m.End) // a fetch of one is answered at once
 		case *wire.SubscribeStart:
 			s.log.Debug("subscription starts", "group", m.Group)
 			sub.respond(func(sp *groupSpan) { sp.started(m.Group) })
