@@ -162,3 +162,52 @@ func (s *groupSpan) droppedHas(g uint64) bool {
 	}
 	return false
 }
+
+// gaps returns the ranges below end neither arrived nor dropped, from the
+// start on, lowest first; false if they are not known (lost) or more than
+// max.
+func (s *groupSpan) gaps(end uint64, max int) ([]seqRange, bool) {
+	if s.lost {
+		return nil, false
+	}
+	keys := make([]uint64, 0, len(s.seen))
+	for k := range s.seen {
+		if k < end {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []seqRange
+	next := s.low
+	add := func(lo, hi uint64) bool { // [lo, hi) less the dropped
+		for _, d := range s.drops {
+			if lo >= hi {
+				return true
+			}
+			if d.end < lo || d.start >= hi {
+				continue
+			}
+			if d.start > lo {
+				out = append(out, seqRange{lo, d.start - 1})
+			}
+			lo = d.end + 1
+			if d.end == ^uint64(0) {
+				lo = hi
+			}
+		}
+		if lo < hi {
+			out = append(out, seqRange{lo, hi - 1})
+		}
+		return len(out) <= max
+	}
+	for _, k := range keys {
+		if !add(next, k) {
+			return nil, false
+		}
+		next = k + 1
+	}
+	if !add(next, end) {
+		return nil, false
+	}
+	return out, true
+}

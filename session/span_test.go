@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -219,4 +220,46 @@ func TestLite05EndUnknownStartWaitsGrace(t *testing.T) {
 		t.Fatalf("ended %v after END, want FinishGrace (%v)", d, grace)
 	}
 	p.wantUp(t)
+}
+
+// gaps lists what was neither served nor dropped, from the start on: the
+// DROPs our publisher writes before END.
+func TestGroupSpanGaps(t *testing.T) {
+	for name, c := range map[string]struct {
+		start   uint64
+		arrived []uint64
+		drops   [][2]uint64
+		end     uint64
+		max     int
+		want    []seqRange
+		ok      bool
+	}{
+		"none":                 {start: 2, arrived: []uint64{2, 3, 4}, end: 5, max: 4, ok: true},
+		"nothing served":       {start: 5, end: 5, max: 4, ok: true},
+		"out of order, filled": {start: 0, arrived: []uint64{0, 2, 1, 3}, end: 4, max: 4, ok: true},
+		"holes":                {start: 1, arrived: []uint64{1, 4, 9}, end: 10, max: 4, want: []seqRange{{2, 3}, {5, 8}}, ok: true},
+		"hole at the start":    {start: 3, arrived: []uint64{5, 6}, end: 7, max: 4, want: []seqRange{{3, 4}}, ok: true},
+		"less the dropped":     {start: 0, arrived: []uint64{0, 9}, drops: [][2]uint64{{2, 3}, {6, 6}}, end: 10, max: 4, want: []seqRange{{1, 1}, {4, 5}, {7, 8}}, ok: true},
+		"too many":             {start: 0, arrived: []uint64{1, 3, 5, 7}, end: 8, max: 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s groupSpan
+			s.started(c.start)
+			for _, g := range c.arrived {
+				s.arrived(g)
+			}
+			for _, d := range c.drops {
+				s.dropped(d[0], d[1])
+			}
+			got, ok := s.gaps(c.end, c.max)
+			if ok != c.ok || !slices.Equal(got, c.want) {
+				t.Fatalf("gaps %v %v, want %v %v", got, ok, c.want, c.ok)
+			}
+		})
+	}
+	var lost groupSpan
+	lost.giveUp()
+	if _, ok := lost.gaps(3, 4); ok {
+		t.Fatal("gaps of a span given up")
+	}
 }
