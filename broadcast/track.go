@@ -59,8 +59,9 @@ type track struct {
 	latest    uint64 // highest sequence seen, valid when any
 	any       bool
 	finished  bool
-	final     uint64 // after Finish: sequences >= final are refused
-	err       error  // abort error; the track is over when set
+	final     uint64      // after Finish: sequences >= final are refused
+	dropped   []dropRange // groups the publisher said will never come (Drop), newest last
+	err       error       // abort error; the track is over when set
 	sig       signal
 	consumers int
 	cursors   []*TrackConsumer // open consumers, kept only under Backpressure
@@ -200,6 +201,42 @@ func (p *TrackProducer) Finish() error {
 	t.sig.notify()
 	t.room.notify()
 	return nil
+}
+
+// dropRange is an inclusive range of group sequences.
+type dropRange struct{ start, end uint64 }
+
+// maxDropRanges is how many Drop ranges a track remembers; older ones are
+// forgotten first (GetGroup then waits for them as for any group).
+const maxDropRanges = 16
+
+// Drop records that groups start through end will never come (a
+// publisher said so: lite-05's SUBSCRIBE_DROP): GetGroup answers
+// ErrNotFound for one of them that is not cached at once, instead of
+// waiting for a newer group. A dropped group that arrives all the same is
+// taken as any other.
+func (p *TrackProducer) Drop(start, end uint64) {
+	if end < start {
+		return
+	}
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.dropped) == maxDropRanges {
+		t.dropped = append(t.dropped[:0], t.dropped[1:]...)
+	}
+	t.dropped = append(t.dropped, dropRange{start, end})
+	t.sig.notify()
+}
+
+// droppedLocked reports whether Drop named group seq.
+func (t *track) droppedLocked(seq uint64) bool {
+	for _, r := range t.dropped {
+		if seq >= r.start && seq <= r.end {
+			return true
+		}
+	}
+	return false
 }
 
 // Abort ends the track and every unfinished group with err (ErrCancelled if
@@ -630,7 +667,8 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 
 // GetGroup returns the group with sequence seq: at once if it is cached,
 // after waiting if it is newer than any group so far, and ErrNotFound if it is
-// older than the latest group and no longer (or never) cached.
+// older than the latest group and no longer (or never) cached, or dropped
+// (Drop).
 func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsumer, error) {
 	t := c.t
 	for {
@@ -644,7 +682,7 @@ func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsume
 			err := t.err
 			t.mu.RUnlock()
 			return nil, err
-		case (t.any && seq <= t.latest) || (t.finished && seq >= t.final):
+		case (t.any && seq <= t.latest) || (t.finished && seq >= t.final) || t.droppedLocked(seq):
 			t.mu.RUnlock()
 			return nil, withReason(ErrNotFound, "track %q: group %d", t.info.Name, seq)
 		}

@@ -211,6 +211,53 @@ func TestTrackGetGroup(t *testing.T) {
 	}
 }
 
+// A group the publisher dropped is not waited for: GetGroup says
+// ErrNotFound at once, also to a caller already waiting; one that arrives
+// all the same is taken. Only the newest ranges are remembered.
+func TestTrackDrop(t *testing.T) {
+	tp := NewTrack(Track{Name: "v"}, Limits{})
+	c := tp.Consume()
+	defer c.Close()
+	appendGroups(t, tp, 3) // 0, 1, 2
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.GetGroup(testCtx(t), 7)
+		waiting <- err
+	}()
+	tp.Drop(4, 8)
+	if err := <-waiting; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a waiter for dropped group 7: %v, want ErrNotFound", err)
+	}
+	for _, seq := range []uint64{4, 8} {
+		if _, err := c.GetGroup(testCtx(t), seq); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("dropped group %d: %v, want ErrNotFound", seq, err)
+		}
+	}
+	short, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.GetGroup(short, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("group 3, not dropped: %v, want a wait", err)
+	}
+	if err := tp.WriteGroup(5, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := c.GetGroup(testCtx(t), 5); err != nil || g.Sequence() != 5 {
+		t.Fatalf("dropped group 5 that came anyway: %v %v", g, err)
+	}
+	tp.Drop(9, 8)                          // empty: ignored
+	for i := range uint64(maxDropRanges) { // the first range, 4..8, is forgotten
+		tp.Drop(100+2*i, 100+2*i)
+	}
+	if _, err := c.GetGroup(testCtx(t), 100+2*(maxDropRanges-1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the newest dropped group: %v, want ErrNotFound", err)
+	}
+	short2, cancel2 := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := c.GetGroup(short2, 7); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("group 7 of a forgotten range: %v, want a wait", err)
+	}
+}
+
 func TestTrackCacheEvictsByAgeButKeepsLatest(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(0, 0)}
 	tp := NewTrack(Track{Name: "v"}, Limits{CacheMaxAge: time.Second, Now: clk.Now})

@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
+	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
@@ -97,11 +100,37 @@ func TestMixedVersionRelay(t *testing.T) {
 	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
 		t.Fatal(err)
 	}
-	bin := peerBinary(t, "gomoqt-lite03")
 	n := newJSNode(t, websocket.Config{})
+	mixedVersionRelay(t, n, n.nodePeer(jspeer.LibNet, ""), 120*time.Second)
+}
+
+// TestMixedVersionRelayChromium is TestMixedVersionRelay with the lite-05
+// publisher in headless Chromium over native WebTransport: a browser
+// publishes, a lite-03 gomoqt subscriber receives through one node.
+func TestMixedVersionRelayChromium(t *testing.T) {
+	jspeer.RequireChromium(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	n := newJSNode(t, websocket.Config{})
+	mixedVersionRelay(t, n, n.chromiumPeer(t, jspeer.LibNet, nil), 180*time.Second)
+}
+
+// mixedVersionRelay runs p as netRun's lite-05 publisher against n,
+// republishes its broadcast at /relay and has a gomoqt v0.12.2 subscriber
+// (lite-03) receive every frame from n; the JS publisher stays until then
+// (a publisher that left earlier would unannounce the broadcast
+// mid-transfer on a loaded machine), then is told to end by a subscription
+// to its stop track (Chromium reports a WebTransport session we close as
+// lost), and its run must have succeeded, on lite-05, all within d.
+func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
+	t.Helper()
 	sc := netRun
 	sc.Role, sc.Broadcast = jspeer.RolePub, "js/bcast"
-	node, err := jspeer.Start(ctxFor(t, 90*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: "http://" + n.srv.TCPAddr().String() + "/", Scenario: sc})
+	sc.Linger, sc.StopTrack, sc.Timeout = d, "stop", d // the stop ends the linger
+
+	bin := peerBinary(t, "gomoqt-lite03")
+	wait, err := p.start(ctxFor(t, d), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +138,7 @@ func TestMixedVersionRelay(t *testing.T) {
 	if v := js.Version(); v != "moq-lite-05" {
 		t.Fatalf("the JS publisher negotiated %s, want moq-lite-05", v)
 	}
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctxFor(t, d)
 	var b *broadcast.Consumer
 	for path, c := range js.Announced(ctx, "") {
 		if path == sc.Broadcast && c != nil {
@@ -129,9 +158,105 @@ func TestMixedVersionRelay(t *testing.T) {
 	if want := sc.Expect(); got.Frames != want.Frames || got.Bytes != want.Bytes || got.SHA256 != want.SHA256 {
 		t.Fatalf("gomoqt (lite-03) received %+v through the node, want %+v", got, want)
 	}
-	_ = js.Close(broadcast.CodeCancel, "test done")
-	if res, err := node.Wait(ctxFor(t, 30*time.Second)); err != nil {
+	if tc, err := js.Subscribe(ctx, sc.Broadcast, sc.StopTrack); err == nil { // refused: that is the signal
+		tc.Close()
+		t.Fatal("the JS publisher served its stop track")
+	}
+	res, err := wait(ctxFor(t, 60*time.Second))
+	if err != nil {
 		t.Fatalf("@moq/net publisher: %v\n%s", err, tailLines(res.Stderr, 20))
+	}
+	if res.Version != "moq-lite-05" {
+		t.Fatalf("the JS publisher reports %s, want moq-lite-05", res.Version)
+	}
+	if e, _ := res.Event("done"); !strings.Contains(string(e.Raw), `"ended_by":"stopped"`) {
+		t.Fatalf("the JS publisher did not end at the stop: %s", e.Raw)
+	}
+}
+
+// TestJSNetNodeDatagramTrack: a track that asks for datagrams, served to
+// @moq/net in Node over WebSocket on lite-05, goes on streams (QMux carries
+// no datagrams): every group reaches the JS subscriber, byte-exact with its
+// timestamp, and our session sent no datagram.
+func TestJSNetNodeDatagramTrack(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	n := newJSNode(t, websocket.Config{})
+	sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "bench", Track: "audio", Groups: 200, Frames: 1, Size: 100, Timeout: 90 * time.Second, Timestamps: true, Datagrams: true}
+	n.publishWorkload(t, sc) // a datagram track: single-frame groups of 100 bytes
+	js := sc
+	js.Datagrams = false // the JS side reads the groups as streams bring them
+	wait, err := n.nodePeer(jspeer.LibNet, "").start(ctxFor(t, 120*time.Second), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := n.session(t)
+	res, err := wait(ctxFor(t, 120*time.Second))
+	if err != nil {
+		t.Fatalf("@moq/net subscriber: %v\n%s", err, tailLines(res.Stderr, 20))
+	}
+	if res.Version != "moq-lite-05" || s.Version() != "moq-lite-05" {
+		t.Fatalf("negotiated %s (JS) and %s (ours), want moq-lite-05", res.Version, s.Version())
+	}
+	if got, want := res.Summary(), js.Expect(); got != want {
+		t.Fatalf("JS received %+v, want %+v", got, want)
+	}
+	if st := s.Stats().Media; st.DatagramsSent != 0 || st.GroupsSent != uint64(sc.Groups) {
+		t.Fatalf("we sent %d groups, %d of them as datagrams; want %d, none", st.GroupsSent, st.DatagramsSent, sc.Groups)
+	}
+}
+
+// TestJSNetNodeFinishedTrack: a track we finish reaches @moq/net in Node
+// over WebSocket whole and ends cleanly there (its recvGroup returns
+// nothing, no error), subscription after subscription, on lite-05: our
+// publisher sends END (exclusive) and then FINs the subscribe stream once
+// the groups in flight had time to land, as @moq/net ignores END and
+// forgets a subscription at its FIN.
+func TestJSNetNodeFinishedTrack(t *testing.T) {
+	jspeer.RequireNode(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range finishedCases {
+		t.Run(fmt.Sprintf("%dx%d", c.groups, c.frames), func(t *testing.T) {
+			t.Parallel() // most of a case is waiting: each FIN lingers
+			n := newJSNode(t, websocket.Config{})
+			sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 150 * time.Second}
+			n.publishFinished(t, sc)
+			res, err := jspeer.RunNode(ctxFor(t, 180*time.Second), jspeer.Options{Lib: jspeer.LibNet, URL: "http://" + n.srv.TCPAddr().String() + "/", Scenario: sc})
+			checkFinished(t, sc, res, err)
+			if res.Version != "moq-lite-05" {
+				t.Fatalf("@moq/net negotiated %s, want moq-lite-05", res.Version)
+			}
+		})
+	}
+}
+
+// TestJSNetChromiumFinishedTrack is TestJSNetNodeFinishedTrack with @moq/net
+// in headless Chromium over native WebTransport.
+func TestJSNetChromiumFinishedTrack(t *testing.T) {
+	jspeer.RequireChromium(t)
+	if err := jspeer.EnsureLib(ctxFor(t, 5*time.Minute), jspeer.LibNet); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range finishedCases {
+		t.Run(fmt.Sprintf("%dx%d", c.groups, c.frames), func(t *testing.T) {
+			t.Parallel() // see TestJSChromiumFinishedTrack
+			n := newJSNode(t, websocket.Config{})
+			fp, err := cert.ParseFingerprint(n.srv.CertificateHash())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := jspeer.Scenario{Role: jspeer.RoleSub, Broadcast: "fin", Track: "data", Groups: c.groups, Frames: c.frames, Size: c.size, Repeat: finishedReps, Timeout: 150 * time.Second}
+			n.publishFinished(t, sc)
+			res, err := jspeer.Chromium(ctxFor(t, 180*time.Second), jspeer.BrowserOptions{Lib: jspeer.LibNet, Scenario: sc, URL: "https://" + n.srv.UDPAddr().String() + "/", CertHash: fp[:]})
+			checkFinished(t, sc, res, err)
+			if res.Version != "moq-lite-05" {
+				t.Fatalf("@moq/net negotiated %s, want moq-lite-05", res.Version)
+			}
+		})
 	}
 }
 

@@ -221,25 +221,33 @@ func TestLite05ServeSubscribe(t *testing.T) {
 	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeStart{Group: 0}) {
 		t.Fatalf("first response %#v, want START 0", m)
 	}
-	g0, _ := p.track.CreateGroup(3) // the first group: no DROP for 0..2
+	g0, _ := p.track.CreateGroup(3) // the first group
 	_ = g0.WriteFrame([]byte("a"))
 	_ = g0.WriteFrame([]byte("b"))
 	_ = g0.Finish()
 	if g := p.acceptGroup05(t, ctx); g.hdr != (wire.Group{SubscribeID: id, Sequence: 3}) || !slices.Equal(g.frames, []string{"a", "b"}) {
 		t.Fatalf("group %+v", g)
 	}
-	g1, _ := p.track.CreateGroup(6) // 4 and 5 never come
+	g1, _ := p.track.CreateGroup(6) // 4 never comes; 5 comes after 6
 	_ = g1.WriteFrame([]byte("c"))
 	_ = g1.Finish()
-	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeDrop{Start: 4, End: 5}) {
-		t.Fatalf("response %#v, want DROP 4..5", m)
-	}
 	if g := p.acceptGroup05(t, ctx); g.hdr.Sequence != 6 || !slices.Equal(g.frames, []string{"c"}) {
 		t.Fatalf("group %+v", g)
 	}
+	if err := p.track.WriteGroup(5, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if g := p.acceptGroup05(t, ctx); g.hdr.Sequence != 5 || !slices.Equal(g.frames, []string{"late"}) {
+		t.Fatalf("group %+v", g)
+	}
+	// Gaps are known only once the track finished: DROPs for them (the
+	// sequences below the first group served, START having said 0, and
+	// 4), then END.
 	_ = p.track.Finish()
-	if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, &wire.SubscribeEnd{Group: 7}) {
-		t.Fatalf("response %#v, want END 7", m)
+	for _, want := range []wire.Message{&wire.SubscribeDrop{Start: 0, End: 2}, &wire.SubscribeDrop{Start: 4, End: 4}, &wire.SubscribeEnd{Group: 7}} {
+		if m := p.readResponse(t, ctx, sst, r); !equalMsg(m, want) {
+			t.Fatalf("response %#v, want %#v", m, want)
+		}
 	}
 	if _, err := wire.ReadSubscribeResponse(r, p.v, 1<<10); !errors.Is(err, io.EOF) {
 		t.Fatalf("after END: %v, want FIN", err)
@@ -688,6 +696,60 @@ func TestLite05DatagramDedup(t *testing.T) {
 	// counted when it came (none of them is lost on loopback).
 	if n := p.sess.Stats().DatagramsDropped; n != 3 {
 		t.Fatalf("%d datagrams dropped, want 3", n)
+	}
+	p.wantUp(t)
+}
+
+// A group that came by stream first: its datagram is a duplicate, dropped
+// (counted), and the session goes on taking datagrams of other groups.
+func TestLite05DatagramAfterStream(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{Interest: []string{}}, true)
+	dc, ok := p.raw.(transport.DatagramConn)
+	if !ok || !dc.DatagramsSupported() {
+		t.Fatal("raw QUIC carries no datagrams")
+	}
+	p.sendSetup05(t, ctx, wire.Setup{})
+	res := p.subscribeAsync(ctx, "cam", "video")
+	p.answerTrack05(t, ctx, wire.TrackInfo{Timescale: 1000})
+	sub := waitSub(t, ctx, res)
+	if sub.err != nil {
+		t.Fatal(sub.err)
+	}
+	defer sub.tc.Close()
+	_, s := p.acceptSubscribe(t, ctx)
+	send := func(d wire.Datagram) {
+		b, err := wire.AppendDatagram(nil, wire.Lite05, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dc.SendDatagram(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs := p.openGroup(t, ctx, s.ID, 3)
+	rawWrite(t, gs, rawCat(rawVarint(14), rawFrame("stream"))) // timestamp 7 (zigzag 14)
+	_ = gs.Close()
+	g, err := sub.tc.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || g.Sequence() != 3 ||
+		!slices.Equal(frames, []string{"stream"}) || !slices.Equal(stamps, []uint64{7}) {
+		t.Fatalf("group %d: %q at %v, %v", g.Sequence(), frames, stamps, err)
+	}
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 3, Timestamp: 7, Payload: []byte("dg")})
+	testutil.Until(t, ctx, "the duplicate datagram dropped", func() bool { return p.sess.Stats().DatagramsDropped == 1 })
+	send(wire.Datagram{SubscribeID: s.ID, Sequence: 4, Timestamp: 8, Payload: []byte("next")})
+	g, err = sub.tc.RecvGroup(ctx)
+	if err != nil || g.Sequence() != 4 {
+		t.Fatalf("next group: %v %v, want 4 (group 3 once)", g, err)
+	}
+	if frames, stamps, err := groupFramesAt(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"next"}) || !slices.Equal(stamps, []uint64{8}) {
+		t.Fatalf("group 4: %q at %v, %v", frames, stamps, err)
+	}
+	if st := p.sess.Stats(); st.DatagramsReceived != 1 || st.DatagramsDropped != 1 || st.GroupsReceived != 2 {
+		t.Fatalf("datagrams received %d, dropped %d, groups %d; want 1, 1, 2", st.DatagramsReceived, st.DatagramsDropped, st.GroupsReceived)
 	}
 	p.wantUp(t)
 }

@@ -17,9 +17,11 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
-func (sub *subscription) groupStarted() {
+// groupStarted counts group seq's stream as being read.
+func (sub *subscription) groupStarted(seq uint64) {
 	sub.mu.Lock()
 	sub.receiving++
+	sub.span.arrived(seq)
 	if !sub.finAt.IsZero() {
 		sub.lastGroup = time.Now()
 	}
@@ -36,7 +38,26 @@ func (sub *subscription) groupDone() {
 		close(sub.idle)
 		sub.idle = nil
 	}
+	sub.wakeLocked() // a group owed may be in now
 	sub.mu.Unlock()
+}
+
+// respond notes what a lite-05 subscribe response says about the groups
+// to come (see groupSpan) and wakes finishAfterGroups, which may now be
+// able to end the track.
+func (sub *subscription) respond(f func(*groupSpan)) {
+	sub.mu.Lock()
+	f(&sub.span)
+	sub.wakeLocked()
+	sub.mu.Unlock()
+}
+
+// wakeLocked wakes a finishAfterGroups waiting for the span to change.
+func (sub *subscription) wakeLocked() {
+	if sub.wake != nil {
+		close(sub.wake)
+		sub.wake = nil
+	}
 }
 
 // readFailLevel is how loudly to log a group stream that failed before its
@@ -172,7 +193,7 @@ func (s *Session) sortGroup(rs transport.ReceiveStream, gr *groupReader) (sub *s
 		rs.CancelRead(uint32(broadcast.CodeCancel))
 		return nil
 	}
-	sub.groupStarted()
+	sub.groupStarted(hdr.Sequence)
 	sub.stats.groupStarted(hdr.Sequence, time.Time{})
 	return sub
 }

@@ -16,8 +16,8 @@ import (
 )
 
 // serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK (lite-05:
-// START at once, DROP for groups skipped, END when the track
-// finishes), sends each group on its own uni stream and finishes when the
+// START at once; when the track finishes, DROP for the groups not served,
+// then END), sends each group on its own uni stream and finishes when the
 // track does.
 func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
 	var sub wire.Subscribe
@@ -263,19 +263,30 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 }
 
 // subscribeRange writes lite-05's subscribe responses: START as soon as
-// the subscription is held (begin), DROP for a gap in the sequences served
-// (groups the track skipped: evicted before this subscriber got them), END
-// (exclusive) once the track finished. A nil *subscribeRange (other
+// the subscription is held (begin), END (exclusive) once the track
+// finished, and before it a DROP for each gap in the sequences served
+// (groups the track skipped, or never had). Gaps are only known then:
+// groups arrive in the track, and are served, in arrival order, which a
+// group's stream that took longer may put after a later group's, so a gap
+// seen before the end may still fill. A nil *subscribeRange (other
 // versions) writes nothing.
 type subscribeRange struct {
 	st transport.SendStream
 	v  wire.Version
-	// floating: START named no group (the track had none yet, START 0):
-	// the first group served sets next, no gap before it being a DROP.
-	floating bool
-	next     uint64 // one past the highest group served
-	buf      []byte
+	// anyGroup: START said 0, the track having no group yet, so any group
+	// may be served; the first one served starts served, and the DROPs
+	// cover the sequences below it too.
+	anyGroup  bool
+	first     uint64 // START's group, or with anyGroup the first served
+	next      uint64 // one past the highest group served (first until one is)
+	servedOne bool
+	served    groupSpan
+	buf       []byte
 }
+
+// maxEndDrops bounds the DROPs written before END: a track with more gaps
+// gets none (a subscriber then ends it as it would without them).
+const maxEndDrops = 16
 
 func (r *subscribeRange) write(m wire.Message) error {
 	var err error
@@ -287,14 +298,16 @@ func (r *subscribeRange) write(m wire.Message) error {
 }
 
 // begin writes START: the first group to be served if known, else 0 (any
-// group the track will have), as moq-net's subscribers and @moq/net only
-// log START or drop it.
+// group the track will have: none below the lowest served comes, which
+// the DROPs before END then say), as moq-net's subscribers and @moq/net
+// only log START or drop it.
 func (r *subscribeRange) begin(first uint64, known bool) error {
-	r.floating, r.next = !known, first
 	if !known {
-		r.next = 0
+		first = 0
 	}
-	return r.write(&wire.SubscribeStart{Group: r.next})
+	r.anyGroup, r.first, r.next = !known, first, first
+	r.served.started(first)
+	return r.write(&wire.SubscribeStart{Group: first})
 }
 
 // serve is called before group seq is sent.
@@ -302,14 +315,15 @@ func (r *subscribeRange) serve(seq uint64) error {
 	if r == nil {
 		return nil
 	}
-	switch { // begin wrote START when the subscription was taken
-	case r.floating:
-		r.floating = false
-	case seq > r.next:
-		if err := r.write(&wire.SubscribeDrop{Start: r.next, End: seq - 1}); err != nil {
-			return err
-		}
+	switch {
+	case r.anyGroup && !r.servedOne:
+		r.first = seq
+		r.served.started(seq)
+	case seq < r.first: // below the first served (anyGroup): the gaps are unknown
+		r.served.giveUp()
 	}
+	r.servedOne = true
+	r.served.arrived(seq)
 	r.next = max(r.next, seq+1)
 	return nil
 }
@@ -319,6 +333,16 @@ func (r *subscribeRange) serve(seq uint64) error {
 func (r *subscribeRange) end() error {
 	if r == nil {
 		return nil
+	}
+	if gaps, ok := r.served.gaps(r.next, maxEndDrops); ok {
+		if r.anyGroup && r.servedOne && r.first > 0 { // none below the first served came
+			gaps = append([]seqRange{{0, r.first - 1}}, gaps...)
+		}
+		for _, g := range gaps {
+			if err := r.write(&wire.SubscribeDrop{Start: g.start, End: g.end}); err != nil {
+				return err
+			}
+		}
 	}
 	return r.write(&wire.SubscribeEnd{Group: r.next})
 }

@@ -46,8 +46,15 @@ type subscription struct {
 	lastGroup time.Time
 	finAt     time.Time // when finishAfterGroups started
 	idle      chan struct{}
-	ahead     int           // groups read ahead, waiting for room (Backpressure)
-	turn      chan struct{} // closed when ahead goes down, if someone waits
+	// span: the groups owed, from lite-05's START, DROP and END;
+	// wake is closed when it changes, if finishAfterGroups waits.
+	span  groupSpan
+	wake  chan struct{}
+	ahead int           // groups read ahead, waiting for room (Backpressure)
+	turn  chan struct{} // closed when ahead goes down, if someone waits
+	// endSeen is closed when lite-05's END arrived: the track ends once
+	// the groups before it are in, FIN or not.
+	endSeen chan struct{}
 }
 
 // Subscribe subscribes to a track of the peer's broadcast at path and returns
@@ -189,13 +196,14 @@ func (s *Session) startSubscription(path string, tp *broadcast.TrackProducer, op
 
 func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProducer, opts SubscribeOptions, shared bool) *subscription {
 	sub := &subscription{
-		id:     s.nextSubID.Add(1) - 1, // moq-lite peers count from 0
-		path:   path,
-		track:  tp,
-		opts:   opts,
-		shared: shared,
-		ready:  make(chan struct{}),
-		room:   make(chan struct{}, 1),
+		id:      s.nextSubID.Add(1) - 1, // moq-lite peers count from 0
+		path:    path,
+		track:   tp,
+		opts:    opts,
+		shared:  shared,
+		ready:   make(chan struct{}),
+		room:    make(chan struct{}, 1),
+		endSeen: make(chan struct{}),
 	}
 	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
@@ -288,7 +296,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	// The reader settles the subscription on the peer's first reply and
 	// reports how the stream ended.
 	result := make(chan error, 1)
-	go func() { result <- s.readResponses(st, settle) }() // always joined below
+	go func() { result <- s.readResponses(st, sub, settle) }() // always joined below
 	// lite-05: settled by the first response, if the peer promised one at
 	// once; else now. Decided with SUBSCRIBE on its way: the peer's SETUP
 	// is there by now, but for a peer that sent none.
@@ -312,6 +320,36 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 			reset(st, broadcast.CodeCancel)
 			end(err)
 		}
+	case <-sub.endSeen: // lite-05 END: no group at or after it comes
+		// The track ends once the groups before END are in (at once if
+		// the responses account for all of them; else as after a FIN),
+		// and the subscribe stream with the publisher's FIN, which it
+		// may hold back until its groups have landed.
+		s.finishAfterGroups(ctx, sub)
+		if !errors.Is(context.Cause(ctx), io.EOF) { // aborted: the session or the broadcast ended
+			reset(st, broadcast.CodeCancel)
+			<-result
+			return
+		}
+		t := time.NewTimer(finTimeout)
+		defer t.Stop()
+		select {
+		case err := <-result:
+			if errors.Is(err, io.EOF) {
+				_ = st.Close()
+				return
+			}
+			if s.ctx.Err() == nil {
+				log.Debug("subscription ended by peer after END", "err", err)
+			}
+			reset(st, broadcast.CodeCancel)
+		case <-t.C: // no FIN: a track that ended needs no stream
+			reset(st, broadcast.CodeCancel)
+			<-result
+		case <-s.ctx.Done():
+			reset(st, broadcast.CodeCancel)
+			<-result
+		}
 	case <-sub.track.Unused(): // the last local consumer left: unsubscribe
 		reset(st, broadcast.CodeCancel)
 		end(broadcast.ErrCancelled)
@@ -326,12 +364,15 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 // readResponses reads SUBSCRIBE_OK (the first reply must be one; it settles
 // the subscription), then anything else until the stream ends. lite-05 has
 // no SUBSCRIBE_OK: its first response, whichever, settles a subscription
-// not settled yet (see peerStartsEagerly). It returns io.EOF for a clean finish;
-// failures are settled by the caller.
-func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
+// not settled yet (see peerStartsEagerly). START, DROP and END say which
+// groups sub is owed (groupSpan); END also has runSubscription end the
+// track once they are in. It returns io.EOF for a clean finish; failures
+// are settled by the caller.
+func (s *Session) readResponses(st transport.Stream, sub *subscription, settle func(error)) error {
 	r := getReader(st)
 	defer putReader(r)
 	first := !s.version.HasSubscribeRange()
+	ended := false
 	for {
 		m, err := wire.ReadSubscribeResponse(r, s.version, s.lim.MaxMessageSize)
 		if err != nil {
@@ -353,16 +394,26 @@ func (s *Session) readResponses(st transport.Stream, settle func(error)) error {
 				return &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SUBSCRIBE_DROP before SUBSCRIBE_OK"}
 			}
 			s.log.Debug("publisher dropped groups", "start", m.Start, "end", m.End, "code", m.Error)
+			sub.respond(func(sp *groupSpan) { sp.dropped(m.Start, m.End) })
+			sub.track.Drop(m.Start, m.End) // a fetch of one is answered at once
 		case *wire.SubscribeStart:
 			s.log.Debug("subscription starts", "group", m.Group)
-		case *wire.SubscribeEnd: // the FIN that follows ends the track
+			sub.respond(func(sp *groupSpan) { sp.started(m.Group) })
+		case *wire.SubscribeEnd: // no group at or after m.Group; the FIN follows
 			s.log.Debug("subscription ends", "before", m.Group)
+			if !ended {
+				ended = true
+				sub.respond(func(sp *groupSpan) { sp.ended(m.Group) })
+				close(sub.endSeen)
+			}
 		}
 		settle(nil) // any response answers the subscribe (only the first counts)
 	}
 }
 
-// finishAfterGroups ends the track once its group streams are done. The
+// finishAfterGroups ends the track once its group streams are done: on
+// lite-05 as soon as END has come and every group before it arrived (or
+// was dropped), none still being read; else as follows. The
 // publisher FINs the subscribe stream after writing every group, but the group
 // streams are separate (lite-03/04 have no "last group" message) and may
 // still be on their way, so wait until none of this subscription's is being
@@ -384,6 +435,16 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 			last = sub.lastGroup
 		}
 		busy, since := sub.receiving > 0, time.Since(last)
+		if !busy && sub.span.covered() { // lite-05: END came and every group before it
+			sub.mu.Unlock()
+			_ = sub.track.Finish()
+			sub.cancel(io.EOF)
+			return
+		}
+		if sub.wake == nil {
+			sub.wake = make(chan struct{})
+		}
+		wake := sub.wake // closed when START, DROP, END or a datagram group changes the span
 		var idle chan struct{}
 		// An unsorted stream may be one of ours: look again once one is
 		// sorted, but not past FinishGrace (a stream whose header never
@@ -398,6 +459,9 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 			t := time.NewTimer(left)
 			select {
 			case <-sorted:
+				t.Stop()
+				continue
+			case <-wake:
 				t.Stop()
 				continue
 			case <-t.C:
@@ -444,6 +508,7 @@ func (s *Session) finishAfterGroups(ctx context.Context, sub *subscription) {
 		}
 		select {
 		case <-time.After(s.lim.FinishGrace - since):
+		case <-wake:
 		case <-ctx.Done():
 			sub.track.Abort(remoteErr(context.Cause(ctx)))
 			return

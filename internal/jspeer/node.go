@@ -59,6 +59,12 @@ type Scenario struct {
 	// side to close the connection; it then ends successfully. Zero: wait
 	// for the close (until Timeout, which is a failure).
 	Linger time.Duration
+	// StopTrack, for a publisher that lingers, ends the linger early (and
+	// the run successfully) once a subscription to this track of its
+	// broadcast arrives, which it refuses: the other side's way of saying
+	// it has everything without closing the connection (Chromium reports a
+	// WebTransport session the server closes as lost).
+	StopTrack string
 	// GroupInterval paces a publisher's groups (default: all at once).
 	GroupInterval time.Duration
 	// Repeat, for a subscriber, subscribes Repeat times in turn to the
@@ -146,6 +152,9 @@ func (s Scenario) params() [][2]string {
 	}
 	num("subscriptions", s.Subscriptions)
 	dur("linger", s.Linger)
+	if s.StopTrack != "" {
+		add("stop-track", s.StopTrack)
+	}
 	dur("group-interval", s.GroupInterval)
 	num("repeat", s.Repeat)
 	if s.Timestamps {

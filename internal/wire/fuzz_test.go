@@ -287,7 +287,12 @@ func FuzzTimestamp(f *testing.F) {
 }
 
 func FuzzDatagram(f *testing.F) {
-	for _, h := range []string{`01 02 03 "world"`, "00 00 00", "3f 40 01 47 d0", "c0"} {
+	for _, s := range samples(f) { // the pinned DATAGRAM vectors
+		if _, ok := s.p.(datagramPart); ok {
+			f.Add(s.b)
+		}
+	}
+	for _, h := range []string{"3f 40 01 47 d0", "c0"} { // cut short
 		f.Add(unhex(f, h))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

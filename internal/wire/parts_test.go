@@ -251,3 +251,38 @@ func (p tsFramePart) read(r Reader, v Version) (any, error) {
 }
 
 func (p tsFramePart) want() any { return tsFrame{p.ts, p.payload} }
+
+// datagramPart is a lite-05 DATAGRAM: the whole of one QUIC datagram, whose
+// payload runs to its end, so it is the only part of its vector.
+type datagramPart Datagram
+
+func (p datagramPart) enc(b []byte, v Version) ([]byte, error) {
+	d := Datagram(p)
+	return AppendDatagram(b, v, &d)
+}
+
+func (p datagramPart) dec(b []byte, v Version) (any, int, error) {
+	var d Datagram
+	if err := DecodeDatagram(b, v, &d); err != nil {
+		return nil, 0, err
+	}
+	return d, len(b), nil
+}
+
+func (p datagramPart) read(r Reader, v Version) (any, error) {
+	var b []byte
+	for {
+		c, err := r.ReadByte()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, c)
+	}
+	got, _, err := p.dec(b, v)
+	return got, err
+}
+
+func (p datagramPart) want() any { return Datagram(p) }

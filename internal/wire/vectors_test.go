@@ -163,6 +163,14 @@ var vectors = []vector{
 		[]part{uniPart(UniGroup), msg(&Group{}), tsFramePart{0, 1000, "f0"}, tsFramePart{1000, 1030, "f1"},
 			tsFramePart{1030, 1020, "f2"}, tsFramePart{1020, 1053, "f3"}}},
 	{"frame timestamp 0, empty payload", only05, "00 00", []part{tsFramePart{0, 0, ""}}},
+	// DATAGRAM: the examples of moq-net's rs/moq-net/src/lite/datagram.rs
+	// and @moq/net's js/net/src/lite/datagram.test.ts, encoded as they
+	// encode them (three varints, the payload to the datagram's end).
+	{"DATAGRAM sub 7 group 42 ts 1000 hello", only05, `07 2a 43 e8 "hello"`,
+		[]part{datagramPart{SubscribeID: 7, Sequence: 42, Timestamp: 1000, Payload: []byte("hello")}}},
+	{"DATAGRAM sub 1 group 2 ts 3 world (no inner length)", only05, `01 02 03 "world"`,
+		[]part{datagramPart{SubscribeID: 1, Sequence: 2, Timestamp: 3, Payload: []byte("world")}}},
+	{"DATAGRAM empty payload", only05, "00 00 00", []part{datagramPart{}}},
 
 	// JS captures (@moq/lite 0.2.2 <-> a Go peer), stream bytes with the
 	// WebSocket framing removed.

@@ -7,7 +7,7 @@
 // that carries no timestamps fails that check only when --timestamps is set).
 
 import { Collector, equalBytes, expect, payload } from "../jspeer/pattern.mjs";
-import { consumeBroadcast, publishAll, receiveAll, sameSummary, sleep, TIMESCALE, TS_STEP } from "../jspeer/scenario.mjs";
+import { consumeBroadcast, publishAll, receiveAll, sameSummary, sleep, subscribeFinished, TIMESCALE, TS_STEP } from "../jspeer/scenario.mjs";
 export { OPTION_NAMES, parseDuration, parseOptions, TIMESCALE, TS_STEP } from "../jspeer/scenario.mjs";
 
 /**
@@ -23,6 +23,13 @@ export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, f
 async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
 	const started = Date.now();
 	const { want, lost, broadcast } = await consumeBroadcast({ Moq, conn, opts, emit });
+	const unwrap = (frame) => ({ data: frame.payload, ts: frame.timestamp.as(TIMESCALE), scale: frame.timestamp.scale });
+	if (opts.repeat > 0) {
+		// Finished tracks, one after the other: each must end cleanly (the
+		// track's recvGroup returning nothing) with every frame in.
+		const subscribe = (name) => broadcast.subscribe(name, { priority: opts.priority });
+		return subscribeFinished({ subscribe, opts, emit, newHasher, lost, started, unwrap });
+	}
 	const track = broadcast.subscribe(opts.track, { priority: opts.priority });
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 
@@ -34,7 +41,7 @@ async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fe
 		newHasher,
 		lost,
 		started,
-		unwrap: (frame) => ({ data: frame.payload, ts: frame.timestamp.as(TIMESCALE), scale: frame.timestamp.scale }),
+		unwrap,
 		checkTimestamps,
 		after: fetch
 			? async () => ({ ok: await fetchFirst(broadcast, opts, emit, checkTimestamps, lost), error: "FETCH of group 0 did not return its frames" })
@@ -102,6 +109,7 @@ async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
 		opts,
 		emit,
 		newHasher,
+		nameOf: (req) => req.name,
 		serve: async (req) => {
 			if (req.name !== opts.track) {
 				req.reject(new Error(`not found: ${req.name}`));

@@ -21,6 +21,7 @@ export const OPTION_NAMES = [
 	"frame-events",
 	"subscriptions",
 	"linger",
+	"stop-track",
 	"group-interval",
 	"repeat",
 	"timeout",
@@ -67,6 +68,7 @@ export function parseOptions(get) {
 		frameEvents: parseBool(get("frame-events")),
 		subscriptions: parseCount(str("subscriptions", "1"), "subscriptions"),
 		lingerMs: parseDuration(str("linger", "0"), "linger"),
+		stopTrack: str("stop-track", ""),
 		groupIntervalMs: parseDuration(str("group-interval", "0"), "group-interval"),
 		repeat: parseCount(str("repeat", "0"), "repeat"),
 		timeoutMs: parseDuration(str("timeout", "30"), "timeout"),
@@ -125,7 +127,7 @@ export async function consumeBroadcast({ Moq, conn, opts, emit }) {
 async function subscribe({ Moq, conn, opts, emit, newHasher }) {
 	const started = Date.now();
 	const { want, lost, broadcast } = await consumeBroadcast({ Moq, conn, opts, emit });
-	if (opts.repeat > 0) return subscribeFinished({ broadcast, opts, emit, newHasher, lost, started });
+	if (opts.repeat > 0) return subscribeFinished({ subscribe: (name) => broadcast.subscribe(name, opts.priority), opts, emit, newHasher, lost, started });
 	const track = broadcast.subscribe(opts.track, opts.priority);
 	emit({ event: "subscribed", broadcast: want, track: opts.track });
 	return receiveAll({ track, opts, emit, newHasher, lost, started });
@@ -177,15 +179,17 @@ export async function receiveAll({ track, opts, emit, newHasher, lost, started, 
  * publisher's FIN of the subscribe stream means) and must have every frame
  * by then. One "rep" event each; "done" carries the first incomplete rep's
  * summary (else the last one's) and fails if any rep was incomplete.
+ * subscribe(name) subscribes to a track with the library's API; unwrap is
+ * receiveAll's.
  */
-async function subscribeFinished({ broadcast, opts, emit, newHasher, lost, started }) {
+export async function subscribeFinished({ subscribe, opts, emit, newHasher, lost, started, unwrap }) {
 	const want_ = await expect(opts.groups, opts.frames, opts.size, newHasher);
 	let bad;
 	let last;
 	for (let i = 0; i < opts.repeat; i++) {
 		const name = `${opts.track}-${i}`;
-		const track = broadcast.subscribe(name, opts.priority);
-		const r = await receive(track, opts, 0, () => {}, newHasher, lost);
+		const track = subscribe(name);
+		const r = await receive(track, opts, 0, () => {}, newHasher, lost, unwrap);
 		track.close();
 		const got = await r.col.summary();
 		const ok = r.ended && sameSummary(got, want_) && r.mismatched === 0;
@@ -261,11 +265,13 @@ async function receive(track, opts, total, emit, newHasher, lost, unwrap = (data
  * subscriptions: serve(req), the library's, refuses a request it does not
  * serve (returning nothing) or starts serving it, returning { done }, the
  * promise of having served it (wrapped: awaiting serve must not wait for
- * it, as subscriptions are served at once). Once all
- * are served it stays until the other side closes the connection, or for
- * --linger if that is set, and returns the "done" event.
+ * it, as subscriptions are served at once); nameOf(req) is the track a
+ * request asks for. Once all are served it stays until the other side
+ * closes the connection, or for --linger if that is set, or, with
+ * --stop-track, until a request for that track arrives (refused through
+ * serve), and returns the "done" event.
  */
-export async function publishAll({ conn, path, broadcast, opts, emit, newHasher, serve }) {
+export async function publishAll({ conn, path, broadcast, opts, emit, newHasher, serve, nameOf }) {
 	const started = Date.now();
 	conn.publish(path, broadcast);
 	emit({ event: "published", broadcast: path });
@@ -284,8 +290,12 @@ export async function publishAll({ conn, path, broadcast, opts, emit, newHasher,
 	emit({ event: "served", subscriptions: serving.length, ...sent });
 
 	// The frames are queued, not yet delivered: stay until the other side
-	// closes the connection, or for --linger if that is set.
-	const waited = await Promise.race([closed, ...(opts.lingerMs > 0 ? [sleep(opts.lingerMs).then(() => "linger")] : [])]);
+	// closes the connection, or for --linger if that is set, or until it
+	// asks for --stop-track.
+	const waits = [closed];
+	if (opts.lingerMs > 0) waits.push(sleep(opts.lingerMs).then(() => "linger"));
+	if (opts.stopTrack) waits.push(awaitStop(broadcast, opts.stopTrack, serve, nameOf));
+	const waited = await Promise.race(waits);
 	broadcast.close();
 	return {
 		event: "done",
@@ -298,6 +308,21 @@ export async function publishAll({ conn, path, broadcast, opts, emit, newHasher,
 	};
 }
 
+/**
+ * awaitStop resolves "stopped" once a request for track stop arrives
+ * (serve refuses it, as every track but the run's); other late requests
+ * are refused too.
+ */
+async function awaitStop(broadcast, stop, serve, nameOf) {
+	for (;;) {
+		const req = await broadcast.requested();
+		if (!req) return "broadcast closed";
+		const name = nameOf(req);
+		await serve(req);
+		if (name === stop) return "stopped";
+	}
+}
+
 async function publish({ Moq, conn, opts, emit, newHasher }) {
 	const path = Moq.Path.from(opts.broadcast);
 	return publishAll({
@@ -307,6 +332,7 @@ async function publish({ Moq, conn, opts, emit, newHasher }) {
 		opts,
 		emit,
 		newHasher,
+		nameOf: (req) => req.track.name,
 		serve: (req) => {
 			emit({ event: "subscribed", broadcast: path, track: req.track.name, priority: req.priority });
 			if (req.track.name !== opts.track) {
