@@ -98,11 +98,11 @@ func TestStatsOverHTTPSAndLibp2p(t *testing.T) {
 			return s
 		}
 		// read reads s to its end, and reports how long that took.
-		read := func(s network.Stream) ([]byte, error, time.Duration) {
+		read := func(s network.Stream) ([]byte, time.Duration, error) {
 			began := time.Now()
 			_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
 			b, err := io.ReadAll(s)
-			return b, err, time.Since(began)
+			return b, time.Since(began), err
 		}
 
 		slow := open()
@@ -112,10 +112,10 @@ func TestStatsOverHTTPSAndLibp2p(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // the slow request is being served
 		second := open()
 		_ = second.CloseWrite()
-		if _, err, took := read(second); !errors.Is(err, network.ErrReset) || took > 3*time.Second {
+		if _, took, err := read(second); !errors.Is(err, network.ErrReset) || took > 3*time.Second {
 			t.Errorf("a second request while one is served: %v after %s, want a reset at once", err, took)
 		}
-		if _, err, took := read(slow); !errors.Is(err, network.ErrReset) || took < statsRequestTimeout-time.Second || took > statsRequestTimeout+5*time.Second {
+		if _, took, err := read(slow); !errors.Is(err, network.ErrReset) || took < statsRequestTimeout-time.Second || took > statsRequestTimeout+5*time.Second {
 			t.Errorf("a request that never ends: %v after %s, want a reset after %s", err, took, statsRequestTimeout)
 		}
 
@@ -123,7 +123,7 @@ func TestStatsOverHTTPSAndLibp2p(t *testing.T) {
 		long := open()
 		began := time.Now()
 		_, werr := long.Write(make([]byte, 1<<20))
-		_, err, _ = read(long)
+		_, _, err = read(long)
 		if !errors.Is(err, network.ErrReset) || time.Since(began) > 3*time.Second {
 			t.Errorf("a request of 1 MiB: write %v, read %v after %s, want a reset at once", werr, err, time.Since(began))
 		}
@@ -132,7 +132,7 @@ func TestStatsOverHTTPSAndLibp2p(t *testing.T) {
 		time.Sleep(statsPeerInterval)
 		s := open()
 		_ = s.CloseWrite()
-		body, err, _ := read(s)
+		body, _, err := read(s)
 		var doc server.NodeStats
 		if err != nil || json.Unmarshal(body, &doc) != nil || doc.Peer != id {
 			t.Errorf("request after the others: %v, %q", err, body)
