@@ -146,13 +146,13 @@ func TestPunchRecordsBounded(t *testing.T) {
 		w.record(HolePunchEvent{Peer: id, Error: strings.Repeat("e", 128)})
 	}
 	grew := int64(heap()) - int64(before)
-	if len(w.punchs) > maxPunchRecords || len(w.order) > maxPunchRecords {
-		t.Fatalf("%d records (%d in order), want at most %d", len(w.punchs), len(w.order), maxPunchRecords)
+	if len(w.peers) > maxPunchRecords || len(w.order) > maxPunchRecords {
+		t.Fatalf("%d records (%d in order), want at most %d", len(w.peers), len(w.order), maxPunchRecords)
 	}
 	if grew > 512<<10 {
 		t.Fatalf("the records hold %d KiB, budget 512 KiB", grew>>10)
 	}
-	t.Logf("%d records: %d KiB", len(w.punchs), grew>>10)
+	t.Logf("%d records: %d KiB", len(w.peers), grew>>10)
 	runtime.KeepAlive(&w)
 }
 
@@ -220,4 +220,38 @@ func TestHolePunchingMark(t *testing.T) {
 			t.Errorf("HolePunching %v: the node says %v", on, got)
 		}
 	}
+}
+
+// A relayed session's reason tells what hole punching did: nothing seen,
+// an attempt under way, or attempts that failed (each counted once though
+// the node reads the host's events in two places).
+func TestPunchStory(t *testing.T) {
+	m := &Moq{punching: true}
+	p := peer.ID("peer")
+	want := func(sub string) {
+		t.Helper()
+		if got := m.punchStory(p); !strings.Contains(got, sub) {
+			t.Fatalf("reason %q, want it to say %q", got, sub)
+		}
+	}
+	want("no hole punching attempt seen yet")
+	seq := uint64(0)
+	ev := func(e HolePunchEvent) {
+		seq++
+		e.Peer, e.seq = p, seq
+		m.paths.record(e)
+		m.paths.record(e) // read twice: counted once
+	}
+	ev(HolePunchEvent{Started: true})
+	want("hole punching under way (attempt 1)")
+	ev(HolePunchEvent{Error: "timeout"})
+	ev(HolePunchEvent{Started: true})
+	ev(HolePunchEvent{Error: "no reply"})
+	want("hole punching attempted 2 times and failed: no reply")
+	m.paths.record(HolePunchEvent{Peer: "other", seq: 99, Error: "the hole-punching exchange failed: refused"})
+	if got := m.punchStory("other"); !strings.Contains(got, "failed before any attempt") {
+		t.Fatalf("reason %q", got)
+	}
+	m.punching = false
+	want("does not hole-punch")
 }

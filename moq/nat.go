@@ -117,12 +117,15 @@ type HolePunchEvent struct {
 	Elapsed time.Duration
 	// Error says why it failed (go-libp2p's text); empty on success.
 	Error string
+
+	seq uint64 // the tracer's count: a node reading the bus twice records an event once
 }
 
 // punchTracer forwards go-libp2p's hole-punching trace to the host's event
 // bus, which exists only after the tracer is handed to the host.
 type punchTracer struct {
-	em atomic.Pointer[event.Emitter]
+	em  atomic.Pointer[event.Emitter]
+	seq atomic.Uint64
 }
 
 func (t *punchTracer) Trace(evt *holepunch.Event) {
@@ -136,6 +139,10 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 		out = HolePunchEvent{Success: e.Success, Elapsed: e.EllapsedTime, Error: e.Error}
 	case *holepunch.StartHolePunchEvt:
 		out = HolePunchEvent{Started: true}
+	case *holepunch.ProtocolErrorEvt:
+		// The exchange before a punch failed (the peer has no public
+		// address to offer, say): it ends the attempt.
+		out = HolePunchEvent{Error: "the hole-punching exchange failed: " + e.Error}
 	case *holepunch.DirectDialEvt:
 		if !e.Success {
 			return // punching follows
@@ -144,7 +151,7 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 	default:
 		return
 	}
-	out.Peer = evt.Remote
+	out.Peer, out.seq = evt.Remote, t.seq.Add(1)
 	_ = (*em).Emit(out)
 }
 

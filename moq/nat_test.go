@@ -81,6 +81,7 @@ type natCase struct {
 	// circuit through the first.
 	relays  []RelayService
 	pubDial time.Duration // the publisher's DirectDialTimeout
+	subDial time.Duration // the subscriber's
 	pubOpts []Option
 	subOpts []Option
 	publish func(t *testing.T, n *node)
@@ -163,7 +164,7 @@ func runNAT(t *testing.T, c natCase) {
 		return
 	case "sub":
 		relays := relaysFromEnv(t)
-		n := behindNAT(t, relays[:1], 0, c.subOpts...)
+		n := behindNAT(t, relays[:1], c.subDial, c.subOpts...)
 		// The relay is the subscriber's bootstrap: through it the
 		// subscriber learns its public address before punching.
 		if err := n.h.Connect(labCtx(t), relays[0]); err != nil {
@@ -423,6 +424,9 @@ func TestNATHolePunchDirect(t *testing.T) {
 			if p := s.Path(); p.Kind != PathHolePunched || p.Transport != "raw QUIC" {
 				t.Fatalf("path %s over %s, want hole-punched raw QUIC", p, p.Transport)
 			}
+			if r := s.Path().Reason; !strings.Contains(r, "NAT mapping DCUtR hole punching opened in") {
+				t.Fatalf("reason %q, want it to name the punched NAT mapping", r)
+			}
 			ctx := labCtx(t)
 			start := time.Now()
 			tc, err := s.SubscribeWith(ctx, "cam", "data", SubscribeOptions{Backpressure: true, Start: new(uint64)})
@@ -445,13 +449,16 @@ func TestNATHolePunchDirect(t *testing.T) {
 // One side behind a symmetric NAT: punching fails, and the session runs
 // through a relay that opted in to unlimited circuits, so media keeps
 // flowing past the 128 KiB a default circuit carries: 10 MiB byte-exact,
-// 80 times that limit.
+// 80 times that limit. The session's reason says hole punching was tried
+// and failed.
 func TestNATSymmetricFallback(t *testing.T) {
 	const groups, perGroup, size = 160, 64, 1024 // 10 MiB
 	runNAT(t, natCase{
-		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
-		relays:  []RelayService{{Unlimited: true}},
-		pubDial: 0,
+		kinds:  [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
+		relays: []RelayService{{Unlimited: true}},
+		// Short dials, so that go-libp2p's three attempts end in seconds.
+		pubDial: time.Second,
+		subDial: time.Second,
 		subOpts: []Option{WithHolePunchWait(3 * time.Second)},
 		publish: func(t *testing.T, n *node) { finite(t, n, "cam", groups, perGroup, size) },
 		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
@@ -472,8 +479,23 @@ func TestNATSymmetricFallback(t *testing.T) {
 			}
 			took := time.Since(start)
 			sent := got * uint64(size)
-			t.Logf("%d KiB byte-exact through the unlimited circuit in %s (%.1f Mbit/s); path %s",
-				sent>>10, took.Round(time.Millisecond), float64(sent*8)/took.Seconds()/1e6, s.Path())
+			t.Logf("%d KiB byte-exact through the unlimited circuit in %s (%.1f Mbit/s)",
+				sent>>10, took.Round(time.Millisecond), float64(sent*8)/took.Seconds()/1e6)
+			// The attempts may still run: wait for their end.
+			for r := s.Path().Reason; !strings.Contains(r, "hole punching attempted"); r = s.Path().Reason {
+				if !strings.Contains(r, "hole punching under way") && !strings.Contains(r, "no hole punching attempt seen yet") {
+					t.Fatalf("reason %q, want hole punching tried and failed", r)
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatalf("reason %q: hole punching never ended", r)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			if p := s.Path(); p.Kind != PathRelayed || !strings.Contains(p.Reason, "and failed") {
+				t.Fatalf("path %s, want relayed after failed punching", p)
+			}
+			t.Logf("path %s", s.Path())
 		},
 	})
 }
