@@ -48,7 +48,8 @@ type PathFallback func(ctx context.Context, p peer.ID, name string) (*Session, e
 // continues on the session f returns, from the groups the failure left
 // unfinished (groups sent meanwhile may be lost on a live track; a
 // back-pressured one with Start loses none). Without it the subscription
-// ends with the failure: never silently, since its reads return the error.
+// ends with the failure: never silently, since its reads return the error
+// (wrapped in ErrLimitedCircuit when the session ran on a limited circuit).
 func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallback = f } }
 
 // movingSub is a subscription made on a relayed session: the application
@@ -59,14 +60,17 @@ func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallb
 // first, and the relayed one stops only once it has brought the groups
 // older than the direct one's first.
 type movingSub struct {
-	m      *Moq
-	peer   peer.ID
-	name   string
-	track  string
-	opts   SubscribeOptions
-	out    *broadcast.TrackProducer
-	ctx    context.Context // ends when the application closed its consumer
-	cancel context.CancelFunc
+	m     *Moq
+	peer  peer.ID
+	name  string
+	track string
+	opts  SubscribeOptions
+	// limited: the relayed session runs on a limited circuit, whose cut
+	// ends the track with ErrLimitedCircuit when nothing took over.
+	limited bool
+	out     *broadcast.TrackProducer
+	ctx     context.Context // ends when the application closed its consumer
+	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	claimed   map[uint64]int                      // group sequence → source that copies it
@@ -99,8 +103,9 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	if err != nil {
 		return nil, err
 	}
+	path := s.Path()
 	ms := &movingSub{
-		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts,
+		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts, limited: path.Limited,
 		out:     broadcast.NewTrack(src.Info(), broadcast.Limits{Backpressure: opts.Backpressure}),
 		claimed: map[uint64]int{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
 	}
@@ -131,9 +136,9 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	})
 	ms.start(src, false)
 	m.mu.Unlock()
-	if p := s.Path(); p.Limited && m.fallback == nil {
+	if path.Limited && m.fallback == nil {
 		m.log.Warn("subscription on a limited circuit: its relay cuts it after its data or time limit unless a direct path appears first (see WithPathFallback, or a relay with unlimited circuits)",
-			"peer", ms.peer, "broadcast", name, "path", p.String())
+			"peer", ms.peer, "broadcast", name, "path", path.String())
 	}
 	// A direct session may already exist (made while this subscribed).
 	if d := m.directSession(ms.peer); d != nil {
@@ -314,10 +319,23 @@ func (ms *movingSub) ended(id int, direct bool, err error) {
 	if replaced {
 		return
 	}
+	if !direct {
+		err = ms.explain(err)
+	}
 	if !errors.Is(err, io.EOF) && ms.m.fallback != nil && ms.tryFallback(err) {
 		return
 	}
 	ms.finish(err)
+}
+
+// explain wraps the relayed source's failure err with ErrLimitedCircuit
+// when that source ran on a limited circuit: what the application sees
+// says why its track ended.
+func (ms *movingSub) explain(err error) error {
+	if !ms.limited || errors.Is(err, io.EOF) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrLimitedCircuit, err)
 }
 
 // finish ends the application's track with the sources' end: EOF, or

@@ -614,6 +614,48 @@ func TestNATLimitedCircuitFallback(t *testing.T) {
 	})
 }
 
+// Punching fails (one symmetric NAT) and the session runs on a circuit
+// limited to 64 KiB, with no PathFallback: when the relay cuts the circuit
+// the application's track ends with an error that says so, instead of
+// waiting forever for frames that cannot come.
+func TestNATLimitedCircuitNoFallback(t *testing.T) {
+	const groups, perGroup, size = 16, 64, 1024 // 1 MiB, 16 times the limit
+	runNAT(t, natCase{
+		kinds:   [2]netns.NATKind{netns.EndpointIndependent, netns.Symmetric},
+		relays:  []RelayService{{CircuitBytes: 64 << 10}},
+		subOpts: []Option{WithHolePunchWait(time.Second)},
+		publish: func(t *testing.T, n *node) { finite(t, n, "cam", groups, perGroup, size) },
+		subscribe: func(t *testing.T, n *node, _ []peer.AddrInfo, circuit ma.Multiaddr) {
+			s := dialCircuit(t, n, circuit)
+			if p := s.Path(); p.Kind != PathRelayed || !p.Limited {
+				t.Fatalf("path %s (limited %v), want a limited relayed circuit", p, p.Limited)
+			}
+			ctx := labCtx(t)
+			tc, err := s.SubscribeWith(ctx, "cam", "data", SubscribeOptions{Backpressure: true, Start: new(uint64)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			start := time.Now()
+			got, _, err := readAll(ctx, tc, perGroup, size)
+			took := time.Since(start)
+			if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
+				t.Fatalf("after %d frames in %s: %v, want the track to end with the circuit's cut", got, took, err)
+			}
+			if got >= groups*perGroup {
+				t.Fatalf("all %d frames arrived: the relay never cut the circuit", got)
+			}
+			t.Logf("%d KiB arrived, then after %s the track ended: %v", got*size>>10, took.Round(time.Millisecond), err)
+			if !errors.Is(err, ErrLimitedCircuit) {
+				t.Fatalf("error %q does not say the limited circuit ended (ErrLimitedCircuit)", err)
+			}
+			if err := tc.Err(); !errors.Is(err, ErrLimitedCircuit) {
+				t.Fatalf("the track's error %v, want ErrLimitedCircuit", err)
+			}
+		},
+	})
+}
+
 // A node behind a NAT that is told nothing about its reachability learns
 // it is private from AutoNAT and then reserves a relay slot by itself. The
 // WAN holds the relay (an AutoNAT server) and three more public nodes: the
