@@ -16,7 +16,9 @@ import (
 // another, each given only the node as --bootstrap. The publisher learns it
 // is private, reserves a circuit on the node and provides its broadcast;
 // the subscriber finds it, reaches it over the circuit, and both punch a
-// hole: every frame arrives, digests equal. Needs root (CI).
+// hole: every frame arrives, digests equal, and the subscriber's session
+// with the publisher runs on the punched path (moq sub -v logs it). Needs
+// root (CI).
 func TestNATBootstrapOnly(t *testing.T) {
 	lab, err := netns.NATed(t, [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent}, binEnv+"="+moqBin)
 	if err != nil {
@@ -42,6 +44,21 @@ func TestNATBootstrapOnly(t *testing.T) {
 	}()
 	sub.mustSucceed(t, 2*time.Minute)
 	pub.mustSucceed(t, 30*time.Second)
+	// The subscriber's session with the publisher ran on the punched path
+	// from the start (it waited for the punch) to the end.
+	// (Its sessions are with the node, by its /p2p/ ID, and the publisher.)
+	nodeID := boot[strings.LastIndex(boot, "/")+1:]
+	for _, when := range []string{"subscribed", `"track ended"`} {
+		line := ""
+		for _, l := range sub.stderr.all() {
+			if strings.Contains(l, `msg="session path" when=`+when) && !strings.Contains(l, "peer="+nodeID) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "path=hole-punched") || !strings.Contains(line, "limited=false") {
+			t.Errorf("the subscriber's session with the publisher when %s: %q, want a hole-punched path", when, line)
+		}
+	}
 	want := pattern.Expect(20, 100, 256)
 	if got := lastSummary(t, "pub", pub.stdout.all()); got != want {
 		t.Errorf("pub summary %+v, want %+v", got, want)
