@@ -24,12 +24,17 @@ type NATConfig struct {
 	// comes 15 s after start, and only once the host trusts the public
 	// address its NAT gives it, which go-libp2p does when 4 peers on
 	// distinct IPs have observed it. A host that knows sooner sets
-	// Reachability.
+	// Reachability. AutoNAT v2's own verdicts, per address, arrive as
+	// event.EvtHostReachableAddrsChanged (behind a NAT: the NAT's address
+	// unreachable, about 10 s after start with four servers).
 	AutoNAT bool
 	// Reachability, when not network.ReachabilityUnknown, is taken as known
 	// instead of learned: Private for a host that knows it sits behind a NAT
 	// (it reserves relay slots at once), Public for a relay on a public
-	// address (its relay service starts at once).
+	// address (its relay service starts at once; with AutoNAT, its AutoNAT
+	// v2 server answers QUIC checks at once too, where go-libp2p's UDP
+	// black-hole detection would refuse them until the host made 100 UDP
+	// dials).
 	Reachability network.Reachability
 	// HolePunching runs DCUtR: when a peer reaches this host over a circuit
 	// relay (or the other way round), both sides dial each other at the same
@@ -190,6 +195,14 @@ func applyNAT(c *config.Config, n NATConfig) *punchTracer {
 	}
 	if n.AutoNAT {
 		c.EnableAutoNATv2 = true
+		if n.Reachability == network.ReachabilityPublic {
+			// The AutoNAT v2 server dials back only over transports the
+			// host's black-hole detection allows, and a new host's UDP is
+			// not allowed until it made 100 dials (5 of them successful):
+			// until then it refuses every QUIC check. A host declared
+			// public has working UDP.
+			c.UDPBlackHoleSuccessCounter = nil
+		}
 	}
 	var t *punchTracer
 	if n.HolePunching {

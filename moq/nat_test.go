@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -657,11 +658,14 @@ func TestNATLimitedCircuitNoFallback(t *testing.T) {
 }
 
 // A node behind a NAT that is told nothing about its reachability learns
-// it is private from AutoNAT and then reserves a relay slot by itself. The
-// WAN holds the relay (an AutoNAT server) and three more public nodes: the
-// node trusts the address the NAT gives it only once four distinct IPs
-// have observed it, and go-libp2p's AutoNAT waits 15 s before its first
-// probe, so this takes about 20 s.
+// it is private and then reserves a relay slot by itself. The WAN holds the
+// relay and three more public nodes, each an AutoNAT server (v1 and v2).
+// Two verdicts come: go-libp2p's AutoNAT v1 says the host is private
+// (what AutoRelay acts on), and AutoNAT v2 says the address the NAT gives
+// it is unreachable (EvtHostReachableAddrsChanged: the servers' dial-backs,
+// from other ports, find no NAT mapping). The node trusts that address
+// only once four distinct IPs have observed it, and AutoNAT v1 waits 15 s
+// before its first probe, so this takes about 20 s.
 func TestNATLearnsPrivate(t *testing.T) {
 	lab := natLab(t, [2]netns.NATKind{netns.EndpointIndependent, netns.EndpointIndependent})
 	if lab == nil {
@@ -677,7 +681,7 @@ func TestNATLearnsPrivate(t *testing.T) {
 			boot = append(boot, *ai)
 		}
 		n := labNode(t, HostConfig{NAT: NATConfig{AutoNAT: true, HolePunching: true, StaticRelays: boot[:1]}})
-		sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+		sub, err := n.h.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtHostReachableAddrsChanged)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -690,24 +694,41 @@ func TestNATLearnsPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for private := false; !private; {
+		mapped := "/ip4/" + lab.Sides[0].Public + "/udp/" // the address the NAT gives the node
+		var private, unreachable bool
+		for !private || !unreachable {
 			select {
 			case e := <-sub.Out():
-				r := e.(event.EvtLocalReachabilityChanged).Reachability
-				t.Logf("reachability %v after %s", r, time.Since(start).Round(time.Millisecond))
-				private = r == network.ReachabilityPrivate
+				switch ev := e.(type) {
+				case event.EvtLocalReachabilityChanged:
+					t.Logf("AutoNAT v1: reachability %v after %s", ev.Reachability, time.Since(start).Round(time.Millisecond))
+					private = ev.Reachability == network.ReachabilityPrivate
+				case event.EvtHostReachableAddrsChanged:
+					t.Logf("AutoNAT v2 after %s: reachable %v, unreachable %v, unknown %v", time.Since(start).Round(time.Millisecond), ev.Reachable, ev.Unreachable, ev.Unknown)
+					for _, a := range ev.Reachable {
+						if strings.HasPrefix(a.String(), mapped) {
+							t.Fatalf("AutoNAT v2 found the NAT's address %s reachable", a)
+						}
+					}
+					unreachable = slices.ContainsFunc(ev.Unreachable, func(a ma.Multiaddr) bool { return strings.HasPrefix(a.String(), mapped) })
+				}
 			case <-ctx.Done():
-				t.Fatalf("never learned it is private; addresses %v", n.h.Addrs())
+				t.Fatalf("no verdict: private (v1) %v, NAT address unreachable (v2) %v; addresses %v", private, unreachable, n.h.Addrs())
 			}
 		}
 		a := circuitAddr(t, n, boot[:1])
 		t.Logf("circuit address %s after %s", a, time.Since(start).Round(time.Millisecond))
 		return
 	}
-	relay := labRelay(t, lab, RelayService{}).info()
+	// AutoNAT servers on declared-public hosts answer v2's QUIC checks at
+	// once (see NATConfig.Reachability).
+	public := NATConfig{Reachability: network.ReachabilityPublic, AutoNAT: true}
+	rc := public
+	rc.RelayService = &RelayService{}
+	relay := labNode(t, HostConfig{AddrsFactory: netns.OnlyIP(lab.WAN), NAT: rc}).info()
 	addrs := []string{fmt.Sprintf("%s/p2p/%s", relay.Addrs[0], relay.ID)}
 	for _, ip := range lab.Others {
-		o := labNode(t, HostConfig{AddrsFactory: netns.OnlyIP(ip), NAT: NATConfig{Reachability: network.ReachabilityPublic}}).info()
+		o := labNode(t, HostConfig{AddrsFactory: netns.OnlyIP(ip), NAT: public}).info()
 		addrs = append(addrs, fmt.Sprintf("/ip4/%s/udp/%s/quic-v1/p2p/%s", ip, portOf(t, o.Addrs[0]), o.ID))
 	}
 	ctx := labCtx(t)
