@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // NATConfig turns on what a host needs to be reached behind a NAT, and what
@@ -83,7 +84,18 @@ type RelayService struct {
 	// 2 KiB buffers (go-libp2p's BufferSize) and two goroutines.
 	MaxReservations int
 	MaxCircuits     int
+	// AllowReserve, when not empty, lists the only peers that may reserve
+	// a slot (the operator's own publishers, say); circuits still reach
+	// any peer holding one. Empty: any peer may reserve.
+	AllowReserve []peer.ID
 }
+
+// reserveACL lets only the listed peers reserve.
+type reserveACL map[peer.ID]bool
+
+func (a reserveACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return a[p] }
+
+func (reserveACL) AllowConnect(peer.ID, ma.Multiaddr, peer.ID) bool { return true }
 
 // options turns the bounds into go-libp2p's relay options.
 func (r *RelayService) options() []relayv2.Option {
@@ -104,7 +116,15 @@ func (r *RelayService) options() []relayv2.Option {
 	if r.MaxCircuits > 0 {
 		rc.MaxCircuits = r.MaxCircuits
 	}
-	return []relayv2.Option{relayv2.WithResources(rc)}
+	opts := []relayv2.Option{relayv2.WithResources(rc)}
+	if len(r.AllowReserve) > 0 {
+		acl := reserveACL{}
+		for _, p := range r.AllowReserve {
+			acl[p] = true
+		}
+		opts = append(opts, relayv2.WithACL(acl))
+	}
+	return opts
 }
 
 // HolePunchEvent reports the end of a hole-punching attempt with a peer (or

@@ -2,13 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/moqp2p/moqp2p/internal/netns"
 	"github.com/moqp2p/moqp2p/internal/pattern"
+	"github.com/moqp2p/moqp2p/moq"
 )
 
 // Behind NAT with --bootstrap alone: moq node --relay-service on the lab's
@@ -65,5 +73,60 @@ func TestNATBootstrapOnly(t *testing.T) {
 	}
 	if got := lastSummary(t, "sub", sub.stdout.all()); got != want {
 		t.Errorf("sub summary %+v, want %+v", got, want)
+	}
+}
+
+// moq node --relay-service applies the operator's limits: a reservation
+// carries the circuit limits given (--relay-circuit-bytes,
+// --relay-circuit-duration), a peer not in --relay-allow is refused, and
+// past --relay-max-reservations an allowed peer is refused too. On
+// loopback: no NAT needed to reserve.
+func TestNATRelayServiceLimits(t *testing.T) {
+	t.Parallel()
+	var hosts [3]host.Host
+	for i := range hosts {
+		h, err := moq.NewHost(moq.HostConfig{ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		hosts[i] = h
+	}
+	allowed, second, stranger := hosts[0], hosts[1], hosts[2]
+	node := start(t, "node", nil, "node", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--relay-service",
+		"--relay-circuit-bytes", "3MiB", "--relay-circuit-duration", "45s", "--relay-max-reservations", "1",
+		"--relay-allow", allowed.ID().String(), "--relay-allow", second.ID().String())
+	relay, err := peer.AddrInfoFromString(field(node.stdout.await(t, "node", "listening: /", 20*time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The relay service starts a moment after the node (once the host
+	// takes itself as public): until then a reservation fails otherwise
+	// than by the relay's refusal.
+	reserve := func(h host.Host) (*client.Reservation, error) {
+		for {
+			r, err := client.Reserve(ctx, h, *relay)
+			var re client.ReservationError
+			if err == nil || (errors.As(err, &re) && re.Status != pbv2.Status_CONNECTION_FAILED) || ctx.Err() != nil {
+				return r, err
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	r, err := reserve(allowed)
+	if err != nil {
+		t.Fatalf("the allowed peer's reservation: %v", err)
+	}
+	if r.LimitData != 3<<20 || r.LimitDuration != 45*time.Second {
+		t.Errorf("reservation limits %d bytes, %s; want 3 MiB, 45s", r.LimitData, r.LimitDuration)
+	}
+	var re client.ReservationError
+	if _, err := reserve(stranger); !errors.As(err, &re) || re.Status != pbv2.Status_PERMISSION_DENIED {
+		t.Errorf("a peer not in --relay-allow: %v, want PERMISSION_DENIED", err)
+	}
+	if _, err := reserve(second); !errors.As(err, &re) || re.Status != pbv2.Status_RESERVATION_REFUSED {
+		t.Errorf("a second allowed peer past --relay-max-reservations 1: %v, want RESERVATION_REFUSED", err)
 	}
 }
