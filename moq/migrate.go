@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,6 +75,7 @@ type movingSub struct {
 
 	mu        sync.Mutex
 	claimed   map[uint64]int                      // group sequence → source that copies it
+	whole     map[uint64]bool                     // claimed groups copied to their end
 	order     []uint64                            // claimed sequences, oldest claim first
 	partial   map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
 	sources   int                                 // sources started
@@ -107,7 +109,7 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	ms := &movingSub{
 		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts, limited: path.Limited,
 		out:     broadcast.NewTrack(src.Info(), broadcast.Limits{Backpressure: opts.Backpressure}),
-		claimed: map[uint64]int{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
+		claimed: map[uint64]int{}, whole: map[uint64]bool{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
 	}
 	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
 	app := ms.out.Consume()
@@ -270,6 +272,7 @@ func (ms *movingSub) caughtUp() bool {
 // sequences cannot grow the map, and a group that old is not copied again.
 func (ms *movingSub) forgetOldest() {
 	delete(ms.claimed, ms.order[0])
+	delete(ms.whole, ms.order[0])
 	ms.order = ms.order[1:]
 }
 
@@ -296,6 +299,11 @@ func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer, gp *broadcast.GroupPr
 		return true
 	case rerr == nil:
 		_ = gp.Finish()
+		ms.mu.Lock()
+		if ms.whole != nil {
+			ms.whole[g.Sequence()] = true
+		}
+		ms.mu.Unlock()
 		return true
 	case ms.ctx.Err() != nil:
 		gp.Abort(rerr)
@@ -377,7 +385,7 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		var src *broadcast.TrackConsumer
 		if err == nil {
 			if err = s.waitAnnounced(ctx, ms.name); err == nil {
-				src, err = s.s.Subscribe(ctx, ms.name, ms.track, ms.opts)
+				src, err = s.s.Subscribe(ctx, ms.name, ms.track, ms.resumeOptions())
 			}
 		}
 		if err != nil {
@@ -387,6 +395,50 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		ms.m.log.Info("subscription continues on the fallback path", "peer", ms.peer, "broadcast", ms.name, "path", s.Path().String())
 		ms.start(src, true)
 	})
+}
+
+// resumeOptions are the subscription's options for a fallback source:
+// without a Start of the application's, it starts at the oldest group not
+// yet received whole (groups race each other on their own streams, so
+// some may still have been on their way, and the failure may have left one
+// half-done), so that a publisher (or a forwarding relay) that still holds
+// them sends the groups the move would otherwise skip; those already
+// copied are not copied again.
+func (ms *movingSub) resumeOptions() SubscribeOptions {
+	opts := ms.opts
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if opts.Start != nil {
+		return opts
+	}
+	if !ms.started {
+		// Nothing came: where the subscription started is unknown. A
+		// back-pressured (lossless) one asks for everything the publisher
+		// still holds; a live one starts at the latest group, as it did.
+		if opts.Backpressure {
+			opts.Start = new(uint64)
+		}
+		return opts
+	}
+	// Groups older than the first to arrive may have been on their way
+	// too (the subscription started at the publisher's latest group, which
+	// may have been overtaken): as many as a publisher keeps in flight.
+	resume := ms.firstSeq - min(ms.firstSeq, maxCatchUp)
+	if len(ms.order) >= maxClaims { // older claims were forgotten
+		resume = slices.Min(ms.order)
+	}
+	for ms.whole[resume] {
+		resume++
+	}
+	// A claim whose copy never got to the group's end (its source failed
+	// before the group's first frame, say) is the fallback's to bring.
+	for seq, id := range ms.claimed {
+		if _, half := ms.partial[seq]; !ms.whole[seq] && !half && !ms.primary[id] {
+			delete(ms.claimed, seq)
+		}
+	}
+	opts.Start = &resume
+	return opts
 }
 
 // moveTo subscribes on the direct session d and lets it take over.

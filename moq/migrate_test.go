@@ -255,3 +255,38 @@ func TestPunchStory(t *testing.T) {
 	m.punching = false
 	want("does not hole-punch")
 }
+
+// A fallback source starts at the oldest group not yet copied whole:
+// below the first that arrived too (older ones may have been in flight),
+// and a half-done one is brought again; with nothing received, a
+// back-pressured subscription asks from group 0, a live one as it did.
+func TestResumeOptions(t *testing.T) {
+	ms := &movingSub{claimed: map[uint64]int{}, whole: map[uint64]bool{}, partial: map[uint64]*broadcast.GroupProducer{}}
+	if o := ms.resumeOptions(); o.Start != nil {
+		t.Fatalf("live, nothing received: start %d, want none", *o.Start)
+	}
+	ms.opts.Backpressure = true
+	if o := ms.resumeOptions(); o.Start == nil || *o.Start != 0 {
+		t.Fatalf("back-pressured, nothing received: start %v, want 0", o.Start)
+	}
+	ms.started, ms.firstSeq = true, 2
+	for _, seq := range []uint64{0, 1, 2, 4} {
+		ms.claimed[seq], ms.whole[seq] = 0, true
+	}
+	ms.claimed[3] = 0 // claimed, never copied to its end
+	if o := ms.resumeOptions(); *o.Start != 3 {
+		t.Fatalf("start %d, want 3", *o.Start)
+	}
+	if _, ok := ms.claimed[3]; ok {
+		t.Fatal("group 3 is still claimed by the failed source: the fallback would skip it")
+	}
+	ms.firstSeq = 30 // the first to arrive overtook older ones in flight
+	if o := ms.resumeOptions(); *o.Start != 3 {
+		t.Fatalf("start %d, want 3", *o.Start)
+	}
+	start := uint64(7)
+	ms.opts.Start = &start
+	if o := ms.resumeOptions(); *o.Start != 7 {
+		t.Fatalf("the application's start: %d, want 7", *o.Start)
+	}
+}
