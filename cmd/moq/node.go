@@ -41,9 +41,12 @@ and subscribers given it as --bootstrap learn they are private, reserve a
 slot on it, advertise the circuit address and, once a peer reaches them
 through it, punch a hole (DCUtR) and move the session onto a direct QUIC
 path. Circuits are cut after 2 minutes or 128 KiB each way, enough to
-punch; --relay-unlimited lifts that, so media between peers that cannot
-punch (symmetric NATs) flows through this node for as long as they stream:
-bandwidth it pays for. The operator chooses the limits:
+punch. Peers that cannot punch (symmetric NATs) go on through this node
+at the MoQ level: it forwards the broadcasts their publishers announce on
+a session with it (they keep one while they hold a slot), so a
+subscription whose circuit was cut continues here (bandwidth it pays for).
+--relay-unlimited lifts the circuit limits instead. The operator chooses
+the limits:
   --relay-circuit-bytes SIZE     data a circuit carries each way before it
                                  is cut (default 128KiB; e.g. 64MiB)
   --relay-circuit-duration D     how long a circuit lasts (default 2m)
@@ -92,7 +95,14 @@ func runNode(ctx context.Context, std stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, relay: relay, net: &nf, log: log})
+	var moqOpts []moq.Option
+	if relay != nil {
+		// The fallback media path of peers that cannot punch: what their
+		// publishers announce on a session with this node, it forwards at
+		// the MoQ level to subscribers whose circuit was cut.
+		moqOpts = append(moqOpts, moq.WithForwarding(moq.Forwarding{}))
+	}
+	n, err := newNode(ctx, nodeConfig{listens: listens, connects: connects, incoming: true, dhtServer: server, relay: relay, moqOpts: moqOpts, net: &nf, log: log})
 	if err != nil {
 		return err
 	}
