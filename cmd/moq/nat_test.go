@@ -182,5 +182,5 @@ func TestNATSymmetricRelayFallback(t *testing.T) {
 	if !relayed || !forwarded {
 		t.Errorf("subscribed on a limited circuit: %v; continued through the forwarding node: %v", relayed, forwarded)
 	}
-	t.Logf("%d KiB byte-exact in %s (sub's start to its end), past a 128 KiB circuit", frames*size>>10, took.Round(time.Millisecond))
+	t.Logf("%d KiB byte-exact in %s (sub's start to its end, with its 5 s wait for a punch), past a 128 KiB circuit", frames*size>>10, took.Round(time.Millisecond))
 }
