@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -33,11 +34,12 @@ import (
 //
 // It needs root and iptables; without them the row says so.
 
-// natResult is what the lab prints: milliseconds per run.
+// natResult is what the lab prints: milliseconds per run, and the path
+// of each run behind the NATs.
 type natResult struct {
-	NAT  []float64 `json:"nat"`
-	Open []float64 `json:"open"`
-	Path string    `json:"path"`
+	NAT   []float64 `json:"nat"`
+	Open  []float64 `json:"open"`
+	Paths []string  `json:"paths"`
 }
 
 // runNATRow is P10.
@@ -62,8 +64,24 @@ func runNATRow(ctx context.Context, cfg config) []*line {
 		return []*line{l}
 	}
 	l.Ours, l.Raw = r.NAT, r.Open
-	l.Note = "raw column: the same subscription on the open network (no NAT, direct dial); ours: through the relay's circuit, DCUtR, then raw QUIC on the punched path (" + r.Path + ")"
+	l.Note = "raw column: the same subscription on the open network (no NAT, direct dial); ours: through the relay's circuit, DCUtR, then raw QUIC on the punched path; paths by run: " + strings.Join(r.Paths, ", ")
+	l.Target = "every run behind the NATs hole-punched"
+	l.Check = func(*line) any { return allPunched(r.Paths) }
+	if !allPunched(r.Paths) {
+		l.Note += " (NOT every run was hole-punched: the times of the others are not the punched path's)"
+	}
 	return []*line{l}
+}
+
+// allPunched reports whether every run's path is hole-punched (and there
+// was a run).
+func allPunched(paths []string) bool {
+	for _, p := range paths {
+		if p != moq.PathHolePunched.String() {
+			return false
+		}
+	}
+	return len(paths) > 0
 }
 
 // natHelperMain runs a part of P10 and exits.
@@ -115,7 +133,7 @@ func natLab(ctx context.Context, runs int) error {
 			}
 			logf("P10 run %d %s: %.1f ms (%s)", run+1, map[bool]string{true: "behind NATs", false: "open network"}[behind], ms, path)
 			if behind {
-				res.NAT, res.Path = append(res.NAT, ms), path
+				res.NAT, res.Paths = append(res.NAT, ms), append(res.Paths, path)
 			} else {
 				res.Open = append(res.Open, ms)
 			}

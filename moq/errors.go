@@ -28,4 +28,10 @@ var (
 	// ErrNoGoaway: Session.Goaway on a moq-lite version without GOAWAY
 	// (before lite-04).
 	ErrNoGoaway = session.ErrNoGoaway
+	// ErrLimitedCircuit: a subscription made on a session through a
+	// limited circuit relay (Path.Limited) ended because that session did,
+	// typically when the relay cut the circuit after its data or time limit,
+	// and neither a direct path nor the node's PathFallback took over. The
+	// track's error wraps it and the session's own error.
+	ErrLimitedCircuit = errors.New("moq: the limited circuit relay carrying the subscription ended it (its data or time limit), and neither a direct path nor a fallback took over")
 )

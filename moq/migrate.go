@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +49,8 @@ type PathFallback func(ctx context.Context, p peer.ID, name string) (*Session, e
 // continues on the session f returns, from the groups the failure left
 // unfinished (groups sent meanwhile may be lost on a live track; a
 // back-pressured one with Start loses none). Without it the subscription
-// ends with the failure: never silently, since its reads return the error.
+// ends with the failure: never silently, since its reads return the error
+// (wrapped in ErrLimitedCircuit when the session ran on a limited circuit).
 func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallback = f } }
 
 // movingSub is a subscription made on a relayed session: the application
@@ -59,17 +61,21 @@ func WithPathFallback(f PathFallback) Option { return func(o *options) { o.fallb
 // first, and the relayed one stops only once it has brought the groups
 // older than the direct one's first.
 type movingSub struct {
-	m      *Moq
-	peer   peer.ID
-	name   string
-	track  string
-	opts   SubscribeOptions
-	out    *broadcast.TrackProducer
-	ctx    context.Context // ends when the application closed its consumer
-	cancel context.CancelFunc
+	m     *Moq
+	peer  peer.ID
+	name  string
+	track string
+	opts  SubscribeOptions
+	// limited: the relayed session runs on a limited circuit, whose cut
+	// ends the track with ErrLimitedCircuit when nothing took over.
+	limited bool
+	out     *broadcast.TrackProducer
+	ctx     context.Context // ends when the application closed its consumer
+	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	claimed   map[uint64]int                      // group sequence → source that copies it
+	whole     map[uint64]bool                     // claimed groups copied to their end
 	order     []uint64                            // claimed sequences, oldest claim first
 	partial   map[uint64]*broadcast.GroupProducer // groups a failed source left unfinished
 	sources   int                                 // sources started
@@ -99,10 +105,11 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	if err != nil {
 		return nil, err
 	}
+	path := s.Path()
 	ms := &movingSub{
-		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts,
+		m: m, peer: s.RemotePeer(), name: name, track: track, opts: opts, limited: path.Limited,
 		out:     broadcast.NewTrack(src.Info(), broadcast.Limits{Backpressure: opts.Backpressure}),
-		claimed: map[uint64]int{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
+		claimed: map[uint64]int{}, whole: map[uint64]bool{}, partial: map[uint64]*broadcast.GroupProducer{}, live: map[int]*broadcast.TrackConsumer{},
 	}
 	ms.ctx, ms.cancel = context.WithCancel(m.ctx)
 	app := ms.out.Consume()
@@ -131,9 +138,9 @@ func (m *Moq) subscribeMoving(ctx context.Context, s *Session, name, track strin
 	})
 	ms.start(src, false)
 	m.mu.Unlock()
-	if p := s.Path(); p.Limited && m.fallback == nil {
+	if path.Limited && m.fallback == nil {
 		m.log.Warn("subscription on a limited circuit: its relay cuts it after its data or time limit unless a direct path appears first (see WithPathFallback, or a relay with unlimited circuits)",
-			"peer", ms.peer, "broadcast", name, "path", p.String())
+			"peer", ms.peer, "broadcast", name, "path", path.String())
 	}
 	// A direct session may already exist (made while this subscribed).
 	if d := m.directSession(ms.peer); d != nil {
@@ -265,6 +272,7 @@ func (ms *movingSub) caughtUp() bool {
 // sequences cannot grow the map, and a group that old is not copied again.
 func (ms *movingSub) forgetOldest() {
 	delete(ms.claimed, ms.order[0])
+	delete(ms.whole, ms.order[0])
 	ms.order = ms.order[1:]
 }
 
@@ -291,6 +299,11 @@ func (ms *movingSub) copyGroup(g *broadcast.GroupConsumer, gp *broadcast.GroupPr
 		return true
 	case rerr == nil:
 		_ = gp.Finish()
+		ms.mu.Lock()
+		if ms.whole != nil {
+			ms.whole[g.Sequence()] = true
+		}
+		ms.mu.Unlock()
 		return true
 	case ms.ctx.Err() != nil:
 		gp.Abort(rerr)
@@ -314,10 +327,23 @@ func (ms *movingSub) ended(id int, direct bool, err error) {
 	if replaced {
 		return
 	}
+	if !direct {
+		err = ms.explain(err)
+	}
 	if !errors.Is(err, io.EOF) && ms.m.fallback != nil && ms.tryFallback(err) {
 		return
 	}
 	ms.finish(err)
+}
+
+// explain wraps the relayed source's failure err with ErrLimitedCircuit
+// when that source ran on a limited circuit: what the application sees
+// says why its track ended.
+func (ms *movingSub) explain(err error) error {
+	if !ms.limited || errors.Is(err, io.EOF) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrLimitedCircuit, err)
 }
 
 // finish ends the application's track with the sources' end: EOF, or
@@ -359,7 +385,7 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		var src *broadcast.TrackConsumer
 		if err == nil {
 			if err = s.waitAnnounced(ctx, ms.name); err == nil {
-				src, err = s.s.Subscribe(ctx, ms.name, ms.track, ms.opts)
+				src, err = s.s.Subscribe(ctx, ms.name, ms.track, ms.resumeOptions())
 			}
 		}
 		if err != nil {
@@ -369,6 +395,50 @@ func (ms *movingSub) tryFallback(cause error) bool {
 		ms.m.log.Info("subscription continues on the fallback path", "peer", ms.peer, "broadcast", ms.name, "path", s.Path().String())
 		ms.start(src, true)
 	})
+}
+
+// resumeOptions are the subscription's options for a fallback source:
+// without a Start of the application's, it starts at the oldest group not
+// yet received whole (groups race each other on their own streams, so
+// some may still have been on their way, and the failure may have left one
+// half-done), so that a publisher (or a forwarding relay) that still holds
+// them sends the groups the move would otherwise skip; those already
+// copied are not copied again.
+func (ms *movingSub) resumeOptions() SubscribeOptions {
+	opts := ms.opts
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if opts.Start != nil {
+		return opts
+	}
+	if !ms.started {
+		// Nothing came: where the subscription started is unknown. A
+		// back-pressured (lossless) one asks for everything the publisher
+		// still holds; a live one starts at the latest group, as it did.
+		if opts.Backpressure {
+			opts.Start = new(uint64)
+		}
+		return opts
+	}
+	// Groups older than the first to arrive may have been on their way
+	// too (the subscription started at the publisher's latest group, which
+	// may have been overtaken): as many as a publisher keeps in flight.
+	resume := ms.firstSeq - min(ms.firstSeq, maxCatchUp)
+	if len(ms.order) >= maxClaims { // older claims were forgotten
+		resume = slices.Min(ms.order)
+	}
+	for ms.whole[resume] {
+		resume++
+	}
+	// A claim whose copy never got to the group's end (its source failed
+	// before the group's first frame, say) is the fallback's to bring.
+	for seq, id := range ms.claimed {
+		if _, half := ms.partial[seq]; !ms.whole[seq] && !half && !ms.primary[id] {
+			delete(ms.claimed, seq)
+		}
+	}
+	opts.Start = &resume
+	return opts
 }
 
 // moveTo subscribes on the direct session d and lets it take over.

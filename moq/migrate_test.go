@@ -146,13 +146,13 @@ func TestPunchRecordsBounded(t *testing.T) {
 		w.record(HolePunchEvent{Peer: id, Error: strings.Repeat("e", 128)})
 	}
 	grew := int64(heap()) - int64(before)
-	if len(w.punchs) > maxPunchRecords || len(w.order) > maxPunchRecords {
-		t.Fatalf("%d records (%d in order), want at most %d", len(w.punchs), len(w.order), maxPunchRecords)
+	if len(w.peers) > maxPunchRecords || len(w.order) > maxPunchRecords {
+		t.Fatalf("%d records (%d in order), want at most %d", len(w.peers), len(w.order), maxPunchRecords)
 	}
 	if grew > 512<<10 {
 		t.Fatalf("the records hold %d KiB, budget 512 KiB", grew>>10)
 	}
-	t.Logf("%d records: %d KiB", len(w.punchs), grew>>10)
+	t.Logf("%d records: %d KiB", len(w.peers), grew>>10)
 	runtime.KeepAlive(&w)
 }
 
@@ -219,5 +219,74 @@ func TestHolePunchingMark(t *testing.T) {
 		if got := n.holePunches(); got != on {
 			t.Errorf("HolePunching %v: the node says %v", on, got)
 		}
+	}
+}
+
+// A relayed session's reason tells what hole punching did: nothing seen,
+// an attempt under way, or attempts that failed (each counted once though
+// the node reads the host's events in two places).
+func TestPunchStory(t *testing.T) {
+	m := &Moq{punching: true}
+	p := peer.ID("peer")
+	want := func(sub string) {
+		t.Helper()
+		if got := m.punchStory(p); !strings.Contains(got, sub) {
+			t.Fatalf("reason %q, want it to say %q", got, sub)
+		}
+	}
+	want("no hole punching attempt seen yet")
+	seq := uint64(0)
+	ev := func(e HolePunchEvent) {
+		seq++
+		e.Peer, e.seq = p, seq
+		m.paths.record(e)
+		m.paths.record(e) // read twice: counted once
+	}
+	ev(HolePunchEvent{Started: true})
+	want("hole punching under way (attempt 1)")
+	ev(HolePunchEvent{Error: "timeout"})
+	ev(HolePunchEvent{Started: true})
+	ev(HolePunchEvent{Error: "no reply"})
+	want("hole punching attempted 2 times and failed: no reply")
+	m.paths.record(HolePunchEvent{Peer: "other", seq: 99, Error: "the hole-punching exchange failed: refused"})
+	if got := m.punchStory("other"); !strings.Contains(got, "failed before any attempt") {
+		t.Fatalf("reason %q", got)
+	}
+	m.punching = false
+	want("does not hole-punch")
+}
+
+// A fallback source starts at the oldest group not yet copied whole:
+// below the first that arrived too (older ones may have been in flight),
+// and a half-done one is brought again; with nothing received, a
+// back-pressured subscription asks from group 0, a live one as it did.
+func TestResumeOptions(t *testing.T) {
+	ms := &movingSub{claimed: map[uint64]int{}, whole: map[uint64]bool{}, partial: map[uint64]*broadcast.GroupProducer{}}
+	if o := ms.resumeOptions(); o.Start != nil {
+		t.Fatalf("live, nothing received: start %d, want none", *o.Start)
+	}
+	ms.opts.Backpressure = true
+	if o := ms.resumeOptions(); o.Start == nil || *o.Start != 0 {
+		t.Fatalf("back-pressured, nothing received: start %v, want 0", o.Start)
+	}
+	ms.started, ms.firstSeq = true, 2
+	for _, seq := range []uint64{0, 1, 2, 4} {
+		ms.claimed[seq], ms.whole[seq] = 0, true
+	}
+	ms.claimed[3] = 0 // claimed, never copied to its end
+	if o := ms.resumeOptions(); *o.Start != 3 {
+		t.Fatalf("start %d, want 3", *o.Start)
+	}
+	if _, ok := ms.claimed[3]; ok {
+		t.Fatal("group 3 is still claimed by the failed source: the fallback would skip it")
+	}
+	ms.firstSeq = 30 // the first to arrive overtook older ones in flight
+	if o := ms.resumeOptions(); *o.Start != 3 {
+		t.Fatalf("start %d, want 3", *o.Start)
+	}
+	start := uint64(7)
+	ms.opts.Start = &start
+	if o := ms.resumeOptions(); *o.Start != 7 {
+		t.Fatalf("the application's start: %d, want 7", *o.Start)
 	}
 }

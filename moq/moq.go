@@ -145,6 +145,12 @@ func New(h host.Host, opts ...Option) (*Moq, error) {
 		_ = m.Shutdown(context.Background())
 		return nil, err
 	}
+	if o.relayFallback {
+		if err := m.startRelayFallback(); err != nil {
+			_ = m.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	return m, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // NATConfig turns on what a host needs to be reached behind a NAT, and what
@@ -24,12 +25,17 @@ type NATConfig struct {
 	// comes 15 s after start, and only once the host trusts the public
 	// address its NAT gives it, which go-libp2p does when 4 peers on
 	// distinct IPs have observed it. A host that knows sooner sets
-	// Reachability.
+	// Reachability. AutoNAT v2's own verdicts, per address, arrive as
+	// event.EvtHostReachableAddrsChanged (behind a NAT: the NAT's address
+	// unreachable, about 10 s after start with four servers).
 	AutoNAT bool
 	// Reachability, when not network.ReachabilityUnknown, is taken as known
 	// instead of learned: Private for a host that knows it sits behind a NAT
 	// (it reserves relay slots at once), Public for a relay on a public
-	// address (its relay service starts at once).
+	// address (its relay service starts at once; with AutoNAT, its AutoNAT
+	// v2 server answers QUIC checks at once too, where go-libp2p's UDP
+	// black-hole detection would refuse them until the host made 100 UDP
+	// dials).
 	Reachability network.Reachability
 	// HolePunching runs DCUtR: when a peer reaches this host over a circuit
 	// relay (or the other way round), both sides dial each other at the same
@@ -78,7 +84,18 @@ type RelayService struct {
 	// 2 KiB buffers (go-libp2p's BufferSize) and two goroutines.
 	MaxReservations int
 	MaxCircuits     int
+	// AllowReserve, when not empty, lists the only peers that may reserve
+	// a slot (the operator's own publishers, say); circuits still reach
+	// any peer holding one. Empty: any peer may reserve.
+	AllowReserve []peer.ID
 }
+
+// reserveACL lets only the listed peers reserve.
+type reserveACL map[peer.ID]bool
+
+func (a reserveACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return a[p] }
+
+func (reserveACL) AllowConnect(peer.ID, ma.Multiaddr, peer.ID) bool { return true }
 
 // options turns the bounds into go-libp2p's relay options.
 func (r *RelayService) options() []relayv2.Option {
@@ -99,7 +116,15 @@ func (r *RelayService) options() []relayv2.Option {
 	if r.MaxCircuits > 0 {
 		rc.MaxCircuits = r.MaxCircuits
 	}
-	return []relayv2.Option{relayv2.WithResources(rc)}
+	opts := []relayv2.Option{relayv2.WithResources(rc)}
+	if len(r.AllowReserve) > 0 {
+		acl := reserveACL{}
+		for _, p := range r.AllowReserve {
+			acl[p] = true
+		}
+		opts = append(opts, relayv2.WithACL(acl))
+	}
+	return opts
 }
 
 // HolePunchEvent reports the end of a hole-punching attempt with a peer (or
@@ -117,12 +142,15 @@ type HolePunchEvent struct {
 	Elapsed time.Duration
 	// Error says why it failed (go-libp2p's text); empty on success.
 	Error string
+
+	seq uint64 // the tracer's count: a node reading the bus twice records an event once
 }
 
 // punchTracer forwards go-libp2p's hole-punching trace to the host's event
 // bus, which exists only after the tracer is handed to the host.
 type punchTracer struct {
-	em atomic.Pointer[event.Emitter]
+	em  atomic.Pointer[event.Emitter]
+	seq atomic.Uint64
 }
 
 func (t *punchTracer) Trace(evt *holepunch.Event) {
@@ -136,6 +164,10 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 		out = HolePunchEvent{Success: e.Success, Elapsed: e.EllapsedTime, Error: e.Error}
 	case *holepunch.StartHolePunchEvt:
 		out = HolePunchEvent{Started: true}
+	case *holepunch.ProtocolErrorEvt:
+		// The exchange before a punch failed (the peer has no public
+		// address to offer, say): it ends the attempt.
+		out = HolePunchEvent{Error: "the hole-punching exchange failed: " + e.Error}
 	case *holepunch.DirectDialEvt:
 		if !e.Success {
 			return // punching follows
@@ -144,7 +176,7 @@ func (t *punchTracer) Trace(evt *holepunch.Event) {
 	default:
 		return
 	}
-	out.Peer = evt.Remote
+	out.Peer, out.seq = evt.Remote, t.seq.Add(1)
 	_ = (*em).Emit(out)
 }
 
@@ -183,6 +215,14 @@ func applyNAT(c *config.Config, n NATConfig) *punchTracer {
 	}
 	if n.AutoNAT {
 		c.EnableAutoNATv2 = true
+		if n.Reachability == network.ReachabilityPublic {
+			// The AutoNAT v2 server dials back only over transports the
+			// host's black-hole detection allows, and a new host's UDP is
+			// not allowed until it made 100 dials (5 of them successful):
+			// until then it refuses every QUIC check. A host declared
+			// public has working UDP.
+			c.UDPBlackHoleSuccessCounter = nil
+		}
 	}
 	var t *punchTracer
 	if n.HolePunching {

@@ -37,6 +37,7 @@ type options struct {
 	punchWait      *time.Duration // migrate.go
 	relayedGrace   time.Duration
 	fallback       PathFallback
+	relayFallback  bool // relayfallback.go
 }
 
 // WithDeadPeerTimeout bounds how long a peer may stay silent before its

@@ -83,66 +83,122 @@ func (s *Session) Path() Path {
 		} else {
 			p.Reason = "libp2p streams through an unlimited circuit relay"
 		}
-		if ev, ok := s.m.paths.punch(s.RemotePeer()); ok && !ev.Success {
-			p.Reason += "; hole punching failed: " + ev.Error
-		} else if !ok {
-			p.Reason += "; no direct path yet"
-		}
+		p.Reason += "; " + s.m.punchStory(s.RemotePeer())
 		return p
 	default:
 		return Path{Kind: PathUnknown, Transport: fmt.Sprintf("%T", c), Reason: "a client without a libp2p identity"}
 	}
 }
 
-// maxPunchRecords bounds the hole-punching outcomes a node remembers
-// (one per peer, about 100 bytes each); past it the oldest is forgotten.
+// punchStory says what hole punching with p did, for a relayed session's
+// Path.Reason.
+func (m *Moq) punchStory(p peer.ID) string {
+	if !m.holePunches() {
+		return "this node does not hole-punch (HostConfig.NAT.HolePunching is off)"
+	}
+	st, ok := m.paths.state(p)
+	switch {
+	case !ok:
+		return "no hole punching attempt seen yet"
+	case st.pending:
+		return fmt.Sprintf("hole punching under way (attempt %d)", st.attempts)
+	case st.last.Success && st.last.Direct:
+		return "a direct dial succeeded (the session moves to the direct path)"
+	case st.last.Success:
+		return fmt.Sprintf("hole punching opened a direct path in %s (the session moves to it)", st.last.Elapsed.Round(time.Millisecond))
+	case st.attempts == 0:
+		return "hole punching failed before any attempt: " + st.last.Error
+	default:
+		return fmt.Sprintf("hole punching attempted %d times and failed: %s", st.attempts, st.last.Error)
+	}
+}
+
+// maxPunchRecords bounds the hole-punching histories a node remembers
+// (one per peer, about 150 bytes each); past it the oldest is forgotten.
 const maxPunchRecords = 1024
+
+// punchState is what a node heard of its hole punching with one peer.
+type punchState struct {
+	last     HolePunchEvent // the last outcome (not a start)
+	ended    bool           // last is set
+	attempts int            // attempts started
+	pending  bool           // the last attempt started has not ended yet
+	heard    time.Time      // the last event of any kind, start included
+	seen     [8]uint64      // the latest events' seq, so none counts twice
+	next     int            // where seen takes the next
+}
 
 // pathWatch follows the host's hole-punching outcomes and its peers'
 // connectedness: what explains a session's path, and what starts moving a
 // relayed session onto a direct one.
 type pathWatch struct {
-	mu     sync.Mutex
-	punchs map[peer.ID]HolePunchEvent
-	heard  map[peer.ID]time.Time // the last event of any kind, start included
-	order  []peer.ID             // oldest first, for eviction
+	mu    sync.Mutex
+	peers map[peer.ID]*punchState
+	order []peer.ID // oldest first, for eviction
 }
 
 // heardLately reports whether p's punching made any event within d.
 func (w *pathWatch) heardLately(p peer.ID, d time.Duration) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	at, ok := w.heard[p]
-	return ok && time.Since(at) < d
+	st, ok := w.peers[p]
+	return ok && time.Since(st.heard) < d
 }
 
+// punch returns the last outcome of punching with p.
 func (w *pathWatch) punch(p peer.ID) (HolePunchEvent, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ev, ok := w.punchs[p]
-	return ev, ok
+	st, ok := w.peers[p]
+	if !ok || !st.ended {
+		return HolePunchEvent{}, false
+	}
+	return st.last, true
 }
 
-// record keeps ev: the outcome of an attempt (a start only counts as
-// heard of).
+// state returns a copy of what was heard of punching with p.
+func (w *pathWatch) state(p peer.ID) (punchState, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st, ok := w.peers[p]
+	if !ok {
+		return punchState{}, false
+	}
+	return *st, true
+}
+
+// record keeps ev: a start counts an attempt, anything else is an
+// outcome.
 func (w *pathWatch) record(ev HolePunchEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.punchs == nil {
-		w.punchs, w.heard = map[peer.ID]HolePunchEvent{}, map[peer.ID]time.Time{}
+	if w.peers == nil {
+		w.peers = map[peer.ID]*punchState{}
 	}
-	if _, ok := w.heard[ev.Peer]; !ok {
+	st, ok := w.peers[ev.Peer]
+	if !ok {
+		st = &punchState{}
+		w.peers[ev.Peer] = st
 		w.order = append(w.order, ev.Peer)
 		if len(w.order) > maxPunchRecords {
-			delete(w.punchs, w.order[0])
-			delete(w.heard, w.order[0])
+			delete(w.peers, w.order[0])
 			w.order = w.order[1:]
 		}
 	}
-	w.heard[ev.Peer] = time.Now()
-	if !ev.Started {
-		w.punchs[ev.Peer] = ev
+	if ev.seq != 0 {
+		if slices.Contains(st.seen[:], ev.seq) {
+			return // already recorded (by awaitDirect, or the watcher)
+		}
+		st.seen[st.next] = ev.seq
+		st.next = (st.next + 1) % len(st.seen)
 	}
+	st.heard = time.Now()
+	if ev.Started {
+		st.attempts++
+		st.pending = true
+		return
+	}
+	st.last, st.ended, st.pending = ev, true, false
 }
 
 // watchPaths runs until the node shuts down: it records hole-punching
@@ -161,7 +217,14 @@ func (m *Moq) watchPaths(sub event.Subscription) {
 			switch ev := e.(type) {
 			case HolePunchEvent:
 				m.paths.record(ev)
-				m.log.Debug("hole punching", "peer", ev.Peer, "success", ev.Success, "direct", ev.Direct, "elapsed", ev.Elapsed, "err", ev.Error)
+				switch {
+				case ev.Started:
+					m.log.Debug("hole punching started", "peer", ev.Peer)
+				case ev.Success:
+					m.log.Debug("hole punching succeeded", "peer", ev.Peer, "direct_dial", ev.Direct, "elapsed", ev.Elapsed)
+				default:
+					m.log.Debug("hole punching failed", "peer", ev.Peer, "elapsed", ev.Elapsed, "err", ev.Error)
+				}
 			case event.EvtPeerConnectednessChanged:
 				if ev.Connectedness == network.Connected {
 					m.upgradeLater(ev.Peer)

@@ -27,7 +27,9 @@ var examples = map[string]string{
 	"node": `
   moq node                                                                # a node on a random port
   moq node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --identity node.key     # a bootstrap peer that keeps its address
-  moq node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --relay-service         # on a public address: helps peers behind NATs`,
+  moq node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --relay-service         # on a public address: helps peers behind NATs
+  moq node --listen /ip4/0.0.0.0/udp/4001/quic-v1 --relay-service --relay-circuit-bytes 64MiB \
+           --relay-max-reservations 16 --relay-allow <peer-id>            # its own limits; slots for known peers only`,
 	"clock": `
   moq clock pub --listen moql://127.0.0.1:4443
   moq clock sub --connect moql://127.0.0.1:4443 --insecure --count 5`,

@@ -53,6 +53,14 @@ name there and sub, given --bootstrap and no --connect, looks it up. --mdns
 finds peers on the local network instead. pub also prints tickets
 (ticket: …) that sub --ticket takes.
 
+Behind NATs: run moq node --relay-service on a public address and give it to
+pub and sub as --bootstrap; they reserve a slot on its circuit relay, punch a
+hole to each other and stream on the direct path (sub -v logs each session's
+path and why); when punching fails, media goes on through the node, which
+forwards it at the MoQ level. Its operator chooses the circuits' limits
+(--relay-circuit-bytes, --relay-circuit-duration, --relay-max-reservations,
+--relay-max-circuits, --relay-allow PEER, or --relay-unlimited): moq help node.
+
 Examples, on one machine (the listener prints what the other side needs):
   moq pub --broadcast demo --listen moql://127.0.0.1:4443 --wait
   moq sub --broadcast demo --connect moql://127.0.0.1:4443 --fingerprint <hex>

@@ -108,6 +108,12 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 	if cfg.interest != nil {
 		mopts = append(mopts, moq.WithInterest(cfg.interest...))
 	}
+	if len(hc.NAT.StaticRelays) > 0 {
+		// Behind a NAT: when punching fails and a limited circuit is cut,
+		// go on through the relay node at the MoQ level (moq node
+		// --relay-service forwards).
+		mopts = append(mopts, moq.WithRelayFallback())
+	}
 	mopts = append(mopts, cfg.moqOpts...)
 	if plan.quic {
 		mopts = append(mopts, moq.WithQUIC(tr))

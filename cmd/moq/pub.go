@@ -33,7 +33,10 @@ finished, and pub serves until its subscribers are done, then prints
 what its subscriber sessions were handed whole (for the one that got the
 least). When a subscriber got less than was produced, it also says so on
 stderr. A subscriber that stops responding (no acknowledgement or read for
---linger) is given up on.
+--linger) is given up on. When a subscriber's connection is lost mid-way
+(a relay cut its circuit), the transfer waits up to --linger for the
+subscription to come back (through a relay node that forwards it) before
+it goes on without it.
 
 With --media it publishes video instead, as a hang broadcast (the format
 @moq/watch plays: a catalog.json track, a "video" track with a group per
@@ -194,7 +197,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 			rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers}
 	})
 	if finite {
-		opts.room = func(ctx context.Context) error { return subs.waitRoom(ctx, tp, *linger) }
+		opts.room = func(ctx context.Context) error {
+			subs.holdForReturn(ctx, tp, *linger)
+			return subs.waitRoom(ctx, tp, *linger)
+		}
 	}
 	err = produce(ctx, tp, opts, &col, prog, peerGone)
 	_ = tp.Finish()

@@ -10,6 +10,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/pattern"
 	"github.com/moqp2p/moqp2p/session"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // sessionCounters returns a session's media counters and the bytes it has
@@ -27,8 +28,12 @@ func sessionCounters(s peerSession) (media session.Stats, wireIn uint64) {
 // sessionWatch keeps every session a publisher serves, accepted or dialed,
 // so that its counters can be summed up after the session ended.
 type sessionWatch struct {
+	n    *node
 	mu   sync.Mutex
 	list []peerSession
+	// held: a finite transfer already waited for a lost subscriber to come
+	// back once (holdForReturn), and goes on without it since.
+	held bool
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -36,7 +41,7 @@ type sessionWatch struct {
 // watchSessions collects the sessions n accepts (n.cfg.incoming must be set)
 // until stop.
 func watchSessions(n *node) *sessionWatch {
-	w := &sessionWatch{done: make(chan struct{})}
+	w := &sessionWatch{n: n, done: make(chan struct{})}
 	w.wg.Go(func() {
 		for {
 			select {
@@ -91,7 +96,9 @@ func (w *sessionWatch) summary(produced pattern.Summary) pubSummary {
 // received on the wire (acknowledgements too) and media sent.
 func (w *sessionWatch) activity() uint64 {
 	var a uint64
-	for _, s := range w.sessions() {
+	// The node's own sessions too: one it keeps with a relay that forwards
+	// the broadcast is not an incoming one.
+	for _, s := range slices.Concat(w.sessions(), w.n.sessions(context.Background())) {
 		m, in := sessionCounters(s)
 		a += in + m.BytesSent + m.FramesSent
 	}
@@ -161,5 +168,52 @@ func (w *sessionWatch) waitRoom(ctx context.Context, tp *broadcast.TrackProducer
 				cancel(errStalled)
 			}
 		}
+	}
+}
+
+// lostSubscriber reports whether a session ended without either side
+// closing it: its connection was lost (a circuit its relay cut, say), so
+// a subscription it carried may come back by another path.
+func (w *sessionWatch) lostSubscriber() bool {
+	for _, s := range w.sessions() {
+		select {
+		case <-s.Done():
+		default:
+			continue
+		}
+		if err := s.Err(); err != nil && !errors.As(err, new(*transport.ConnError)) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdForReturn holds a finite transfer while its track has no consumer
+// because a subscriber's connection was lost: once, for up to linger, for
+// the subscription to come back (through a forwarding relay, after a
+// limited circuit was cut), so that the groups it missed are still there.
+// Without it the transfer would run on into the void at once.
+func (w *sessionWatch) holdForReturn(ctx context.Context, tp *broadcast.TrackProducer, linger time.Duration) {
+	used := tp.Used()
+	select {
+	case <-used:
+		return
+	default:
+	}
+	w.mu.Lock()
+	held := w.held
+	w.mu.Unlock()
+	if held || !w.lostSubscriber() {
+		return
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	select {
+	case <-used:
+	case <-t.C:
+		w.mu.Lock()
+		w.held = true
+		w.mu.Unlock()
+	case <-ctx.Done():
 	}
 }

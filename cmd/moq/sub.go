@@ -146,6 +146,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		tc = tr.TrackConsumer
 	}
 
+	logPaths(ctx, n, "subscribed")
 	t := newTally(n)
 	live := func(uint64) status {
 		lt := t.read(ctx, false)
@@ -161,6 +162,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
 	}
 	err = r.run(ctx, tc)
+	logPaths(ctx, n, "track ended")
 	if tr != nil {
 		tr.Close()
 	} else {
@@ -177,6 +179,19 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		return fmt.Errorf("--out: %w", r.writeErr())
 	}
 	return nil
+}
+
+// logPaths logs (with -v) the path each libp2p session runs on: direct,
+// hole-punched or relayed, and why. when says at which point.
+func logPaths(ctx context.Context, n *node, when string) {
+	for _, s := range n.sessions(ctx) {
+		ps, ok := s.(*p2pSession)
+		if !ok || ps.s.RemotePeer() == "" {
+			continue
+		}
+		p := ps.s.Path()
+		n.log.Debug("session path", "when", when, "peer", ps.s.RemotePeer(), "path", p.Kind.String(), "limited", p.Limited, "reason", p.Reason)
+	}
 }
 
 // subscribeOptions are those of every subscription the CLI makes: with
