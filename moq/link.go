@@ -200,17 +200,34 @@ func (l *Link) run() {
 	defer close(l.done)
 	defer l.feed.close()
 	state := LinkConnecting
+	var hold time.Duration // before redialing a session that ended at once
 	for {
 		s, err := l.connect(state)
 		if err != nil { // detached or shut down
 			l.set(LinkChange{State: LinkDetached, Err: err})
 			return
 		}
+		up := time.Now()
 		l.set(LinkChange{State: LinkConnected, Session: s})
 		select {
 		case <-s.Closed():
 			state = LinkReconnecting
 			l.set(LinkChange{State: state, Err: s.Err()})
+		case <-l.ctx.Done():
+			l.set(LinkChange{State: LinkDetached})
+			return
+		}
+		// A peer that takes the session and ends it at once (it refuses
+		// us, or is restarting) would otherwise be redialed as fast as
+		// handshakes go: such sessions back off as failed dials do, and
+		// one that lasted a while (2 × MaxBackoff) resets the pause.
+		if time.Since(up) >= 2*l.opts.MaxBackoff {
+			hold = 0
+			continue
+		}
+		hold = min(max(2*hold, l.opts.MinBackoff), l.opts.MaxBackoff)
+		select {
+		case <-time.After(hold):
 		case <-l.ctx.Done():
 			l.set(LinkChange{State: LinkDetached})
 			return

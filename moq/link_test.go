@@ -2,9 +2,12 @@ package moq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,9 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/impair"
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/cert"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 // A kept link goes connecting → connected; when the peer goes silent it
@@ -207,5 +213,49 @@ func TestResilientTrackOnLinkFollowsAnnouncements(t *testing.T) {
 	}
 	if !errors.Is(r.err, ErrDetached) {
 		t.Errorf("track ended with %v, want ErrDetached", r.err)
+	}
+}
+
+// A peer that takes every session and ends it at once (here: a server
+// that refuses each client as it arrives) is redialed with backoff, as a
+// failed dial is, not as fast as handshakes go.
+func TestKeepOpenBacksOffSessionsThatEndAtOnce(t *testing.T) {
+	crt, err := cert.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := rawquic.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	defer func() { _ = ln.Close(); wg.Wait() }()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			_ = c.CloseWithError(uint32(broadcast.CodeUnauthorized), "not you")
+		}
+	})
+	addr := ln.Addr().String()
+	dial := func(ctx context.Context) (transport.Conn, error) {
+		return rawquic.Dial(ctx, addr, cert.PinnedConfig(cert.Fingerprint(crt)), nil)
+	}
+	n := newNode(t)
+	l := n.KeepOpen(dial, KeepOptions{})
+	const watch = 2 * time.Second
+	time.Sleep(watch) // the behaviour under test: how often it redials in this time
+	l.Detach()
+	// Pauses of 100, 200, 400 ms, then 500 ms: about 6 sessions in 2 s
+	// (each also waits for its handshake); unchecked, a loopback handshake
+	// every few milliseconds made hundreds.
+	got := accepted.Load()
+	t.Logf("%d sessions in %v", got, watch)
+	if got < 2 || got > 10 {
+		t.Errorf("%d sessions in %v: want it redialed, with backoff (about 6)", got, watch)
 	}
 }
