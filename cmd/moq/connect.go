@@ -365,25 +365,29 @@ func (n *node) publishAndDial(ctx context.Context, name string, b *broadcast.Con
 // peer or relay restarting, the network going away), as a relay's and a
 // live sub's links are, until ctx ends or release is called. Its first
 // session's failures read as publishAndDial's; connected gets every
-// session the link brings, the first included.
+// session the link brings, the first included. refused is closed, and
+// refusal says why, once the peer closes a session as Unauthorized: the
+// link is not redialed then.
 func (n *node) publishAndKeep(ctx context.Context, name string, b *broadcast.Consumer, connects []endpoint, w io.Writer,
-	connected func(peerSession)) (release func(), err error) {
+	connected func(peerSession)) (release func(), refused <-chan struct{}, refusal func() error, err error) {
 	if err := n.publish(ctx, name, b); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	e := connects[0]
 	var first peerSession
 	var l *moq.Link
 	if e.kind == kindP2P {
 		if first, err = n.connect(ctx, e); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		l = n.keepLink(e, nil) // takes the session just opened as its first
 	} else if first, l, err = n.keepOpen(ctx, e); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	refusedc := make(chan struct{})
+	var why error // set before refusedc closes
 	go func() {
 		defer close(done)
 		followLink(lctx, l, e, n.log, func(s *moq.Session) {
@@ -392,11 +396,14 @@ func (n *node) publishAndKeep(ctx context.Context, name string, b *broadcast.Con
 				ps.name, ps.via = e.raw, first.Via()
 			}
 			connected(ps)
+		}, func(err error) {
+			why = fmt.Errorf("%s refused the session: %v", e.raw, err)
+			close(refusedc)
 		})
 	}()
 	n.printListening(w)
 	n.printTickets(w, name)
-	return func() { cancel(); <-done; l.Detach() }, nil
+	return func() { cancel(); <-done; l.Detach() }, refusedc, func() error { return why }, nil
 }
 
 // printTickets writes the tickets for broadcast name that subscribers can
@@ -601,6 +608,13 @@ func (n *node) close() {
 
 // hungUp reports whether the peer closed the session normally (code 0), as
 // a subscriber that got what it wanted does.
+// isRefusal reports whether err is the peer closing the session as
+// Unauthorized: a refusal of this node's credentials, not a fault.
+func isRefusal(err error) bool {
+	var ce *transport.ConnError
+	return errors.As(err, &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeUnauthorized)
+}
+
 func hungUp(s peerSession) bool {
 	var ce *transport.ConnError
 	return errors.As(s.Err(), &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeCancel)

@@ -144,9 +144,12 @@ func (t *tally) read(ctx context.Context, served bool) liveTotals {
 			}
 		}
 	}
-	for s, st := range t.last {
+	for s := range t.last {
 		if !live[s] {
-			addMedia(&t.gone, st)
+			// Its counters as it ended, not as last sampled: a session's
+			// statistics stay readable after it ends, and the frames it
+			// carried after the last tick count too.
+			addMedia(&t.gone, s.Stats().Media)
 			delete(t.last, s)
 		}
 	}

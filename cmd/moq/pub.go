@@ -154,14 +154,17 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 	var dialed peerSession
 	var peerGone <-chan struct{}
+	var refusal func() error // set for a kept link: why the peer refused it
 	if !finite && len(connects) > 0 {
 		// Live: the session to the peer or relay dialed is kept, redialed
-		// after every loss, so that the stream outlives its restarts.
-		release, err := n.publishAndKeep(ctx, *name, prod.Consume(), connects, std.stderr, subs.add)
+		// after every loss, so that the stream outlives its restarts; a
+		// refusal (Unauthorized) ends the run like a lost session.
+		release, refused, why, err := n.publishAndKeep(ctx, *name, prod.Consume(), connects, std.stderr, subs.add)
 		if err != nil {
 			return err
 		}
 		defer release()
+		peerGone, refusal = refused, why
 	} else {
 		dialed, peerGone, err = n.publishAndDial(ctx, *name, prod.Consume(), connects, std.stderr)
 		if err != nil {
@@ -183,6 +186,9 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		select {
 		case <-tp.Used():
 		case <-peerGone:
+			if refusal != nil {
+				return refusal()
+			}
 			return sessionEnded(dialed)
 		case <-ctx.Done():
 			printSummary(std.stdout, subs.summary(col.Summary())) // interrupted: nothing sent
@@ -212,6 +218,8 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 			return fmt.Errorf("gave up after %d of the frames: the subscribers made no progress for %s (--linger)", col.Summary().Frames, *linger)
 		case !errors.Is(err, errPeerGone):
 			return err
+		case refusal != nil:
+			return refusal()
 		case hungUp(dialed): // the subscriber had enough (sub --count)
 			return nil
 		}

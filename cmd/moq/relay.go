@@ -200,15 +200,22 @@ func splitCost(s string) (string, int, error) {
 func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
 	l := n.keepLink(e, nil)
 	defer l.Detach()
-	followLink(ctx, l, e, log, nil)
+	followLink(ctx, l, e, log, nil, nil)
 }
 
 // followLink logs the kept link l's changes (to e), calling connected, if
-// set, with each session it brings, until ctx ends or l is detached.
-func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, connected func(*moq.Session)) {
+// set, with each session it brings, until ctx ends or l is detached. If
+// refused is set, a session the peer closed as Unauthorized ends the
+// following instead (refused gets the error): redialing with the same
+// credentials would be refused again.
+func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, connected func(*moq.Session), refused func(error)) {
 	prev := moq.LinkConnecting
 	failing := false // an attempt failed since the last session: further failures log at debug
 	for c := range l.Changes(ctx) {
+		if refused != nil && c.Err != nil && isRefusal(c.Err) {
+			refused(c.Err)
+			return
+		}
 		switch {
 		case c.State == moq.LinkConnected:
 			failing = false
