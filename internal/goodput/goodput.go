@@ -4,7 +4,10 @@
 // 1 KiB frames at 1000 frames/s (a group every 33 frames) crosses a UDP
 // proxy on loopback that drops 10 % of the packets and delays each by
 // 50 ms, in both directions; goodput is the payload the subscriber
-// received during the stream's duration.
+// received during the stream's duration. Stream and RawConns measure the
+// same over sessions and connections made elsewhere (libp2p QUIC between
+// two nodes, WebSocket between network namespaces), and Compare is the
+// tests' alternating comparison and verdict.
 package goodput
 
 import (
@@ -121,6 +124,14 @@ func Ours(ctx context.Context, d time.Duration, alpn string) (int64, error) {
 		return 0, err
 	}
 	defer tc.Close()
+	return Stream(ctx, d, tp, tc), nil
+}
+
+// Stream writes the stream into tp for d (a group every PerGroup frames)
+// and returns the payload bytes read from tc, a subscription to tp's track
+// over the link measured, meanwhile: ours, whatever the session's
+// transport.
+func Stream(ctx context.Context, d time.Duration, tp *broadcast.TrackProducer, tc *broadcast.TrackConsumer) int64 {
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var got atomic.Int64
@@ -156,7 +167,7 @@ func Ours(ctx context.Context, d time.Duration, alpn string) (int64, error) {
 	})
 	<-rctx.Done()
 	wg.Wait()
-	return got.Load(), nil
+	return got.Load()
 }
 
 // Raw streams the same bytes for d on plain quic-go through the impaired
@@ -169,7 +180,7 @@ func Raw(ctx context.Context, d time.Duration) (int64, error) {
 	}
 	defer ln.Close()
 	defer proxy.Close()
-	cc, err := quic.DialAddr(ctx, proxy.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{RawALPN}}, rawquic.Config())
+	cc, err := quic.DialAddr(ctx, proxy.Addr().String(), RawClientTLS(), rawquic.Config())
 	if err != nil {
 		return 0, err
 	}
@@ -179,6 +190,29 @@ func Raw(ctx context.Context, d time.Duration) (int64, error) {
 		return 0, err
 	}
 	defer sc.CloseWithError(0, "")
+	return RawConns(ctx, d, cc, sc), nil
+}
+
+// RawClientTLS is the client side's TLS config of the raw stack (ALPN
+// RawALPN, any certificate).
+func RawClientTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, NextProtos: []string{RawALPN}}
+}
+
+// RawServerTLS is the listening side's TLS config of the raw stack, with a
+// fresh self-signed certificate.
+func RawServerTLS() (*tls.Config, error) {
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{RawALPN}}, nil
+}
+
+// RawConns is Raw over a connection the caller made, across whatever
+// impaired path: sc, the accepting end, sends and cc receives; it returns
+// the payload bytes cc got in d. The caller closes both.
+func RawConns(ctx context.Context, d time.Duration, cc, sc *quic.Conn) int64 {
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var got atomic.Int64
@@ -246,5 +280,5 @@ func Raw(ctx context.Context, d time.Duration) (int64, error) {
 	<-rctx.Done()
 	sends.Wait()
 	wg.Wait()
-	return got.Load(), nil
+	return got.Load()
 }

@@ -1,0 +1,202 @@
+//go:build linux
+
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moqp2p/moqp2p/internal/goodput"
+	"github.com/moqp2p/moqp2p/internal/netns"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
+	"github.com/moqp2p/moqp2p/transport/websocket"
+)
+
+// Row F1 over WebSocket: a Server's ws:// listener in one network namespace,
+// a subscribing node's WebSocket client in another, the router between
+// them dropping 10 % of the IP packets each way and delaying each by
+// 50 ms; raw is plain quic-go between the same namespaces over the same
+// router, alternating in the same run. A TCP proxy cannot lose bytes, so
+// the loss is the router's, on the packets TCP actually sends (segmented,
+// as on the wire). Needs root.
+//
+// With a loss-based congestion control on both sides (Cubic), TCP keeps
+// about half of quic-go's goodput here (BENCHMARKS.md, Faults): a lost
+// retransmission is often noticed only by a retransmission timeout, which
+// restarts slow start, and each lost segment holds back every byte behind
+// it, of every group, until its retransmission arrives. The assertion is
+// then a lower bound measured with margin (wsFloor), not the 0.9× of the
+// QUIC transports; with BBR on the sending socket (tcpCCEnv), which does
+// not back off on random loss, it is 0.9×.
+func TestGoodputUnderLossWebSocket(t *testing.T) {
+	l := goodput.Link()
+	link, err := netns.Routed(t, netns.Impairment{Delay: l.Delay, Loss: l.Loss})
+	switch {
+	case err != nil:
+		netns.Unavailable(t, "no network namespaces for the impaired link (as root, it runs): %v", err)
+		return
+	case link == nil:
+		return // the child ran it
+	}
+	ctx := context.Background()
+	inNS := func(ns string, f func()) {
+		t.Helper()
+		if err := link.In(ns, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// ours: the server's WebSocket listener in A, the client in B
+	pub := newNode(t)
+	// The WebSocket's dead-peer detection is off on both ends (noDeadPeer).
+	srv := &Server{Moq: pub, Logger: testLogger(), WebSocket: websocket.Config{DeadPeerTimeout: noDeadPeer}}
+	cc := cmp.Or(os.Getenv(tcpCCEnv), "cubic")
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	var tcp net.Listener
+	inNS(link.A, func() { tcp, err = lc.Listen(ctx, "tcp4", link.AddrA+":0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(nil, tcp) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			var d net.Dialer
+			if err := link.In(link.B, func() { c, err = d.DialContext(ctx, "tcp4", addr) }); err != nil {
+				return nil, err
+			}
+			return c, err
+		},
+	}}
+	t.Cleanup(hc.CloseIdleConnections)
+	sub := newNode(t)
+	url := "ws://" + tcp.Addr().String() + "/"
+	run := 0
+	ours := func(d time.Duration) (int64, error) {
+		run++
+		name := fmt.Sprintf("f1-%d", run)
+		m := publish(t, pub, name)
+		c, err := websocket.Dial(ctx, url, &websocket.Config{Logger: testLogger(), HTTPClient: hc, DeadPeerTimeout: noDeadPeer})
+		if err != nil {
+			return 0, err
+		}
+		s, err := sub.Open(ctx, c)
+		if err != nil {
+			return 0, err
+		}
+		defer s.Close(0, "")
+		tc, err := s.Subscribe(testCtx(t), name, "video")
+		if err != nil {
+			return 0, err
+		}
+		defer tc.Close()
+		start := time.Now()
+		ended := make(chan time.Duration, 1)
+		stop := context.AfterFunc(s.Context(), func() { ended <- time.Since(start) })
+		defer stop()
+		n := goodput.Stream(ctx, d, m.track, tc)
+		select {
+		case at := <-ended:
+			return n, fmt.Errorf("the session ended %v into the stream: %v", at.Round(time.Millisecond), s.Err())
+		default:
+		}
+		return n, nil
+	}
+
+	// raw: a quic-go listener in A, a fresh client socket in B each time
+	stls, err := goodput.RawServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln *quic.Listener
+	inNS(link.A, func() {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp4", link.AddrA+":0"); err != nil {
+			return
+		}
+		tr := &quic.Transport{Conn: pc}
+		t.Cleanup(func() { _ = tr.Close(); _ = pc.Close() })
+		ln, err = tr.Listen(stls, rawquic.Config())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	raw := func(d time.Duration) (int64, error) {
+		var pc net.PacketConn
+		inNS(link.B, func() { pc, err = net.ListenPacket("udp4", link.AddrB+":0") })
+		if err != nil {
+			return 0, err
+		}
+		tr := &quic.Transport{Conn: pc}
+		defer pc.Close()
+		defer tr.Close()
+		cc, err := tr.Dial(ctx, ln.Addr(), goodput.RawClientTLS(), rawquic.Config())
+		if err != nil {
+			return 0, err
+		}
+		defer cc.CloseWithError(0, "")
+		sc, err := ln.Accept(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer sc.CloseWithError(0, "")
+		return goodput.RawConns(ctx, d, cc, sc), nil
+	}
+
+	floor := wsFloor
+	if cc == "bbr" {
+		floor = goodput.Floor
+	}
+	ratio := goodput.Compare(t, floor, ours, raw)
+	passed, dropped := link.Counts()
+	t.Logf("WebSocket (TCP congestion control %s) kept %.2f× raw quic-go (floor %.2f×); the router dropped %d of %d packets (%.1f %%)",
+		cc, ratio, floor, dropped, passed+dropped, 100*float64(dropped)/float64(max(passed+dropped, 1)))
+}
+
+// tcpCCEnv names the congestion control of the server's TCP side (the
+// sender's): cubic, Linux's stock default and like quic-go's a loss-based
+// one, unless set, so that the verdict does not hang on the host's
+// net.ipv4.tcp_congestion_control. With bbr, which does not back off on
+// random loss, the test asks for goodput.Floor.
+const tcpCCEnv = "MOQP2P_F1_TCP_CC"
+
+// noDeadPeer turns the WebSocket's pings off for the measurement: with the
+// default 3 s bound the sending end gives its peer up as unresponsive some
+// seconds into this loss with Cubic (8.5 s into a 15 s stream, seen here),
+// because its pings queue behind its own backlog in the kernel's send
+// buffer, which drains at a few hundred kbit/s; the pong comes too late
+// though the peer is alive and reading. The row measures what TCP
+// delivers; that finding stands apart from it.
+const noDeadPeer = -1
+
+// wsFloor is WebSocket's lower bound against raw quic-go under F1's loss
+// with Cubic on both sides: 10 s rounds measured 0.35–0.55× (5 s halves
+// down to 0.20×), 60 s 0.49×; under it, Compare's second round decides on
+// both rounds' bytes.
+const wsFloor = 0.2
