@@ -210,7 +210,8 @@ func (s *Session) recvSorted(rs transport.ReceiveStream, gr *groupReader, sub *s
 	s.recvInto(rs, gr, sub)
 }
 
-// recvAhead receives a group of a back-pressured subscription: it reads
+// recvAhead receives a group of a back-pressured subscription. With room
+// in the track now it streams the group in (roomNow); otherwise it reads
 // the stream to its end into a group of its own (charged to the receive
 // budget like any other), then, on a goroutine of its own, waits for room
 // and hands the frames to the track, whole, so that the reader never waits
@@ -223,6 +224,18 @@ func (s *Session) recvSorted(rs transport.ReceiveStream, gr *groupReader, sub *s
 // read; and while fewer wait, every group stream is read, so none holds
 // the connection's flow-control window that a group being read needs.
 func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription, inline bool) {
+	if sub.roomNow() {
+		// A reader keeping up: the group goes into the track as it
+		// arrives, as without back-pressure, so that live media reaches
+		// it a frame at a time, not a whole group (a GOP, a second or
+		// more of video) late. It takes the track's room as a group read
+		// ahead would; the next group finds the track full if the reader
+		// falls behind, and is held back as below.
+		defer putGroupReader(gr)
+		defer sub.groupDone()
+		s.recvInto(rs, gr, sub)
+		return
+	}
 	seq := gr.hdr.Sequence
 	done := func() { putGroupReader(gr); sub.groupDone() }
 	var gate func(bool)
@@ -339,6 +352,16 @@ func (sub *subscription) awaitTurn(max int, hold func(bool)) error {
 			return remoteErr(context.Cause(sub.ctx))
 		}
 	}
+}
+
+// roomNow reports whether a group can go straight into sub's track: no
+// group read ahead waits for room (they go first, in order), none holds
+// the room, and the track has room now.
+func (sub *subscription) roomNow() bool {
+	sub.mu.Lock()
+	ahead := sub.ahead
+	sub.mu.Unlock()
+	return ahead == 0 && len(sub.room) == 0 && sub.track.HasRoom()
 }
 
 // readAhead counts groups read ahead that wait for room (d = 1 or -1).
