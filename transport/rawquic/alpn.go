@@ -21,13 +21,17 @@ var ErrNoCommonProtocol = errors.New("rawquic: no common protocol")
 const noApplicationProtocol = quic.TransportErrorCode(0x100 + 120)
 
 // explainDial turns a handshake the server refused for want of a common
-// ALPN into ErrNoCommonProtocol naming what we offered.
+// ALPN into ErrNoCommonProtocol naming what we offered, and a close
+// during the handshake into transport's ConnError.
 func explainDial(err error, offered []string) error {
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode == noApplicationProtocol {
 		return fmt.Errorf("%w: we offered %s; the server accepts none of them (%v)", ErrNoCommonProtocol, strings.Join(offered, ", "), err)
 	}
-	return err
+	// A server that takes the handshake and closes at once (refusing us
+	// with a moq-lite code) can make that close the dial's error: in
+	// transport's terms, as a close after the dial returned would be.
+	return convert(err)
 }
 
 // ClientPreference returns a copy of tc whose server side picks the
