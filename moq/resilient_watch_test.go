@@ -29,9 +29,23 @@ func liveAfter(t *testing.T, events <-chan TrackEvent, since time.Time) time.Tim
 // publisher that is not there looks on events, not on a timer.
 func idlePasses(t *testing.T, tr *ResilientTrack) uint64 {
 	t.Helper()
-	time.Sleep(600 * time.Millisecond) // the first look waits up to 500 ms for the previous provider
+	// Settled: no lookup for longer than the longest retry pause (a
+	// session still announcing the name while it refuses is retried after
+	// up to a second; the first look waits up to 500 ms for the previous
+	// provider). On a loaded machine that can take a while; 10 s at most.
+	const quiet = 1200 * time.Millisecond
+	last, changed := tr.passes.Load(), time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Since(changed) < quiet; {
+		if time.Now().After(deadline) {
+			t.Fatalf("lookups never settled after the loss: %d", tr.passes.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := tr.passes.Load(); n != last {
+			last, changed = n, time.Now()
+		}
+	}
 	before := tr.passes.Load()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the behaviour under test: no lookup in this second
 	return tr.passes.Load() - before
 }
 
