@@ -286,8 +286,9 @@ func (c *Conn) keepAliveRun() {
 	// what we sent: a peer that only receives (a subscriber) answers our
 	// pings late when they queue behind our own backlog in the kernel's
 	// send buffer (on a lossy link it drains slowly), yet its TCP acks
-	// our data all along. Bytes merely written to the socket would not
-	// do: the kernel's buffer takes them from a partitioned peer too.
+	// that backlog all along (peerAcks counts acks only while there is
+	// one). Bytes merely written to the socket would not do: the kernel's
+	// buffer takes them from a partitioned peer too.
 	heard := c.bytesReceived.Load
 	if acks := peerAcks(c.tcp); acks != nil {
 		heard = func() uint64 { return c.bytesReceived.Load() + acks() }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -135,5 +136,43 @@ func TestAckingPeerIsAlive(t *testing.T) {
 	<-read
 	if err := <-sent; err == nil {
 		t.Error("the sender's write returned no error")
+	}
+}
+
+// Both ends find the TCP connection under the WebSocket, through TLS too:
+// Accept from the hijacked connection, Dial from the HTTP client's.
+func TestTCPConnFound(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", tlsOn), func(t *testing.T) {
+			conns := make(chan *Conn, 1)
+			ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := Accept(w, r, &Config{Logger: testutil.Logger()})
+				if err != nil {
+					t.Errorf("accept: %v", err)
+					return
+				}
+				conns <- c
+			}))
+			url := "ws://"
+			if tlsOn {
+				ts.StartTLS()
+				url = "wss://"
+			} else {
+				ts.Start()
+			}
+			defer ts.Close()
+			client, err := Dial(testCtx(t), url+ts.Listener.Addr().String()+"/moq", &Config{HTTPClient: ts.Client(), Logger: testutil.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.CloseWithError(0, "")
+			server := <-conns
+			defer server.CloseWithError(0, "")
+			for name, c := range map[string]*Conn{"client": client, "server": server} {
+				if c.tcp == nil || peerAcks(c.tcp) == nil {
+					t.Errorf("%s: no TCP state under the WebSocket", name)
+				}
+			}
+		})
 	}
 }
