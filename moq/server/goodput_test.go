@@ -59,8 +59,12 @@ func TestGoodputUnderLossWebSocket(t *testing.T) {
 
 	// ours: the server's WebSocket listener in A, the client in B
 	pub := newNode(t)
-	// The WebSocket's dead-peer detection is off on both ends (noDeadPeer).
-	srv := &Server{Moq: pub, Logger: testLogger(), WebSocket: websocket.Config{DeadPeerTimeout: noDeadPeer}}
+	// The WebSocket's dead-peer detection is on, at its default bound, on
+	// both ends: the sending server's pings queue behind its own backlog in
+	// the kernel's send buffer, which drains at a few hundred kbit/s here,
+	// so their pongs come late; the subscriber's TCP acknowledgements keep
+	// it alive (8.5 s into a 15 s stream it was given up before they did).
+	srv := &Server{Moq: pub, Logger: testLogger()}
 	cc := cmp.Or(os.Getenv(tcpCCEnv), "cubic")
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
@@ -101,7 +105,7 @@ func TestGoodputUnderLossWebSocket(t *testing.T) {
 		run++
 		name := fmt.Sprintf("f1-%d", run)
 		m := publish(t, pub, name)
-		c, err := websocket.Dial(ctx, url, &websocket.Config{Logger: testLogger(), HTTPClient: hc, DeadPeerTimeout: noDeadPeer})
+		c, err := websocket.Dial(ctx, url, &websocket.Config{Logger: testLogger(), HTTPClient: hc})
 		if err != nil {
 			return 0, err
 		}
@@ -185,15 +189,6 @@ func TestGoodputUnderLossWebSocket(t *testing.T) {
 // net.ipv4.tcp_congestion_control. With bbr, which does not back off on
 // random loss, the test asks for goodput.Floor.
 const tcpCCEnv = "MOQP2P_F1_TCP_CC"
-
-// noDeadPeer turns the WebSocket's pings off for the measurement: with the
-// default 3 s bound the sending end gives its peer up as unresponsive some
-// seconds into this loss with Cubic (8.5 s into a 15 s stream, seen here),
-// because its pings queue behind its own backlog in the kernel's send
-// buffer, which drains at a few hundred kbit/s; the pong comes too late
-// though the peer is alive and reading. The row measures what TCP
-// delivers; that finding stands apart from it.
-const noDeadPeer = -1
 
 // wsFloor is WebSocket's lower bound against raw quic-go under F1's loss
 // with Cubic on both sides: 10 s rounds measured 0.35–0.55× (5 s halves

@@ -55,7 +55,14 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg *Config) (*Conn, error) 
 	if header != "" {
 		opts.Subprotocols = []string{header}
 	}
-	ws, err := websocket.Accept(w, r, opts)
+	// Keep the connection coder/websocket hijacks: the Conn reads its TCP
+	// state for dead-peer detection.
+	rw := http.ResponseWriter(w)
+	rec := recordHijack(w)
+	if rec != nil {
+		rw = rec
+	}
+	ws, err := websocket.Accept(rw, r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: accept: %w", err)
 	}
@@ -63,7 +70,11 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg *Config) (*Conn, error) 
 	if local == nil {
 		local = addr("")
 	}
-	return newConn(ws, o, header, true, cc, local, parseAddr(r.RemoteAddr)), nil
+	var netConn net.Conn
+	if rec != nil {
+		netConn = rec.conn
+	}
+	return newConn(ws, o, header, true, cc, local, parseAddr(r.RemoteAddr), netConn), nil
 }
 
 // sameOrigin is coder/websocket's default rule: no Origin header (not a

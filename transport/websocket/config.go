@@ -57,10 +57,11 @@ type Config struct {
 	// each plus framing, per period. A ping that goes unanswered while our
 	// own read loop waited for buffer room (the legacy framing stops
 	// reading the socket when its buffers are full), or while the peer's
-	// messages kept arriving, does not count. A
+	// messages kept arriving, or (on Linux) while the peer's TCP kept
+	// acknowledging data we had queued ahead of the ping, does not count. A
 	// peer whose read loop so waits does not answer our pings either, so
-	// on the legacy framing a peer that stops reading for this long is
-	// given up.
+	// on the legacy framing a peer that stops reading is given up this
+	// long after its TCP stops taking our data.
 	DeadPeerTimeout time.Duration
 
 	// HTTPClient performs Dial's handshake (TLS settings, proxies). Nil

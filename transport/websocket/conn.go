@@ -36,6 +36,7 @@ type Conn struct {
 	log         *slog.Logger
 	local       net.Addr
 	remote      net.Addr
+	tcp         *net.TCPConn // under the WebSocket, if known: its ACKs are signs of life
 
 	ctx     context.Context // done when the connection ends; the cause says why
 	cancel  context.CancelCauseFunc
@@ -98,7 +99,8 @@ var (
 )
 
 // newConn starts the read and write loops on an upgraded WebSocket.
-func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *config, local, remote net.Addr) *Conn {
+// netConn, if not nil, is the connection under ws.
+func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *config, local, remote net.Addr, netConn net.Conn) *Conn {
 	ws.SetReadLimit(int64(cfg.MaxMessageSize))
 	c := &Conn{
 		ws:          ws,
@@ -109,6 +111,7 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 		cfg:         cfg,
 		local:       local,
 		remote:      remote,
+		tcp:         tcpConnOf(netConn),
 		done:        make(chan struct{}),
 		streams:     map[uint64]*stream{},
 	}
@@ -279,7 +282,18 @@ func (c *Conn) keepAliveRun() {
 		}
 		return err
 	}
-	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, c.bytesReceived.Load, func(err error) {
+	// What the peer sent is a sign of life, and so is TCP's acknowledging
+	// what we sent: a peer that only receives (a subscriber) answers our
+	// pings late when they queue behind our own backlog in the kernel's
+	// send buffer (on a lossy link it drains slowly), yet its TCP acks
+	// that backlog all along (peerAcks counts acks only while there is
+	// one). Bytes merely written to the socket would not do: the kernel's
+	// buffer takes them from a partitioned peer too.
+	heard := c.bytesReceived.Load
+	if acks := peerAcks(c.tcp); acks != nil {
+		heard = func() uint64 { return c.bytesReceived.Load() + acks() }
+	}
+	keepalive.Run(c.ctx, keepalive.Resolve(c.cfg.DeadPeerTimeout), ping, heard, func(err error) {
 		c.log.Info("peer unresponsive: closing", "err", err)
 		c.mu.Lock()
 		c.terminateLocked(fmt.Errorf("%w: %w", ErrConnLost, err), nil, websocket.StatusGoingAway, "peer unresponsive")

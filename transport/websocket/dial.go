@@ -18,12 +18,14 @@ import (
 // framing without an app protocol. ctx bounds the handshake only.
 func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 	cc := cfg.withDefaults()
-	// The TCP endpoints are only visible while the HTTP client has the
-	// connection, so catch them with a trace.
+	// The TCP connection is only visible while the HTTP client has it, so
+	// catch it (and its endpoints) with a trace.
 	var mu sync.Mutex
 	var local, remote net.Addr
+	var netConn net.Conn // for its TCP state (dead-peer detection)
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
 		mu.Lock()
+		netConn = info.Conn
 		local, remote = info.Conn.LocalAddr(), info.Conn.RemoteAddr()
 		mu.Unlock()
 	}}
@@ -52,5 +54,5 @@ func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 	if local == nil {
 		local, remote = addr(""), addr(url)
 	}
-	return newConn(ws, o, sp, false, cc, local, remote), nil
+	return newConn(ws, o, sp, false, cc, local, remote, netConn), nil
 }
