@@ -249,7 +249,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		// subscriber started by hand can connect.
 		log.Warn(fmt.Sprintf("no subscriber came: the %d frames went to no one; give --wait to hold them until one subscribes, "+
 			"or --frames 0 to publish live until interrupted", sum.Frames))
-	case sum.DeliveredGroups < sum.Groups:
+	case sum.DeliveredFrames < sum.Frames:
+		// Frames, not groups: a subscriber that hangs up once it has every
+		// frame can end the session before the last group's end is
+		// counted as sent.
 		log.Warn(fmt.Sprintf("delivered %d of %d groups (%d of %d frames) to the subscriber that got the least",
 			sum.DeliveredGroups, sum.Groups, sum.DeliveredFrames, sum.Frames))
 	}
