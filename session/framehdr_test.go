@@ -73,6 +73,9 @@ func TestParseFrameHeaderDeltas(t *testing.T) {
 	for _, prev := range []uint64{0, 1, 100, smallDelta, wire.MaxTimestamp - 100, wire.MaxTimestamp} {
 		for z := uint64(0); z < 1<<14; z++ {
 			check(wire.AppendFrameHeader(wire.AppendVarint(nil, z), 5), prev)
+			// The two-byte form of every value, the non-minimal ones (z
+			// under 64, zero included) too: valid varints a peer may send.
+			check(wire.AppendFrameHeader([]byte{0x40 | byte(z>>8), byte(z)}, 5), prev)
 		}
 	}
 }

@@ -352,6 +352,9 @@ func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n
 		z, n = uint64(buf[0]), 1
 	case len(buf) > 1 && buf[0] < 0x80:
 		z, n = uint64(buf[0]&0x3f)<<8|uint64(buf[1]), 2
+		if z == 0 { // delta 0 in two bytes (not minimal, but valid)
+			ts = prev
+		}
 	default:
 		if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
 			return 0, 0, 0, err
