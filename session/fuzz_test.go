@@ -94,13 +94,17 @@ func fuzzRead(t *testing.T, data []byte, stamped bool, read func(*Session, *grou
 	CancelRead(uint32)
 }) ([]string, []uint64, error) {
 	budget := broadcast.NewBudget(1<<22, nil)
-	s := &Session{log: slog.New(slog.DiscardHandler), lim: Limits{MaxFrameSize: fuzzMaxFrame, Model: broadcast.Limits{Budget: budget}}.withDefaults()}
+	// A group may hold every frame the bytes make (at least one byte each):
+	// past the model's GroupMaxFrames a group drops its oldest frames,
+	// which the reference decode does not model.
+	model := broadcast.Limits{Budget: budget, GroupMaxFrames: len(data) + 1}
+	s := &Session{log: slog.New(slog.DiscardHandler), lim: Limits{MaxFrameSize: fuzzMaxFrame, Model: model}.withDefaults()}
 	if stamped {
 		s.version = wire.Lite05
 	} else {
 		s.version = wire.Lite04
 	}
-	tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, broadcast.Limits{Budget: budget})
+	tp := broadcast.NewTrack(broadcast.Track{Name: "t"}, model)
 	gr := getGroupReader(st)
 	_, _ = gr.Peek(1) // as the header's read leaves it: some bytes buffered
 	ts := &frameStamps{on: stamped, mul: 1, div: 1}
