@@ -18,16 +18,8 @@ import (
 // heal, every group after that arriving. The publisher advertises no
 // address, as one behind a NAT: only its kept link can bring the session
 // back.
-//
-// Over libp2p QUIC the partition lasts 8 s, not 5: the subscriber accepted
-// the connection on the host's listening socket, whose QUIC idle timeout
-// is libp2p's, and quic-go takes no peer's idle timeout under 5 s, so the
-// accepting end notices a dead peer only after 5 s plus a keep-alive
-// interval (about 7.5 s), not within the dialing end's 3 s. Until then the
-// old session looks alive to it, and a track on it resumes only when it
-// ends.
 func TestPublisherKeepSurvivesPartition(t *testing.T) {
-	t.Run("p2pquic", func(t *testing.T) { testPublisherKeep(t, true, 8*time.Second) })
+	t.Run("p2pquic", func(t *testing.T) { testPublisherKeep(t, true, 5*time.Second) })
 	t.Run("p2pstream-tcp", func(t *testing.T) { testPublisherKeep(t, false, 5*time.Second) })
 }
 
