@@ -420,28 +420,13 @@ func (s *Session) awaitAnnounceChange(ctx context.Context, name string, b *broad
 // a backoff (100 ms doubling to a second). Waiting for a publisher that
 // is not there costs nothing.
 func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
-	// back is signalled when the previous provider's kept link connects:
-	// the next round starts then, without waiting for the session watch
-	// to see the redialed session register.
-	back := make(chan struct{}, 1)
 	if prev != "" {
 		// Redial the previous provider while looking elsewhere; the link
-		// ends with this outage.
+		// ends with this outage. The session it brings back registers,
+		// which wakes the watch below.
 		addrs := t.m.h.Peerstore().Addrs(prev)
 		pl := t.m.Keep(peer.AddrInfo{ID: prev, Addrs: addrs}, t.opts.Keep)
-		wctx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for c := range pl.Changes(wctx) {
-				if c.State == LinkConnected {
-					select {
-					case back <- struct{}{}:
-					default:
-					}
-				}
-			}
-		})
-		defer func() { stop(); pl.Detach(); wg.Wait() }()
+		defer pl.Detach()
 	}
 	w, err := t.m.watchName(ctx, t.name)
 	if err != nil {
@@ -480,7 +465,6 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 		}
 		select {
 		case <-w.kick:
-		case <-back:
 		case <-wake:
 		case <-ctx.Done():
 		}
