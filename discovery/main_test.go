@@ -51,8 +51,10 @@ func (f *fakeRouter) count(c cid.Cid) int {
 func (f *fakeRouter) FindProvidersAsync(ctx context.Context, _ cid.Cid, _ int) <-chan peer.AddrInfo {
 	out := make(chan peer.AddrInfo)
 	go func() {
-		defer func() { f.stopped <- struct{}{} }()
+		// Deferred calls run last-first: stopped is signalled before out
+		// closes, so a caller that has drained out sees the lookup ended.
 		defer close(out)
+		defer func() { f.stopped <- struct{}{} }()
 		for _, info := range f.found {
 			select {
 			case out <- info:
