@@ -64,6 +64,21 @@ type Config struct {
 	// long after its TCP stops taking our data.
 	DeadPeerTimeout time.Duration
 
+	// CongestionControl names the TCP congestion control set on the
+	// connection's socket (Linux only; elsewhere the system's stays).
+	// Empty means "bbr": a loss-based algorithm such as Linux's default
+	// Cubic reads every lost packet as congestion, so on a path that drops
+	// packets at random it sends at a fraction of what the path carries,
+	// and live media falls behind (BENCHMARKS.md, Faults: about half of
+	// quic-go's goodput at 10 % loss, against 0.9× and more with BBR).
+	// BBR paces by the measured bottleneck rate instead. It can take more
+	// than a fair share from loss-based flows on a shared bottleneck. When
+	// the kernel does not offer the algorithm (its module absent, or
+	// missing from net.ipv4.tcp_allowed_congestion_control for an
+	// unprivileged process), the system's stays and a debug log says so.
+	// CongestionSystem keeps the system's without trying.
+	CongestionControl string
+
 	// HTTPClient performs Dial's handshake (TLS settings, proxies). Nil
 	// means http.DefaultClient.
 	HTTPClient *http.Client
@@ -73,6 +88,14 @@ type Config struct {
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// CongestionSystem is the Config.CongestionControl that leaves the socket's
+// congestion control as the system set it.
+const CongestionSystem = "system"
+
+// DefaultCongestionControl is the congestion control of an empty
+// Config.CongestionControl.
+const DefaultCongestionControl = "bbr"
 
 // DefaultProtocols are the application protocols of a nil Config.Protocols.
 // (Accept takes the client's order among them, as rawquic.ALPNs explains.)
@@ -114,6 +137,9 @@ func (c *Config) withDefaults() *config {
 	cc.framings = slices.DeleteFunc(slices.Clone(cc.framings), func(f Framing) bool {
 		return !slices.Contains(allFramings, f)
 	})
+	if cc.CongestionControl == "" {
+		cc.CongestionControl = DefaultCongestionControl
+	}
 	cc.log = cc.Logger
 	if cc.log == nil {
 		cc.log = slog.Default()

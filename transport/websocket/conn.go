@@ -37,6 +37,7 @@ type Conn struct {
 	local       net.Addr
 	remote      net.Addr
 	tcp         *net.TCPConn // under the WebSocket, if known: its ACKs are signs of life
+	congestion  string       // the TCP congestion control in use, "" if unknown
 
 	ctx     context.Context // done when the connection ends; the cause says why
 	cancel  context.CancelCauseFunc
@@ -121,6 +122,10 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 	}
 	c.log = cfg.log.With("transport", "websocket", "side", side, "remote", remote.String(),
 		"framing", string(o.framing), "protocol", o.app)
+	var err error
+	if c.congestion, err = setCongestion(c.tcp, cfg.CongestionControl); err != nil {
+		c.log.Debug("TCP congestion control not set", "want", cfg.CongestionControl, "in use", c.congestion, "err", err)
+	}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.wctx, c.wcancel = context.WithCancel(context.Background())
 	c.sched.init()
@@ -135,6 +140,11 @@ func newConn(ws *websocket.Conn, o offer, subprotocol string, server bool, cfg *
 	c.log.Debug("connection open")
 	return c
 }
+
+// CongestionControl returns the TCP congestion control of the connection's
+// socket (Config.CongestionControl, or the system's where that could not
+// be set), or "" where it is not known: not Linux, or not over TCP.
+func (c *Conn) CongestionControl() string { return c.congestion }
 
 func (c *Conn) qmux() bool { return c.framing != FramingLegacy }
 

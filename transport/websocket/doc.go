@@ -51,6 +51,15 @@
 // without an offset after a stream's first (it never sends one; we send
 // the offset on every frame after the first, as QUIC does).
 //
+// # Congestion control
+//
+// On Linux each connection's TCP socket, accepted or dialed, is switched to
+// BBR (Config.CongestionControl): a loss-based algorithm such as Cubic
+// halves its rate at every lost packet, so on a path with random loss it
+// delivers a fraction of what QUIC does, one byte stream holding every
+// group behind each loss. Where the kernel does not offer BBR the socket
+// keeps the system's (Conn.CongestionControl says which runs).
+//
 // Write and Close only queue. A send stream's Flushed channel (on the
 // concrete type, not transport.SendStream) closes once its FIN is written
 // to the socket; Conn.Ping then says the peer has taken in everything
