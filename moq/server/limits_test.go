@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
@@ -191,10 +190,10 @@ func TestServerSessionsPerIP(t *testing.T) {
 			continue
 		}
 		c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
-		var ae *quic.ApplicationError
 		switch {
-		case errors.As(err, &ae) && ae.Remote && ae.ErrorCode == quic.ApplicationErrorCode(broadcast.CodeBoundsExceeded):
-			// The refusal can come before the handshake is done with.
+		case err != nil && broadcast.CodeOf(err) == broadcast.CodeBoundsExceeded:
+			// The refusal can come before the handshake is done with:
+			// then it is the dial's error.
 		case err != nil:
 			t.Fatal(err)
 		default:
