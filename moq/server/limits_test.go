@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
 	"github.com/moqp2p/moqp2p/moq"
