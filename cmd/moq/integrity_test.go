@@ -146,7 +146,7 @@ var liveHeap = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB`)
 // is logged and checked loosely.
 func TestSlowReaderBounded(t *testing.T) {
 	t.Parallel()
-	pub, connect := listenFor(t, "pub", "moql://127.0.0.1:0", true, "--broadcast", "fast", "--frames", "0",
+	pub, connect := listenFor(t, "pub", "moql://127.0.0.1:0", true, "--broadcast", "fast", "--frames", "0", "--rate", "0",
 		"--size", "4096", "--group-frames", "30", "--wait")
 	r, w := pipe(t)
 	sub := startCmd(t, "sub --out - | slow", nil, 60*time.Second, func(ctx context.Context) *exec.Cmd {

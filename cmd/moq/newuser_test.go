@@ -378,3 +378,24 @@ func TestPubNothingDelivered(t *testing.T) {
 		})
 	}
 }
+
+// TestPubLiveDefaultRate: pub --frames 0 without --rate paces its
+// generated frames (30 a second) instead of producing them as fast as the
+// CPU allows for nobody. A subscriber joining mid-group gets that group's
+// frames so far at once (at most 29), so 90 frames take at least 60 frame
+// intervals, 2 s; unpaced they took milliseconds.
+func TestPubLiveDefaultRate(t *testing.T) {
+	t.Parallel()
+	pub := start(t, "pub", nil, "pub", "--broadcast", "paced", "--frames", "0", "--listen", "moql://127.0.0.1:0")
+	moql := field(pub.stderr.await(t, pub.name, "listening: moql://", 20*time.Second))
+	began := time.Now()
+	sub := start(t, "sub --count 90", nil, "sub", "--broadcast", "paced", "--connect", moql, "--insecure", "--count", "90")
+	sub.mustSucceed(t, 60*time.Second)
+	if took := time.Since(began); took < 1900*time.Millisecond {
+		t.Fatalf("90 frames of a live pub without --rate arrived in %v; paced at 30 frames/s they take at least 2 s", took)
+	} else {
+		t.Logf("90 frames in %v", took.Round(time.Millisecond))
+	}
+	pub.interrupt(t)
+	pub.mustSucceed(t, 10*time.Second)
+}

@@ -25,8 +25,9 @@ the deterministic test payload of --size bytes that the interop peers also
 generate; with --stdin, each read of up to --size bytes from stdin is one
 frame instead, until end of input. A finite transfer (--frames N or --stdin)
 goes at the pace of its slowest subscriber, so that each gets every frame
-(with --wait, from the first); with --frames 0 the track is live and a
-subscriber that falls behind misses old groups. After the last frame the track is
+(with --wait, from the first); with --frames 0 the track is live, at 30
+frames/s unless --rate says otherwise, and a subscriber that falls behind
+misses old groups. After the last frame the track is
 finished, and pub serves until its subscribers are done, then prints
 {"frames":N,"groups":G,"bytes":B,"sha256":"<hex>","delivered_groups":…,
 "delivered_frames":…,"delivered_bytes":…} on stdout: what it produced, and
@@ -90,7 +91,7 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	frames := fs.Uint64("frames", 1000, "send `N` generated frames (0: until interrupted)")
 	size := fs.Int("size", 1024, "frame size in `BYTES` (with --stdin: the largest frame)")
 	k := fs.Int("group-frames", 30, "frames per group (`K`)")
-	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible)")
+	rate := fs.Float64("rate", 0, "frames per second (`HZ`; 0: as fast as possible; unset with --frames 0: 30)")
 	wait := fs.Bool("wait", false, "hold the first frame until a subscriber arrives, so it gets every frame from the first")
 	stdin := fs.Bool("stdin", false, "send stdin cut into frames instead of generated payloads")
 	var mf pubMediaFlags
@@ -117,6 +118,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		return usagef("pub: --rate must be 0 (as fast as possible) or a number of frames per second from %g, not %v", minRate, *rate)
 	case *linger < 0:
 		return usagef("pub: --linger must not be negative")
+	}
+	if *frames == 0 && !*stdin && !setFlag(fs, "rate") {
+		// A live track generated as fast as possible would keep a core busy
+		// and produce gigabytes a second for nobody: pace it like video.
+		*rate = liveRate
 	}
 	if *mf.media != "" {
 		return runPubMedia(ctx, std, &nf, listens, connects, *name, mf, *wait, *linger)
@@ -258,6 +264,10 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 	}
 	return nil
 }
+
+// liveRate is --rate's default for a live track of generated frames
+// (--frames 0), in frames per second.
+const liveRate = 30
 
 // minRate is the slowest --rate: one frame every 1000 s.
 const minRate = 0.001
