@@ -49,10 +49,17 @@ type HostConfig struct {
 	// Key is the host's identity (its peer ID). Nil means a fresh Ed25519
 	// key.
 	Key crypto.PrivKey
-	// ListenAddrs are the multiaddrs to listen on: /udp/P/quic-v1 for QUIC
-	// (on an unspecified IP, 0.0.0.0 or ::, for QUIC to share the socket),
-	// /tcp/P for TCP. Nil means /ip4/0.0.0.0/udp/0/quic-v1; an empty
-	// non-nil slice listens on nothing (a host that only dials).
+	// ListenAddrs are the multiaddrs to listen on: /ipX/IP/udp/P/quic-v1
+	// for QUIC, /ipX/IP/tcp/P for TCP. Nil means
+	// /ip4/0.0.0.0/udp/0/quic-v1. With QUIC set, at least one QUIC address
+	// is needed (ErrNoQUICListen: raw QUIC dials leave from that socket),
+	// and one on a specific IP is bound on the unspecified IP of its family
+	// (QUIC shares only such a socket) while the host advertises only the
+	// IP asked for; when every QUIC address asked for is a loopback one
+	// (/ip4/127.0.0.1/udp/0/quic-v1 for a test), QUIC connections from
+	// other addresses are refused, as a socket bound to loopback would.
+	// Without QUIC an empty non-nil slice listens on nothing (a host that
+	// only dials).
 	ListenAddrs []ma.Multiaddr
 	// QUIC is the transport that runs moq-lite on the host's UDP sockets;
 	// give the same one to New with WithQUIC. Nil: sessions run over libp2p
@@ -131,6 +138,25 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "moqp2p"
+	}
+	if cfg.QUIC != nil {
+		plan, err := planQUICListen(c.ListenAddrs)
+		if err != nil {
+			return nil, err
+		}
+		c.ListenAddrs = plan.bind
+		if len(plan.widened) > 0 {
+			user := c.AddrsFactory
+			c.AddrsFactory = func(as []ma.Multiaddr) []ma.Multiaddr {
+				if as = plan.advertise(as); user != nil {
+					as = user(as)
+				}
+				return as
+			}
+		}
+		if plan.loopback {
+			c.ConnectionGater = loopbackQUICGate{inner: c.ConnectionGater}
+		}
 	}
 	punch := applyNAT(&c, cfg.NAT)
 	// Options first, then what they left unset, as libp2p.New's defaults

@@ -53,12 +53,13 @@ func (t *Transport) Listen(h host.Host) error {
 		}
 		if !b.lent(a) {
 			return fail(fmt.Errorf("p2pquic: host QUIC address %s is not on a socket this transport lent; "+
-				"the host must listen on /ip4/0.0.0.0 or /ip6/:: and be built with Option()", a))
+				"the host must listen on /ip4/0.0.0.0 or /ip6/:: and be built with this transport's Option() "+
+				"(moq.NewHost does both for HostConfig.QUIC, binding a specific IP's port on the unspecified IP)", a))
 		}
 		addrs = append(addrs, a)
 	}
 	if len(addrs) == 0 {
-		return fail(errors.New("p2pquic: host has no /quic-v1 listen address"))
+		return fail(errors.New("p2pquic: host has no /quic-v1 listen address (raw QUIC dials leave from it too; listen on /ip4/0.0.0.0/udp/0/quic-v1 for a free port)"))
 	}
 
 	// Not under t.mu: quicreuse calls back into us (GetConfigForClient,
