@@ -50,10 +50,16 @@ use everything if --trust-peer or --connect names them, the --public
 prefixes otherwise.
 Refusals carry the Unauthorized code (6).
 
-Two relays on one machine, a publisher on one and a subscriber on the other:
+It prints how to reach it on stdout ("peer: <peer-id>", "fingerprint: <hex>",
+"listening: <url>" for each listener, "http:", "metrics:"), and when
+interrupted a JSON line of its sessions and the payload it carried.
+
+Two relays on one machine, a live publisher on one and a subscriber on the
+other (the second relay's --connect takes the first's libp2p "listening:"
+line, which ends in /p2p/<peer-id>):
   moq relay --listen moql://127.0.0.1:4443 --listen /ip4/127.0.0.1/udp/4001/quic-v1
   moq relay --listen moql://127.0.0.1:4444 --connect /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>
-  moq pub --broadcast demo --connect moql://127.0.0.1:4443 --insecure
+  moq pub --broadcast demo --connect moql://127.0.0.1:4443 --insecure --frames 0
   moq sub --broadcast demo --connect moql://127.0.0.1:4444 --insecure`
 
 func runRelay(ctx context.Context, std stdio, args []string) error {
