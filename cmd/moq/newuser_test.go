@@ -308,6 +308,10 @@ func TestSubOutLiveWarns(t *testing.T) {
 	}
 	sub.interrupt(t)
 	sub.mustSucceed(t, 10*time.Second)
+	// A file cut short does not pass for a whole one.
+	if msg := strings.Join(sub.stderr.all(), "\n"); !strings.Contains(msg, "interrupted before the track ended: --out has the first 0 frames only") {
+		t.Errorf("interrupted sub --out did not say its output is incomplete:\n%s", msg)
+	}
 	pub.interrupt(t)
 	pub.mustSucceed(t, 10*time.Second)
 }

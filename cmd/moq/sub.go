@@ -439,7 +439,15 @@ func (r *receiver) run(ctx context.Context, tc *broadcast.TrackConsumer) error {
 	}
 	switch {
 	case ctx.Err() != nil:
-		return nil // interrupted
+		// Interrupted: not a failure (a live track has no other end), but
+		// a file cut short must not pass for a whole one.
+		if r.out != nil && !errors.Is(err, io.EOF) {
+			r.mu.Lock()
+			n := r.emitted
+			r.mu.Unlock()
+			r.log.Warn(fmt.Sprintf("interrupted before the track ended: --out has the first %d frames only", n))
+		}
+		return nil
 	case err != nil && !errors.Is(err, io.EOF):
 		return fmt.Errorf("subscription ended: %w", err)
 	case missed.count() > 0 && r.strict:
