@@ -217,6 +217,7 @@ func keepLinked(ctx context.Context, n *node, e endpoint, log *slog.Logger) {
 func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, connected func(*moq.Session), refused func(error)) {
 	prev := moq.LinkConnecting
 	failing := false // an attempt failed since the last session: further failures log at debug
+	warned := false  // a loss or failure was logged as a warning since the last session
 	for c := range l.Changes(ctx) {
 		if refused != nil && c.Err != nil && isRefusal(c.Err) {
 			refused(c.Err)
@@ -225,14 +226,22 @@ func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, 
 		switch {
 		case c.State == moq.LinkConnected:
 			failing = false
-			log.Info("linked", "peer", e.raw, "version", c.Session.Version())
+			if warned {
+				// At the warning's level, so that whoever saw the link go
+				// sees it come back.
+				log.Warn("link restored", "peer", e.raw, "version", c.Session.Version())
+			} else {
+				log.Info("linked", "peer", e.raw, "version", c.Session.Version())
+			}
+			warned = false
 			if connected != nil {
 				connected(c.Session)
 			}
 		case c.State == moq.LinkReconnecting && prev == moq.LinkConnected:
+			warned = true
 			log.Warn("link lost; redialing", "peer", e.raw, "err", c.Err)
 		case c.Err != nil && !failing && c.State != moq.LinkDetached:
-			failing = true
+			failing, warned = true, true
 			log.Warn("link failed; redialing", "peer", e.raw, "err", c.Err)
 		case c.Err != nil && c.State != moq.LinkDetached:
 			log.Debug("link failed; redialing", "peer", e.raw, "err", c.Err)

@@ -172,6 +172,7 @@ func TestRelayLinkRedials(t *testing.T) {
 	}
 	awaitLog(t, b, `msg="link lost; redialing"`, 30*time.Second)
 	startRelay(t, "relay A again", "--listen", aa["moql"], dp)
+	awaitLog(t, b, `msg="link restored"`, 30*time.Second) // said at the loss's level
 	out := filepath.Join(t.TempDir(), "out")
 	sub = start(t, "sub at B after", nil, append([]string{"sub", "--connect", ba["moql"], "--insecure", "--out", out}, transferArgs["sub"]...)...)
 	pub = start(t, "pub at A again", nil, append([]string{"pub", "--connect", aa["moql"], "--insecure"}, transferArgs["pub"]...)...)
