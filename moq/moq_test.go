@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,8 +121,8 @@ func TestSubscribeWaitsForAnnounce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.Subscribe(ctx, "never", "video"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("deadline: %v", err)
+	if _, err := s.Subscribe(ctx, "never", "video"); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `announce "never"`) {
+		t.Fatalf("deadline: %v; want DeadlineExceeded naming the broadcast waited for", err)
 	}
 	go func() {
 		got <- nil // Subscribe below takes the other turn

@@ -85,6 +85,9 @@ func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast
 func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	name = broadcast.CleanPath(name)
 	if err := s.waitAnnounced(ctx, name); err != nil {
+		if ctx.Err() != nil { // name the wait that ctx cut short
+			return nil, fmt.Errorf("moq: waiting for %s to announce %q: %w", s.remoteName(), name, err)
+		}
 		return nil, err
 	}
 	var tc *broadcast.TrackConsumer
@@ -128,6 +131,15 @@ func announcing(ctx context.Context, sessions []*Session, name string, wait time
 		}
 	}
 	return out
+}
+
+// remoteName names the other end for an error: its peer ID, else its
+// address.
+func (s *Session) remoteName() string {
+	if p := s.RemotePeer(); p != "" {
+		return p.String()
+	}
+	return s.RemoteAddr().String()
 }
 
 func (s *Session) waitAnnounced(ctx context.Context, name string) error {
