@@ -64,6 +64,7 @@ func TestNewcomerMistakes(t *testing.T) {
 		{"pub-no-listen", "as in: moq pub --broadcast cam --listen moql://127.0.0.1:4443", []string{"pub", "--broadcast", "cam"}},
 		{"sub-nothing", "sub: --broadcast is required (or give --ticket), as in: moq sub --broadcast demo --connect moql://127.0.0.1:4443 --insecure", []string{"sub"}},
 		{"pub-root", `pub: --broadcast "/" names no broadcast`, []string{"pub", "--broadcast", "/", "--listen", "moql://127.0.0.1:0"}},
+		{"media-frames", "pub: --frames does not apply with --media", []string{"pub", "--broadcast", "v", "--media", "x.mp4", "--frames", "0", "--listen", "moql://127.0.0.1:0"}},
 		{"clock-role", "clock: want clock pub or clock sub, not clock pubb", []string{"clock", "pubb", "--listen", "moql://127.0.0.1:0"}},
 		{"sub-root", `sub: --broadcast "//" names no broadcast`, []string{"sub", "--broadcast", "//", "--connect", "moql://127.0.0.1:1"}},
 		{"stats-nobody", "stats: nothing listens on " + closedTCP + ": is a moq command running with --metrics " + closedTCP + "?", []string{"stats", closedTCP}},

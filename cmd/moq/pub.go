@@ -125,6 +125,11 @@ func runPub(ctx context.Context, std stdio, args []string) error {
 		*rate = liveRate
 	}
 	if *mf.media != "" {
+		for _, f := range []string{"frames", "size", "group-frames", "rate", "stdin"} {
+			if setFlag(fs, f) {
+				return usagef("pub: --%s does not apply with --media: the file's frames are published, a group per keyframe, paced by their timestamps", f)
+			}
+		}
 		return runPubMedia(ctx, std, &nf, listens, connects, *name, mf, *wait, *linger)
 	}
 	log := nf.logger(std.stderr)
