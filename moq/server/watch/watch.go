@@ -13,8 +13,8 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Handler serves the pages under "/": /watch?name=NAME, /publish?name=NAME
-// and their scripts. Set it as server.Server.Handler. The pages show the
+// Handler serves the pages under "/": an index that points to the others,
+// /watch?name=NAME, /publish?name=NAME and their scripts. Set it as server.Server.Handler. The pages show the
 // node's statistics from /stats, which NodeHandler adds.
 func Handler() http.Handler {
 	sub, _ := fs.Sub(assets, "assets") // the directory is embedded: cannot fail
@@ -30,6 +30,8 @@ func Handler() http.Handler {
 			files.ServeHTTP(w, r2)
 		}
 	}
+	// Not index.html: the file server redirects that name to "./".
+	mux.HandleFunc("GET /{$}", page("home.html"))
 	mux.HandleFunc("GET /watch", page("watch.html"))
 	mux.HandleFunc("GET /publish", page("publish.html"))
 	for _, f := range []string{"moq.js", "report.js", "node.js"} {

@@ -48,6 +48,7 @@ func TestHandlerServesThePages(t *testing.T) {
 	srv := httptest.NewServer(Handler())
 	defer srv.Close()
 	for path, want := range map[string]string{
+		"/":                         `action="/watch"`,
 		"/watch?name=demo.hang":     "<moq-watch",
 		"/publish?name=camera.hang": "<moq-publish",
 		"/moq.js":                   "customElements.define",
