@@ -83,7 +83,8 @@ const (
 	// TrackLost: the upstream subscription ended (session ended, peer
 	// gone silent, broadcast unannounced, or refused after it was
 	// accepted); the track looks for the next one. Each TrackLive is
-	// followed by at most one TrackLost.
+	// followed by at most one TrackLost. The track's end (ErrOutage, a
+	// missing track, Close) is told by its reads, not by an event.
 	TrackLost
 	// TrackSkipped: ResilientTrack.NextGroup returned a group that does
 	// not follow the one it returned before: the groups between were
@@ -367,9 +368,9 @@ func (t *ResilientTrack) run(up upstream, link *Link, detach func()) {
 			// No group ever came, and the upstream still announces the
 			// broadcast: it lacks the track (a relay that accepted the
 			// subscription before its own upstream refused it, say).
-			// Waiting would only repeat that.
-			t.events.push(TrackEvent{Kind: TrackLost, Peer: up.from, Err: err, At: now})
-			t.local.Abort(fmt.Errorf("moq: resilient track %q of %q: %w", t.track, t.name, err))
+			// Waiting would only repeat that. The reads tell, not an
+			// event: nothing is lost that a resubscription could bring.
+			t.local.Abort(fmt.Errorf("moq: broadcast %q has no track %q (the upstream reset the subscription: %w)", t.name, t.track, err))
 			return
 		}
 		t.events.push(TrackEvent{Kind: TrackLost, Peer: up.from, Err: err, At: now})

@@ -162,6 +162,16 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
 	}
 	err = r.run(ctx, tc)
+	if tr != nil && errors.Is(err, broadcast.ErrNotFound) && !errors.Is(err, moq.ErrOutage) {
+		// A live track ends with NotFound only when its upstream (a relay
+		// that took the subscription) still announces the broadcast: the
+		// track is what is missing, as a direct subscription is told.
+		cause := err
+		for u := errors.Unwrap(cause); u != nil; u = errors.Unwrap(cause) {
+			cause = u
+		}
+		err = fmt.Errorf("unknown track %q: broadcast %q is there but not this track (%v)", src.track, src.name, cause)
+	}
 	logPaths(ctx, n, "track ended")
 	if tr != nil {
 		tr.Close()
