@@ -535,7 +535,7 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (upstream
 		if err == nil {
 			return up, nil
 		}
-		if err != errNotYet {
+		if err != errNotYet && ctx.Err() == nil { // not an attempt the outage bound cut short
 			last = err
 		}
 		wait := time.Duration(-1) // none: wait for a kick

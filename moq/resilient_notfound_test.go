@@ -9,11 +9,15 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
-// withoutTrack publishes name on n as a broadcast that refuses every track
-// with NotFound.
-func withoutTrack(t *testing.T, n *node, name string) *Publication {
+// refusingLate publishes name on n as a broadcast that takes a
+// subscription to any track and then, after a moment, ends it with
+// NotFound, as a relay does whose own upstream lacks the track (one that
+// answers before it asked, as moqp2p's relays no longer do).
+func refusingLate(t *testing.T, n *node, name string) *Publication {
 	t.Helper()
-	b := broadcast.New(broadcast.Config{OnTrack: func(tp *broadcast.TrackProducer) { tp.Abort(broadcast.ErrNotFound) }})
+	b := broadcast.New(broadcast.Config{OnTrack: func(tp *broadcast.TrackProducer) {
+		time.AfterFunc(100*time.Millisecond, func() { tp.Abort(broadcast.ErrNotFound) })
+	}})
 	p, err := n.Publish(testCtx(t), name, b.Consume())
 	if err != nil {
 		t.Fatal(err)
@@ -21,11 +25,11 @@ func withoutTrack(t *testing.T, n *node, name string) *Publication {
 	return p
 }
 
-// A resilient track behind a relay whose publisher replaced its broadcast
-// with one lacking the track: the relay accepts each resubscription and
-// then resets it with NotFound when its own upstream refuses. Those
-// accepted subscriptions deliver no group, so they do not end the outage:
-// the track ends with ErrOutage once MaxOutage has passed since the loss.
+// A resilient track whose publisher replaced its broadcast with one that
+// accepts each subscription and then ends it with NotFound, through a
+// relay: the accepted resubscriptions deliver no group, so they do not
+// end the outage, and the track ends with ErrOutage once MaxOutage has
+// passed since the loss.
 func TestResilientOutageCountsUntilAGroup(t *testing.T) {
 	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
 	relay.connect(t, pub)
@@ -59,7 +63,7 @@ func TestResilientOutageCountsUntilAGroup(t *testing.T) {
 		}
 	}()
 	m.pub.Unpublish()
-	withoutTrack(t, pub, "live")
+	refusingLate(t, pub, "live")
 	var end error
 	for {
 		if _, end = tr.RecvGroup(ctx); end != nil {
@@ -77,34 +81,61 @@ func TestResilientOutageCountsUntilAGroup(t *testing.T) {
 	outage := ended.Sub(lostAt)
 	t.Logf("ended %v after the loss, %d resubscriptions accepted meanwhile: %v", outage, lives, end)
 	if lives < 2 {
-		t.Errorf("%d resubscriptions accepted after the loss, want the relay to accept (and reset) several", lives)
+		t.Errorf("%d resubscriptions accepted after the loss, want several accepted (and reset)", lives)
 	}
 	if outage < maxOutage || outage > maxOutage+2*time.Second {
 		t.Errorf("ended %v after the loss, want about MaxOutage (%v)", outage, maxOutage)
 	}
 }
 
-// A resilient track subscribed through a relay to a track the publisher's
-// broadcast lacks fails at once with NotFound, as a direct subscription is
-// refused, rather than resubscribing forever (no MaxOutage here).
-func TestResilientUnknownTrackThroughRelay(t *testing.T) {
-	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
-	relay.connect(t, pub)
-	sub.connect(t, relay)
-	paced(t, publish(t, pub, "live"), 30)
-	forwarded(t, relay, "live")
+// A resilient track whose first subscription is accepted and then ended
+// with NotFound before any group, while the publisher still announces the
+// broadcast, fails at once with NotFound, as a refused first subscription
+// does, rather than resubscribing forever (no MaxOutage here).
+func TestResilientUnknownTrackAcceptedThenReset(t *testing.T) {
+	pub, sub := newNode(t), newNode(t)
+	sub.connect(t, pub)
+	refusingLate(t, pub, "live")
 	start := time.Now()
 	tr, err := sub.SubscribeResilient(testCtx(t), "live", "nope", ResilientOptions{})
-	if err == nil {
-		defer tr.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err = tr.RecvGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !errors.Is(err, broadcast.ErrNotFound) {
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = tr.RecvGroup(ctx)
+	if !errors.Is(err, broadcast.ErrNotFound) || errors.Is(err, ErrOutage) {
 		t.Fatalf("got %v, want an error matching broadcast.ErrNotFound", err)
 	}
 	t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// A relay refuses a subscription to a track its upstream lacks, with the
+// upstream's NotFound, rather than accepting it and then resetting it.
+func TestForwardRefusesUnknownTrack(t *testing.T) {
+	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
+	relay.connect(t, pub)
+	s := sub.connect(t, relay)
+	paced(t, publish(t, pub, "live"), 30)
+	forwarded(t, relay, "live")
+	tc, err := s.Subscribe(testCtx(t), "live", "nope")
+	if err == nil {
+		tc.Close()
+		t.Fatal("subscription to a track the publisher lacks accepted")
+	}
+	if !errors.Is(err, broadcast.ErrNotFound) {
+		t.Fatalf("refused with %v, want an error matching broadcast.ErrNotFound", err)
+	}
+	// The tracks it has are still accepted, and deliver.
+	tc, err = s.Subscribe(testCtx(t), "live", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A broadcast withdrawn before its first group also ends a relay's
