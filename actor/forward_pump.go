@@ -29,6 +29,10 @@ func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackP
 		tp.Abort(errUpstreamBound)
 		return
 	}
+	// Pending until the upstream subscription is answered: the session
+	// serving a downstream subscriber answers it then, and passes a
+	// refusal on as one.
+	tp.Hold()
 	cell.addTrack(tp)
 	go func() {
 		defer f.upstream.Add(-1)
@@ -110,7 +114,10 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		}
 		origin, spliced = r.origin(), true
 		before, had := last, forwarded
-		err = f.copyTrack(ctx, up, tp, &last, &forwarded)
+		if err = up.Ready(ctx); err == nil {
+			tp.Confirm() // the upstream took it
+			err = f.copyTrack(ctx, up, tp, &last, &forwarded)
+		}
 		if forwarded && (!had || last > before) {
 			resumes = 0
 		}

@@ -15,8 +15,11 @@ type Config struct {
 	// OnTrack, if set, is called for every subscription to a track that does
 	// not exist. It receives a new producer for that track, already
 	// registered, and must fill it (or abort it) without blocking the caller;
-	// it should stop when the producer's Unused channel fires. Without it an
-	// unknown track is ErrNotFound.
+	// it should stop when the producer's Unused channel fires. If whether
+	// the track exists is known only later (a relay asking its upstream),
+	// it calls TrackProducer.Hold before it returns: a publisher then
+	// answers the subscription once it is known (TrackConsumer.Ready).
+	// Without it an unknown track is ErrNotFound.
 	OnTrack func(*TrackProducer)
 }
 

@@ -70,6 +70,11 @@ type track struct {
 	used      chan struct{}    // closed when consumers goes from 0 to 1
 	unused    chan struct{}    // closed when consumers goes from 1 to 0
 	onUnused  func()           // called (without locks) when the last consumer leaves
+	// held is closed once a track made pending by Hold is confirmed: by
+	// Confirm, its first group, Finish or Abort. nil: never held.
+	held      chan struct{}
+	released  bool // held is closed
+	confirmed bool // by Confirm, before any end
 }
 
 // closedChan is a channel that is always closed.
@@ -198,6 +203,7 @@ func (p *TrackProducer) Finish() error {
 	if t.any {
 		t.final = t.latest + 1
 	}
+	t.releaseLocked()
 	t.sig.notify()
 	t.room.notify()
 	return nil
@@ -245,6 +251,39 @@ func (p *TrackProducer) Abort(err error) { p.t.abort(err) }
 
 // Consume returns a consumer that starts at the latest group.
 func (p *TrackProducer) Consume() *TrackConsumer { return p.t.consume() }
+
+// Hold marks a track that has no group yet as pending: its source (a
+// relay's upstream subscription, say) has yet to confirm that it exists.
+// TrackConsumer.Ready waits until Confirm, the first group, Finish or
+// Abort. A Broadcast's OnTrack handler calls it before it returns, so that
+// the subscriber that asked for the track sees it pending. It does
+// nothing on a track that has a group or has ended.
+func (p *TrackProducer) Hold() {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held == nil && !t.any && !t.finished && t.err == nil {
+		t.held = make(chan struct{})
+	}
+}
+
+// Confirm ends Hold: the track exists at its source.
+func (p *TrackProducer) Confirm() {
+	t := p.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err == nil {
+		t.confirmed = true
+	}
+	t.releaseLocked()
+}
+
+func (t *track) releaseLocked() {
+	if t.held != nil && !t.released {
+		t.released = true
+		close(t.held)
+	}
+}
 
 // Used returns a channel that is closed once the track has a consumer.
 func (p *TrackProducer) Used() <-chan struct{} {
@@ -315,6 +354,7 @@ func (t *track) insert(seq uint64, next bool, filled *group) (*group, error) {
 	}
 	t.entries.push(g)
 	t.cached++
+	t.releaseLocked()
 	if !t.any || seq > t.latest {
 		t.latest, t.any = seq, true
 	}
@@ -523,6 +563,7 @@ func (t *track) abort(err error) {
 		return
 	}
 	t.err = err
+	t.releaseLocked()
 	groups := make([]*group, 0, t.cached)
 	for i := range t.entries.len() {
 		if g := t.entries.at(i); g != nil {
@@ -603,6 +644,32 @@ func (c *TrackConsumer) StartAt(seq uint64) {
 	c.t.mu.RLock()
 	defer c.t.mu.RUnlock()
 	c.next, c.minSeq, c.hasMin = c.t.base, seq, true
+}
+
+// Ready waits until the track is confirmed (see TrackProducer.Hold: at
+// once for a track never held) and returns nil, or the abort error of a
+// track that ended before it had a group or was confirmed or finished
+// (its source refused it), or ctx's error. A publisher answers a
+// subscription with it: a refusal rather than an acceptance and then a
+// reset.
+func (c *TrackConsumer) Ready(ctx context.Context) error {
+	t := c.t
+	t.mu.RLock()
+	held := t.held
+	t.mu.RUnlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.err != nil && !t.any && !t.finished && !t.confirmed {
+		return t.err
+	}
+	return nil
 }
 
 // Start returns the lowest group sequence the consumer delivers: the

@@ -425,3 +425,55 @@ func TestTrackWriteGroup(t *testing.T) {
 		}
 	}
 }
+
+// Ready: at once for a track never held; for a held one, until Confirm,
+// its first group or Finish (nil) or Abort (its error). A track aborted
+// before any group or confirmation was refused: Ready says so.
+func TestTrackHoldReady(t *testing.T) {
+	ctx := context.Background()
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	plain := NewTrack(Track{Name: "a"}, Limits{})
+	if err := plain.Consume().Ready(short()); err != nil {
+		t.Fatalf("never held: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		end  func(*TrackProducer)
+		want error
+	}{
+		{"confirm", (*TrackProducer).Confirm, nil},
+		{"group", func(p *TrackProducer) { _ = p.WriteFrame([]byte("x")) }, nil},
+		{"finish", func(p *TrackProducer) { _ = p.Finish() }, nil},
+		{"abort", func(p *TrackProducer) { p.Abort(ErrNotFound) }, ErrNotFound},
+		{"confirm-then-abort", func(p *TrackProducer) { p.Confirm(); p.Abort(ErrNotFound) }, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := NewTrack(Track{Name: "a"}, Limits{})
+			p.Hold()
+			tc := p.Consume()
+			if err := tc.Ready(short()); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("held: Ready %v, want it to wait", err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- tc.Ready(ctx) }()
+			c.end(p)
+			select {
+			case err := <-done:
+				if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+					t.Fatalf("Ready %v, want %v", err, c.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Ready still waiting")
+			}
+		})
+	}
+	aborted := NewTrack(Track{Name: "a"}, Limits{})
+	aborted.Abort(ErrNotFound)
+	if err := aborted.Consume().Ready(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("aborted before any group: Ready %v, want NotFound", err)
+	}
+}

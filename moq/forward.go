@@ -66,7 +66,10 @@ type ForwardStats = actor.ForwardStats
 // latest group; older ones within Limits): the groups before the upstream
 // subscription's start are not fetched again. The upstream subscription
 // has no latency budget (MaxLatency 0); each downstream subscriber's
-// MaxLatency applies to the groups sent to it alone. When a route's session
+// MaxLatency applies to the groups sent to it alone. A downstream
+// subscription is answered once the upstream one is (or after 5 s): one to
+// a track the publisher lacks is refused with the upstream's NotFound, not
+// accepted and then reset. When a route's session
 // ends, the path switches to the best remaining route (lower cost, then
 // fewer hops) and its tracks continue at the next group if that route
 // comes from the same publisher.

@@ -45,7 +45,14 @@ type ResilientOptions struct {
 	Link *Link
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
-	// the last attempt's error. 0: never; the track waits until Close.
+	// the last attempt's error. The outage runs from the loss until a
+	// group arrives again: an upstream subscription that is accepted and
+	// then ends before delivering a group (a relay that takes it and then
+	// finds its own upstream lacks the track, say) does not end it. A
+	// subscription that is still up when the bound passes is not cut
+	// (the publisher may be slow to write its next group); if it ends
+	// without a group, the track ends at once. 0: never; the track waits
+	// until Close.
 	MaxOutage time.Duration
 	// Keep tunes the redials (Peer set, or the previous provider).
 	Keep KeepOptions
@@ -60,19 +67,24 @@ type ResilientOptions struct {
 // DefaultMaxLag is ResilientOptions.MaxLag's default.
 const DefaultMaxLag = time.Second
 
-// ErrOutage ends a resilient track that had no upstream for its
-// ResilientOptions.MaxOutage.
+// ErrOutage ends a resilient track that had no upstream (no group
+// arriving) for its ResilientOptions.MaxOutage.
 var ErrOutage = errors.New("moq: no upstream for the track within its outage bound")
 
 // TrackEventKind says what happened to a resilient track's upstream.
 type TrackEventKind int
 
 const (
-	// TrackLive: an upstream subscription started (the first, or after a
-	// loss).
+	// TrackLive: an upstream subscription was accepted (the first, or
+	// after a loss). Media may not flow yet: TrackResumed marks the first
+	// group after a loss, and an accepted subscription may still end
+	// without one (then TrackLost follows, and the outage goes on).
 	TrackLive TrackEventKind = iota
-	// TrackLost: the upstream was lost (session ended, peer gone silent,
-	// broadcast unannounced); the track waits for the next one.
+	// TrackLost: the upstream subscription ended (session ended, peer
+	// gone silent, broadcast unannounced, or refused after it was
+	// accepted); the track looks for the next one. Each TrackLive is
+	// followed by at most one TrackLost. The track's end (ErrOutage, a
+	// missing track, Close) is told by its reads, not by an event.
 	TrackLost
 	// TrackSkipped: ResilientTrack.NextGroup returned a group that does
 	// not follow the one it returned before: the groups between were
@@ -163,8 +175,13 @@ type ResilientTrack struct {
 // the same one restarted). ctx bounds the first subscription only: its
 // failure is returned as Subscribe's would be. The track then lives until
 // Close, the publisher finishes it (reads end with io.EOF), MaxOutage
-// passes without an upstream, or the node shuts down. Session.Subscribe
-// keeps its semantics: a track that ends with its session.
+// passes without a group arriving, or the node shuts down. A track that
+// never received a group and whose upstream ends it with NotFound while
+// still announcing the broadcast (a relay that accepted the subscription
+// but whose own upstream lacks the track) ends at once, its reads failing
+// with an error matching broadcast.ErrNotFound, as a refused first
+// subscription fails. Session.Subscribe keeps its semantics: a track that
+// ends with its session.
 func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts ResilientOptions) (*ResilientTrack, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
@@ -189,23 +206,23 @@ func (m *Moq) SubscribeResilient(ctx context.Context, name, track string, opts R
 			link.Detach()
 		}
 	}
-	up, from, err := t.subscribe(ctx, link)
+	up, err := t.subscribe(ctx, link)
 	if err != nil {
 		t.cancel()
 		detach()
 		return nil, err
 	}
-	t.local = broadcast.NewTrack(up.Info(), broadcast.Limits{Backpressure: opts.Backpressure})
+	t.local = broadcast.NewTrack(up.tc.Info(), broadcast.Limits{Backpressure: opts.Backpressure})
 	t.TrackConsumer = t.local.Consume()
 	m.mu.Lock()
 	if m.ctx.Err() != nil {
 		m.mu.Unlock()
-		up.Close()
+		up.tc.Close()
 		t.cancel()
 		detach()
 		return nil, ErrShutdown
 	}
-	m.wg.Go(func() { t.run(up, from, link, detach) })
+	m.wg.Go(func() { t.run(up, link, detach) })
 	m.mu.Unlock()
 	return t, nil
 }
@@ -269,32 +286,65 @@ func (t *ResilientTrack) Close() {
 	t.TrackConsumer.Close()
 }
 
+// upstream is one upstream subscription: its track, the peer and the
+// session it was made on (s nil if unknown, from empty for a session
+// without a peer ID).
+type upstream struct {
+	tc   *broadcast.TrackConsumer
+	from peer.ID
+	s    *Session
+}
+
+// upstreamAt is the upstream of a subscription made on s.
+func upstreamAt(tc *broadcast.TrackConsumer, s *Session) upstream {
+	return upstream{tc: tc, from: s.RemotePeer(), s: s}
+}
+
 // subscribe finds an upstream: at the pinned link's session, else as
 // Subscribe does (sessions announcing the name first: a redialed previous
-// provider is one once it is back; then the DHT's providers). It returns
-// the peer whose session the subscription was made on.
-func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (*broadcast.TrackConsumer, peer.ID, error) {
+// provider is one once it is back; then the DHT's providers).
+func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (upstream, error) {
 	if link != nil {
 		s, err := link.Session(ctx)
 		if err != nil {
-			return nil, "", err
+			return upstream{}, err
 		}
 		tc, err := s.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
-		return tc, s.RemotePeer(), err
+		return upstreamAt(tc, s), err
 	}
-	return t.m.subscribeFrom(ctx, t.name, t.track, t.opts.SubscribeOptions)
+	return t.subscribeAround(ctx)
+}
+
+// subscribeAround subscribes as Subscribe does, noting the session it
+// subscribed on when its peer is known.
+func (t *ResilientTrack) subscribeAround(ctx context.Context) (upstream, error) {
+	tc, from, err := t.m.subscribeFrom(ctx, t.name, t.track, t.opts.SubscribeOptions)
+	if err != nil {
+		return upstream{}, err
+	}
+	up := upstream{tc: tc, from: from}
+	if from != "" {
+		up.s = t.m.liveSession(from)
+	}
+	return up, nil
 }
 
 // run copies the upstream's groups into the local track, and resubscribes
 // when it is lost; at the end it detaches the link the track made.
-func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Link, detach func()) {
+//
+// The outage runs from a loss until a group arrives again: an upstream
+// that ends before delivering any group (accepted, then reset) continues
+// it, so MaxOutage counts from the first loss, not from the last
+// subscription accepted.
+func (t *ResilientTrack) run(up upstream, link *Link, detach func()) {
 	defer close(t.done)
 	defer t.events.close()
 	defer detach()
-	t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
+	t.events.push(TrackEvent{Kind: TrackLive, Peer: up.from, At: time.Now()})
+	var outageSince time.Time // zero: no outage since the last group
 	for {
-		err := t.pump(up, from)
-		up.Close()
+		got, err := t.pump(up.tc, up.from)
+		up.tc.Close()
 		// The publisher finished the track: a finished track's reads return
 		// io.EOF itself. An abort that merely wraps it (a WebSocket whose TCP
 		// connection ended under a killed process) is a loss.
@@ -307,12 +357,25 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 			return
 		}
 		now := time.Now()
+		if got || outageSince.IsZero() {
+			outageSince = now
+		}
 		t.mu.Lock()
-		t.lostAt = now
+		t.lostAt = outageSince
+		never := !t.anyGroup
 		t.mu.Unlock()
-		t.events.push(TrackEvent{Kind: TrackLost, Peer: from, Err: err, At: now})
-		t.m.log.Info("resilient track: upstream lost; resubscribing", "broadcast", t.name, "track", t.track, "peer", from, "err", err)
-		up, from, err = t.resubscribe(link, from)
+		if never && errors.Is(err, broadcast.ErrNotFound) && t.trackMissing(up.s) {
+			// No group ever came, and the upstream still announces the
+			// broadcast: it lacks the track (a relay that accepted the
+			// subscription before its own upstream refused it, say).
+			// Waiting would only repeat that. The reads tell, not an
+			// event: nothing is lost that a resubscription could bring.
+			t.local.Abort(fmt.Errorf("moq: broadcast %q has no track %q (the upstream reset the subscription: %w)", t.name, t.track, err))
+			return
+		}
+		t.events.push(TrackEvent{Kind: TrackLost, Peer: up.from, Err: err, At: now})
+		t.m.log.Info("resilient track: upstream lost; resubscribing", "broadcast", t.name, "track", t.track, "peer", up.from, "err", err, "outage", now.Sub(outageSince))
+		up, err = t.resubscribe(link, up.from, outageSince, err)
 		if err != nil {
 			t.local.Abort(err)
 			return
@@ -323,38 +386,68 @@ func (t *ResilientTrack) run(up *broadcast.TrackConsumer, from peer.ID, link *Li
 	}
 }
 
+// unannounceGrace is how long a NotFound that ends a track before its
+// first group is given to turn out to be the broadcast's end rather than
+// the track's absence: a peer (a relay losing its route, say) that ends a
+// broadcast resets its subscriptions with NotFound too, its withdrawal of
+// the announcement arriving on another stream about then.
+const unannounceGrace = 500 * time.Millisecond
+
+// trackMissing reports whether a NotFound from the upstream session s
+// means the broadcast lacks the track: s stays up and still announces the
+// same broadcast for unannounceGrace. Unknown (s nil): no.
+func (t *ResilientTrack) trackMissing(s *Session) bool {
+	if s == nil {
+		return false
+	}
+	b := s.s.Remote().Get(t.name)
+	if b == nil || s.s.Context().Err() != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, unannounceGrace)
+	defer cancel()
+	s.awaitAnnounceChange(ctx, t.name, b)
+	return t.ctx.Err() == nil && s.s.Context().Err() == nil && s.s.Remote().Get(t.name) == b
+}
+
 // anyGroupReset marks that the next upstream group starts a new numbering
 // check (see pump).
 func (t *ResilientTrack) anyGroupReset() { t.offset = ^uint64(0) }
 
 // resubscribe looks for a new upstream until one answers, MaxOutage
-// passes or the track ends: over the pinned link's next session, else
-// around (see lookAround).
-func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
+// passes since the outage began (since) or the track ends: over the
+// pinned link's next session, else around (see lookAround). lost is why
+// the last upstream ended: the error wrapped when no attempt was made.
+func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID, since time.Time, lost error) (upstream, error) {
 	ctx := t.ctx
 	if t.opts.MaxOutage > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, t.opts.MaxOutage, ErrOutage)
+		ctx, cancel = context.WithDeadlineCause(ctx, since.Add(t.opts.MaxOutage), ErrOutage)
 		defer cancel()
 	}
-	var up *broadcast.TrackConsumer
-	var from peer.ID
+	var up upstream
 	var err error
-	if link != nil {
-		up, from, err = t.overLink(ctx, link)
-	} else {
-		up, from, err = t.lookAround(ctx, prev)
+	switch {
+	case ctx.Err() != nil: // the bound passed while the last upstream was up
+		err = lost
+	case link != nil:
+		up, err = t.overLink(ctx, link)
+	default:
+		up, err = t.lookAround(ctx, prev)
+	}
+	if errors.Is(err, errNotYet) {
+		err = lost
 	}
 	switch {
 	case err == nil:
-		t.events.push(TrackEvent{Kind: TrackLive, Peer: from, At: time.Now()})
-		return up, from, nil
+		t.events.push(TrackEvent{Kind: TrackLive, Peer: up.from, At: time.Now()})
+		return up, nil
 	case t.ctx.Err() != nil:
-		return nil, "", context.Cause(t.ctx)
+		return upstream{}, context.Cause(t.ctx)
 	case ctx.Err() == nil: // the caller's link was detached: no upstream will come
-		return nil, "", fmt.Errorf("moq: resilient track %q: %w", t.name, err)
+		return upstream{}, fmt.Errorf("moq: resilient track %q: %w", t.name, err)
 	}
-	return nil, "", fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, err)
+	return upstream{}, fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, err)
 }
 
 // overLink subscribes over the link's session as soon as it has one (its
@@ -363,15 +456,15 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID) (*broadcast.Track
 // still up (the broadcast lacks the track, say) it tries again once the
 // peer's announcement of the broadcast changes or the session ends: what
 // the peer answered cannot change before.
-func (t *ResilientTrack) overLink(ctx context.Context, link *Link) (*broadcast.TrackConsumer, peer.ID, error) {
+func (t *ResilientTrack) overLink(ctx context.Context, link *Link) (upstream, error) {
 	last := errNotYet
 	for {
 		s, err := link.Session(ctx)
 		switch {
 		case ctx.Err() != nil:
-			return nil, "", last
+			return upstream{}, last
 		case err != nil:
-			return nil, "", err // detached
+			return upstream{}, err // detached
 		}
 		// Taken before subscribing, so never newer than the broadcast
 		// that refuses: waiting for a change from an older one (or from
@@ -380,10 +473,10 @@ func (t *ResilientTrack) overLink(ctx context.Context, link *Link) (*broadcast.T
 		announced := s.s.Remote().Get(t.name)
 		tc, err := s.SubscribeWith(ctx, t.name, t.track, t.opts.SubscribeOptions)
 		if err == nil {
-			return tc, s.RemotePeer(), nil
+			return upstreamAt(tc, s), nil
 		}
 		if ctx.Err() != nil {
-			return nil, "", last
+			return upstream{}, last
 		}
 		last = err
 		s.awaitAnnounceChange(ctx, t.name, announced)
@@ -419,7 +512,7 @@ func (s *Session) awaitAnnounceChange(ctx context.Context, name string, b *broad
 // session that announces the name refused the subscription, again after
 // a backoff (100 ms doubling to a second). Waiting for a publisher that
 // is not there costs nothing.
-func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadcast.TrackConsumer, peer.ID, error) {
+func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (upstream, error) {
 	if prev != "" {
 		// Redial the previous provider while looking elsewhere; the link
 		// ends with this outage. The session it brings back registers,
@@ -430,7 +523,7 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 	}
 	w, err := t.m.watchName(ctx, t.name)
 	if err != nil {
-		return nil, "", err
+		return upstream{}, err
 	}
 	defer w.stop()
 	last := errNotYet
@@ -438,11 +531,11 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 	var backoff time.Duration
 	for {
 		w.refresh() // before looking: a change from now on kicks again
-		up, from, refused, err := t.tryUpstream(ctx, prev, &nextLookup)
+		up, refused, err := t.tryUpstream(ctx, prev, &nextLookup)
 		if err == nil {
-			return up, from, nil
+			return up, nil
 		}
-		if err != errNotYet {
+		if err != errNotYet && ctx.Err() == nil { // not an attempt the outage bound cut short
 			last = err
 		}
 		wait := time.Duration(-1) // none: wait for a kick
@@ -472,7 +565,7 @@ func (t *ResilientTrack) lookAround(ctx context.Context, prev peer.ID) (*broadca
 			timer.Stop()
 		}
 		if ctx.Err() != nil {
-			return nil, "", last
+			return upstream{}, last
 		}
 	}
 }
@@ -486,27 +579,27 @@ var errNotYet = errors.New("moq: no provider reachable yet")
 // resolution as Subscribe does (the DHT's providers). refused reports
 // that a session announcing the name refused (or failed) the subscription:
 // nothing else may say when to try it again.
-func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLookup *time.Time) (tc *broadcast.TrackConsumer, from peer.ID, refused bool, err error) {
+func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLookup *time.Time) (up upstream, refused bool, err error) {
 	t.passes.Add(1)
-	sub := func(s *Session, wait time.Duration) (*broadcast.TrackConsumer, peer.ID, error) {
+	sub := func(s *Session, wait time.Duration) (upstream, error) {
 		sctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		tc, err := s.SubscribeWith(sctx, t.name, t.track, t.opts.SubscribeOptions)
-		return tc, s.RemotePeer(), err
+		return upstreamAt(tc, s), err
 	}
 	var last error = errNotYet
 	for _, s := range t.m.sessionsAnnouncing(ctx, t.name) {
-		tc, p, err := sub(s, time.Second)
+		up, err := sub(s, time.Second)
 		if err == nil {
-			return tc, p, false, nil
+			return up, false, nil
 		}
 		last, refused = err, true
 	}
 	if prev != "" {
 		if s := t.m.liveSession(prev); s != nil {
-			tc, p, err := sub(s, 500*time.Millisecond) // waits for the announcement
+			up, err := sub(s, 500*time.Millisecond) // waits for the announcement
 			if err == nil {
-				return tc, p, false, nil
+				return up, false, nil
 			}
 			last = err
 		}
@@ -515,18 +608,18 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLook
 		*nextLookup = now.Add(2 * time.Second)
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		tc, from, err := t.m.subscribeFrom(lctx, t.name, t.track, t.opts.SubscribeOptions)
+		up, err := t.subscribeAround(lctx)
 		if err == nil {
-			return tc, from, false, nil
+			return up, false, nil
 		}
 		last = err
 	}
-	return nil, "", refused, last
+	return upstream{}, refused, last
 }
 
 // pump copies groups from up (at peer from) into the local track until up
-// fails.
-func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) error {
+// fails; got reports that a group came from up.
+func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) (got bool, err error) {
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -537,8 +630,9 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) error {
 		// application's NextGroup decides what is too late.
 		g, err := up.RecvGroup(ctx)
 		if err != nil {
-			return err
+			return got, err
 		}
+		got = true
 		seq, ok, resumed := t.localSeq(g.Sequence())
 		if resumed != nil {
 			resumed.Peer = from
@@ -549,7 +643,7 @@ func (t *ResilientTrack) pump(up *broadcast.TrackConsumer, from peer.ID) error {
 		}
 		if t.opts.Backpressure {
 			if err := t.local.WaitRoom(ctx); err != nil {
-				return err
+				return got, err
 			}
 		}
 		lg, err := t.local.CreateGroup(seq)

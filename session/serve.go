@@ -15,6 +15,10 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
+// readyWait bounds how long a SUBSCRIBE waits for a pending track's source
+// to confirm it (broadcast.TrackProducer.Hold) before it is accepted.
+const readyWait = 5 * time.Second
+
 // serveSubscribe answers one SUBSCRIBE: it replies SUBSCRIBE_OK (lite-05:
 // START at once; when the track finishes, DROP for the groups not served,
 // then END), sends each group on its own uni stream and finishes when the
@@ -63,6 +67,19 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		return
 	}
 	defer tc.Close()
+	// A track still pending at its source (a relay's upstream subscription
+	// not yet answered) is answered once it is: refused with the source's
+	// code rather than accepted and then reset. A source that takes longer
+	// than readyWait to answer is accepted, as a track that exists.
+	rctx, rcancel := context.WithTimeout(s.ctx, readyWait)
+	err = tc.Ready(rctx)
+	waited := rctx.Err() != nil
+	rcancel()
+	if err != nil && !waited {
+		log.Debug("subscribe refused by the track's source", "err", err)
+		reset(st, broadcast.CodeOf(err))
+		return
+	}
 	// The first group served, if known: the one asked for, else the
 	// latest when the consumer joined.
 	start, known := tc.Start()

@@ -174,6 +174,9 @@ func (s *Session) remoteLocked(path string) *broadcast.Producer {
 
 func (s *Session) newRemoteLocked(path string, hops []uint64) *broadcast.Producer {
 	p := broadcast.New(broadcast.Config{Hops: hops, Limits: s.lim.Model, OnTrack: func(tp *broadcast.TrackProducer) {
+		// Pending until the peer accepts the subscription (or refuses it):
+		// a relay forwarding the track answers its own subscriber then.
+		tp.Hold()
 		opts := SubscribeOptions{Priority: tp.Info().Priority}
 		if start, ok := tp.AskedStart(); ok { // a relay asking for its subscribers' earliest group
 			opts.Start = &start
@@ -226,7 +229,15 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	log := s.log.With("subscribe", sub.id, "broadcast", sub.path, "track", sub.track.Info().Name)
 	var once sync.Once
-	settle := func(err error) { once.Do(func() { sub.err = err; close(sub.ready) }) }
+	settle := func(err error) {
+		once.Do(func() {
+			sub.err = err
+			if err == nil {
+				sub.track.Confirm() // a relay waiting to answer its subscriber may now
+			}
+			close(sub.ready)
+		})
+	}
 	forget := func() {
 		s.obs.untrack(sub.stats)
 		s.mu.Lock()

@@ -39,7 +39,8 @@ As moq-relay does, a client's URL path scopes its session (a client at
 /room sees room/clock as clock), and the relay answers plain HTTP on its
 ws:// ports (and on --http): GET /announced/PREFIX lists the broadcasts
 under PREFIX (JSON), GET /fetch/BROADCAST/TRACK returns the track's latest
-group (its frames, concatenated).
+group (its frames, concatenated): 404 for a broadcast or track the
+publisher does not have, 504 if no group came within 5 s.
 
 With --auth-key, clients authenticate with moq-relay's tokens: ?jwt=TOKEN on
 the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
@@ -464,13 +465,13 @@ func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w htt
 	defer cancel()
 	tc, err := b.SubscribeTrack(broadcast.Track{Name: track})
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		http.Error(w, err.Error(), fetchStatus(err))
 		return
 	}
 	defer tc.Close()
 	g, err := tc.NextGroup(ctx)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		http.Error(w, err.Error(), fetchStatus(err))
 		return
 	}
 	var body []byte
@@ -488,4 +489,18 @@ func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w htt
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-Group", strconv.FormatUint(g.Sequence(), 10))
 	_, _ = w.Write(body)
+}
+
+// fetchStatus is the HTTP status for why a fetch got no group: 404 for a
+// broadcast or track the publisher does not have (the relay's upstream
+// refused it), 504 when none came in time, 502 for any other upstream
+// failure.
+func fetchStatus(err error) int {
+	switch {
+	case errors.Is(err, broadcast.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
 }

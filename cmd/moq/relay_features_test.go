@@ -126,6 +126,7 @@ func TestRelayHTTP(t *testing.T) {
 		code int
 	}{
 		{"/fetch/room/none/data", http.StatusNotFound},
+		{"/fetch/room/a/nope", http.StatusNotFound}, // the publisher has no such track
 		{"/fetch/room", http.StatusBadRequest},
 		{"/elsewhere", http.StatusNotFound},
 	} {

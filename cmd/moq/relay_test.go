@@ -340,3 +340,20 @@ func TestRelayAuthMutualLinks(t *testing.T) {
 		t.Fatalf("sub summary %+v, want %+v\nsub: %s", got, want, sub.stderr.bytes())
 	}
 }
+
+// TestRelayClusterUnknownTrack: a live sub at relay B asking for a track
+// the publisher at relay A lacks ends at once with one line naming the
+// track, as it does against the publisher directly, instead of
+// resubscribing at B (which takes the subscription, then resets it when
+// A refuses) forever.
+func TestRelayClusterUnknownTrack(t *testing.T) {
+	t.Parallel()
+	_, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1")
+	b, ba := startRelay(t, "relay B", "--listen", "moql://127.0.0.1:0", "--connect", aa["p2p"], "--http", "127.0.0.1:0")
+	start(t, "pub at A", nil, "pub", "--connect", aa["moql"], "--insecure", "--broadcast", "demo2", "--frames", "0")
+	announced(t, relayHTTP(t, b), "", []string{"demo2"}) // B forwards it
+	started := time.Now()
+	expectOneLineError(t, `unknown track "nope"`, 20*time.Second,
+		"sub", "--broadcast", "demo2", "--track", "nope", "--connect", ba["moql"], "--insecure", "--max-outage", "3s")
+	t.Logf("sub ended after %v", time.Since(started).Round(time.Millisecond))
+}

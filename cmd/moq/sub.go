@@ -50,8 +50,9 @@ was killed, or its network went away) it prints "lost: REASON;
 resubscribing", redials the same --connect URL or peer with backoff (by
 name: any provider of NAME; with --listen: whoever connects and announces
 NAME), resubscribes and goes on at the publisher's latest group, printing
-"resumed: after D, N groups missed". It gives up after --max-outage
-without a publisher. A file transfer (--out without --count) does not
+"resumed: after D, N groups missed". It gives up once --max-outage has
+passed since the loss without a group arriving (a resubscription that a
+relay takes and then ends does not count). A file transfer (--out without --count) does not
 resubscribe: what the lost session carried is lost, and sub fails naming
 the groups.
 
@@ -82,7 +83,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	count := fs.Uint64("count", 0, "exit after `N` frames (0: when the track ends)")
 	out := fs.String("out", "", "write payloads to `FILE` (- for stdout)")
 	media := fs.String("media", "", "play a hang broadcast: write its video as fragmented MP4 to `FILE` (- for stdout)")
-	maxOutage := fs.Duration("max-outage", 30*time.Second, "a live subscriber gives up once it has had no publisher for `D` (0: never)")
+	maxOutage := fs.Duration("max-outage", 30*time.Second, "a live subscriber gives up once no group has come for `D` since its publisher was lost (0: never)")
 	if err := parseFlags(fs, args, std.stdout); err != nil {
 		return err
 	}
@@ -162,6 +163,16 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
 	}
 	err = r.run(ctx, tc)
+	if tr != nil && errors.Is(err, broadcast.ErrNotFound) && !errors.Is(err, moq.ErrOutage) {
+		// A live track ends with NotFound only when its upstream (a relay
+		// that took the subscription) still announces the broadcast: the
+		// track is what is missing, as a direct subscription is told.
+		cause := err
+		for u := errors.Unwrap(cause); u != nil; u = errors.Unwrap(cause) {
+			cause = u
+		}
+		err = fmt.Errorf("unknown track %q: broadcast %q is there but not this track (%v)", src.track, src.name, cause)
+	}
 	logPaths(ctx, n, "track ended")
 	if tr != nil {
 		tr.Close()
