@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -315,7 +316,12 @@ func printGaps(ctx context.Context, tr *moq.ResilientTrack, prog *progress) {
 		switch ev.Kind {
 		case moq.TrackLost:
 			reason := "the session ended"
-			if ev.Err != nil {
+			switch {
+			case errors.Is(ev.Err, broadcast.ErrNotFound):
+				// A relay says so when the publisher it had the
+				// broadcast from is gone: not a wrong name.
+				reason = "the broadcast is gone from " + cmp.Or(ev.Peer.String(), "the peer") + " (" + oneLine(ev.Err.Error()) + ")"
+			case ev.Err != nil:
 				reason = oneLine(ev.Err.Error())
 			}
 			prog.printf("lost: %s; resubscribing\n", reason)
