@@ -44,13 +44,12 @@ type p2pNode struct {
 	reg  *prometheus.Registry // with --metrics, else nil (observe.go)
 }
 
-// newP2P builds the libp2p host. p2pquic shares the host's QUIC sockets and
-// can only do so on unspecified IPs, so a QUIC listen address with a
-// specific IP is bound on the unspecified IP of its family (same port) and
-// only the requested IP is advertised; if every such IP is a loopback one, a
-// connection gater refuses QUIC connections from anywhere else. A node that
-// only dials listens on an ephemeral unspecified port (raw QUIC dials leave
-// from the host's socket) and refuses every inbound connection.
+// newP2P builds the libp2p host. moq.NewHost binds a QUIC listen address
+// with a specific IP on the unspecified IP of its family (p2pquic shares
+// only such sockets), advertises only the IP asked for, and refuses QUIC
+// connections from elsewhere when every such IP is a loopback one. A node
+// that only dials listens on an ephemeral unspecified port (raw QUIC dials
+// leave from the host's socket) and refuses every inbound connection.
 //
 // With --bootstrap (or as moq node) the host runs moqp2p's DHT: as a server
 // for moq node, as a client when it accepts no connections, else as
@@ -62,7 +61,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		return nil, err
 	}
 	if plan.widened {
-		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "bind", plan.bind)
+		cfg.log.Warn("p2pquic listens on the unspecified address; advertising only the requested IPs", "listen", plan.bind)
 	}
 	key, err := identity.Load(cfg.net.identity)
 	var pe *fs.PathError
@@ -459,52 +458,28 @@ func publicInterface() bool {
 type listenPlan struct {
 	bind    []ma.Multiaddr
 	quic    bool // some QUIC listen address: use p2pquic
-	widened bool // a specific non-loopback IP was bound as unspecified
+	widened bool // a QUIC address on a specific non-loopback IP (NewHost binds it unspecified)
 	gate    *gate
-	// shown: IPs whose addresses are advertised; anyFamily: families with an
-	// unspecified listen address, all of whose addresses are advertised.
-	shown     []net.IP
-	anyFamily map[int]bool
 }
 
 // planListen plans for the listen endpoints; dials are the libp2p peers the
 // node will dial (--connect, --bootstrap, a ticket's addresses).
 func planListen(listens, dials []endpoint) (*listenPlan, error) {
-	p := &listenPlan{gate: &gate{}, anyFamily: map[int]bool{}}
-	allLoopback, specific := true, false
+	p := &listenPlan{gate: &gate{}}
 	for _, e := range listens {
 		if e.kind != kindP2P {
 			continue
 		}
-		a := e.maddr
-		ip, err := manet.ToIP(a)
+		ip, err := manet.ToIP(e.maddr)
 		if err != nil {
 			return nil, fmt.Errorf("--listen %s: %w", e, err)
 		}
-		family := a[0].Code()
-		switch {
-		case ip.IsUnspecified():
-			p.anyFamily[family] = true
-			allLoopback = false
-		case isQUICAddr(a):
-			// Bind the unspecified IP with the same port (see newP2P).
-			specific = true
-			p.shown = append(p.shown, ip)
-			allLoopback = allLoopback && ip.IsLoopback()
-			unspec := "/ip4/0.0.0.0"
-			if family == ma.P_IP6 {
-				unspec = "/ip6/::"
-			}
-			a = ma.StringCast(unspec).Encapsulate(a[1:])
-		default: // TCP on a specific IP binds exactly that
-			p.shown = append(p.shown, ip)
-		}
-		p.quic = p.quic || isQUICAddr(a)
-		p.bind = append(p.bind, a)
+		quic := isQUICAddr(e.maddr)
+		p.quic = p.quic || quic
+		p.widened = p.widened || quic && !ip.IsUnspecified() && !ip.IsLoopback()
+		p.bind = append(p.bind, e.maddr)
 	}
 	if len(p.bind) > 0 {
-		p.gate.loopbackOnly = specific && allLoopback
-		p.widened = specific && !allLoopback
 		return p, nil
 	}
 	// Dial only: a QUIC socket per family we dial, accepting nothing.
@@ -529,48 +504,30 @@ func planListen(listens, dials []endpoint) (*listenPlan, error) {
 	return p, nil
 }
 
-// advertise keeps the addresses a peer may dial: those on requested IPs,
-// and circuit addresses through relays (behind a NAT).
+// advertise keeps what a dial-only node may be reached at: nothing, or
+// behind a NAT its circuit addresses through relays. A listening node
+// advertises what the host lists (NewHost already keeps only the IPs asked
+// for).
 func (p *listenPlan) advertise(addrs []ma.Multiaddr) []ma.Multiaddr {
-	if p.gate.refuseAll {
-		if !p.gate.nat {
-			return nil
-		}
-		var circuits []ma.Multiaddr
-		for _, a := range addrs {
-			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-				circuits = append(circuits, a)
-			}
-		}
-		return circuits
+	if !p.gate.refuseAll {
+		return addrs
 	}
-	var out []ma.Multiaddr
+	if !p.gate.nat {
+		return nil
+	}
+	var circuits []ma.Multiaddr
 	for _, a := range addrs {
-		ip, err := manet.ToIP(a)
-		if err != nil || len(a) == 0 {
-			continue
-		}
-		if p.anyFamily[a[0].Code()] || containsIP(p.shown, ip) {
-			out = append(out, a)
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			circuits = append(circuits, a)
 		}
 	}
-	return out
-}
-
-func containsIP(list []net.IP, ip net.IP) bool {
-	for _, x := range list {
-		if x.Equal(ip) {
-			return true
-		}
-	}
-	return false
+	return circuits
 }
 
 // gate is the host's connection gater: it refuses inbound connections a
 // node must not take (see newP2P).
 type gate struct {
-	refuseAll    bool
-	loopbackOnly bool
+	refuseAll bool
 	// nat: a dial-only node behind a NAT still takes relayed and
 	// hole-punched connections.
 	nat bool
@@ -585,13 +542,7 @@ func (g *gate) InterceptSecured(network.Direction, peer.ID, network.ConnMultiadd
 func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
 func (g *gate) InterceptAccept(c network.ConnMultiaddrs) bool {
-	switch {
-	case g.refuseAll:
-		return g.nat
-	case g.loopbackOnly:
-		return manet.IsIPLoopback(c.RemoteMultiaddr())
-	}
-	return true
+	return !g.refuseAll || g.nat
 }
 
 // oneLine folds a multi-line error text (libp2p's dial errors list every

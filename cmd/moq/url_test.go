@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -88,25 +87,25 @@ func TestPlanListen(t *testing.T) {
 		}
 		return e
 	}
-	// A loopback QUIC address is bound on the wildcard (p2pquic needs it),
-	// advertised on loopback only, and other sources are refused.
+	// A QUIC address goes to moq.NewHost as given (it binds the wildcard
+	// for p2pquic and gates loopback: moq.TestNewHostQUICOnLoopback); one
+	// on a specific public IP is reported as widened.
 	p, err := planListen([]endpoint{must("/ip4/127.0.0.1/udp/0/quic-v1", true)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/0.0.0.0/udp/0/quic-v1" || !p.quic || !p.gate.loopbackOnly || p.widened {
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/127.0.0.1/udp/0/quic-v1" || !p.quic || p.gate.refuseAll || p.widened {
 		t.Errorf("loopback plan: bind %v quic %v gate %+v widened %v", p.bind, p.quic, p.gate, p.widened)
 	}
-	adv := p.advertise([]ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/udp/5/quic-v1"), ma.StringCast("/ip4/192.0.2.1/udp/5/quic-v1")})
-	if len(adv) != 1 || adv[0].String() != "/ip4/127.0.0.1/udp/5/quic-v1" {
-		t.Errorf("loopback plan advertises %v", adv)
+	if p, err = planListen([]endpoint{must("/ip4/192.0.2.1/udp/4001/quic-v1", true)}, nil); err != nil || !p.widened {
+		t.Errorf("public IP plan: %+v, %v; want widened", p, err)
 	}
-	// TCP on a specific IP is bound as given; no gate.
+	// TCP on a specific IP is bound as given.
 	p, err = planListen([]endpoint{must("/ip4/127.0.0.1/tcp/0", true)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/127.0.0.1/tcp/0" || p.quic || p.gate.loopbackOnly {
+	if len(p.bind) != 1 || p.bind[0].String() != "/ip4/127.0.0.1/tcp/0" || p.quic || p.gate.refuseAll {
 		t.Errorf("tcp plan: bind %v quic %v gate %+v", p.bind, p.quic, p.gate)
 	}
 	// Dialing only: an ephemeral wildcard QUIC socket that accepts nothing.
