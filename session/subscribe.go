@@ -208,6 +208,9 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		room:    make(chan struct{}, 1),
 		endSeen: make(chan struct{}),
 	}
+	// Before lite-05 no START, DROP or END comes to read a span against:
+	// keeping one would only cost a map entry per group out of order.
+	sub.span.lost = !s.version.HasSubscribeRange()
 	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
