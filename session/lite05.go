@@ -262,28 +262,6 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 // (over 2^61) repeats the previous timestamp instead.
 func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int) []byte {
 	if s.version.HasFrameTimestamps() {
-		if ts == *prev { // the common case (frames written without one): zigzag(0)
-			return wire.AppendFrameHeader(append(b, 0), uint64(size))
-		}
-		// A media stream's deltas (a frame interval, a B-frame's step
-		// back) are small: a zigzag of one or two varint bytes, inline.
-		// *prev is a timestamp sent before, so at most MaxTimestamp.
-		var z uint64
-		switch {
-		case ts > *prev && ts-*prev < smallDelta && ts <= wire.MaxTimestamp:
-			z = (ts - *prev) << 1
-		case ts < *prev && *prev-ts <= smallDelta:
-			z = (*prev-ts)<<1 - 1
-		}
-		if z != 0 {
-			*prev = ts
-			if z < 1<<6 {
-				b = append(b, byte(z))
-			} else {
-				b = append(b, 0x40|byte(z>>8), byte(z))
-			}
-			return wire.AppendFrameHeader(b, uint64(size))
-		}
 		out, err := wire.AppendTimestamp(b, *prev, ts)
 		if err != nil {
 			out, ts = append(b, 0), *prev // zigzag(0)
@@ -292,10 +270,6 @@ func (s *Session) appendFrameHeader(b []byte, prev *uint64, ts uint64, size int)
 	}
 	return wire.AppendFrameHeader(b, uint64(size))
 }
-
-// smallDelta bounds the timestamp deltas appendFrameHeader encodes
-// inline: a zigzag form below 2^14, one or two varint bytes.
-const smallDelta = 1 << 13
 
 // frameStamps follows the timestamps of one group stream's frames
 // (lite-05). The wire carries each as a delta from the previous frame's,
@@ -336,47 +310,6 @@ func (st *frameStamps) add(ts uint64) {
 		}
 	}
 	st.batch = append(st.batch, ts)
-}
-
-// parseFrameHeader parses a frame's header at the start of buf: its
-// timestamp (if stamped, lite-05: a delta from prev) and its size; n is the
-// header's length. The error is wire.ErrShort when buf does not hold the
-// whole header, anything else when the timestamp is out of range.
-func parseFrameHeader(buf []byte, stamped bool, prev uint64) (ts, size uint64, n int, err error) {
-	var z uint64 // a zigzag delta of one or two bytes, decoded inline
-	switch {
-	case !stamped:
-	case len(buf) > 0 && buf[0] == 0: // delta 0, the common case: no call
-		ts, n = prev, 1
-	case len(buf) > 0 && buf[0] < 0x40:
-		z, n = uint64(buf[0]), 1
-	case len(buf) > 1 && buf[0] < 0x80:
-		z, n = uint64(buf[0]&0x3f)<<8|uint64(buf[1]), 2
-		if z == 0 { // delta 0 in two bytes (not minimal, but valid)
-			ts = prev
-		}
-	default:
-		if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
-			return 0, 0, 0, err
-		}
-	}
-	if z != 0 {
-		switch d := z >> 1; {
-		case z&1 == 0 && prev <= wire.MaxTimestamp-d:
-			ts = prev + d
-		case z&1 == 1 && d < prev && prev <= wire.MaxTimestamp:
-			ts = prev - d - 1
-		default: // out of range: ParseTimestamp says how
-			if ts, n, err = wire.ParseTimestamp(buf, prev); err != nil {
-				return 0, 0, 0, err
-			}
-		}
-	}
-	size, k, err := wire.ParseVarint(buf[n:])
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	return ts, size, n + k, nil
 }
 
 // serveFetch answers the peer's FETCH (lite-05): the group's frames, each

@@ -500,7 +500,7 @@ func (s *Session) readFrames(c *chunks, g *broadcast.GroupProducer, st *subStats
 	for {
 		batch, size := c.frames(arr[:0], s.lim.MaxFrameSize, ts)
 		if len(batch) == 0 { // the next frame is not all here yet
-			stamp, n, hlen, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
+			stamp, n, hlen, err := wire.ParseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
 			need := c.hi - c.lo + 1 // its size is not all here either
 			switch {
 			case err != nil && !errors.Is(err, wire.ErrShort): // a timestamp out of range

@@ -292,13 +292,13 @@ type subscribeRange struct {
 	v  wire.Version
 	// anyGroup: START said 0, the track having no group yet, so any group
 	// may be served; the first one served starts served, and the DROPs
-	// cover the sequences below it too.
-	anyGroup  bool
-	first     uint64 // START's group, or with anyGroup the first served
-	next      uint64 // one past the highest group served (first until one is)
-	servedOne bool
-	served    groupSpan
-	buf       []byte
+	// cover the sequences below it too. first and next are then both 0
+	// until a group is served, and never both after.
+	anyGroup bool
+	first    uint64 // START's group, or with anyGroup the first served
+	next     uint64 // one past the highest group served (first until one is)
+	served   groupSpan
+	buf      []byte
 }
 
 // maxEndDrops bounds the DROPs written before END: a track with more gaps
@@ -333,13 +333,12 @@ func (r *subscribeRange) serve(seq uint64) error {
 		return nil
 	}
 	switch {
-	case r.anyGroup && !r.servedOne:
+	case r.anyGroup && r.first == 0 && r.next == 0: // the first served
 		r.first = seq
 		r.served.started(seq)
 	case seq < r.first: // below the first served (anyGroup): the gaps are unknown
 		r.served.giveUp()
 	}
-	r.servedOne = true
 	r.served.arrived(seq)
 	r.next = max(r.next, seq+1)
 	return nil
@@ -352,7 +351,7 @@ func (r *subscribeRange) end() error {
 		return nil
 	}
 	if gaps, ok := r.served.gaps(r.next, maxEndDrops); ok {
-		if r.anyGroup && r.servedOne && r.first > 0 { // none below the first served came
+		if r.anyGroup && r.first > 0 { // none below the first served came
 			gaps = append([]seqRange{{0, r.first - 1}}, gaps...)
 		}
 		for _, g := range gaps {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // chunkMax is the largest chunk, and the size from which a frame gets
@@ -71,7 +72,7 @@ func (c *chunks) frames(dst [][]byte, maxSize int, ts *frameStamps) ([][]byte, u
 	var total uint64
 	ts.batch = ts.batch[:0]
 	for len(dst) < cap(dst) {
-		stamp, size, n, err := parseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
+		stamp, size, n, err := wire.ParseFrameHeader(c.buf[c.lo:c.hi], ts.on, ts.prev)
 		if err != nil || size > uint64(maxSize) || size > uint64(c.hi-c.lo-n) {
 			break
 		}

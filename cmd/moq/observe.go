@@ -99,7 +99,7 @@ func newTally(n *node) *tally { return &tally{n: n, last: map[moq.Session]sessio
 // startNodeLine starts the live line of a node or relay (verb): round
 // trip, peers, subscribers and rates, from t.
 func startNodeLine(ctx context.Context, std stdio, quiet bool, verb string, t *tally) *progress {
-	return startLine(std.stderr, quiet, verb, true, func(uint64) status {
+	return startProgress(std.stderr, quiet, verb, func(uint64) status {
 		lt := t.read(ctx, true)
 		return status{rtt: lt.rtt, peers: lt.peers, subscribers: lt.subscribers, sent: lt.bytesSent, received: lt.bytesRecv}
 	})

@@ -32,11 +32,10 @@ const liveEvery = 250 * time.Millisecond
 // network RTT is what can be measured honestly. Off a terminal, or with
 // --quiet, it draws nothing: it counts, and reads status at each tick.
 type progress struct {
-	w    io.Writer
-	verb string // "sent", "received", "node" or "relay"
-	// node draws a node's or relay's line: peers, subscribers and payload
-	// both ways, from status (the command counts no frames of its own).
-	node   bool
+	w io.Writer
+	// verb is "sent", "received", "node" or "relay"; the last two draw a
+	// node's line (nodeLine).
+	verb   string
 	status func(frames uint64) status
 	frames atomic.Uint64
 	bytes  atomic.Uint64
@@ -53,12 +52,7 @@ type progress struct {
 // false; status, if not nil, is read on the drawing goroutine and given
 // the frames counted so far.
 func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) status) *progress {
-	return startLine(w, quiet, verb, false, st)
-}
-
-// startLine is startProgress, drawing a node's line if node is set.
-func startLine(w io.Writer, quiet bool, verb string, node bool, st func(frames uint64) status) *progress {
-	p := &progress{w: w, verb: verb, node: node, status: st, stop: make(chan struct{})}
+	p := &progress{w: w, verb: verb, status: st, stop: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.draw = true
 	}
@@ -128,10 +122,15 @@ func (p *progress) run() {
 	}
 }
 
+// nodeLine reports whether p draws a node's or relay's line: peers,
+// subscribers and payload both ways, from status (the command counts no
+// frames of its own).
+func (p *progress) nodeLine() bool { return p.verb == "node" || p.verb == "relay" }
+
 // line renders the status line.
 func (p *progress) line(st status, frames, bytes uint64, elapsed time.Duration, fps, mibps, sentMiBps, recvMiBps float64) string {
 	var line string
-	if p.node {
+	if p.nodeLine() {
 		line = fmt.Sprintf("%s: %d peers, %d subscribers, sent %.1f MiB (%.2f MiB/s), received %.1f MiB (%.2f MiB/s), up %s",
 			p.verb, st.peers, max(st.subscribers, 0), float64(st.sent)/(1<<20), sentMiBps, float64(st.received)/(1<<20), recvMiBps,
 			elapsed.Truncate(time.Second))

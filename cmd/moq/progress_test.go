@@ -15,15 +15,14 @@ func TestProgressLine(t *testing.T) {
 		sent: 3 << 20, received: 5 << 20}
 	for _, tc := range []struct {
 		verb string
-		node bool
 		want string
 	}{
-		{"sent", false, "sent 100 frames, 7 groups, 1.0 MiB in 4s: 25 frames/s, 0.25 MiB/s, 1 skipped, 2 peers, 3 subscribers, rtt 1.23ms"},
-		{"received", false, "received 100 frames, 7 groups, 1.0 MiB in 4s: 25 frames/s, 0.25 MiB/s, 1 skipped, 2 peers, 3 subscribers, rtt 1.23ms"},
-		{"node", true, "node: 2 peers, 3 subscribers, sent 3.0 MiB (0.75 MiB/s), received 5.0 MiB (1.25 MiB/s), up 4s, rtt 1.23ms"},
-		{"relay", true, "relay: 2 peers, 3 subscribers, sent 3.0 MiB (0.75 MiB/s), received 5.0 MiB (1.25 MiB/s), up 4s, rtt 1.23ms"},
+		{"sent", "sent 100 frames, 7 groups, 1.0 MiB in 4s: 25 frames/s, 0.25 MiB/s, 1 skipped, 2 peers, 3 subscribers, rtt 1.23ms"},
+		{"received", "received 100 frames, 7 groups, 1.0 MiB in 4s: 25 frames/s, 0.25 MiB/s, 1 skipped, 2 peers, 3 subscribers, rtt 1.23ms"},
+		{"node", "node: 2 peers, 3 subscribers, sent 3.0 MiB (0.75 MiB/s), received 5.0 MiB (1.25 MiB/s), up 4s, rtt 1.23ms"},
+		{"relay", "relay: 2 peers, 3 subscribers, sent 3.0 MiB (0.75 MiB/s), received 5.0 MiB (1.25 MiB/s), up 4s, rtt 1.23ms"},
 	} {
-		p := &progress{verb: tc.verb, node: tc.node}
+		p := &progress{verb: tc.verb}
 		if got := p.line(st, 100, 1<<20, 4500*time.Millisecond, 25, 0.25, 0.75, 1.25); got != tc.want {
 			t.Errorf("%s line:\n got %s\nwant %s", tc.verb, got, tc.want)
 		}
@@ -37,7 +36,7 @@ func TestProgressLine(t *testing.T) {
 	// The relay command draws the node's line (startNodeLine), not pub's.
 	prog := startNodeLine(t.Context(), stdio{stderr: io.Discard}, true, "relay", newTally(&node{}))
 	prog.close()
-	if !prog.node || prog.verb != "relay" {
-		t.Errorf("startNodeLine(relay): node=%v verb=%q", prog.node, prog.verb)
+	if !prog.nodeLine() || prog.verb != "relay" {
+		t.Errorf("startNodeLine(relay): nodeLine=%v verb=%q", prog.nodeLine(), prog.verb)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,6 +27,18 @@ func hmacKey(t *testing.T) ([]byte, string) {
 	_, _ = rand.Read(secret)
 	j, _ := json.Marshal(map[string]any{"alg": "HS256", "key_ops": []string{"sign", "verify"}, "k": enc(secret)})
 	return secret, enc(j)
+}
+
+// hmacKeyFile writes a new HMAC key's JWK (hmacKey) to root.jwk in dir, for
+// a relay's --auth-key, and returns the secret and the file's path.
+func hmacKeyFile(t *testing.T, dir string) ([]byte, string) {
+	t.Helper()
+	secret, jwk := hmacKey(t)
+	file := filepath.Join(dir, "root.jwk")
+	if err := os.WriteFile(file, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return secret, file
 }
 
 func sign(t *testing.T, method jwt.SigningMethod, key any, c map[string]any) string {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -151,11 +150,7 @@ func TestRelayHTTP(t *testing.T) {
 // HTTP endpoints show anonymous callers the public broadcasts only.
 func TestRelayPublic(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
-	keyFile := filepath.Join(t.TempDir(), "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
 	r, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--public", "open", "--http", "127.0.0.1:0",
 		"--listen", "ws://127.0.0.1:0", "--listen", "https://127.0.0.1:0")
 	base := relayHTTP(t, r)
@@ -244,11 +239,7 @@ func openSession(t *testing.T, url string) *session.Session {
 // subscription to the same broadcast is served.
 func TestRelayPutOnlySubscribe(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
-	keyFile := filepath.Join(t.TempDir(), "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
 	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "https://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
 	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
 	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
@@ -294,11 +285,7 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 // its redials are refused as expired.
 func TestRelayTokenExpiry(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
-	keyFile := filepath.Join(t.TempDir(), "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
 	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "https://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
 	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
 	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
@@ -352,12 +339,8 @@ func TestRelayTokenExpiry(t *testing.T) {
 // any session.
 func TestRelayUntrustedPeer(t *testing.T) {
 	t.Parallel()
-	_, jwk := hmacKey(t)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, keyFile := hmacKeyFile(t, dir)
 	// Identities made before the relay starts: their peer IDs are trusted.
 	ids := map[string]string{}
 	args := []string{"--auth-key", keyFile, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -79,11 +78,7 @@ func TestRelayCluster(t *testing.T) {
 // tokens are refused, as is a put-only token's subscription.
 func TestRelayAuth(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
-	keyFile := filepath.Join(t.TempDir(), "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
 	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "ws://127.0.0.1:0", "--listen", "https://127.0.0.1:0")
 	tok := func(c map[string]any) string { return sign(t, jwt.SigningMethodHS256, secret, c) }
 	put := tok(map[string]any{"root": "room", "put": "", "exp": future()})
@@ -134,11 +129,7 @@ func TestRelayAuth(t *testing.T) {
 // frame published at the other relay.
 func TestRelayAuthLink(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
-	keyFile := filepath.Join(t.TempDir(), "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
 	_, aa := startRelay(t, "relay A", "--listen", "moql://127.0.0.1:0")
 	_, ba := startRelay(t, "relay B", "--auth-key", keyFile, "--listen", "ws://127.0.0.1:0", "--connect", aa["moql"], "--insecure")
 	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
@@ -303,12 +294,8 @@ func TestRelayAdvertise(t *testing.T) {
 // subscriber at B.
 func TestRelayAuthMutualLinks(t *testing.T) {
 	t.Parallel()
-	secret, jwk := hmacKey(t)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "root.jwk")
-	if err := os.WriteFile(keyFile, []byte(jwk), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret, keyFile := hmacKeyFile(t, dir)
 	type relay struct{ idFile, p2p string }
 	var rs [2]relay
 	for i := range rs {

@@ -42,6 +42,20 @@ type Config struct {
 	Queue int
 }
 
+// newRNG returns the generator of the Loss, Jitter and Reorder draws,
+// seeded with seed.
+func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// delay is the delay of one packet (or chunk): Delay, plus a Jitter drawn
+// from rng (none drawn without Jitter), never below zero.
+func (cfg *Config) delay(rng *rand.Rand) time.Duration {
+	d := cfg.Delay
+	if j := cfg.Jitter; j > 0 {
+		d = max(d+time.Duration(rng.Int64N(int64(2*j)+1))-j, 0)
+	}
+	return d
+}
+
 // Conn is a net.PacketConn whose WriteTo delays (and drops) packets as its
 // Config says; reads are untouched. Impair both ends of a link for a
 // symmetric one.
@@ -76,7 +90,7 @@ func New(pc net.PacketConn, cfg Config) *Conn {
 		cfg.Queue = 4096
 	}
 	c := &Conn{PacketConn: pc, cfg: cfg, q: make(chan packet, cfg.Queue), done: make(chan struct{}),
-		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), held: map[*time.Timer]struct{}{}}
+		rng: newRNG(cfg.Seed), held: map[*time.Timer]struct{}{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.run()
 	return c
@@ -102,10 +116,7 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if drop {
 		c.dropped++
 	}
-	delay := c.cfg.Delay
-	if j := c.cfg.Jitter; j > 0 {
-		delay = max(delay+time.Duration(c.rng.Int64N(int64(2*j)+1))-j, 0)
-	}
+	delay := c.cfg.delay(c.rng)
 	if !drop && c.cfg.Reorder > 0 && c.rng.Float64() < c.cfg.Reorder {
 		// Held back on a timer of its own: the queue's later packets
 		// leave before it.
@@ -153,7 +164,7 @@ func (c *Conn) Set(cfg Config) {
 	defer c.mu.Unlock()
 	cfg.Queue = c.cfg.Queue
 	if cfg.Seed != c.cfg.Seed {
-		c.rng = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+		c.rng = newRNG(cfg.Seed)
 	}
 	c.cfg = cfg
 }

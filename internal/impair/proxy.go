@@ -181,7 +181,7 @@ func (p *TCPProxy) Set(cfg Config) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rng == nil || cfg.Seed != p.cfg.Seed {
-		p.rng = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+		p.rng = newRNG(cfg.Seed)
 	}
 	cut := cfg.Loss >= 1
 	if cut && !p.cut {
@@ -196,10 +196,10 @@ func (p *TCPProxy) Set(cfg Config) {
 func (p *TCPProxy) gate() (time.Duration, bool) {
 	for {
 		p.mu.Lock()
-		cut, healed, closed, cfg := p.cut, p.healed, p.closed, p.cfg
-		d := cfg.Delay
-		if !cut && !closed && cfg.Jitter > 0 {
-			d = max(d+time.Duration(p.rng.Int64N(int64(2*cfg.Jitter)+1))-cfg.Jitter, 0)
+		cut, healed, closed := p.cut, p.healed, p.closed
+		var d time.Duration
+		if !cut && !closed {
+			d = p.cfg.delay(p.rng)
 		}
 		p.mu.Unlock()
 		if closed {

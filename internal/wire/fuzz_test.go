@@ -286,6 +286,27 @@ func FuzzTimestamp(f *testing.F) {
 	})
 }
 
+// FuzzFrameHeader: ParseFrameHeader, whose one- and two-byte timestamp
+// deltas are decoded inline, agrees with ParseTimestamp and ParseVarint
+// field by field, stamped (lite-05) or not.
+func FuzzFrameHeader(f *testing.F) {
+	for _, s := range samples(f) { // the pinned timestamped frames, and each cut short
+		if p, ok := s.p.(tsFramePart); ok {
+			for i := range len(s.b) + 1 {
+				f.Add(p.prev, true, s.b[:i])
+			}
+			f.Add(p.prev, false, s.b)
+		}
+	}
+	for _, h := range []string{"01 00", "40 00 00", "7f ff 05", "80 00 40 00 05", "ff"} {
+		f.Add(uint64(0), true, unhex(f, h))
+		f.Add(uint64(MaxTimestamp), true, unhex(f, h))
+	}
+	f.Fuzz(func(t *testing.T, prev uint64, stamped bool, data []byte) {
+		checkFrameHeader(t, data, stamped, prev)
+	})
+}
+
 func FuzzDatagram(f *testing.F) {
 	for _, s := range samples(f) { // the pinned DATAGRAM vectors
 		if _, ok := s.p.(datagramPart); ok {

@@ -33,7 +33,7 @@ func (m *Group) decodeBody(b []byte, _ Version) error {
 // AppendFrameHeader appends the size varint that precedes a frame payload
 // of size bytes; the caller writes the payload itself, avoiding a copy.
 // The same form is used in every version up to lite-04 (lite-05 adds a
-// timestamp before it).
+// timestamp before it, AppendTimestamp; ParseFrameHeader reads both).
 func AppendFrameHeader(b []byte, size uint64) []byte {
 	return AppendVarint(b, size)
 }

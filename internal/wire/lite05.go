@@ -316,8 +316,32 @@ const maxZigzagDelta = MaxVarint / 2
 // AppendTimestamp appends the timestamp field of a frame with timestamp
 // ts after one with prev (0 for a group's first frame). Both must be at
 // most MaxTimestamp, and their difference must fit a 62-bit zigzag varint
-// (ErrInvalid otherwise).
+// (ErrInvalid otherwise). It allocates nothing but b's growth.
 func AppendTimestamp(b []byte, prev, ts uint64) ([]byte, error) {
+	// A media stream's deltas (0 for frames without a timestamp, a frame
+	// interval, a B-frame's step back) are small: a zigzag of one or two
+	// varint bytes, appended here without a call.
+	var z uint64
+	switch {
+	case ts >= prev && ts-prev < smallDelta && ts <= MaxTimestamp:
+		z = (ts - prev) << 1
+	case ts < prev && prev-ts <= smallDelta && prev <= MaxTimestamp:
+		z = (prev-ts)<<1 - 1
+	default:
+		return appendTimestamp(b, prev, ts)
+	}
+	if z < 1<<6 {
+		return append(b, byte(z)), nil
+	}
+	return append(b, 0x40|byte(z>>8), byte(z)), nil
+}
+
+// smallDelta bounds the timestamp deltas AppendTimestamp encodes inline:
+// a zigzag form below 2^14, one or two varint bytes.
+const smallDelta = 1 << 13
+
+// appendTimestamp is AppendTimestamp for any delta.
+func appendTimestamp(b []byte, prev, ts uint64) ([]byte, error) {
 	if ts > MaxTimestamp || prev > MaxTimestamp {
 		return b, wrap("frame timestamp", fmt.Errorf("%d: %w", ts, ErrInvalid))
 	}
@@ -384,6 +408,41 @@ func ReadTimestamp(r io.ByteReader, prev uint64) (uint64, error) {
 		return 0, err
 	}
 	return applyDelta(prev, z)
+}
+
+// ParseFrameHeader parses what precedes a frame's payload at the start of
+// b: if stamped (lite-05), the timestamp field, decoded against prev as
+// ParseTimestamp does; then the size. n is the header's length. A b that
+// does not hold the whole header is ErrShort, a timestamp out of range
+// ErrInvalid. It allocates nothing.
+func ParseFrameHeader(b []byte, stamped bool, prev uint64) (ts, size uint64, n int, err error) {
+	if stamped {
+		// Zigzag deltas of one or two bytes (0 for frames without a
+		// timestamp, a frame interval, a B-frame's step back) are decoded
+		// here without a call.
+		var z uint64
+		switch {
+		case len(b) > 0 && b[0] < 0x40:
+			z, n = uint64(b[0]), 1
+		case len(b) > 1 && b[0] < 0x80:
+			z, n = uint64(b[0]&0x3f)<<8|uint64(b[1]), 2
+		}
+		switch d := z >> 1; {
+		case n > 0 && z&1 == 0 && prev <= MaxTimestamp-d:
+			ts = prev + d
+		case n > 0 && z&1 == 1 && d < prev && prev <= MaxTimestamp:
+			ts = prev - d - 1
+		default: // a longer field, or out of range: ParseTimestamp says how
+			if ts, n, err = ParseTimestamp(b, prev); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+	}
+	size, k, err := ParseVarint(b[n:])
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return ts, size, n + k, nil
 }
 
 // Datagram (lite-05) is one QUIC datagram: a single-frame group of a
