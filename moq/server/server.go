@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -131,6 +132,14 @@ type Server struct {
 	closed   bool
 }
 
+// Bounds of the HTTP side (WebSocket upgrades, pages): how long a
+// connection may take to deliver a request's headers (its TLS handshake
+// included), and how long it may idle between requests.
+const (
+	httpHeaderTimeout = 10 * time.Second
+	httpIdleTimeout   = 2 * time.Minute
+)
+
 func (s *Server) init() error {
 	s.once.Do(func() {
 		if s.Moq == nil {
@@ -163,7 +172,12 @@ func (s *Server) init() error {
 			Handler:     h,
 			Logger:      s.log,
 		})
-		s.hs = &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		// A client that never finishes its request (or its TLS handshake,
+		// which the header timeout bounds too), or idles between requests,
+		// must not hold a connection and a goroutine for ever: nothing
+		// else bounds them before a WebSocket upgrade.
+		s.hs = &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			ReadHeaderTimeout: httpHeaderTimeout, IdleTimeout: httpIdleTimeout}
 	})
 	return s.initErr
 }
