@@ -142,7 +142,9 @@ func (s *groupSpan) covered() bool {
 	// Every sequence in [low, end) must be seen or dropped: count them.
 	var n uint64
 	for k := range s.seen {
-		if k < s.end && !s.droppedHas(k) {
+		// A DROP that moved low past groups seen out of order leaves them
+		// in seen below low: already accounted for, not to count again.
+		if k >= s.low && k < s.end && !s.droppedHas(k) {
 			n++
 		}
 	}
@@ -172,7 +174,7 @@ func (s *groupSpan) gaps(end uint64, max int) ([]seqRange, bool) {
 	}
 	keys := make([]uint64, 0, len(s.seen))
 	for k := range s.seen {
-		if k < end {
+		if k >= s.low && k < end {
 			keys = append(keys, k)
 		}
 	}
