@@ -263,3 +263,26 @@ func TestGroupSpanGaps(t *testing.T) {
 		t.Fatal("gaps of a span given up")
 	}
 }
+
+// A group that arrived out of order and that a DROP then jumped low past is
+// accounted for once: it does not stand in for a later group still owed.
+func TestSpanDropPastOutOfOrderGroup(t *testing.T) {
+	var s groupSpan
+	s.started(0)
+	s.arrived(5)     // out of order
+	s.dropped(0, 10) // low jumps to 11, past 5
+	for g := uint64(11); g <= 18; g++ {
+		s.arrived(g)
+	}
+	s.ended(20) // 11..19 owed; 19 has not arrived
+	if s.covered() {
+		t.Fatalf("covered with group 19 missing (low %d, seen %v)", s.low, s.seen)
+	}
+	if gaps, _ := s.gaps(20, 8); len(gaps) != 1 || gaps[0] != (seqRange{19, 19}) {
+		t.Fatalf("gaps %v, want [19 19]", gaps)
+	}
+	s.arrived(19)
+	if !s.covered() {
+		t.Fatalf("not covered once 19 arrived (low %d, seen %v)", s.low, s.seen)
+	}
+}
