@@ -303,8 +303,12 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 	a, b := nw.add(t), nw.add(t)
 	old := broadcast.New(broadcast.Config{})
 	oldPub, _ := a.a.Publish(testCtx(t), "cam", old.Consume())
-	if _, err := a.a.Publish(testCtx(t), "cam", broadcast.New(broadcast.Config{}).Consume()); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("second publish: %v, want ErrDuplicate", err)
+	_, err := a.a.Publish(testCtx(t), "cam", broadcast.New(broadcast.Config{}).Consume())
+	if !errors.Is(err, ErrDuplicate) || !errors.Is(err, broadcast.ErrDuplicate) || broadcast.CodeOf(err) != broadcast.CodeDuplicate {
+		t.Fatalf("second publish: %v (code %v), want ErrDuplicate matching broadcast.ErrDuplicate", err, broadcast.CodeOf(err))
+	}
+	if _, err := a.a.Publish(testCtx(t), "mic", nil); !errors.Is(err, ErrNilBroadcast) {
+		t.Fatalf("publish of nil: %v, want ErrNilBroadcast", err)
 	}
 	oldPub.Unpublish()
 	fresh := broadcast.New(broadcast.Config{})

@@ -248,10 +248,14 @@ func refuse(conn Conn, err error) {
 }
 
 // Publish offers b at name to every current and future session until it is
-// unpublished or b ends. A name that is taken returns ErrDuplicate. If ctx
+// unpublished or b ends. A name that is taken returns ErrDuplicate, a nil b
+// ErrNilBroadcast. If ctx
 // ends as the actor publishes, Publish returns the publication all the
 // same: it never returns an error for a broadcast it published.
 func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
+	if b == nil { // checked here: the actor's goroutine would panic on it
+		return nil, ErrNilBroadcast
+	}
 	req := publishReq{cl: new(claim), name: name, b: b, reply: make(chan publishResult, 1)}
 	if err := send(ctx, a, a.publishc, req); err != nil {
 		return nil, err

@@ -1,6 +1,10 @@
 package actor
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/moqp2p/moqp2p/broadcast"
+)
 
 // ErrShutdown is returned by every request made after Shutdown began, and to
 // connects still pending when it did.
@@ -8,7 +12,17 @@ var ErrShutdown = errors.New("moq: shut down")
 
 // ErrDuplicate is returned when a broadcast name is already published: one
 // name holds one publication until it is unpublished or its broadcast ends.
-var ErrDuplicate = errors.New("moq: broadcast name already published")
+// It matches broadcast.ErrDuplicate too (and carries its code), so a caller
+// that checks the model's sentinel is not surprised.
+var ErrDuplicate error = duplicateError{}
+
+type duplicateError struct{}
+
+func (duplicateError) Error() string { return "moq: broadcast name already published" }
+func (duplicateError) Unwrap() error { return broadcast.ErrDuplicate }
+
+// ErrNilBroadcast refuses a Publish of a nil broadcast.
+var ErrNilBroadcast = errors.New("moq: publish of a nil broadcast")
 
 // ErrDialPanic wraps a panic in a dial, reported to every waiter instead of
 // leaving them hanging.

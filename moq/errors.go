@@ -12,8 +12,11 @@ import (
 var (
 	// ErrShutdown: the Moq is shut down (or shutting down).
 	ErrShutdown = actor.ErrShutdown
-	// ErrDuplicate: the broadcast name is already published.
+	// ErrDuplicate: the broadcast name is already published. It matches
+	// broadcast.ErrDuplicate too.
 	ErrDuplicate = actor.ErrDuplicate
+	// ErrNilBroadcast: Publish was given a nil broadcast.
+	ErrNilBroadcast = actor.ErrNilBroadcast
 	// ErrTooManyDials: a connect needed a new dial while PeerLimits.PendingDials
 	// dials were in flight.
 	ErrTooManyDials = actor.ErrTooManyDials
