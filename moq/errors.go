@@ -15,6 +15,8 @@ var (
 	// ErrDuplicate: the broadcast name is already published. It matches
 	// broadcast.ErrDuplicate too.
 	ErrDuplicate = actor.ErrDuplicate
+	// ErrSelfConnect: Connect was given the node's own peer ID.
+	ErrSelfConnect = errors.New("moq: connect to this node's own peer ID")
 	// ErrNilBroadcast: Publish was given a nil broadcast.
 	ErrNilBroadcast = actor.ErrNilBroadcast
 	// ErrTooManyDials: a connect needed a new dial while PeerLimits.PendingDials

@@ -184,8 +184,11 @@ func (m *Moq) PublishedBroadcasts(ctx context.Context) ([]string, error) { retur
 // the background afterwards); if none answers within half a second, the
 // host connects and the session takes the path that connection proves.
 // Concurrent calls for one peer share one dial; a closing session is never
-// returned.
+// returned. The node's own peer ID returns ErrSelfConnect.
 func (m *Moq) Connect(ctx context.Context, addr peer.AddrInfo) (*Session, error) {
+	if addr.ID == m.h.ID() { // a session with ourselves would answer nothing
+		return nil, ErrSelfConnect
+	}
 	s, err := m.a.Connect(ctx, addr)
 	if err != nil {
 		return nil, err

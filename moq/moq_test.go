@@ -354,6 +354,20 @@ func TestTCPPeerUsesStreams(t *testing.T) {
 	}
 }
 
+// Connect to the node's own peer ID is refused at once, however the
+// addresses are given, and leaves no session behind.
+func TestConnectSelf(t *testing.T) {
+	a := newNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Connect(ctx, peer.AddrInfo{ID: a.h.ID(), Addrs: a.h.Addrs()}); !errors.Is(err, ErrSelfConnect) {
+		t.Fatalf("connect to self: %v, want ErrSelfConnect", err)
+	}
+	if ss, err := a.Sessions(ctx); err != nil || len(ss) != 0 {
+		t.Fatalf("sessions after a self connect: %d (%v), want none", len(ss), err)
+	}
+}
+
 // Connect to a peer the host is not connected to, with its QUIC address:
 // raw QUIC straight to that address (one handshake), then the host connects
 // to the peer in the background as before.
