@@ -45,7 +45,8 @@ type ResilientOptions struct {
 	Link *Link
 	// MaxOutage ends the track once it has had no upstream for this long:
 	// its reads then fail with an error matching ErrOutage and wrapping
-	// the last attempt's error. The outage runs from the loss until a
+	// the last attempt's error (not when that was only the bound's own
+	// deadline: the end must not match context.DeadlineExceeded). The outage runs from the loss until a
 	// group arrives again: an upstream subscription that is accepted and
 	// then ends before delivering a group (a relay that takes it and then
 	// finds its own upstream lacks the track, say) does not end it. A
@@ -353,7 +354,7 @@ func (t *ResilientTrack) run(up upstream, link *Link, detach func()) {
 			return
 		}
 		if t.ctx.Err() != nil {
-			t.local.Abort(context.Cause(t.ctx))
+			t.local.Abort(t.endCause())
 			return
 		}
 		now := time.Now()
@@ -443,11 +444,27 @@ func (t *ResilientTrack) resubscribe(link *Link, prev peer.ID, since time.Time, 
 		t.events.push(TrackEvent{Kind: TrackLive, Peer: up.from, At: time.Now()})
 		return up, nil
 	case t.ctx.Err() != nil:
-		return upstream{}, context.Cause(t.ctx)
+		return upstream{}, t.endCause()
 	case ctx.Err() == nil: // the caller's link was detached: no upstream will come
 		return upstream{}, fmt.Errorf("moq: resilient track %q: %w", t.name, err)
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// The attempt ended with the outage bound's own deadline: wrapped,
+		// it would make the track's end look like the reader's ctx ending.
+		return upstream{}, fmt.Errorf("%w (%v): %q: last attempt: %v", ErrOutage, t.opts.MaxOutage, t.name, err)
+	}
 	return upstream{}, fmt.Errorf("%w (%v): %q: last attempt: %w", ErrOutage, t.opts.MaxOutage, t.name, err)
+}
+
+// endCause is why the track ended when its own context did: the node shut
+// down (ErrShutdown) or Close was called (broadcast.ErrCancelled, as a plain
+// track's reads say after Close). Not the bare context.Canceled, which a
+// reader would take for its own ctx ending.
+func (t *ResilientTrack) endCause() error {
+	if t.m.ctx.Err() != nil {
+		return ErrShutdown
+	}
+	return broadcast.ErrCancelled
 }
 
 // overLink subscribes over the link's session as soon as it has one (its

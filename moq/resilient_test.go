@@ -2,6 +2,7 @@ package moq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/faults"
 	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/internal/testutil"
@@ -192,4 +194,58 @@ func TestResilientTrackNamesItsUpstream(t *testing.T) {
 		}
 	}
 	t.Fatal("no live event")
+}
+
+// A resilient track's ends never read as the reader's own ctx ending: after
+// Close its reads fail with broadcast.ErrCancelled (as a plain track's do),
+// and an outage's error does not match context.DeadlineExceeded although its
+// last attempt ended with the outage bound's deadline.
+func TestResilientEndsAreNotContextErrors(t *testing.T) {
+	pub, sub := newNode(t), newNode(t)
+	m := publish(t, pub, "live")
+	paced(t, m, 30)
+	sub.connect(t, pub)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	closed, err := sub.SubscribeResilient(ctx, "live", "video", ResilientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := closed.RecvGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	for {
+		_, err := closed.RecvGroup(ctx)
+		if err == nil {
+			continue // groups cached before the close
+		}
+		if !errors.Is(err, broadcast.ErrCancelled) || errors.Is(err, context.Canceled) {
+			t.Fatalf("read after Close: %v, want broadcast.ErrCancelled and not context.Canceled", err)
+		}
+		break
+	}
+
+	tr, err := sub.SubscribeResilient(ctx, "live", "video", ResilientOptions{MaxOutage: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.RecvGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.pub.Unpublish() // no provider is left anywhere
+	for {
+		_, err := tr.RecvGroup(ctx)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the outage did not end the track: %v", err)
+		}
+		if !errors.Is(err, ErrOutage) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			t.Fatalf("outage end: %v, want ErrOutage and no context error", err)
+		}
+		break
+	}
 }
