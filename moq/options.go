@@ -61,7 +61,10 @@ const DefaultDeadPeerTimeout = keepalive.DefaultTimeout
 // Without it, sessions run over libp2p streams only.
 func WithQUIC(t *QUICTransport) Option { return func(o *options) { o.quic = t } }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default slog.Default()). The node adds a
+// "node" attribute (its host's peer ID) to every record, so that the logs
+// of several nodes in one process can be told apart: a logger given here
+// should not carry one already.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithAdmission decides about every incoming session before anything is
