@@ -93,7 +93,12 @@
 // moq, broadcast (the media) and go-libp2p's core (the host), plus discovery's
 // NewDHT for a node with a DHT. What remains of other packages in moq's API
 // is for reading or tuning, never required: Stats' Link and Media counters
-// (transport.Stats, session.Stats), and HostConfig's libp2p types.
+// (transport.Stats, session.Stats), and HostConfig's libp2p types (its
+// listen addresses are go-multiaddr's). Errors need no other import: the
+// error a session ends with may be a *transport.ConnError, whose moq-lite
+// code broadcast.CodeOf reads. Session.Conn's transport.Conn is for
+// low-level use, and pinning a server's certificate (moq/server's Dialer)
+// takes package transport/cert.
 //
 // All state lives in one actor goroutine (package actor); Moq and Session
 // are handles that send it messages.
