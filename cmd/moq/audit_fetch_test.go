@@ -43,7 +43,7 @@ func TestAuditRelayFetchCopiesPerRequest(t *testing.T) {
 		_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
 		fmt.Fprintf(c, "GET /fetch/x/video HTTP/1.1\r\nHost: x\r\n\r\n")
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(7 * time.Second) // past fetchLatest's own 5 s deadline
 	grew := testutil.HeapAlloc() - heap0
 	for _, c := range cs {
 		_ = c.Close()
