@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -97,7 +98,7 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		connects[i].cost = costs[i]
 	}
 	log := nf.logger(std.stderr)
-	auth := &relayAuth{byAddr: map[string]addrPerms{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+	auth := newRelayAuth()
 	for _, p := range public {
 		auth.public = append(auth.public, broadcast.CleanPath(p))
 	}
@@ -284,12 +285,39 @@ type relayAuth struct {
 
 	mu     sync.Mutex
 	byAddr map[string]addrPerms // by the client's remote address, set by route
+	perIP  map[netip.Addr]int   // byAddr's entries by clientIP
 }
 
 // maxGrants bounds the clients whose token grants the relay remembers:
 // one per session, plus requests admitted in the last minute that did not
-// become sessions. Worst case about 200 B each.
-const maxGrants = 16384
+// become sessions. Worst case about 200 B each. maxGrantsPerIP bounds one
+// address's share, so that one address (new source port per request)
+// cannot fill the table and lock every other client out: filling it takes
+// maxGrants/maxGrantsPerIP addresses. It is well above a server's
+// sessions per address (32 by default), for clients that reconnect.
+const (
+	maxGrants      = 16384
+	maxGrantsPerIP = 128
+)
+
+// clientIP is the address a client's grants are counted by, as
+// server.Server bounds its clients: the IP, or for IPv6 its /64 (one host
+// usually has a whole /64), link-local addresses whole.
+func clientIP(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() && !a.IsLinkLocalUnicast() {
+		a = netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr()
+	}
+	return a
+}
+
+func newRelayAuth() *relayAuth {
+	return &relayAuth{byAddr: map[string]addrPerms{}, perIP: map[netip.Addr]int{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+}
 
 type addrPerms struct {
 	perms
@@ -321,10 +349,17 @@ func (a *relayAuth) route(r *http.Request) (string, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.byAddr) >= maxGrants {
+	if _, ok := a.byAddr[r.RemoteAddr]; !ok {
 		// Requests that passed here but never became sessions (refused
 		// later, or a flood of upgrades) are forgotten after a minute.
-		return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+		ip := clientIP(r.RemoteAddr)
+		if a.perIP[ip] >= maxGrantsPerIP {
+			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients from this address being admitted"}
+		}
+		if len(a.byAddr) >= maxGrants {
+			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+		}
+		a.perIP[ip]++
 	}
 	a.byAddr[r.RemoteAddr] = addrPerms{perms: p, at: time.Now()}
 	return path, nil
@@ -392,10 +427,22 @@ func (a *relayAuth) enforce(ctx context.Context, m *moq.Moq) {
 		a.mu.Lock()
 		for addr, p := range a.byAddr {
 			if !live[addr] && now.Sub(p.at) > time.Minute {
-				delete(a.byAddr, addr)
+				a.forget(addr)
 			}
 		}
 		a.mu.Unlock()
+	}
+}
+
+// forget drops addr's grant; the caller holds mu.
+func (a *relayAuth) forget(addr string) {
+	if _, ok := a.byAddr[addr]; !ok {
+		return
+	}
+	delete(a.byAddr, addr)
+	ip := clientIP(addr)
+	if a.perIP[ip]--; a.perIP[ip] <= 0 {
+		delete(a.perIP, ip)
 	}
 }
 
