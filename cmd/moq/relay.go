@@ -41,7 +41,8 @@ As moq-relay does, a client's URL path scopes its session (a client at
 ws:// ports (and on --http): GET /announced/PREFIX lists the broadcasts
 under PREFIX (JSON), GET /fetch/BROADCAST/TRACK returns the track's latest
 group (its frames, concatenated): 404 for a broadcast or track the
-publisher does not have, 504 if no group came within 5 s.
+publisher does not have, 504 if no group came within 5 s, 503 while 32
+fetches run; a client has 10 s to read the group.
 
 With --auth-key, clients authenticate with moq-relay's tokens: ?jwt=TOKEN on
 the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
@@ -128,7 +129,8 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 	var node *node
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveRelayHTTP(node.p2p.m, auth, w, r) })
+	fetch := newFetcher()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveRelayHTTP(node.p2p.m, auth, fetch, w, r) })
 	opts := []moq.Option{moq.WithForwarding(moq.Forwarding{
 		Linger: *linger,
 		Accept: func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.put, path) },
@@ -447,7 +449,7 @@ func (a *relayAuth) forget(addr string) {
 }
 
 // serveRelayHTTP answers moq-relay's HTTP endpoints.
-func serveRelayHTTP(m *moq.Moq, auth *relayAuth, w http.ResponseWriter, r *http.Request) {
+func serveRelayHTTP(m *moq.Moq, auth *relayAuth, fetch *fetcher, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		http.Error(w, "GET only", http.StatusMethodNotAllowed)
 		return
@@ -500,15 +502,44 @@ func serveRelayHTTP(m *moq.Moq, auth *relayAuth, w http.ResponseWriter, r *http.
 			http.NotFound(w, r)
 			return
 		}
-		fetchLatest(r.Context(), b, track, w)
+		fetch.latest(r.Context(), b, track, w)
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-// fetchLatest writes the latest group of a track, waiting up to 5 s for one.
-func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w http.ResponseWriter) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// Bounds of GET /fetch: how long it waits for a group to arrive and
+// finish, how long the client may take to read it, and how many fetches
+// run at once (more are answered 503). A fetch holds the group's frames,
+// shared with the track's cache rather than copied: beyond the cache, it
+// costs memory only for a group evicted meanwhile, at worst maxFetches
+// groups for fetchWait+fetchWriteTimeout.
+const (
+	fetchWait         = 5 * time.Second
+	fetchWriteTimeout = 10 * time.Second
+	maxFetches        = 32
+)
+
+// fetcher serves GET /fetch within its bounds.
+type fetcher struct {
+	wait, writeTimeout time.Duration
+	slots              chan struct{} // a token per running fetch
+}
+
+func newFetcher() *fetcher {
+	return &fetcher{wait: fetchWait, writeTimeout: fetchWriteTimeout, slots: make(chan struct{}, maxFetches)}
+}
+
+// latest writes the latest group of a track, waiting up to f.wait for one.
+func (f *fetcher) latest(ctx context.Context, b *broadcast.Consumer, track string, w http.ResponseWriter) {
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	default:
+		http.Error(w, "too many fetches at once", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.wait)
 	defer cancel()
 	tc, err := b.SubscribeTrack(broadcast.Track{Name: track})
 	if err != nil {
@@ -521,21 +552,33 @@ func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w htt
 		http.Error(w, err.Error(), fetchStatus(err))
 		return
 	}
-	var body []byte
+	// The whole group before the first byte, so that a failure still gets
+	// its status; the frames are the cache's, not copies.
+	var frames [][]byte
+	size := 0
 	for {
-		f, err := g.ReadFrame(ctx)
+		fr, err := g.ReadFrame(ctx)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			http.Error(w, err.Error(), fetchStatus(err))
 			return
 		}
-		body = append(body, f...)
+		frames = append(frames, fr)
+		size += len(fr)
 	}
+	// A client that stops reading must not hold the frames (and a fetch
+	// slot) for ever.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(f.writeTimeout))
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(size))
 	w.Header().Set("X-Group", strconv.FormatUint(g.Sequence(), 10))
-	_, _ = w.Write(body)
+	for _, fr := range frames {
+		if _, err := w.Write(fr); err != nil {
+			return
+		}
+	}
 }
 
 // fetchStatus is the HTTP status for why a fetch got no group: 404 for a
