@@ -156,7 +156,10 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		if err != nil {
 			return fmt.Errorf("--http: %w", err)
 		}
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		// Nothing here streams: /announced answers at once and /fetch
+		// sets its own, shorter, write deadline.
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: 2 * time.Minute, WriteTimeout: fetchWait + fetchWriteTimeout + 5*time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer func() { _ = hs.Close() }()
 		fmt.Fprintf(std.stdout, "http: http://%s\n", listenAddr(*httpAddr, ln.Addr()))
