@@ -42,7 +42,8 @@ ws:// ports (and on --http): GET /announced/PREFIX lists the broadcasts
 under PREFIX (JSON), GET /fetch/BROADCAST/TRACK returns the track's latest
 group (its frames, concatenated): 404 for a broadcast or track the
 publisher does not have, 504 if no group came within 5 s, 503 while 32
-fetches run; a client has 10 s to read the group.
+fetches run (429 while 4 of the client's address); a client has 10 s to
+read the group.
 
 With --auth-key, clients authenticate with moq-relay's tokens: ?jwt=TOKEN on
 the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
@@ -505,7 +506,7 @@ func serveRelayHTTP(m *moq.Moq, auth *relayAuth, fetch *fetcher, w http.Response
 			http.NotFound(w, r)
 			return
 		}
-		fetch.latest(r.Context(), b, track, w)
+		fetch.latest(r, b, track, w)
 	default:
 		http.NotFound(w, r)
 	}
@@ -513,7 +514,9 @@ func serveRelayHTTP(m *moq.Moq, auth *relayAuth, fetch *fetcher, w http.Response
 
 // Bounds of GET /fetch: how long it waits for a group to arrive and
 // finish, how long the client may take to read it, and how many fetches
-// run at once (more are answered 503). A fetch holds the group's frames,
+// run at once (more are answered 503), of which one address runs at most
+// maxFetchesPerIP (more are answered 429), so that one client cannot take
+// every slot. A fetch holds the group's frames,
 // shared with the track's cache rather than copied: beyond the cache, it
 // costs memory only for a group evicted meanwhile, at worst maxFetches
 // groups for fetchWait+fetchWriteTimeout.
@@ -521,28 +524,58 @@ const (
 	fetchWait         = 5 * time.Second
 	fetchWriteTimeout = 10 * time.Second
 	maxFetches        = 32
+	maxFetchesPerIP   = 4
 )
 
 // fetcher serves GET /fetch within its bounds.
 type fetcher struct {
 	wait, writeTimeout time.Duration
+	perIP              int
 	slots              chan struct{} // a token per running fetch
+
+	mu   sync.Mutex
+	byIP map[netip.Addr]int // running fetches by clientIP
 }
 
 func newFetcher() *fetcher {
-	return &fetcher{wait: fetchWait, writeTimeout: fetchWriteTimeout, slots: make(chan struct{}, maxFetches)}
+	return &fetcher{wait: fetchWait, writeTimeout: fetchWriteTimeout, perIP: maxFetchesPerIP,
+		slots: make(chan struct{}, maxFetches), byIP: map[netip.Addr]int{}}
+}
+
+// take counts a fetch of the client at remote ("host:port"), or returns
+// the status refusing it.
+func (f *fetcher) take(remote string) (done func(), status int) {
+	ip := clientIP(remote)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byIP[ip] >= f.perIP {
+		return nil, http.StatusTooManyRequests
+	}
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		return nil, http.StatusServiceUnavailable
+	}
+	f.byIP[ip]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.byIP[ip]--; f.byIP[ip] <= 0 {
+			delete(f.byIP, ip)
+		}
+		<-f.slots
+	}, 0
 }
 
 // latest writes the latest group of a track, waiting up to f.wait for one.
-func (f *fetcher) latest(ctx context.Context, b *broadcast.Consumer, track string, w http.ResponseWriter) {
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	default:
-		http.Error(w, "too many fetches at once", http.StatusServiceUnavailable)
+func (f *fetcher) latest(r *http.Request, b *broadcast.Consumer, track string, w http.ResponseWriter) {
+	done, status := f.take(r.RemoteAddr)
+	if done == nil {
+		http.Error(w, "too many fetches at once", status)
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.wait)
+	defer done()
+	ctx, cancel := context.WithTimeout(r.Context(), f.wait)
 	defer cancel()
 	tc, err := b.SubscribeTrack(broadcast.Track{Name: track})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 func fetchServer(t *testing.T, f *fetcher, b *broadcast.Producer) *httptest.Server {
 	bc := b.Consume()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.latest(r.Context(), bc, "video", w)
+		f.latest(r, bc, "video", w)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -47,6 +47,7 @@ func TestRelayFetchStalledClients(t *testing.T) {
 	}
 	f := newFetcher()
 	f.writeTimeout = time.Second
+	f.perIP = clients
 	srv := fetchServer(t, f, b)
 	heap0 := testutil.HeapAlloc()
 	for range clients {
@@ -74,6 +75,7 @@ func TestRelayFetchCap(t *testing.T) {
 	f := newFetcher()
 	f.wait = 2 * time.Second
 	f.slots = make(chan struct{}, 2)
+	f.perIP = 3 // all from 127.0.0.1
 	srv := fetchServer(t, f, b)
 	codes := make(chan int, 2)
 	for range 2 {
@@ -103,4 +105,34 @@ func TestRelayFetchCap(t *testing.T) {
 		}
 	}
 	waitSlots(t, f, 0)
+}
+
+// One address runs at most perIP fetches (429 beyond), so that it cannot
+// take every slot; an IPv6 client's /64 counts as one address.
+func TestRelayFetchPerIP(t *testing.T) {
+	f := newFetcher()
+	f.perIP = 2
+	f.slots = make(chan struct{}, 4)
+	var dones []func()
+	for _, remote := range []string{"192.0.2.1:1", "192.0.2.1:2", "[2001:db8::1]:1", "[2001:db8::2]:1"} {
+		done, status := f.take(remote)
+		if done == nil {
+			t.Fatalf("%s refused (%d)", remote, status)
+		}
+		dones = append(dones, done)
+	}
+	for _, remote := range []string{"192.0.2.1:3", "[2001:db8::3]:1"} {
+		if _, status := f.take(remote); status != http.StatusTooManyRequests {
+			t.Fatalf("third fetch of %s's address: status %d, want 429", remote, status)
+		}
+	}
+	if _, status := f.take("198.51.100.1:1"); status != http.StatusServiceUnavailable {
+		t.Fatalf("fetch over the cap: status %d, want 503", status)
+	}
+	for _, done := range dones {
+		done()
+	}
+	if len(f.slots) != 0 || len(f.byIP) != 0 {
+		t.Fatalf("%d slots, %d addresses left", len(f.slots), len(f.byIP))
+	}
 }
