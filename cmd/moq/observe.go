@@ -59,7 +59,10 @@ func startObserve(n *node) (*observeServer, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.p2p.reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /stats", server.StatsHandler(n.p2p.m))
 	o := &observeServer{addr: ln.Addr().String(), done: make(chan struct{}),
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+		// /metrics and /stats answer at once: a client that idles or
+		// stops reading is dropped.
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second}}
 	go func() {
 		defer close(o.done)
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

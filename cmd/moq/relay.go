@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -40,7 +41,9 @@ As moq-relay does, a client's URL path scopes its session (a client at
 ws:// ports (and on --http): GET /announced/PREFIX lists the broadcasts
 under PREFIX (JSON), GET /fetch/BROADCAST/TRACK returns the track's latest
 group (its frames, concatenated): 404 for a broadcast or track the
-publisher does not have, 504 if no group came within 5 s.
+publisher does not have, 504 if no group came within 5 s, 503 while 32
+fetches run (429 while 4 of the client's address); a client has 10 s to
+read the group.
 
 With --auth-key, clients authenticate with moq-relay's tokens: ?jwt=TOKEN on
 the URL, signed with that key (a JWK file, as moq-token writes them: HMAC,
@@ -97,7 +100,7 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		connects[i].cost = costs[i]
 	}
 	log := nf.logger(std.stderr)
-	auth := &relayAuth{byAddr: map[string]addrPerms{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+	auth := newRelayAuth()
 	for _, p := range public {
 		auth.public = append(auth.public, broadcast.CleanPath(p))
 	}
@@ -127,7 +130,8 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		}
 	}
 	var node *node
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveRelayHTTP(node.p2p.m, auth, w, r) })
+	fetch := newFetcher()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveRelayHTTP(node.p2p.m, auth, fetch, w, r) })
 	opts := []moq.Option{moq.WithForwarding(moq.Forwarding{
 		Linger: *linger,
 		Accept: func(s *moq.Session, path string) bool { p := auth.perms(s); return p.may(p.put, path) },
@@ -153,7 +157,10 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		if err != nil {
 			return fmt.Errorf("--http: %w", err)
 		}
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		// Nothing here streams: /announced answers at once and /fetch
+		// sets its own, shorter, write deadline.
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: 2 * time.Minute, WriteTimeout: fetchWait + fetchWriteTimeout + 5*time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer func() { _ = hs.Close() }()
 		fmt.Fprintf(std.stdout, "http: http://%s\n", listenAddr(*httpAddr, ln.Addr()))
@@ -284,12 +291,39 @@ type relayAuth struct {
 
 	mu     sync.Mutex
 	byAddr map[string]addrPerms // by the client's remote address, set by route
+	perIP  map[netip.Addr]int   // byAddr's entries by clientIP
 }
 
 // maxGrants bounds the clients whose token grants the relay remembers:
 // one per session, plus requests admitted in the last minute that did not
-// become sessions. Worst case about 200 B each.
-const maxGrants = 16384
+// become sessions. Worst case about 200 B each. maxGrantsPerIP bounds one
+// address's share, so that one address (new source port per request)
+// cannot fill the table and lock every other client out: filling it takes
+// maxGrants/maxGrantsPerIP addresses. It is well above a server's
+// sessions per address (32 by default), for clients that reconnect.
+const (
+	maxGrants      = 16384
+	maxGrantsPerIP = 128
+)
+
+// clientIP is the address a client's grants are counted by, as
+// server.Server bounds its clients: the IP, or for IPv6 its /64 (one host
+// usually has a whole /64), link-local addresses whole.
+func clientIP(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() && !a.IsLinkLocalUnicast() {
+		a = netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr()
+	}
+	return a
+}
+
+func newRelayAuth() *relayAuth {
+	return &relayAuth{byAddr: map[string]addrPerms{}, perIP: map[netip.Addr]int{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+}
 
 type addrPerms struct {
 	perms
@@ -321,10 +355,17 @@ func (a *relayAuth) route(r *http.Request) (string, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.byAddr) >= maxGrants {
+	if _, ok := a.byAddr[r.RemoteAddr]; !ok {
 		// Requests that passed here but never became sessions (refused
 		// later, or a flood of upgrades) are forgotten after a minute.
-		return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+		ip := clientIP(r.RemoteAddr)
+		if a.perIP[ip] >= maxGrantsPerIP {
+			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients from this address being admitted"}
+		}
+		if len(a.byAddr) >= maxGrants {
+			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
+		}
+		a.perIP[ip]++
 	}
 	a.byAddr[r.RemoteAddr] = addrPerms{perms: p, at: time.Now()}
 	return path, nil
@@ -392,15 +433,27 @@ func (a *relayAuth) enforce(ctx context.Context, m *moq.Moq) {
 		a.mu.Lock()
 		for addr, p := range a.byAddr {
 			if !live[addr] && now.Sub(p.at) > time.Minute {
-				delete(a.byAddr, addr)
+				a.forget(addr)
 			}
 		}
 		a.mu.Unlock()
 	}
 }
 
+// forget drops addr's grant; the caller holds mu.
+func (a *relayAuth) forget(addr string) {
+	if _, ok := a.byAddr[addr]; !ok {
+		return
+	}
+	delete(a.byAddr, addr)
+	ip := clientIP(addr)
+	if a.perIP[ip]--; a.perIP[ip] <= 0 {
+		delete(a.perIP, ip)
+	}
+}
+
 // serveRelayHTTP answers moq-relay's HTTP endpoints.
-func serveRelayHTTP(m *moq.Moq, auth *relayAuth, w http.ResponseWriter, r *http.Request) {
+func serveRelayHTTP(m *moq.Moq, auth *relayAuth, fetch *fetcher, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		http.Error(w, "GET only", http.StatusMethodNotAllowed)
 		return
@@ -453,15 +506,76 @@ func serveRelayHTTP(m *moq.Moq, auth *relayAuth, w http.ResponseWriter, r *http.
 			http.NotFound(w, r)
 			return
 		}
-		fetchLatest(r.Context(), b, track, w)
+		fetch.latest(r, b, track, w)
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-// fetchLatest writes the latest group of a track, waiting up to 5 s for one.
-func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w http.ResponseWriter) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// Bounds of GET /fetch: how long it waits for a group to arrive and
+// finish, how long the client may take to read it, and how many fetches
+// run at once (more are answered 503), of which one address runs at most
+// maxFetchesPerIP (more are answered 429), so that one client cannot take
+// every slot. A fetch holds the group's frames,
+// shared with the track's cache rather than copied: beyond the cache, it
+// costs memory only for a group evicted meanwhile, at worst maxFetches
+// groups for fetchWait+fetchWriteTimeout.
+const (
+	fetchWait         = 5 * time.Second
+	fetchWriteTimeout = 10 * time.Second
+	maxFetches        = 32
+	maxFetchesPerIP   = 4
+)
+
+// fetcher serves GET /fetch within its bounds.
+type fetcher struct {
+	wait, writeTimeout time.Duration
+	perIP              int
+	slots              chan struct{} // a token per running fetch
+
+	mu   sync.Mutex
+	byIP map[netip.Addr]int // running fetches by clientIP
+}
+
+func newFetcher() *fetcher {
+	return &fetcher{wait: fetchWait, writeTimeout: fetchWriteTimeout, perIP: maxFetchesPerIP,
+		slots: make(chan struct{}, maxFetches), byIP: map[netip.Addr]int{}}
+}
+
+// take counts a fetch of the client at remote ("host:port"), or returns
+// the status refusing it.
+func (f *fetcher) take(remote string) (done func(), status int) {
+	ip := clientIP(remote)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byIP[ip] >= f.perIP {
+		return nil, http.StatusTooManyRequests
+	}
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		return nil, http.StatusServiceUnavailable
+	}
+	f.byIP[ip]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.byIP[ip]--; f.byIP[ip] <= 0 {
+			delete(f.byIP, ip)
+		}
+		<-f.slots
+	}, 0
+}
+
+// latest writes the latest group of a track, waiting up to f.wait for one.
+func (f *fetcher) latest(r *http.Request, b *broadcast.Consumer, track string, w http.ResponseWriter) {
+	done, status := f.take(r.RemoteAddr)
+	if done == nil {
+		http.Error(w, "too many fetches at once", status)
+		return
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(r.Context(), f.wait)
 	defer cancel()
 	tc, err := b.SubscribeTrack(broadcast.Track{Name: track})
 	if err != nil {
@@ -474,21 +588,33 @@ func fetchLatest(ctx context.Context, b *broadcast.Consumer, track string, w htt
 		http.Error(w, err.Error(), fetchStatus(err))
 		return
 	}
-	var body []byte
+	// The whole group before the first byte, so that a failure still gets
+	// its status; the frames are the cache's, not copies.
+	var frames [][]byte
+	size := 0
 	for {
-		f, err := g.ReadFrame(ctx)
+		fr, err := g.ReadFrame(ctx)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			http.Error(w, err.Error(), fetchStatus(err))
 			return
 		}
-		body = append(body, f...)
+		frames = append(frames, fr)
+		size += len(fr)
 	}
+	// A client that stops reading must not hold the frames (and a fetch
+	// slot) for ever.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(f.writeTimeout))
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(size))
 	w.Header().Set("X-Group", strconv.FormatUint(g.Sequence(), 10))
-	_, _ = w.Write(body)
+	for _, fr := range frames {
+		if _, err := w.Write(fr); err != nil {
+			return
+		}
+	}
 }
 
 // fetchStatus is the HTTP status for why a fetch got no group: 404 for a

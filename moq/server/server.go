@@ -75,7 +75,9 @@ type Server struct {
 	// of its session (a broadcast path prefix; "" for everything). An error
 	// refuses the session, with its code if it is a *broadcast.Error
 	// (Unauthorized otherwise). Nil scopes each session to its URL path.
-	// Raw QUIC sessions carry no request and see everything.
+	// Raw QUIC sessions carry no request and see everything. It runs only
+	// for clients within their address's bounds (MaxSessionsPerIP,
+	// MaxPendingPerIP), so what it records stays bounded per address.
 	Route func(r *http.Request) (scope string, err error)
 	// Handler serves the plain HTTP requests (a page, say), over TCP and
 	// HTTP/3. Nil answers 404, except for CertificatePath.
@@ -102,7 +104,26 @@ type Server struct {
 	// negative no bound. The node-wide bound (moq.WithPendingAdmissions)
 	// applies too: a hostile address holds at most this many of the node's
 	// admission slots, one goroutine and one connection each.
+	//
+	// A QUIC connection that negotiated HTTP/3 and carries no session (it
+	// has sent no WebTransport CONNECT yet, or its sessions ended) counts
+	// against both bounds as a session waiting for admission: an address
+	// holds at most MaxPendingPerIP of them, and one over the bound when
+	// its last session ends is closed.
+	//
+	// An address is an IPv4 address or an IPv6 /64 (one host usually has a
+	// whole /64; link-local addresses count alone).
 	MaxPendingPerIP int
+
+	// ReadHeaderTimeout bounds how long a TCP connection may take to send a
+	// request's headers, its TLS handshake included (http.Server's field of
+	// that name). Zero means DefaultReadHeaderTimeout, negative none.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a TCP connection idle between requests, and an
+	// HTTP/3 connection with no request open (a WebTransport session keeps
+	// its request open), after this long. Zero means DefaultIdleTimeout,
+	// negative none.
+	IdleTimeout time.Duration
 
 	once    sync.Once
 	initErr error
@@ -125,20 +146,31 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*moq.Session]struct{}
-	perIP    map[netip.Addr]*ipLoad // sessions and admissions by source address
+	perIP    map[netip.Addr]*ipLoad   // sessions and admissions by source address
+	h3conns  map[*quic.Conn]*connLoad // HTTP/3 connections counted in perIP
 	tcp      net.Listener
 	udp      net.PacketConn
 	draining bool // Shutdown began: refuse new sessions
 	closed   bool
 }
 
-// Bounds of the HTTP side (WebSocket upgrades, pages): how long a
-// connection may take to deliver a request's headers (its TLS handshake
-// included), and how long it may idle between requests.
+// Defaults of ReadHeaderTimeout and IdleTimeout.
 const (
-	httpHeaderTimeout = 10 * time.Second
-	httpIdleTimeout   = 2 * time.Minute
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
 )
+
+// timeout is a duration field's value: def for zero, none (0, as net/http
+// and http3 take it) for negative.
+func timeout(v, def time.Duration) time.Duration {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
 
 func (s *Server) init() error {
 	s.once.Do(func() {
@@ -166,18 +198,26 @@ func (s *Server) init() error {
 		s.drainCtx, s.drainCancel = context.WithCancel(s.ctx)
 		s.sessions = map[*moq.Session]struct{}{}
 		s.perIP = map[netip.Addr]*ipLoad{}
+		s.h3conns = map[*quic.Conn]*connLoad{}
 		h := http.HandlerFunc(s.serveHTTP)
+		idle := timeout(s.IdleTimeout, DefaultIdleTimeout)
+		if idle == 0 {
+			idle = -1 // webtransport's "none"
+		}
 		s.wt = webtransport.NewServer(s.tc, s.QUICConfig, webtransport.Config{
 			CheckOrigin: s.CheckOrigin,
 			Handler:     h,
 			Logger:      s.log,
+			IdleTimeout: idle,
+			AdmitConn:   s.admitConn,
 		})
 		// A client that never finishes its request (or its TLS handshake,
 		// which the header timeout bounds too), or idles between requests,
 		// must not hold a connection and a goroutine for ever: nothing
 		// else bounds them before a WebSocket upgrade.
 		s.hs = &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-			ReadHeaderTimeout: httpHeaderTimeout, IdleTimeout: httpIdleTimeout}
+			ReadHeaderTimeout: timeout(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+			IdleTimeout:       timeout(s.IdleTimeout, DefaultIdleTimeout)}
 	})
 	return s.initErr
 }
@@ -303,8 +343,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	// The address's bounds come before Route, so that an address over them
+	// costs Route nothing (a token check, a grant it records).
+	ip := remoteIP(r.RemoteAddr)
+	if err := s.reserve(ip, nil); err != nil {
+		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
 	scope, err := s.route(r)
 	if err != nil {
+		s.release(ip, nil, true)
 		code := http.StatusForbidden
 		if s.isDraining() {
 			code = http.StatusServiceUnavailable
@@ -312,17 +361,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	ip := remoteIP(r.RemoteAddr)
-	if err := s.reserve(ip); err != nil {
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
-		http.Error(w, err.Error(), http.StatusTooManyRequests)
-		return
-	}
 	// Waiting for an admission slot before the upgrade leaves the client
 	// waiting for its answer: back-pressure rather than a refusal.
 	slot, err := s.Moq.Admission(s.drainCtx)
 	if err != nil {
-		s.release(ip, true)
+		s.release(ip, nil, true)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -334,11 +377,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, &cfg)
 	if err != nil {
 		slot.Release()
-		s.release(ip, true)
+		s.release(ip, nil, true)
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.register(slot, c, scope, ip)
+	s.register(slot, c, scope, ip, nil)
 }
 
 // acceptQUIC registers the WebTransport and raw QUIC sessions. It waits
@@ -350,28 +393,31 @@ func (s *Server) acceptQUIC() {
 		if err != nil {
 			return
 		}
-		scope := ""
-		if req != nil {
-			if scope, err = s.route(req); err != nil {
-				code, reason := refusal(err)
-				_ = c.CloseWithError(uint32(code), reason)
-				continue
-			}
-		}
 		ip := remoteIP(c.RemoteAddr().String())
-		if err := s.reserve(ip); err != nil {
+		cl := s.connLoad(c)
+		// Before Route, as for WebSocket.
+		if err := s.reserve(ip, cl); err != nil {
 			code, reason := refusal(err)
 			s.log.Debug("session refused", "remote", c.RemoteAddr(), "err", err)
 			_ = c.CloseWithError(uint32(code), reason)
 			continue
 		}
+		scope := ""
+		if req != nil {
+			if scope, err = s.route(req); err != nil {
+				s.release(ip, cl, true)
+				code, reason := refusal(err)
+				_ = c.CloseWithError(uint32(code), reason)
+				continue
+			}
+		}
 		slot, err := s.Moq.Admission(s.drainCtx)
 		if err != nil {
-			s.release(ip, true)
+			s.release(ip, cl, true)
 			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 			continue
 		}
-		s.wg.Go(func() { s.register(slot, c, scope, ip) })
+		s.wg.Go(func() { s.register(slot, c, scope, ip, cl) })
 	}
 }
 
@@ -416,8 +462,18 @@ var (
 	ErrTooManyPending  = moq.ErrTooManyPending
 )
 
-// ipLoad is what one source address holds.
-type ipLoad struct{ sessions, pending int }
+// ipLoad is what one source address holds: sessions (admitted or not),
+// those waiting for admission, and HTTP/3 connections carrying no session,
+// which count as both.
+type ipLoad struct{ sessions, pending, idle int }
+
+// connLoad is an HTTP/3 connection's share of its address's ipLoad.
+type connLoad struct {
+	conn     *quic.Conn
+	ip       netip.Addr
+	sessions int  // reserved by sessions it carries; idle while 0
+	closed   bool // the connection ended: it is no longer counted
+}
 
 func bound(v, def int) int {
 	switch {
@@ -429,38 +485,123 @@ func bound(v, def int) int {
 	return v
 }
 
-// remoteIP is the IP of a "host:port" address (the zero Addr if it has none,
-// which then counts as one address).
+// remoteIP is the address a "host:port" address's client is bounded by:
+// its IPv4 address or, for IPv6, its /64, as one host (or one home's
+// router) is usually handed a whole /64 and picks addresses in it at will.
+// Link-local addresses stay whole: a link's /64 is every neighbour's. An
+// address without an IP is the zero Addr, which then counts as one.
 func remoteIP(hostport string) netip.Addr {
 	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	a := ap.Addr().Unmap()
+	if a.Is6() && !a.IsLinkLocalUnicast() {
+		a = netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr()
+	}
+	return a
 }
 
-// reserve counts a new session and admission of ip, or refuses it.
-func (s *Server) reserve(ip netip.Addr) error {
+// admitConn counts a new HTTP/3 connection of its address as a session
+// waiting for admission until it carries one, or refuses it.
+func (s *Server) admitConn(c *quic.Conn) error {
+	ip := remoteIP(c.RemoteAddr().String())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.perIP[ip]
-	if l == nil {
-		l = &ipLoad{}
+	if s.draining || s.closed {
+		return ErrServerClosed
 	}
-	switch {
-	case l.sessions >= bound(s.MaxSessionsPerIP, DefaultMaxSessionsPerIP):
-		return ErrTooManySessions
-	case l.pending >= bound(s.MaxPendingPerIP, DefaultMaxPendingPerIP):
-		return ErrTooManyPending
+	l := s.load(ip)
+	if err := s.over(l, 0); err != nil {
+		s.tidy(ip, l)
+		return err
 	}
-	l.sessions++
-	l.pending++
-	s.perIP[ip] = l
+	l.idle++
+	cl := &connLoad{conn: c, ip: ip}
+	s.h3conns[c] = cl
+	context.AfterFunc(c.Context(), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		cl.closed = true
+		delete(s.h3conns, c)
+		if cl.sessions == 0 {
+			l := s.load(ip)
+			l.idle--
+			s.tidy(ip, l)
+		}
+	})
 	return nil
 }
 
-// admissionDone uncounts ip's admission; release(ip, true) uncounts a
-// session that never got past it, release(ip, false) one that ended.
+// connLoad is the count of the HTTP/3 connection carrying c, or nil (raw
+// QUIC, WebSocket, a connection already gone).
+func (s *Server) connLoad(c transport.Conn) *connLoad {
+	wc, ok := c.(*webtransport.Conn)
+	if !ok || wc.QUICConn() == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.h3conns[wc.QUICConn()]
+}
+
+// load is ip's entry, made if missing; the caller holds mu and calls tidy
+// once done with it.
+func (s *Server) load(ip netip.Addr) *ipLoad {
+	l := s.perIP[ip]
+	if l == nil {
+		l = &ipLoad{}
+		s.perIP[ip] = l
+	}
+	return l
+}
+
+// tidy forgets ip's entry once it holds nothing.
+func (s *Server) tidy(ip netip.Addr, l *ipLoad) {
+	if l.sessions <= 0 && l.idle <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// over is the refusal for one more session or connection of l, whose count
+// includes freed idle connections that are being taken over.
+func (s *Server) over(l *ipLoad, freed int) error {
+	idle := l.idle - freed
+	switch {
+	case l.sessions+idle >= bound(s.MaxSessionsPerIP, DefaultMaxSessionsPerIP):
+		return ErrTooManySessions
+	case l.pending+idle >= bound(s.MaxPendingPerIP, DefaultMaxPendingPerIP):
+		return ErrTooManyPending
+	}
+	return nil
+}
+
+// reserve counts a new session and admission of ip, or refuses it. cl is
+// the HTTP/3 connection carrying the session, if any: if it was idle, its
+// count passes to the session.
+func (s *Server) reserve(ip netip.Addr, cl *connLoad) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.load(ip)
+	freed := 0
+	if cl != nil && !cl.closed && cl.sessions == 0 {
+		freed = 1
+	}
+	if err := s.over(l, freed); err != nil {
+		s.tidy(ip, l)
+		return err
+	}
+	l.idle -= freed
+	if cl != nil {
+		cl.sessions++
+	}
+	l.sessions++
+	l.pending++
+	return nil
+}
+
+// admissionDone uncounts ip's admission; release(ip, cl, true) uncounts a
+// session that never got past it, release(ip, cl, false) one that ended.
 func (s *Server) admissionDone(ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -469,18 +610,32 @@ func (s *Server) admissionDone(ip netip.Addr) {
 	}
 }
 
-func (s *Server) release(ip netip.Addr, pending bool) {
+func (s *Server) release(ip netip.Addr, cl *connLoad, pending bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	l := s.perIP[ip]
 	if l == nil {
+		s.mu.Unlock()
 		return
 	}
 	if pending {
 		l.pending--
 	}
-	if l.sessions--; l.sessions <= 0 {
-		delete(s.perIP, ip)
+	l.sessions--
+	var drop *quic.Conn
+	if cl != nil && !cl.closed {
+		if cl.sessions--; cl.sessions == 0 {
+			// Idle again: counted as a waiting session, or closed if
+			// the address has no room for one.
+			if s.over(l, 0) != nil {
+				drop = cl.conn
+			}
+			l.idle++ // until the close is seen
+		}
+	}
+	s.tidy(ip, l)
+	s.mu.Unlock()
+	if drop != nil {
+		_ = drop.CloseWithError(quic.ApplicationErrorCode(broadcast.CodeBoundsExceeded), ErrTooManyPending.Reason)
 	}
 }
 
@@ -490,12 +645,12 @@ func (s *Server) release(ip netip.Addr, pending bool) {
 // P2P sessions), so an iteration that stopped reading pauses accepting
 // once the node's slots are taken, rather than parking a goroutine and a
 // connection per client.
-func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, ip netip.Addr) {
+func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, ip netip.Addr, cl *connLoad) {
 	s.mu.Lock()
 	if s.draining || s.closed {
 		s.mu.Unlock()
 		slot.Release()
-		s.release(ip, true)
+		s.release(ip, cl, true)
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 		return
 	}
@@ -508,7 +663,7 @@ func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, i
 	// Shutdown up.
 	ms, err := slot.Accept(s.drainCtx, c, scope)
 	if err != nil {
-		s.release(ip, true)
+		s.release(ip, cl, true)
 		s.log.Debug("session not accepted", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
@@ -520,7 +675,7 @@ func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, i
 	if s.closed {
 		s.mu.Unlock()
 		_ = ms.Close(broadcast.CodeCancel, "server shutting down")
-		s.release(ip, false)
+		s.release(ip, cl, false)
 		return
 	}
 	s.sessions[ms] = struct{}{}
@@ -530,7 +685,7 @@ func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, i
 		s.mu.Lock()
 		delete(s.sessions, ms)
 		s.mu.Unlock()
-		s.release(ip, false)
+		s.release(ip, cl, false)
 	})
 	s.log.Debug("session accepted", "remote", c.RemoteAddr(), "protocol", c.Protocol(), "scope", scope)
 }

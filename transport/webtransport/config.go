@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -22,6 +23,10 @@ var DefaultProtocols = []string{wire.ALPNLite05, wire.ALPNLite04, wire.ALPNLite0
 // DefaultAcceptQueue is how many sessions wait for Accept when
 // Config.AcceptQueue is zero.
 const DefaultAcceptQueue = 64
+
+// DefaultIdleTimeout is how long an HTTP/3 connection may stay without an
+// open request when Config.IdleTimeout is zero.
+const DefaultIdleTimeout = 2 * time.Minute
 
 // Config configures a Server. The zero value accepts DefaultProtocols from
 // same-origin (or Origin-less) clients and answers other HTTP/3 requests with
@@ -47,6 +52,17 @@ type Config struct {
 	// Accept; beyond it new sessions are refused (ErrAcceptQueueFull).
 	// Zero means DefaultAcceptQueue.
 	AcceptQueue int
+	// IdleTimeout closes an HTTP/3 connection that has had no request open
+	// for this long. A WebTransport session keeps its CONNECT request open,
+	// so its connection never idles; a client that only sends QUIC PINGs
+	// does. Zero means DefaultIdleTimeout, negative none.
+	IdleTimeout time.Duration
+	// AdmitConn, if set, is asked about each new QUIC connection that
+	// negotiated h3, before any of its requests is read; an error refuses
+	// it (closed with BoundsExceeded, the error's text as reason). It lets
+	// the owner bound, per client address, connections that may never
+	// carry a session.
+	AdmitConn func(*quic.Conn) error
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 }

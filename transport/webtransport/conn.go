@@ -207,6 +207,10 @@ func (c *Conn) RemoteAddr() net.Addr { return c.sess.RemoteAddr() }
 // Session returns the underlying WebTransport session.
 func (c *Conn) Session() *webtransport.Session { return c.sess }
 
+// QUICConn is the QUIC connection carrying the session (which other
+// sessions may share), or nil if unknown.
+func (c *Conn) QUICConn() *quic.Conn { return c.qconn }
+
 // Stats reports the QUIC connection's counters (shared by every session on
 // it); zero when the connection is unknown.
 func (c *Conn) Stats() transport.Stats {

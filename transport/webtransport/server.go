@@ -27,6 +27,7 @@ type Server struct {
 	protocols []string
 	handler   http.Handler // for requests other than WebTransport CONNECTs
 	check     func(*http.Request) bool
+	admit     func(*quic.Conn) error
 	log       *slog.Logger
 	wt        *webtransport.Server
 	queue     *acceptQueue
@@ -56,6 +57,7 @@ func NewServer(tc *tls.Config, qc *quic.Config, cfg Config) *Server {
 		protocols: cfg.protocols(),
 		handler:   cfg.Handler,
 		check:     cfg.CheckOrigin,
+		admit:     cfg.AdmitConn,
 		log:       cfg.Logger,
 		conns:     map[*quic.Conn]struct{}{},
 	}
@@ -75,11 +77,21 @@ func NewServer(tc *tls.Config, qc *quic.Config, cfg Config) *Server {
 		size = DefaultAcceptQueue
 	}
 	s.queue = newAcceptQueue(size)
+	idle := cfg.IdleTimeout
+	switch {
+	case idle == 0:
+		idle = DefaultIdleTimeout
+	case idle < 0:
+		idle = 0 // http3: none
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wt = &webtransport.Server{
 		H3: &http3.Server{
 			Handler: http.HandlerFunc(s.serveHTTP),
 			Logger:  s.log,
+			// A connection that opens no request would otherwise be kept
+			// as long as the client PINGs.
+			IdleTimeout: idle,
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				return context.WithValue(ctx, quicConnKey{}, c)
 			},
@@ -150,6 +162,14 @@ func (s *Server) route(qconn *quic.Conn) {
 		return
 	}
 	log := s.log.With("remote", qconn.RemoteAddr().String(), "alpn", alpn)
+	if h3 && s.admit != nil {
+		if err := s.admit(qconn); err != nil {
+			s.wg.Done() // counted by track, not served
+			log.Debug("refusing HTTP/3 connection", "error", err)
+			_ = qconn.CloseWithError(quic.ApplicationErrorCode(codeBoundsExceeded), err.Error())
+			return
+		}
+	}
 	switch {
 	case h3:
 		log.Debug("serving HTTP/3 connection")

@@ -230,3 +230,56 @@ func TestOrdinaryHTTP3Requests(t *testing.T) {
 	f.dial(t, "/room", nil)
 	f.accept(t)
 }
+
+// dialH3 opens a QUIC connection that negotiates h3 and sends nothing.
+func (f *fixture) dialH3(t testing.TB) *quic.Conn {
+	t.Helper()
+	tc := f.clientTLS()
+	tc.NextProtos = []string{http3.NextProtoH3}
+	c, err := loopback(t).Dial(testCtx(t), mustUDPAddr(t, f.addr), tc,
+		&quic.Config{KeepAlivePeriod: 100 * time.Millisecond, MaxIdleTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseWithError(0, "") })
+	return c
+}
+
+func mustUDPAddr(t testing.TB, addr string) *net.UDPAddr {
+	a, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// AdmitConn refuses h3 connections before any request, and IdleTimeout
+// closes one that opens no request even while the client PINGs.
+func TestAdmitConnAndIdleTimeout(t *testing.T) {
+	admitted := 0
+	f := newServer(t, Config{IdleTimeout: 500 * time.Millisecond, AdmitConn: func(*quic.Conn) error {
+		if admitted++; admitted > 1 {
+			return errors.New("enough")
+		}
+		return nil
+	}})
+	kept, refused := f.dialH3(t), f.dialH3(t)
+	select {
+	case <-refused.Context().Done():
+		var ae *quic.ApplicationError
+		if err := context.Cause(refused.Context()); !errors.As(err, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(codeBoundsExceeded) {
+			t.Fatalf("refused connection closed with %v, want BoundsExceeded", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("connection AdmitConn refused still open")
+	}
+	start := time.Now()
+	select {
+	case <-kept.Context().Done():
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("idle connection closed after %v", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("request-less h3 connection open 3 s after a 500 ms IdleTimeout")
+	}
+}

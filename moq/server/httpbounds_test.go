@@ -1,0 +1,181 @@
+package server
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/webtransport"
+)
+
+// A TCP client that stalls inside its request's headers, or idles after a
+// request, is closed after ReadHeaderTimeout or IdleTimeout.
+func TestServerHTTPTimeouts(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, func(s *Server) {
+		s.ReadHeaderTimeout = 500 * time.Millisecond
+		s.IdleTimeout = 500 * time.Millisecond
+	})
+	addr := srv.TCPAddr().String()
+	var cs []net.Conn
+	t.Cleanup(func() {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+	})
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		return c
+	}
+	for range 4 { // half a request, then nothing
+		fmt.Fprint(dial(), "GET /x HTTP/1.1\r\nHost: x\r\n")
+	}
+	for range 2 { // a whole request, then idle on a kept-alive connection
+		c := dial()
+		fmt.Fprint(c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.Close {
+			t.Fatal("server closed the kept-alive connection at once")
+		}
+	}
+	start := time.Now()
+	for i, c := range cs {
+		_ = c.SetReadDeadline(start.Add(3 * time.Second))
+		// The stalled ones may get a 408 before the close; read to EOF.
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("connection %d still open after %v", i, time.Since(start))
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("connections closed after %v, want about 500 ms", d)
+	}
+}
+
+// QUIC connections that negotiate h3 and never send a request count
+// against their address as sessions waiting for admission: beyond
+// MaxPendingPerIP they are refused at once, and those kept are closed once
+// idle for IdleTimeout.
+func TestServerIdleH3Conns(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, func(s *Server) { s.IdleTimeout = 700 * time.Millisecond })
+	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h3"}}
+	qc := &quic.Config{KeepAlivePeriod: 100 * time.Millisecond, MaxIdleTimeout: 10 * time.Second}
+	const conns = 10
+	var cs []*quic.Conn
+	t.Cleanup(func() {
+		for _, c := range cs {
+			_ = c.CloseWithError(0, "")
+		}
+	})
+	for range conns {
+		c, err := quic.DialAddr(testCtx(t), srv.UDPAddr().String(), tc, qc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	alive := func() int {
+		k := 0
+		for _, c := range cs {
+			if c.Context().Err() == nil {
+				k++
+			}
+		}
+		return k
+	}
+	time.Sleep(300 * time.Millisecond)
+	if k := alive(); k != DefaultMaxPendingPerIP {
+		t.Fatalf("%d of %d request-less h3 connections alive, want %d (MaxPendingPerIP)", k, conns, DefaultMaxPendingPerIP)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for alive() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle h3 connections still open 3 s after the 700 ms IdleTimeout", alive())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, "the address's count back to nothing", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.perIP) == 0 && len(srv.h3conns) == 0
+	})
+}
+
+// An IPv6 client is bounded by its /64, other addresses by themselves.
+func TestRemoteIPKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7:443":              "192.0.2.7",
+		"[::ffff:192.0.2.7]:443":     "192.0.2.7",
+		"[2001:db8:1:2:aaaa::1]:443": "2001:db8:1:2::",
+		"[2001:db8:1:2:bbbb::9]:9":   "2001:db8:1:2::",
+		"[2001:db8:1:3::1]:9":        "2001:db8:1:3::",
+		"[fe80::1%eth0]:443":         "fe80::1%eth0",
+		"[fe80::2%eth0]:443":         "fe80::2%eth0",
+		"[::1]:443":                  "::",
+		"not an address":             "invalid IP",
+		"[2001:db8::1%zone]:1":       "2001:db8::",
+	} {
+		if got := remoteIP(in).String(); got != want {
+			t.Errorf("remoteIP(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if remoteIP("[2001:db8:1:2:aaaa::1]:1") != netip.MustParseAddr("2001:db8:1:2::") {
+		t.Error("keys of one /64 differ")
+	}
+}
+
+// A WebTransport client's connection, counted while it carries no
+// session, passes its count to its session: one address with
+// MaxPendingPerIP 1 and MaxSessionsPerIP 2 holds two sessions, a third
+// connection is refused, and once both sessions left nothing is counted.
+func TestServerH3ConnCountPassesToSession(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, func(s *Server) {
+		s.MaxPendingPerIP = 1
+		s.MaxSessionsPerIP = 2
+	})
+	url := "https://" + srv.UDPAddr().String() + "/"
+	var held []transport.Conn
+	for range 2 {
+		c, err := webtransport.Dial(testCtx(t), url, pinned(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientSession(t, c)
+		held = append(held, c)
+	}
+	eventually(t, "sessions registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 2 })
+	if c, err := webtransport.Dial(testCtx(t), url, pinned(t, srv), nil); err == nil {
+		_ = c.CloseWithError(0, "")
+		t.Fatal("a third WebTransport client was accepted over MaxSessionsPerIP 2")
+	}
+	for _, c := range held {
+		_ = c.CloseWithError(0, "")
+	}
+	eventually(t, "the address's count back to nothing", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.perIP) == 0 && len(srv.h3conns) == 0
+	})
+}
