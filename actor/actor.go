@@ -432,11 +432,16 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 		return nil, ErrShutdown
 	case name == "":
 		return nil, broadcast.ErrInvalidPath
-	case a.pubs[name] != nil:
+	case a.pubs[name] != nil && !a.pubs[name].ended():
 		return nil, fmt.Errorf("%w: %q", ErrDuplicate, name)
 	}
 	if err := b.Err(); err != nil {
 		return nil, err
+	}
+	if old := a.pubs[name]; old != nil {
+		// Its broadcast ended, and the name is free: the watch's report of
+		// the end may still be on its way, and finds the publication gone.
+		a.unpublish(old.pub.id)
 	}
 	pub := &Publication{a: a, id: a.id(), name: name, b: b}
 	p := &published{pub: pub, stops: map[uint64]func(){}}

@@ -327,6 +327,35 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 	}
 }
 
+// A broadcast that ended frees its name at once: publishing the next one
+// right after Finish succeeds, though the actor has yet to hear of the
+// end, and that late news leaves the new publication alone.
+func TestPublishRightAfterBroadcastEnds(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	s := b.connect(t, a)
+	for i := range 20 { // the end's report races the next Publish: try it often
+		old := broadcast.New(broadcast.Config{})
+		if _, err := a.a.Publish(testCtx(t), "cam", old.Consume()); err != nil {
+			t.Fatalf("round %d: publish: %v", i, err)
+		}
+		old.Finish()
+		fresh := broadcast.New(broadcast.Config{})
+		if _, err := a.a.Publish(testCtx(t), "cam", fresh.Consume()); err != nil {
+			t.Fatalf("round %d: publish right after the old broadcast's Finish: %v", i, err)
+		}
+		eventually(t, "the old publication's watcher gone", func() bool { return publicationWatchers() == 1 })
+		if names, _ := a.a.Published(testCtx(t)); len(names) != 1 {
+			t.Fatalf("round %d: published %v after the old broadcast's end was handled, want [cam]", i, names)
+		}
+		eventually(t, "the new cam announced", func() bool {
+			got := s.Remote().Get("cam")
+			return got != nil && got.Err() == nil
+		})
+		fresh.Finish()
+	}
+}
+
 // Shutdown closes sessions, fails pending connects,
 // refuses new work, is idempotent and leaves nothing behind.
 func TestShutdown(t *testing.T) {

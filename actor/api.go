@@ -248,9 +248,11 @@ func refuse(conn Conn, err error) {
 }
 
 // Publish offers b at name to every current and future session until it is
-// unpublished or b ends. A name that is taken returns ErrDuplicate. If ctx
-// ends as the actor publishes, Publish returns the publication all the
-// same: it never returns an error for a broadcast it published.
+// unpublished or b ends. A name that is taken returns ErrDuplicate; one
+// whose broadcast has ended is free, even before the actor has heard of
+// the end (Publish withdraws that publication then). If ctx ends as the
+// actor publishes, Publish returns the publication all the same: it never
+// returns an error for a broadcast it published.
 func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
 	req := publishReq{cl: new(claim), name: name, b: b, reply: make(chan publishResult, 1)}
 	if err := send(ctx, a, a.publishc, req); err != nil {

@@ -39,3 +39,13 @@ type published struct {
 	stops map[uint64]func() // per session ID: withdraw from that session's origin
 	watch context.CancelFunc
 }
+
+// ended reports whether the publication's broadcast has ended.
+func (p *published) ended() bool {
+	select {
+	case <-p.pub.b.Done():
+		return true
+	default:
+		return false
+	}
+}
