@@ -58,6 +58,10 @@ type Actor struct {
 	watches map[*SessionWatch]struct{}
 	fwd     *forwarder // nil without Config.Forward (forward.go)
 
+	// own holds the publications too, for the node's own subscribers
+	// (Local); safe for concurrent use.
+	own *broadcast.Origin
+
 	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
 	// run, use them. An entry lives until its request is answered.
 	flights sync.Map
@@ -111,6 +115,7 @@ func New(cfg Config) *Actor {
 		pending:      map[peer.ID]*dial{},
 		pubs:         map[string]*published{},
 		pubByID:      map[uint64]*published{},
+		own:          broadcast.NewOrigin(cfg.HopID),
 	}
 	a.lifetime, a.endLife = context.WithCancel(context.Background())
 	var fwdKick chan struct{}
@@ -446,6 +451,9 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 	pub := &Publication{a: a, id: a.id(), name: name, b: b}
 	p := &published{pub: pub, stops: map[uint64]func(){}}
 	a.pubs[name], a.pubByID[pub.id] = p, p
+	if stop, err := a.own.Publish(name, b); err == nil {
+		p.unown = stop
+	}
 	if a.fwd != nil {
 		a.fwd.published(name)
 	}
@@ -493,6 +501,9 @@ func (a *Actor) unpublish(id uint64) {
 	delete(a.pubByID, id)
 	delete(a.pubs, p.pub.name)
 	p.watch()
+	if p.unown != nil {
+		p.unown()
+	}
 	for _, stop := range p.stops {
 		stop()
 	}

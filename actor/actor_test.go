@@ -356,6 +356,36 @@ func TestPublishRightAfterBroadcastEnds(t *testing.T) {
 	}
 }
 
+// Local holds what is published, for the node's own subscribers: until
+// Unpublish, until the broadcast ends, and until Shutdown.
+func TestLocalHoldsThePublications(t *testing.T) {
+	nw := newNetwork(t)
+	a := nw.add(t)
+	cam, mic, tv := broadcast.New(broadcast.Config{}), broadcast.New(broadcast.Config{}), broadcast.New(broadcast.Config{})
+	camPub, _ := a.a.Publish(testCtx(t), "cam", cam.Consume())
+	_, _ = a.a.Publish(testCtx(t), "mic", mic.Consume())
+	_, _ = a.a.Publish(testCtx(t), "tv", tv.Consume())
+	for _, name := range []string{"cam", "/mic/", "tv"} {
+		if a.a.Local().Get(name) == nil {
+			t.Fatalf("%q not in Local while published", name)
+		}
+	}
+	camPub.Unpublish()
+	if a.a.Local().Get("cam") != nil {
+		t.Fatal("cam in Local after Unpublish")
+	}
+	mic.Finish()
+	if a.a.Local().Get("mic") != nil {
+		t.Fatal("mic in Local after its broadcast ended")
+	}
+	if err := a.a.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if a.a.Local().Get("tv") != nil {
+		t.Fatal("tv in Local after Shutdown")
+	}
+}
+
 // Shutdown closes sessions, fails pending connects,
 // refuses new work, is idempotent and leaves nothing behind.
 func TestShutdown(t *testing.T) {

@@ -265,6 +265,12 @@ func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer)
 	return r.p, r.err
 }
 
+// Local is the origin of the broadcasts this node publishes, by name: what
+// Publish offers every session, for the node's own subscribers to read
+// (Get, Announced) without a session. Safe for concurrent use; publish
+// through Publish only.
+func (a *Actor) Local() *broadcast.Origin { return a.own }
+
 // Published lists the names of the current publications.
 func (a *Actor) Published(ctx context.Context) ([]string, error) {
 	s, err := a.query(ctx)

@@ -37,6 +37,7 @@ func (p *Publication) Unpublish() {
 type published struct {
 	pub   *Publication
 	stops map[uint64]func() // per session ID: withdraw from that session's origin
+	unown func()            // withdraw from the actor's own origin (Local)
 	watch context.CancelFunc
 }
 
