@@ -185,6 +185,18 @@ func TestSubscribeByNameToOwnPublication(t *testing.T) {
 	}
 }
 
+// A session's Subscribe refuses an empty name at once, as Moq.Subscribe
+// does, instead of waiting for an announcement that cannot come.
+func TestSessionSubscribeEmptyNameFailsAtOnce(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	s := b.connect(t, a)
+	for _, name := range []string{"", "/", "//"} {
+		if _, err := s.Subscribe(testCtx(t), name, "video"); !errors.Is(err, broadcast.ErrInvalidPath) {
+			t.Fatalf("Subscribe(%q) = %v, want ErrInvalidPath", name, err)
+		}
+	}
+}
+
 // A stale provider that is alive but no longer publishes the name is
 // asked once, answers NotFound, and is not asked again; a live provider
 // found after it serves the broadcast.
