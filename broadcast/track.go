@@ -648,9 +648,10 @@ type TrackConsumer struct {
 	// (few: as many as groups arrived ahead of one still missing).
 	held  int
 	taken []int
-	// got is the highest sequence any read returned, from the first group
-	// that arrived after the consumer (re)started: what GetGroup may wait
-	// for under Backpressure (see awaitsLocked).
+	// got is the highest sequence any read returned since the consumer
+	// (re)started, from one past the latest group then: under
+	// Backpressure GetGroup waits for a missing group above both
+	// (awaitsLocked).
 	got    uint64
 	hasGot bool
 	from   uint64
