@@ -58,6 +58,10 @@ type Actor struct {
 	watches map[*SessionWatch]struct{}
 	fwd     *forwarder // nil without Config.Forward (forward.go)
 
+	// own holds the publications too, for the node's own subscribers
+	// (Local); safe for concurrent use.
+	own *broadcast.Origin
+
 	// Connect flights by peer (peer.ID → *flight): Connect's callers, not
 	// run, use them. An entry lives until its request is answered.
 	flights sync.Map
@@ -111,6 +115,7 @@ func New(cfg Config) *Actor {
 		pending:      map[peer.ID]*dial{},
 		pubs:         map[string]*published{},
 		pubByID:      map[uint64]*published{},
+		own:          broadcast.NewOrigin(cfg.HopID),
 	}
 	a.lifetime, a.endLife = context.WithCancel(context.Background())
 	var fwdKick chan struct{}
@@ -432,15 +437,23 @@ func (a *Actor) publish(name string, b *broadcast.Consumer) (*Publication, error
 		return nil, ErrShutdown
 	case name == "":
 		return nil, broadcast.ErrInvalidPath
-	case a.pubs[name] != nil:
+	case a.pubs[name] != nil && !a.pubs[name].ended():
 		return nil, fmt.Errorf("%w: %q", ErrDuplicate, name)
 	}
 	if err := b.Err(); err != nil {
 		return nil, err
 	}
+	if old := a.pubs[name]; old != nil {
+		// Its broadcast ended, and the name is free: the watch's report of
+		// the end may still be on its way, and finds the publication gone.
+		a.unpublish(old.pub.id)
+	}
 	pub := &Publication{a: a, id: a.id(), name: name, b: b}
 	p := &published{pub: pub, stops: map[uint64]func(){}}
 	a.pubs[name], a.pubByID[pub.id] = p, p
+	if stop, err := a.own.Publish(name, b); err == nil {
+		p.unown = stop
+	}
 	if a.fwd != nil {
 		a.fwd.published(name)
 	}
@@ -488,6 +501,9 @@ func (a *Actor) unpublish(id uint64) {
 	delete(a.pubByID, id)
 	delete(a.pubs, p.pub.name)
 	p.watch()
+	if p.unown != nil {
+		p.unown()
+	}
 	for _, stop := range p.stops {
 		stop()
 	}

@@ -331,6 +331,65 @@ func TestDuplicatePublishAndRepublish(t *testing.T) {
 	}
 }
 
+// A broadcast that ended frees its name at once: publishing the next one
+// right after Finish succeeds, though the actor has yet to hear of the
+// end, and that late news leaves the new publication alone.
+func TestPublishRightAfterBroadcastEnds(t *testing.T) {
+	nw := newNetwork(t)
+	a, b := nw.add(t), nw.add(t)
+	s := b.connect(t, a)
+	for i := range 20 { // the end's report races the next Publish: try it often
+		old := broadcast.New(broadcast.Config{})
+		if _, err := a.a.Publish(testCtx(t), "cam", old.Consume()); err != nil {
+			t.Fatalf("round %d: publish: %v", i, err)
+		}
+		old.Finish()
+		fresh := broadcast.New(broadcast.Config{})
+		if _, err := a.a.Publish(testCtx(t), "cam", fresh.Consume()); err != nil {
+			t.Fatalf("round %d: publish right after the old broadcast's Finish: %v", i, err)
+		}
+		eventually(t, "the old publication's watcher gone", func() bool { return publicationWatchers() == 1 })
+		if names, _ := a.a.Published(testCtx(t)); len(names) != 1 {
+			t.Fatalf("round %d: published %v after the old broadcast's end was handled, want [cam]", i, names)
+		}
+		eventually(t, "the new cam announced", func() bool {
+			got := s.Remote().Get("cam")
+			return got != nil && got.Err() == nil
+		})
+		fresh.Finish()
+	}
+}
+
+// Local holds what is published, for the node's own subscribers: until
+// Unpublish, until the broadcast ends, and until Shutdown.
+func TestLocalHoldsThePublications(t *testing.T) {
+	nw := newNetwork(t)
+	a := nw.add(t)
+	cam, mic, tv := broadcast.New(broadcast.Config{}), broadcast.New(broadcast.Config{}), broadcast.New(broadcast.Config{})
+	camPub, _ := a.a.Publish(testCtx(t), "cam", cam.Consume())
+	_, _ = a.a.Publish(testCtx(t), "mic", mic.Consume())
+	_, _ = a.a.Publish(testCtx(t), "tv", tv.Consume())
+	for _, name := range []string{"cam", "/mic/", "tv"} {
+		if a.a.Local().Get(name) == nil {
+			t.Fatalf("%q not in Local while published", name)
+		}
+	}
+	camPub.Unpublish()
+	if a.a.Local().Get("cam") != nil {
+		t.Fatal("cam in Local after Unpublish")
+	}
+	mic.Finish()
+	if a.a.Local().Get("mic") != nil {
+		t.Fatal("mic in Local after its broadcast ended")
+	}
+	if err := a.a.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if a.a.Local().Get("tv") != nil {
+		t.Fatal("tv in Local after Shutdown")
+	}
+}
+
 // Shutdown closes sessions, fails pending connects,
 // refuses new work, is idempotent and leaves nothing behind.
 func TestShutdown(t *testing.T) {

@@ -248,10 +248,12 @@ func refuse(conn Conn, err error) {
 }
 
 // Publish offers b at name to every current and future session until it is
-// unpublished or b ends. A name that is taken returns ErrDuplicate, a nil b
-// ErrNilBroadcast. If ctx
-// ends as the actor publishes, Publish returns the publication all the
-// same: it never returns an error for a broadcast it published.
+// unpublished or b ends. A name that is taken returns ErrDuplicate; one
+// whose broadcast has ended is free, even before the actor has heard of
+// the end (Publish withdraws that publication then). A nil b returns
+// ErrNilBroadcast. If ctx ends as the actor publishes, Publish returns the
+// publication all the same: it never returns an error for a broadcast it
+// published.
 func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer) (*Publication, error) {
 	if b == nil { // checked here: the actor's goroutine would panic on it
 		return nil, ErrNilBroadcast
@@ -266,6 +268,12 @@ func (a *Actor) Publish(ctx context.Context, name string, b *broadcast.Consumer)
 	}
 	return r.p, r.err
 }
+
+// Local is the origin of the broadcasts this node publishes, by name: what
+// Publish offers every session, for the node's own subscribers to read
+// (Get, Announced) without a session. Safe for concurrent use; publish
+// through Publish only.
+func (a *Actor) Local() *broadcast.Origin { return a.own }
 
 // Published lists the names of the current publications.
 func (a *Actor) Published(ctx context.Context) ([]string, error) {

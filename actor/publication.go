@@ -37,5 +37,16 @@ func (p *Publication) Unpublish() {
 type published struct {
 	pub   *Publication
 	stops map[uint64]func() // per session ID: withdraw from that session's origin
+	unown func()            // withdraw from the actor's own origin (Local)
 	watch context.CancelFunc
+}
+
+// ended reports whether the publication's broadcast has ended.
+func (p *published) ended() bool {
+	select {
+	case <-p.pub.b.Done():
+		return true
+	default:
+		return false
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func bpTrack(groups int) *TrackProducer {
@@ -179,5 +181,177 @@ func TestGroupSkipEvicted(t *testing.T) {
 	}
 	if n := c.SkipEvicted(); n != 0 {
 		t.Fatalf("skipped %d more, want 0", n)
+	}
+}
+
+// writeBP writes groups 0..n-1 of one frame each, waiting for room before
+// each; swapped writes each pair in reverse (1, 0, 3, 2, ...), as groups
+// racing on their own streams arrive. It reports the most groups cached.
+func writeBP(t *testing.T, tp *TrackProducer, n int, swapped bool) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		for i := range n {
+			seq := uint64(i)
+			if swapped && seq^1 < uint64(n) {
+				seq ^= 1
+			}
+			if err := tp.WaitRoom(testCtx(t)); err != nil {
+				errc <- fmt.Errorf("WaitRoom before group %d: %w", seq, err)
+				return
+			}
+			if err := tp.WriteGroup(seq, []byte(fmt.Sprint(seq))); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- tp.Finish()
+	}()
+	return errc
+}
+
+// maxCachedWhile returns the most groups tp cached while read ran.
+func maxCachedWhile(tp *TrackProducer, read func()) int {
+	stop, most := make(chan struct{}), make(chan int, 1)
+	go func() {
+		m := 0
+		for {
+			tp.t.mu.RLock()
+			m = max(m, tp.t.cached)
+			tp.t.mu.RUnlock()
+			select {
+			case <-stop:
+				most <- m
+				return
+			default:
+				runtime.Gosched()
+			}
+		}
+	}()
+	read()
+	close(stop)
+	return <-most
+}
+
+// Reading a lossless track in sequence order with GetGroup lets the
+// producer go on: each group GetGroup returned counts as received, so a
+// reader by sequence is not stuck once the cache is full. Groups arriving
+// out of order are waited for, not refused.
+func TestBackpressureGetGroupReadsEveryGroupInOrder(t *testing.T) {
+	for _, swapped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("swapped=%v", swapped), func(t *testing.T) {
+			const n, cache = 600, 4
+			tp := bpTrack(cache)
+			c := tp.Consume()
+			defer c.Close()
+			c.StartAt(0)
+			errc := writeBP(t, tp, n, swapped)
+			most := maxCachedWhile(tp, func() {
+				for i := range n {
+					g, err := c.GetGroup(testCtx(t), uint64(i))
+					if err != nil {
+						t.Fatalf("GetGroup(%d): %v", i, err)
+					}
+					if f, err := g.ReadFrame(testCtx(t)); err != nil || string(f) != fmt.Sprint(i) {
+						t.Fatalf("group %d: frame %q, %v", i, f, err)
+					}
+				}
+			})
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.GetGroup(testCtx(t), n); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("GetGroup past the end of the finished track = %v, want ErrNotFound", err)
+			}
+			if most > cache+1 { // + the group a late WaitRoom check may let in
+				t.Fatalf("the track cached %d groups, over its bound of %d", most, cache)
+			}
+			if len(c.taken) > 1 {
+				t.Fatalf("the consumer remembers %d groups taken out of arrival order", len(c.taken))
+			}
+		})
+	}
+}
+
+// NextGroup on a lossless track skips a late group, and the skipped group
+// counts as received: the producer is not held back by it.
+func TestBackpressureNextGroupSkipsLateGroups(t *testing.T) {
+	const n, cache = 600, 4
+	tp := bpTrack(cache)
+	c := tp.Consume()
+	defer c.Close()
+	errc := writeBP(t, tp, n, true)
+	got := 0
+	for {
+		g, err := c.NextGroup(testCtx(t))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d groups: %v", got, err)
+		}
+		if g.Sequence()%2 == 0 {
+			t.Fatalf("NextGroup returned late group %d", g.Sequence())
+		}
+		got++
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got != n/2 {
+		t.Fatalf("NextGroup returned %d groups, want the %d odd ones", got, n/2)
+	}
+}
+
+// GetGroup under Backpressure still refuses what will not come: a group
+// the consumer read that was evicted since, one older than its start, one
+// missing from a finished track, a dropped one; it waits for one missing
+// from a track still going. A group a sequence reader skips holds the
+// producer back.
+func TestBackpressureGetGroupRefusesWhatWillNotCome(t *testing.T) {
+	tp := bpTrack(2)
+	appendGroups(t, tp, 3) // 0 1 2, no consumer: 0 evicted
+	late := tp.Consume()   // starts at 2
+	defer late.Close()
+	if _, err := late.GetGroup(testCtx(t), 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetGroup of a group older than the consumer's start = %v", err)
+	}
+	c := tp.Consume()
+	defer c.Close()
+	c.StartAt(0)
+	for _, seq := range []uint64{1, 2} {
+		if _, err := c.GetGroup(testCtx(t), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late.Close()
+	if err := tp.WriteGroup(5); err != nil { // 3 and 4 still to come
+		t.Fatal(err)
+	}
+	if err := tp.WriteGroup(6); err != nil { // evicts 1 and 2, read by c
+		t.Fatal(err)
+	}
+	if _, err := c.GetGroup(testCtx(t), 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetGroup of an evicted group the consumer read = %v", err)
+	}
+	if tp.HasRoom() {
+		t.Fatal("room while groups 5 and 6 are unread")
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.GetGroup(short, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetGroup of a group still to come = %v, want it waited for", err)
+	}
+	tp.Drop(4, 4)
+	if _, err := c.GetGroup(testCtx(t), 4); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetGroup of a dropped group = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.GetGroup(testCtx(t), 3)
+		done <- err
+	}()
+	_ = tp.Finish()
+	if err := <-done; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetGroup of a group missing from the finished track = %v", err)
 	}
 }

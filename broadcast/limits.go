@@ -23,13 +23,17 @@ type Limits struct {
 	// groups/s).
 	CacheMaxGroups int
 	// Backpressure makes the track lossless for its consumers: a group that
-	// some open consumer has not received yet (RecvGroup has not returned it
-	// or skipped past it) is never evicted, whatever the bounds above say, and
-	// the producer is expected to call TrackProducer.WaitRoom before each new
+	// some open consumer has not received yet (neither RecvGroup, NextGroup
+	// nor GetGroup has returned it, nor have RecvGroup or NextGroup skipped
+	// past it) is never evicted, whatever the bounds above say, and the
+	// producer is expected to call TrackProducer.WaitRoom before each new
 	// group, so that the slowest consumer paces it instead of losing groups.
-	// Use it for finite transfers; live media leaves it off and drops old
-	// groups. The cache then exceeds its bounds only by the groups a producer
-	// appends without waiting.
+	// To read every group in sequence order, start the consumer with
+	// StartAt(0) and call GetGroup(0), GetGroup(1), ...; RecvGroup gives
+	// them in arrival order, NextGroup skips late ones. Use it for finite
+	// transfers; live media leaves it off and drops old groups. The cache
+	// then exceeds its bounds only by the groups a producer appends without
+	// waiting.
 	Backpressure bool
 	// Budget, if set, bounds the bytes held by the groups of every track
 	// made with these limits, together: see Budget. Nil means only the

@@ -433,7 +433,7 @@ func (t *track) roomLocked() bool {
 func (t *track) neededLocked(i int, g *group) bool {
 	idx := t.base + i
 	for _, c := range t.cursors {
-		if idx >= c.next && g.seq >= c.minSeq {
+		if idx >= max(c.next, c.held) && g.seq >= c.minSeq && !slices.Contains(c.taken, idx) {
 			return true
 		}
 	}
@@ -487,12 +487,20 @@ func (t *track) dropLocked(i int, g *group) {
 // insert), and a map costs an insert and a delete for every group that
 // passes through the cache. Caller holds t.mu.
 func (t *track) lookup(seq uint64) *group {
-	for i := t.entries.len() - 1; i >= 0; i-- {
-		if g := t.entries.at(i); g != nil && g.seq == seq {
-			return g
-		}
+	if i := t.lookupIndex(seq); i >= 0 {
+		return t.entries.at(i)
 	}
 	return nil
+}
+
+// lookupIndex is lookup that returns the group's entry, or -1.
+func (t *track) lookupIndex(seq uint64) int {
+	for i := t.entries.len() - 1; i >= 0; i-- {
+		if g := t.entries.at(i); g != nil && g.seq == seq {
+			return i
+		}
+	}
+	return -1
 }
 
 // compactLocked pops the evicted entries at the front. Caller holds t.mu.
@@ -585,6 +593,7 @@ func (t *track) consume() *TrackConsumer {
 	c := &TrackConsumer{t: t, next: t.base}
 	if t.any {
 		c.minSeq, c.hasMin = t.latest, true // join at the live edge
+		c.from = t.latest + 1
 	}
 	t.consumers++
 	if t.lim.Backpressure {
@@ -632,7 +641,21 @@ type TrackConsumer struct {
 	hasMin  bool   // minSeq was set: by the track's latest group, or StartAt
 	last    uint64 // highest sequence returned by NextGroup
 	hasLast bool
-	closed  atomic.Bool
+	// What GetGroup took, under Backpressure, so that a reader by sequence
+	// lets the producer go on as one by arrival does: held is the arrival
+	// index below which GetGroup took (or need not take) every entry, taken
+	// the indices at or past it that GetGroup took out of arrival order
+	// (few: as many as groups arrived ahead of one still missing).
+	held  int
+	taken []int
+	// got is the highest sequence any read returned since the consumer
+	// (re)started, from one past the latest group then: under
+	// Backpressure GetGroup waits for a missing group above both
+	// (awaitsLocked).
+	got    uint64
+	hasGot bool
+	from   uint64
+	closed atomic.Bool
 }
 
 // Info returns the track's name and priority.
@@ -644,6 +667,11 @@ func (c *TrackConsumer) StartAt(seq uint64) {
 	c.t.mu.RLock()
 	defer c.t.mu.RUnlock()
 	c.next, c.minSeq, c.hasMin = c.t.base, seq, true
+	c.held, c.taken, c.hasGot = c.t.base, nil, false
+	c.from = 0
+	if c.t.any {
+		c.from = c.t.latest + 1
+	}
 }
 
 // Ready waits until the track is confirmed (see TrackProducer.Hold: at
@@ -684,14 +712,17 @@ func (c *TrackConsumer) Start() (uint64, bool) {
 
 // RecvGroup returns the next group in arrival order, each group once. It
 // returns io.EOF when a finished track has no more groups, the abort error of
-// an aborted track, and ctx.Err() if ctx ends first.
+// an aborted track, and ctx.Err() if ctx ends first. Arrival order need not
+// be sequence order (a subscription's groups race on their own streams):
+// to read every group in sequence order, use GetGroup, or reorder.
 func (c *TrackConsumer) RecvGroup(ctx context.Context) (*GroupConsumer, error) {
 	return c.recv(ctx, false)
 }
 
 // NextGroup is RecvGroup that only returns groups newer than every group it
-// returned before: a group that arrives late is skipped. Use it for live
-// playback, where an old group is useless.
+// returned before: a group that arrives late is skipped (and counts as
+// received under Limits.Backpressure), so it is lossy even then. Use it
+// for live playback, where an old group is useless.
 func (c *TrackConsumer) NextGroup(ctx context.Context) (*GroupConsumer, error) {
 	return c.recv(ctx, true)
 }
@@ -712,6 +743,7 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 			if g == nil || g.seq < c.minSeq || (increasing && c.hasLast && g.seq <= c.last) {
 				continue
 			}
+			c.gotLocked(g.seq)
 			t.mu.RUnlock()
 			if increasing {
 				c.last, c.hasLast = g.seq, true
@@ -736,12 +768,27 @@ func (c *TrackConsumer) recv(ctx context.Context, increasing bool) (*GroupConsum
 // after waiting if it is newer than any group so far, and ErrNotFound if it is
 // older than the latest group and no longer (or never) cached, or dropped
 // (Drop).
+//
+// Under Limits.Backpressure a group GetGroup returned counts as received,
+// as one RecvGroup returned does, and GetGroup also waits for a group older
+// than the latest one that has not arrived yet (groups may arrive out of
+// order), as long as the track is not finished and the consumer has read
+// no newer group. So reading seq = 0, 1, 2, ... (after StartAt(0)) reads
+// every group in order, losslessly, with the producer paced by WaitRoom.
+// A group such a reader never asks for holds the producer back until the
+// consumer closes.
 func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsumer, error) {
 	t := c.t
 	for {
 		t.mu.RLock()
-		if g := t.lookup(seq); g != nil {
+		if i := t.lookupIndex(seq); i >= 0 {
+			g := t.entries.at(i)
+			took := t.lim.Backpressure && seq >= c.minSeq && c.takeLocked(i)
+			c.gotLocked(seq)
 			t.mu.RUnlock()
+			if took {
+				t.moved()
+			}
 			return g.consume(), nil
 		}
 		switch {
@@ -749,7 +796,7 @@ func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsume
 			err := t.err
 			t.mu.RUnlock()
 			return nil, err
-		case (t.any && seq <= t.latest) || (t.finished && seq >= t.final) || t.droppedLocked(seq):
+		case (t.any && seq <= t.latest && !c.awaitsLocked(seq)) || (t.finished && seq >= t.final) || t.droppedLocked(seq):
 			t.mu.RUnlock()
 			return nil, withReason(ErrNotFound, "track %q: group %d", t.info.Name, seq)
 		}
@@ -759,6 +806,54 @@ func (c *TrackConsumer) GetGroup(ctx context.Context, seq uint64) (*GroupConsume
 			return nil, err
 		}
 	}
+}
+
+// takeLocked counts entry i as received by GetGroup and reports whether
+// that may have made room. Caller holds t.mu, for reading at least: the
+// consumer's own fields are only read by others under the write lock.
+func (c *TrackConsumer) takeLocked(i int) bool {
+	t := c.t
+	lo := max(c.next, c.held, t.base)
+	idx := t.base + i
+	switch {
+	case idx < lo || slices.Contains(c.taken, idx):
+		return false // received already
+	case idx > lo:
+		c.taken = append(c.taken, idx)
+		return false // lo still holds the room
+	}
+	// The entry at the watermark: move it past every entry received or
+	// not needed, so that taken stays small.
+	c.held = idx + 1
+	c.taken = slices.DeleteFunc(c.taken, func(x int) bool { return x < c.held })
+	for j := c.held - t.base; j < t.entries.len(); j++ {
+		g := t.entries.at(j)
+		if k := slices.Index(c.taken, c.held); k >= 0 {
+			c.taken = slices.Delete(c.taken, k, k+1)
+		} else if g != nil && g.seq >= c.minSeq {
+			break
+		}
+		c.held++
+	}
+	return true
+}
+
+// gotLocked notes that a read returned group seq. Caller holds t.mu.
+func (c *TrackConsumer) gotLocked(seq uint64) {
+	if !c.hasGot || seq > c.got {
+		c.got, c.hasGot = seq, true
+	}
+}
+
+// awaitsLocked tells whether GetGroup waits for group seq, not cached but
+// older than the latest group, rather than answering ErrNotFound: under
+// Backpressure a group this consumer has yet to receive is never evicted,
+// so one newer than any the consumer had when it (re)started, and than
+// any it has read, is still on its way (groups race on their own streams)
+// until the track finishes. Caller holds t.mu.
+func (c *TrackConsumer) awaitsLocked(seq uint64) bool {
+	t := c.t
+	return t.lim.Backpressure && !t.finished && seq >= c.from && seq >= c.minSeq && (!c.hasGot || seq > c.got)
 }
 
 // Latest returns the highest group sequence so far, and false if there is none.

@@ -115,8 +115,10 @@ func (m *Moq) nearer(a, b peer.AddrInfo) int {
 
 // Subscribe reads a track of the broadcast called name, wherever it is
 // published, with no address in hand (see the package doc for the other
-// ways to subscribe). It tries a session whose peer announces name first,
-// then the providers the DHT finds (WithDHT) in the order the lookup finds
+// ways to subscribe). A broadcast this node publishes is read straight
+// from its publication (with SubscribeOptions.End, though, only from
+// another publisher). Else it tries a session whose peer announces name
+// first, then the providers the DHT finds (WithDHT) in the order the lookup finds
 // them: the next provider is tried when an attempt fails or has run for half
 // a second without success, each attempt is bounded by WithProviderTimeout,
 // and the first that delivers wins, so an unreachable or stale provider
@@ -140,8 +142,8 @@ func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts Subscr
 }
 
 // subscribeFrom is SubscribeWith that also returns the peer whose session
-// the subscription was made on ("" for a broadcast this node forwards, or
-// a session without a peer ID).
+// the subscription was made on ("" for a broadcast this node publishes or
+// forwards, or a session without a peer ID).
 func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, peer.ID, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
@@ -193,6 +195,14 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 		return nil, "", ErrShutdown
 	default:
 	}
+	var last error
+	tc, err := m.subscribeLocal(name, track, opts)
+	if tc != nil {
+		return tc, "", nil
+	}
+	if err != nil { // another publisher of the name may have the track
+		last = fmt.Errorf("local publication: %w", err)
+	}
 	if tc := m.subscribeForwarded(name, track, opts); tc != nil {
 		return tc, "", nil
 	}
@@ -200,7 +210,6 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 	if err != nil {
 		return nil, "", err
 	}
-	var last error
 	for _, s := range announcing(ctx, sessions, name, remoteWait) {
 		tc, err := s.SubscribeWith(ctx, name, track, opts)
 		if err == nil {
@@ -216,6 +225,24 @@ func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts Subscrib
 		return tc, from, err
 	}
 	return nil, "", last
+}
+
+// subscribeLocal subscribes to a track of a broadcast this node publishes
+// (Publish), read straight from it: no session carries it to the node
+// itself. Nil, nil if name is not published here, or if opts has an End:
+// a range is served by the session layer only. With Backpressure the
+// consumer is one of the published track's own, so it is lossless if
+// that track's Limits have Backpressure, as it is over a session.
+func (m *Moq) subscribeLocal(name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+	b := m.a.Local().Get(name)
+	if b == nil || opts.End != nil {
+		return nil, nil
+	}
+	info := broadcast.Track{Name: track, Priority: opts.Priority}
+	if opts.Start != nil {
+		return b.SubscribeTrackAt(info, *opts.Start)
+	}
+	return b.SubscribeTrack(info)
 }
 
 // Ticket is a ticket for the broadcast name published by this node, with the

@@ -134,6 +134,69 @@ func TestSubscribeByNameThroughSessions(t *testing.T) {
 	}
 }
 
+// Subscribe by name reads a broadcast this node publishes itself, at once
+// and without any session; a start group is honoured, a missing track is
+// the attempt's error, and an unpublished name is not served.
+func TestSubscribeByNameToOwnPublication(t *testing.T) {
+	a := newNode(t)
+	cam := publish(t, a, "cam")
+	if err := cam.track.WriteFrame([]byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+	defer cancel()
+	tc, err := a.Subscribe(ctx, "/cam/", "video")
+	if err != nil {
+		t.Fatalf("subscribe by name to the node's own publication: %v", err)
+	}
+	defer tc.Close()
+	if err := cam.track.WriteFrame([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0", "1"} { // joined at the latest group, 0
+		g, err := tc.NextGroup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, err := g.ReadFrame(ctx); err != nil || string(f) != want {
+			t.Fatalf("frame %q, %v; want %q", f, err, want)
+		}
+	}
+	zero := uint64(0)
+	from0, err := a.SubscribeWith(ctx, "cam", "video", SubscribeOptions{Start: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer from0.Close()
+	if g, err := from0.RecvGroup(ctx); err != nil || g.Sequence() != 0 {
+		t.Fatalf("subscription from group 0 got %v, %v", g, err)
+	}
+
+	short, cancelShort := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := a.Subscribe(short, "cam", "audio"); !errors.Is(err, broadcast.ErrNotFound) || !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("a track the publication lacks: %v, want ErrNoProviders wrapping ErrNotFound", err)
+	}
+	cam.pub.Unpublish()
+	short, cancelShort = context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := a.Subscribe(short, "cam", "video"); !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("an unpublished name: %v, want ErrNoProviders", err)
+	}
+}
+
+// A session's Subscribe refuses an empty name at once, as Moq.Subscribe
+// does, instead of waiting for an announcement that cannot come.
+func TestSessionSubscribeEmptyNameFailsAtOnce(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	s := b.connect(t, a)
+	for _, name := range []string{"", "/", "//"} {
+		if _, err := s.Subscribe(testCtx(t), name, "video"); !errors.Is(err, broadcast.ErrInvalidPath) {
+			t.Fatalf("Subscribe(%q) = %v, want ErrInvalidPath", name, err)
+		}
+	}
+}
+
 // A stale provider that is alive but no longer publishes the name is
 // asked once, answers NotFound, and is not asked again; a live provider
 // found after it serves the broadcast.

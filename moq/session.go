@@ -74,8 +74,9 @@ func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string
 // the peer accepted the subscription, or with the peer's refusal (an error
 // matching broadcast.ErrNotFound for a track the broadcast lacks). The
 // broadcast's end is reported by the consumer (its reads fail with an error
-// matching broadcast.ErrNotFound once the peer unannounces it). Close the
-// consumer when done.
+// matching broadcast.ErrNotFound once the peer unannounces it). An empty
+// name fails with broadcast.ErrInvalidPath at once. Close the consumer when
+// done.
 func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast.TrackConsumer, error) {
 	return s.SubscribeWith(ctx, name, track, SubscribeOptions{})
 }
@@ -84,6 +85,9 @@ func (s *Session) Subscribe(ctx context.Context, name, track string) (*broadcast
 // budget, group range, back-pressure).
 func (s *Session) SubscribeWith(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	name = broadcast.CleanPath(name)
+	if name == "" { // no peer announces it: fail now, not when ctx ends
+		return nil, broadcast.ErrInvalidPath
+	}
 	if err := s.waitAnnounced(ctx, name); err != nil {
 		if ctx.Err() != nil { // name the wait that ctx cut short
 			return nil, fmt.Errorf("moq: waiting for %s to announce %q: %w", s.remoteName(), name, err)

@@ -212,7 +212,9 @@ type SubscribeOptions struct {
 	// Backpressure makes the subscription lossless, for finite transfers: the
 	// returned consumer's track keeps every group it has not received (see
 	// broadcast.Limits.Backpressure), and a group enters it whole, once it
-	// has room; its cache is held to half of MaxReceiveBytes. Group streams
+	// has room; its cache is held to half of MaxReceiveBytes. With Start 0,
+	// reading GetGroup(0), GetGroup(1), ... gets every group in sequence
+	// order (RecvGroup gives arrival order, which may differ). Group streams
 	// are read to their end meanwhile, but once MaxGroupsInFlight groups
 	// read ahead wait for room, further group streams wait unread (and the
 	// accept loop with them): QUIC stream credit and flow control then hold
