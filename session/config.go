@@ -63,12 +63,16 @@ type Limits struct {
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
 	// once, counting announcements refused as loops (they are remembered
-	// until they end); more close the session with BoundsExceeded. Default
-	// 4096: under 2 KiB each besides the path, 8 MiB.
+	// until they end). Further announcements are ignored, not remembered
+	// (their end, when it comes, is ignored too), and counted in
+	// Stats.AnnouncementsIgnored; the session goes on (a relay may carry
+	// more paths than we hold) and RemoteIncomplete tells. A place freed
+	// later is taken by the next announcement, not by one ignored before.
+	// Default 4096: under 2 KiB each besides the path, 8 MiB.
 	MaxAnnounced int
 	// MaxAnnouncedBytes bounds the total length of the paths the peer has
-	// announced at once, looped ones included; more closes the session with
-	// BoundsExceeded. Default 1 MiB.
+	// announced at once, looped ones included; announcements beyond it are
+	// ignored as beyond MaxAnnounced. Default 1 MiB.
 	MaxAnnouncedBytes int
 	// MaxAnnounceInterests is how many announce streams (ANNOUNCE_PLEASE)
 	// the peer may hold open at once, counted from their stream type; more
