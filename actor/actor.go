@@ -348,6 +348,15 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	if s.cost <= 0 {
 		s.cost = DefaultLinkCost
 	}
+	if a.fwd != nil {
+		userFill := cfg.FillPublish
+		cfg.FillPublish = func(ctx context.Context) {
+			if userFill != nil {
+				userFill(ctx)
+			}
+			a.fwd.fill(ctx, s)
+		}
+	}
 	// The session tells run when it ends: its own end hook calls this, so
 	// an idle session costs no hook (nor goroutine) of the actor's.
 	userEnd := cfg.OnEnd

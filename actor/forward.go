@@ -34,6 +34,12 @@ const (
 	DefaultMaxGroupCopiers = 64
 )
 
+// offerBatch is how many forwarded paths run offers to sessions in a row
+// before it looks at its other work: a session that asks for the node's
+// announcements (or subscribes) has every path offered to it, and
+// thousands of them would hold every other request up.
+const offerBatch = 256
+
 // Forward configures forwarding (Config.Forward). With it, every broadcast a
 // session's peer announces is a route to its path, and the node offers one
 // relay broadcast per path to its other sessions, with the route's hop list
@@ -137,10 +143,20 @@ type forwarder struct {
 	seq     uint64
 	stats   ForwardStats
 
-	kick     chan struct{} // capacity 1: some watch has changes
+	kick     chan struct{} // capacity 1: some watch has changes, or offers wait
 	dirtyMu  sync.Mutex
 	dirty    map[uint64]bool // sessions whose watch fired (dirtyMu)
+	wants    []*offerJob     // sessions asking for their offers (dirtyMu)
+	jobs     []*offerJob     // offers being made, a batch at a time
 	upstream atomic.Int64    // pumps running (any goroutine)
+}
+
+// offerJob offers every forwarded path to a session that asked (fill),
+// offerBatch paths at a time.
+type offerJob struct {
+	s     *Session
+	paths []*fwdPath // the paths forwarded when it started
+	done  chan struct{}
 }
 
 // fwdWatch follows one session's Remote origin.
@@ -246,8 +262,10 @@ func (f *forwarder) forwarded(path string) bool {
 	return slices.ContainsFunc(f.cfg.Prefixes, func(p string) bool { return broadcast.HasPrefix(path, p) })
 }
 
-// added starts following a new session's announcements and offers it every
-// forwarded path.
+// added starts following a new session's announcements. Forwarded paths
+// are offered to it only once its peer uses what the session offers
+// (fill): an idle session holds none of them, and its arrival costs run no
+// work per path.
 func (f *forwarder) added(s *Session) {
 	fw := &fwdWatch{s: s, routes: map[string]*route{}}
 	f.watches[s.id] = fw
@@ -262,15 +280,86 @@ func (f *forwarder) added(s *Session) {
 		default:
 		}
 	})
-	for _, p := range f.paths {
-		f.offerTo(p, s)
-	}
 	f.dirtyMu.Lock()
 	f.dirty[id] = true // anything the peer announced already
 	f.dirtyMu.Unlock()
+	f.kickRun()
+}
+
+func (f *forwarder) kickRun() {
 	select {
 	case f.kick <- struct{}{}:
 	default:
+	}
+}
+
+// fill is s's session.Config.FillPublish: the peer asked for the
+// announcements of s, or subscribes, so every forwarded path is offered to
+// it. It returns once they all are (or ctx, the session's, ends, or the
+// node shuts down), so that the peer's first set of announcements is whole.
+func (f *forwarder) fill(ctx context.Context, s *Session) {
+	job := &offerJob{s: s, done: make(chan struct{})}
+	f.dirtyMu.Lock()
+	f.wants = append(f.wants, job)
+	f.dirtyMu.Unlock()
+	f.kickRun()
+	select {
+	case <-job.done:
+	case <-ctx.Done():
+	case <-f.a.shutting:
+	}
+}
+
+// startOffers takes the sessions that asked for their offers: from now on
+// every path is offered to them as it comes (offerTo), and the paths
+// forwarded already by offerSome.
+func (f *forwarder) startOffers() {
+	f.dirtyMu.Lock()
+	wants := f.wants
+	f.wants = nil
+	f.dirtyMu.Unlock()
+	for _, job := range wants {
+		s := job.s
+		if s.offered || f.a.byID[s.id] != s {
+			close(job.done) // asked twice, or gone
+			continue
+		}
+		s.offered = true
+		job.paths = make([]*fwdPath, 0, len(f.paths))
+		for _, p := range f.paths {
+			job.paths = append(job.paths, p)
+		}
+		f.jobs = append(f.jobs, job)
+	}
+}
+
+// offerSome makes at most offerBatch offers of the jobs waiting, oldest
+// job first, and kicks run again if some are left: run answers other
+// requests between batches.
+func (f *forwarder) offerSome() {
+	n := 0
+	for len(f.jobs) > 0 && n < offerBatch {
+		job := f.jobs[0]
+		if f.a.byID[job.s.id] != job.s { // the session ended: removed undid its offers
+			job.paths = nil
+		}
+		for len(job.paths) > 0 && n < offerBatch {
+			p := job.paths[0]
+			job.paths[0] = nil
+			job.paths = job.paths[1:]
+			if f.paths[p.path] == p { // still forwarded
+				f.offerTo(p, job.s)
+				n++
+			}
+		}
+		if len(job.paths) == 0 {
+			close(job.done)
+			f.jobs[0] = nil
+			f.jobs = f.jobs[1:]
+		}
+	}
+	if len(f.jobs) > 0 {
+		f.kickRun()
 	}
 }
 
@@ -287,6 +376,9 @@ func (f *forwarder) removed(s *Session) {
 		f.touched[path] = true
 	}
 	f.settle()
+	if !s.offered {
+		return // nothing was offered to it
+	}
 	for _, p := range f.paths {
 		// Its origin closes with it, but the relay broadcast would keep
 		// the publication's end hook until the broadcast ends.
@@ -297,8 +389,11 @@ func (f *forwarder) removed(s *Session) {
 	}
 }
 
-// drain applies the changes of every watch that fired.
+// drain applies the changes of every watch that fired, then makes a batch
+// of the offers waiting.
 func (f *forwarder) drain() {
+	defer f.offerSome()
+	f.startOffers()
 	f.dirtyMu.Lock()
 	ids := f.dirty
 	f.dirty = map[uint64]bool{}
@@ -484,11 +579,11 @@ func (f *forwarder) reannounce(p *fwdPath) {
 }
 
 // offerTo publishes the path's relay broadcast into s's origin, if the
-// policy and the split horizon allow: never back to the session the route
-// comes from (over lite-03 hop IDs are unknown, so the peer could not tell
-// it is its own).
+// session's peer uses it (fill) and the policy and the split horizon allow:
+// never back to the session the route comes from (over lite-03 hop IDs are
+// unknown, so the peer could not tell it is its own).
 func (f *forwarder) offerTo(p *fwdPath, s *Session) {
-	if p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() {
+	if !s.offered || p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() {
 		return
 	}
 	name, ok := broadcast.StripPrefix(p.path, s.scope)
@@ -559,6 +654,11 @@ func (f *forwarder) stop() {
 	for _, p := range f.paths {
 		f.endPath(p)
 	}
+	f.startOffers()
+	for _, job := range f.jobs {
+		close(job.done)
+	}
+	f.jobs = nil
 	f.routes = 0
 	f.local.Close()
 }

@@ -21,6 +21,9 @@ type Session struct {
 	// the node, plus what was published on this session alone.
 	origin *broadcast.Origin
 	cost   int // the link's cost for forwarding (RegisterOptions.Cost)
+	// offered: forwarded paths are offered to it, its peer having used
+	// what it offers (forwarder.fill). Only run touches it.
+	offered bool
 }
 
 // Cost is the link's cost in route choice (see RegisterOptions.Cost).

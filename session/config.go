@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -12,6 +13,13 @@ import (
 type Config struct {
 	// Publish holds the broadcasts offered to the peer. Nil offers nothing.
 	Publish *broadcast.Origin
+	// FillPublish, if set, is called once, before the peer is first
+	// served from Publish: at its first announce interest, SUBSCRIBE,
+	// TRACK or FETCH, each of which waits until it returns. An owner with
+	// many broadcasts to offer can so fill Publish only for a peer that
+	// uses it: an idle session holds none of them. ctx ends with the
+	// session.
+	FillPublish func(ctx context.Context)
 	// Interest lists the path prefixes whose announcements to ask the peer
 	// for; nil means [""] (everything), and an empty non-nil slice asks for
 	// none.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -45,6 +46,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	// sub lives as long as the subscription, so keep only the clean path.
 	sub.Broadcast = ""
 	log := s.log.With("subscribe", sub.ID, "broadcast", path, "track", sub.Track)
+	s.fillPublish()
 	b := s.publish.Get(path)
 	if b == nil {
 		log.Debug("subscribe to unknown broadcast")
@@ -361,4 +363,18 @@ func (r *subscribeRange) end() error {
 		}
 	}
 	return r.write(&wire.SubscribeEnd{Group: r.next})
+}
+
+// publishFill runs Config.FillPublish once.
+type publishFill struct {
+	fn   func(ctx context.Context)
+	once sync.Once
+}
+
+// fillPublish has Publish filled before it first serves the peer; later
+// callers wait for the first.
+func (s *Session) fillPublish() {
+	if f := s.fill; f != nil {
+		f.once.Do(func() { f.fn(s.ctx) })
+	}
 }

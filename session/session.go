@@ -53,6 +53,7 @@ type Session struct {
 	log     *slog.Logger
 	hop     uint64
 	publish *broadcast.Origin // what we offer; never nil
+	fill    *publishFill      // Config.FillPublish; nil without one
 	// remote is what the peer announced to us, made by remoteOrigin when
 	// first needed: a lazy session that never asks holds none.
 	remote atomic.Pointer[broadcast.Origin]
@@ -172,6 +173,9 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	}
 	if s.hop == 0 {
 		s.hop = s.publish.ID()
+	}
+	if cfg.FillPublish != nil {
+		s.fill = &publishFill{fn: cfg.FillPublish}
 	}
 	if !s.lazyInterest {
 		s.remoteOrigin()
