@@ -62,8 +62,11 @@ type Forward struct {
 	Linger time.Duration
 	// MaxPaths bounds the paths forwarded at once (relay broadcasts);
 	// announcements of further paths are not forwarded. Worst case: about
-	// 2 KiB per path plus one origin entry per offered session (≈ 0.5 KiB).
-	// Default DefaultMaxForwardPaths.
+	// 2 KiB per path plus one origin entry (≈ 0.5 KiB) per session it is
+	// offered to: those whose peer asked for announcements or subscribed.
+	// It is above a default peer's session.Limits.MaxAnnounced on purpose:
+	// it bounds the node's table, not what one peer sees, and a peer
+	// ignores what it does not hold. Default DefaultMaxForwardPaths.
 	MaxPaths int
 	// MaxRoutes bounds the routes held node-wide (one per session and
 	// announced path; each session's peer is also bounded by
