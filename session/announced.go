@@ -238,9 +238,9 @@ func containsNonZero(hops []uint64, id uint64) bool {
 // ignoreAnnounced notes an announcement of the peer's at path left out for
 // the bounds (err). A peer that announces more than we hold violates
 // nothing: a relay forwards what all its other peers announce (moq-relay
-// has no bound of its own), so closing the session would break every link
-// to a relay as soon as it carried more paths than we hold, and let any of
-// its peers do that on purpose. Remote stays within the bounds; the rest
+// closes no session for their count), so closing the session would break
+// every link to a relay as soon as it carried more paths than we hold,
+// and let any of its peers do that on purpose. Remote stays within the bounds; the rest
 // is counted (Stats.AnnouncementsIgnored), logged once per session, and
 // signalled by RemoteIncomplete.
 func (s *Session) ignoreAnnounced(path string, err error) {
