@@ -92,3 +92,30 @@ func TestRelayOffersOnlyToSessionsThatAsk(t *testing.T) {
 		t.Fatalf("the actor took %v to answer while offering", busiest)
 	}
 }
+
+// A peer that subscribes by name without asking for announcements (as
+// gomoqt and @moq/lite's direct subscriptions do) finds the forwarded path:
+// its SUBSCRIBE has the relay offer the paths first.
+func TestRelayOffersOnSubscribe(t *testing.T) {
+	pub, relay := newNode(t), newRelay(t, Forwarding{})
+	relay.connect(t, pub)
+	f := newFeed(t, pub, "x", 1, 100)
+	f.group()
+	forwarded(t, relay, "x")
+	ds := newNode(t).connect(t, relay)
+	st0, _ := relay.ForwardStats(testCtx(t))
+	// The session layer's Subscribe sends SUBSCRIBE at once, without an
+	// announce interest (Session.Subscribe would ask for announcements).
+	track, err := ds.s.Subscribe(testCtx(t), "x", "video", SubscribeOptions{})
+	if err != nil {
+		t.Fatalf("SUBSCRIBE without an announce interest: %v", err)
+	}
+	defer track.Close()
+	if _, err := track.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := relay.ForwardStats(testCtx(t))
+	if st.Offers != st0.Offers+1 {
+		t.Fatalf("%d offers after the SUBSCRIBE, want %d", st.Offers, st0.Offers+1)
+	}
+}
