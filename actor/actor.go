@@ -350,11 +350,11 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	}
 	if a.fwd != nil {
 		userFill := cfg.FillPublish
-		cfg.FillPublish = func(ctx context.Context) {
+		cfg.FillPublish = func(ctx context.Context, prefix string) {
 			if userFill != nil {
-				userFill(ctx)
+				userFill(ctx, prefix)
 			}
-			a.fwd.fill(ctx, s)
+			a.fwd.fill(ctx, s, prefix)
 		}
 	}
 	// The session tells run when it ends: its own end hook calls this, so

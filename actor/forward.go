@@ -36,7 +36,7 @@ const (
 
 // offerBatch is how many forwarded paths run offers to sessions in a row
 // before it looks at its other work: a session that asks for the node's
-// announcements (or subscribes) has every path offered to it, and
+// announcements has every path under the prefix offered to it, and
 // thousands of them would hold every other request up.
 const offerBatch = 256
 
@@ -154,12 +154,13 @@ type forwarder struct {
 	upstream atomic.Int64    // pumps running (any goroutine)
 }
 
-// offerJob offers every forwarded path to a session that asked (fill),
-// offerBatch paths at a time.
+// offerJob offers the forwarded paths under prefix to a session that asked
+// (fill), offerBatch paths at a time.
 type offerJob struct {
-	s     *Session
-	paths []*fwdPath // the paths forwarded when it started
-	done  chan struct{}
+	s      *Session
+	prefix string     // full path
+	paths  []*fwdPath // the paths under prefix forwarded when it started
+	done   chan struct{}
 }
 
 // fwdWatch follows one session's Remote origin.
@@ -266,9 +267,8 @@ func (f *forwarder) forwarded(path string) bool {
 }
 
 // added starts following a new session's announcements. Forwarded paths
-// are offered to it only once its peer uses what the session offers
-// (fill): an idle session holds none of them, and its arrival costs run no
-// work per path.
+// are offered to it only under the prefixes its peer uses (fill): an idle
+// session holds none of them, and its arrival costs run no work per path.
 func (f *forwarder) added(s *Session) {
 	fw := &fwdWatch{s: s, routes: map[string]*route{}}
 	f.watches[s.id] = fw
@@ -297,11 +297,14 @@ func (f *forwarder) kickRun() {
 }
 
 // fill is s's session.Config.FillPublish: the peer asked for the
-// announcements of s, or subscribes, so every forwarded path is offered to
-// it. It returns once they all are (or ctx, the session's, ends, or the
-// node shuts down), so that the peer's first set of announcements is whole.
-func (f *forwarder) fill(ctx context.Context, s *Session) {
-	job := &offerJob{s: s, done: make(chan struct{})}
+// announcements of s under prefix (relative to the session's scope), or
+// subscribes to a path s lacks, so the forwarded paths under it are
+// offered to s, now and as they come. It returns once they are (or ctx,
+// the session's, ends, or the node shuts down), so that the peer's first
+// set of announcements is whole. Jobs run in order, so a request that an
+// earlier one covers returns after that one too.
+func (f *forwarder) fill(ctx context.Context, s *Session, prefix string) {
+	job := &offerJob{s: s, prefix: broadcast.JoinPath(s.scope, prefix), done: make(chan struct{})}
 	f.dirtyMu.Lock()
 	f.wants = append(f.wants, job)
 	f.dirtyMu.Unlock()
@@ -313,9 +316,9 @@ func (f *forwarder) fill(ctx context.Context, s *Session) {
 	}
 }
 
-// startOffers takes the sessions that asked for their offers: from now on
-// every path is offered to them as it comes (offerTo), and the paths
-// forwarded already by offerSome.
+// startOffers takes the requests of sessions for offers: from now on the
+// paths under each prefix are offered to its session as they come
+// (offerTo), and those forwarded already by offerSome.
 func (f *forwarder) startOffers() {
 	f.dirtyMu.Lock()
 	wants := f.wants
@@ -323,14 +326,21 @@ func (f *forwarder) startOffers() {
 	f.dirtyMu.Unlock()
 	for _, job := range wants {
 		s := job.s
-		if s.offered || f.a.byID[s.id] != s {
-			close(job.done) // asked twice, or gone
+		if f.a.byID[s.id] != s {
+			close(job.done) // gone
 			continue
 		}
-		s.offered = true
-		job.paths = make([]*fwdPath, 0, len(f.paths))
-		for _, p := range f.paths {
-			job.paths = append(job.paths, p)
+		// A prefix already wanted costs no scan: its paths were offered, or
+		// an earlier job offers them before this one is done. So a peer
+		// asking again and again (a SUBSCRIBE to a path we lack) costs run
+		// O(paths) at most maxWanted+1 times.
+		if !s.wants(job.prefix) {
+			prefix := s.want(job.prefix)
+			for _, p := range f.paths {
+				if broadcast.HasPrefix(p.path, prefix) && p.stops[s.id] == nil {
+					job.paths = append(job.paths, p)
+				}
+			}
 		}
 		f.jobs = append(f.jobs, job)
 	}
@@ -380,7 +390,7 @@ func (f *forwarder) removed(s *Session) {
 	}
 	f.settle()
 	if !s.offered {
-		return // nothing was offered to it
+		return // nothing was offered to it: no work per path
 	}
 	for _, p := range f.paths {
 		// Its origin closes with it, but the relay broadcast would keep
@@ -582,11 +592,11 @@ func (f *forwarder) reannounce(p *fwdPath) {
 }
 
 // offerTo publishes the path's relay broadcast into s's origin, if the
-// session's peer uses it (fill) and the policy and the split horizon allow:
-// never back to the session the route comes from (over lite-03 hop IDs are
-// unknown, so the peer could not tell it is its own).
+// session's peer wants it (fill) and the policy and the split horizon
+// allow: never back to the session the route comes from (over lite-03 hop
+// IDs are unknown, so the peer could not tell it is its own).
 func (f *forwarder) offerTo(p *fwdPath, s *Session) {
-	if !s.offered || p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() {
+	if p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() || !s.wants(p.path) {
 		return
 	}
 	name, ok := broadcast.StripPrefix(p.path, s.scope)
@@ -599,6 +609,7 @@ func (f *forwarder) offerTo(p *fwdPath, s *Session) {
 		return
 	}
 	p.stops[s.id] = stop
+	s.offered = true
 	f.stats.Offers++
 }
 

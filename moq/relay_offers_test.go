@@ -9,11 +9,11 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
-// A relay offers its forwarded paths to a session only once the session's
-// peer uses what it offers (asks for announcements, or subscribes): idle
+// A relay offers its forwarded paths to a session only under the prefixes
+// its peer uses (asks for announcements there, or subscribes): idle
 // sessions hold no per-path state and cost the actor no per-path work when
-// they arrive. A session that asks gets every path in its first set, while
-// the actor keeps answering between batches of offers.
+// they arrive. A session that asks gets every path under its prefix in its
+// first set, while the actor keeps answering between batches of offers.
 func TestRelayOffersOnlyToSessionsThatAsk(t *testing.T) {
 	const publishers, perPublisher, idle = 4, 2000, 8
 	const paths = publishers * perPublisher
@@ -54,8 +54,22 @@ func TestRelayOffersOnlyToSessionsThatAsk(t *testing.T) {
 		t.Fatalf("idle sessions were offered %d paths", st.Offers-st0.Offers)
 	}
 
-	// A session that asks: every path is in its first set, and the actor
-	// answers meanwhile.
+	// A session that asks under a prefix is offered the paths there only.
+	narrow := newNode(t, WithInterest("p1")).connect(t, relay)
+	if err := narrow.s.AwaitRemote(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(narrow.s.Remote().Active("")); got != perPublisher {
+		t.Fatalf("an interest in p1 got %d paths, want %d", got, perPublisher)
+	}
+	st, _ = relay.ForwardStats(testCtx(t))
+	if st.Offers != st0.Offers+perPublisher {
+		t.Fatalf("an interest in p1 made %d offers, want %d", st.Offers-st0.Offers, perPublisher)
+	}
+	st0 = st
+
+	// A session that asks for everything: every path is in its first set,
+	// and the actor answers meanwhile.
 	down := newNode(t, WithLimits(Limits{MaxAnnounced: 2 * paths}))
 	ds := down.connect(t, relay)
 	stop := make(chan struct{})

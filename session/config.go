@@ -13,13 +13,14 @@ import (
 type Config struct {
 	// Publish holds the broadcasts offered to the peer. Nil offers nothing.
 	Publish *broadcast.Origin
-	// FillPublish, if set, is called once, before the peer is first
-	// served from Publish: at its first announce interest, SUBSCRIBE,
-	// TRACK or FETCH, each of which waits until it returns. An owner with
-	// many broadcasts to offer can so fill Publish only for a peer that
-	// uses it: an idle session holds none of them. ctx ends with the
-	// session.
-	FillPublish func(ctx context.Context)
+	// FillPublish, if set, is called before the peer is served from
+	// Publish under prefix: with the prefix of each of its announce
+	// interests, and with the broadcast's path for a SUBSCRIBE, TRACK or
+	// FETCH that Publish lacks; the serving waits until it returns. An
+	// owner with many broadcasts to offer can so fill Publish only with
+	// what the peer uses: an idle session holds none of them. ctx ends
+	// with the session.
+	FillPublish func(ctx context.Context, prefix string)
 	// Interest lists the path prefixes whose announcements to ask the peer
 	// for; nil means [""] (everything), and an empty non-nil slice asks for
 	// none.

@@ -172,8 +172,7 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 	if !hdr.done() {
 		return
 	}
-	s.fillPublish()
-	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
 		reset(st, broadcast.CodeNotFound)
 		return
@@ -328,8 +327,7 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 		return
 	}
 	defer s.served.Add(-1)
-	s.fillPublish()
-	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
 		reset(st, broadcast.CodeNotFound)
 		return

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -46,8 +45,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	// sub lives as long as the subscription, so keep only the clean path.
 	sub.Broadcast = ""
 	log := s.log.With("subscribe", sub.ID, "broadcast", path, "track", sub.Track)
-	s.fillPublish()
-	b := s.publish.Get(path)
+	b := s.published(path)
 	if b == nil {
 		log.Debug("subscribe to unknown broadcast")
 		reset(st, broadcast.CodeNotFound)
@@ -365,16 +363,21 @@ func (r *subscribeRange) end() error {
 	return r.write(&wire.SubscribeEnd{Group: r.next})
 }
 
-// publishFill runs Config.FillPublish once.
-type publishFill struct {
-	fn   func(ctx context.Context)
-	once sync.Once
+// fillPrefix has Publish filled under prefix (Config.FillPublish) before
+// the peer's announce interest there is served.
+func (s *Session) fillPrefix(prefix string) {
+	if s.fill != nil {
+		s.fill(s.ctx, prefix)
+	}
 }
 
-// fillPublish has Publish filled before it first serves the peer; later
-// callers wait for the first.
-func (s *Session) fillPublish() {
-	if f := s.fill; f != nil {
-		f.once.Do(func() { f.fn(s.ctx) })
+// published is the broadcast at path in Publish, which is filled there
+// first if it lacks it (Config.FillPublish).
+func (s *Session) published(path string) *broadcast.Consumer {
+	b := s.publish.Get(path)
+	if b == nil && s.fill != nil {
+		s.fill(s.ctx, path)
+		b = s.publish.Get(path)
 	}
+	return b
 }

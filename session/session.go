@@ -52,8 +52,8 @@ type Session struct {
 	lim     Limits
 	log     *slog.Logger
 	hop     uint64
-	publish *broadcast.Origin // what we offer; never nil
-	fill    *publishFill      // Config.FillPublish; nil without one
+	publish *broadcast.Origin                        // what we offer; never nil
+	fill    func(ctx context.Context, prefix string) // Config.FillPublish
 	// remote is what the peer announced to us, made by remoteOrigin when
 	// first needed: a lazy session that never asks holds none.
 	remote atomic.Pointer[broadcast.Origin]
@@ -174,9 +174,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if s.hop == 0 {
 		s.hop = s.publish.ID()
 	}
-	if cfg.FillPublish != nil {
-		s.fill = &publishFill{fn: cfg.FillPublish}
-	}
+	s.fill = cfg.FillPublish
 	if !s.lazyInterest {
 		s.remoteOrigin()
 	}
