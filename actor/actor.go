@@ -353,6 +353,15 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	if s.cost <= 0 {
 		s.cost = DefaultLinkCost
 	}
+	if a.fwd != nil {
+		userFill := cfg.FillPublish
+		cfg.FillPublish = func(ctx context.Context, prefix string) {
+			if userFill != nil {
+				userFill(ctx, prefix)
+			}
+			a.fwd.fill(ctx, s, prefix)
+		}
+	}
 	// The session tells run when it ends: its own end hook calls this, so
 	// an idle session costs no hook (nor goroutine) of the actor's.
 	userEnd := cfg.OnEnd

@@ -34,6 +34,12 @@ const (
 	DefaultMaxGroupCopiers = 64
 )
 
+// offerBatch is how many forwarded paths run offers to sessions in a row
+// before it looks at its other work: a session that asks for the node's
+// announcements has every path under the prefix offered to it, and
+// thousands of them would hold every other request up.
+const offerBatch = 256
+
 // Forward configures forwarding (Config.Forward). With it, every broadcast a
 // session's peer announces is a route to its path, and the node offers one
 // relay broadcast per path to its other sessions, with the route's hop list
@@ -56,8 +62,11 @@ type Forward struct {
 	Linger time.Duration
 	// MaxPaths bounds the paths forwarded at once (relay broadcasts);
 	// announcements of further paths are not forwarded. Worst case: about
-	// 2 KiB per path plus one origin entry per offered session (≈ 0.5 KiB).
-	// Default DefaultMaxForwardPaths.
+	// 2 KiB per path plus one origin entry (≈ 0.5 KiB) per session it is
+	// offered to: those whose peer asked for announcements or subscribed.
+	// It is above a default peer's session.Limits.MaxAnnounced on purpose:
+	// it bounds the node's table, not what one peer sees, and a peer
+	// ignores what it does not hold. Default DefaultMaxForwardPaths.
 	MaxPaths int
 	// MaxRoutes bounds the routes held node-wide (one per session and
 	// announced path; each session's peer is also bounded by
@@ -137,10 +146,21 @@ type forwarder struct {
 	seq     uint64
 	stats   ForwardStats
 
-	kick     chan struct{} // capacity 1: some watch has changes
+	kick     chan struct{} // capacity 1: some watch has changes, or offers wait
 	dirtyMu  sync.Mutex
 	dirty    map[uint64]bool // sessions whose watch fired (dirtyMu)
+	wants    []*offerJob     // sessions asking for their offers (dirtyMu)
+	jobs     []*offerJob     // offers being made, a batch at a time
 	upstream atomic.Int64    // pumps running (any goroutine)
+}
+
+// offerJob offers the forwarded paths under prefix to a session that asked
+// (fill), offerBatch paths at a time.
+type offerJob struct {
+	s      *Session
+	prefix string     // full path
+	paths  []*fwdPath // the paths under prefix forwarded when it started
+	done   chan struct{}
 }
 
 // fwdWatch follows one session's Remote origin.
@@ -246,8 +266,9 @@ func (f *forwarder) forwarded(path string) bool {
 	return slices.ContainsFunc(f.cfg.Prefixes, func(p string) bool { return broadcast.HasPrefix(path, p) })
 }
 
-// added starts following a new session's announcements and offers it every
-// forwarded path.
+// added starts following a new session's announcements. Forwarded paths
+// are offered to it only under the prefixes its peer uses (fill): an idle
+// session holds none of them, and its arrival costs run no work per path.
 func (f *forwarder) added(s *Session) {
 	fw := &fwdWatch{s: s, routes: map[string]*route{}}
 	f.watches[s.id] = fw
@@ -262,15 +283,96 @@ func (f *forwarder) added(s *Session) {
 		default:
 		}
 	})
-	for _, p := range f.paths {
-		f.offerTo(p, s)
-	}
 	f.dirtyMu.Lock()
 	f.dirty[id] = true // anything the peer announced already
 	f.dirtyMu.Unlock()
+	f.kickRun()
+}
+
+func (f *forwarder) kickRun() {
 	select {
 	case f.kick <- struct{}{}:
 	default:
+	}
+}
+
+// fill is s's session.Config.FillPublish: the peer asked for the
+// announcements of s under prefix (relative to the session's scope), or
+// subscribes to a path s lacks, so the forwarded paths under it are
+// offered to s, now and as they come. It returns once they are (or ctx,
+// the session's, ends, or the node shuts down), so that the peer's first
+// set of announcements is whole. Jobs run in order, so a request that an
+// earlier one covers returns after that one too.
+func (f *forwarder) fill(ctx context.Context, s *Session, prefix string) {
+	job := &offerJob{s: s, prefix: broadcast.JoinPath(s.scope, prefix), done: make(chan struct{})}
+	f.dirtyMu.Lock()
+	f.wants = append(f.wants, job)
+	f.dirtyMu.Unlock()
+	f.kickRun()
+	select {
+	case <-job.done:
+	case <-ctx.Done():
+	case <-f.a.shutting:
+	}
+}
+
+// startOffers takes the requests of sessions for offers: from now on the
+// paths under each prefix are offered to its session as they come
+// (offerTo), and those forwarded already by offerSome.
+func (f *forwarder) startOffers() {
+	f.dirtyMu.Lock()
+	wants := f.wants
+	f.wants = nil
+	f.dirtyMu.Unlock()
+	for _, job := range wants {
+		s := job.s
+		if f.a.byID[s.id] != s {
+			close(job.done) // gone
+			continue
+		}
+		// A prefix already wanted costs no scan: its paths were offered, or
+		// an earlier job offers them before this one is done. So a peer
+		// asking again and again (a SUBSCRIBE to a path we lack) costs run
+		// O(paths) at most maxWanted+1 times.
+		if !s.wants(job.prefix) {
+			prefix := s.want(job.prefix)
+			for _, p := range f.paths {
+				if broadcast.HasPrefix(p.path, prefix) && p.stops[s.id] == nil {
+					job.paths = append(job.paths, p)
+				}
+			}
+		}
+		f.jobs = append(f.jobs, job)
+	}
+}
+
+// offerSome makes at most offerBatch offers of the jobs waiting, oldest
+// job first, and kicks run again if some are left: run answers other
+// requests between batches.
+func (f *forwarder) offerSome() {
+	n := 0
+	for len(f.jobs) > 0 && n < offerBatch {
+		job := f.jobs[0]
+		if f.a.byID[job.s.id] != job.s { // the session ended: removed undid its offers
+			job.paths = nil
+		}
+		for len(job.paths) > 0 && n < offerBatch {
+			p := job.paths[0]
+			job.paths[0] = nil
+			job.paths = job.paths[1:]
+			if f.paths[p.path] == p { // still forwarded
+				f.offerTo(p, job.s)
+				n++
+			}
+		}
+		if len(job.paths) == 0 {
+			close(job.done)
+			f.jobs[0] = nil
+			f.jobs = f.jobs[1:]
+		}
+	}
+	if len(f.jobs) > 0 {
+		f.kickRun()
 	}
 }
 
@@ -287,6 +389,9 @@ func (f *forwarder) removed(s *Session) {
 		f.touched[path] = true
 	}
 	f.settle()
+	if !s.offered {
+		return // nothing was offered to it: no work per path
+	}
 	for _, p := range f.paths {
 		// Its origin closes with it, but the relay broadcast would keep
 		// the publication's end hook until the broadcast ends.
@@ -297,8 +402,11 @@ func (f *forwarder) removed(s *Session) {
 	}
 }
 
-// drain applies the changes of every watch that fired.
+// drain applies the changes of every watch that fired, then makes a batch
+// of the offers waiting.
 func (f *forwarder) drain() {
+	defer f.offerSome()
+	f.startOffers()
 	f.dirtyMu.Lock()
 	ids := f.dirty
 	f.dirty = map[uint64]bool{}
@@ -484,11 +592,11 @@ func (f *forwarder) reannounce(p *fwdPath) {
 }
 
 // offerTo publishes the path's relay broadcast into s's origin, if the
-// policy and the split horizon allow: never back to the session the route
-// comes from (over lite-03 hop IDs are unknown, so the peer could not tell
-// it is its own).
+// session's peer wants it (fill) and the policy and the split horizon
+// allow: never back to the session the route comes from (over lite-03 hop
+// IDs are unknown, so the peer could not tell it is its own).
 func (f *forwarder) offerTo(p *fwdPath, s *Session) {
-	if p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() {
+	if p.prod == nil || p.active == nil || s == p.active.s || p.stops[s.id] != nil || !s.live() || !s.wants(p.path) {
 		return
 	}
 	name, ok := broadcast.StripPrefix(p.path, s.scope)
@@ -501,6 +609,7 @@ func (f *forwarder) offerTo(p *fwdPath, s *Session) {
 		return
 	}
 	p.stops[s.id] = stop
+	s.offered = true
 	f.stats.Offers++
 }
 
@@ -559,6 +668,11 @@ func (f *forwarder) stop() {
 	for _, p := range f.paths {
 		f.endPath(p)
 	}
+	f.startOffers()
+	for _, job := range f.jobs {
+		close(job.done)
+	}
+	f.jobs = nil
 	f.routes = 0
 	f.local.Close()
 }

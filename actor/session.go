@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -21,7 +22,42 @@ type Session struct {
 	// the node, plus what was published on this session alone.
 	origin *broadcast.Origin
 	cost   int // the link's cost for forwarding (RegisterOptions.Cost)
+	// wanted are the prefixes (full paths) under which forwarded paths are
+	// offered to it: its peer asked for announcements there, or
+	// subscribed (forwarder.fill). offered: some were. Only run touches
+	// them.
+	wanted  []string
+	offered bool
 }
+
+// wants reports whether forwarded paths at path are offered to s.
+func (s *Session) wants(path string) bool {
+	for _, p := range s.wanted {
+		if broadcast.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// want adds prefix (not wanted yet) to what s is offered, and returns the
+// prefix added. Past maxWanted prefixes s is offered everything in its
+// scope: a peer that asks for many cannot grow the list, and costs at most
+// what an interest in everything does.
+func (s *Session) want(prefix string) string {
+	s.wanted = slices.DeleteFunc(s.wanted, func(p string) bool { return broadcast.HasPrefix(p, prefix) })
+	if len(s.wanted) >= maxWanted {
+		s.wanted = s.wanted[:0]
+		prefix = s.scope
+	}
+	s.wanted = append(s.wanted, prefix)
+	return prefix
+}
+
+// maxWanted bounds the prefixes a session is offered forwarded paths
+// under, one per announce interest or subscribed path (the peer's
+// MaxAnnounceInterests default is 16).
+const maxWanted = 16
 
 // Cost is the link's cost in route choice (see RegisterOptions.Cost).
 func (s *Session) Cost() int { return s.cost }

@@ -70,7 +70,10 @@ func (s *Session) Announced(ctx context.Context, prefix string) iter.Seq2[string
 // session only (see the package doc for the other ways to subscribe). It
 // subscribes at once if the peer announced the broadcast, else waits for the
 // announcement: it returns ErrNotAnnounced, wrapping why the session ended,
-// if the session ends first, and ctx's error if ctx does. It returns once
+// if the session ends first, and ctx's error if ctx does. A peer that
+// announced more broadcasts than the session holds (a big relay; see
+// session.Limits.MaxAnnounced) is asked without waiting, since name may be
+// among the announcements left out. It returns once
 // the peer accepted the subscription, or with the peer's refusal (an error
 // matching broadcast.ErrNotFound for a track the broadcast lacks). The
 // broadcast's end is reported by the consumer (its reads fail with an error
@@ -118,23 +121,39 @@ const remoteWait = 2 * time.Second
 // announcing returns the sessions whose peer announces name, once what
 // each announced before its session asked is known or wait has passed:
 // every peer is asked at once and the wait is shared, so peers that never
-// answer cost one wait per pass, not one each.
+// answer cost one wait per pass, not one each. Sessions whose peer
+// announced more than they hold (remoteIncomplete) come last: name may be
+// among the announcements they left out.
 func announcing(ctx context.Context, sessions []*Session, name string, wait time.Duration) []*Session {
 	for _, s := range sessions {
 		s.s.Remote() // ask every peer at once: their answers arrive together
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	var out []*Session
+	var out, maybe []*Session
 	for _, s := range sessions {
 		if s.s.Remote().Get(name) == nil {
 			_ = s.s.AwaitRemote(wctx)
 		}
-		if s.s.Remote().Get(name) != nil {
+		switch {
+		case s.s.Remote().Get(name) != nil:
 			out = append(out, s)
+		case s.remoteIncomplete():
+			maybe = append(maybe, s)
 		}
 	}
-	return out
+	return append(out, maybe...)
+}
+
+// remoteIncomplete reports whether the peer announced more broadcasts than
+// the session holds: a name missing from Remote may still be announced.
+func (s *Session) remoteIncomplete() bool {
+	select {
+	case <-s.s.RemoteIncomplete():
+		return true
+	default:
+		return false
+	}
 }
 
 // remoteName names the other end for an error: its peer ID, else its
@@ -146,21 +165,37 @@ func (s *Session) remoteName() string {
 	return s.RemoteAddr().String()
 }
 
+// waitAnnounced waits for the peer to announce name. Once the peer has
+// announced more than the session holds, the announcement may never show:
+// it stops waiting then, and the subscription goes to the peer, which
+// refuses a broadcast it lacks.
 func (s *Session) waitAnnounced(ctx context.Context, name string) error {
-	if s.s.Remote().Get(name) != nil {
+	if s.s.Remote().Get(name) != nil || s.remoteIncomplete() {
 		return nil
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.s.Context(), cancel)
 	defer stop()
+	incomplete, waited := s.s.RemoteIncomplete(), make(chan struct{})
+	defer close(waited)
+	go func() {
+		select {
+		case <-incomplete:
+			cancel()
+		case <-waited:
+		}
+	}()
 	for path, b := range s.s.Remote().Announced(wctx, name) {
 		if path == name && b != nil {
 			return nil
 		}
 	}
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		return ctx.Err()
+	case s.s.Err() == nil && s.remoteIncomplete():
+		return nil
 	}
 	return s.notAnnounced()
 }

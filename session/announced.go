@@ -1,6 +1,6 @@
 // The peer's announcements: an ANNOUNCE_PLEASE stream of ours mirrors the
 // broadcasts the peer announces into Remote, within MaxAnnounced and
-// MaxAnnouncedBytes.
+// MaxAnnouncedBytes; announcements beyond them are ignored.
 
 package session
 
@@ -85,7 +85,7 @@ func (s *Session) runInterest(prefix string) {
 	active := map[string]*broadcast.Producer{} // what this stream announced
 	// Active announcements we refused as loops: remembered (to tell a
 	// duplicate and to match their end), so counted like active ones.
-	ignored := map[string]bool{}
+	looped := map[string]bool{}
 	var readErr error
 	defer func() {
 		// A closed stream ends all it announced; a lost connection is
@@ -94,7 +94,7 @@ func (s *Session) runInterest(prefix string) {
 		for path, p := range active {
 			s.endRemoteWith(path, p, cause)
 		}
-		for path := range ignored {
+		for path := range looped {
 			s.release(path)
 		}
 	}()
@@ -115,8 +115,8 @@ func (s *Session) runInterest(prefix string) {
 			}
 			p, err := s.announceRemote(path, nil)
 			if err != nil {
-				s.fail(broadcast.CodeOf(err), "announce init: %v", err)
-				return
+				s.ignoreAnnounced(path, err)
+				continue
 			}
 			active[path] = p
 		}
@@ -163,37 +163,39 @@ func (s *Session) runInterest(prefix string) {
 			}
 			m.Hops = append(m.Hops, responder)
 		}
+		// Announcements over the bounds are ignored, not remembered: the
+		// path's end, if it comes, then matches nothing (the default case),
+		// and a later active for it is taken as new.
 		switch {
-		case m.Active && (active[path] != nil || ignored[path]) && s.version.HasAnnounceOK():
+		case m.Active && (active[path] != nil || looped[path]) && s.version.HasAnnounceOK():
 			// lite-05: a repeated active replaces the first (a new route)
-			if err := s.reannounce(path, m.Hops, active, ignored); err != nil {
-				s.fail(broadcast.CodeOf(err), "announce: %v", err)
-				return
+			if err := s.reannounce(path, m.Hops, active, looped); err != nil {
+				s.ignoreAnnounced(path, err)
 			}
-		case m.Active && (active[path] != nil || ignored[path]):
+		case m.Active && (active[path] != nil || looped[path]):
 			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
 			return
 		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
 			s.log.Debug("ignoring looped announcement", "path", path)
 			if err := s.hold(path); err != nil {
-				s.fail(broadcast.CodeOf(err), "announce: %v", err)
-				return
+				s.ignoreAnnounced(path, err)
+				continue
 			}
-			ignored[path] = true
+			looped[path] = true
 		case m.Active:
 			p, err := s.announceRemote(path, m.Hops)
 			if err != nil {
-				s.fail(broadcast.CodeOf(err), "announce: %v", err)
-				return
+				s.ignoreAnnounced(path, err)
+				continue
 			}
 			active[path] = p
 		case active[path] != nil:
 			s.endRemote(path, active[path])
 			delete(active, path)
-		case ignored[path]:
+		case looped[path]:
 			s.release(path)
-			delete(ignored, path)
-		default: // ended for a path never active: tolerated, as moq-lite does
+			delete(looped, path)
+		default: // ended for a path never active (or ignored): tolerated, as moq-lite does
 		}
 	}
 }
@@ -202,19 +204,19 @@ func (s *Session) runInterest(prefix string) {
 // announced (or refused as a loop): the broadcast stays as it is unless the
 // new route loops through us (it ends, refused) or the old one did (it
 // starts). A route change alone does not disturb its subscriptions.
-func (s *Session) reannounce(path string, hops []uint64, active map[string]*broadcast.Producer, ignored map[string]bool) error {
-	looped := containsNonZero(hops, s.hop)
+func (s *Session) reannounce(path string, hops []uint64, active map[string]*broadcast.Producer, looped map[string]bool) error {
+	loops := containsNonZero(hops, s.hop)
 	switch {
-	case active[path] != nil && looped:
+	case active[path] != nil && loops:
 		s.endRemote(path, active[path])
 		delete(active, path)
 		if err := s.hold(path); err != nil {
 			return err
 		}
-		ignored[path] = true
-	case ignored[path] && !looped:
+		looped[path] = true
+	case looped[path] && !loops:
 		s.release(path)
-		delete(ignored, path)
+		delete(looped, path)
 		p, err := s.announceRemote(path, hops)
 		if err != nil {
 			return err
@@ -231,6 +233,43 @@ func containsNonZero(hops []uint64, id uint64) bool {
 		}
 	}
 	return false
+}
+
+// ignoreAnnounced notes an announcement of the peer's at path left out for
+// the bounds (err). A peer that announces more than we hold violates
+// nothing: a relay forwards what all its other peers announce (moq-relay
+// closes no session for their count), so closing the session would break
+// every link to a relay as soon as it carried more paths than we hold,
+// and let any of its peers do that on purpose. Remote stays within the bounds; the rest
+// is counted (Stats.AnnouncementsIgnored), logged once per session, and
+// signalled by RemoteIncomplete.
+func (s *Session) ignoreAnnounced(path string, err error) {
+	s.mu.Lock()
+	first := s.counters.announcementsIgnored.Add(1) == 1
+	if first && s.overflow != nil {
+		close(s.overflow)
+	}
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("the peer announces more broadcasts than the session holds: ignoring those over the bound",
+			"path", path, "err", err, "max_announced", s.lim.MaxAnnounced, "max_announced_bytes", s.lim.MaxAnnouncedBytes)
+	}
+}
+
+// RemoteIncomplete is closed once the peer has announced more than the
+// session holds (Limits.MaxAnnounced, MaxAnnouncedBytes): Remote then
+// lacks some of the peer's broadcasts (Stats.AnnouncementsIgnored counts
+// them), so a path missing from it may still be there to subscribe to.
+func (s *Session) RemoteIncomplete() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow == nil {
+		s.overflow = make(chan struct{})
+		if s.counters.announcementsIgnored.Load() > 0 {
+			close(s.overflow)
+		}
+	}
+	return s.overflow
 }
 
 // errTooManyAnnounced and errAnnouncedBytes are the peer's announcements

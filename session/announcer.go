@@ -51,6 +51,7 @@ func (s *Session) serveAnnounce(st transport.Stream, r *bufio.Reader, hdr header
 		pe = nil // nothing to probe with, or stray bytes already in: read them here
 	}
 	a.handoff = pe != nil
+	s.fillPrefix(a.prefix) // the first set must be whole
 	var seen map[string]*broadcast.Consumer
 	switch {
 	case wire.Supported(s.version, &wire.AnnounceInit{}): // lite-01/02: the active set first, in one message

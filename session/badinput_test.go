@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"slices"
 	"strings"
@@ -487,6 +488,38 @@ func (p *rawPeer) announce(t *testing.T, active bool, suffix string, hops ...uin
 }
 
 // waitRemote waits until the session's Remote has path active.
+// wantRemote checks that Remote holds exactly paths.
+func wantRemote(t *testing.T, s *Session, paths ...string) {
+	t.Helper()
+	got := slices.Sorted(maps.Keys(s.Remote().Active("")))
+	if !slices.Equal(got, paths) {
+		t.Fatalf("Remote holds %q, want %q", got, paths)
+	}
+}
+
+// wantIgnored checks Stats.AnnouncementsIgnored.
+func wantIgnored(t *testing.T, s *Session, n uint64) {
+	t.Helper()
+	if got := s.Stats().AnnouncementsIgnored; got != n {
+		t.Fatalf("%d announcements ignored, want %d", got, n)
+	}
+}
+
+// wantRemoteComplete checks RemoteIncomplete.
+func wantRemoteComplete(t *testing.T, s *Session, complete bool) {
+	t.Helper()
+	select {
+	case <-s.RemoteIncomplete():
+		if complete {
+			t.Fatal("RemoteIncomplete is closed, but no announcement was ignored")
+		}
+	default:
+		if !complete {
+			t.Fatal("RemoteIncomplete is open after an announcement was ignored")
+		}
+	}
+}
+
 func waitRemote(t *testing.T, s *Session, path string) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -907,29 +940,49 @@ func TestBadInputAnnounce(t *testing.T) {
 			}
 			p.wantUp(t)
 		})
+		// Announcements over MaxAnnounced are ignored and counted, not
+		// remembered; the session goes on.
 		t.Run("over MaxAnnounced", func(t *testing.T) {
-			p, ctx, st := startWith(t, Limits{MaxAnnounced: 2})
+			p, _, st := startWith(t, Limits{MaxAnnounced: 2})
 			rawWrite(t, st, rawCat(p.announce(t, true, "a", 7), p.announce(t, true, "b", 7),
 				p.announce(t, false, "a"), p.announce(t, true, "c", 7)))
 			waitRemote(t, p.sess, "c") // an ended one frees its place
 			p.wantUp(t)
-			rawWrite(t, st, p.announce(t, true, "d", 7))
-			p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+			wantRemoteComplete(t, p.sess, true)
+			// d is over: ignored. Its end matches nothing, so it frees no
+			// place and e is over too. Ending b frees one: f takes it.
+			rawWrite(t, st, rawCat(p.announce(t, true, "d", 7), p.announce(t, false, "d"),
+				p.announce(t, true, "e", 7), p.announce(t, false, "b"), p.announce(t, true, "f", 7)))
+			waitRemote(t, p.sess, "f")
+			wantRemote(t, p.sess, "c", "f")
+			wantIgnored(t, p.sess, 2)
+			wantRemoteComplete(t, p.sess, false)
+			// A path ignored before is taken as new once there is room.
+			rawWrite(t, st, rawCat(p.announce(t, false, "c"), p.announce(t, true, "e", 7)))
+			waitRemote(t, p.sess, "e")
+			wantRemote(t, p.sess, "e", "f")
+			p.wantUp(t)
 		})
 		if alpn == "moq-lite-04" {
 			// A looped announcement is refused, but remembered until it
 			// ends: it takes a place under MaxAnnounced like any other,
 			// and ending it frees the place.
 			t.Run("own hop is counted", func(t *testing.T) {
-				p, ctx, st := startWith(t, Limits{MaxAnnounced: 1})
+				p, _, st := startWith(t, Limits{MaxAnnounced: 1})
 				rawWrite(t, st, rawCat(p.announce(t, true, "loop", hop), p.announce(t, false, "loop"), p.announce(t, true, "other", 9)))
 				waitRemote(t, p.sess, "other")
 				if p.sess.Remote().Get("loop") != nil {
 					t.Fatal("looped announcement in Remote")
 				}
 				p.wantUp(t)
-				rawWrite(t, st, p.announce(t, true, "loop", hop))
-				p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+				// Over the bound, a loop is ignored like any other
+				// announcement, and its end frees nothing.
+				rawWrite(t, st, rawCat(p.announce(t, true, "loop", hop), p.announce(t, false, "loop"),
+					p.announce(t, true, "over", 9), p.announce(t, false, "other"), p.announce(t, true, "next", 9)))
+				waitRemote(t, p.sess, "next")
+				wantRemote(t, p.sess, "next")
+				wantIgnored(t, p.sess, 2)
+				p.wantUp(t)
 			})
 			t.Run("own hop twice", func(t *testing.T) {
 				p, ctx, st := start(t)
@@ -938,12 +991,16 @@ func TestBadInputAnnounce(t *testing.T) {
 			})
 		}
 		t.Run("over MaxAnnouncedBytes", func(t *testing.T) {
-			p, ctx, st := startWith(t, Limits{MaxAnnouncedBytes: 10})
+			p, _, st := startWith(t, Limits{MaxAnnouncedBytes: 10})
 			rawWrite(t, st, rawCat(p.announce(t, true, "abcd", 7), p.announce(t, true, "efgh", 7)))
 			waitRemote(t, p.sess, "efgh") // 8 bytes of paths: within
 			p.wantUp(t)
-			rawWrite(t, st, p.announce(t, true, "ijk", 7)) // 11 bytes
-			p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+			// 11 bytes: ignored; 10 fit.
+			rawWrite(t, st, rawCat(p.announce(t, true, "ijk", 7), p.announce(t, true, "xy", 7)))
+			waitRemote(t, p.sess, "xy")
+			wantRemote(t, p.sess, "abcd", "efgh", "xy")
+			wantIgnored(t, p.sess, 1)
+			p.wantUp(t)
 		})
 		// The publisher may end its announce stream: what it announced
 		// ends, and the session goes on.

@@ -68,9 +68,9 @@ func loopPath(i int) string {
 // A peer that learned our hop ID sends announcements that look looped: the
 // session refuses them but must remember them until they end, and that
 // memory counts. With the default limits the paths run into
-// MaxAnnouncedBytes (1 MiB) after 255 of 4 KiB; the session then closes
-// with BoundsExceeded however many more the peer sends, and until then it
-// holds little more than the paths.
+// MaxAnnouncedBytes (1 MiB) after 255 of 4 KiB; the session then ignores
+// however many more the peer sends, holding little more than the paths,
+// and stays up.
 func TestBoundsLoopedAnnouncementFlood(t *testing.T) {
 	p := newRawPeer(t, "moq-lite-04", Config{}, true)
 	ctx := testCtx(t)
@@ -99,27 +99,24 @@ func TestBoundsLoopedAnnouncementFlood(t *testing.T) {
 	wantHeapWithin(t, fmt.Sprintf("%d looped announcements of 4 KiB held", fit), base, int64(lim.MaxAnnouncedBytes)+int64(fit)*256)
 	wantGoroutinesWithin(t, "looped announcements", g0, 0)
 
-	// The flood goes on (20 000 in all, 80 MiB): the next one is over the
-	// budget and closes the session.
-	flooded := make(chan int, 1)
-	go func() {
-		n := fit
-		defer func() { flooded <- n }()
-		for ; n < 20000; n++ {
-			b, err := wire.AppendMessage(nil, p.v, &wire.Announce{Active: true, Suffix: loopPath(n), Hops: []uint64{7, hop}})
-			if err != nil {
-				return
-			}
-			if _, err := st.Write(b); err != nil {
-				return // the session closed the connection
-			}
+	// The flood goes on (4096 more, 16 MiB): each is over the budget,
+	// ignored and forgotten; a short path still fits after them.
+	const more = 4096
+	for n := fit; n < fit+more; n++ {
+		b, err := wire.AppendMessage(nil, p.v, &wire.Announce{Active: true, Suffix: loopPath(n), Hops: []uint64{7, hop}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
-	t.Logf("the peer got %d looped announcements written before the close", <-flooded)
-	if !strings.Contains(p.sess.Err().Error(), "paths too long") {
-		t.Errorf("closed with %v, want the path budget as the reason", p.sess.Err())
+		rawWrite(t, st, b)
 	}
+	rawWrite(t, st, p.announce(t, true, "marker2", 7))
+	waitRemote(t, p.sess, "marker2")
+	p.wantUp(t)
+	if got := p.sess.Stats().AnnouncementsIgnored; got != more {
+		t.Fatalf("%d announcements ignored, want %d", got, more)
+	}
+	wantHeapWithin(t, fmt.Sprintf("%d looped announcements of 4 KiB held, %d ignored", fit, more), base, int64(lim.MaxAnnouncedBytes)+int64(fit)*256)
+	wantGoroutinesWithin(t, "looped announcements ignored", g0, 0)
 }
 
 // The same with a count limit: MaxAnnounced 4, looped announcements of
@@ -149,14 +146,21 @@ func TestBoundsLoopedAnnouncementCount(t *testing.T) {
 	wantHeapWithin(t, "500 looped announcements announced and ended", base, 0)
 
 	// Three more loops fill the four places with the marker; one more is
-	// over.
+	// over, ignored, and its end frees nothing: with the marker ended, one
+	// place is free for marker2, none for marker3.
 	rawWrite(t, st, rawCat(p.announce(t, true, loopPath(0), hop), p.announce(t, true, loopPath(1), hop), p.announce(t, true, loopPath(2), hop)))
-	rawWrite(t, st, p.announce(t, true, loopPath(3), hop))
-	p.wantConnClosed(t, testCtx(t), broadcast.CodeBoundsExceeded)
+	rawWrite(t, st, rawCat(p.announce(t, true, loopPath(3), hop), p.announce(t, false, loopPath(3)),
+		p.announce(t, false, "marker"), p.announce(t, true, "marker2", 7), p.announce(t, true, "marker3", 7), p.announce(t, true, "marker4", 7)))
+	waitRemote(t, p.sess, "marker2")
+	p.wantUp(t)
+	wantIgnored(t, p.sess, 3) // loop 3, marker3, marker4
+	if p.sess.Remote().Get("marker3") != nil || p.sess.Remote().Get("marker4") != nil {
+		t.Fatal("an announcement over MaxAnnounced is in Remote")
+	}
 }
 
 // Active announcements within MaxAnnounced cost what its doc comment says
-// (2 KiB each besides the path); one more closes the session.
+// (2 KiB each besides the path); more are ignored and cost nothing.
 func TestBoundsAnnouncedHeap(t *testing.T) {
 	const n = 1000
 	p := newRawPeer(t, "moq-lite-04", Config{Limits: Limits{MaxAnnounced: n}}, true)
@@ -172,8 +176,18 @@ func TestBoundsAnnouncedHeap(t *testing.T) {
 	p.wantUp(t)
 	wantHeapWithin(t, fmt.Sprintf("%d active announcements", n), base, n*2<<10)
 	wantGoroutinesWithin(t, "active announcements", g0, 0)
-	rawWrite(t, st, p.announce(t, true, "one-more", 7))
-	p.wantConnClosed(t, ctx, broadcast.CodeBoundsExceeded)
+	var more []byte
+	for i := range n {
+		more = append(more, p.announce(t, true, fmt.Sprintf("over%04d", i), 7)...)
+	}
+	rawWrite(t, st, rawCat(more, p.announce(t, false, "marker"), p.announce(t, true, "marker2", 7)))
+	waitRemote(t, p.sess, "marker2")
+	p.wantUp(t)
+	wantIgnored(t, p.sess, n)
+	wantHeapWithin(t, fmt.Sprintf("%d active announcements, %d ignored", n, n), base, n*2<<10)
+	if len(p.sess.Remote().Active("")) != n {
+		t.Fatalf("Remote holds %d broadcasts, want %d", len(p.sess.Remote().Active("")), n)
+	}
 }
 
 // A group stream whose header never arrives must not hold up the end of a

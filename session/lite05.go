@@ -172,7 +172,7 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 	if !hdr.done() {
 		return
 	}
-	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
 		reset(st, broadcast.CodeNotFound)
 		return
@@ -327,7 +327,7 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 		return
 	}
 	defer s.served.Add(-1)
-	b := s.publish.Get(broadcast.CleanPath(m.Broadcast))
+	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
 		reset(st, broadcast.CodeNotFound)
 		return

@@ -45,7 +45,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	// sub lives as long as the subscription, so keep only the clean path.
 	sub.Broadcast = ""
 	log := s.log.With("subscribe", sub.ID, "broadcast", path, "track", sub.Track)
-	b := s.publish.Get(path)
+	b := s.published(path)
 	if b == nil {
 		log.Debug("subscribe to unknown broadcast")
 		reset(st, broadcast.CodeNotFound)
@@ -361,4 +361,23 @@ func (r *subscribeRange) end() error {
 		}
 	}
 	return r.write(&wire.SubscribeEnd{Group: r.next})
+}
+
+// fillPrefix has Publish filled under prefix (Config.FillPublish) before
+// the peer's announce interest there is served.
+func (s *Session) fillPrefix(prefix string) {
+	if s.fill != nil {
+		s.fill(s.ctx, prefix)
+	}
+}
+
+// published is the broadcast at path in Publish, which is filled there
+// first if it lacks it (Config.FillPublish).
+func (s *Session) published(path string) *broadcast.Consumer {
+	b := s.publish.Get(path)
+	if b == nil && s.fill != nil {
+		s.fill(s.ctx, path)
+		b = s.publish.Get(path)
+	}
+	return b
 }

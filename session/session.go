@@ -45,15 +45,15 @@ type Session struct {
 	version wire.Version  // fixed before negotiated is closed
 	ready   chan struct{} // closed once the version is known (closedChan if it was at New)
 
-	// goaway is closed when the peer sent GOAWAY; made by goawayChan when
-	// first asked for (most sessions never see one). goawayMu guards it and
-	// goawaySeen.
-	goaway    chan struct{}
-	goawayURI string // set before goaway is closed
-	lim       Limits
-	log       *slog.Logger
-	hop       uint64
-	publish   *broadcast.Origin // what we offer; never nil
+	// goaway's channel is closed when the peer sent GOAWAY; made by
+	// goawayChan when first asked for (most sessions never see one).
+	// goawayMu guards it and goawaySeen.
+	goaway  *goawayState
+	lim     Limits
+	log     *slog.Logger
+	hop     uint64
+	publish *broadcast.Origin                        // what we offer; never nil
+	fill    func(ctx context.Context, prefix string) // Config.FillPublish
 	// remote is what the peer announced to us, made by remoteOrigin when
 	// first needed: a lazy session that never asks holds none.
 	remote atomic.Pointer[broadcast.Origin]
@@ -89,11 +89,15 @@ type Session struct {
 	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
 	announced      int                            // paths the peer has active, or refused as loops
 	announcedBytes int                            // their total length
+	// overflow is closed at the first announcement ignored for the bounds
+	// (made on first use; counters.announcementsIgnored says whether one
+	// was).
+	overflow chan struct{}
 
 	// obs counts subscriptions and reports to the metrics (stats.go).
 	obs observer
 
-	mu           sync.Mutex   // guards subs, shared, remotes, announced, announcedBytes
+	mu           sync.Mutex   // guards subs, shared, remotes, announced, announcedBytes, overflow
 	goawayMu     sync.Mutex   // guards goaway, goawaySeen
 	spawnMu      sync.RWMutex // guards closing against wg.Add racing wg.Wait
 	interestOnce sync.Once
@@ -170,6 +174,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	if s.hop == 0 {
 		s.hop = s.publish.ID()
 	}
+	s.fill = cfg.FillPublish
 	if !s.lazyInterest {
 		s.remoteOrigin()
 	}
@@ -938,8 +943,9 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	first := !s.goawaySeen
 	if first {
 		s.goawaySeen = true
-		s.goawayURI = m.URI
-		close(s.goawayChanLocked())
+		g := s.goawayLocked()
+		g.uri = m.URI
+		close(g.ch)
 	}
 	s.goawayMu.Unlock()
 	if first {
@@ -954,27 +960,34 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 // close the session. GoawayURI then says where it asked us to reconnect.
 func (s *Session) GoingAway() <-chan struct{} { return s.goawayChan() }
 
+// goawayState is made when first asked for: most sessions never see a
+// GOAWAY.
+type goawayState struct {
+	ch  chan struct{} // closed when the peer sent GOAWAY
+	uri string        // set before ch is closed
+}
+
 func (s *Session) goawayChan() chan struct{} {
 	s.goawayMu.Lock()
 	defer s.goawayMu.Unlock()
-	return s.goawayChanLocked()
+	return s.goawayLocked().ch
 }
 
-func (s *Session) goawayChanLocked() chan struct{} {
+func (s *Session) goawayLocked() *goawayState {
 	if s.goaway == nil {
-		s.goaway = make(chan struct{})
+		s.goaway = &goawayState{ch: make(chan struct{})}
 	}
 	return s.goaway
 }
 
 // GoawayURI is the URI of the peer's GOAWAY ("" for none, or before one).
 func (s *Session) GoawayURI() string {
-	select {
-	case <-s.goawayChan():
-		return s.goawayURI
-	default:
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	if !s.goawaySeen {
 		return ""
 	}
+	return s.goaway.uri
 }
 
 // ErrNoGoaway is returned by Goaway on versions without a GOAWAY message

@@ -32,6 +32,11 @@ type Stats struct {
 	// already, or it no longer fits the receive budget). Datagrams the
 	// transport itself lost are not counted.
 	DatagramsDropped uint64 `json:"datagrams_dropped"`
+	// AnnouncementsIgnored counts the peer's announcements left out of
+	// Remote because it held MaxAnnounced broadcasts (or
+	// MaxAnnouncedBytes of paths) already: not media, but what a peer
+	// that announces more than we hold (a big relay) costs us.
+	AnnouncementsIgnored uint64 `json:"announcements_ignored"`
 }
 
 type counters struct {
@@ -40,6 +45,7 @@ type counters struct {
 	bytesSent, bytesReceived         atomic.Uint64
 	datagramsSent, datagramsReceived atomic.Uint64
 	datagramsDropped                 atomic.Uint64
+	announcementsIgnored             atomic.Uint64
 }
 
 // Stats returns the session's counters so far.
@@ -50,7 +56,8 @@ func (s *Session) Stats() Stats {
 		FramesSent: c.framesSent.Load(), FramesReceived: c.framesReceived.Load(),
 		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
 		DatagramsSent: c.datagramsSent.Load(), DatagramsReceived: c.datagramsReceived.Load(),
-		DatagramsDropped: c.datagramsDropped.Load(),
+		DatagramsDropped:     c.datagramsDropped.Load(),
+		AnnouncementsIgnored: c.announcementsIgnored.Load(),
 	}
 }
 
