@@ -466,12 +466,20 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 	w := gw.w
 	w.Reset(st)
 	defer func() { w.Reset(nil); groupWriters.Put(gw) }()
+	// The frames written are counted at each flush, not only at the
+	// group's end: a long group (a GOP, say) would otherwise stay out of
+	// the statistics until it finishes, and a reader sampling them mid-group
+	// would see the peer hold frames we never counted as sent.
 	var frames, bytes uint64
-	defer func() {
-		s.counters.framesSent.Add(frames)
-		s.counters.bytesSent.Add(bytes)
-		gs.stats.media(frames, bytes)
-	}()
+	count := func() {
+		if frames > 0 {
+			s.counters.framesSent.Add(frames)
+			s.counters.bytesSent.Add(bytes)
+			gs.stats.media(frames, bytes)
+			frames, bytes = 0, 0
+		}
+	}
+	defer count()
 
 	var hdr [16]byte
 	b := wire.AppendUniStreamType(hdr[:0], wire.UniGroup)
@@ -510,6 +518,7 @@ func (s *Session) writeGroup(ctx context.Context, gs *groupSender, og *outGroup,
 			if w.Flush() != nil {
 				return
 			}
+			count()
 			var f []byte
 			var ts uint64
 			if f, ts, err = g.ReadFrameAt(ctx); err == nil {
