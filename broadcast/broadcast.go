@@ -196,7 +196,9 @@ type Consumer struct{ b *bcast }
 // to a track that does not exist yet asks the broadcast's OnTrack handler for
 // it, later ones join it, and it is forgotten once its last consumer closes.
 // Without a handler an unknown track is ErrNotFound; an ended broadcast
-// returns its end error. Close the consumer when done with it.
+// returns its end error. The track notes that a subscriber wants its
+// latest group (TrackProducer.AskedLive). Close the consumer when done
+// with it.
 func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 	return c.subscribeTrack(info, nil)
 }
@@ -207,7 +209,8 @@ func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 // then the new ones), and the track notes start as asked
 // (TrackProducer.AskedStart) before a new track's OnTrack handler runs, so
 // that a relay asks its upstream for the earliest group any of its
-// subscribers wanted.
+// subscribers wanted. A start past the latest group of a track that has
+// groups is not noted: groups from the latest on reach it.
 func (c *Consumer) SubscribeTrackAt(info Track, start uint64) (*TrackConsumer, error) {
 	return c.subscribeTrack(info, &start)
 }
@@ -222,8 +225,8 @@ func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, er
 	if t, ok := b.tracks[info.Name]; ok && !t.aborted() {
 		t.ask(info.Priority)
 		tc := t.consume()
+		t.askFrom(start)
 		if start != nil {
-			t.askStart(*start)
 			tc.StartAt(*start)
 		}
 		b.mu.Unlock()
@@ -237,8 +240,8 @@ func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, er
 	tp.t.onUnused = func() { b.dropIfUnused(tp.t) }
 	b.tracks[info.Name] = tp.t
 	tc := tp.t.consume()
+	tp.t.askFrom(start)
 	if start != nil {
-		tp.t.askStart(*start)
 		tc.StartAt(*start)
 	}
 	b.mu.Unlock()
