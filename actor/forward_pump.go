@@ -12,11 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
 var (
 	errUpstreamBound = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many forwarded tracks"}
+	errUpstreamShare = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many forwarded tracks for one peer"}
 	errNoRoute       = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
 	errOtherOrigin   = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast now comes from another publisher"}
 	errUnused        = errors.New("forwarded track unused")
@@ -25,8 +28,16 @@ var (
 
 // startPump is the relay broadcast's OnTrack: it must not block.
 func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackProducer) {
+	who, tagged := tp.Tag().(shareKey) // the downstream peer it is made for; none: local
+	if tagged && !f.takeShare(who) {
+		tp.Abort(errUpstreamShare)
+		return
+	}
 	if f.upstream.Add(1) > int64(f.cfg.MaxUpstream) {
 		f.upstream.Add(-1)
+		if tagged {
+			f.dropShare(who)
+		}
 		tp.Abort(errUpstreamBound)
 		return
 	}
@@ -37,9 +48,51 @@ func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackP
 	cell.addTrack(tp)
 	go func() {
 		defer f.upstream.Add(-1)
+		if tagged {
+			defer f.dropShare(who)
+		}
 		defer cell.removeTrack(tp)
 		f.pump(cell, path, tp)
 	}()
+}
+
+// shareKey is whom MaxUpstreamPerPeer counts: a libp2p peer, or an
+// anonymous session (no peer ID; bounded per source address by whoever
+// admits them).
+type shareKey struct {
+	peer    peer.ID
+	session uint64 // anonymous sessions only
+}
+
+func (s *Session) shareKey() shareKey {
+	if s.peer != "" {
+		return shareKey{peer: s.peer}
+	}
+	return shareKey{session: s.id}
+}
+
+// takeShare counts a pump against who's MaxUpstreamPerPeer, false if that
+// is reached. The count is who's until the pump ends, even if its session
+// ends first: the track's other subscribers keep it.
+func (f *forwarder) takeShare(who shareKey) bool {
+	f.shareMu.Lock()
+	defer f.shareMu.Unlock()
+	if f.shares[who] >= f.cfg.MaxUpstreamPerPeer {
+		return false
+	}
+	if f.shares == nil {
+		f.shares = map[shareKey]int{}
+	}
+	f.shares[who]++
+	return true
+}
+
+func (f *forwarder) dropShare(who shareKey) {
+	f.shareMu.Lock()
+	defer f.shareMu.Unlock()
+	if f.shares[who]--; f.shares[who] <= 0 {
+		delete(f.shares, who)
+	}
 }
 
 // pump feeds tp from the path's route. When the route's broadcast ends it

@@ -188,8 +188,18 @@ func (t *track) aborted() bool {
 }
 
 // Consumer reads a broadcast: it subscribes to its tracks. It is safe for
-// concurrent use; every Consumer of one broadcast is equivalent.
-type Consumer struct{ b *bcast }
+// concurrent use; every Consumer of one broadcast is equivalent, but for
+// the tag a track made on demand carries (Tagged).
+type Consumer struct {
+	b   *bcast
+	tag any
+}
+
+// Tagged returns a consumer of the same broadcast whose subscriptions
+// that make a track on demand leave tag on it (TrackProducer.Tag): the
+// broadcast's OnTrack handler can tell whom it makes the track for (a
+// relay counts them per downstream session).
+func (c *Consumer) Tagged(tag any) *Consumer { return &Consumer{b: c.b, tag: tag} }
 
 // SubscribeTrack returns a consumer of the named track, starting at its latest
 // group. Subscribers of one track share one producer: the first subscription
@@ -237,6 +247,7 @@ func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, er
 		return nil, withReason(ErrNotFound, "track %q", info.Name)
 	}
 	tp := NewTrack(info, b.lim)
+	tp.t.tag = c.tag
 	tp.t.onUnused = func() { b.dropIfUnused(tp.t) }
 	b.tracks[info.Name] = tp.t
 	tc := tp.t.consume()

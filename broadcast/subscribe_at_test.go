@@ -145,3 +145,23 @@ func TestSubscribeTrackAsked(t *testing.T) {
 		t.Fatalf("asked start %d, want 4, with Asked fired", s)
 	}
 }
+
+// A track made on demand carries the tag of the consumer whose
+// subscription made it; joining it later leaves it as it is.
+func TestSubscribeTrackTag(t *testing.T) {
+	var tags []any
+	b := New(Config{OnTrack: func(p *TrackProducer) { tags = append(tags, p.Tag()) }})
+	c := b.Consume()
+	a, err := c.Tagged(uint64(7)).SubscribeTrack(Track{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	again, _ := c.Tagged(uint64(8)).SubscribeTrack(Track{Name: "a"}) // joins: no OnTrack
+	defer again.Close()
+	plain, _ := c.SubscribeTrack(Track{Name: "b"})
+	defer plain.Close()
+	if len(tags) != 2 || tags[0] != uint64(7) || tags[1] != nil {
+		t.Fatalf("OnTrack saw tags %v, want [7 <nil>]", tags)
+	}
+}

@@ -53,6 +53,7 @@ type track struct {
 	startAsked atomic.Uint64
 	// liveAsked: a SubscribeTrack without a start asked for the track.
 	liveAsked atomic.Bool
+	tag       any // of the Consumer that made the track on demand; set before OnTrack
 
 	mu        sync.RWMutex
 	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
@@ -114,6 +115,10 @@ func (p *TrackProducer) AskedStart() (uint64, bool) {
 	v := p.t.startAsked.Load()
 	return v - 1, v != 0
 }
+
+// Tag returns the tag of the Consumer (Consumer.Tagged) whose subscription
+// made the track on demand, nil for another.
+func (p *TrackProducer) Tag() any { return p.t.tag }
 
 // AskedLive reports whether a subscriber asked for the track without a
 // start (Consumer.SubscribeTrack): it wants the latest group, whatever
