@@ -29,6 +29,9 @@ const (
 	DefaultMaxForwardPaths = 16384
 	DefaultMaxRoutes       = 65536
 	DefaultMaxUpstream     = 4096
+	// DefaultMaxUpstreamPerPeer is the share of MaxUpstream one
+	// downstream peer may take: eight peers, not four sessions, fill it.
+	DefaultMaxUpstreamPerPeer = 512
 	// DefaultMaxGroupCopiers bounds the groups of one forwarded track
 	// copied at once while they are still arriving.
 	DefaultMaxGroupCopiers = 64
@@ -79,6 +82,16 @@ type Forward struct {
 	// a subscription beyond it is refused with BoundsExceeded. Default
 	// DefaultMaxUpstream.
 	MaxUpstream int
+	// MaxUpstreamPerPeer bounds the forwarded tracks one downstream peer
+	// had the node subscribe upstream for (the peer whose SUBSCRIBE made
+	// the relay track; later subscribers join it for free), so that one
+	// peer cannot take every MaxUpstream slot: its subscription beyond it
+	// is refused with BoundsExceeded. A peer is a libp2p peer ID with all
+	// its sessions, or an anonymous session on its own. At most
+	// MaxUpstream. Default DefaultMaxUpstreamPerPeer; negative: no share,
+	// as a downstream relay forwarding many tracks through one link may
+	// need.
+	MaxUpstreamPerPeer int
 	// MaxGroupCopiers bounds the groups of one forwarded track copied at
 	// once while still arriving (a goroutine each); the next waits.
 	// Default DefaultMaxGroupCopiers.
@@ -106,6 +119,12 @@ func (f Forward) withDefaults() Forward {
 	}
 	if f.MaxUpstream <= 0 {
 		f.MaxUpstream = DefaultMaxUpstream
+	}
+	switch {
+	case f.MaxUpstreamPerPeer == 0:
+		f.MaxUpstreamPerPeer = min(DefaultMaxUpstreamPerPeer, f.MaxUpstream)
+	case f.MaxUpstreamPerPeer < 0 || f.MaxUpstreamPerPeer > f.MaxUpstream:
+		f.MaxUpstreamPerPeer = f.MaxUpstream
 	}
 	if f.MaxGroupCopiers <= 0 {
 		f.MaxGroupCopiers = DefaultMaxGroupCopiers
@@ -152,6 +171,8 @@ type forwarder struct {
 	wants    []*offerJob     // sessions asking for their offers (dirtyMu)
 	jobs     []*offerJob     // offers being made, a batch at a time
 	upstream atomic.Int64    // pumps running (any goroutine)
+	shareMu  sync.Mutex
+	shares   map[shareKey]int // pumps running per peer that made their track (shareMu)
 }
 
 // offerJob offers the forwarded paths under prefix to a session that asked
@@ -603,7 +624,8 @@ func (f *forwarder) offerTo(p *fwdPath, s *Session) {
 	if !ok || name == "" || (f.cfg.Offer != nil && !f.cfg.Offer(s, p.path)) {
 		return
 	}
-	stop, err := s.origin.Publish(name, p.prod.Consume())
+	// Tagged: a relay track made for s counts in its peer's MaxUpstreamPerPeer.
+	stop, err := s.origin.Publish(name, p.prod.Consume().Tagged(s.shareKey()))
 	if err != nil {
 		f.a.log.Debug("not forwarding", "path", p.path, "peer", s.peer, "err", err)
 		return

@@ -12,20 +12,32 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 )
 
 var (
 	errUpstreamBound = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many forwarded tracks"}
+	errUpstreamShare = &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many forwarded tracks for one peer"}
 	errNoRoute       = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast unannounced"}
 	errOtherOrigin   = &broadcast.Error{Code: broadcast.CodeNotFound, Reason: "broadcast now comes from another publisher"}
 	errUnused        = errors.New("forwarded track unused")
+	errLower         = errors.New("subscribing upstream again at a lower start")
 )
 
 // startPump is the relay broadcast's OnTrack: it must not block.
 func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackProducer) {
+	who, tagged := tp.Tag().(shareKey) // the downstream peer it is made for; none: local
+	if tagged && !f.takeShare(who) {
+		tp.Abort(errUpstreamShare)
+		return
+	}
 	if f.upstream.Add(1) > int64(f.cfg.MaxUpstream) {
 		f.upstream.Add(-1)
+		if tagged {
+			f.dropShare(who)
+		}
 		tp.Abort(errUpstreamBound)
 		return
 	}
@@ -36,9 +48,51 @@ func (f *forwarder) startPump(cell *routeCell, path string, tp *broadcast.TrackP
 	cell.addTrack(tp)
 	go func() {
 		defer f.upstream.Add(-1)
+		if tagged {
+			defer f.dropShare(who)
+		}
 		defer cell.removeTrack(tp)
 		f.pump(cell, path, tp)
 	}()
+}
+
+// shareKey is whom MaxUpstreamPerPeer counts: a libp2p peer, or an
+// anonymous session (no peer ID; bounded per source address by whoever
+// admits them).
+type shareKey struct {
+	peer    peer.ID
+	session uint64 // anonymous sessions only
+}
+
+func (s *Session) shareKey() shareKey {
+	if s.peer != "" {
+		return shareKey{peer: s.peer}
+	}
+	return shareKey{session: s.id}
+}
+
+// takeShare counts a pump against who's MaxUpstreamPerPeer, false if that
+// is reached. The count is who's until the pump ends, even if its session
+// ends first: the track's other subscribers keep it.
+func (f *forwarder) takeShare(who shareKey) bool {
+	f.shareMu.Lock()
+	defer f.shareMu.Unlock()
+	if f.shares[who] >= f.cfg.MaxUpstreamPerPeer {
+		return false
+	}
+	if f.shares == nil {
+		f.shares = map[shareKey]int{}
+	}
+	f.shares[who]++
+	return true
+}
+
+func (f *forwarder) dropShare(who shareKey) {
+	f.shareMu.Lock()
+	defer f.shareMu.Unlock()
+	if f.shares[who]--; f.shares[who] <= 0 {
+		delete(f.shares, who)
+	}
 }
 
 // pump feeds tp from the path's route. When the route's broadcast ends it
@@ -66,7 +120,9 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		spliced   bool   // a route was used before
 		last      uint64 // highest sequence forwarded
 		forwarded bool
-		resumes   int // cancelled upstream tracks subscribed again since the last progress
+		resumes   int    // cancelled upstream tracks subscribed again since the last progress
+		prev      *route // the route of the last upstream subscription
+		lower     *lowerStart
 	)
 	for {
 		r, gone, changed := cell.get()
@@ -83,7 +139,8 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 				return
 			}
 		}
-		if spliced && (origin == 0 || r.origin() != origin) {
+		again := lower != nil && r == prev // the same route: the same publisher
+		if spliced && !again && (origin == 0 || r.origin() != origin) {
 			// Another publisher's sequence numbers mean nothing here.
 			tp.Abort(errOtherOrigin)
 			return
@@ -94,14 +151,26 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		// treats one as an error), so a later subscriber's higher priority
 		// applies from the next upstream subscription (after a failover).
 		info.Priority = tp.AskedPriority()
+		var start *uint64 // nil: the latest group
+		switch {
+		case again:
+			start = lower.start
+		case !spliced:
+			// The earliest start a subscriber asked for so far. Until a
+			// group arrives, one whom it leaves out has it made again
+			// lower (watchStart); after that, one asking for an earlier
+			// start is served from the relay track's cache (what it holds
+			// from there on). After a failover the track goes on at the
+			// next group instead.
+			if s, ok := tp.AskedStart(); ok {
+				start = &s
+			}
+		}
+		lower = nil
 		var up *broadcast.TrackConsumer
 		var err error
-		if start, ok := tp.AskedStart(); ok && !spliced {
-			// The earliest start a subscriber asked for so far; one
-			// asking for an earlier start later is served from the relay
-			// track's cache (what it holds from there on). After a
-			// failover the track goes on at the next group instead.
-			up, err = r.b.SubscribeTrackAt(info, start)
+		if start != nil {
+			up, err = r.b.SubscribeTrackAt(info, *start)
 		} else {
 			up, err = r.b.SubscribeTrack(info)
 		}
@@ -112,14 +181,26 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			tp.Abort(err)
 			return
 		}
-		origin, spliced = r.origin(), true
+		origin, spliced, prev = r.origin(), true, r
 		before, had := last, forwarded
+		// Groups are received under rctx: watchStart ends it to subscribe
+		// again lower; groups in flight are copied on under ctx.
+		rctx, rcancel := context.WithCancelCause(ctx)
 		if err = up.Ready(ctx); err == nil {
 			tp.Confirm() // the upstream took it
-			err = f.copyTrack(ctx, up, tp, &last, &forwarded)
+			if start != nil {
+				lower = &lowerStart{}
+				go watchStart(rctx, rcancel, tp, *start, lower)
+			}
+			err = f.copyTrack(ctx, rctx, up, tp, &last, &forwarded)
 		}
-		if forwarded && (!had || last > before) {
+		rcancel(nil)
+		progress := forwarded && (!had || last > before)
+		if progress {
 			resumes = 0
+		}
+		if ctx.Err() != nil || !errors.Is(context.Cause(rctx), errLower) {
+			lower = nil // watchStart's verdict, if any, is read below only
 		}
 		switch {
 		case errors.Is(err, io.EOF):
@@ -127,9 +208,21 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 			_ = tp.Finish()
 			return
 		case ctx.Err() != nil:
-			f.lingerClose(up)
+			if start != nil && !progress {
+				// An upstream track held back at a start nothing reached:
+				// a subscriber back within the linger must not join it.
+				up.Close()
+			} else {
+				f.lingerClose(up)
+			}
 			f.endPump(tp, context.Cause(ctx))
 			return
+		case lower != nil:
+			// Close first: the session's upstream track is shared, so
+			// the next subscription would otherwise join this one.
+			up.Close()
+			f.a.log.Debug("forwarded track subscribed again at a lower start", "path", path, "track", info.Name)
+			continue
 		case r.b.Err() == nil && broadcast.CodeOf(err) == broadcast.CodeCancel && resumes < maxResumes:
 			// A relay upstream cancels its track when its own route changes
 			// under it (it can answer a subscription on the broadcast it is
@@ -148,6 +241,52 @@ func (f *forwarder) pump(cell *routeCell, path string, tp *broadcast.TrackProduc
 		}
 		up.Close()
 		f.a.log.Debug("forwarded track lost its route", "path", path, "track", info.Name, "err", err)
+	}
+}
+
+// startGrace is how long an upstream subscription made at a start may
+// deliver nothing before a subscriber that wants the latest group has it
+// made again without a start: a start the publisher already passed is
+// served at once, so one that delivers nothing by then is ahead of it.
+const startGrace = 500 * time.Millisecond
+
+// lowerStart is watchStart's verdict: subscribe again at start (nil: the
+// latest group). It is written before watchStart cancels the receiving
+// context with errLower, and read after.
+type lowerStart struct{ start *uint64 }
+
+// watchStart ends the upstream subscription made at start (cancelling
+// rctx with errLower, its verdict in lower) when, before tp has a group,
+// a subscriber wants groups it leaves out: one asking for an earlier
+// start (at once), or one wanting the latest group once the subscription
+// delivered nothing for startGrace. A subscriber asking for a start far
+// ahead thus cannot hold the shared subscription back from everyone else.
+// The upstream start only goes down, and from a start to none, never back.
+func watchStart(rctx context.Context, rcancel context.CancelCauseFunc, tp *broadcast.TrackProducer, start uint64, lower *lowerStart) {
+	grace := time.NewTimer(startGrace)
+	defer grace.Stop()
+	live := false // startGrace is over: a subscriber wanting the latest group may redo it
+	for {
+		asked := tp.Asked() // before the checks: an ask in between wakes the wait
+		if _, any := tp.Latest(); any {
+			return // groups flow: later subscribers are served from the relay track
+		}
+		if s, ok := tp.AskedStart(); ok && s < start {
+			lower.start = &s
+			rcancel(errLower)
+			return
+		}
+		if live && tp.AskedLive() {
+			rcancel(errLower) // lower.start nil: the latest group
+			return
+		}
+		select {
+		case <-asked:
+		case <-grace.C:
+			live = true
+		case <-rctx.Done():
+			return
+		}
 	}
 }
 
@@ -206,8 +345,9 @@ func (f *forwarder) lingerClose(up *broadcast.TrackConsumer) {
 }
 
 // copyTrack copies up's groups into tp until up ends (its error), or ctx
+// or rctx (which only stops receiving: groups in flight are copied on)
 // does. Groups at or below *last from an earlier route are skipped.
-func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, tp *broadcast.TrackProducer, last *uint64, forwarded *bool) error {
+func (f *forwarder) copyTrack(ctx, rctx context.Context, up *broadcast.TrackConsumer, tp *broadcast.TrackProducer, last *uint64, forwarded *bool) error {
 	floor, skip := *last, *forwarded // the splice point
 	sem := make(chan struct{}, f.cfg.MaxGroupCopiers)
 	// The previous group's frame count: a group is sized for it up front
@@ -222,7 +362,7 @@ func (f *forwarder) copyTrack(ctx context.Context, up *broadcast.TrackConsumer, 
 	// or with ctx.
 	defer wg.Wait()
 	for {
-		g, err := up.RecvGroup(ctx)
+		g, err := up.RecvGroup(rctx)
 		if err != nil {
 			return err
 		}

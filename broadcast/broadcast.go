@@ -188,15 +188,27 @@ func (t *track) aborted() bool {
 }
 
 // Consumer reads a broadcast: it subscribes to its tracks. It is safe for
-// concurrent use; every Consumer of one broadcast is equivalent.
-type Consumer struct{ b *bcast }
+// concurrent use; every Consumer of one broadcast is equivalent, but for
+// the tag a track made on demand carries (Tagged).
+type Consumer struct {
+	b   *bcast
+	tag any
+}
+
+// Tagged returns a consumer of the same broadcast whose subscriptions
+// that make a track on demand leave tag on it (TrackProducer.Tag): the
+// broadcast's OnTrack handler can tell whom it makes the track for (a
+// relay counts them per downstream session).
+func (c *Consumer) Tagged(tag any) *Consumer { return &Consumer{b: c.b, tag: tag} }
 
 // SubscribeTrack returns a consumer of the named track, starting at its latest
 // group. Subscribers of one track share one producer: the first subscription
 // to a track that does not exist yet asks the broadcast's OnTrack handler for
 // it, later ones join it, and it is forgotten once its last consumer closes.
 // Without a handler an unknown track is ErrNotFound; an ended broadcast
-// returns its end error. Close the consumer when done with it.
+// returns its end error. The track notes that a subscriber wants its
+// latest group (TrackProducer.AskedLive). Close the consumer when done
+// with it.
 func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 	return c.subscribeTrack(info, nil)
 }
@@ -207,7 +219,8 @@ func (c *Consumer) SubscribeTrack(info Track) (*TrackConsumer, error) {
 // then the new ones), and the track notes start as asked
 // (TrackProducer.AskedStart) before a new track's OnTrack handler runs, so
 // that a relay asks its upstream for the earliest group any of its
-// subscribers wanted.
+// subscribers wanted. A start past the latest group of a track that has
+// groups is not noted: groups from the latest on reach it.
 func (c *Consumer) SubscribeTrackAt(info Track, start uint64) (*TrackConsumer, error) {
 	return c.subscribeTrack(info, &start)
 }
@@ -222,8 +235,8 @@ func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, er
 	if t, ok := b.tracks[info.Name]; ok && !t.aborted() {
 		t.ask(info.Priority)
 		tc := t.consume()
+		t.askFrom(start)
 		if start != nil {
-			t.askStart(*start)
 			tc.StartAt(*start)
 		}
 		b.mu.Unlock()
@@ -234,11 +247,12 @@ func (c *Consumer) subscribeTrack(info Track, start *uint64) (*TrackConsumer, er
 		return nil, withReason(ErrNotFound, "track %q", info.Name)
 	}
 	tp := NewTrack(info, b.lim)
+	tp.t.tag = c.tag
 	tp.t.onUnused = func() { b.dropIfUnused(tp.t) }
 	b.tracks[info.Name] = tp.t
 	tc := tp.t.consume()
+	tp.t.askFrom(start)
 	if start != nil {
-		tp.t.askStart(*start)
 		tc.StartAt(*start)
 	}
 	b.mu.Unlock()

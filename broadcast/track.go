@@ -51,6 +51,9 @@ type track struct {
 	// startAsked is one past the earliest group a SubscribeTrackAt asked
 	// to start at (0: none did); only ever lowered.
 	startAsked atomic.Uint64
+	// liveAsked: a SubscribeTrack without a start asked for the track.
+	liveAsked atomic.Bool
+	tag       any // of the Consumer that made the track on demand; set before OnTrack
 
 	mu        sync.RWMutex
 	entries   ring // groups in arrival order; nil = evicted; entries.at(0) has arrival index base
@@ -63,6 +66,7 @@ type track struct {
 	dropped   []dropRange // groups the publisher said will never come (Drop), newest last
 	err       error       // abort error; the track is over when set
 	sig       signal
+	askSig    signal // wakes Asked's waiters: liveAsked set, startAsked lowered
 	consumers int
 	cursors   []*TrackConsumer // open consumers, kept only under Backpressure
 	room      signal           // wakes WaitRoom when a consumer moved on or left
@@ -112,15 +116,73 @@ func (p *TrackProducer) AskedStart() (uint64, bool) {
 	return v - 1, v != 0
 }
 
-// askStart lowers the asked start to seq.
-func (t *track) askStart(seq uint64) {
+// Tag returns the tag of the Consumer (Consumer.Tagged) whose subscription
+// made the track on demand, nil for another.
+func (p *TrackProducer) Tag() any { return p.t.tag }
+
+// AskedLive reports whether a subscriber asked for the track without a
+// start (Consumer.SubscribeTrack): it wants the latest group, whatever
+// start others asked for.
+func (p *TrackProducer) AskedLive() bool { return p.t.liveAsked.Load() }
+
+// Asked returns a channel that is closed when a subscriber joining the
+// track asks for groups not asked for before: the first one without a
+// start (AskedLive), or one whose start lowers AskedStart. A relay whose
+// upstream subscription leaves those groups out may subscribe again.
+func (p *TrackProducer) Asked() <-chan struct{} {
+	t := p.t
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.askSig.wait()
+}
+
+// Latest returns the highest group sequence so far, and false if there is
+// none.
+func (p *TrackProducer) Latest() (uint64, bool) {
+	t := p.t
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.latest, t.any
+}
+
+// askFrom notes what a subscriber joining the track asks for: the latest
+// group (start nil) or the groups from *start on.
+func (t *track) askFrom(start *uint64) {
+	if start == nil {
+		if !t.liveAsked.Load() && !t.liveAsked.Swap(true) {
+			t.notifyAsked()
+		}
+		return
+	}
+	t.mu.RLock()
+	beyond := t.any && *start > t.latest
+	t.mu.RUnlock()
+	// A start past the latest group is reached by any subscription that
+	// goes on from there: noting it would only let one subscriber hold a
+	// relay's shared upstream subscription back from the live edge.
+	if !beyond && t.askStart(*start) {
+		t.notifyAsked()
+	}
+}
+
+func (t *track) notifyAsked() {
+	t.mu.Lock()
+	t.askSig.notify()
+	t.mu.Unlock()
+}
+
+// askStart lowers the asked start to seq and reports whether it did.
+func (t *track) askStart(seq uint64) bool {
 	if seq == math.MaxUint64 {
-		return // not representable one past; nobody has that many groups
+		return false // not representable one past; nobody has that many groups
 	}
 	for {
 		cur := t.startAsked.Load()
-		if (cur != 0 && seq+1 >= cur) || t.startAsked.CompareAndSwap(cur, seq+1) {
-			return
+		if cur != 0 && seq+1 >= cur {
+			return false
+		}
+		if t.startAsked.CompareAndSwap(cur, seq+1) {
+			return true
 		}
 	}
 }

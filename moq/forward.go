@@ -31,6 +31,11 @@ type Forwarding struct {
 	// routes held and the forwarded tracks with an upstream subscription,
 	// node-wide (see actor.Forward for the defaults and worst cases).
 	MaxPaths, MaxRoutes, MaxUpstream int
+	// MaxUpstreamPerPeer is the share of MaxUpstream one peer's
+	// subscriptions may take: a libp2p peer's sessions together, an
+	// anonymous session on its own (default
+	// actor.DefaultMaxUpstreamPerPeer; negative: none).
+	MaxUpstreamPerPeer int
 	// Limits bound each forwarded track's cache (broadcast.Limits
 	// defaults: the latest group always, older ones within 5 s).
 	Limits broadcast.Limits
@@ -83,7 +88,8 @@ func (f *Forwarding) forwardConfig(m **Moq) *actor.Forward {
 	cfg := &actor.Forward{
 		Prefixes: f.Prefixes, Linger: f.Linger,
 		MaxPaths: f.MaxPaths, MaxRoutes: f.MaxRoutes, MaxUpstream: f.MaxUpstream,
-		Limits: f.Limits,
+		MaxUpstreamPerPeer: f.MaxUpstreamPerPeer,
+		Limits:             f.Limits,
 	}
 	if f.Accept != nil {
 		cfg.Accept = func(s *actor.Session, path string) bool { return f.Accept(&Session{s: s, m: *m}, path) }
