@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/session"
 )
@@ -32,7 +31,7 @@ func (f *netFlags) registerObserve(fs *flag.FlagSet) {
 }
 
 // newRegistry is a --metrics registry: the node's moqp2p_ series (added by
-// moq.WithMetrics) and the process's.
+// the metrics tracer newNode installs) and the process's.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -89,15 +88,12 @@ type liveTotals struct {
 	framesSent, framesRcv uint64
 }
 
-// tally sums the node's sessions for the live line. Sessions that ended
-// keep counting with their last figures, so totals never go down.
-type tally struct {
-	n    *node
-	last map[moq.Session]session.Stats
-	gone session.Stats
-}
+// tally sums the node's sessions for the live line: the media totals of
+// every session, ended ones too (the node's totals tracer), and the live
+// sessions' peers, subscriptions and skips.
+type tally struct{ n *node }
 
-func newTally(n *node) *tally { return &tally{n: n, last: map[moq.Session]session.Stats{}} }
+func newTally(n *node) *tally { return &tally{n: n} }
 
 // startNodeLine starts the live line of a node or relay (verb): round
 // trip, peers, subscribers and rates, from t.
@@ -111,7 +107,7 @@ func startNodeLine(ctx context.Context, std stdio, quiet bool, verb string, t *t
 // endNodeLine closes the live line and prints t's totals as the node's
 // summary.
 func endNodeLine(std stdio, prog *progress, t *tally) {
-	prog.close() // the tally is the drawing goroutine's until then
+	prog.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	lt := t.read(ctx, true)
@@ -127,12 +123,8 @@ func (t *tally) read(ctx context.Context, served bool) liveTotals {
 		return lt
 	}
 	list, _ := t.n.p2p.m.Sessions(ctx)
-	live := make(map[moq.Session]bool, len(list))
-	var media session.Stats
 	for _, s := range list {
 		st := s.Stats()
-		live[*s] = true
-		t.last[*s] = st.Media
 		lt.peers++
 		lt.rtt = max(lt.rtt, st.RTT)
 		for _, sub := range st.Subscriptions {
@@ -147,34 +139,12 @@ func (t *tally) read(ctx context.Context, served bool) liveTotals {
 			}
 		}
 	}
-	for s := range t.last {
-		if !live[s] {
-			// Its counters as it ended, not as last sampled: a session's
-			// statistics stay readable after it ends, and the frames it
-			// carried after the last tick count too.
-			addMedia(&t.gone, s.Stats().Media)
-			delete(t.last, s)
-		}
-	}
-	media = t.gone
-	for _, st := range t.last {
-		addMedia(&media, st)
-	}
-	lt.bytesSent, lt.bytesRecv = media.BytesSent, media.BytesReceived
-	lt.framesSent, lt.framesRcv = media.FramesSent, media.FramesReceived
+	var sentGroups, rcvGroups uint64
+	lt.framesSent, lt.bytesSent, sentGroups = t.n.p2p.tot.read(session.Sent)
+	lt.framesRcv, lt.bytesRecv, rcvGroups = t.n.p2p.tot.read(session.Received)
+	lt.groups = rcvGroups
 	if served {
-		lt.groups = media.GroupsSent
-	} else {
-		lt.groups = media.GroupsReceived
+		lt.groups = sentGroups
 	}
 	return lt
-}
-
-func addMedia(dst *session.Stats, st session.Stats) {
-	dst.GroupsSent += st.GroupsSent
-	dst.GroupsReceived += st.GroupsReceived
-	dst.FramesSent += st.FramesSent
-	dst.FramesReceived += st.FramesReceived
-	dst.BytesSent += st.BytesSent
-	dst.BytesReceived += st.BytesReceived
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/internal/identity"
+	"github.com/moqp2p/moqp2p/metrics"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport/p2pquic"
@@ -42,6 +43,7 @@ type p2pNode struct {
 	log  *slog.Logger
 	done chan struct{}        // closed when the incoming-session loop has ended
 	reg  *prometheus.Registry // with --metrics, else nil (observe.go)
+	tot  *totals              // every session's media, for the summary
 }
 
 // newP2P builds the libp2p host. moq.NewHost binds a QUIC listen address
@@ -136,10 +138,12 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		mopts = append(mopts, moq.WithMDNS(""))
 	}
 	var reg *prometheus.Registry
+	tot := &totals{}
 	if cfg.net.metrics != "" {
 		reg = newRegistry()
-		mopts = append(mopts, moq.WithMetrics(reg))
+		tot.inner = metrics.NewTracer(metrics.WithRegisterer(reg))
 	}
+	mopts = append(mopts, moq.WithMetricsTracer(tot))
 	m, err := moq.New(h, mopts...)
 	if err != nil {
 		if d != nil {
@@ -154,7 +158,7 @@ func newP2P(ctx context.Context, cfg nodeConfig, offer func(peerSession)) (*p2pN
 		}
 		serveStats(m, cfg.log)
 	}
-	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg}
+	p := &p2pNode{h: h, m: m, d: d, log: cfg.log, done: make(chan struct{}), reg: reg, tot: tot}
 	serving := slices.ContainsFunc(cfg.listens, func(e endpoint) bool { return e.kind != kindP2P })
 	if cfg.incoming && (!plan.gate.refuseAll || serving) {
 		go p.acceptLoop(offer)

@@ -56,9 +56,8 @@ func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) 
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.draw = true
 	}
-	// Off a terminal status is still read at every tick: a node's or
-	// relay's tally learns its sessions' counters that way, so that its
-	// final line counts sessions that ended before it.
+	// Off a terminal status is still read at every tick (a status reader
+	// may keep state between reads).
 	if p.draw || st != nil {
 		p.done.Go(p.run)
 	}
