@@ -530,6 +530,10 @@ func better(x, y *route) bool {
 	return x.seq < y.seq
 }
 
+// sameOrigin reports whether x and y come from one known publisher (the
+// first hop of their hop lists).
+func sameOrigin(x, y *route) bool { return x.origin() != 0 && x.origin() == y.origin() }
+
 // strictlyBetter is better without the age tie-break: what it takes to
 // leave a route that still works (switching has a cost downstream).
 func strictlyBetter(x, y *route) bool {
@@ -555,6 +559,13 @@ func (f *forwarder) choose(p *fwdPath) {
 		return
 	case p.active != nil && slices.Contains(p.routes, p.active) && !strictlyBetter(best, p.active):
 		return // keep a working route rather than churn
+	case p.active != nil && slices.Contains(p.routes, p.active) && p.active.live() && !sameOrigin(best, p.active):
+		// Another publisher's route (or one whose origin is unknown) takes
+		// over only once this one stops working: the pumps cannot splice
+		// two publishers' groups, so switching would cut every subscriber.
+		// Any peer may announce any path with a short hop list; preferring
+		// it at once would let it take a working broadcast from them.
+		return
 	}
 	old := p.active
 	p.active = best

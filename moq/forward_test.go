@@ -819,3 +819,46 @@ func TestForwardFailoverTwoHops(t *testing.T) {
 		t.Fatalf("failover gap %v, want at most 500 ms", gap)
 	}
 }
+
+// TestForwardKeepsLiveRouteAgainstOtherOrigin: while the route in use
+// works, a route of another publisher to the same name does not take over,
+// however it ranks (here one hop shorter at the same cost): the switch
+// would cut every subscriber, so any peer could take a working broadcast
+// from them by announcing its name.
+func TestForwardKeepsLiveRouteAgainstOtherOrigin(t *testing.T) {
+	p1, mid, relay := newNode(t), newRelay(t, Forwarding{}), newRelay(t, Forwarding{})
+	mid.connect(t, p1)
+	relay.connect(t, mid)
+	f1 := newFeed(t, p1, "same", 1, 64)
+	forwarded(t, relay, "same")
+	sub := newNode(t)
+	sub.connect(t, relay)
+	tc, err := sub.Subscribe(testCtx(t), "same", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	go f1.run(ctx, 5*time.Millisecond)
+	f1.read(t, tc, 5, true)
+
+	p2 := newNode(t) // another publisher of the name, linked directly: fewer hops
+	f2 := newFeed(t, p2, "same", 1, 64)
+	f2.next = 1_000_000
+	go f2.run(ctx, 5*time.Millisecond)
+	relay.connect(t, p2)
+	eventually(t, "two routes", func() bool { st, _ := relay.ForwardStats(testCtx(t)); return st.Routes == 2 })
+	for range 40 { // about 200 ms of groups after the second route came
+		g, err := tc.RecvGroup(testCtx(t))
+		if err != nil {
+			t.Fatalf("the subscription ended when another publisher's route came: %v", err)
+		}
+		if g.Sequence() >= 1_000_000 {
+			t.Fatalf("group %d of the other publisher", g.Sequence())
+		}
+	}
+	if st, _ := relay.ForwardStats(testCtx(t)); st.Switches != 0 {
+		t.Fatalf("%d route switches, want none while the first route works", st.Switches)
+	}
+}
