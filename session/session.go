@@ -398,6 +398,26 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 	_ = s.conn.CloseWithError(uint32(code), reason)
 }
 
+// connErr is remoteErr for an error from the connection or one of its
+// streams, after connEnded.
+func (s *Session) connErr(err error) error {
+	s.connEnded(err)
+	return remoteErr(err)
+}
+
+// connEnded ends the session when err, from the connection or one of its
+// streams, is the connection's end (the peer vanished, or either side
+// closed it), so that Err is set before the failure reaches a reader: the
+// connection's close hook, which ends the session with the same cause, can
+// run a moment after the streams failed.
+func (s *Session) connEnded(err error) {
+	if ce, ok := errors.AsType[*transport.ConnError](err); ok {
+		s.stop(ce, false)
+	} else if errors.Is(err, transport.ErrConnLost) {
+		s.stop(err, false)
+	}
+}
+
 // reset abandons both directions of a bidi stream with code.
 func reset(st transport.Stream, code broadcast.Code) {
 	st.CancelWrite(uint32(code))
@@ -427,8 +447,12 @@ func codeOfWire(err error) broadcast.Code {
 }
 
 // remoteErr turns a transport error into a model error with the peer's code,
-// so consumers can match it with errors.Is.
+// so consumers can match it with errors.Is. A lost connection stays as it
+// is: it matches transport.ErrConnLost, and its code is Transport.
 func remoteErr(err error) error {
+	if errors.Is(err, transport.ErrConnLost) {
+		return err
+	}
 	var se *transport.StreamError
 	// The number goes next to our name for the code: a peer's code we have
 	// no name for, or name differently, is still recognisable.

@@ -487,7 +487,30 @@ func convert(err error) error {
 		return &transport.StreamError{Code: code, Remote: se.Remote}
 	}
 	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
-		return &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+		ce := &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+		if !ae.Remote && ae.ErrorCode == codeTimeout {
+			// Only a watch that gave up on a silent peer closes a
+			// connection with Timeout itself (p2pquic's, which holds
+			// accepted connections to our dead-peer bound): the peer
+			// is as lost as after an idle timeout.
+			return transport.Lost(ce)
+		}
+		return ce
+	}
+	return lost(err)
+}
+
+// codeTimeout is moq-lite's Timeout code.
+const codeTimeout = 3
+
+// lost marks quic-go's errors for a vanished peer (its idle timeout, a
+// stateless reset after the peer restarted) as transport.ErrConnLost.
+func lost(err error) error {
+	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
+		return transport.Lost(err)
+	}
+	if _, ok := errors.AsType[*quic.StatelessResetError](err); ok {
+		return transport.Lost(err)
 	}
 	return err
 }
