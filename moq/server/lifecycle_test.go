@@ -3,6 +3,10 @@ package server
 import (
 	"crypto/x509"
 	"errors"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -20,5 +24,67 @@ func TestDialerNilTLSConfigUsesSystemRoots(t *testing.T) {
 	var ue x509.UnknownAuthorityError
 	if !errors.As(err, &ue) {
 		t.Fatalf("moql:// dial with nil tls.Config: %v, want an unknown-authority error", err)
+	}
+}
+
+// With port 0 the server picks its port pair: a free UDP port whose TCP twin
+// is taken costs another pair, not the server; a port the caller named is
+// tried once.
+func TestListenRetriesPortPairItChose(t *testing.T) {
+	taken := 0
+	listenTCP = func(network, addr string) (net.Listener, error) {
+		if taken < 3 {
+			taken++
+			return nil, &net.OpError{Op: "listen", Net: network, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+		}
+		return net.Listen(network, addr)
+	}
+	defer func() { listenTCP = net.Listen }()
+	n := newNode(t)
+	srv := &Server{Moq: n, Addr: "127.0.0.1:0", Logger: testLogger()}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe() }()
+	eventually(t, "server listening", func() bool { return srv.UDPAddr() != nil })
+	if u, c := srv.UDPAddr().(*net.UDPAddr), srv.TCPAddr().(*net.TCPAddr); u.Port != c.Port {
+		t.Errorf("UDP port %d, TCP port %d", u.Port, c.Port)
+	}
+	_ = srv.Close()
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	if taken != 3 {
+		t.Fatalf("%d TCP binds failed, want 3", taken)
+	}
+
+	taken = 0
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	_ = udp.Close()
+	if _, _, err := Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); !errors.Is(err, syscall.EADDRINUSE) || taken != 1 {
+		t.Fatalf("Listen on a named port whose TCP twin is taken: %v after %d attempts, want EADDRINUSE after 1", err, taken)
+	}
+}
+
+// Listen's sockets accept from the moment it returns: Serve need not have
+// started for a client's dial to get through.
+func TestListenIsReadyBeforeServe(t *testing.T) {
+	udp, tcp, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatalf("dial before Serve: %v", err)
+	}
+	_ = c.Close()
+	srv := &Server{Moq: newNode(t), Logger: testLogger()}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(udp, tcp) }()
+	_ = srv.Close()
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
 	}
 }
