@@ -67,10 +67,11 @@ type Session struct {
 	interest    []string
 	remoteKnown chan struct{}
 
-	ctx    context.Context // done when the session ends (stop)
-	cancel context.CancelCauseFunc
-	onEnd  func() // Config.OnEnd
-	wg     sync.WaitGroup
+	ctx      context.Context // done when the session ends (stop)
+	cancel   context.CancelCauseFunc
+	onEnd    func()                 // Config.OnEnd
+	onGoaway func(*Session, string) // Config.OnGoaway
+	wg       sync.WaitGroup
 
 	nextSubID atomic.Uint64
 	sorted    signal    // a stream left unsorted (its header was read, or it was dropped)
@@ -182,6 +183,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	// for it. Close waits for ended.
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.onEnd = cfg.OnEnd
+	s.onGoaway = cfg.OnGoaway
 
 	if s.interest == nil {
 		s.interest = everything
@@ -968,6 +970,9 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	s.goawayMu.Unlock()
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
+		if s.onGoaway != nil {
+			go s.onGoaway(s, m.URI)
+		}
 	} else {
 		s.log.Debug("peer repeated GOAWAY", "uri", m.URI)
 	}

@@ -1,13 +1,19 @@
 package server
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // Dialer with a nil tls.Config verifies with the system's roots on every
@@ -87,4 +93,76 @@ func TestListenIsReadyBeforeServe(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
+}
+
+// A moq node whose server sends GOAWAY leaves: its plain subscription on
+// that session ends with the session (Err set, naming the GOAWAY) and its
+// resilient track loses the session and goes looking for the next, so the
+// server's Shutdown finishes gracefully, within the node's grace, rather
+// than waiting out its context.
+func TestShutdownGoawayMakesNodeClientsLeave(t *testing.T) {
+	pub := newNode(t)
+	live(t, publish(t, pub, "clock"))
+	srv := serve(t, pub, nil)
+	sub := newNode(t)
+	for _, url := range []string{"moql://" + srv.UDPAddr().String(), wsURL(srv, "/")} {
+		dial, err := Dialer(url, pinned(t, srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := sub.SubscribeResilient(testCtx(t), "clock", "video", moq.ResilientOptions{Dial: dial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tr.Close)
+		if _, err := tr.NextGroup(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := rawquicDial(t, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sub.Open(testCtx(t), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := s.Subscribe(testCtx(t), "clock", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.NextGroup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with moq node clients: %v after %v", err, time.Since(start))
+	}
+	if d := time.Since(start); d > goawayBound {
+		t.Errorf("Shutdown took %v, want the clients gone within %v", d, goawayBound)
+	}
+	for {
+		if _, err := tc.NextGroup(testCtx(t)); err != nil {
+			if s.Err() == nil || !strings.Contains(s.Err().Error(), "GOAWAY") {
+				t.Fatalf("plain subscription ended with %v, session with %v", err, s.Err())
+			}
+			break
+		}
+	}
+}
+
+// goawayBound is how long a Shutdown may take with moq node clients: the
+// node's grace (2 s) plus slack for a loaded machine.
+const goawayBound = 4 * time.Second
+
+// rawquicDial dials srv over moql:// trusting its certificate.
+func rawquicDial(t *testing.T, srv *Server) (transport.Conn, error) {
+	d, err := Dialer("moql://"+srv.UDPAddr().String(), pinned(t, srv))
+	if err != nil {
+		return nil, err
+	}
+	return d(testCtx(t))
 }
