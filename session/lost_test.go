@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ func TestVanishedPeerFailsReadsWithSessionErr(t *testing.T) {
 		serr := sub.Err()
 		if serr == nil {
 			t.Fatalf("run %d: read failed with %v while the session's Err was still nil", i, err)
+		}
+		if !strings.HasPrefix(serr.Error(), "connection lost: ") {
+			t.Errorf("run %d: the session's Err %q is not the connection's end as the transport put it", i, serr)
 		}
 		for what, e := range map[string]error{"read": err, "Err": serr} {
 			if !errors.Is(e, transport.ErrConnLost) || broadcast.CodeOf(e) != broadcast.CodeTransport {

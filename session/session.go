@@ -415,6 +415,8 @@ func (s *Session) connErr(err error) error {
 func (s *Session) connEnded(err error) {
 	if ce, ok := errors.AsType[*transport.ConnError](err); ok {
 		s.stop(ce, false)
+	} else if le, ok := errors.AsType[*transport.LostError](err); ok {
+		s.stop(le, false) // without what the stream's reader added
 	} else if errors.Is(err, transport.ErrConnLost) {
 		s.stop(err, false)
 	}

@@ -193,4 +193,11 @@ func (connLost) ErrorCode() uint32 { return 4 }
 
 // Lost wraps err, a transport's report of a vanished peer, so that it
 // matches ErrConnLost as well as its own kind.
-func Lost(err error) error { return fmt.Errorf("%w: %w", ErrConnLost, err) }
+func Lost(err error) error { return &LostError{Err: err} }
+
+// LostError is Lost's error: the connection's end, whatever wraps it on
+// its way (a stream's read, say).
+type LostError struct{ Err error }
+
+func (e *LostError) Error() string   { return "connection lost: " + e.Err.Error() }
+func (e *LostError) Unwrap() []error { return []error{ErrConnLost, e.Err} }
