@@ -374,6 +374,11 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 		case <-a.stopped:
 		}
 	}
+	if userGoaway := cfg.OnGoaway; userGoaway != nil {
+		cfg.OnGoaway = func(ss *session.Session, uri string) { userGoaway(ss, uri); leave(ss) }
+	} else {
+		cfg.OnGoaway = func(ss *session.Session, _ string) { leave(ss) }
+	}
 	// Offer first, start serving after: a peer that subscribes the moment
 	// the session is up, without waiting for an announcement (gomoqt does),
 	// must find every publication already there.

@@ -302,19 +302,36 @@ func (a *Actor) query(ctx context.Context) (snapshot, error) {
 
 // Shutdown refuses new connects and publishes (ErrShutdown), fails pending
 // connects, unpublishes everything and closes every session, waiting for
-// them up to the configured grace. It is idempotent; it returns ctx's error
-// if ctx ends first, though the shutdown goes on.
+// them up to the configured grace, and returns once the actor has stopped.
+// It returns ctx's error if ctx ends first (or had ended), though the
+// shutdown begins and goes on all the same; a later call waits again, so a
+// caller that gave up can still wait for the stop, as with net/http's
+// Server.Shutdown.
 func (a *Actor) Shutdown(ctx context.Context) error {
-	reply := make(chan struct{})
+	req := shutdownReq{reply: make(chan struct{})}
 	select {
-	case a.shutdownc <- shutdownReq{reply: reply}:
+	case a.shutdownc <- req:
 	case <-a.stopped:
 		return nil
 	case <-ctx.Done():
+		// Handed over on a goroutine that lasts until run takes it: the
+		// shutdown must begin even for a caller that cannot wait.
+		go func() {
+			select {
+			case a.shutdownc <- req:
+			case <-a.stopped:
+			}
+		}()
 		return ctx.Err()
 	}
 	select {
-	case <-reply:
+	case <-req.reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// run replies just before it returns: wait for that too.
+	select {
+	case <-a.stopped:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -1,6 +1,7 @@
 package moq
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,8 +10,10 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // linkTo returns to's address info through an impairing proxy on loopback:
@@ -115,6 +118,10 @@ func TestDeadPeerEndsSession(t *testing.T) {
 					t.Errorf("%s: dead peer noticed after %v, bound %v", end.name, d, bound)
 				}
 				t.Logf("%s noticed after %v: %v", end.name, time.Since(cut), end.s.Err())
+				// One sentinel on every transport, not a protocol violation.
+				if err := end.s.Err(); !errors.Is(err, transport.ErrConnLost) || broadcast.CodeOf(err) != broadcast.CodeTransport {
+					t.Errorf("%s: session ended with %v (code %v), want transport.ErrConnLost", end.name, err, broadcast.CodeOf(err))
+				}
 			}
 		})
 	}

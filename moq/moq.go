@@ -248,8 +248,11 @@ func (m *Moq) IncomingSessions() iter.Seq[*Session] {
 
 // Shutdown refuses new connects and publishes with ErrShutdown, fails
 // pending connects, closes every session (waiting up to the grace period),
-// ends IncomingSessions, stops mDNS and re-providing. It is idempotent. The
-// host (and the DHT) stay open.
+// ends IncomingSessions, stops mDNS and re-providing, and returns once the
+// node has stopped. If ctx ends first (or had already ended) it returns
+// ctx's error while the shutdown goes on; call it again with a live ctx to
+// wait for the stop (as with net/http's Server.Shutdown): each call waits.
+// The host (and the DHT) stay open.
 func (m *Moq) Shutdown(ctx context.Context) error {
 	m.stopDiscovery()
 	err := m.a.Shutdown(ctx)

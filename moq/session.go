@@ -224,6 +224,12 @@ func (s *Session) Close(code broadcast.Code, reason string) error { return s.s.C
 // close it once the peer had time to leave. It waits for the session's
 // version (a compat SETUP still running) until ctx ends; versions before
 // lite-04 have no GOAWAY, for which it returns ErrNoGoaway.
+//
+// A node whose peer sends GOAWAY leaves: it closes the session (Cancel,
+// "peer sent GOAWAY") once no subscription uses it either way, 2 s after
+// the GOAWAY at the latest. Subscriptions still on it then end with it,
+// as on any session's end; kept links and resilient tracks redial (the
+// same peer or Dialer: a GOAWAY's URI is not followed).
 func (s *Session) Goaway(ctx context.Context, uri string) error { return s.s.Goaway(ctx, uri) }
 
 // Context ends when the session does, with Err's error as its cause: for

@@ -11,7 +11,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/wire"
-	"github.com/moqp2p/moqp2p/transport"
 )
 
 // marksInitialSet reports whether v's publisher marks the end of the set
@@ -340,13 +339,11 @@ func (s *Session) endRemote(path string, p *broadcast.Producer) {
 }
 
 // connLost is why the session's connection is gone, if a failed read
-// (readErr, possibly nil) or the session's end says it is; else nil.
+// (readErr, possibly nil) or the session's end says it is; else nil. A
+// read that says so ends the session first (connEnded).
 func (s *Session) connLost(readErr error) error {
-	var ce *transport.ConnError
-	switch {
-	case errors.As(readErr, &ce):
-		return remoteErr(readErr)
-	case s.ctx.Err() != nil:
+	s.connEnded(readErr)
+	if s.ctx.Err() != nil {
 		return remoteErr(context.Cause(s.ctx))
 	}
 	return nil

@@ -57,6 +57,10 @@ type Config struct {
 	// and New never calls it for a session it does not return. It spares
 	// an owner that must learn of the end a context.AfterFunc of its own.
 	OnEnd func()
+	// OnGoaway, if set, is called once the peer sent GOAWAY (its first),
+	// with the session and the GOAWAY's URI, on a goroutine of its own:
+	// it may block. GoingAway reports the same to whoever waits for it.
+	OnGoaway func(s *Session, uri string)
 }
 
 // Limits bound what a peer can make a session hold. Zero fields take the

@@ -220,7 +220,7 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 	var info wire.TrackInfo
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
-		return info, remoteErr(err)
+		return info, s.connErr(err)
 	}
 	stop := context.AfterFunc(ctx, func() { reset(st, broadcast.CodeCancel) })
 	defer stop()
@@ -230,7 +230,7 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 	}
 	if err != nil {
 		reset(st, broadcast.CodeCancel)
-		return info, remoteErr(err)
+		return info, s.connErr(err)
 	}
 	// The request is written. Close can still fail if the publisher, done
 	// reading, already stopped our side (STOP_SENDING, as ours does): the
@@ -248,7 +248,7 @@ func (s *Session) trackInfo(ctx context.Context, path, track string) (wire.Track
 		case errors.Is(err, io.EOF):
 			return info, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "track stream ended before TRACK_INFO"}
 		}
-		return info, remoteErr(err)
+		return info, s.connErr(err)
 	}
 	st.CancelRead(0)
 	return info, nil

@@ -564,6 +564,7 @@ func (s *Session) frameErr(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &broadcast.Error{Code: broadcast.CodeWrongSize, Reason: "group stream ended inside a frame"}
 	}
+	s.connEnded(err)
 	return err
 }
 

@@ -67,10 +67,11 @@ type Session struct {
 	interest    []string
 	remoteKnown chan struct{}
 
-	ctx    context.Context // done when the session ends (stop)
-	cancel context.CancelCauseFunc
-	onEnd  func() // Config.OnEnd
-	wg     sync.WaitGroup
+	ctx      context.Context // done when the session ends (stop)
+	cancel   context.CancelCauseFunc
+	onEnd    func()                 // Config.OnEnd
+	onGoaway func(*Session, string) // Config.OnGoaway
+	wg       sync.WaitGroup
 
 	nextSubID atomic.Uint64
 	sorted    signal    // a stream left unsorted (its header was read, or it was dropped)
@@ -187,6 +188,7 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	// for it. Close waits for ended.
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.onEnd = cfg.OnEnd
+	s.onGoaway = cfg.OnGoaway
 
 	if s.interest == nil {
 		s.interest = everything
@@ -403,6 +405,28 @@ func (s *Session) fail(code broadcast.Code, format string, args ...any) {
 	_ = s.conn.CloseWithError(uint32(code), reason)
 }
 
+// connErr is remoteErr for an error from the connection or one of its
+// streams, after connEnded.
+func (s *Session) connErr(err error) error {
+	s.connEnded(err)
+	return remoteErr(err)
+}
+
+// connEnded ends the session when err, from the connection or one of its
+// streams, is the connection's end (the peer vanished, or either side
+// closed it), so that Err is set before the failure reaches a reader: the
+// connection's close hook, which ends the session with the same cause, can
+// run a moment after the streams failed.
+func (s *Session) connEnded(err error) {
+	if ce, ok := errors.AsType[*transport.ConnError](err); ok {
+		s.stop(ce, false)
+	} else if le, ok := errors.AsType[*transport.LostError](err); ok {
+		s.stop(le, false) // without what the stream's reader added
+	} else if errors.Is(err, transport.ErrConnLost) {
+		s.stop(err, false)
+	}
+}
+
 // reset abandons both directions of a bidi stream with code.
 func reset(st transport.Stream, code broadcast.Code) {
 	st.CancelWrite(uint32(code))
@@ -432,8 +456,12 @@ func codeOfWire(err error) broadcast.Code {
 }
 
 // remoteErr turns a transport error into a model error with the peer's code,
-// so consumers can match it with errors.Is.
+// so consumers can match it with errors.Is. A lost connection stays as it
+// is: it matches transport.ErrConnLost, and its code is Transport.
 func remoteErr(err error) error {
+	if errors.Is(err, transport.ErrConnLost) {
+		return err
+	}
 	var se *transport.StreamError
 	// The number goes next to our name for the code: a peer's code we have
 	// no name for, or name differently, is still recognisable.
@@ -950,6 +978,9 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	s.goawayMu.Unlock()
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
+		if s.onGoaway != nil {
+			go s.onGoaway(s, m.URI)
+		}
 	} else {
 		s.log.Debug("peer repeated GOAWAY", "uri", m.URI)
 	}

@@ -284,7 +284,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
-		end(remoteErr(err))
+		end(s.connErr(err))
 		return
 	}
 	msg := wire.Subscribe{
@@ -303,7 +303,7 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 	}
 	if err != nil {
 		reset(st, broadcast.CodeCancel)
-		end(remoteErr(err))
+		end(s.connErr(err))
 		return
 	}
 
@@ -396,7 +396,7 @@ func (s *Session) readResponses(st transport.Stream, sub *subscription, settle f
 			case errors.Is(err, io.EOF) && first:
 				err = &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "subscribe stream ended before SUBSCRIBE_OK"}
 			case !errors.Is(err, io.EOF):
-				err = remoteErr(err)
+				err = s.connErr(err)
 			}
 			return err
 		}

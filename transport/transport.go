@@ -173,3 +173,31 @@ func (e *ConnError) Error() string {
 	}
 	return fmt.Sprintf("connection closed by %s side with code %d: %q", side, e.Code, e.Reason)
 }
+
+// ErrConnLost matches (errors.Is) the error of a connection whose peer went
+// away without closing it, on every transport: silent past the dead-peer
+// bound (QUIC's idle timeout, the WebSocket and p2pstream keep-alives), a
+// QUIC stateless reset (the peer restarted), a WebSocket or libp2p
+// connection that broke. The transport's own error stays in the chain. Its
+// moq-lite code (ErrorCode, what broadcast.CodeOf reports) is Transport:
+// nobody chose a code, and the peer broke no rule.
+var ErrConnLost error = connLost{}
+
+type connLost struct{}
+
+func (connLost) Error() string { return "connection lost" }
+
+// ErrorCode is moq-lite's Transport code (transport does not import
+// broadcast).
+func (connLost) ErrorCode() uint32 { return 4 }
+
+// Lost wraps err, a transport's report of a vanished peer, so that it
+// matches ErrConnLost as well as its own kind.
+func Lost(err error) error { return &LostError{Err: err} }
+
+// LostError is Lost's error: the connection's end, whatever wraps it on
+// its way (a stream's read, say).
+type LostError struct{ Err error }
+
+func (e *LostError) Error() string   { return "connection lost: " + e.Err.Error() }
+func (e *LostError) Unwrap() []error { return []error{ErrConnLost, e.Err} }

@@ -13,6 +13,9 @@
 //	fmt.Println(srv.CertificateHash()) // also served at /certificate.sha256
 //	defer srv.Shutdown(ctx)            // GOAWAY, wait for the clients, close
 //
+// A program that must know when the server listens (or which port "…:0"
+// got) calls Listen, which returns open sockets, then Serve with them.
+//
 // Its clients are ordinary sessions of the node: they see its publications
 // (scoped by URL path, see Route), and IncomingSessions yields them. The
 // other way round, Dialer makes a moq.Dialer for a server's URL, for

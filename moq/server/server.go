@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -231,8 +229,10 @@ func (s *Server) CertificateHash() string {
 	return s.hash
 }
 
-// ListenAndServe listens on Addr (UDP and TCP) and serves until Close or
-// Shutdown, then returns ErrServerClosed.
+// ListenAndServe listens on Addr (UDP and TCP on one port, see Listen) and
+// serves until Close or Shutdown, then returns ErrServerClosed. UDPAddr and
+// TCPAddr are nil until it listens; to know when it does, call Listen and
+// Serve instead.
 func (s *Server) ListenAndServe() error {
 	if err := s.init(); err != nil {
 		return err
@@ -241,16 +241,9 @@ func (s *Server) ListenAndServe() error {
 	if addr == "" {
 		addr = ":443"
 	}
-	udp, err := net.ListenPacket("udp", addr)
+	udp, tcp, err := Listen(addr)
 	if err != nil {
 		return err
-	}
-	host, _, _ := net.SplitHostPort(addr)
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		_ = udp.Close()
-		return fmt.Errorf("server: TCP port %d for WebSocket: %w", port, err)
 	}
 	return s.Serve(udp, tcp)
 }

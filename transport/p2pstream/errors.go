@@ -2,17 +2,21 @@ package p2pstream
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // ErrClosed is returned by a Transport's calls after Close.
 var ErrClosed = errors.New("p2pstream: transport closed")
 
 // ErrConnLost is the cause of a session whose control stream ended without a
-// CLOSE message: the peer or the libp2p connection went away. It is a plain
-// error, not a *transport.ConnError, because nobody chose a code.
-var ErrConnLost = errors.New("p2pstream: connection lost")
+// CLOSE message: the peer or the libp2p connection went away. It is not a
+// *transport.ConnError, because nobody chose a code; it matches
+// transport.ErrConnLost.
+var ErrConnLost = fmt.Errorf("p2pstream: %w", transport.ErrConnLost)
 
 // moq-lite codes this package sends or reports on its own account
 // (broadcast.Code values; transport does not import broadcast).

@@ -30,8 +30,12 @@ func explainDial(err error, offered []string) error {
 	}
 	// A server that takes the handshake and closes at once (refusing us
 	// with a moq-lite code) can make that close the dial's error: in
-	// transport's terms, as a close after the dial returned would be.
-	return convert(err)
+	// transport's terms, as a close after the dial returned would be. A
+	// handshake that timed out lost no connection: quic-go's error stays.
+	if _, ok := errors.AsType[*quic.ApplicationError](err); ok {
+		return convert(err)
+	}
+	return err
 }
 
 // ClientPreference returns a copy of tc whose server side picks the

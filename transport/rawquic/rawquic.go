@@ -81,8 +81,13 @@ func ConfigDeadPeer(d time.Duration) *quic.Config {
 }
 
 // withALPN returns a copy of tc offering the moq-lite ALPNs if it names none.
+// A nil tc is an empty config: the system's roots verify the peer.
 func withALPN(tc *tls.Config) *tls.Config {
-	tc = tc.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	} else {
+		tc = tc.Clone()
+	}
 	if len(tc.NextProtos) == 0 {
 		tc.NextProtos = slices.Clone(ALPNs)
 	}
@@ -163,13 +168,18 @@ func (e *Endpoint) Accept(ctx context.Context) (transport.Conn, error) {
 }
 
 // Dial connects to addr from this endpoint's socket. tc decides how the
-// server is verified (see cert.PinnedConfig).
+// server is verified (see cert.PinnedConfig; nil: the system's roots).
 func (e *Endpoint) Dial(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tc = withALPN(tc)
+	if tc.ServerName == "" {
+		// quic.Transport.Dial has only the resolved address: verify the
+		// name the caller dialed, as DialAddr does.
+		tc.ServerName, _, _ = net.SplitHostPort(addr)
+	}
 	c, err := e.tr.Dial(ctx, ua, tc, e.qc)
 	if err != nil {
 		return nil, explainDial(err, tc.NextProtos)
@@ -190,8 +200,8 @@ func (e *Endpoint) Close() error {
 }
 
 // Dial connects to addr from a socket of its own, which closes some round
-// trips after the connection does. tc decides how the server is verified;
-// qc may be nil for Config().
+// trips after the connection does. tc decides how the server is verified
+// (nil: the system's roots); qc may be nil for Config().
 func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (transport.Conn, error) {
 	if qc == nil {
 		qc = Config()
@@ -477,7 +487,30 @@ func convert(err error) error {
 		return &transport.StreamError{Code: code, Remote: se.Remote}
 	}
 	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
-		return &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+		ce := &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+		if !ae.Remote && ae.ErrorCode == codeTimeout {
+			// Only a watch that gave up on a silent peer closes a
+			// connection with Timeout itself (p2pquic's, which holds
+			// accepted connections to our dead-peer bound): the peer
+			// is as lost as after an idle timeout.
+			return transport.Lost(ce)
+		}
+		return ce
+	}
+	return lost(err)
+}
+
+// codeTimeout is moq-lite's Timeout code.
+const codeTimeout = 3
+
+// lost marks quic-go's errors for a vanished peer (its idle timeout, a
+// stateless reset after the peer restarted) as transport.ErrConnLost.
+func lost(err error) error {
+	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
+		return transport.Lost(err)
+	}
+	if _, ok := errors.AsType[*quic.StatelessResetError](err); ok {
+		return transport.Lost(err)
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -181,6 +182,37 @@ func TestQLOGDIR(t *testing.T) {
 				t.Fatalf("no %s qlog with packets in %s: %v", side, dir, files)
 			case <-time.After(10 * time.Millisecond):
 			}
+		}
+	}
+}
+
+// A nil tls.Config means the system's roots: dialing a server with a
+// self-signed certificate fails its verification instead of panicking.
+func TestDialNilTLSConfigVerifiesWithSystemRoots(t *testing.T) {
+	crt, err := cert.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{crt}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ep, err := NewEndpoint("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	for name, dial := range map[string]func() (any, error){
+		"Dial":          func() (any, error) { return Dial(ctx, ln.Addr().String(), nil, nil) },
+		"Endpoint.Dial": func() (any, error) { return ep.Dial(ctx, ln.Addr().String(), nil) },
+	} {
+		_, err := dial()
+		var ue x509.UnknownAuthorityError
+		if !errors.As(err, &ue) {
+			t.Errorf("%s with nil tls.Config: %v, want an unknown-authority error", name, err)
 		}
 	}
 }

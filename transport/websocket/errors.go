@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/moqp2p/moqp2p/transport"
 )
 
 // Handshake errors.
@@ -55,8 +57,8 @@ var (
 
 // ErrConnLost is the cause of a Conn whose WebSocket broke without a close
 // frame of either kind: nobody chose a code, so it is not a
-// *transport.ConnError.
-var ErrConnLost = errors.New("websocket: connection lost")
+// *transport.ConnError. It matches transport.ErrConnLost.
+var ErrConnLost = fmt.Errorf("websocket: %w", transport.ErrConnLost)
 
 // ErrStreamClosed is returned by Write after Close.
 var ErrStreamClosed = errors.New("websocket: write on closed stream")

@@ -2,6 +2,7 @@ package webtransport
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -55,6 +56,9 @@ func TestDeadPeerDetected(t *testing.T) {
 			t.Errorf("%s noticed the dead peer after %v, bound %v", name, d, bound)
 		} else {
 			t.Logf("%s noticed the dead peer after %v: %v", name, d, context.Cause(c.Context()))
+		}
+		if cause := context.Cause(c.Context()); !errors.Is(cause, transport.ErrConnLost) {
+			t.Errorf("%s: ended with %v, want transport.ErrConnLost", name, cause)
 		}
 	}
 }

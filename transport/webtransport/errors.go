@@ -74,6 +74,13 @@ func convert(err error) error {
 	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
 		return h3Closed(uint64(ae.ErrorCode), err, ae.Remote)
 	}
+	// The QUIC connection gave the peer up (idle timeout, stateless reset).
+	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
+		return transport.Lost(err)
+	}
+	if _, ok := errors.AsType[*quic.StatelessResetError](err); ok {
+		return transport.Lost(err)
+	}
 	return err
 }
 
