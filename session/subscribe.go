@@ -208,9 +208,6 @@ func (s *Session) startSubscriptionLocked(path string, tp *broadcast.TrackProduc
 		room:    make(chan struct{}, 1),
 		endSeen: make(chan struct{}),
 	}
-	// Before lite-05 no START, DROP or END comes to read a span against:
-	// keeping one would only cost a map entry per group out of order.
-	sub.span.lost = !s.version.HasSubscribeRange()
 	sub.stats = s.obs.track(false, sub.id, path, tp.Info().Name)
 	var ctx context.Context
 	ctx, sub.cancel = context.WithCancelCause(s.ctx)
@@ -265,6 +262,13 @@ func (s *Session) runSubscription(ctx context.Context, sub *subscription) {
 		end(remoteErr(context.Cause(ctx)))
 		return
 	}
+	// Before lite-05 no START, DROP or END comes to read a span against:
+	// keeping one would only cost a map entry per group out of order. Set
+	// here, once the version is known (a subscription may start during a
+	// compat SETUP), and before SUBSCRIBE, so before any group arrives.
+	sub.mu.Lock()
+	sub.span.lost = !s.version.HasSubscribeRange()
+	sub.mu.Unlock()
 	// Before SUBSCRIBE: its groups must find the loop running. On lite-05
 	// the loop also reads the peer's SETUP, which peerStartsEagerly may need.
 	s.acceptGroups()
