@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"errors"
+	"sync"
 	"testing"
 )
 
@@ -227,5 +228,45 @@ func TestBudgetTakesFromTheChildHoldingTheMost(t *testing.T) {
 	ac.Close()
 	if node.Used() != 0 || s1.Used() != 0 || s2.Used() != 0 || s3.Used() != 0 {
 		t.Fatalf("charges left: node %d s1 %d s2 %d s3 %d", node.Used(), s1.Used(), s2.Used(), s3.Used())
+	}
+}
+
+// Children writing at once into a full node budget, some never finishing
+// their groups, take groups back from each other without losing count:
+// once every track has ended, nothing is charged.
+func TestBudgetTakingBackConcurrently(t *testing.T) {
+	node := NewBudget(24<<10, nil)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s := NewBudget(16<<10, node)
+		tp := NewTrack(Track{Name: "t"}, Limits{Budget: s, CacheMaxGroups: 4})
+		c := tp.Consume()
+		wg.Go(func() {
+			defer c.Close()
+			for i := range 200 {
+				g, err := tp.AppendGroup()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for range 4 {
+					if !g.Reserve(1 << 10) {
+						break
+					}
+					g.Release(1 << 10)
+					if g.WriteFrame(make([]byte, 1<<10)) != nil {
+						break
+					}
+				}
+				if w%2 == 0 || i%3 == 0 { // the others leave some groups unfinished
+					_ = g.Finish()
+				}
+			}
+			tp.Abort(nil)
+		})
+	}
+	wg.Wait()
+	if node.Used() != 0 {
+		t.Fatalf("node budget holds %d bytes after every track ended", node.Used())
 	}
 }

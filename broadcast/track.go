@@ -626,12 +626,13 @@ func (t *track) abort(err error) {
 	}
 	t.err = err
 	t.releaseLocked()
-	groups := make([]*group, 0, t.cached)
+	groups := make([]*group, 0, t.cached+len(t.orphans))
 	for i := range t.entries.len() {
 		if g := t.entries.at(i); g != nil {
 			groups = append(groups, g)
 		}
 	}
+	groups = append(groups, t.orphans...) // evicted, but unfinished: they end too
 	t.sig.notify()
 	t.room.notify()
 	t.mu.Unlock()
