@@ -21,9 +21,10 @@ import (
 // A budget with children (a node's, over its sessions') is shared fairly:
 // when evicting finished groups does not make room, a write of one child
 // takes groups from the child that holds the most, if that one holds more
-// than the writer would with the write: its oldest groups are evicted, and
-// those still being written are aborted with ErrBudget (their consumers
-// read the frames written so far, then get the error). So no few children
+// than the writer would with the write: its oldest groups still being
+// written are aborted with ErrBudget (their consumers read the frames
+// written so far, then get the error) and evicted, then if need be its
+// oldest finished ones are evicted. So no few children
 // whose groups never finish can hold the whole budget: while k children
 // hold some of it, each can always grow to budget/k. A Budget is safe for
 // concurrent use.
@@ -197,24 +198,36 @@ func (b *Budget) biggest(held int64, mine *Budget, spent []*Budget) *Budget {
 	return v
 }
 
-// giveBack evicts b's groups, oldest first over all its tracks, aborting
-// those still being written, until enough says so.
+// giveBack evicts b's groups until enough says so: first those still
+// being written, aborted, then finished ones (latest groups: the others
+// were shed already), oldest first over all its tracks. A group that never
+// finishes is what holds the budget for nothing; a track's latest group
+// is what a consumer joining it starts with.
 func (b *Budget) giveBack(enough func() bool) {
 	b.mu.Lock()
 	tracks := slices.Collect(maps.Keys(b.tracks))
 	b.mu.Unlock()
 	type held struct {
-		t       *track
-		g       *group
-		created time.Time
+		t        *track
+		g        *group
+		finished bool
+		created  time.Time
 	}
 	var groups []held
 	for _, t := range tracks {
 		for _, g := range t.reclaimable() {
-			groups = append(groups, held{t, g, g.created})
+			groups = append(groups, held{t, g, g.finished(), g.created})
 		}
 	}
-	slices.SortFunc(groups, func(x, y held) int { return x.created.Compare(y.created) })
+	slices.SortFunc(groups, func(x, y held) int {
+		if x.finished != y.finished {
+			if x.finished {
+				return 1
+			}
+			return -1
+		}
+		return x.created.Compare(y.created)
+	})
 	for _, h := range groups {
 		if enough() {
 			return

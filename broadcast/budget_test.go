@@ -204,24 +204,27 @@ func TestBudgetTakesFromTheChildHoldingTheMost(t *testing.T) {
 		t.Fatalf("s2 %d s3 %d, want 1000 0", s2.Used(), s3.Used())
 	}
 	b.Abort(nil) // s2 gives its charges back
+	a3 := NewTrack(Track{Name: "a3"}, Limits{Budget: s1})
+	defer a3.Consume().Close()
+	writeFinished(t, a3, 5) // older than old, but finished: taken after it
 	a2 := NewTrack(Track{Name: "a2"}, Limits{Budget: s1, CacheMaxGroups: 1})
 	defer a2.Consume().Close()
 	old, _ := a2.AppendGroup()
 	_ = old.WriteFrame(make([]byte, 1400))
 	writeFinished(t, a2, 10) // evicts old from the cache, still being written
-	if s1.Used() != 1410 || a2.t.bytes.Load() != 10 {
-		t.Fatalf("s1 %d, cache %d; want 1410, 10", s1.Used(), a2.t.bytes.Load())
+	if s1.Used() != 1415 || a2.t.bytes.Load() != 10 {
+		t.Fatalf("s1 %d, cache %d; want 1415, 10", s1.Used(), a2.t.bytes.Load())
 	}
 	if err := c.WriteGroup(5, make([]byte, 700)); err != nil { // s1 holds the most
 		t.Fatalf("write taking back an evicted group: %v", err)
 	}
-	if s1.Used() != 10 || s3.Used() != 700 {
-		t.Fatalf("s1 %d s3 %d, want 10 (old aborted and given back, the latest kept) and 700", s1.Used(), s3.Used())
+	if s1.Used() != 15 || s3.Used() != 700 {
+		t.Fatalf("s1 %d s3 %d, want 15 (old aborted and given back, the finished groups kept) and 700", s1.Used(), s3.Used())
 	}
 	if err := old.Finish(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("finishing the taken group: %v, want ErrClosed", err)
 	}
-	for _, tp := range []*TrackProducer{a, a2, b, c} {
+	for _, tp := range []*TrackProducer{a, a2, a3, b, c} {
 		tp.Abort(nil)
 	}
 	gb.Abort(nil)
