@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Budget bounds the payload bytes held by the groups of every track made
@@ -15,7 +16,18 @@ import (
 // back-pressured consumer still needs); if that frees too little, the write
 // fails with ErrBudget and writes nothing. Budgets nest: a budget with a
 // parent (a session's, under a node's) charges both, and a write must fit
-// in each. A Budget is safe for concurrent use.
+// in each.
+//
+// A budget with children (a node's, over its sessions') is shared fairly:
+// when evicting finished groups does not make room, a write of one child
+// takes groups from the child that holds the most, if that one holds more
+// than the writer would with the write: its oldest groups still being
+// written are aborted with ErrBudget (their consumers read the frames
+// written so far, then get the error) and evicted, then if need be its
+// oldest finished ones are evicted. So no few children
+// whose groups never finish can hold the whole budget: while k children
+// hold some of it, each can always grow to budget/k. A Budget is safe for
+// concurrent use.
 type Budget struct {
 	limit  int64
 	parent *Budget
@@ -23,11 +35,21 @@ type Budget struct {
 
 	mu     sync.Mutex
 	tracks map[*track]struct{} // tracks holding charged bytes, to evict from (made with the first)
+
+	hasChildren atomic.Bool // some budget has b as its parent: reclaim has some to take from
+
+	// reclaiming serialises takings from children: writers that find the
+	// budget full at once would otherwise each abort a group for the same
+	// room.
+	reclaiming sync.Mutex
 }
 
 // NewBudget returns a budget of limit bytes (at least 1) within parent,
 // which may be nil.
 func NewBudget(limit int64, parent *Budget) *Budget {
+	if parent != nil {
+		parent.hasChildren.Store(true)
+	}
 	return &Budget{limit: max(limit, 1), parent: parent}
 }
 
@@ -77,7 +99,7 @@ func (b *Budget) reserve(n int64) bool {
 			continue
 		}
 		l.shed(n)
-		if !l.take(n) {
+		if !l.take(n) && !l.reclaim(n, b) {
 			for u := b; u != l; u = u.parent {
 				u.used.Add(-n)
 			}
@@ -107,6 +129,110 @@ func (b *Budget) shed(n int64) {
 			return
 		}
 		t.shed(func() bool { return b.used.Load()+n <= b.limit })
+	}
+}
+
+// maxVictims bounds how many children one write takes groups from: a
+// child whose charges are groups a back-pressured consumer needs, or a
+// whole group being charged before its track has it, gives back too little.
+const maxVictims = 4
+
+// reclaim takes n bytes of b for a write of from's (b itself or a budget
+// within it), from the groups of the child of b that holds the most, while
+// it holds more than from's side: see Budget. False, charging nothing, if
+// that frees too little.
+func (b *Budget) reclaim(n int64, from *Budget) bool {
+	if !b.hasChildren.Load() {
+		return false // a session's budget: its tracks are its own
+	}
+	mine := b.childOf(from)
+	b.reclaiming.Lock()
+	defer b.reclaiming.Unlock()
+	var spent []*Budget // children that gave back too little
+	for range maxVictims {
+		if b.take(n) { // a concurrent writer's taking or a release made room
+			return true
+		}
+		held := n // what the writer's side holds with the write
+		if mine != nil {
+			held = mine.Used() // charged with n already: lower levels go first
+		}
+		v := b.biggest(held, mine, spent)
+		if v == nil {
+			return false
+		}
+		v.giveBack(func() bool { return b.used.Load()+n <= b.limit })
+		spent = append(spent, v)
+	}
+	return b.take(n)
+}
+
+// childOf returns the child of b that d is, or is within; nil if d is b or
+// not within it.
+func (b *Budget) childOf(d *Budget) *Budget {
+	for ; d != nil; d = d.parent {
+		if d.parent == b {
+			return d
+		}
+	}
+	return nil
+}
+
+// biggest returns the child of b, among those with tracks and other than
+// mine or one in spent, that holds the most, if it holds more than held.
+func (b *Budget) biggest(held int64, mine *Budget, spent []*Budget) *Budget {
+	b.mu.Lock()
+	tracks := slices.Collect(maps.Keys(b.tracks))
+	b.mu.Unlock()
+	var v *Budget
+	top := held
+	for _, t := range tracks {
+		c := b.childOf(t.lim.Budget)
+		if c == nil || c == mine || c == v || slices.Contains(spent, c) {
+			continue
+		}
+		if u := c.Used(); u > top {
+			v, top = c, u
+		}
+	}
+	return v
+}
+
+// giveBack evicts b's groups until enough says so: first those still
+// being written, aborted, then finished ones (latest groups: the others
+// were shed already), oldest first over all its tracks. A group that never
+// finishes is what holds the budget for nothing; a track's latest group
+// is what a consumer joining it starts with.
+func (b *Budget) giveBack(enough func() bool) {
+	b.mu.Lock()
+	tracks := slices.Collect(maps.Keys(b.tracks))
+	b.mu.Unlock()
+	type held struct {
+		t        *track
+		g        *group
+		finished bool
+		created  time.Time
+	}
+	var groups []held
+	for _, t := range tracks {
+		for _, g := range t.reclaimable() {
+			groups = append(groups, held{t, g, g.finished(), g.created})
+		}
+	}
+	slices.SortFunc(groups, func(x, y held) int {
+		if x.finished != y.finished {
+			if x.finished {
+				return 1
+			}
+			return -1
+		}
+		return x.created.Compare(y.created)
+	})
+	for _, h := range groups {
+		if enough() {
+			return
+		}
+		h.t.reclaim(h.g)
 	}
 }
 

@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"errors"
+	"sync"
 	"testing"
 )
 
@@ -127,5 +128,148 @@ func TestBudgetNested(t *testing.T) {
 	c.Abort(nil)
 	if node.Used() != 0 || s1.Used() != 0 || s2.Used() != 0 {
 		t.Fatalf("charges left: node %d s1 %d s2 %d", node.Used(), s1.Used(), s2.Used())
+	}
+}
+
+// A node budget held by children whose groups never finish: a write of
+// another child that shedding cannot fit takes the oldest groups of the
+// child holding the most, aborting those still being written (their
+// consumers read what was written, then ErrBudget), as long as that child
+// holds more than the writer would; otherwise the write is refused.
+func TestBudgetTakesFromTheChildHoldingTheMost(t *testing.T) {
+	node := NewBudget(2000, nil)
+	s1, s2, s3 := NewBudget(1500, node), NewBudget(1500, node), NewBudget(1500, node)
+	a := NewTrack(Track{Name: "a"}, Limits{Budget: s1})
+	b := NewTrack(Track{Name: "b"}, Limits{Budget: s2})
+	c := NewTrack(Track{Name: "c"}, Limits{Budget: s3})
+	ac := a.Consume()
+	defer c.Consume().Close()     // a track nobody reads keeps no finished group for the budget to take
+	stalled, _ := a.AppendGroup() // never finished
+	_ = stalled.WriteFrames(make([]byte, 600), make([]byte, 500))
+	if !stalled.Reserve(100) { // a frame being received
+		t.Fatal("reserve within the budget refused")
+	}
+	stopped := 0
+	stalled.OnReclaim(func() { stopped++ })
+	g, err := ac.RecvGroup(testCtx(t)) // a consumer of the group before it is taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := b.AppendGroup()
+	_ = gb.WriteFrame(make([]byte, 800)) // node full: nothing finished to shed
+	if node.Used() != 2000 {
+		t.Fatalf("node used %d, want 2000", node.Used())
+	}
+	gc, _ := c.AppendGroup()
+	if err := gc.WriteFrame(make([]byte, 100)); err != nil {
+		t.Fatalf("write of a child holding nothing: %v", err)
+	}
+	if s1.Used() != 0 || node.Used() != 900 || stopped != 1 {
+		t.Fatalf("s1 %d node %d, OnReclaim called %d times; want 0 900 1", s1.Used(), node.Used(), stopped)
+	}
+	for range 2 {
+		if _, err := g.ReadFrame(testCtx(t)); err != nil {
+			t.Fatalf("a frame written before the abort: %v", err)
+		}
+	}
+	if _, err := g.ReadFrame(testCtx(t)); !errors.Is(err, ErrBudget) {
+		t.Fatalf("after the written frames: %v, want ErrBudget", err)
+	}
+	if err := stalled.WriteFrame(make([]byte, 1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write to the aborted group: %v, want ErrClosed", err)
+	}
+	stalled.Release(100) // the frame being received was taken back with the group
+	if stalled.Reserve(1) || s1.Used() != 0 {
+		t.Fatalf("after the group was taken back: s1 %d, and a reserve for it accepted", s1.Used())
+	}
+
+	// s3 grows to 1100; s2 would hold as much with 300 more: refused.
+	if err := gc.WriteFrame(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gb.WriteFrame(make([]byte, 300)); !errors.Is(err, ErrBudget) {
+		t.Fatalf("write of a child that would hold the most = %v, want ErrBudget", err)
+	}
+	if s2.Used() != 800 || s3.Used() != 1100 || node.Used() != 1900 {
+		t.Fatalf("after the refusal: s2 %d s3 %d node %d, want 800 1100 1900", s2.Used(), s3.Used(), node.Used())
+	}
+
+	// A finished latest group is never shed, but can be taken; so can a
+	// group the cache evicted while it was being written.
+	_ = gc.Finish()
+	if err := gb.WriteFrame(make([]byte, 200)); err != nil { // s2 1000 < s3 1100
+		t.Fatalf("write once s3 holds the most: %v", err)
+	}
+	if s3.Used() != 0 || s2.Used() != 1000 {
+		t.Fatalf("s2 %d s3 %d, want 1000 0", s2.Used(), s3.Used())
+	}
+	b.Abort(nil) // s2 gives its charges back
+	a3 := NewTrack(Track{Name: "a3"}, Limits{Budget: s1})
+	defer a3.Consume().Close()
+	writeFinished(t, a3, 5) // older than old, but finished: taken after it
+	a2 := NewTrack(Track{Name: "a2"}, Limits{Budget: s1, CacheMaxGroups: 1})
+	defer a2.Consume().Close()
+	old, _ := a2.AppendGroup()
+	_ = old.WriteFrame(make([]byte, 1400))
+	writeFinished(t, a2, 10) // evicts old from the cache, still being written
+	if s1.Used() != 1415 || a2.t.bytes.Load() != 10 {
+		t.Fatalf("s1 %d, cache %d; want 1415, 10", s1.Used(), a2.t.bytes.Load())
+	}
+	if err := c.WriteGroup(5, make([]byte, 700)); err != nil { // s1 holds the most
+		t.Fatalf("write taking back an evicted group: %v", err)
+	}
+	if s1.Used() != 15 || s3.Used() != 700 {
+		t.Fatalf("s1 %d s3 %d, want 15 (old aborted and given back, the finished groups kept) and 700", s1.Used(), s3.Used())
+	}
+	if err := old.Finish(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("finishing the taken group: %v, want ErrClosed", err)
+	}
+	for _, tp := range []*TrackProducer{a, a2, a3, b, c} {
+		tp.Abort(nil)
+	}
+	gb.Abort(nil)
+	ac.Close()
+	if node.Used() != 0 || s1.Used() != 0 || s2.Used() != 0 || s3.Used() != 0 {
+		t.Fatalf("charges left: node %d s1 %d s2 %d s3 %d", node.Used(), s1.Used(), s2.Used(), s3.Used())
+	}
+}
+
+// Children writing at once into a full node budget, some never finishing
+// their groups, take groups back from each other without losing count:
+// once every track has ended, nothing is charged.
+func TestBudgetTakingBackConcurrently(t *testing.T) {
+	node := NewBudget(24<<10, nil)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s := NewBudget(16<<10, node)
+		tp := NewTrack(Track{Name: "t"}, Limits{Budget: s, CacheMaxGroups: 4})
+		c := tp.Consume()
+		wg.Go(func() {
+			defer c.Close()
+			for i := range 200 {
+				g, err := tp.AppendGroup()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for range 4 {
+					if !g.Reserve(1 << 10) {
+						break
+					}
+					g.Release(1 << 10)
+					if g.WriteFrame(make([]byte, 1<<10)) != nil {
+						break
+					}
+				}
+				if w%2 == 0 || i%3 == 0 { // the others leave some groups unfinished
+					_ = g.Finish()
+				}
+			}
+			tp.Abort(nil)
+		})
+	}
+	wg.Wait()
+	if node.Used() != 0 {
+		t.Fatalf("node budget holds %d bytes after every track ended", node.Used())
 	}
 }

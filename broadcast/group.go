@@ -28,10 +28,18 @@ type group struct {
 	// charged is what the group holds of its budget: its bytes while it is
 	// cached or still being written, then nothing.
 	charged int64
+	// pending is what GroupProducer.Reserve holds of the budget for frames
+	// being received; taken says the budget took the group back, and
+	// pending with it (Budget.reclaim).
+	pending int64
+	taken   bool
 	budget  *Budget // lim.Budget; read-only
 	t       *track  // the track, once the group is in it; read-only from then
 	err     error   // nil after a clean finish
 	sig     signal
+	// onReclaim is called when the budget aborts the group for another
+	// session's sake (GroupProducer.OnReclaim).
+	onReclaim func()
 
 	prod  GroupProducer // the group's one producer handle, allocated with it
 	first [2][]byte     // frames' first backing array: small groups need no other
@@ -227,6 +235,74 @@ func (p *GroupProducer) Abort(err error) {
 	p.g.close(err)
 }
 
+// Reserve charges n bytes of memory about to hold a frame of the group
+// (one being received, before it is written) to the group's budget, as
+// Budget.Reserve does; false, charging nothing, if they do not fit or the
+// budget took the group back (OnReclaim). Release them before writing the
+// frame, which charges it in turn. A budget that takes the group back
+// takes what it reserved too, so that a stalled frame's bytes do not stay
+// charged to nobody's group.
+func (p *GroupProducer) Reserve(n int64) bool {
+	g := p.g
+	if n <= 0 || g.budget == nil {
+		return true
+	}
+	if !g.budget.reserve(n) {
+		return false
+	}
+	g.mu.Lock()
+	taken := g.taken
+	if !taken {
+		g.pending += n
+	}
+	g.mu.Unlock()
+	if taken {
+		g.budget.release(n)
+	}
+	return !taken
+}
+
+// Release gives back n bytes charged by Reserve (none once the budget
+// took the group back).
+func (p *GroupProducer) Release(n int64) {
+	g := p.g
+	if n <= 0 || g.budget == nil {
+		return
+	}
+	g.mu.Lock()
+	n = min(n, g.pending)
+	g.pending -= n
+	g.mu.Unlock()
+	g.budget.release(n)
+}
+
+// OnReclaim sets f to be called, without locks held, if the group's
+// Budget aborts it to give its bytes to another session (see Budget): a
+// receiver stops the stream that fills it there, so that the bytes it is
+// still reading are given back too, and the peer learns why (ErrBudget).
+func (p *GroupProducer) OnReclaim(f func()) {
+	p.g.mu.Lock()
+	p.g.onReclaim = f
+	p.g.mu.Unlock()
+}
+
+// takeBack ends the group with err, if it had not ended, for its budget
+// to take it back: what Reserve holds goes back now, and the OnReclaim
+// hook runs if it was still being written. No lock may be held.
+func (g *group) takeBack(err error) {
+	aborted := g.close(err)
+	g.mu.Lock()
+	g.taken = true
+	n := g.pending
+	g.pending = 0
+	f := g.onReclaim
+	g.mu.Unlock()
+	g.budget.release(n)
+	if aborted && f != nil {
+		f()
+	}
+}
+
 // FrameCount returns the number of frames written so far.
 func (p *GroupProducer) FrameCount() int {
 	p.g.mu.RLock()
@@ -238,17 +314,23 @@ func (p *GroupProducer) FrameCount() int {
 func (p *GroupProducer) Consume() *GroupConsumer { return p.g.consume() }
 
 // close ends the group with err (nil: cleanly); false if it had ended.
+// No track lock may be held.
 func (g *group) close(err error) bool {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.done {
+		g.mu.Unlock()
 		return false
 	}
 	g.done, g.err = true, err
+	orphan := g.acct == nil && g.t != nil
 	if g.acct == nil { // evicted while being written: it holds nothing more
 		g.uncharge()
 	}
 	g.sig.notify()
+	g.mu.Unlock()
+	if orphan && g.budget != nil {
+		g.t.forgetOrphan(g) // it must not keep its frames alive there
+	}
 	return true
 }
 
@@ -269,8 +351,8 @@ func (g *group) cachedBytes() int64 {
 }
 
 // evict detaches the group from its track's byte count, and from its
-// budget once it has ended.
-func (g *group) evict() {
+// budget once it has ended; it returns whether the group had ended.
+func (g *group) evict() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.acct != nil {
@@ -280,6 +362,7 @@ func (g *group) evict() {
 	if g.done { // else it stays charged until its end
 		g.uncharge()
 	}
+	return g.done
 }
 
 // finished tells whether the group has ended.

@@ -79,6 +79,10 @@ type track struct {
 	held      chan struct{}
 	released  bool // held is closed
 	confirmed bool // by Confirm, before any end
+	// orphans are the groups of a budgeted track that the cache evicted
+	// while they were still being written, until they end: charged till
+	// then, and so still for the budget to take back (Budget.reclaim).
+	orphans []*group
 }
 
 // closedChan is a channel that is always closed.
@@ -538,9 +542,58 @@ func (t *track) evict(now time.Time) {
 
 // dropLocked evicts g, entry i. Caller holds t.mu.
 func (t *track) dropLocked(i int, g *group) {
-	g.evict()
+	if !g.evict() && t.budgeted {
+		t.orphans = append(t.orphans, g)
+	}
 	t.entries.clear(i)
 	t.cached--
+}
+
+// forgetOrphan drops g, evicted while it was being written, from the
+// orphans once it has ended. No lock may be held.
+func (t *track) forgetOrphan(g *group) {
+	t.mu.Lock()
+	if i := slices.Index(t.orphans, g); i >= 0 {
+		t.orphans = slices.Delete(t.orphans, i, i+1)
+	}
+	t.mu.Unlock()
+}
+
+// reclaimable returns the groups of t its budget may take back (see
+// Budget): those it caches, the latest included, and those still being
+// written that it evicted; not one a back-pressured consumer still needs.
+// Nor a finished one while the track has no consumer: that is a group
+// read ahead for a back-pressured reader, held until its track has room
+// (a track nobody reads is otherwise drained or ended), and taking it
+// back would leave its frames held but charged to nobody.
+func (t *track) reclaimable() []*group {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gs []*group
+	for i := range t.entries.len() {
+		g := t.entries.at(i)
+		if g == nil || (t.lim.Backpressure && t.neededLocked(i, g)) || (t.consumers == 0 && g.finished()) {
+			continue
+		}
+		gs = append(gs, g)
+	}
+	return append(gs, t.orphans...)
+}
+
+// reclaim gives g's charges back to its budget for another's sake:
+// evicted from the cache, and aborted with ErrBudget if still being
+// written. No lock may be held.
+func (t *track) reclaim(g *group) {
+	t.mu.Lock()
+	for i := range t.entries.len() {
+		if t.entries.at(i) == g {
+			t.dropLocked(i, g)
+			t.compactLocked()
+			break
+		}
+	}
+	t.mu.Unlock()
+	g.takeBack(withReason(ErrBudget, "group %d aborted: its receive budget went to a session holding less", g.seq))
 }
 
 // lookup returns the cached group with sequence seq, or nil. A search from
@@ -615,6 +668,7 @@ func (t *track) drain() {
 		}
 	}
 	t.compactLocked()
+	t.orphans = nil // their budget forgets the track: they give their charges back as they end
 	registered := t.budgeted
 	t.budgeted = false
 	t.mu.Unlock()
@@ -634,12 +688,13 @@ func (t *track) abort(err error) {
 	}
 	t.err = err
 	t.releaseLocked()
-	groups := make([]*group, 0, t.cached)
+	groups := make([]*group, 0, t.cached+len(t.orphans))
 	for i := range t.entries.len() {
 		if g := t.entries.at(i); g != nil {
 			groups = append(groups, g)
 		}
 	}
+	groups = append(groups, t.orphans...) // evicted, but unfinished: they end too
 	t.sig.notify()
 	t.room.notify()
 	t.mu.Unlock()

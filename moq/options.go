@@ -82,9 +82,11 @@ func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
 
 // WithReceiveBudget bounds the payload bytes that all of the node's
 // sessions together hold of what peers sent them (groups arriving or
-// cached), on top of each session's own Limits.MaxReceiveBytes; frames past
-// it are refused after evicting cached groups (see broadcast.Budget).
-// Default DefaultReceiveBudget.
+// cached), on top of each session's own Limits.MaxReceiveBytes. Past it,
+// cached groups are evicted, then groups (arriving ones aborted) of the
+// session holding the most, if it holds more than the one receiving, so
+// that no few peers can hold it all; what still does not fit is refused
+// (see broadcast.Budget). Default DefaultReceiveBudget.
 func WithReceiveBudget(bytes int64) Option { return func(o *options) { o.receiveBudget = bytes } }
 
 // DefaultReceiveBudget is the node-wide receive budget without

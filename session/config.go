@@ -159,7 +159,11 @@ type Limits struct {
 	MaxReceiveBytes int64
 	// ReceiveBudget, if set, is a budget shared with other sessions (of one
 	// node, say) that also bounds what this session receives: a frame must
-	// fit in both. Nil means the session's own bound only.
+	// fit in both. It is shared fairly (see broadcast.Budget): the session
+	// may take groups back from one holding more of it, and another may
+	// take back this session's groups; those still arriving are aborted
+	// and their streams stopped with BoundsExceeded. Nil means the
+	// session's own bound only.
 	ReceiveBudget *broadcast.Budget
 	// FinishGrace is how long a subscription whose publisher finished it
 	// waits for group streams still on their way before it reports the end.

@@ -256,6 +256,7 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 	}
 	hold := broadcast.NewTrack(sub.track.Info(), s.lim.Model)
 	g, _ := hold.CreateGroup(seq)
+	stopOnReclaim(rs, g)
 	c := gr.startChunks()
 	rerr := s.readFrames(c, g, sub.stats, s.stampsFor(gr, sub))
 	if rerr != nil {
@@ -423,6 +424,7 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	}
 	// No per-stream hook on the session's end is needed: the session ends
 	// only with its connection, whose close ends every stream's read.
+	stopOnReclaim(rs, g)
 	if err := s.readFrames(c, g, sub.stats, ts); err != nil {
 		sub.stats.reset(broadcast.CodeOf(err))
 		g.Abort(err)
@@ -435,6 +437,14 @@ func (s *Session) recvInto(rs transport.ReceiveStream, gr *groupReader, sub *sub
 	_ = g.Finish()
 	s.counters.groupsReceived.Add(1)
 	sub.stats.groupDone()
+}
+
+// stopOnReclaim stops rs, the stream filling g, if the receive budget
+// takes g back for another session's sake: a peer that stalls the stream
+// would otherwise keep its reader, and the bytes of a frame it is reading,
+// until the session ends.
+func stopOnReclaim(rs transport.ReceiveStream, g *broadcast.GroupProducer) {
+	g.OnReclaim(func() { rs.CancelRead(uint32(broadcast.CodeBoundsExceeded)) })
 }
 
 // recvWhole takes in a group whose stream lies whole in c, FIN included (a
@@ -486,10 +496,11 @@ const maxBatch = 64
 func (s *Session) readFrames(c *chunks, g *broadcast.GroupProducer, st *subStats, ts *frameStamps) error {
 	var arr [maxBatch][]byte
 	var frames, bytes uint64
-	budget := s.lim.Model.Budget
 	// held is what a frame still arriving holds of the budget: charged
+	// (through its group, which the budget can take back, this included)
 	// from the moment it is known to be coming, as readPayload charges a
 	// large one, until the group charges it.
+	budget := g
 	var held int64
 	defer func() {
 		budget.Release(held)

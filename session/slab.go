@@ -131,11 +131,11 @@ func (c *chunks) Read(p []byte) (int, error) {
 const exactAlloc = 64 << 10
 
 // readPayload reads exactly size bytes, into memory of their own (allocated
-// up front up to exactAlloc). The memory is charged to b as it is allocated, so
-// that frames still arriving count against the receive budget: it returns
-// what it charged, for the caller to release when the frame goes to its
-// group, and releases it itself on failure.
-func readPayload(r io.Reader, size uint64, b *broadcast.Budget) (p []byte, held int64, err error) {
+// up front up to exactAlloc). The memory is charged to b, the frame's group,
+// as it is allocated, so that frames still arriving count against the
+// receive budget: it returns what it charged, for the caller to release
+// when the frame goes to its group, and releases it itself on failure.
+func readPayload(r io.Reader, size uint64, b *broadcast.GroupProducer) (p []byte, held int64, err error) {
 	defer func() {
 		if err != nil {
 			b.Release(held)
