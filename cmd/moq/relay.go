@@ -23,6 +23,7 @@ import (
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/discovery"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -291,7 +292,7 @@ type relayAuth struct {
 
 	mu     sync.Mutex
 	byAddr map[string]addrPerms // by the client's remote address, set by route
-	perIP  map[netip.Addr]int   // byAddr's entries by clientIP
+	perIP  map[netip.Addr]int   // byAddr's entries by server.ClientAddr
 }
 
 // maxGrants bounds the clients whose token grants the relay remembers:
@@ -305,21 +306,6 @@ const (
 	maxGrants      = 16384
 	maxGrantsPerIP = 128
 )
-
-// clientIP is the address a client's grants are counted by, as
-// server.Server bounds its clients: the IP, or for IPv6 its /64 (one host
-// usually has a whole /64), link-local addresses whole.
-func clientIP(hostport string) netip.Addr {
-	ap, err := netip.ParseAddrPort(hostport)
-	if err != nil {
-		return netip.Addr{}
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() && !a.IsLinkLocalUnicast() {
-		a = netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr()
-	}
-	return a
-}
 
 func newRelayAuth() *relayAuth {
 	return &relayAuth{byAddr: map[string]addrPerms{}, perIP: map[netip.Addr]int{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
@@ -358,7 +344,7 @@ func (a *relayAuth) route(r *http.Request) (string, error) {
 	if _, ok := a.byAddr[r.RemoteAddr]; !ok {
 		// Requests that passed here but never became sessions (refused
 		// later, or a flood of upgrades) are forgotten after a minute.
-		ip := clientIP(r.RemoteAddr)
+		ip := server.ClientAddr(r.RemoteAddr)
 		if a.perIP[ip] >= maxGrantsPerIP {
 			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients from this address being admitted"}
 		}
@@ -446,7 +432,7 @@ func (a *relayAuth) forget(addr string) {
 		return
 	}
 	delete(a.byAddr, addr)
-	ip := clientIP(addr)
+	ip := server.ClientAddr(addr)
 	if a.perIP[ip]--; a.perIP[ip] <= 0 {
 		delete(a.perIP, ip)
 	}
@@ -534,7 +520,7 @@ type fetcher struct {
 	slots              chan struct{} // a token per running fetch
 
 	mu   sync.Mutex
-	byIP map[netip.Addr]int // running fetches by clientIP
+	byIP map[netip.Addr]int // running fetches by server.ClientAddr
 }
 
 func newFetcher() *fetcher {
@@ -545,7 +531,7 @@ func newFetcher() *fetcher {
 // take counts a fetch of the client at remote ("host:port"), or returns
 // the status refusing it.
 func (f *fetcher) take(remote string) (done func(), status int) {
-	ip := clientIP(remote)
+	ip := server.ClientAddr(remote)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byIP[ip] >= f.perIP {

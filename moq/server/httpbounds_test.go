@@ -123,7 +123,7 @@ func TestServerIdleH3Conns(t *testing.T) {
 }
 
 // An IPv6 client is bounded by its /64, other addresses by themselves.
-func TestRemoteIPKey(t *testing.T) {
+func TestClientAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.7:443":              "192.0.2.7",
 		"[::ffff:192.0.2.7]:443":     "192.0.2.7",
@@ -136,11 +136,11 @@ func TestRemoteIPKey(t *testing.T) {
 		"not an address":             "invalid IP",
 		"[2001:db8::1%zone]:1":       "2001:db8::",
 	} {
-		if got := remoteIP(in).String(); got != want {
-			t.Errorf("remoteIP(%q) = %s, want %s", in, got, want)
+		if got := ClientAddr(in).String(); got != want {
+			t.Errorf("ClientAddr(%q) = %s, want %s", in, got, want)
 		}
 	}
-	if remoteIP("[2001:db8:1:2:aaaa::1]:1") != netip.MustParseAddr("2001:db8:1:2::") {
+	if ClientAddr("[2001:db8:1:2:aaaa::1]:1") != netip.MustParseAddr("2001:db8:1:2::") {
 		t.Error("keys of one /64 differ")
 	}
 }

@@ -102,7 +102,7 @@ func TestServerAdmissionSlots(t *testing.T) {
 	eventually(t, "every client at the server", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
-		l := srv.perIP[remoteIP("127.0.0.1:1")]
+		l := srv.perIP[ClientAddr("127.0.0.1:1")]
 		return l != nil && l.pending == clients
 	})
 	adm.WaitEntered(t, testCtx(t), 2)

@@ -338,7 +338,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// The address's bounds come before Route, so that an address over them
 	// costs Route nothing (a token check, a grant it records).
-	ip := remoteIP(r.RemoteAddr)
+	ip := ClientAddr(r.RemoteAddr)
 	if err := s.reserve(ip, nil); err != nil {
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
@@ -386,7 +386,7 @@ func (s *Server) acceptQUIC() {
 		if err != nil {
 			return
 		}
-		ip := remoteIP(c.RemoteAddr().String())
+		ip := ClientAddr(c.RemoteAddr().String())
 		cl := s.connLoad(c)
 		// Before Route, as for WebSocket.
 		if err := s.reserve(ip, cl); err != nil {
@@ -478,12 +478,15 @@ func bound(v, def int) int {
 	return v
 }
 
-// remoteIP is the address a "host:port" address's client is bounded by:
-// its IPv4 address or, for IPv6, its /64, as one host (or one home's
-// router) is usually handed a whole /64 and picks addresses in it at will.
-// Link-local addresses stay whole: a link's /64 is every neighbour's. An
-// address without an IP is the zero Addr, which then counts as one.
-func remoteIP(hostport string) netip.Addr {
+// ClientAddr is the address a client at hostport ("host:port", as
+// http.Request.RemoteAddr) is bounded by (MaxSessionsPerIP and the like): its
+// IPv4 address or, for IPv6, its /64, as one host (or one home's router) is
+// usually handed a whole /64 and picks addresses in it at will. Link-local
+// addresses stay whole: a link's /64 is every neighbour's. An address
+// without an IP is the zero Addr, which then counts as one. A handler that
+// keeps per-client state of its own (a relay's token grants, say) can
+// count by the same key.
+func ClientAddr(hostport string) netip.Addr {
 	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
 		return netip.Addr{}
@@ -498,7 +501,7 @@ func remoteIP(hostport string) netip.Addr {
 // admitConn counts a new HTTP/3 connection of its address as a session
 // waiting for admission until it carries one, or refuses it.
 func (s *Server) admitConn(c *quic.Conn) error {
-	ip := remoteIP(c.RemoteAddr().String())
+	ip := ClientAddr(c.RemoteAddr().String())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining || s.closed {
