@@ -83,6 +83,9 @@ func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) 
 		before := seen
 		pctx, cancel := context.WithDeadline(ctx, last.Add(timeout))
 		err := ping(pctx)
+		// Whether the ping ran out of time, whatever error it reports for
+		// that (a stream whose deadline passed says so its own way).
+		late := pctx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -101,7 +104,7 @@ func Run(ctx context.Context, timeout time.Duration, ping func(context.Context) 
 		// the ping started: on a loaded machine this goroutine wakes late
 		// (a ping's deadline seen 0.9 s late gave up a peer that sent
 		// every 50 ms), and the lateness is ours, not the peer's.
-		if errors.Is(err, context.DeadlineExceeded) && seen != before {
+		if (late || errors.Is(err, context.DeadlineExceeded)) && seen != before {
 			t.Reset(Period(timeout))
 			continue
 		}

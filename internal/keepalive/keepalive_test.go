@@ -114,3 +114,27 @@ func TestRunLatePingerTrafficIsLife(t *testing.T) {
 		t.Fatalf("a talking peer given up after %d pings: %v", pings, err)
 	}
 }
+
+// A ping that runs out of time on a stream's deadline reports it its own
+// way (not context.DeadlineExceeded); a peer that talked meanwhile is alive
+// all the same.
+func TestRunStreamDeadlineTrafficIsLife(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	var traffic atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	pings := 0
+	var err error
+	Run(ctx, bound, func(pctx context.Context) error {
+		if pings++; pings == 4 {
+			cancel() // enough rounds
+		}
+		<-pctx.Done()  // no pong ever gets through
+		traffic.Add(1) // the peer talked meanwhile
+		return errStreamDeadline
+	}, traffic.Load, func(e error) { err = e })
+	if err != nil {
+		t.Fatalf("a talking peer given up after %d pings: %v", pings, err)
+	}
+}
+
+var errStreamDeadline = errors.New("i/o deadline reached")
