@@ -67,11 +67,10 @@ type Session struct {
 	interest    []string
 	remoteKnown chan struct{}
 
-	ctx      context.Context // done when the session ends (stop)
-	cancel   context.CancelCauseFunc
-	onEnd    func()                 // Config.OnEnd
-	onGoaway func(*Session, string) // Config.OnGoaway
-	wg       sync.WaitGroup
+	ctx    context.Context // done when the session ends (stop)
+	cancel context.CancelCauseFunc
+	hooks  *hooks // Config's callbacks; nil if it has none
+	wg     sync.WaitGroup
 
 	nextSubID atomic.Uint64
 	sorted    signal    // a stream left unsorted (its header was read, or it was dropped)
@@ -187,8 +186,9 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 	// that an idle session holds neither a goroutine nor a context hook
 	// for it. Close waits for ended.
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.onEnd = cfg.OnEnd
-	s.onGoaway = cfg.OnGoaway
+	if cfg.OnEnd != nil || cfg.OnGoaway != nil {
+		s.hooks = &hooks{onEnd: cfg.OnEnd, onGoaway: cfg.OnGoaway}
+	}
 
 	if s.interest == nil {
 		s.interest = everything
@@ -389,9 +389,16 @@ func (s *Session) ended() {
 	s.remoteOrigin().Close()
 	s.endRemotes()
 	s.wg.Done()
-	if s.onEnd != nil {
-		s.onEnd()
+	if s.hooks != nil && s.hooks.onEnd != nil {
+		s.hooks.onEnd()
 	}
+}
+
+// hooks are Config's callbacks, kept apart from Session: a pointer costs
+// the struct less than two funcs (TestSessionSize).
+type hooks struct {
+	onEnd    func()                 // Config.OnEnd
+	onGoaway func(*Session, string) // Config.OnGoaway
 }
 
 // fail closes the session because of the peer's protocol violation.
@@ -978,8 +985,8 @@ func (s *Session) handleGoaway(st transport.Stream, r *bufio.Reader, hdr headerT
 	s.goawayMu.Unlock()
 	if first {
 		s.log.Info("peer sent GOAWAY", "uri", m.URI)
-		if s.onGoaway != nil {
-			go s.onGoaway(s, m.URI)
+		if s.hooks != nil && s.hooks.onGoaway != nil {
+			go s.hooks.onGoaway(s, m.URI)
 		}
 	} else {
 		s.log.Debug("peer repeated GOAWAY", "uri", m.URI)
