@@ -37,6 +37,20 @@ const (
 	DefaultMaxGroupCopiers = 64
 )
 
+// withdrawGrace is how long a path whose last route was withdrawn stays
+// forwarded, its pumps waiting, before it ends. An upstream relay that
+// fails over replaces its broadcast: moq-lite has no message for that, so
+// it announces the path ended, then active with the new hops, two
+// ANNOUNCEs from one change. run takes each change as it arrives, and may
+// take the end alone before the active is read (a loaded node, or the two
+// in different packets); ending the path then would end every track
+// forwarded on it. The two are written back to back, so the second trails
+// the first by the upstream's scheduling and at most one loss recovery on
+// the link: 500 ms covers a probe timeout on links up to about 150 ms of
+// round trip. A path really withdrawn reaches downstream peers that much
+// later.
+const withdrawGrace = 500 * time.Millisecond
+
 // offerBatch is how many forwarded paths run offers to sessions in a row
 // before it looks at its other work: a session that asks for the node's
 // announcements has every path under the prefix offered to it, and
@@ -168,6 +182,7 @@ type forwarder struct {
 	kick     chan struct{} // capacity 1: some watch has changes, or offers wait
 	dirtyMu  sync.Mutex
 	dirty    map[uint64]bool // sessions whose watch fired (dirtyMu)
+	expired  []*orphan       // paths whose withdrawGrace ran out (dirtyMu)
 	wants    []*offerJob     // sessions asking for their offers (dirtyMu)
 	jobs     []*offerJob     // offers being made, a batch at a time
 	upstream atomic.Int64    // pumps running (any goroutine)
@@ -218,6 +233,14 @@ type fwdPath struct {
 	stops  map[uint64]func() // unpublish from a session's origin, by session ID
 	local  func()            // unpublish from the local origin
 	cell   *routeCell
+	// orphan is set while the path has no route (withdrawGrace): its
+	// timer and the token its expiry carries.
+	orphan *orphan
+}
+
+type orphan struct {
+	p *fwdPath
+	t *time.Timer
 }
 
 // routeCell is what a path's pumps read: the route in use and a channel
@@ -431,7 +454,14 @@ func (f *forwarder) drain() {
 	f.dirtyMu.Lock()
 	ids := f.dirty
 	f.dirty = map[uint64]bool{}
+	expired := f.expired
+	f.expired = nil
 	f.dirtyMu.Unlock()
+	for _, o := range expired {
+		if p := o.p; p.orphan == o && f.paths[p.path] == p { // not taken over or ended since
+			f.endPath(p)
+		}
+	}
 	for id := range ids {
 		fw := f.watches[id]
 		if fw == nil {
@@ -551,10 +581,15 @@ func (f *forwarder) choose(p *fwdPath) {
 			best = r
 		}
 	}
-	switch {
-	case best == nil:
-		f.endPath(p)
+	if best == nil {
+		f.orphaned(p)
 		return
+	}
+	if p.orphan != nil {
+		p.orphan.t.Stop()
+		p.orphan = nil
+	}
+	switch {
 	case p.active == best:
 		return
 	case p.active != nil && slices.Contains(p.routes, p.active) && !strictlyBetter(best, p.active):
@@ -585,6 +620,29 @@ func (f *forwarder) choose(p *fwdPath) {
 		}
 	}
 	p.cell.set(best, false)
+}
+
+// orphaned keeps a path that lost its last route for withdrawGrace: a
+// route back by then (the replacement's active) takes over as if it had
+// come in the same batch as the end (the active route and the relay
+// broadcast stay as they were meanwhile; pumps wait for run's choice, the
+// old route's broadcast having ended), else the path ends.
+func (f *forwarder) orphaned(p *fwdPath) {
+	if p.active == nil || f.a.lifetime.Err() != nil {
+		f.endPath(p)
+		return
+	}
+	if p.orphan != nil {
+		return
+	}
+	o := &orphan{p: p}
+	p.orphan = o
+	o.t = time.AfterFunc(withdrawGrace, func() {
+		f.dirtyMu.Lock()
+		f.expired = append(f.expired, o)
+		f.dirtyMu.Unlock()
+		f.kickRun()
+	})
 }
 
 // reannounce replaces the relay broadcast with one carrying the active
@@ -648,6 +706,10 @@ func (f *forwarder) offerTo(p *fwdPath, s *Session) {
 
 // endPath stops forwarding a path that has no route left.
 func (f *forwarder) endPath(p *fwdPath) {
+	if p.orphan != nil {
+		p.orphan.t.Stop()
+		p.orphan = nil
+	}
 	delete(f.paths, p.path)
 	for _, stop := range p.stops {
 		stop()

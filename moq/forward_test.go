@@ -862,3 +862,41 @@ func TestForwardKeepsLiveRouteAgainstOtherOrigin(t *testing.T) {
 		t.Fatalf("%d route switches, want none while the first route works", st.Switches)
 	}
 }
+
+// TestForwardRouteBack: a path withdrawn and announced again soon after by
+// the same publisher (an upstream relay's failover announces its path so:
+// ended, then active, and the two can reach run in separate batches)
+// keeps its forwarded track: the pump waits for the route to come back and
+// goes on at the next group, rather than the path ending under it.
+func TestForwardRouteBack(t *testing.T) {
+	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
+	relay.connect(t, pub)
+	f := &feed{frames: 1, size: 64, written: map[uint64]time.Time{}}
+	f.b = broadcast.New(broadcast.Config{})
+	f.tp, _ = f.b.CreateTrack(broadcast.Track{Name: "video"})
+	p, err := pub.Publish(testCtx(t), "back", f.b.Consume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forwarded(t, relay, "back")
+	sub.connect(t, relay)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	go f.run(ctx, 10*time.Millisecond)
+	tc, err := sub.Subscribe(testCtx(t), "back", "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	before := f.read(t, tc, 5, false)
+	p.Unpublish()
+	// The relay has taken the withdrawal alone: no route left.
+	eventually(t, "the route withdrawn", func() bool { st, _ := relay.ForwardStats(testCtx(t)); return st.Routes == 0 })
+	if _, err := pub.Publish(testCtx(t), "back", f.b.Consume()); err != nil {
+		t.Fatal(err)
+	}
+	after := f.read(t, tc, 5, true)
+	if slices.Min(after.seqs) <= before.max() {
+		t.Fatalf("group %d again after %d", slices.Min(after.seqs), before.max())
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
+	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // A finite transfer with back-pressure end to end: the publisher writes
@@ -172,4 +173,61 @@ func testFiniteTransfer(t *testing.T, groups, size, slow, cache int, maxHeap int
 		}
 		t.Logf("heap growth while slow: %d KiB", (peak-base)>>10)
 	})
+}
+
+// A group that went into a back-pressured track as it arrived (its reader
+// kept up) can still be arriving when the track fills: its reader waits on
+// it, and its bytes may wait on the connection's flow-control window. Later
+// group streams are then read ahead past MaxGroupsInFlight rather than left
+// unread in that window (under load that stalled a transfer for good).
+func TestBackpressureStreamingGroupKeepsReading(t *testing.T) {
+	const inFlight, later = 1, 8
+	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: Limits{
+		Model: broadcast.Limits{CacheMaxGroups: 2}, MaxGroupsInFlight: inFlight,
+	}}, true)
+	ctx := testCtx(t)
+	res := make(chan subResult, 1)
+	go func() {
+		tc, err := p.sess.Subscribe(ctx, "cam", "video", SubscribeOptions{Backpressure: true})
+		res <- subResult{tc, err}
+	}()
+	st, sub := p.acceptSubscribe(t, ctx)
+	rawWrite(t, st, p.response(t, &wire.SubscribeOK{}))
+	r := waitSub(t, ctx, res)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	g0 := p.openGroup(t, ctx, sub.ID, 0)
+	rawWrite(t, g0, rawCat(rawVarint(8), []byte("half"))) // half a frame
+	g, err := r.tc.RecvGroup(ctx)
+	if err != nil || g.Sequence() != 0 {
+		t.Fatalf("the group streaming in: %v", err)
+	}
+	for seq := uint64(1); seq <= later; seq++ {
+		gs := p.openGroup(t, ctx, sub.ID, seq)
+		rawWrite(t, gs, rawFrame(fmt.Sprint(seq)))
+		_ = gs.Close()
+	}
+	p.sess.mu.Lock()
+	s := p.sess.subs[sub.ID]
+	p.sess.mu.Unlock()
+	eventually(t, func() bool { // the track is full: groups read ahead, past MaxGroupsInFlight
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.ahead > inFlight
+	})
+	rawWrite(t, g0, []byte("full"))
+	_ = g0.Close()
+	if f, err := g.ReadFrame(ctx); err != nil || string(f) != "halffull" {
+		t.Fatalf("group 0: %q, %v", f, err)
+	}
+	for range later {
+		g, err := r.tc.RecvGroup(ctx)
+		if err != nil {
+			t.Fatalf("a group lost: %v", err)
+		}
+		if f, err := g.ReadFrame(ctx); err != nil || string(f) != fmt.Sprint(g.Sequence()) {
+			t.Fatalf("group %d: %q, %v", g.Sequence(), f, err)
+		}
+	}
 }

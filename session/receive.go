@@ -220,9 +220,13 @@ func (s *Session) recvSorted(rs transport.ReceiveStream, gr *groupReader, sub *s
 // room; past that the stream waits unread right here (in the accept loop,
 // for a group that arrived whole), so that QUIC flow control and stream
 // credit hold the publisher back. This cannot stall: such groups wait
-// only while the track has no room, that is while its reader has groups to
-// read; and while fewer wait, every group stream is read, so none holds
-// the connection's flow-control window that a group being read needs.
+// only while the track has no room and every group in it is whole, that
+// is while its reader has whole groups to read; and otherwise every group
+// stream is read, so none holds the connection's flow-control window that
+// a group being read needs. A group that went into the track as it
+// arrived (the reader was keeping up) may still be arriving when the
+// track fills: its reader then waits on it, and its bytes on the window,
+// so streams are read ahead past MaxGroupsInFlight until it is whole.
 func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *subscription, inline bool) {
 	if sub.roomNow() {
 		// A reader keeping up: the group goes into the track as it
@@ -233,6 +237,8 @@ func (s *Session) recvAhead(rs transport.ReceiveStream, gr *groupReader, sub *su
 		// falls behind, and is held back as below.
 		defer putGroupReader(gr)
 		defer sub.groupDone()
+		sub.streamingIn(1)
+		defer sub.streamingIn(-1)
 		s.recvInto(rs, gr, sub)
 		return
 	}
@@ -322,7 +328,10 @@ func (s *Session) insertAhead(sub *subscription, hold *broadcast.TrackProducer, 
 	}
 }
 
-// awaitTurn waits until fewer than max groups read ahead wait for room.
+// awaitTurn waits until fewer than max groups read ahead wait for room, or
+// a group in the track is still arriving (streaming): its reader may be
+// waiting on it, so nothing may wait unread in the flow-control window
+// that its bytes need.
 // hold, if not nil, is told when it starts to wait (true) and when it stops
 // (false).
 func (sub *subscription) awaitTurn(max int, hold func(bool)) error {
@@ -334,7 +343,7 @@ func (sub *subscription) awaitTurn(max int, hold func(bool)) error {
 	}()
 	for {
 		sub.mu.Lock()
-		if sub.ahead < max {
+		if sub.ahead < max || sub.streaming > 0 {
 			sub.mu.Unlock()
 			return nil
 		}
@@ -363,6 +372,19 @@ func (sub *subscription) roomNow() bool {
 	ahead := sub.ahead
 	sub.mu.Unlock()
 	return ahead == 0 && len(sub.room) == 0 && sub.track.HasRoom()
+}
+
+// streamingIn counts groups going into the track as they arrive (d = 1 or
+// -1); streams waiting for a turn check again (one may have started to
+// wait between roomNow and the count going up).
+func (sub *subscription) streamingIn(d int) {
+	sub.mu.Lock()
+	sub.streaming += d
+	if sub.turn != nil {
+		close(sub.turn)
+		sub.turn = nil
+	}
+	sub.mu.Unlock()
 }
 
 // readAhead counts groups read ahead that wait for room (d = 1 or -1).

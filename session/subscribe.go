@@ -51,7 +51,10 @@ type subscription struct {
 	span  groupSpan
 	wake  chan struct{}
 	ahead int           // groups read ahead, waiting for room (Backpressure)
-	turn  chan struct{} // closed when ahead goes down, if someone waits
+	turn  chan struct{} // closed when ahead or streaming goes down, if someone waits
+	// streaming counts groups put into the track as they arrive and still
+	// arriving (Backpressure): while one is, no group stream waits unread.
+	streaming int
 	// endSeen is closed when lite-05's END arrived: the track ends once
 	// the groups before it are in, FIN or not.
 	endSeen chan struct{}
