@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,6 +24,52 @@ const (
 	providerStagger = 500 * time.Millisecond
 )
 
+const (
+	// providerRetry is the pause before a provider that failed is tried
+	// again by the same Subscribe, doubling with each failure up to
+	// providerRetryMax. A failure is not final: the addresses the lookup
+	// gave may have been stale (a NATed publisher's relay address reaches
+	// the DHT after its record), and the provider may be back.
+	providerRetry    = 2 * time.Second
+	providerRetryMax = 30 * time.Second
+)
+
+// providerTries is when each provider one Subscribe has tried may be tried
+// again: not while an attempt runs, then providerRetry after a failure,
+// doubling. Used by one goroutine.
+type providerTries map[peer.ID]*providerTry
+
+type providerTry struct {
+	running bool
+	next    time.Time // after a failure: not before
+	fails   int
+}
+
+// ready reports whether id may be tried now.
+func (p providerTries) ready(id peer.ID, now time.Time) bool {
+	t := p[id]
+	return t == nil || !t.running && !now.Before(t.next)
+}
+
+// started notes an attempt on id.
+func (p providerTries) started(id peer.ID) {
+	if p[id] == nil {
+		p[id] = &providerTry{}
+	}
+	p[id].running = true
+}
+
+// failed notes that the attempt on id failed (or was abandoned) at now.
+func (p providerTries) failed(id peer.ID, now time.Time) {
+	t := p[id]
+	if t == nil {
+		return
+	}
+	t.running = false
+	t.next = now.Add(min(providerRetry<<min(t.fails, 8), providerRetryMax))
+	t.fails++
+}
+
 // attempt is the outcome of subscribing through one provider.
 type attempt struct {
 	peer peer.ID
@@ -35,10 +82,11 @@ type attempt struct {
 // then the order found), each attempt starting when the previous one failed
 // or after providerStagger, whichever comes first (at once for a provider
 // the host is connected to); the first success wins and
-// the other attempts are cancelled. Providers in tried are skipped, and the
-// ones that fail are added. It returns the track and the provider it came
-// from, else the last failure, or nothing if there was no provider to try.
-func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool) (_ *broadcast.TrackConsumer, from peer.ID, last error) {
+// the other attempts are cancelled. Providers tried is not ready for are
+// skipped, and every attempt is noted there. It returns the track and the
+// provider it came from, else the last failure, or nothing if there was no
+// provider to try.
+func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries) (_ *broadcast.TrackConsumer, from peer.ID, last error) {
 	ctx, cancel := context.WithCancel(ctx)
 	found := make(chan peer.AddrInfo)
 	go func() {
@@ -59,8 +107,12 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 		for range found {
 		}
 		for ; running > 0; running-- {
-			if r := <-results; r.tc != nil && r.tc != winner {
-				r.tc.Close()
+			r := <-results
+			if r.tc != winner {
+				tried.failed(r.peer, time.Now()) // cut short: not a verdict on it
+				if r.tc != nil {
+					r.tc.Close()
+				}
 			}
 		}
 	}()
@@ -71,7 +123,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 	start := func() {
 		info := queue[0]
 		queue = queue[1:]
-		tried[info.ID] = true
+		tried.started(info.ID)
 		running++
 		m.log.Debug("trying provider", "broadcast", name, "peer", info.ID)
 		stagger, staggered = time.After(providerStagger), false
@@ -94,7 +146,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 				lookup = nil
 				continue
 			}
-			if !tried[info.ID] && info.ID != "" {
+			if info.ID != "" && tried.ready(info.ID, time.Now()) && !slices.ContainsFunc(queue, func(q peer.AddrInfo) bool { return q.ID == info.ID }) {
 				queue = append(queue, info)
 				sortNearest(m, queue)
 			}
@@ -106,6 +158,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 				winner = r.tc
 				return r.tc, r.peer, nil
 			}
+			tried.failed(r.peer, time.Now())
 			m.log.Debug("provider failed", "broadcast", name, "peer", r.peer, "err", r.err)
 			last = fmt.Errorf("provider %s: %w", r.peer, r.err)
 			if errors.Is(r.err, ErrShutdown) {

@@ -122,7 +122,10 @@ func (m *Moq) nearer(a, b peer.AddrInfo) int {
 // them: the next provider is tried when an attempt fails or has run for half
 // a second without success, each attempt is bounded by WithProviderTimeout,
 // and the first that delivers wins, so an unreachable or stale provider
-// (records cannot be withdrawn) costs little. While nothing serves name it
+// (records cannot be withdrawn) costs little. A provider that failed is
+// tried again, when a later lookup finds it, after a pause of two seconds
+// doubling to thirty (the addresses found may have been stale: a NATed
+// publisher's relay address reaches the DHT after its record). While nothing serves name it
 // looks again until ctx ends (give ctx a deadline): at the sessions (those
 // opened meanwhile, e.g. by mDNS or Connect, count) with pauses growing to a
 // second, in the DHT with pauses growing to five seconds. It then fails with
@@ -149,7 +152,7 @@ func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts Subscr
 	if name == "" {
 		return nil, "", broadcast.ErrInvalidPath
 	}
-	tried := map[peer.ID]bool{} // providers that failed: not tried again
+	tried := providerTries{} // providers tried: when each may be tried again
 	var last error
 	pause := 50 * time.Millisecond // between looks at the sessions
 	var lookupPause time.Duration  // between DHT lookups
@@ -189,7 +192,7 @@ const maxLookupPause = 5 * time.Second
 
 // resolveOnce makes one pass over the sessions, then, if lookup, over the
 // DHT's providers; it returns the peer it subscribed at.
-func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried map[peer.ID]bool, lookup bool) (*broadcast.TrackConsumer, peer.ID, error) {
+func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries, lookup bool) (*broadcast.TrackConsumer, peer.ID, error) {
 	select {
 	case <-m.a.ShuttingDown():
 		return nil, "", ErrShutdown
