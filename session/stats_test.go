@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/impair"
 	"github.com/moqp2p/moqp2p/transport"
@@ -149,6 +151,14 @@ func TestStatsSkippedAndReset(t *testing.T) {
 // say.
 func impairedPair(t *testing.T, pubLink, subLink impair.Config) (pub, sub *Session) {
 	t.Helper()
+	pub, sub, _ = impairedPairWith(t, rawquic.Config(), pubLink, subLink)
+	return pub, sub
+}
+
+// impairedPairWith is impairedPair over QUIC configured by qc; it also
+// returns the publisher's link, whose impairment can be changed (Set).
+func impairedPairWith(t *testing.T, qc *quic.Config, pubLink, subLink impair.Config) (pub, sub *Session, link *impair.Conn) {
+	t.Helper()
 	crt, err := cert.SelfSigned()
 	if err != nil {
 		t.Fatal(err)
@@ -161,11 +171,12 @@ func impairedPair(t *testing.T, pubLink, subLink impair.Config) (pub, sub *Sessi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := rawquic.NewEndpointConn(impair.New(spc, pubLink), rawquic.Config())
+	link = impair.New(spc, pubLink)
+	ln := rawquic.NewEndpointConn(link, qc)
 	if err := ln.Listen(&tls.Config{Certificates: []tls.Certificate{crt}, NextProtos: []string{"moq-lite-04"}}); err != nil {
 		t.Fatal(err)
 	}
-	dialer := rawquic.NewEndpointConn(impair.New(cpc, subLink), rawquic.Config())
+	dialer := rawquic.NewEndpointConn(impair.New(cpc, subLink), qc)
 	t.Cleanup(func() { _ = dialer.Close(); _ = ln.Close() })
 	accepted := make(chan transport.Conn, 1)
 	go func() {
@@ -192,7 +203,7 @@ func impairedPair(t *testing.T, pubLink, subLink impair.Config) (pub, sub *Sessi
 		_ = sub.Close(broadcast.CodeCancel, "test over")
 		_ = pub.Close(broadcast.CodeCancel, "test over")
 	})
-	return pub, sub
+	return pub, sub, link
 }
 
 // 50 ms added to the path shows in the RTT both ends measure: the minimum
