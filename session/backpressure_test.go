@@ -11,7 +11,6 @@ import (
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/internal/testutil"
-	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // A finite transfer with back-pressure end to end: the publisher writes
@@ -186,20 +185,10 @@ func TestBackpressureStreamingGroupKeepsReading(t *testing.T) {
 		Model: broadcast.Limits{CacheMaxGroups: 2}, MaxGroupsInFlight: inFlight,
 	}}, true)
 	ctx := testCtx(t)
-	res := make(chan subResult, 1)
-	go func() {
-		tc, err := p.sess.Subscribe(ctx, "cam", "video", SubscribeOptions{Backpressure: true})
-		res <- subResult{tc, err}
-	}()
-	st, sub := p.acceptSubscribe(t, ctx)
-	rawWrite(t, st, p.response(t, &wire.SubscribeOK{}))
-	r := waitSub(t, ctx, res)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+	tc, _, sub := p.sessionSubscribeWith(t, ctx, SubscribeOptions{Backpressure: true})
 	g0 := p.openGroup(t, ctx, sub.ID, 0)
 	rawWrite(t, g0, rawCat(rawVarint(8), []byte("half"))) // half a frame
-	g, err := r.tc.RecvGroup(ctx)
+	g, err := tc.RecvGroup(ctx)
 	if err != nil || g.Sequence() != 0 {
 		t.Fatalf("the group streaming in: %v", err)
 	}
@@ -222,7 +211,7 @@ func TestBackpressureStreamingGroupKeepsReading(t *testing.T) {
 		t.Fatalf("group 0: %q, %v", f, err)
 	}
 	for range later {
-		g, err := r.tc.RecvGroup(ctx)
+		g, err := tc.RecvGroup(ctx)
 		if err != nil {
 			t.Fatalf("a group lost: %v", err)
 		}

@@ -347,9 +347,14 @@ type subResult struct {
 
 // subscribeAsync calls sess.Subscribe on a goroutine.
 func (p *rawPeer) subscribeAsync(ctx context.Context, path, track string) <-chan subResult {
+	return p.subscribeAsyncWith(ctx, path, track, SubscribeOptions{})
+}
+
+// subscribeAsyncWith is subscribeAsync with options.
+func (p *rawPeer) subscribeAsyncWith(ctx context.Context, path, track string, opts SubscribeOptions) <-chan subResult {
 	ch := make(chan subResult, 1)
 	go func() {
-		tc, err := p.sess.Subscribe(ctx, path, track, SubscribeOptions{})
+		tc, err := p.sess.Subscribe(ctx, path, track, opts)
 		ch <- subResult{tc, err}
 	}()
 	return ch
@@ -411,7 +416,13 @@ func (p *rawPeer) response(t *testing.T, m wire.Message) []byte {
 // SUBSCRIBE_OK by the raw side.
 func (p *rawPeer) sessionSubscribe(t *testing.T, ctx context.Context) (*broadcast.TrackConsumer, transport.Stream, wire.Subscribe) {
 	t.Helper()
-	res := p.subscribeAsync(ctx, "cam", "video")
+	return p.sessionSubscribeWith(t, ctx, SubscribeOptions{})
+}
+
+// sessionSubscribeWith is sessionSubscribe with options.
+func (p *rawPeer) sessionSubscribeWith(t *testing.T, ctx context.Context, opts SubscribeOptions) (*broadcast.TrackConsumer, transport.Stream, wire.Subscribe) {
+	t.Helper()
+	res := p.subscribeAsyncWith(ctx, "cam", "video", opts)
 	st, sub := p.acceptSubscribe(t, ctx)
 	if sub.Broadcast != "/cam" || sub.Track != "video" {
 		t.Fatalf("SUBSCRIBE %+v, want /cam video", sub)

@@ -167,16 +167,7 @@ func TestBadInputBackpressureBlockedStreams(t *testing.T) {
 	lim := Limits{MaxGroupsInFlight: inFlight, Model: broadcast.Limits{CacheMaxGroups: 4}, HeaderTimeout: 300 * time.Millisecond}
 	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: lim}, true)
 	ctx := testCtx(t)
-	res := make(chan subResult, 1)
-	go func() {
-		tc, err := p.sess.Subscribe(ctx, "cam", "video", SubscribeOptions{Backpressure: true})
-		res <- subResult{tc, err}
-	}()
-	st, sub := p.acceptSubscribe(t, ctx)
-	rawWrite(t, st, p.response(t, &wire.SubscribeOK{}))
-	if r := waitSub(t, ctx, res); r.err != nil {
-		t.Fatal(r.err)
-	}
+	_, _, sub := p.sessionSubscribeWith(t, ctx, SubscribeOptions{Backpressure: true})
 	before, goroutines := testutil.HeapAlloc(), runtime.NumGoroutine()
 	data := rawFrames(1, frame)
 	// One writer: a write the connection's flow control holds up blocks it,

@@ -140,17 +140,7 @@ func TestLateGroupHeaderWhileBackpressureHolds(t *testing.T) {
 	p := newRawPeer(t, "moq-lite-04", Config{Interest: []string{}, Limits: lim}, true)
 	passed := watchHeaderDeadlines(t, p.sess)
 	ctx := testutil.Context(t, 60*time.Second)
-	res := make(chan subResult, 1)
-	go func() {
-		tc, err := p.sess.Subscribe(ctx, "cam", "video", SubscribeOptions{Backpressure: true})
-		res <- subResult{tc, err}
-	}()
-	st, sub := p.acceptSubscribe(t, ctx)
-	rawWrite(t, st, p.response(t, &wire.SubscribeOK{}))
-	r := waitSub(t, ctx, res)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+	tc, st, sub := p.sessionSubscribeWith(t, ctx, SubscribeOptions{Backpressure: true})
 	late, err := p.raw.OpenUniStream(ctx) // group 0: nothing sent yet
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +165,7 @@ func TestLateGroupHeaderWhileBackpressureHolds(t *testing.T) {
 	awaitExtended(t, ctx, passed, 2, "while back-pressure held the accept loop")
 	p.sendLate(t, late, sub.ID, 0)
 	_ = st.Close() // the publisher's FIN
-	got := recvAll(t, ctx, r.tc)
+	got := recvAll(t, ctx, tc)
 	slices.Sort(got)
 	if !slices.Equal(got, []uint64{0, 1, 2, 3}) {
 		t.Fatalf("groups %v, want 0 to 3", got)
