@@ -38,13 +38,19 @@ func (s *groupSpan) started(g uint64) {
 	if g <= s.low {
 		return
 	}
+	s.raise(g)
+	s.compact()
+}
+
+// raise moves low up to g, forgetting the groups seen below it: they are
+// accounted for, and only what lies at or above low is counted.
+func (s *groupSpan) raise(g uint64) {
 	s.low = g
 	for k := range s.seen {
 		if k < g {
 			delete(s.seen, k)
 		}
 	}
-	s.compact()
 }
 
 // arrived notes that group g arrived.
@@ -119,7 +125,7 @@ func (s *groupSpan) compact() {
 					s.giveUp()
 					return
 				}
-				s.low = r.end + 1
+				s.raise(r.end + 1) // with groups seen out of order inside the range
 			}
 			continue
 		}
@@ -142,9 +148,7 @@ func (s *groupSpan) covered() bool {
 	// Every sequence in [low, end) must be seen or dropped: count them.
 	var n uint64
 	for k := range s.seen {
-		// A DROP that moved low past groups seen out of order leaves them
-		// in seen below low: already accounted for, not to count again.
-		if k >= s.low && k < s.end && !s.droppedHas(k) {
+		if k < s.end && !s.droppedHas(k) {
 			n++
 		}
 	}
@@ -174,7 +178,7 @@ func (s *groupSpan) gaps(end uint64, max int) ([]seqRange, bool) {
 	}
 	keys := make([]uint64, 0, len(s.seen))
 	for k := range s.seen {
-		if k >= s.low && k < end {
+		if k < end {
 			keys = append(keys, k)
 		}
 	}
