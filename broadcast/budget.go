@@ -26,7 +26,9 @@ import (
 // written so far, then get the error) and evicted, then if need be its
 // oldest finished ones are evicted. So no few children
 // whose groups never finish can hold the whole budget: while k children
-// hold some of it, each can always grow to budget/k. A Budget is safe for
+// hold some of it, each can grow to budget/k, but for the groups a
+// back-pressured reader still needs (never taken back) and a write that
+// finds room only past maxVictims children (refused). A Budget is safe for
 // concurrent use.
 type Budget struct {
 	limit  int64

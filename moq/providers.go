@@ -107,12 +107,8 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 		for range found {
 		}
 		for ; running > 0; running-- {
-			r := <-results
-			if r.tc != winner {
-				tried.failed(r.peer, time.Now()) // cut short: not a verdict on it
-				if r.tc != nil {
-					r.tc.Close()
-				}
+			if r := <-results; r.tc != nil && r.tc != winner {
+				r.tc.Close()
 			}
 		}
 	}()

@@ -498,7 +498,6 @@ func (p *rawPeer) announce(t *testing.T, active bool, suffix string, hops ...uin
 	return p.msg(t, &wire.Announce{Active: active, Suffix: suffix, Hops: hops})
 }
 
-// waitRemote waits until the session's Remote has path active.
 // wantRemote checks that Remote holds exactly paths.
 func wantRemote(t *testing.T, s *Session, paths ...string) {
 	t.Helper()
@@ -531,6 +530,7 @@ func wantRemoteComplete(t *testing.T, s *Session, complete bool) {
 	}
 }
 
+// waitRemote waits until the session's Remote has path active.
 func waitRemote(t *testing.T, s *Session, path string) {
 	t.Helper()
 	ctx := testCtx(t)

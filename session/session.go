@@ -133,7 +133,7 @@ type Session struct {
 	client       bool // we opened the connection (sends CLIENT_SETUP)
 	lazyInterest bool
 	closing      bool // guarded by spawnMu
-	goawaySeen   bool // a GOAWAY arrived (its URI is goawayURI)
+	goawaySeen   bool // a GOAWAY arrived (its URI is goaway.uri)
 }
 
 type trackKey struct{ path, track string }

@@ -61,7 +61,7 @@ func startObserve(n *node) (*observeServer, error) {
 		// /metrics and /stats answer at once: a client that idles or
 		// stops reading is dropped.
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-			IdleTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second}}
+			IdleTimeout: server.DefaultIdleTimeout, WriteTimeout: 30 * time.Second}}
 	go func() {
 		defer close(o.done)
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

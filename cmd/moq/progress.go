@@ -56,9 +56,7 @@ func startProgress(w io.Writer, quiet bool, verb string, st func(frames uint64) 
 	if f, ok := w.(*os.File); ok && !quiet && isTerminal(f) {
 		p.draw = true
 	}
-	// Off a terminal status is still read at every tick (a status reader
-	// may keep state between reads).
-	if p.draw || st != nil {
+	if p.draw {
 		p.done.Go(p.run)
 	}
 	return p
@@ -100,9 +98,6 @@ func (p *progress) run() {
 			f, b := p.frames.Load(), p.bytes.Load()
 			if p.status != nil {
 				st = p.status(f)
-			}
-			if !p.draw {
-				continue
 			}
 			secs := now.Sub(last).Seconds()
 			rate := func(cur, prev uint64) float64 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"testing"
 	"time"
 )
@@ -32,11 +31,5 @@ func TestProgressLine(t *testing.T) {
 	if got, want := p.line(status{subscribers: -1}, 0, 0, 0, 0, 0, 0, 0),
 		"received 0 frames, 0 groups, 0.0 MiB in 0s: 0 frames/s, 0.00 MiB/s, 0 skipped, 0 peers"; got != want {
 		t.Errorf("line:\n got %s\nwant %s", got, want)
-	}
-	// The relay command draws the node's line (startNodeLine), not pub's.
-	prog := startNodeLine(t.Context(), stdio{stderr: io.Discard}, true, "relay", newTally(&node{}))
-	prog.close()
-	if !prog.nodeLine() || prog.verb != "relay" {
-		t.Errorf("startNodeLine(relay): nodeLine=%v verb=%q", prog.nodeLine(), prog.verb)
 	}
 }

@@ -160,8 +160,8 @@ func runRelay(ctx context.Context, std stdio, args []string) error {
 		}
 		// Nothing here streams: /announced answers at once and /fetch
 		// sets its own, shorter, write deadline.
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout: 2 * time.Minute, WriteTimeout: fetchWait + fetchWriteTimeout + 5*time.Second}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: server.DefaultReadHeaderTimeout,
+			IdleTimeout: server.DefaultIdleTimeout, WriteTimeout: fetchWait + fetchWriteTimeout + 5*time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer func() { _ = hs.Close() }()
 		fmt.Fprintf(std.stdout, "http: http://%s\n", listenAddr(*httpAddr, ln.Addr()))

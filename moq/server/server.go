@@ -463,7 +463,6 @@ type ipLoad struct{ sessions, pending, idle int }
 // connLoad is an HTTP/3 connection's share of its address's ipLoad.
 type connLoad struct {
 	conn     *quic.Conn
-	ip       netip.Addr
 	sessions int  // reserved by sessions it carries; idle while 0
 	closed   bool // the connection ended: it is no longer counted
 }
@@ -513,7 +512,7 @@ func (s *Server) admitConn(c *quic.Conn) error {
 		return err
 	}
 	l.idle++
-	cl := &connLoad{conn: c, ip: ip}
+	cl := &connLoad{conn: c}
 	s.h3conns[c] = cl
 	context.AfterFunc(c.Context(), func() {
 		s.mu.Lock()

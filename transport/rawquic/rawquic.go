@@ -497,15 +497,17 @@ func convert(err error) error {
 		}
 		return ce
 	}
-	return lost(err)
+	return MarkLost(err)
 }
 
 // codeTimeout is moq-lite's Timeout code.
 const codeTimeout = 3
 
-// lost marks quic-go's errors for a vanished peer (its idle timeout, a
-// stateless reset after the peer restarted) as transport.ErrConnLost.
-func lost(err error) error {
+// MarkLost returns err matching transport.ErrConnLost too if it is one of
+// quic-go's errors for a vanished peer (its idle timeout, a stateless reset
+// after the peer restarted), else err itself: for the transports that run
+// on quic-go to report a lost peer alike.
+func MarkLost(err error) error {
 	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
 		return transport.Lost(err)
 	}

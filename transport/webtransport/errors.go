@@ -9,6 +9,7 @@ import (
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 // Sentinel errors of this package; compare with errors.Is.
@@ -75,13 +76,7 @@ func convert(err error) error {
 		return h3Closed(uint64(ae.ErrorCode), err, ae.Remote)
 	}
 	// The QUIC connection gave the peer up (idle timeout, stateless reset).
-	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
-		return transport.Lost(err)
-	}
-	if _, ok := errors.AsType[*quic.StatelessResetError](err); ok {
-		return transport.Lost(err)
-	}
-	return err
+	return rawquic.MarkLost(err)
 }
 
 // h3Closed reports a session ended by an HTTP/3 code, which is no moq-lite
