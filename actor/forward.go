@@ -37,8 +37,9 @@ const (
 	DefaultMaxGroupCopiers = 64
 )
 
-// withdrawGrace is how long a path whose last route was withdrawn stays
-// forwarded, its pumps waiting, before it ends. An upstream relay that
+// DefaultWithdrawGrace is Forward.WithdrawGrace's default: how long a path
+// whose last route was withdrawn stays forwarded, its pumps waiting,
+// before it ends. An upstream relay that
 // fails over replaces its broadcast: moq-lite has no message for that, so
 // it announces the path ended, then active with the new hops, two
 // ANNOUNCEs from one change. run takes each change as it arrives, and may
@@ -49,7 +50,7 @@ const (
 // the link: 500 ms covers a probe timeout on links up to about 150 ms of
 // round trip. A path really withdrawn reaches downstream peers that much
 // later.
-const withdrawGrace = 500 * time.Millisecond
+const DefaultWithdrawGrace = 500 * time.Millisecond
 
 // offerBatch is how many forwarded paths run offers to sessions in a row
 // before it looks at its other work: a session that asks for the node's
@@ -106,6 +107,10 @@ type Forward struct {
 	// as a downstream relay forwarding many tracks through one link may
 	// need.
 	MaxUpstreamPerPeer int
+	// WithdrawGrace is how long a path whose last route was withdrawn
+	// waits for a route to come back before it ends (see
+	// DefaultWithdrawGrace, the default; negative: none).
+	WithdrawGrace time.Duration
 	// MaxGroupCopiers bounds the groups of one forwarded track copied at
 	// once while still arriving (a goroutine each); the next waits.
 	// Default DefaultMaxGroupCopiers.
@@ -142,6 +147,12 @@ func (f Forward) withDefaults() Forward {
 	}
 	if f.MaxGroupCopiers <= 0 {
 		f.MaxGroupCopiers = DefaultMaxGroupCopiers
+	}
+	switch {
+	case f.WithdrawGrace == 0:
+		f.WithdrawGrace = DefaultWithdrawGrace
+	case f.WithdrawGrace < 0:
+		f.WithdrawGrace = 0
 	}
 	f.Prefixes = slices.Clone(f.Prefixes)
 	for i, p := range f.Prefixes {
@@ -182,7 +193,7 @@ type forwarder struct {
 	kick     chan struct{} // capacity 1: some watch has changes, or offers wait
 	dirtyMu  sync.Mutex
 	dirty    map[uint64]bool // sessions whose watch fired (dirtyMu)
-	expired  []*orphan       // paths whose withdrawGrace ran out (dirtyMu)
+	expired  []*orphan       // paths whose WithdrawGrace ran out (dirtyMu)
 	wants    []*offerJob     // sessions asking for their offers (dirtyMu)
 	jobs     []*offerJob     // offers being made, a batch at a time
 	upstream atomic.Int64    // pumps running (any goroutine)
@@ -233,7 +244,7 @@ type fwdPath struct {
 	stops  map[uint64]func() // unpublish from a session's origin, by session ID
 	local  func()            // unpublish from the local origin
 	cell   *routeCell
-	// orphan is set while the path has no route (withdrawGrace): its
+	// orphan is set while the path has no route (WithdrawGrace): its
 	// timer and the token its expiry carries.
 	orphan *orphan
 }
@@ -622,7 +633,7 @@ func (f *forwarder) choose(p *fwdPath) {
 	p.cell.set(best, false)
 }
 
-// orphaned keeps a path that lost its last route for withdrawGrace: a
+// orphaned keeps a path that lost its last route for WithdrawGrace: a
 // route back by then (the replacement's active) takes over as if it had
 // come in the same batch as the end (the active route and the relay
 // broadcast stay as they were meanwhile; pumps wait for run's choice, the
@@ -637,7 +648,7 @@ func (f *forwarder) orphaned(p *fwdPath) {
 	}
 	o := &orphan{p: p}
 	p.orphan = o
-	o.t = time.AfterFunc(withdrawGrace, func() {
+	o.t = time.AfterFunc(f.cfg.WithdrawGrace, func() {
 		f.dirtyMu.Lock()
 		f.expired = append(f.expired, o)
 		f.dirtyMu.Unlock()

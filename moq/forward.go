@@ -36,6 +36,11 @@ type Forwarding struct {
 	// anonymous session on its own (default
 	// actor.DefaultMaxUpstreamPerPeer; negative: none).
 	MaxUpstreamPerPeer int
+	// WithdrawGrace is how long a forwarded path whose last route was
+	// withdrawn waits for one to come back before it ends downstream: a
+	// failing-over upstream relay announces the path ended, then active
+	// (default actor.DefaultWithdrawGrace; negative: none).
+	WithdrawGrace time.Duration
 	// Limits bound each forwarded track's cache (broadcast.Limits
 	// defaults: the latest group always, older ones within 5 s).
 	Limits broadcast.Limits
@@ -88,8 +93,8 @@ func (f *Forwarding) forwardConfig(m **Moq) *actor.Forward {
 	cfg := &actor.Forward{
 		Prefixes: f.Prefixes, Linger: f.Linger,
 		MaxPaths: f.MaxPaths, MaxRoutes: f.MaxRoutes, MaxUpstream: f.MaxUpstream,
-		MaxUpstreamPerPeer: f.MaxUpstreamPerPeer,
-		Limits:             f.Limits,
+		MaxUpstreamPerPeer: f.MaxUpstreamPerPeer, WithdrawGrace: f.WithdrawGrace,
+		Limits: f.Limits,
 	}
 	if f.Accept != nil {
 		cfg.Accept = func(s *actor.Session, path string) bool { return f.Accept(&Session{s: s, m: *m}, path) }

@@ -869,7 +869,9 @@ func TestForwardKeepsLiveRouteAgainstOtherOrigin(t *testing.T) {
 // keeps its forwarded track: the pump waits for the route to come back and
 // goes on at the next group, rather than the path ending under it.
 func TestForwardRouteBack(t *testing.T) {
-	pub, relay, sub := newNode(t), newRelay(t, Forwarding{}), newNode(t)
+	// A grace far above the republish's round trip on a loaded machine: the
+	// test is of the waiting, not of the default's size.
+	pub, relay, sub := newNode(t), newRelay(t, Forwarding{WithdrawGrace: 10 * time.Second}), newNode(t)
 	relay.connect(t, pub)
 	f := &feed{frames: 1, size: 64, written: map[uint64]time.Time{}}
 	f.b = broadcast.New(broadcast.Config{})
