@@ -292,7 +292,7 @@ type relayAuth struct {
 
 	mu     sync.Mutex
 	byAddr map[string]addrPerms // by the client's remote address, set by route
-	perIP  map[netip.Addr]int   // byAddr's entries by server.ClientAddr
+	perIP  addrCounts           // byAddr's entries by server.ClientAddr
 }
 
 // maxGrants bounds the clients whose token grants the relay remembers:
@@ -308,7 +308,7 @@ const (
 )
 
 func newRelayAuth() *relayAuth {
-	return &relayAuth{byAddr: map[string]addrPerms{}, perIP: map[netip.Addr]int{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
+	return &relayAuth{byAddr: map[string]addrPerms{}, perIP: addrCounts{}, trusted: map[peer.ID]bool{}, peerCost: map[peer.ID]int{}}
 }
 
 type addrPerms struct {
@@ -351,7 +351,7 @@ func (a *relayAuth) route(r *http.Request) (string, error) {
 		if len(a.byAddr) >= maxGrants {
 			return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
 		}
-		a.perIP[ip]++
+		a.perIP.add(ip)
 	}
 	a.byAddr[r.RemoteAddr] = addrPerms{perms: p, at: time.Now()}
 	return path, nil
@@ -432,9 +432,18 @@ func (a *relayAuth) forget(addr string) {
 		return
 	}
 	delete(a.byAddr, addr)
-	ip := server.ClientAddr(addr)
-	if a.perIP[ip]--; a.perIP[ip] <= 0 {
-		delete(a.perIP, ip)
+	a.perIP.remove(server.ClientAddr(addr))
+}
+
+// addrCounts counts what each client address holds (grants, fetches).
+type addrCounts map[netip.Addr]int
+
+func (c addrCounts) add(ip netip.Addr) { c[ip]++ }
+
+// remove takes one off ip's count, forgetting an address that holds none.
+func (c addrCounts) remove(ip netip.Addr) {
+	if c[ip]--; c[ip] <= 0 {
+		delete(c, ip)
 	}
 }
 
@@ -516,16 +525,16 @@ const (
 // fetcher serves GET /fetch within its bounds.
 type fetcher struct {
 	wait, writeTimeout time.Duration
-	perIP              int
-	slots              chan struct{} // a token per running fetch
+	perIP, max         int // running fetches: of one address, in all
 
-	mu   sync.Mutex
-	byIP map[netip.Addr]int // running fetches by server.ClientAddr
+	mu      sync.Mutex
+	running int
+	byIP    addrCounts // running fetches by server.ClientAddr
 }
 
 func newFetcher() *fetcher {
 	return &fetcher{wait: fetchWait, writeTimeout: fetchWriteTimeout, perIP: maxFetchesPerIP,
-		slots: make(chan struct{}, maxFetches), byIP: map[netip.Addr]int{}}
+		max: maxFetches, byIP: addrCounts{}}
 }
 
 // take counts a fetch of the client at remote ("host:port"), or returns
@@ -537,20 +546,24 @@ func (f *fetcher) take(remote string) (done func(), status int) {
 	if f.byIP[ip] >= f.perIP {
 		return nil, http.StatusTooManyRequests
 	}
-	select {
-	case f.slots <- struct{}{}:
-	default:
+	if f.running >= f.max {
 		return nil, http.StatusServiceUnavailable
 	}
-	f.byIP[ip]++
+	f.running++
+	f.byIP.add(ip)
 	return func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.byIP[ip]--; f.byIP[ip] <= 0 {
-			delete(f.byIP, ip)
-		}
-		<-f.slots
+		f.byIP.remove(ip)
+		f.running--
 	}, 0
+}
+
+// runs is how many fetches are running.
+func (f *fetcher) runs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running
 }
 
 // latest writes the latest group of a track, waiting up to f.wait for one.

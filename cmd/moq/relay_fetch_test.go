@@ -25,9 +25,9 @@ func fetchServer(t *testing.T, f *fetcher, b *broadcast.Producer) *httptest.Serv
 // waitSlots waits up to 3 s for n fetches to be running.
 func waitSlots(t *testing.T, f *fetcher, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); len(f.slots) != n; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Second); f.runs() != n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d fetches running after 3 s, want %d", len(f.slots), n)
+			t.Fatalf("%d fetches running after 3 s, want %d", f.runs(), n)
 		}
 	}
 }
@@ -74,7 +74,7 @@ func TestRelayFetchCap(t *testing.T) {
 	_, _ = b.CreateTrack(broadcast.Track{Name: "video"}) // no group: fetches wait
 	f := newFetcher()
 	f.wait = 2 * time.Second
-	f.slots = make(chan struct{}, 2)
+	f.max = 2
 	f.perIP = 3 // all from 127.0.0.1
 	srv := fetchServer(t, f, b)
 	codes := make(chan int, 2)
@@ -112,7 +112,7 @@ func TestRelayFetchCap(t *testing.T) {
 func TestRelayFetchPerIP(t *testing.T) {
 	f := newFetcher()
 	f.perIP = 2
-	f.slots = make(chan struct{}, 4)
+	f.max = 4
 	var dones []func()
 	for _, remote := range []string{"192.0.2.1:1", "192.0.2.1:2", "[2001:db8::1]:1", "[2001:db8::2]:1"} {
 		done, status := f.take(remote)
@@ -132,7 +132,7 @@ func TestRelayFetchPerIP(t *testing.T) {
 	for _, done := range dones {
 		done()
 	}
-	if len(f.slots) != 0 || len(f.byIP) != 0 {
-		t.Fatalf("%d slots, %d addresses left", len(f.slots), len(f.byIP))
+	if f.runs() != 0 || len(f.byIP) != 0 {
+		t.Fatalf("%d fetches, %d addresses left", f.runs(), len(f.byIP))
 	}
 }
