@@ -13,23 +13,18 @@ import (
 // and the node's kept links and resilient tracks redial when the session
 // ends. The grace lets a subscription in progress take what the peer still
 // sends before it goes.
-const (
-	goawayGrace = 2 * time.Second
-	goawayPoll  = 50 * time.Millisecond
-)
+const goawayGrace = 2 * time.Second
 
 // leave closes s, whose peer sent GOAWAY, as soon as nothing uses it,
 // goawayGrace later at the latest.
 func leave(s *session.Session) {
-	deadline := time.Now().Add(goawayGrace)
-	t := time.NewTicker(goawayPoll)
+	t := time.NewTimer(goawayGrace)
 	defer t.Stop()
-	for len(s.Subscriptions()) > 0 && time.Now().Before(deadline) {
-		select {
-		case <-t.C:
-		case <-s.Done():
-			return
-		}
+	select {
+	case <-s.Idle():
+	case <-t.C:
+	case <-s.Done():
+		return
 	}
 	_ = s.Close(broadcast.CodeCancel, "peer sent GOAWAY")
 }

@@ -211,6 +211,17 @@ func (s *Session) Subscriptions() []SubscriptionStats {
 	return s.obs.subscriptions()
 }
 
+// Idle returns a channel closed once the session has no subscriptions,
+// ours or the peer's that we serve (none that Subscriptions would list):
+// at once if it has none now. A subscription that starts after it closed
+// does not reopen it; call Idle again to wait for that one. Subscriptions
+// count themselves out as they end, which closes it: nobody polls.
+// Select on Done too: a subscription made as the session ends may never
+// start, and so never end.
+func (s *Session) Idle() <-chan struct{} {
+	return s.obs.idle()
+}
+
 // Direction says which way media flows, for metrics.
 type Direction uint8
 
@@ -263,13 +274,21 @@ type SessionTracer interface {
 	Closed()
 }
 
-// observer is a session's bookkeeping for Subscriptions and its
+// observer is a session's bookkeeping for Subscriptions, Idle and its
 // MetricsTracer.
 type observer struct {
 	mu     sync.Mutex
 	tr     SessionTracer // set once the session started, if Config.Metrics is set
 	closed bool
-	subs   map[*subStats]struct{}
+	// live is made with the first subscription: one pointer, so that Idle
+	// costs Session no field of its own (TestSessionSize).
+	live *liveSubs
+}
+
+// liveSubs are the subscriptions counted and Idle's channel.
+type liveSubs struct {
+	subs map[*subStats]struct{}
+	idle chan struct{} // closed when subs empties; made only while some wait
 }
 
 // started hands the session to metrics (Config.Metrics, if set), unless
@@ -313,10 +332,10 @@ func (o *observer) track(served bool, id uint64, path, track string) *subStats {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.subs == nil {
-		o.subs = map[*subStats]struct{}{}
+	if o.live == nil {
+		o.live = &liveSubs{subs: map[*subStats]struct{}{}}
 	}
-	o.subs[st] = struct{}{}
+	o.live.subs[st] = struct{}{}
 	if o.tr != nil && !o.closed {
 		st.tr = o.tr
 		o.tr.Subscription(st.dir, 1)
@@ -327,20 +346,43 @@ func (o *observer) track(served bool, id uint64, path, track string) *subStats {
 func (o *observer) untrack(st *subStats) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.subs[st]; !ok {
+	if o.live == nil {
 		return
 	}
-	delete(o.subs, st)
+	if _, ok := o.live.subs[st]; !ok {
+		return
+	}
+	delete(o.live.subs, st)
 	if st.tr != nil {
 		st.tr.Subscription(st.dir, -1)
 	}
+	if len(o.live.subs) == 0 && o.live.idle != nil {
+		close(o.live.idle)
+		o.live.idle = nil
+	}
+}
+
+// idle returns a channel closed once no subscription is counted.
+func (o *observer) idle() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.live == nil || len(o.live.subs) == 0 {
+		return closedChan
+	}
+	if o.live.idle == nil {
+		o.live.idle = make(chan struct{})
+	}
+	return o.live.idle
 }
 
 func (o *observer) subscriptions() []SubscriptionStats {
 	o.mu.Lock()
-	list := make([]*subStats, 0, len(o.subs))
-	for st := range o.subs {
-		list = append(list, st)
+	var list []*subStats
+	if o.live != nil {
+		list = make([]*subStats, 0, len(o.live.subs))
+		for st := range o.live.subs {
+			list = append(list, st)
+		}
 	}
 	o.mu.Unlock()
 	out := make([]SubscriptionStats, len(list))

@@ -316,3 +316,98 @@ func TestSubStatsNoAlloc(t *testing.T) {
 		t.Errorf("counters %+v, tracer %d groups %d frames %d resets", got, tr.groups.Load(), tr.frames.Load(), tr.resets.Load())
 	}
 }
+
+// Idle is closed at once with no subscription; it stays open while one
+// is left, ours (on the subscriber) or the peer's we serve (on the
+// publisher), and closes when the last one ends.
+func TestIdle(t *testing.T) {
+	forVersions(t, func(t *testing.T, alpn string) {
+		p := newPair(t, alpn, Config{}, Config{})
+		for _, s := range []*Session{p.pub, p.sub} {
+			select {
+			case <-s.Idle():
+			default:
+				t.Fatal("Idle of a session without subscriptions must be closed at once")
+			}
+		}
+		b := broadcast.New(broadcast.Config{})
+		_, _ = b.CreateTrack(broadcast.Track{Name: "a"})
+		_, _ = b.CreateTrack(broadcast.Track{Name: "b"})
+		_, _ = p.origin.Publish("cam", b.Consume())
+		tcA, err := p.sub.Subscribe(testCtx(t), "cam", "a", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tcA.Close()
+		tcB, err := p.sub.Subscribe(testCtx(t), "cam", "b", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tcB.Close()
+		eventually(t, func() bool { return len(p.pub.Subscriptions()) == 2 })
+		subIdle, pubIdle := p.sub.Idle(), p.pub.Idle()
+
+		tcA.Close()
+		eventually(t, func() bool { return len(p.sub.Subscriptions()) == 1 && len(p.pub.Subscriptions()) == 1 })
+		select {
+		case <-subIdle:
+			t.Fatal("the subscriber's Idle closed with a subscription left")
+		case <-pubIdle:
+			t.Fatal("the publisher's Idle closed with a subscription left")
+		default:
+		}
+
+		tcB.Close()
+		deadline := time.Now().Add(time.Second)
+		for side, idle := range map[string]<-chan struct{}{"subscriber": subIdle, "publisher": pubIdle} {
+			select {
+			case <-idle:
+			case <-time.After(time.Until(deadline)):
+				t.Fatalf("the %s's Idle still open 1 s after the last subscription ended: %+v", side, p.sub.Subscriptions())
+			}
+		}
+		if n := len(p.sub.Subscriptions()) + len(p.pub.Subscriptions()); n != 0 {
+			t.Fatalf("Idle closed with %d subscriptions listed", n)
+		}
+	})
+}
+
+// The observer's Idle channel: closed by the untrack that empties the set,
+// not by one before; a subscription after it needs a new channel.
+func TestObserverIdle(t *testing.T) {
+	var o observer
+	isClosed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	if !isClosed(o.idle()) {
+		t.Fatal("no subscription: Idle must be closed")
+	}
+	a, b := o.track(false, 0, "p", "a"), o.track(true, 0, "p", "b")
+	idle := o.idle()
+	if o.idle() != idle {
+		t.Fatal("waiters must share one channel")
+	}
+	o.untrack(a)
+	o.untrack(a) // twice: no effect
+	if isClosed(idle) {
+		t.Fatal("closed with a subscription left")
+	}
+	o.untrack(b)
+	if !isClosed(idle) || !isClosed(o.idle()) {
+		t.Fatal("not closed once the last subscription ended")
+	}
+	c := o.track(false, 1, "p", "c")
+	if again := o.idle(); isClosed(again) {
+		t.Fatal("a new subscription must get a new, open channel")
+	} else {
+		o.untrack(c)
+		if !isClosed(again) {
+			t.Fatal("not closed once the new subscription ended")
+		}
+	}
+}
