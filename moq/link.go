@@ -269,6 +269,7 @@ func (l *Link) connect(state LinkState) (*Session, error) {
 	var last error
 	for {
 		if l.dial == nil {
+			// The oldest, as Connect hands out: the link then watches this very one.
 			if s := l.m.liveSession(l.addr.ID); s != nil {
 				return s, nil
 			}

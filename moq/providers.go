@@ -70,10 +70,12 @@ func (p providerTries) failed(id peer.ID, now time.Time) {
 	t.fails++
 }
 
-// attempt is the outcome of subscribing through one provider.
+// attempt is the outcome of subscribing through one provider: on success,
+// the session it subscribed on.
 type attempt struct {
 	peer peer.ID
 	tc   *broadcast.TrackConsumer
+	s    *Session
 	err  error
 }
 
@@ -84,9 +86,9 @@ type attempt struct {
 // the host is connected to); the first success wins and
 // the other attempts are cancelled. Providers tried is not ready for are
 // skipped, and every attempt is noted there. It returns the track and the
-// provider it came from, else the last failure, or nothing if there was no
-// provider to try.
-func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries) (_ *broadcast.TrackConsumer, from peer.ID, last error) {
+// session to the provider it came from, else the last failure, or nothing
+// if there was no provider to try.
+func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries) (_ *broadcast.TrackConsumer, from *Session, last error) {
 	ctx, cancel := context.WithCancel(ctx)
 	found := make(chan peer.AddrInfo)
 	go func() {
@@ -124,8 +126,8 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 		m.log.Debug("trying provider", "broadcast", name, "peer", info.ID)
 		stagger, staggered = time.After(providerStagger), false
 		go func() {
-			tc, err := m.subscribeProvider(ctx, info, name, track, opts)
-			results <- attempt{peer: info.ID, tc: tc, err: err}
+			tc, s, err := m.subscribeProvider(ctx, info, name, track, opts)
+			results <- attempt{peer: info.ID, tc: tc, s: s, err: err}
 		}()
 	}
 	lookup := (<-chan peer.AddrInfo)(found) // nil once the lookup ended
@@ -134,7 +136,7 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 			start()
 		}
 		if running == 0 && lookup == nil {
-			return nil, "", last
+			return nil, nil, last
 		}
 		select {
 		case info, ok := <-lookup:
@@ -152,30 +154,31 @@ func (m *Moq) subscribeAnyProvider(ctx context.Context, name, track string, opts
 			running--
 			if r.err == nil {
 				winner = r.tc
-				return r.tc, r.peer, nil
+				return r.tc, r.s, nil
 			}
 			tried.failed(r.peer, time.Now())
 			m.log.Debug("provider failed", "broadcast", name, "peer", r.peer, "err", r.err)
 			last = fmt.Errorf("provider %s: %w", r.peer, r.err)
 			if errors.Is(r.err, ErrShutdown) {
-				return nil, "", r.err
+				return nil, nil, r.err
 			}
 		case <-ctx.Done():
-			return nil, "", last
+			return nil, nil, last
 		}
 	}
 }
 
 // subscribeProvider connects to one provider and subscribes there, within
-// the provider timeout.
-func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
+// the provider timeout; it returns the session it subscribed on.
+func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, *Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.disc.providerTimeout)
 	defer cancel()
 	s, err := m.Connect(ctx, info)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.subscribeProvided(ctx, name, track, opts)
+	tc, err := s.subscribeProvided(ctx, name, track, opts)
+	return tc, s, err
 }
 
 // subscribeProvided subscribes to a broadcast the peer is believed to

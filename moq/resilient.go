@@ -288,8 +288,9 @@ func (t *ResilientTrack) Close() {
 }
 
 // upstream is one upstream subscription: its track, the peer and the
-// session it was made on (s nil if unknown, from empty for a session
-// without a peer ID).
+// session it was made on (s nil for this node's own publication or a
+// forwarded broadcast, from empty then and for a session without a peer
+// ID).
 type upstream struct {
 	tc   *broadcast.TrackConsumer
 	from peer.ID
@@ -317,17 +318,17 @@ func (t *ResilientTrack) subscribe(ctx context.Context, link *Link) (upstream, e
 }
 
 // subscribeAround subscribes as Subscribe does, noting the session it
-// subscribed on when its peer is known.
+// subscribed on: that one, not its peer's oldest, since a peer may have
+// several (both ends dialed at once, or a redial raced the old one's end).
 func (t *ResilientTrack) subscribeAround(ctx context.Context) (upstream, error) {
-	tc, from, err := t.m.subscribeFrom(ctx, t.name, t.track, t.opts.SubscribeOptions)
-	if err != nil {
+	tc, s, err := t.m.subscribeFrom(ctx, t.name, t.track, t.opts.SubscribeOptions)
+	switch {
+	case err != nil:
 		return upstream{}, err
+	case s == nil: // this node's own publication, or a forwarded broadcast
+		return upstream{tc: tc}, nil
 	}
-	up := upstream{tc: tc, from: from}
-	if from != "" {
-		up.s = t.m.liveSession(from)
-	}
-	return up, nil
+	return upstreamAt(tc, s), nil
 }
 
 // run copies the upstream's groups into the local track, and resubscribes
@@ -613,6 +614,7 @@ func (t *ResilientTrack) tryUpstream(ctx context.Context, prev peer.ID, nextLook
 		last, refused = err, true
 	}
 	if prev != "" {
+		// The oldest, as Connect picks: any will do, up being the one subscribed on.
 		if s := t.m.liveSession(prev); s != nil {
 			up, err := sub(s, 500*time.Millisecond) // waits for the announcement
 			if err == nil {

@@ -144,13 +144,14 @@ func (m *Moq) SubscribeWith(ctx context.Context, name, track string, opts Subscr
 	return tc, err
 }
 
-// subscribeFrom is SubscribeWith that also returns the peer whose session
-// the subscription was made on ("" for a broadcast this node publishes or
-// forwards, or a session without a peer ID).
-func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, peer.ID, error) {
+// subscribeFrom is SubscribeWith that also returns the session the
+// subscription was made on (nil for a broadcast this node publishes or
+// forwards): that very session, not one looked up again by its peer,
+// which may hold several.
+func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, *Session, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {
-		return nil, "", broadcast.ErrInvalidPath
+		return nil, nil, broadcast.ErrInvalidPath
 	}
 	tried := providerTries{} // providers tried: when each may be tried again
 	var last error
@@ -163,15 +164,15 @@ func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts Subscr
 			nextLookup = time.Now().Add(lookupPause)
 			lookupPause = min(max(2*lookupPause, 250*time.Millisecond), maxLookupPause)
 		}
-		tc, from, err := m.resolveOnce(ctx, name, track, opts, tried, lookup)
+		tc, s, err := m.resolveOnce(ctx, name, track, opts, tried, lookup)
 		if tc != nil {
-			return tc, from, nil
+			return tc, s, nil
 		}
 		if err != nil {
 			last = err
 		}
 		if errors.Is(err, ErrShutdown) {
-			return nil, "", err
+			return nil, nil, err
 		}
 		select {
 		case <-time.After(pause):
@@ -180,9 +181,9 @@ func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts Subscr
 		case <-ctx.Done():
 		}
 		if last != nil {
-			return nil, "", fmt.Errorf("%w: %q: %w (last attempt: %w)", ErrNoProviders, name, ctx.Err(), last)
+			return nil, nil, fmt.Errorf("%w: %q: %w (last attempt: %w)", ErrNoProviders, name, ctx.Err(), last)
 		}
-		return nil, "", fmt.Errorf("%w: %q: %w", ErrNoProviders, name, ctx.Err())
+		return nil, nil, fmt.Errorf("%w: %q: %w", ErrNoProviders, name, ctx.Err())
 	}
 }
 
@@ -191,43 +192,44 @@ func (m *Moq) subscribeFrom(ctx context.Context, name, track string, opts Subscr
 const maxLookupPause = 5 * time.Second
 
 // resolveOnce makes one pass over the sessions, then, if lookup, over the
-// DHT's providers; it returns the peer it subscribed at.
-func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries, lookup bool) (*broadcast.TrackConsumer, peer.ID, error) {
+// DHT's providers; it returns the session it subscribed on (nil: this
+// node's own publication or a forwarded broadcast).
+func (m *Moq) resolveOnce(ctx context.Context, name, track string, opts SubscribeOptions, tried providerTries, lookup bool) (*broadcast.TrackConsumer, *Session, error) {
 	select {
 	case <-m.a.ShuttingDown():
-		return nil, "", ErrShutdown
+		return nil, nil, ErrShutdown
 	default:
 	}
 	var last error
 	tc, err := m.subscribeLocal(name, track, opts)
 	if tc != nil {
-		return tc, "", nil
+		return tc, nil, nil
 	}
 	if err != nil { // another publisher of the name may have the track
 		last = fmt.Errorf("local publication: %w", err)
 	}
 	if tc := m.subscribeForwarded(name, track, opts); tc != nil {
-		return tc, "", nil
+		return tc, nil, nil
 	}
 	sessions, err := m.Sessions(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	for _, s := range announcing(ctx, sessions, name, remoteWait) {
 		tc, err := s.SubscribeWith(ctx, name, track, opts)
 		if err == nil {
-			return tc, s.RemotePeer(), nil
+			return tc, s, nil
 		}
 		last = fmt.Errorf("session with %s: %w", s.RemotePeer(), err)
 	}
 	if !lookup {
-		return nil, "", last
+		return nil, nil, last
 	}
-	tc, from, err := m.subscribeAnyProvider(ctx, name, track, opts, tried)
+	tc, s, err := m.subscribeAnyProvider(ctx, name, track, opts, tried)
 	if tc != nil || err != nil {
-		return tc, from, err
+		return tc, s, err
 	}
-	return nil, "", last
+	return nil, nil, last
 }
 
 // subscribeLocal subscribes to a track of a broadcast this node publishes
