@@ -181,8 +181,9 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 		u = gs.demoted()
 	}
 	if small {
+		incremental := u == gs.base
 		gs.mu.Unlock()
-		gs.s.writeSmallGroup(ctx, gs, seq, u, g)
+		gs.s.writeSmallGroup(ctx, gs, seq, u, incremental, g)
 		return
 	}
 	gctx, cancel := context.WithCancelCause(ctx)
@@ -194,6 +195,18 @@ func (gs *groupSender) send(ctx context.Context, g *broadcast.GroupConsumer) {
 		defer gs.remove(og)
 		gs.s.writeGroup(gctx, gs, og, g)
 	})
+}
+
+// update applies a SUBSCRIBE_UPDATE's priority to the groups sent from
+// now on (those in flight keep theirs, as with moq-dev's publisher), and,
+// where the version carries them, its order and max latency.
+func (gs *groupSender) update(u *wire.SubscribeUpdate, extended bool) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	gs.base = urgency(u.Priority)
+	if extended {
+		gs.ordered, gs.maxLatency = u.Ordered, u.MaxLatency
+	}
 }
 
 // demoted is the urgency of a group that waits for another of the same
@@ -208,7 +221,7 @@ func (gs *groupSender) setUrgencyLocked(og *outGroup, u int8) {
 	}
 	og.urgency = u
 	if og.stream != nil {
-		gs.prioritize(og.stream, u)
+		gs.prioritize(og.stream, u, u == gs.base)
 	}
 }
 
@@ -227,9 +240,9 @@ type scheduler interface {
 // a read per sliver (fan-out to 100 subscribers spent 10–15% more CPU
 // that way). Chromium's MoQT implementation (quiche) goes further and gives
 // every group stream a send order of its own.
-func (gs *groupSender) prioritize(st transport.SendStream, u int8) {
+func (gs *groupSender) prioritize(st transport.SendStream, u int8, incremental bool) {
 	if sc, ok := st.(scheduler); ok {
-		sc.SetSchedule(u, u == gs.base)
+		sc.SetSchedule(u, incremental)
 		return
 	}
 	st.SetPriority(u)
@@ -363,7 +376,7 @@ func (gs *groupSender) opened(og *outGroup, ctx context.Context, st transport.Se
 		return false
 	}
 	og.stream = st
-	gs.prioritize(st, og.urgency) // as of now: it may have changed while opening
+	gs.prioritize(st, og.urgency, og.urgency == gs.base) // as of now: it may have changed while opening
 	return true
 }
 
@@ -413,12 +426,12 @@ var groupWriters = sync.Pool{New: func() any {
 // only the transport's copy of under a packet of data, for as many streams
 // as the peer's stream credit lets us open; and while it waits for that
 // credit in OpenUniStream, its subscription sends nothing else.
-func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, urgency int8, g *broadcast.GroupConsumer) {
+func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint64, urgency int8, incremental bool, g *broadcast.GroupConsumer) {
 	st, err := s.conn.OpenUniStream(ctx)
 	if err != nil {
 		return
 	}
-	gs.prioritize(st, urgency)
+	gs.prioritize(st, urgency, incremental)
 	b := wire.AppendUniStreamType(gs.buf[:0], wire.UniGroup)
 	gs.hdr = wire.Group{SubscribeID: gs.id, Sequence: seq}
 	if b, err = wire.AppendMessage(b, s.version, &gs.hdr); err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
@@ -107,19 +108,75 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
-	reading := goRead(st, func() { cancel(s.readUpdates(r)) })
-	defer reading.stop()
-
 	stats := s.obs.track(true, sub.ID, path, sub.Track)
 	defer s.obs.untrack(stats)
 	gs := &groupSender{s: s, id: sub.ID, base: urgency(sub.Priority), ordered: sub.Ordered, maxLatency: sub.MaxLatency, stats: stats}
 	defer gs.wait()
+	var caps atomic.Pointer[groupRange] // nil: every group
+	if sub.End.Set {
+		caps.Store(&groupRange{end: sub.End})
+	}
+	reading := goRead(st, func() {
+		cancel(s.readUpdates(r, func(u *wire.SubscribeUpdate) {
+			gs.update(u, s.version.HasSubscribeExtended())
+			if s.version.HasSubscribeExtended() {
+				caps.Store(caps.Load().updated(u.Start, u.End))
+			}
+		}))
+	})
+	defer reading.stop()
 	// However the subscription ends, its groups in flight end with it: their
 	// streams are reset, which also frees a writer stuck on flow control.
 	stopAborting := context.AfterFunc(ctx, func() { gs.cancelAll(broadcast.CodeOf(context.Cause(ctx))) })
 	defer stopAborting()
+	// serve sends one group; false when the subscription is over.
+	serve := func(g *broadcast.GroupConsumer) bool {
+		if rng.serve(g.Sequence()) != nil {
+			gs.cancelAll(broadcast.CodeCancel)
+			st.CancelWrite(uint32(broadcast.CodeCancel))
+			return false
+		}
+		stats.groupStarted(g.Sequence(), g.Created())
+		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g, stats) {
+			return true
+		}
+		gs.send(ctx, g)
+		return true
+	}
+	// Groups past the end a SUBSCRIBE_UPDATE set are held, newest
+	// MaxGroupsInFlight at most, until an update raises or lifts the end
+	// (as moq-dev's publisher holds them), and looked at again with the
+	// next group, or when the track ends.
+	var parked []*broadcast.GroupConsumer
+	var parkedFor *groupRange // the range parked was sorted under
+	unpark := func() bool {
+		r := caps.Load()
+		if len(parked) == 0 || r == parkedFor {
+			return true
+		}
+		parkedFor = r
+		kept := parked[:0]
+		for _, g := range parked {
+			switch r.place(g.Sequence()) {
+			case 0:
+				if !serve(g) {
+					return false
+				}
+			case 1:
+				kept = append(kept, g)
+			}
+		}
+		clear(parked[len(kept):])
+		parked = kept
+		return true
+	}
 	for {
 		g, err := tc.RecvGroup(ctx)
+		if err == nil || errors.Is(err, io.EOF) {
+			if !unpark() {
+				return
+			}
+		}
 		switch {
 		case errors.Is(err, io.EOF):
 			if rng.end() != nil {
@@ -149,20 +206,56 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 			st.CancelWrite(uint32(broadcast.CodeOf(err)))
 			return
 		}
-		if sub.End.Set && g.Sequence() > sub.End.Seq {
-			continue
+		if r := caps.Load(); r != nil {
+			switch r.place(g.Sequence()) {
+			case -1: // below a start an update moved up
+				continue
+			case 1:
+				if len(parked) == s.lim.MaxGroupsInFlight {
+					clear(parked[:1])
+					parked = parked[1:]
+				}
+				parked = append(parked, g)
+				continue
+			}
 		}
-		if rng.serve(g.Sequence()) != nil {
-			gs.cancelAll(broadcast.CodeCancel)
-			st.CancelWrite(uint32(broadcast.CodeCancel))
+		if !serve(g) {
 			return
 		}
-		stats.groupStarted(g.Sequence(), g.Created())
-		if rng != nil && s.sendDatagram(sub.ID, tc.Info(), g, stats) {
-			continue
-		}
-		gs.send(ctx, g)
 	}
+}
+
+// groupRange is the groups a subscription serves: from start (if set) to
+// end (if set), both inclusive. A SUBSCRIBE_UPDATE replaces end and, if it
+// sets one, start.
+type groupRange struct{ start, end wire.GroupRef }
+
+// updated returns r as an update with start and end leaves it; nil if it
+// bounds nothing.
+func (r *groupRange) updated(start, end wire.GroupRef) *groupRange {
+	n := groupRange{end: end}
+	if start.Set {
+		n.start = start
+	} else if r != nil {
+		n.start = r.start
+	}
+	if !n.start.Set && !n.end.Set {
+		return nil
+	}
+	return &n
+}
+
+// place tells where seq lies: -1 below the range, 0 in it, 1 past its end.
+func (r *groupRange) place(seq uint64) int {
+	switch {
+	case r == nil:
+		return 0
+	case r.start.Set && seq < r.start.Seq:
+		return -1
+	case r.end.Set && seq > r.end.Seq:
+		return 1
+	}
+	return 0
 }
 
 // finTimeout bounds how long a finished subscription waits for the
@@ -262,9 +355,9 @@ func (r *reader) stop() {
 }
 
 // readUpdates reads what the subscriber sends after SUBSCRIBE until it ends
-// the stream. SUBSCRIBE_UPDATE is accepted and ignored (as JS publishers do).
-// It returns why the subscription ended.
-func (s *Session) readUpdates(r *bufio.Reader) error {
+// the stream, handing each SUBSCRIBE_UPDATE to apply. It returns why the
+// subscription ended.
+func (s *Session) readUpdates(r *bufio.Reader, apply func(*wire.SubscribeUpdate)) error {
 	for {
 		var u wire.SubscribeUpdate
 		if err := wire.ReadMessage(r, s.version, &u, s.lim.MaxMessageSize); err != nil {
@@ -276,6 +369,7 @@ func (s *Session) readUpdates(r *bufio.Reader) error {
 			}
 			return remoteErr(err)
 		}
+		apply(&u)
 	}
 }
 

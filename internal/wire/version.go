@@ -179,6 +179,10 @@ func (v Version) HasDatagrams() bool { return v.hasDatagrams() }
 // and omits the publisher's own hop from later hop lists (lite-05).
 func (v Version) HasAnnounceOK() bool { return v.announceOK() }
 
+// HasSubscribeExtended reports whether SUBSCRIBE and SUBSCRIBE_UPDATE carry
+// ordered, max latency, start and end (lite-03 on), not only a priority.
+func (v Version) HasSubscribeExtended() bool { return v.subscribeExtended() }
+
 // HasSubscribeRange reports whether subscribe responses are START, END and
 // DROP (lite-05) rather than SUBSCRIBE_OK and DROP.
 func (v Version) HasSubscribeRange() bool { return v.subscribeRange() }
