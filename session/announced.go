@@ -82,9 +82,11 @@ func (s *Session) runInterest(prefix string) {
 	r := getReader(st)
 	defer putReader(r)
 	active := map[string]*broadcast.Producer{} // what this stream announced
-	// Active announcements we refused as loops: remembered (to tell a
+	// Active announcements we refused as loops (or, on lite-05, for a hop
+	// chain with no room for the responder's hop): remembered (to tell a
 	// duplicate and to match their end), so counted like active ones.
 	looped := map[string]bool{}
+	warnedFull := false // a dropped full hop chain was logged as a warning
 	var readErr error
 	defer func() {
 		// A closed stream ends all it announced; a lost connection is
@@ -155,12 +157,19 @@ func (s *Session) runInterest(prefix string) {
 			initialLeft--
 		}
 		path := broadcast.JoinPath(prefix, m.Suffix)
-		if m.Active && responder != 0 {
-			if len(m.Hops) >= wire.MaxHops {
-				s.fail(broadcast.CodeDecode, "announce: %q: more than %d hops", path, wire.MaxHops)
-				return
+		// lite-05: the responder's hop completes the chain. A chain already
+		// at MaxHops has no room for it: a long route or a loop, which a
+		// relay may legitimately forward, not a malformed message. moq-dev
+		// (rs/moq-net/src/lite/subscriber.rs) drops just that announcement;
+		// so do we, remembering it as a looped one.
+		full := false
+		if m.Active && s.version.HasAnnounceOK() {
+			switch {
+			case len(m.Hops) >= wire.MaxHops:
+				full = true
+			case responder != 0:
+				m.Hops = append(m.Hops, responder)
 			}
-			m.Hops = append(m.Hops, responder)
 		}
 		// Announcements over the bounds are ignored, not remembered: the
 		// path's end, if it comes, then matches nothing (the default case),
@@ -168,12 +177,21 @@ func (s *Session) runInterest(prefix string) {
 		switch {
 		case m.Active && (active[path] != nil || looped[path]) && s.version.HasAnnounceOK():
 			// lite-05: a repeated active replaces the first (a new route)
-			if err := s.reannounce(path, m.Hops, active, looped); err != nil {
+			if err := s.reannounce(path, m.Hops, full, active, looped); err != nil {
 				s.ignoreAnnounced(path, err)
+			} else if full {
+				s.ignoreHopsFull(path, &warnedFull)
 			}
 		case m.Active && (active[path] != nil || looped[path]):
 			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
 			return
+		case m.Active && full:
+			if err := s.hold(path); err != nil {
+				s.ignoreAnnounced(path, err)
+				continue
+			}
+			looped[path] = true
+			s.ignoreHopsFull(path, &warnedFull)
 		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
 			s.log.Debug("ignoring looped announcement", "path", path)
 			if err := s.hold(path); err != nil {
@@ -201,19 +219,20 @@ func (s *Session) runInterest(prefix string) {
 
 // reannounce applies lite-05's repeated `active` for a path already
 // announced (or refused as a loop): the broadcast stays as it is unless the
-// new route loops through us (it ends, refused) or the old one did (it
-// starts). A route change alone does not disturb its subscriptions.
-func (s *Session) reannounce(path string, hops []uint64, active map[string]*broadcast.Producer, looped map[string]bool) error {
-	loops := containsNonZero(hops, s.hop)
+// new route loops through us or its hop chain is full (it ends, refused)
+// or the old one was refused (it starts). A route change alone does not
+// disturb its subscriptions.
+func (s *Session) reannounce(path string, hops []uint64, full bool, active map[string]*broadcast.Producer, looped map[string]bool) error {
+	refused := full || containsNonZero(hops, s.hop)
 	switch {
-	case active[path] != nil && loops:
+	case active[path] != nil && refused:
 		s.endRemote(path, active[path])
 		delete(active, path)
 		if err := s.hold(path); err != nil {
 			return err
 		}
 		looped[path] = true
-	case looped[path] && !loops:
+	case looped[path] && !refused:
 		s.release(path)
 		delete(looped, path)
 		p, err := s.announceRemote(path, hops)
@@ -243,22 +262,44 @@ func containsNonZero(hops []uint64, id uint64) bool {
 // is counted (Stats.AnnouncementsIgnored), logged once per session, and
 // signalled by RemoteIncomplete.
 func (s *Session) ignoreAnnounced(path string, err error) {
-	s.mu.Lock()
-	first := s.counters.announcementsIgnored.Add(1) == 1
-	if first && s.overflow != nil {
-		close(s.overflow)
-	}
-	s.mu.Unlock()
-	if first {
+	if s.countIgnored() {
 		s.log.Warn("the peer announces more broadcasts than the session holds: ignoring those over the bound",
 			"path", path, "err", err, "max_announced", s.lim.MaxAnnounced, "max_announced_bytes", s.lim.MaxAnnouncedBytes)
 	}
 }
 
+// ignoreHopsFull notes a lite-05 announcement at path dropped because its
+// hop chain had no room for the responder's hop. Remote lacks a broadcast
+// the peer has, as for the bounds, so it is counted the same way. Logged
+// as a warning once per announce stream (*warned), then at debug level: a
+// loop can repeat it.
+func (s *Session) ignoreHopsFull(path string, warned *bool) {
+	s.countIgnored()
+	log := s.log.Warn
+	if *warned {
+		log = s.log.Debug
+	}
+	*warned = true
+	log("dropping announcement: hop chain at the maximum (a long route or a loop)", "path", path, "max_hops", wire.MaxHops)
+}
+
+// countIgnored counts one ignored announcement and reports whether it was
+// the session's first (which closes RemoteIncomplete).
+func (s *Session) countIgnored() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := s.counters.announcementsIgnored.Add(1) == 1
+	if first && s.overflow != nil {
+		close(s.overflow)
+	}
+	return first
+}
+
 // RemoteIncomplete is closed once the peer has announced more than the
-// session holds (Limits.MaxAnnounced, MaxAnnouncedBytes): Remote then
-// lacks some of the peer's broadcasts (Stats.AnnouncementsIgnored counts
-// them), so a path missing from it may still be there to subscribe to.
+// session holds (Limits.MaxAnnounced, MaxAnnouncedBytes), or on lite-05 a
+// broadcast whose hop chain was full: Remote then lacks some of the peer's
+// broadcasts (Stats.AnnouncementsIgnored counts them), so a path missing
+// from it may still be there to subscribe to.
 func (s *Session) RemoteIncomplete() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -75,8 +75,8 @@ type Limits struct {
 	// (MaxGroupsInFlight, MaxSessionGroupsInFlight for them all).
 	MaxSubscriptions int
 	// MaxAnnounced is how many broadcasts the peer may have announced at
-	// once, counting announcements refused as loops (they are remembered
-	// until they end). Further announcements are ignored, not remembered
+	// once, counting announcements refused as loops or, on lite-05, for a
+	// full hop chain (they are remembered until they end). Further announcements are ignored, not remembered
 	// (their end, when it comes, is ignored too), and counted in
 	// Stats.AnnouncementsIgnored; the session goes on (a relay may carry
 	// more paths than we hold) and RemoteIncomplete tells. A place freed

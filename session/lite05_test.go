@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
 	"testing"
@@ -344,6 +345,106 @@ func TestLite05Announce(t *testing.T) {
 	rawWrite(t, ist, p.announce(t, true, "loop", 8))          // no longer looped: announced
 	waitRemote(t, p.sess, "loop")
 	p.wantUp(t)
+}
+
+// On lite-05 the subscriber appends the responder's hop to each hop list.
+// An announcement whose list is already at 32 has no room for it: a long
+// route or a loop that a relay may forward, not a violation. That
+// announcement alone is dropped and counted; it is remembered like a
+// looped one, so its end, a restart with room and a restart full again
+// all match it, and the session and the peer's other paths go on.
+func TestLite05AnnounceHopsFull(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{}, true)
+	ist, _ := p.acceptInterest(t, ctx)
+	full := make([]uint64, wire.MaxHops)
+	for i := range full {
+		full[i] = uint64(100 + i)
+	}
+	rawWrite(t, ist, rawCat(p.msg(t, &wire.AnnounceOK{Hop: 77, Active: 2}),
+		p.announce(t, true, "far", full...), p.announce(t, true, "near", 5)))
+	waitRemote(t, p.sess, "near")
+	wantRemote(t, p.sess, "near")
+	wantIgnored(t, p.sess, 1)
+	wantRemoteComplete(t, p.sess, false)
+	p.wantUp(t)
+
+	// Its end matches it; full again it is dropped again; a restart with
+	// room announces it, the responder's hop making 32.
+	rawWrite(t, ist, rawCat(p.announce(t, false, "far"), p.announce(t, true, "far", full...),
+		p.announce(t, true, "far", full[1:]...)))
+	waitRemote(t, p.sess, "far")
+	if b := p.sess.Remote().Get("far"); b == nil || !slices.Equal(b.Hops(), append(slices.Clone(full[1:]), 77)) {
+		t.Fatalf("far hops %v, want 101..131 then 77", b.Hops())
+	}
+	wantIgnored(t, p.sess, 2)
+
+	// A restart whose chain is full again ends it; its end then matches the
+	// remembered path.
+	rawWrite(t, ist, rawCat(p.announce(t, true, "far", full...), p.announce(t, false, "far"),
+		p.announce(t, true, "marker", 5)))
+	waitRemote(t, p.sess, "marker")
+	wantRemote(t, p.sess, "marker", "near")
+	wantIgnored(t, p.sess, 3)
+	p.sess.mu.Lock()
+	held := p.sess.announced
+	p.sess.mu.Unlock()
+	if held != 2 {
+		t.Fatalf("%d announcements held, want 2 (near, marker)", held)
+	}
+	p.wantUp(t)
+}
+
+// As publisher we never send a hop list the peer cannot hold: with our hop
+// (lite-04 in the list, lite-05 appended by the peer from ANNOUNCE_OK) a
+// broadcast that came through 31 hops goes out at 32, one that came
+// through 32 is not announced.
+func TestAnnounceHopsAtMost32(t *testing.T) {
+	forEach(t, []string{"moq-lite-04", wire.ALPNLite05}, func(t *testing.T, alpn string) {
+		p := newRawPeer(t, alpn, Config{}, true)
+		hops := make([]uint64, broadcast.MaxHops)
+		for i := range hops {
+			hops[i] = uint64(100 + i)
+		}
+		for path, h := range map[string][]uint64{"edge": hops[1:], "deep": hops} {
+			if _, err := p.sess.publish.Publish(path, broadcast.New(broadcast.Config{Hops: h}).Consume()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := p.openStream(t, testCtx(t), rawCat(rawVarint(uint64(wire.StreamAnnounce)), p.msg(t, &wire.AnnouncePlease{})), false)
+		br := bufio.NewReader(st)
+		if p.v.HasAnnounceOK() {
+			var ok wire.AnnounceOK
+			if err := wire.ReadMessage(br, p.v, &ok, 1<<10); err != nil || ok.Active != 2 {
+				t.Fatalf("ANNOUNCE_OK %+v %v, want 2 active (cam, edge)", ok, err)
+			}
+		}
+		got := map[string]int{} // path: hop count
+		read := func() string {
+			var a wire.Announce
+			if err := wire.ReadMessage(br, p.v, &a, 1<<10); err != nil {
+				t.Fatal(err)
+			}
+			got[a.Suffix] = len(a.Hops)
+			return a.Suffix
+		}
+		read()
+		read()
+		// A later broadcast comes after anything deep could have sent.
+		if _, err := p.sess.publish.Publish("marker", broadcast.New(broadcast.Config{}).Consume()); err != nil {
+			t.Fatal(err)
+		}
+		for read() != "marker" {
+		}
+		want := map[string]int{"cam": 1, "edge": broadcast.MaxHops, "marker": 1}
+		if p.v.HasAnnounceOK() { // our hop went in ANNOUNCE_OK: the peer appends it
+			want = map[string]int{"cam": 0, "edge": broadcast.MaxHops - 1, "marker": 0}
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("announced %v (path: hops), want %v", got, want)
+		}
+		p.wantUp(t)
+	})
 }
 
 // A peer that opens TRACK streams and never reads the answers holds

@@ -87,11 +87,11 @@ type Session struct {
 	subs           map[uint64]*subscription // our wire subscriptions by ID
 	shared         map[trackKey]*subscription
 	remotes        map[string]*broadcast.Producer // the peer's broadcasts by path
-	announced      int                            // paths the peer has active, or refused as loops
+	announced      int                            // paths the peer has active, or refused (loops, full hop chains)
 	announcedBytes int                            // their total length
-	// overflow is closed at the first announcement ignored for the bounds
-	// (made on first use; counters.announcementsIgnored says whether one
-	// was).
+	// overflow is closed at the first announcement ignored, for the
+	// bounds or a full hop chain (made on first use;
+	// counters.announcementsIgnored says whether one was).
 	overflow chan struct{}
 
 	// obs counts subscriptions and reports to the metrics (stats.go).

@@ -34,8 +34,9 @@ type Stats struct {
 	DatagramsDropped uint64 `json:"datagrams_dropped"`
 	// AnnouncementsIgnored counts the peer's announcements left out of
 	// Remote because it held MaxAnnounced broadcasts (or
-	// MaxAnnouncedBytes of paths) already: not media, but what a peer
-	// that announces more than we hold (a big relay) costs us.
+	// MaxAnnouncedBytes of paths) already, or on lite-05 because the hop
+	// chain had no room for the responder's hop: not media, but what a
+	// peer that announces more than we hold (a big relay) costs us.
 	AnnouncementsIgnored uint64 `json:"announcements_ignored"`
 }
 
