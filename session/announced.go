@@ -219,12 +219,22 @@ func (s *Session) runInterest(prefix string) {
 
 // reannounce applies lite-05's repeated `active` for a path already
 // announced (or refused as a loop): the broadcast stays as it is unless the
-// new route loops through us or its hop chain is full (it ends, refused)
-// or the old one was refused (it starts). A route change alone does not
-// disturb its subscriptions.
+// new route loops through us or its hop chain is full (it ends, refused),
+// the old one was refused (it starts), or the route leads to another
+// publisher (it ends and starts again: that publisher's groups are another
+// sequence). A route change to the same publisher does not disturb its
+// subscriptions.
 func (s *Session) reannounce(path string, hops []uint64, full bool, active map[string]*broadcast.Producer, looped map[string]bool) error {
 	refused := full || containsNonZero(hops, s.hop)
 	switch {
+	case active[path] != nil && !refused && otherPublisher(active[path].Hops(), hops):
+		s.endRemote(path, active[path])
+		delete(active, path)
+		p, err := s.announceRemote(path, hops)
+		if err != nil {
+			return err
+		}
+		active[path] = p
 	case active[path] != nil && refused:
 		s.endRemote(path, active[path])
 		delete(active, path)
@@ -242,6 +252,14 @@ func (s *Session) reannounce(path string, hops []uint64, full bool, active map[s
 		active[path] = p
 	}
 	return nil
+}
+
+// otherPublisher reports whether a route with hops leads to another
+// publisher than one with old: the first hops differ, or either is
+// unknown (0, or no hops), as moq-dev's subscriber judges a restart
+// (rs/moq-net/src/lite/subscriber.rs, restart_announce).
+func otherPublisher(old, hops []uint64) bool {
+	return len(old) == 0 || len(hops) == 0 || old[0] == 0 || old[0] != hops[0]
 }
 
 func containsNonZero(hops []uint64, id uint64) bool {

@@ -347,6 +347,45 @@ func TestLite05Announce(t *testing.T) {
 	p.wantUp(t)
 }
 
+// A lite-05 restart (a repeated active) whose route leads to the same
+// publisher keeps the broadcast and its subscribers; one whose route
+// leads to another publisher ends it and announces a new one with the new
+// hops.
+func TestLite05AnnounceRestartNewPublisher(t *testing.T) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, wire.ALPNLite05, Config{}, true)
+	ist, _ := p.acceptInterest(t, ctx)
+	rawWrite(t, ist, rawCat(p.msg(t, &wire.AnnounceOK{Hop: 77, Active: 1}), p.announce(t, true, "x", 5, 8)))
+	waitRemote(t, p.sess, "x")
+	first := p.sess.Remote().Get("x")
+
+	// The same publisher (5) by another route: unchanged.
+	rawWrite(t, ist, rawCat(p.announce(t, true, "x", 5, 9), p.announce(t, true, "marker", 5)))
+	waitRemote(t, p.sess, "marker")
+	if b := p.sess.Remote().Get("x"); !first.Same(b) || first.Err() != nil {
+		t.Fatalf("a new route to the same publisher replaced the broadcast (err %v)", first.Err())
+	}
+
+	// Another publisher (6): the broadcast ends, a new one has its hops.
+	rawWrite(t, ist, p.announce(t, true, "x", 6))
+	select {
+	case <-first.Done():
+	case <-ctx.Done():
+		t.Fatal("the broadcast of the old publisher did not end")
+	}
+	eventually(t, func() bool {
+		b := p.sess.Remote().Get("x")
+		return b != nil && !first.Same(b) && slices.Equal(b.Hops(), []uint64{6, 77})
+	})
+	p.sess.mu.Lock()
+	held := p.sess.announced
+	p.sess.mu.Unlock()
+	if held != 2 {
+		t.Fatalf("%d announcements held, want 2 (x, marker)", held)
+	}
+	p.wantUp(t)
+}
+
 // On lite-05 the subscriber appends the responder's hop to each hop list.
 // An announcement whose list is already at 32 has no room for it: a long
 // route or a loop that a relay may forward, not a violation. That
@@ -950,4 +989,23 @@ func TestLite05StartNamesFirstGroup(t *testing.T) {
 		t.Fatalf("response %#v, want START 8", m)
 	}
 	p.wantUp(t)
+}
+
+// otherPublisher: the first hop names the publisher; a route that cannot
+// tell (no hops, or 0 first) counts as another.
+func TestOtherPublisher(t *testing.T) {
+	for _, c := range []struct {
+		old, hops []uint64
+		want      bool
+	}{
+		{[]uint64{5, 77}, []uint64{5, 9, 77}, false},
+		{[]uint64{5, 77}, []uint64{6, 77}, true},
+		{nil, []uint64{5}, true},
+		{[]uint64{5}, nil, true},
+		{[]uint64{0, 77}, []uint64{0, 77}, true},
+	} {
+		if got := otherPublisher(c.old, c.hops); got != c.want {
+			t.Errorf("otherPublisher(%v, %v) = %v, want %v", c.old, c.hops, got, c.want)
+		}
+	}
 }
