@@ -306,7 +306,7 @@ const maxResumes = 2
 // route changed, waiting up to routeGrace for it after the upstream track
 // failed with err.
 func (f *forwarder) routeGoing(ctx context.Context, r *route, changed <-chan struct{}, err error) bool {
-	if errors.Is(err, broadcast.ErrEvicted) {
+	if errors.Is(err, broadcast.ErrLagged) {
 		return true // not an end: read on
 	}
 	t := time.NewTimer(routeGrace)

@@ -170,8 +170,8 @@ func TestGroupSkipEvicted(t *testing.T) {
 	_ = g.WriteFrames([]byte("0"), []byte("1"), []byte("2"), []byte("3"))
 	_ = g.Finish()
 	c := g.Consume()
-	if _, err := c.ReadFrame(testCtx(t)); !errors.Is(err, ErrEvicted) {
-		t.Fatalf("first frame: %v, want ErrEvicted", err)
+	if _, err := c.ReadFrame(testCtx(t)); !errors.Is(err, ErrLagged) {
+		t.Fatalf("first frame: %v, want ErrLagged", err)
 	}
 	if n := c.SkipEvicted(); n != 2 {
 		t.Fatalf("skipped %d, want 2", n)

@@ -89,8 +89,8 @@ func TestGroupTryReadFrames(t *testing.T) {
 		t.Fatalf("got %v, %v; want [c]", strs(batch), err)
 	}
 	_ = g.WriteFrame([]byte("d")) // evicts a: behind is now behind
-	if _, err := behind.TryReadFrames(nil, 8); !errors.Is(err, ErrEvicted) {
-		t.Fatalf("consumer behind eviction: %v, want ErrEvicted", err)
+	if _, err := behind.TryReadFrames(nil, 8); !errors.Is(err, ErrLagged) {
+		t.Fatalf("consumer behind eviction: %v, want ErrLagged", err)
 	}
 	_ = g.Finish()
 	if batch, err = c.TryReadFrames(nil, 8); err != nil || fmt.Sprint(strs(batch)) != "[d]" {

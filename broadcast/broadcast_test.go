@@ -163,7 +163,21 @@ func TestErrorsMatchByCode(t *testing.T) {
 	if !errors.Is(remote, ErrNotFound) || errors.Is(remote, ErrDuplicate) {
 		t.Fatal("errors.Is must compare codes")
 	}
-	if CodeOf(nil) != CodeCancel || CodeOf(errors.New("x")) != CodeProtocol || CodeOf(ErrEvicted) != CodeCacheFull {
+	// Unroutable is a missing broadcast too; NotFound is not Unroutable.
+	unroutable := fmt.Errorf("subscribe: %w", &Error{Code: CodeUnroutable, Reason: "no route"})
+	if !errors.Is(unroutable, ErrNotFound) || !errors.Is(unroutable, ErrUnroutable) || errors.Is(remote, ErrUnroutable) ||
+		errors.Is(ErrNotFound, ErrUnroutable) || CodeOf(unroutable) != CodeUnroutable {
+		t.Fatal("Unroutable must match ErrNotFound, keeping its code")
+	}
+	if CodeCacheFull != CodeLagged || ErrEvicted != ErrLagged || CodeEvicted != 31 || CodeFrameTooLarge != 27 {
+		t.Fatal("codes moved")
+	}
+	for c, s := range map[Code]string{CodeLagged: "lagged", CodeEvicted: "evicted", CodeUnroutable: "unroutable", 28: "error code 28"} {
+		if c.String() != s {
+			t.Errorf("%d.String() = %q, want %q", uint32(c), c.String(), s)
+		}
+	}
+	if CodeOf(nil) != CodeCancel || CodeOf(errors.New("x")) != CodeProtocol || CodeOf(ErrLagged) != CodeLagged {
 		t.Fatal("CodeOf")
 	}
 	// An error carrying its own code (a transport's connection close) keeps

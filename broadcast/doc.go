@@ -10,7 +10,7 @@
 //
 // Memory is bounded everywhere: a group caches at most Limits.GroupMaxBytes and
 // Limits.GroupMaxFrames (a consumer that falls behind the eviction point gets
-// ErrEvicted), and a track keeps its latest group plus older groups within
+// ErrLagged), and a track keeps its latest group plus older groups within
 // Limits.CacheMaxAge, Limits.CacheMaxBytes and Limits.CacheMaxGroups. A slow
 // consumer therefore never stalls a producer or other consumers.
 //

@@ -194,7 +194,7 @@ func (g *group) appendLocked(frames [][]byte, ts []uint64, size int64) {
 	g.frames = append(g.frames, frames...)
 	g.bytes += size
 	delta := size
-	// Evict the oldest frames beyond the cache bounds; readers behind them get ErrEvicted.
+	// Evict the oldest frames beyond the cache bounds; readers behind them get ErrLagged.
 	for len(g.frames) > 1 && (g.bytes > g.lim.GroupMaxBytes || len(g.frames) > g.lim.GroupMaxFrames) {
 		n := int64(len(g.frames[0]))
 		g.bytes -= n
@@ -387,7 +387,7 @@ func (c *GroupConsumer) Created() time.Time { return c.g.created }
 
 // ReadFrame returns the next frame, waiting for it if needed. It returns io.EOF
 // after the last frame of a finished group, the abort error of an aborted one,
-// ErrEvicted if the frame was evicted before this consumer reached it, and
+// ErrLagged if the frame was evicted before this consumer reached it, and
 // ctx.Err() if ctx ends first. The returned slice is shared with every other
 // consumer and must not be modified.
 func (c *GroupConsumer) ReadFrame(ctx context.Context) ([]byte, error) {
@@ -451,7 +451,7 @@ func (c *GroupConsumer) TryReadFrame() (frame []byte, ok bool, err error) {
 // TryReadFrames is TryReadFrame for every frame at hand: it appends to dst,
 // under one lock, the frames that are ready (at most max of them), and
 // returns the extended slice. When none is ready it returns dst and the
-// end of the group (io.EOF, the abort error, ErrEvicted), or a nil error if
+// end of the group (io.EOF, the abort error, ErrLagged), or a nil error if
 // the next frame has not been written yet.
 func (c *GroupConsumer) TryReadFrames(dst [][]byte, max int) ([][]byte, error) {
 	c.g.mu.RLock()
@@ -463,7 +463,7 @@ func (c *GroupConsumer) TryReadFrames(dst [][]byte, max int) ([][]byte, error) {
 func (c *GroupConsumer) takeLocked(dst [][]byte, max int) ([][]byte, error) {
 	g := c.g
 	if c.next < g.base {
-		return dst, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+		return dst, withReason(ErrLagged, "group %d: frame %d evicted", g.seq, c.next)
 	}
 	if i := c.next - g.base; i < len(g.frames) {
 		n := min(len(g.frames)-i, max)
@@ -516,7 +516,7 @@ func (c *GroupConsumer) pollAt(arm bool) ([]byte, uint64, <-chan struct{}, error
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	if c.next < g.base {
-		return nil, 0, nil, withReason(ErrEvicted, "group %d: frame %d evicted", g.seq, c.next)
+		return nil, 0, nil, withReason(ErrLagged, "group %d: frame %d evicted", g.seq, c.next)
 	}
 	if i := c.next - g.base; i < len(g.frames) {
 		c.next++
@@ -540,7 +540,7 @@ func (c *GroupConsumer) pollAt(arm bool) ([]byte, uint64, <-chan struct{}, error
 
 // SkipEvicted moves the consumer past the frames the group evicted before
 // it read them, so that it reads on from the oldest frame still held
-// instead of getting ErrEvicted; it returns how many it skipped.
+// instead of getting ErrLagged; it returns how many it skipped.
 func (c *GroupConsumer) SkipEvicted() int {
 	c.g.mu.RLock()
 	defer c.g.mu.RUnlock()

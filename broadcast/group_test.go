@@ -117,8 +117,8 @@ func TestGroupEvictionSlowConsumer(t *testing.T) {
 				}
 			}
 			_ = g.Finish()
-			if _, err := slow.ReadFrame(testCtx(t)); !errors.Is(err, ErrEvicted) || CodeOf(err) != CodeCacheFull {
-				t.Fatalf("slow consumer: %v, want ErrEvicted", err)
+			if _, err := slow.ReadFrame(testCtx(t)); !errors.Is(err, ErrLagged) || CodeOf(err) != CodeLagged {
+				t.Fatalf("slow consumer: %v, want ErrLagged", err)
 			}
 			if _, err := fast.ReadFrame(testCtx(t)); !errors.Is(err, io.EOF) {
 				t.Fatalf("fast consumer at end: %v, want EOF", err)

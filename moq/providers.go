@@ -16,7 +16,7 @@ import (
 const (
 	// announceWait bounds how long a fresh session to a provider may take
 	// to announce the broadcast before Subscribe asks the provider directly
-	// (which a stale provider answers with NotFound).
+	// (which a stale provider answers with NotFound or Unroutable).
 	announceWait = time.Second
 	// providerStagger is how long an attempt on one provider runs alone
 	// before the next provider is tried alongside it (as Happy Eyeballs
@@ -185,7 +185,7 @@ func (m *Moq) subscribeProvider(ctx context.Context, info peer.AddrInfo, name, t
 // publish: once announced, as Subscribe does; if no announcement comes
 // within announceWait (the record may be stale, or the node's interest may
 // not cover the name), by asking directly, which the peer answers with
-// NotFound if it does not publish it.
+// NotFound (Unroutable from current peers) if it does not publish it.
 func (s *Session) subscribeProvided(ctx context.Context, name, track string, opts SubscribeOptions) (*broadcast.TrackConsumer, error) {
 	actx, cancel := context.WithTimeout(ctx, announceWait)
 	err := s.waitAnnounced(actx, name)

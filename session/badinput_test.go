@@ -578,7 +578,7 @@ func TestBadInputBidiStreams(t *testing.T) {
 			{name: "subscribe over MaxMessageSize", bytes: rawCat(sub, rawVarint(1000)), want: broadcast.CodeBoundsExceeded},
 			{name: "subscribe truncated length varint", bytes: rawCat(sub, []byte{0x40}), fin: true, want: broadcast.CodeDecode},
 			{name: "subscribe bad utf-8", bytes: rawCat(sub, []byte{9, 0x00, 0x01, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}), fin: true, want: broadcast.CodeDecode},
-			{name: "subscribe unknown broadcast", bytes: rawCat(sub, p.msg(t, &wire.Subscribe{ID: 1001, Broadcast: "/nope", Track: "video"})), want: broadcast.CodeNotFound},
+			{name: "subscribe unknown broadcast", bytes: rawCat(sub, p.msg(t, &wire.Subscribe{ID: 1001, Broadcast: "/nope", Track: "video"})), want: broadcast.CodeUnroutable},
 			{name: "subscribe unknown track", bytes: rawCat(sub, p.msg(t, &wire.Subscribe{ID: 1002, Broadcast: "/cam", Track: "nope"})), want: broadcast.CodeNotFound},
 			{name: "announce please truncated", bytes: rawCat(annType, []byte{10, 0x01}), fin: true, want: broadcast.CodeDecode},
 			{name: "announce please over MaxMessageSize", bytes: rawCat(annType, rawVarint(1000)), want: broadcast.CodeBoundsExceeded},
@@ -714,7 +714,7 @@ func TestBadInputGroupEndsInsideFrame(t *testing.T) {
 	})
 }
 
-// A frame over Limits.MaxFrameSize ends the group with BoundsExceeded and
+// A frame over Limits.MaxFrameSize ends the group with FrameTooLarge and
 // stops the stream with that code; smaller frames before it are kept.
 func TestBadInputFrameTooLarge(t *testing.T) {
 	forEach(t, lite0304, func(t *testing.T, alpn string) {
@@ -724,7 +724,7 @@ func TestBadInputFrameTooLarge(t *testing.T) {
 		full := string(bytes.Repeat([]byte{'x'}, 16))
 		gs := p.openGroup(t, ctx, sub.ID, 3)
 		rawWrite(t, gs, rawCat(rawFrame("ok"), rawFrame(full), rawVarint(17), []byte("abc")))
-		wantStopSending(t, ctx, gs, broadcast.CodeBoundsExceeded)
+		wantStopSending(t, ctx, gs, broadcast.CodeFrameTooLarge)
 
 		g, err := tc.RecvGroup(ctx)
 		if err != nil || g.Sequence() != 3 {
@@ -734,8 +734,8 @@ func TestBadInputFrameTooLarge(t *testing.T) {
 		if want := []string{"ok", full}; !slices.Equal(frames, want) {
 			t.Fatalf("frames: %q, want %q", frames, want)
 		}
-		if broadcast.CodeOf(err) != broadcast.CodeBoundsExceeded {
-			t.Fatalf("group ended with %v, want BoundsExceeded (11)", err)
+		if broadcast.CodeOf(err) != broadcast.CodeFrameTooLarge {
+			t.Fatalf("group ended with %v, want FrameTooLarge (27)", err)
 		}
 		p.wantUp(t)
 	})
@@ -791,6 +791,7 @@ func TestBadInputSubscribeResponse(t *testing.T) {
 			{name: "ok truncated", bytes: rawCat(ok[:1], []byte{0x05, 0x00}), fin: true, want: broadcast.CodeDecode},
 			{name: "ok over MaxMessageSize", bytes: rawCat(ok[:1], rawVarint(70000)), want: broadcast.CodeBoundsExceeded},
 			{name: "reset with NotFound", reset: broadcast.CodeNotFound, want: broadcast.CodeNotFound},
+			{name: "reset with Unroutable", reset: broadcast.CodeUnroutable, want: broadcast.CodeUnroutable},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				p := newRawPeer(t, alpn, Config{Interest: []string{}}, true)
@@ -808,6 +809,9 @@ func TestBadInputSubscribeResponse(t *testing.T) {
 				r := waitSub(t, ctx, res)
 				if r.err == nil || broadcast.CodeOf(r.err) != c.want {
 					t.Fatalf("Subscribe: %v (code %d), want code %d (%v)", r.err, broadcast.CodeOf(r.err), c.want, c.want)
+				}
+				if notFound := c.want == broadcast.CodeNotFound || c.want == broadcast.CodeUnroutable; errors.Is(r.err, broadcast.ErrNotFound) != notFound {
+					t.Fatalf("errors.Is(%v, ErrNotFound) = %v", r.err, !notFound)
 				}
 				// The subscribe stream is abandoned by the session...
 				if _, err := readStream(t, ctx, st); err == nil {

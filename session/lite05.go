@@ -160,7 +160,8 @@ func (s *Session) peerStartsEagerly(ctx context.Context) bool {
 }
 
 // serveTrack answers the peer's TRACK with TRACK_INFO and FIN, or resets
-// the stream with the code of the track's refusal (NotFound). Every track
+// the stream with the code of the refusal (Unroutable for an unknown
+// broadcast, NotFound for an unknown track). Every track
 // of ours has a millisecond timescale and the cache's max age as its max
 // latency.
 func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTimer) {
@@ -174,7 +175,7 @@ func (s *Session) serveTrack(st transport.Stream, r *bufio.Reader, hdr headerTim
 	}
 	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
-		reset(st, broadcast.CodeNotFound)
+		reset(st, codeUnknownBroadcast)
 		return
 	}
 	// Not a subscription: a track's first subscriber is what starts a
@@ -329,7 +330,7 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 	defer s.served.Add(-1)
 	b := s.published(broadcast.CleanPath(m.Broadcast))
 	if b == nil {
-		reset(st, broadcast.CodeNotFound)
+		reset(st, codeUnknownBroadcast)
 		return
 	}
 	tc, err := b.SubscribeTrack(broadcast.Track{Name: m.Track, Priority: m.Priority})
@@ -384,10 +385,11 @@ var ErrNoFetch = errors.New("session: this moq-lite version serves no FETCH")
 // Fetch asks the peer for one group of a track (lite-05 FETCH) and returns
 // it once it has arrived whole, finished, its frames' timestamps in the
 // track's default timescale. It fails with the peer's refusal (matching
-// broadcast.ErrNotFound for an unknown broadcast, track or group),
-// ErrNoFetch before lite-05, or ctx's error. The group's bytes count
-// against MaxReceiveBytes while the group is held, and a frame over
-// MaxFrameSize ends it with BoundsExceeded.
+// broadcast.ErrNotFound for an unknown track or group, and for an unknown
+// broadcast, refused with NotFound or Unroutable), ErrNoFetch before
+// lite-05, or ctx's error. The group's bytes count against
+// MaxReceiveBytes while the group is held, and a frame over MaxFrameSize
+// ends it with FrameTooLarge.
 func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (*broadcast.GroupConsumer, error) {
 	if !s.awaitVersion(ctx) {
 		if ctx.Err() != nil {

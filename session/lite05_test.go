@@ -209,9 +209,12 @@ func TestLite05ServeSubscribe(t *testing.T) {
 		info.Timescale != broadcast.DefaultTimescale || info.MaxLatency != broadcast.DefaultCacheMaxAge {
 		t.Fatalf("TRACK_INFO %+v %v (% x)", info, err, data)
 	}
-	for _, tr := range [][2]string{{"/nope", "video"}, {"/cam", "nope"}} {
-		st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: tr[0], Track: tr[1]})), true)
-		wantReset(t, ctx, st, broadcast.CodeNotFound)
+	for _, tr := range []struct {
+		b, t string
+		code broadcast.Code
+	}{{"/nope", "video", broadcast.CodeUnroutable}, {"/cam", "nope", broadcast.CodeNotFound}} {
+		st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamTrack)), p.msg(t, &wire.Track{Broadcast: tr.b, Track: tr.t})), true)
+		wantReset(t, ctx, st, tr.code)
 	}
 
 	id, b := p.subscribeMsg(t, "/cam", "video")
@@ -915,6 +918,10 @@ func TestLite05SubscribeAwaitsStart(t *testing.T) {
 		}},
 		"reset NotFound": {answer: func(p *rawPeer, st transport.Stream) {
 			st.CancelWrite(uint32(broadcast.CodeNotFound))
+		}, err: broadcast.ErrNotFound},
+		// A current publisher's refusal of a broadcast it has no route to.
+		"reset Unroutable": {answer: func(p *rawPeer, st transport.Stream) {
+			st.CancelWrite(uint32(broadcast.CodeUnroutable))
 		}, err: broadcast.ErrNotFound},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -539,7 +539,7 @@ func (s *Session) readFrames(c *chunks, g *broadcast.GroupProducer, st *subStats
 			case err != nil && !errors.Is(err, wire.ErrShort): // a timestamp out of range
 				return s.frameErr(err)
 			case err == nil && n > uint64(s.lim.MaxFrameSize):
-				return &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "frame over the size limit"}
+				return &broadcast.Error{Code: broadcast.CodeFrameTooLarge, Reason: "frame over the size limit"}
 			case err == nil && n >= chunkMax: // a large frame: memory of its own, charged as it arrives
 				c.lo += hlen
 				if ts.on {

@@ -16,6 +16,13 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 )
 
+// codeUnknownBroadcast refuses a SUBSCRIBE, TRACK or FETCH for a broadcast
+// we neither publish nor fill on demand. Unroutable, as the reference
+// (moq-dev/moq rs/moq-net/src/model/origin.rs, request_broadcast) sends it
+// on every version; a peer that knows only NotFound sees an unknown code,
+// as it would from that implementation.
+const codeUnknownBroadcast = broadcast.CodeUnroutable
+
 // readyWait bounds how long a SUBSCRIBE waits for a pending track's source
 // to confirm it (broadcast.TrackProducer.Hold) before it is accepted.
 const readyWait = 5 * time.Second
@@ -49,7 +56,7 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	b := s.published(path)
 	if b == nil {
 		log.Debug("subscribe to unknown broadcast")
-		reset(st, broadcast.CodeNotFound)
+		reset(st, codeUnknownBroadcast)
 		return
 	}
 	info := broadcast.Track{Name: sub.Track, Priority: sub.Priority}

@@ -162,8 +162,10 @@ func TestSubscribeStartGroup(t *testing.T) {
 func TestSubscribeUnknownIsNotFound(t *testing.T) {
 	forVersions(t, func(t *testing.T, alpn string) {
 		p := newPair(t, alpn, Config{}, Config{})
-		if _, err := p.sub.Subscribe(testCtx(t), "nope", "video", SubscribeOptions{}); !errors.Is(err, broadcast.ErrNotFound) {
-			t.Fatalf("unknown broadcast: %v, want ErrNotFound", err)
+		// Refused with Unroutable, which matches ErrNotFound.
+		if _, err := p.sub.Subscribe(testCtx(t), "nope", "video", SubscribeOptions{}); !errors.Is(err, broadcast.ErrNotFound) ||
+			broadcast.CodeOf(err) != broadcast.CodeUnroutable {
+			t.Fatalf("unknown broadcast: %v, want ErrNotFound (Unroutable)", err)
 		}
 		b := broadcast.New(broadcast.Config{})
 		_, _ = p.origin.Publish("cam", b.Consume())

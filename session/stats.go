@@ -80,7 +80,7 @@ type SubscriptionStats struct {
 	// a served subscription those we reset (Old: older than the
 	// subscriber's max latency; Cancel: the subscription ended with groups
 	// in flight; other codes: the track's own), for ours those the
-	// publisher reset and those we refused (Old or CacheFull: the track had
+	// publisher reset and those we refused (Old or Lagged: the track had
 	// moved past the group; BoundsExceeded: the receive budget).
 	Resets map[broadcast.Code]uint64 `json:"resets,omitempty"`
 	// Skipped counts sequence numbers between the first and the latest

@@ -320,7 +320,7 @@ func (n *node) printListening(w io.Writer) {
 
 // sessionLimits lets a received group hold as many frames as a publisher
 // may put in one (--group-frames), so a reader that is a moment behind is
-// not handed ErrEvicted.
+// not handed ErrLagged.
 func sessionLimits() session.Limits {
 	return session.Limits{Model: broadcast.Limits{GroupMaxFrames: maxGroupFrames}}
 }

@@ -347,10 +347,11 @@ func (p *p2pSession) subscribeErr(name, track string, err error) error {
 		}
 		return fmt.Errorf("%s: session ended before broadcast %q was announced", p.Peer(), name)
 	}
-	if errors.Is(err, broadcast.ErrNotFound) && p.s.Err() == nil {
+	if errors.Is(err, broadcast.ErrNotFound) && !errors.Is(err, broadcast.ErrUnroutable) && p.s.Err() == nil {
 		// Subscribe waited for the announcement, so the broadcast is there:
-		// what the peer does not have is the track. Not wrapped: callers
-		// read ErrNotFound as a missing broadcast.
+		// what the peer does not have is the track (Unroutable says the
+		// broadcast went meanwhile). Not wrapped: callers read ErrNotFound
+		// as a missing broadcast.
 		return fmt.Errorf("unknown track %q: %s publishes broadcast %q but not this track (%v)", track, p.Peer(), name, err)
 	}
 	return err

@@ -222,7 +222,7 @@ func TestInOrderStrictReportsLost(t *testing.T) {
 	s.group(t, 3, "p")
 	g, _ := s.tp.CreateGroup(4)
 	_ = g.WriteFrame([]byte("half"))
-	g.Abort(broadcast.ErrEvicted)
+	g.Abort(broadcast.ErrLagged)
 	s.group(t, 5, "z")
 	if err := s.end(t); err != nil {
 		t.Fatal(err)
