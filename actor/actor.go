@@ -349,6 +349,7 @@ func (a *Actor) register(conn Conn, opts RegisterOptions) (*Session, error) {
 	cfg.Publish, cfg.HopID = origin, a.cfg.HopID
 	cfg.Logger = a.log.With("peer", conn.RemotePeer().String())
 	cfg.Client = opts.Client || dialed // the side that opened the connection (metrics label it outbound)
+	cfg.PeerSetup = opts.PeerSetup
 	s := &Session{id: a.id(), peer: conn.RemotePeer(), dialed: dialed, scope: opts.Scope, created: time.Now(), origin: origin, cost: opts.Cost}
 	if s.cost <= 0 {
 		s.cost = DefaultLinkCost

@@ -174,6 +174,10 @@ type RegisterOptions struct {
 	// Client: this node is the connection's client, which matters only for
 	// the compat SETUP (see session.Config.Client).
 	Client bool
+	// PeerSetup is the client's lite-05 SETUP, read before registering to
+	// route the session by its path (session.AcceptSetup); see
+	// session.Config.PeerSetup.
+	PeerSetup *wire.Setup
 	// Cost ranks the routes learnt over this session when forwarding
 	// (Config.Forward): lower is preferred. 0 means DefaultLinkCost (a
 	// direct link); a relayed link is conventionally 10.

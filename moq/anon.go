@@ -13,6 +13,7 @@ import (
 
 	"github.com/moqp2p/moqp2p/actor"
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -76,6 +77,21 @@ func (a *Admission) Release() {
 // error is returned. An Admission accepts one connection; a second Accept
 // closes c and fails.
 func (a *Admission) Accept(ctx context.Context, c transport.Conn, scope string) (*Session, error) {
+	return a.AcceptWith(ctx, c, AcceptOptions{Scope: scope})
+}
+
+// AcceptOptions are AcceptWith's options.
+type AcceptOptions struct {
+	// Scope confines the session, as Accept's scope.
+	Scope string
+	// PeerSetup is the client's lite-05 SETUP when the listener read it
+	// first (session.AcceptSetup) to route a raw QUIC session by its
+	// path; the session takes it as read.
+	PeerSetup *wire.Setup
+}
+
+// AcceptWith is Accept with options.
+func (a *Admission) AcceptWith(ctx context.Context, c transport.Conn, opts AcceptOptions) (*Session, error) {
 	if !a.used.CompareAndSwap(false, true) {
 		_ = c.CloseWithError(uint32(broadcast.CodeCancel), "no session")
 		return nil, errors.New("moq: Admission used twice")
@@ -92,7 +108,7 @@ func (a *Admission) Accept(ctx context.Context, c transport.Conn, scope string) 
 	if err := m.admitted(actx, conn); err != nil {
 		return nil, err
 	}
-	s, err := m.a.RegisterWith(ctx, conn, actor.RegisterOptions{Scope: scope})
+	s, err := m.a.RegisterWith(ctx, conn, actor.RegisterOptions{Scope: opts.Scope, PeerSetup: opts.PeerSetup})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 )
 
 // Config configures a Session. The zero value is usable: it publishes nothing,
@@ -48,6 +49,18 @@ type Config struct {
 	// when the protocol leaves the version to the compat SETUP ("moql" or
 	// none, as @moq/lite over WebSocket): the client sends CLIENT_SETUP.
 	Client bool
+	// SetupPath is the request target (path, and "?" and the query if
+	// any) a client sends in its moq-lite-05 SETUP, for transports that
+	// carry no request URI (raw QUIC): servers such as moq-relay take the
+	// session's path and ?jwt= token from it. Never set it over WebTransport
+	// or WebSocket, whose URL carries the target (repeating it in SETUP is
+	// a protocol violation there). Empty: the connection's own, if it has
+	// one (rawquic.DialURL's), else none. Other versions carry no path.
+	SetupPath string
+	// PeerSetup is the client's lite-05 SETUP when the server read it
+	// before New (AcceptSetup), to route the session by its path: New
+	// takes it as the peer's SETUP and does not expect that stream again.
+	PeerSetup *wire.Setup
 	// Metrics, if set, is told about the session and its media (see
 	// package metrics); nil traces nothing.
 	Metrics MetricsTracer

@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/bits"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -69,14 +71,20 @@ func (s *Session) PeerSetup() (wire.Setup, bool) {
 // for the server's would never start. We advertise no probe level (we
 // report no bandwidth, so the peer opens no PROBE stream), no role (both)
 // and our hop ID, as @moq/net does, and that we answer SUBSCRIBE at once
-// (EagerStart, see peerStartsEagerly).
-func (s *Session) sendSetup() {
+// (EagerStart, see peerStartsEagerly). A client with a request target
+// (path: Config.SetupPath or the connection's) sends it as Path; an empty
+// one is left out, as moq-dev's clients do (it means the server's default).
+func (s *Session) sendSetup(path string) {
 	st, err := s.conn.OpenUniStream(s.ctx)
 	if err != nil {
 		return
 	}
+	m := wire.Setup{Origin: s.hop & wire.MaxVarint, EagerStart: true}
+	if path != "" {
+		m.Path, m.HasPath = path, true
+	}
 	b := wire.AppendUniStreamType(nil, wire.UniSetup)
-	b, err = wire.AppendMessage(b, s.version, &wire.Setup{Origin: s.hop & wire.MaxVarint, EagerStart: true})
+	b, err = wire.AppendMessage(b, s.version, &m)
 	if err == nil {
 		_, err = st.Write(b)
 	}
@@ -120,7 +128,84 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		return
 	}
 	s.setSetup(&m)
-	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", m.Path, "eager_start", m.EagerStart)
+	path, _, _ := strings.Cut(m.Path, "?") // a query may hold a token: not for logs
+	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", path, "eager_start", m.EagerStart)
+}
+
+// requestTargeter is a connection dialed for a request target that its
+// transport cannot carry (rawquic.DialURL's).
+type requestTargeter interface{ RequestTarget() string }
+
+// errNotSetup: a uni stream other than a SETUP stream.
+var errNotSetup = errors.New("not a SETUP stream")
+
+// AcceptSetup reads a lite-05 client's SETUP before its session exists, so
+// that a server can route the session by the SETUP's Path (raw QUIC has no
+// request URI); New then takes it as Config.PeerSetup. The client's uni
+// streams before its SETUP stream are stopped with UnexpectedStream (it has
+// nothing else to send before it is served), as moq-dev's accept_setup
+// does. It fails once ctx ends (with its cause), on a malformed SETUP or
+// data after it (a *broadcast.Error), or with the connection. The caller
+// closes conn on failure.
+func AcceptSetup(ctx context.Context, conn transport.Conn, lim Limits) (*wire.Setup, error) {
+	v, ok := wire.VersionForALPN(conn.Protocol())
+	if !ok || !v.HasSetupStream() {
+		return nil, fmt.Errorf("%w: %q has no SETUP stream", ErrVersion, conn.Protocol())
+	}
+	lim = lim.withDefaults()
+	for {
+		rs, err := conn.AcceptUniStream(ctx)
+		if err != nil {
+			return nil, setupErr(ctx, err)
+		}
+		stop := context.AfterFunc(ctx, func() { rs.CancelRead(uint32(broadcast.CodeTimeout)) })
+		m, err := readSetupMsg(rs, v, lim.MaxMessageSize)
+		stop()
+		switch {
+		case err == nil:
+			return m, nil
+		case ctx.Err() != nil:
+			return nil, context.Cause(ctx)
+		case errors.Is(err, errNotSetup):
+			rs.CancelRead(uint32(broadcast.CodeUnexpectedStream))
+			continue
+		}
+		var be *broadcast.Error
+		if errors.As(err, &be) {
+			rs.CancelRead(uint32(be.Code))
+		}
+		return nil, err
+	}
+}
+
+// readSetupMsg reads a uni stream that should be a SETUP stream: its
+// type, one SETUP, then FIN.
+func readSetupMsg(rs transport.ReceiveStream, v wire.Version, maxSize int) (*wire.Setup, error) {
+	r := bufio.NewReaderSize(rs, 512)
+	typ, err := wire.ReadUniStreamType(r, v)
+	switch {
+	case err == nil && typ != wire.UniSetup, isWireErr(err):
+		return nil, errNotSetup
+	case err != nil:
+		return nil, remoteErr(err)
+	}
+	var m wire.Setup
+	if err := wire.ReadMessage(r, v, &m, maxSize); err != nil {
+		switch {
+		case isWireErr(err):
+			return nil, &broadcast.Error{Code: codeOfWire(err), Reason: "setup: " + err.Error()}
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup stream ended before the SETUP message"}
+		}
+		return nil, remoteErr(err)
+	}
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, remoteErr(err)
+		}
+		return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup: data after SETUP"}
+	}
+	return &m, nil
 }
 
 // peerStartsEagerly reports whether the peer's SETUP promised a

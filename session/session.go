@@ -175,6 +175,17 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.hop = s.publish.ID()
 	}
 	s.fill = cfg.FillPublish
+	setupPath := ""
+	if s.client {
+		setupPath = cfg.SetupPath
+		if t, ok := transport.As[requestTargeter](conn); ok && setupPath == "" {
+			setupPath = t.RequestTarget()
+		}
+	}
+	if m := cfg.PeerSetup; m != nil && !s.client && v.HasSetupStream() {
+		s.setSetup(m)
+		s.setupSeen.Store(true)
+	}
 	if !s.lazyInterest {
 		s.remoteOrigin()
 	}
@@ -201,26 +212,28 @@ func New(conn transport.Conn, cfg Config) (*Session, error) {
 		s.spawn(func() { s.runSetup(metrics) })
 	} else {
 		s.log = s.log.With("version", v.String())
-		s.start(cfg.Metrics)
+		s.start(cfg.Metrics, setupPath)
 	}
 	return s, nil
 }
 
 // start runs the session once its version is known; metrics is
-// Config.Metrics.
-func (s *Session) start(metrics MetricsTracer) {
+// Config.Metrics, setupPath the client's lite-05 SETUP Path (not kept in
+// the Session: nothing else needs it).
+func (s *Session) start(metrics MetricsTracer, setupPath string) {
 	if s.ready != closedChan {
 		close(s.ready)
 	}
 	s.obs.started(s, metrics)
 	if s.version.HasSetupStream() {
-		s.spawn(s.sendSetup)
+		s.spawn(func() { s.sendSetup(setupPath) })
 		// The peer's SETUP is read with its group streams (recvSetup):
 		// their accept loop starts now, takes it, and stops until our
 		// first subscription, so that an idle session neither parks a
 		// goroutine for it nor keeps the peer's stream unread in the
-		// transport.
-		if s.uniAccepting.CompareAndSwap(false, true) {
+		// transport. A server that read it already (Config.PeerSetup)
+		// has no reason to start the loop yet.
+		if !s.setupSeen.Load() && s.uniAccepting.CompareAndSwap(false, true) {
 			s.spawn(s.acceptUniStreams)
 		}
 	}

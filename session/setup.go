@@ -51,7 +51,7 @@ func (s *Session) runSetup(metrics MetricsTracer) {
 	}
 	cancel()
 	s.log.Debug("compat SETUP done", "version", s.version.String())
-	s.start(metrics)
+	s.start(metrics, "") // lite-01/02: no SETUP stream
 
 	stop := context.AfterFunc(s.ctx, func() { reset(st, broadcast.CodeCancel) })
 	defer stop()

@@ -318,7 +318,8 @@ type addrPerms struct {
 
 func (a *relayAuth) publicPerms() perms { return perms{put: a.public, get: a.public} }
 
-// route admits a WebTransport or WebSocket client: its session is scoped
+// route admits a WebTransport or WebSocket client, or a raw QUIC one by its
+// lite-05 SETUP path (server.Server.Route): its session is scoped
 // to its URL path, and its token (if any) says what it may do.
 func (a *relayAuth) route(r *http.Request) (string, error) {
 	path := broadcast.CleanPath(r.URL.Path)
@@ -373,7 +374,7 @@ func (a *relayAuth) perms(s *moq.Session) perms {
 	if p, ok := a.byAddr[s.RemoteAddr().String()]; ok {
 		return p.perms
 	}
-	return a.publicPerms() // raw QUIC (moql://) clients carry no token
+	return a.publicPerms() // raw QUIC clients that sent no SETUP path carry no token
 }
 
 // admitPeer admits libp2p peers: trusted ones, and anyone while something

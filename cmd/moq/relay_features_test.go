@@ -278,6 +278,52 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 	}
 }
 
+// TestRelayTokenOverMoQL: a moql:// client's path and ?jwt= ride its
+// lite-05 SETUP (raw QUIC has no request URL), and the relay scopes and
+// authorizes the session by them as it does a WebTransport URL: a get
+// token for room reads room/cam as cam, and the same path without a token
+// is refused with Unauthorized.
+func TestRelayTokenOverMoQL(t *testing.T) {
+	t.Parallel()
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
+	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "moql://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
+	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
+		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
+	moql := strings.TrimSuffix(addrs["moql"], "/")
+	getter := openSession(t, moql+"/room?jwt="+get)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for path, b := range getter.Remote().Announced(ctx, "cam") { // the relay has the broadcast
+		if path == "cam" && b != nil {
+			break
+		}
+	}
+	if getter.Version() != "moq-lite-05" {
+		t.Fatalf("version %s", getter.Version())
+	}
+	tc, err := getter.Subscribe(ctx, "cam", "data", session.SubscribeOptions{})
+	if err != nil {
+		t.Fatalf("get token over moql: %v", err)
+	}
+	if _, err := tc.RecvGroup(ctx); err != nil {
+		t.Fatalf("get token over moql: %v", err)
+	}
+	tc.Close()
+
+	anon := openSession(t, moql+"/room")
+	select {
+	case <-anon.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a moql session without a token stays open")
+	}
+	var ce *transport.ConnError
+	if err := context.Cause(anon.Context()); !errors.As(err, &ce) || ce.Code != uint32(broadcast.CodeUnauthorized) {
+		t.Fatalf("tokenless moql session closed with %v, want Unauthorized", err)
+	}
+}
+
 // TestRelayTokenExpiry: a token's exp holds for the whole session. A
 // session whose token expires two seconds after it connected is closed by
 // the relay with Unauthorized (code 6) within its check interval of the

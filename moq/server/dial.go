@@ -17,7 +17,10 @@ import (
 
 // Dialer returns a moq.Dialer for a server's URL, by scheme: moql:// (raw
 // QUIC), https:// (WebTransport), ws:// or wss:// (WebSocket); the URL's
-// path is the server's scope, as a Server routes it. tc verifies the
+// path is the server's scope, as a Server routes it, and its query goes
+// along (?jwt= for moq-relay). Raw QUIC has no request URI: there the path
+// and query ride the moq-lite-05 SETUP (rawquic.DialURL), so a session that
+// negotiates an older version reaches the server without them. tc verifies the
 // server (nil: the system's roots; cert.PinnedConfig pins a development
 // certificate). Give it to moq.ResilientOptions.Dial or Moq.KeepOpen, or
 // call it once and pass the connection to Moq.Open.
@@ -32,7 +35,7 @@ func Dialer(rawURL string, tc *tls.Config) (moq.Dialer, error) {
 	switch strings.ToLower(u.Scheme) {
 	case "moql":
 		return func(ctx context.Context) (transport.Conn, error) {
-			return rawquic.Dial(ctx, u.Host, tc, nil)
+			return rawquic.DialURL(ctx, rawURL, tc, nil)
 		}, nil
 	case "https":
 		return func(ctx context.Context) (transport.Conn, error) {

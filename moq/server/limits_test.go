@@ -44,6 +44,7 @@ func TestServerCloseEndsBlockedAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseWithError(0, "")
+	clientSession(t, c) // its lite-05 SETUP comes before admission (the path routes it)
 	adm.WaitEntered(t, testCtx(t), 1)
 	closed := make(chan struct{})
 	go func() { _ = srv.Close(); close(closed) }()

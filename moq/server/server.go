@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -15,7 +16,9 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/moq"
+	"github.com/moqp2p/moqp2p/session"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/websocket"
@@ -43,7 +46,9 @@ const CertificatePath = "/certificate.sha256"
 //
 // The URL path of a WebTransport or WebSocket request scopes its session, as
 // moq-relay does: a client connected at /room sees the node's room/clock as
-// clock. Fill the fields, then call ListenAndServe or Serve; the fields must
+// clock. Raw QUIC carries no URL: a lite-05 client sends its URL's path and
+// query in its SETUP (moq-dev's clients, Dialer), which stands in for it.
+// Fill the fields, then call ListenAndServe or Serve; the fields must
 // not change afterwards.
 type Server struct {
 	// Moq is the node the sessions belong to. Required.
@@ -73,7 +78,13 @@ type Server struct {
 	// of its session (a broadcast path prefix; "" for everything). An error
 	// refuses the session, with its code if it is a *broadcast.Error
 	// (Unauthorized otherwise). Nil scopes each session to its URL path.
-	// Raw QUIC sessions carry no request and see everything. It runs only
+	// For a raw QUIC client whose lite-05 SETUP carries a path, Route gets
+	// a CONNECT request made from it: URL the SETUP's path and query
+	// (?jwt= included), Proto the ALPN, RemoteAddr the client's, no
+	// headers; a SETUP path that is no request target is refused with
+	// Protocol. Other raw
+	// QUIC sessions (no path, or lite-04 and older, which have nowhere to
+	// carry one) carry no request and see everything. It runs only
 	// for clients within their address's bounds (MaxSessionsPerIP,
 	// MaxPendingPerIP), so what it records stays bounded per address.
 	Route func(r *http.Request) (scope string, err error)
@@ -374,7 +385,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.register(slot, c, scope, ip, nil)
+	s.register(slot, c, scope, ip, nil, nil)
 }
 
 // acceptQUIC registers the WebTransport and raw QUIC sessions. It waits
@@ -410,8 +421,77 @@ func (s *Server) acceptQUIC() {
 			_ = c.CloseWithError(uint32(broadcast.CodeCancel), "server shutting down")
 			continue
 		}
-		s.wg.Go(func() { s.register(slot, c, scope, ip, cl) })
+		if req == nil && hasSetupStream(c) {
+			s.wg.Go(func() { s.registerRaw(slot, c, ip, cl) })
+			continue
+		}
+		s.wg.Go(func() { s.register(slot, c, scope, ip, cl, nil) })
 	}
+}
+
+// SetupTimeout bounds how long a raw QUIC lite-05 client may take to send
+// its SETUP, which the server reads before the session exists (to route
+// it by its path); a client still silent is refused with Timeout.
+const SetupTimeout = 10 * time.Second
+
+func hasSetupStream(c transport.Conn) bool {
+	v, ok := wire.VersionForALPN(c.Protocol())
+	return ok && v.HasSetupStream()
+}
+
+// registerRaw reads a raw QUIC lite-05 client's SETUP and routes the
+// session by its path, as a URL routes the other transports' sessions,
+// then registers it with that SETUP, which the session takes as read.
+// Without a path the session is unscoped and skips Route, as on the
+// versions that cannot carry one.
+func (s *Server) registerRaw(slot *moq.Admission, c transport.Conn, ip netip.Addr, cl *connLoad) {
+	refuse := func(err error) {
+		slot.Release()
+		s.release(ip, cl, true)
+		code, reason := refusal(err)
+		if s.drainCtx.Err() != nil {
+			code, reason = broadcast.CodeCancel, "server shutting down"
+		}
+		s.log.Debug("session refused", "remote", c.RemoteAddr(), "err", err)
+		_ = c.CloseWithError(uint32(code), reason)
+	}
+	ctx, cancel := context.WithTimeoutCause(s.drainCtx, SetupTimeout,
+		&broadcast.Error{Code: broadcast.CodeTimeout, Reason: "no SETUP"})
+	m, err := session.AcceptSetup(ctx, c, session.Limits{})
+	cancel()
+	if err != nil {
+		refuse(err)
+		return
+	}
+	scope := ""
+	if m.HasPath && m.Path != "" {
+		req, err := setupRequest(c, m.Path)
+		if err == nil {
+			scope, err = s.route(req)
+		}
+		if err != nil {
+			refuse(err)
+			return
+		}
+	}
+	s.register(slot, c, scope, ip, cl, m)
+}
+
+// setupRequest is the request Route sees for a raw QUIC session whose
+// SETUP carries target (a path, and maybe "?" and a query).
+func setupRequest(c transport.Conn, target string) (*http.Request, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "SETUP path is not a request target"}
+	}
+	return &http.Request{
+		Method:     http.MethodConnect,
+		URL:        u,
+		RequestURI: target,
+		Proto:      c.Protocol(),
+		Header:     http.Header{},
+		RemoteAddr: c.RemoteAddr().String(),
+	}, nil
 }
 
 // route admits a request and returns its session's scope.
@@ -635,12 +715,13 @@ func (s *Server) release(ip netip.Addr, cl *connLoad, pending bool) {
 }
 
 // register admits c, makes it a session of the node and tracks it for
-// Shutdown. The caller holds slot and ip's reservation. The slot is held
+// Shutdown. The caller holds slot and ip's reservation; peerSetup is the
+// client's SETUP if registerRaw read it. The slot is held
 // until the session has reached every IncomingSessions iteration (as for
 // P2P sessions), so an iteration that stopped reading pauses accepting
 // once the node's slots are taken, rather than parking a goroutine and a
 // connection per client.
-func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, ip netip.Addr, cl *connLoad) {
+func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, ip netip.Addr, cl *connLoad, peerSetup *wire.Setup) {
 	s.mu.Lock()
 	if s.draining || s.closed {
 		s.mu.Unlock()
@@ -656,7 +737,7 @@ func (s *Server) register(slot *moq.Admission, c transport.Conn, scope string, i
 	// Admission and the hand-over to the iterations end with the server's
 	// draining (the node's shutdown ends them too), so that neither holds
 	// Shutdown up.
-	ms, err := slot.Accept(s.drainCtx, c, scope)
+	ms, err := slot.AcceptWith(s.drainCtx, c, moq.AcceptOptions{Scope: scope, PeerSetup: peerSetup})
 	if err != nil {
 		s.release(ip, cl, true)
 		s.log.Debug("session not accepted", "remote", c.RemoteAddr(), "err", err)

@@ -1,9 +1,10 @@
 // Package rawquic runs moq-lite directly on QUIC (the `moql://` URL scheme):
 // the TLS ALPN selects the moq-lite version, with no HTTP/3 in between.
 //
-// Where to start: a client calls Dial with the server's "host:port" and a
-// tls.Config that verifies it (cert.PinnedConfig for a development
-// certificate); a server calls Listen and takes connections with
+// Where to start: a client calls Dial with the server's "host:port" (or
+// DialURL with a moql:// URL, whose path and query then ride the lite-05
+// SETUP) and a tls.Config that verifies it (cert.PinnedConfig for a
+// development certificate); a server calls Listen and takes connections with
 // Endpoint.Accept. Either way the transport.Conn goes to session.New. An
 // Endpoint (NewEndpoint, NewEndpointConn) dials and accepts on one socket;
 // Wrap adapts a quic.Conn made elsewhere.
@@ -13,10 +14,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -214,6 +218,39 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (tr
 	return Wrap(c), nil
 }
 
+// DialURL is Dial for a moql:// URL: it dials the URL's host:port, and the
+// connection carries the URL's request target (see RequestTarget), which a
+// moq-lite-05 client session sends in its SETUP: raw QUIC has no request
+// URI of its own, so without it the server would see neither the path nor
+// a ?jwt= token.
+func DialURL(ctx context.Context, rawURL string, tc *tls.Config, qc *quic.Config) (transport.Conn, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("rawquic: %w", err)
+	}
+	if !strings.EqualFold(u.Scheme, "moql") || u.Host == "" {
+		return nil, fmt.Errorf("rawquic: %q is not a moql://host:port URL", rawURL)
+	}
+	c, err := Dial(ctx, u.Host, tc, qc)
+	if err != nil {
+		return nil, err
+	}
+	c.(*conn).target = RequestTarget(u)
+	return c, nil
+}
+
+// RequestTarget is what a moql:// URL asks of its server: the path, and
+// "?" and the query if there is one, as moq-dev's clients send it
+// (rs/moq-native/src/client.rs); "" (no path, no query) means the server's
+// default. The fragment is the client's own.
+func RequestTarget(u *url.URL) string {
+	t := u.EscapedPath()
+	if u.RawQuery != "" {
+		t += "?" + u.RawQuery
+	}
+	return t
+}
+
 // Wrap adapts an established QUIC connection.
 func Wrap(c *quic.Conn) transport.Conn { return WrapFunc(c, nil) }
 
@@ -233,6 +270,7 @@ func WrapFunc(c *quic.Conn, closed func()) transport.Conn {
 type conn struct {
 	c      *quic.Conn
 	closed func() // WrapFunc's
+	target string // DialURL's request target
 
 	mu     sync.Mutex
 	done   bool            // c has closed: cause is set
@@ -294,6 +332,10 @@ func (c *conn) OnClose(f func(cause error)) {
 	c.hooks = append(c.hooks, f)
 	c.mu.Unlock()
 }
+
+// RequestTarget is the request target DialURL dialed for ("" otherwise);
+// the session finds it through this method.
+func (c *conn) RequestTarget() string { return c.target }
 
 // DatagramsSupported implements transport.DatagramConn.
 func (c *conn) DatagramsSupported() bool { return c.c.ConnectionState().SupportsDatagrams.Remote }
