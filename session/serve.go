@@ -155,10 +155,13 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 	// (as moq-dev's publisher holds them), and looked at again with the
 	// next group, or when the track ends.
 	var parked []*broadcast.GroupConsumer
-	var parkedFor *groupRange // the range parked was sorted under
+	var parkedFor *groupRange // the range every group in parked was placed under (unsorted: mixed)
 	unpark := func() bool {
+		if len(parked) == 0 {
+			return true
+		}
 		r := caps.Load()
-		if len(parked) == 0 || r == parkedFor {
+		if r == parkedFor {
 			return true
 		}
 		parkedFor = r
@@ -222,6 +225,11 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 					clear(parked[:1])
 					parked = parked[1:]
 				}
+				if len(parked) == 0 {
+					parkedFor = r
+				} else if r != parkedFor {
+					parkedFor = unsorted
+				}
 				parked = append(parked, g)
 				continue
 			}
@@ -231,6 +239,10 @@ func (s *Session) serveSubscribe(st transport.Stream, r *bufio.Reader, hdr heade
 		}
 	}
 }
+
+// unsorted marks held groups placed under different ranges: a pointer no
+// range shares, so the next look sorts them again.
+var unsorted = new(groupRange)
 
 // groupRange is the groups a subscription serves: from start (if set) to
 // end (if set), both inclusive. A SUBSCRIBE_UPDATE replaces end and, if it

@@ -15,73 +15,86 @@ import (
 // its end as its own subscribers ask for more).
 func TestSubscribeUpdateLiftsEnd(t *testing.T) {
 	forEach(t, []string{"moq-lite-03", "moq-lite-04", "moq-lite-05"}, func(t *testing.T, alpn string) {
-		ctx := testCtx(t)
-		p := newRawPeer(t, alpn, Config{}, false)
-		id := p.nextID
-		p.nextID++
-		st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamSubscribe)),
-			p.msg(t, &wire.Subscribe{ID: id, Broadcast: "/cam", Track: "video", Priority: 100, End: wire.GroupAt(1)})), false)
-		defer reset(st, broadcast.CodeCancel)
-		eventually(t, func() bool { return len(p.sess.Subscriptions()) == 1 })
+		// Two held past an end of 1; one alone past an end of 0 (held
+		// under the SUBSCRIBE's range, before any update).
+		t.Run("two held", func(t *testing.T) { testUpdateLiftsEnd(t, alpn, 1, 2) })
+		t.Run("one held", func(t *testing.T) { testUpdateLiftsEnd(t, alpn, 0, 1) })
+	})
+}
 
-		got := map[uint64]bool{}
-		groups := make(chan uint64, 64)
-		go func() {
-			for {
-				rs, err := p.raw.AcceptUniStream(ctx)
-				if err != nil {
-					return
-				}
-				data, err := readStream(t, ctx, rs)
-				if err != nil {
-					continue
-				}
-				if g, err := p.parseGroup(data); err == nil && g.hdr.SubscribeID == id {
-					groups <- g.hdr.Sequence
-				}
+func testUpdateLiftsEnd(t *testing.T, alpn string, end uint64, past int) {
+	ctx := testCtx(t)
+	p := newRawPeer(t, alpn, Config{}, false)
+	id := p.nextID
+	p.nextID++
+	st := p.openStream(t, ctx, rawCat(rawVarint(uint64(wire.StreamSubscribe)),
+		p.msg(t, &wire.Subscribe{ID: id, Broadcast: "/cam", Track: "video", Priority: 100, End: wire.GroupAt(end)})), false)
+	defer reset(st, broadcast.CodeCancel)
+	eventually(t, func() bool { return len(p.sess.Subscriptions()) == 1 })
+
+	got := map[uint64]bool{}
+	groups := make(chan uint64, 64)
+	go func() {
+		for {
+			rs, err := p.raw.AcceptUniStream(ctx)
+			if err != nil {
+				return
 			}
-		}()
-		// collect waits for want, writing a group every 200 ms meanwhile
-		// (an update is read on its own goroutine; held groups are looked
-		// at again with the next group).
-		collect := func(want ...uint64) {
-			t.Helper()
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for writes := 0; ; {
-				if !slices.ContainsFunc(want, func(s uint64) bool { return !got[s] }) {
-					return
-				}
-				select {
-				case s := <-groups:
-					got[s] = true
-				case <-tick.C:
-					if writes++; writes > 20 {
-						t.Fatalf("groups %v wanted, got %v", want, got)
-					}
-					if err := p.track.WriteFrame([]byte("x")); err != nil {
-						t.Fatal(err)
-					}
-				case <-ctx.Done():
+			data, err := readStream(t, ctx, rs)
+			if err != nil {
+				continue
+			}
+			if g, err := p.parseGroup(data); err == nil && g.hdr.SubscribeID == id {
+				groups <- g.hdr.Sequence
+			}
+		}
+	}()
+	// collect waits for want; with nudge it writes a group every 200 ms
+	// meanwhile (an update is read on its own goroutine; held groups
+	// are looked at again with the next group).
+	collect := func(nudge bool, want ...uint64) {
+		t.Helper()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for writes := 0; ; {
+			if !slices.ContainsFunc(want, func(s uint64) bool { return !got[s] }) {
+				return
+			}
+			select {
+			case s := <-groups:
+				got[s] = true
+			case <-tick.C:
+				if writes++; !nudge || writes > 20 {
 					t.Fatalf("groups %v wanted, got %v", want, got)
 				}
+				if err := p.track.WriteFrame([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			case <-ctx.Done():
+				t.Fatalf("groups %v wanted, got %v", want, got)
 			}
 		}
-		for range 4 { // groups 0-3: 2 and 3 lie past the end
-			if err := p.track.WriteFrame([]byte("x")); err != nil {
-				t.Fatal(err)
-			}
+	}
+	var inRange, held []uint64
+	for seq := range end + 1 + uint64(past) {
+		if err := p.track.WriteFrame([]byte("x")); err != nil {
+			t.Fatal(err)
 		}
-		collect(0, 1)
-		select {
-		case s := <-groups:
-			t.Fatalf("group %d sent past the subscription's end", s)
-		case <-time.After(100 * time.Millisecond):
+		if seq <= end {
+			inRange = append(inRange, seq)
+		} else {
+			held = append(held, seq)
 		}
+	}
+	collect(false, inRange...)
+	select {
+	case s := <-groups:
+		t.Fatalf("group %d sent past the subscription's end", s)
+	case <-time.After(100 * time.Millisecond):
+	}
 
-		rawWrite(t, st, p.msg(t, &wire.SubscribeUpdate{Priority: 100})) // no end
-		collect(2, 3, 4)
-	})
+	rawWrite(t, st, p.msg(t, &wire.SubscribeUpdate{Priority: 100})) // no end
+	collect(true, append(held, end+1+uint64(past))...)
 }
 
 // groupRange: an update replaces the end, and the start only if it sets
