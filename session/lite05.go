@@ -109,25 +109,19 @@ func (s *Session) recvSetup(rs transport.ReceiveStream, gr *groupReader) {
 		s.fail(broadcast.CodeProtocol, "a second SETUP stream")
 		return
 	}
-	var m wire.Setup
-	if err := wire.ReadMessage(gr.Reader, s.version, &m, s.lim.MaxMessageSize); err != nil {
+	m, fault, err := readSetupRest(gr.Reader, s.version, s.lim.MaxMessageSize)
+	switch {
+	case fault != nil:
+		rs.CancelRead(uint32(fault.Code))
+		s.fail(fault.Code, "%s", fault.Reason)
+		return
+	case err != nil:
 		rs.CancelRead(uint32(codeOfWire(err)))
-		if isWireErr(err) || errors.Is(err, io.EOF) {
-			s.fail(codeOfWire(err), "setup: %v", err)
-		}
+		return
+	case !gr.headerRead():
 		return
 	}
-	if !gr.headerRead() {
-		return
-	}
-	if _, err := gr.ReadByte(); !errors.Is(err, io.EOF) {
-		rs.CancelRead(uint32(broadcast.CodeProtocol))
-		if err == nil {
-			s.fail(broadcast.CodeProtocol, "setup: data after SETUP")
-		}
-		return
-	}
-	s.setSetup(&m)
+	s.setSetup(m)
 	path, _, _ := strings.Cut(m.Path, "?") // a query may hold a token: not for logs
 	s.log.Debug("peer SETUP", "probe", m.Probe, "role", m.Role, "path", path, "eager_start", m.EagerStart)
 }
@@ -189,23 +183,37 @@ func readSetupMsg(rs transport.ReceiveStream, v wire.Version, maxSize int) (*wir
 	case err != nil:
 		return nil, remoteErr(err)
 	}
+	m, fault, err := readSetupRest(r, v, maxSize)
+	switch {
+	case fault != nil:
+		return nil, fault
+	case err != nil:
+		return nil, remoteErr(err)
+	}
+	return m, nil
+}
+
+// readSetupRest reads what follows a SETUP stream's type: one SETUP, then
+// FIN. A fault is our verdict on the peer's bytes (the session's end); err
+// is the stream's own failure (a reset, the connection).
+func readSetupRest(r *bufio.Reader, v wire.Version, maxSize int) (_ *wire.Setup, fault *broadcast.Error, err error) {
 	var m wire.Setup
 	if err := wire.ReadMessage(r, v, &m, maxSize); err != nil {
 		switch {
 		case isWireErr(err):
-			return nil, &broadcast.Error{Code: codeOfWire(err), Reason: "setup: " + err.Error()}
+			return nil, &broadcast.Error{Code: codeOfWire(err), Reason: "setup: " + err.Error()}, nil
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup stream ended before the SETUP message"}
+			return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup stream ended before the SETUP message"}, nil
 		}
-		return nil, remoteErr(err)
+		return nil, nil, err
 	}
 	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, remoteErr(err)
+			return nil, nil, err
 		}
-		return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup: data after SETUP"}
+		return nil, &broadcast.Error{Code: broadcast.CodeProtocol, Reason: "setup: data after SETUP"}, nil
 	}
-	return &m, nil
+	return &m, nil, nil
 }
 
 // peerStartsEagerly reports whether the peer's SETUP promised a
