@@ -174,10 +174,11 @@ func (s *Session) runInterest(prefix string) {
 		// Announcements over the bounds are ignored, not remembered: the
 		// path's end, if it comes, then matches nothing (the default case),
 		// and a later active for it is taken as new.
+		refused := m.Active && (full || containsNonZero(m.Hops, s.hop)) // remembered, not announced
 		switch {
 		case m.Active && (active[path] != nil || looped[path]) && s.version.HasAnnounceOK():
 			// lite-05: a repeated active replaces the first (a new route)
-			if err := s.reannounce(path, m.Hops, full, active, looped); err != nil {
+			if err := s.reannounce(path, m.Hops, refused, active, looped); err != nil {
 				s.ignoreAnnounced(path, err)
 			} else if full {
 				s.ignoreHopsFull(path, &warnedFull)
@@ -185,20 +186,17 @@ func (s *Session) runInterest(prefix string) {
 		case m.Active && (active[path] != nil || looped[path]):
 			s.fail(broadcast.CodeDuplicate, "announce: %q announced twice", path)
 			return
-		case m.Active && full:
+		case refused:
 			if err := s.hold(path); err != nil {
 				s.ignoreAnnounced(path, err)
 				continue
 			}
 			looped[path] = true
-			s.ignoreHopsFull(path, &warnedFull)
-		case m.Active && len(m.Hops) > 0 && containsNonZero(m.Hops, s.hop):
-			s.log.Debug("ignoring looped announcement", "path", path)
-			if err := s.hold(path); err != nil {
-				s.ignoreAnnounced(path, err)
-				continue
+			if full {
+				s.ignoreHopsFull(path, &warnedFull)
+			} else {
+				s.log.Debug("ignoring looped announcement", "path", path)
 			}
-			looped[path] = true
 		case m.Active:
 			p, err := s.announceRemote(path, m.Hops)
 			if err != nil {
@@ -218,14 +216,13 @@ func (s *Session) runInterest(prefix string) {
 }
 
 // reannounce applies lite-05's repeated `active` for a path already
-// announced (or refused as a loop): the broadcast stays as it is unless the
-// new route loops through us or its hop chain is full (it ends, refused),
-// the old one was refused (it starts), or the route leads to another
+// announced (or refused): the broadcast stays as it is unless the new
+// route is refused (it loops through us or its hop chain is full: it
+// ends), the old one was (it starts), or the route leads to another
 // publisher (it ends and starts again: that publisher's groups are another
 // sequence). A route change to the same publisher does not disturb its
 // subscriptions.
-func (s *Session) reannounce(path string, hops []uint64, full bool, active map[string]*broadcast.Producer, looped map[string]bool) error {
-	refused := full || containsNonZero(hops, s.hop)
+func (s *Session) reannounce(path string, hops []uint64, refused bool, active map[string]*broadcast.Producer, looped map[string]bool) error {
 	switch {
 	case active[path] != nil && !refused && otherPublisher(active[path].Hops(), hops):
 		s.endRemote(path, active[path])
