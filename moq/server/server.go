@@ -133,6 +133,11 @@ type Server struct {
 	// its request open), after this long. Zero means DefaultIdleTimeout,
 	// negative none.
 	IdleTimeout time.Duration
+	// SetupTimeout bounds how long a raw QUIC moq-lite-05 client may take
+	// to send its SETUP, which the server reads before the session exists
+	// (to route it by its Path); a client still silent is refused with
+	// Timeout. Zero or negative means DefaultSetupTimeout.
+	SetupTimeout time.Duration
 
 	once    sync.Once
 	initErr error
@@ -163,10 +168,11 @@ type Server struct {
 	closed   bool
 }
 
-// Defaults of ReadHeaderTimeout and IdleTimeout.
+// Defaults of ReadHeaderTimeout, IdleTimeout and SetupTimeout.
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultSetupTimeout      = 10 * time.Second
 )
 
 // timeout is a duration field's value: def for zero, none (0, as net/http
@@ -429,11 +435,6 @@ func (s *Server) acceptQUIC() {
 	}
 }
 
-// SetupTimeout bounds how long a raw QUIC lite-05 client may take to send
-// its SETUP, which the server reads before the session exists (to route
-// it by its path); a client still silent is refused with Timeout.
-const SetupTimeout = 10 * time.Second
-
 func hasSetupStream(c transport.Conn) bool {
 	v, ok := wire.VersionForALPN(c.Protocol())
 	return ok && v.HasSetupStream()
@@ -455,7 +456,11 @@ func (s *Server) registerRaw(slot *moq.Admission, c transport.Conn, ip netip.Add
 		s.log.Debug("session refused", "remote", c.RemoteAddr(), "err", err)
 		_ = c.CloseWithError(uint32(code), reason)
 	}
-	ctx, cancel := context.WithTimeoutCause(s.drainCtx, SetupTimeout,
+	wait := s.SetupTimeout
+	if wait <= 0 {
+		wait = DefaultSetupTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(s.drainCtx, wait,
 		&broadcast.Error{Code: broadcast.CodeTimeout, Reason: "no SETUP"})
 	m, err := session.AcceptSetup(ctx, c, session.Limits{})
 	cancel()

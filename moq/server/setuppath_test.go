@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/transport"
+	"github.com/moqp2p/moqp2p/transport/rawquic"
 )
 
 // A moql:// client's URL path and query reach the server through its
@@ -112,4 +114,28 @@ func TestServerRawQUICSetupPath(t *testing.T) {
 			t.Fatalf("closed with %v, want Unauthorized: bad token", err)
 		}
 	})
+}
+
+// A raw QUIC lite-05 client that never sends its SETUP holds its place
+// for SetupTimeout only: it is then closed with Timeout, and a client that
+// does send one is served meanwhile.
+func TestServerRawQUICSilentClient(t *testing.T) {
+	n := newNode(t)
+	live(t, publish(t, n, "clock"))
+	srv := serve(t, n, func(s *Server) { s.SetupTimeout = 300 * time.Millisecond })
+	silent, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.CloseWithError(0, "")
+	start := time.Now()
+	c, err := rawquic.Dial(testCtx(t), srv.UDPAddr().String(), pinned(t, srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readFrames(t, clientSession(t, c), "clock", 2)
+	closedWith(t, silent, broadcast.CodeTimeout)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("a silent client was closed after %v, before its SetupTimeout (300 ms)", d)
+	}
 }
