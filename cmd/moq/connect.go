@@ -606,8 +606,6 @@ func (n *node) close() {
 	n.dialMu.Unlock()
 }
 
-// hungUp reports whether the peer closed the session normally (code 0), as
-// a subscriber that got what it wanted does.
 // isRefusal reports whether err is the peer closing the session as
 // Unauthorized: a refusal of this node's credentials, not a fault.
 func isRefusal(err error) bool {
@@ -615,6 +613,8 @@ func isRefusal(err error) bool {
 	return errors.As(err, &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeUnauthorized)
 }
 
+// hungUp reports whether the peer closed the session normally (code 0), as
+// a subscriber that got what it wanted does.
 func hungUp(s peerSession) bool {
 	var ce *transport.ConnError
 	return errors.As(s.Err(), &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeCancel)

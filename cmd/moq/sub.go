@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -53,7 +54,9 @@ name: any provider of NAME; with --listen: whoever connects and announces
 NAME), resubscribes and goes on at the publisher's latest group, printing
 "resumed: after D, N groups missed". It gives up once --max-outage has
 passed since the loss without a group arriving (a resubscription that a
-relay takes and then ends does not count). A file transfer (--out without --count) does not
+relay takes and then ends does not count). A peer that closes or refuses
+the session as Unauthorized (code 6: an expired token, an untrusted peer)
+ends it at once, naming the refusal. A file transfer (--out without --count) does not
 resubscribe: what the lost session carried is lost, and sub fails naming
 the groups.
 
@@ -131,6 +134,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	strict := w != nil && *count == 0
 	var tc *broadcast.TrackConsumer
 	var tr *moq.ResilientTrack
+	refusal := func() error { return nil } // why the kept link's peer refused us, if it did
 	if strict {
 		var s peerSession
 		if s, tc, _, err = n.subscribe(ctx, std.stderr, src); err != nil {
@@ -141,7 +145,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		}
 	} else {
 		var release func()
-		if tr, release, err = n.subscribeLive(ctx, std.stderr, src, *maxOutage); err != nil {
+		if tr, release, refusal, err = n.subscribeLive(ctx, std.stderr, src, *maxOutage); err != nil {
 			return err
 		}
 		defer release()
@@ -164,6 +168,9 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
 	}
 	err = r.run(ctx, tc)
+	if why := refusal(); why != nil {
+		err = why
+	}
 	if tr != nil && errors.Is(err, broadcast.ErrNotFound) && !errors.Is(err, moq.ErrOutage) {
 		// A live track ends with NotFound only when its upstream (a relay
 		// that took the subscription) still announces the broadcast: the
@@ -221,7 +228,12 @@ var subscribeOptions = session.SubscribeOptions{Backpressure: true}
 // subscription is made on the first session as subscribe's is, so that
 // its failures read the same. release detaches the link after the track
 // is closed.
-func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOutage time.Duration) (tr *moq.ResilientTrack, release func(), err error) {
+//
+// A kept link whose peer closes or refuses a session as Unauthorized (an
+// expired token, an untrusted peer) ends the track at once, and refusal
+// then says why: redialing with the same credentials would be refused
+// again until the outage bound.
+func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOutage time.Duration) (tr *moq.ResilientTrack, release func(), refusal func() error, err error) {
 	opts := moq.ResilientOptions{SubscribeOptions: subscribeOptions, MaxOutage: maxOutage}
 	var s peerSession
 	switch {
@@ -241,21 +253,21 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 		defer cancel()
 		n.log.Debug("looking the broadcast up", "broadcast", src.name)
 		if tr, err = n.p2p.m.SubscribeResilient(sctx, src.name, src.track, opts); err != nil {
-			return nil, nil, n.byNameError(ctx, src.name, err)
+			return nil, nil, nil, n.byNameError(ctx, src.name, err)
 		}
-		return tr, func() {}, nil
+		return tr, func() {}, noRefusal, nil
 	default:
 		n.printListening(w)
 		if _, err = awaitAnnounced(ctx, n, src.name); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		// Unpinned: this session announces the name now, and after a loss
 		// whichever session announces it (the publisher connecting again)
 		// is the next upstream.
 		if tr, err = n.p2p.m.SubscribeResilient(ctx, src.name, src.track, opts); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return tr, func() {}, nil
+		return tr, func() {}, noRefusal, nil
 	}
 	release = func() {
 		if opts.Link == nil {
@@ -273,7 +285,7 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 	}
 	if err != nil {
 		release()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The link's session is s: its first subscription fails as
 	// subscribeWithin's would.
@@ -284,9 +296,44 @@ func (n *node) subscribeLive(ctx context.Context, w io.Writer, src source, maxOu
 			err = ps.subscribeErr(src.name, src.track, err)
 		}
 		release()
-		return nil, nil, subscribeError(ctx, s, src.name, n.cfg.net.timeout, err)
+		return nil, nil, nil, subscribeError(ctx, s, src.name, n.cfg.net.timeout, err)
 	}
-	return tr, release, nil
+	refusal, stop := watchRefusal(opts.Link, src.connects, tr)
+	detach := release
+	return tr, func() { stop(); detach() }, refusal, nil
+}
+
+func noRefusal() error { return nil }
+
+// watchRefusal closes tr when its kept link l (to connects[0], or the
+// ticket's peer) is refused as Unauthorized; refusal then says why. stop
+// ends the watch.
+func watchRefusal(l *moq.Link, connects []endpoint, tr *moq.ResilientTrack) (refusal func() error, stop func()) {
+	peerName := "the peer"
+	if len(connects) > 0 {
+		peerName = connects[0].raw
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var why atomic.Pointer[error]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range l.Changes(ctx) {
+			if c.Err != nil && isRefusal(c.Err) {
+				err := fmt.Errorf("%s refused the session: %w", peerName, c.Err)
+				why.Store(&err)
+				tr.Close()
+				return
+			}
+		}
+	}()
+	refusal = func() error {
+		if p := why.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
+	return refusal, func() { cancel(); <-done }
 }
 
 // keepOpen dials e (moql://, ws://, https://) as connect does and keeps
