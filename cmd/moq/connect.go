@@ -21,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/internal/wire"
 	"github.com/moqp2p/moqp2p/moq"
 	"github.com/moqp2p/moqp2p/moq/server"
 	"github.com/moqp2p/moqp2p/moq/server/watch"
@@ -509,7 +510,19 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (transport.Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	return ep.Dial(ctx, e.hostport, n.clientTLS(e))
+	if e.url == "" {
+		return ep.Dial(ctx, e.hostport, n.clientTLS(e))
+	}
+	c, err := ep.DialURL(ctx, e.url, n.clientTLS(e))
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := wire.VersionForALPN(c.Protocol()); !ok || !v.HasSetupStream() {
+		// Only lite-05's SETUP has room for them; the server will see
+		// neither the path nor a token, and may refuse the session.
+		n.log.Warn("the server chose a moq-lite version older than 05: the URL's path and query are not sent", "peer", e.raw, "protocol", c.Protocol())
+	}
+	return c, nil
 }
 
 // open makes a connection this node dialed one of its sessions.

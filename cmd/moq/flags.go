@@ -55,7 +55,7 @@ type netFlags struct {
 
 func (f *netFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "`URL` to accept sessions on: moql://host:port, ws://host:port/path, https://host:port/path or a multiaddr (repeatable)")
-	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port, ws[s]://host:port/path, https://host:port/path or a multiaddr with /p2p/<peer-id>")
+	fs.Var(&f.connect, "connect", "`URL` of the peer to open a session to: moql://host:port[/path] (a path and ?jwt= ride moq-lite-05's SETUP), ws[s]://host:port/path, https://host:port/path or a multiaddr with /p2p/<peer-id>")
 	fs.Var(&f.bootstrap, "bootstrap", "join moqp2p's DHT through the peer at `ADDR`, a multiaddr with /p2p/<peer-id> (repeatable):\npublished broadcasts are provided there, and broadcasts are found there by name")
 	fs.BoolVar(&f.mdns, "mdns", false, "find peers on the local network with mDNS (and open a session to each)")
 	fs.StringVar(&f.fingerprint, "fingerprint", "", "moql:// and https:// --connect: accept the server certificate with this SHA-256 `HEX`")

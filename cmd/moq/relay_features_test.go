@@ -281,8 +281,9 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 // TestRelayTokenOverMoQL: a moql:// client's path and ?jwt= ride its
 // lite-05 SETUP (raw QUIC has no request URL), and the relay scopes and
 // authorizes the session by them as it does a WebTransport URL: a get
-// token for room reads room/cam as cam, and the same path without a token
-// is refused with Unauthorized.
+// token for room reads room/cam as cam (a session of our own, and moq sub
+// --connect moql://…/room?jwt=), and the same path without a token is
+// refused with Unauthorized.
 func TestRelayTokenOverMoQL(t *testing.T) {
 	t.Parallel()
 	secret, keyFile := hmacKeyFile(t, t.TempDir())
@@ -311,6 +312,15 @@ func TestRelayTokenOverMoQL(t *testing.T) {
 		t.Fatalf("get token over moql: %v", err)
 	}
 	tc.Close()
+
+	// The CLI's moql:// URL carries them the same way.
+	sub := start(t, "sub", nil, "sub", "--connect", moql+"/room?jwt="+get, "--insecure", "--broadcast", "cam", "--count", "20")
+	if code := sub.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("sub --connect moql://…/room?jwt= exited %d: %s", code, sub.stderr.bytes())
+	}
+	if got := lastSummary(t, "sub", sub.stdout.all()); got.Frames < 20 {
+		t.Errorf("sub over moql with a get token received %d frames, want 20", got.Frames)
+	}
 
 	anon := openSession(t, moql+"/room")
 	select {

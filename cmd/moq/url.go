@@ -29,7 +29,8 @@ type endpoint struct {
 	// hostport is the address of a moql://, ws:// or https:// endpoint (""
 	// host: every interface, for --listen).
 	hostport string
-	// url is a ws://, wss:// or https:// endpoint as given (path included).
+	// url is a ws://, wss:// or https:// endpoint as given (path included),
+	// or a moql:// one with a path or query.
 	url string
 	// maddr is the transport part of a multiaddr (no /p2p).
 	maddr ma.Multiaddr
@@ -46,7 +47,7 @@ func (e endpoint) addrInfo() peer.AddrInfo {
 	return peer.AddrInfo{ID: e.peer, Addrs: []ma.Multiaddr{e.maddr}}
 }
 
-const urlForms = "moql://host:port, ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
+const urlForms = "moql://host:port[/path], ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/127.0.0.1/udp/4001/quic-v1/p2p/<peer-id>"
 
 // listenForms is urlForms for --listen, where a multiaddr has no /p2p part.
 const listenForms = "moql://host:port, ws://host:port/path, https://host:port/path or a libp2p multiaddr such as /ip4/0.0.0.0/udp/4001/quic-v1"
@@ -110,10 +111,12 @@ func parseMoQL(s string, listen bool) (endpoint, error) {
 	switch {
 	case u.User != nil:
 		return endpoint{}, errors.New("moql:// URLs take no user info")
-	case u.Path != "" && u.Path != "/":
-		return endpoint{}, errors.New("moql:// URLs take no path (name the broadcast with --broadcast)")
-	case u.RawQuery != "" || u.Fragment != "":
-		return endpoint{}, errors.New("moql:// URLs take no query or fragment")
+	case listen && u.Path != "" && u.Path != "/":
+		return endpoint{}, errors.New("moql:// --listen takes no path (a raw QUIC listener serves every path)")
+	case listen && u.RawQuery != "":
+		return endpoint{}, errors.New("moql:// --listen takes no query")
+	case u.Fragment != "":
+		return endpoint{}, errors.New("moql:// URLs take no fragment")
 	}
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil {
@@ -126,7 +129,13 @@ func parseMoQL(s string, listen bool) (endpoint, error) {
 	if !listen && (host == "" || p == 0) {
 		return endpoint{}, errors.New("--connect needs a host and a non-zero port")
 	}
-	return endpoint{raw: s, kind: kindMoQL, hostport: net.JoinHostPort(host, port)}, nil
+	e := endpoint{raw: s, kind: kindMoQL, hostport: net.JoinHostPort(host, port)}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		// The path and query (a scope, a ?jwt= token) ride the
+		// moq-lite-05 SETUP, as they ride an https:// URL's request.
+		e.url = s
+	}
+	return e, nil
 }
 
 // parseWeb reads ws://, wss:// (connect only: a listener has no trusted

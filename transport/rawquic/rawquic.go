@@ -224,6 +224,16 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (tr
 // URI of its own, so without it the server would see neither the path nor
 // a ?jwt= token.
 func DialURL(ctx context.Context, rawURL string, tc *tls.Config, qc *quic.Config) (transport.Conn, error) {
+	return dialURL(rawURL, func(addr string) (transport.Conn, error) { return Dial(ctx, addr, tc, qc) })
+}
+
+// DialURL is Dial for a moql:// URL, as the package's DialURL, from this
+// endpoint's socket.
+func (e *Endpoint) DialURL(ctx context.Context, rawURL string, tc *tls.Config) (transport.Conn, error) {
+	return dialURL(rawURL, func(addr string) (transport.Conn, error) { return e.Dial(ctx, addr, tc) })
+}
+
+func dialURL(rawURL string, dial func(addr string) (transport.Conn, error)) (transport.Conn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("rawquic: %w", err)
@@ -231,7 +241,7 @@ func DialURL(ctx context.Context, rawURL string, tc *tls.Config, qc *quic.Config
 	if !strings.EqualFold(u.Scheme, "moql") || u.Host == "" {
 		return nil, fmt.Errorf("rawquic: %q is not a moql://host:port URL", rawURL)
 	}
-	c, err := Dial(ctx, u.Host, tc, qc)
+	c, err := dial(u.Host)
 	if err != nil {
 		return nil, err
 	}
