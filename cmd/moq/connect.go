@@ -114,6 +114,7 @@ type node struct {
 	serveErr chan error // Serve's results, one per server
 	dialMu   sync.Mutex
 	dialEPs  map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
+	noPath   sync.Map                     // moql:// URLs warned of a server older than lite-05 (redials warn once)
 	p2p      *p2pNode
 
 	// incoming carries accepted sessions when cfg.incoming is set. It is
@@ -394,11 +395,11 @@ func (n *node) publishAndKeep(ctx context.Context, name string, b *broadcast.Con
 		followLink(lctx, l, e, n.log, func(s *moq.Session) {
 			ps := &p2pSession{s: s}
 			if e.kind != kindP2P {
-				ps.name, ps.via = e.raw, first.Via()
+				ps.name, ps.via = e.String(), first.Via()
 			}
 			connected(ps)
 		}, func(err error) {
-			why = fmt.Errorf("%s refused the session: %v", e.raw, err)
+			why = fmt.Errorf("%s refused the session: %v", e, err)
 			close(refusedc)
 		})
 	}()
@@ -517,12 +518,17 @@ func (n *node) dialMoQL(ctx context.Context, e endpoint) (transport.Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	if v, ok := wire.VersionForALPN(c.Protocol()); !ok || !v.HasSetupStream() {
+	if v, ok := wire.VersionForALPN(c.Protocol()); (!ok || !v.HasSetupStream()) && !n.warnedNoPath(e) {
 		// Only lite-05's SETUP has room for them; the server will see
 		// neither the path nor a token, and may refuse the session.
-		n.log.Warn("the server chose a moq-lite version older than 05: the URL's path and query are not sent", "peer", e.raw, "protocol", c.Protocol())
+		n.log.Warn("the server chose a moq-lite version older than 05: the URL's path and query are not sent", "peer", e.String(), "protocol", c.Protocol())
 	}
 	return c, nil
+}
+
+func (n *node) warnedNoPath(e endpoint) bool {
+	_, warned := n.noPath.LoadOrStore(e.raw, true)
+	return warned
 }
 
 // open makes a connection this node dialed one of its sessions.
@@ -531,7 +537,7 @@ func (n *node) open(ctx context.Context, c transport.Conn, e endpoint, via strin
 	if err != nil {
 		return nil, err
 	}
-	return &p2pSession{s: s, name: e.raw, via: via}, nil
+	return &p2pSession{s: s, name: e.String(), via: via}, nil
 }
 
 // dialEndpoint is the socket moql:// dials leave from, on loopback for a

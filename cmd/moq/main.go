@@ -41,7 +41,10 @@ or skips the check with --insecure), or a libp2p multiaddr
 to connect). Browsers and @moq/lite reach a node listening on
 ws://host:port/path (WebSocket, both framings) or https://host:port/path
 (WebTransport, with the same certificate rules as moql://, whose port also
-accepts moql://); --connect takes ws://, wss:// and https:// too. Web pages
+accepts moql://); --connect takes ws://, wss:// and https:// too. A
+--connect URL's path and ?jwt= token (a relay's scope and credentials) go
+in the request on https:// and ws://, and in moq-lite-05's SETUP on
+moql://host:port/path?jwt=TOKEN; logs show the token as jwt=…. Web pages
 reach those listeners only from the same origin (a page served by the same
 host:port) unless --allow-origin ORIGIN names another (repeatable), or
 --allow-origin '*' lets any page you visit connect. Every listener admits at

@@ -305,7 +305,7 @@ func addrInfos(eps []endpoint) (infos []peer.AddrInfo, names []string) {
 			i = len(infos)
 			at[e.peer] = i
 			infos = append(infos, peer.AddrInfo{ID: e.peer})
-			names = append(names, e.raw)
+			names = append(names, e.String())
 		}
 		infos[i].Addrs = append(infos[i].Addrs, e.maddr)
 	}

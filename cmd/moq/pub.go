@@ -50,7 +50,8 @@ audio too, or 2 s later). At the end it prints
 {"frames":N,"keyframes":K,"codec":"avc1…","duration_us":D,"audio_frames":A}.
 
 URLs: moql://host:port (raw QUIC; --listen makes a self-signed certificate and
-prints its SHA-256 as "fingerprint: <hex>") or a libp2p multiaddr
+prints its SHA-256 as "fingerprint: <hex>"; --connect may add /path?jwt=TOKEN
+for a relay) or a libp2p multiaddr
 (/ip4/0.0.0.0/udp/4001/quic-v1 to listen, …/p2p/<peer-id> to connect). Each
 listening address is printed on stderr as "listening: <url>". A live
 publisher (--frames 0) keeps its --connect session: after a loss (the relay

@@ -238,9 +238,9 @@ func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, 
 			if warned {
 				// At the warning's level, so that whoever saw the link go
 				// sees it come back.
-				log.Warn("link restored", "peer", e.raw, "version", c.Session.Version())
+				log.Warn("link restored", "peer", e.String(), "version", c.Session.Version())
 			} else {
-				log.Info("linked", "peer", e.raw, "version", c.Session.Version())
+				log.Info("linked", "peer", e.String(), "version", c.Session.Version())
 			}
 			warned = false
 			if connected != nil {
@@ -248,12 +248,12 @@ func followLink(ctx context.Context, l *moq.Link, e endpoint, log *slog.Logger, 
 			}
 		case c.State == moq.LinkReconnecting && prev == moq.LinkConnected:
 			warned = true
-			log.Warn("link lost; redialing", "peer", e.raw, "err", c.Err)
+			log.Warn("link lost; redialing", "peer", e.String(), "err", c.Err)
 		case c.Err != nil && !failing && c.State != moq.LinkDetached:
 			failing, warned = true, true
-			log.Warn("link failed; redialing", "peer", e.raw, "err", c.Err)
+			log.Warn("link failed; redialing", "peer", e.String(), "err", c.Err)
 		case c.Err != nil && c.State != moq.LinkDetached:
-			log.Debug("link failed; redialing", "peer", e.raw, "err", c.Err)
+			log.Debug("link failed; redialing", "peer", e.String(), "err", c.Err)
 		}
 		prev = c.State
 	}

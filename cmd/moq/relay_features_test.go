@@ -382,6 +382,8 @@ func TestRelayTokenExpiry(t *testing.T) {
 	}
 	if msg := string(sub.stderr.bytes()); !strings.Contains(msg, "refused the session") || !strings.Contains(msg, "code 6") || !strings.Contains(msg, "token expired") {
 		t.Errorf("the subscriber did not exit naming the relay's refusal of its expired token: %s", msg)
+	} else if strings.Contains(msg, "resubscribing") || strings.Contains(msg, get) {
+		t.Errorf("the subscriber said it resubscribes after a refusal, or printed its token: %s", msg)
 	}
 	if got := lastSummary(t, "sub", sub.stdout.all()); got.Frames < 100 {
 		t.Errorf("the subscriber received %d frames before the expiry (2 s at 100 frames/s)", got.Frames)

@@ -54,9 +54,11 @@ name: any provider of NAME; with --listen: whoever connects and announces
 NAME), resubscribes and goes on at the publisher's latest group, printing
 "resumed: after D, N groups missed". It gives up once --max-outage has
 passed since the loss without a group arriving (a resubscription that a
-relay takes and then ends does not count). A peer that closes or refuses
-the session as Unauthorized (code 6: an expired token, an untrusted peer)
-ends it at once, naming the refusal. A file transfer (--out without --count) does not
+relay takes and then ends does not count). If the --connect or --ticket
+peer closes or refuses the session as Unauthorized (code 6: an expired
+token, an untrusted peer), sub exits at once naming the refusal (a
+WebSocket server refuses a redial with HTTP 403 instead, which sub
+retries until --max-outage). A file transfer (--out without --count) does not
 resubscribe: what the lost session carried is lost, and sub fails naming
 the groups.
 
@@ -168,8 +170,8 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 		gaps.Go(func() { printGaps(gctx, tr, r.prog) })
 	}
 	err = r.run(ctx, tc)
-	if why := refusal(); why != nil {
-		err = why
+	if why := refusal(); why != nil && errors.Is(err, broadcast.ErrCancelled) {
+		err = why // the cancellation is watchRefusal's close
 	}
 	if tr != nil && errors.Is(err, broadcast.ErrNotFound) && !errors.Is(err, moq.ErrOutage) {
 		// A live track ends with NotFound only when its upstream (a relay
@@ -311,7 +313,7 @@ func noRefusal() error { return nil }
 func watchRefusal(l *moq.Link, connects []endpoint, tr *moq.ResilientTrack) (refusal func() error, stop func()) {
 	peerName := "the peer"
 	if len(connects) > 0 {
-		peerName = connects[0].raw
+		peerName = connects[0].String()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var why atomic.Pointer[error]
@@ -352,8 +354,8 @@ func (n *node) keepOpen(ctx context.Context, e endpoint) (peerSession, *moq.Link
 		l.Detach()
 		return nil, nil, n.connectError(cctx, e, err, started)
 	}
-	n.log.Debug("connected", "peer", e.raw, "via", via)
-	return &p2pSession{s: s, name: e.raw, via: via}, l, nil
+	n.log.Debug("connected", "peer", e.String(), "via", via)
+	return &p2pSession{s: s, name: e.String(), via: via}, l, nil
 }
 
 // printGaps tells the user when a live track loses its publisher and when
@@ -370,6 +372,13 @@ func printGaps(ctx context.Context, tr *moq.ResilientTrack, prog *progress) {
 				reason = "the broadcast is gone from " + cmp.Or(ev.Peer.String(), "the peer") + " (" + oneLine(ev.Err.Error()) + ")"
 			case ev.Err != nil:
 				reason = oneLine(ev.Err.Error())
+			}
+			if broadcast.CodeOf(ev.Err) == broadcast.CodeUnauthorized {
+				// A refusal of the kept link's session ends the track
+				// (watchRefusal); one of a subscription is retried, and
+				// "resumed:" says so if it then succeeds.
+				prog.printf("lost: %s\n", reason)
+				continue
 			}
 			prog.printf("lost: %s; resubscribing\n", reason)
 		case moq.TrackResumed:

@@ -40,7 +40,22 @@ type endpoint struct {
 	cost int
 }
 
-func (e endpoint) String() string { return e.raw }
+// String is the endpoint as given, for messages and logs, with the value
+// of a ?jwt= token masked: a bearer token must not reach a terminal or a
+// log.
+func (e endpoint) String() string {
+	base, query, ok := strings.Cut(e.raw, "?")
+	if !ok {
+		return e.raw
+	}
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		if k, _, ok := strings.Cut(p, "="); ok && k == "jwt" {
+			params[i] = "jwt=…"
+		}
+	}
+	return base + "?" + strings.Join(params, "&")
+}
 
 // addrInfo is what moq.Connect dials for a --connect multiaddr.
 func (e endpoint) addrInfo() peer.AddrInfo {

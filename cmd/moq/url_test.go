@@ -187,3 +187,22 @@ func TestStatsSource(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointStringMasksToken: messages and logs name an endpoint
+// without the bearer token its URL carries.
+func TestEndpointStringMasksToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"moql://127.0.0.1:1/room?jwt=secret":         "moql://127.0.0.1:1/room?jwt=…",
+		"https://127.0.0.1:1/room?cost=2&jwt=secret": "https://127.0.0.1:1/room?cost=2&jwt=…",
+		"ws://127.0.0.1:1/room?x=1":                  "ws://127.0.0.1:1/room?x=1",
+		"moql://127.0.0.1:1":                         "moql://127.0.0.1:1",
+	} {
+		e, err := parseEndpoint(in, false)
+		if err != nil {
+			t.Fatalf("parseEndpoint(%q): %v", in, err)
+		}
+		if got := e.String(); got != want {
+			t.Errorf("endpoint(%q).String() = %q, want %q", in, got, want)
+		}
+	}
+}
