@@ -1,6 +1,7 @@
 package broadcast
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -184,6 +185,14 @@ func TestErrorsMatchByCode(t *testing.T) {
 	// it, wrapped or not: a closing session's streams say why it closed.
 	if c := CodeOf(fmt.Errorf("session: %w", codedErr(CodeUnauthorized))); c != CodeUnauthorized {
 		t.Fatalf("CodeOf(coded error) = %v", c)
+	}
+	// A context's end is no protocol violation: a deadline is a timeout,
+	// a cancellation a cancel.
+	if c := CodeOf(fmt.Errorf("fetch: %w", context.DeadlineExceeded)); c != CodeTimeout {
+		t.Fatalf("CodeOf(deadline) = %v, want Timeout", c)
+	}
+	if c := CodeOf(context.Canceled); c != CodeCancel {
+		t.Fatalf("CodeOf(cancelled) = %v, want Cancel", c)
 	}
 	if s := AppError(2, "").Error(); s != "moq: application error 2" {
 		t.Fatalf("AppError text %q", s)

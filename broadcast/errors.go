@@ -1,6 +1,7 @@
 package broadcast
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -141,7 +142,8 @@ var ErrLoop = errors.New("broadcast: loop: hop list already contains this origin
 // *Error in its chain, else the code an error in the chain carries itself
 // (an ErrorCode method, as a transport's connection-close error has: the
 // streams a closing session resets then say why it closed), CodeCancel for
-// nil, or CodeProtocol otherwise.
+// nil or a cancelled context, CodeTimeout for an expired deadline, or
+// CodeProtocol otherwise.
 func CodeOf(err error) Code {
 	if err == nil {
 		return CodeCancel
@@ -153,6 +155,12 @@ func CodeOf(err error) Code {
 	var c interface{ ErrorCode() uint32 }
 	if errors.As(err, &c) {
 		return Code(c.ErrorCode())
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeTimeout
+	case errors.Is(err, context.Canceled):
+		return CodeCancel
 	}
 	return CodeProtocol
 }

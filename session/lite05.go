@@ -435,7 +435,9 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 	st.SetPriority(urgency(m.Priority))
 	ctx, cancel := context.WithTimeout(s.ctx, s.lim.HeaderTimeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { st.CancelWrite(uint32(broadcast.CodeCancel)) })
+	// The deadline (Timeout) or the session's end (its cause) resets a
+	// wait or a write it cuts short.
+	stop := context.AfterFunc(ctx, func() { st.CancelWrite(uint32(broadcast.CodeOf(context.Cause(ctx)))) })
 	defer stop()
 	g, err := tc.GetGroup(ctx, m.Group)
 	if err != nil {

@@ -649,6 +649,33 @@ func TestFetch(t *testing.T) {
 	})
 }
 
+// A FETCH of a group still to come is answered when it arrives; the
+// publisher waits for it at most its HeaderTimeout, then resets the stream
+// with Timeout, not with a protocol violation.
+func TestFetchFutureGroup(t *testing.T) {
+	p := newPair(t, wire.ALPNLite05, Config{Limits: Limits{HeaderTimeout: 300 * time.Millisecond}}, Config{})
+	b := broadcast.New(broadcast.Config{})
+	tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
+	_, _ = p.origin.Publish("cam", b.Consume())
+	_ = tp.WriteGroup(0, []byte("0"))
+	ctx := testCtx(t)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = tp.WriteGroup(1, []byte("1"))
+	}()
+	g, err := p.sub.Fetch(ctx, "cam", "video", 1)
+	if err != nil {
+		t.Fatalf("Fetch of the next group: %v", err)
+	}
+	if frames, err := groupFrames(ctx, g); !errors.Is(err, io.EOF) || !slices.Equal(frames, []string{"1"}) {
+		t.Fatalf("group 1: %q, %v", frames, err)
+	}
+	_, err = p.sub.Fetch(ctx, "cam", "video", 9)
+	if c := broadcast.CodeOf(err); c != broadcast.CodeTimeout {
+		t.Fatalf("Fetch of a group that never comes: %v (code %v), want Timeout", err, c)
+	}
+}
+
 // BenchmarkGroupChurnVersions moves one-frame groups (64 bytes) through a
 // session pair per version: what lite-05's timestamps and subscribe
 // responses cost next to lite-04 (allocs/op is per group, both ends).
