@@ -33,6 +33,9 @@ var (
 	// ErrNoGoaway: Session.Goaway on a moq-lite version without GOAWAY
 	// (before lite-04).
 	ErrNoGoaway = session.ErrNoGoaway
+	// ErrNoFetch: Session.Fetch on a moq-lite version without FETCH
+	// (before lite-05).
+	ErrNoFetch = session.ErrNoFetch
 	// ErrLimitedCircuit: a subscription made on a session through a
 	// limited circuit relay (Path.Limited) ended because that session did,
 	// typically when the relay cut the circuit after its data or time limit,

@@ -77,6 +77,52 @@ func Example() {
 	// alice
 }
 
+// Fetching a past group: Alice's track already holds groups 0 to 2, and
+// Bob, joining late, asks for group 1 again (moq-lite-05 FETCH) instead of
+// subscribing to what comes next.
+func ExampleSession_Fetch() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice, aliceHost := newPeer()
+	bob, bobHost := newPeer()
+	defer func() {
+		_ = alice.Shutdown(ctx)
+		_ = bob.Shutdown(ctx)
+		_ = aliceHost.Close()
+		_ = bobHost.Close()
+	}()
+
+	b := broadcast.New(broadcast.Config{})
+	chat, _ := b.CreateTrack(broadcast.Track{Name: "chat"})
+	for i, line := range []string{"hi", "anyone here?", "bye"} {
+		_ = chat.WriteGroup(uint64(i), []byte(line))
+	}
+	if _, err := alice.Publish(ctx, "room", b.Consume()); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	s, err := bob.Connect(ctx, peer.AddrInfo{ID: aliceHost.ID(), Addrs: aliceHost.Addrs()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	g, err := s.Fetch(ctx, "room", "chat", 1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame, err := g.ReadFrame(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("group %d: %s\n", g.Sequence(), frame)
+	// Output:
+	// group 1: anyone here?
+}
+
 // Subscribing by name: Bob knows neither Alice's peer ID nor her address,
 // only the broadcast's name. Alice opens a session to him (as mDNS or a
 // bootstrap list would), and Moq.Subscribe finds the broadcast among the

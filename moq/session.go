@@ -200,6 +200,29 @@ func (s *Session) waitAnnounced(ctx context.Context, name string) error {
 	return s.notAnnounced()
 }
 
+// Fetch asks the peer for one past group of a track it publishes
+// (moq-lite-05 FETCH) and returns it once it has arrived whole: a catch-up
+// or a repair, where Subscribe gives what comes next. The peer serves the
+// group from its cache, so an old one it dropped is refused as NotFound.
+// Fetch fails with the peer's refusal (matching broadcast.ErrNotFound for
+// an unknown broadcast, track or group), ErrNoFetch on a version before
+// lite-05 (Version), an error wrapping why the session ended if it ends
+// first, or ctx's error. It does not wait for the broadcast's announcement: a peer serves
+// what it has. The group counts against the session's receive memory bound
+// while it is held; a frame over the bound on frame size ends it with
+// FrameTooLarge.
+func (s *Session) Fetch(ctx context.Context, name, track string, group uint64) (*broadcast.GroupConsumer, error) {
+	name = broadcast.CleanPath(name)
+	if name == "" {
+		return nil, broadcast.ErrInvalidPath
+	}
+	g, err := s.s.Fetch(ctx, name, track, group)
+	if cause := s.s.Err(); errors.Is(err, session.ErrClosed) && cause != nil {
+		return nil, fmt.Errorf("moq: fetch: %w: %w", err, cause)
+	}
+	return g, err
+}
+
 // notAnnounced is ErrNotAnnounced for a session that ended, wrapping why it
 // ended when that is known.
 func (s *Session) notAnnounced() error {
