@@ -128,6 +128,7 @@ func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
 	sc := netRun
 	sc.Role, sc.Broadcast = jspeer.RolePub, "js/bcast"
 	sc.Linger, sc.StopTrack, sc.Timeout = d, "stop", d // the stop ends the linger
+	sc.Fetch = true                                    // a track to FETCH from
 
 	bin := peerBinary(t, "gomoqt-lite03")
 	wait, err := p.start(ctxFor(t, d), sc)
@@ -158,6 +159,12 @@ func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
 	if want := sc.Expect(); got.Frames != want.Frames || got.Bytes != want.Bytes || got.SHA256 != want.SHA256 {
 		t.Fatalf("gomoqt (lite-03) received %+v through the node, want %+v", got, want)
 	}
+	// Our FETCH against @moq/net's publisher, from its retained copy of
+	// the run: the first and the last group, whole, byte-exact, with
+	// their timestamps.
+	for _, g := range []uint64{0, uint64(sc.Groups - 1)} {
+		fetchFromJS(t, ctx, js, sc, sc.Track+"-kept", g)
+	}
 	if tc, err := js.Subscribe(ctx, sc.Broadcast, sc.StopTrack); err == nil { // refused: that is the signal
 		tc.Close()
 		t.Fatal("the JS publisher served its stop track")
@@ -171,6 +178,34 @@ func mixedVersionRelay(t *testing.T, n *jsNode, p jsPeer, d time.Duration) {
 	}
 	if e, _ := res.Event("done"); !strings.Contains(string(e.Raw), `"ended_by":"stopped"`) {
 		t.Fatalf("the JS publisher did not end at the stop: %s", e.Raw)
+	}
+}
+
+// fetchFromJS fetches group g of track from the JS publisher of sc on s
+// and checks its frames against pattern and their timestamps (i×stampStep
+// ms).
+func fetchFromJS(t *testing.T, ctx context.Context, s *moq.Session, sc jspeer.Scenario, track string, g uint64) {
+	t.Helper()
+	grp, err := s.Fetch(ctx, sc.Broadcast, track, g)
+	if err != nil {
+		t.Fatalf("FETCH of group %d from @moq/net: %v", g, err)
+	}
+	f := 0
+	for ; ; f++ {
+		p, ts, err := grp.ReadFrameAt(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("FETCH of group %d, frame %d: %v", g, f, err)
+		}
+		i := g*uint64(sc.Frames) + uint64(f)
+		if !bytes.Equal(p, pattern.Payload(i, sc.Size)) || ts != i*stampStep {
+			t.Fatalf("FETCH of group %d: frame %d wrong (%d bytes at %d ms)", g, f, len(p), ts)
+		}
+	}
+	if f != sc.Frames || grp.Sequence() != g {
+		t.Fatalf("FETCH of group %d: group %d with %d frames, want %d", g, grp.Sequence(), f, sc.Frames)
 	}
 }
 

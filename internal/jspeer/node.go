@@ -82,7 +82,10 @@ type Scenario struct {
 	Timestamps bool
 	// Fetch (LibNet) makes a subscriber, once its run is in, fetch group 0
 	// again (lite-05 FETCH) and check it ("fetched" event; "done" fails
-	// if it is not whole).
+	// if it is not whole). A publisher also writes the run, before it
+	// serves anything, into the track Track+"-kept", which it keeps open
+	// with its groups retained for two minutes, for the other side to
+	// FETCH from.
 	Fetch bool
 	// Datagrams (LibNet) makes the run Groups single-frame groups sent as
 	// datagrams (a publisher appends datagrams; a subscriber reads them,

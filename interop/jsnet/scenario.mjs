@@ -17,7 +17,7 @@ export { OPTION_NAMES, parseDuration, parseOptions, TIMESCALE, TS_STEP } from ".
 export async function run({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
 	return opts.role === "sub"
 		? subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams })
-		: publish({ Moq, conn, opts, emit, newHasher, datagrams });
+		: publish({ Moq, conn, opts, emit, newHasher, fetch, datagrams });
 }
 
 async function subscribe({ Moq, conn, opts, emit, newHasher, checkTimestamps, fetch, datagrams }) {
@@ -100,12 +100,14 @@ async function receiveDatagrams({ track, opts, emit, newHasher, lost, started })
 	return done;
 }
 
-async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
+async function publish({ Moq, conn, opts, emit, newHasher, fetch, datagrams }) {
 	const path = Moq.Path.from(opts.broadcast);
+	const broadcast = new Moq.Broadcast.Producer();
+	if (fetch) keepRun(Moq, broadcast, opts);
 	return publishAll({
 		conn,
 		path,
-		broadcast: new Moq.Broadcast.Producer(),
+		broadcast,
 		opts,
 		emit,
 		newHasher,
@@ -125,6 +127,25 @@ async function publish({ Moq, conn, opts, emit, newHasher, datagrams }) {
 			return { done: datagrams ? serveDatagrams(Moq, track, opts) : serveTrack(Moq, track, opts) };
 		},
 	});
+}
+
+/**
+ * keepRun writes the run once more into a track inserted into the broadcast
+ * (<track>-kept), as a live publisher's track is: open, its groups
+ * retained for two minutes, so that @moq/net's publisher serves FETCH from
+ * it (it answers FETCH from a track's retained window, not by asking the
+ * application).
+ */
+function keepRun(Moq, broadcast, opts) {
+	const track = broadcast.createTrack(`${opts.track}-kept`, { timescale: TIMESCALE, latencyMax: 120_000 });
+	for (let g = 0; g < opts.groups; g++) {
+		const group = track.appendGroup();
+		for (let f = 0; f < opts.frames; f++) {
+			const i = g * opts.frames + f;
+			group.writeFrame({ payload: payload(i, opts.size), timestamp: new Moq.Time.Timestamp(i * TS_STEP, TIMESCALE) });
+		}
+		group.close();
+	}
 }
 
 /** serveDatagrams sends opts.groups single-frame groups as datagrams, paced. */
