@@ -446,7 +446,7 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 		return
 	}
 	w := bufio.NewWriterSize(st, 16<<10)
-	var prev uint64
+	var prev, frames, bytes uint64
 	var hdrBuf [24]byte
 	for {
 		f, ts, err := g.ReadFrameAt(ctx)
@@ -464,12 +464,18 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 			st.CancelRead(0)
 			return
 		}
+		frames, bytes = frames+1, bytes+uint64(len(f))
 	}
 	if w.Flush() != nil {
 		return
 	}
 	stop() // the answer is complete: the deadline must not reset it now
-	_ = st.Close()
+	if st.Close() == nil {
+		// Counted as media sent, as a group stream's are.
+		s.counters.groupsSent.Add(1)
+		s.counters.framesSent.Add(frames)
+		s.counters.bytesSent.Add(bytes)
+	}
 	s.awaitFin(st, r)
 }
 
@@ -538,6 +544,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 		return nil, err
 	}
 	_ = g.Finish()
+	s.counters.groupsReceived.Add(1) // its frames and bytes were counted as they came
 	return g.Consume(), nil
 }
 

@@ -646,6 +646,11 @@ func TestFetch(t *testing.T) {
 		if err := p.sub.Err(); err != nil { // the session is still up
 			t.Fatal(err)
 		}
+		// The one group served counts as media both ways.
+		if ps, ss := p.pub.Stats(), p.sub.Stats(); ps.GroupsSent != 1 || ps.FramesSent != 4 || ps.BytesSent != 12 ||
+			ss.GroupsReceived != 1 || ss.FramesReceived != 4 || ss.BytesReceived != 12 {
+			t.Errorf("stats after one fetched group of 4 frames, 12 bytes: publisher %+v, subscriber %+v", ps, ss)
+		}
 	})
 }
 

@@ -13,8 +13,8 @@ import (
 )
 
 // Stats counts a session's media: payload bytes and frames of the groups it
-// sent and received (transport overhead excluded; see transport.StatsConn
-// for that).
+// sent and received, on group streams, datagrams and FETCH answers
+// (transport overhead excluded; see transport.StatsConn for that).
 type Stats struct {
 	GroupsSent     uint64 `json:"groups_sent"`
 	GroupsReceived uint64 `json:"groups_received"`
