@@ -203,14 +203,18 @@ func (s *Session) waitAnnounced(ctx context.Context, name string) error {
 // Fetch asks the peer for one past group of a track it publishes
 // (moq-lite-05 FETCH) and returns it once it has arrived whole: a catch-up
 // or a repair, where Subscribe gives what comes next. The peer serves the
-// group from its cache, so an old one it dropped is refused as NotFound.
-// Fetch fails with the peer's refusal (matching broadcast.ErrNotFound for
-// an unknown broadcast, track or group), ErrNoFetch on a version before
-// lite-05 (Version), an error wrapping why the session ended if it ends
-// first, or ctx's error. It does not wait for the broadcast's announcement: a peer serves
-// what it has. The group counts against the session's receive memory bound
-// while it is held; a frame over the bound on frame size ends it with
-// FrameTooLarge.
+// group from its cache, so an old one it dropped is refused as NotFound;
+// one not produced yet is waited for by the peer (a moqp2p peer waits its
+// HeaderTimeout, 10 s by default, then refuses with Timeout: match it with
+// broadcast.CodeOf(err) == broadcast.CodeTimeout). Fetch fails with the
+// peer's refusal (matching broadcast.ErrNotFound for an unknown
+// broadcast, track or group), ErrNoFetch on a version before lite-05
+// (Version), the session's end (Err tells why; a session that had ended
+// before the call gives an error wrapping it), broadcast.ErrBudget if the
+// group outgrows the session's receive memory bound, or ctx's error. It
+// does not wait for the broadcast's announcement: a peer serves what it
+// has. Over a limited relayed path (Path().Limited) the group counts
+// against the circuit's data limit.
 func (s *Session) Fetch(ctx context.Context, name, track string, group uint64) (*broadcast.GroupConsumer, error) {
 	name = broadcast.CleanPath(name)
 	if name == "" {

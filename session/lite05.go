@@ -475,6 +475,9 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 		s.counters.groupsSent.Add(1)
 		s.counters.framesSent.Add(frames)
 		s.counters.bytesSent.Add(bytes)
+		fs := s.obs.fetch(true)
+		fs.media(frames, bytes)
+		fs.groupDone()
 	}
 	s.awaitFin(st, r)
 }
@@ -492,6 +495,9 @@ var ErrNoFetch = errors.New("session: this moq-lite version serves no FETCH")
 // MaxReceiveBytes while the group is held, and a frame over MaxFrameSize
 // ends it with FrameTooLarge.
 func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (*broadcast.GroupConsumer, error) {
+	if s.ctx.Err() != nil { // awaitVersion would pick at random between ready and ended
+		return nil, ErrClosed
+	}
 	if !s.awaitVersion(ctx) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -508,7 +514,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	}
 	st, err := s.conn.OpenStream(ctx)
 	if err != nil {
-		return nil, remoteErr(err)
+		return nil, s.connErr(err)
 	}
 	stop := context.AfterFunc(ctx, func() { reset(st, broadcast.CodeCancel) })
 	defer stop()
@@ -535,7 +541,8 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	gr := getGroupReader(st)
 	defer putGroupReader(gr)
 	c := gr.startChunks()
-	if err := s.readFrames(c, g, nil, &fs); err != nil {
+	obs := s.obs.fetch(false)
+	if err := s.readFrames(c, g, obs, &fs); err != nil {
 		st.CancelRead(uint32(broadcast.CodeCancel))
 		g.Abort(err)
 		if ctx.Err() != nil {
@@ -545,6 +552,7 @@ func (s *Session) Fetch(ctx context.Context, path, track string, group uint64) (
 	}
 	_ = g.Finish()
 	s.counters.groupsReceived.Add(1) // its frames and bytes were counted as they came
+	obs.groupDone()
 	return g.Consume(), nil
 }
 

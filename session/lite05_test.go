@@ -602,7 +602,8 @@ func TestFrameTimestampsRoundTrip(t *testing.T) {
 // versions without FETCH say so.
 func TestFetch(t *testing.T) {
 	forEach(t, []string{wire.ALPNLite05, wire.ALPNLite04}, func(t *testing.T, alpn string) {
-		p := newPair(t, alpn, Config{}, Config{})
+		pubTr, subTr := &countingTracer{}, &countingTracer{}
+		p := newPair(t, alpn, Config{Metrics: pubTr}, Config{Metrics: subTr})
 		b := broadcast.New(broadcast.Config{})
 		tp, _ := b.CreateTrack(broadcast.Track{Name: "video"})
 		_, _ = p.origin.Publish("cam", b.Consume())
@@ -650,6 +651,12 @@ func TestFetch(t *testing.T) {
 		if ps, ss := p.pub.Stats(), p.sub.Stats(); ps.GroupsSent != 1 || ps.FramesSent != 4 || ps.BytesSent != 12 ||
 			ss.GroupsReceived != 1 || ss.FramesReceived != 4 || ss.BytesReceived != 12 {
 			t.Errorf("stats after one fetched group of 4 frames, 12 bytes: publisher %+v, subscriber %+v", ps, ss)
+		}
+		// And as media for the metrics, but as no subscription.
+		for side, tr := range map[string]*countingTracer{"publisher": pubTr, "subscriber": subTr} {
+			if tr.frames.Load() != 4 || tr.groups.Load() != 1 || tr.subs.Load() != 0 {
+				t.Errorf("%s's tracer: %d frames, %d groups, %d subscriptions; want 4, 1, 0", side, tr.frames.Load(), tr.groups.Load(), tr.subs.Load())
+			}
 		}
 	})
 }

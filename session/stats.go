@@ -323,6 +323,22 @@ func (o *observer) ended() {
 	}
 }
 
+// fetch counts one FETCH answer (served: one we send) for the session's
+// tracer, as a subscription's groups are counted, but it is no
+// subscription: SubscriptionStats and Idle do not see it.
+func (o *observer) fetch(served bool) *subStats {
+	st := &subStats{}
+	if served {
+		st.dir = Sent
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		st.tr = o.tr
+	}
+	return st
+}
+
 // track starts counting a subscription; untrack it when it ends.
 func (o *observer) track(served bool, id uint64, path, track string) *subStats {
 	// Copies: a peer's path may be cut from a message padded up to
