@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moqp2p/moqp2p/broadcast"
+	"github.com/moqp2p/moqp2p/session"
 )
 
 // TestSessionFetch: Session.Fetch gets one past group of a track the peer
@@ -75,6 +76,13 @@ func TestSessionFetch(t *testing.T) {
 			// The session is still up after the refusals.
 			if _, err := s.Fetch(ctx, "cam", "video", 4); err != nil {
 				t.Errorf("Fetch after refusals: %v", err)
+			}
+			// On a session that ended: at once, with why.
+			_ = s.Close(broadcast.CodeCancel, "done")
+			for range 10 {
+				if _, err := s.Fetch(ctx, "cam", "video", 4); !errors.Is(err, session.ErrClosed) || s.Err() == nil || !errors.Is(err, s.Err()) {
+					t.Fatalf("Fetch on a closed session: %v, want ErrClosed wrapping %v", err, s.Err())
+				}
 			}
 		})
 	}
