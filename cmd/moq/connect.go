@@ -29,6 +29,7 @@ import (
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/cert"
 	"github.com/moqp2p/moqp2p/transport/rawquic"
+	"github.com/moqp2p/moqp2p/transport/websocket"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
 
@@ -626,10 +627,13 @@ func (n *node) close() {
 }
 
 // isRefusal reports whether err is the peer closing the session as
-// Unauthorized: a refusal of this node's credentials, not a fault.
+// Unauthorized, or a WebSocket server refusing the request (HTTP 401 or
+// 403): a refusal of this node's credentials, not a fault.
 func isRefusal(err error) bool {
 	var ce *transport.ConnError
-	return errors.As(err, &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeUnauthorized)
+	var he *websocket.HandshakeError
+	return errors.As(err, &ce) && ce.Remote && ce.Code == uint32(broadcast.CodeUnauthorized) ||
+		errors.As(err, &he) && he.Refused()
 }
 
 // hungUp reports whether the peer closed the session normally (code 0), as

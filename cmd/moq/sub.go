@@ -56,9 +56,8 @@ NAME), resubscribes and goes on at the publisher's latest group, printing
 passed since the loss without a group arriving (a resubscription that a
 relay takes and then ends does not count). If the --connect or --ticket
 peer closes or refuses the session as Unauthorized (code 6: an expired
-token, an untrusted peer), sub exits at once naming the refusal (a
-WebSocket server refuses a redial with HTTP 403 instead, which sub
-retries until --max-outage). A file transfer (--out without --count) does not
+token, an untrusted peer; HTTP 401 or 403 from a WebSocket server), sub
+exits at once naming the refusal. A file transfer (--out without --count) does not
 resubscribe: what the lost session carried is lost, and sub fails naming
 the groups.
 

@@ -364,9 +364,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	scope, err := s.route(r)
 	if err != nil {
 		s.release(ip, nil, true)
-		code := http.StatusForbidden
-		if s.isDraining() {
+		code := http.StatusForbidden // a refused path or token: the same request would be refused again
+		switch {
+		case s.isDraining():
 			code = http.StatusServiceUnavailable
+		case broadcast.CodeOf(err) == broadcast.CodeBoundsExceeded:
+			code = http.StatusTooManyRequests // Route's own bound: try again later
 		}
 		http.Error(w, err.Error(), code)
 		return

@@ -219,14 +219,19 @@ func TestServerClientPublishes(t *testing.T) {
 	receive(t, s, "js/bcast", 5)
 }
 
-// Origin checks and Route refusals keep sessions out.
+// Origin checks and Route refusals keep sessions out. Over WebSocket a
+// refused path or token is HTTP 403 (a refusal: the client should not
+// retry it), Route's own bound 429 (busy: it may).
 func TestServerRefusals(t *testing.T) {
 	n := newNode(t)
 	srv := serve(t, n, func(s *Server) {
 		s.CheckOrigin = webtransport.AllowOrigins("http://good.test")
 		s.Route = func(r *http.Request) (string, error) {
-			if r.URL.Path == "/private" {
+			switch r.URL.Path {
+			case "/private":
 				return "", &broadcast.Error{Code: broadcast.CodeUnauthorized, Reason: "no token"}
+			case "/full":
+				return "", &broadcast.Error{Code: broadcast.CodeBoundsExceeded, Reason: "too many clients being admitted"}
 			}
 			return "", nil
 		}
@@ -248,8 +253,11 @@ func TestServerRefusals(t *testing.T) {
 	if err := dial("/", "http://evil.test"); err == nil {
 		t.Fatal("disallowed origin accepted")
 	}
-	if err := dial("/private", ""); err == nil {
-		t.Fatal("route refusal ignored")
+	for path, status := range map[string]int{"/private": http.StatusForbidden, "/full": http.StatusTooManyRequests} {
+		var he *websocket.HandshakeError
+		if err := dial(path, ""); !errors.As(err, &he) || he.StatusCode != status {
+			t.Fatalf("route refusal of %s: %v, want HTTP %d", path, err, status)
+		}
 	}
 	// Over WebTransport the refusal closes the session with the code.
 	c, err := webtransport.Dial(testCtx(t), "https://"+srv.UDPAddr().String()+"/private", pinned(t, srv), nil)

@@ -4,12 +4,22 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptrace"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/coder/websocket"
 )
+
+// withoutQuery is url for an error message: its query may hold a token.
+func withoutQuery(url string) string {
+	if base, _, ok := strings.Cut(url, "?"); ok {
+		return base + "?…"
+	}
+	return url
+}
 
 // Dial opens a WebSocket moq-lite connection to url (ws:, wss:, http: or
 // https:). Like @moq/qmux it offers every allowed framing bare, then
@@ -29,13 +39,17 @@ func Dial(ctx context.Context, url string, cfg *Config) (*Conn, error) {
 		local, remote = info.Conn.LocalAddr(), info.Conn.RemoteAddr()
 		mu.Unlock()
 	}}
-	ws, _, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), url, &websocket.DialOptions{
+	ws, resp, err := websocket.Dial(httptrace.WithClientTrace(ctx, trace), url, &websocket.DialOptions{
 		HTTPClient:   cc.HTTPClient,
 		HTTPHeader:   cc.HTTPHeader,
 		Subprotocols: clientOffers(cc.framings, cc.protocols),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("websocket: dial %s: %w", url, err)
+		err = fmt.Errorf("websocket: dial %s: %w", withoutQuery(url), err)
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			err = &HandshakeError{StatusCode: resp.StatusCode, Err: err}
+		}
+		return nil, err
 	}
 	sp := ws.Subprotocol()
 	o, ok := parseOffer(sp)

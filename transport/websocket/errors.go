@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 
 	"github.com/moqp2p/moqp2p/transport"
 )
@@ -93,4 +94,23 @@ func fromWire(code uint64) uint32 {
 		return codeProtocol
 	}
 	return uint32(code)
+}
+
+// HandshakeError is a Dial the server answered with an HTTP status instead
+// of switching to WebSocket: 401 or 403 when it refused the request's path
+// or token (Refused), 429 or 503 when it is busy or shutting down.
+type HandshakeError struct {
+	StatusCode int
+	Err        error // what the WebSocket library reported
+}
+
+func (e *HandshakeError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the library's error.
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// Refused reports whether the server refused the request itself (401 or
+// 403): the same request would be refused again, unlike a busy server's.
+func (e *HandshakeError) Refused() bool {
+	return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
 }
