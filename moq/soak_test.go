@@ -53,9 +53,10 @@ func settledFootprint() footprint {
 // Soak: publisher → subscriber between two nodes over raw QUIC, directly
 // and through a relay (a node with WithForwarding), group after group (two
 // 512-byte frames each): every frame arrives byte-exact, and heap,
-// goroutines and file descriptors stay flat: under 5 % growth from the end
-// of warm-up (the first fifth of the groups) to the end, measured at
-// checkpoints where everything sent has been read. Directly, an hour's
+// goroutines and file descriptors stay flat: under 5 % growth from warm-up
+// (the larger of the first two fifths of the groups) to the end (the
+// smaller of the last two), measured at checkpoints where everything sent
+// has been read. Directly, an hour's
 // worth at 30 groups/s (108 000 groups) goes as fast as a lossless
 // subscription takes it; through the relay, whose forwarded tracks are
 // live, at 1000 groups/s, a tenth of an hour's worth by default (the full
@@ -197,16 +198,20 @@ func soak(t *testing.T, groups int, relay bool) {
 	for i, m := range marks {
 		t.Logf("  %d%%: %d KB, %d, %d", 20*(i+1), m.heap>>10, m.goroutines, m.fds)
 	}
-	// The first fifth is warm-up (caches and pools fill); from its end to
-	// the end, nothing may grow by 5 %: a leak grows with every group.
-	band := marks[0]
-	end := marks[len(marks)-1]
-	grew := func(what string, from, to float64) {
-		if to > from*1.05 {
-			t.Errorf("%s grew from %.0f to %.0f after warm-up (over 5 %%)", what, from, to)
+	// The first fifths are warm-up (caches and pools fill); after them
+	// nothing may grow by 5 %. A leak grows with every group, so it shows
+	// in both of the last two fifths; a settled heap still moves by a few
+	// percent from one fifth to the next (quic-go's and the pools' buffers
+	// at the moment of the mark), so one high mark is not a leak: the
+	// smaller of the last two is compared with the larger of the first two.
+	grew := func(what string, of func(footprint) int) {
+		from := max(of(marks[0]), of(marks[1]))
+		to := min(of(marks[len(marks)-2]), of(marks[len(marks)-1]))
+		if float64(to) > float64(from)*1.05 {
+			t.Errorf("%s grew from %d to %d after warm-up (over 5 %%)", what, from, to)
 		}
 	}
-	grew("heap", float64(band.heap), float64(end.heap))
-	grew("goroutines", float64(band.goroutines), float64(end.goroutines))
-	grew("file descriptors", float64(band.fds), float64(end.fds))
+	grew("heap", func(f footprint) int { return int(f.heap) })
+	grew("goroutines", func(f footprint) int { return f.goroutines })
+	grew("file descriptors", func(f footprint) int { return f.fds })
 }
