@@ -471,13 +471,7 @@ func (s *Session) serveFetch(st transport.Stream, r *bufio.Reader, hdr headerTim
 	}
 	stop() // the answer is complete: the deadline must not reset it now
 	if st.Close() == nil {
-		// Counted as media sent, as a group stream's are.
-		s.counters.groupsSent.Add(1)
-		s.counters.framesSent.Add(frames)
-		s.counters.bytesSent.Add(bytes)
-		fs := s.obs.fetch(true)
-		fs.media(frames, bytes)
-		fs.groupDone()
+		s.sentGroup(s.obs.fetch(true), frames, bytes) // media sent, as a group stream's is
 	}
 	s.awaitFin(st, r)
 }
@@ -584,12 +578,8 @@ func (s *Session) sendDatagram(id uint64, info broadcast.Track, g *broadcast.Gro
 		s.log.Debug("group not sent as a datagram", "group", g.Sequence(), "err", err)
 		return false
 	}
-	s.counters.groupsSent.Add(1)
-	s.counters.framesSent.Add(1)
-	s.counters.bytesSent.Add(uint64(len(f)))
+	s.sentGroup(stats, 1, uint64(len(f)))
 	s.counters.datagramsSent.Add(1)
-	stats.media(1, uint64(len(f)))
-	stats.groupDone()
 	return true
 }
 

@@ -455,11 +455,7 @@ func (s *Session) writeSmallGroup(ctx context.Context, gs *groupSender, seq uint
 	}
 	if st.Close() == nil {
 		gs.closedStream(st)
-		s.counters.groupsSent.Add(1)
-		s.counters.framesSent.Add(frames)
-		s.counters.bytesSent.Add(bytes)
-		gs.stats.media(frames, bytes)
-		gs.stats.groupDone()
+		s.sentGroup(gs.stats, frames, bytes)
 	}
 }
 

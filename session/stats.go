@@ -323,6 +323,17 @@ func (o *observer) ended() {
 	}
 }
 
+// sentGroup counts a group that went out whole, with frames and bytes of
+// payload, in the session's counters and in st (a subscription's, or a
+// FETCH answer's from observer.fetch).
+func (s *Session) sentGroup(st *subStats, frames, bytes uint64) {
+	s.counters.groupsSent.Add(1)
+	s.counters.framesSent.Add(frames)
+	s.counters.bytesSent.Add(bytes)
+	st.media(frames, bytes)
+	st.groupDone()
+}
+
 // fetch counts one FETCH answer (served: one we send) for the session's
 // tracer, as a subscription's groups are counted, but it is no
 // subscription: SubscriptionStats and Idle do not see it.

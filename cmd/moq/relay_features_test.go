@@ -239,12 +239,8 @@ func openSession(t *testing.T, url string) *session.Session {
 // subscription to the same broadcast is served.
 func TestRelayPutOnlySubscribe(t *testing.T) {
 	t.Parallel()
-	secret, keyFile := hmacKeyFile(t, t.TempDir())
-	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "https://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
-	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	addrs, secret := roomRelay(t, "https://127.0.0.1:0")
 	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
-	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
-		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
 	getter := openSession(t, addrs["https"]+"room?jwt="+get)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -262,6 +258,7 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 	}
 	tc.Close()
 
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
 	putter := openSession(t, addrs["https"]+"room?jwt="+put)
 	asked := time.Now()
 	tc, err = putter.Subscribe(ctx, "cam", "data", session.SubscribeOptions{})
@@ -278,6 +275,19 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 	}
 }
 
+// roomRelay starts a relay with an HMAC key (the secret it returns, to
+// sign tokens with), listening on listen and ws://, and a live publisher
+// of room/cam over WebSocket with a put token for room.
+func roomRelay(t *testing.T, listen string) (addrs map[string]string, secret []byte) {
+	t.Helper()
+	secret, keyFile := hmacKeyFile(t, t.TempDir())
+	_, addrs = startRelay(t, "relay", "--auth-key", keyFile, "--listen", listen, "--listen", "ws://127.0.0.1:0")
+	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
+		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
+	return addrs, secret
+}
+
 // TestRelayTokenOverMoQL: a moql:// client's path and ?jwt= ride its
 // lite-05 SETUP (raw QUIC has no request URL), and the relay scopes and
 // authorizes the session by them as it does a WebTransport URL: a get
@@ -286,12 +296,8 @@ func TestRelayPutOnlySubscribe(t *testing.T) {
 // refused with Unauthorized.
 func TestRelayTokenOverMoQL(t *testing.T) {
 	t.Parallel()
-	secret, keyFile := hmacKeyFile(t, t.TempDir())
-	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "moql://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
-	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
+	addrs, secret := roomRelay(t, "moql://127.0.0.1:0")
 	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": future()})
-	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
-		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
 	moql := strings.TrimSuffix(addrs["moql"], "/")
 	getter := openSession(t, moql+"/room?jwt="+get)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -342,11 +348,7 @@ func TestRelayTokenOverMoQL(t *testing.T) {
 // (the same token would be refused again).
 func TestRelayTokenExpiry(t *testing.T) {
 	t.Parallel()
-	secret, keyFile := hmacKeyFile(t, t.TempDir())
-	_, addrs := startRelay(t, "relay", "--auth-key", keyFile, "--listen", "https://127.0.0.1:0", "--listen", "ws://127.0.0.1:0")
-	put := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "put": "", "exp": future()})
-	start(t, "pub", nil, "pub", "--connect", addrs["ws"]+"room?jwt="+put, "--broadcast", "cam",
-		"--frames", "0", "--rate", "100", "--group-frames", "5", "--size", "64")
+	addrs, secret := roomRelay(t, "https://127.0.0.1:0")
 	// exp is in whole seconds: now+2 s rounded up, so at least 2 s away.
 	exp := time.Unix(time.Now().Add(2*time.Second).Unix()+1, 0)
 	get := sign(t, jwt.SigningMethodHS256, secret, map[string]any{"root": "room", "get": "", "exp": exp.Unix()})

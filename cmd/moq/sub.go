@@ -135,7 +135,7 @@ func runSub(ctx context.Context, std stdio, args []string) error {
 	strict := w != nil && *count == 0
 	var tc *broadcast.TrackConsumer
 	var tr *moq.ResilientTrack
-	refusal := func() error { return nil } // why the kept link's peer refused us, if it did
+	refusal := noRefusal // why the kept link's peer refused us, if it did
 	if strict {
 		var s peerSession
 		if s, tc, _, err = n.subscribe(ctx, std.stderr, src); err != nil {

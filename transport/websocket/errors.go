@@ -104,6 +104,7 @@ type HandshakeError struct {
 	Err        error // what the WebSocket library reported
 }
 
+// Error is the library's message, which names the status.
 func (e *HandshakeError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the library's error.
