@@ -155,7 +155,9 @@ func (f *netFlags) logger(stderr io.Writer) *slog.Logger {
 
 // dropFx drops libp2p's dependency-injection (fx) log records: a host that
 // fails to start logs its error there three times over, with stack frames,
-// and then returns it, and the CLI prints what it returns as one line.
+// and then returns it, and the CLI prints what it returns as one line. It
+// also drops the swarm's "listener closed" accept error, which a node
+// shutting down logs at Error level.
 type dropFx struct {
 	slog.Handler
 	fx bool // the logger's attributes say system=fx
@@ -168,12 +170,25 @@ func (h dropFx) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h dropFx) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "swarm listener accept error" && recordErr(r, "listener closed") {
+		return nil // a listener the node is closing: shutdown, not an error
+	}
 	fx := h.fx
 	r.Attrs(func(a slog.Attr) bool { fx = fx || isFx(a); return !fx })
 	if fx {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)
+}
+
+// recordErr reports whether r's err attribute contains text.
+func recordErr(r slog.Record, text string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == "err" && strings.Contains(a.Value.String(), text)
+		return !found
+	})
+	return found
 }
 
 func (h dropFx) WithAttrs(as []slog.Attr) slog.Handler {

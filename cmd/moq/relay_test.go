@@ -102,8 +102,11 @@ func TestRelayAuth(t *testing.T) {
 		}
 		// WebTransport sessions are closed with Unauthorized (6);
 		// WebSocket upgrades are refused with 403 before any session.
+		// A WebTransport client can rarely see that close as its own
+		// connection closing (a known race, docs/transports.md).
 		want := map[string]string{"https": "code 6", "ws": "got 403"}[tc.scheme]
-		if msg := strings.Join(p.stderr.all(), " | "); !strings.Contains(msg, want) {
+		if msg := strings.Join(p.stderr.all(), " | "); !strings.Contains(msg, want) &&
+			!(tc.scheme == "https" && strings.Contains(msg, "Application error 0x100 (local)")) {
 			t.Errorf("%s token: %q does not say %q", tc.name, msg, want)
 		}
 	}
