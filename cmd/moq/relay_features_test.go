@@ -343,9 +343,8 @@ func TestRelayTokenOverMoQL(t *testing.T) {
 // TestRelayTokenExpiry: a token's exp holds for the whole session. A
 // session whose token expires two seconds after it connected is closed by
 // the relay with Unauthorized (code 6) within its check interval of the
-// expiry; a subscriber with such a token receives frames until then and
-// (both over WebSocket: over WebTransport the client can see the relay's
-// close as its own QUIC connection closing, see docs/transports.md)
+// expiry (our own session over WebTransport, the CLI's over WebSocket); a
+// subscriber with such a token receives frames until then and
 // then exits naming the refusal, without redialing until its outage bound
 // (the same token would be refused again).
 func TestRelayTokenExpiry(t *testing.T) {
@@ -357,7 +356,7 @@ func TestRelayTokenExpiry(t *testing.T) {
 
 	// A session of our own with that token, to read the close code off
 	// the wire.
-	s := openSession(t, addrs["ws"]+"room?jwt="+get)
+	s := openSession(t, addrs["https"]+"room?jwt="+get)
 
 	sub := start(t, "sub", nil, "sub", "--connect", addrs["ws"]+"room?jwt="+get, "--broadcast", "cam",
 		"--count", "1000000", "--max-outage", "60s", "--timeout", "5s")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/moqp2p/moqp2p/broadcast"
 	"github.com/moqp2p/moqp2p/transport"
 	"github.com/moqp2p/moqp2p/transport/webtransport"
 )
@@ -171,6 +172,10 @@ func TestServerH3ConnCountPassesToSession(t *testing.T) {
 	if c, err := webtransport.Dial(testCtx(t), url, pinned(t, srv), nil); err == nil {
 		_ = c.CloseWithError(0, "")
 		t.Fatal("a third WebTransport client was accepted over MaxSessionsPerIP 2")
+	} else if ce, ok := errors.AsType[*transport.ConnError](err); !ok || !ce.Remote || ce.Code != uint32(broadcast.CodeBoundsExceeded) || ce.Reason != ErrTooManySessions.Error() {
+		// The server closed the HTTP/3 connection with a moq-lite code:
+		// the client reads that code, not an HTTP/3 failure.
+		t.Fatalf("the third client's refusal: %v, want a remote close with BoundsExceeded and %q", err, ErrTooManySessions)
 	}
 	for _, c := range held {
 		_ = c.CloseWithError(0, "")

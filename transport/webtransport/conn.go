@@ -127,6 +127,35 @@ func (c *Conn) sessionErr(ctx context.Context, err error) error {
 	}
 }
 
+// streamErr converts the error of a stream operation. One that says the
+// session or its connection ended becomes the session's close cause, as in
+// sessionErr: webtransport-go fails the streams it tracks with the peer's
+// close, but a stream can also see the QUIC connection close first (its
+// reader raced the session's bookkeeping, or a dialed session's connection
+// was released once the session had ended), which would otherwise read as
+// our own H3_NO_ERROR close and hide the peer's code.
+func (c *Conn) streamErr(err error) error {
+	e := convert(err)
+	if _, ok := errors.AsType[*transport.ConnError](e); !ok {
+		return e
+	}
+	t := time.NewTimer(streamEndWait)
+	defer t.Stop()
+	select {
+	case <-c.ctx.Done():
+		return context.Cause(c.ctx)
+	case <-t.C: // the session has not noticed: report what the stream saw
+		return e
+	}
+}
+
+// streamEndWait bounds how long a failed stream operation waits for the
+// session to record why it ended. The session learns it from the same
+// close (at most connCloseWait later), so this is a scheduling gap; if it
+// is too short the stream reports the connection's close, not the
+// session's code.
+const streamEndWait = time.Second
+
 // releaseQUIC closes a dialed session's QUIC connection. After a local close
 // it first lingers a few round trips, so that the WT_CLOSE_SESSION capsule
 // (possibly retransmitted) reaches the peer before CONNECTION_CLOSE, which
@@ -153,7 +182,7 @@ func (c *Conn) OpenStream(ctx context.Context) (transport.Stream, error) {
 	if err != nil {
 		return nil, c.sessionErr(ctx, err)
 	}
-	return newStream(s), nil
+	return newStream(c, s), nil
 }
 
 // AcceptStream waits for the peer's next bidirectional stream.
@@ -162,7 +191,7 @@ func (c *Conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
 	if err != nil {
 		return nil, c.sessionErr(ctx, err)
 	}
-	return newStream(s), nil
+	return newStream(c, s), nil
 }
 
 // OpenUniStream opens a unidirectional stream, waiting for stream credit.
@@ -171,7 +200,7 @@ func (c *Conn) OpenUniStream(ctx context.Context) (transport.SendStream, error) 
 	if err != nil {
 		return nil, c.sessionErr(ctx, err)
 	}
-	return &sendStream{s: s}, nil
+	return &sendStream{s: s, c: c}, nil
 }
 
 // AcceptUniStream waits for the peer's next unidirectional stream.
@@ -180,7 +209,7 @@ func (c *Conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 	if err != nil {
 		return nil, c.sessionErr(ctx, err)
 	}
-	return &receiveStream{s: s}, nil
+	return &receiveStream{s: s, c: c}, nil
 }
 
 // CloseWithError closes the session with a moq-lite code and reason (at most

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
 	"github.com/moqp2p/moqp2p/transport"
 )
 
@@ -238,6 +241,47 @@ func TestSessionCloseArrivesAsConnError(t *testing.T) {
 		wantClosed(t, server, err, 64+7, "bye", true)
 		_, err = client.OpenStream(testCtx(t))
 		wantClosed(t, client, err, 64+7, "bye", false)
+	})
+	t.Run("a blocked stream reads the server's code", func(t *testing.T) {
+		// The session's streams see its end too, some of them as the
+		// dialed QUIC connection's own close once the session has ended:
+		// each must report the server's code all the same. The race this
+		// guards is narrow: many sessions, each closed while the client's
+		// stream waits for an answer.
+		f := newServer(t, Config{})
+		for i := range 40 {
+			client, server, _ := f.pair(t, nil)
+			st, err := client.OpenStream(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Write([]byte("please")); err != nil {
+				t.Fatal(err)
+			}
+			read := make(chan error, 1)
+			go func() {
+				_, err := st.Read(make([]byte, 1))
+				read <- err
+			}()
+			if err := server.CloseWithError(6, "token refused"); err != nil {
+				t.Fatal(err)
+			}
+			err = <-read
+			if ce, ok := errors.AsType[*transport.ConnError](err); !ok || ce.Code != 6 || !ce.Remote {
+				t.Fatalf("session %d: the stream's read failed with %v, want the server's close with code 6", i, err)
+			}
+		}
+	})
+	t.Run("the released connection's close reads as the session's", func(t *testing.T) {
+		f := newServer(t, Config{})
+		client, server, _ := f.pair(t, nil)
+		if err := server.CloseWithError(6, "token refused"); err != nil {
+			t.Fatal(err)
+		}
+		<-client.QUICConn().Context().Done() // released once the session ended
+		// What a stream that webtransport-go no longer tracks sees then.
+		own := &quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(http3.ErrCodeNoError)}
+		wantClosed(t, client, client.streamErr(own), 6, "token refused", true)
 	})
 	t.Run("server stops", func(t *testing.T) {
 		f := newServer(t, Config{})

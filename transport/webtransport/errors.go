@@ -3,6 +3,7 @@ package webtransport
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -67,17 +68,40 @@ func convert(err error) error {
 	if se, ok := errors.AsType[*webtransport.SessionError](err); ok {
 		return &transport.ConnError{Code: uint32(se.ErrorCode), Reason: se.Message, Remote: se.Remote}
 	}
+	if strings.Contains(err.Error(), bufferedRejected) {
+		// The peer reset a stream it got after its session had ended
+		// (or before the session was known, for too long): the session
+		// is gone, and our side learns why from its close (streamErr).
+		return &transport.ConnError{Code: codeTransport, Reason: "webtransport: the peer's session is gone (it rejected a stream)", Remote: true}
+	}
 	// The session ended without a WT_CLOSE_SESSION capsule: the CONNECT
 	// stream or the whole QUIC connection failed, with an HTTP/3 code.
 	if he, ok := errors.AsType[*http3.Error](err); ok {
 		return h3Closed(uint64(he.ErrorCode), err, he.Remote)
 	}
 	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
+		if ae.ErrorCode < quic.ApplicationErrorCode(http3.ErrCodeNoError) {
+			// Below HTTP/3's codes: a moq-lite code, which our server
+			// (webtransport.Server, moq/server) closes an HTTP/3
+			// connection with when it refuses the connection itself.
+			reason := ae.ErrorMessage
+			if reason == "" {
+				reason = err.Error()
+			}
+			return &transport.ConnError{Code: uint32(ae.ErrorCode), Reason: reason, Remote: ae.Remote}
+		}
 		return h3Closed(uint64(ae.ErrorCode), err, ae.Remote)
 	}
 	// The QUIC connection gave the peer up (idle timeout, stateless reset).
 	return rawquic.MarkLost(err)
 }
+
+// bufferedRejected is how webtransport-go reports a stream reset with
+// WT_BUFFERED_STREAM_REJECTED: that code is outside the range it maps to
+// application codes, and it keeps the code only in the error's text.
+// TestSessionCloseArrivesAsConnError sees it when a session ends while a
+// stream of it is on its way.
+var bufferedRejected = fmt.Sprintf("failed to convert stream error %d", uint64(webtransport.WTBufferedStreamRejectedErrorCode))
 
 // h3Closed reports a session ended by an HTTP/3 code, which is no moq-lite
 // code: H3_NO_ERROR reads as a clean close (Cancel), anything else as a

@@ -18,14 +18,19 @@ type wtReceive interface {
 	CancelRead(webtransport.StreamErrorCode)
 }
 
-type sendStream struct{ s wtSend }
+// Streams report the end of their session through c.streamErr, so that a
+// stream failing with the connection says why the session ended.
+type sendStream struct {
+	s wtSend
+	c *Conn
+}
 
 func (s *sendStream) Write(p []byte) (int, error) {
 	n, err := s.s.Write(p)
-	return n, convert(err)
+	return n, s.c.streamErr(err)
 }
 
-func (s *sendStream) Close() error { return convert(s.s.Close()) }
+func (s *sendStream) Close() error { return s.c.streamErr(s.s.Close()) }
 
 // CancelWrite hands the moq-lite code to webtransport-go, which maps it into
 // the HTTP/3 error space on the wire.
@@ -36,11 +41,14 @@ func (s *sendStream) CancelWrite(code uint32) { s.s.CancelWrite(webtransport.Str
 // are scheduled in quic-go's default order.
 func (s *sendStream) SetPriority(int8) {}
 
-type receiveStream struct{ s wtReceive }
+type receiveStream struct {
+	s wtReceive
+	c *Conn
+}
 
 func (s *receiveStream) Read(p []byte) (int, error) {
 	n, err := s.s.Read(p)
-	return n, convert(err)
+	return n, s.c.streamErr(err)
 }
 
 // CancelRead hands the moq-lite code to webtransport-go, which maps it into
@@ -52,6 +60,6 @@ type stream struct {
 	receiveStream
 }
 
-func newStream(s *webtransport.Stream) *stream {
-	return &stream{sendStream{s: s}, receiveStream{s: s}}
+func newStream(c *Conn, s *webtransport.Stream) *stream {
+	return &stream{sendStream{s: s, c: c}, receiveStream{s: s, c: c}}
 }
