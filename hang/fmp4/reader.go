@@ -288,6 +288,9 @@ func (rd *Reader) fragment(moof *mp4.MoofBox, mdat *mp4.MdatBox) error {
 		if trex == nil {
 			trex = &mp4.TrexBox{TrackID: t.id}
 		}
+		if !fits(moof, mdat, trex) {
+			return fmt.Errorf("%w: fragment: a sample of track %d lies outside its mdat", ErrFormat, trex.TrackID)
+		}
 		full, err := f.GetFullSamples(trex)
 		if err != nil {
 			return fmt.Errorf("%w: fragment: %v", ErrFormat, err)
@@ -317,6 +320,47 @@ func (rd *Reader) fragment(moof *mp4.MoofBox, mdat *mp4.MdatBox) error {
 		})
 	}
 	return nil
+}
+
+// fits reports whether every sample of the track's runs in moof lies within
+// mdat. mp4ff checks where a run starts, not where its samples end: it
+// slices mdat by the sample sizes as given, and panics on a size past the
+// end (or a run whose sizes wrap around 32 bits). The offsets are worked
+// out as mp4ff does (ISO/IEC 14496-12 8.8.7.1: a run's data offset is
+// relative to the tfhd's base data offset, else to the moof's start).
+func fits(moof *mp4.MoofBox, mdat *mp4.MdatBox, trex *mp4.TrexBox) bool {
+	size := uint64(len(mdat.Data))
+	for _, traf := range moof.Trafs {
+		tfhd := traf.Tfhd
+		if tfhd == nil || tfhd.TrackID != trex.TrackID {
+			continue
+		}
+		for _, trun := range traf.Truns {
+			trun.AddSampleDefaultValues(tfhd, trex) // what GetFullSamples does first
+			base := moof.StartPos
+			if tfhd.HasBaseDataOffset() {
+				base = tfhd.BaseDataOffset
+			}
+			if trun.HasDataOffset() {
+				base = uint64(int64(trun.DataOffset) + int64(base))
+			}
+			var off uint64
+			if base > 0 {
+				off = base - mdat.PayloadAbsoluteOffset() // wraps if before it: caught below
+			}
+			end := off
+			for _, smp := range trun.Samples {
+				end += uint64(smp.Size)
+				if end > size || end > math.MaxUint32 {
+					return false
+				}
+			}
+			if off > size {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // scale converts v in timescale units to microseconds, rounding to nearest.
