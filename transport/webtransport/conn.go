@@ -71,12 +71,32 @@ func wrap(sess *webtransport.Session, qconn *quic.Conn, owned bool) *Conn {
 	}
 	context.AfterFunc(sess.Context(), func() {
 		cause := c.closeCause()
-		cancel(cause)
-		if owned && qconn != nil {
-			releaseQUIC(qconn, cause)
+		if !owned || qconn == nil {
+			cancel(cause)
+			return
 		}
+		if lingers(cause) {
+			cancel(cause)
+			releaseQUIC(qconn, cause)
+			return
+		}
+		// Closed by the peer or lost: nothing to linger for, so the QUIC
+		// connection goes first. Whoever sees the session end (a program
+		// about to exit, say) then knows the server was told; otherwise
+		// it keeps the connection, and counts it against our address,
+		// until its idle timeout. Streams failing meanwhile wait for the
+		// cause (streamErr).
+		releaseQUIC(qconn, cause)
+		cancel(cause)
 	})
 	return c
+}
+
+// lingers reports whether a session that ended with cause was closed by us,
+// so that releaseQUIC waits before closing its QUIC connection.
+func lingers(cause error) bool {
+	ce, ok := errors.AsType[*transport.ConnError](cause)
+	return ok && !ce.Remote
 }
 
 // closeCause is why the ended session closed. webtransport-go records the
@@ -161,7 +181,7 @@ const streamEndWait = time.Second
 // (possibly retransmitted) reaches the peer before CONNECTION_CLOSE, which
 // would discard it; the peer does not close the connection itself.
 func releaseQUIC(qconn *quic.Conn, cause error) {
-	if ce, ok := errors.AsType[*transport.ConnError](cause); ok && !ce.Remote {
+	if lingers(cause) {
 		// Four round trips let a lost capsule be retransmitted once; the
 		// floor covers an RTT not yet measured, the cap a dead peer. Too
 		// short: the peer sees a transport close, not our code and reason.
