@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -75,8 +76,9 @@ func TestServerHTTPTimeouts(t *testing.T) {
 
 // QUIC connections that negotiate h3 and never send a request count
 // against their address as sessions waiting for admission: beyond
-// MaxPendingPerIP they are refused at once, and those kept are closed once
-// idle for IdleTimeout.
+// MaxPendingPerIP each new one takes the place of the one idle longest
+// (closed with BoundsExceeded), and those kept are closed once idle for
+// IdleTimeout.
 func TestServerIdleH3Conns(t *testing.T) {
 	n := newNode(t)
 	// Long enough that dialing the ten on a loaded machine does not idle
@@ -111,6 +113,17 @@ func TestServerIdleH3Conns(t *testing.T) {
 	if k := alive(); k != DefaultMaxPendingPerIP {
 		t.Fatalf("%d of %d request-less h3 connections alive, want %d (MaxPendingPerIP)", k, conns, DefaultMaxPendingPerIP)
 	}
+	for i, c := range cs {
+		if newest, up := i >= conns-DefaultMaxPendingPerIP, c.Context().Err() == nil; newest != up {
+			t.Fatalf("connection %d of %d alive: %v; want the newest %d alive", i, conns, up, DefaultMaxPendingPerIP)
+		}
+		if c.Context().Err() != nil {
+			var ae *quic.ApplicationError
+			if err := context.Cause(c.Context()); !errors.As(err, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(broadcast.CodeBoundsExceeded) || !ae.Remote {
+				t.Fatalf("connection %d closed with %v, want the server's BoundsExceeded", i, err)
+			}
+		}
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for alive() > 0 {
 		if time.Now().After(deadline) {
@@ -123,6 +136,45 @@ func TestServerIdleH3Conns(t *testing.T) {
 		defer srv.mu.Unlock()
 		return len(srv.perIP) == 0 && len(srv.h3conns) == 0
 	})
+}
+
+// Clients that vanished without closing their HTTP/3 connections (a crash,
+// a lost network) do not lock their address out until those time out: a
+// new WebTransport client takes the place of the connection idle longest
+// and its session is admitted.
+func TestServerVanishedClientsDoNotLockOut(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, func(s *Server) { s.MaxPendingPerIP = 2 })
+	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h3"}}
+	var stale []*quic.Conn
+	for range 2 {
+		c, err := quic.DialAddr(testCtx(t), srv.UDPAddr().String(), tc, &quic.Config{KeepAlivePeriod: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.CloseWithError(0, "") })
+		stale = append(stale, c)
+	}
+	eventually(t, "both connections counted", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.h3conns) == 2
+	})
+	c, err := webtransport.Dial(testCtx(t), "https://"+srv.UDPAddr().String()+"/", pinned(t, srv), nil)
+	if err != nil {
+		t.Fatalf("a new client of an address whose bound idle connections hold: %v", err)
+	}
+	t.Cleanup(func() { _ = c.CloseWithError(0, "") })
+	clientSession(t, c)
+	eventually(t, "the session registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 1 })
+	select {
+	case <-stale[0].Context().Done():
+	case <-testCtx(t).Done():
+		t.Fatal("the connection idle longest was not closed")
+	}
+	if stale[1].Context().Err() != nil {
+		t.Fatal("the newer idle connection was closed too")
+	}
 }
 
 // An IPv6 client is bounded by its /64, other addresses by themselves.

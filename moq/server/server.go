@@ -118,7 +118,11 @@ type Server struct {
 	// has sent no WebTransport CONNECT yet, or its sessions ended) counts
 	// against both bounds as a session waiting for admission: an address
 	// holds at most MaxPendingPerIP of them, and one over the bound when
-	// its last session ends is closed.
+	// its last session ends is closed. A new connection from an address
+	// at its bound takes the place of the one there idle longest, which
+	// is closed with BoundsExceeded: a client that vanished without
+	// closing its connection does not lock its address out until that
+	// connection times out.
 	//
 	// An address is an IPv4 address or an IPv6 /64 (one host usually has a
 	// whole /64; link-local addresses count alone).
@@ -550,9 +554,11 @@ type ipLoad struct{ sessions, pending, idle int }
 
 // connLoad is an HTTP/3 connection's share of its address's ipLoad.
 type connLoad struct {
-	conn     *quic.Conn
-	sessions int  // reserved by sessions it carries; idle while 0
-	closed   bool // the connection ended: it is no longer counted
+	conn      *quic.Conn
+	ip        netip.Addr
+	sessions  int       // reserved by sessions it carries; idle while 0
+	idleSince time.Time // when sessions last fell to 0 (or it was admitted)
+	closed    bool      // the connection ended (or was evicted): no longer counted
 }
 
 func bound(v, def int) int {
@@ -586,9 +592,20 @@ func ClientAddr(hostport string) netip.Addr {
 }
 
 // admitConn counts a new HTTP/3 connection of its address as a session
-// waiting for admission until it carries one, or refuses it.
+// waiting for admission until it carries one, or refuses it. An address at
+// its bound only because of HTTP/3 connections carrying no session has the
+// one idle longest closed to make room: a client that went away without
+// closing its connection (a crash, a lost network) would otherwise lock
+// its address out until that connection timed out, while a newcomer is
+// likelier to be in use. The bound holds all the same.
 func (s *Server) admitConn(c *quic.Conn) error {
 	ip := ClientAddr(c.RemoteAddr().String())
+	var evicted *quic.Conn
+	defer func() {
+		if evicted != nil {
+			_ = evicted.CloseWithError(quic.ApplicationErrorCode(broadcast.CodeBoundsExceeded), errReplaced)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining || s.closed {
@@ -596,24 +613,55 @@ func (s *Server) admitConn(c *quic.Conn) error {
 	}
 	l := s.load(ip)
 	if err := s.over(l, 0); err != nil {
-		s.tidy(ip, l)
-		return err
+		old := s.idlest(ip)
+		if old == nil || s.over(l, 1) != nil {
+			s.tidy(ip, l)
+			return err
+		}
+		s.forget(old)
+		evicted = old.conn
 	}
 	l.idle++
-	cl := &connLoad{conn: c}
+	cl := &connLoad{conn: c, ip: ip, idleSince: time.Now()}
 	s.h3conns[c] = cl
 	context.AfterFunc(c.Context(), func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		cl.closed = true
-		delete(s.h3conns, c)
-		if cl.sessions == 0 {
-			l := s.load(ip)
-			l.idle--
-			s.tidy(ip, l)
-		}
+		s.forget(cl)
 	})
 	return nil
+}
+
+// errReplaced is the reason an idle HTTP/3 connection is closed with when a
+// newer one from its address takes its place (admitConn).
+const errReplaced = "server: idle connection replaced by a newer one from this address"
+
+// idlest is ip's HTTP/3 connection that has carried no session for the
+// longest, or nil. The caller holds mu. It scans every HTTP/3 connection,
+// but only for an address at its bound.
+func (s *Server) idlest(ip netip.Addr) *connLoad {
+	var old *connLoad
+	for _, cl := range s.h3conns {
+		if cl.ip == ip && cl.sessions == 0 && !cl.closed && (old == nil || cl.idleSince.Before(old.idleSince)) {
+			old = cl
+		}
+	}
+	return old
+}
+
+// forget stops counting an HTTP/3 connection, once: it ended, or admitConn
+// evicted it. The caller holds mu.
+func (s *Server) forget(cl *connLoad) {
+	if cl.closed {
+		return
+	}
+	cl.closed = true
+	delete(s.h3conns, cl.conn)
+	if cl.sessions == 0 {
+		l := s.load(cl.ip)
+		l.idle--
+		s.tidy(cl.ip, l)
+	}
 }
 
 // connLoad is the count of the HTTP/3 connection carrying c, or nil (raw
@@ -713,6 +761,7 @@ func (s *Server) release(ip netip.Addr, cl *connLoad, pending bool) {
 				drop = cl.conn
 			}
 			l.idle++ // until the close is seen
+			cl.idleSince = time.Now()
 		}
 	}
 	s.tidy(ip, l)
