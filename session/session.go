@@ -358,15 +358,30 @@ func (s *Session) Err() error {
 }
 
 // Close ends the session with a moq-lite code and reason, and waits for its
-// goroutines. Closing an ended session does nothing.
+// goroutines and, on a connection that lingers after its close
+// (transport.ReleaseConn: a dialed WebTransport session), for it to let go,
+// at most releaseWait. Closing an ended session does nothing more.
 func (s *Session) Close(code broadcast.Code, reason string) error {
 	s.end(code, reason)
 	s.spawnMu.Lock()
 	s.closing = true
 	s.spawnMu.Unlock()
 	s.wg.Wait()
+	if rc, ok := transport.As[transport.ReleaseConn](s.conn); ok {
+		t := time.NewTimer(releaseWait)
+		defer t.Stop()
+		select {
+		case <-rc.Released():
+		case <-t.C:
+		}
+	}
 	return nil
 }
+
+// releaseWait bounds Close's wait for a lingering connection: a dialed
+// WebTransport session lingers at most a second. Past it Close returns;
+// the connection is let go of all the same, a moment later.
+const releaseWait = 2 * time.Second
 
 // end closes the session without waiting for its goroutines (so that they
 // may call it).

@@ -64,6 +64,17 @@ type DatagramConn interface {
 	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
 
+// ReleaseConn is a Conn that holds on to something for a moment after it
+// closed: a WebTransport session this side dialed lingers a few round trips
+// before it closes its QUIC connection, so that its close code reaches the
+// peer first. Released is closed once it has let go of everything; a
+// program about to exit waits for it, or the peer never learns that the
+// connection is gone and keeps it until it times out.
+type ReleaseConn interface {
+	Conn
+	Released() <-chan struct{}
+}
+
 // Unwrapper is a Conn that wraps another (to add an identity, say).
 // Optional interfaces such as DatagramConn are looked up through it.
 type Unwrapper interface {

@@ -74,6 +74,25 @@ func TestServerHTTPTimeouts(t *testing.T) {
 	}
 }
 
+// counted waits until the server counts c, an HTTP/3 connection of its
+// own (it may also have been replaced by a newer one since).
+func counted(t *testing.T, srv *Server, c *quic.Conn) {
+	t.Helper()
+	eventually(t, "the connection counted", func() bool {
+		if c.Context().Err() != nil {
+			return true
+		}
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for q := range srv.h3conns {
+			if q.RemoteAddr().(*net.UDPAddr).Port == c.LocalAddr().(*net.UDPAddr).Port {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // QUIC connections that negotiate h3 and never send a request count
 // against their address as sessions waiting for admission: beyond
 // MaxPendingPerIP each new one takes the place of the one idle longest
@@ -99,6 +118,7 @@ func TestServerIdleH3Conns(t *testing.T) {
 			t.Fatal(err)
 		}
 		cs = append(cs, c)
+		counted(t, srv, c) // in this order: a client's handshake can end before the server's
 	}
 	alive := func() int {
 		k := 0
@@ -154,12 +174,8 @@ func TestServerVanishedClientsDoNotLockOut(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.CloseWithError(0, "") })
 		stale = append(stale, c)
+		counted(t, srv, c) // in this order: a client's handshake can end before the server's
 	}
-	eventually(t, "both connections counted", func() bool {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		return len(srv.h3conns) == 2
-	})
 	c, err := webtransport.Dial(testCtx(t), "https://"+srv.UDPAddr().String()+"/", pinned(t, srv), nil)
 	if err != nil {
 		t.Fatalf("a new client of an address whose bound idle connections hold: %v", err)
@@ -175,6 +191,30 @@ func TestServerVanishedClientsDoNotLockOut(t *testing.T) {
 	if stale[1].Context().Err() != nil {
 		t.Fatal("the newer idle connection was closed too")
 	}
+}
+
+// A client that closes its WebTransport session has closed the session's
+// QUIC connection too once Close returns (after the linger that lets its
+// close code arrive first), so that a program exiting next leaves nothing
+// counted against its address at the server.
+func TestServerClientCloseReleasesConnection(t *testing.T) {
+	n := newNode(t)
+	srv := serve(t, n, nil)
+	c, err := (&webtransport.Dialer{TLSConfig: pinned(t, srv)}).Dial(testCtx(t), "https://"+srv.UDPAddr().String()+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := clientSession(t, c)
+	eventually(t, "the session registered", func() bool { all, _ := n.Sessions(testCtx(t)); return len(all) == 1 })
+	_ = s.Close(broadcast.CodeCancel, "bye")
+	if err := c.QUICConn().Context().Err(); err == nil {
+		t.Fatal("the session's QUIC connection is still open after Close returned")
+	}
+	eventually(t, "the address's count back to nothing", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.perIP) == 0 && len(srv.h3conns) == 0
+	})
 }
 
 // An IPv6 client is bounded by its /64, other addresses by themselves.

@@ -21,12 +21,14 @@ type Conn struct {
 	qconn    *quic.Conn      // carries sess; nil if unknown
 	protocol string          // negotiated application protocol, fixed
 	ctx      context.Context // sess.Context() with the close cause in transport's terms
+	released chan struct{}   // closed once the session ended and an owned qconn is closed
 }
 
 var (
 	_ transport.Conn         = (*Conn)(nil)
 	_ transport.StatsConn    = (*Conn)(nil)
 	_ transport.DatagramConn = (*Conn)(nil)
+	_ transport.ReleaseConn  = (*Conn)(nil)
 )
 
 // DatagramsSupported implements transport.DatagramConn: WebTransport
@@ -68,8 +70,10 @@ func wrap(sess *webtransport.Session, qconn *quic.Conn, owned bool) *Conn {
 		qconn:    qconn,
 		protocol: sess.SessionState().ApplicationProtocol,
 		ctx:      ctx,
+		released: make(chan struct{}),
 	}
 	context.AfterFunc(sess.Context(), func() {
+		defer close(c.released)
 		cause := c.closeCause()
 		if !owned || qconn == nil {
 			cancel(cause)
@@ -238,6 +242,11 @@ func (c *Conn) AcceptUniStream(ctx context.Context) (transport.ReceiveStream, er
 func (c *Conn) CloseWithError(code uint32, reason string) error {
 	return c.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
 }
+
+// Released implements transport.ReleaseConn: it is closed once the session
+// has ended and, for a session Dial opened, its QUIC connection is closed
+// (after our own close, a linger of four round trips, 50 ms to 1 s).
+func (c *Conn) Released() <-chan struct{} { return c.released }
 
 // Context is done when the session has ended, by either side; its cause is a
 // *transport.ConnError when the session was closed with a code.
