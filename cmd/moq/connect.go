@@ -115,7 +115,6 @@ type node struct {
 	serveErr chan error // Serve's results, one per server
 	dialMu   sync.Mutex
 	dialEPs  map[string]*rawquic.Endpoint // moql:// dialing sockets by bind address
-	dialWT   map[*quic.Conn]struct{}      // QUIC connections of dialed WebTransport sessions until closed (trackWT)
 	noPath   sync.Map                     // moql:// URLs warned of a server older than lite-05 (redials warn once)
 	p2p      *p2pNode
 
@@ -620,7 +619,6 @@ func (n *node) close() {
 	if n.p2p != nil {
 		n.p2p.close()
 	}
-	n.awaitWT()
 	n.dialMu.Lock()
 	for _, ep := range n.dialEPs {
 		_ = ep.Close()

@@ -75,23 +75,21 @@ func wrap(sess *webtransport.Session, qconn *quic.Conn, owned bool) *Conn {
 	context.AfterFunc(sess.Context(), func() {
 		defer close(c.released)
 		cause := c.closeCause()
-		if !owned || qconn == nil {
-			cancel(cause)
-			return
-		}
-		if lingers(cause) {
-			cancel(cause)
-			releaseQUIC(qconn, cause)
-			return
-		}
+		release := owned && qconn != nil
 		// Closed by the peer or lost: nothing to linger for, so the QUIC
-		// connection goes first. Whoever sees the session end (a program
-		// about to exit, say) then knows the server was told; otherwise
-		// it keeps the connection, and counts it against our address,
-		// until its idle timeout. Streams failing meanwhile wait for the
-		// cause (streamErr).
-		releaseQUIC(qconn, cause)
+		// connection goes before the end is seen. Whoever sees it (a
+		// program about to exit, say) then knows the server was told,
+		// which otherwise keeps the connection, and counts it against our
+		// address, until its idle timeout. Streams failing meanwhile wait
+		// for the cause (streamErr).
+		if release && !lingers(cause) {
+			releaseQUIC(qconn, cause)
+			release = false
+		}
 		cancel(cause)
+		if release {
+			releaseQUIC(qconn, cause)
+		}
 	})
 	return c
 }
@@ -151,26 +149,19 @@ func (c *Conn) sessionErr(ctx context.Context, err error) error {
 	}
 }
 
-// streamErr converts the error of a stream operation. One that says the
-// session or its connection ended becomes the session's close cause, as in
-// sessionErr: webtransport-go fails the streams it tracks with the peer's
+// streamErr is sessionErr for a stream operation, which has no context of
+// its own: it waits at most streamEndWait. webtransport-go fails the streams it tracks with the peer's
 // close, but a stream can also see the QUIC connection close first (its
 // reader raced the session's bookkeeping, or a dialed session's connection
 // was released once the session had ended), which would otherwise read as
 // our own H3_NO_ERROR close and hide the peer's code.
 func (c *Conn) streamErr(err error) error {
-	e := convert(err)
-	if _, ok := errors.AsType[*transport.ConnError](e); !ok {
-		return e
+	if err == nil {
+		return nil
 	}
-	t := time.NewTimer(streamEndWait)
-	defer t.Stop()
-	select {
-	case <-c.ctx.Done():
-		return context.Cause(c.ctx)
-	case <-t.C: // the session has not noticed: report what the stream saw
-		return e
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), streamEndWait)
+	defer cancel()
+	return c.sessionErr(ctx, err)
 }
 
 // streamEndWait bounds how long a failed stream operation waits for the
